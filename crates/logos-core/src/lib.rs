@@ -1,0 +1,1 @@
+//! `logos-core`: the runtime.

@@ -1,0 +1,43 @@
+//! Protocol version and the version check done on `hello`/`welcome`.
+//!
+//! Owns the version numbers. Never reads a socket.
+
+use crate::error::WireError;
+
+/// Protocol major version. A peer with another major is refused.
+pub const PROTOCOL_MAJOR: u16 = 1;
+/// Protocol minor version. Minors are compatible in both directions.
+pub const PROTOCOL_MINOR: u16 = 0;
+
+/// Checks that a peer speaking `major.minor` can talk to us.
+///
+/// # Errors
+/// [`WireError::VersionMismatch`] when the majors differ, with both versions in the message.
+pub fn check_version(major: u16, minor: u16) -> Result<(), WireError> {
+    if major == PROTOCOL_MAJOR {
+        Ok(())
+    } else {
+        Err(WireError::VersionMismatch {
+            peer_major: major,
+            peer_minor: minor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_major_any_minor_is_accepted() {
+        assert!(check_version(PROTOCOL_MAJOR, 0).is_ok());
+        assert!(check_version(PROTOCOL_MAJOR, 99).is_ok());
+    }
+
+    #[test]
+    fn other_major_is_refused_with_both_versions() {
+        let e = check_version(PROTOCOL_MAJOR + 1, 3).unwrap_err().to_string();
+        assert!(e.contains("2.3"), "{e}");
+        assert!(e.contains("1.x"), "{e}");
+    }
+}

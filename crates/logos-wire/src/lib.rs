@@ -1,0 +1,24 @@
+//! `logos-wire`: the logos-core wire protocol.
+//!
+//! [`Value`] is the data model, [`Message`] the message kinds, [`codec`] the frame and CBOR
+//! encoding, [`ErrorCode`] the stable error codes, [`handshake`] the version check, [`credit`] the
+//! stream flow-control constants. `docs/protocol.md` is the normative text; `tests/vectors.rs`
+//! replays its byte-exact vectors. This crate does no I/O and holds no policy.
+
+pub mod code;
+pub mod codec;
+pub mod credit;
+pub mod error;
+pub mod handshake;
+pub mod message;
+pub mod value;
+mod value_json;
+mod value_serde;
+
+pub use code::ErrorCode;
+pub use codec::{FrameDecoder, decode_message, encode_frame};
+pub use error::WireError;
+pub use handshake::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
+pub use message::{Attrs, Call, Hello, Message, Welcome};
+pub use value::Value;
+pub use value_serde::{from_value, to_value};
