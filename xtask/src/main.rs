@@ -1,1 +1,102 @@
-fn main() {}
+//! Developer tasks for the workspace (`cargo xtask <task>`).
+//!
+//! `stage` builds the workspace and lays the example modules out the way the core discovers
+//! them (`<dir>/<name>/metadata.json` beside the built library), because cargo alone cannot put
+//! a cdylib next to its metadata. `run` stages, then runs `logoscore run` on that directory with
+//! every staged module loaded. Never used by the core at run time.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let release = rest.iter().any(|a| a == "--release");
+    match task.as_str() {
+        "stage" => {
+            let dir = stage(release)?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        "run" => {
+            let dir = stage(release)?;
+            let bin = target_dir(release)?.join("logoscore");
+            let passthrough: Vec<&String> = rest.iter().filter(|a| *a != "--release").collect();
+            let status = Command::new(&bin)
+                .arg("run")
+                .arg("--modules-dir")
+                .arg(&dir)
+                .arg("--load-all")
+                .args(passthrough)
+                .status()
+                .with_context(|| format!("could not run {}", bin.display()))?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        _ => bail!(
+            "usage: cargo xtask stage [--release]   build and stage the example modules\n       cargo xtask run [--release] [ARGS…]  stage, then `logoscore run` with every example module loaded"
+        ),
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask lives inside the workspace")
+}
+
+fn target_dir(release: bool) -> Result<PathBuf> {
+    let base = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => workspace_root()?.join("target"),
+    };
+    Ok(base.join(if release { "release" } else { "debug" }))
+}
+
+/// Builds the workspace and stages every module under `modules/` into `<target>/modules`.
+fn stage(release: bool) -> Result<PathBuf> {
+    let root = workspace_root()?;
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.current_dir(&root).args(["build", "--workspace"]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().context("could not run cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    let target = target_dir(release)?;
+    let out = target.join("modules");
+    for entry in std::fs::read_dir(root.join("modules")).context("reading modules/")? {
+        let src = entry?.path();
+        let meta = src.join("metadata.json");
+        if !meta.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&meta)?;
+        let json: Meta = serde_json::from_str(&text)
+            .with_context(|| format!("{}: cannot read name/main", meta.display()))?;
+        let dest = out.join(&json.name);
+        std::fs::create_dir_all(&dest)?;
+        std::fs::copy(&meta, dest.join("metadata.json"))?;
+        let built = target.join(&json.main);
+        if !built.is_file() {
+            bail!("{} was not built (expected {})", json.name, built.display());
+        }
+        let lib = dest.join(&json.main);
+        let _ = std::fs::remove_file(&lib);
+        std::fs::copy(&built, &lib)
+            .with_context(|| format!("copying {} to {}", built.display(), lib.display()))?;
+    }
+    Ok(out)
+}
+
+/// The two metadata fields staging needs; the core validates the rest.
+#[derive(serde::Deserialize)]
+struct Meta {
+    name: String,
+    main: String,
+}

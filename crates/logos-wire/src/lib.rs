@@ -16,7 +16,10 @@ mod value_json;
 mod value_serde;
 
 pub use code::ErrorCode;
-pub use codec::{FrameDecoder, decode_message, encode_frame};
+pub use codec::{
+    FrameDecoder, decode_message, decode_value, encode_frame, encode_frame_into, encode_message,
+    encode_value,
+};
 pub use error::WireError;
 pub use handshake::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
 pub use message::{Attrs, Call, Hello, Message, Welcome};

@@ -1,0 +1,273 @@
+//! [`Builder`]: every setting of a [`Core`], checked before anything starts.
+//!
+//! Owns defaults and validation of configuration given from code (the CLI maps its flags and
+//! config file onto this). Never starts a process or touches the file system: that is
+//! [`Core::start`].
+
+use crate::core::Core;
+use crate::error::Error;
+use crate::manifest::{ModuleName, RestartPolicy};
+use crate::sys::Limits;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Per-module settings that override what its metadata says.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ModuleSettings {
+    /// Restart policy instead of the metadata's.
+    pub restart: Option<RestartPolicy>,
+    /// Deadline for calls to this module instead of the core-wide one.
+    pub call_timeout: Option<Duration>,
+    /// Resource limits applied before the module's code runs.
+    pub limits: Limits,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+/// Restart timing: exponential backoff from `initial` to `max`, and at most `budget` crash
+/// restarts within `window` before the module is `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestartSettings {
+    /// First delay (default 100 ms).
+    pub initial: Duration,
+    /// Largest delay (default 10 s).
+    pub max: Duration,
+    /// Restarts allowed within `window` (default 5).
+    pub budget: u32,
+    /// Window of the budget (default 60 s).
+    pub window: Duration,
+}
+
+impl Default for RestartSettings {
+    fn default() -> Self {
+        RestartSettings {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            budget: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Resolved settings of a core (what [`Builder`] produced).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub modules_dirs: Vec<PathBuf>,
+    pub runtime_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub host: Option<PathBuf>,
+    pub call_timeout: Duration,
+    pub start_timeout: Duration,
+    pub stop_grace: Duration,
+    pub heartbeat: Duration,
+    pub module_log: String,
+    pub modules: HashMap<String, ModuleSettings>,
+    pub grants: Vec<(String, String)>,
+    pub denies: Vec<(String, String)>,
+    pub restart: RestartSettings,
+    pub session: logos_session::Config,
+}
+
+/// Configures and creates a [`Core`].
+///
+/// # Examples
+/// ```no_run
+/// # async fn run() -> Result<(), logos_core::Error> {
+/// use logos_core::{Core, Value};
+/// let core = Core::builder()
+///     .modules_dir("/opt/logos/modules")
+///     .runtime_dir("/run/user/1000/logos")
+///     .build()?
+///     .start()
+///     .await?;
+/// core.load("calc").await?;
+/// let five = core.call("calc", "add", vec![Value::from(2), Value::from(3)]).await?;
+/// assert_eq!(five, Value::from(5));
+/// core.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Builder {
+    modules_dirs: Vec<PathBuf>,
+    runtime_dir: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    host: Option<PathBuf>,
+    call_timeout: Option<Duration>,
+    start_timeout: Option<Duration>,
+    stop_grace: Option<Duration>,
+    heartbeat: Option<Duration>,
+    module_log: Option<String>,
+    modules: HashMap<String, ModuleSettings>,
+    grants: Vec<(String, String)>,
+    denies: Vec<(String, String)>,
+    restart: Option<RestartSettings>,
+    max_frame: Option<usize>,
+}
+
+impl Builder {
+    /// Adds a directory holding `<name>/metadata.json` module dirs. Repeatable; earlier dirs win
+    /// when two hold the same module name.
+    pub fn modules_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.modules_dirs.push(dir.into());
+        self
+    }
+
+    /// Private directory for sockets and the client token (created 0700). Default:
+    /// `$XDG_RUNTIME_DIR/logos`, else `/tmp/logos-<uid>`.
+    pub fn runtime_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.runtime_dir = Some(dir.into());
+        self
+    }
+
+    /// Parent of each module's data dir (`<data_dir>/<name>`). Default:
+    /// `$XDG_DATA_HOME/logos`, else `~/.local/share/logos`.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The `logos_host` binary used to run library modules. Default: `$LOGOS_HOST`, else
+    /// `logos_host` beside the running executable (or its parent dir), else on `PATH`.
+    pub fn host_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.host = Some(path.into());
+        self
+    }
+
+    /// Deadline of calls that do not set their own (default 30 s).
+    pub fn call_timeout(mut self, t: Duration) -> Self {
+        self.call_timeout = Some(t);
+        self
+    }
+
+    /// Time a module has from spawn to `ready` (default 10 s).
+    pub fn start_timeout(mut self, t: Duration) -> Self {
+        self.start_timeout = Some(t);
+        self
+    }
+
+    /// Grace period of a graceful stop before SIGTERM, then SIGKILL (default 5 s).
+    pub fn stop_grace(mut self, t: Duration) -> Self {
+        self.stop_grace = Some(t);
+        self
+    }
+
+    /// Interval of the heartbeat ping on each module's control connection (default 1 s); a
+    /// module missing three in a row is killed and handled as crashed.
+    pub fn heartbeat(mut self, t: Duration) -> Self {
+        self.heartbeat = Some(t);
+        self
+    }
+
+    /// `tracing` filter handed to modules in `LOGOS_LOG` (default `info`).
+    pub fn module_log(mut self, filter: impl Into<String>) -> Self {
+        self.module_log = Some(filter.into());
+        self
+    }
+
+    /// Overrides for one module.
+    pub fn module(mut self, name: impl Into<String>, settings: ModuleSettings) -> Self {
+        self.modules.insert(name.into(), settings);
+        self
+    }
+
+    /// Lets `caller` call `target` beyond its metadata.
+    pub fn grant(mut self, caller: impl Into<String>, target: impl Into<String>) -> Self {
+        self.grants.push((caller.into(), target.into()));
+        self
+    }
+
+    /// Forbids `caller` to call `target`, whatever its metadata says.
+    pub fn deny(mut self, caller: impl Into<String>, target: impl Into<String>) -> Self {
+        self.denies.push((caller.into(), target.into()));
+        self
+    }
+
+    /// Restart backoff and budget.
+    pub fn restart(mut self, r: RestartSettings) -> Self {
+        self.restart = Some(r);
+        self
+    }
+
+    /// Largest frame accepted on any connection (default 16 MiB).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = Some(bytes);
+        self
+    }
+
+    /// Checks the settings and creates the core (not started).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting: a module name in overrides or grants that is not
+    /// a valid name, a zero timeout, a frame cap below 1 KiB.
+    pub fn build(self) -> Result<Core, Error> {
+        let config = |setting: &str, reason: String| Error::Config {
+            setting: setting.to_owned(),
+            reason,
+        };
+        for name in self.modules.keys() {
+            ModuleName::new(name).map_err(|e| config("modules", e.to_string()))?;
+        }
+        for (a, b) in self.grants.iter().chain(&self.denies) {
+            for n in [a, b] {
+                ModuleName::new(n).map_err(|e| config("grant/deny", e.to_string()))?;
+            }
+        }
+        let positive = |setting: &str, d: Option<Duration>, default: Duration| {
+            let d = d.unwrap_or(default);
+            if d.is_zero() {
+                Err(config(setting, "must be greater than zero".into()))
+            } else {
+                Ok(d)
+            }
+        };
+        let mut session = logos_session::Config::default();
+        if let Some(max) = self.max_frame {
+            if max < 1024 {
+                return Err(config("max_frame", format!("{max} bytes is below 1 KiB")));
+            }
+            session.max_frame = max;
+        }
+        let call_timeout = positive("call_timeout", self.call_timeout, Duration::from_secs(30))?;
+        session.default_call_timeout = call_timeout;
+        let settings = Settings {
+            modules_dirs: self.modules_dirs,
+            runtime_dir: self.runtime_dir.unwrap_or_else(default_runtime_dir),
+            data_dir: self.data_dir.unwrap_or_else(default_data_dir),
+            host: self.host,
+            call_timeout,
+            start_timeout: positive("start_timeout", self.start_timeout, Duration::from_secs(10))?,
+            stop_grace: positive("stop_grace", self.stop_grace, Duration::from_secs(5))?,
+            heartbeat: positive("heartbeat", self.heartbeat, Duration::from_secs(1))?,
+            module_log: self.module_log.unwrap_or_else(|| "info".to_owned()),
+            modules: self.modules,
+            grants: self.grants,
+            denies: self.denies,
+            restart: self.restart.unwrap_or_default(),
+            session,
+        };
+        Ok(Core::new(settings))
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/logos`, else `/tmp/logos-<uid>`.
+pub fn default_runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("logos"),
+        _ => PathBuf::from(format!("/tmp/logos-{}", crate::sys::uid())),
+    }
+}
+
+/// `$XDG_DATA_HOME/logos`, else `~/.local/share/logos`, else `<runtime dir>/data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("logos");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(h).join(".local/share/logos");
+    }
+    default_runtime_dir().join("data")
+}

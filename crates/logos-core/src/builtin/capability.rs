@@ -1,0 +1,93 @@
+//! `capability_module`: mints the token a module needs to call another (the RFC flow).
+//!
+//! `requestModule(target)`: the caller is the module on whose control connection the request
+//! arrived, never an argument. The access policy is checked, a token bound to exactly
+//! (caller, target) is minted, handed to the target over its control connection (`$grant`,
+//! with the caller's pid), and returned to the caller with the target's endpoint. A second
+//! argument naming the caller (the RFC's form) is accepted only if it names the caller itself.
+
+use crate::builtin::{at_most, text_arg};
+use crate::conn::Caller;
+use crate::core::Inner;
+use crate::registry::State;
+use logos_session::Fault;
+use logos_wire::{ErrorCode, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Serves one call to `capability_module`.
+pub(crate) async fn handle(
+    inner: &Arc<Inner>,
+    caller: &Caller,
+    method: &str,
+    args: Vec<Value>,
+) -> Result<Value, Fault> {
+    match method {
+        "requestModule" => request_module(inner, caller, &args).await,
+        _ => Err(Fault::new(
+            ErrorCode::UnknownMethod,
+            format!("capability_module has no method {method:?} (it has: requestModule)"),
+        )),
+    }
+}
+
+async fn request_module(inner: &Arc<Inner>, caller: &Caller, args: &[Value]) -> Result<Value, Fault> {
+    const M: &str = "capability_module.requestModule";
+    at_most(args, 2, M)?;
+    let target = text_arg(args, 0, "module", M)?;
+    let Caller::Module(me) = caller else {
+        return Err(Fault::new(
+            ErrorCode::Unauthorized,
+            "tokens are for modules: an operator or embedding app calls modules through the core",
+        ));
+    };
+    if args.len() == 2 {
+        let claimed = text_arg(args, 1, "caller", M)?;
+        if claimed != me {
+            tracing::warn!(caller = %me, claimed, target, "denied: module asked for a token in another module's name");
+            return Err(Fault::new(
+                ErrorCode::Unauthorized,
+                format!("the caller is taken from the connection: you are {me:?}, not {claimed:?}"),
+            ));
+        }
+    }
+    let (target_session, caller_pid) = {
+        let m = inner.modules();
+        if !m.known.contains_key(target) {
+            drop(m);
+            return Err(inner.unknown(target).to_fault());
+        }
+        let decision = inner.policy().allows(&m.known, me, target);
+        if let Err(reason) = decision {
+            tracing::warn!(caller = %me, target, "access denied: {reason}");
+            return Err(Fault::new(ErrorCode::Unauthorized, reason));
+        }
+        let rec = m.records.get(target);
+        let state = rec.map_or(State::Known, |r| r.state());
+        let Some(session) = rec.filter(|_| state == State::Ready).and_then(|r| r.session.clone()) else {
+            let code = if state.is_loaded() { ErrorCode::Unavailable } else { ErrorCode::NotLoaded };
+            return Err(Fault::new(code, format!("module {target} is {state}")));
+        };
+        (session, m.records.get(me.as_str()).and_then(|r| r.pid))
+    };
+    let token = inner.tokens().mint(me, target);
+    let grant = vec![
+        Value::from(me.as_str()),
+        Value::Bytes(token.as_bytes().to_vec()),
+        caller_pid.map_or(Value::Null, Value::from),
+    ];
+    target_session
+        .call(target, "$grant", grant, Duration::from_secs(5))
+        .await
+        .map_err(|f| Fault::new(ErrorCode::Unavailable, format!("could not hand the token to {target}: {f}")))?;
+    tracing::debug!(caller = %me, target, "token minted");
+    let mut reply = BTreeMap::new();
+    reply.insert("module".to_owned(), Value::from(target));
+    reply.insert("token".to_owned(), Value::Bytes(token.as_bytes().to_vec()));
+    reply.insert(
+        "endpoint".to_owned(),
+        Value::from(inner.socket_path(target).to_string_lossy().into_owned()),
+    );
+    Ok(Value::Map(reply))
+}

@@ -1,0 +1,445 @@
+//! [`Core`]: the embedding API and the shared state every part of the runtime works on.
+//!
+//! Owns the public operations (start, load, unload, call, subscribe, list, shutdown) and routes
+//! calls: `core` and `capability_module` to the built-ins, anything else to the module's control
+//! connection. Never spawns or signals a process itself (`supervisor`), never parses metadata
+//! (`manifest`), never decides access (`policy`).
+
+use crate::builder::{Builder, Settings};
+use crate::capability::Tokens;
+use crate::error::Error;
+use crate::events::{Hub, Subscription};
+use crate::manifest::Manifest;
+use crate::policy::Policy;
+use crate::registry::{ModuleInfo, Record, State};
+use crate::supervisor::guardian::Guardian;
+use logos_session::Fault;
+use logos_wire::{ErrorCode, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Name of the built-in Core Manager module.
+pub const CORE_MODULE: &str = "core";
+/// Name of the built-in capability module.
+pub const CAPABILITY_MODULE: &str = "capability_module";
+
+/// A running (or ready to start) logos core. Cheap to clone; all clones are the same core.
+#[derive(Clone)]
+pub struct Core {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("runtime_dir", &self.inner.settings.runtime_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Known modules and their records.
+#[derive(Debug, Default)]
+pub(crate) struct Modules {
+    pub known: BTreeMap<String, Manifest>,
+    pub records: HashMap<String, Record>,
+    /// Metadata problems found by discovery, for people.
+    pub faults: Vec<String>,
+}
+
+impl Modules {
+    /// `name → version` of every loaded module.
+    pub fn loaded_versions(&self) -> BTreeMap<String, semver::Version> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.state().is_loaded())
+            .filter_map(|(n, _)| self.known.get(n).map(|m| (n.clone(), m.version.clone())))
+            .collect()
+    }
+
+    pub fn state(&self, name: &str) -> State {
+        self.records.get(name).map_or(State::Known, Record::state)
+    }
+}
+
+/// Shared state of one core.
+pub(crate) struct Inner {
+    pub settings: Settings,
+    pub modules: Mutex<Modules>,
+    pub tokens: Mutex<Tokens>,
+    pub policy: Mutex<Policy>,
+    pub hub: Arc<Hub>,
+    /// Serialises load, unload, reload and shutdown so plans never interleave.
+    pub ops: tokio::sync::Mutex<()>,
+    pub started: AtomicBool,
+    pub stopping: AtomicBool,
+    pub client_secret: Mutex<Vec<u8>>,
+    pub guardian: Mutex<Option<Guardian>>,
+    pub host: Mutex<PathBuf>,
+    pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Becomes `true` when shutdown has finished.
+    pub stopped_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl Inner {
+    pub fn modules(&self) -> MutexGuard<'_, Modules> {
+        self.modules.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn tokens(&self) -> MutexGuard<'_, Tokens> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn policy(&self) -> MutexGuard<'_, Policy> {
+        self.policy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn modules_socket_dir(&self) -> PathBuf {
+        self.settings.runtime_dir.join("modules")
+    }
+
+    pub fn socket_path(&self, module: &str) -> PathBuf {
+        self.modules_socket_dir().join(format!("{module}.sock"))
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.settings.runtime_dir.join("core.sock")
+    }
+
+    pub fn client_token_path(&self) -> PathBuf {
+        self.settings.runtime_dir.join("client.token")
+    }
+
+    pub fn call_timeout(&self, module: &str) -> Duration {
+        self.settings
+            .modules
+            .get(module)
+            .and_then(|m| m.call_timeout)
+            .unwrap_or(self.settings.call_timeout)
+    }
+
+    /// The error for a module name that is not known, with the closest known name.
+    pub fn unknown(&self, name: &str) -> Error {
+        let known: Vec<String> = self.modules().known.keys().cloned().collect();
+        let suggestion = closest(name, &known);
+        Error::UnknownModule {
+            name: name.to_owned(),
+            known,
+            suggestion,
+        }
+    }
+
+    /// Calls a module method on behalf of the core or an operator (no token needed: the core
+    /// holds the module's control connection).
+    pub async fn call_module(
+        &self,
+        target: &str,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, Fault> {
+        if method.starts_with('$') {
+            return Err(Fault::new(
+                ErrorCode::UnknownMethod,
+                format!("{target}.{method}: methods starting with '$' are reserved"),
+            ));
+        }
+        let session = {
+            let m = self.modules();
+            if !m.known.contains_key(target) {
+                drop(m);
+                return Err(self.unknown(target).to_fault());
+            }
+            let rec = m.records.get(target);
+            match rec.map_or(State::Known, Record::state) {
+                State::Ready => rec.and_then(|r| r.session.clone()),
+                s if s.is_loaded() || s == State::Stopping => {
+                    return Err(Fault::new(
+                        ErrorCode::Unavailable,
+                        format!("module {target} is {s}; try again when it is ready"),
+                    ));
+                }
+                State::Failed => {
+                    return Err(Fault::new(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "module {target} failed (restart budget exhausted); reload it to bring it back"
+                        ),
+                    ));
+                }
+                _ => {
+                    return Err(Fault::new(
+                        ErrorCode::NotLoaded,
+                        format!("module {target} is not loaded; load it first"),
+                    ));
+                }
+            }
+        };
+        let Some(session) = session else {
+            return Err(Fault::new(
+                ErrorCode::Unavailable,
+                format!("module {target} has no connection"),
+            ));
+        };
+        let timeout = timeout.unwrap_or_else(|| self.call_timeout(target));
+        session.call(target, method, args, timeout).await
+    }
+
+    /// Makes sure a ready module sends the core its events when someone here wants them.
+    pub fn want_events(&self, source: &str) {
+        if source == CORE_MODULE {
+            return;
+        }
+        let session = {
+            let m = self.modules();
+            m.records
+                .get(source)
+                .filter(|r| r.state() == State::Ready)
+                .and_then(|r| r.session.clone())
+        };
+        if let Some(s) = session {
+            let _ = s.subscribe(source, "");
+        }
+    }
+}
+
+impl Core {
+    /// Starts configuring a core.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn new(settings: Settings) -> Core {
+        let mut policy = Policy::default();
+        for (a, b) in &settings.grants {
+            policy = policy.with_grant(a, b);
+        }
+        for (a, b) in &settings.denies {
+            policy = policy.with_deny(a, b);
+        }
+        Core {
+            inner: Arc::new(Inner {
+                settings,
+                modules: Mutex::new(Modules::default()),
+                tokens: Mutex::new(Tokens::default()),
+                policy: Mutex::new(policy),
+                hub: Arc::new(Hub::default()),
+                ops: tokio::sync::Mutex::new(()),
+                started: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                client_secret: Mutex::new(Vec::new()),
+                guardian: Mutex::new(None),
+                host: Mutex::new(PathBuf::new()),
+                tasks: Mutex::new(Vec::new()),
+                stopped_tx: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Creates the runtime dir, discovers modules, opens the control endpoint.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyRunning`] if another core serves the runtime dir, [`Error::Io`] for file
+    /// system problems. Metadata problems are not errors: the module is skipped and the
+    /// problem is logged and listed by [`Core::faults`].
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future may leave the runtime dir half set up.
+    pub async fn start(self) -> Result<Core, Error> {
+        crate::supervisor::start_core(&self.inner).await?;
+        Ok(self)
+    }
+
+    /// Loads `name` and its dependencies; returns when all are ready.
+    ///
+    /// # Errors
+    /// Resolution errors name the dependency chain; start errors carry the module's exit
+    /// status and last stderr lines. Nothing this load started is left running on error.
+    pub async fn load(&self, name: &str) -> Result<(), Error> {
+        self.load_many(&[name]).await
+    }
+
+    /// Loads several modules in one plan (shared dependencies start once).
+    ///
+    /// # Errors
+    /// As [`Core::load`].
+    pub async fn load_many(&self, names: &[&str]) -> Result<(), Error> {
+        self.ensure_started()?;
+        let _ops = self.inner.ops.lock().await;
+        crate::supervisor::load(&self.inner, names).await
+    }
+
+    /// Unloads `name`. With `cascade`, loaded dependents are unloaded first (leaves first);
+    /// without it, loaded dependents make this fail.
+    ///
+    /// # Errors
+    /// [`Error::NotLoaded`], [`Error::HasDependents`].
+    pub async fn unload(&self, name: &str, cascade: bool) -> Result<(), Error> {
+        self.ensure_started()?;
+        let _ops = self.inner.ops.lock().await;
+        crate::supervisor::unload(&self.inner, name, cascade).await
+    }
+
+    /// Stops and starts `name` again (a manual restart: it does not count against the
+    /// restart budget and clears a `failed` state). Metadata is read again first.
+    ///
+    /// # Errors
+    /// As [`Core::load`].
+    pub async fn reload(&self, name: &str) -> Result<(), Error> {
+        self.ensure_started()?;
+        let _ops = self.inner.ops.lock().await;
+        crate::supervisor::reload(&self.inner, name).await
+    }
+
+    /// Calls `target.method(args)`. `target` may be a module or the built-in `core`.
+    ///
+    /// # Errors
+    /// [`Error::Call`] with the wire error (its [`Error::code`] tells which).
+    pub async fn call(&self, target: &str, method: &str, args: Vec<Value>) -> Result<Value, Error> {
+        self.ensure_started()?;
+        crate::conn::route_call(&self.inner, &crate::conn::Caller::Embedder, target, method, args)
+            .await
+            .map_err(|fault| Error::Call {
+                target: target.to_owned(),
+                method: method.to_owned(),
+                fault,
+            })
+    }
+
+    /// Subscribes to `event` of `source` (`""` = every event of `source`; source `core` gives
+    /// `moduleUp`, `moduleDown`, `moduleCrashed`, `stateChanged`).
+    ///
+    /// # Errors
+    /// [`Error::UnknownModule`] when `source` is neither `core` nor a known module.
+    pub fn subscribe(&self, source: &str, event: &str) -> Result<Subscription, Error> {
+        self.ensure_started()?;
+        if source != CORE_MODULE && !self.inner.modules().known.contains_key(source) {
+            return Err(self.inner.unknown(source));
+        }
+        let sub = self.inner.hub.subscribe_local(source, event);
+        self.inner.want_events(source);
+        Ok(sub)
+    }
+
+    /// Every known module with its state.
+    pub fn modules(&self) -> Vec<ModuleInfo> {
+        crate::supervisor::infos(&self.inner)
+    }
+
+    /// One module's state.
+    ///
+    /// # Errors
+    /// [`Error::UnknownModule`].
+    pub fn module(&self, name: &str) -> Result<ModuleInfo, Error> {
+        self.modules()
+            .into_iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| self.inner.unknown(name))
+    }
+
+    /// The manifest of a known module.
+    ///
+    /// # Errors
+    /// [`Error::UnknownModule`].
+    pub fn manifest(&self, name: &str) -> Result<Manifest, Error> {
+        self.inner
+            .modules()
+            .known
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.inner.unknown(name))
+    }
+
+    /// The interface (methods, events) a loaded module registered.
+    ///
+    /// # Errors
+    /// [`Error::UnknownModule`], [`Error::NotLoaded`].
+    pub fn interface(&self, name: &str) -> Result<Value, Error> {
+        crate::builtin::core::interface(&self.inner, name)
+    }
+
+    /// Metadata problems found by discovery (file, field, why).
+    pub fn faults(&self) -> Vec<String> {
+        self.inner.modules().faults.clone()
+    }
+
+    /// The private runtime dir.
+    pub fn runtime_dir(&self) -> &Path {
+        &self.inner.settings.runtime_dir
+    }
+
+    /// The control endpoint clients (such as `logoscore`) connect to.
+    pub fn control_socket(&self) -> PathBuf {
+        self.inner.control_socket()
+    }
+
+    /// The file holding the client token (0600).
+    pub fn client_token_path(&self) -> PathBuf {
+        self.inner.client_token_path()
+    }
+
+    /// Stops every module in reverse dependency order (each within the stop grace, then
+    /// SIGTERM, then SIGKILL), closes the control endpoint and removes the sockets. Idempotent.
+    pub async fn shutdown(&self) {
+        if !self.inner.started.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ops = self.inner.ops.lock().await;
+        crate::supervisor::shutdown(&self.inner).await;
+    }
+
+    /// Resolves once [`Core::shutdown`] has been requested (e.g. by `core.shutdown` from a
+    /// client) and has finished.
+    pub async fn stopped(&self) {
+        crate::supervisor::wait_stopped(&self.inner).await;
+    }
+
+    fn ensure_started(&self) -> Result<(), Error> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err(Error::ShutDown);
+        }
+        if !self.inner.started.load(Ordering::SeqCst) {
+            return Err(Error::NotStarted);
+        }
+        Ok(())
+    }
+}
+
+/// The known name closest to `name` (edit distance ≤ 2, or a prefix match), for "did you mean".
+pub(crate) fn closest(name: &str, known: &[String]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, k)| *d <= 2.max(name.len() / 3) || k.starts_with(name))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.clone())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_closest_name() {
+        let known = vec!["calc".to_owned(), "chat".to_owned(), "greeter".to_owned()];
+        assert_eq!(closest("calk", &known).as_deref(), Some("calc"));
+        assert_eq!(closest("greet", &known).as_deref(), Some("greeter"));
+        assert_eq!(closest("zzzzzzzz", &known), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! Core-side event fan-out: who inside or outside the core wants which events of which source.
+//!
+//! Owns the subscriber lists for embedding subscribers ([`Subscription`]) and for connected
+//! sessions (modules subscribed to `core` events, CLI clients watching modules). Every queue is
+//! bounded: a slow local subscriber loses events and is told how many (`Notification::Lagged`),
+//! a slow session is handled by its own bounded queue in `logos-session`. Never subscribes to a
+//! module by itself: the core asks a module for its events when this hub says someone wants them.
+
+use logos_session::Session;
+use logos_wire::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Capacity of one embedding subscriber's queue.
+pub const SUBSCRIPTION_QUEUE: usize = 1024;
+
+/// What a [`Subscription`] yields.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Notification {
+    /// An event.
+    Event {
+        /// Module (or `core`) that emitted it.
+        source: String,
+        /// Event name.
+        event: String,
+        /// Event data.
+        data: Vec<Value>,
+    },
+    /// `dropped` events were lost because this subscriber did not keep up.
+    Lagged {
+        /// How many.
+        dropped: u64,
+    },
+}
+
+/// A stream of events of one source (and optionally one event name) for embedding code.
+/// Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<(Notification, u64)>,
+    held: Option<Notification>,
+    hub: Arc<Hub>,
+    id: u64,
+}
+
+impl Subscription {
+    /// The next notification; `None` once the core has shut down.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a notification is never lost by dropping this future.
+    pub async fn recv(&mut self) -> Option<Notification> {
+        if let Some(n) = self.held.take() {
+            return Some(n);
+        }
+        let (n, lost_before) = self.rx.recv().await?;
+        if lost_before > 0 {
+            self.held = Some(n);
+            return Some(Notification::Lagged {
+                dropped: lost_before,
+            });
+        }
+        Some(n)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.remove(self.id);
+    }
+}
+
+/// Where a subscriber's events go.
+#[derive(Debug)]
+enum Sink {
+    /// An embedding [`Subscription`]: bounded queue, losses counted and reported in order.
+    Local {
+        tx: mpsc::Sender<(Notification, u64)>,
+        dropped: AtomicU64,
+    },
+    /// A connected session (module or client); its own queue bounds it.
+    Session(Session),
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    /// Event name, `""` for every event of the source.
+    event: String,
+    sink: Sink,
+}
+
+/// The subscriber lists, keyed by source.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    subs: Mutex<HashMap<String, Vec<Arc<Subscriber>>>>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// Adds an embedding subscriber.
+    pub fn subscribe_local(self: &Arc<Self>, source: &str, event: &str) -> Subscription {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
+        let id = self.insert(
+            source,
+            event,
+            Sink::Local {
+                tx,
+                dropped: AtomicU64::new(0),
+            },
+        );
+        Subscription {
+            rx,
+            held: None,
+            hub: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// Adds a session subscriber (idempotent per session, source and event).
+    pub fn subscribe_session(&self, session: &Session, source: &str, event: &str) {
+        let exists = self.with_subs(|subs| {
+            subs.get(source).is_some_and(|l| {
+                l.iter().any(|s| {
+                    s.event == event && matches!(&s.sink, Sink::Session(x) if x.id() == session.id())
+                })
+            })
+        });
+        if !exists {
+            self.insert(source, event, Sink::Session(session.clone()));
+        }
+    }
+
+    /// Removes a session subscriber.
+    pub fn unsubscribe_session(&self, session_id: u64, source: &str, event: &str) {
+        self.with_subs(|subs| {
+            if let Some(l) = subs.get_mut(source) {
+                l.retain(|s| {
+                    !(s.event == event
+                        && matches!(&s.sink, Sink::Session(x) if x.id() == session_id))
+                });
+            }
+        });
+    }
+
+    /// Removes every subscription of a session (it closed).
+    pub fn drop_session(&self, session_id: u64) {
+        self.with_subs(|subs| {
+            for l in subs.values_mut() {
+                l.retain(|s| !matches!(&s.sink, Sink::Session(x) if x.id() == session_id));
+            }
+        });
+    }
+
+    /// Whether anyone wants events of `source`.
+    pub fn has_subscribers(&self, source: &str) -> bool {
+        self.with_subs(|subs| subs.get(source).is_some_and(|l| !l.is_empty()))
+    }
+
+    /// Delivers an event to every matching subscriber without waiting on any of them.
+    pub fn publish(&self, source: &str, event: &str, data: &[Value]) {
+        let targets: Vec<Arc<Subscriber>> = self.with_subs(|subs| {
+            subs.get(source)
+                .map(|l| {
+                    l.iter()
+                        .filter(|s| s.event.is_empty() || s.event == event)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        for s in targets {
+            match &s.sink {
+                Sink::Local { tx, dropped } => {
+                    let lost = dropped.swap(0, Ordering::Relaxed);
+                    let n = Notification::Event {
+                        source: source.to_owned(),
+                        event: event.to_owned(),
+                        data: data.to_vec(),
+                    };
+                    if tx.try_send((n, lost)).is_err() {
+                        dropped.fetch_add(lost + 1, Ordering::Relaxed);
+                    }
+                }
+                Sink::Session(session) => {
+                    session.send_event(source, event, data.to_vec());
+                }
+            }
+        }
+    }
+
+    fn insert(&self, source: &str, event: &str, sink: Sink) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let sub = Arc::new(Subscriber {
+            id,
+            event: event.to_owned(),
+            sink,
+        });
+        self.with_subs(|subs| subs.entry(source.to_owned()).or_default().push(sub));
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.with_subs(|subs| {
+            for l in subs.values_mut() {
+                l.retain(|s| s.id != id);
+            }
+            subs.retain(|_, l| !l.is_empty());
+        });
+    }
+
+    /// Runs `f` under the lock; a poisoned lock is recovered (the data is plain lists).
+    fn with_subs<R>(&self, f: impl FnOnce(&mut HashMap<String, Vec<Arc<Subscriber>>>) -> R) -> R {
+        let mut guard = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(n: i64) -> Vec<Value> {
+        vec![Value::Int(n)]
+    }
+
+    #[tokio::test]
+    async fn local_subscriber_gets_matching_events_in_order() {
+        let hub = Arc::new(Hub::default());
+        let mut all = hub.subscribe_local("chat", "");
+        let mut one = hub.subscribe_local("chat", "b");
+        hub.publish("chat", "a", &ev(1));
+        hub.publish("chat", "b", &ev(2));
+        hub.publish("other", "b", &ev(3));
+        for want in [1, 2] {
+            match all.recv().await {
+                Some(Notification::Event { data, .. }) => assert_eq!(data, ev(want)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        match one.recv().await {
+            Some(Notification::Event { event, .. }) => assert_eq!(event, "b"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_subscriber_is_bounded_and_told_how_many_it_lost() {
+        let hub = Arc::new(Hub::default());
+        let mut sub = hub.subscribe_local("m", "");
+        let total = SUBSCRIPTION_QUEUE as i64 + 10;
+        for i in 0..total {
+            hub.publish("m", "e", &ev(i));
+        }
+        hub.publish("m", "e", &ev(total));
+        let mut seen = Vec::new();
+        let mut lagged = 0;
+        while seen.last() != Some(&total) {
+            match sub.recv().await {
+                Some(Notification::Event { data, .. }) => {
+                    seen.push(data[0].as_i64().unwrap_or(-1));
+                }
+                Some(Notification::Lagged { dropped }) => {
+                    // The gap is reported exactly where it happened.
+                    assert_eq!(seen.len(), SUBSCRIPTION_QUEUE);
+                    lagged += dropped;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(lagged, 10);
+        assert_eq!(seen.len(), SUBSCRIPTION_QUEUE + 1);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_subscription_unsubscribes() {
+        let hub = Arc::new(Hub::default());
+        let sub = hub.subscribe_local("m", "");
+        assert!(hub.has_subscribers("m"));
+        drop(sub);
+        assert!(!hub.has_subscribers("m"));
+    }
+}

@@ -1,0 +1,1365 @@
+//! Module names and module metadata (`<module dir>/metadata.json`).
+//!
+//! Owns [`ModuleName`], the validated name every other part of the runtime uses, and
+//! [`Manifest`], a module's metadata parsed and checked in full: the RFC fields (`name`,
+//! `version`, `description`, `author`, `type`, `dependencies`, `capabilities`, `include`) plus
+//! ours (`main`, version ranges on dependencies, `restart`, `permissions`). Parsing reports every
+//! fault at once, each with the file and the field (a JSON pointer) or the JSON line and column,
+//! so one edit fixes them all. The only I/O here is reading `metadata.json` and checking that
+//! `main` is a file. Never starts a process, never decides what a module may call (that is
+//! `policy.rs`) and never orders modules (that is `resolver.rs`).
+//!
+//! # Example `metadata.json`
+//!
+//! ```json
+//! {
+//!   "name": "greeter",
+//!   "version": "1.0.0",
+//!   "description": "says hello",
+//!   "main": "libgreeter.so",
+//!   "dependencies": { "calc": "^1.2" },
+//!   "permissions": ["chat"],
+//!   "restart": "always"
+//! }
+//! ```
+//!
+//! `dependencies` may also be the RFC's plain list, `["calc", "chat"]`, meaning any version.
+//! Unknown fields are kept in [`Manifest::raw`] and logged at debug level, because RFC metadata
+//! carries fields this runtime does not use.
+//!
+//! # `main`
+//!
+//! `main` is relative to the module directory and may not be absolute or contain `..`. The
+//! check is lexical: a symlink inside the module directory is followed, so a build tree may
+//! link its outputs into a staged module. Whoever can write the module directory controls
+//! `metadata.json` anyway, so following links grants nothing new.
+
+use crate::error::Error;
+use semver::{Version, VersionReq};
+use serde_json::{Map, Value};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+/// The metadata file inside each module directory.
+pub const METADATA_FILE: &str = "metadata.json";
+
+/// Larger metadata files are refused unread.
+pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
+
+/// Fields this runtime understands; anything else is kept in `raw` and logged at debug.
+const KNOWN_FIELDS: [&str; 11] = [
+    "name",
+    "version",
+    "description",
+    "author",
+    "type",
+    "dependencies",
+    "capabilities",
+    "include",
+    "main",
+    "restart",
+    "permissions",
+];
+
+const NAME_RULE: &str = "1 to 64 ASCII letters, digits, \"_\", \"-\" or \".\", not starting with \".\" or \"-\"";
+
+// ---------------------------------------------------------------------------------------------
+// ModuleName
+// ---------------------------------------------------------------------------------------------
+
+/// A validated module name: 1–64 bytes of ASCII letters, digits, `_`, `-` and `.`, not starting
+/// with `.` or `-`.
+///
+/// The rules make a name safe as a path component (`../x`, `a/b` and `.hidden` are refused),
+/// as a socket file name and in log lines. `core` and `capability_module` are valid names but
+/// [reserved](ModuleName::is_reserved) for the built-in modules: they may be called and depended
+/// on, never declared by a module's metadata.
+///
+/// # Examples
+///
+/// ```
+/// use logos_core::manifest::ModuleName;
+///
+/// let calc = ModuleName::new("calc")?;
+/// assert_eq!(calc.as_str(), "calc");
+/// assert!(ModuleName::new("../etc").is_err());
+/// assert!(ModuleName::new("core")?.is_reserved());
+/// # Ok::<(), logos_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleName(String);
+
+impl ModuleName {
+    /// The longest name, in bytes.
+    pub const MAX_LEN: usize = 64;
+    /// The built-in Core Manager.
+    pub const CORE: &'static str = "core";
+    /// The built-in token issuer.
+    pub const CAPABILITY_MODULE: &'static str = "capability_module";
+    /// Names no module's metadata may declare.
+    pub const RESERVED: [&'static str; 2] = [Self::CORE, Self::CAPABILITY_MODULE];
+
+    /// Checks `name` and wraps it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] naming the rule that `name` breaks.
+    pub fn new(name: &str) -> Result<Self, Error> {
+        match name_problem(name) {
+            None => Ok(Self(name.to_owned())),
+            Some(reason) => Err(invalid_name(name, reason)),
+        }
+    }
+
+    /// The name of the built-in `core` module.
+    pub fn core() -> Self {
+        Self(Self::CORE.to_owned())
+    }
+
+    /// The name of the built-in `capability_module`.
+    pub fn capability_module() -> Self {
+        Self(Self::CAPABILITY_MODULE.to_owned())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as an owned `String`.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// Whether this is the name of a built-in module (`core`, `capability_module`).
+    pub fn is_reserved(&self) -> bool {
+        Self::RESERVED.contains(&self.0.as_str())
+    }
+}
+
+/// Why `name` is not a valid module name, or `None` if it is.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some(format!("it is empty; use {NAME_RULE}"));
+    }
+    if name.len() > ModuleName::MAX_LEN {
+        return Some(format!(
+            "it is {} bytes long, at most {} are allowed",
+            name.len(),
+            ModuleName::MAX_LEN
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Some(format!(
+            "it contains {c:?}; only ASCII letters, digits, \"_\", \"-\" and \".\" are allowed"
+        ));
+    }
+    if let Some(c) = name.chars().next().filter(|c| matches!(c, '.' | '-')) {
+        return Some(format!(
+            "it starts with {c:?}; it must start with a letter, digit or \"_\""
+        ));
+    }
+    None
+}
+
+fn invalid_name(name: &str, reason: String) -> Error {
+    // Names come from outside (frames, CLI, C API): never echo an unbounded string.
+    let shown: String = name.chars().take(80).collect();
+    Error::InvalidName {
+        name: shown,
+        reason,
+    }
+}
+
+impl fmt::Display for ModuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for ModuleName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Lets maps keyed by `ModuleName` be queried with a `&str`.
+impl Borrow<str> for ModuleName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ModuleName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for ModuleName {
+    type Error = Error;
+
+    fn try_from(s: &str) -> Result<Self, Error> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for ModuleName {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self, Error> {
+        match name_problem(&s) {
+            None => Ok(Self(s)),
+            Some(reason) => Err(invalid_name(&s, reason)),
+        }
+    }
+}
+
+impl From<ModuleName> for String {
+    fn from(n: ModuleName) -> String {
+        n.0
+    }
+}
+
+impl PartialEq<str> for ModuleName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ModuleName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl serde::Serialize for ModuleName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ModuleName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ModuleName::try_from(s).map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest
+// ---------------------------------------------------------------------------------------------
+
+/// When the supervisor restarts a module that exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RestartPolicy {
+    /// After any exit that was not requested, including exit code 0.
+    Always,
+    /// After a crash: a non-zero exit, a signal or a missed heartbeat. The default.
+    #[default]
+    OnFailure,
+    /// Never; the module stays down until loaded again.
+    Never,
+}
+
+impl RestartPolicy {
+    /// The spelling in `metadata.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "never",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "always" => Some(RestartPolicy::Always),
+            "on-failure" => Some(RestartPolicy::OnFailure),
+            "never" => Some(RestartPolicy::Never),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a module's `main` is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModuleKind {
+    /// A shared library (`*.so`, `*.so.N`), loaded and served by `logos_host`.
+    Library,
+    /// Any other file, executed directly; it must speak the protocol itself.
+    Executable,
+}
+
+/// A module's metadata, parsed and checked.
+///
+/// Built only by [`Manifest::load`] or [`Manifest::from_json`], so every field holds a checked
+/// value; fields are public to read.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Manifest {
+    /// `name`: equals the module directory's name, never a reserved name.
+    pub name: ModuleName,
+    /// `version`.
+    pub version: Version,
+    /// `description`.
+    pub description: Option<String>,
+    /// `author`.
+    pub author: Option<String>,
+    /// The RFC's `type` field, uninterpreted.
+    pub module_type: Option<String>,
+    /// `dependencies`: each module this one needs loaded first, with the accepted versions
+    /// (`*` when given as the RFC's plain list).
+    pub dependencies: BTreeMap<ModuleName, VersionReq>,
+    /// `capabilities`, uninterpreted.
+    pub capabilities: Vec<String>,
+    /// `include`, uninterpreted.
+    pub include: Vec<String>,
+    /// `main`, resolved to an absolute path that was a file when parsed.
+    pub main: PathBuf,
+    /// `restart` (default `on-failure`).
+    pub restart: RestartPolicy,
+    /// `permissions`: modules it may call beyond its dependencies.
+    pub permissions: BTreeSet<ModuleName>,
+    /// The module directory, absolute.
+    pub dir: PathBuf,
+    /// The metadata file as it was found, for messages.
+    pub path: PathBuf,
+    /// The whole metadata document, unknown fields included, for introspection.
+    pub raw: Value,
+}
+
+impl Manifest {
+    /// Reads and checks `<dir>/metadata.json`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`] listing every fault: an unreadable or oversized file, a JSON syntax
+    /// error (with line and column), or each invalid field (with its JSON pointer).
+    pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+        let path = dir.join(METADATA_FILE);
+        let text = read_limited(&path)
+            .map_err(|message| ManifestError::one(path.clone(), Location::File, message))?;
+        Self::from_json(dir, &text)
+    }
+
+    /// Checks `text` as the metadata of the module in `dir`.
+    ///
+    /// Reads nothing but the file system entry named by `main`, and the directory itself to
+    /// make its path absolute.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`] listing every fault, located in `<dir>/metadata.json`.
+    pub fn from_json(dir: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let path = dir.join(METADATA_FILE);
+        let raw: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let (line, column) = (e.line(), e.column());
+                let msg = e.to_string();
+                let suffix = format!(" at line {line} column {column}");
+                let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
+                return Err(ManifestError::one(
+                    path,
+                    Location::Syntax { line, column },
+                    format!("invalid JSON: {msg}"),
+                ));
+            }
+        };
+        let Some(obj) = raw.as_object() else {
+            return Err(ManifestError::one(
+                path,
+                Location::File,
+                format!(
+                    "must be a JSON object with at least \"name\", \"version\" and \"main\", found {}",
+                    json_kind(&raw)
+                ),
+            ));
+        };
+        for key in obj.keys() {
+            if !KNOWN_FIELDS.contains(&key.as_str()) {
+                tracing::debug!(
+                    file = %path.display(),
+                    field = %key,
+                    "unknown metadata field, kept in the raw metadata"
+                );
+            }
+        }
+
+        let mut c = Checker {
+            path: &path,
+            faults: Vec::new(),
+        };
+        let abs_dir = absolute_dir(dir);
+        let name = c.name(obj.get("name"), dir, &abs_dir);
+        let version = c.version(obj.get("version"));
+        let description = c.optional_string(obj, "description");
+        let author = c.optional_string(obj, "author");
+        let module_type = c.optional_string(obj, "type");
+        let own_name = obj.get("name").and_then(Value::as_str);
+        let dependencies = c.dependencies(obj.get("dependencies"), own_name);
+        let capabilities = c.string_list(obj, "capabilities");
+        let include = c.string_list(obj, "include");
+        let main = c.main(obj.get("main"), &abs_dir);
+        let restart = c.restart(obj.get("restart"));
+        let permissions = c.permissions(obj.get("permissions"));
+
+        match (name, version, main) {
+            (Some(name), Some(version), Some(main)) if c.faults.is_empty() => Ok(Manifest {
+                name,
+                version,
+                description,
+                author,
+                module_type,
+                dependencies,
+                capabilities,
+                include,
+                main,
+                restart,
+                permissions,
+                dir: abs_dir,
+                path,
+                raw,
+            }),
+            _ => Err(c.into_error()),
+        }
+    }
+
+    /// Whether `main` is a shared library run through `logos_host` or an executable run as is.
+    pub fn kind(&self) -> ModuleKind {
+        if is_shared_library(&self.main) {
+            ModuleKind::Library
+        } else {
+            ModuleKind::Executable
+        }
+    }
+
+    /// Whether `name` is among this module's dependencies.
+    pub fn depends_on(&self, name: &str) -> bool {
+        self.dependencies.contains_key(name)
+    }
+
+    /// A manifest for unit tests: no file is read and `main` is a made-up path.
+    ///
+    /// # Panics
+    ///
+    /// On an invalid name, version or range (test input only).
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str, version: &str, deps: &[(&str, &str)]) -> Manifest {
+        fn ok<T, E: fmt::Display>(r: Result<T, E>, what: &str) -> T {
+            match r {
+                Ok(v) => v,
+                Err(e) => panic!("bad test {what}: {e}"),
+            }
+        }
+        let name = ok(ModuleName::new(name), "name");
+        let dir = PathBuf::from("/nonexistent/modules").join(name.as_str());
+        Manifest {
+            version: ok(Version::parse(version), "version"),
+            description: None,
+            author: None,
+            module_type: None,
+            dependencies: deps
+                .iter()
+                .map(|(n, r)| {
+                    (
+                        ok(ModuleName::new(n), "dependency"),
+                        ok(VersionReq::parse(r), "range"),
+                    )
+                })
+                .collect(),
+            capabilities: Vec::new(),
+            include: Vec::new(),
+            main: dir.join(format!("lib{name}.so")),
+            restart: RestartPolicy::OnFailure,
+            permissions: BTreeSet::new(),
+            path: dir.join(METADATA_FILE),
+            dir,
+            raw: Value::Null,
+            name,
+        }
+    }
+}
+
+/// `libx.so` and `libx.so.1.2` are libraries; `x.so.py` is not.
+fn is_shared_library(path: &Path) -> bool {
+    let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+        return false;
+    };
+    let parts: Vec<&str> = file.split('.').collect();
+    match parts.iter().rposition(|p| *p == "so") {
+        Some(i) if i > 0 => parts[i + 1..]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        _ => false,
+    }
+}
+
+/// The module directory made absolute, symlinks resolved where possible.
+fn absolute_dir(dir: &Path) -> PathBuf {
+    dir.canonicalize()
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Reads a metadata file, refusing oversized and non-UTF-8 ones. The error is the fault text.
+fn read_limited(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_METADATA_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_METADATA_BYTES {
+        return Err(format!(
+            "is larger than {MAX_METADATA_BYTES} bytes; metadata should be a few hundred bytes"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "is not UTF-8 (invalid byte at offset {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Escapes a key for a JSON pointer (RFC 6901).
+fn pointer_key(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Collects faults while checking one document.
+struct Checker<'p> {
+    path: &'p Path,
+    faults: Vec<ManifestFault>,
+}
+
+impl Checker<'_> {
+    fn fault(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
+        self.faults.push(ManifestFault {
+            path: self.path.to_path_buf(),
+            location: Location::Field(pointer.into()),
+            message: message.into(),
+        });
+    }
+
+    fn into_error(mut self) -> ManifestError {
+        if self.faults.is_empty() {
+            // Unreachable by construction (a missing required field is a fault), but an
+            // error must never be empty.
+            self.fault("", "is incomplete");
+        }
+        ManifestError {
+            path: self.path.to_path_buf(),
+            faults: self.faults,
+        }
+    }
+
+    /// A required string field; `None` after recording a fault.
+    fn required_str<'v>(&mut self, v: Option<&'v Value>, field: &str, hint: &str) -> Option<&'v str> {
+        match v {
+            None | Some(Value::Null) => {
+                self.fault(format!("/{field}"), format!("is missing; {hint}"));
+                None
+            }
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                self.fault(
+                    format!("/{field}"),
+                    format!("must be a string, found {}; {hint}", json_kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, v: Option<&Value>, dir: &Path, abs_dir: &Path) -> Option<ModuleName> {
+        let s = self.required_str(v, "name", "add the module's name, e.g. \"name\": \"calc\"")?;
+        let name = match ModuleName::new(s) {
+            Ok(n) => n,
+            Err(e) => {
+                self.fault("/name", format!("{s:?} is not a valid module name: {}", reason_of(&e)));
+                return None;
+            }
+        };
+        if name.is_reserved() {
+            self.fault(
+                "/name",
+                format!("{s:?} is reserved for a built-in module of the core; choose another name"),
+            );
+            return None;
+        }
+        let dir_name = dir
+            .file_name()
+            .or_else(|| abs_dir.file_name())
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if dir_name != s {
+            self.fault(
+                "/name",
+                format!(
+                    "{s:?} differs from the module's directory name {dir_name:?}; rename the directory or change \"name\" so they are equal"
+                ),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    fn version(&mut self, v: Option<&Value>) -> Option<Version> {
+        let s = self.required_str(v, "version", "add a semver version, e.g. \"version\": \"1.2.0\"")?;
+        match Version::parse(s) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.fault(
+                    "/version",
+                    format!("{s:?} is not a semver version (expected e.g. \"1.2.0\")"),
+                );
+                None
+            }
+        }
+    }
+
+    fn optional_string(&mut self, obj: &Map<String, Value>, field: &str) -> Option<String> {
+        match obj.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.fault(
+                    format!("/{field}"),
+                    format!("must be a string, found {}", json_kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, obj: &Map<String, Value>, field: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        match obj.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        other => self.fault(
+                            format!("/{field}/{i}"),
+                            format!("must be a string, found {}", json_kind(other)),
+                        ),
+                    }
+                }
+            }
+            Some(other) => self.fault(
+                format!("/{field}"),
+                format!("must be a list of strings, found {}", json_kind(other)),
+            ),
+        }
+        out
+    }
+
+    /// A module name inside a list or map; `None` after recording a fault.
+    fn listed_name(&mut self, pointer: &str, s: &str) -> Option<ModuleName> {
+        match ModuleName::new(s) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.fault(
+                    pointer,
+                    format!("{s:?} is not a valid module name: {}", reason_of(&e)),
+                );
+                None
+            }
+        }
+    }
+
+    fn dependencies(
+        &mut self,
+        v: Option<&Value>,
+        own_name: Option<&str>,
+    ) -> BTreeMap<ModuleName, VersionReq> {
+        let mut deps = BTreeMap::new();
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let pointer = format!("/dependencies/{i}");
+                    let Value::String(s) = item else {
+                        self.fault(
+                            pointer,
+                            format!("must be a module name, found {}", json_kind(item)),
+                        );
+                        continue;
+                    };
+                    let Some(name) = self.listed_name(&pointer, s) else {
+                        continue;
+                    };
+                    if Some(s.as_str()) == own_name {
+                        self.fault(pointer, "a module cannot depend on itself; remove it");
+                    } else if deps.contains_key(s.as_str()) {
+                        self.fault(pointer, format!("{s:?} is listed twice; remove one"));
+                    } else {
+                        deps.insert(name, VersionReq::STAR);
+                    }
+                }
+            }
+            Some(Value::Object(map)) => {
+                for (key, range) in map {
+                    let pointer = format!("/dependencies/{}", pointer_key(key));
+                    let name = self.listed_name(&pointer, key);
+                    let req = match range {
+                        Value::String(r) => match VersionReq::parse(r) {
+                            Ok(req) => Some(req),
+                            Err(_) => {
+                                self.fault(
+                                    pointer.as_str(),
+                                    format!(
+                                        "{r:?} is not a semver range (expected e.g. \"^1.2\", \"~1.4.0\", \">=1.0, <2.0\" or \"*\")"
+                                    ),
+                                );
+                                None
+                            }
+                        },
+                        other => {
+                            self.fault(
+                                pointer.as_str(),
+                                format!(
+                                    "must be a version range like \"^1.2\" (or \"*\" for any), found {}",
+                                    json_kind(other)
+                                ),
+                            );
+                            None
+                        }
+                    };
+                    if Some(key.as_str()) == own_name {
+                        self.fault(pointer, "a module cannot depend on itself; remove it");
+                        continue;
+                    }
+                    if let (Some(name), Some(req)) = (name, req) {
+                        deps.insert(name, req);
+                    }
+                }
+            }
+            Some(other) => self.fault(
+                "/dependencies",
+                format!(
+                    "must be a list of module names like [\"calc\"] or a map of names to version ranges like {{\"calc\": \"^1.2\"}}, found {}",
+                    json_kind(other)
+                ),
+            ),
+        }
+        deps
+    }
+
+    fn permissions(&mut self, v: Option<&Value>) -> BTreeSet<ModuleName> {
+        let mut out = BTreeSet::new();
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let pointer = format!("/permissions/{i}");
+                    match item {
+                        Value::String(s) => {
+                            if let Some(n) = self.listed_name(&pointer, s) {
+                                out.insert(n);
+                            }
+                        }
+                        other => self.fault(
+                            pointer,
+                            format!("must be a module name, found {}", json_kind(other)),
+                        ),
+                    }
+                }
+            }
+            Some(other) => self.fault(
+                "/permissions",
+                format!(
+                    "must be a list of module names this module may call, like [\"chat\"], found {}",
+                    json_kind(other)
+                ),
+            ),
+        }
+        out
+    }
+
+    fn restart(&mut self, v: Option<&Value>) -> RestartPolicy {
+        const EXPECTED: &str = "expected \"always\", \"on-failure\" or \"never\"";
+        match v {
+            None | Some(Value::Null) => RestartPolicy::default(),
+            Some(Value::String(s)) => RestartPolicy::parse(s).unwrap_or_else(|| {
+                self.fault("/restart", format!("{s:?} is not a restart policy ({EXPECTED})"));
+                RestartPolicy::default()
+            }),
+            Some(other) => {
+                self.fault(
+                    "/restart",
+                    format!("must be a string, found {} ({EXPECTED})", json_kind(other)),
+                );
+                RestartPolicy::default()
+            }
+        }
+    }
+
+    fn main(&mut self, v: Option<&Value>, abs_dir: &Path) -> Option<PathBuf> {
+        let s = self.required_str(
+            v,
+            "main",
+            "add the module's library or executable, relative to its directory, e.g. \"main\": \"libcalc.so\"",
+        )?;
+        if s.is_empty() {
+            self.fault(
+                "/main",
+                "is empty; name the module's library or executable, e.g. \"libcalc.so\"",
+            );
+            return None;
+        }
+        let rel = Path::new(s);
+        if rel.has_root() || rel.is_absolute() {
+            self.fault(
+                "/main",
+                format!("{s:?} is an absolute path; give it relative to the module directory"),
+            );
+            return None;
+        }
+        if rel.components().any(|c| matches!(c, Component::ParentDir)) {
+            self.fault(
+                "/main",
+                format!("{s:?} leaves the module directory (\"..\"); put the file inside the module directory"),
+            );
+            return None;
+        }
+        let mut full = abs_dir.to_path_buf();
+        for c in rel.components() {
+            if let Component::Normal(part) = c {
+                full.push(part);
+            }
+        }
+        match std::fs::metadata(&full) {
+            Ok(m) if m.is_file() => Some(full),
+            Ok(_) => {
+                self.fault(
+                    "/main",
+                    format!("{} is not a file", full.display()),
+                );
+                None
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.fault(
+                    "/main",
+                    format!(
+                        "{s:?} does not exist in {}; build the module or fix \"main\"",
+                        abs_dir.display()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.fault(
+                    "/main",
+                    format!("{} cannot be checked: {e}", full.display()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The rule an invalid name breaks, for embedding in a field fault.
+fn reason_of(e: &Error) -> String {
+    match e {
+        Error::InvalidName { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+// ---------------------------------------------------------------------------------------------
+
+/// Where in a metadata file a fault is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// The file as a whole (unreadable, not an object, a duplicate module…).
+    File,
+    /// A field, as a JSON pointer (RFC 6901), e.g. `/dependencies/calc`.
+    Field(String),
+    /// A JSON syntax error, 1-based.
+    Syntax {
+        /// Line.
+        line: usize,
+        /// Column.
+        column: usize,
+    },
+}
+
+/// One problem with one module's metadata (or with a modules dir, during discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFault {
+    path: PathBuf,
+    location: Location,
+    message: String,
+}
+
+impl ManifestFault {
+    /// A fault about a whole file or directory.
+    pub fn new(path: impl Into<PathBuf>, location: Location, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            location,
+            message: message.into(),
+        }
+    }
+
+    /// The metadata file (or modules dir) the fault is in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where in the file.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The JSON pointer of the field, if the fault is about one.
+    pub fn pointer(&self) -> Option<&str> {
+        match &self.location {
+            Location::Field(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// What is wrong and how to fix it, without the location.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The fault without the file path: `field "version": …`.
+    fn describe(&self, f: &mut fmt::Formatter<'_>, with_path: bool) -> fmt::Result {
+        match &self.location {
+            Location::File if with_path => write!(f, "{}: {}", self.path.display(), self.message),
+            Location::File => f.write_str(&self.message),
+            Location::Field(p) => {
+                let field = p.strip_prefix('/').unwrap_or(p);
+                if with_path {
+                    write!(f, "{}: ", self.path.display())?;
+                }
+                write!(f, "field {field:?}: {}", self.message)
+            }
+            Location::Syntax { line, column } => {
+                if with_path {
+                    write!(f, "{}:", self.path.display())?;
+                } else {
+                    f.write_str("line ")?;
+                }
+                write!(f, "{line}:{column}: {}", self.message)
+            }
+        }
+    }
+}
+
+impl fmt::Display for ManifestFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f, true)
+    }
+}
+
+/// Every fault found in one module's metadata. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    path: PathBuf,
+    faults: Vec<ManifestFault>,
+}
+
+impl ManifestError {
+    fn one(path: PathBuf, location: Location, message: String) -> Self {
+        Self {
+            faults: vec![ManifestFault {
+                path: path.clone(),
+                location,
+                message,
+            }],
+            path,
+        }
+    }
+
+    /// The metadata file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The faults, in field order.
+    pub fn faults(&self) -> &[ManifestFault] {
+        &self.faults
+    }
+
+    /// The faults, owned.
+    pub fn into_faults(self) -> Vec<ManifestFault> {
+        self.faults
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.faults.as_slice() {
+            [one] => one.describe(f, true),
+            many => {
+                write!(f, "{}: {} problems", self.path.display(), many.len())?;
+                for fault in many {
+                    f.write_str("\n  - ")?;
+                    fault.describe(f, false)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// `<tmp>/<name>/` with an empty `libname.so`.
+    fn module_dir(tmp: &Path, name: &str) -> std::io::Result<PathBuf> {
+        let dir = tmp.join(name);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(format!("lib{name}.so")), b"")?;
+        Ok(dir)
+    }
+
+    fn parse(dir: &Path, json: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_json(dir, json)
+    }
+
+    fn faults_of(r: Result<Manifest, ManifestError>) -> Vec<ManifestFault> {
+        match r {
+            Ok(m) => panic!("expected faults, parsed {m:?}"),
+            Err(e) => e.into_faults(),
+        }
+    }
+
+    fn pointers(faults: &[ManifestFault]) -> Vec<&str> {
+        faults.iter().filter_map(ManifestFault::pointer).collect()
+    }
+
+    #[test]
+    fn names_accept_the_allowed_alphabet() {
+        for ok in ["a", "calc", "Chat_2", "kv-store", "x.y", "_private", "9lives"] {
+            assert!(ModuleName::new(ok).is_ok(), "{ok}");
+        }
+        assert!(ModuleName::new(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn names_refuse_paths_and_oddities() {
+        for bad in [
+            "", "../x", "a/b", ".", "..", ".hidden", "-flag", "a b", "é", "a\0b", "a\\b",
+        ] {
+            let e = ModuleName::new(bad);
+            assert!(
+                matches!(e, Err(Error::InvalidName { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        let long = "a".repeat(65);
+        let msg = ModuleName::new(&long).map(|_| ()).err().map(|e| e.to_string());
+        assert!(
+            msg.as_deref().is_some_and(|m| m.contains("65 bytes")),
+            "{msg:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_name_errors_are_bounded() {
+        let huge = "/".repeat(10_000);
+        let msg = ModuleName::new(&huge).map(|_| ()).err().map(|e| e.to_string());
+        assert!(msg.is_some_and(|m| m.len() < 400));
+    }
+
+    #[test]
+    fn reserved_names() -> TestResult {
+        assert!(ModuleName::new("core")?.is_reserved());
+        assert!(ModuleName::capability_module().is_reserved());
+        assert!(!ModuleName::new("calc")?.is_reserved());
+        Ok(())
+    }
+
+    #[test]
+    fn names_serde_validate() {
+        let ok: Result<ModuleName, _> = serde_json::from_str("\"calc\"");
+        assert!(ok.is_ok());
+        let bad: Result<ModuleName, _> = serde_json::from_str("\"../calc\"");
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn parses_a_full_manifest() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "greeter")?;
+        let m = parse(
+            &dir,
+            r#"{
+                "name": "greeter", "version": "1.2.3", "description": "hi", "author": "me",
+                "type": "core", "dependencies": {"calc": "^1.2", "chat": "*"},
+                "capabilities": ["x"], "include": ["a.txt"], "main": "./libgreeter.so",
+                "restart": "always", "permissions": ["kv"], "extra": {"kept": true}
+            }"#,
+        )?;
+        assert_eq!(m.name, "greeter");
+        assert_eq!(m.version, Version::new(1, 2, 3));
+        assert_eq!(m.description.as_deref(), Some("hi"));
+        assert_eq!(m.module_type.as_deref(), Some("core"));
+        assert_eq!(m.dependencies.len(), 2);
+        assert_eq!(m.dependencies.get("calc"), Some(&VersionReq::parse("^1.2")?));
+        assert_eq!(m.restart, RestartPolicy::Always);
+        assert!(m.permissions.contains("kv"));
+        assert!(m.main.is_absolute());
+        assert!(m.main.ends_with("greeter/libgreeter.so"));
+        assert_eq!(m.kind(), ModuleKind::Library);
+        assert_eq!(m.raw["extra"]["kept"], Value::Bool(true));
+        Ok(())
+    }
+
+    #[test]
+    fn dependencies_as_rfc_list_mean_any_version() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "greeter")?;
+        let m = parse(
+            &dir,
+            r#"{"name":"greeter","version":"1.0.0","main":"libgreeter.so","dependencies":["calc","chat"]}"#,
+        )?;
+        assert_eq!(m.dependencies.get("calc"), Some(&VersionReq::STAR));
+        assert!(m.depends_on("chat"));
+        assert_eq!(m.restart, RestartPolicy::OnFailure);
+        Ok(())
+    }
+
+    #[test]
+    fn reports_every_fault_at_once() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "greeter")?;
+        let faults = faults_of(parse(
+            &dir,
+            r#"{"name":"greeter","version":"1.x","main":"/bin/sh",
+                "dependencies":{"calc":"^^1","../x":"1"},"restart":"sometimes",
+                "permissions":["ok", 3],"capabilities":"no"}"#,
+        ));
+        let ptrs = pointers(&faults);
+        for want in [
+            "/version",
+            "/main",
+            "/dependencies/calc",
+            "/dependencies/..~1x",
+            "/restart",
+            "/permissions/1",
+            "/capabilities",
+        ] {
+            assert!(ptrs.contains(&want), "missing {want} in {ptrs:?}");
+        }
+        let version = faults
+            .iter()
+            .find(|f| f.pointer() == Some("/version"))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert_eq!(
+            version,
+            format!(
+                "{}: field \"version\": \"1.x\" is not a semver version (expected e.g. \"1.2.0\")",
+                dir.join(METADATA_FILE).display()
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn missing_required_fields() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "greeter")?;
+        let faults = faults_of(parse(&dir, "{}"));
+        assert_eq!(pointers(&faults), vec!["/name", "/version", "/main"]);
+        assert!(faults.iter().all(|f| f.message().starts_with("is missing")));
+        Ok(())
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "greeter")?;
+        let err = match parse(&dir, "{\n  \"name\": \"greeter\",\n  \"version\" \"1.0.0\"\n}") {
+            Ok(_) => panic!("parsed bad json"),
+            Err(e) => e,
+        };
+        assert_eq!(
+            err.faults()[0].location(),
+            &Location::Syntax { line: 3, column: 13 }
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("metadata.json:3:13: invalid JSON: expected `:`"), "{msg}");
+        Ok(())
+    }
+
+    #[test]
+    fn root_must_be_an_object() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "greeter")?;
+        let faults = faults_of(parse(&dir, "[1]"));
+        assert_eq!(faults[0].location(), &Location::File);
+        assert!(faults[0].message().contains("found a list"));
+        Ok(())
+    }
+
+    #[test]
+    fn name_must_match_directory_and_not_be_reserved() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "greeter")?;
+        let faults = faults_of(parse(
+            &dir,
+            r#"{"name":"calc","version":"1.0.0","main":"libgreeter.so"}"#,
+        ));
+        assert!(faults[0].message().contains("differs from the module's directory name \"greeter\""));
+
+        let core = module_dir(tmp.path(), "core")?;
+        let faults = faults_of(parse(
+            &core,
+            r#"{"name":"core","version":"1.0.0","main":"libcore.so"}"#,
+        ));
+        assert!(faults[0].message().contains("reserved"));
+        Ok(())
+    }
+
+    #[test]
+    fn main_must_stay_inside_and_exist() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "m")?;
+        fs::create_dir(dir.join("sub"))?;
+        fs::write(tmp.path().join("outside.so"), b"")?;
+        for (main, want) in [
+            ("../outside.so", "leaves the module directory"),
+            ("sub/../../outside.so", "leaves the module directory"),
+            ("/etc/passwd", "absolute path"),
+            ("", "is empty"),
+            ("nope.so", "does not exist"),
+            ("sub", "is not a file"),
+        ] {
+            let json = format!(r#"{{"name":"m","version":"1.0.0","main":{main:?}}}"#);
+            let faults = faults_of(parse(&dir, &json));
+            assert_eq!(faults.len(), 1, "{main}: {faults:?}");
+            assert!(faults[0].message().contains(want), "{main}: {}", faults[0]);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn dependency_faults() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "m")?;
+        let faults = faults_of(parse(
+            &dir,
+            r#"{"name":"m","version":"1.0.0","main":"libm.so","dependencies":["a","a","m",7]}"#,
+        ));
+        assert_eq!(
+            pointers(&faults),
+            vec!["/dependencies/1", "/dependencies/2", "/dependencies/3"]
+        );
+        let faults = faults_of(parse(
+            &dir,
+            r#"{"name":"m","version":"1.0.0","main":"libm.so","dependencies":{"a":1}}"#,
+        ));
+        assert!(faults[0].message().contains("found a number"));
+        let faults = faults_of(parse(
+            &dir,
+            r#"{"name":"m","version":"1.0.0","main":"libm.so","dependencies":"a"}"#,
+        ));
+        assert_eq!(pointers(&faults), vec!["/dependencies"]);
+        Ok(())
+    }
+
+    #[test]
+    fn load_reads_the_file_and_reports_missing_one() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "calc")?;
+        let err = match Manifest::load(&dir) {
+            Ok(_) => panic!("loaded without metadata"),
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains("cannot be read"), "{err}");
+        fs::write(
+            dir.join(METADATA_FILE),
+            r#"{"name":"calc","version":"0.1.0","main":"libcalc.so"}"#,
+        )?;
+        let m = Manifest::load(&dir)?;
+        assert_eq!(m.name, "calc");
+        Ok(())
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_files_are_refused() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "calc")?;
+        fs::write(dir.join(METADATA_FILE), vec![b' '; 2 * 1024 * 1024])?;
+        let msg = Manifest::load(&dir).map(|_| ()).err().map(|e| e.to_string());
+        assert!(msg.is_some_and(|m| m.contains("larger than")));
+        fs::write(dir.join(METADATA_FILE), b"{\"name\": \"\xff\"}")?;
+        let msg = Manifest::load(&dir).map(|_| ()).err().map(|e| e.to_string());
+        assert!(msg.is_some_and(|m| m.contains("not UTF-8")));
+        Ok(())
+    }
+
+    #[test]
+    fn multi_fault_display_lists_each() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "calc")?;
+        let err = match parse(&dir, r#"{"name":"calc"}"#) {
+            Ok(_) => panic!("parsed"),
+            Err(e) => e,
+        };
+        let msg = err.to_string();
+        assert!(msg.contains(": 2 problems\n  - field \"version\": is missing"), "{msg}");
+        assert!(msg.contains("\n  - field \"main\": is missing"), "{msg}");
+        Ok(())
+    }
+
+    #[test]
+    fn kind_detects_shared_libraries() {
+        for (file, lib) in [
+            ("libx.so", true),
+            ("libx.so.1", true),
+            ("libx.so.1.2", true),
+            ("x.so.py", false),
+            ("x", false),
+            ("so", false),
+            ("x.sox", false),
+        ] {
+            assert_eq!(is_shared_library(Path::new(file)), lib, "{file}");
+        }
+    }
+}

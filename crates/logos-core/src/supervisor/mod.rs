@@ -1,0 +1,639 @@
+//! The lifecycle of module processes: start plans, stop, crash handling, restart, heartbeat,
+//! and start-up and shutdown of the core itself.
+//!
+//! Owns every state transition of DESIGN.md §4 and is the only code that signals processes.
+//! Plans come from `resolver`, processes from `spawn`; this file decides order, rollback, and
+//! what a crash leads to. Never parses metadata and never routes calls.
+
+pub(crate) mod backoff;
+pub(crate) mod guardian;
+pub(crate) mod output;
+pub(crate) mod spawn;
+
+use crate::conn::ModuleConn;
+use crate::core::{CORE_MODULE, Inner};
+use crate::error::Error;
+use crate::manifest::Manifest;
+use crate::registry::{ExitReport, ModuleInfo, Record, State};
+use crate::sys::{self, Signal};
+use guardian::Guardian;
+use logos_session::Fault;
+use logos_wire::{ErrorCode, Value, Welcome};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, watch};
+
+/// Time a module gets after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+/// Heartbeats a module may miss in a row before it is killed.
+const MISSED_HEARTBEATS: u32 = 3;
+
+/// Sets up the runtime dir, discovers modules, opens the control endpoint, starts the guardian.
+pub(crate) async fn start_core(inner: &Arc<Inner>) -> Result<(), Error> {
+    if inner.started.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let result = start_core_inner(inner).await;
+    if result.is_err() {
+        inner.started.store(false, Ordering::SeqCst);
+    }
+    result
+}
+
+async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
+    let s = &inner.settings;
+    sys::create_private_dir(&s.runtime_dir).map_err(|e| Error::Io {
+        what: format!("creating runtime dir {}", s.runtime_dir.display()),
+        source: e,
+    })?;
+    let sock = inner.control_socket();
+    if tokio::net::UnixStream::connect(&sock).await.is_ok() {
+        return Err(Error::AlreadyRunning { socket: sock });
+    }
+    sys::create_private_dir(&inner.modules_socket_dir()).map_err(|e| Error::Io {
+        what: format!("creating {}", inner.modules_socket_dir().display()),
+        source: e,
+    })?;
+    *inner.host.lock().unwrap_or_else(|p| p.into_inner()) = find_host(s.host.as_deref());
+    rediscover(inner);
+
+    let secret = crate::capability::write_client_token(&inner.client_token_path()).map_err(|e| {
+        Error::Io {
+            what: format!("writing {}", inner.client_token_path().display()),
+            source: e,
+        }
+    })?;
+    *inner.client_secret.lock().unwrap_or_else(|p| p.into_inner()) = secret;
+
+    let guardian = Guardian::start(&s.runtime_dir).map_err(|e| Error::Io {
+        what: "starting the guardian process (/bin/sh)".to_owned(),
+        source: e,
+    })?;
+    *inner.guardian.lock().unwrap_or_else(|p| p.into_inner()) = Some(guardian);
+
+    let accept = crate::conn::listen(inner)?;
+    inner
+        .tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(accept);
+    tracing::info!(
+        runtime_dir = %s.runtime_dir.display(),
+        modules = inner.modules().known.len(),
+        "core started"
+    );
+    Ok(())
+}
+
+/// Reads every modules dir again; loaded modules keep running on the manifest they started with.
+pub(crate) fn rediscover(inner: &Inner) {
+    let found = crate::discovery::discover(&inner.settings.modules_dirs);
+    let mut m = inner.modules();
+    let loaded: Vec<String> = m
+        .records
+        .iter()
+        .filter(|(_, r)| r.state().is_loaded() || r.state() == State::Stopping)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let mut known = std::collections::BTreeMap::new();
+    for manifest in found.manifests {
+        known.insert(manifest.name.as_str().to_owned(), manifest);
+    }
+    for name in loaded {
+        if let Some(old) = m.known.get(&name) {
+            known.insert(name, old.clone());
+        }
+    }
+    m.faults = found.faults.iter().map(ToString::to_string).collect();
+    for f in &m.faults {
+        tracing::warn!("module not registered: {f}");
+    }
+    // Modules added by `processPlugin` outside the modules dirs stay known.
+    for (name, manifest) in std::mem::take(&mut m.known) {
+        known.entry(name).or_insert(manifest);
+    }
+    m.known = known;
+}
+
+/// `logos_host` location: configured, `$LOGOS_HOST`, beside the executable or its parent dir
+/// (test binaries live in `target/*/deps`), else looked up on `PATH` at spawn time.
+fn find_host(configured: Option<&std::path::Path>) -> std::path::PathBuf {
+    if let Some(p) = configured {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("LOGOS_HOST").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("logos_host");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    "logos_host".into()
+}
+
+/// Loads `names` and their dependencies, layer by layer; on any failure stops what it started.
+pub(crate) async fn load(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
+    for n in names {
+        if !inner.modules().known.contains_key(*n) {
+            return Err(inner.unknown(n));
+        }
+    }
+    let plan = {
+        let m = inner.modules();
+        crate::resolver::plan(&m.known, &m.loaded_versions(), names)?
+    };
+    let mut started: Vec<String> = Vec::new();
+    for layer in plan {
+        let starts = layer.iter().map(|n| start_module(inner, n.as_str()));
+        let results = futures::future::join_all(starts).await;
+        let mut first_err = None;
+        for (name, r) in layer.iter().zip(results) {
+            match r {
+                Ok(()) => started.push(name.as_str().to_owned()),
+                Err(e) => {
+                    if first_err.is_none() {
+                        first_err = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            for name in started.iter().rev() {
+                stop_module(inner, name, inner.settings.stop_grace).await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Unloads `name` (and, with `cascade`, its loaded dependents first).
+pub(crate) async fn unload(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<(), Error> {
+    let order = {
+        let m = inner.modules();
+        if !m.known.contains_key(name) {
+            drop(m);
+            return Err(inner.unknown(name));
+        }
+        if !m.state(name).is_loaded() {
+            return Err(Error::NotLoaded {
+                name: name.to_owned(),
+            });
+        }
+        let loaded: Vec<String> = m.loaded_versions().into_keys().collect();
+        let dependents = crate::resolver::dependents(&m.known, &loaded, name);
+        if !dependents.is_empty() && !cascade {
+            return Err(Error::HasDependents {
+                name: name.to_owned(),
+                dependents,
+            });
+        }
+        crate::resolver::unload_order(&m.known, &loaded, name)
+    };
+    for n in order {
+        stop_module(inner, &n, inner.settings.stop_grace).await;
+    }
+    Ok(())
+}
+
+/// Manual restart: stop if loaded, read metadata again, start; clears `failed` and the budget.
+pub(crate) async fn reload(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
+    if !inner.modules().known.contains_key(name) {
+        rediscover(inner);
+        if !inner.modules().known.contains_key(name) {
+            return Err(inner.unknown(name));
+        }
+    }
+    let state = inner.modules().state(name);
+    if state.is_loaded() {
+        stop_module(inner, name, inner.settings.stop_grace).await;
+    }
+    rediscover(inner);
+    {
+        let mut m = inner.modules();
+        if let Some(r) = m.records.get_mut(name) {
+            r.crash_times.clear();
+            if r.state() == State::Failed {
+                r.state = Some(State::Stopped);
+            }
+        }
+    }
+    load(inner, &[name]).await
+}
+
+/// Stops every loaded module, leaves first, then closes the endpoint and removes files.
+pub(crate) async fn shutdown(inner: &Arc<Inner>) {
+    if inner.stopping.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tracing::info!("core shutting down");
+    let layers = {
+        let m = inner.modules();
+        let loaded: Vec<String> = m
+            .records
+            .iter()
+            .filter(|(_, r)| r.state().is_loaded())
+            .map(|(n, _)| n.clone())
+            .collect();
+        crate::resolver::shutdown_layers(&m.known, &loaded)
+    };
+    for layer in layers {
+        let stops = layer
+            .iter()
+            .map(|n| stop_module(inner, n, inner.settings.stop_grace));
+        futures::future::join_all(stops).await;
+    }
+    for t in inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        t.abort();
+    }
+    let _ = std::fs::remove_file(inner.control_socket());
+    let _ = std::fs::remove_file(inner.client_token_path());
+    let _ = std::fs::remove_dir(inner.modules_socket_dir());
+    let _ = std::fs::remove_dir(&inner.settings.runtime_dir);
+    if let Some(g) = inner
+        .guardian
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        g.finish();
+    }
+    inner.stopped_tx.send_replace(true);
+    tracing::info!("core stopped");
+}
+
+/// Resolves once shutdown has finished.
+pub(crate) async fn wait_stopped(inner: &Arc<Inner>) {
+    let mut rx = inner.stopped_tx.subscribe();
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Snapshots of every known module.
+pub(crate) fn infos(inner: &Inner) -> Vec<ModuleInfo> {
+    let m = inner.modules();
+    m.known
+        .iter()
+        .map(|(name, manifest)| {
+            let rec = m.records.get(name);
+            ModuleInfo {
+                name: name.clone(),
+                version: manifest.version.to_string(),
+                state: rec.map_or(State::Known, Record::state),
+                pid: rec.and_then(|r| r.pid),
+                uptime: rec.and_then(|r| r.started).map(|(i, _)| i.elapsed()),
+                restarts: rec.map_or(0, |r| r.restarts),
+                last_exit: rec.and_then(|r| r.last_exit.clone()),
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn set_state(inner: &Inner, name: &str, state: State) {
+    let old = {
+        let mut m = inner.modules();
+        let rec = m.records.entry(name.to_owned()).or_default();
+        let old = rec.state();
+        rec.state = Some(state);
+        old
+    };
+    if old != state {
+        tracing::info!(module = name, from = %old, to = %state, "module state changed");
+        inner.hub.publish(
+            CORE_MODULE,
+            "stateChanged",
+            &[
+                Value::from(name),
+                Value::from(old.as_str()),
+                Value::from(state.as_str()),
+            ],
+        );
+    }
+}
+
+/// Starts one module whose dependencies are ready; returns when it is ready.
+pub(crate) async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
+    let manifest: Manifest = inner
+        .modules()
+        .known
+        .get(name)
+        .cloned()
+        .ok_or_else(|| inner.unknown(name))?;
+    let generation = {
+        let mut m = inner.modules();
+        let rec = m.records.entry(name.to_owned()).or_default();
+        rec.generation += 1;
+        rec.generation
+    };
+    set_state(inner, name, State::Starting);
+    match start_process(inner, &manifest, generation).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::warn!(module = name, "start failed: {e}");
+            set_state(inner, name, State::Stopped);
+            Err(e)
+        }
+    }
+}
+
+async fn start_process(inner: &Arc<Inner>, manifest: &Manifest, generation: u64) -> Result<(), Error> {
+    let name = manifest.name.as_str().to_owned();
+    let overrides = inner.settings.modules.get(&name).cloned().unwrap_or_default();
+    let host = inner.host.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let spawned = spawn::spawn(spawn::SpawnRequest {
+        manifest,
+        host: &host,
+        runtime_dir: &inner.settings.runtime_dir,
+        data_dir: inner.settings.data_dir.join(&name),
+        socket_path: inner.socket_path(&name),
+        env: &overrides.env,
+        limits: overrides.limits,
+        log_filter: &inner.settings.module_log,
+        start_timeout: inner.settings.start_timeout,
+        session: inner.settings.session.clone(),
+    })
+    .await?;
+    let spawn::Spawned {
+        mut child,
+        pid,
+        pending,
+        stderr,
+        spawned_at,
+    } = spawned;
+
+    if pending.hello.identity != name {
+        let fault = Fault::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "this process was started as module {name:?} but says it is {:?}",
+                pending.hello.identity
+            ),
+        );
+        let reason = fault.message.clone();
+        pending.refuse(fault).await;
+        spawn::kill_and_reap(&mut child).await;
+        return Err(Error::StartFailed {
+            module: name,
+            reason,
+            status: None,
+            stderr_tail: stderr.snapshot(),
+        });
+    }
+    let interface = pending
+        .hello
+        .attrs
+        .get("interface")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let welcome = Welcome {
+        major: logos_wire::PROTOCOL_MAJOR,
+        minor: logos_wire::PROTOCOL_MINOR,
+        identity: CORE_MODULE.to_owned(),
+        attrs: [("module".to_owned(), Value::from(name.as_str()))]
+            .into_iter()
+            .collect(),
+    };
+    let handler = Arc::new(ModuleConn::new(inner, &name));
+    let session = match pending.accept(name.clone(), welcome, handler).await {
+        Ok(s) => s,
+        Err(e) => {
+            spawn::kill_and_reap(&mut child).await;
+            return Err(Error::StartFailed {
+                module: name,
+                reason: format!("handshake failed: {e}"),
+                status: None,
+                stderr_tail: stderr.snapshot(),
+            });
+        }
+    };
+
+    let (kill_tx, kill_rx) = mpsc::unbounded_channel();
+    let (exit_tx, exit_rx) = watch::channel(false);
+    {
+        let mut m = inner.modules();
+        let rec = m.records.entry(name.clone()).or_default();
+        rec.pid = Some(pid);
+        rec.started = Some((Instant::now(), SystemTime::now()));
+        rec.session = Some(session.clone());
+        rec.interface = Some(interface);
+        rec.kill = Some(kill_tx);
+        rec.exited = Some(exit_rx);
+    }
+    if let Some(g) = inner.guardian.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        g.started(pid);
+    }
+    let watcher_inner = Arc::clone(inner);
+    let watcher_name = name.clone();
+    tokio::spawn(async move {
+        let status = watch_child(&mut child, kill_rx).await;
+        let report = spawn::report(status, spawned_at, stderr.snapshot());
+        let crashed = record_exit(&watcher_inner, &watcher_name, generation, pid, &report);
+        exit_tx.send_replace(true);
+        if crashed {
+            on_crash(&watcher_inner, &watcher_name, generation, report).await;
+        }
+    });
+    tokio::spawn(heartbeat(Arc::clone(inner), name.clone(), generation, session.clone()));
+
+    set_state(inner, &name, State::Ready);
+    if inner.hub.has_subscribers(&name) {
+        let _ = session.subscribe(&name, "");
+    }
+    inner.hub.publish(CORE_MODULE, "moduleUp", &[Value::from(name.as_str())]);
+    Ok(())
+}
+
+/// Waits for the child to exit, delivering signals asked for meanwhile. Owning the child until
+/// it is reaped guarantees a signal never reaches a recycled pid.
+async fn watch_child(
+    child: &mut tokio::process::Child,
+    mut kill_rx: mpsc::UnboundedReceiver<i32>,
+) -> std::process::ExitStatus {
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                match status {
+                    Ok(s) => return s,
+                    Err(e) => {
+                        tracing::error!("waiting for module process failed: {e}");
+                        let _ = child.start_kill();
+                    }
+                }
+            }
+            Some(sig) = kill_rx.recv() => {
+                if let Some(pid) = child.id() {
+                    sys::kill_group(pid, Signal::from_raw(sig));
+                }
+            }
+        }
+    }
+}
+
+/// Pings a module on its control connection; kills it after repeated misses.
+async fn heartbeat(inner: Arc<Inner>, name: String, generation: u64, session: logos_session::Session) {
+    let every = inner.settings.heartbeat;
+    let mut missed = 0;
+    let mut last_health: Option<String> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        if session.is_closed() || current_generation(&inner, &name) != Some(generation) {
+            return;
+        }
+        match session.ping(every * 2).await {
+            Ok(health) => {
+                missed = 0;
+                if health != last_health {
+                    match &health {
+                        Some(reason) => tracing::warn!(module = %name, "module reports itself unhealthy: {reason}"),
+                        None => tracing::info!(module = %name, "module reports itself healthy again"),
+                    }
+                    inner.modules().records.get_mut(&name).map(|r| r.unhealthy = health.clone());
+                    last_health = health;
+                }
+            }
+            Err(f) if f.code == ErrorCode::Timeout => {
+                missed += 1;
+                if missed >= MISSED_HEARTBEATS {
+                    tracing::error!(module = %name, "module missed {missed} heartbeats; killing it");
+                    signal(&inner, &name, Signal::Kill);
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn current_generation(inner: &Inner, name: &str) -> Option<u64> {
+    inner.modules().records.get(name).map(|r| r.generation)
+}
+
+fn signal(inner: &Inner, name: &str, sig: Signal) {
+    if let Some(k) = inner.modules().records.get(name).and_then(|r| r.kill.clone()) {
+        let _ = k.send(sig.raw());
+    }
+}
+
+/// Tells every other loaded module to forget tokens naming `name`, and forgets them here.
+async fn revoke(inner: &Arc<Inner>, name: &str) {
+    inner.tokens().revoke_module(name);
+    let others: Vec<(String, logos_session::Session)> = inner
+        .modules()
+        .records
+        .iter()
+        .filter(|(n, r)| n.as_str() != name && r.state() == State::Ready)
+        .filter_map(|(n, r)| r.session.clone().map(|s| (n.clone(), s)))
+        .collect();
+    let calls = others.iter().map(|(n, s)| async move {
+        if let Err(f) = s
+            .call(n, "$revoke", vec![Value::from(name)], Duration::from_secs(2))
+            .await
+        {
+            tracing::debug!(module = %n, "revoking tokens of {name} failed: {f}");
+        }
+    });
+    futures::future::join_all(calls).await;
+}
+
+/// Stops one module: `shutdown` with grace, then SIGTERM, then SIGKILL; always reaps it.
+pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
+    let (session, exited) = {
+        let m = inner.modules();
+        let Some(rec) = m.records.get(name) else { return };
+        (rec.session.clone(), rec.exited.clone())
+    };
+    let state = inner.modules().state(name);
+    if !state.is_loaded() {
+        return;
+    }
+    set_state(inner, name, State::Stopping);
+    inner.hub.publish(
+        CORE_MODULE,
+        "moduleDown",
+        &[Value::from(name), Value::from("unloaded")],
+    );
+    revoke(inner, name).await;
+    if let Some(mut exited) = exited {
+        if let Some(s) = &session {
+            s.send_shutdown(grace);
+        }
+        let waited = tokio::time::timeout(grace, exited.wait_for(|e| *e)).await;
+        if waited.is_err() {
+            tracing::warn!(module = name, "did not exit within {grace:?} of shutdown; sending SIGTERM");
+            signal(inner, name, Signal::Term);
+            if tokio::time::timeout(TERM_GRACE, exited.wait_for(|e| *e)).await.is_err() {
+                tracing::warn!(module = name, "did not exit within {TERM_GRACE:?} of SIGTERM; sending SIGKILL");
+                signal(inner, name, Signal::Kill);
+                let _ = exited.wait_for(|e| *e).await;
+            }
+        }
+    }
+    set_state(inner, name, State::Stopped);
+}
+
+/// The process of `name` (start `generation`) ended: records it and tells whether nobody
+/// asked for it (a crash). Runs before anyone waiting for the exit is woken.
+fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &ExitReport) -> bool {
+    if let Some(g) = inner.guardian.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        g.ended(pid);
+    }
+    let _ = std::fs::remove_file(inner.socket_path(name));
+    let was = {
+        let mut m = inner.modules();
+        let Some(rec) = m.records.get_mut(name) else {
+            return false;
+        };
+        if rec.generation != generation {
+            return false;
+        }
+        if let Some(s) = rec.session.take() {
+            s.close(Fault::new(ErrorCode::Unavailable, format!("module {name} exited")));
+        }
+        rec.pid = None;
+        rec.started = None;
+        rec.kill = None;
+        rec.last_exit = Some(report.clone());
+        rec.state()
+    };
+    if was == State::Stopping || inner.stopping.load(Ordering::SeqCst) {
+        tracing::info!(module = name, status = %report.status_text(), "module exited");
+        return false;
+    }
+    true
+}
+
+/// A crash: report it everywhere, revoke tokens, let the restart policy decide.
+async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitReport) {
+    tracing::warn!(
+        module = name,
+        status = %report.status_text(),
+        uptime_ms = report.uptime.as_millis() as u64,
+        stderr = ?report.stderr_tail,
+        "module crashed"
+    );
+    set_state(inner, name, State::Crashed);
+    let restarts = inner.modules().records.get(name).map_or(0, |r| r.restarts);
+    inner.hub.publish(
+        CORE_MODULE,
+        "moduleCrashed",
+        &[
+            Value::from(name),
+            Value::from(report.status_text()),
+            Value::from(report.uptime.as_millis() as u64),
+            Value::List(report.stderr_tail.iter().map(|l| Value::from(l.as_str())).collect()),
+            Value::from(restarts),
+        ],
+    );
+    inner.hub.publish(
+        CORE_MODULE,
+        "moduleDown",
+        &[Value::from(name), Value::from("crashed")],
+    );
+    revoke(inner, name).await;
+    backoff::after_crash(Arc::clone(inner), name.to_owned(), generation, report).await;
+}
+

@@ -1,0 +1,112 @@
+//! Captures a module's stdout and stderr line by line into the core's log.
+//!
+//! Lines are tagged with the module name and capped in length, so a module that writes a
+//! gigabyte without a newline costs the core one capped buffer, not a gigabyte. Stderr lines are
+//! also kept in the module's [`StderrTail`] for crash reports. Never blocks the module: the
+//! pipe is drained as fast as it fills.
+
+use crate::registry::StderrTail;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// Longest line forwarded; the rest of a longer line is cut and marked.
+pub const MAX_LINE: usize = 4096;
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Reads `pipe` to its end, logging each line as `module`'s and keeping stderr in `tail`.
+pub(crate) async fn forward<R: AsyncRead + Unpin>(
+    module: String,
+    which: Pipe,
+    pipe: R,
+    tail: StderrTail,
+) {
+    let mut reader = BufReader::with_capacity(8192, pipe);
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut cut = false;
+    loop {
+        let (consumed, done) = match reader.fill_buf().await {
+            Ok([]) | Err(_) => {
+                if !line.is_empty() {
+                    emit(&module, which, &line, cut, &tail);
+                }
+                return;
+            }
+            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    take(&mut line, &buf[..nl], &mut cut);
+                    (nl + 1, true)
+                }
+                None => {
+                    take(&mut line, buf, &mut cut);
+                    (buf.len(), false)
+                }
+            },
+        };
+        reader.consume(consumed);
+        if done {
+            emit(&module, which, &line, cut, &tail);
+            line.clear();
+            cut = false;
+        }
+    }
+}
+
+fn take(line: &mut Vec<u8>, bytes: &[u8], cut: &mut bool) {
+    let room = MAX_LINE.saturating_sub(line.len());
+    if bytes.len() > room {
+        *cut = true;
+    }
+    line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+fn emit(module: &str, which: Pipe, line: &[u8], cut: bool, tail: &StderrTail) {
+    let mut text = String::from_utf8_lossy(line).trim_end_matches('\r').to_owned();
+    if cut {
+        text.push_str(" …[line cut]");
+    }
+    match which {
+        Pipe::Stdout => tracing::info!(target: "module", module, "{text}"),
+        Pipe::Stderr => {
+            tracing::info!(target: "module", module, stream = "stderr", "{text}");
+            tail.push(text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_lines_are_cut_and_tail_is_bounded() {
+        let mut input = Vec::new();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE * 3));
+        input.push(b'\n');
+        for i in 0..30 {
+            input.extend(format!("line {i}\n").bytes());
+        }
+        input.extend(b"no newline at end");
+        let tail = StderrTail::default();
+        forward("m".into(), Pipe::Stderr, &input[..], tail.clone()).await;
+        let lines = tail.snapshot();
+        assert_eq!(lines.len(), StderrTail::KEEP);
+        assert_eq!(lines.last().map(String::as_str), Some("no newline at end"));
+        assert_eq!(lines[0], "line 11");
+    }
+
+    #[tokio::test]
+    async fn a_cut_line_is_marked() {
+        let mut input = vec![b'y'; MAX_LINE + 10];
+        input.push(b'\n');
+        let tail = StderrTail::default();
+        forward("m".into(), Pipe::Stderr, &input[..], tail.clone()).await;
+        let lines = tail.snapshot();
+        assert!(lines[0].ends_with("[line cut]"));
+        assert!(lines[0].len() < MAX_LINE + 20);
+    }
+}

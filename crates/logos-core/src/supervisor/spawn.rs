@@ -1,0 +1,244 @@
+//! Starting one module process per the module process contract (docs/architecture.md).
+//!
+//! Owns turning a manifest into a running, handshaken process: the control socketpair (fd 3),
+//! the bound listening socket (fd 4), the command line (`logos_host` for a library, the
+//! executable otherwise), environment, resource limits, output capture, and waiting for the
+//! module's `hello` while watching for an early exit or the start timeout. Never decides what
+//! to do after a failure (that is `supervisor/mod.rs`) and never accepts the handshake itself.
+
+use crate::error::Error;
+use crate::manifest::{Manifest, ModuleKind};
+use crate::registry::{ExitReport, StderrTail};
+use crate::supervisor::output::{self, Pipe};
+use crate::sys::{self, ChildSetup, Limits};
+use logos_session::{Config as SessionConfig, PendingSession};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::process::Child;
+use tokio::task::JoinHandle;
+
+/// Everything needed to start one module.
+#[derive(Debug)]
+pub(crate) struct SpawnRequest<'a> {
+    pub manifest: &'a Manifest,
+    /// The `logos_host` binary, for library modules.
+    pub host: &'a Path,
+    pub runtime_dir: &'a Path,
+    pub data_dir: PathBuf,
+    pub socket_path: PathBuf,
+    pub env: &'a [(String, String)],
+    pub limits: Limits,
+    pub log_filter: &'a str,
+    pub start_timeout: Duration,
+    pub session: SessionConfig,
+}
+
+/// A module process whose `hello` has arrived.
+pub(crate) struct Spawned {
+    pub child: Child,
+    pub pid: u32,
+    pub pending: PendingSession,
+    pub stderr: StderrTail,
+    pub spawned_at: Instant,
+}
+
+/// Starts the process and waits for its `hello`.
+///
+/// # Errors
+/// `Error::Spawn` if the process cannot be created, `Error::StartFailed` if it exits or breaks
+/// the handshake, `Error::StartTimeout` if no `hello` arrives in time; the latter two carry the
+/// process's last stderr lines. The process is killed and reaped on every error path.
+pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Error> {
+    let name = req.manifest.name.as_str().to_owned();
+    let spawn_err = |what: &str, e: std::io::Error| Error::Spawn {
+        module: name.clone(),
+        reason: format!("{what}: {e}"),
+    };
+
+    std::fs::create_dir_all(&req.data_dir)
+        .map_err(|e| spawn_err(&format!("creating data dir {}", req.data_dir.display()), e))?;
+    let (core_end, child_end) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| spawn_err("socketpair", e))?;
+    let listener = bind_listener(&req.socket_path).map_err(|e| {
+        spawn_err(
+            &format!("binding {}", req.socket_path.display()),
+            e,
+        )
+    })?;
+
+    let mut cmd = match req.manifest.kind() {
+        ModuleKind::Library => {
+            let mut c = std::process::Command::new(req.host);
+            c.arg("--module")
+                .arg(&req.manifest.main)
+                .arg("--name")
+                .arg(&name);
+            c
+        }
+        ModuleKind::Executable => std::process::Command::new(&req.manifest.main),
+    };
+    cmd.current_dir(&req.data_dir)
+        .env("LOGOS_MODULE", &name)
+        .env("LOGOS_CONTROL_FD", "3")
+        .env("LOGOS_LISTEN_FD", "4")
+        .env("LOGOS_DATA_DIR", &req.data_dir)
+        .env("LOGOS_RUNTIME_DIR", req.runtime_dir)
+        .env("LOGOS_LOG", req.log_filter)
+        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let control: OwnedFd = child_end.into();
+    let listen: OwnedFd = listener.into();
+    sys::configure_child(
+        &mut cmd,
+        ChildSetup {
+            fds: [control, listen],
+            limits: req.limits,
+        },
+    );
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let spawned_at = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        spawn_err(
+            &format!("starting {}", command_text(req.manifest, req.host)),
+            e,
+        )
+    })?;
+    // The child-side descriptors were moved into the pre-exec setup and are closed in this
+    // process when `cmd` drops here.
+    drop(cmd);
+    let pid = child.id().unwrap_or(0);
+
+    let stderr = StderrTail::default();
+    let mut forwarders: Vec<JoinHandle<()>> = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        forwarders.push(tokio::spawn(output::forward(
+            name.clone(),
+            Pipe::Stdout,
+            out,
+            stderr.clone(),
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        forwarders.push(tokio::spawn(output::forward(
+            name.clone(),
+            Pipe::Stderr,
+            err,
+            stderr.clone(),
+        )));
+    }
+
+    let stream = core_end
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(core_end))
+        .map_err(|e| spawn_err("control socket", e))?;
+    let mut cfg = req.session.clone();
+    cfg.handshake_timeout = req.start_timeout;
+
+    let outcome = tokio::select! {
+        hello = logos_session::read_hello(stream, cfg) => Ok(hello),
+        status = child.wait() => Err(status),
+    };
+    match outcome {
+        Ok(Ok(pending)) => Ok(Spawned {
+            child,
+            pid,
+            pending,
+            stderr,
+            spawned_at,
+        }),
+        Ok(Err(e)) => {
+            let timed_out = matches!(e, logos_session::SessionError::HandshakeTimeout(_));
+            let status = kill_and_reap(&mut child).await;
+            let tail = drain_tail(forwarders, &stderr).await;
+            if timed_out {
+                Err(Error::StartTimeout {
+                    module: name,
+                    timeout: req.start_timeout,
+                    stderr_tail: tail,
+                })
+            } else {
+                Err(Error::StartFailed {
+                    module: name,
+                    reason: format!("handshake failed: {e}"),
+                    status: status.map(|s| report(s, spawned_at, Vec::new()).status_text()),
+                    stderr_tail: tail,
+                })
+            }
+        }
+        Err(status) => {
+            let tail = drain_tail(forwarders, &stderr).await;
+            let status = status
+                .ok()
+                .map(|s| report(s, spawned_at, Vec::new()).status_text());
+            Err(Error::StartFailed {
+                module: name,
+                reason: "exited before it became ready".to_owned(),
+                status,
+                stderr_tail: tail,
+            })
+        }
+    }
+}
+
+/// The command line, for messages.
+fn command_text(m: &Manifest, host: &Path) -> String {
+    match m.kind() {
+        ModuleKind::Library => format!(
+            "{} --module {} --name {}",
+            host.display(),
+            m.main.display(),
+            m.name.as_str()
+        ),
+        ModuleKind::Executable => m.main.display().to_string(),
+    }
+}
+
+/// Binds the module's listening socket with mode 0600, replacing a stale file.
+fn bind_listener(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Kills the process group and reaps the child.
+pub(crate) async fn kill_and_reap(child: &mut Child) -> Option<ExitStatus> {
+    if let Some(pid) = child.id() {
+        sys::kill_group(pid, sys::Signal::Kill);
+    }
+    let _ = child.start_kill();
+    child.wait().await.ok()
+}
+
+/// Waits briefly for the output forwarders to reach end of file, then returns the stderr tail.
+async fn drain_tail(forwarders: Vec<JoinHandle<()>>, tail: &StderrTail) -> Vec<String> {
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        for f in forwarders {
+            let _ = f.await;
+        }
+    })
+    .await;
+    tail.snapshot()
+}
+
+/// Turns an exit status into a report.
+pub(crate) fn report(status: ExitStatus, since: Instant, stderr_tail: Vec<String>) -> ExitReport {
+    use std::os::unix::process::ExitStatusExt;
+    ExitReport {
+        code: status.code(),
+        signal: status.signal(),
+        uptime: since.elapsed(),
+        stderr_tail,
+        at: SystemTime::now(),
+    }
+}

@@ -1,0 +1,57 @@
+//! [`Config`]: the tunables of one connection, each default documented on its field.
+//!
+//! Owns only numbers. Never opens a socket or spawns a task; the rest of the crate reads these
+//! values when a connection starts.
+
+use std::time::Duration;
+
+/// Tunables of one connection. Every default is documented on its field.
+///
+/// `Config` is `#[non_exhaustive]`: start from [`Config::default`] and assign the fields you
+/// want to change.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = logos_session::Config::default();
+/// config.handshake_timeout = Duration::from_secs(1);
+/// assert_eq!(config.max_calls_in_flight, 1024);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest frame accepted (default 16 MiB). A bigger one closes the connection with `limit`.
+    pub max_frame: usize,
+    /// Incoming calls allowed to run at once (default 1024); more fail with `limit`.
+    pub max_calls_in_flight: usize,
+    /// Events queued for the peer before newer ones are dropped and counted in a `lagged`
+    /// notice (default 1024).
+    pub event_queue: usize,
+    /// Initial credit per stream and direction (default 256 KiB, the protocol's
+    /// [`logos_wire::credit::DEFAULT_WINDOW`]). Both peers must use the same value: each side
+    /// assumes the other starts with exactly this much credit.
+    pub stream_window: u64,
+    /// Time allowed for `hello`/`welcome` (default 5 s). Also bounds how long a closing
+    /// connection keeps trying to flush its final `error` frame to a peer that does not read.
+    pub handshake_timeout: Duration,
+    /// Deadline for incoming calls that carry `timeout_ms = 0` (default 30 s).
+    pub default_call_timeout: Duration,
+    /// Streams open at once on this connection (default 1024). A `stream_open` from the peer
+    /// beyond this is answered with `stream_reset` code `limit`.
+    pub max_streams: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame: logos_wire::codec::DEFAULT_MAX_FRAME,
+            max_calls_in_flight: 1024,
+            event_queue: 1024,
+            stream_window: logos_wire::credit::DEFAULT_WINDOW,
+            handshake_timeout: Duration::from_secs(5),
+            default_call_timeout: Duration::from_secs(30),
+            max_streams: 1024,
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! [`Session`]: the cloneable handle to one live connection, its shared state, the outgoing
+//! call path (ids, pending map, deadlines, cancel) and the one way a connection ends.
+//!
+//! Owns the per-connection tables (pending calls and pings, incoming calls, streams) and
+//! [`Inner::shut`], which closes all of them at once so nothing waits for a deadline on a dead
+//! connection. Never touches the socket directly: bytes go out through `writer.rs` and come in
+//! through `reader.rs`. Never panics on what the peer sent.
+//!
+//! A connection stays up while the peer keeps it open, even when every local `Session` handle
+//! has been dropped (a serving side usually keeps none); call [`Session::close`] to end it.
+
+use crate::incoming::Incoming;
+use crate::stream::{ByteStream, Streams};
+use crate::writer::{Lane, Outbox};
+use crate::{Config, Fault, Handler, SessionError};
+use bytes::BytesMut;
+use logos_wire::{Attrs, Call, ErrorCode, Message, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::net::UnixStream;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::time::Instant;
+
+/// Process-wide source of [`Session::id`]s.
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Locks `m`, ignoring poisoning: every critical section in this crate leaves its data
+/// consistent before anything that could panic, so a poisoned lock is still usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Who is on the other end: the identity established by the handshake and the kernel's view of
+/// the peer process (SO_PEERCRED).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer's identity (from `hello` as accepted, or from `welcome`).
+    pub identity: String,
+    /// The peer process id, if the kernel reported one.
+    pub pid: Option<u32>,
+    /// The peer user id.
+    pub uid: Option<u32>,
+    /// Attributes the peer sent in its `hello`/`welcome`.
+    pub attrs: Attrs,
+}
+
+/// Our calls and pings waiting for the peer's answer.
+#[derive(Default)]
+pub(crate) struct Pending {
+    calls: HashMap<u64, oneshot::Sender<Result<Value, Fault>>>,
+    pings: HashMap<u64, oneshot::Sender<Option<String>>>,
+    /// Set by [`Inner::shut`]; nothing is registered after it.
+    closed: Option<Arc<str>>,
+}
+
+/// The state of one connection shared by the handle, the reader, the writer and the tasks
+/// running incoming calls.
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) peer: Peer,
+    pub(crate) config: Config,
+    pub(crate) handler: Arc<dyn Handler>,
+    /// `true` on the side that called [`connect`](crate::connect) (opens odd stream ids).
+    pub(crate) connector: bool,
+    /// Frames waiting for the socket; see `writer.rs`.
+    pub(crate) out: Mutex<Outbox>,
+    /// Wakes the writer task (work queued, or the connection is closing).
+    pub(crate) wake: Notify,
+    /// Signalled (to all waiters) whenever queued bytes drop or the writer goes idle/exits.
+    pub(crate) progress: Notify,
+    pub(crate) closed: AtomicBool,
+    /// The close reason, `None` while open. Also what [`Session::closed`] waits on.
+    pub(crate) reason: watch::Sender<Option<Arc<str>>>,
+    pub(crate) pending: Mutex<Pending>,
+    next_call: AtomicU64,
+    next_nonce: AtomicU64,
+    pub(crate) incoming: Mutex<Incoming>,
+    pub(crate) streams: Mutex<Streams>,
+    next_stream: AtomicU64,
+    /// Set once [`Handler::closed`] has been called.
+    pub(crate) handler_closed: AtomicBool,
+}
+
+impl Inner {
+    /// The close reason, or a placeholder while still open.
+    pub(crate) fn close_reason(&self) -> Arc<str> {
+        self.reason
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| Arc::from("connection is closing"))
+    }
+
+    /// The fault every call on a closed connection fails with.
+    pub(crate) fn unavailable(&self) -> Fault {
+        Fault::new(
+            ErrorCode::Unavailable,
+            format!(
+                "connection to {} closed: {}",
+                self.peer.identity,
+                self.close_reason()
+            ),
+        )
+    }
+
+    /// Ends the connection: the one place that does. `send` is written to the peer as
+    /// `error` id 0 before the socket closes (bounded by `handshake_timeout`); without it
+    /// everything still queued is discarded. Fails every pending call and ping with
+    /// `unavailable` at once, cancels every incoming call, breaks every stream.
+    ///
+    /// Returns `false` if the connection was already closing (the first reason wins).
+    pub(crate) fn shut(&self, reason: impl Into<String>, send: Option<Fault>) -> bool {
+        if !lock(&self.out).begin_close(send) {
+            return false;
+        }
+        self.wake.notify_one();
+        self.closed.store(true, Ordering::Release);
+        let reason: Arc<str> = Arc::from(reason.into());
+        tracing::debug!(session = self.id, peer = %self.peer.identity, %reason, "connection closing");
+        self.reason.send_replace(Some(reason.clone()));
+
+        let (calls, pings) = {
+            let mut p = lock(&self.pending);
+            p.closed = Some(reason.clone());
+            (std::mem::take(&mut p.calls), std::mem::take(&mut p.pings))
+        };
+        if !calls.is_empty() {
+            let fault = self.unavailable();
+            for (_, tx) in calls {
+                let _ = tx.send(Err(fault.clone()));
+            }
+        }
+        // Dropping the senders wakes each ping with an error, i.e. `unavailable`.
+        drop(pings);
+        // Dropping the cancel senders aborts every incoming call (their futures are dropped).
+        drop(lock(&self.incoming).close());
+        let streams = lock(&self.streams).close();
+        for s in streams {
+            s.connection_closed(&reason);
+        }
+        self.progress.notify_waiters();
+        true
+    }
+
+    fn register_call(&self, id: u64, tx: oneshot::Sender<Result<Value, Fault>>) -> bool {
+        let mut p = lock(&self.pending);
+        if p.closed.is_some() {
+            return false;
+        }
+        p.calls.insert(id, tx);
+        true
+    }
+
+    /// Removes call `id` from the pending map; `true` if it was still there.
+    fn forget_call(&self, id: u64) -> bool {
+        lock(&self.pending).calls.remove(&id).is_some()
+    }
+
+    /// Delivers the peer's answer to call `id`. Unknown ids are ignored: the call may have
+    /// timed out or been cancelled, and its reply crossed our `cancel` on the wire.
+    pub(crate) fn complete_call(&self, id: u64, result: Result<Value, Fault>) {
+        let tx = lock(&self.pending).calls.remove(&id);
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(result);
+            }
+            None => tracing::debug!(session = self.id, id, "answer for unknown call id ignored"),
+        }
+    }
+
+    /// Delivers a `pong`. Unknown nonces are ignored.
+    pub(crate) fn complete_ping(&self, nonce: u64, unhealthy: Option<String>) {
+        if let Some(tx) = lock(&self.pending).pings.remove(&nonce) {
+            let _ = tx.send(unhealthy);
+        }
+    }
+
+    /// Half the stream window, at least 1: how much the application must consume before
+    /// credit is returned to the peer.
+    pub(crate) fn credit_threshold(&self) -> u64 {
+        (self.config.stream_window / 2).max(1)
+    }
+}
+
+/// Cloneable handle to one live connection.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("peer", &self.inner.peer.identity)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Removes an abandoned call from the pending map and tells the peer (`cancel`), whether it
+/// was abandoned by timeout or by dropping the future.
+struct CallGuard<'a> {
+    inner: &'a Inner,
+    id: u64,
+    sent: bool,
+    done: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if self.inner.forget_call(self.id) && self.sent {
+            let _ = self
+                .inner
+                .send(Lane::Ctrl, &Message::Cancel { id: self.id });
+        }
+    }
+}
+
+/// Forgets an abandoned ping.
+struct PingGuard<'a> {
+    inner: &'a Inner,
+    nonce: u64,
+}
+
+impl Drop for PingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.pending).pings.remove(&self.nonce);
+    }
+}
+
+impl Session {
+    /// Starts the reader and writer tasks on an authenticated socket. `buf` holds bytes read
+    /// past the handshake frame (the peer may pipeline calls right after it).
+    pub(crate) fn start(
+        stream: UnixStream,
+        buf: BytesMut,
+        peer: Peer,
+        handler: Arc<dyn Handler>,
+        config: Config,
+        connector: bool,
+    ) -> Session {
+        let sock = Arc::new(stream);
+        let (reason, _) = watch::channel(None);
+        let inner = Arc::new(Inner {
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            peer,
+            out: Mutex::new(Outbox::new(sock.clone())),
+            config,
+            handler,
+            connector,
+            wake: Notify::new(),
+            progress: Notify::new(),
+            closed: AtomicBool::new(false),
+            reason,
+            pending: Mutex::new(Pending::default()),
+            next_call: AtomicU64::new(1),
+            next_nonce: AtomicU64::new(1),
+            incoming: Mutex::new(Incoming::default()),
+            streams: Mutex::new(Streams::default()),
+            next_stream: AtomicU64::new(if connector { 1 } else { 2 }),
+            handler_closed: AtomicBool::new(false),
+        });
+        tracing::debug!(session = inner.id, peer = %inner.peer.identity, "connection started");
+        tokio::spawn(crate::writer::run(inner.clone(), sock.clone()));
+        tokio::spawn(crate::reader::run(inner.clone(), sock, buf));
+        Session { inner }
+    }
+
+    /// Unique id of this connection within the process (for maps keyed by connection).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Who is on the other end.
+    pub fn peer(&self) -> &Peer {
+        &self.inner.peer
+    }
+
+    /// Calls `target.method(args)` on the peer and waits at most `timeout` (also sent as the
+    /// call's `timeout_ms`). Dropping the future sends `cancel`.
+    ///
+    /// The deadline is enforced here, whatever the peer does: at expiry the call fails with
+    /// `timeout` (naming `target.method` and the duration) and `cancel` is sent.
+    ///
+    /// # Errors
+    /// The peer's [`Fault`]; `timeout` when the deadline passes; `unavailable` when the
+    /// connection closes first (never waits for the deadline then).
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call on the peer.
+    pub async fn call(
+        &self,
+        target: &str,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, Fault> {
+        let inner = &*self.inner;
+        let deadline = Instant::now() + timeout;
+        let id = inner.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if !inner.register_call(id, tx) {
+            return Err(inner.unavailable());
+        }
+        let mut guard = CallGuard {
+            inner,
+            id,
+            sent: false,
+            done: false,
+        };
+        let timeout_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let msg = Message::Call(Call {
+            id,
+            target: target.to_owned(),
+            method: method.to_owned(),
+            args,
+            timeout_ms,
+        });
+        let timed_out = || {
+            Fault::new(
+                ErrorCode::Timeout,
+                format!("{target}.{method} did not answer within {timeout:?}"),
+            )
+        };
+        match tokio::time::timeout_at(deadline, inner.send_wait(Lane::Ctrl, &msg)).await {
+            Ok(Ok(())) => guard.sent = true,
+            Ok(Err(_)) => {
+                guard.done = true;
+                inner.forget_call(id);
+                return Err(inner.unavailable());
+            }
+            Err(_) => return Err(timed_out()),
+        }
+        drop(msg);
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => {
+                guard.done = true;
+                result
+            }
+            Ok(Err(_)) => {
+                guard.done = true;
+                Err(inner.unavailable())
+            }
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// Queues an event for the peer without waiting. If the peer's event queue is full the
+    /// event is dropped, counted, and reported to the peer as `lagged`; returns `false` then.
+    ///
+    /// The queue holds at most [`Config::event_queue`] events; the `lagged` notice goes out
+    /// just ahead of the next event that fits, so the peer sees delivered events in the order
+    /// they were sent. Also returns `false` (without counting) once the connection is closed.
+    pub fn send_event(&self, source: &str, event: &str, data: Vec<Value>) -> bool {
+        self.inner.send_event(source, event, data)
+    }
+
+    /// Asks the peer for `event` of `source` (`""` = all events of `source`).
+    ///
+    /// # Errors
+    /// [`SessionError::Closed`].
+    pub fn subscribe(&self, source: &str, event: &str) -> Result<(), SessionError> {
+        self.send_or_closed(&Message::Subscribe {
+            source: source.to_owned(),
+            event: event.to_owned(),
+        })
+    }
+
+    /// Withdraws a subscription.
+    ///
+    /// # Errors
+    /// [`SessionError::Closed`].
+    pub fn unsubscribe(&self, source: &str, event: &str) -> Result<(), SessionError> {
+        self.send_or_closed(&Message::Unsubscribe {
+            source: source.to_owned(),
+            event: event.to_owned(),
+        })
+    }
+
+    fn send_or_closed(&self, msg: &Message) -> Result<(), SessionError> {
+        self.inner
+            .send(Lane::Ctrl, msg)
+            .map_err(|_| SessionError::Closed(self.inner.close_reason().to_string()))
+    }
+
+    /// Opens a byte stream to the peer for `protocol`.
+    ///
+    /// The stream id is odd on the side that connected, even on the side that accepted. The
+    /// peer may refuse the stream by resetting it; that shows up as an error on the first
+    /// read or write after the reset arrives.
+    ///
+    /// # Errors
+    /// [`SessionError::Closed`].
+    pub fn open_stream(&self, protocol: &str) -> Result<ByteStream, SessionError> {
+        let inner = &self.inner;
+        let id = inner.next_stream.fetch_add(2, Ordering::Relaxed);
+        let closed = || SessionError::Closed(inner.close_reason().to_string());
+        let stream = ByteStream::register(inner, id, protocol.to_owned()).ok_or_else(closed)?;
+        let open = Message::StreamOpen {
+            stream: id,
+            protocol: protocol.to_owned(),
+        };
+        if inner.send(Lane::Ctrl, &open).is_err() {
+            return Err(closed());
+        }
+        Ok(stream)
+    }
+
+    /// Sends `ping` and waits for `pong`; `Ok(None)` healthy, `Ok(Some(reason))` unhealthy.
+    ///
+    /// # Errors
+    /// `timeout` or `unavailable`.
+    ///
+    /// # Cancel safety
+    /// Dropping the future forgets the ping; a late `pong` is ignored.
+    pub async fn ping(&self, timeout: Duration) -> Result<Option<String>, Fault> {
+        let inner = &*self.inner;
+        let nonce = inner.next_nonce.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = lock(&inner.pending);
+            if p.closed.is_some() {
+                drop(p);
+                return Err(inner.unavailable());
+            }
+            p.pings.insert(nonce, tx);
+        }
+        let _guard = PingGuard { inner, nonce };
+        if inner.send(Lane::Ctrl, &Message::Ping { nonce }).is_err() {
+            return Err(inner.unavailable());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(health)) => Ok(health),
+            Ok(Err(_)) => Err(inner.unavailable()),
+            Err(_) => Err(Fault::new(
+                ErrorCode::Timeout,
+                format!(
+                    "ping to {} not answered within {timeout:?}",
+                    inner.peer.identity
+                ),
+            )),
+        }
+    }
+
+    /// Asks the peer to shut down within `grace`. Ignored if the connection is closed.
+    pub fn send_shutdown(&self, grace: Duration) {
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        let _ = self.inner.send(Lane::Ctrl, &Message::Shutdown { grace_ms });
+    }
+
+    /// Sends `error` id 0 with `fault` (if still open) and closes the connection. Calls in
+    /// flight fail with `unavailable`.
+    ///
+    /// Frames queued before this one are still written (within `handshake_timeout`), then the
+    /// socket is closed.
+    pub fn close(&self, fault: Fault) {
+        let reason = format!("closed locally: {fault}");
+        self.inner.shut(reason, Some(fault));
+    }
+
+    /// `true` once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the connection has ended, with the reason.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn closed(&self) -> String {
+        let mut rx = self.inner.reason.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.as_deref().unwrap_or_default().to_owned(),
+            // The sender lives in `Inner`, which `self` keeps alive.
+            Err(_) => String::from("connection closed"),
+        }
+    }
+
+    /// Bytes queued for writing and not yet handed to the socket.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.inner.out).queued()
+    }
+
+    /// Events queued for the peer and not yet handed to the socket (at most
+    /// [`Config::event_queue`]).
+    pub fn queued_events(&self) -> usize {
+        lock(&self.inner.out).queued_events()
+    }
+
+    /// Resolves once everything queued before the call has been handed to the socket, or the
+    /// connection has closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn flush(&self) {
+        self.inner.flushed().await;
+    }
+}
