@@ -6,7 +6,7 @@
 //! files only; never starts a process, never resolves dependencies (`resolver.rs`), never keeps
 //! state between scans (the registry decides what a rescan changes).
 
-use crate::manifest::{Location, Manifest, ManifestFault, METADATA_FILE};
+use crate::manifest::{Location, METADATA_FILE, Manifest, ManifestFault};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -171,10 +171,18 @@ mod tests {
         let d = discover(&[tmp.path().to_path_buf()]);
         assert_eq!(names(&d), vec!["calc"]);
         // broken: version + main; wrongname: name mismatch (its main names libother.so too).
-        assert!(d.faults.iter().any(|f| f.pointer() == Some("/version")
-            && f.path().ends_with("broken/metadata.json")));
-        assert!(d.faults.iter().any(|f| f.pointer() == Some("/name")
-            && f.path().ends_with("wrongname/metadata.json")));
+        assert!(
+            d.faults
+                .iter()
+                .any(|f| f.pointer() == Some("/version")
+                    && f.path().ends_with("broken/metadata.json"))
+        );
+        assert!(
+            d.faults
+                .iter()
+                .any(|f| f.pointer() == Some("/name")
+                    && f.path().ends_with("wrongname/metadata.json"))
+        );
         Ok(())
     }
 
@@ -203,8 +211,14 @@ mod tests {
         assert_eq!(d.manifests[0].version, semver::Version::new(1, 0, 0));
         assert_eq!(d.faults.len(), 1);
         let msg = d.faults[0].to_string();
-        assert!(msg.contains(&b.path().join("calc").display().to_string()), "{msg}");
-        assert!(msg.contains(&a.path().join("calc").display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&b.path().join("calc").display().to_string()),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&a.path().join("calc").display().to_string()),
+            "{msg}"
+        );
         Ok(())
     }
 

@@ -40,21 +40,24 @@ pub enum Error {
 
     /// No module of that name is known (discovered) to the core.
     #[error(
-        "module {name:?} is not known (known: {}); put it in a modules dir as <dir>/{name}/metadata.json",
-        list(.known)
+        "module {name:?} is not known (known: {}){}; put it in a modules dir as <dir>/{name}/metadata.json",
+        list(.known),
+        suggestion.as_ref().map(|s| format!("; did you mean {s:?}?")).unwrap_or_default()
     )]
     UnknownModule {
-        /// The requested name.
+        /// The requested name (cut to 80 characters if it came from outside).
         name: String,
         /// Every known module, sorted.
-        known: Vec<ModuleName>,
+        known: Vec<String>,
+        /// The known name closest to `name`, for "did you mean".
+        suggestion: Option<String>,
     },
 
     /// The module is known but not loaded.
     #[error("module {name} is not loaded; load it first")]
     NotLoaded {
         /// The module.
-        name: ModuleName,
+        name: String,
     },
 
     /// A built-in module (`core`, `capability_module`) cannot be loaded, unloaded or replaced.
@@ -107,26 +110,65 @@ pub enum Error {
 
     /// Loaded modules depend on the module, so it cannot be unloaded alone.
     #[error(
-        "cannot unload {module}: loaded modules depend on it ({}); unload them first or unload with cascade",
+        "cannot unload {name}: loaded modules depend on it ({}); unload them first or unload with cascade",
         list(.dependents)
     )]
     HasDependents {
         /// The module asked to unload.
-        module: ModuleName,
+        name: String,
         /// The loaded modules that directly depend on it, sorted.
-        dependents: Vec<ModuleName>,
+        dependents: Vec<String>,
     },
 
     /// The access policy refuses a call.
     #[error("call refused: {reason}")]
     Denied {
         /// The calling module.
-        caller: ModuleName,
+        caller: String,
         /// The module it tried to reach.
-        target: ModuleName,
+        target: String,
         /// The policy's reason, naming both.
         reason: String,
     },
+
+    /// A call made through the embedding API failed; `fault` carries the wire code.
+    #[error("call {target}.{method} failed: {fault}")]
+    Call {
+        /// The called module.
+        target: String,
+        /// The method.
+        method: String,
+        /// The wire error: code and message.
+        fault: logos_session::Fault,
+    },
+
+    /// A setting given to the builder (or read from configuration) is invalid.
+    #[error("invalid setting {setting}: {reason}")]
+    Config {
+        /// The setting, e.g. `"grants"`.
+        setting: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
+    /// Another core already serves this runtime dir.
+    #[error(
+        "another core is already running on {}; stop it (`logoscore stop`) or use another runtime dir",
+        socket.display()
+    )]
+    AlreadyRunning {
+        /// The control socket that answered.
+        socket: PathBuf,
+    },
+
+    /// The core has not been started. (A unit variant: the subject is the one core.)
+    #[error("the core is not started; call `Core::start` first")]
+    NotStarted,
+
+    /// The core is shutting down or has shut down. (A unit variant: the subject is the one
+    /// core.)
+    #[error("the core is shutting down; no new operations are accepted")]
+    ShutDown,
 
     /// The operating system's random number generator failed.
     #[error("cannot {purpose}: the system random number generator failed: {source}")]
@@ -138,13 +180,11 @@ pub enum Error {
         source: getrandom::Error,
     },
 
-    /// A file system operation failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    /// An operating-system operation failed.
+    #[error("{what}: {source}")]
     Io {
-        /// What was attempted, e.g. `"create the client token file"`.
-        action: &'static str,
-        /// The file or directory.
-        path: PathBuf,
+        /// What was attempted, with its subject, e.g. `"creating runtime dir /run/user/1000/logos"`.
+        what: String,
         /// The OS error.
         #[source]
         source: std::io::Error,
@@ -222,8 +262,9 @@ impl Error {
     /// - [`Error::HasDependents`] and [`Error::BuiltIn`] → `method_failed`: the request is
     ///   well-formed and names a real module; the `core` built-in refuses it, which is that
     ///   module's own error.
-    /// - I/O, randomness and spawn failures → `unavailable`: the target cannot be brought up
-    ///   now; [`Error::StartTimeout`] → `timeout`.
+    /// - I/O, randomness, spawn failures and a core that is not running → `unavailable`: the
+    ///   target cannot be brought up now; [`Error::StartTimeout`] → `timeout`.
+    /// - [`Error::Call`] → the remote fault's own code.
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidName { .. } => ErrorCode::InvalidArgs,
@@ -243,6 +284,20 @@ impl Error {
             Error::Spawn { .. } => ErrorCode::Unavailable,
             Error::StartFailed { .. } => ErrorCode::Unavailable,
             Error::StartTimeout { .. } => ErrorCode::Timeout,
+            Error::Call { fault, .. } => fault.code,
+            Error::Config { .. } => ErrorCode::InvalidArgs,
+            Error::AlreadyRunning { .. } => ErrorCode::Unavailable,
+            Error::NotStarted => ErrorCode::Unavailable,
+            Error::ShutDown => ErrorCode::Unavailable,
+        }
+    }
+
+    /// This error as a wire fault: [`Error::code`] and the message. A [`Error::Call`] gives
+    /// back the remote fault unchanged.
+    pub fn to_fault(&self) -> logos_session::Fault {
+        match self {
+            Error::Call { fault, .. } => fault.clone(),
+            other => logos_session::Fault::new(other.code(), other.to_string()),
         }
     }
 }
@@ -272,7 +327,7 @@ fn before_last(chain: &[ModuleName]) -> &str {
 }
 
 /// `a, b, c` (at most [`LIST_MAX`] names), or `none`.
-fn list(names: &[ModuleName]) -> String {
+fn list<S: AsRef<str>>(names: &[S]) -> String {
     if names.is_empty() {
         return "none".to_owned();
     }
@@ -281,7 +336,7 @@ fn list(names: &[ModuleName]) -> String {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(n.as_str());
+        out.push_str(n.as_ref());
     }
     if names.len() > LIST_MAX {
         let _ = write!(out, " and {} more", names.len() - LIST_MAX);
@@ -323,7 +378,10 @@ mod tests {
             msg.starts_with("greeter -> calc: calc is not a known module (known: chat, kv)"),
             "{msg}"
         );
-        assert!(msg.contains("remove it from greeter's dependencies"), "{msg}");
+        assert!(
+            msg.contains("remove it from greeter's dependencies"),
+            "{msg}"
+        );
         assert_eq!(e.code(), ErrorCode::UnknownModule);
     }
 
@@ -348,16 +406,20 @@ mod tests {
         let e = Error::DependencyCycle {
             chain: names(&["a", "b", "c", "a"]),
         };
-        assert!(e.to_string().starts_with("dependency cycle a -> b -> c -> a"));
+        assert!(
+            e.to_string()
+                .starts_with("dependency cycle a -> b -> c -> a")
+        );
         assert_eq!(e.code(), ErrorCode::NotLoaded);
     }
 
     #[test]
     fn long_lists_are_cut() {
-        let many: Vec<ModuleName> = (0..20).map(|i| n(&format!("m{i:02}"))).collect();
+        let many: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
         let e = Error::UnknownModule {
             name: "x".into(),
             known: many,
+            suggestion: None,
         };
         let msg = e.to_string();
         assert!(msg.contains("m11 and 8 more"), "{msg}");
@@ -369,8 +431,18 @@ mod tests {
         let e = Error::UnknownModule {
             name: "x".into(),
             known: vec![],
+            suggestion: None,
         };
         assert!(e.to_string().contains("(known: none)"));
+        let e = Error::UnknownModule {
+            name: "calk".into(),
+            known: vec!["calc".into()],
+            suggestion: Some("calc".into()),
+        };
+        assert!(
+            e.to_string()
+                .contains("(known: calc); did you mean \"calc\"?")
+        );
     }
 
     #[test]
@@ -389,11 +461,15 @@ mod tests {
     #[test]
     fn messages_start_lowercase() {
         let errors = [
-            Error::NotLoaded { name: n("calc") },
-            Error::HasDependents {
-                module: n("calc"),
-                dependents: names(&["greeter"]),
+            Error::NotLoaded {
+                name: "calc".into(),
             },
+            Error::HasDependents {
+                name: "calc".into(),
+                dependents: vec!["greeter".into()],
+            },
+            Error::NotStarted,
+            Error::ShutDown,
             Error::Spawn {
                 module: "calc".into(),
                 reason: "x".into(),
@@ -403,5 +479,20 @@ mod tests {
             let first = e.to_string().chars().next().unwrap_or('?');
             assert!(!first.is_uppercase(), "{e}");
         }
+    }
+
+    #[test]
+    fn to_fault_keeps_remote_codes() {
+        let remote = logos_session::Fault::new(ErrorCode::MethodFailed, "division by zero");
+        let e = Error::Call {
+            target: "calc".into(),
+            method: "div".into(),
+            fault: remote.clone(),
+        };
+        assert_eq!(e.code(), ErrorCode::MethodFailed);
+        assert_eq!(e.to_fault(), remote);
+        let f = Error::NotLoaded { name: "kv".into() }.to_fault();
+        assert_eq!(f.code, ErrorCode::NotLoaded);
+        assert!(f.message.contains("kv"));
     }
 }

@@ -65,7 +65,8 @@ const KNOWN_FIELDS: [&str; 11] = [
     "permissions",
 ];
 
-const NAME_RULE: &str = "1 to 64 ASCII letters, digits, \"_\", \"-\" or \".\", not starting with \".\" or \"-\"";
+const NAME_RULE: &str =
+    "1 to 64 ASCII letters, digits, \"_\", \"-\" or \".\", not starting with \".\" or \"-\"";
 
 // ---------------------------------------------------------------------------------------------
 // ModuleName
@@ -582,7 +583,12 @@ impl Checker<'_> {
     }
 
     /// A required string field; `None` after recording a fault.
-    fn required_str<'v>(&mut self, v: Option<&'v Value>, field: &str, hint: &str) -> Option<&'v str> {
+    fn required_str<'v>(
+        &mut self,
+        v: Option<&'v Value>,
+        field: &str,
+        hint: &str,
+    ) -> Option<&'v str> {
         match v {
             None | Some(Value::Null) => {
                 self.fault(format!("/{field}"), format!("is missing; {hint}"));
@@ -604,7 +610,10 @@ impl Checker<'_> {
         let name = match ModuleName::new(s) {
             Ok(n) => n,
             Err(e) => {
-                self.fault("/name", format!("{s:?} is not a valid module name: {}", reason_of(&e)));
+                self.fault(
+                    "/name",
+                    format!("{s:?} is not a valid module name: {}", reason_of(&e)),
+                );
                 return None;
             }
         };
@@ -633,7 +642,11 @@ impl Checker<'_> {
     }
 
     fn version(&mut self, v: Option<&Value>) -> Option<Version> {
-        let s = self.required_str(v, "version", "add a semver version, e.g. \"version\": \"1.2.0\"")?;
+        let s = self.required_str(
+            v,
+            "version",
+            "add a semver version, e.g. \"version\": \"1.2.0\"",
+        )?;
         match Version::parse(s) {
             Ok(v) => Some(v),
             Err(_) => {
@@ -811,7 +824,10 @@ impl Checker<'_> {
         match v {
             None | Some(Value::Null) => RestartPolicy::default(),
             Some(Value::String(s)) => RestartPolicy::parse(s).unwrap_or_else(|| {
-                self.fault("/restart", format!("{s:?} is not a restart policy ({EXPECTED})"));
+                self.fault(
+                    "/restart",
+                    format!("{s:?} is not a restart policy ({EXPECTED})"),
+                );
                 RestartPolicy::default()
             }),
             Some(other) => {
@@ -861,10 +877,7 @@ impl Checker<'_> {
         match std::fs::metadata(&full) {
             Ok(m) if m.is_file() => Some(full),
             Ok(_) => {
-                self.fault(
-                    "/main",
-                    format!("{} is not a file", full.display()),
-                );
+                self.fault("/main", format!("{} is not a file", full.display()));
                 None
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1073,7 +1086,9 @@ mod tests {
 
     #[test]
     fn names_accept_the_allowed_alphabet() {
-        for ok in ["a", "calc", "Chat_2", "kv-store", "x.y", "_private", "9lives"] {
+        for ok in [
+            "a", "calc", "Chat_2", "kv-store", "x.y", "_private", "9lives",
+        ] {
             assert!(ModuleName::new(ok).is_ok(), "{ok}");
         }
         assert!(ModuleName::new(&"a".repeat(64)).is_ok());
@@ -1091,7 +1106,10 @@ mod tests {
             );
         }
         let long = "a".repeat(65);
-        let msg = ModuleName::new(&long).map(|_| ()).err().map(|e| e.to_string());
+        let msg = ModuleName::new(&long)
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string());
         assert!(
             msg.as_deref().is_some_and(|m| m.contains("65 bytes")),
             "{msg:?}"
@@ -1101,7 +1119,10 @@ mod tests {
     #[test]
     fn invalid_name_errors_are_bounded() {
         let huge = "/".repeat(10_000);
-        let msg = ModuleName::new(&huge).map(|_| ()).err().map(|e| e.to_string());
+        let msg = ModuleName::new(&huge)
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string());
         assert!(msg.is_some_and(|m| m.len() < 400));
     }
 
@@ -1139,7 +1160,10 @@ mod tests {
         assert_eq!(m.description.as_deref(), Some("hi"));
         assert_eq!(m.module_type.as_deref(), Some("core"));
         assert_eq!(m.dependencies.len(), 2);
-        assert_eq!(m.dependencies.get("calc"), Some(&VersionReq::parse("^1.2")?));
+        assert_eq!(
+            m.dependencies.get("calc"),
+            Some(&VersionReq::parse("^1.2")?)
+        );
         assert_eq!(m.restart, RestartPolicy::Always);
         assert!(m.permissions.contains("kv"));
         assert!(m.main.is_absolute());
@@ -1214,16 +1238,25 @@ mod tests {
     fn syntax_errors_have_line_and_column() -> TestResult {
         let tmp = tempfile::tempdir()?;
         let dir = module_dir(tmp.path(), "greeter")?;
-        let err = match parse(&dir, "{\n  \"name\": \"greeter\",\n  \"version\" \"1.0.0\"\n}") {
+        let err = match parse(
+            &dir,
+            "{\n  \"name\": \"greeter\",\n  \"version\" \"1.0.0\"\n}",
+        ) {
             Ok(_) => panic!("parsed bad json"),
             Err(e) => e,
         };
         assert_eq!(
             err.faults()[0].location(),
-            &Location::Syntax { line: 3, column: 13 }
+            &Location::Syntax {
+                line: 3,
+                column: 13
+            }
         );
         let msg = err.to_string();
-        assert!(msg.contains("metadata.json:3:13: invalid JSON: expected `:`"), "{msg}");
+        assert!(
+            msg.contains("metadata.json:3:13: invalid JSON: expected `:`"),
+            "{msg}"
+        );
         Ok(())
     }
 
@@ -1245,7 +1278,11 @@ mod tests {
             &dir,
             r#"{"name":"calc","version":"1.0.0","main":"libgreeter.so"}"#,
         ));
-        assert!(faults[0].message().contains("differs from the module's directory name \"greeter\""));
+        assert!(
+            faults[0]
+                .message()
+                .contains("differs from the module's directory name \"greeter\"")
+        );
 
         let core = module_dir(tmp.path(), "core")?;
         let faults = faults_of(parse(
@@ -1326,10 +1363,16 @@ mod tests {
         let tmp = tempfile::tempdir()?;
         let dir = module_dir(tmp.path(), "calc")?;
         fs::write(dir.join(METADATA_FILE), vec![b' '; 2 * 1024 * 1024])?;
-        let msg = Manifest::load(&dir).map(|_| ()).err().map(|e| e.to_string());
+        let msg = Manifest::load(&dir)
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string());
         assert!(msg.is_some_and(|m| m.contains("larger than")));
         fs::write(dir.join(METADATA_FILE), b"{\"name\": \"\xff\"}")?;
-        let msg = Manifest::load(&dir).map(|_| ()).err().map(|e| e.to_string());
+        let msg = Manifest::load(&dir)
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string());
         assert!(msg.is_some_and(|m| m.contains("not UTF-8")));
         Ok(())
     }
@@ -1343,7 +1386,10 @@ mod tests {
             Err(e) => e,
         };
         let msg = err.to_string();
-        assert!(msg.contains(": 2 problems\n  - field \"version\": is missing"), "{msg}");
+        assert!(
+            msg.contains(": 2 problems\n  - field \"version\": is missing"),
+            "{msg}"
+        );
         assert!(msg.contains("\n  - field \"main\": is missing"), "{msg}");
         Ok(())
     }

@@ -50,19 +50,26 @@ impl ModuleArgs {
 }
 
 fn check_module_name(lit: &LitStr) -> syn::Result<()> {
+    // The same rule as the core's `ModuleName`: the name becomes a path component and a
+    // socket file name.
     let name = lit.value();
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if ok {
-        Ok(())
+    let problem = if name.is_empty() || name.len() > 64 {
+        Some("module names are 1 to 64 bytes long")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        Some("module names use only ASCII letters, digits, `_`, `-` and `.`")
+    } else if name.starts_with(['.', '-']) {
+        Some("module names start with a letter, digit or `_`")
+    } else if name == "core" || name == "capability_module" {
+        Some("`core` and `capability_module` are the core's built-in modules")
     } else {
-        Err(syn::Error::new(
-            lit.span(),
-            "module names are 1 to 64 characters of ASCII letters, digits, `_` and `-`",
-        ))
+        None
+    };
+    match problem {
+        Some(p) => Err(syn::Error::new(lit.span(), p)),
+        None => Ok(()),
     }
 }
 

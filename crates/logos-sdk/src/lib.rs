@@ -1,1 +1,37 @@
-//! `logos-sdk`.
+#![doc = include_str!("../README.md")]
+//!
+//! # Crate layout
+//!
+//! `module.rs` the [`Module`] and [`Events`] traits (what `#[module]` and `#[derive(Events)]`
+//! implement); `context.rs` [`Context`]; `client.rs` [`Client`], reconnect and re-subscribe;
+//! `serve.rs` the module-side runtime ([`run`], [`main`]); `abi.rs` the C ABI `logos_host`
+//! loads; `export.rs` hidden support for generated code; `error.rs` [`Error`]. This file only
+//! declares and re-exports.
+
+// Generated code names `::logos_sdk`; this lets the crate's own tests use the macros.
+extern crate self as logos_sdk;
+
+pub mod abi;
+mod client;
+mod context;
+mod error;
+#[doc(hidden)]
+pub mod export;
+mod module;
+mod serve;
+
+pub use client::{Client, DEFAULT_TIMEOUT};
+pub use context::Context;
+pub use error::Error;
+pub use module::{EventInfo, Events, MethodInfo, Module, ParamInfo, interface_value};
+pub use serve::{
+    DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD, EXIT_PANIC, EXIT_START_FAILED, main, run,
+};
+
+pub use logos_sdk_macros::{Events, module};
+pub use logos_session::{ByteStream, Fault};
+pub use logos_wire::{ErrorCode, Value};
+pub use serde_bytes::ByteBuf;
+
+/// The boxed future type of [`Module::call`].
+pub use futures::future::BoxFuture;

@@ -11,7 +11,7 @@
 
 use crate::incoming::Incoming;
 use crate::stream::{ByteStream, Streams};
-use crate::writer::{Lane, Outbox};
+use crate::writer::{Lane, NotSent, Outbox};
 use crate::{Config, Fault, Handler, SessionError};
 use bytes::BytesMut;
 use logos_wire::{Attrs, Call, ErrorCode, Message, Value};
@@ -250,7 +250,7 @@ impl Session {
         let inner = Arc::new(Inner {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             peer,
-            out: Mutex::new(Outbox::new(sock.clone())),
+            out: Mutex::new(Outbox::new(sock.clone(), config.max_frame)),
             config,
             handler,
             connector,
@@ -290,7 +290,8 @@ impl Session {
     ///
     /// # Errors
     /// The peer's [`Fault`]; `timeout` when the deadline passes; `unavailable` when the
-    /// connection closes first (never waits for the deadline then).
+    /// connection closes first (never waits for the deadline then); `limit` when the call does
+    /// not fit in a frame (`Config::max_frame`) or nests too deep (nothing is sent then).
     ///
     /// # Cancel safety
     /// Dropping the future cancels the call on the peer.
@@ -332,10 +333,18 @@ impl Session {
         };
         match tokio::time::timeout_at(deadline, inner.send_wait(Lane::Ctrl, &msg)).await {
             Ok(Ok(())) => guard.sent = true,
-            Ok(Err(_)) => {
+            Ok(Err(NotSent::Closed)) => {
                 guard.done = true;
                 inner.forget_call(id);
                 return Err(inner.unavailable());
+            }
+            Ok(Err(NotSent::Unencodable(e))) => {
+                guard.done = true;
+                inner.forget_call(id);
+                return Err(Fault::new(
+                    e.code(),
+                    format!("{target}.{method} not sent: {e}"),
+                ));
             }
             Err(_) => return Err(timed_out()),
         }
@@ -366,7 +375,7 @@ impl Session {
     /// Asks the peer for `event` of `source` (`""` = all events of `source`).
     ///
     /// # Errors
-    /// [`SessionError::Closed`].
+    /// [`SessionError::Closed`]; [`SessionError::Protocol`] if the names do not fit a frame.
     pub fn subscribe(&self, source: &str, event: &str) -> Result<(), SessionError> {
         self.send_or_closed(&Message::Subscribe {
             source: source.to_owned(),
@@ -377,7 +386,7 @@ impl Session {
     /// Withdraws a subscription.
     ///
     /// # Errors
-    /// [`SessionError::Closed`].
+    /// [`SessionError::Closed`]; [`SessionError::Protocol`] if the names do not fit a frame.
     pub fn unsubscribe(&self, source: &str, event: &str) -> Result<(), SessionError> {
         self.send_or_closed(&Message::Unsubscribe {
             source: source.to_owned(),
@@ -386,9 +395,10 @@ impl Session {
     }
 
     fn send_or_closed(&self, msg: &Message) -> Result<(), SessionError> {
-        self.inner
-            .send(Lane::Ctrl, msg)
-            .map_err(|_| SessionError::Closed(self.inner.close_reason().to_string()))
+        self.inner.send(Lane::Ctrl, msg).map_err(|e| match e {
+            NotSent::Closed => SessionError::Closed(self.inner.close_reason().to_string()),
+            NotSent::Unencodable(e) => SessionError::Protocol(e),
+        })
     }
 
     /// Opens a byte stream to the peer for `protocol`.

@@ -35,14 +35,503 @@
 //! reader, and two such peers would deadlock), so past [`hard_cap`] the connection is closed
 //! with `limit` instead.
 
+use crate::Fault;
 use crate::session::{Inner, lock};
-use logos_wire::{ErrorCode, Fault as _Unused, Message, Value, encode_frame};
+use logos_wire::{ErrorCode, Message, Value, WireError, encode_frame};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
-// `_Unused` keeps the import list stable across codec versions; see `Fault` in this crate.
-#[allow(unused_imports)]
-use _Unused as _;
+/// Async senders wait while more than this many bytes are queued.
+pub(crate) const HIGH_WATER: usize = 4 * 1024 * 1024;
+/// Most stream bytes put in one writer batch (after all control frames).
+pub(crate) const DATA_BATCH: usize = 256 * 1024;
+/// A buffer bigger than this is freed rather than kept for reuse once empty.
+const RETAIN: usize = 1024 * 1024;
+
+/// Queued bytes past which a peer that provokes frames without reading them is cut off.
+pub(crate) fn hard_cap(max_frame: usize) -> usize {
+    HIGH_WATER
+        .saturating_add(max_frame.saturating_mul(2))
+        .saturating_add(64 * 1024 * 1024)
+}
+
+/// Which lane a frame goes in (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Control traffic, in send order.
+    Ctrl,
+    /// An event: in the control lane, but counted against the event queue.
+    Event,
+    /// `stream_data` / `stream_fin`: fair-shared with control by batch.
+    Stream,
+}
+
+/// Why a frame was not sent.
+#[derive(Debug)]
+pub(crate) enum NotSent {
+    /// The connection is closed (or closing).
+    Closed,
+    /// The message breaks a protocol limit (nesting depth, frame size); nothing was queued
+    /// and the connection is unaffected.
+    Unencodable(WireError),
+}
+
+/// Outcome of a push made under the lock; I/O errors are acted on after unlocking.
+enum Pushed {
+    Ok,
+    Gone,
+    Unencodable(WireError),
+    Failed(io::Error),
+}
+
+/// Appends the frame of `msg` to `out`, refusing bodies over `max_frame` (the peer would
+/// close the connection over them). `out` is unchanged on error.
+fn encode_capped(msg: &Message, out: &mut Vec<u8>, max_frame: usize) -> Result<(), WireError> {
+    let start = out.len();
+    let body = encode_frame(msg, out)?;
+    if body > max_frame {
+        out.truncate(start);
+        return Err(WireError::FrameTooLarge {
+            len: body,
+            max: max_frame,
+        });
+    }
+    Ok(())
+}
+
+/// Frames waiting for the socket, and who may write to it (see the module docs).
+pub(crate) struct Outbox {
+    /// The socket for the direct path; `None` once closing.
+    sock: Option<Arc<UnixStream>>,
+    /// The writer task owns the socket: senders append instead of writing.
+    active: bool,
+    /// The connection is closing; nothing more is accepted.
+    closing: bool,
+    /// Closing without a final frame: the writer drops everything and exits.
+    discard: bool,
+    /// The unwritten rest of a frame the direct path started (`head[head_pos..]`).
+    head: Vec<u8>,
+    head_pos: usize,
+    head_events: usize,
+    /// Control lane.
+    ctrl: Vec<u8>,
+    ctrl_events: usize,
+    /// Stream lane: one encoded frame per entry.
+    data: VecDeque<Vec<u8>>,
+    data_bytes: usize,
+    /// Encode buffer of the direct path, reused.
+    scratch: Vec<u8>,
+    /// Bytes and events in the batch the writer is writing now.
+    writing: usize,
+    writing_events: usize,
+    /// Events dropped per source since the last one that fitted, in first-drop order.
+    lagged: Vec<(String, u64)>,
+    /// Largest frame body sent (`Config::max_frame`).
+    max_frame: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(sock: Arc<UnixStream>, max_frame: usize) -> Outbox {
+        Outbox {
+            sock: Some(sock),
+            active: false,
+            closing: false,
+            discard: false,
+            head: Vec::new(),
+            head_pos: 0,
+            head_events: 0,
+            ctrl: Vec::new(),
+            ctrl_events: 0,
+            data: VecDeque::new(),
+            data_bytes: 0,
+            scratch: Vec::new(),
+            writing: 0,
+            writing_events: 0,
+            lagged: Vec::new(),
+            max_frame,
+        }
+    }
+
+    /// Bytes queued and not yet handed to the socket.
+    pub(crate) fn queued(&self) -> usize {
+        self.writing + (self.head.len() - self.head_pos) + self.ctrl.len() + self.data_bytes
+    }
+
+    /// Events queued and not yet handed to the socket.
+    pub(crate) fn queued_events(&self) -> usize {
+        self.writing_events + self.head_events + self.ctrl_events
+    }
+
+    /// Marks the outbox closing, with `send` as the last frame. `false` if already closing.
+    pub(crate) fn begin_close(&mut self, send: Option<Fault>) -> bool {
+        if self.closing {
+            return false;
+        }
+        self.closing = true;
+        self.sock = None;
+        self.lagged.clear();
+        self.data.clear();
+        self.data_bytes = 0;
+        let last = send.map(|fault| Message::Error {
+            id: 0,
+            code: fault.code,
+            message: fault.message,
+        });
+        let queued = last.is_some_and(|last| encode_frame(&last, &mut self.ctrl).is_ok());
+        if !queued {
+            self.discard = true;
+        }
+        // From here on only the writer task touches the socket (to flush, or to drop it).
+        self.active = true;
+        true
+    }
+
+    /// Encodes `msg` and either writes it now (nothing queued) or queues it in `lane`.
+    fn push(&mut self, lane: Lane, msg: &Message, wake: &tokio::sync::Notify) -> Pushed {
+        if self.closing {
+            return Pushed::Gone;
+        }
+        if !self.active {
+            let Some(sock) = self.sock.as_ref() else {
+                return Pushed::Gone;
+            };
+            self.scratch.clear();
+            if let Err(e) = encode_capped(msg, &mut self.scratch, self.max_frame) {
+                return Pushed::Unencodable(e);
+            }
+            let written = match try_write_now(sock, &self.scratch) {
+                Ok(n) => n,
+                Err(e) => return Pushed::Failed(e),
+            };
+            if written == self.scratch.len() {
+                if self.scratch.capacity() > RETAIN {
+                    self.scratch = Vec::new();
+                }
+                return Pushed::Ok;
+            }
+            // The socket pushed back: the rest goes first, and the writer task takes over.
+            std::mem::swap(&mut self.head, &mut self.scratch);
+            self.head_pos = written;
+            self.head_events = usize::from(lane == Lane::Event);
+            self.active = true;
+            wake.notify_one();
+            return Pushed::Ok;
+        }
+        let encoded = match lane {
+            Lane::Ctrl => encode_capped(msg, &mut self.ctrl, self.max_frame),
+            Lane::Event => encode_capped(msg, &mut self.ctrl, self.max_frame)
+                .map(|()| self.ctrl_events += 1),
+            Lane::Stream => {
+                let mut frame = Vec::new();
+                encode_capped(msg, &mut frame, self.max_frame).map(|()| {
+                    self.data_bytes += frame.len();
+                    self.data.push_back(frame);
+                })
+            }
+        };
+        match encoded {
+            Ok(()) => Pushed::Ok,
+            Err(e) => Pushed::Unencodable(e),
+        }
+    }
+
+    /// Moves the next batch into `batch` (empty on entry); returns where writing starts.
+    fn take_batch(&mut self, batch: &mut Vec<u8>) -> usize {
+        let mut pos = 0;
+        let mut events = 0;
+        if self.head_pos < self.head.len() {
+            std::mem::swap(batch, &mut self.head);
+            pos = self.head_pos;
+            events += self.head_events;
+        }
+        self.head.clear();
+        self.head_pos = 0;
+        self.head_events = 0;
+        if !self.ctrl.is_empty() {
+            if batch.is_empty() {
+                std::mem::swap(batch, &mut self.ctrl);
+            } else {
+                batch.extend_from_slice(&self.ctrl);
+                self.ctrl.clear();
+            }
+            events += self.ctrl_events;
+            self.ctrl_events = 0;
+        }
+        if self.ctrl.capacity() > RETAIN {
+            self.ctrl = Vec::new();
+        }
+        let mut budget = DATA_BATCH;
+        while budget > 0 {
+            let Some(frame) = self.data.pop_front() else {
+                break;
+            };
+            budget = budget.saturating_sub(frame.len());
+            self.data_bytes -= frame.len();
+            batch.extend_from_slice(&frame);
+        }
+        self.writing = batch.len() - pos;
+        self.writing_events = events;
+        pos
+    }
+}
+
+/// Writes as much of `buf` as the socket takes right now; never waits.
+fn try_write_now(sock: &UnixStream, buf: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < buf.len() {
+        match sock.try_write(&buf[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+impl Inner {
+    /// Sends `msg` without waiting (see the module docs for where it goes).
+    pub(crate) fn send(&self, lane: Lane, msg: &Message) -> Result<(), NotSent> {
+        let pushed = lock(&self.out).push(lane, msg, &self.wake);
+        self.pushed(pushed)
+    }
+
+    fn pushed(&self, pushed: Pushed) -> Result<(), NotSent> {
+        match pushed {
+            Pushed::Ok => Ok(()),
+            Pushed::Gone => Err(NotSent::Closed),
+            Pushed::Unencodable(e) => Err(NotSent::Unencodable(e)),
+            Pushed::Failed(e) => {
+                self.shut(format!("write failed: {e}"), None);
+                Err(NotSent::Closed)
+            }
+        }
+    }
+
+    /// Sends `msg`, first waiting while more than [`HIGH_WATER`] bytes are queued.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the frame is queued entirely or not at all.
+    pub(crate) async fn send_wait(&self, lane: Lane, msg: &Message) -> Result<(), NotSent> {
+        loop {
+            {
+                let mut out = lock(&self.out);
+                if out.closing {
+                    return Err(NotSent::Closed);
+                }
+                if out.queued() < HIGH_WATER {
+                    let pushed = out.push(lane, msg, &self.wake);
+                    drop(out);
+                    return self.pushed(pushed);
+                }
+            }
+            // Over the mark: register for progress, then look again (no lost wake-up).
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            {
+                let out = lock(&self.out);
+                if out.closing {
+                    return Err(NotSent::Closed);
+                }
+                if out.queued() < HIGH_WATER {
+                    continue;
+                }
+            }
+            progress.await;
+        }
+    }
+
+    /// Sends a frame the peer provoked (pong, a `limit` refusal) from the reader task. If the
+    /// peer keeps provoking frames without reading them, closes the connection with `limit`.
+    pub(crate) fn send_provoked(&self, msg: &Message) -> Result<(), NotSent> {
+        let (pushed, queued) = {
+            let mut out = lock(&self.out);
+            let pushed = out.push(Lane::Ctrl, msg, &self.wake);
+            (pushed, out.queued())
+        };
+        self.pushed(pushed)?;
+        let cap = hard_cap(self.config.max_frame);
+        if queued > cap {
+            let message = format!(
+                "{queued} bytes queued for a peer that does not read them (limit {cap})"
+            );
+            tracing::warn!(session = self.id, peer = %self.peer.identity, "{message}");
+            self.shut(
+                format!("limit: {message}"),
+                Some(Fault::new(ErrorCode::Limit, message)),
+            );
+            return Err(NotSent::Closed);
+        }
+        Ok(())
+    }
+
+    /// See [`Session::send_event`](crate::Session::send_event).
+    pub(crate) fn send_event(&self, source: &str, event: &str, data: Vec<Value>) -> bool {
+        let mut out = lock(&self.out);
+        if out.closing {
+            return false;
+        }
+        if out.active && out.queued_events() >= self.config.event_queue {
+            match out.lagged.iter_mut().find(|(s, _)| s == source) {
+                Some((_, dropped)) => *dropped += 1,
+                None => out.lagged.push((source.to_owned(), 1)),
+            }
+            tracing::debug!(session = self.id, source, event, "event queue full, event dropped");
+            return false;
+        }
+        for (source, dropped) in std::mem::take(&mut out.lagged) {
+            let pushed = out.push(Lane::Ctrl, &Message::Lagged { source, dropped }, &self.wake);
+            if !matches!(pushed, Pushed::Ok) {
+                drop(out);
+                let _ = self.pushed(pushed);
+                return false;
+            }
+        }
+        let msg = Message::Event {
+            source: source.to_owned(),
+            event: event.to_owned(),
+            data,
+        };
+        let pushed = out.push(Lane::Event, &msg, &self.wake);
+        drop(out);
+        self.pushed(pushed).is_ok()
+    }
+
+    /// Resolves when nothing is queued (or the connection has closed).
+    pub(crate) async fn flushed(&self) {
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            {
+                let out = lock(&self.out);
+                if out.closing || !out.active {
+                    return;
+                }
+            }
+            progress.await;
+        }
+    }
+}
+
+/// What the writer does next.
+enum Next {
+    Write(usize),
+    Idle,
+    Exit,
+}
+
+/// The writer task: drains the outbox while the socket pushes back, then hands the socket
+/// back to the direct path; on close flushes the final frame (bounded by
+/// `handshake_timeout`) or discards, and exits, dropping its reference to the socket.
+pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>) {
+    let mut batch: Vec<u8> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        batch.clear();
+        if batch.capacity() > RETAIN {
+            batch = Vec::new();
+        }
+        let next = {
+            let mut out = lock(&inner.out);
+            out.writing = 0;
+            out.writing_events = 0;
+            if out.discard {
+                Next::Exit
+            } else {
+                let pos = out.take_batch(&mut batch);
+                if pos < batch.len() {
+                    if out.closing && deadline.is_none() {
+                        deadline = Some(Instant::now() + inner.config.handshake_timeout);
+                    }
+                    Next::Write(pos)
+                } else if out.closing {
+                    Next::Exit
+                } else {
+                    out.active = false;
+                    Next::Idle
+                }
+            }
+        };
+        let pos = match next {
+            Next::Exit => break,
+            Next::Idle => {
+                inner.progress.notify_waiters();
+                inner.wake.notified().await;
+                continue;
+            }
+            Next::Write(pos) => pos,
+        };
+        if let Err(e) = write_batch(&inner, &sock, &batch[pos..], &mut deadline).await {
+            inner.shut(format!("write failed: {e}"), None);
+            break;
+        }
+        inner.progress.notify_waiters();
+    }
+    {
+        let mut out = lock(&inner.out);
+        out.writing = 0;
+        out.writing_events = 0;
+        out.head = Vec::new();
+        out.head_pos = 0;
+        out.head_events = 0;
+        out.ctrl = Vec::new();
+        out.ctrl_events = 0;
+        out.scratch = Vec::new();
+    }
+    inner.progress.notify_waiters();
+    tracing::debug!(session = inner.id, "writer finished");
+}
+
+/// Writes all of `buf`, waiting for writability. Gives up when the connection is closed
+/// without a final frame, or when the close `deadline` passes.
+async fn write_batch(
+    inner: &Inner,
+    sock: &UnixStream,
+    mut buf: &[u8],
+    deadline: &mut Option<Instant>,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match sock.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            Err(_) => match *deadline {
+                Some(at) => match tokio::time::timeout_at(at, sock.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "peer did not read the final frames in time",
+                        ));
+                    }
+                },
+                None => {
+                    tokio::select! {
+                        ready = sock.writable() => ready?,
+                        () = inner.wake.notified() => {
+                            let out = lock(&inner.out);
+                            if out.discard {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::ConnectionAborted,
+                                    "connection closed",
+                                ));
+                            }
+                            if out.closing {
+                                *deadline =
+                                    Some(Instant::now() + inner.config.handshake_timeout);
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    }
+    Ok(())
+}

@@ -207,6 +207,7 @@ impl minicbor::encode::Write for BytesMutWriter<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::code::ErrorCode;
@@ -368,7 +369,10 @@ mod tests {
         );
         assert_eq!(value_bytes(&Value::Int(-1)), hex("20"));
         assert_eq!(value_bytes(&Value::Int(-25)), hex("38 18"));
-        assert_eq!(value_bytes(&Value::Int(i64::MIN)), hex("3b 7fffffffffffffff"));
+        assert_eq!(
+            value_bytes(&Value::Int(i64::MIN)),
+            hex("3b 7fffffffffffffff")
+        );
         assert_eq!(
             value_bytes(&Value::UInt(u64::MAX)),
             hex("1b ffffffffffffffff")
@@ -380,16 +384,16 @@ mod tests {
         let mut m = BTreeMap::new();
         m.insert("b".to_owned(), Value::Null);
         m.insert("aa".to_owned(), Value::Null);
-        assert_eq!(
-            value_bytes(&Value::Map(m)),
-            hex("a2 62 6161 f6 61 62 f6")
-        );
+        assert_eq!(value_bytes(&Value::Map(m)), hex("a2 62 6161 f6 61 62 f6"));
     }
 
     #[test]
     fn decoding_accepts_every_float_width_and_long_heads() {
         assert_eq!(decode_value(&hex("f9 3e00")).unwrap(), Value::Float(1.5));
-        assert_eq!(decode_value(&hex("fa 3fc00000")).unwrap(), Value::Float(1.5));
+        assert_eq!(
+            decode_value(&hex("fa 3fc00000")).unwrap(),
+            Value::Float(1.5)
+        );
         assert_eq!(decode_value(&hex("19 0001")).unwrap(), Value::Int(1));
         assert_eq!(
             decode_value(&hex("1b 8000000000000000")).unwrap(),
@@ -412,9 +416,17 @@ mod tests {
     fn strictness_refusals_name_the_field() {
         let cases: &[(&str, &str, &str)] = &[
             // call with an int where the method text belongs
-            ("86 02 01 64 63616c63 05 80 00", "call.method", "expected text"),
+            (
+                "86 02 01 64 63616c63 05 80 00",
+                "call.method",
+                "expected text",
+            ),
             // hello major 70000
-            ("86 00 1a 00011170 00 60 40 a0", "hello.major", "out of range"),
+            (
+                "86 00 1a 00011170 00 60 40 a0",
+                "hello.major",
+                "out of range",
+            ),
             // hello token as text
             ("86 00 01 00 60 60 a0", "hello.token", "expected bytes"),
             // trailing byte after ping

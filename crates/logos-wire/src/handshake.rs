@@ -25,6 +25,7 @@ pub fn check_version(major: u16, minor: u16) -> Result<(), WireError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -36,7 +37,9 @@ mod tests {
 
     #[test]
     fn other_major_is_refused_with_both_versions() {
-        let e = check_version(PROTOCOL_MAJOR + 1, 3).unwrap_err().to_string();
+        let e = check_version(PROTOCOL_MAJOR + 1, 3)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2.3"), "{e}");
         assert!(e.contains("1.x"), "{e}");
     }

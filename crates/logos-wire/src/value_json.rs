@@ -72,9 +72,9 @@ impl Value {
             Value::List(items) => {
                 serde_json::Value::Array(items.iter().map(Value::to_json).collect())
             }
-            Value::Map(m) => serde_json::Value::Object(
-                m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
-            ),
+            Value::Map(m) => {
+                serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 }
@@ -114,7 +114,7 @@ fn to_hex(bytes: &[u8]) -> String {
 /// Accepts upper- and lowercase digits; `None` for odd length or any other character.
 fn from_hex(s: &str) -> Option<Vec<u8>> {
     let digits = s.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
@@ -125,6 +125,7 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -165,7 +166,10 @@ mod tests {
             Value::from_json(json!({"$bytes": "ABcd"})),
             Value::Bytes(vec![0xab, 0xcd])
         );
-        assert_eq!(Value::from_json(json!({"$bytes": ""})), Value::Bytes(vec![]));
+        assert_eq!(
+            Value::from_json(json!({"$bytes": ""})),
+            Value::Bytes(vec![])
+        );
     }
 
     #[test]

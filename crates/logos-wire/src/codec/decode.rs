@@ -80,7 +80,11 @@ impl<'b> Reader<'b> {
             Type::Unknown(_) => "reserved initial byte",
             _ => return Ok(ty),
         };
-        Err(Self::fail(what, at, format!("{refusal} (found {})", describe(ty))))
+        Err(Self::fail(
+            what,
+            at,
+            format!("{refusal} (found {})", describe(ty)),
+        ))
     }
 
     fn mismatch(&self, what: &str, expected: &str, found: Type) -> WireError {
@@ -489,6 +493,7 @@ fn f16_to_f64(bits: u16) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -153,7 +153,11 @@ pub(super) fn value_to<W: Write<Error = Infallible>>(v: &Value, w: W) -> Result<
 }
 
 /// The message array head and its kind number.
-fn head<W: Write<Error = Infallible>>(e: &mut Enc<W>, len: u64, kind: u64) -> Result<(), WireError> {
+fn head<W: Write<Error = Infallible>>(
+    e: &mut Enc<W>,
+    len: u64,
+    kind: u64,
+) -> Result<(), WireError> {
     put(e.array(len))?;
     put(e.u64(kind))
 }

@@ -1,0 +1,693 @@
+//! Linux implementation of the OS seam (see `sys/mod.rs`).
+//!
+//! Owns what happens in a module process between `fork` and `exec` ([`configure_child`]): the
+//! parent-death signal, its own process group, the fds of the module process contract (control
+//! connection at fd 3, listening socket at fd 4) and resource limits. Also owns signalling a
+//! module's process group and creating private (0700 / 0600) directories and files. Never
+//! decides which limits, fds or signals to use, and never spawns by itself: the supervisor
+//! builds the `Command` and spawns it.
+//!
+//! # Between fork and exec
+//!
+//! The closure installed with `pre_exec` runs in the child of a multi-threaded process, where
+//! only async-signal-safe calls are allowed: no allocation, no locks, no `std::io` printing.
+//! Everything it needs (the parent's pid, the clamped limits) is computed before the fork, and
+//! it calls raw system calls only: rustix (its `linux_raw` backend issues syscalls directly) and
+//! `libc::dup2`. A failure there is returned as an `io::Error` built from the errno (no
+//! allocation); std then reports it from `spawn` in the parent and the child exits.
+//!
+//! rustix is used wherever it does not force a fiction: its `dup2` wants an `&mut OwnedFd` for
+//! the target, which would claim ownership of fd 3 or 4 even when nothing is open there, so
+//! that one call is `libc::dup2`.
+//!
+//! # Caveats
+//!
+//! - Linux sends the parent-death signal when the *thread* that forked the child exits, not the
+//!   process. Spawn module processes from a thread that lives as long as the module should, e.g.
+//!   a tokio worker of the core's runtime, never from `spawn_blocking` (its threads exit after
+//!   being idle) or a short-lived helper thread.
+//! - `RLIMIT_NPROC` counts every process and thread of the user (real uid), not just those of
+//!   the module, and is not enforced for root. Set it well above what the user already runs.
+//! - A limit above the current hard limit is clamped to it: the hard limit already restricts
+//!   the module more, and raising it needs privileges.
+
+use crate::error::Error;
+use rustix::process::{self, Pid, Resource, Rlimit};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+/// The fd where a module process finds its control connection.
+pub const CONTROL_FD: RawFd = 3;
+/// The fd where a module process finds its listening socket.
+pub const LISTEN_FD: RawFd = 4;
+
+/// Resource limits for a module process; `None` leaves the inherited limit.
+///
+/// Each limit is applied as both the soft and the hard limit, so the module cannot raise it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Virtual address space, in bytes (`RLIMIT_AS`). Caps the memory a module can map.
+    pub address_space: Option<u64>,
+    /// Open file descriptors (`RLIMIT_NOFILE`); fds numbered at or above it cannot be opened.
+    pub open_files: Option<u64>,
+    /// Processes and threads of the user (`RLIMIT_NPROC`); see the module caveats.
+    pub processes: Option<u64>,
+}
+
+/// What [`configure_child`] sets up in a module process.
+#[derive(Debug)]
+pub struct ChildSetup {
+    /// Moved to fd 3 ([`CONTROL_FD`]) and fd 4 ([`LISTEN_FD`]) in the child, close-on-exec
+    /// cleared. Closed in the parent when the `Command` is dropped.
+    pub fds: [OwnedFd; 2],
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// Prepares `cmd` so the process it spawns follows the module process contract.
+///
+/// In the child, before `exec`, in this order:
+/// 1. parent-death signal set to `SIGKILL`; if the parent already died (the child's parent pid
+///    is no longer the pid captured here), the spawn fails with `ESRCH` and the child exits;
+/// 2. a process group of its own (a terminal's Ctrl-C reaches only the core; the supervisor
+///    can signal the module and everything it started with [`kill_group`]);
+/// 3. `setup.fds` moved to fds 3 and 4 with close-on-exec cleared, whatever numbers they had
+///    (3 and 4 included, swapped included);
+/// 4. the resource limits (last, so a low open-files limit cannot stop step 3).
+///
+/// Works for `tokio::process::Command` too: pass `cmd.as_std_mut()`, or configure the std
+/// command and convert it with `tokio::process::Command::from`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use logos_core::sys::{configure_child, ChildSetup, Limits};
+/// use std::os::unix::net::UnixStream;
+/// use std::process::Command;
+///
+/// let (_core_end, child_end) = UnixStream::pair()?;
+/// let listener = std::os::unix::net::UnixListener::bind("/run/user/1000/logos/calc.sock")?;
+/// let mut cmd = Command::new("/usr/lib/logos/modules/calc/calc");
+/// configure_child(
+///     &mut cmd,
+///     ChildSetup { fds: [child_end.into(), listener.into()], limits: Limits::default() },
+/// );
+/// let child = cmd.spawn()?;
+/// drop(cmd); // closes this process's copies of the child's fds
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn configure_child(cmd: &mut Command, setup: ChildSetup) {
+    configure_child_for_parent(cmd, setup, process::getpid());
+}
+
+/// [`configure_child`] with the parent pid to compare against given explicitly (tests pass a
+/// wrong one to exercise the parent-died path).
+fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid) {
+    let ChildSetup { fds, limits } = setup;
+    let prepared = Prepared {
+        parent,
+        limits: prepare_limits(&limits),
+        fds,
+    };
+    // SAFETY: `pre_exec` requires the closure to be safe to run between fork and exec in a
+    // possibly multi-threaded process. `Prepared::in_child` allocates nothing, takes no lock
+    // and makes only async-signal-safe system calls (prctl, getppid, setpgid, fcntl, dup2,
+    // close, setrlimit); everything it reads was computed before the fork and is owned by the
+    // closure, so it is valid in the child.
+    unsafe {
+        cmd.pre_exec(move || prepared.in_child());
+    }
+}
+
+/// Everything the child needs, computed in the parent.
+struct Prepared {
+    parent: Pid,
+    limits: [Option<(Resource, Rlimit)>; 3],
+    fds: [OwnedFd; 2],
+}
+
+impl Prepared {
+    /// Runs in the forked child. Async-signal-safe: see `configure_child_for_parent`.
+    fn in_child(&self) -> io::Result<()> {
+        process::set_parent_process_death_signal(Some(process::Signal::KILL))?;
+        // The parent may have died before the signal was armed: then it never comes.
+        if process::getppid() != Some(self.parent) {
+            return Err(rustix::io::Errno::SRCH.into());
+        }
+        process::setpgid(None, None)?;
+        move_fds(&mut Os, self.fds[0].as_raw_fd(), self.fds[1].as_raw_fd())?;
+        for (resource, limit) in self.limits.iter().flatten() {
+            process::setrlimit(*resource, *limit)?;
+        }
+        Ok(())
+    }
+}
+
+/// Limits as (resource, soft = hard = value), clamped to the current hard limit.
+fn prepare_limits(limits: &Limits) -> [Option<(Resource, Rlimit)>; 3] {
+    let one = |resource: Resource, value: Option<u64>| {
+        value.map(|v| {
+            let v = match process::getrlimit(resource).maximum {
+                Some(hard) => v.min(hard),
+                None => v,
+            };
+            (
+                resource,
+                Rlimit {
+                    current: Some(v),
+                    maximum: Some(v),
+                },
+            )
+        })
+    };
+    [
+        one(Resource::As, limits.address_space),
+        one(Resource::Nofile, limits.open_files),
+        one(Resource::Nproc, limits.processes),
+    ]
+}
+
+/// The fd operations `move_fds` needs: a test seam, so the shuffling can be checked against a
+/// simulated fd table for every collision.
+trait FdTable {
+    /// Duplicates `fd` to the lowest free number ≥ `min`, close-on-exec set.
+    fn dup_at_least(&mut self, fd: RawFd, min: RawFd) -> io::Result<RawFd>;
+    /// Makes `dst` refer to what `src` refers to, close-on-exec cleared (`src != dst`).
+    fn dup_to(&mut self, src: RawFd, dst: RawFd) -> io::Result<()>;
+    /// Clears close-on-exec on `fd`.
+    fn clear_cloexec(&mut self, fd: RawFd) -> io::Result<()>;
+}
+
+/// Moves `control` to [`CONTROL_FD`] and `listen` to [`LISTEN_FD`], close-on-exec cleared.
+///
+/// If `listen` sits at 3 it would be overwritten by the first move, so it is first copied above
+/// 4 (close-on-exec, so the copy vanishes at exec). A source already at its target only has
+/// close-on-exec cleared, because `dup2(fd, fd)` does nothing. Async-signal-safe.
+fn move_fds(t: &mut impl FdTable, control: RawFd, listen: RawFd) -> io::Result<()> {
+    let listen = if listen == CONTROL_FD && control != CONTROL_FD {
+        t.dup_at_least(listen, LISTEN_FD + 1)?
+    } else {
+        listen
+    };
+    place(t, control, CONTROL_FD)?;
+    place(t, listen, LISTEN_FD)
+}
+
+fn place(t: &mut impl FdTable, src: RawFd, dst: RawFd) -> io::Result<()> {
+    if src == dst {
+        t.clear_cloexec(dst)
+    } else {
+        t.dup_to(src, dst)
+    }
+}
+
+/// The real fd table of this process.
+struct Os;
+
+impl FdTable for Os {
+    fn dup_at_least(&mut self, fd: RawFd, min: RawFd) -> io::Result<RawFd> {
+        // SAFETY: `fd` is one of `Prepared::fds`, owned by the pre-exec closure and open for
+        // the whole call.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let copy = rustix::io::fcntl_dupfd_cloexec(fd, min)?;
+        // Leaked on purpose: it must stay open until it is moved to fd 4, and exec closes it.
+        Ok(std::os::fd::IntoRawFd::into_raw_fd(copy))
+    }
+
+    fn dup_to(&mut self, src: RawFd, dst: RawFd) -> io::Result<()> {
+        // SAFETY: dup2 has no memory-safety preconditions; `src` is open (owned by the
+        // closure or the stashed copy) and `dst` is a plain number we mean to replace.
+        if unsafe { libc::dup2(src, dst) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn clear_cloexec(&mut self, fd: RawFd) -> io::Result<()> {
+        // SAFETY: `fd` equals one of `Prepared::fds` (or the stashed copy), open for the call.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+        Ok(())
+    }
+}
+
+/// A signal the supervisor sends to a module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Signal {
+    /// `SIGTERM`: please stop.
+    Term,
+    /// `SIGKILL`: stop now.
+    Kill,
+    /// `SIGINT`.
+    Int,
+    /// `SIGHUP`.
+    Hup,
+}
+
+impl Signal {
+    /// The signal number.
+    pub fn as_raw(self) -> i32 {
+        self.to_rustix().as_raw()
+    }
+
+    /// The signal with this number, if it is one of these.
+    pub fn from_raw(raw: i32) -> Option<Signal> {
+        [Signal::Term, Signal::Kill, Signal::Int, Signal::Hup]
+            .into_iter()
+            .find(|s| s.as_raw() == raw)
+    }
+
+    fn to_rustix(self) -> process::Signal {
+        match self {
+            Signal::Term => process::Signal::TERM,
+            Signal::Kill => process::Signal::KILL,
+            Signal::Int => process::Signal::INT,
+            Signal::Hup => process::Signal::HUP,
+        }
+    }
+}
+
+/// Sends `signal` to the process group led by `pid` (a module process set up by
+/// [`configure_child`] leads its own group). Returns whether it was delivered; `false` when
+/// the group no longer exists or `pid` is not a valid pid.
+pub fn kill_group(pid: u32, signal: Signal) -> bool {
+    match pid_of(pid) {
+        Some(pid) => process::kill_process_group(pid, signal.to_rustix()).is_ok(),
+        None => false,
+    }
+}
+
+/// Whether any process is left in the group led by `pid` (zombies count until reaped).
+pub fn group_exists(pid: u32) -> bool {
+    pid_of(pid).is_some_and(|pid| process::test_kill_process_group(pid).is_ok())
+}
+
+/// `pid` as a process id; `None` for 0 and values beyond `i32` (never signal "everyone").
+fn pid_of(pid: u32) -> Option<Pid> {
+    i32::try_from(pid).ok().and_then(Pid::from_raw)
+}
+
+/// Creates `path` (and missing parents) as a directory only this user can use (0700), or
+/// checks that the existing one is.
+///
+/// # Errors
+///
+/// [`Error::Io`] if it cannot be created or inspected; [`Error::PrivateDir`] if it is a
+/// symlink, not a directory, owned by another user, or accessible to group or others.
+pub fn create_private_dir(path: &Path) -> Result<(), Error> {
+    let created = DirBuilder::new().recursive(true).mode(0o700).create(path);
+    let meta = match (created, std::fs::symlink_metadata(path)) {
+        (_, Ok(meta)) => meta,
+        (Err(source), Err(_)) | (Ok(()), Err(source)) => {
+            return Err(Error::Io {
+                what: format!("creating private directory {}", path.display()),
+                source,
+            });
+        }
+    };
+    let problem = |problem: String| Error::PrivateDir {
+        path: path.to_path_buf(),
+        problem,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(problem(
+            "it is a symlink; remove it or choose another directory".into(),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(problem(
+            "it exists and is not a directory; remove it or choose another directory".into(),
+        ));
+    }
+    let me = uid();
+    if meta.uid() != me {
+        return Err(problem(format!(
+            "it is owned by uid {}, not by this user (uid {me}); remove it or choose another directory",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(problem(format!(
+            "its mode is {mode:04o}, so others can use it; run `chmod 700 {}` or remove it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The effective user id of this process, e.g. for a per-user default runtime dir.
+pub fn uid() -> u32 {
+    process::geteuid().as_raw()
+}
+
+/// Prepares `cmd` so its process starts a new session (`setsid`): no controlling terminal and
+/// its own process group, so a terminal's Ctrl-C or hang-up does not reach it. Unlike
+/// [`configure_child`] it sets no parent-death signal: for helpers that must outlive the core
+/// (the guardian that cleans up after a crashed core).
+pub fn detach_session(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec; `setsid` is async-signal-safe, and the
+    // closure captures nothing and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            process::setsid()?;
+            Ok(())
+        });
+    }
+}
+
+/// Creates a new file readable and writable only by this user: mode 0600 and `O_EXCL` in the
+/// same `open`, so it is never accessible to others and an existing file or symlink makes it
+/// fail rather than be reused or followed.
+///
+/// # Errors
+///
+/// The OS error, `AlreadyExists` when `path` exists.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Type, permission bits and owner of an open file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode {
+    /// Whether it is a regular file.
+    pub is_file: bool,
+    /// Permission bits (`mode & 0o7777`).
+    pub permissions: u32,
+    /// Owner's uid.
+    pub owner: u32,
+}
+
+/// The [`FileMode`] of an open file (no race with a rename, unlike a path lookup).
+///
+/// # Errors
+///
+/// The OS error of `fstat`.
+pub fn file_mode(file: &File) -> io::Result<FileMode> {
+    let meta = file.metadata()?;
+    Ok(FileMode {
+        is_file: meta.is_file(),
+        permissions: meta.mode() & 0o7777,
+        owner: meta.uid(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::Stdio;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// fd number → (open file identity, close-on-exec).
+    #[derive(Debug, Clone, PartialEq)]
+    struct Sim(BTreeMap<RawFd, (char, bool)>);
+
+    impl FdTable for Sim {
+        fn dup_at_least(&mut self, fd: RawFd, min: RawFd) -> io::Result<RawFd> {
+            let file = self.0.get(&fd).ok_or(io::ErrorKind::InvalidInput)?.0;
+            let free = (min..).find(|n| !self.0.contains_key(n)).unwrap_or(min);
+            self.0.insert(free, (file, true));
+            Ok(free)
+        }
+        fn dup_to(&mut self, src: RawFd, dst: RawFd) -> io::Result<()> {
+            assert_ne!(src, dst);
+            let file = self.0.get(&src).ok_or(io::ErrorKind::InvalidInput)?.0;
+            self.0.insert(dst, (file, false));
+            Ok(())
+        }
+        fn clear_cloexec(&mut self, fd: RawFd) -> io::Result<()> {
+            self.0.get_mut(&fd).ok_or(io::ErrorKind::InvalidInput)?.1 = false;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn fd_moves_handle_every_collision() -> TestResult {
+        // Sources anywhere in 0..8 (distinct), other fds open with close-on-exec.
+        for control in 0..8 {
+            for listen in 0..8 {
+                if control == listen {
+                    continue;
+                }
+                let mut sim = Sim((0..8).map(|n| (n, ('x', true))).collect());
+                sim.0.insert(control, ('C', true));
+                sim.0.insert(listen, ('L', true));
+                move_fds(&mut sim, control, listen)?;
+                assert_eq!(
+                    sim.0.get(&3),
+                    Some(&('C', false)),
+                    "{control},{listen}: {sim:?}"
+                );
+                assert_eq!(
+                    sim.0.get(&4),
+                    Some(&('L', false)),
+                    "{control},{listen}: {sim:?}"
+                );
+                // Nothing else became inheritable.
+                let inheritable: Vec<_> = sim
+                    .0
+                    .iter()
+                    .filter(|(_, (_, c))| !c)
+                    .map(|(n, _)| *n)
+                    .collect();
+                assert_eq!(inheritable, vec![3, 4], "{control},{listen}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The soft limit from a `/proc/<pid>/limits` dump.
+    fn limits_of(out: &str, name: &str) -> Option<String> {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l[name.len()..].split_whitespace().next().map(str::to_owned))
+    }
+
+    #[test]
+    fn child_gets_fds_limits_and_its_own_group() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let a = dir.path().join("control");
+        let b = dir.path().join("listen");
+        std::fs::write(&a, "")?;
+        std::fs::write(&b, "")?;
+        let fa: OwnedFd = File::open(&a)?.into();
+        let fb: OwnedFd = File::open(&b)?.into();
+
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("cat /proc/$$/limits; echo fd3=$(readlink /proc/$$/fd/3); echo fd4=$(readlink /proc/$$/fd/4); echo pgid=$(cut -d' ' -f5 /proc/$$/stat) pid=$$")
+            .stdout(Stdio::piped());
+        let limits = Limits {
+            address_space: Some(1 << 30),
+            open_files: Some(64),
+            processes: Some(4096),
+        };
+        configure_child(
+            &mut cmd,
+            ChildSetup {
+                fds: [fa, fb],
+                limits,
+            },
+        );
+        let out = cmd.output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+
+        assert_eq!(
+            limits_of(&text, "Max open files").as_deref(),
+            Some("64"),
+            "{text}"
+        );
+        assert_eq!(
+            limits_of(&text, "Max address space").as_deref(),
+            Some("1073741824"),
+            "{text}"
+        );
+        let nproc_hard = process::getrlimit(Resource::Nproc)
+            .maximum
+            .unwrap_or(u64::MAX);
+        assert_eq!(
+            limits_of(&text, "Max processes"),
+            Some(4096.min(nproc_hard).to_string()),
+            "{text}"
+        );
+        assert!(text.contains(&format!("fd3={}", a.display())), "{text}");
+        assert!(text.contains(&format!("fd4={}", b.display())), "{text}");
+        let ids = text
+            .lines()
+            .find(|l| l.starts_with("pgid="))
+            .unwrap_or_default()
+            .to_owned();
+        let mut parts = ids
+            .split(' ')
+            .map(|p| p.split('=').nth(1).unwrap_or_default());
+        assert_eq!(parts.next(), parts.next(), "own process group: {ids}");
+        Ok(())
+    }
+
+    #[test]
+    fn kill_group_reaches_the_child() -> TestResult {
+        let (_keep, child_end) = std::os::unix::net::UnixStream::pair()?;
+        let (_keep2, listen) = std::os::unix::net::UnixStream::pair()?;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg("sleep 30");
+        configure_child(
+            &mut cmd,
+            ChildSetup {
+                fds: [child_end.into(), listen.into()],
+                limits: Limits::default(),
+            },
+        );
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+        assert_eq!(
+            process::getpgid(pid_of(pid)).map(Pid::as_raw_pid).ok(),
+            i32::try_from(pid).ok()
+        );
+        assert!(group_exists(pid));
+        assert!(kill_group(pid, Signal::Kill));
+        let status = child.wait()?;
+        assert_eq!(status.signal(), Some(Signal::Kill.as_raw()));
+        assert!(
+            !kill_group(0, Signal::Kill),
+            "pid 0 must never be signalled"
+        );
+        assert!(!kill_group(u32::MAX, Signal::Term));
+        Ok(())
+    }
+
+    #[test]
+    fn child_dies_with_the_thread_that_spawned_it() -> TestResult {
+        let (_keep, a) = std::os::unix::net::UnixStream::pair()?;
+        let (_keep2, b) = std::os::unix::net::UnixStream::pair()?;
+        let spawner = std::thread::spawn(move || {
+            let mut cmd = Command::new("/bin/sleep");
+            cmd.arg("10");
+            configure_child(
+                &mut cmd,
+                ChildSetup {
+                    fds: [a.into(), b.into()],
+                    limits: Limits::default(),
+                },
+            );
+            cmd.spawn()
+        });
+        let mut child = spawner.join().map_err(|_| "spawner thread panicked")??;
+        // The spawning thread has exited: the parent-death signal fires.
+        let status = child.wait()?;
+        assert_eq!(status.signal(), Some(Signal::Kill.as_raw()), "{status:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn spawn_fails_when_the_parent_is_already_gone() -> TestResult {
+        let (_keep, a) = std::os::unix::net::UnixStream::pair()?;
+        let (_keep2, b) = std::os::unix::net::UnixStream::pair()?;
+        let mut cmd = Command::new("/bin/true");
+        let not_the_parent = Pid::from_raw(1).ok_or("pid 1")?;
+        configure_child_for_parent(
+            &mut cmd,
+            ChildSetup {
+                fds: [a.into(), b.into()],
+                limits: Limits::default(),
+            },
+            not_the_parent,
+        );
+        let err = cmd.spawn().err().ok_or("spawn succeeded")?;
+        assert_eq!(
+            err.raw_os_error(),
+            Some(rustix::io::Errno::SRCH.raw_os_error())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn detached_child_leads_a_new_session() -> TestResult {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("cut -d' ' -f6 /proc/$$/stat; echo $$")
+            .stdout(Stdio::piped());
+        detach_session(&mut cmd);
+        let out = cmd.output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], lines[1], "session id equals its pid: {text}");
+        Ok(())
+    }
+
+    #[test]
+    fn signals_round_trip() {
+        for s in [Signal::Term, Signal::Kill, Signal::Int, Signal::Hup] {
+            assert_eq!(Signal::from_raw(s.as_raw()), Some(s));
+        }
+        assert_eq!(Signal::Kill.as_raw(), 9);
+        assert_eq!(Signal::from_raw(0), None);
+    }
+
+    #[test]
+    fn private_dir_is_created_0700_and_checked() -> TestResult {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("run/logos");
+        create_private_dir(&dir)?;
+        assert_eq!(std::fs::metadata(&dir)?.mode() & 0o7777, 0o700);
+        create_private_dir(&dir)?; // existing and private: fine
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let msg = create_private_dir(&dir).err().map(|e| e.to_string());
+        assert!(msg.is_some_and(|m| m.contains("0755") && m.contains("chmod 700")));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link)?;
+        assert!(matches!(
+            create_private_dir(&link),
+            Err(Error::PrivateDir { .. })
+        ));
+
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "")?;
+        assert!(matches!(
+            create_private_dir(&file),
+            Err(Error::PrivateDir { .. })
+        ));
+
+        // Another owner: only testable where chown works (as root).
+        let theirs = tmp.path().join("theirs");
+        std::fs::create_dir(&theirs)?;
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700))?;
+        if std::os::unix::fs::chown(&theirs, Some(12345), None).is_ok() {
+            let msg = create_private_dir(&theirs).err().map(|e| e.to_string());
+            assert!(msg.is_some_and(|m| m.contains("owned by uid 12345")));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn private_file_is_0600_and_exclusive() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let path = tmp.path().join("secret");
+        let f = create_private_file(&path)?;
+        let mode = file_mode(&f)?;
+        assert!(mode.is_file);
+        assert_eq!(mode.permissions, 0o600);
+        assert_eq!(mode.owner, process::geteuid().as_raw());
+        let again = create_private_file(&path).err().map(|e| e.kind());
+        assert_eq!(again, Some(io::ErrorKind::AlreadyExists));
+        Ok(())
+    }
+}

@@ -1,0 +1,25 @@
+//! The operating-system seam: every call that depends on the platform goes through here.
+//!
+//! Owns the choice of implementation by `cfg(target_os)`; this module and the file it picks are
+//! the only places in `logos-core` with `cfg(target_os)` and with `unsafe`. Each implementation
+//! exports the same items. Never holds runtime policy: callers decide what to limit, which fds
+//! to pass and when to signal; this layer only does it.
+//!
+//! Only Linux is implemented (`linux.rs`): parent-death signals, process groups, resource
+//! limits and fd inheritance for module processes, process-group signals, and private files
+//! and directories.
+
+#[cfg(target_os = "linux")]
+mod linux;
+
+#[cfg(target_os = "linux")]
+pub use linux::{
+    CONTROL_FD, ChildSetup, FileMode, LISTEN_FD, Limits, Signal, configure_child,
+    create_private_dir, create_private_file, detach_session, file_mode, group_exists, kill_group,
+    uid,
+};
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "logos-core runs on Linux only; porting it means adding sys/<os>.rs exporting the items of sys/linux.rs"
+);

@@ -1,0 +1,168 @@
+//! Shared by the integration tests: a fresh temp dir per test holding a modules dir, a runtime
+//! dir and a data dir; example modules staged from the cargo target dir; helpers to write
+//! hand-made (bad or scripted) modules; and a guard that kills every process the test started
+//! and removes the temp dir, even when the test fails.
+//!
+//! The modules and `logos_host` must have been built (`cargo build --workspace`), which the
+//! README's test command does first.
+
+#![allow(dead_code)]
+
+use logos_core::{Builder, Core, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>`, found from the test binary's location (`target/<profile>/deps/…`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One test's private world.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub modules: PathBuf,
+    pub runtime: PathBuf,
+    pub data: PathBuf,
+    core: Option<Core>,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix("logos-test-")
+            .tempdir()
+            .expect("temp dir");
+        let modules = dir.path().join("modules");
+        std::fs::create_dir_all(&modules).expect("modules dir");
+        World {
+            runtime: dir.path().join("run"),
+            data: dir.path().join("data"),
+            modules,
+            dir,
+            core: None,
+        }
+    }
+
+    /// Copies an example module (metadata.json + its built library) into the modules dir.
+    pub fn stage(&self, name: &str) -> &Self {
+        let src = workspace().join("modules").join(name);
+        let dest = self.modules.join(name);
+        std::fs::create_dir_all(&dest).expect("module dir");
+        let meta = std::fs::read_to_string(src.join("metadata.json")).expect("metadata.json");
+        std::fs::write(dest.join("metadata.json"), &meta).expect("write metadata");
+        let json: serde_json::Value = serde_json::from_str(&meta).expect("metadata json");
+        let main = json["main"].as_str().expect("main");
+        let built = target_dir().join(main);
+        assert!(
+            built.is_file(),
+            "{} is not built; run `cargo build --workspace` first",
+            built.display()
+        );
+        // A symlink keeps staging cheap; the core resolves it like a file.
+        std::os::unix::fs::symlink(&built, dest.join(main)).expect("symlink lib");
+        self
+    }
+
+    pub fn stage_all(&self, names: &[&str]) -> &Self {
+        for n in names {
+            self.stage(n);
+        }
+        self
+    }
+
+    /// Writes `<modules>/<name>/metadata.json` with `json` verbatim.
+    pub fn write_metadata(&self, name: &str, json: &str) -> PathBuf {
+        let dir = self.modules.join(name);
+        std::fs::create_dir_all(&dir).expect("module dir");
+        std::fs::write(dir.join("metadata.json"), json).expect("write metadata");
+        dir
+    }
+
+    /// Writes an executable module `name` whose main is the shell script `script`.
+    pub fn script_module(&self, name: &str, deps: &str, script: &str) {
+        let dir = self.write_metadata(
+            name,
+            &format!(
+                r#"{{"name":"{name}","version":"1.0.0","main":"run.sh","dependencies":{deps},"restart":"never"}}"#
+            ),
+        );
+        let path = dir.join("run.sh");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// A builder pointing at this world's dirs and the built `logos_host`.
+    pub fn builder(&self) -> Builder {
+        Core::builder()
+            .modules_dir(&self.modules)
+            .runtime_dir(&self.runtime)
+            .data_dir(&self.data)
+            .host_binary(target_dir().join("logos_host"))
+            .stop_grace(Duration::from_secs(2))
+    }
+
+    /// Starts a core with default settings.
+    pub async fn start(&mut self) -> Core {
+        let b = self.builder();
+        self.start_with(b).await
+    }
+
+    pub async fn start_with(&mut self, b: Builder) -> Core {
+        let core = b.build().expect("build").start().await.expect("start");
+        self.core = Some(core.clone());
+        core
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Tests shut down themselves; this is the net for a failing one.
+        if let Some(core) = self.core.take() {
+            for m in core.modules() {
+                if let Some(pid) = m.pid {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &format!("-{pid}")])
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `within` passes.
+pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub fn int(v: i64) -> Value {
+    Value::from(v)
+}
+
+pub fn text(s: &str) -> Value {
+    Value::from(s)
+}

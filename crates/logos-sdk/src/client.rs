@@ -1,0 +1,495 @@
+//! `Client`: calls, streams and event subscriptions to one other module.
+//!
+//! Owns the module-to-module connection life cycle of docs/architecture.md §6–7: ask the core
+//! for a token (`capability_module.requestModule`), connect to the target's endpoint with
+//! `hello{identity: own name, token}`, cache the session, and after the target restarts get a
+//! fresh token, reconnect and re-subscribe by itself (on the core's `moduleUp`, and with
+//! backoff). Calls while the target is down fail fast with `unavailable`; a call is never
+//! retried, because it may already have run. Never accepts connections and never decides who
+//! may call whom: the core's policy does that when it mints tokens.
+
+use crate::context::{Inner, is_builtin, lock, subscribe_logged};
+use bytes::Bytes;
+use logos_session::{ByteStream, Config, Fault, Handler, Session, SessionError};
+use logos_wire::{Attrs, ErrorCode, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+/// Deadline of a call unless [`Client::with_timeout`] says otherwise (30 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// First wait before re-connecting a dropped subscription (then doubled up to
+/// [`RESUBSCRIBE_MAX_DELAY`]); a `moduleUp` from the core cuts any wait short.
+const RESUBSCRIBE_FIRST_DELAY: Duration = Duration::from_millis(50);
+const RESUBSCRIBE_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Deadline of one re-subscription attempt.
+const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A handle for calling one module (or the core). Cheap to clone; clones made by
+/// [`crate::Context::client`] for the same module share one connection.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(ctx: &logos_sdk::Context) -> Result<(), logos_sdk::Fault> {
+/// let sum: i64 = ctx.client("calc").call("add", (2, 3)).await?;
+/// assert_eq!(sum, 5);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("target", &self.shared.target)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    ctx: Weak<Inner>,
+    target: String,
+    /// The current connection, if any (closed ones are replaced on next use).
+    live: Mutex<Option<Session>>,
+    /// Serialises connection attempts, so concurrent first calls make one connection.
+    connecting: tokio::sync::Mutex<()>,
+    /// Events of `target` this module subscribed to. Installing a connection and adding an
+    /// event both happen under this lock, so no subscription is lost between them.
+    events: Mutex<BTreeSet<String>>,
+    /// Cuts the re-subscription backoff short (the core reported a module up).
+    wake: Notify,
+    /// A re-subscription task is running.
+    maintaining: AtomicBool,
+}
+
+impl Client {
+    pub(crate) fn new(ctx: Weak<Inner>, target: &str) -> Client {
+        Client {
+            shared: Arc::new(Shared {
+                ctx,
+                target: target.to_owned(),
+                live: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                events: Mutex::new(BTreeSet::new()),
+                wake: Notify::new(),
+                maintaining: AtomicBool::new(false),
+            }),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The module this client calls.
+    pub fn target(&self) -> &str {
+        &self.shared.target
+    }
+
+    /// The deadline of each call (and of connecting first, when needed).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The same client with another call deadline; the connection stays shared.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `true` when a live connection to the target exists (always `true` for the core once
+    /// the module is connected).
+    pub fn is_connected(&self) -> bool {
+        if is_builtin(&self.shared.target) {
+            return self
+                .shared
+                .ctx
+                .upgrade()
+                .and_then(|c| c.control())
+                .is_some_and(|s| !s.is_closed());
+        }
+        self.shared.live_session().is_some()
+    }
+
+    /// Calls `method` with `args` and decodes the result as `R`.
+    ///
+    /// `args` is serialized with serde: a tuple or sequence is the argument list (`(2, 3)`,
+    /// `()` for none, `(x,)` for one), any other value is the single argument.
+    ///
+    /// # Errors
+    /// The target's [`Fault`]; `invalid_args` when `args` cannot be encoded or the result does
+    /// not decode as `R`; `unavailable` when the target is down; `timeout` past the deadline.
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call on the target.
+    pub async fn call<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<R, Fault> {
+        let target = &self.shared.target;
+        let args = match logos_wire::to_value(&args) {
+            Ok(Value::List(items)) => items,
+            Ok(Value::Null) => Vec::new(),
+            Ok(single) => vec![single],
+            Err(e) => {
+                return Err(Fault::new(
+                    ErrorCode::InvalidArgs,
+                    format!("cannot encode the arguments of {target}.{method}: {e}"),
+                ));
+            }
+        };
+        let value = self.call_raw(method, args).await?;
+        let found = value.type_name();
+        logos_wire::from_value(value).map_err(|e| {
+            Fault::new(
+                ErrorCode::InvalidArgs,
+                format!(
+                    "{target}.{method} returned {found}, which does not decode as {}: {e}",
+                    std::any::type_name::<R>()
+                ),
+            )
+        })
+    }
+
+    /// Calls `method` with positional `args` and returns the raw result.
+    ///
+    /// # Errors
+    /// As for [`Client::call`], without the decoding step.
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call on the target.
+    pub async fn call_raw(&self, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
+        let target = &self.shared.target;
+        let attempt = async {
+            let session = self.session().await?;
+            session.call(target, method, args, self.timeout).await
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(Fault::new(
+                ErrorCode::Timeout,
+                format!(
+                    "{target}.{method} did not complete within {} ms",
+                    self.timeout.as_millis()
+                ),
+            )),
+        }
+    }
+
+    /// Opens a byte stream to the target for `protocol`; the target must have registered a
+    /// handler with [`crate::Context::on_stream`] (else the stream is reset).
+    ///
+    /// # Errors
+    /// `unavailable` when the target cannot be reached; `timeout` when connecting first takes
+    /// longer than the deadline.
+    pub async fn open_stream(&self, protocol: &str) -> Result<ByteStream, Fault> {
+        let target = &self.shared.target;
+        let session = match tokio::time::timeout(self.timeout, self.session()).await {
+            Ok(s) => s?,
+            Err(_) => {
+                return Err(Fault::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "could not reach module \"{target}\" within {} ms",
+                        self.timeout.as_millis()
+                    ),
+                ));
+            }
+        };
+        session.open_stream(protocol).map_err(|e| {
+            Fault::new(
+                ErrorCode::Unavailable,
+                format!("cannot open a \"{protocol}\" stream to module \"{target}\": {e}"),
+            )
+        })
+    }
+
+    /// Subscribes this module to `event` of the target (from `Context::on_event`).
+    pub(crate) fn add_event(&self, event: &str) {
+        let fresh = {
+            let mut events = lock(&self.shared.events);
+            let fresh = events.insert(event.to_owned());
+            if fresh && let Some(s) = self.shared.live_session() {
+                subscribe_logged(&s, &self.shared.target, event);
+                return;
+            }
+            fresh
+        };
+        if fresh {
+            self.shared.kick();
+        }
+    }
+
+    /// Re-establishes a dropped subscription now (the core reported a module up).
+    pub(crate) fn wake(&self) {
+        if lock(&self.shared.events).is_empty() {
+            return;
+        }
+        self.shared.wake.notify_one();
+        self.shared.kick();
+    }
+
+    /// The connection to use: the control connection for built-ins, else the cached
+    /// connection to the target, made first if there is none.
+    async fn session(&self) -> Result<Session, Fault> {
+        let target = &self.shared.target;
+        let ctx = self.shared.ctx.upgrade().ok_or_else(|| {
+            Fault::new(
+                ErrorCode::Unavailable,
+                format!("cannot reach \"{target}\": this module is shutting down"),
+            )
+        })?;
+        if ctx.is_detached() {
+            return Err(Fault::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "cannot reach \"{target}\": module \"{}\" runs without a core (Context::standalone)",
+                    ctx.name()
+                ),
+            ));
+        }
+        let control = ctx.wait_control().await;
+        if is_builtin(target) {
+            return Ok(control);
+        }
+        if let Some(s) = self.shared.live_session() {
+            return Ok(s);
+        }
+        let _one_at_a_time = self.shared.connecting.lock().await;
+        if let Some(s) = self.shared.live_session() {
+            return Ok(s);
+        }
+        let session = connect(&ctx, &control, target, self.timeout).await?;
+        self.shared.install(&session);
+        let shared = Arc::clone(&self.shared);
+        let watched = session.clone();
+        tokio::spawn(async move {
+            let reason = watched.closed().await;
+            tracing::debug!(target = %shared.target, "connection closed: {reason}");
+            if !lock(&shared.events).is_empty() {
+                shared.kick();
+            }
+        });
+        Ok(session)
+    }
+}
+
+impl Shared {
+    fn live_session(&self) -> Option<Session> {
+        lock(&self.live).clone().filter(|s| !s.is_closed())
+    }
+
+    /// Makes `session` the current connection and subscribes it to every wanted event.
+    fn install(&self, session: &Session) {
+        let events = lock(&self.events);
+        *lock(&self.live) = Some(session.clone());
+        for event in events.iter() {
+            subscribe_logged(session, &self.target, event);
+        }
+    }
+
+    /// Starts the re-subscription task unless one runs or nothing needs it yet.
+    fn kick(self: &Arc<Self>) {
+        let started = self
+            .ctx
+            .upgrade()
+            .is_some_and(|c| c.control().is_some() && !c.is_detached());
+        if !started || self.maintaining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(maintain(Arc::clone(self)));
+    }
+}
+
+/// Reconnects until the target's events are subscribed again, with capped exponential
+/// backoff; a `moduleUp` from the core wakes it early.
+async fn maintain(shared: Arc<Shared>) {
+    let mut delay = RESUBSCRIBE_FIRST_DELAY;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shared.wake.notified() => {}
+        }
+        if lock(&shared.events).is_empty() || shared.live_session().is_some() {
+            break;
+        }
+        if shared.ctx.strong_count() == 0 {
+            break;
+        }
+        let client = Client {
+            shared: Arc::clone(&shared),
+            timeout: RESUBSCRIBE_TIMEOUT,
+        };
+        match tokio::time::timeout(RESUBSCRIBE_TIMEOUT, client.session()).await {
+            Ok(Ok(_)) => {
+                tracing::info!(target = %shared.target, "subscriptions re-established");
+                break;
+            }
+            Ok(Err(f)) => {
+                tracing::debug!(target = %shared.target, "re-subscribing failed: {f}");
+            }
+            Err(_) => tracing::debug!(target = %shared.target, "re-subscribing timed out"),
+        }
+        delay = (delay * 2).min(RESUBSCRIBE_MAX_DELAY);
+    }
+    shared.maintaining.store(false, Ordering::Release);
+    // The connection may have dropped again between the success and the flag reset.
+    if !lock(&shared.events).is_empty() && shared.live_session().is_none() {
+        shared.kick();
+    }
+}
+
+/// Asks the core for a token to `target`, connects to its endpoint and says hello.
+async fn connect(
+    ctx: &Arc<Inner>,
+    control: &Session,
+    target: &str,
+    timeout: Duration,
+) -> Result<Session, Fault> {
+    let grant = control
+        .call(
+            "capability_module",
+            "requestModule",
+            vec![Value::from(target)],
+            timeout,
+        )
+        .await?;
+    let (token, endpoint) = read_grant(target, &grant)?;
+    let path = endpoint.strip_prefix("unix:").unwrap_or(&endpoint);
+    let stream = UnixStream::connect(path).await.map_err(|e| {
+        Fault::new(
+            ErrorCode::Unavailable,
+            format!("cannot connect to module \"{target}\" at {path}: {e}"),
+        )
+    })?;
+    let hello = Hello {
+        major: PROTOCOL_MAJOR,
+        minor: PROTOCOL_MINOR,
+        identity: ctx.name().to_owned(),
+        token: Bytes::from(token),
+        attrs: Attrs::new(),
+    };
+    let handler = Arc::new(TargetEvents {
+        ctx: Arc::downgrade(ctx),
+        target: target.to_owned(),
+    });
+    let (session, welcome) = logos_session::connect(stream, hello, handler, Config::default())
+        .await
+        .map_err(|e| match e {
+            SessionError::Refused(f) => Fault::new(
+                f.code,
+                format!("module \"{target}\" refused the connection: {}", f.message),
+            ),
+            other => Fault::new(
+                ErrorCode::Unavailable,
+                format!("cannot connect to module \"{target}\": {other}"),
+            ),
+        })?;
+    if welcome.identity != target {
+        let fault = Fault::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "the endpoint of module \"{target}\" ({path}) answered as \"{}\"",
+                welcome.identity
+            ),
+        );
+        session.close(fault.clone());
+        return Err(fault);
+    }
+    Ok(session)
+}
+
+/// Reads `{"module", "token": bytes, "endpoint": text}` from `requestModule`.
+fn read_grant(target: &str, grant: &Value) -> Result<(Vec<u8>, String), Fault> {
+    let token = match grant.get("token") {
+        Some(Value::Bytes(b)) if !b.is_empty() => Some(b.clone()),
+        _ => None,
+    };
+    let endpoint = grant.get("endpoint").and_then(Value::as_str);
+    match (token, endpoint) {
+        (Some(token), Some(endpoint)) if !endpoint.is_empty() => Ok((token, endpoint.to_owned())),
+        _ => Err(Fault::new(
+            ErrorCode::ProtocolError,
+            format!(
+                "capability_module.requestModule(\"{target}\") returned {grant}; expected {{\"module\", \"token\": bytes, \"endpoint\": text}}"
+            ),
+        )),
+    }
+}
+
+/// Handler of a connection this module opened: it only receives the target's events.
+struct TargetEvents {
+    ctx: Weak<Inner>,
+    target: String,
+}
+
+impl Handler for TargetEvents {
+    fn event(&self, _session: &Session, source: String, event: String, data: Vec<Value>) {
+        if source != self.target {
+            tracing::warn!(
+                target = %self.target,
+                %source,
+                %event,
+                "dropping an event that claims another source"
+            );
+            return;
+        }
+        if let Some(ctx) = self.ctx.upgrade() {
+            ctx.dispatch_event(&source, &event, data);
+        }
+    }
+
+    fn lagged(&self, _session: &Session, source: String, dropped: u64) {
+        tracing::warn!(%source, dropped, "events were dropped: this module read them too slowly");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn grant_is_read() {
+        let grant = Value::Map(BTreeMap::from([
+            ("module".to_owned(), Value::from("calc")),
+            ("token".to_owned(), Value::Bytes(vec![7; 32])),
+            ("endpoint".to_owned(), Value::from("/run/logos/modules/calc.sock")),
+        ]));
+        let (token, endpoint) = read_grant("calc", &grant).unwrap();
+        assert_eq!(token, vec![7; 32]);
+        assert_eq!(endpoint, "/run/logos/modules/calc.sock");
+    }
+
+    #[test]
+    fn malformed_grant_is_a_protocol_error() {
+        let grant = Value::Map(BTreeMap::from([(
+            "token".to_owned(),
+            Value::from("not bytes"),
+        )]));
+        let f = read_grant("calc", &grant).unwrap_err();
+        assert_eq!(f.code, ErrorCode::ProtocolError);
+        assert!(f.message.contains("requestModule(\"calc\")"), "{}", f.message);
+    }
+
+    #[tokio::test]
+    async fn standalone_clients_fail_fast() {
+        let ctx = crate::Context::standalone("greeter", std::env::temp_dir());
+        let f = ctx
+            .client("calc")
+            .call::<i64>("add", (1, 2))
+            .await
+            .unwrap_err();
+        assert_eq!(f.code, ErrorCode::Unavailable);
+    }
+}

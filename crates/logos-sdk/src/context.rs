@@ -1,0 +1,400 @@
+//! `Context`: what a running module can do besides answering calls.
+//!
+//! Owns the module's process-wide state that methods reach through `ctx`: its name and data
+//! dir, who subscribed to which of its events (so [`Context::emit`] reaches exactly them), the
+//! handlers registered for other modules' events and for incoming streams, the cached
+//! [`Client`]s, and the health reported in `pong`. Never accepts connections or decides who
+//! may connect: that is `serve.rs`; never connects to other modules itself: that is
+//! `client.rs`.
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::module::Events;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use logos_session::{ByteStream, Session};
+use logos_wire::Value;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::watch;
+
+/// Names served by the core itself over the control connection.
+pub(crate) const BUILTINS: [&str; 2] = ["core", "capability_module"];
+
+/// `true` for `core` and `capability_module`.
+pub(crate) fn is_builtin(name: &str) -> bool {
+    BUILTINS.contains(&name)
+}
+
+/// Locks a mutex, recovering from poisoning: every critical section here leaves its data
+/// consistent, so a panic elsewhere must not take the module's routing down with it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An event handler, erased: sync handlers run inline and return `None`, async ones return
+/// the future to spawn.
+type EventFn = dyn Fn(Vec<Value>) -> Option<BoxFuture<'static, ()>> + Send + Sync;
+/// A stream handler, erased.
+type StreamFn = dyn Fn(ByteStream) -> BoxFuture<'static, ()> + Send + Sync;
+
+struct Route {
+    source: String,
+    event: String,
+    handler: Arc<EventFn>,
+}
+
+/// One connection that subscribed to some of this module's events.
+struct Subscriber {
+    session: Session,
+    /// Event names; `""` means every event.
+    events: HashSet<String>,
+}
+
+pub(crate) struct Inner {
+    name: String,
+    /// Built by [`Context::standalone`]: never connected, so clients fail at once.
+    detached: bool,
+    data_dir: PathBuf,
+    /// The control connection, once the handshake with the core is done.
+    control: watch::Sender<Option<Session>>,
+    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    routes: Mutex<Vec<Route>>,
+    /// `(source, event)` pairs of built-ins (`core`) subscribed on the control connection.
+    core_subscriptions: Mutex<BTreeSet<(String, String)>>,
+    streams: Mutex<HashMap<String, Arc<StreamFn>>>,
+    clients: Mutex<HashMap<String, Client>>,
+    unhealthy: Mutex<Option<String>>,
+}
+
+impl Inner {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        self.detached
+    }
+
+    /// The control connection if the handshake is done.
+    pub(crate) fn control(&self) -> Option<Session> {
+        self.control.borrow().clone()
+    }
+
+    /// Waits for the control connection (calls made from tasks spawned during `init` wait
+    /// here until the module is connected).
+    pub(crate) async fn wait_control(&self) -> Session {
+        let mut rx = self.control.subscribe();
+        loop {
+            if let Some(s) = rx.borrow_and_update().clone() {
+                return s;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `self`, so this cannot happen while we hold `&self`.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Runs every handler registered for `source`/`event`.
+    pub(crate) fn dispatch_event(self: &Arc<Self>, source: &str, event: &str, data: Vec<Value>) {
+        if source == "core" && event == "moduleUp" {
+            self.wake_clients();
+        }
+        let handlers: Vec<Arc<EventFn>> = lock(&self.routes)
+            .iter()
+            .filter(|r| r.source == source && (r.event == event || r.event.is_empty()))
+            .map(|r| Arc::clone(&r.handler))
+            .collect();
+        for handler in handlers {
+            let data = data.clone();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| handler(data))) {
+                Ok(Some(fut)) => {
+                    let (source, event) = (source.to_owned(), event.to_owned());
+                    tokio::spawn(async move {
+                        if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
+                            tracing::error!(%source, %event, "event handler panicked");
+                        }
+                    });
+                }
+                Ok(None) => {}
+                Err(_) => tracing::error!(%source, %event, "event handler panicked"),
+            }
+        }
+    }
+
+    /// Reconnects (and so re-subscribes) every client that has event subscriptions and no
+    /// live connection; called when the core reports a module up.
+    pub(crate) fn wake_clients(&self) {
+        let clients: Vec<Client> = lock(&self.clients).values().cloned().collect();
+        for c in clients {
+            c.wake();
+        }
+    }
+}
+
+/// A running module's handle to its runtime: name, data dir, events, clients, streams,
+/// health. Cheap to clone; every clone is the same module.
+///
+/// Methods get it through an optional first parameter `ctx: &Context`; the `#[init]`
+/// constructor gets it too, to register event and stream handlers before the module serves.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &self.inner.name)
+            .field("data_dir", &self.inner.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(name: &str, data_dir: PathBuf) -> Context {
+        Context::build(name, data_dir, false)
+    }
+
+    fn build(name: &str, data_dir: PathBuf, detached: bool) -> Context {
+        Context {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                detached,
+                data_dir,
+                control: watch::Sender::new(None),
+                subscribers: Mutex::new(HashMap::new()),
+                routes: Mutex::new(Vec::new()),
+                core_subscriptions: Mutex::new(BTreeSet::new()),
+                streams: Mutex::new(HashMap::new()),
+                clients: Mutex::new(HashMap::new()),
+                unhealthy: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A context connected to nothing, for unit tests of a module's methods: `emit` reaches
+    /// no one and every client call fails at once with `unavailable`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ctx = logos_sdk::Context::standalone("kv", std::env::temp_dir());
+    /// assert_eq!(ctx.name(), "kv");
+    /// assert_eq!(ctx.emit_raw("changed", vec![]), 0);
+    /// ```
+    pub fn standalone(name: &str, data_dir: impl Into<PathBuf>) -> Context {
+        Context::build(name, data_dir.into(), true)
+    }
+
+    /// This module's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The module's private data directory (`LOGOS_DATA_DIR`, also the working directory).
+    /// Persist state here; write atomically (temp file, then rename).
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Sends a typed event to every connection subscribed to it (or to all of this module's
+    /// events) and returns how many it was queued for. A subscriber whose queue is full
+    /// misses it and is told with `lagged`.
+    ///
+    /// # Errors
+    /// [`Error::EncodeEvent`] when a field cannot be encoded; nothing is sent then.
+    pub fn emit<E: Events>(&self, event: E) -> Result<usize, Error> {
+        let name = event.name();
+        let data = event.into_data().map_err(|source| Error::EncodeEvent {
+            event: name.to_owned(),
+            source,
+        })?;
+        Ok(self.emit_raw(name, data))
+    }
+
+    /// Sends event `event` with `data` to its subscribers; see [`Context::emit`].
+    pub fn emit_raw(&self, event: &str, data: Vec<Value>) -> usize {
+        let subscribers = lock(&self.inner.subscribers);
+        let mut sent = 0;
+        for sub in subscribers.values() {
+            let wanted = sub.events.contains(event) || sub.events.contains("");
+            if wanted
+                && !sub.session.is_closed()
+                && sub
+                    .session
+                    .send_event(&self.inner.name, event, data.clone())
+            {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// A client for calls to `module` (`core` and `capability_module` go over the control
+    /// connection). Clients are cached: every call for the same name shares one connection.
+    pub fn client(&self, module: &str) -> Client {
+        lock(&self.inner.clients)
+            .entry(module.to_owned())
+            .or_insert_with(|| Client::new(Arc::downgrade(&self.inner), module))
+            .clone()
+    }
+
+    /// The client for the core's own methods (`core.listModules`, …).
+    pub fn core(&self) -> Client {
+        self.client("core")
+    }
+
+    /// Runs `handler` with the data of every `event` of module `source` (`event` `""` = every
+    /// event of `source`). The subscription is made as soon as the module is connected, and
+    /// re-made by itself whenever `source` restarts.
+    ///
+    /// The handler runs on the connection's reader: keep it short, or use
+    /// [`Context::on_event_async`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &logos_sdk::Context) {
+    /// ctx.on_event("chat", "chatMessage", |data| {
+    ///     tracing::info!("chat: {data:?}");
+    /// });
+    /// # }
+    /// ```
+    pub fn on_event<F>(&self, source: &str, event: &str, handler: F)
+    where
+        F: Fn(Vec<Value>) + Send + Sync + 'static,
+    {
+        self.route(
+            source,
+            event,
+            Arc::new(move |data| {
+                handler(data);
+                None
+            }),
+        );
+    }
+
+    /// Like [`Context::on_event`], for an async handler: each event runs in its own task, so
+    /// handlers of successive events may overlap.
+    pub fn on_event_async<F, Fut>(&self, source: &str, event: &str, handler: F)
+    where
+        F: Fn(Vec<Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.route(
+            source,
+            event,
+            Arc::new(move |data| Some(handler(data).boxed())),
+        );
+    }
+
+    fn route(&self, source: &str, event: &str, handler: Arc<EventFn>) {
+        lock(&self.inner.routes).push(Route {
+            source: source.to_owned(),
+            event: event.to_owned(),
+            handler,
+        });
+        if is_builtin(source) {
+            let fresh = lock(&self.inner.core_subscriptions)
+                .insert((source.to_owned(), event.to_owned()));
+            if fresh && let Some(control) = self.inner.control() {
+                subscribe_logged(&control, source, event);
+            }
+        } else {
+            self.client(source).add_event(event);
+        }
+    }
+
+    /// Serves incoming streams for `protocol`: `handler` gets each stream (read it with
+    /// `AsyncRead`, answer with `AsyncWrite`, `shutdown()` to half-close). A stream for a
+    /// protocol without a handler is reset. Registering again replaces the handler.
+    pub fn on_stream<F, Fut>(&self, protocol: &str, handler: F)
+    where
+        F: Fn(ByteStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        lock(&self.inner.streams).insert(
+            protocol.to_owned(),
+            Arc::new(move |stream| handler(stream).boxed()),
+        );
+    }
+
+    /// Reports the module unhealthy (`Some(reason)`) or healthy again (`None`); the core
+    /// sees it in the next `pong`.
+    pub fn set_unhealthy(&self, reason: Option<String>) {
+        *lock(&self.inner.unhealthy) = reason;
+    }
+
+    /// The health currently reported: `None` when healthy.
+    pub fn unhealthy(&self) -> Option<String> {
+        lock(&self.inner.unhealthy).clone()
+    }
+
+    // ---- runtime side (serve.rs) ----
+
+    /// Called once the control handshake is done: remembers the connection, subscribes to
+    /// what the module needs from the core, and starts the module-to-module subscriptions.
+    pub(crate) fn start(&self, control: Session) {
+        self.inner.control.send_replace(Some(control.clone()));
+        subscribe_logged(&control, "core", "moduleUp");
+        let builtin: Vec<(String, String)> = lock(&self.inner.core_subscriptions)
+            .iter()
+            .cloned()
+            .collect();
+        for (source, event) in builtin {
+            if !(source == "core" && event == "moduleUp") {
+                subscribe_logged(&control, &source, &event);
+            }
+        }
+        self.inner.wake_clients();
+    }
+
+    /// Records that `session` wants `event` of this module.
+    pub(crate) fn add_subscriber(&self, session: &Session, event: &str) {
+        lock(&self.inner.subscribers)
+            .entry(session.id())
+            .or_insert_with(|| Subscriber {
+                session: session.clone(),
+                events: HashSet::new(),
+            })
+            .events
+            .insert(event.to_owned());
+    }
+
+    /// Withdraws one subscription of `session`.
+    pub(crate) fn remove_subscriber(&self, session: &Session, event: &str) {
+        let mut subs = lock(&self.inner.subscribers);
+        if let Some(sub) = subs.get_mut(&session.id()) {
+            sub.events.remove(event);
+            if sub.events.is_empty() {
+                subs.remove(&session.id());
+            }
+        }
+    }
+
+    /// Forgets every subscription of a closed connection.
+    pub(crate) fn forget_session(&self, id: u64) {
+        lock(&self.inner.subscribers).remove(&id);
+    }
+
+    /// Runs the handlers registered for `source`/`event`.
+    pub(crate) fn dispatch_event(&self, source: &str, event: &str, data: Vec<Value>) {
+        self.inner.dispatch_event(source, event, data);
+    }
+
+    /// The handler for streams of `protocol`, if any.
+    pub(crate) fn stream_handler(&self, protocol: &str) -> Option<Arc<StreamFn>> {
+        lock(&self.inner.streams).get(protocol).cloned()
+    }
+}
+
+pub(crate) fn subscribe_logged(session: &Session, source: &str, event: &str) {
+    if let Err(e) = session.subscribe(source, event) {
+        tracing::warn!(%source, %event, "cannot subscribe: {e}");
+    }
+}

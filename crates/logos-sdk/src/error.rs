@@ -1,0 +1,64 @@
+//! The one local error type of `logos-sdk`.
+//!
+//! Owns what can go wrong on the module side outside a call: a process not started per the
+//! contract, a failed handshake with the core, a failing constructor, an event that cannot be
+//! encoded. Failures of calls are [`Fault`]s (code + message, they cross the wire) and never
+//! live here; `From<Error> for Fault` exists so handlers can use `?` on SDK results.
+
+use logos_session::{Fault, SessionError};
+use logos_wire::{ErrorCode, WireError};
+use thiserror::Error;
+
+/// Everything the SDK reports outside a call.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An inherited descriptor named by the contract is missing or not a socket.
+    #[error(
+        "{var}={value}: {reason}; this program is a logos module and must be started by the core (docs/architecture.md, \"Module process contract\")"
+    )]
+    Descriptor {
+        /// The environment variable naming the descriptor (`LOGOS_CONTROL_FD`, `LOGOS_LISTEN_FD`).
+        var: &'static str,
+        /// Its value (or the default used).
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// The async runtime could not be built.
+    #[error("cannot start the module runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The `hello`/`welcome` exchange with the core failed or was refused.
+    #[error("handshake with the core failed for module \"{module}\": {source}")]
+    Handshake {
+        /// This module's name.
+        module: String,
+        /// What the session layer reported (a refusal carries the core's reason).
+        #[source]
+        source: SessionError,
+    },
+    /// The module's `#[init]` constructor failed.
+    #[error("module \"{module}\" failed to initialise: {message}")]
+    Init {
+        /// This module's name.
+        module: String,
+        /// The constructor's error, rendered.
+        message: String,
+    },
+    /// An event's fields could not be encoded as `Value`s.
+    #[error("cannot encode event \"{event}\": {source}")]
+    EncodeEvent {
+        /// The event's wire name.
+        event: String,
+        /// The encoding failure.
+        #[source]
+        source: WireError,
+    },
+}
+
+impl From<Error> for Fault {
+    /// Any SDK error surfacing inside a method fails that call with `method_failed`.
+    fn from(e: Error) -> Fault {
+        Fault::new(ErrorCode::MethodFailed, e.to_string())
+    }
+}

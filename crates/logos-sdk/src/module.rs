@@ -1,0 +1,151 @@
+//! The `Module` and `Events` traits and the interface description they produce.
+//!
+//! Owns what a module *is* to the runtime: a name, a version, an interface, a constructor and
+//! one async dispatch function. `#[module]` and `#[derive(Events)]` implement these traits;
+//! hand-written implementations are possible but rarely worth it. Never does I/O: serving the
+//! module is `serve.rs`.
+
+use crate::context::Context;
+use crate::error::Error;
+use futures::future::BoxFuture;
+use logos_session::Fault;
+use logos_wire::{Value, WireError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A logos module: what `#[logos_sdk::module]` implements for the type of an `impl` block.
+///
+/// The runtime builds the value once with [`Module::init`], announces [`Module::interface`]
+/// to the core, then runs every incoming call through [`Module::call`], many at once.
+pub trait Module: Send + Sync + Sized + 'static {
+    /// The module's name: must equal `name` in its `metadata.json`.
+    const NAME: &'static str;
+    /// The module's version (semver text).
+    const VERSION: &'static str;
+
+    /// The exported methods, in declaration order.
+    fn methods() -> &'static [MethodInfo];
+
+    /// The events the module emits (from `#[module(events = ...)]`), possibly none.
+    fn events() -> &'static [EventInfo];
+
+    /// The interface map sent to the core in `hello` and returned by `core.getPluginMethods`:
+    /// `{"name", "version", "methods": [{"name", "params": [{"name", "type"}], "returns"}],
+    /// "events": [{"name", "params": [...]}]}` (docs/architecture.md §5).
+    fn interface() -> Value {
+        interface_value(Self::NAME, Self::VERSION, Self::methods(), Self::events())
+    }
+
+    /// Builds the module, once, before it connects to the core.
+    ///
+    /// # Errors
+    /// [`Error::Init`] from the module's `#[init]` constructor; the process then exits non-zero.
+    fn init(ctx: &Context) -> Result<Self, Error>;
+
+    /// Runs `method` with positional `args`.
+    ///
+    /// # Errors
+    /// `unknown_method` for a name the module does not export, `invalid_args` when the
+    /// arguments do not decode, `method_failed` (or the method's own [`Fault`]) when it fails.
+    ///
+    /// # Cancel safety
+    /// The future is dropped when the caller cancels or its deadline passes; a method is then
+    /// stopped at its current `.await`.
+    fn call<'a>(
+        self: &'a Arc<Self>,
+        ctx: &'a Context,
+        method: &'a str,
+        args: Vec<Value>,
+    ) -> BoxFuture<'a, Result<Value, Fault>>;
+}
+
+/// Typed events of a module, implemented by `#[derive(logos_sdk::Events)]` on an enum and
+/// sent with [`Context::emit`].
+pub trait Events {
+    /// The event's wire name (`chatMessage`).
+    fn name(&self) -> &'static str;
+    /// The event's data: its fields, in order, as values.
+    ///
+    /// # Errors
+    /// [`WireError::Value`] when a field's `Serialize` fails (e.g. a map with non-text keys).
+    fn into_data(self) -> Result<Vec<Value>, WireError>;
+    /// Every event of the enum, for the interface.
+    fn describe() -> &'static [EventInfo];
+}
+
+/// One parameter of a method or event in the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// The parameter's name.
+    pub name: &'static str,
+    /// Its logos type name (`int`, `list<text>`, `optional<any>`, …).
+    pub ty: &'static str,
+}
+
+/// One method in the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// Wire name.
+    pub name: &'static str,
+    /// Positional parameters.
+    pub params: &'static [ParamInfo],
+    /// Logos type name of the result (`null` when the method returns nothing).
+    pub returns: &'static str,
+}
+
+/// One event in the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventInfo {
+    /// Wire name.
+    pub name: &'static str,
+    /// The data items, in order.
+    pub params: &'static [ParamInfo],
+}
+
+fn params_value(params: &[ParamInfo]) -> Value {
+    Value::List(
+        params
+            .iter()
+            .map(|p| {
+                Value::Map(BTreeMap::from([
+                    ("name".to_owned(), Value::from(p.name)),
+                    ("type".to_owned(), Value::from(p.ty)),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+/// Builds the interface map of docs/architecture.md §5.
+pub fn interface_value(
+    name: &str,
+    version: &str,
+    methods: &[MethodInfo],
+    events: &[EventInfo],
+) -> Value {
+    let methods = methods
+        .iter()
+        .map(|m| {
+            Value::Map(BTreeMap::from([
+                ("name".to_owned(), Value::from(m.name)),
+                ("params".to_owned(), params_value(m.params)),
+                ("returns".to_owned(), Value::from(m.returns)),
+            ]))
+        })
+        .collect();
+    let events = events
+        .iter()
+        .map(|e| {
+            Value::Map(BTreeMap::from([
+                ("name".to_owned(), Value::from(e.name)),
+                ("params".to_owned(), params_value(e.params)),
+            ]))
+        })
+        .collect();
+    Value::Map(BTreeMap::from([
+        ("name".to_owned(), Value::from(name)),
+        ("version".to_owned(), Value::from(version)),
+        ("methods".to_owned(), Value::List(methods)),
+        ("events".to_owned(), Value::List(events)),
+    ]))
+}

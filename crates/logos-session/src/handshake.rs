@@ -1,0 +1,335 @@
+//! The handshake: [`connect`] (send `hello`, await `welcome`), [`read_hello`] and the
+//! [`PendingSession`] it yields ([`accept`](PendingSession::accept) or
+//! [`refuse`](PendingSession::refuse)).
+//!
+//! Owns the socket until the connection is accepted, then hands it, with any bytes the peer
+//! already pipelined, to [`Session::start`]. Every read is bounded by
+//! `Config::handshake_timeout`; every refusal is told to the peer as `error` id 0 before the
+//! socket closes. Never decides whether a peer is welcome: the caller of `read_hello` does.
+
+use crate::session::{Peer, Session};
+use crate::{Config, Fault, Handler, SessionError};
+use bytes::BytesMut;
+use logos_wire::handshake::check_version;
+use logos_wire::{ErrorCode, FrameDecoder, Hello, Message, WireError, Welcome, encode_frame};
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+
+/// Bytes read per attempt while waiting for the handshake frame.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why reading the handshake frame failed.
+enum ReadFailure {
+    Io(io::Error),
+    Wire(WireError),
+    Eof,
+}
+
+/// Reads until one whole frame is in `buf` and decodes it, leaving any further bytes in `buf`.
+async fn read_message(
+    stream: &UnixStream,
+    buf: &mut BytesMut,
+    decoder: &FrameDecoder,
+) -> Result<Message, ReadFailure> {
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(msg)) => return Ok(msg),
+            Ok(None) => {}
+            Err(e) => return Err(ReadFailure::Wire(e)),
+        }
+        buf.reserve(READ_CHUNK);
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Err(ReadFailure::Eof),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stream.readable().await.map_err(ReadFailure::Io)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadFailure::Io(e)),
+        }
+    }
+}
+
+/// Writes one frame, bounded by `limit`. A message that cannot be encoded (e.g. attrs nested
+/// too deep) is a [`SessionError::Protocol`].
+async fn write_message(
+    stream: &mut UnixStream,
+    msg: &Message,
+    limit: Duration,
+) -> Result<(), SessionError> {
+    let mut frame = Vec::new();
+    encode_frame(msg, &mut frame)?;
+    match tokio::time::timeout(limit, stream.write_all(&frame)).await {
+        Ok(result) => result.map_err(SessionError::Io),
+        Err(_) => Err(SessionError::HandshakeTimeout(limit)),
+    }
+}
+
+/// Tells the peer why (`error` id 0) and closes our sending side. Best effort: the peer may
+/// already be gone.
+async fn send_refusal(mut stream: UnixStream, fault: Fault, limit: Duration) {
+    let msg = Message::Error {
+        id: 0,
+        code: fault.code,
+        message: fault.message,
+    };
+    if write_message(&mut stream, &msg, limit).await.is_ok() {
+        let _ = tokio::time::timeout(limit, stream.shutdown()).await;
+    }
+}
+
+/// Maps a failed handshake read to the error returned, telling the peer first where that
+/// makes sense.
+async fn read_failed(
+    stream: UnixStream,
+    failure: ReadFailure,
+    limit: Duration,
+    waiting_for: &str,
+) -> SessionError {
+    match failure {
+        ReadFailure::Io(e) => SessionError::Io(e),
+        ReadFailure::Eof => SessionError::Closed(format!(
+            "peer closed the connection before sending {waiting_for}"
+        )),
+        ReadFailure::Wire(e) => {
+            let code = match e {
+                WireError::FrameTooLarge { .. } => ErrorCode::Limit,
+                _ => ErrorCode::ProtocolError,
+            };
+            tracing::warn!("bad handshake frame from peer: {e}");
+            send_refusal(stream, Fault::new(code, e.to_string()), limit).await;
+            SessionError::Protocol(e)
+        }
+    }
+}
+
+fn unexpected(expected: &str, got: &Message) -> WireError {
+    WireError::Malformed {
+        what: String::from("handshake"),
+        offset: 0,
+        reason: format!("expected {expected}, got {}", got.kind_name()),
+    }
+}
+
+fn peer_creds(stream: &UnixStream) -> (Option<u32>, Option<u32>) {
+    match stream.peer_cred() {
+        Ok(cred) => (
+            cred.pid().and_then(|pid| u32::try_from(pid).ok()),
+            Some(cred.uid()),
+        ),
+        Err(e) => {
+            tracing::debug!("SO_PEERCRED unavailable: {e}");
+            (None, None)
+        }
+    }
+}
+
+/// Connects as the initiating side: sends `hello`, waits for `welcome`.
+///
+/// Bytes the peer sends right after its `welcome` are kept for the session.
+///
+/// # Errors
+/// [`SessionError::Refused`] with the peer's reason, [`SessionError::HandshakeTimeout`],
+/// [`SessionError::Protocol`] (e.g. version mismatch, or a first message other than
+/// `welcome`/`error`), [`SessionError::Closed`] if the peer hangs up, [`SessionError::Io`].
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future drops the socket.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f() -> Result<(), logos_session::SessionError> {
+/// use logos_wire::{Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR};
+/// use std::sync::Arc;
+/// let socket = tokio::net::UnixStream::connect("/run/logos/modules/chat.sock").await?;
+/// let hello = Hello {
+///     major: PROTOCOL_MAJOR,
+///     minor: PROTOCOL_MINOR,
+///     identity: "wallet".into(),
+///     token: bytes::Bytes::new(),
+///     attrs: Default::default(),
+/// };
+/// let (session, welcome) = logos_session::connect(
+///     socket,
+///     hello,
+///     Arc::new(logos_session::Refuse),
+///     logos_session::Config::default(),
+/// )
+/// .await?;
+/// println!("connected to {}", welcome.identity);
+/// # drop(session); Ok(()) }
+/// ```
+pub async fn connect(
+    mut stream: UnixStream,
+    hello: Hello,
+    handler: Arc<dyn Handler>,
+    config: Config,
+) -> Result<(Session, Welcome), SessionError> {
+    let limit = config.handshake_timeout;
+    let decoder = FrameDecoder::new(config.max_frame);
+    let mut buf = BytesMut::new();
+    let exchange = async {
+        write_message(&mut stream, &Message::Hello(hello), limit).await?;
+        Ok::<_, SessionError>(read_message(&stream, &mut buf, &decoder).await)
+    };
+    let read = match tokio::time::timeout(limit, exchange).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(SessionError::HandshakeTimeout(limit)),
+    };
+    let msg = match read {
+        Ok(msg) => msg,
+        Err(failure) => return Err(read_failed(stream, failure, limit, "welcome").await),
+    };
+    match msg {
+        Message::Welcome(welcome) => {
+            if let Err(e) = check_version(welcome.major, welcome.minor) {
+                let fault = Fault::new(ErrorCode::ProtocolError, e.to_string());
+                send_refusal(stream, fault, limit).await;
+                return Err(SessionError::Protocol(e));
+            }
+            let (pid, uid) = peer_creds(&stream);
+            let peer = Peer {
+                identity: welcome.identity.clone(),
+                pid,
+                uid,
+                attrs: welcome.attrs.clone(),
+            };
+            let session = Session::start(stream, buf, peer, handler, config, true);
+            Ok((session, welcome))
+        }
+        Message::Error { code, message, .. } => Err(SessionError::Refused(Fault { code, message })),
+        other => {
+            let e = unexpected("welcome", &other);
+            tracing::warn!("handshake: {e}");
+            let fault = Fault::new(ErrorCode::ProtocolError, e.to_string());
+            send_refusal(stream, fault, limit).await;
+            Err(SessionError::Protocol(e))
+        }
+    }
+}
+
+/// Reads the peer's `hello` on an accepted socket (within the handshake timeout) and checks its
+/// protocol version (a mismatch is refused on the wire and returned as an error).
+///
+/// Also records the peer's pid and uid (SO_PEERCRED). Anything but `hello` first is refused
+/// with `protocol_error`.
+///
+/// # Errors
+/// As for [`connect`].
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future drops the socket.
+pub async fn read_hello(stream: UnixStream, config: Config) -> Result<PendingSession, SessionError> {
+    let limit = config.handshake_timeout;
+    let decoder = FrameDecoder::new(config.max_frame);
+    let mut buf = BytesMut::new();
+    let read = match tokio::time::timeout(limit, read_message(&stream, &mut buf, &decoder)).await {
+        Ok(read) => read,
+        Err(_) => {
+            let fault = Fault::new(
+                ErrorCode::ProtocolError,
+                format!("no hello within {limit:?}"),
+            );
+            // Short: the peer is probably not reading either.
+            send_refusal(stream, fault, Duration::from_millis(100)).await;
+            return Err(SessionError::HandshakeTimeout(limit));
+        }
+    };
+    let msg = match read {
+        Ok(msg) => msg,
+        Err(failure) => return Err(read_failed(stream, failure, limit, "hello").await),
+    };
+    match msg {
+        Message::Hello(hello) => {
+            if let Err(e) = check_version(hello.major, hello.minor) {
+                tracing::warn!(identity = %hello.identity, "handshake refused: {e}");
+                let fault = Fault::new(ErrorCode::ProtocolError, e.to_string());
+                send_refusal(stream, fault, limit).await;
+                return Err(SessionError::Protocol(e));
+            }
+            let (pid, uid) = peer_creds(&stream);
+            Ok(PendingSession {
+                hello,
+                pid,
+                uid,
+                stream,
+                config,
+                buf,
+            })
+        }
+        other => {
+            let e = unexpected("hello", &other);
+            tracing::warn!("handshake: {e}");
+            let fault = Fault::new(ErrorCode::ProtocolError, e.to_string());
+            send_refusal(stream, fault, limit).await;
+            Err(SessionError::Protocol(e))
+        }
+    }
+}
+
+/// An accepted socket whose `hello` has been read but not yet answered.
+pub struct PendingSession {
+    /// The peer's hello.
+    pub hello: Hello,
+    /// Peer process id from SO_PEERCRED.
+    pub pid: Option<u32>,
+    /// Peer user id from SO_PEERCRED.
+    pub uid: Option<u32>,
+    stream: UnixStream,
+    config: Config,
+    /// Bytes the peer sent after its hello.
+    buf: BytesMut,
+}
+
+impl fmt::Debug for PendingSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingSession")
+            .field("identity", &self.hello.identity)
+            .field("pid", &self.pid)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingSession {
+    /// Sends `welcome` and starts the connection. `identity` becomes [`Peer::identity`].
+    ///
+    /// # Errors
+    /// [`SessionError::Io`] if the welcome cannot be written,
+    /// [`SessionError::HandshakeTimeout`] if the peer does not take it in time.
+    pub async fn accept(
+        self,
+        identity: String,
+        welcome: Welcome,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Session, SessionError> {
+        let PendingSession {
+            hello,
+            pid,
+            uid,
+            mut stream,
+            config,
+            buf,
+        } = self;
+        write_message(&mut stream, &Message::Welcome(welcome), config.handshake_timeout).await?;
+        let peer = Peer {
+            identity,
+            pid,
+            uid,
+            attrs: hello.attrs,
+        };
+        Ok(Session::start(stream, buf, peer, handler, config, false))
+    }
+
+    /// Sends `error` (id 0) with `fault` and closes.
+    pub async fn refuse(self, fault: Fault) {
+        tracing::debug!(identity = %self.hello.identity, %fault, "handshake refused");
+        send_refusal(self.stream, fault, self.config.handshake_timeout).await;
+    }
+}

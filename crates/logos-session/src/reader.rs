@@ -1,0 +1,238 @@
+//! The reader task: reads the socket, splits frames with `logos_wire::FrameDecoder`, and
+//! dispatches each message to the call tables, the streams or the [`Handler`](crate::Handler).
+//!
+//! Owns the inbound half of one connection and the moment [`Handler::closed`](crate::Handler)
+//! runs (exactly once, when this task ends, however it ends). Never writes to the socket itself
+//! and never waits on anything the peer controls except the socket: incoming calls run in
+//! their own tasks (`incoming.rs`), so a slow method never stops the reader. Never panics on
+//! peer input: a frame that is oversized closes the connection with `limit`, one that is
+//! undecodable or breaks the protocol closes it with `protocol_error`, each logged as a
+//! warning naming the peer.
+
+use crate::session::{Inner, Session};
+use crate::{Fault, incoming, stream};
+use bytes::BytesMut;
+use logos_wire::{ErrorCode, FrameDecoder, Message, WireError};
+use std::io;
+use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::UnixStream;
+
+/// Spare room kept in the read buffer before each read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Closes the connection because the peer broke the protocol.
+pub(crate) fn violation(inner: &Inner, message: impl Into<String>) -> ControlFlow<()> {
+    let message = message.into();
+    tracing::warn!(
+        session = inner.id,
+        peer = %inner.peer.identity,
+        "protocol error from peer: {message}"
+    );
+    inner.shut(
+        format!("{}: {message}", ErrorCode::ProtocolError),
+        Some(Fault::new(ErrorCode::ProtocolError, message)),
+    );
+    ControlFlow::Break(())
+}
+
+/// Runs a synchronous handler callback; a panic in it is logged, not propagated.
+pub(crate) fn guarded<R>(inner: &Inner, what: &str, f: impl FnOnce() -> R) -> Option<R> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(panic) => {
+            tracing::warn!(
+                session = inner.id,
+                peer = %inner.peer.identity,
+                "handler {what} panicked: {}",
+                incoming::panic_message(panic.as_ref())
+            );
+            None
+        }
+    }
+}
+
+/// Calls [`Handler::closed`](crate::Handler::closed) once when the reader task ends, even
+/// if it ends because the runtime shut down.
+struct ClosedGuard(Session);
+
+impl Drop for ClosedGuard {
+    fn drop(&mut self) {
+        let inner = &self.0.inner;
+        inner.shut("connection task ended", None);
+        if !inner.handler_closed.swap(true, Ordering::AcqRel) {
+            let reason = inner.close_reason();
+            tracing::debug!(session = inner.id, peer = %inner.peer.identity, %reason, "connection closed");
+            guarded(inner, "closed", || inner.handler.closed(&self.0, &reason));
+        }
+    }
+}
+
+/// The reader task. `buf` may already hold bytes read past the handshake.
+pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>, mut buf: BytesMut) {
+    let session = Session {
+        inner: inner.clone(),
+    };
+    let _closed = ClosedGuard(session.clone());
+    let decoder = FrameDecoder::new(inner.config.max_frame);
+    let mut reason = inner.reason.subscribe();
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(msg)) => {
+                    if dispatch(&session, msg).is_break() || inner.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    frame_error(&inner, &e);
+                    return;
+                }
+            }
+        }
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match sock.try_read_buf(&mut buf) {
+            Ok(0) => {
+                if buf.is_empty() {
+                    inner.shut("peer closed the connection", None);
+                } else {
+                    let message = format!(
+                        "connection ended inside a frame ({} bytes of it received)",
+                        buf.len()
+                    );
+                    let _ = violation(&inner, message);
+                }
+                return;
+            }
+            Ok(n) => {
+                tracing::trace!(session = inner.id, bytes = n, "read");
+                // A peer that never pauses must not monopolise this worker thread.
+                tokio::task::consume_budget().await;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::select! {
+                    biased;
+                    _ = reason.wait_for(Option::is_some) => return,
+                    ready = sock.readable() => {
+                        if let Err(e) = ready {
+                            inner.shut(format!("read failed: {e}"), None);
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                inner.shut(format!("read failed: {e}"), None);
+                return;
+            }
+        }
+    }
+}
+
+/// An undecodable or oversized frame: answer with `limit` or `protocol_error`, then close.
+fn frame_error(inner: &Inner, e: &WireError) {
+    let code = match e {
+        WireError::FrameTooLarge { .. } => ErrorCode::Limit,
+        _ => ErrorCode::ProtocolError,
+    };
+    tracing::warn!(
+        session = inner.id,
+        peer = %inner.peer.identity,
+        "bad frame from peer: {e}"
+    );
+    inner.shut(
+        format!("{code}: {e}"),
+        Some(Fault::new(code, e.to_string())),
+    );
+}
+
+/// Acts on one message from the peer. `Break` when the connection is closing.
+fn dispatch(session: &Session, msg: Message) -> ControlFlow<()> {
+    let inner = &*session.inner;
+    tracing::debug!(session = inner.id, kind = msg.kind_name(), "frame in");
+    match msg {
+        Message::Call(call) => return incoming::start(session, call),
+        Message::Reply { id, value } => inner.complete_call(id, Ok(value)),
+        Message::Error { id: 0, code, message } => {
+            tracing::debug!(session = inner.id, peer = %inner.peer.identity, %code, %message, "peer closed the connection");
+            inner.shut(format!("closed by peer: {code}: {message}"), None);
+            return ControlFlow::Break(());
+        }
+        Message::Error { id, code, message } => {
+            inner.complete_call(id, Err(Fault { code, message }));
+        }
+        Message::Cancel { id } => incoming::cancel(inner, id),
+        Message::Subscribe { source, event } => {
+            guarded(inner, "subscribe", || {
+                inner.handler.subscribe(session, &source, &event);
+            });
+        }
+        Message::Unsubscribe { source, event } => {
+            guarded(inner, "unsubscribe", || {
+                inner.handler.unsubscribe(session, &source, &event);
+            });
+        }
+        Message::Event {
+            source,
+            event,
+            data,
+        } => {
+            guarded(inner, "event", || {
+                inner.handler.event(session, source, event, data);
+            });
+        }
+        Message::Lagged { source, dropped } => {
+            guarded(inner, "lagged", || {
+                inner.handler.lagged(session, source, dropped);
+            });
+        }
+        Message::StreamOpen { stream, protocol } => {
+            return stream::on_open(session, stream, protocol);
+        }
+        Message::StreamData { stream, data } => return stream::on_data(inner, stream, data),
+        Message::StreamCredit { stream, bytes } => {
+            return stream::on_credit(inner, stream, bytes);
+        }
+        Message::StreamFin { stream } => return stream::on_fin(inner, stream),
+        Message::StreamReset {
+            stream,
+            code,
+            message,
+        } => stream::on_reset(inner, stream, code, message),
+        Message::Ping { nonce } => {
+            let unhealthy = guarded(inner, "health", || inner.handler.health())
+                .unwrap_or_else(|| Some(String::from("health check panicked")));
+            if inner
+                .send_provoked(&Message::Pong { nonce, unhealthy })
+                .is_err()
+            {
+                return ControlFlow::Break(());
+            }
+        }
+        Message::Pong { nonce, unhealthy } => inner.complete_ping(nonce, unhealthy),
+        Message::Shutdown { grace_ms } => {
+            guarded(inner, "shutdown", || {
+                inner
+                    .handler
+                    .shutdown(session, Duration::from_millis(grace_ms));
+            });
+        }
+        other => {
+            return violation(
+                inner,
+                format!("unexpected {} after the handshake", other.kind_name()),
+            );
+        }
+    }
+    ControlFlow::Continue(())
+}

@@ -1,0 +1,435 @@
+//! `logoscore run`: the daemon. Merges flags, the config file, the environment and defaults
+//! into one [`logos_core::Builder`], sets up logging, starts the core, loads the boot modules,
+//! tells the operator what to try next, and on SIGINT/SIGTERM (or `logoscore stop`) shuts
+//! everything down in reverse dependency order within a bounded time.
+//!
+//! Precedence, for every setting: flag, then config file, then environment (`LOGOS_RUNTIME_DIR`,
+//! `RUST_LOG`, …), then the core's defaults. Lists given by flags (`-m`, `--load`) replace the
+//! config file's lists rather than extending them.
+//!
+//! Output: logs (tracing) on stderr; the "try next" hints on stderr as plain lines, outside the
+//! log, and only with the human log format; with `--json` one readiness document on stdout
+//! instead (`{"pid", "runtimeDir", "socket", "known", "loaded", "failed"}`), which is also what
+//! scripts and tests wait for. Never talks to the core over the socket: it owns the core.
+
+use crate::client::{RuntimeDir, Source};
+use crate::config::{Config, LogFormat};
+use crate::error::Error;
+use crate::{Ctx, RunArgs, output};
+use logos_core::{Builder, Core, ModuleSettings, RestartSettings, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Bound on shutdown when neither `--shutdown-timeout` nor the config sets one.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything `run` needs, resolved.
+struct Plan {
+    builder: Builder,
+    runtime: RuntimeDir,
+    modules_dirs: Vec<PathBuf>,
+    load: Vec<String>,
+    load_all: bool,
+    log_filter: String,
+    log_format: LogFormat,
+    shutdown_timeout: Duration,
+}
+
+pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Error> {
+    let file = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let plan = plan(ctx, args, file)?;
+    init_logging(&plan.log_filter, plan.log_format)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    rt.block_on(serve(ctx.json, plan))
+}
+
+/// Merges flags over the config file over the environment over defaults.
+fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let modules_dirs: Vec<PathBuf> = if args.modules_dirs.is_empty() {
+        file.modules_dirs.clone()
+    } else {
+        args.modules_dirs.iter().map(|p| absolute(p)).collect()
+    };
+    for dir in &modules_dirs {
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "modules dir {} does not exist or is not a directory; it should hold <name>/metadata.json module dirs",
+                dir.display()
+            )));
+        }
+    }
+    let (load, load_all) = if args.load.is_empty() && !args.load_all {
+        (file.load.clone(), file.load_all)
+    } else {
+        (args.load.clone(), args.load_all)
+    };
+    let runtime = match (&ctx.runtime_dir, &file.runtime_dir) {
+        (Some(p), _) => RuntimeDir {
+            path: absolute(p),
+            source: Source::Flag,
+        },
+        (None, Some(p)) => RuntimeDir {
+            path: p.clone(),
+            source: Source::Config,
+        },
+        (None, None) => RuntimeDir::resolve(None),
+    };
+    let log_filter = match (&args.log_level, &file.log_level) {
+        (Some(f), _) => {
+            tracing_subscriber::EnvFilter::try_new(f).map_err(|e| {
+                Error::Usage(format!(
+                    "--log-level {f:?} is not a log filter ({e}); write e.g. info, debug or logos_core=debug,info"
+                ))
+            })?;
+            f.clone()
+        }
+        (None, Some(f)) => f.clone(),
+        (None, None) => std::env::var("RUST_LOG")
+            .ok()
+            .filter(|f| !f.is_empty() && tracing_subscriber::EnvFilter::try_new(f).is_ok())
+            .unwrap_or_else(|| "info".to_owned()),
+    };
+
+    let mut b = Core::builder().runtime_dir(&runtime.path);
+    for dir in &modules_dirs {
+        b = b.modules_dir(dir);
+    }
+    if let Some(d) = args.data_dir.as_deref().map(absolute).or(file.data_dir.clone()) {
+        b = b.data_dir(d);
+    }
+    if let Some(h) = args.host.as_deref().map(absolute).or(file.host.clone()) {
+        b = b.host_binary(h);
+    }
+    b = b.module_log(file.module_log.clone().unwrap_or_else(|| log_filter.clone()));
+    if let Some(t) = file.call_timeout {
+        b = b.call_timeout(t.0);
+    }
+    if let Some(t) = file.start_timeout {
+        b = b.start_timeout(t.0);
+    }
+    if let Some(t) = file.stop_grace {
+        b = b.stop_grace(t.0);
+    }
+    if let Some(t) = file.heartbeat {
+        b = b.heartbeat(t.0);
+    }
+    if let Some(size) = file.max_frame {
+        b = b.max_frame(usize::try_from(size.0).unwrap_or(usize::MAX));
+    }
+    if let Some(r) = &file.restart {
+        let mut s = RestartSettings::default();
+        if let Some(v) = r.initial {
+            s.initial = v.0;
+        }
+        if let Some(v) = r.max {
+            s.max = v.0;
+        }
+        if let Some(v) = r.budget {
+            s.budget = v;
+        }
+        if let Some(v) = r.window {
+            s.window = v.0;
+        }
+        b = b.restart(s);
+    }
+    for (name, m) in &file.modules {
+        let mut s = ModuleSettings::default();
+        s.restart = m.restart.map(|r| r.policy());
+        s.call_timeout = m.call_timeout.map(|t| t.0);
+        s.env = m.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        s.limits.address_space = m.limits.address_space.map(|s| s.0);
+        s.limits.open_files = m.limits.open_files;
+        s.limits.processes = m.limits.processes;
+        b = b.module(name, s);
+    }
+    for r in &file.grant {
+        b = b.grant(&r.caller, &r.target);
+    }
+    for r in &file.deny {
+        b = b.deny(&r.caller, &r.target);
+    }
+    Ok(Plan {
+        builder: b,
+        runtime,
+        modules_dirs,
+        load,
+        load_all,
+        log_filter,
+        log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        shutdown_timeout: args
+            .shutdown_timeout
+            .or(file.shutdown_timeout.map(|d| d.0))
+            .unwrap_or(SHUTDOWN_TIMEOUT),
+    })
+}
+
+/// Installs the tracing subscriber: `filter` on stderr, human or JSON.
+fn init_logging(filter: &str, format: LogFormat) -> Result<(), Error> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| Error::Usage(format!("{filter:?} is not a log filter: {e}")))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Fails only if a subscriber is already set, which nothing here does.
+    let _ = match format {
+        LogFormat::Human => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    Ok(())
+}
+
+/// SIGINT and SIGTERM as one stream.
+struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, Error> {
+        let sig = |k| signal(k).map_err(|e| Error::io("cannot handle SIGINT/SIGTERM", e));
+        Ok(Signals {
+            int: sig(SignalKind::interrupt())?,
+            term: sig(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// What the boot loads did.
+#[derive(Debug, Default)]
+struct Boot {
+    failed: Vec<(String, String)>,
+}
+
+async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
+    let mut signals = Signals::new()?;
+    if plan.modules_dirs.is_empty() {
+        tracing::warn!(
+            "no modules dir given (-m DIR or modules_dirs in the config file): the core knows no modules"
+        );
+    }
+    let core = plan
+        .builder
+        .clone()
+        .build()
+        .map_err(Error::Start)?
+        .start()
+        .await
+        .map_err(Error::Start)?;
+
+    let boot = boot(&core, &plan.load, plan.load_all);
+    tokio::pin!(boot);
+    let booted = tokio::select! {
+        r = &mut boot => r,
+        sig = signals.recv() => {
+            tracing::info!("{sig} while loading modules: stopping once the current load ends");
+            let finish = async {
+                let _ = (&mut boot).await;
+                core.shutdown().await;
+            };
+            return bounded_stop(finish, plan.shutdown_timeout, &mut signals).await;
+        }
+    };
+    let report = match booted {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("stopping: a boot module could not be loaded: {e}");
+            bounded_stop(core.shutdown(), plan.shutdown_timeout, &mut signals).await?;
+            return Err(e);
+        }
+    };
+    announce(json, &core, &plan, &report)?;
+
+    tokio::select! {
+        sig = signals.recv() => {
+            tracing::info!("{sig}: stopping every module (again to exit at once)");
+            bounded_stop(core.shutdown(), plan.shutdown_timeout, &mut signals).await
+        }
+        () = core.stopped() => Ok(()),
+    }
+}
+
+/// Loads the boot modules. With `load_all`, a module that cannot be loaded is reported and the
+/// rest keep running; a module named explicitly must load, or `run` fails.
+async fn boot(core: &Core, names: &[String], load_all: bool) -> Result<Boot, Error> {
+    let mut report = Boot::default();
+    if load_all {
+        let all: Vec<String> = core.modules().into_iter().map(|m| m.name).collect();
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        if let Err(e) = core.load_many(&refs).await {
+            tracing::warn!("loading every module in one plan failed ({e}); loading them one by one");
+            for name in &all {
+                if let Err(e) = core.load(name).await {
+                    tracing::error!(module = %name, "not loaded: {e}");
+                    report.failed.push((name.clone(), e.to_string()));
+                }
+            }
+        }
+    }
+    if !names.is_empty() {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        core.load_many(&refs).await.map_err(|e| Error::Remote {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(report)
+}
+
+/// Runs `stop` within `limit`; a second signal abandons it (the core's guardian process kills
+/// what is left once this process exits).
+async fn bounded_stop(
+    stop: impl std::future::Future<Output = ()>,
+    limit: Duration,
+    signals: &mut Signals,
+) -> Result<(), Error> {
+    tokio::select! {
+        r = tokio::time::timeout(limit, stop) => r.map_err(|_| Error::ShutdownTimeout { timeout: limit }),
+        sig = signals.recv() => Err(Error::Usage(format!(
+            "{sig} again while stopping: exiting now; the core's guardian kills the modules that are left"
+        ))),
+    }
+}
+
+/// Tells the operator the core is up: a JSON document on stdout, or hints on stderr.
+fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Error> {
+    let infos = core.modules();
+    let loaded: Vec<String> = infos
+        .iter()
+        .filter(|m| m.state.is_loaded())
+        .map(|m| m.name.clone())
+        .collect();
+    if json {
+        let failed: Vec<serde_json::Value> = boot
+            .failed
+            .iter()
+            .map(|(m, e)| serde_json::json!({ "module": m, "error": e }))
+            .collect();
+        output::json(
+            &serde_json::json!({
+                "pid": std::process::id(),
+                "runtimeDir": plan.runtime.path,
+                "socket": core.control_socket(),
+                "known": infos.len(),
+                "loaded": loaded,
+                "failed": failed,
+            }),
+            false,
+        )?;
+        return Ok(());
+    }
+    if plan.log_format == LogFormat::Json {
+        return Ok(());
+    }
+    let me = program(&plan.runtime);
+    let mut text = format!(
+        "\nlogoscore: core running (pid {}), control socket {}\n",
+        std::process::id(),
+        core.control_socket().display()
+    );
+    text.push_str(&match loaded.len() {
+        0 if infos.is_empty() => "  no modules known: point -m at a dir holding <name>/metadata.json\n".to_owned(),
+        0 => format!("  {} modules known, none loaded\n", infos.len()),
+        n => format!("  {n} of {} modules loaded: {}\n", infos.len(), loaded.join(", ")),
+    });
+    for (m, _) in &boot.failed {
+        text.push_str(&format!("  {m} could not be loaded (see the log above)\n"));
+    }
+    text.push_str("Try, from another terminal:\n");
+    let mut tries: Vec<(String, &str)> = vec![(format!("{me} list"), "modules, states, pids")];
+    match example_call(core, &loaded) {
+        Some((module, call)) => {
+            tries.push((format!("{me} info {module}"), "its methods and events"));
+            tries.push((format!("{me} call {call}"), "call a method"));
+        }
+        None if !infos.is_empty() => {
+            tries.push((format!("{me} load {}", infos[0].name), "load a module"));
+        }
+        None => {}
+    }
+    tries.push((format!("{me} watch"), "follow events (Ctrl-C ends)"));
+    tries.push((format!("{me} stop"), "stop the core (or Ctrl-C here)"));
+    let width = tries.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
+    for (c, what) in tries {
+        text.push_str(&format!("  {c:<width$}  {what}\n"));
+    }
+    eprint!("{text}");
+    Ok(())
+}
+
+/// How to run this binary from another terminal: `logoscore` when that name on `PATH` finds
+/// it, else its full path; plus `--runtime-dir` when a client would not find this core alone.
+fn program(runtime: &RuntimeDir) -> String {
+    let exe = std::env::current_exe().ok();
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            let candidate = d.join("logoscore");
+            candidate.is_file()
+                && exe.as_ref().is_none_or(|e| {
+                    std::fs::canonicalize(&candidate).ok() == std::fs::canonicalize(e).ok()
+                })
+        })
+    });
+    let mut me = match (&exe, on_path) {
+        (Some(e), false) => e.display().to_string(),
+        _ => "logoscore".to_owned(),
+    };
+    if RuntimeDir::resolve(None).path != runtime.path {
+        me.push_str(&format!(" --runtime-dir {}", runtime.path.display()));
+    }
+    me
+}
+
+/// `calc add 2 3`, or the first method of the first loaded module with sample arguments.
+fn example_call(core: &Core, loaded: &[String]) -> Option<(String, String)> {
+    let mut order: Vec<&String> = loaded.iter().filter(|n| n.as_str() == "calc").collect();
+    order.extend(loaded.iter().filter(|n| n.as_str() != "calc"));
+    for module in order {
+        let Ok(iface) = core.interface(module) else { continue };
+        let methods = iface.get("methods").and_then(Value::as_list).unwrap_or_default();
+        let Some(method) = methods.first() else { continue };
+        let Some(name) = method.get("name").and_then(Value::as_str) else { continue };
+        let mut next_int = 2;
+        let args: Vec<String> = method
+            .get("params")
+            .and_then(Value::as_list)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| match p.get("type").and_then(Value::as_str).unwrap_or("any") {
+                "int" => {
+                    next_int += 1;
+                    (next_int - 1).to_string()
+                }
+                "float" => "1.5".to_owned(),
+                "bool" => "true".to_owned(),
+                "text" => "hello".to_owned(),
+                t if t.starts_with("list") => "'[]'".to_owned(),
+                t if t.starts_with("map") => "'{}'".to_owned(),
+                _ => "null".to_owned(),
+            })
+            .collect();
+        let mut call = format!("{module} {name}");
+        for a in args {
+            call.push(' ');
+            call.push_str(&a);
+        }
+        return Some((module.clone(), call));
+    }
+    None
+}

@@ -1,0 +1,54 @@
+//! `logoscore stop`: asks the core to shut down (`core.shutdown`) and waits until it has: the
+//! connection closes when `logoscore run` exits, or the control socket disappears when the
+//! core is embedded in a process that keeps running.
+//!
+//! Bounded by `--timeout` (default 5 min). Never signals a process itself.
+
+use crate::Ctx;
+use crate::client::{CALL_TIMEOUT, CORE, Client, LIFECYCLE_TIMEOUT, RuntimeDir};
+use crate::error::Error;
+use crate::output;
+use logos_wire::ErrorCode;
+use std::time::Duration;
+
+pub(crate) async fn run(ctx: &Ctx) -> Result<(), Error> {
+    let dir = RuntimeDir::resolve(ctx.runtime_dir.as_deref());
+    let client = Client::connect_to(&dir, ctx.timeout).await?;
+    let closed = client.on_close();
+    match client.call(CORE, "shutdown", vec![], CALL_TIMEOUT).await {
+        Ok(_) => {}
+        // Already shutting down (or it finished while answering): wait for the end either way.
+        Err(Error::Remote {
+            code: ErrorCode::Unavailable,
+            ..
+        }) => {}
+        Err(e) => return Err(e),
+    }
+    let limit = ctx.timeout.unwrap_or(LIFECYCLE_TIMEOUT);
+    let socket = dir.socket();
+    let socket_gone = async {
+        while socket.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let finished = async {
+        tokio::select! {
+            _ = closed => {}
+            () = socket_gone => {}
+        }
+    };
+    if tokio::time::timeout(limit, finished).await.is_err() {
+        return Err(Error::Remote {
+            code: ErrorCode::Timeout,
+            message: format!(
+                "the core did not finish shutting down within {limit:?}; it may still be stopping modules (see its log), or raise --timeout"
+            ),
+        });
+    }
+    if ctx.json {
+        output::json(&serde_json::json!({ "stopped": true }), true)?;
+    } else {
+        output::line("core stopped")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,587 @@
+//! `logoscore.toml`: the declarative config of `logoscore run`, and the duration and size
+//! notations shared by the config file and the command line.
+//!
+//! Owns parsing and checking only: every key is known (`deny_unknown_fields`), every value has
+//! its type, and every error names the file, the line, the key and the fix. Relative paths are
+//! made absolute against the config file's directory. Never builds a core and never merges
+//! with flags: `cmd/run.rs` does that.
+//!
+//! ```toml
+//! modules_dirs = ["modules"]          # relative to this file
+//! load = ["greeter"]                  # started at boot, dependencies first
+//! runtime_dir = "/run/user/1000/logos"
+//! log_level = "info"                  # a tracing filter
+//! log_format = "human"                # or "json"
+//! call_timeout = "30s"
+//!
+//! [restart]                           # backoff and budget of crash restarts
+//! budget = 5
+//! window = "60s"
+//!
+//! [modules.calc]
+//! restart = "on-failure"              # always | on-failure | never
+//! call_timeout = "5s"
+//! env = { RUST_BACKTRACE = "1" }
+//! limits = { address_space = "1GiB", open_files = 256, processes = 64 }
+//! ```
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Log output format of `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// One line per record for people.
+    #[default]
+    Human,
+    /// One JSON object per record for machines.
+    Json,
+}
+
+/// Restart policy as written in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl Restart {
+    pub fn policy(self) -> logos_core::RestartPolicy {
+        match self {
+            Restart::Always => logos_core::RestartPolicy::Always,
+            Restart::OnFailure => logos_core::RestartPolicy::OnFailure,
+            Restart::Never => logos_core::RestartPolicy::Never,
+        }
+    }
+}
+
+/// A duration written as `"250ms"`, `"5s"`, `"1.5m"`, `"2h"`, or a whole number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dur(pub Duration);
+
+/// A byte count written as a whole number or with a unit (`"512MiB"`, `"1GiB"`, `"64KB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Size(pub u64);
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Directories holding `<name>/metadata.json`.
+    #[serde(default)]
+    pub modules_dirs: Vec<PathBuf>,
+    /// Modules to load at boot.
+    #[serde(default)]
+    pub load: Vec<String>,
+    /// Load every known module at boot.
+    #[serde(default)]
+    pub load_all: bool,
+    /// Private dir for sockets and the client token.
+    pub runtime_dir: Option<PathBuf>,
+    /// Parent of the modules' data dirs.
+    pub data_dir: Option<PathBuf>,
+    /// The `logos_host` binary.
+    pub host: Option<PathBuf>,
+    /// Log filter of the core.
+    pub log_level: Option<String>,
+    /// Log format.
+    pub log_format: Option<LogFormat>,
+    /// Log filter handed to modules (`LOGOS_LOG`); defaults to `log_level`.
+    pub module_log: Option<String>,
+    /// Deadline of calls.
+    pub call_timeout: Option<Dur>,
+    /// Time a module has to become ready.
+    pub start_timeout: Option<Dur>,
+    /// Grace of a graceful module stop before SIGTERM.
+    pub stop_grace: Option<Dur>,
+    /// Heartbeat interval.
+    pub heartbeat: Option<Dur>,
+    /// Bound on the whole shutdown.
+    pub shutdown_timeout: Option<Dur>,
+    /// Largest frame on any connection.
+    pub max_frame: Option<Size>,
+    /// Crash restart timing.
+    pub restart: Option<RestartConfig>,
+    /// Per-module overrides, keyed by module name.
+    #[serde(default)]
+    pub modules: BTreeMap<String, ModuleConfig>,
+    /// Extra calls allowed: `{ caller = "a", target = "b" }`.
+    #[serde(default)]
+    pub grant: Vec<Rule>,
+    /// Calls forbidden whatever the metadata says.
+    #[serde(default)]
+    pub deny: Vec<Rule>,
+}
+
+/// `[restart]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RestartConfig {
+    pub initial: Option<Dur>,
+    pub max: Option<Dur>,
+    pub budget: Option<u32>,
+    pub window: Option<Dur>,
+}
+
+/// `[modules.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModuleConfig {
+    pub restart: Option<Restart>,
+    pub call_timeout: Option<Dur>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[modules.<name>.limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsConfig {
+    /// Virtual memory (RLIMIT_AS).
+    pub address_space: Option<Size>,
+    /// Open file descriptors (RLIMIT_NOFILE).
+    pub open_files: Option<u64>,
+    /// Processes and threads of the user (RLIMIT_NPROC).
+    pub processes: Option<u64>,
+}
+
+/// One grant or deny.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Rule {
+    pub caller: String,
+    pub target: String,
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong type or form.
+    #[error("{}{}: {}{message}", path.display(), at(*line, *column), key.as_ref().map(|k| format!("`{k}`: ")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        /// 1-based, when known.
+        line: Option<usize>,
+        column: Option<usize>,
+        /// Dotted key, when known, e.g. `modules.calc.call_timeout`.
+        key: Option<String>,
+        message: String,
+    },
+}
+
+fn at(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+impl Config {
+    /// Reads and checks `path`; relative paths inside become relative to its directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Invalid`] naming line and key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Config::parse(&text, path, &base)
+    }
+
+    /// Parses `text` (read from `path`, for messages); relative paths are joined to `base`.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            let (line, column) = span.map_or((None, None), |s| {
+                let (l, c) = line_col(text, s.start);
+                (Some(l), Some(c))
+            });
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                key: span.and_then(|s| key_at(text, s.start)),
+                message: e.message().trim_end().to_owned(),
+            }
+        })?;
+        config.check(text, path)?;
+        let absolute = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        config.modules_dirs.iter_mut().for_each(absolute);
+        config.runtime_dir.iter_mut().for_each(absolute);
+        config.data_dir.iter_mut().for_each(absolute);
+        config.host.iter_mut().for_each(absolute);
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot: module names, log filters.
+    fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| {
+            let line = find_key_line(text, &key);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column: None,
+                key: Some(key),
+                message,
+            }
+        };
+        let names = self
+            .load
+            .iter()
+            .map(|n| ("load".to_owned(), n))
+            .chain(self.modules.keys().map(|n| (format!("modules.{n}"), n)))
+            .chain(self.grant.iter().flat_map(|r| [&r.caller, &r.target]).map(|n| ("grant".to_owned(), n)))
+            .chain(self.deny.iter().flat_map(|r| [&r.caller, &r.target]).map(|n| ("deny".to_owned(), n)));
+        for (key, name) in names {
+            if let Err(e) = logos_core::ModuleName::new(name) {
+                return Err(invalid(key, e.to_string()));
+            }
+        }
+        for (key, filter) in [("log_level", &self.log_level), ("module_log", &self.module_log)] {
+            if let Some(f) = filter
+                && let Err(e) = tracing_subscriber::EnvFilter::try_new(f)
+            {
+                return Err(invalid(
+                    key.to_owned(),
+                    format!("{f:?} is not a log filter ({e}); write e.g. \"info\" or \"logos_core=debug,info\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, column)
+}
+
+/// The dotted key whose line holds byte `offset`: the last `[table]` header above it plus the
+/// `key =` at the start of that line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let (line_no, _) = line_col(text, offset);
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if i + 1 == line_no {
+            if t.starts_with('[') {
+                return Some(header(t));
+            }
+            let key = t.split('=').next()?.trim().trim_matches('"');
+            if key.is_empty() || t.find('=').is_none() {
+                return (!table.is_empty()).then_some(table);
+            }
+            return Some(if table.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+        if t.starts_with('[') {
+            table = header(t);
+        }
+    }
+    None
+}
+
+/// `[a.b]` / `[[a]]` (with a trailing comment) → `a.b` / `a`.
+fn header(t: &str) -> String {
+    let inner = t.trim_start_matches('[');
+    let end = inner.find(']').unwrap_or(inner.len());
+    inner[..end]
+        .split('.')
+        .map(|part| part.trim().trim_matches('"'))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Line of the first `[key]` header or `last-part = ` line that matches a dotted `key`.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    text.lines()
+        .position(|l| {
+            let t = l.trim();
+            (t.starts_with('[') && header(t) == key)
+                || t.split('=').next().is_some_and(|k| k.trim().trim_matches('"') == last)
+        })
+        .map(|i| i + 1)
+}
+
+/// Parses `"250ms"`, `"5s"`, `"1.5m"`, `"2h"`; also used by `--timeout`.
+///
+/// # Errors
+/// A message saying what form is expected.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "ms" => 0.001,
+        "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        "" => {
+            return Err(format!(
+                "{s:?} has no unit; write e.g. \"500ms\", \"30s\", \"2m\" or \"1h\""
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?}; use ms, s, m or h (e.g. \"30s\")"
+            ));
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. \"500ms\", \"30s\" or \"2m\""))?;
+    let d = Duration::try_from_secs_f64(n * scale)
+        .map_err(|_| format!("{s:?} is out of range"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?} must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Parses `"512MiB"`, `"1GiB"`, `"64KB"`, `"4096"`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?}; use B, KiB, MiB, GiB (or KB, MB, GB), e.g. \"512MiB\""
+            ));
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; write a whole number of bytes or e.g. \"512MiB\""))?;
+    n.checked_mul(scale).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"500ms\", \"30s\", \"2m\" or a whole number of seconds")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                parse_duration(s).map(Dur).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Dur, E> {
+                match u64::try_from(n) {
+                    Ok(secs) if secs > 0 => Ok(Dur(Duration::from_secs(secs))),
+                    _ => Err(E::custom(format!("{n} must be a positive number of seconds"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"512MiB\" or a whole number of bytes")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
+                parse_size(s).map(Size).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Size, E> {
+                u64::try_from(n)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("{n} must not be negative")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/logoscore.toml"), Path::new("/etc"))
+    }
+
+    fn invalid(text: &str) -> (Option<usize>, Option<String>, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid {
+                line, key, message, ..
+            }) => (line, key, message),
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_config_parses() {
+        let c = parse(
+            r#"
+modules_dirs = ["modules", "/opt/logos"]
+load = ["greeter"]
+runtime_dir = "run"
+log_level = "debug"
+log_format = "json"
+call_timeout = "5s"
+shutdown_timeout = 20
+
+[restart]
+initial = "50ms"
+budget = 3
+
+[modules.calc]
+restart = "never"
+call_timeout = "1.5s"
+env = { A = "1" }
+limits = { address_space = "1GiB", open_files = 64 }
+
+[[grant]]
+caller = "chat"
+target = "kv"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.modules_dirs,
+            [PathBuf::from("/etc/modules"), PathBuf::from("/opt/logos")]
+        );
+        assert_eq!(c.runtime_dir, Some(PathBuf::from("/etc/run")));
+        assert_eq!(c.log_format, Some(LogFormat::Json));
+        assert_eq!(c.shutdown_timeout, Some(Dur(Duration::from_secs(20))));
+        let calc = &c.modules["calc"];
+        assert_eq!(calc.restart, Some(Restart::Never));
+        assert_eq!(calc.call_timeout, Some(Dur(Duration::from_millis(1500))));
+        assert_eq!(calc.limits.address_space, Some(Size(1 << 30)));
+        assert_eq!(calc.limits.open_files, Some(64));
+        assert_eq!(c.grant[0].target, "kv");
+        assert_eq!(c.restart.as_ref().and_then(|r| r.budget), Some(3));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let (line, key, message) = invalid("load = []\nmodules_dir = [\"x\"]\n");
+        assert_eq!(line, Some(2));
+        assert_eq!(key.as_deref(), Some("modules_dir"));
+        assert!(message.contains("unknown field `modules_dir`"), "{message}");
+        assert!(message.contains("modules_dirs"), "lists the expected keys: {message}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_module_table_is_named_with_its_line() {
+        let (line, key, message) = invalid("[modules.calc]\nrestart = \"never\"\ntimeout = \"5s\"\n");
+        assert_eq!(line, Some(3));
+        assert_eq!(key.as_deref(), Some("modules.calc.timeout"));
+        assert!(message.contains("call_timeout"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_its_line() {
+        let (line, key, message) = invalid("# comment\nload_all = \"yes\"\n");
+        assert_eq!(line, Some(2));
+        assert_eq!(key.as_deref(), Some("load_all"));
+        assert!(message.contains("bool"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_duration_says_the_expected_form() {
+        let (line, key, message) = invalid("\n\n[modules.kv]\ncall_timeout = \"5 parsecs\"\n");
+        assert_eq!(line, Some(4));
+        assert_eq!(key.as_deref(), Some("modules.kv.call_timeout"));
+        assert!(message.contains("ms, s, m or h"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_restart_policy_lists_the_choices() {
+        let (line, _, message) = invalid("[modules.kv]\nrestart = \"sometimes\"\n");
+        assert_eq!(line, Some(2));
+        assert!(message.contains("on-failure"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_module_name_is_refused_with_its_line() {
+        let (line, key, _) = invalid("load = [\"calc\"]\n[modules.\"Bad Name\"]\nrestart = \"never\"\n");
+        assert_eq!(key.as_deref(), Some("modules.Bad Name"));
+        assert_eq!(line, Some(2));
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_refused() {
+        let (line, key, message) = invalid("log_level = \"info,=[\"\n");
+        assert_eq!(line, Some(1));
+        assert_eq!(key.as_deref(), Some("log_level"));
+        assert!(message.contains("log filter"), "{message}");
+    }
+
+    #[test]
+    fn invalid_toml_reports_the_line() {
+        let (line, _, _) = invalid("load = [\"calc\"\nx = 1\n");
+        assert!(line.is_some());
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 1.5s "), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5").is_err_and(|e| e.contains("no unit")));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("64KB"), Ok(64_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1TB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn the_error_message_reads_well() {
+        let e = parse("load = []\nmodules_dir = [\"x\"]\n").err().map(|e| e.to_string());
+        let e = e.unwrap_or_default();
+        assert!(e.starts_with("/etc/logoscore.toml:2:1: `modules_dir`: unknown field"), "{e}");
+    }
+}

@@ -1,0 +1,238 @@
+//! `probe`: a test module that does on request what the core's tests need a module to do.
+//!
+//! Echo, panic inside a call, sleep (async), bounce a call through `relay` and back
+//! (A→B→A), flood subscribers with events, stream pseudo-random bytes to another module while
+//! measuring the flow-control window, report itself unhealthy, exit (crash tests), tell its
+//! pid, fetch a raw token (token-reuse tests), and watch another module's events (re-subscribe
+//! tests). Its metadata grants it `relay`. Not an example to copy: some methods are
+//! deliberately destructive.
+
+use logos_sdk::{ByteBuf, Context, ErrorCode, Events, Fault, Value, module};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Events kept by `watch` for `seen`; older ones are dropped first.
+pub const SEEN_LIMIT: usize = 1000;
+
+/// The probe's events.
+#[derive(Debug, Events)]
+pub enum ProbeEvent {
+    /// One event of a `flood`: data `[i]`.
+    Tick(u64),
+}
+
+/// What `streamTo` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamReport {
+    /// Bytes written.
+    pub sent: u64,
+    /// The largest `ByteStream::unacknowledged()` seen while writing: never above the window.
+    pub max_unacked: u64,
+    /// FNV-1a 64 of the bytes written.
+    pub hash: u64,
+}
+
+/// FNV-1a 64-bit, continued from `hash` (start with [`FNV_OFFSET`]). `relay` computes the
+/// same over what it receives.
+pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// FNV-1a 64-bit offset basis.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Deterministic pseudo-random bytes (xorshift64*), so runs are reproducible.
+struct Noise(u64);
+
+impl Noise {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let word = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+}
+
+/// One event received through `watch`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Seen {
+    /// `source.event` as subscribed.
+    pub event: String,
+    /// The event's data.
+    pub data: Vec<Value>,
+}
+
+/// The probe module.
+#[derive(Debug, Default)]
+pub struct Probe {
+    seen: Arc<Mutex<VecDeque<Seen>>>,
+}
+
+#[module(events = ProbeEvent)]
+impl Probe {
+    /// Returns its argument unchanged.
+    pub fn echo(&self, v: Value) -> Value {
+        v
+    }
+
+    /// Panics with `msg` inside the call (the SDK turns it into `method_failed`).
+    pub fn panic(&self, msg: String) {
+        panic!("{msg}")
+    }
+
+    /// Sleeps `ms` milliseconds without blocking the module, then returns `ms`.
+    pub async fn sleep(&self, ms: u64) -> u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        ms
+    }
+
+    /// Calls `relay.forward("probe", "echo", [n])`: a call that comes back to this module.
+    pub async fn bounce(&self, ctx: &Context, n: i64) -> Result<Value, Fault> {
+        ctx.client("relay")
+            .call_raw(
+                "forward",
+                vec![
+                    Value::from("probe"),
+                    Value::from("echo"),
+                    Value::List(vec![Value::from(n)]),
+                ],
+            )
+            .await
+    }
+
+    /// Emits `n` `tick` events `[0]`, `[1]`, …; returns `n`.
+    pub fn flood(&self, ctx: &Context, n: u64) -> Result<u64, String> {
+        for i in 0..n {
+            ctx.emit(ProbeEvent::Tick(i)).map_err(|e| e.to_string())?;
+        }
+        Ok(n)
+    }
+
+    /// Opens a `protocol` stream to `module`, writes `bytes` pseudo-random bytes, half-closes,
+    /// and waits for the other side to close too.
+    pub async fn stream_to(
+        &self,
+        ctx: &Context,
+        module: String,
+        protocol: String,
+        bytes: u64,
+    ) -> Result<StreamReport, Fault> {
+        let failed = |e: std::io::Error| {
+            Fault::new(
+                ErrorCode::MethodFailed,
+                format!("stream to {module}/{protocol}: {e}"),
+            )
+        };
+        let mut stream = ctx.client(&module).open_stream(&protocol).await?;
+        let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut report = StreamReport {
+            sent: 0,
+            max_unacked: 0,
+            hash: FNV_OFFSET,
+        };
+        while report.sent < bytes {
+            let n = usize::try_from(bytes - report.sent).map_or(buf.len(), |r| r.min(buf.len()));
+            let chunk = &mut buf[..n];
+            noise.fill(chunk);
+            stream.write_all(chunk).await.map_err(failed)?;
+            report.hash = fnv1a(report.hash, chunk);
+            report.sent += n as u64;
+            report.max_unacked = report.max_unacked.max(stream.unacknowledged());
+        }
+        stream.shutdown().await.map_err(failed)?;
+        // The sink closes its side once it has read everything: wait for that.
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.map_err(failed)?;
+        Ok(report)
+    }
+
+    /// Reports the module unhealthy with `reason`, or healthy with null.
+    pub fn set_unhealthy(&self, ctx: &Context, reason: Option<String>) {
+        ctx.set_unhealthy(reason);
+    }
+
+    /// Exits the process with `code` at once (for crash tests); never replies.
+    pub fn exit(&self, code: i32) {
+        std::process::exit(code)
+    }
+
+    /// This process's id.
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Subscribes to `event` of `source` (`""` = all its events); what arrives is kept for
+    /// `seen`. The SDK re-subscribes by itself when `source` restarts.
+    pub fn watch(&self, ctx: &Context, source: String, event: String) {
+        let seen = Arc::clone(&self.seen);
+        let label = format!("{source}.{event}");
+        ctx.on_event(&source, &event, move |data| {
+            let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.len() == SEEN_LIMIT {
+                seen.pop_front();
+            }
+            seen.push_back(Seen {
+                event: label.clone(),
+                data,
+            });
+        });
+    }
+
+    /// Every event received through `watch`, oldest first (at most [`SEEN_LIMIT`]).
+    pub fn seen(&self) -> Vec<Seen> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.iter().cloned().collect()
+    }
+
+    /// Asks the core for a token to `target` and returns it raw (for token-reuse tests).
+    pub async fn request_token(&self, ctx: &Context, target: String) -> Result<ByteBuf, Fault> {
+        let grant = ctx
+            .client("capability_module")
+            .call_raw("requestModule", vec![Value::from(target.as_str())])
+            .await?;
+        match grant.get("token") {
+            Some(Value::Bytes(t)) => Ok(ByteBuf::from(t.clone())),
+            _ => Err(Fault::new(
+                ErrorCode::MethodFailed,
+                format!("requestModule(\"{target}\") returned no token: {grant}"),
+            )),
+        }
+    }
+}
+
+logos_sdk::export_module!(Probe);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0x8594_4171_f739_67e8);
+        // Incremental equals one-shot.
+        assert_eq!(fnv1a(fnv1a(FNV_OFFSET, b"foo"), b"bar"), fnv1a(FNV_OFFSET, b"foobar"));
+    }
+
+    #[test]
+    fn noise_is_deterministic() {
+        let (mut a, mut b) = (Noise(1), Noise(1));
+        let (mut x, mut y) = ([0u8; 13], [0u8; 13]);
+        a.fill(&mut x);
+        b.fill(&mut y);
+        assert_eq!(x, y);
+        assert_ne!(x, [0u8; 13]);
+    }
+}
