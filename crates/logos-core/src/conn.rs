@@ -189,7 +189,7 @@ async fn admit_client(weak: Weak<Inner>, pending: PendingSession) {
     let Some(inner) = weak.upgrade() else { return };
     let ok = {
         let secret = inner.client_secret.lock().unwrap_or_else(|p| p.into_inner());
-        crate::capability::secret_matches(&secret, &pending.hello.token)
+        secret.as_ref().is_some_and(|t| t.matches(&pending.hello.token))
     };
     if !ok {
         tracing::warn!(

@@ -9,7 +9,7 @@ use crate::builder::{Builder, Settings};
 use crate::capability::Tokens;
 use crate::error::Error;
 use crate::events::{Hub, Subscription};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ModuleName};
 use crate::policy::Policy;
 use crate::registry::{ModuleInfo, Record, State};
 use crate::supervisor::guardian::Guardian;
@@ -75,7 +75,7 @@ pub(crate) struct Inner {
     pub ops: tokio::sync::Mutex<()>,
     pub started: AtomicBool,
     pub stopping: AtomicBool,
-    pub client_secret: Mutex<Vec<u8>>,
+    pub client_secret: Mutex<Option<crate::capability::Token>>,
     pub guardian: Mutex<Option<Guardian>>,
     pub host: Mutex<PathBuf>,
     pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -212,11 +212,13 @@ impl Core {
     }
 
     pub(crate) fn new(settings: Settings) -> Core {
+        // Names were validated by the builder; an invalid one cannot reach here.
+        let names = |(a, b): &(String, String)| Some((ModuleName::new(a).ok()?, ModuleName::new(b).ok()?));
         let mut policy = Policy::default();
-        for (a, b) in &settings.grants {
+        for (a, b) in settings.grants.iter().filter_map(names) {
             policy = policy.with_grant(a, b);
         }
-        for (a, b) in &settings.denies {
+        for (a, b) in settings.denies.iter().filter_map(names) {
             policy = policy.with_deny(a, b);
         }
         Core {
@@ -229,7 +231,7 @@ impl Core {
                 ops: tokio::sync::Mutex::new(()),
                 started: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
-                client_secret: Mutex::new(Vec::new()),
+                client_secret: Mutex::new(None),
                 guardian: Mutex::new(None),
                 host: Mutex::new(PathBuf::new()),
                 tasks: Mutex::new(Vec::new()),

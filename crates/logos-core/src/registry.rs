@@ -152,7 +152,7 @@ pub(crate) struct Record {
     pub restarts: u32,
     pub last_exit: Option<ExitReport>,
     /// Signals the process's watcher task (which owns the child) to deliver a signal.
-    pub kill: Option<tokio::sync::mpsc::UnboundedSender<i32>>,
+    pub kill: Option<tokio::sync::mpsc::UnboundedSender<crate::sys::Signal>>,
     /// Resolves when the current process has exited.
     pub exited: Option<tokio::sync::watch::Receiver<bool>>,
     /// Crash times inside the restart budget window.

@@ -214,7 +214,7 @@ impl<'a> Parser<'a> {
 fn parse_hex(s: &str, ctx: &str) -> Vec<u8> {
     let digits: String = s.split_whitespace().collect();
     assert!(
-        digits.len() % 2 == 0 && digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        digits.len().is_multiple_of(2) && digits.bytes().all(|b| b.is_ascii_hexdigit()),
         "{ctx}: bad hex {s:?}"
     );
     (0..digits.len())

@@ -9,6 +9,7 @@
 use crate::builtin::{at_most, text_arg};
 use crate::conn::Caller;
 use crate::core::Inner;
+use crate::manifest::ModuleName;
 use crate::registry::State;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value};
@@ -58,10 +59,13 @@ async fn request_module(inner: &Arc<Inner>, caller: &Caller, args: &[Value]) -> 
             drop(m);
             return Err(inner.unknown(target).to_fault());
         }
-        let decision = inner.policy().allows(&m.known, me, target);
-        if let Err(reason) = decision {
-            tracing::warn!(caller = %me, target, "access denied: {reason}");
-            return Err(Fault::new(ErrorCode::Unauthorized, reason));
+        let Some(caller_manifest) = m.known.get(me.as_str()) else {
+            return Err(Fault::new(ErrorCode::Unauthorized, format!("{me} is not a known module")));
+        };
+        let decision = inner.policy().allows(caller_manifest, target);
+        if !decision.is_allowed() {
+            tracing::warn!(caller = %me, target, "access denied: {decision}");
+            return Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()));
         }
         let rec = m.records.get(target);
         let state = rec.map_or(State::Known, |r| r.state());
@@ -71,7 +75,10 @@ async fn request_module(inner: &Arc<Inner>, caller: &Caller, args: &[Value]) -> 
         };
         (session, m.records.get(me.as_str()).and_then(|r| r.pid))
     };
-    let token = inner.tokens().mint(me, target);
+    let pair = ModuleName::new(me).and_then(|c| Ok((c, ModuleName::new(target)?)));
+    let token = pair
+        .and_then(|(c, t)| inner.tokens().mint(&c, &t))
+        .map_err(|e| e.to_fault())?;
     let grant = vec![
         Value::from(me.as_str()),
         Value::Bytes(token.as_bytes().to_vec()),

@@ -217,7 +217,7 @@ fn module_info(inner: &Inner, name: &str) -> Result<Value, Error> {
                 manifest
                     .dependencies
                     .iter()
-                    .map(|d| Value::from(format!("{} {}", d.name.as_str(), d.req)))
+                    .map(|(name, req)| Value::from(format!("{name} {req}")))
                     .collect(),
             ),
         );
@@ -225,9 +225,10 @@ fn module_info(inner: &Inner, name: &str) -> Result<Value, Error> {
         v.insert(
             "dependents".to_owned(),
             Value::List(
-                crate::resolver::dependents(&m.known, &all, name)
+                crate::resolver::Resolver::new(m.known.values())
+                    .dependents(&all, name)
                     .into_iter()
-                    .map(Value::from)
+                    .map(|n| Value::from(n.into_string()))
                     .collect(),
             ),
         );

@@ -6,6 +6,8 @@
 //! meanwhile (the start generation tells).
 
 use crate::builder::RestartSettings;
+use crate::error::Error;
+use futures::future::BoxFuture;
 use crate::core::Inner;
 use crate::manifest::RestartPolicy;
 use crate::registry::{ExitReport, State};
@@ -97,7 +99,7 @@ pub(crate) async fn after_crash(inner: Arc<Inner>, name: String, generation: u64
         if inner.stopping.load(Ordering::SeqCst) {
             return;
         }
-        match super::start_module(&inner, &name).await {
+        match restart(Arc::clone(&inner), name.clone()).await {
             Ok(()) => {
                 let mut m = inner.modules();
                 if let Some(rec) = m.records.get_mut(&name) {
@@ -116,6 +118,12 @@ pub(crate) async fn after_crash(inner: Arc<Inner>, name: String, generation: u64
             }
         }
     }
+}
+
+/// A restart starts a process whose watcher may restart it again: a cycle of futures the
+/// compiler can prove `Send` only through a named (boxed) future type, given here.
+fn restart(inner: Arc<Inner>, name: String) -> BoxFuture<'static, Result<(), Error>> {
+    Box::pin(async move { super::start_module(&inner, &name).await })
 }
 
 #[cfg(test)]

@@ -43,28 +43,17 @@ pub(crate) async fn start_core(inner: &Arc<Inner>) -> Result<(), Error> {
 
 async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
     let s = &inner.settings;
-    sys::create_private_dir(&s.runtime_dir).map_err(|e| Error::Io {
-        what: format!("creating runtime dir {}", s.runtime_dir.display()),
-        source: e,
-    })?;
+    sys::create_private_dir(&s.runtime_dir)?;
     let sock = inner.control_socket();
     if tokio::net::UnixStream::connect(&sock).await.is_ok() {
         return Err(Error::AlreadyRunning { socket: sock });
     }
-    sys::create_private_dir(&inner.modules_socket_dir()).map_err(|e| Error::Io {
-        what: format!("creating {}", inner.modules_socket_dir().display()),
-        source: e,
-    })?;
+    sys::create_private_dir(&inner.modules_socket_dir())?;
     *inner.host.lock().unwrap_or_else(|p| p.into_inner()) = find_host(s.host.as_deref());
     rediscover(inner);
 
-    let secret = crate::capability::write_client_token(&inner.client_token_path()).map_err(|e| {
-        Error::Io {
-            what: format!("writing {}", inner.client_token_path().display()),
-            source: e,
-        }
-    })?;
-    *inner.client_secret.lock().unwrap_or_else(|p| p.into_inner()) = secret;
+    let token = crate::capability::create_client_token(&inner.client_token_path())?;
+    *inner.client_secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
 
     let guardian = Guardian::start(&s.runtime_dir).map_err(|e| Error::Io {
         what: "starting the guardian process (/bin/sh)".to_owned(),
@@ -145,7 +134,7 @@ pub(crate) async fn load(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error
     }
     let plan = {
         let m = inner.modules();
-        crate::resolver::plan(&m.known, &m.loaded_versions(), names)?
+        crate::resolver::Resolver::new(m.known.values()).plan_load(&m.loaded_versions(), names)?
     };
     let mut started: Vec<String> = Vec::new();
     for layer in plan {
@@ -186,17 +175,10 @@ pub(crate) async fn unload(inner: &Arc<Inner>, name: &str, cascade: bool) -> Res
             });
         }
         let loaded: Vec<String> = m.loaded_versions().into_keys().collect();
-        let dependents = crate::resolver::dependents(&m.known, &loaded, name);
-        if !dependents.is_empty() && !cascade {
-            return Err(Error::HasDependents {
-                name: name.to_owned(),
-                dependents,
-            });
-        }
-        crate::resolver::unload_order(&m.known, &loaded, name)
+        crate::resolver::Resolver::new(m.known.values()).plan_unload(&loaded, name, cascade)?
     };
     for n in order {
-        stop_module(inner, &n, inner.settings.stop_grace).await;
+        stop_module(inner, n.as_str(), inner.settings.stop_grace).await;
     }
     Ok(())
 }
@@ -240,12 +222,12 @@ pub(crate) async fn shutdown(inner: &Arc<Inner>) {
             .filter(|(_, r)| r.state().is_loaded())
             .map(|(n, _)| n.clone())
             .collect();
-        crate::resolver::shutdown_layers(&m.known, &loaded)
+        crate::resolver::Resolver::new(m.known.values()).shutdown_layers(&loaded)
     };
     for layer in layers {
         let stops = layer
             .iter()
-            .map(|n| stop_module(inner, n, inner.settings.stop_grace));
+            .map(|n| stop_module(inner, n.as_str(), inner.settings.stop_grace));
         futures::future::join_all(stops).await;
     }
     for t in inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
@@ -451,7 +433,7 @@ async fn start_process(inner: &Arc<Inner>, manifest: &Manifest, generation: u64)
 /// it is reaped guarantees a signal never reaches a recycled pid.
 async fn watch_child(
     child: &mut tokio::process::Child,
-    mut kill_rx: mpsc::UnboundedReceiver<i32>,
+    mut kill_rx: mpsc::UnboundedReceiver<Signal>,
 ) -> std::process::ExitStatus {
     loop {
         tokio::select! {
@@ -466,7 +448,7 @@ async fn watch_child(
             }
             Some(sig) = kill_rx.recv() => {
                 if let Some(pid) = child.id() {
-                    sys::kill_group(pid, Signal::from_raw(sig));
+                    sys::kill_group(pid, sig);
                 }
             }
         }
@@ -514,7 +496,7 @@ fn current_generation(inner: &Inner, name: &str) -> Option<u64> {
 
 fn signal(inner: &Inner, name: &str, sig: Signal) {
     if let Some(k) = inner.modules().records.get(name).and_then(|r| r.kill.clone()) {
-        let _ = k.send(sig.raw());
+        let _ = k.send(sig);
     }
 }
 
@@ -561,11 +543,16 @@ pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration)
         if let Some(s) = &session {
             s.send_shutdown(grace);
         }
-        let waited = tokio::time::timeout(grace, exited.wait_for(|e| *e)).await;
-        if waited.is_err() {
+        let waited = tokio::time::timeout(grace, exited.wait_for(|e| *e))
+            .await
+            .is_ok();
+        if !waited {
             tracing::warn!(module = name, "did not exit within {grace:?} of shutdown; sending SIGTERM");
             signal(inner, name, Signal::Term);
-            if tokio::time::timeout(TERM_GRACE, exited.wait_for(|e| *e)).await.is_err() {
+            let termed = tokio::time::timeout(TERM_GRACE, exited.wait_for(|e| *e))
+                .await
+                .is_ok();
+            if !termed {
                 tracing::warn!(module = name, "did not exit within {TERM_GRACE:?} of SIGTERM; sending SIGKILL");
                 signal(inner, name, Signal::Kill);
                 let _ = exited.wait_for(|e| *e).await;
