@@ -39,7 +39,9 @@ pub fn expand(input: TokenStream) -> syn::Result<TokenStream> {
         if seen.insert(wire.clone(), ()).is_some() {
             return Err(syn::Error::new(
                 v.ident.span(),
-                format!("two variants have the event name `{wire}`; rename one with #[logos(name = \"...\")]"),
+                format!(
+                    "two variants have the event name `{wire}`; rename one with #[logos(name = \"...\")]"
+                ),
             ));
         }
         let vident = &v.ident;

@@ -335,7 +335,10 @@ fn read_method(f: &ImplItemFn, attrs: &MethodAttrs) -> syn::Result<Method> {
         ));
     }
     if let Some(v) = &sig.variadic {
-        return Err(syn::Error::new(v.span(), "variadic methods are not supported"));
+        return Err(syn::Error::new(
+            v.span(),
+            "variadic methods are not supported",
+        ));
     }
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
@@ -423,7 +426,9 @@ fn check_param_type(ty: &Type, method: &syn::Ident) -> syn::Result<()> {
         )),
         Type::ImplTrait(_) => Err(syn::Error::new(
             ty.span(),
-            format!("parameters of module method `{method}` need a concrete type, not `impl Trait`"),
+            format!(
+                "parameters of module method `{method}` need a concrete type, not `impl Trait`"
+            ),
         )),
         _ => Ok(()),
     }
@@ -529,15 +534,20 @@ fn dispatch_arm(m: &Method) -> TokenStream {
     let bindings: Vec<syn::Ident> = (0..m.params.len())
         .map(|i| syn::Ident::new(&format!("__logos_arg{i}"), Span::call_site()))
         .collect();
-    let decodes = m.params.iter().zip(&bindings).zip(&types).map(|((p, b), t)| {
-        let ty = &p.ty;
-        quote_spanned! {ty.span()=>
-            let #b: #ty = match __logos_reader.next::<#ty>(#t) {
-                ::core::result::Result::Ok(v) => v,
-                ::core::result::Result::Err(f) => return ::core::result::Result::Err(f),
-            };
-        }
-    });
+    let decodes = m
+        .params
+        .iter()
+        .zip(&bindings)
+        .zip(&types)
+        .map(|((p, b), t)| {
+            let ty = &p.ty;
+            quote_spanned! {ty.span()=>
+                let #b: #ty = match __logos_reader.next::<#ty>(#t) {
+                    ::core::result::Result::Ok(v) => v,
+                    ::core::result::Result::Err(f) => return ::core::result::Result::Err(f),
+                };
+            }
+        });
     let ctx_arg = if m.takes_ctx {
         quote!(__logos_ctx,)
     } else {

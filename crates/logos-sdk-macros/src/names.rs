@@ -69,8 +69,16 @@ pub fn result_ok_type(ty: &Type) -> Option<&Type> {
 
 fn path_type_name(ident: &str, args: &PathArguments) -> String {
     let inner = generic_types(args);
-    let first = || inner.first().map_or_else(|| "any".to_owned(), |t| type_name(t));
-    let last = || inner.last().map_or_else(|| "any".to_owned(), |t| type_name(t));
+    let first = || {
+        inner
+            .first()
+            .map_or_else(|| "any".to_owned(), |t| type_name(t))
+    };
+    let last = || {
+        inner
+            .last()
+            .map_or_else(|| "any".to_owned(), |t| type_name(t))
+    };
     match ident {
         "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
         | "usize" | "NonZeroU8" | "NonZeroU16" | "NonZeroU32" | "NonZeroU64" | "NonZeroI64" => {

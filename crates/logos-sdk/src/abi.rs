@@ -75,11 +75,17 @@ unsafe impl Sync for LogosModuleV1 {}
 #[doc(hidden)]
 pub const fn c_bytes<const N: usize>(s: &str) -> [u8; N] {
     let bytes = s.as_bytes();
-    assert!(N == bytes.len() + 1, "array length must be the string length + 1");
+    assert!(
+        N == bytes.len() + 1,
+        "array length must be the string length + 1"
+    );
     let mut out = [0u8; N];
     let mut i = 0;
     while i < bytes.len() {
-        assert!(bytes[i] != 0, "module name and version must not contain NUL");
+        assert!(
+            bytes[i] != 0,
+            "module name and version must not contain NUL"
+        );
         out[i] = bytes[i];
         i += 1;
     }
@@ -99,8 +105,15 @@ pub extern "C" fn run_entry<T: Module>() -> c_int {
 /// Exports module type `T` through the C ABI: defines the `logos_module_v1` symbol that
 /// `logos_host` loads. Use it once per module library, after the `#[module]` impl.
 ///
-/// ```ignore
+/// ```
+/// #[derive(Default)]
+/// struct Calc;
+///
+/// #[logos_sdk::module(name = "calc")]
+/// impl Calc {}
+///
 /// logos_sdk::export_module!(Calc);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export_module {

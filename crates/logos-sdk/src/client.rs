@@ -314,6 +314,7 @@ impl Shared {
 /// backoff; a `moduleUp` from the core wakes it early.
 async fn maintain(shared: Arc<Shared>) {
     let mut delay = RESUBSCRIBE_FIRST_DELAY;
+    let mut abandoned = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -331,7 +332,14 @@ async fn maintain(shared: Arc<Shared>) {
         };
         match tokio::time::timeout(RESUBSCRIBE_TIMEOUT, client.session()).await {
             Ok(Ok(_)) => {
-                tracing::info!(target = %shared.target, "subscriptions re-established");
+                tracing::info!(target = %shared.target, "subscribed to events");
+                break;
+            }
+            Ok(Err(f)) if matches!(f.code, ErrorCode::Unauthorized | ErrorCode::UnknownModule) => {
+                // Retrying cannot help until the policy or the module set changes; the core's
+                // next `moduleUp` tries again.
+                tracing::warn!(target = %shared.target, "cannot subscribe to events: {f}");
+                abandoned = true;
                 break;
             }
             Ok(Err(f)) => {
@@ -343,7 +351,7 @@ async fn maintain(shared: Arc<Shared>) {
     }
     shared.maintaining.store(false, Ordering::Release);
     // The connection may have dropped again between the success and the flag reset.
-    if !lock(&shared.events).is_empty() && shared.live_session().is_none() {
+    if !abandoned && !lock(&shared.events).is_empty() && shared.live_session().is_none() {
         shared.kick();
     }
 }
@@ -464,7 +472,10 @@ mod tests {
         let grant = Value::Map(BTreeMap::from([
             ("module".to_owned(), Value::from("calc")),
             ("token".to_owned(), Value::Bytes(vec![7; 32])),
-            ("endpoint".to_owned(), Value::from("/run/logos/modules/calc.sock")),
+            (
+                "endpoint".to_owned(),
+                Value::from("/run/logos/modules/calc.sock"),
+            ),
         ]));
         let (token, endpoint) = read_grant("calc", &grant).unwrap();
         assert_eq!(token, vec![7; 32]);
@@ -479,7 +490,11 @@ mod tests {
         )]));
         let f = read_grant("calc", &grant).unwrap_err();
         assert_eq!(f.code, ErrorCode::ProtocolError);
-        assert!(f.message.contains("requestModule(\"calc\")"), "{}", f.message);
+        assert!(
+            f.message.contains("requestModule(\"calc\")"),
+            "{}",
+            f.message
+        );
     }
 
     #[tokio::test]

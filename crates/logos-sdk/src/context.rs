@@ -219,20 +219,18 @@ impl Context {
 
     /// Sends event `event` with `data` to its subscribers; see [`Context::emit`].
     pub fn emit_raw(&self, event: &str, data: Vec<Value>) -> usize {
-        let subscribers = lock(&self.inner.subscribers);
-        let mut sent = 0;
-        for sub in subscribers.values() {
-            let wanted = sub.events.contains(event) || sub.events.contains("");
-            if wanted
-                && !sub.session.is_closed()
-                && sub
-                    .session
-                    .send_event(&self.inner.name, event, data.clone())
-            {
-                sent += 1;
-            }
-        }
-        sent
+        // Pick the subscribers under the lock, send outside it: the session layer never runs
+        // while this module's routing table is locked.
+        let targets: Vec<Session> = lock(&self.inner.subscribers)
+            .values()
+            .filter(|sub| sub.events.contains(event) || sub.events.contains(""))
+            .filter(|sub| !sub.session.is_closed())
+            .map(|sub| sub.session.clone())
+            .collect();
+        targets
+            .iter()
+            .filter(|s| s.send_event(&self.inner.name, event, data.clone()))
+            .count()
     }
 
     /// A client for calls to `module` (`core` and `capability_module` go over the control
@@ -300,8 +298,8 @@ impl Context {
             handler,
         });
         if is_builtin(source) {
-            let fresh = lock(&self.inner.core_subscriptions)
-                .insert((source.to_owned(), event.to_owned()));
+            let fresh =
+                lock(&self.inner.core_subscriptions).insert((source.to_owned(), event.to_owned()));
             if fresh && let Some(control) = self.inner.control() {
                 subscribe_logged(&control, source, event);
             }

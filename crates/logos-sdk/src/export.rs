@@ -192,7 +192,12 @@ mod tests {
         assert_eq!(r.next::<i64>("int"), Ok(1));
         let f = r.next::<i64>("int").unwrap_err();
         assert_eq!(f.code, ErrorCode::InvalidArgs);
-        assert!(f.message.starts_with("calc.add: missing argument 2 `b` (int)"), "{}", f.message);
+        assert!(
+            f.message
+                .starts_with("calc.add: missing argument 2 `b` (int)"),
+            "{}",
+            f.message
+        );
         assert!(f.message.contains("got 1"), "{}", f.message);
     }
 
@@ -209,7 +214,8 @@ mod tests {
         let f = r.next::<i64>("int").unwrap_err();
         assert_eq!(f.code, ErrorCode::InvalidArgs);
         assert!(
-            f.message.starts_with("calc.add: argument 2 `b` (int): expected "),
+            f.message
+                .starts_with("calc.add: argument 2 `b` (int): expected "),
             "{}",
             f.message
         );

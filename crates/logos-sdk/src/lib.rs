@@ -24,9 +24,7 @@ pub use client::{Client, DEFAULT_TIMEOUT};
 pub use context::Context;
 pub use error::Error;
 pub use module::{EventInfo, Events, MethodInfo, Module, ParamInfo, interface_value};
-pub use serve::{
-    DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD, EXIT_PANIC, EXIT_START_FAILED, main, run,
-};
+pub use serve::{DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD, EXIT_PANIC, EXIT_START_FAILED, main, run};
 
 pub use logos_sdk_macros::{Events, module};
 pub use logos_session::{ByteStream, Fault};

@@ -192,7 +192,9 @@ fn take_fd(var: &'static str, default: RawFd) -> Result<OwnedFd, Error> {
     // SAFETY: `fd` is open (checked above); F_SETFD only changes its close-on-exec flag.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
         let e = std::io::Error::last_os_error();
-        return Err(fail(format!("cannot set close-on-exec on descriptor {fd}: {e}")));
+        return Err(fail(format!(
+            "cannot set close-on-exec on descriptor {fd}: {e}"
+        )));
     }
     // SAFETY: the contract hands this descriptor to the module for its whole life and nothing
     // else in the process uses it; `TAKEN` guarantees it is wrapped at most once, so the
@@ -273,6 +275,8 @@ async fn serve<T: Module>(inherited: Inherited) -> Result<i32, Error> {
         listen,
         data_dir,
     } = inherited;
+    // Watch SIGTERM before anything else, so a signal right after `ready` is never fatal.
+    let sigterm = watch_sigterm();
     let control = adopt_stream(control)?;
     let listener = adopt_listener(listen)?;
     let ctx = Context::new(T::NAME, data_dir);
@@ -317,7 +321,7 @@ async fn serve<T: Module>(inherited: Inherited) -> Result<i32, Error> {
     state.ctx.start(session);
 
     let accepting = tokio::spawn(accept_loop(Arc::clone(&state), listener));
-    let reason = wait_for_stop(&state).await;
+    let reason = wait_for_stop(&state, sigterm).await;
     tracing::info!(module = T::NAME, "stopping: {reason}");
     state.stop.send_if_modified(|s| {
         if s.is_none() {
@@ -357,16 +361,22 @@ fn adopt_listener(fd: OwnedFd) -> Result<UnixListener, Error> {
         })
 }
 
-async fn wait_for_stop<T: Module>(state: &Arc<Served<T>>) -> Stop {
+fn watch_sigterm() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut stop = state.stop.subscribe();
-    let mut term = match signal(SignalKind::terminate()) {
+    match signal(SignalKind::terminate()) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!("cannot watch SIGTERM: {e}");
             None
         }
-    };
+    }
+}
+
+async fn wait_for_stop<T: Module>(
+    state: &Arc<Served<T>>,
+    mut term: Option<tokio::signal::unix::Signal>,
+) -> Stop {
+    let mut stop = state.stop.subscribe();
     let sigterm = async {
         match term.as_mut() {
             Some(t) => {
@@ -790,7 +800,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok, ("greeter".to_owned(), vec![1; 32], Some(42)));
-        let no_pid = grant_args(vec![Value::from("a"), Value::Bytes(vec![1]), Value::Null]).unwrap();
+        let no_pid =
+            grant_args(vec![Value::from("a"), Value::Bytes(vec![1]), Value::Null]).unwrap();
         assert_eq!(no_pid.2, None);
         let omitted = grant_args(vec![Value::from("a"), Value::Bytes(vec![1])]).unwrap();
         assert_eq!(omitted.2, None);
@@ -800,7 +811,12 @@ mod tests {
             vec![Value::from("a"), Value::from("text token")],
             vec![Value::from("a"), Value::Bytes(vec![])],
             vec![Value::from("a"), Value::Bytes(vec![1]), Value::from(-1)],
-            vec![Value::from("a"), Value::Bytes(vec![1]), Value::Null, Value::Null],
+            vec![
+                Value::from("a"),
+                Value::Bytes(vec![1]),
+                Value::Null,
+                Value::Null,
+            ],
         ] {
             let f = grant_args(bad).unwrap_err();
             assert_eq!(f.code, ErrorCode::InvalidArgs);
@@ -809,16 +825,21 @@ mod tests {
 
     #[test]
     fn grants_are_checked_per_caller_token_and_pid() {
-        let grants = HashMap::from([
-            (
-                "greeter".to_owned(),
-                vec![
-                    Grant { token: vec![1; 32], pid: None },
-                    Grant { token: vec![2; 32], pid: Some(77) },
-                ],
-            ),
-        ]);
-        let check = |caller: &str, token: &[u8], pid| check_grant("calc", &grants, caller, token, pid);
+        let grants = HashMap::from([(
+            "greeter".to_owned(),
+            vec![
+                Grant {
+                    token: vec![1; 32],
+                    pid: None,
+                },
+                Grant {
+                    token: vec![2; 32],
+                    pid: Some(77),
+                },
+            ],
+        )]);
+        let check =
+            |caller: &str, token: &[u8], pid| check_grant("calc", &grants, caller, token, pid);
         assert_eq!(check("greeter", &[1; 32], Some(5)), Ok(()));
         assert_eq!(check("greeter", &[1; 32], None), Ok(()));
         assert_eq!(check("greeter", &[2; 32], Some(77)), Ok(()));

@@ -50,11 +50,15 @@ impl Toy {
     }
 
     pub fn div(&self, a: i64, b: i64) -> Result<i64, String> {
-        a.checked_div(b).ok_or_else(|| "division by zero".to_owned())
+        a.checked_div(b)
+            .ok_or_else(|| "division by zero".to_owned())
     }
 
     pub fn fail_with_code(&self) -> Result<(), Fault> {
-        Err(Fault::new(ErrorCode::Unavailable, "pretend the target is down"))
+        Err(Fault::new(
+            ErrorCode::Unavailable,
+            "pretend the target is down",
+        ))
     }
 
     pub async fn slow_echo(&self, v: Value) -> Value {
@@ -102,7 +106,12 @@ impl Toy {
     }
 }
 
-async fn call(toy: &Arc<Toy>, ctx: &Context, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
+async fn call(
+    toy: &Arc<Toy>,
+    ctx: &Context,
+    method: &str,
+    args: Vec<Value>,
+) -> Result<Value, Fault> {
     toy.call(ctx, method, args).await
 }
 
@@ -135,7 +144,9 @@ async fn methods_dispatch_by_wire_name() {
         call(&toy, &ctx, "record", vec!["one".into()]).await,
         Ok(Value::Null)
     );
-    call(&toy, &ctx, "record", vec!["two".into()]).await.unwrap();
+    call(&toy, &ctx, "record", vec!["two".into()])
+        .await
+        .unwrap();
     assert_eq!(
         call(&toy, &ctx, "history", vec![1.into()]).await,
         Ok(Value::List(vec!["two".into()]))
@@ -151,7 +162,10 @@ async fn methods_dispatch_by_wire_name() {
     ]))]);
     assert_eq!(
         call(&toy, &ctx, "entries", vec![entries]).await,
-        Ok(Value::Map(BTreeMap::from([("k".to_owned(), Value::Bool(true))])))
+        Ok(Value::Map(BTreeMap::from([(
+            "k".to_owned(),
+            Value::Bool(true)
+        )])))
     );
 }
 

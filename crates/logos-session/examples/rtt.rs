@@ -46,7 +46,9 @@ async fn raw_rtt(rounds: u32) -> Duration {
 async fn session_rtt(rounds: u32) -> Duration {
     let (sa, sb) = UnixStream::pair().unwrap();
     let server = tokio::spawn(async move {
-        let pending = logos_session::read_hello(sb, Config::default()).await.unwrap();
+        let pending = logos_session::read_hello(sb, Config::default())
+            .await
+            .unwrap();
         let welcome = Welcome {
             major: PROTOCOL_MAJOR,
             minor: PROTOCOL_MINOR,

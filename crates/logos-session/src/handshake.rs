@@ -11,7 +11,7 @@ use crate::session::{Peer, Session};
 use crate::{Config, Fault, Handler, SessionError};
 use bytes::BytesMut;
 use logos_wire::handshake::check_version;
-use logos_wire::{ErrorCode, FrameDecoder, Hello, Message, WireError, Welcome, encode_frame};
+use logos_wire::{ErrorCode, FrameDecoder, Hello, Message, Welcome, WireError, encode_frame};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -225,7 +225,10 @@ pub async fn connect(
 ///
 /// # Cancel safety
 /// Not cancel safe: dropping the future drops the socket.
-pub async fn read_hello(stream: UnixStream, config: Config) -> Result<PendingSession, SessionError> {
+pub async fn read_hello(
+    stream: UnixStream,
+    config: Config,
+) -> Result<PendingSession, SessionError> {
     let limit = config.handshake_timeout;
     let decoder = FrameDecoder::new(config.max_frame);
     let mut buf = BytesMut::new();
@@ -303,6 +306,9 @@ impl PendingSession {
     /// # Errors
     /// [`SessionError::Io`] if the welcome cannot be written,
     /// [`SessionError::HandshakeTimeout`] if the peer does not take it in time.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future drops the socket.
     pub async fn accept(
         self,
         identity: String,
@@ -317,7 +323,12 @@ impl PendingSession {
             config,
             buf,
         } = self;
-        write_message(&mut stream, &Message::Welcome(welcome), config.handshake_timeout).await?;
+        write_message(
+            &mut stream,
+            &Message::Welcome(welcome),
+            config.handshake_timeout,
+        )
+        .await?;
         let peer = Peer {
             identity,
             pid,
@@ -327,7 +338,11 @@ impl PendingSession {
         Ok(Session::start(stream, buf, peer, handler, config, false))
     }
 
-    /// Sends `error` (id 0) with `fault` and closes.
+    /// Sends `error` (id 0) with `fault` and closes. Best effort, bounded by the handshake
+    /// timeout: a peer that has gone or does not read just gets the closed socket.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the socket, possibly before the `error` was written.
     pub async fn refuse(self, fault: Fault) {
         tracing::debug!(identity = %self.hello.identity, %fault, "handshake refused");
         send_refusal(self.stream, fault, self.config.handshake_timeout).await;

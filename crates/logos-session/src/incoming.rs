@@ -17,12 +17,14 @@
 //! * the connection closes → the future is dropped, nothing is sent.
 //!
 //! A call's entry is removed *before* its reply is queued, so the peer may reuse the id as
-//! soon as it has the answer.
+//! soon as it has the answer; until the reply is queued the call still counts against
+//! `Config::max_calls_in_flight` (replies wait while the peer is not reading, see
+//! `writer.rs`), so a peer that calls without reading meets `limit`, not our memory.
 
+use crate::Fault;
 use crate::reader::violation;
 use crate::session::{Inner, Session, lock};
 use crate::writer::{Lane, NotSent};
-use crate::Fault;
 use futures::FutureExt;
 use logos_wire::{Call, ErrorCode, Message};
 use std::any::Any;
@@ -36,8 +38,22 @@ use tokio::sync::oneshot;
 #[derive(Default)]
 pub(crate) struct Incoming {
     calls: HashMap<u64, (u64, oneshot::Sender<()>)>,
+    /// Calls finished but whose reply is not queued yet (waiting for a peer that does not
+    /// read). They still count against the in-flight limit, so such a peer cannot pile up
+    /// tasks.
+    replying: usize,
     admitted: u64,
     closed: bool,
+}
+
+/// Releases a `replying` slot when the reply is queued (or the task ends otherwise).
+struct Replying<'a>(&'a Inner);
+
+impl Drop for Replying<'_> {
+    fn drop(&mut self) {
+        let mut table = lock(&self.0.incoming);
+        table.replying = table.replying.saturating_sub(1);
+    }
 }
 
 impl Incoming {
@@ -83,11 +99,18 @@ pub(crate) fn start(session: &Session, call: Call) -> ControlFlow<()> {
         }
         if table.calls.contains_key(&id) {
             drop(table);
-            return violation(inner, format!("call id {id} reused while that call is in flight"));
+            return violation(
+                inner,
+                format!("call id {id} reused while that call is in flight"),
+            );
         }
-        if table.calls.len() >= max {
+        if table.calls.len() + table.replying >= max {
             drop(table);
-            tracing::debug!(session = inner.id, id, "incoming call refused: in-flight limit");
+            tracing::debug!(
+                session = inner.id,
+                id,
+                "incoming call refused: in-flight limit"
+            );
             let refusal = Message::Error {
                 id,
                 code: ErrorCode::Limit,
@@ -124,16 +147,17 @@ pub(crate) fn cancel(inner: &Inner, id: u64) {
     }
 }
 
-/// Removes call `id` from the table if it is still the admission `admitted`; `false` if it
-/// was cancelled (or the connection closed) meanwhile.
-fn finish(inner: &Inner, id: u64, admitted: u64) -> bool {
+/// Moves call `id` from the table to the `replying` count if it is still the admission
+/// `admitted`; `None` if it was cancelled (or the connection closed) meanwhile.
+fn finish(inner: &Inner, id: u64, admitted: u64) -> Option<Replying<'_>> {
     let mut table = lock(&inner.incoming);
     match table.calls.get(&id) {
         Some((n, _)) if *n == admitted => {
             table.calls.remove(&id);
-            true
+            table.replying += 1;
+            Some(Replying(inner))
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -166,13 +190,14 @@ async fn run(
         _ = cancel => return,
         outcome = tokio::time::timeout(deadline, work) => outcome,
     };
-    if !finish(&inner, id, admitted) {
+    let Some(_replying) = finish(&inner, id, admitted) else {
         return;
-    }
+    };
     let reply = match outcome {
         Ok(Ok(value)) => Message::Reply { id, value },
         Ok(Err(fault)) => {
-            if fault.code == ErrorCode::MethodFailed && fault.message.starts_with("method panicked") {
+            if fault.code == ErrorCode::MethodFailed && fault.message.starts_with("method panicked")
+            {
                 tracing::warn!(session = inner.id, peer = %inner.peer.identity, call = %label, "{}", fault.message);
             }
             Message::Error {

@@ -163,7 +163,11 @@ fn dispatch(session: &Session, msg: Message) -> ControlFlow<()> {
     match msg {
         Message::Call(call) => return incoming::start(session, call),
         Message::Reply { id, value } => inner.complete_call(id, Ok(value)),
-        Message::Error { id: 0, code, message } => {
+        Message::Error {
+            id: 0,
+            code,
+            message,
+        } => {
             tracing::debug!(session = inner.id, peer = %inner.peer.identity, %code, %message, "peer closed the connection");
             inner.shut(format!("closed by peer: {code}: {message}"), None);
             return ControlFlow::Break(());

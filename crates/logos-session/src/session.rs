@@ -27,6 +27,13 @@ use tokio::time::Instant;
 /// Process-wide source of [`Session::id`]s.
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// `now + d`, saturating (a far-future instant) instead of overflowing on huge durations.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Locks `m`, ignoring poisoning: every critical section in this crate leaves its data
 /// consistent before anything that could panic, so a poisoned lock is still usable.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -303,7 +310,7 @@ impl Session {
         timeout: Duration,
     ) -> Result<Value, Fault> {
         let inner = &*self.inner;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let id = inner.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if !inner.register_call(id, tx) {
@@ -505,8 +512,9 @@ impl Session {
         lock(&self.inner.out).queued_events()
     }
 
-    /// Resolves once everything queued before the call has been handed to the socket, or the
-    /// connection has closed.
+    /// Resolves once nothing is queued any more (everything sent so far has been handed to the
+    /// socket), or the connection has closed. While others keep sending, this may wait for
+    /// their frames too.
     ///
     /// # Cancel safety
     /// Cancel safe.

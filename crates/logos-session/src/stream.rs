@@ -258,7 +258,11 @@ impl Drop for ByteStream {
         };
         self.forget();
         if send {
-            tracing::debug!(session = self.inner.id, stream = self.shared.id, "unfinished stream dropped: reset");
+            tracing::debug!(
+                session = self.inner.id,
+                stream = self.shared.id,
+                "unfinished stream dropped: reset"
+            );
             let _ = self.inner.send(
                 Lane::Ctrl,
                 &Message::StreamReset {
@@ -461,7 +465,11 @@ pub(crate) fn on_open(session: &Session, id: u64, protocol: String) -> ControlFl
 pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes) -> ControlFlow<()> {
     let Some(shared) = find(inner, id) else {
         // Reset (or dropped) here while the data was on its way.
-        tracing::debug!(session = inner.id, stream = id, "data for unknown stream ignored");
+        tracing::debug!(
+            session = inner.id,
+            stream = id,
+            "data for unknown stream ignored"
+        );
         return ControlFlow::Continue(());
     };
     let len = data.len() as u64;
@@ -469,7 +477,10 @@ pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes) -> ControlFlow<()> {
         let mut st = lock(&shared.state);
         if st.recv_fin {
             drop(st);
-            return violation(inner, format!("stream_data on stream {id} after its stream_fin"));
+            return violation(
+                inner,
+                format!("stream_data on stream {id} after its stream_fin"),
+            );
         }
         if data.len() > MAX_CHUNK {
             drop(st);
@@ -486,12 +497,16 @@ pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes) -> ControlFlow<()> {
             drop(st);
             return violation(
                 inner,
-                format!("stream_data of {len} bytes on stream {id} with only {allowed} bytes of credit"),
+                format!(
+                    "stream_data of {len} bytes on stream {id} with only {allowed} bytes of credit"
+                ),
             );
         }
         st.recv_allowed -= len;
         if !data.is_empty() {
-            st.recv.push_back(data);
+            // Copied out of the frame buffer: a small unread chunk must not keep a large read
+            // allocation alive, or a peer could pin far more memory than the window.
+            st.recv.push_back(Bytes::copy_from_slice(&data));
         }
         st.read_waker.take()
     };
@@ -506,9 +521,10 @@ pub(crate) fn on_credit(inner: &Inner, id: u64, bytes: u64) -> ControlFlow<()> {
     };
     let waker = {
         let mut st = lock(&shared.state);
-        let (Some(credit), Some(acked)) =
-            (st.send_credit.checked_add(bytes), st.acked.checked_add(bytes))
-        else {
+        let (Some(credit), Some(acked)) = (
+            st.send_credit.checked_add(bytes),
+            st.acked.checked_add(bytes),
+        ) else {
             drop(st);
             return violation(inner, format!("stream_credit on stream {id} overflows"));
         };

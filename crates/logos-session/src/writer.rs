@@ -36,7 +36,7 @@
 //! with `limit` instead.
 
 use crate::Fault;
-use crate::session::{Inner, lock};
+use crate::session::{Inner, deadline_after, lock};
 use logos_wire::{ErrorCode, Message, Value, WireError, encode_frame};
 use std::collections::VecDeque;
 use std::io;
@@ -222,8 +222,9 @@ impl Outbox {
         }
         let encoded = match lane {
             Lane::Ctrl => encode_capped(msg, &mut self.ctrl, self.max_frame),
-            Lane::Event => encode_capped(msg, &mut self.ctrl, self.max_frame)
-                .map(|()| self.ctrl_events += 1),
+            Lane::Event => {
+                encode_capped(msg, &mut self.ctrl, self.max_frame).map(|()| self.ctrl_events += 1)
+            }
             Lane::Stream => {
                 let mut frame = Vec::new();
                 encode_capped(msg, &mut frame, self.max_frame).map(|()| {
@@ -357,9 +358,8 @@ impl Inner {
         self.pushed(pushed)?;
         let cap = hard_cap(self.config.max_frame);
         if queued > cap {
-            let message = format!(
-                "{queued} bytes queued for a peer that does not read them (limit {cap})"
-            );
+            let message =
+                format!("{queued} bytes queued for a peer that does not read them (limit {cap})");
             tracing::warn!(session = self.id, peer = %self.peer.identity, "{message}");
             self.shut(
                 format!("limit: {message}"),
@@ -381,7 +381,12 @@ impl Inner {
                 Some((_, dropped)) => *dropped += 1,
                 None => out.lagged.push((source.to_owned(), 1)),
             }
-            tracing::debug!(session = self.id, source, event, "event queue full, event dropped");
+            tracing::debug!(
+                session = self.id,
+                source,
+                event,
+                "event queue full, event dropped"
+            );
             return false;
         }
         for (source, dropped) in std::mem::take(&mut out.lagged) {
@@ -447,7 +452,7 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>) {
                 let pos = out.take_batch(&mut batch);
                 if pos < batch.len() {
                     if out.closing && deadline.is_none() {
-                        deadline = Some(Instant::now() + inner.config.handshake_timeout);
+                        deadline = Some(deadline_after(inner.config.handshake_timeout));
                     }
                     Next::Write(pos)
                 } else if out.closing {
@@ -525,7 +530,7 @@ async fn write_batch(
                             }
                             if out.closing {
                                 *deadline =
-                                    Some(Instant::now() + inner.config.handshake_timeout);
+                                    Some(deadline_after(inner.config.handshake_timeout));
                             }
                         }
                     }
@@ -534,4 +539,95 @@ async fn write_batch(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use logos_wire::FrameDecoder;
+    use tokio::sync::Notify;
+
+    /// An outbox whose socket is owned by a (pretend) writer task, so pushes queue.
+    fn queued_outbox() -> (Outbox, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut out = Outbox::new(Arc::new(a), logos_wire::codec::DEFAULT_MAX_FRAME);
+        out.active = true;
+        (out, b)
+    }
+
+    fn kinds(batch: &[u8]) -> Vec<&'static str> {
+        let mut buf = BytesMut::from(batch);
+        let dec = FrameDecoder::default();
+        let mut kinds = Vec::new();
+        while let Some(m) = dec.decode(&mut buf).unwrap() {
+            kinds.push(m.kind_name());
+        }
+        kinds
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_all_control_then_a_bounded_share_of_stream_data() {
+        let (mut out, _peer) = queued_outbox();
+        let wake = Notify::new();
+        let chunk = Bytes::from(vec![0u8; 64 * 1024]);
+        for _ in 0..10 {
+            let data = Message::StreamData {
+                stream: 1,
+                data: chunk.clone(),
+            };
+            assert!(matches!(out.push(Lane::Stream, &data, &wake), Pushed::Ok));
+        }
+        assert!(matches!(
+            out.push(Lane::Ctrl, &Message::Ping { nonce: 1 }, &wake),
+            Pushed::Ok
+        ));
+        let mut batch = Vec::new();
+        let pos = out.take_batch(&mut batch);
+        assert_eq!(pos, 0);
+        let k = kinds(&batch);
+        assert_eq!(k[0], "ping", "control goes first");
+        let data = k.iter().filter(|k| **k == "stream_data").count();
+        assert_eq!(data, DATA_BATCH / (64 * 1024), "{k:?}");
+        assert_eq!(out.queued(), batch.len() + out.data_bytes);
+        // The next batch carries on with the data.
+        batch.clear();
+        out.take_batch(&mut batch);
+        assert_eq!(kinds(&batch).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn unencodable_or_oversized_messages_are_refused_without_queueing() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut out = Outbox::new(Arc::new(a), 64);
+        out.active = true;
+        let wake = Notify::new();
+        let big = Message::Event {
+            source: "s".into(),
+            event: "e".into(),
+            data: vec![Value::Bytes(vec![0; 100])],
+        };
+        assert!(matches!(
+            out.push(Lane::Event, &big, &wake),
+            Pushed::Unencodable(WireError::FrameTooLarge { .. })
+        ));
+        assert_eq!(out.queued(), 0);
+        assert_eq!(out.queued_events(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_queues_the_final_error_and_refuses_more() {
+        let (mut out, _peer) = queued_outbox();
+        let wake = Notify::new();
+        assert!(out.begin_close(Some(Fault::new(ErrorCode::Limit, "bye"))));
+        assert!(!out.begin_close(None));
+        assert!(matches!(
+            out.push(Lane::Ctrl, &Message::Ping { nonce: 1 }, &wake),
+            Pushed::Gone
+        ));
+        let mut batch = Vec::new();
+        out.take_batch(&mut batch);
+        assert_eq!(kinds(&batch), vec!["error"]);
+    }
 }

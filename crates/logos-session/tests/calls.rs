@@ -24,7 +24,11 @@ impl Drop for DropSignal {
 }
 
 /// A handler whose `hang` method never finishes and reports when its future is dropped.
-fn hanging() -> (Arc<dyn Handler>, mpsc::UnboundedReceiver<()>, mpsc::UnboundedReceiver<u64>) {
+fn hanging() -> (
+    Arc<dyn Handler>,
+    mpsc::UnboundedReceiver<()>,
+    mpsc::UnboundedReceiver<u64>,
+) {
     let (dropped_tx, dropped_rx) = mpsc::unbounded_channel();
     let (started_tx, started_rx) = mpsc::unbounded_channel();
     let (probe, _) = Probe::new(move |_, call: Call| {
@@ -80,7 +84,9 @@ async fn call_timeout_names_the_method_and_cancels_the_handler() {
     assert_eq!(err.code, ErrorCode::Timeout);
     assert!(err.message.contains("bob.hang"), "{err}");
     assert!(err.message.contains("100ms"), "{err}");
-    soon("handler future dropped by cancel", dropped.recv()).await.unwrap();
+    soon("handler future dropped by cancel", dropped.recv())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -93,7 +99,9 @@ async fn dropping_the_call_future_cancels_the_handler() {
         id = started.recv() => assert_eq!(id, Some(1)),
     }
     drop(call);
-    soon("handler future dropped by cancel", dropped.recv()).await.unwrap();
+    soon("handler future dropped by cancel", dropped.recv())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -123,7 +131,9 @@ async fn incoming_deadline_is_enforced_by_the_callee() {
         assert!(id == 1 || id == 2);
         assert_eq!(code, ErrorCode::Timeout);
         assert!(message.contains("session.hang"), "{message}");
-        soon("handler future dropped", dropped.recv()).await.unwrap();
+        soon("handler future dropped", dropped.recv())
+            .await
+            .unwrap();
     }
 }
 
@@ -141,7 +151,9 @@ async fn cancel_from_the_peer_drops_the_handler_and_sends_nothing() {
     .await;
     assert_eq!(soon("call started", started.recv()).await, Some(5));
     raw.send(&Message::Cancel { id: 5 }).await;
-    soon("handler future dropped", dropped.recv()).await.unwrap();
+    soon("handler future dropped", dropped.recv())
+        .await
+        .unwrap();
     // No answer to the cancelled call comes before the answer to a later ping.
     raw.send(&Message::Ping { nonce: 9 }).await;
     match raw.recv().await {
@@ -180,9 +192,13 @@ fn reentrant() -> Arc<dyn Handler> {
 #[tokio::test]
 async fn reentrant_call_a_to_b_to_a_over_one_connection() {
     let (alice, bob) = pair(reentrant(), reentrant()).await;
-    let v = soon("outer", alice.call("bob", "outer", vec![], SOON)).await.unwrap();
+    let v = soon("outer", alice.call("bob", "outer", vec![], SOON))
+        .await
+        .unwrap();
     assert_eq!(v.as_i64(), Some(41));
-    let v = soon("outer", bob.call("alice", "outer", vec![], SOON)).await.unwrap();
+    let v = soon("outer", bob.call("alice", "outer", vec![], SOON))
+        .await
+        .unwrap();
     assert_eq!(v.as_i64(), Some(41));
 }
 
@@ -195,10 +211,14 @@ async fn panicking_handler_replies_method_failed_and_the_session_keeps_serving()
         Ok(Value::from("fine"))
     });
     let (alice, _bob) = pair(Arc::new(Refuse), Arc::new(probe)).await;
-    let err = soon("boom", alice.call("bob", "boom", vec![], SOON)).await.unwrap_err();
+    let err = soon("boom", alice.call("bob", "boom", vec![], SOON))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::MethodFailed);
     assert_eq!(err.message, "method panicked: boom at 1");
-    let ok = soon("ok", alice.call("bob", "ok", vec![], SOON)).await.unwrap();
+    let ok = soon("ok", alice.call("bob", "ok", vec![], SOON))
+        .await
+        .unwrap();
     assert_eq!(ok, Value::from("fine"));
 }
 
@@ -217,17 +237,29 @@ impl Handler for PanicsEagerly {
 #[tokio::test]
 async fn handler_panicking_before_its_future_exists_is_method_failed_too() {
     let (alice, _bob) = pair(Arc::new(Refuse), Arc::new(PanicsEagerly)).await;
-    let err = soon("eager", alice.call("bob", "x", vec![], SOON)).await.unwrap_err();
-    assert_eq!(err, Fault::new(ErrorCode::MethodFailed, "method panicked: eager"));
-    let err = soon("again", alice.call("bob", "x", vec![], SOON)).await.unwrap_err();
+    let err = soon("eager", alice.call("bob", "x", vec![], SOON))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Fault::new(ErrorCode::MethodFailed, "method panicked: eager")
+    );
+    let err = soon("again", alice.call("bob", "x", vec![], SOON))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::MethodFailed);
 }
 
 #[tokio::test]
 async fn handler_faults_cross_unchanged() {
     let (alice, _bob) = pair(Arc::new(Refuse), Arc::new(Refuse)).await;
-    let err = soon("call", alice.call("bob", "nope", vec![], SOON)).await.unwrap_err();
-    assert_eq!(err, Fault::new(ErrorCode::UnknownMethod, "bob.nope is not served here"));
+    let err = soon("call", alice.call("bob", "nope", vec![], SOON))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Fault::new(ErrorCode::UnknownMethod, "bob.nope is not served here")
+    );
 }
 
 #[tokio::test]
@@ -237,7 +269,11 @@ async fn connection_closed_mid_call_fails_it_at_once_with_unavailable() {
     let began = Instant::now();
     let call = tokio::spawn({
         let alice = alice.clone();
-        async move { alice.call("bob", "hang", vec![], Duration::from_secs(60)).await }
+        async move {
+            alice
+                .call("bob", "hang", vec![], Duration::from_secs(60))
+                .await
+        }
     });
     soon("call started", started.recv()).await.unwrap();
     bob.close(Fault::new(ErrorCode::Unavailable, "bob is going away"));
@@ -246,7 +282,9 @@ async fn connection_closed_mid_call_fails_it_at_once_with_unavailable() {
     assert!(err.message.contains("bob is going away"), "{err}");
     assert!(began.elapsed() < Duration::from_secs(10));
     // New calls fail at once too.
-    let err = soon("late call", alice.call("bob", "hang", vec![], SOON)).await.unwrap_err();
+    let err = soon("late call", alice.call("bob", "hang", vec![], SOON))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Unavailable);
 }
 
@@ -255,13 +293,22 @@ async fn peer_socket_dropped_mid_call_fails_it_with_unavailable() {
     let (mut raw, session) = raw_client(Arc::new(Refuse), Config::default()).await;
     let call = tokio::spawn({
         let session = session.clone();
-        async move { session.call("raw", "x", vec![], Duration::from_secs(60)).await }
+        async move {
+            session
+                .call("raw", "x", vec![], Duration::from_secs(60))
+                .await
+        }
     });
-    raw.recv_until(|m| matches!(m, Message::Call(_)).then_some(())).await;
+    raw.recv_until(|m| matches!(m, Message::Call(_)).then_some(()))
+        .await;
     drop(raw);
     let err = soon("call to fail", call).await.unwrap().unwrap_err();
     assert_eq!(err.code, ErrorCode::Unavailable);
-    assert!(soon("closed", session.closed()).await.contains("peer closed"));
+    assert!(
+        soon("closed", session.closed())
+            .await
+            .contains("peer closed")
+    );
     assert!(session.is_closed());
 }
 
@@ -279,7 +326,9 @@ async fn calls_beyond_the_in_flight_limit_get_limit() {
         }));
         soon("call started", started.recv()).await.unwrap();
     }
-    let err = soon("third", alice.call("bob", "hang", vec![], SOON)).await.unwrap_err();
+    let err = soon("third", alice.call("bob", "hang", vec![], SOON))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Limit);
     assert!(err.message.contains("bob.hang"), "{err}");
     for r in running {
@@ -290,7 +339,11 @@ async fn calls_beyond_the_in_flight_limit_get_limit() {
 #[tokio::test]
 async fn replies_for_unknown_ids_are_ignored() {
     let (mut raw, session) = raw_client(Arc::new(Refuse), Config::default()).await;
-    raw.send(&Message::Reply { id: 999, value: Value::Null }).await;
+    raw.send(&Message::Reply {
+        id: 999,
+        value: Value::Null,
+    })
+    .await;
     raw.send(&Message::Error {
         id: 998,
         code: ErrorCode::Timeout,
@@ -298,7 +351,10 @@ async fn replies_for_unknown_ids_are_ignored() {
     })
     .await;
     raw.send(&Message::Ping { nonce: 3 }).await;
-    assert!(matches!(raw.recv().await, Some(Message::Pong { nonce: 3, .. })));
+    assert!(matches!(
+        raw.recv().await,
+        Some(Message::Pong { nonce: 3, .. })
+    ));
     assert!(!session.is_closed());
 }
 
@@ -319,7 +375,11 @@ async fn duplicate_in_flight_id_is_a_protocol_error() {
     let (code, message) = raw.closing_error().await.expect("error frame");
     assert_eq!(code, ErrorCode::ProtocolError);
     assert!(message.contains("call id 7"), "{message}");
-    assert!(soon("closed", session.closed()).await.contains("protocol_error"));
+    assert!(
+        soon("closed", session.closed())
+            .await
+            .contains("protocol_error")
+    );
 }
 
 #[tokio::test]
@@ -329,13 +389,18 @@ async fn ping_reports_the_handlers_health() {
     let (alice, _bob) = pair(Arc::new(Refuse), probe.clone()).await;
     assert_eq!(soon("ping", alice.ping(SOON)).await, Ok(None));
     probe.set_health(Some("disk full"));
-    assert_eq!(soon("ping", alice.ping(SOON)).await, Ok(Some("disk full".into())));
+    assert_eq!(
+        soon("ping", alice.ping(SOON)).await,
+        Ok(Some("disk full".into()))
+    );
 }
 
 #[tokio::test]
 async fn ping_to_a_peer_that_never_answers_times_out() {
     let (_raw, session) = raw_client(Arc::new(Refuse), Config::default()).await;
-    let err = soon("ping", session.ping(Duration::from_millis(100))).await.unwrap_err();
+    let err = soon("ping", session.ping(Duration::from_millis(100)))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Timeout);
 }
 
@@ -376,7 +441,11 @@ async fn close_tells_the_peer_and_handlers_hear_closed_exactly_once() {
     assert!(alice.is_closed());
     let reason = soon("bob closed", bob.closed()).await;
     assert!(reason.contains("unauthorized: token revoked"), "{reason}");
-    assert!(soon("alice closed", alice.closed()).await.contains("token revoked"));
+    assert!(
+        soon("alice closed", alice.closed())
+            .await
+            .contains("token revoked")
+    );
     for seen in [&mut seen_a, &mut seen_b] {
         let reason = next_seen(seen, |s| match s {
             Seen::Closed(r) => Some(r),

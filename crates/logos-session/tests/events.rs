@@ -66,11 +66,18 @@ async fn flood_to_a_stalled_subscriber_stays_bounded_then_reports_lagged_in_orde
         if !alice.send_event("feed", "tick", vec![Value::from(i), payload.clone()]) {
             dropped += 1;
         }
-        assert!(alice.queued_events() <= QUEUE, "{} events queued", alice.queued_events());
+        assert!(
+            alice.queued_events() <= QUEUE,
+            "{} events queued",
+            alice.queued_events()
+        );
         max_bytes = max_bytes.max(alice.queued_bytes());
     }
     // Each queued event is ~1 KiB; allow its framing and one lagged notice.
-    assert!(max_bytes <= QUEUE * (PAYLOAD + 64) + 256, "{max_bytes} bytes queued");
+    assert!(
+        max_bytes <= QUEUE * (PAYLOAD + 64) + 256,
+        "{max_bytes} bytes queued"
+    );
     assert!(dropped > 0, "the flood must overflow the queue");
 
     gate_tx.send(()).unwrap();

@@ -30,7 +30,9 @@ async fn handshake_ok_records_identity_attrs_and_peer_creds() {
 async fn refused_handshake_returns_the_peers_fault() {
     let (sa, sb) = UnixStream::pair().unwrap();
     let server = tokio::spawn(async move {
-        let pending = logos_session::read_hello(sb, Config::default()).await.unwrap();
+        let pending = logos_session::read_hello(sb, Config::default())
+            .await
+            .unwrap();
         assert_eq!(pending.hello.token.len(), 32);
         pending
             .refuse(Fault::new(ErrorCode::Unauthorized, "token not granted"))
@@ -72,7 +74,10 @@ async fn version_mismatch_is_refused_on_the_wire_and_returned() {
         other => panic!("expected Refused, got {other}"),
     }
     match soon("read_hello", server).await.unwrap() {
-        Err(SessionError::Protocol(WireError::VersionMismatch { peer_major: 2, peer_minor: 3 })) => {}
+        Err(SessionError::Protocol(WireError::VersionMismatch {
+            peer_major: 2,
+            peer_minor: 3,
+        })) => {}
         other => panic!("expected a version mismatch, got {other:?}"),
     }
 }
@@ -89,7 +94,10 @@ async fn connect_to_a_silent_peer_times_out() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, SessionError::HandshakeTimeout(d) if d == Duration::from_millis(200)), "{err}");
+    assert!(
+        matches!(err, SessionError::HandshakeTimeout(d) if d == Duration::from_millis(200)),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -109,9 +117,12 @@ async fn anything_but_hello_first_is_a_protocol_error() {
     let (sa, sb) = UnixStream::pair().unwrap();
     let mut raw = RawPeer::new(sa);
     raw.send(&Message::Ping { nonce: 1 }).await;
-    let err = soon("read_hello", logos_session::read_hello(sb, Config::default()))
-        .await
-        .unwrap_err();
+    let err = soon(
+        "read_hello",
+        logos_session::read_hello(sb, Config::default()),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, SessionError::Protocol(_)), "{err}");
     let (code, message) = raw.closing_error().await.expect("an error frame");
     assert_eq!(code, ErrorCode::ProtocolError);
@@ -139,9 +150,12 @@ async fn garbage_instead_of_hello_is_refused() {
     let (sa, sb) = UnixStream::pair().unwrap();
     let mut raw = RawPeer::new(sa);
     raw.send_bytes(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]).await;
-    let err = soon("read_hello", logos_session::read_hello(sb, Config::default()))
-        .await
-        .unwrap_err();
+    let err = soon(
+        "read_hello",
+        logos_session::read_hello(sb, Config::default()),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, SessionError::Protocol(_)), "{err}");
     let (code, _) = raw.closing_error().await.expect("an error frame");
     assert_eq!(code, ErrorCode::ProtocolError);
@@ -156,14 +170,26 @@ async fn frames_pipelined_after_hello_are_kept() {
     logos_wire::encode_frame(&Message::Hello(hello("raw")), &mut bytes).unwrap();
     logos_wire::encode_frame(&Message::Ping { nonce: 42 }, &mut bytes).unwrap();
     raw.send_bytes(&bytes).await;
-    let pending = soon("read_hello", logos_session::read_hello(sb, Config::default()))
-        .await
-        .unwrap();
+    let pending = soon(
+        "read_hello",
+        logos_session::read_hello(sb, Config::default()),
+    )
+    .await
+    .unwrap();
     let _session = pending
         .accept("raw".into(), welcome("s"), Arc::new(Refuse))
         .await
         .unwrap();
     assert!(matches!(raw.recv().await, Some(Message::Welcome(_))));
     let pong = raw.recv().await;
-    assert!(matches!(pong, Some(Message::Pong { nonce: 42, unhealthy: None })), "{pong:?}");
+    assert!(
+        matches!(
+            pong,
+            Some(Message::Pong {
+                nonce: 42,
+                unhealthy: None
+            })
+        ),
+        "{pong:?}"
+    );
 }

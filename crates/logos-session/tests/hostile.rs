@@ -15,7 +15,10 @@ use tokio::io::AsyncWriteExt;
 /// Expects the session to have sent `error` id 0 with `code` (message containing `needle`)
 /// and closed the connection.
 async fn expect_closed_with(raw: &mut RawPeer, session: &Session, code: ErrorCode, needle: &str) {
-    let (got, message) = raw.closing_error().await.expect("an error frame before EOF");
+    let (got, message) = raw
+        .closing_error()
+        .await
+        .expect("an error frame before EOF");
     assert_eq!(got, code, "{message}");
     assert!(message.contains(needle), "{message}");
     let reason = soon("session closed", session.closed()).await;
@@ -73,7 +76,13 @@ async fn truncated_frame_then_eof_is_a_protocol_error() {
     let (mut raw, session, _seen) = raw().await;
     raw.send_bytes(&[0, 0, 0, 50, 0x83, 0x02]).await;
     raw.sock.shutdown().await.unwrap();
-    expect_closed_with(&mut raw, &session, ErrorCode::ProtocolError, "inside a frame").await;
+    expect_closed_with(
+        &mut raw,
+        &session,
+        ErrorCode::ProtocolError,
+        "inside a frame",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -87,7 +96,13 @@ async fn empty_frame_is_a_protocol_error() {
 async fn hello_after_the_handshake_is_a_protocol_error() {
     let (mut raw, session, _seen) = raw().await;
     raw.send(&Message::Hello(hello("again"))).await;
-    expect_closed_with(&mut raw, &session, ErrorCode::ProtocolError, "unexpected hello").await;
+    expect_closed_with(
+        &mut raw,
+        &session,
+        ErrorCode::ProtocolError,
+        "unexpected hello",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -160,8 +175,13 @@ async fn stream_data_after_fin_is_a_protocol_error() {
         data: Bytes::from_static(b"late"),
     })
     .await;
-    expect_closed_with(&mut raw, &session, ErrorCode::ProtocolError, "after its stream_fin")
-        .await;
+    expect_closed_with(
+        &mut raw,
+        &session,
+        ErrorCode::ProtocolError,
+        "after its stream_fin",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -185,7 +205,10 @@ async fn frames_for_unknown_streams_are_ignored() {
     })
     .await;
     raw.send(&Message::Ping { nonce: 1 }).await;
-    assert!(matches!(raw.recv().await, Some(Message::Pong { nonce: 1, .. })));
+    assert!(matches!(
+        raw.recv().await,
+        Some(Message::Pong { nonce: 1, .. })
+    ));
     assert!(!session.is_closed());
 }
 
@@ -202,4 +225,56 @@ async fn peer_error_id_zero_closes_with_its_reason() {
     assert!(reason.contains("unauthorized: token revoked"), "{reason}");
     // The session closes its side without answering.
     assert_eq!(raw.closing_error().await, None);
+}
+
+#[tokio::test]
+async fn a_peer_that_calls_without_reading_meets_limit_not_our_memory() {
+    const BIG: usize = 6 * 1024 * 1024;
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let (probe, _seen) = Probe::new(move |_, call: logos_wire::Call| {
+        let _ = entered_tx.send(call.id);
+        async move { Ok(Value::Bytes(vec![1; BIG])) }
+    });
+    let mut config = Config::default();
+    config.max_calls_in_flight = 1;
+    let (mut raw, session) = raw_client(Arc::new(probe), config).await;
+    let call = |id| {
+        Message::Call(logos_wire::Call {
+            id,
+            target: "session".into(),
+            method: "big".into(),
+            args: vec![],
+            timeout_ms: 60_000,
+        })
+    };
+    raw.send(&call(1)).await;
+    assert_eq!(soon("call 1", entered.recv()).await, Some(1));
+    // Reply 1 is queued (the raw peer reads nothing), which puts the outbox over its mark.
+    soon("reply 1 queued", async {
+        while session.queued_bytes() < 4 * 1024 * 1024 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    raw.send(&call(2)).await;
+    assert_eq!(soon("call 2", entered.recv()).await, Some(2));
+    // Reply 2 cannot be queued yet and keeps its slot: call 3 is refused.
+    raw.send(&call(3)).await;
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 3 {
+        match raw.recv().await.expect("answers before EOF") {
+            Message::Reply { id, value } => {
+                assert_eq!(value, Value::Bytes(vec![1; BIG]));
+                answers.insert(id, None);
+            }
+            Message::Error { id, code, .. } => {
+                answers.insert(id, Some(code));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(answers[&1], None);
+    assert_eq!(answers[&2], None);
+    assert_eq!(answers[&3], Some(ErrorCode::Limit));
+    assert!(entered.try_recv().is_err(), "call 3 must not have run");
 }

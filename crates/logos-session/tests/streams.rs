@@ -82,7 +82,7 @@ async fn sixty_four_mib_through_a_slow_reader_arrive_intact_within_the_window() 
             total += n;
             reads += 1;
             // Deliberately slow: pause now and then so the writer runs out of credit.
-            if reads % 512 == 0 {
+            if reads.is_multiple_of(512) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -120,7 +120,10 @@ async fn sixty_four_mib_through_a_slow_reader_arrive_intact_within_the_window() 
     assert_eq!(total, TOTAL);
     assert_eq!(their_hash, hash.0);
     // The slow reader really did hold the writer back.
-    assert!(max_unacked > DEFAULT_WINDOW / 2, "max unacknowledged {max_unacked}");
+    assert!(
+        max_unacked > DEFAULT_WINDOW / 2,
+        "max unacknowledged {max_unacked}"
+    );
 }
 
 #[tokio::test]
@@ -258,12 +261,18 @@ async fn calls_are_not_starved_by_a_saturated_stream() {
     let mut worst = Duration::ZERO;
     for _ in 0..50 {
         let t = Instant::now();
-        soon("call during bulk transfer", alice.call("bob", "id", vec![], SOON))
-            .await
-            .unwrap();
+        soon(
+            "call during bulk transfer",
+            alice.call("bob", "id", vec![], SOON),
+        )
+        .await
+        .unwrap();
         worst = worst.max(t.elapsed());
     }
-    assert!(worst < Duration::from_secs(2), "slowest call took {worst:?}");
+    assert!(
+        worst < Duration::from_secs(2),
+        "slowest call took {worst:?}"
+    );
     let _out = soon("pump", pump).await.unwrap();
     assert_eq!(soon("drain", drain).await.unwrap(), 64 * 256 * 1024);
 }

@@ -307,6 +307,14 @@ mod tests {
             from_value::<Vec<u8>>(Value::Bytes(vec![1, 2])).unwrap(),
             [1, 2]
         );
+        assert_eq!(
+            from_value::<[u8; 2]>(Value::Bytes(vec![1, 2])).unwrap(),
+            [1, 2]
+        );
+        assert_eq!(
+            err::<[u8; 2]>(Value::Bytes(vec![1, 2, 3])),
+            "expected a list of 2 items, found 3"
+        );
     }
 
     #[test]

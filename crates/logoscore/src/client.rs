@@ -84,7 +84,7 @@ impl RuntimeDir {
                 format!("start one with `logoscore run -m DIR --runtime-dir {dir}`")
             }
             Source::Env => format!(
-                "runtime dir from $LOGOS_RUNTIME_DIR; start one with `logoscore run -m DIR` in a shell with the same LOGOS_RUNTIME_DIR"
+                "the runtime dir {dir} comes from $LOGOS_RUNTIME_DIR; start a core there with `logoscore run -m DIR` in a shell with the same LOGOS_RUNTIME_DIR"
             ),
             Source::Default => format!(
                 "start one with `logoscore run -m DIR`; if a core runs with another runtime dir, pass --runtime-dir DIR or set LOGOS_RUNTIME_DIR (default here: {dir})"
@@ -198,18 +198,22 @@ impl Client {
                 });
             }
         };
-        let token_path = dir.token();
-        let token = std::fs::read(&token_path).map_err(|e| {
-            unreachable(format!(
-                "cannot read the client token {}: {e}; the core writes it (mode 0600) for the user that runs it",
-                token_path.display()
-            ))
+        // The file holds the token as hex; the core also checks it is private to this user.
+        let token = logos_core::capability::read_client_token(&dir.token()).map_err(|e| {
+            unreachable(match e {
+                // Already says what is wrong and how to fix it.
+                logos_core::Error::ClientToken { .. } => chain(&e),
+                _ => format!(
+                    "{}; the core writes it (mode 0600) for the user that runs it",
+                    chain(&e)
+                ),
+            })
         })?;
         let hello = Hello {
             major: logos_wire::PROTOCOL_MAJOR,
             minor: logos_wire::PROTOCOL_MINOR,
             identity: format!("logoscore:{}", std::process::id()),
-            token: bytes::Bytes::from(token),
+            token: bytes::Bytes::copy_from_slice(token.as_bytes()),
             attrs: Default::default(),
         };
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
@@ -279,7 +283,7 @@ impl Client {
             })
     }
 
-    /// The next event; `None` never happens while the connection lives (see [`Client::closed`]).
+    /// The next event; `None` only once the connection is gone (see [`Client::on_close`]).
     pub async fn next_event(&mut self) -> Option<Incoming> {
         self.events.recv().await
     }
@@ -309,7 +313,8 @@ pub(crate) fn with_context(fault: Fault, target: &str, method: &str) -> Error {
     let keep = matches!(
         fault.code,
         ErrorCode::UnknownModule | ErrorCode::NotLoaded | ErrorCode::Unavailable
-    ) || fault.message.contains(&qualified);
+    ) || fault.message.contains(&qualified)
+        || (fault.message.contains(target) && fault.message.contains(method));
     let message = if keep {
         fault.message
     } else {
@@ -317,6 +322,21 @@ pub(crate) fn with_context(fault: Fault, target: &str, method: &str) -> Error {
     };
     Error::Remote {
         code: fault.code,
-        message,
+        message: crate::error::tidy(message),
     }
+}
+
+/// `e: its source: …`, each cause once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }

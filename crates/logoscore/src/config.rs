@@ -25,8 +25,8 @@
 //! limits = { address_space = "1GiB", open_files = 256, processes = 64 }
 //! ```
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -214,7 +214,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let span = e.span();
-            let (line, column) = span.map_or((None, None), |s| {
+            let (line, column) = span.clone().map_or((None, None), |s| {
                 let (l, c) = line_col(text, s.start);
                 (Some(l), Some(c))
             });
@@ -256,20 +256,35 @@ impl Config {
             .iter()
             .map(|n| ("load".to_owned(), n))
             .chain(self.modules.keys().map(|n| (format!("modules.{n}"), n)))
-            .chain(self.grant.iter().flat_map(|r| [&r.caller, &r.target]).map(|n| ("grant".to_owned(), n)))
-            .chain(self.deny.iter().flat_map(|r| [&r.caller, &r.target]).map(|n| ("deny".to_owned(), n)));
+            .chain(
+                self.grant
+                    .iter()
+                    .flat_map(|r| [&r.caller, &r.target])
+                    .map(|n| ("grant".to_owned(), n)),
+            )
+            .chain(
+                self.deny
+                    .iter()
+                    .flat_map(|r| [&r.caller, &r.target])
+                    .map(|n| ("deny".to_owned(), n)),
+            );
         for (key, name) in names {
             if let Err(e) = logos_core::ModuleName::new(name) {
                 return Err(invalid(key, e.to_string()));
             }
         }
-        for (key, filter) in [("log_level", &self.log_level), ("module_log", &self.module_log)] {
+        for (key, filter) in [
+            ("log_level", &self.log_level),
+            ("module_log", &self.module_log),
+        ] {
             if let Some(f) = filter
                 && let Err(e) = tracing_subscriber::EnvFilter::try_new(f)
             {
                 return Err(invalid(
                     key.to_owned(),
-                    format!("{f:?} is not a log filter ({e}); write e.g. \"info\" or \"logos_core=debug,info\""),
+                    format!(
+                        "{f:?} is not a log filter ({e}); write e.g. \"info\" or \"logos_core=debug,info\""
+                    ),
                 ));
             }
         }
@@ -279,9 +294,13 @@ impl Config {
 
 /// 1-based line and column of byte `offset` in `text`.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    // `get` rather than slicing: a span that is not on a char boundary must not panic.
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -331,7 +350,9 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
         .position(|l| {
             let t = l.trim();
             (t.starts_with('[') && header(t) == key)
-                || t.split('=').next().is_some_and(|k| k.trim().trim_matches('"') == last)
+                || t.split('=')
+                    .next()
+                    .is_some_and(|k| k.trim().trim_matches('"') == last)
         })
         .map(|i| i + 1)
 }
@@ -365,8 +386,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: f64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration; write e.g. \"500ms\", \"30s\" or \"2m\""))?;
-    let d = Duration::try_from_secs_f64(n * scale)
-        .map_err(|_| format!("{s:?} is out of range"))?;
+    let d = Duration::try_from_secs_f64(n * scale).map_err(|_| format!("{s:?} is out of range"))?;
     if d.is_zero() {
         return Err(format!("{s:?} must be greater than zero"));
     }
@@ -392,10 +412,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
             ));
         }
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; write a whole number of bytes or e.g. \"512MiB\""))?;
-    n.checked_mul(scale).ok_or_else(|| format!("{s:?} is too large"))
+    let n: u64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a size; write a whole number of bytes or e.g. \"512MiB\"")
+    })?;
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -404,7 +425,9 @@ impl<'de> Deserialize<'de> for Dur {
         impl Visitor<'_> for V {
             type Value = Dur;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"500ms\", \"30s\", \"2m\" or a whole number of seconds")
+                f.write_str(
+                    "a duration such as \"500ms\", \"30s\", \"2m\" or a whole number of seconds",
+                )
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
                 parse_duration(s).map(Dur).map_err(E::custom)
@@ -412,7 +435,9 @@ impl<'de> Deserialize<'de> for Dur {
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Dur, E> {
                 match u64::try_from(n) {
                     Ok(secs) if secs > 0 => Ok(Dur(Duration::from_secs(secs))),
-                    _ => Err(E::custom(format!("{n} must be a positive number of seconds"))),
+                    _ => Err(E::custom(format!(
+                        "{n} must be a positive number of seconds"
+                    ))),
                 }
             }
         }
@@ -508,12 +533,16 @@ target = "kv"
         assert_eq!(line, Some(2));
         assert_eq!(key.as_deref(), Some("modules_dir"));
         assert!(message.contains("unknown field `modules_dir`"), "{message}");
-        assert!(message.contains("modules_dirs"), "lists the expected keys: {message}");
+        assert!(
+            message.contains("modules_dirs"),
+            "lists the expected keys: {message}"
+        );
     }
 
     #[test]
     fn an_unknown_key_in_a_module_table_is_named_with_its_line() {
-        let (line, key, message) = invalid("[modules.calc]\nrestart = \"never\"\ntimeout = \"5s\"\n");
+        let (line, key, message) =
+            invalid("[modules.calc]\nrestart = \"never\"\ntimeout = \"5s\"\n");
         assert_eq!(line, Some(3));
         assert_eq!(key.as_deref(), Some("modules.calc.timeout"));
         assert!(message.contains("call_timeout"), "{message}");
@@ -544,7 +573,8 @@ target = "kv"
 
     #[test]
     fn a_bad_module_name_is_refused_with_its_line() {
-        let (line, key, _) = invalid("load = [\"calc\"]\n[modules.\"Bad Name\"]\nrestart = \"never\"\n");
+        let (line, key, _) =
+            invalid("load = [\"calc\"]\n[modules.\"Bad Name\"]\nrestart = \"never\"\n");
         assert_eq!(key.as_deref(), Some("modules.Bad Name"));
         assert_eq!(line, Some(2));
     }
@@ -564,6 +594,25 @@ target = "kv"
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("## logoscore").nth(1).unwrap_or_default();
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap_or_default();
+        assert!(
+            example.contains("[modules.calc]"),
+            "README has a config example"
+        );
+        let c = parse(example).unwrap_or_else(|e| panic!("README example: {e}"));
+        assert_eq!(c.load, ["greeter"]);
+        assert_eq!(c.max_frame, Some(Size(16 << 20)));
+        assert_eq!(c.grant.len(), 1);
+    }
+
+    #[test]
     fn durations_and_sizes() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
@@ -580,8 +629,13 @@ target = "kv"
 
     #[test]
     fn the_error_message_reads_well() {
-        let e = parse("load = []\nmodules_dir = [\"x\"]\n").err().map(|e| e.to_string());
+        let e = parse("load = []\nmodules_dir = [\"x\"]\n")
+            .err()
+            .map(|e| e.to_string());
         let e = e.unwrap_or_default();
-        assert!(e.starts_with("/etc/logoscore.toml:2:1: `modules_dir`: unknown field"), "{e}");
+        assert!(
+            e.starts_with("/etc/logoscore.toml:2:1: `modules_dir`: unknown field"),
+            "{e}"
+        );
     }
 }

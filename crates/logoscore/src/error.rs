@@ -108,7 +108,34 @@ impl From<logos_session::Fault> for Error {
     fn from(f: logos_session::Fault) -> Error {
         Error::Remote {
             code: f.code,
-            message: f.message,
+            message: tidy(f.message),
         }
+    }
+}
+
+/// Joins the core's "did you mean" to the fix that follows it as a sentence, so
+/// `…; did you mean "calc"?; put it in…` reads `…; did you mean "calc"? Otherwise, put it in…`.
+/// Any other message is left as the core wrote it.
+pub(crate) fn tidy(message: String) -> String {
+    match message.split_once("?; ") {
+        Some((head, tail)) if head.contains("did you mean") => format!("{head}? Otherwise, {tail}"),
+        _ => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suggestion_reads_as_a_sentence() {
+        let m = tidy(
+            "module \"calk\" is not known (known: calc, kv); did you mean \"calc\"?; put it in a modules dir as <dir>/calk/metadata.json".into(),
+        );
+        assert_eq!(
+            m,
+            "module \"calk\" is not known (known: calc, kv); did you mean \"calc\"? Otherwise, put it in a modules dir as <dir>/calk/metadata.json"
+        );
+        assert_eq!(tidy("what?; no".into()), "what?; no");
     }
 }

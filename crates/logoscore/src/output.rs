@@ -213,7 +213,10 @@ mod tests {
     fn tables_align() {
         let t = table(
             &["NAME", "STATE"],
-            &[vec!["calc".into(), "ready".into()], vec!["greeter".into(), "-".into()]],
+            &[
+                vec!["calc".into(), "ready".into()],
+                vec!["greeter".into(), "-".into()],
+            ],
         );
         assert_eq!(t, "NAME     STATE\ncalc     ready\ngreeter  -");
     }

@@ -50,7 +50,9 @@ mod tests {
 
     async fn call(method: &str, a: i64, b: i64) -> Result<Value, Fault> {
         let ctx = Context::standalone("calc", std::env::temp_dir());
-        Arc::new(Calc).call(&ctx, method, vec![a.into(), b.into()]).await
+        Arc::new(Calc)
+            .call(&ctx, method, vec![a.into(), b.into()])
+            .await
     }
 
     #[tokio::test]

@@ -106,7 +106,10 @@ mod tests {
         let last = chat.history(Some(2));
         assert_eq!(
             last.iter().map(|m| m.message.as_str()).collect::<Vec<_>>(),
-            [format!("m{}", HISTORY_LIMIT + 3), format!("m{}", HISTORY_LIMIT + 4)]
+            [
+                format!("m{}", HISTORY_LIMIT + 3),
+                format!("m{}", HISTORY_LIMIT + 4)
+            ]
         );
         assert_eq!(chat.history(Some(0)), vec![]);
         assert!(chat.send(&ctx, String::new(), "x".into()).is_err());

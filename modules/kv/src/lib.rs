@@ -142,7 +142,9 @@ mod tests {
         kv.set("a".into(), Value::from("text")).await.unwrap();
         assert!(kv.delete("b".into()).await.unwrap());
         assert!(!kv.delete("b".into()).await.unwrap());
-        kv.set("c".into(), Value::List(vec![Value::Null])).await.unwrap();
+        kv.set("c".into(), Value::List(vec![Value::Null]))
+            .await
+            .unwrap();
         drop(kv);
 
         let again = Kv::init(&ctx).unwrap();

@@ -23,7 +23,15 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The modules and the host these tests run.
-const PACKAGES: [&str; 7] = ["logos-host", "calc", "chat", "kv", "greeter", "probe", "relay"];
+const PACKAGES: [&str; 7] = [
+    "logos-host",
+    "calc",
+    "chat",
+    "kv",
+    "greeter",
+    "probe",
+    "relay",
+];
 
 /// Builds the host and the modules once per test binary; returns the directory holding them.
 pub fn artifacts() -> &'static Path {
@@ -252,7 +260,12 @@ impl FakeCore {
             .collect();
         for (n, s) in others {
             let _ = s
-                .call(&n, "$revoke", vec![Value::from(name)], Duration::from_secs(5))
+                .call(
+                    &n,
+                    "$revoke",
+                    vec![Value::from(name)],
+                    Duration::from_secs(5),
+                )
                 .await;
         }
     }
@@ -268,7 +281,10 @@ impl FakeCore {
 
     /// The next event a module sent on its control connection, within `limit`.
     pub async fn next_event(&mut self, limit: Duration) -> Option<CoreEvent> {
-        tokio::time::timeout(limit, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(limit, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Mints a token for `caller` at `target` the way the core does, with an optional pid.
@@ -291,9 +307,14 @@ impl FakeCore {
             token: token.into(),
             attrs: Attrs::new(),
         };
-        logos_session::connect(stream, hello, Arc::new(logos_session::Refuse), Config::default())
-            .await
-            .map(|(s, _)| s)
+        logos_session::connect(
+            stream,
+            hello,
+            Arc::new(logos_session::Refuse),
+            Config::default(),
+        )
+        .await
+        .map(|(s, _)| s)
     }
 }
 
@@ -307,7 +328,12 @@ impl Drop for FakeCore {
     }
 }
 
-async fn grant(state: &State, caller: &str, target: &str, pid: Option<u32>) -> Result<Vec<u8>, Fault> {
+async fn grant(
+    state: &State,
+    caller: &str,
+    target: &str,
+    pid: Option<u32>,
+) -> Result<Vec<u8>, Fault> {
     let session = state
         .modules
         .lock()
@@ -383,7 +409,11 @@ impl Handler for ControlHandler {
 
     fn subscribe(&self, session: &Session, source: &str, event: &str) {
         if source == "core" && event == "moduleUp" {
-            self.state.up_subscribers.lock().unwrap().push(session.clone());
+            self.state
+                .up_subscribers
+                .lock()
+                .unwrap()
+                .push(session.clone());
         }
     }
 

@@ -10,8 +10,8 @@ use bytes::BytesMut;
 use futures::future::BoxFuture;
 use logos_session::{ByteStream, Config, Fault, Handler, Session};
 use logos_wire::{
-    Call, ErrorCode, FrameDecoder, Hello, Message, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value,
-    Welcome, encode_frame,
+    Call, ErrorCode, FrameDecoder, Hello, Message, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value, Welcome,
+    encode_frame,
 };
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -93,9 +93,9 @@ impl Probe {
 
     /// A probe whose calls all fail with `unknown_method`.
     pub fn quiet() -> (Probe, mpsc::UnboundedReceiver<Seen>) {
-        Probe::new(|_, call: Call| async move {
-            Err(Fault::new(ErrorCode::UnknownMethod, call.method))
-        })
+        Probe::new(
+            |_, call: Call| async move { Err(Fault::new(ErrorCode::UnknownMethod, call.method)) },
+        )
     }
 
     pub fn set_health(&self, h: Option<&str>) {
@@ -111,7 +111,9 @@ impl Handler for Probe {
         let _ = self.seen.send(Seen::Subscribe(source.into(), event.into()));
     }
     fn unsubscribe(&self, _: &Session, source: &str, event: &str) {
-        let _ = self.seen.send(Seen::Unsubscribe(source.into(), event.into()));
+        let _ = self
+            .seen
+            .send(Seen::Unsubscribe(source.into(), event.into()));
     }
     fn event(&self, _: &Session, source: String, event: String, data: Vec<Value>) {
         if let Some(hook) = &self.on_event {
@@ -152,9 +154,12 @@ pub async fn pair_with(
             .await
             .unwrap()
     });
-    let (alice, w) = soon("connect", logos_session::connect(sa, hello("alice"), a, config))
-        .await
-        .unwrap();
+    let (alice, w) = soon(
+        "connect",
+        logos_session::connect(sa, hello("alice"), a, config),
+    )
+    .await
+    .unwrap();
     assert_eq!(w.identity, "bob");
     let bob = soon("accept", server).await.unwrap();
     (alice, bob)
@@ -241,7 +246,12 @@ impl RawPeer {
     pub async fn closing_error(&mut self) -> Option<(ErrorCode, String)> {
         let mut found = None;
         while let Some(m) = self.recv().await {
-            if let Message::Error { id: 0, code, message } = m {
+            if let Message::Error {
+                id: 0,
+                code,
+                message,
+            } = m
+            {
                 found = Some((code, message));
             }
         }

@@ -299,6 +299,8 @@ impl<'de> de::Deserializer<'de> for Deserializer {
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
         match self.value {
             Value::List(items) => visit_list(items, visitor),
+            // So that `[u8; N]` reads bytes too.
+            Value::Bytes(b) => visit_list(b.into_iter().map(Value::from).collect(), visitor),
             ref other => Err(mismatch(&format!("list of {len} items"), other)),
         }
     }

@@ -55,8 +55,9 @@ pub(crate) fn parse_arg(n: usize, arg: &str) -> Result<Value, Error> {
                 .map_err(|e| Error::Usage(format!("argument {n} (@-): cannot read stdin: {e}")))?;
             ("standard input".to_owned(), s)
         } else {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::Usage(format!("argument {n} ({arg}): cannot read {path}: {e}")))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Usage(format!("argument {n} ({arg}): cannot read {path}: {e}"))
+            })?;
             (path.to_owned(), text)
         };
         return serde_json::from_str::<serde_json::Value>(&text)
@@ -112,7 +113,10 @@ mod tests {
         assert_eq!(ok("true"), Value::Bool(true));
         assert_eq!(ok("null"), Value::Null);
         assert_eq!(ok("\"42\""), Value::Text("42".into()));
-        assert_eq!(ok("[1,\"a\"]"), Value::List(vec![Value::Int(1), Value::Text("a".into())]));
+        assert_eq!(
+            ok("[1,\"a\"]"),
+            Value::List(vec![Value::Int(1), Value::Text("a".into())])
+        );
         assert_eq!(ok("{\"$bytes\":\"00ff\"}"), Value::Bytes(vec![0, 255]));
     }
 
@@ -126,7 +130,9 @@ mod tests {
 
     #[test]
     fn things_that_look_like_json_must_be_json() {
-        for arg in ["0x10", "1e", "01", "[1,", "{a:1}", "\"open", "True", "NULL", "+1", ".5", "-x", "NaN"] {
+        for arg in [
+            "0x10", "1e", "01", "[1,", "{a:1}", "\"open", "True", "NULL", "+1", ".5", "-x", "NaN",
+        ] {
             let m = refused(arg);
             assert!(m.starts_with("argument 2"), "{m}");
             assert!(m.contains("quote it"), "{m}");
@@ -143,7 +149,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(&bad, "not json").unwrap_or_else(|e| panic!("{e}"));
         let v = ok(&format!("@{}", good.display()));
-        assert_eq!(v.get("k"), Some(&Value::List(vec![Value::Int(1), Value::Int(2)])));
+        assert_eq!(
+            v.get("k"),
+            Some(&Value::List(vec![Value::Int(1), Value::Int(2)]))
+        );
         let m = refused(&format!("@{}", bad.display()));
         assert!(m.contains("bad.json does not hold one JSON value"), "{m}");
         let m = refused(&format!("@{}/missing.json", dir.path().display()));

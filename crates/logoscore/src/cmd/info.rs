@@ -72,7 +72,9 @@ fn render(name: &str, info: &Value) -> String {
     };
     let _ = writeln!(s, "  dependencies: {}", list("dependencies"));
     let _ = writeln!(s, "  dependents: {}", list("dependents"));
-    if let Some(p) = meta.and_then(|m| m.get("permissions")).and_then(Value::as_list)
+    if let Some(p) = meta
+        .and_then(|m| m.get("permissions"))
+        .and_then(Value::as_list)
         && !p.is_empty()
     {
         let p: Vec<String> = p.iter().map(output::value_text).collect();
@@ -106,7 +108,11 @@ fn render(name: &str, info: &Value) -> String {
             output::field(exit, "status"),
             output::millis_field(exit, "uptimeMs")
         );
-        for l in exit.get("stderr").and_then(Value::as_list).unwrap_or_default() {
+        for l in exit
+            .get("stderr")
+            .and_then(Value::as_list)
+            .unwrap_or_default()
+        {
             let _ = writeln!(s, "  | {}", output::value_text(l));
         }
     }
@@ -130,11 +136,17 @@ mod tests {
             }
         }));
         let text = render("greeter", &info);
-        assert!(text.starts_with("greeter 0.1.0 — ready (pid 42, up 1m05s, 0 restarts)"), "{text}");
+        assert!(
+            text.starts_with("greeter 0.1.0 — ready (pid 42, up 1m05s, 0 restarts)"),
+            "{text}"
+        );
         assert!(text.contains("  description: says hello"), "{text}");
         assert!(text.contains("  dependencies: calc ^0.1"), "{text}");
         assert!(text.contains("  dependents: (none)"), "{text}");
-        assert!(text.contains("methods:\n  greet(who: text) -> text"), "{text}");
+        assert!(
+            text.contains("methods:\n  greet(who: text) -> text"),
+            "{text}"
+        );
         assert!(text.contains("events:\n  greeted(who: text)"), "{text}");
     }
 
@@ -147,6 +159,9 @@ mod tests {
         let text = render("kv", &info);
         assert!(text.contains("kv 1.0.0 — known (0 restarts)"), "{text}");
         assert!(text.contains("`logoscore load kv`"), "{text}");
-        assert!(text.contains("last exit: exit code 1 after 20ms\n  | boom"), "{text}");
+        assert!(
+            text.contains("last exit: exit code 1 after 20ms\n  | boom"),
+            "{text}"
+        );
     }
 }

@@ -17,7 +17,12 @@ pub(crate) async fn run(ctx: &Ctx, names: Vec<String>) -> Result<(), Error> {
     let mut before = states(&client).await?;
     for name in &names {
         client
-            .call(CORE, "loadPlugin", vec![Value::from(name.as_str())], LIFECYCLE_TIMEOUT)
+            .call(
+                CORE,
+                "loadPlugin",
+                vec![Value::from(name.as_str())],
+                LIFECYCLE_TIMEOUT,
+            )
             .await?;
         let after = states(&client).await?;
         let started = changed(&before, &after, |s| s == "ready");

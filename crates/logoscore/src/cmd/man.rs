@@ -37,5 +37,6 @@ fn render(cmd: &clap::Command) -> Result<String, Error> {
 
 fn write(dir: &Path, file: &str, page: &str) -> Result<(), Error> {
     let path = dir.join(file);
-    std::fs::write(&path, page).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    std::fs::write(&path, page)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }

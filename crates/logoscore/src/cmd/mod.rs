@@ -47,13 +47,19 @@ pub(crate) async fn modules(client: &Client) -> Result<Vec<Value>, Error> {
 }
 
 /// `name → (state, pid)` of every known module.
-pub(crate) async fn states(client: &Client) -> Result<BTreeMap<String, (String, Option<u64>)>, Error> {
+pub(crate) async fn states(
+    client: &Client,
+) -> Result<BTreeMap<String, (String, Option<u64>)>, Error> {
     Ok(modules(client)
         .await?
         .iter()
         .filter_map(|m| {
             let name = m.get("name")?.as_str()?.to_owned();
-            let state = m.get("state").and_then(Value::as_str).unwrap_or("?").to_owned();
+            let state = m
+                .get("state")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned();
             let pid = m.get("pid").and_then(Value::as_u64);
             Some((name, (state, pid)))
         })

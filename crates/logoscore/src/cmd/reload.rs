@@ -13,7 +13,12 @@ pub(crate) async fn run(ctx: &Ctx, name: String) -> Result<(), Error> {
     let client = Client::connect(ctx).await?;
     let before = states(&client).await?;
     client
-        .call(CORE, "reloadPlugin", vec![Value::from(name.as_str())], LIFECYCLE_TIMEOUT)
+        .call(
+            CORE,
+            "reloadPlugin",
+            vec![Value::from(name.as_str())],
+            LIFECYCLE_TIMEOUT,
+        )
         .await?;
     let after = states(&client).await?;
     let old = before.get(&name).and_then(|(_, pid)| *pid);

@@ -103,13 +103,22 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     for dir in &modules_dirs {
         b = b.modules_dir(dir);
     }
-    if let Some(d) = args.data_dir.as_deref().map(absolute).or(file.data_dir.clone()) {
+    if let Some(d) = args
+        .data_dir
+        .as_deref()
+        .map(absolute)
+        .or(file.data_dir.clone())
+    {
         b = b.data_dir(d);
     }
     if let Some(h) = args.host.as_deref().map(absolute).or(file.host.clone()) {
         b = b.host_binary(h);
     }
-    b = b.module_log(file.module_log.clone().unwrap_or_else(|| log_filter.clone()));
+    b = b.module_log(
+        file.module_log
+            .clone()
+            .unwrap_or_else(|| log_filter.clone()),
+    );
     if let Some(t) = file.call_timeout {
         b = b.call_timeout(t.0);
     }
@@ -273,7 +282,9 @@ async fn boot(core: &Core, names: &[String], load_all: bool) -> Result<Boot, Err
         let all: Vec<String> = core.modules().into_iter().map(|m| m.name).collect();
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         if let Err(e) = core.load_many(&refs).await {
-            tracing::warn!("loading every module in one plan failed ({e}); loading them one by one");
+            tracing::warn!(
+                "loading every module in one plan failed ({e}); loading them one by one"
+            );
             for name in &all {
                 if let Err(e) = core.load(name).await {
                     tracing::error!(module = %name, "not loaded: {e}");
@@ -286,7 +297,7 @@ async fn boot(core: &Core, names: &[String], load_all: bool) -> Result<Boot, Err
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         core.load_many(&refs).await.map_err(|e| Error::Remote {
             code: e.code(),
-            message: e.to_string(),
+            message: crate::error::tidy(e.to_string()),
         })?;
     }
     Ok(report)
@@ -344,9 +355,15 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
         core.control_socket().display()
     );
     text.push_str(&match loaded.len() {
-        0 if infos.is_empty() => "  no modules known: point -m at a dir holding <name>/metadata.json\n".to_owned(),
+        0 if infos.is_empty() => {
+            "  no modules known: point -m at a dir holding <name>/metadata.json\n".to_owned()
+        }
         0 => format!("  {} modules known, none loaded\n", infos.len()),
-        n => format!("  {n} of {} modules loaded: {}\n", infos.len(), loaded.join(", ")),
+        n => format!(
+            "  {n} of {} modules loaded: {}\n",
+            infos.len(),
+            loaded.join(", ")
+        ),
     });
     for (m, _) in &boot.failed {
         text.push_str(&format!("  {m} could not be loaded (see the log above)\n"));
@@ -365,7 +382,11 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
     }
     tries.push((format!("{me} watch"), "follow events (Ctrl-C ends)"));
     tries.push((format!("{me} stop"), "stop the core (or Ctrl-C here)"));
-    let width = tries.iter().map(|(c, _)| c.chars().count()).max().unwrap_or(0);
+    let width = tries
+        .iter()
+        .map(|(c, _)| c.chars().count())
+        .max()
+        .unwrap_or(0);
     for (c, what) in tries {
         text.push_str(&format!("  {c:<width$}  {what}\n"));
     }
@@ -401,28 +422,39 @@ fn example_call(core: &Core, loaded: &[String]) -> Option<(String, String)> {
     let mut order: Vec<&String> = loaded.iter().filter(|n| n.as_str() == "calc").collect();
     order.extend(loaded.iter().filter(|n| n.as_str() != "calc"));
     for module in order {
-        let Ok(iface) = core.interface(module) else { continue };
-        let methods = iface.get("methods").and_then(Value::as_list).unwrap_or_default();
-        let Some(method) = methods.first() else { continue };
-        let Some(name) = method.get("name").and_then(Value::as_str) else { continue };
+        let Ok(iface) = core.interface(module) else {
+            continue;
+        };
+        let methods = iface
+            .get("methods")
+            .and_then(Value::as_list)
+            .unwrap_or_default();
+        let Some(method) = methods.first() else {
+            continue;
+        };
+        let Some(name) = method.get("name").and_then(Value::as_str) else {
+            continue;
+        };
         let mut next_int = 2;
         let args: Vec<String> = method
             .get("params")
             .and_then(Value::as_list)
             .unwrap_or_default()
             .iter()
-            .map(|p| match p.get("type").and_then(Value::as_str).unwrap_or("any") {
-                "int" => {
-                    next_int += 1;
-                    (next_int - 1).to_string()
-                }
-                "float" => "1.5".to_owned(),
-                "bool" => "true".to_owned(),
-                "text" => "hello".to_owned(),
-                t if t.starts_with("list") => "'[]'".to_owned(),
-                t if t.starts_with("map") => "'{}'".to_owned(),
-                _ => "null".to_owned(),
-            })
+            .map(
+                |p| match p.get("type").and_then(Value::as_str).unwrap_or("any") {
+                    "int" => {
+                        next_int += 1;
+                        (next_int - 1).to_string()
+                    }
+                    "float" => "1.5".to_owned(),
+                    "bool" => "true".to_owned(),
+                    "text" => "hello".to_owned(),
+                    t if t.starts_with("list") => "'[]'".to_owned(),
+                    t if t.starts_with("map") => "'{}'".to_owned(),
+                    _ => "null".to_owned(),
+                },
+            )
             .collect();
         let mut call = format!("{module} {name}");
         for a in args {

@@ -87,7 +87,8 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<(), Error> {
             Some(u) => [
                 u.rss.map_or_else(|| "-".into(), output::size),
                 output::duration(u.cpu),
-                u.cpu_percent().map_or_else(|| "-".into(), |p| format!("{p:.1}%")),
+                u.cpu_percent()
+                    .map_or_else(|| "-".into(), |p| format!("{p:.1}%")),
                 u.threads.map_or_else(|| "-".into(), |t| t.to_string()),
             ],
         }
@@ -123,7 +124,9 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<(), Error> {
         table.push(row);
     }
     output::line(&output::table(
-        &["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU", "CPU%", "THREADS"],
+        &[
+            "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU", "CPU%", "THREADS",
+        ],
         &table,
     ))?;
     output::line(&format!(
@@ -138,7 +141,12 @@ fn usage(pid: u32) -> Option<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let uptime = std::fs::read_to_string("/proc/uptime").ok();
-    parse(&stat, &status, uptime.as_deref(), rustix::param::clock_ticks_per_second())
+    parse(
+        &stat,
+        &status,
+        uptime.as_deref(),
+        rustix::param::clock_ticks_per_second(),
+    )
 }
 
 /// The pure part of [`usage`].

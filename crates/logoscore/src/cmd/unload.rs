@@ -29,14 +29,14 @@ pub(crate) async fn run(ctx: &Ctx, name: String, cascade: bool) -> Result<(), Er
             }
             Error::Remote {
                 code: f.code,
-                message,
+                message: crate::error::tidy(message),
             }
         })?;
     let after = states(&client).await?;
     let was_loaded = |n: &String| {
-        before
-            .get(n)
-            .is_some_and(|(s, _)| matches!(s.as_str(), "starting" | "ready" | "crashed" | "backoff"))
+        before.get(n).is_some_and(|(s, _)| {
+            matches!(s.as_str(), "starting" | "ready" | "crashed" | "backoff")
+        })
     };
     let stopped: Vec<String> = changed(&before, &after, |s| !matches!(s, "ready" | "starting"))
         .into_iter()

@@ -15,7 +15,11 @@ use logos_wire::{ErrorCode, Value};
 use std::time::SystemTime;
 use tokio::signal::unix::{SignalKind, signal};
 
-pub(crate) async fn run(ctx: &Ctx, module: Option<String>, event: Option<String>) -> Result<(), Error> {
+pub(crate) async fn run(
+    ctx: &Ctx,
+    module: Option<String>,
+    event: Option<String>,
+) -> Result<(), Error> {
     let mut client = Client::connect(ctx).await?;
     let event = event.unwrap_or_default();
     let sources = match &module {
@@ -80,9 +84,7 @@ async fn check(client: &Client, module: &str, event: &str) -> Result<(), Error> 
     if module == CORE {
         return Ok(());
     }
-    let info = client
-        .core("moduleInfo", vec![Value::from(module)])
-        .await?;
+    let info = client.core("moduleInfo", vec![Value::from(module)]).await?;
     if event.is_empty() {
         return Ok(());
     }
@@ -100,7 +102,11 @@ async fn check(client: &Client, module: &str, event: &str) -> Result<(), Error> 
             code: ErrorCode::UnknownMethod,
             message: format!(
                 "{module} has no event {event:?} (it has: {})",
-                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
             ),
         }),
         _ => Ok(()),
@@ -130,7 +136,9 @@ fn print(json: bool, item: Incoming) -> Result<bool, Error> {
             }
         }
         Incoming::Lagged { source, dropped } => {
-            eprintln!("warning: {dropped} event(s) of {source} were dropped: this watcher fell behind");
+            eprintln!(
+                "warning: {dropped} event(s) of {source} were dropped: this watcher fell behind"
+            );
             Ok(true)
         }
     }

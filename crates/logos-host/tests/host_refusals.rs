@@ -1,0 +1,204 @@
+//! `logos_host` against hand-made module libraries: the ABI version, protocol major and name
+//! are checked before any module code runs, refusals exit 3 with a message naming both sides,
+//! and an accepted library's `run` exit code becomes the host's.
+//!
+//! The fake libraries are tiny C-ABI cdylibs compiled with `rustc` into a temp dir, so each
+//! can claim whatever version or name a case needs. Their `run` creates a marker file, which
+//! shows whether the host called it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Fake<'a> {
+    abi: u32,
+    major: u32,
+    name: &'a str,
+    code: i32,
+}
+
+fn rustc() -> Command {
+    Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
+}
+
+fn build(dir: &Path, file: &str, fake: &Fake<'_>) -> PathBuf {
+    let marker = dir.join(format!("{file}.ran"));
+    let src = format!(
+        r#"
+use std::ffi::{{c_char, c_int}};
+#[repr(C)]
+pub struct Module {{ abi: u32, major: u32, name: *const c_char, version: *const c_char, run: unsafe extern "C" fn() -> c_int }}
+unsafe impl Sync for Module {{}}
+unsafe extern "C" fn run() -> c_int {{
+    let _ = std::fs::write({marker:?}, b"ran");
+    {code}
+}}
+static MODULE: Module = Module {{ abi: {abi}, major: {major}, name: c"{name}".as_ptr(), version: c"1.0.0".as_ptr(), run }};
+#[unsafe(no_mangle)]
+pub extern "C" fn logos_module_v1() -> *const Module {{ &MODULE }}
+"#,
+        code = fake.code,
+        abi = fake.abi,
+        major = fake.major,
+        name = fake.name,
+    );
+    let src_path = dir.join(format!("{file}.rs"));
+    std::fs::write(&src_path, src).unwrap();
+    let out = dir.join(format!("lib{file}.so"));
+    let status = rustc()
+        .args(["--crate-type", "cdylib", "--edition", "2024", "-o"])
+        .arg(&out)
+        .arg(&src_path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "compiling the fake module {file} failed");
+    out
+}
+
+fn host(lib: &Path, name: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_logos_host"))
+        .arg("--module")
+        .arg(lib)
+        .arg("--name")
+        .arg(name)
+        .output()
+        .unwrap()
+}
+
+fn ran(dir: &Path, file: &str) -> bool {
+    dir.join(format!("{file}.ran")).exists()
+}
+
+#[test]
+fn checks_come_before_run_and_refusals_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    let lib = build(
+        d,
+        "abi2",
+        &Fake {
+            abi: 2,
+            major: 1,
+            name: "calc",
+            code: 0,
+        },
+    );
+    let out = host(&lib, "calc");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("uses logos module ABI version 2, but this logos_host speaks version 1"),
+        "{err}"
+    );
+    assert!(!ran(d, "abi2"));
+
+    let lib = build(
+        d,
+        "proto2",
+        &Fake {
+            abi: 1,
+            major: 2,
+            name: "calc",
+            code: 0,
+        },
+    );
+    let out = host(&lib, "calc");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("speaks protocol 2.x") && err.contains("speak 1.x"),
+        "{err}"
+    );
+    assert!(!ran(d, "proto2"));
+
+    let lib = build(
+        d,
+        "named",
+        &Fake {
+            abi: 1,
+            major: 1,
+            name: "calc",
+            code: 0,
+        },
+    );
+    let out = host(&lib, "calq");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "module library {} says its name is \"calc\" but metadata says \"calq\"",
+            lib.display()
+        )),
+        "{err}"
+    );
+    assert!(!ran(d, "named"));
+}
+
+#[test]
+fn an_accepted_library_runs_and_its_code_is_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = build(
+        dir.path(),
+        "good",
+        &Fake {
+            abi: 1,
+            major: 1,
+            name: "good",
+            code: 42,
+        },
+    );
+    let out = host(&lib, "good");
+    assert_eq!(
+        out.status.code(),
+        Some(42),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ran(dir.path(), "good"));
+}
+
+#[test]
+fn libraries_without_the_entry_point_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("plain.rs");
+    std::fs::write(
+        &src,
+        "#[unsafe(no_mangle)] pub extern \"C\" fn other() {}\n",
+    )
+    .unwrap();
+    let lib = dir.path().join("libplain.so");
+    let status = rustc()
+        .args(["--crate-type", "cdylib", "--edition", "2024", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = host(&lib, "plain");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("has no entry point `logos_module_v1`"),
+        "{err}"
+    );
+
+    let out = host(&dir.path().join("missing.so"), "missing");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load module library"));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_logos_host"))
+        .arg("--module")
+        .arg("/x.so")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_logos_host"))
+        .args(["--module", "/x.so", "--name", ""])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
