@@ -83,7 +83,9 @@ impl Handler for ModuleConn {
     }
 
     fn subscribe(&self, session: &Session, source: &str, event: &str) {
-        let Some(inner) = self.inner.upgrade() else { return };
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
         if source == CORE_MODULE {
             inner.hub.subscribe_session(session, source, event);
         } else {
@@ -101,7 +103,9 @@ impl Handler for ModuleConn {
     }
 
     fn event(&self, _session: &Session, source: String, event: String, data: Vec<Value>) {
-        let Some(inner) = self.inner.upgrade() else { return };
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
         if source != self.module {
             tracing::warn!(module = %self.module, "dropped an event claiming to come from {source}");
             return;
@@ -131,7 +135,14 @@ impl Handler for ClientConn {
         let inner = self.inner.clone();
         Box::pin(async move {
             let inner = inner.upgrade().ok_or_else(gone)?;
-            route_call(&inner, &Caller::Client, &call.target, &call.method, call.args).await
+            route_call(
+                &inner,
+                &Caller::Client,
+                &call.target,
+                &call.method,
+                call.args,
+            )
+            .await
         })
     }
 
@@ -188,8 +199,13 @@ pub(crate) fn listen(inner: &Arc<Inner>) -> Result<tokio::task::JoinHandle<()>, 
 async fn admit_client(weak: Weak<Inner>, pending: PendingSession) {
     let Some(inner) = weak.upgrade() else { return };
     let ok = {
-        let secret = inner.client_secret.lock().unwrap_or_else(|p| p.into_inner());
-        secret.as_ref().is_some_and(|t| t.matches(&pending.hello.token))
+        let secret = inner
+            .client_secret
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        secret
+            .as_ref()
+            .is_some_and(|t| t.matches(&pending.hello.token))
     };
     if !ok {
         tracing::warn!(
@@ -208,7 +224,12 @@ async fn admit_client(weak: Weak<Inner>, pending: PendingSession) {
             .await;
         return;
     }
-    let identity = format!("client:{}", pending.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()));
+    let identity = format!(
+        "client:{}",
+        pending
+            .pid
+            .map_or_else(|| "?".to_owned(), |p| p.to_string())
+    );
     let welcome = Welcome {
         major: logos_wire::PROTOCOL_MAJOR,
         minor: logos_wire::PROTOCOL_MINOR,

@@ -213,7 +213,8 @@ impl Core {
 
     pub(crate) fn new(settings: Settings) -> Core {
         // Names were validated by the builder; an invalid one cannot reach here.
-        let names = |(a, b): &(String, String)| Some((ModuleName::new(a).ok()?, ModuleName::new(b).ok()?));
+        let names =
+            |(a, b): &(String, String)| Some((ModuleName::new(a).ok()?, ModuleName::new(b).ok()?));
         let mut policy = Policy::default();
         for (a, b) in settings.grants.iter().filter_map(names) {
             policy = policy.with_grant(a, b);
@@ -301,13 +302,19 @@ impl Core {
     /// [`Error::Call`] with the wire error (its [`Error::code`] tells which).
     pub async fn call(&self, target: &str, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         self.ensure_started()?;
-        crate::conn::route_call(&self.inner, &crate::conn::Caller::Embedder, target, method, args)
-            .await
-            .map_err(|fault| Error::Call {
-                target: target.to_owned(),
-                method: method.to_owned(),
-                fault,
-            })
+        crate::conn::route_call(
+            &self.inner,
+            &crate::conn::Caller::Embedder,
+            target,
+            method,
+            args,
+        )
+        .await
+        .map_err(|fault| Error::Call {
+            target: target.to_owned(),
+            method: method.to_owned(),
+            fault,
+        })
     }
 
     /// Subscribes to `event` of `source` (`""` = every event of `source`; source `core` gives

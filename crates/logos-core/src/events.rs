@@ -124,7 +124,8 @@ impl Hub {
         let exists = self.with_subs(|subs| {
             subs.get(source).is_some_and(|l| {
                 l.iter().any(|s| {
-                    s.event == event && matches!(&s.sink, Sink::Session(x) if x.id() == session.id())
+                    s.event == event
+                        && matches!(&s.sink, Sink::Session(x) if x.id() == session.id())
                 })
             })
         });

@@ -39,7 +39,9 @@ pub mod resolver;
 mod supervisor;
 pub mod sys;
 
-pub use crate::builder::{Builder, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir};
+pub use crate::builder::{
+    Builder, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
+};
 pub use crate::core::{CAPABILITY_MODULE, CORE_MODULE, Core};
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};

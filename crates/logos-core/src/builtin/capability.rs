@@ -33,7 +33,11 @@ pub(crate) async fn handle(
     }
 }
 
-async fn request_module(inner: &Arc<Inner>, caller: &Caller, args: &[Value]) -> Result<Value, Fault> {
+async fn request_module(
+    inner: &Arc<Inner>,
+    caller: &Caller,
+    args: &[Value],
+) -> Result<Value, Fault> {
     const M: &str = "capability_module.requestModule";
     at_most(args, 2, M)?;
     let target = text_arg(args, 0, "module", M)?;
@@ -60,7 +64,10 @@ async fn request_module(inner: &Arc<Inner>, caller: &Caller, args: &[Value]) -> 
             return Err(inner.unknown(target).to_fault());
         }
         let Some(caller_manifest) = m.known.get(me.as_str()) else {
-            return Err(Fault::new(ErrorCode::Unauthorized, format!("{me} is not a known module")));
+            return Err(Fault::new(
+                ErrorCode::Unauthorized,
+                format!("{me} is not a known module"),
+            ));
         };
         let decision = inner.policy().allows(caller_manifest, target);
         if !decision.is_allowed() {
@@ -69,8 +76,15 @@ async fn request_module(inner: &Arc<Inner>, caller: &Caller, args: &[Value]) -> 
         }
         let rec = m.records.get(target);
         let state = rec.map_or(State::Known, |r| r.state());
-        let Some(session) = rec.filter(|_| state == State::Ready).and_then(|r| r.session.clone()) else {
-            let code = if state.is_loaded() { ErrorCode::Unavailable } else { ErrorCode::NotLoaded };
+        let Some(session) = rec
+            .filter(|_| state == State::Ready)
+            .and_then(|r| r.session.clone())
+        else {
+            let code = if state.is_loaded() {
+                ErrorCode::Unavailable
+            } else {
+                ErrorCode::NotLoaded
+            };
             return Err(Fault::new(code, format!("module {target} is {state}")));
         };
         (session, m.records.get(me.as_str()).and_then(|r| r.pid))
@@ -87,7 +101,12 @@ async fn request_module(inner: &Arc<Inner>, caller: &Caller, args: &[Value]) -> 
     target_session
         .call(target, "$grant", grant, Duration::from_secs(5))
         .await
-        .map_err(|f| Fault::new(ErrorCode::Unavailable, format!("could not hand the token to {target}: {f}")))?;
+        .map_err(|f| {
+            Fault::new(
+                ErrorCode::Unavailable,
+                format!("could not hand the token to {target}: {f}"),
+            )
+        })?;
     tracing::debug!(caller = %me, target, "token minted");
     let mut reply = BTreeMap::new();
     reply.insert("module".to_owned(), Value::from(target));

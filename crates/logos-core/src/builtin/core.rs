@@ -44,7 +44,12 @@ pub(crate) async fn handle(
         "getKnownPlugins" => {
             at_most(&args, 0, &m(method))?;
             Ok(Value::List(
-                inner.modules().known.keys().map(|k| Value::from(k.as_str())).collect(),
+                inner
+                    .modules()
+                    .known
+                    .keys()
+                    .map(|k| Value::from(k.as_str()))
+                    .collect(),
             ))
         }
         "loadPlugin" => {
@@ -88,7 +93,10 @@ pub(crate) async fn handle(
         "listModules" => {
             at_most(&args, 0, &m(method))?;
             Ok(Value::List(
-                crate::supervisor::infos(inner).iter().map(info_value).collect(),
+                crate::supervisor::infos(inner)
+                    .iter()
+                    .map(info_value)
+                    .collect(),
             ))
         }
         "moduleInfo" => {
@@ -97,7 +105,12 @@ pub(crate) async fn handle(
             module_info(inner, name).map_err(|e| e.to_fault())
         }
         "faults" => Ok(Value::List(
-            inner.modules().faults.iter().map(|f| Value::from(f.as_str())).collect(),
+            inner
+                .modules()
+                .faults
+                .iter()
+                .map(|f| Value::from(f.as_str()))
+                .collect(),
         )),
         "shutdown" => {
             let inner = Arc::clone(inner);
@@ -117,7 +130,9 @@ pub(crate) async fn handle(
 }
 
 fn may_change(inner: &Inner, caller: &Caller, method: &str) -> Result<(), Fault> {
-    let Caller::Module(me) = caller else { return Ok(()) };
+    let Caller::Module(me) = caller else {
+        return Ok(());
+    };
     let allowed = inner
         .modules()
         .known
@@ -179,7 +194,8 @@ fn info_value(i: &ModuleInfo) -> Value {
     m.insert("pid".to_owned(), i.pid.map_or(Value::Null, Value::from));
     m.insert(
         "uptimeMs".to_owned(),
-        i.uptime.map_or(Value::Null, |u| Value::from(u.as_millis() as u64)),
+        i.uptime
+            .map_or(Value::Null, |u| Value::from(u.as_millis() as u64)),
     );
     m.insert("restarts".to_owned(), Value::from(i.restarts));
     m.insert(
@@ -187,10 +203,18 @@ fn info_value(i: &ModuleInfo) -> Value {
         i.last_exit.as_ref().map_or(Value::Null, |e| {
             let mut x = BTreeMap::new();
             x.insert("status".to_owned(), Value::from(e.status_text()));
-            x.insert("uptimeMs".to_owned(), Value::from(e.uptime.as_millis() as u64));
+            x.insert(
+                "uptimeMs".to_owned(),
+                Value::from(e.uptime.as_millis() as u64),
+            );
             x.insert(
                 "stderr".to_owned(),
-                Value::List(e.stderr_tail.iter().map(|l| Value::from(l.as_str())).collect()),
+                Value::List(
+                    e.stderr_tail
+                        .iter()
+                        .map(|l| Value::from(l.as_str()))
+                        .collect(),
+                ),
             );
             Value::Map(x)
         }),
@@ -210,7 +234,10 @@ fn module_info(inner: &Inner, name: &str) -> Result<Value, Error> {
     };
     let m = inner.modules();
     if let Some(manifest) = m.known.get(name) {
-        v.insert("metadata".to_owned(), Value::from_json(manifest.raw.clone()));
+        v.insert(
+            "metadata".to_owned(),
+            Value::from_json(manifest.raw.clone()),
+        );
         v.insert(
             "dependencies".to_owned(),
             Value::List(
@@ -234,7 +261,10 @@ fn module_info(inner: &Inner, name: &str) -> Result<Value, Error> {
         );
     }
     if let Some(r) = m.records.get(name) {
-        v.insert("interface".to_owned(), r.interface.clone().unwrap_or(Value::Null));
+        v.insert(
+            "interface".to_owned(),
+            r.interface.clone().unwrap_or(Value::Null),
+        );
         v.insert(
             "unhealthy".to_owned(),
             r.unhealthy.as_deref().map_or(Value::Null, Value::from),

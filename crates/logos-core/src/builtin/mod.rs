@@ -34,7 +34,12 @@ pub(crate) fn text_arg<'a>(
 }
 
 /// Optional bool argument.
-pub(crate) fn bool_arg(args: &[Value], index: usize, name: &str, method: &str) -> Result<bool, Fault> {
+pub(crate) fn bool_arg(
+    args: &[Value],
+    index: usize,
+    name: &str,
+    method: &str,
+) -> Result<bool, Fault> {
     match args.get(index) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -53,7 +58,10 @@ pub(crate) fn at_most(args: &[Value], max: usize, method: &str) -> Result<(), Fa
     if args.len() > max {
         Err(Fault::new(
             ErrorCode::InvalidArgs,
-            format!("{method} takes at most {max} argument(s), got {}", args.len()),
+            format!(
+                "{method} takes at most {max} argument(s), got {}",
+                args.len()
+            ),
         ))
     } else {
         Ok(())

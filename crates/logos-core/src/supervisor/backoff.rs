@@ -6,11 +6,11 @@
 //! meanwhile (the start generation tells).
 
 use crate::builder::RestartSettings;
-use crate::error::Error;
-use futures::future::BoxFuture;
 use crate::core::Inner;
+use crate::error::Error;
 use crate::manifest::RestartPolicy;
 use crate::registry::{ExitReport, State};
+use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -46,7 +46,12 @@ pub fn charge(times: &mut VecDeque<Instant>, s: &RestartSettings, now: Instant) 
 }
 
 /// Applies the restart policy after a crash of start `generation` of `name`.
-pub(crate) async fn after_crash(inner: Arc<Inner>, name: String, generation: u64, report: ExitReport) {
+pub(crate) async fn after_crash(
+    inner: Arc<Inner>,
+    name: String,
+    generation: u64,
+    report: ExitReport,
+) {
     let policy = {
         let m = inner.modules();
         inner
@@ -68,11 +73,17 @@ pub(crate) async fn after_crash(inner: Arc<Inner>, name: String, generation: u64
         }
         let attempt = {
             let mut m = inner.modules();
-            let Some(rec) = m.records.get_mut(&name) else { return };
+            let Some(rec) = m.records.get_mut(&name) else {
+                return;
+            };
             if rec.generation != generation {
                 return;
             }
-            charge(&mut rec.crash_times, &inner.settings.restart, Instant::now())
+            charge(
+                &mut rec.crash_times,
+                &inner.settings.restart,
+                Instant::now(),
+            )
         };
         let Some(attempt) = attempt else {
             tracing::error!(
@@ -91,7 +102,9 @@ pub(crate) async fn after_crash(inner: Arc<Inner>, name: String, generation: u64
         let _ops = inner.ops.lock().await;
         {
             let m = inner.modules();
-            let Some(rec) = m.records.get(&name) else { return };
+            let Some(rec) = m.records.get(&name) else {
+                return;
+            };
             if rec.generation != generation || rec.state() != State::Backoff {
                 return;
             }
@@ -159,7 +172,10 @@ mod tests {
         assert_eq!(charge(&mut times, &s, t0 + Duration::from_secs(2)), Some(2));
         assert_eq!(charge(&mut times, &s, t0 + Duration::from_secs(3)), None);
         // Long after, the old crashes have left the window.
-        assert_eq!(charge(&mut times, &s, t0 + Duration::from_secs(30)), Some(0));
+        assert_eq!(
+            charge(&mut times, &s, t0 + Duration::from_secs(30)),
+            Some(0)
+        );
     }
 
     #[test]

@@ -64,7 +64,9 @@ impl Guardian {
         if let Some(s) = self.stdin.as_mut()
             && s.write_all(line.as_bytes()).is_err()
         {
-            tracing::warn!("guardian process is gone; cleanup after a crash of the core may be incomplete");
+            tracing::warn!(
+                "guardian process is gone; cleanup after a crash of the core may be incomplete"
+            );
             self.stdin = None;
         }
     }

@@ -53,7 +53,10 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
     rediscover(inner);
 
     let token = crate::capability::create_client_token(&inner.client_token_path())?;
-    *inner.client_secret.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+    *inner
+        .client_secret
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(token);
 
     let guardian = Guardian::start(&s.runtime_dir).map_err(|e| Error::Io {
         what: "starting the guardian process (/bin/sh)".to_owned(),
@@ -230,7 +233,12 @@ pub(crate) async fn shutdown(inner: &Arc<Inner>) {
             .map(|n| stop_module(inner, n.as_str(), inner.settings.stop_grace));
         futures::future::join_all(stops).await;
     }
-    for t in inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+    for t in inner
+        .tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain(..)
+    {
         t.abort();
     }
     let _ = std::fs::remove_file(inner.control_socket());
@@ -322,9 +330,18 @@ pub(crate) async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), E
     }
 }
 
-async fn start_process(inner: &Arc<Inner>, manifest: &Manifest, generation: u64) -> Result<(), Error> {
+async fn start_process(
+    inner: &Arc<Inner>,
+    manifest: &Manifest,
+    generation: u64,
+) -> Result<(), Error> {
     let name = manifest.name.as_str().to_owned();
-    let overrides = inner.settings.modules.get(&name).cloned().unwrap_or_default();
+    let overrides = inner
+        .settings
+        .modules
+        .get(&name)
+        .cloned()
+        .unwrap_or_default();
     let host = inner.host.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let spawned = spawn::spawn(spawn::SpawnRequest {
         manifest,
@@ -405,7 +422,12 @@ async fn start_process(inner: &Arc<Inner>, manifest: &Manifest, generation: u64)
         rec.kill = Some(kill_tx);
         rec.exited = Some(exit_rx);
     }
-    if let Some(g) = inner.guardian.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+    if let Some(g) = inner
+        .guardian
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
         g.started(pid);
     }
     let watcher_inner = Arc::clone(inner);
@@ -419,13 +441,20 @@ async fn start_process(inner: &Arc<Inner>, manifest: &Manifest, generation: u64)
             on_crash(&watcher_inner, &watcher_name, generation, report).await;
         }
     });
-    tokio::spawn(heartbeat(Arc::clone(inner), name.clone(), generation, session.clone()));
+    tokio::spawn(heartbeat(
+        Arc::clone(inner),
+        name.clone(),
+        generation,
+        session.clone(),
+    ));
 
     set_state(inner, &name, State::Ready);
     if inner.hub.has_subscribers(&name) {
         let _ = session.subscribe(&name, "");
     }
-    inner.hub.publish(CORE_MODULE, "moduleUp", &[Value::from(name.as_str())]);
+    inner
+        .hub
+        .publish(CORE_MODULE, "moduleUp", &[Value::from(name.as_str())]);
     Ok(())
 }
 
@@ -456,7 +485,12 @@ async fn watch_child(
 }
 
 /// Pings a module on its control connection; kills it after repeated misses.
-async fn heartbeat(inner: Arc<Inner>, name: String, generation: u64, session: logos_session::Session) {
+async fn heartbeat(
+    inner: Arc<Inner>,
+    name: String,
+    generation: u64,
+    session: logos_session::Session,
+) {
     let every = inner.settings.heartbeat;
     let mut missed = 0;
     let mut last_health: Option<String> = None;
@@ -470,10 +504,16 @@ async fn heartbeat(inner: Arc<Inner>, name: String, generation: u64, session: lo
                 missed = 0;
                 if health != last_health {
                     match &health {
-                        Some(reason) => tracing::warn!(module = %name, "module reports itself unhealthy: {reason}"),
-                        None => tracing::info!(module = %name, "module reports itself healthy again"),
+                        Some(reason) => {
+                            tracing::warn!(module = %name, "module reports itself unhealthy: {reason}")
+                        }
+                        None => {
+                            tracing::info!(module = %name, "module reports itself healthy again")
+                        }
                     }
-                    inner.modules().records.get_mut(&name).map(|r| r.unhealthy = health.clone());
+                    if let Some(r) = inner.modules().records.get_mut(&name) {
+                        r.unhealthy = health.clone();
+                    }
                     last_health = health;
                 }
             }
@@ -495,7 +535,12 @@ fn current_generation(inner: &Inner, name: &str) -> Option<u64> {
 }
 
 fn signal(inner: &Inner, name: &str, sig: Signal) {
-    if let Some(k) = inner.modules().records.get(name).and_then(|r| r.kill.clone()) {
+    if let Some(k) = inner
+        .modules()
+        .records
+        .get(name)
+        .and_then(|r| r.kill.clone())
+    {
         let _ = k.send(sig);
     }
 }
@@ -512,7 +557,12 @@ async fn revoke(inner: &Arc<Inner>, name: &str) {
         .collect();
     let calls = others.iter().map(|(n, s)| async move {
         if let Err(f) = s
-            .call(n, "$revoke", vec![Value::from(name)], Duration::from_secs(2))
+            .call(
+                n,
+                "$revoke",
+                vec![Value::from(name)],
+                Duration::from_secs(2),
+            )
             .await
         {
             tracing::debug!(module = %n, "revoking tokens of {name} failed: {f}");
@@ -525,7 +575,9 @@ async fn revoke(inner: &Arc<Inner>, name: &str) {
 pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
     let (session, exited) = {
         let m = inner.modules();
-        let Some(rec) = m.records.get(name) else { return };
+        let Some(rec) = m.records.get(name) else {
+            return;
+        };
         (rec.session.clone(), rec.exited.clone())
     };
     let state = inner.modules().state(name);
@@ -547,13 +599,19 @@ pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration)
             .await
             .is_ok();
         if !waited {
-            tracing::warn!(module = name, "did not exit within {grace:?} of shutdown; sending SIGTERM");
+            tracing::warn!(
+                module = name,
+                "did not exit within {grace:?} of shutdown; sending SIGTERM"
+            );
             signal(inner, name, Signal::Term);
             let termed = tokio::time::timeout(TERM_GRACE, exited.wait_for(|e| *e))
                 .await
                 .is_ok();
             if !termed {
-                tracing::warn!(module = name, "did not exit within {TERM_GRACE:?} of SIGTERM; sending SIGKILL");
+                tracing::warn!(
+                    module = name,
+                    "did not exit within {TERM_GRACE:?} of SIGTERM; sending SIGKILL"
+                );
                 signal(inner, name, Signal::Kill);
                 let _ = exited.wait_for(|e| *e).await;
             }
@@ -565,7 +623,12 @@ pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration)
 /// The process of `name` (start `generation`) ended: records it and tells whether nobody
 /// asked for it (a crash). Runs before anyone waiting for the exit is woken.
 fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &ExitReport) -> bool {
-    if let Some(g) = inner.guardian.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+    if let Some(g) = inner
+        .guardian
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
         g.ended(pid);
     }
     let _ = std::fs::remove_file(inner.socket_path(name));
@@ -578,7 +641,10 @@ fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &Ex
             return false;
         }
         if let Some(s) = rec.session.take() {
-            s.close(Fault::new(ErrorCode::Unavailable, format!("module {name} exited")));
+            s.close(Fault::new(
+                ErrorCode::Unavailable,
+                format!("module {name} exited"),
+            ));
         }
         rec.pid = None;
         rec.started = None;
@@ -611,7 +677,13 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
             Value::from(name),
             Value::from(report.status_text()),
             Value::from(report.uptime.as_millis() as u64),
-            Value::List(report.stderr_tail.iter().map(|l| Value::from(l.as_str())).collect()),
+            Value::List(
+                report
+                    .stderr_tail
+                    .iter()
+                    .map(|l| Value::from(l.as_str()))
+                    .collect(),
+            ),
             Value::from(restarts),
         ],
     );
@@ -623,4 +695,3 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
     revoke(inner, name).await;
     backoff::after_crash(Arc::clone(inner), name.to_owned(), generation, report).await;
 }
-

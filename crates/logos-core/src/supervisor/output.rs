@@ -65,7 +65,9 @@ fn take(line: &mut Vec<u8>, bytes: &[u8], cut: &mut bool) {
 }
 
 fn emit(module: &str, which: Pipe, line: &[u8], cut: bool, tail: &StderrTail) {
-    let mut text = String::from_utf8_lossy(line).trim_end_matches('\r').to_owned();
+    let mut text = String::from_utf8_lossy(line)
+        .trim_end_matches('\r')
+        .to_owned();
     if cut {
         text.push_str(" …[line cut]");
     }

@@ -62,12 +62,8 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Error> {
         .map_err(|e| spawn_err(&format!("creating data dir {}", req.data_dir.display()), e))?;
     let (core_end, child_end) =
         std::os::unix::net::UnixStream::pair().map_err(|e| spawn_err("socketpair", e))?;
-    let listener = bind_listener(&req.socket_path).map_err(|e| {
-        spawn_err(
-            &format!("binding {}", req.socket_path.display()),
-            e,
-        )
-    })?;
+    let listener = bind_listener(&req.socket_path)
+        .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
 
     let mut cmd = match req.manifest.kind() {
         ModuleKind::Library => {
