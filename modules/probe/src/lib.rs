@@ -96,6 +96,13 @@ impl Probe {
         ms
     }
 
+    /// Blocks the module's event loop for `ms` milliseconds (a hung module: it answers no
+    /// ping, no shutdown and handles no SIGTERM meanwhile).
+    pub fn block(&self, ms: u64) -> u64 {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        ms
+    }
+
     /// Calls `relay.forward("probe", "echo", [n])`: a call that comes back to this module.
     pub async fn bounce(&self, ctx: &Context, n: i64) -> Result<Value, Fault> {
         ctx.client("relay")
@@ -197,17 +204,36 @@ impl Probe {
 
     /// Asks the core for a token to `target` and returns it raw (for token-reuse tests).
     pub async fn request_token(&self, ctx: &Context, target: String) -> Result<ByteBuf, Fault> {
-        let grant = ctx
-            .client("capability_module")
-            .call_raw("requestModule", vec![Value::from(target.as_str())])
-            .await?;
-        match grant.get("token") {
-            Some(Value::Bytes(t)) => Ok(ByteBuf::from(t.clone())),
-            _ => Err(Fault::new(
-                ErrorCode::MethodFailed,
-                format!("requestModule(\"{target}\") returned no token: {grant}"),
-            )),
-        }
+        token(ctx, vec![Value::from(target.as_str())]).await
+    }
+
+    /// Asks for a token to `target` in the RFC's two-argument form, claiming to be `claimed`
+    /// (for impersonation tests: the core takes the caller from the connection).
+    pub async fn request_token_as(
+        &self,
+        ctx: &Context,
+        target: String,
+        claimed: String,
+    ) -> Result<ByteBuf, Fault> {
+        token(
+            ctx,
+            vec![Value::from(target.as_str()), Value::from(claimed)],
+        )
+        .await
+    }
+}
+
+async fn token(ctx: &Context, args: Vec<Value>) -> Result<ByteBuf, Fault> {
+    let grant = ctx
+        .client("capability_module")
+        .call_raw("requestModule", args)
+        .await?;
+    match grant.get("token") {
+        Some(Value::Bytes(t)) => Ok(ByteBuf::from(t.clone())),
+        _ => Err(Fault::new(
+            ErrorCode::MethodFailed,
+            format!("requestModule returned no token: {grant}"),
+        )),
     }
 }
 
