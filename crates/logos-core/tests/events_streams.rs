@@ -15,20 +15,44 @@ async fn next_event(sub: &mut logos_core::Subscription) -> (String, Vec<Value>) 
     }
 }
 
+/// How many events probe has seen; with `at_least` > 0, keeps sending chat messages until it
+/// has seen that many (its subscription, made in the background, is live).
+async fn seen_count(core: &logos_core::Core, at_least: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = core.call("probe", "seen", vec![]).await.expect("seen");
+        let n = seen.as_list().map_or(0, <[Value]>::len);
+        if n >= at_least {
+            return n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "probe's subscription never became live"
+        );
+        if at_least > 0 {
+            core.call("chat", "send", vec![text("sync"), text("ping")])
+                .await
+                .expect("send");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn subscribers_get_events_in_order_and_others_get_none() {
     let mut w = World::new();
     w.stage_all(&["calc", "chat", "greeter", "probe"]);
     let core = w.start().await;
     core.load_many(&["greeter", "probe"]).await.expect("load");
-    let mut chat = core
-        .subscribe("chat", "chatMessage")
-        .expect("subscribe chat");
-    let mut calc = core.subscribe("calc", "").expect("subscribe calc");
     // A module subscribes too (through the SDK, directly to chat).
     core.call("probe", "watch", vec![text("chat"), text("chatMessage")])
         .await
         .expect("watch");
+    let baseline = seen_count(&core, 1).await;
+    let mut chat = core
+        .subscribe("chat", "chatMessage")
+        .expect("subscribe chat");
+    let mut calc = core.subscribe("calc", "").expect("subscribe calc");
 
     core.call("greeter", "greet", vec![text("Ada")])
         .await
@@ -54,17 +78,14 @@ async fn subscribers_get_events_in_order_and_others_get_none() {
         let (_, data) = next_event(&mut chat).await;
         assert_eq!(data[2], Value::from(format!("m{i}")), "order");
     }
-    support::wait_for(
-        "probe to see all 101 messages",
-        Duration::from_secs(10),
-        || {
-            futures::executor::block_on(core.call("probe", "seen", vec![]))
-                .ok()
-                .and_then(|v| v.as_list().map(<[Value]>::len))
-                == Some(101)
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen_count(&core, 0).await < baseline + 101 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "probe did not see all 101 messages"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // calc emitted nothing; its subscriber got nothing.
     assert!(
         tokio::time::timeout(Duration::from_millis(100), calc.recv())

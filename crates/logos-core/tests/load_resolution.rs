@@ -115,7 +115,7 @@ async fn bad_metadata_is_reported_with_file_and_field_and_the_rest_still_registe
     assert_eq!(known, ["calc"], "only the valid module registers");
     let faults = core.faults().join("\n");
     for (dir, field) in [
-        ("badjson", "line 1"),
+        ("badjson", "metadata.json:1:40"),
         ("noversion", "version"),
         ("wrongtype", "version"),
         ("dots", "name"),

@@ -38,6 +38,13 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
+        // `LOGOS_TEST_LOG=debug cargo test …` shows the core's and the modules' logs.
+        if let Ok(filter) = std::env::var("LOGOS_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let dir = tempfile::Builder::new()
             .prefix("logos-test-")
             .tempdir()
@@ -109,6 +116,7 @@ impl World {
             .data_dir(&self.data)
             .host_binary(target_dir().join("logos_host"))
             .stop_grace(Duration::from_secs(2))
+            .module_log(std::env::var("LOGOS_TEST_MODULE_LOG").unwrap_or_else(|_| "info".into()))
     }
 
     /// Starts a core with default settings.
