@@ -1,6 +1,8 @@
 //! Calls end to end through real module processes: results versus every error code, deadlines,
 //! panics, re-entrant A→B→A calls and many calls in flight.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use logos_core::{ErrorCode, Value};

@@ -2,6 +2,8 @@
 //! publisher and subscriber holds, slow subscribers are bounded, and 64 MiB crosses a stream
 //! to a slow reader intact while the writer never has more than one window in flight.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use logos_core::{Notification, Value};

@@ -1,6 +1,8 @@
 //! The `core` built-in module over the protocol, as an operator client sees it through the
 //! control endpoint: the RFC Core Manager methods and `getPluginMethods` signatures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use bytes::Bytes;

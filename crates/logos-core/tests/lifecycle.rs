@@ -1,6 +1,8 @@
 //! Stopping and cleaning up: graceful shutdown, escalation to SIGTERM and SIGKILL for a module
 //! that does not cooperate, and nothing left behind after the core shuts down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use logos_core::State;

@@ -3,6 +3,8 @@
 //! the chain or carry the module's exit status and stderr, and a failed load leaves nothing
 //! running.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use logos_core::{ErrorCode, State, Value};

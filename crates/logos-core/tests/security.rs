@@ -2,6 +2,8 @@
 //! bound to one (caller, target) pair and die with either side, the access policy is enforced,
 //! and hostile peers on a module's socket are cut off while the module keeps serving.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use bytes::Bytes;

@@ -6,7 +6,7 @@
 //! The modules and `logos_host` must have been built (`cargo build --workspace`), which the
 //! README's test command does first.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use logos_core::{Builder, Core, Value};
 use std::os::unix::fs::PermissionsExt;
