@@ -2,8 +2,10 @@
 //!
 //! `stage` builds the workspace and lays the example modules out the way the core discovers
 //! them (`<dir>/<name>/metadata.json` beside the built library), because cargo alone cannot put
-//! a cdylib next to its metadata. `run` stages, then runs `logoscore run` on that directory with
-//! every staged module loaded. Never used by the core at run time.
+//! a cdylib next to its metadata; a module whose `main` is already in its source dir (one
+//! written in another language, e.g. `modules/pyecho`) is copied verbatim. `run` stages, then
+//! runs `logoscore run` on that directory with every staged module loaded. Never used by the
+//! core at run time.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -80,6 +82,11 @@ fn stage(release: bool) -> Result<PathBuf> {
         let json: Meta = serde_json::from_str(&text)
             .with_context(|| format!("{}: cannot read name/main", meta.display()))?;
         let dest = out.join(&json.name);
+        if src.join(&json.main).is_file() {
+            // Nothing to build (e.g. pyecho, a Python script): the module dir is the module.
+            copy_dir(&src, &dest)?;
+            continue;
+        }
         std::fs::create_dir_all(&dest)?;
         std::fs::copy(&meta, dest.join("metadata.json"))?;
         let built = target.join(&json.main);
@@ -92,6 +99,23 @@ fn stage(release: bool) -> Result<PathBuf> {
             .with_context(|| format!("copying {} to {}", built.display(), lib.display()))?;
     }
     Ok(out)
+}
+
+/// Copies `src` into `dest` recursively; `fs::copy` keeps each file's permissions, so an
+/// executable `main` stays executable.
+fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dest.join(entry.file_name()));
+        if entry.file_type()?.is_dir() {
+            copy_dir(&from, &to)?;
+        } else {
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The two metadata fields staging needs; the core validates the rest.

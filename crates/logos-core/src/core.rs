@@ -337,6 +337,26 @@ impl Core {
         crate::supervisor::infos(&self.inner)
     }
 
+    /// Figures of every known module: state, pid, uptime, crash restarts, health, resident
+    /// memory, CPU time, and the calls its current process served (count, errors, latency
+    /// percentiles). Running modules are asked at once; one that does not answer within
+    /// [`crate::STATS_TIMEOUT`] (hung, or a module without `$stats`) gets `None` call figures.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only reads.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(core: &logos_core::Core) {
+    /// for m in core.stats().await {
+    ///     println!("{} {} calls, p99 {:?}", m.name, m.calls.unwrap_or(0), m.latency.map(|l| l.p99));
+    /// }
+    /// # }
+    /// ```
+    pub async fn stats(&self) -> Vec<crate::stats::ModuleStats> {
+        crate::stats::collect(&self.inner).await
+    }
+
     /// One module's state.
     ///
     /// # Errors

@@ -4,8 +4,8 @@
 //! starts each in its own process, supervises it, and routes calls, events and tokens between
 //! modules, operators and the embedding application. The parts, each in its own file:
 //! [`manifest`] (metadata), [`discovery`], [`resolver`] (semver, cycles), `registry` (states),
-//! `supervisor` (processes, restarts, heartbeats), [`capability`] (tokens), [`policy`] (who
-//! may call whom), `events` (fan-out), `conn` (connections), `builtin` (`core`,
+//! `supervisor` (processes, restarts, heartbeats), `stats` (per-module figures),
+//! [`capability`] (tokens), [`policy`] (who may call whom), `events` (fan-out), `conn` (connections), `builtin` (`core`,
 //! `capability_module`), `sys` (Linux specifics).
 //!
 //! # Examples
@@ -36,6 +36,7 @@ pub mod manifest;
 pub mod policy;
 mod registry;
 pub mod resolver;
+mod stats;
 mod supervisor;
 pub mod sys;
 
@@ -47,5 +48,6 @@ pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
 pub use crate::manifest::{Manifest, ModuleName, RestartPolicy};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
+pub use crate::stats::{Latency, ModuleStats, STATS_TIMEOUT};
 pub use logos_session::Fault;
 pub use logos_wire::{ErrorCode, Value};

@@ -4,6 +4,7 @@
 //! `crashed → backoff → starting`, `failed`) and the facts the core reports about each module.
 //! Never does I/O: the supervisor moves a module between states and this file only records it.
 
+use crate::manifest::RestartPolicy;
 use logos_session::Session;
 use logos_wire::Value;
 use std::collections::VecDeque;
@@ -159,6 +160,8 @@ pub(crate) struct Record {
     pub crash_times: std::collections::VecDeque<Instant>,
     /// Reason the module last reported itself unhealthy, if it is.
     pub unhealthy: Option<String>,
+    /// When the pending crash restart starts (state `backoff`).
+    pub backoff_until: Option<Instant>,
 }
 
 impl Record {
@@ -181,8 +184,17 @@ pub struct ModuleInfo {
     pub pid: Option<u32>,
     /// Time since the current process became ready.
     pub uptime: Option<Duration>,
-    /// Crash restarts so far (manual reloads do not count).
+    /// Crash restarts attempted so far (manual reloads do not count).
     pub restarts: u32,
     /// How the previous process ended.
     pub last_exit: Option<ExitReport>,
+    /// Restart policy in force (configuration over metadata).
+    pub restart_policy: RestartPolicy,
+    /// Crashes inside the current restart budget window; the module is `failed` once this
+    /// passes the budget. A manual reload clears it.
+    pub recent_crashes: u32,
+    /// In state `backoff`: time left before the next restart attempt.
+    pub next_restart: Option<Duration>,
+    /// Why the module says it is unhealthy (as of the last heartbeat), if it does.
+    pub unhealthy: Option<String>,
 }

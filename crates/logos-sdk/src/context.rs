@@ -233,6 +233,38 @@ impl Context {
             .count()
     }
 
+    /// Resolves once every event emitted so far has been handed to the sockets of its
+    /// subscribers (or their connections have closed).
+    ///
+    /// A subscriber's queue holds at most 1024 events (`logos_session::Config::event_queue`);
+    /// beyond that events are dropped and reported as `lagged`. A publisher that must not drop
+    /// emits fewer than that between two awaits of this: the slowest subscriber then paces it.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is sent or dropped by waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(ctx: &logos_sdk::Context) {
+    /// for chunk in 0..100u64 {
+    ///     for i in 0..512 {
+    ///         ctx.emit_raw("tick", vec![logos_sdk::Value::from(chunk * 512 + i)]);
+    ///     }
+    ///     ctx.events_flushed().await;
+    /// }
+    /// # }
+    /// ```
+    pub async fn events_flushed(&self) {
+        let sessions: Vec<Session> = lock(&self.inner.subscribers)
+            .values()
+            .map(|sub| sub.session.clone())
+            .collect();
+        for session in sessions {
+            session.flush().await;
+        }
+    }
+
     /// A client for calls to `module` (`core` and `capability_module` go over the control
     /// connection). Clients are cached: every call for the same name shares one connection.
     pub fn client(&self, module: &str) -> Client {

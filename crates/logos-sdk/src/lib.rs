@@ -4,7 +4,8 @@
 //!
 //! `module.rs` the [`Module`] and [`Events`] traits (what `#[module]` and `#[derive(Events)]`
 //! implement); `context.rs` [`Context`]; `client.rs` [`Client`], reconnect and re-subscribe;
-//! `serve.rs` the module-side runtime ([`run`], [`main`]); `abi.rs` the C ABI `logos_host`
+//! `serve.rs` the module-side runtime ([`run`], [`run_named`], [`main`]); `stats.rs` counts of served calls and
+//! their latency for the core's `$stats`; `abi.rs` the C ABI `logos_host`
 //! loads; `export.rs` hidden support for generated code; `error.rs` [`Error`]. This file only
 //! declares and re-exports.
 
@@ -19,12 +20,15 @@ mod error;
 pub mod export;
 mod module;
 mod serve;
+mod stats;
 
 pub use client::{Client, DEFAULT_TIMEOUT};
 pub use context::Context;
 pub use error::Error;
 pub use module::{EventInfo, Events, MethodInfo, Module, ParamInfo, interface_value};
-pub use serve::{DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD, EXIT_PANIC, EXIT_START_FAILED, main, run};
+pub use serve::{
+    DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD, EXIT_PANIC, EXIT_START_FAILED, main, run, run_named,
+};
 
 pub use logos_sdk_macros::{Events, module};
 pub use logos_session::{ByteStream, Fault};

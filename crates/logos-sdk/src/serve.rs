@@ -2,7 +2,7 @@
 //!
 //! Owns the process: the inherited descriptors (control connection on `LOGOS_CONTROL_FD`,
 //! listening socket on `LOGOS_LISTEN_FD`), logging, the async runtime, the handshake with the
-//! core, the reserved `$grant`/`$revoke` methods and the token check on peer connections,
+//! core, the reserved `$grant`/`$revoke`/`$stats` methods and the token check on peer connections,
 //! routing of calls, subscriptions and streams to the module, and the exit rules (shutdown,
 //! control connection gone, SIGTERM). Never decides policy (who may call whom is the core's
 //! decision, expressed as grants) and never reads identity from anything but a connection.
@@ -20,6 +20,7 @@
 use crate::context::{Context, lock};
 use crate::error::Error;
 use crate::module::Module;
+use crate::stats::CallStats;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -67,11 +68,31 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// Builds its own runtime, so call it from a plain thread, not from async code. The C ABI
 /// entry (`export_module!`) and [`main`] call this.
 pub fn run<T: Module>() -> i32 {
+    run_named::<T>(T::NAME)
+}
+
+/// Like [`run`], but serves module `T` under `name` instead of [`Module::NAME`]: for one
+/// executable that backs several module directories (generated test and benchmark modules),
+/// typically with the name the core passes in `LOGOS_MODULE`.
+///
+/// This asserts nothing the core has to believe: the core still requires the `hello` identity
+/// to equal the module's metadata name and refuses the handshake otherwise, so a process can
+/// only ever serve as the module the core started it as.
+///
+/// ```no_run
+/// # #[derive(Default)] struct Bench;
+/// # #[logos_sdk::module(name = "bench")] impl Bench {}
+/// fn main() {
+///     let name = std::env::var("LOGOS_MODULE").unwrap_or_else(|_| "bench".to_owned());
+///     std::process::exit(logos_sdk::run_named::<Bench>(&name))
+/// }
+/// ```
+pub fn run_named<T: Module>(name: &str) -> i32 {
     init_tracing();
     let inherited = match Inherited::take() {
         Ok(i) => i,
         Err(e) => {
-            tracing::error!(module = T::NAME, "{e}");
+            tracing::error!(module = name, "{e}");
             return EXIT_START_FAILED;
         }
     };
@@ -81,18 +102,18 @@ pub fn run<T: Module>() -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!(module = T::NAME, "{}", Error::Runtime(e));
+            tracing::error!(module = name, "{}", Error::Runtime(e));
             return EXIT_START_FAILED;
         }
     };
-    let result = runtime.block_on(serve::<T>(inherited));
+    let result = runtime.block_on(serve::<T>(name, inherited));
     // Tasks still parked (slow handlers past the grace) are dropped; blocking-pool work gets
     // a moment, then the process exits regardless.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(module = T::NAME, "{e}");
+            tracing::error!(module = name, "{e}");
             EXIT_START_FAILED
         }
     }
@@ -110,6 +131,15 @@ pub fn run<T: Module>() -> i32 {
 /// ```
 pub fn main<T: Module>() -> ! {
     std::process::exit(run::<T>())
+}
+
+/// `T`'s interface with its `name` entry set to the name actually served.
+fn named_interface<T: Module>(name: &str) -> Value {
+    let mut interface = T::interface();
+    if let Value::Map(map) = &mut interface {
+        map.insert("name".to_owned(), Value::from(name));
+    }
+    interface
 }
 
 /// Logs to stderr (the core keeps its tail), filtered by `LOGOS_LOG` (default `info`).
@@ -241,6 +271,8 @@ struct Grant {
 
 /// Everything the connections of one running module share.
 struct Served<T> {
+    /// The name served under ([`Module::NAME`] unless [`run_named`] says otherwise).
+    name: Arc<str>,
     ctx: Context,
     module: Arc<T>,
     /// caller → live grants.
@@ -250,6 +282,8 @@ struct Served<T> {
     control: Mutex<Option<Session>>,
     /// Calls running now.
     in_flight: watch::Sender<usize>,
+    /// Calls served so far, errors, latency (`$stats`).
+    stats: CallStats,
     stop: watch::Sender<Option<Stop>>,
 }
 
@@ -269,7 +303,7 @@ impl Drop for Busy<'_> {
     }
 }
 
-async fn serve<T: Module>(inherited: Inherited) -> Result<i32, Error> {
+async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error> {
     let Inherited {
         control,
         listen,
@@ -279,25 +313,27 @@ async fn serve<T: Module>(inherited: Inherited) -> Result<i32, Error> {
     let sigterm = watch_sigterm();
     let control = adopt_stream(control)?;
     let listener = adopt_listener(listen)?;
-    let ctx = Context::new(T::NAME, data_dir);
+    let ctx = Context::new(name, data_dir);
     let module = Arc::new(T::init(&ctx)?);
     let state = Arc::new(Served {
+        name: Arc::from(name),
         ctx,
         module,
         grants: Mutex::new(HashMap::new()),
         peers: Mutex::new(HashMap::new()),
         control: Mutex::new(None),
         in_flight: watch::Sender::new(0),
+        stats: CallStats::default(),
         stop: watch::Sender::new(None),
     });
 
     let hello = Hello {
         major: PROTOCOL_MAJOR,
         minor: PROTOCOL_MINOR,
-        identity: T::NAME.to_owned(),
+        identity: name.to_owned(),
         token: Bytes::new(),
         attrs: Attrs::from([
-            ("interface".to_owned(), T::interface()),
+            ("interface".to_owned(), named_interface::<T>(name)),
             ("version".to_owned(), Value::from(T::VERSION)),
         ]),
     };
@@ -308,12 +344,12 @@ async fn serve<T: Module>(inherited: Inherited) -> Result<i32, Error> {
     let (session, welcome) = logos_session::connect(control, hello, handler, Config::default())
         .await
         .map_err(|source| Error::Handshake {
-            module: T::NAME.to_owned(),
+            module: name.to_owned(),
             source,
         })?;
     *lock(&state.control) = Some(session.clone());
     tracing::info!(
-        module = T::NAME,
+        module = name,
         version = T::VERSION,
         core = %welcome.identity,
         "ready"
@@ -322,7 +358,7 @@ async fn serve<T: Module>(inherited: Inherited) -> Result<i32, Error> {
 
     let accepting = tokio::spawn(accept_loop(Arc::clone(&state), listener));
     let reason = wait_for_stop(&state, sigterm).await;
-    tracing::info!(module = T::NAME, "stopping: {reason}");
+    tracing::info!(module = name, "stopping: {reason}");
     state.stop.send_if_modified(|s| {
         if s.is_none() {
             *s = Some(reason.clone());
@@ -477,7 +513,7 @@ async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream) {
     let welcome = Welcome {
         major: PROTOCOL_MAJOR,
         minor: PROTOCOL_MINOR,
-        identity: T::NAME.to_owned(),
+        identity: state.name.to_string(),
         attrs: Attrs::new(),
     };
     let handler = Arc::new(Conn {
@@ -506,7 +542,7 @@ async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream) {
 
 impl<T: Module> Served<T> {
     fn check_grant(&self, caller: &str, token: &[u8], pid: Option<u32>) -> Result<(), String> {
-        check_grant(T::NAME, &lock(&self.grants), caller, token, pid)
+        check_grant(&self.name, &lock(&self.grants), caller, token, pid)
     }
 
     /// Serves one incoming call.
@@ -517,7 +553,7 @@ impl<T: Module> Served<T> {
             args,
             ..
         } = call;
-        let name = T::NAME;
+        let name = &*self.name;
         if target != name {
             return Err(Fault::new(
                 ErrorCode::UnknownModule,
@@ -534,8 +570,10 @@ impl<T: Module> Served<T> {
             };
         }
         let _busy = Busy::enter(&self.in_flight);
+        // Dropped unfinished (cancel, deadline) it counts the call as an error.
+        let timer = self.stats.start();
         let run = self.module.call(&self.ctx, &method, args);
-        match AssertUnwindSafe(run).catch_unwind().await {
+        let result = match AssertUnwindSafe(run).catch_unwind().await {
             Ok(result) => result,
             Err(panic) => {
                 let msg = panic_message(panic.as_ref());
@@ -545,10 +583,12 @@ impl<T: Module> Served<T> {
                     format!("{name}.{method} panicked: {msg}"),
                 ))
             }
-        }
+        };
+        timer.finish(result.is_ok());
+        result
     }
 
-    /// `$grant(caller, token, pid)` and `$revoke(module)`, control connection only.
+    /// `$grant(caller, token, pid)`, `$revoke(module)` and `$stats()`, control connection only.
     fn reserved(&self, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
         match method {
             "$grant" => {
@@ -586,6 +626,12 @@ impl<T: Module> Served<T> {
                     ));
                 }
                 Ok(Value::Null)
+            }
+            "$stats" => {
+                if !args.is_empty() {
+                    return Err(Fault::new(ErrorCode::InvalidArgs, "$stats takes no arguments"));
+                }
+                Ok(self.stats.snapshot(*self.in_flight.borrow()))
             }
             other => Err(Fault::new(
                 ErrorCode::UnknownMethod,
@@ -709,7 +755,7 @@ impl<T: Module> Handler for Conn<T> {
     }
 
     fn subscribe(&self, session: &Session, source: &str, event: &str) {
-        if source != T::NAME {
+        if source != &*self.state.name {
             tracing::debug!(%source, %event, "ignoring a subscription to another module's events");
             return;
         }
@@ -717,7 +763,7 @@ impl<T: Module> Handler for Conn<T> {
     }
 
     fn unsubscribe(&self, session: &Session, source: &str, event: &str) {
-        if source == T::NAME {
+        if source == &*self.state.name {
             self.state.ctx.remove_subscriber(session, event);
         }
     }
@@ -752,7 +798,7 @@ impl<T: Module> Handler for Conn<T> {
             None => {
                 let msg = format!(
                     "module \"{}\" has no handler for stream protocol \"{protocol}\"",
-                    T::NAME
+                    self.state.name
                 );
                 stream.reset(ErrorCode::UnknownMethod, &msg);
             }

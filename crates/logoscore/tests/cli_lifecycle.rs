@@ -253,12 +253,14 @@ fn reload_starts_a_new_process() {
 }
 
 #[test]
-fn stats_reads_each_module_process() {
+fn stats_reports_costs_and_calls_of_each_module_process() {
     let w = World::new();
     w.stage_all(&["calc", "kv"]);
     let _d = w.daemon(&["--load", "calc"]);
+    w.cli(&["call", "calc", "add", "1", "2"]).ok();
+    w.cli(&["call", "calc", "div", "1", "0"]);
     let doc = w.cli_json(&["stats"]);
-    assert_eq!(doc["source"], "proc");
+    assert_eq!(doc["source"], "core");
     assert!(doc["core"]["pid"].as_u64().is_some(), "{doc}");
     assert!(
         doc["core"]["rssBytes"].as_u64().is_some_and(|r| r > 0),
@@ -272,16 +274,23 @@ fn stats_reads_each_module_process() {
         .unwrap_or_default();
     assert!(calc["rssBytes"].as_u64().is_some_and(|r| r > 0), "{doc}");
     assert!(calc["threads"].as_u64().is_some_and(|t| t >= 1), "{doc}");
+    assert!(calc["cpuMs"].as_u64().is_some(), "{doc}");
+    assert_eq!(calc["calls"].as_u64(), Some(2), "{doc}");
+    assert_eq!(calc["errors"].as_u64(), Some(1), "{doc}");
+    assert!(calc["latencyUs"]["p99"].as_u64().is_some(), "{doc}");
     let kv = modules
         .iter()
         .find(|m| m["name"] == "kv")
         .cloned()
         .unwrap_or_default();
     assert_eq!(kv["state"], "known");
-    assert!(kv.get("rssBytes").is_none(), "{doc}");
+    assert!(kv["rssBytes"].is_null(), "{doc}");
+    assert!(kv["calls"].is_null(), "{doc}");
     let out = w.cli(&["stats"]);
     out.ok();
-    assert!(out.stdout.contains("RSS"), "{}", out.stdout);
+    for column in ["RSS", "CALLS", "ERRORS", "P99"] {
+        assert!(out.stdout.contains(column), "{}", out.stdout);
+    }
     assert!(out.stdout.contains("(core)"), "{}", out.stdout);
     assert!(
         out.stdout.contains("2 known, 1 loaded, 0 failed"),

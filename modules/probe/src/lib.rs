@@ -3,8 +3,9 @@
 //! Echo, panic inside a call, sleep (async), bounce a call through `relay` and back
 //! (A→B→A), flood subscribers with events, stream pseudo-random bytes to another module while
 //! measuring the flow-control window, report itself unhealthy, exit (crash tests), tell its
-//! pid, fetch a raw token (token-reuse tests), and watch another module's events (re-subscribe
-//! tests). Its metadata grants it `relay`. Not an example to copy: some methods are
+//! pid, write to stderr, allocate memory and open files (resource-limit tests), start a helper
+//! process, fetch a raw token (token-reuse tests), and watch another module's events
+//! (re-subscribe tests). Its metadata grants it `relay`. Not an example to copy: some methods are
 //! deliberately destructive.
 
 use logos_sdk::{ByteBuf, Context, ErrorCode, Events, Fault, Value, module};
@@ -76,6 +77,10 @@ pub struct Seen {
 #[derive(Debug, Default)]
 pub struct Probe {
     seen: Arc<Mutex<VecDeque<Seen>>>,
+    /// Memory held by `allocate`.
+    kept: Mutex<Vec<Vec<u8>>>,
+    /// Files held by `openFiles`.
+    files: Mutex<Vec<std::fs::File>>,
 }
 
 #[module(events = ProbeEvent)]
@@ -177,6 +182,61 @@ impl Probe {
     /// This process's id.
     pub fn pid(&self) -> u32 {
         std::process::id()
+    }
+
+    /// Writes `line` to stderr (what the core keeps for crash reports).
+    pub fn say(&self, line: String) {
+        eprintln!("{line}");
+    }
+
+    /// Allocates `bytes` bytes, touches every page and keeps them until the process ends
+    /// (resource-limit tests: past an address-space limit the allocation aborts the process).
+    pub fn allocate(&self, bytes: u64) -> Result<u64, String> {
+        let n = usize::try_from(bytes).map_err(|_| format!("{bytes} bytes do not fit in memory"))?;
+        let mut block = vec![0u8; n];
+        for page in block.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        let total = {
+            let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            kept.push(block);
+            kept.iter().map(Vec::len).sum::<usize>()
+        };
+        Ok(total as u64)
+    }
+
+    /// Opens `/dev/null` `n` times and keeps the files open; returns how many are held. Fails
+    /// with the OS error (e.g. "Too many open files") at the first that cannot be opened,
+    /// keeping those already open.
+    pub fn open_files(&self, n: u64) -> Result<u64, String> {
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..n {
+            let f = std::fs::File::open("/dev/null")
+                .map_err(|e| format!("after {} open files: {e}", files.len()))?;
+            files.push(f);
+        }
+        Ok(files.len() as u64)
+    }
+
+    /// Closes the files `openFiles` holds.
+    pub fn close_files(&self) {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Starts `sleep 600` as a child of this process and returns its pid (a helper process
+    /// that must die with the module).
+    pub fn spawn_sleeper(&self) -> Result<u32, String> {
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .map_err(|e| format!("cannot start sleep: {e}"))?;
+        let pid = child.id();
+        // Never waited for: it lives until the module's process group is killed.
+        std::mem::forget(child);
+        Ok(pid)
     }
 
     /// Subscribes to `event` of `source` (`""` = all its events); what arrives is kept for

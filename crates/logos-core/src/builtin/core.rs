@@ -2,8 +2,8 @@
 //!
 //! Methods: `getLoadedPlugins`, `getKnownPlugins`, `loadPlugin(name)`,
 //! `unloadPlugin(name, cascade?)`, `reloadPlugin(name)`, `processPlugin(path)`,
-//! `getPluginMethods(name)`, plus `listModules`, `moduleInfo(name)`, `faults` and `shutdown` for
-//! operators. Reading is open to every module; changing what runs needs `"core"` in the
+//! `getPluginMethods(name)`, plus `listModules`, `moduleInfo(name)`, `stats`, `faults` and
+//! `shutdown` for operators. Reading is open to every module; changing what runs needs `"core"` in the
 //! caller's permissions (operators always may).
 
 use crate::builtin::{at_most, bool_arg, text_arg};
@@ -104,6 +104,17 @@ pub(crate) async fn handle(
             let name = text_arg(&args, 0, "name", &m(method))?;
             module_info(inner, name).map_err(|e| e.to_fault())
         }
+        "stats" => {
+            at_most(&args, 0, &m(method))?;
+            let modules = crate::stats::collect(inner).await;
+            Ok(Value::Map(BTreeMap::from([
+                ("core".to_owned(), crate::stats::core_value()),
+                (
+                    "modules".to_owned(),
+                    Value::List(modules.iter().map(crate::stats::module_value).collect()),
+                ),
+            ])))
+        }
         "faults" => Ok(Value::List(
             inner
                 .modules()
@@ -123,7 +134,7 @@ pub(crate) async fn handle(
         _ => Err(Fault::new(
             ErrorCode::UnknownMethod,
             format!(
-                "core has no method {method:?} (it has: getLoadedPlugins, getKnownPlugins, loadPlugin, unloadPlugin, reloadPlugin, processPlugin, getPluginMethods, listModules, moduleInfo, faults, shutdown)"
+                "core has no method {method:?} (it has: getLoadedPlugins, getKnownPlugins, loadPlugin, unloadPlugin, reloadPlugin, processPlugin, getPluginMethods, listModules, moduleInfo, stats, faults, shutdown)"
             ),
         )),
     }
@@ -199,10 +210,26 @@ fn info_value(i: &ModuleInfo) -> Value {
     );
     m.insert("restarts".to_owned(), Value::from(i.restarts));
     m.insert(
+        "restartPolicy".to_owned(),
+        Value::from(i.restart_policy.as_str()),
+    );
+    m.insert("recentCrashes".to_owned(), Value::from(i.recent_crashes));
+    m.insert(
+        "nextRestartMs".to_owned(),
+        i.next_restart
+            .map_or(Value::Null, |d| Value::from(d.as_millis() as u64)),
+    );
+    m.insert(
+        "unhealthy".to_owned(),
+        i.unhealthy.as_deref().map_or(Value::Null, Value::from),
+    );
+    m.insert(
         "lastExit".to_owned(),
         i.last_exit.as_ref().map_or(Value::Null, |e| {
             let mut x = BTreeMap::new();
             x.insert("status".to_owned(), Value::from(e.status_text()));
+            x.insert("code".to_owned(), e.code.map_or(Value::Null, Value::from));
+            x.insert("signal".to_owned(), e.signal.map_or(Value::Null, Value::from));
             x.insert(
                 "uptimeMs".to_owned(),
                 Value::from(e.uptime.as_millis() as u64),
@@ -264,10 +291,6 @@ fn module_info(inner: &Inner, name: &str) -> Result<Value, Error> {
         v.insert(
             "interface".to_owned(),
             r.interface.clone().unwrap_or(Value::Null),
-        );
-        v.insert(
-            "unhealthy".to_owned(),
-            r.unhealthy.as_deref().map_or(Value::Null, Value::from),
         );
     }
     Ok(Value::Map(v))

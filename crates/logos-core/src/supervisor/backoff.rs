@@ -8,7 +8,7 @@
 use crate::builder::RestartSettings;
 use crate::core::Inner;
 use crate::error::Error;
-use crate::manifest::RestartPolicy;
+use crate::manifest::{Manifest, RestartPolicy};
 use crate::registry::{ExitReport, State};
 use futures::future::BoxFuture;
 use std::collections::VecDeque;
@@ -45,6 +45,16 @@ pub fn charge(times: &mut VecDeque<Instant>, s: &RestartSettings, now: Instant) 
     (n <= s.budget).then(|| n - 1)
 }
 
+/// The restart policy of a module: its configuration override, else its metadata's.
+pub(crate) fn policy(inner: &Inner, manifest: &Manifest) -> RestartPolicy {
+    inner
+        .settings
+        .modules
+        .get(manifest.name.as_str())
+        .and_then(|o| o.restart)
+        .unwrap_or(manifest.restart)
+}
+
 /// Applies the restart policy after a crash of start `generation` of `name`.
 pub(crate) async fn after_crash(
     inner: Arc<Inner>,
@@ -54,16 +64,12 @@ pub(crate) async fn after_crash(
 ) {
     let policy = {
         let m = inner.modules();
-        inner
-            .settings
-            .modules
+        m.known
             .get(&name)
-            .and_then(|o| o.restart)
-            .or_else(|| m.known.get(&name).map(|k| k.restart))
-            .unwrap_or(RestartPolicy::OnFailure)
+            .map_or(RestartPolicy::OnFailure, |k| policy(&inner, k))
     };
     if !wants_restart(policy, &report) {
-        tracing::info!(module = %name, ?policy, "not restarting (restart policy)");
+        tracing::info!(module = %name, %policy, "not restarting (restart policy); reload it to bring it back");
         return;
     }
     let mut generation = generation;
@@ -96,38 +102,53 @@ pub(crate) async fn after_crash(
             return;
         };
         let wait = delay(&inner.settings.restart, attempt);
+        if let Some(rec) = inner.modules().records.get_mut(&name) {
+            rec.backoff_until = Some(Instant::now() + wait);
+        }
         super::set_state(&inner, &name, State::Backoff);
         tracing::info!(module = %name, attempt = attempt + 1, delay_ms = wait.as_millis() as u64, "restarting after backoff");
         tokio::time::sleep(wait).await;
         let _ops = inner.ops.lock().await;
-        {
-            let m = inner.modules();
-            let Some(rec) = m.records.get(&name) else {
+        let previous_exit = {
+            let mut m = inner.modules();
+            let Some(rec) = m.records.get_mut(&name) else {
                 return;
             };
             if rec.generation != generation || rec.state() != State::Backoff {
                 return;
             }
-        }
+            rec.backoff_until = None;
+            rec.restarts += 1;
+            rec.last_exit.as_ref().map(|e| e.at)
+        };
         if inner.stopping.load(Ordering::SeqCst) {
             return;
         }
         match restart(Arc::clone(&inner), name.clone()).await {
-            Ok(()) => {
-                let mut m = inner.modules();
-                if let Some(rec) = m.records.get_mut(&name) {
-                    rec.restarts += 1;
-                }
-                return;
-            }
+            Ok(()) => return,
             Err(e) => {
                 tracing::warn!(module = %name, "restart failed: {e}");
-                generation = inner
-                    .modules()
-                    .records
-                    .get(&name)
-                    .map_or(generation, |r| r.generation);
-                super::set_state(&inner, &name, State::Crashed);
+                let (current, crash) = {
+                    let m = inner.modules();
+                    let rec = m.records.get(&name);
+                    (
+                        rec.map_or(generation, |r| r.generation),
+                        // A new exit report means it ran and died before it was ready.
+                        rec.and_then(|r| r.last_exit.clone())
+                            .filter(|e| Some(e.at) != previous_exit),
+                    )
+                };
+                generation = current;
+                if let Some(report) = crash {
+                    tracing::warn!(
+                        module = %name,
+                        status = %report.status_text(),
+                        uptime_ms = report.uptime.as_millis() as u64,
+                        stderr = ?report.stderr_tail,
+                        "module crashed while starting"
+                    );
+                    super::publish_crash(&inner, &name, &report);
+                }
             }
         }
     }
@@ -136,7 +157,7 @@ pub(crate) async fn after_crash(
 /// A restart starts a process whose watcher may restart it again: a cycle of futures the
 /// compiler can prove `Send` only through a named (boxed) future type, given here.
 fn restart(inner: Arc<Inner>, name: String) -> BoxFuture<'static, Result<(), Error>> {
-    Box::pin(async move { super::start_module(&inner, &name).await })
+    Box::pin(async move { super::start_module_or(&inner, &name, State::Crashed).await })
 }
 
 #[cfg(test)]

@@ -270,14 +270,30 @@ pub(crate) fn infos(inner: &Inner) -> Vec<ModuleInfo> {
         .iter()
         .map(|(name, manifest)| {
             let rec = m.records.get(name);
+            let state = rec.map_or(State::Known, Record::state);
+            let window = inner.settings.restart.window;
             ModuleInfo {
                 name: name.clone(),
                 version: manifest.version.to_string(),
-                state: rec.map_or(State::Known, Record::state),
+                state,
                 pid: rec.and_then(|r| r.pid),
                 uptime: rec.and_then(|r| r.started).map(|(i, _)| i.elapsed()),
                 restarts: rec.map_or(0, |r| r.restarts),
                 last_exit: rec.and_then(|r| r.last_exit.clone()),
+                restart_policy: backoff::policy(inner, manifest),
+                recent_crashes: rec.map_or(0, |r| {
+                    let n = r
+                        .crash_times
+                        .iter()
+                        .filter(|t| t.elapsed() <= window)
+                        .count();
+                    u32::try_from(n).unwrap_or(u32::MAX)
+                }),
+                next_restart: rec
+                    .filter(|_| state == State::Backoff)
+                    .and_then(|r| r.backoff_until)
+                    .map(|t| t.saturating_duration_since(Instant::now())),
+                unhealthy: rec.and_then(|r| r.unhealthy.clone()),
             }
         })
         .collect()
@@ -305,8 +321,19 @@ pub(crate) fn set_state(inner: &Inner, name: &str, state: State) {
     }
 }
 
-/// Starts one module whose dependencies are ready; returns when it is ready.
+/// Starts one module whose dependencies are ready; returns when it is ready. On failure the
+/// module is left `stopped`.
 pub(crate) async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
+    start_module_or(inner, name, State::Stopped).await
+}
+
+/// [`start_module`], leaving the module in `failed_state` when the start fails (a crash
+/// restart leaves it `crashed`, so it never looks stopped on request in between).
+pub(crate) async fn start_module_or(
+    inner: &Arc<Inner>,
+    name: &str,
+    failed_state: State,
+) -> Result<(), Error> {
     let manifest: Manifest = inner
         .modules()
         .known
@@ -324,7 +351,7 @@ pub(crate) async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), E
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::warn!(module = name, "start failed: {e}");
-            set_state(inner, name, State::Stopped);
+            set_state(inner, name, failed_state);
             Err(e)
         }
     }
@@ -355,12 +382,28 @@ async fn start_process(
         start_timeout: inner.settings.start_timeout,
         session: inner.settings.session.clone(),
     })
-    .await?;
+    .await;
+    let spawned = match spawned {
+        Ok(s) => s,
+        Err(spawn::Failure { error, exit }) => {
+            if let Some(exit) = exit {
+                // It ran and died before it was ready: that exit is what `info` reports.
+                let mut m = inner.modules();
+                if let Some(rec) = m.records.get_mut(&name)
+                    && rec.generation == generation
+                {
+                    rec.last_exit = Some(exit);
+                }
+            }
+            return Err(error);
+        }
+    };
     let spawn::Spawned {
         mut child,
         pid,
         pending,
         stderr,
+        forwarders,
         spawned_at,
     } = spawned;
 
@@ -421,6 +464,8 @@ async fn start_process(
         rec.interface = Some(interface);
         rec.kill = Some(kill_tx);
         rec.exited = Some(exit_rx);
+        rec.unhealthy = None;
+        rec.backoff_until = None;
     }
     if let Some(g) = inner
         .guardian
@@ -434,7 +479,13 @@ async fn start_process(
     let watcher_name = name.clone();
     tokio::spawn(async move {
         let status = watch_child(&mut child, kill_rx).await;
-        let report = spawn::report(status, spawned_at, stderr.snapshot());
+        // Whatever the module started dies with it (a module dies alone, and leaves nothing
+        // behind). The group cannot have been reused yet: a group id stays taken while any
+        // member lives, and the leader was reaped only just now.
+        sys::kill_group(pid, Signal::Kill);
+        // The last lines it wrote may still be in the pipe: read them for the report.
+        let tail = spawn::drain_tail(forwarders, &stderr).await;
+        let report = spawn::report(status, spawned_at, tail);
         let crashed = record_exit(&watcher_inner, &watcher_name, generation, pid, &report);
         exit_tx.send_replace(true);
         if crashed {
@@ -649,6 +700,7 @@ fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &Ex
         rec.pid = None;
         rec.started = None;
         rec.kill = None;
+        rec.unhealthy = None;
         rec.last_exit = Some(report.clone());
         rec.state()
     };
@@ -669,6 +721,19 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
         "module crashed"
     );
     set_state(inner, name, State::Crashed);
+    publish_crash(inner, name, &report);
+    inner.hub.publish(
+        CORE_MODULE,
+        "moduleDown",
+        &[Value::from(name), Value::from("crashed")],
+    );
+    revoke(inner, name).await;
+    backoff::after_crash(Arc::clone(inner), name.to_owned(), generation, report).await;
+}
+
+/// `core.moduleCrashed(name, status, uptimeMs, stderr, restarts)`, `restarts` being the crash
+/// restarts attempted before this crash.
+pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
     let restarts = inner.modules().records.get(name).map_or(0, |r| r.restarts);
     inner.hub.publish(
         CORE_MODULE,
@@ -687,11 +752,4 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
             Value::from(restarts),
         ],
     );
-    inner.hub.publish(
-        CORE_MODULE,
-        "moduleDown",
-        &[Value::from(name), Value::from("crashed")],
-    );
-    revoke(inner, name).await;
-    backoff::after_crash(Arc::clone(inner), name.to_owned(), generation, report).await;
 }

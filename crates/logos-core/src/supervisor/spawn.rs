@@ -20,6 +20,10 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::process::Child;
 use tokio::task::JoinHandle;
 
+/// How long a process whose control connection closed during the handshake has to exit by
+/// itself before it is killed.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+
 /// Everything needed to start one module.
 #[derive(Debug)]
 pub(crate) struct SpawnRequest<'a> {
@@ -42,7 +46,23 @@ pub(crate) struct Spawned {
     pub pid: u32,
     pub pending: PendingSession,
     pub stderr: StderrTail,
+    /// The stdout and stderr forwarders; they end when every writer of the pipes is gone.
+    pub forwarders: Vec<JoinHandle<()>>,
     pub spawned_at: Instant,
+}
+
+/// Why a start failed, and how the process ended if it exited by itself before it was ready
+/// (a crash at start, reported like any crash).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub error: Error,
+    pub exit: Option<ExitReport>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure { error, exit: None }
+    }
 }
 
 /// Starts the process and waits for its `hello`.
@@ -50,12 +70,15 @@ pub(crate) struct Spawned {
 /// # Errors
 /// `Error::Spawn` if the process cannot be created, `Error::StartFailed` if it exits or breaks
 /// the handshake, `Error::StartTimeout` if no `hello` arrives in time; the latter two carry the
-/// process's last stderr lines. The process is killed and reaped on every error path.
-pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Error> {
+/// process's last stderr lines. The process is killed and reaped on every error path. When it
+/// exited by itself before its `hello`, [`Failure::exit`] says how.
+pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
     let name = req.manifest.name.as_str().to_owned();
-    let spawn_err = |what: &str, e: std::io::Error| Error::Spawn {
-        module: name.clone(),
-        reason: format!("{what}: {e}"),
+    let spawn_err = |what: &str, e: std::io::Error| {
+        Failure::from(Error::Spawn {
+            module: name.clone(),
+            reason: format!("{what}: {e}"),
+        })
     };
 
     std::fs::create_dir_all(&req.data_dir)
@@ -146,39 +169,77 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Error> {
             pid,
             pending,
             stderr,
+            forwarders,
             spawned_at,
         }),
-        Ok(Err(e)) => {
-            let timed_out = matches!(e, logos_session::SessionError::HandshakeTimeout(_));
-            let status = kill_and_reap(&mut child).await;
+        Ok(Err(e)) if matches!(e, logos_session::SessionError::HandshakeTimeout(_)) => {
+            kill_and_reap(&mut child).await;
             let tail = drain_tail(forwarders, &stderr).await;
-            if timed_out {
-                Err(Error::StartTimeout {
-                    module: name,
-                    timeout: req.start_timeout,
-                    stderr_tail: tail,
-                })
-            } else {
-                Err(Error::StartFailed {
-                    module: name,
-                    reason: format!("handshake failed: {e}"),
-                    status: status.map(|s| report(s, spawned_at, Vec::new()).status_text()),
-                    stderr_tail: tail,
-                })
+            Err(Error::StartTimeout {
+                module: name,
+                timeout: req.start_timeout,
+                stderr_tail: tail,
+            }
+            .into())
+        }
+        Ok(Err(e)) => {
+            // A control connection that closes or breaks usually means the process is
+            // exiting: give it a moment, so a crash at start is reported with its own status.
+            match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                Ok(Ok(status)) => {
+                    Err(crashed_at_start(name, pid, status, spawned_at, forwarders, &stderr).await)
+                }
+                _ => {
+                    let status = kill_and_reap(&mut child).await;
+                    let tail = drain_tail(forwarders, &stderr).await;
+                    Err(Error::StartFailed {
+                        module: name,
+                        reason: format!("handshake failed: {e}"),
+                        status: status.map(|s| report(s, spawned_at, Vec::new()).status_text()),
+                        stderr_tail: tail,
+                    }
+                    .into())
+                }
             }
         }
-        Err(status) => {
+        Err(Ok(status)) => {
+            Err(crashed_at_start(name, pid, status, spawned_at, forwarders, &stderr).await)
+        }
+        Err(Err(e)) => {
+            kill_and_reap(&mut child).await;
             let tail = drain_tail(forwarders, &stderr).await;
-            let status = status
-                .ok()
-                .map(|s| report(s, spawned_at, Vec::new()).status_text());
             Err(Error::StartFailed {
                 module: name,
-                reason: "exited before it became ready".to_owned(),
-                status,
+                reason: format!("waiting for the process failed: {e}"),
+                status: None,
                 stderr_tail: tail,
-            })
+            }
+            .into())
         }
+    }
+}
+
+/// The failure of a process that exited by itself before its `hello`: a crash at start.
+async fn crashed_at_start(
+    name: String,
+    pid: u32,
+    status: ExitStatus,
+    spawned_at: Instant,
+    forwarders: Vec<JoinHandle<()>>,
+    stderr: &StderrTail,
+) -> Failure {
+    // Whatever it started dies with it, so nothing holds the pipes open.
+    sys::kill_group(pid, sys::Signal::Kill);
+    let tail = drain_tail(forwarders, stderr).await;
+    let exit = report(status, spawned_at, tail.clone());
+    Failure {
+        error: Error::StartFailed {
+            module: name,
+            reason: "exited before it became ready".to_owned(),
+            status: Some(exit.status_text()),
+            stderr_tail: tail,
+        },
+        exit: Some(exit),
     }
 }
 
@@ -217,7 +278,7 @@ pub(crate) async fn kill_and_reap(child: &mut Child) -> Option<ExitStatus> {
 }
 
 /// Waits briefly for the output forwarders to reach end of file, then returns the stderr tail.
-async fn drain_tail(forwarders: Vec<JoinHandle<()>>, tail: &StderrTail) -> Vec<String> {
+pub(crate) async fn drain_tail(forwarders: Vec<JoinHandle<()>>, tail: &StderrTail) -> Vec<String> {
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
         for f in forwarders {
             let _ = f.await;

@@ -3,7 +3,8 @@
 //! Owns what happens in a module process between `fork` and `exec` ([`configure_child`]): the
 //! parent-death signal, its own process group, the fds of the module process contract (control
 //! connection at fd 3, listening socket at fd 4) and resource limits. Also owns signalling a
-//! module's process group and creating private (0700 / 0600) directories and files. Never
+//! module's process group, reading what a process costs from `/proc` ([`process_usage`]), and
+//! creating private (0700 / 0600) directories and files. Never
 //! decides which limits, fds or signals to use, and never spawns by itself: the supervisor
 //! builds the `Command` and spawns it.
 //!
@@ -40,6 +41,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 /// The fd where a module process finds its control connection.
 pub const CONTROL_FD: RawFd = 3;
@@ -402,6 +404,61 @@ pub fn file_mode(file: &File) -> io::Result<FileMode> {
     })
 }
 
+/// What one process costs right now, from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessUsage {
+    /// Resident memory (`VmRSS`), in bytes; `None` for a zombie or kernel thread.
+    pub rss_bytes: Option<u64>,
+    /// User plus system CPU time consumed so far.
+    pub cpu_time: Duration,
+    /// Threads (`num_threads`).
+    pub threads: Option<u64>,
+    /// Time since the process started.
+    pub age: Option<Duration>,
+}
+
+/// Reads what process `pid` costs; `None` when it does not exist (any more) or its `/proc`
+/// files cannot be read or parsed. Only reads files: never signals or waits.
+pub fn process_usage(pid: u32) -> Option<ProcessUsage> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let uptime = std::fs::read_to_string("/proc/uptime").ok();
+    parse_usage(
+        &stat,
+        &status,
+        uptime.as_deref(),
+        rustix::param::clock_ticks_per_second(),
+    )
+}
+
+/// The pure part of [`process_usage`]: `/proc/<pid>/stat`, `/proc/<pid>/status`,
+/// `/proc/uptime` and the clock tick rate.
+fn parse_usage(stat: &str, status: &str, uptime: Option<&str>, ticks: u64) -> Option<ProcessUsage> {
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // `rest[0]` is field 3 (state); utime/stime are fields 14/15, num_threads 20, starttime 22.
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let ticks = ticks.max(1);
+    let to_duration = |t: u64| Duration::from_millis(t.saturating_mul(1000) / ticks);
+    let cpu_time = to_duration(field(14)?.saturating_add(field(15)?));
+    let age = uptime
+        .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
+        .zip(field(22))
+        .and_then(|(up, start)| Duration::try_from_secs_f64(up - start as f64 / ticks as f64).ok());
+    let rss_bytes = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib * 1024);
+    Some(ProcessUsage {
+        rss_bytes,
+        cpu_time,
+        threads: field(20),
+        age,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +467,34 @@ mod tests {
     use std::process::Stdio;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn process_usage_is_parsed_from_proc_files() {
+        let stat = "4242 (logos host (x)) S 1 4242 4242 0 -1 4194560 500 0 0 0 150 50 0 0 20 0 3 0 1000 1000000 300 18446744073709551615";
+        let status = "Name:\tlogos_host\nVmRSS:\t   2048 kB\nThreads:\t3\n";
+        let u = parse_usage(stat, status, Some("30.00 12.00"), 100);
+        assert_eq!(
+            u,
+            Some(ProcessUsage {
+                rss_bytes: Some(2 * 1024 * 1024),
+                cpu_time: Duration::from_secs(2),
+                threads: Some(3),
+                age: Some(Duration::from_secs(20)),
+            })
+        );
+        assert_eq!(parse_usage("garbage", "", None, 100), None);
+        // A zombie has no VmRSS line.
+        let zombie = parse_usage(stat, "Name:\tx\n", None, 100);
+        assert_eq!(zombie.map(|u| (u.rss_bytes, u.age)), Some((None, None)));
+    }
+
+    #[test]
+    fn our_own_usage_is_readable() {
+        let u = process_usage(std::process::id());
+        assert!(u.is_some_and(|u| u.rss_bytes.is_some_and(|r| r > 0)));
+        assert!(u.is_some_and(|u| u.threads.is_some_and(|t| t >= 1)));
+        assert_eq!(process_usage(u32::MAX), None);
+    }
 
     /// fd number → (open file identity, close-on-exec).
     #[derive(Debug, Clone, PartialEq)]

@@ -6,17 +6,17 @@
 //! to pass and when to signal; this layer only does it.
 //!
 //! Only Linux is implemented (`linux.rs`): parent-death signals, process groups, resource
-//! limits and fd inheritance for module processes, process-group signals, and private files
-//! and directories.
+//! limits and fd inheritance for module processes, process-group signals, process usage from
+//! `/proc`, and private files and directories.
 
 #[cfg(target_os = "linux")]
 mod linux;
 
 #[cfg(target_os = "linux")]
 pub use linux::{
-    CONTROL_FD, ChildSetup, FileMode, LISTEN_FD, Limits, Signal, configure_child,
+    CONTROL_FD, ChildSetup, FileMode, LISTEN_FD, Limits, ProcessUsage, Signal, configure_child,
     create_private_dir, create_private_file, detach_session, file_mode, group_exists, kill_group,
-    uid,
+    process_usage, uid,
 };
 
 #[cfg(not(target_os = "linux"))]

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: a fresh temp dir per test holding a modules dir, a runtime
 //! dir and a data dir; example modules staged from the cargo target dir; helpers to write
-//! hand-made (bad or scripted) modules; and a guard that kills every process the test started
+//! hand-made (bad, scripted or switchable) modules; signals and a collector of `core` events
+//! for supervision tests; and a guard that kills every process the test started
 //! and removes the temp dir, even when the test fails.
 //!
 //! The modules and `logos_host` must have been built (`cargo build --workspace`), which the
@@ -8,6 +9,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use futures::FutureExt;
 use logos_core::{Builder, Core, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -80,6 +82,33 @@ impl World {
         self
     }
 
+    /// Copies a module that needs no build (e.g. `modules/pyecho`, a Python executable) into
+    /// the modules dir verbatim: metadata.json and every other file, permissions included, so
+    /// an executable `main` stays executable.
+    pub fn stage_dir(&self, name: &str) -> &Self {
+        fn copy_tree(src: &Path, dest: &Path) {
+            std::fs::create_dir_all(dest).expect("module dir");
+            for entry in std::fs::read_dir(src).expect("read module dir") {
+                let entry = entry.expect("dir entry");
+                let (from, to) = (entry.path(), dest.join(entry.file_name()));
+                if entry.file_type().expect("file type").is_dir() {
+                    copy_tree(&from, &to);
+                } else {
+                    // `fs::copy` copies the permission bits too.
+                    std::fs::copy(&from, &to).expect("copy module file");
+                }
+            }
+        }
+        let src = workspace().join("modules").join(name);
+        assert!(
+            src.join("metadata.json").is_file(),
+            "{} has no metadata.json",
+            src.display()
+        );
+        copy_tree(&src, &self.modules.join(name));
+        self
+    }
+
     pub fn stage_all(&self, names: &[&str]) -> &Self {
         for n in names {
             self.stage(n);
@@ -106,6 +135,33 @@ impl World {
         let path = dir.join("run.sh");
         std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write script");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// Stages example module `name` as an executable module: a shell script that, while the
+    /// returned flag file exists, writes `refusing to start: <flag contents>` to stderr and
+    /// exits 7 (a module that crashes at start), and otherwise execs `logos_host` with the
+    /// built library. `restart` replaces the metadata's restart policy. Removing the flag is
+    /// "fixing" the module.
+    pub fn switchable(&self, name: &str, restart: &str) -> PathBuf {
+        self.stage(name);
+        let dir = self.modules.join(name);
+        let meta = std::fs::read_to_string(dir.join("metadata.json")).expect("metadata.json");
+        let mut json: serde_json::Value = serde_json::from_str(&meta).expect("metadata json");
+        let lib = target_dir().join(json["main"].as_str().expect("main"));
+        json["main"] = "run.sh".into();
+        json["restart"] = restart.into();
+        std::fs::write(dir.join("metadata.json"), json.to_string()).expect("write metadata");
+        let flag = self.dir.path().join(format!("{name}.broken"));
+        let script = format!(
+            "#!/bin/sh\nif [ -e '{flag}' ]; then echo \"refusing to start: $(cat '{flag}')\" >&2; exit 7; fi\nexec '{host}' --module '{lib}' --name '{name}'\n",
+            flag = flag.display(),
+            host = target_dir().join("logos_host").display(),
+            lib = lib.display(),
+        );
+        let path = dir.join("run.sh");
+        std::fs::write(&path, script).expect("write script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        flag
     }
 
     /// A builder pointing at this world's dirs and the built `logos_host`.
@@ -167,6 +223,75 @@ pub fn alive(pid: u32) -> bool {
             .next()
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
+    }
+}
+
+/// Sends `sig` to process `pid` (not its group).
+pub fn signal(pid: u32, sig: i32) {
+    let pid = i32::try_from(pid).expect("pid fits i32");
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let _ = unsafe { libc::kill(pid, sig) };
+}
+
+/// Subscribes to every `core` event and collects them, for assertions on what the core told.
+pub struct CoreEvents {
+    sub: logos_core::Subscription,
+    pub seen: Vec<(String, Vec<Value>)>,
+}
+
+impl CoreEvents {
+    pub fn new(core: &Core) -> CoreEvents {
+        CoreEvents {
+            sub: core.subscribe("core", "").expect("subscribe core"),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until an event `event` whose data satisfies `pred` arrives (or was seen), and
+    /// returns its data.
+    pub async fn wait(
+        &mut self,
+        event: &str,
+        within: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        if let Some((_, d)) = self.seen.iter().find(|(e, d)| e == event && pred(d)) {
+            return d.clone();
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.sub.recv()).await {
+                Ok(Some(logos_core::Notification::Event { event: e, data, .. })) => {
+                    self.seen.push((e.clone(), data.clone()));
+                    if e == event && pred(&data) {
+                        return data;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the core stopped while waiting for {event}"),
+                Err(_) => panic!(
+                    "no {event} within {within:?}; seen: {:?}",
+                    self.seen
+                        .iter()
+                        .map(|(e, d)| format!("{e}{d:?}"))
+                        .collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Every event `event` seen so far, after draining what is queued.
+    pub fn all(&mut self, event: &str) -> Vec<Vec<Value>> {
+        while let Some(Some(n)) = self.sub.recv().now_or_never() {
+            if let logos_core::Notification::Event { event: e, data, .. } = n {
+                self.seen.push((e, data));
+            }
+        }
+        self.seen
+            .iter()
+            .filter(|(e, _)| e == event)
+            .map(|(_, d)| d.clone())
+            .collect()
     }
 }
 

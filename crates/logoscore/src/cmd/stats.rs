@@ -1,117 +1,86 @@
-//! `logoscore stats`: what each module process (and the core itself) costs right now, next to
-//! its state: resident memory, CPU time, average CPU use since it started, threads.
+//! `logoscore stats`: what each module process (and the core itself) costs and how it serves,
+//! next to its state: resident memory, CPU time, crash restarts, calls served, errors and call
+//! latency percentiles.
 //!
-//! The core has no stats method yet, so the numbers come from `/proc/<pid>/{stat,status}` of
-//! the pids `core.listModules` reports (and the core's pid from the connection's peer
-//! credentials); this works because the CLI runs on the core's host as the core's user. A
-//! process that is gone between the listing and the read shows `-`. Never signals or
-//! changes anything.
+//! The figures come from the core's `core.stats`, which joins its registry, `/proc` and each
+//! module's own call counters (the reserved `$stats` method; modules that lack it show `-`).
+//! Against an older core without `core.stats` it falls back to reading
+//! `/proc/<pid>/{stat,status}` of the pids `core.listModules` reports (and the core's pid from
+//! the connection's peer credentials), which works because the CLI runs on the core's host as
+//! the core's user; call figures are absent then. `--json` prints
+//! `{"source": "core" | "proc", "core": {…}, "modules": [{…}]}`. Never signals or changes
+//! anything.
 
 use crate::Ctx;
 use crate::client::Client;
 use crate::cmd::modules;
 use crate::error::Error;
 use crate::output;
-use logos_wire::Value;
+use logos_core::sys::{ProcessUsage, process_usage};
+use logos_wire::{ErrorCode, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// What `/proc` says about one process.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Usage {
-    rss: Option<u64>,
-    cpu: Duration,
-    age: Option<Duration>,
-    threads: Option<u64>,
-}
-
-impl Usage {
-    fn cpu_percent(&self) -> Option<f64> {
-        let age = self.age?.as_secs_f64();
-        (age > 0.0).then(|| self.cpu.as_secs_f64() / age * 100.0)
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "rssBytes": self.rss,
-            "cpuMs": self.cpu.as_millis() as u64,
-            "cpuPercent": self.cpu_percent().map(|p| (p * 10.0).round() / 10.0),
-            "threads": self.threads,
-        })
-    }
-}
 
 pub(crate) async fn run(ctx: &Ctx) -> Result<(), Error> {
     let client = Client::connect(ctx).await?;
-    let list = modules(&client).await?;
-    let core_pid = client.core_pid();
-    let core_usage = core_pid.and_then(usage);
-    let rows: Vec<(Value, Option<Usage>)> = list
-        .into_iter()
-        .map(|m| {
-            let u = m
-                .get("pid")
-                .and_then(Value::as_u64)
-                .and_then(|p| u32::try_from(p).ok())
-                .and_then(usage);
-            (m, u)
-        })
-        .collect();
-    if ctx.json {
-        let modules: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(m, u)| {
-                let mut doc = m.to_json();
-                if let (Some(obj), Some(u)) = (doc.as_object_mut(), u)
-                    && let serde_json::Value::Object(extra) = u.json()
-                {
-                    obj.extend(extra);
-                }
-                doc
-            })
-            .collect();
-        let mut core = serde_json::json!({ "pid": core_pid });
-        if let (Some(obj), Some(serde_json::Value::Object(extra))) =
-            (core.as_object_mut(), core_usage.map(|u| u.json()))
-        {
-            obj.extend(extra);
+    let (source, core, list) = match client.core("stats", vec![]).await {
+        Ok(doc) => {
+            let core = doc.get("core").cloned().unwrap_or(Value::Null);
+            let list = doc
+                .get("modules")
+                .and_then(Value::as_list)
+                .map(<[Value]>::to_vec)
+                .unwrap_or_default();
+            ("core", core, list)
         }
+        Err(Error::Remote {
+            code: ErrorCode::UnknownMethod,
+            ..
+        }) => {
+            let (core, list) = from_proc(&client).await?;
+            ("proc", core, list)
+        }
+        Err(e) => return Err(e),
+    };
+    if ctx.json {
         output::json(
-            &serde_json::json!({ "source": "proc", "core": core, "modules": modules }),
+            &serde_json::json!({
+                "source": source,
+                "core": core.to_json(),
+                "modules": Value::List(list).to_json(),
+            }),
             true,
         )?;
         return Ok(());
     }
-    let cells = |u: Option<Usage>| -> [String; 4] {
-        match u {
-            None => ["-".into(), "-".into(), "-".into(), "-".into()],
-            Some(u) => [
-                u.rss.map_or_else(|| "-".into(), output::size),
-                output::duration(u.cpu),
-                u.cpu_percent()
-                    .map_or_else(|| "-".into(), |p| format!("{p:.1}%")),
-                u.threads.map_or_else(|| "-".into(), |t| t.to_string()),
-            ],
-        }
-    };
+    output::line(&text(&core, &list))?;
+    Ok(())
+}
+
+/// The table and the summary lines.
+fn text(core: &Value, list: &[Value]) -> String {
     let mut table: Vec<Vec<String>> = Vec::new();
     let mut core_row = vec![
         "(core)".to_owned(),
         "running".to_owned(),
-        core_pid.map_or_else(|| "-".into(), |p| p.to_string()),
-        core_usage
-            .and_then(|u| u.age)
-            .map_or_else(|| "-".into(), output::duration),
+        output::field(core, "pid"),
+        output::millis_field(core, "uptimeMs"),
         "-".to_owned(),
     ];
-    core_row.extend(cells(core_usage));
+    core_row.extend(cost_cells(core));
+    core_row.extend(["-".to_owned(), "-".to_owned(), "-".to_owned(), "-".to_owned()]);
     table.push(core_row);
     let (mut loaded, mut failed) = (0, 0);
-    for (m, u) in &rows {
+    let mut unhealthy = Vec::new();
+    for m in list {
         let state = output::field(m, "state");
         match state.as_str() {
             "starting" | "ready" | "crashed" | "backoff" => loaded += 1,
             "failed" => failed += 1,
             _ => {}
+        }
+        if let Some(reason) = m.get("unhealthy").and_then(Value::as_str) {
+            unhealthy.push(format!("{} reports itself unhealthy: {reason}", output::field(m, "name")));
         }
         let mut row = vec![
             output::field(m, "name"),
@@ -120,81 +89,168 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<(), Error> {
             output::millis_field(m, "uptimeMs"),
             output::field(m, "restarts"),
         ];
-        row.extend(cells(*u));
+        row.extend(cost_cells(m));
+        let latency = m.get("latencyUs").cloned().unwrap_or(Value::Null);
+        row.extend([
+            output::field(m, "calls"),
+            output::field(m, "errors"),
+            micros(&latency, "p50"),
+            micros(&latency, "p99"),
+        ]);
         table.push(row);
     }
-    output::line(&output::table(
+    let mut out = output::table(
         &[
-            "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU", "CPU%", "THREADS",
+            "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU", "CALLS", "ERRORS", "P50",
+            "P99",
         ],
         &table,
-    ))?;
-    output::line(&format!(
-        "{} known, {loaded} loaded, {failed} failed (CPU% is the average since the process started)",
-        rows.len()
-    ))?;
-    Ok(())
+    );
+    out.push_str(&format!(
+        "{} known, {loaded} loaded, {failed} failed (calls and latency since each process started)",
+        list.len()
+    ));
+    for u in unhealthy {
+        out.push('\n');
+        out.push_str(&u);
+    }
+    out
 }
 
-/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`; `None` when the process is gone.
-fn usage(pid: u32) -> Option<Usage> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let uptime = std::fs::read_to_string("/proc/uptime").ok();
-    parse(
-        &stat,
-        &status,
-        uptime.as_deref(),
-        rustix::param::clock_ticks_per_second(),
-    )
+/// RSS and CPU time cells of a module or core entry.
+fn cost_cells(v: &Value) -> [String; 2] {
+    [
+        v.get("rssBytes")
+            .and_then(Value::as_u64)
+            .map_or_else(|| "-".into(), output::size),
+        output::millis_field(v, "cpuMs"),
+    ]
 }
 
-/// The pure part of [`usage`].
-fn parse(stat: &str, status: &str, uptime: Option<&str>, ticks: u64) -> Option<Usage> {
-    // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
-    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // `rest[0]` is field 3 (state); utime/stime are fields 14/15, num_threads 20, starttime 22.
-    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    let ticks = ticks.max(1);
-    let to_duration = |t: u64| Duration::from_millis(t.saturating_mul(1000) / ticks);
-    let cpu = to_duration(field(14)?.saturating_add(field(15)?));
-    let age = uptime
-        .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
-        .zip(field(22))
-        .and_then(|(up, start)| Duration::try_from_secs_f64(up - start as f64 / ticks as f64).ok());
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kib| kib * 1024);
-    Some(Usage {
-        rss,
-        cpu,
-        age,
-        threads: field(20),
-    })
+/// A latency in microseconds for people: `850µs`, `12.3ms`, `1.20s`.
+fn micros(latency: &Value, key: &str) -> String {
+    match latency.get(key).and_then(Value::as_u64) {
+        None => "-".to_owned(),
+        Some(us) if us < 1_000 => format!("{us}µs"),
+        Some(us) if us < 1_000_000 => format!("{:.1}ms", us as f64 / 1e3),
+        Some(us) => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+/// An older core: the listing plus what `/proc` says about each pid, no call figures.
+async fn from_proc(client: &Client) -> Result<(Value, Vec<Value>), Error> {
+    let list = modules(client)
+        .await?
+        .into_iter()
+        .map(|m| {
+            let usage = m
+                .get("pid")
+                .and_then(Value::as_u64)
+                .and_then(|p| u32::try_from(p).ok())
+                .and_then(process_usage);
+            with_usage(m, usage)
+        })
+        .collect();
+    let core_pid = client.core_pid();
+    let mut core = BTreeMap::new();
+    core.insert("pid".to_owned(), core_pid.map_or(Value::Null, Value::from));
+    let usage = core_pid.and_then(process_usage);
+    let core = with_usage(Value::Map(core), usage);
+    Ok((core, list))
+}
+
+/// `entry` with `rssBytes`, `cpuMs`, `threads` (and `uptimeMs` when missing) from `usage`.
+fn with_usage(entry: Value, usage: Option<ProcessUsage>) -> Value {
+    let Value::Map(mut map) = entry else {
+        return entry;
+    };
+    if let Some(u) = usage {
+        let ms = |d: Duration| Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        map.insert(
+            "rssBytes".to_owned(),
+            u.rss_bytes.map_or(Value::Null, Value::from),
+        );
+        map.insert("cpuMs".to_owned(), ms(u.cpu_time));
+        map.insert(
+            "threads".to_owned(),
+            u.threads.map_or(Value::Null, Value::from),
+        );
+        if !map.contains_key("uptimeMs")
+            && let Some(age) = u.age
+        {
+            map.insert("uptimeMs".to_owned(), ms(age));
+        }
+    }
+    Value::Map(map)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_proc_files() {
-        let stat = "4242 (logos host (x)) S 1 4242 4242 0 -1 4194560 500 0 0 0 150 50 0 0 20 0 3 0 1000 1000000 300 18446744073709551615";
-        let status = "Name:\tlogos_host\nVmRSS:\t   2048 kB\nThreads:\t3\n";
-        let u = parse(stat, status, Some("30.00 12.00"), 100).unwrap_or_else(|| panic!("parse"));
-        assert_eq!(u.cpu, Duration::from_secs(2));
-        assert_eq!(u.rss, Some(2 * 1024 * 1024));
-        assert_eq!(u.threads, Some(3));
-        assert_eq!(u.age, Some(Duration::from_secs(20)));
-        assert_eq!(u.cpu_percent(), Some(10.0));
+    fn map(pairs: &[(&str, Value)]) -> Value {
+        Value::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
-    fn our_own_process_is_readable() {
-        let u = usage(std::process::id()).unwrap_or_else(|| panic!("/proc/self"));
-        assert!(u.rss.is_some_and(|r| r > 0));
-        assert!(u.threads.is_some_and(|t| t >= 1));
+    fn the_table_shows_costs_calls_and_latency() {
+        let core = map(&[
+            ("pid", Value::from(10u32)),
+            ("uptimeMs", Value::from(5_000u64)),
+            ("rssBytes", Value::from(8u64 << 20)),
+            ("cpuMs", Value::from(1_500u64)),
+        ]);
+        let calc = map(&[
+            ("name", Value::from("calc")),
+            ("state", Value::from("ready")),
+            ("pid", Value::from(11u32)),
+            ("uptimeMs", Value::from(4_000u64)),
+            ("restarts", Value::from(2u32)),
+            ("rssBytes", Value::from(3u64 << 20)),
+            ("cpuMs", Value::from(20u64)),
+            ("calls", Value::from(42u64)),
+            ("errors", Value::from(1u64)),
+            ("unhealthy", Value::from("disk full")),
+            (
+                "latencyUs",
+                map(&[
+                    ("p50", Value::from(850u64)),
+                    ("p99", Value::from(12_300u64)),
+                ]),
+            ),
+        ]);
+        let kv = map(&[
+            ("name", Value::from("kv")),
+            ("state", Value::from("failed")),
+            ("restarts", Value::from(5u32)),
+            ("calls", Value::Null),
+            ("latencyUs", Value::Null),
+        ]);
+        let out = text(&core, &[calc, kv]);
+        assert!(out.contains("P99"), "{out}");
+        let calc_line = out.lines().find(|l| l.starts_with("calc")).unwrap_or("");
+        for cell in ["ready", "11", "4s", "3.0 MiB", "20ms", "42", "850µs", "12.3ms"] {
+            assert!(calc_line.contains(cell), "{cell} in {calc_line:?}");
+        }
+        let kv_line = out.lines().find(|l| l.starts_with("kv")).unwrap_or("");
+        assert!(kv_line.contains("failed") && kv_line.contains(" - "), "{kv_line:?}");
+        assert!(out.contains("(core)") && out.contains("8.0 MiB"), "{out}");
+        assert!(out.contains("2 known, 1 loaded, 1 failed"), "{out}");
+        assert!(out.contains("calc reports itself unhealthy: disk full"), "{out}");
+    }
+
+    #[test]
+    fn proc_usage_fills_an_older_cores_listing() {
+        let own = process_usage(std::process::id());
+        let doc = with_usage(map(&[("name", Value::from("x"))]), own);
+        assert!(doc.get("rssBytes").and_then(Value::as_u64).is_some_and(|r| r > 0));
+        assert!(doc.get("uptimeMs").is_some());
+        let gone = with_usage(map(&[("name", Value::from("x"))]), None);
+        assert_eq!(gone.get("rssBytes"), None);
     }
 }

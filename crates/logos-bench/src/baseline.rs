@@ -1,0 +1,200 @@
+//! The parent side of the raw baselines: the same work as a runtime row, done with blocking
+//! std Unix sockets between this process and a child (`child.rs`), or with a bare process
+//! spawn.
+//!
+//! Owns spawning and reaping those children and timing the exchanges. Blocking: call these
+//! from `spawn_blocking`, never on the runtime's thread. Never touches the logos runtime.
+
+use crate::child::Kind;
+use anyhow::{Context as _, Result, bail};
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a child has to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A baseline child process with its connection; killed and reaped on drop.
+struct Child {
+    process: std::process::Child,
+    sock: UnixStream,
+    _dir: tempfile::TempDir,
+}
+
+impl Child {
+    /// Starts `logos-bench --child KIND SOCKET` and accepts its connection.
+    fn start(kind: Kind, size: usize) -> Result<Child> {
+        let dir = tempfile::Builder::new()
+            .prefix("logos-bench-raw-")
+            .tempdir()
+            .context("creating a temp dir for the baseline socket")?;
+        let path = dir.path().join("raw.sock");
+        let listener = UnixListener::bind(&path)
+            .with_context(|| format!("binding {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        let exe = std::env::current_exe().context("finding this executable")?;
+        let mut process = Command::new(&exe)
+            .arg("--child")
+            .arg(kind.arg())
+            .arg(&path)
+            .arg("--size")
+            .arg(size.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} --child {}", exe.display(), kind.arg()))?;
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let sock = loop {
+            match listener.accept() {
+                Ok((sock, _)) => break sock,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Some(status) = process.try_wait()? {
+                        bail!("the {} baseline child exited early ({status})", kind.arg());
+                    }
+                    if Instant::now() > deadline {
+                        let _ = process.kill();
+                        let _ = process.wait();
+                        bail!("the {} baseline child did not connect", kind.arg());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        sock.set_nonblocking(false)?;
+        Ok(Child {
+            process,
+            sock,
+            _dir: dir,
+        })
+    }
+
+    /// Closes the connection and reaps the child.
+    fn finish(mut self) -> Result<()> {
+        self.sock.shutdown(std::net::Shutdown::Both)?;
+        let status = self.process.wait()?;
+        if !status.success() {
+            bail!("a baseline child failed ({status})");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.process.try_wait() {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+}
+
+/// `n` round trips of a `size`-byte message, one at a time, after a warm-up; nanoseconds each.
+///
+/// # Errors
+/// When the child cannot be started or the exchange breaks.
+pub fn round_trips(n: usize, size: usize) -> Result<Vec<f64>> {
+    let mut child = Child::start(Kind::Pong, size)?;
+    let mut buf = vec![0x5au8; size.max(1)];
+    let sock = &mut child.sock;
+    for _ in 0..(n / 10).clamp(10, 2_000) {
+        sock.write_all(&buf)?;
+        sock.read_exact(&mut buf)?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        sock.write_all(&buf)?;
+        sock.read_exact(&mut buf)?;
+        samples.push(start.elapsed().as_nanos() as f64);
+    }
+    child.finish()?;
+    Ok(samples)
+}
+
+/// `n` messages of `size` bytes written back to back (one `write` each) while another thread
+/// reads the echoes; messages per second.
+///
+/// # Errors
+/// When the child cannot be started or the exchange breaks.
+pub fn pipelined(n: usize, size: usize) -> Result<f64> {
+    let child = Child::start(Kind::Echo, size)?;
+    let mut reader = child.sock.try_clone()?;
+    let expected = (n * size) as u64;
+    let msg = vec![0x5au8; size];
+    let start = Instant::now();
+    let echoes = std::thread::spawn(move || -> std::io::Result<u64> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got: u64 = 0;
+        while got < expected {
+            let r = reader.read(&mut buf)?;
+            if r == 0 {
+                break;
+            }
+            got += r as u64;
+        }
+        Ok(got)
+    });
+    let mut writer = &child.sock;
+    for _ in 0..n {
+        writer.write_all(&msg)?;
+    }
+    let got = echoes
+        .join()
+        .map_err(|_| anyhow::anyhow!("the echo reader panicked"))??;
+    let elapsed = start.elapsed();
+    if got != expected {
+        bail!("raw pipelined: {got} of {expected} bytes came back");
+    }
+    child.finish()?;
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Copies `bytes` bytes in 64 KiB writes to a child that reads them to the end and answers
+/// with the count; bytes per second.
+///
+/// # Errors
+/// When the child cannot be started, the copy breaks or the count is wrong.
+pub fn stream(bytes: u64) -> Result<f64> {
+    let mut child = Child::start(Kind::Sink, 0)?;
+    let chunk = vec![0xa5u8; 64 * 1024];
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    while sent < bytes {
+        let n = usize::try_from(bytes - sent).map_or(chunk.len(), |r| r.min(chunk.len()));
+        child.sock.write_all(&chunk[..n])?;
+        sent += n as u64;
+    }
+    child.sock.shutdown(std::net::Shutdown::Write)?;
+    let mut count = [0u8; 8];
+    child.sock.read_exact(&mut count)?;
+    let elapsed = start.elapsed();
+    if u64::from_le_bytes(count) != bytes {
+        bail!("raw stream: the child counted {} of {bytes} bytes", u64::from_le_bytes(count));
+    }
+    child.finish()?;
+    Ok(bytes as f64 / elapsed.as_secs_f64())
+}
+
+/// Spawns and reaps `program` `n` times; nanoseconds each.
+///
+/// # Errors
+/// When it cannot be started or fails.
+pub fn spawn_and_reap(program: &Path, n: usize) -> Result<Vec<f64>> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let status = Command::new(program)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("starting {}", program.display()))?;
+        samples.push(start.elapsed().as_nanos() as f64);
+        if !status.success() {
+            bail!("{} failed ({status})", program.display());
+        }
+    }
+    Ok(samples)
+}

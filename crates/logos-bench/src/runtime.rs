@@ -1,0 +1,707 @@
+//! The rows measured through the logos runtime, each beside its baseline.
+//!
+//! Owns the benchmark world: a temp dir with generated module dirs (every one a [`EXE_NAME`]
+//! symlink to this executable, see `module.rs`), one [`Core`] over it, and the measurement of
+//! each row. Module → module figures are taken inside the calling module; the core only
+//! starts the measurement and collects the result. Never prints: rows go to `report.rs`.
+
+use crate::baseline;
+use crate::module::{EXE_NAME, Heard};
+use crate::report::{Figure, Row, Status, Unit};
+use crate::stats::{self, Summary};
+use anyhow::{Context as _, Result, anyhow, bail};
+use logos_core::{Core, Notification, RestartSettings, State, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Backoff configured for the crash row (every crash is the first in its window).
+pub const BACKOFF: Duration = Duration::from_millis(10);
+/// Payload of the call rows.
+const PAYLOAD: u64 = 64;
+/// Calls kept in flight by the pipelined row (the callee admits 1024 per connection).
+const WINDOW: u64 = 512;
+/// Events emitted between two waits for the subscribers' sockets (their queues hold 1024).
+const BURST: u64 = 500;
+
+/// How much of everything to do: the full run, or `--quick` smoke sizes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub quick: bool,
+    /// Alternating rounds of baseline and runtime for the comparative rows.
+    pub rounds: usize,
+    pub rtt_calls: u64,
+    pub pipelined_calls: u64,
+    pub stream_bytes: u64,
+    pub fanout_subscribers: Vec<usize>,
+    pub fanout_events: u64,
+    pub starts: usize,
+    pub load_sizes: Vec<usize>,
+    pub crashes: usize,
+    pub api_calls: u64,
+}
+
+impl Plan {
+    pub fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                rounds: 1,
+                rtt_calls: 300,
+                pipelined_calls: 3_000,
+                stream_bytes: 4 << 20,
+                fanout_subscribers: vec![1, 8, 32],
+                fanout_events: 300,
+                starts: 4,
+                load_sizes: vec![5, 10],
+                crashes: 3,
+                api_calls: 300,
+            }
+        } else {
+            Plan {
+                quick,
+                rounds: 5,
+                rtt_calls: 4_000,
+                pipelined_calls: 200_000,
+                stream_bytes: 64 << 20,
+                fanout_subscribers: vec![1, 8, 32],
+                fanout_events: 20_000,
+                starts: 30,
+                load_sizes: vec![10, 25, 50, 100],
+                crashes: 20,
+                api_calls: 20_000,
+            }
+        }
+    }
+
+    fn largest_load(&self) -> usize {
+        self.load_sizes.iter().copied().max().unwrap_or(0)
+    }
+
+    fn subscribers(&self) -> usize {
+        self.fanout_subscribers.iter().copied().max().unwrap_or(0)
+    }
+}
+
+/// One generated module dir.
+struct Spec {
+    name: String,
+    deps: Vec<String>,
+    permissions: Vec<String>,
+    restart: &'static str,
+}
+
+impl Spec {
+    fn new(name: impl Into<String>) -> Spec {
+        Spec {
+            name: name.into(),
+            deps: Vec::new(),
+            permissions: Vec::new(),
+            restart: "never",
+        }
+    }
+
+    fn write(&self, modules: &Path, exe: &Path) -> Result<()> {
+        let dir = modules.join(&self.name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let deps: serde_json::Map<String, serde_json::Value> = self
+            .deps
+            .iter()
+            .map(|d| (d.clone(), serde_json::Value::from("^1")))
+            .collect();
+        let meta = serde_json::json!({
+            "name": self.name,
+            "version": "1.0.0",
+            "description": "logos-bench module",
+            "author": "logos-bench",
+            "type": "core",
+            "dependencies": deps,
+            "capabilities": [],
+            "main": EXE_NAME,
+            "restart": self.restart,
+            "permissions": self.permissions,
+        });
+        std::fs::write(dir.join("metadata.json"), meta.to_string())?;
+        std::os::unix::fs::symlink(exe, dir.join(EXE_NAME))
+            .with_context(|| format!("linking {} into {}", exe.display(), dir.display()))?;
+        Ok(())
+    }
+}
+
+fn chain(i: usize) -> String {
+    format!("chain{i:03}")
+}
+
+fn leaf(i: usize) -> String {
+    format!("leaf{i:03}")
+}
+
+fn fan(size: usize) -> String {
+    format!("fan{size:03}")
+}
+
+fn sub(i: usize) -> String {
+    format!("sub{i:02}")
+}
+
+/// The temp dir, its modules and the core serving them; everything is stopped and removed
+/// on [`World::close`] (and, as a net, when the temp dir drops).
+pub struct World {
+    pub core: Core,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    /// Generates every module the plan needs and starts a core over them.
+    ///
+    /// # Errors
+    /// When the files cannot be written or the core does not start.
+    pub async fn create(plan: &Plan) -> Result<World> {
+        let exe = std::env::current_exe().context("finding this executable")?;
+        let dir = tempfile::Builder::new()
+            .prefix("logos-bench-")
+            .tempdir()
+            .context("creating the benchmark's temp dir")?;
+        let modules = dir.path().join("modules");
+        let mut specs = vec![Spec::new("bmb"), Spec::new("bms"), Spec::new("publisher")];
+        let mut caller = Spec::new("bma");
+        caller.permissions.push("bmb".into());
+        specs.push(caller);
+        let mut crasher = Spec::new("bmc");
+        crasher.restart = "always";
+        specs.push(crasher);
+        for i in 0..plan.subscribers() {
+            let mut s = Spec::new(sub(i));
+            s.permissions.push("publisher".into());
+            specs.push(s);
+        }
+        let largest = plan.largest_load();
+        for i in 0..largest {
+            let mut c = Spec::new(chain(i));
+            if i > 0 {
+                c.deps.push(chain(i - 1));
+            }
+            specs.push(c);
+        }
+        for i in 0..largest.saturating_sub(1) {
+            specs.push(Spec::new(leaf(i)));
+        }
+        for &size in &plan.load_sizes {
+            let mut root = Spec::new(fan(size));
+            root.deps = (0..size.saturating_sub(1)).map(leaf).collect();
+            specs.push(root);
+        }
+        for s in &specs {
+            s.write(&modules, &exe)?;
+        }
+        let mut restart = RestartSettings::default();
+        restart.initial = BACKOFF;
+        restart.max = BACKOFF;
+        restart.budget = 1_000_000;
+        // Crashes are far apart compared to this, so each one restarts after `initial`.
+        restart.window = Duration::from_millis(1);
+        let core = Core::builder()
+            .modules_dir(&modules)
+            .runtime_dir(dir.path().join("run"))
+            .data_dir(dir.path().join("data"))
+            .call_timeout(Duration::from_secs(600))
+            .stop_grace(Duration::from_secs(2))
+            .module_log(std::env::var("LOGOS_BENCH_MODULE_LOG").unwrap_or_else(|_| "warn".into()))
+            .restart(restart)
+            .build()?
+            .start()
+            .await
+            .context("starting the core")?;
+        let faults = core.faults();
+        if !faults.is_empty() {
+            core.shutdown().await;
+            bail!("generated metadata was refused: {}", faults.join("; "));
+        }
+        Ok(World { core, dir })
+    }
+
+    /// The modules dir (for the C API driver, which runs its own core over it).
+    pub fn modules_dir(&self) -> PathBuf {
+        self.dir.path().join("modules")
+    }
+
+    /// Stops every module and the core.
+    pub async fn close(self) {
+        self.core.shutdown().await;
+    }
+
+    async fn call(&self, target: &str, method: &str, args: Vec<Value>) -> Result<Value> {
+        self.core
+            .call(target, method, args)
+            .await
+            .with_context(|| format!("{target}.{method}"))
+    }
+
+    async fn ensure_loaded(&self, names: &[&str]) -> Result<()> {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| self.core.module(n).map_or(true, |m| !m.state.is_loaded()))
+            .collect();
+        if !missing.is_empty() {
+            self.core.load_many(&missing).await?;
+        }
+        Ok(())
+    }
+
+    /// Unloads every loaded module whose name starts with one of `prefixes`, dependents first.
+    async fn unload_all(&self, prefixes: &[&str]) -> Result<()> {
+        loop {
+            let loaded: Vec<String> = self
+                .core
+                .modules()
+                .into_iter()
+                .filter(|m| m.state.is_loaded() && prefixes.iter().any(|p| m.name.starts_with(p)))
+                .map(|m| m.name)
+                .collect();
+            let Some(first) = loaded.first() else {
+                return Ok(());
+            };
+            self.core.unload(first, true).await?;
+        }
+    }
+}
+
+fn u64_list(v: &Value) -> Result<Vec<f64>> {
+    let list = v.as_list().ok_or_else(|| anyhow!("expected a list, got {v}"))?;
+    list.iter()
+        .map(|x| x.as_u64().map(|n| n as f64).ok_or_else(|| anyhow!("not a count: {x}")))
+        .collect()
+}
+
+fn as_u64(v: &Value) -> Result<u64> {
+    v.as_u64().ok_or_else(|| anyhow!("expected a count, got {v}"))
+}
+
+/// Runs blocking baseline work off the runtime's thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow!("baseline task failed: {e}"))?
+}
+
+/// Module → module round trips (and the raw ping-pong beside them); also returns our
+/// median, which the Qt row compares against.
+pub async fn rtt(w: &World, plan: &Plan) -> Result<(Row, Summary)> {
+    w.ensure_loaded(&["bma", "bmb"]).await?;
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    let n = plan.rtt_calls;
+    for _ in 0..plan.rounds {
+        raw.extend(blocking(move || baseline::round_trips(n as usize, PAYLOAD as usize)).await?);
+        let v = w
+            .call("bma", "pingLoop", vec!["bmb".into(), n.into(), PAYLOAD.into()])
+            .await?;
+        ours.extend(u64_list(&v)?);
+    }
+    let ours = stats::summarize(&mut ours);
+    let raw = stats::summarize(&mut raw);
+    let ratio = ours.median / raw.median;
+    let mut row = Row::new(
+        "rtt",
+        "call round trip module → module, 64 B, one at a time",
+    );
+    row.ours = Some(Figure::latency(&ours));
+    row.baseline = Some(Figure::latency(&raw));
+    row.baseline_name = Some("raw socket ping-pong".into());
+    row.ratio = Some(ratio);
+    row.target = Some("≤ 2.0× (stretch 1.5×)".into());
+    row.status = Status::check(ratio <= 2.0);
+    row.extra("samples", ours.n as u64)
+        .extra("stretch_met", ratio <= 1.5)
+        .extra("ours_min_ns", ours.min)
+        .extra("raw_min_ns", raw.min);
+    Ok((row, ours))
+}
+
+/// Calls pipelined on one module → module connection, against raw pipelined messages.
+pub async fn pipelined(w: &World, plan: &Plan) -> Result<Row> {
+    w.ensure_loaded(&["bma", "bmb"]).await?;
+    let n = plan.pipelined_calls;
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for _ in 0..plan.rounds {
+        raw.push(blocking(move || baseline::pipelined(n as usize, PAYLOAD as usize)).await?);
+        let ns = as_u64(
+            &w.call(
+                "bma",
+                "pipeline",
+                vec!["bmb".into(), n.into(), PAYLOAD.into(), WINDOW.into()],
+            )
+            .await?,
+        )?;
+        ours.push(n as f64 / (ns as f64 / 1e9));
+    }
+    let (ours, raw) = (stats::median(&ours), stats::median(&raw));
+    let ratio = ours / raw;
+    let mut row = Row::new(
+        "pipelined",
+        format!("pipelined calls, one connection, {WINDOW} in flight"),
+    );
+    row.ours = Some(Figure::of(ours, Unit::PerSec));
+    row.baseline = Some(Figure::of(raw, Unit::PerSec));
+    row.baseline_name = Some("raw pipelined messages".into());
+    row.ratio = Some(ratio);
+    row.target = Some("≥ 300k/s and ≥ 0.5×".into());
+    row.status = Status::check(ours >= 300_000.0 && ratio >= 0.5);
+    Ok(row)
+}
+
+/// A 64 MiB stream module → module, against a raw socket copy.
+pub async fn stream(w: &World, plan: &Plan) -> Result<Row> {
+    w.ensure_loaded(&["bma", "bmb"]).await?;
+    let bytes = plan.stream_bytes;
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for _ in 0..plan.rounds {
+        raw.push(blocking(move || baseline::stream(bytes)).await?);
+        let ns = as_u64(
+            &w.call("bma", "streamTo", vec!["bmb".into(), bytes.into()])
+                .await?,
+        )?;
+        ours.push(bytes as f64 / (ns as f64 / 1e9));
+    }
+    let (ours, raw) = (stats::median(&ours), stats::median(&raw));
+    let ratio = ours / raw;
+    let mut row = Row::new(
+        "stream",
+        format!("stream module → module, {} MiB", bytes >> 20),
+    );
+    row.ours = Some(Figure::of(ours, Unit::BytesPerSec));
+    row.baseline = Some(Figure::of(raw, Unit::BytesPerSec));
+    row.baseline_name = Some("raw socket copy".into());
+    row.ratio = Some(ratio);
+    row.target = Some("≥ 0.5×".into());
+    row.status = Status::check(ratio >= 0.5);
+    Ok(row)
+}
+
+/// One publisher, 1 / 8 / 32 subscriber modules: deliveries per second, order checked.
+pub async fn fanout(w: &World, plan: &Plan) -> Result<Vec<Row>> {
+    w.ensure_loaded(&["publisher"]).await?;
+    let mut rows = Vec::new();
+    let mut listening = 0;
+    for &k in &plan.fanout_subscribers {
+        let names: Vec<String> = (0..k).map(sub).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        w.ensure_loaded(&refs).await?;
+        for name in &names[listening.min(k)..] {
+            w.call(name, "listen", vec!["publisher".into()]).await?;
+        }
+        listening = listening.max(k);
+        // Subscriptions are made in the background: wait until the publisher sees them all.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = as_u64(&w.call("publisher", "subscribers", vec![]).await?)?;
+            if seen as usize >= k {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("only {seen} of {k} subscribers connected to the publisher");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for name in &names {
+            w.call(name, "resetHeard", vec![]).await?;
+        }
+        let n = plan.fanout_events;
+        let start_ns = as_u64(
+            &w.call("publisher", "fanout", vec![n.into(), BURST.into()])
+                .await?,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let heard = loop {
+            let mut all = Vec::with_capacity(k);
+            for name in &names {
+                let v = w.call(name, "heard", vec![]).await?;
+                all.push(heard_of(&v)?);
+            }
+            if all.iter().all(|h| h.received >= n) || Instant::now() > deadline {
+                break all;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let received: u64 = heard.iter().map(|h| h.received).sum();
+        let disorder: u64 = heard.iter().map(|h| h.out_of_order).sum();
+        let end_ns = heard.iter().map(|h| h.last_ns).max().unwrap_or(start_ns);
+        let secs = (end_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
+        let rate = received as f64 / secs;
+        let expected = n * k as u64;
+        let mut row = Row::new(
+            format!("fanout_{k}"),
+            format!("event fan-out, 1 publisher → {k} subscriber module{}", if k == 1 { "" } else { "s" }),
+        );
+        row.ours = Some(Figure::of(rate, Unit::PerSec));
+        row.target = Some("deliveries/s; order per subscriber".into());
+        let ok = received == expected && disorder == 0;
+        row.status = if ok { Status::Info } else { Status::Missed };
+        row.note = (!ok).then(|| {
+            format!("{received} of {expected} events delivered, {disorder} out of order")
+        });
+        row.extra("events", n)
+            .extra("subscribers", k as u64)
+            .extra("delivered", received)
+            .extra("out_of_order", disorder)
+            .extra("order_ok", disorder == 0);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn heard_of(v: &Value) -> Result<Heard> {
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("heard() returned {v}"))
+    };
+    Ok(Heard {
+        received: field("received")?,
+        out_of_order: field("outOfOrder")?,
+        last_ns: field("lastNs")?,
+        ..Heard::default()
+    })
+}
+
+/// Spawn → ready of one module (handshake included), against spawning `/bin/true`.
+pub async fn start(w: &World, plan: &Plan) -> Result<Row> {
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    let true_bin = Path::new("/bin/true");
+    // Warm the page cache and the core's paths once.
+    w.core.load("bms").await?;
+    w.core.unload("bms", false).await?;
+    let batch = 5.min(plan.starts).max(1);
+    let mut done = 0;
+    while done < plan.starts {
+        let k = batch.min(plan.starts - done);
+        raw.extend(blocking(move || baseline::spawn_and_reap(true_bin, k)).await?);
+        for _ in 0..k {
+            let t = Instant::now();
+            w.core.load("bms").await?;
+            ours.push(t.elapsed().as_nanos() as f64);
+            w.core.unload("bms", false).await?;
+        }
+        done += k;
+    }
+    let ours = stats::summarize(&mut ours);
+    let raw = stats::summarize(&mut raw);
+    let ratio = ours.median / raw.median;
+    let mut row = Row::new("start", "module start: spawn → ready (handshake, auth)");
+    row.ours = Some(Figure::latency(&ours));
+    row.baseline = Some(Figure::latency(&raw));
+    row.baseline_name = Some("spawn + reap /bin/true".into());
+    row.ratio = Some(ratio);
+    row.target = Some("≤ 3×".into());
+    row.status = Status::check(ratio <= 3.0);
+    Ok(row)
+}
+
+/// Loading N modules as a chain and as a wide fan, N up to 100; the idle RSS per module is
+/// read while the largest fan is loaded.
+pub async fn load(w: &World, plan: &Plan) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut rss_row = None;
+    for (shape, root_of) in [
+        ("chain", chain_root as fn(usize) -> String),
+        ("fan", fan),
+    ] {
+        let mut per_module = Vec::new();
+        for &size in &plan.load_sizes {
+            let root = root_of(size);
+            let t = Instant::now();
+            w.core.load(&root).await?;
+            let took = t.elapsed().as_nanos() as f64;
+            let loaded = w.core.modules().iter().filter(|m| m.state == State::Ready).count();
+            per_module.push((size, took, took / size as f64, loaded));
+            if shape == "fan" && size == plan.largest_load() {
+                rss_row = Some(rss(w, plan, size).await?);
+            }
+            w.unload_all(&[shape, "leaf"]).await?;
+        }
+        rows.push(load_row(shape, &per_module));
+    }
+    rows.extend(rss_row);
+    Ok(rows)
+}
+
+fn chain_root(size: usize) -> String {
+    chain(size.saturating_sub(1))
+}
+
+fn load_row(shape: &str, runs: &[(usize, f64, f64, usize)]) -> Row {
+    let (first, last) = match (runs.first(), runs.last()) {
+        (Some(f), Some(l)) => (*f, *l),
+        _ => return Row::skipped(&format!("load_{shape}"), shape, "no sizes"),
+    };
+    // Linear growth: the cost per module stays flat as the set grows.
+    let growth = last.2 / first.2;
+    let what = match shape {
+        "chain" => "a chain (each depends on the previous)",
+        _ => "a wide fan (one root over the rest)",
+    };
+    let mut row = Row::new(
+        format!("load_{shape}"),
+        format!("load {} modules as {what}", last.0),
+    );
+    row.ours = Some(Figure::of(last.1, Unit::Nanos));
+    row.ratio = Some(growth);
+    row.target = Some(format!(
+        "linear: per-module cost at {} ≤ 1.5× that at {}",
+        last.0, first.0
+    ));
+    row.status = Status::check(growth <= 1.5);
+    let sizes: Vec<String> = runs
+        .iter()
+        .map(|(n, total, per, _)| {
+            format!(
+                "{n}: {} ({} per module)",
+                crate::report::format_value(*total, Unit::Nanos),
+                crate::report::format_value(*per, Unit::Nanos)
+            )
+        })
+        .collect();
+    row.note = Some(format!("{shape}: {}", sizes.join(", ")));
+    row.extra(
+        "runs",
+        runs.iter()
+            .map(|(n, total, per, _)| serde_json::json!({"modules": n, "total_ns": total, "per_module_ns": per}))
+            .collect::<Vec<_>>(),
+    );
+    row.extra("per_module_ns", last.2);
+    row
+}
+
+/// Resident and proportional memory of each loaded module process, after a moment idle.
+async fn rss(w: &World, plan: &Plan, size: usize) -> Result<Row> {
+    tokio::time::sleep(if plan.quick {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(500)
+    })
+    .await;
+    let pids: Vec<u32> = w
+        .core
+        .modules()
+        .into_iter()
+        .filter(|m| m.state == State::Ready)
+        .filter_map(|m| m.pid)
+        .collect();
+    let mut rss = Vec::new();
+    let mut pss = Vec::new();
+    for pid in &pids {
+        if let Some(kib) = proc_kib(&format!("/proc/{pid}/status"), "VmRSS:") {
+            rss.push(kib as f64 * 1024.0);
+        }
+        if let Some(kib) = proc_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:") {
+            pss.push(kib as f64 * 1024.0);
+        }
+    }
+    if rss.is_empty() {
+        bail!("no module process memory could be read");
+    }
+    let rss = stats::summarize(&mut rss);
+    let pss = stats::summarize(&mut pss);
+    let mut row = Row::new(
+        "rss",
+        format!("idle module process memory (RSS), {} processes", rss.n),
+    );
+    row.ours = Some(Figure {
+        value: rss.median,
+        p99: None,
+        unit: Unit::Bytes,
+    });
+    row.target = Some("≤ 6 MiB per module".into());
+    row.status = Status::check(rss.median <= 6.0 * 1024.0 * 1024.0);
+    row.note = Some(format!(
+        "with {size} loaded: RSS max {}, PSS median {} (shared pages split between processes)",
+        crate::report::format_value(rss.p99.max(rss.min), Unit::Bytes),
+        crate::report::format_value(pss.median, Unit::Bytes),
+    ));
+    row.extra("rss_max_bytes", stats_max(&rss))
+        .extra("pss_median_bytes", pss.median);
+    Ok(row)
+}
+
+fn stats_max(s: &Summary) -> f64 {
+    s.p99.max(s.min)
+}
+
+/// A `Key:   123 kB` figure from a /proc file, in KiB.
+fn proc_kib(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// SIGKILL a module and time until the core reports it up and ready again.
+pub async fn restart(w: &World, plan: &Plan) -> Result<Row> {
+    w.ensure_loaded(&["bmc"]).await?;
+    let mut ups = w.core.subscribe("core", "moduleUp")?;
+    let mut samples = Vec::new();
+    for _ in 0..plan.crashes {
+        let pid = w
+            .core
+            .module("bmc")?
+            .pid
+            .ok_or_else(|| anyhow!("bmc has no pid"))?;
+        let pid = i32::try_from(pid)?;
+        let t = Instant::now();
+        // SAFETY: kill(2) with a pid the core reported for a module it started and a valid
+        // signal number; nothing in this process is affected.
+        if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            bail!("kill -9 {pid}: {}", std::io::Error::last_os_error());
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let note = tokio::time::timeout_at(deadline, ups.recv())
+                .await
+                .map_err(|_| anyhow!("bmc did not come back within 20 s"))?
+                .ok_or_else(|| anyhow!("the core stopped"))?;
+            if let Notification::Event { data, .. } = note
+                && data.first().and_then(Value::as_str) == Some("bmc")
+            {
+                break;
+            }
+        }
+        samples.push(t.elapsed().as_nanos() as f64);
+        let state = w.core.module("bmc")?.state;
+        if state != State::Ready {
+            bail!("bmc is {state} after moduleUp");
+        }
+        // Let the new process settle before the next crash.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = stats::summarize(&mut samples);
+    let limit = 50e6 + BACKOFF.as_nanos() as f64;
+    let mut row = Row::new("restart", "crash (SIGKILL) → restarted and ready");
+    row.ours = Some(Figure::latency(&s));
+    row.target = Some(format!("≤ 50 ms + backoff ({} ms)", BACKOFF.as_millis()));
+    row.status = Status::check(s.median <= limit);
+    row.extra("backoff_ns", BACKOFF.as_nanos() as f64);
+    Ok(row)
+}
+
+/// `core.call` from the embedding Rust API to a module: the reference the C API row is
+/// compared with.
+pub async fn rust_api(w: &World, plan: &Plan) -> Result<(Row, Summary)> {
+    w.ensure_loaded(&["bmb"]).await?;
+    let payload = Value::Bytes(vec![0x5a; PAYLOAD as usize]);
+    for _ in 0..(plan.api_calls / 10).clamp(10, 2_000) {
+        w.call("bmb", "echo", vec![payload.clone()]).await?;
+    }
+    let mut samples = Vec::with_capacity(plan.api_calls as usize);
+    for _ in 0..plan.api_calls {
+        let t = Instant::now();
+        w.core.call("bmb", "echo", vec![payload.clone()]).await?;
+        samples.push(t.elapsed().as_nanos() as f64);
+    }
+    let s = stats::summarize(&mut samples);
+    let mut row = Row::new("rust_api", "call through the Rust API (Core::call), 64 B");
+    row.ours = Some(Figure::latency(&s));
+    row.status = Status::Info;
+    Ok((row, s))
+}

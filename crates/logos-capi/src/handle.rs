@@ -1,0 +1,521 @@
+//! The one core behind the C API, and the tokio runtime it runs on.
+//!
+//! Owns the process-wide state: the settings gathered before start (modules dirs, `logos_host`),
+//! and once started the [`logos::Core`], the multi-thread runtime that drives it (created by
+//! start, shut down by cleanup), and the private runtime dir. Every operation takes a clone of
+//! the running core out of the state lock and runs on the runtime's worker threads, never on the
+//! caller's thread: module processes carry a parent-death signal tied to the thread that spawned
+//! them, and the workers live exactly as long as the core; a short-lived application thread
+//! that happened to load a module would otherwise take the module down when it exits. The
+//! caller blocks on a plain channel, so a call that the core drops (cleanup under it) ends with
+//! an error instead of a hang, and a host that calls us from inside its own async runtime is not
+//! refused. The state lock is never held across an operation, except by start (so two starts
+//! never race); cleanup takes the core out first, so concurrent calls fail with "not started"
+//! rather than wait.
+//!
+//! Settings (documented in docs/c-api.md): runtime dir `$LOGOS_RUNTIME_DIR`, else a fresh
+//! private temp dir per start, removed at cleanup (several applications, or an application and a
+//! `logoscore run`, never collide); data dir `$LOGOS_DATA_DIR`, else the core's default;
+//! `logos_host` as `host.rs` finds it.
+
+use crate::callback::{self, QUEUE, Reply};
+use crate::error::Error;
+use crate::host;
+use crate::strings::Callback;
+use logos::{CORE_MODULE, Core, Value};
+use std::ffi::c_int;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Worker threads of the core's runtime: the core's work is I/O and bookkeeping.
+const WORKERS: usize = 2;
+/// How long cleanup waits for the runtime's tasks to end after the core has shut down.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// Settings gathered before start.
+#[derive(Debug, Default)]
+struct Config {
+    modules_dirs: Vec<PathBuf>,
+    host: Option<PathBuf>,
+}
+
+/// A started core.
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    live: Live,
+    /// The private runtime dir when `$LOGOS_RUNTIME_DIR` is not set; removed on drop.
+    temp: Option<tempfile::TempDir>,
+}
+
+/// What an operation needs of the running core; cheap to clone out of the lock.
+#[derive(Clone)]
+struct Live {
+    core: Core,
+    rt: tokio::runtime::Handle,
+    /// Slots for events waiting for delivery (see `callback::EVENTS_WAITING`).
+    slots: Arc<Semaphore>,
+    /// Set when the core has stopped (cleanup, or `logoscore stop` from outside).
+    stopped: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Global {
+    config: Config,
+    running: Option<Running>,
+}
+
+static GLOBAL: Mutex<Option<Global>> = Mutex::new(None);
+
+/// The state, created on first use (`logos_core_initialize` or any call that implies it).
+fn global() -> MutexGuard<'static, Option<Global>> {
+    // Every update below is a single assignment, so a poisoned lock holds consistent data.
+    GLOBAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn with_global<R>(f: impl FnOnce(&mut Global) -> R) -> R {
+    let mut g = global();
+    f(g.get_or_insert_with(Global::default))
+}
+
+/// The running core, or [`Error::NotStarted`].
+fn live() -> Result<Live, Error> {
+    with_global(|g| g.running.as_ref().map(|r| r.live.clone())).ok_or(Error::NotStarted)
+}
+
+impl Live {
+    /// Runs `fut` on the core's runtime and waits for it on this thread.
+    ///
+    /// # Errors
+    /// [`Error::CleanedUp`] when the runtime drops the task unfinished (cleanup).
+    fn run<T: Send + 'static>(
+        &self,
+        what: impl Into<String>,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, Error> {
+        run_on(&self.rt, what, fut)
+    }
+}
+
+fn run_on<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    what: impl Into<String>,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T, Error> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .map_err(|_| Error::CleanedUp { what: what.into() })
+}
+
+/// Sets up the process-wide state; a no-op when it exists (also while started).
+pub(crate) fn initialize() {
+    with_global(|_| ());
+}
+
+/// Replaces the modules dirs with `dir`.
+///
+/// # Errors
+/// [`Error::Started`], [`Error::Invalid`] when `dir` is not a directory.
+pub(crate) fn set_modules_dir(dir: &str) -> Result<(), Error> {
+    let dir = existing_dir(dir)?;
+    with_global(|g| {
+        if g.running.is_some() {
+            return Err(Error::Started {
+                function: "logos_core_set_plugins_dir",
+            });
+        }
+        g.config.modules_dirs = vec![dir];
+        Ok(())
+    })
+}
+
+/// Adds `dir` to the modules dirs; once started, registers the modules found in it.
+///
+/// # Errors
+/// [`Error::Invalid`] when `dir` is not a directory; once started, the registration errors
+/// of its modules (the others are registered).
+pub(crate) fn add_modules_dir(dir: &str) -> Result<(), Error> {
+    let dir = existing_dir(dir)?;
+    let running = with_global(|g| {
+        if let Some(r) = &g.running {
+            return Some(r.live.clone());
+        }
+        if !g.config.modules_dirs.contains(&dir) {
+            g.config.modules_dirs.push(dir.clone());
+        }
+        None
+    });
+    let Some(live) = running else {
+        return Ok(());
+    };
+    let mut failures = Vec::new();
+    let entries = std::fs::read_dir(&dir).map_err(|source| Error::Os {
+        what: format!("reading modules dir {}", dir.display()),
+        source,
+    })?;
+    let mut module_dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("metadata.json").is_file())
+        .collect();
+    module_dirs.sort();
+    for m in module_dirs {
+        if let Err(e) = register(&live, &m) {
+            failures.push(e.to_string());
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            name: "plugins_dir",
+            reason: format!(
+                "some modules in {} were not registered: {}",
+                dir.display(),
+                failures.join("; ")
+            ),
+        })
+    }
+}
+
+fn existing_dir(dir: &str) -> Result<PathBuf, Error> {
+    let path = PathBuf::from(dir);
+    if path.is_dir() {
+        Ok(std::fs::canonicalize(&path).unwrap_or(path))
+    } else {
+        Err(Error::Invalid {
+            name: "plugins_dir",
+            reason: format!("{dir:?} is not a directory; pass a dir holding <name>/metadata.json"),
+        })
+    }
+}
+
+/// Uses `path` as `logos_host`.
+///
+/// # Errors
+/// [`Error::Started`], [`Error::Invalid`] when `path` is not a file.
+pub(crate) fn set_host_binary(path: &str) -> Result<(), Error> {
+    let p = PathBuf::from(path);
+    if !p.is_file() {
+        return Err(Error::Invalid {
+            name: "path",
+            reason: format!("{path:?} is not a file; pass the path of the logos_host executable"),
+        });
+    }
+    with_global(|g| {
+        if g.running.is_some() {
+            return Err(Error::Started {
+                function: "logos_core_set_host_binary",
+            });
+        }
+        g.config.host = Some(p);
+        Ok(())
+    })
+}
+
+/// Starts the core: runtime, runtime dir, discovery, control endpoint. A no-op when started.
+///
+/// # Errors
+/// [`Error::Os`] when threads or the temp dir cannot be created; the core's start errors
+/// (e.g. another core already serves `$LOGOS_RUNTIME_DIR`).
+pub(crate) fn start() -> Result<(), Error> {
+    let mut guard = global();
+    let g = guard.get_or_insert_with(Global::default);
+    if g.running.is_some() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .thread_name("logos-core")
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Os {
+            what: "starting the core's threads".to_owned(),
+            source,
+        })?;
+    let (runtime_dir, temp) = match std::env::var_os("LOGOS_RUNTIME_DIR").filter(|d| !d.is_empty())
+    {
+        Some(d) => (PathBuf::from(d), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("logos-core-")
+                .tempdir()
+                .map_err(|source| Error::Os {
+                    what: "creating a private runtime dir in the temp dir".to_owned(),
+                    source,
+                })?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let mut builder = Core::builder().runtime_dir(&runtime_dir);
+    for d in &g.config.modules_dirs {
+        builder = builder.modules_dir(d);
+    }
+    if let Some(d) = std::env::var_os("LOGOS_DATA_DIR").filter(|d| !d.is_empty()) {
+        builder = builder.data_dir(PathBuf::from(d));
+    }
+    if let Some(h) = host::find(g.config.host.as_deref(), &g.config.modules_dirs) {
+        builder = builder.host_binary(h);
+    }
+    let core = builder.build()?;
+    let core = run_on(runtime.handle(), "starting the core", core.start())??;
+    let stopped = Arc::new(AtomicBool::new(false));
+    let (watch, flag) = (core.clone(), Arc::clone(&stopped));
+    runtime.spawn(async move {
+        watch.stopped().await;
+        flag.store(true, Ordering::SeqCst);
+        QUEUE.end_epoch();
+    });
+    g.running = Some(Running {
+        live: Live {
+            core,
+            rt: runtime.handle().clone(),
+            slots: Arc::new(Semaphore::new(callback::EVENTS_WAITING)),
+            stopped,
+        },
+        runtime,
+        temp,
+    });
+    Ok(())
+}
+
+/// Stops every module, shuts the runtime down, removes the private runtime dir and forgets all
+/// settings. A no-op when nothing was started.
+pub(crate) fn cleanup() {
+    let running = global().take().and_then(|g| g.running);
+    // Ends a waiting exec now, even when shutdown takes a while.
+    QUEUE.end_epoch();
+    let Some(Running {
+        runtime,
+        live,
+        temp,
+    }) = running
+    else {
+        return;
+    };
+    let core = live.core.clone();
+    // In-flight calls fail with `unavailable` as their modules stop, and their callbacks are
+    // queued; anything the runtime then drops unfinished is reported by `Reply`'s drop.
+    let _ = live.run("shutting down", async move { core.shutdown().await });
+    drop(live);
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    drop(temp);
+}
+
+/// Blocks delivering callbacks until cleanup, an exit request, or the core stopping.
+///
+/// # Errors
+/// [`Error::NotStarted`].
+pub(crate) fn exec() -> Result<c_int, Error> {
+    // Read the epoch before checking the core, so a cleanup in between is seen by exec.
+    let epoch = QUEUE.epoch();
+    let live = live()?;
+    if live.stopped.load(Ordering::SeqCst) {
+        return Ok(0);
+    }
+    drop(live);
+    Ok(QUEUE.exec(epoch))
+}
+
+/// Names of the loaded modules (starting, ready, or restarting after a crash).
+///
+/// # Errors
+/// [`Error::NotStarted`].
+pub(crate) fn loaded() -> Result<Vec<String>, Error> {
+    let live = live()?;
+    Ok(live
+        .core
+        .modules()
+        .into_iter()
+        .filter(|m| m.state.is_loaded())
+        .map(|m| m.name)
+        .collect())
+}
+
+/// Names of every known module.
+///
+/// # Errors
+/// [`Error::NotStarted`].
+pub(crate) fn known() -> Result<Vec<String>, Error> {
+    Ok(live()?.core.modules().into_iter().map(|m| m.name).collect())
+}
+
+/// Loads `name` and its dependencies; returns when all are ready.
+///
+/// # Errors
+/// [`Error::NotStarted`], the core's load errors.
+pub(crate) fn load(name: &str) -> Result<(), Error> {
+    let live = live()?;
+    let (core, n) = (live.core.clone(), name.to_owned());
+    live.run(format!("loading {name}"), async move { core.load(&n).await })??;
+    Ok(())
+}
+
+/// Loads `name` in the background; `reply` gets `true` or the error.
+///
+/// # Errors
+/// [`Error::NotStarted`] (also delivered to `reply`).
+pub(crate) fn load_async(name: &str, reply: Reply) -> Result<(), Error> {
+    let live = match live() {
+        Ok(l) => l,
+        Err(e) => {
+            reply.fail(&e);
+            return Err(e);
+        }
+    };
+    let (core, n) = (live.core.clone(), name.to_owned());
+    live.rt.spawn(async move {
+        let outcome = core.load(&n).await.map(|()| Value::Bool(true));
+        reply.send(outcome.map_err(Error::Core));
+    });
+    Ok(())
+}
+
+/// Unloads `name` (not its dependents: unload those first).
+///
+/// # Errors
+/// [`Error::NotStarted`], the core's unload errors (e.g. loaded dependents).
+pub(crate) fn unload(name: &str) -> Result<(), Error> {
+    let live = live()?;
+    let (core, n) = (live.core.clone(), name.to_owned());
+    live.run(format!("unloading {name}"), async move {
+        core.unload(&n, false).await
+    })??;
+    Ok(())
+}
+
+/// Registers the module at `path` (its dir, its metadata.json, or its library file beside the
+/// metadata); returns its name.
+///
+/// # Errors
+/// [`Error::NotStarted`], the core's `processPlugin` errors.
+pub(crate) fn process_plugin(path: &str) -> Result<String, Error> {
+    let live = live()?;
+    register(&live, Path::new(path))
+}
+
+fn register(live: &Live, path: &Path) -> Result<String, Error> {
+    // The RFC's applications pass the plugin's library file; the metadata is beside it.
+    let dir = if path.is_file() && path.file_name().is_some_and(|f| f != "metadata.json") {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    let arg = Value::from(dir.to_string_lossy().into_owned());
+    let core = live.core.clone();
+    let name = live.run("registering a module", async move {
+        core.call(CORE_MODULE, "processPlugin", vec![arg]).await
+    })??;
+    Ok(name.as_str().unwrap_or_default().to_owned())
+}
+
+/// The token for `key`: `"client"` (or `"core"`) gives the client token of the core's control
+/// socket; module tokens are never handed out.
+///
+/// # Errors
+/// [`Error::NotStarted`], [`Error::Token`] for a module, unknown_module for anything else.
+pub(crate) fn token(key: &str) -> Result<String, Error> {
+    let live = live()?;
+    if key == "client" || key == CORE_MODULE {
+        let path = live.core.client_token_path();
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Os {
+            what: format!("reading the client token {}", path.display()),
+            source,
+        })?;
+        return Ok(text.trim().to_owned());
+    }
+    live.core.manifest(key)?;
+    Err(Error::Token {
+        reason: format!(
+            "tokens of module {key} are bound to one (caller, target) pair and held by modules only; the application calls {key} through logos_core_call_plugin_method* without a token, and logos_core_get_token(\"client\") gives the token of the core's control socket"
+        ),
+    })
+}
+
+/// The core's runtime dir (control socket `core.sock`, `client.token`).
+///
+/// # Errors
+/// [`Error::NotStarted`].
+pub(crate) fn runtime_dir() -> Result<String, Error> {
+    Ok(live()?.core.runtime_dir().to_string_lossy().into_owned())
+}
+
+/// Calls `plugin.method(args)` in the background; `reply` gets the outcome.
+///
+/// # Errors
+/// [`Error::NotStarted`] (also delivered to `reply`).
+pub(crate) fn call_async(
+    plugin: &str,
+    method: &str,
+    args: Vec<Value>,
+    reply: Reply,
+) -> Result<(), Error> {
+    let live = match live() {
+        Ok(l) => l,
+        Err(e) => {
+            reply.fail(&e);
+            return Err(e);
+        }
+    };
+    let (core, p, m) = (live.core.clone(), plugin.to_owned(), method.to_owned());
+    live.rt.spawn(async move {
+        let outcome = core.call(&p, &m, args).await;
+        reply.send(outcome.map_err(Error::Core));
+    });
+    Ok(())
+}
+
+/// Calls `plugin.method(args)` and waits, at most `timeout_ms` when positive.
+///
+/// # Errors
+/// [`Error::NotStarted`], [`Error::Timeout`], the call's error.
+pub(crate) fn call(
+    plugin: &str,
+    method: &str,
+    args: Vec<Value>,
+    timeout_ms: i64,
+) -> Result<Value, Error> {
+    let live = live()?;
+    let (core, p, m) = (live.core.clone(), plugin.to_owned(), method.to_owned());
+    let deadline = u64::try_from(timeout_ms).ok().filter(|ms| *ms > 0);
+    live.run(format!("the call {plugin}.{method}"), async move {
+        let call = core.call(&p, &m, args);
+        match deadline {
+            None => call.await.map_err(Error::Core),
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call).await {
+                Ok(outcome) => outcome.map_err(Error::Core),
+                Err(_) => Err(Error::Timeout {
+                    target: p,
+                    method: m,
+                    ms,
+                }),
+            },
+        }
+    })?
+}
+
+/// Subscribes `cb` to `event` of `plugin` (`""`: every event of it) until cleanup.
+///
+/// # Errors
+/// [`Error::NotStarted`], unknown_module.
+pub(crate) fn listen(plugin: &str, event: &str, cb: Callback) -> Result<(), Error> {
+    let live = live()?;
+    let (core, p, e) = (live.core.clone(), plugin.to_owned(), event.to_owned());
+    let sub = live.run(format!("subscribing to {plugin}.{event}"), async move {
+        core.subscribe(&p, &e)
+    })??;
+    live.rt.spawn(callback::forward(
+        sub,
+        cb,
+        Arc::clone(&live.slots),
+        plugin.to_owned(),
+        event.to_owned(),
+    ));
+    Ok(())
+}
