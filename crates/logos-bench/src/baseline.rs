@@ -31,8 +31,8 @@ impl Child {
             .tempdir()
             .context("creating a temp dir for the baseline socket")?;
         let path = dir.path().join("raw.sock");
-        let listener = UnixListener::bind(&path)
-            .with_context(|| format!("binding {}", path.display()))?;
+        let listener =
+            UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
         listener.set_nonblocking(true)?;
         let exe = std::env::current_exe().context("finding this executable")?;
         let mut process = Command::new(&exe)
@@ -171,7 +171,10 @@ pub fn stream(bytes: u64) -> Result<f64> {
     child.sock.read_exact(&mut count)?;
     let elapsed = start.elapsed();
     if u64::from_le_bytes(count) != bytes {
-        bail!("raw stream: the child counted {} of {bytes} bytes", u64::from_le_bytes(count));
+        bail!(
+            "raw stream: the child counted {} of {bytes} bytes",
+            u64::from_le_bytes(count)
+        );
     }
     child.finish()?;
     Ok(bytes as f64 / elapsed.as_secs_f64())

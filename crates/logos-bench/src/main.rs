@@ -29,7 +29,7 @@ mod stats;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
-use report::{Figure, Machine, Report, Row, Status};
+use report::{Machine, Report, Row, Status};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -74,6 +74,10 @@ struct Args {
     /// workspace).
     #[arg(long, env = "LOGOS_BENCH_QTRO", value_name = "DIR")]
     qtro: Option<PathBuf>,
+    /// Alternating rounds of baseline and runtime in the comparative rows (default 5, or 1
+    /// with --quick).
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
     /// Internal: serve one side of a raw baseline.
     #[arg(long, value_enum, hide = true, requires = "socket")]
     child: Option<child::Kind>,
@@ -134,21 +138,33 @@ fn progress(what: &str) {
 
 async fn bench(args: &Args) -> Result<Report> {
     let started = Instant::now();
-    let plan = runtime::Plan::new(args.quick);
+    let mut plan = runtime::Plan::new(args.quick);
+    if let Some(rounds) = args.rounds {
+        plan.rounds = rounds.max(1);
+    }
     let wants = |g: Group| args.only.is_empty() || args.only.contains(&g);
     progress("starting the core and generating modules");
     let world = runtime::World::create(&plan).await?;
     let mut rows = Vec::new();
 
     if wants(Group::Rtt) || wants(Group::Qt) {
-        progress("call round trip");
-        match runtime::rtt(&world, &plan).await {
-            Ok((row, ours)) => {
-                rows.push(row);
-                if wants(Group::Qt) {
-                    progress("Qt Remote Objects");
-                    rows.push(qt_row(args, &plan, ours.median).await);
+        let qt = if wants(Group::Qt) {
+            progress("building the Qt Remote Objects reference");
+            match qt_build(args).await {
+                Ok(build) => Some(build),
+                Err(why) => {
+                    rows.push(Row::skipped(runtime::QT_ID, runtime::QT_NAME, why));
+                    None
                 }
+            }
+        } else {
+            None
+        };
+        progress("call round trip");
+        match runtime::rtt(&world, &plan, qt.as_deref()).await {
+            Ok((row, qt_row)) => {
+                rows.push(row);
+                rows.extend(qt_row);
             }
             Err(e) => rows.push(Row::failed("rtt", "call round trip", &e)),
         }
@@ -226,42 +242,15 @@ async fn bench(args: &Args) -> Result<Report> {
     })
 }
 
-/// The Qt Remote Objects row: our round-trip median over Qt's, or why it was skipped.
-async fn qt_row(args: &Args, plan: &runtime::Plan, ours_median: f64) -> Row {
-    const ID: &str = "qt";
-    const NAME: &str = "same call, Qt Remote Objects (sync) as baseline";
+/// Builds (or finds built) the Qt Remote Objects reference; the reason it is not available
+/// otherwise.
+async fn qt_build(args: &Args) -> std::result::Result<PathBuf, String> {
     let Some(src) = qt::source(args.qtro.clone()) else {
-        return Row::skipped(ID, NAME, "Qt Remote Objects sources not found (--qtro DIR)");
+        return Err("Qt Remote Objects sources not found (--qtro DIR)".into());
     };
-    let n = if plan.quick { 500 } else { 20_000 };
-    let measured = tokio::task::spawn_blocking(move || {
-        let build = qt::build(&src)?;
-        qt::measure(&build, n)
-    })
-    .await;
-    let figures = match measured {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return Row::skipped(ID, NAME, format!("Qt not available: {e:#}")),
-        Err(e) => return Row::skipped(ID, NAME, format!("Qt task failed: {e}")),
-    };
-    let ratio = ours_median / figures.sync_median_ns;
-    let mut row = Row::new(ID, NAME);
-    row.ours = Some(Figure::of(ours_median, report::Unit::Nanos));
-    row.baseline = Some(Figure {
-        value: figures.sync_median_ns,
-        p99: Some(figures.sync_p99_ns),
-        unit: report::Unit::Nanos,
-    });
-    row.baseline_name = Some("Qt Remote Objects".into());
-    row.ratio = Some(ratio);
-    row.target = Some("≤ 0.4× Qt".into());
-    row.status = Status::check(ratio <= 0.4);
-    if let Some(rate) = figures.pipelined_per_sec {
-        row.extra("qt_pipelined_per_sec", rate);
-        row.note = Some(format!(
-            "Qt with all {n} calls in flight: {}",
-            report::format_value(rate, report::Unit::PerSec)
-        ));
+    match tokio::task::spawn_blocking(move || qt::build(&src)).await {
+        Ok(Ok(build)) => Ok(build),
+        Ok(Err(e)) => Err(format!("Qt not available: {e:#}")),
+        Err(e) => Err(format!("Qt build task failed: {e}")),
     }
-    row
 }

@@ -172,7 +172,9 @@ impl Bench {
         window: u64,
     ) -> Result<u64, Fault> {
         if size > MAX_PAYLOAD || window == 0 {
-            return Err(bad_args("pipeline takes a window of 1 or more and a payload of at most 16 MiB"));
+            return Err(bad_args(
+                "pipeline takes a window of 1 or more and a payload of at most 16 MiB",
+            ));
         }
         let client = ctx.client(&target).with_timeout(CALL_TIMEOUT);
         let payload = Value::Bytes(vec![0x5a; size as usize]);
@@ -219,7 +221,9 @@ impl Bench {
         let received = <[u8; 8]>::try_from(count.as_slice()).map(u64::from_le_bytes);
         match received {
             Ok(r) if r == bytes => Ok(elapsed),
-            _ => Err(failed(format!("{target} received {count:?}, expected {bytes} bytes"))),
+            _ => Err(failed(format!(
+                "{target} received {count:?}, expected {bytes} bytes"
+            ))),
         }
     }
 
@@ -228,7 +232,9 @@ impl Bench {
     /// `CLOCK_MONOTONIC` ns at the first emit.
     pub async fn fanout(&self, ctx: &Context, n: u64, burst: u64) -> Result<u64, Fault> {
         if burst == 0 || burst > 1000 {
-            return Err(bad_args("fanout takes a burst of 1 to 1000 events (the event queue holds 1024)"));
+            return Err(bad_args(
+                "fanout takes a burst of 1 to 1000 events (the event queue holds 1024)",
+            ));
         }
         let start = monotonic_ns();
         let mut seq: u64 = 0;

@@ -55,8 +55,7 @@ pub fn build(src: &Path) -> Result<PathBuf> {
             && let Some(name) = path.file_name()
         {
             let dest = copy.join(name);
-            std::fs::copy(&path, &dest)
-                .with_context(|| format!("copying {}", path.display()))?;
+            std::fs::copy(&path, &dest).with_context(|| format!("copying {}", path.display()))?;
             let mut perms = std::fs::metadata(&dest)?.permissions();
             #[allow(clippy::permissions_set_readonly_false)]
             perms.set_readonly(false);
@@ -73,10 +72,7 @@ pub fn build(src: &Path) -> Result<PathBuf> {
         "cmake (configure)",
     )?;
     run_tool(
-        Command::new("cmake")
-            .arg("--build")
-            .arg(&build)
-            .arg("-j2"),
+        Command::new("cmake").arg("--build").arg(&build).arg("-j2"),
         "cmake --build",
     )?;
     Ok(build)

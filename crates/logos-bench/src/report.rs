@@ -245,14 +245,25 @@ impl Report {
         let mut out = format!(
             "logos-bench ({} build{}): {} CPUs, {}, {} MiB, Linux {}; {:.1} s\n\n",
             m.profile,
-            if self.quick { ", --quick: figures not meaningful" } else { "" },
+            if self.quick {
+                ", --quick: figures not meaningful"
+            } else {
+                ""
+            },
             m.cpus,
             m.cpu_model,
             m.memory_mib,
             m.kernel,
             self.elapsed_s
         );
-        let header = ["measurement", "logos", "baseline", "ratio", "target", "result"];
+        let header = [
+            "measurement",
+            "logos",
+            "baseline",
+            "ratio",
+            "target",
+            "result",
+        ];
         let lines: Vec<[String; 6]> = self
             .rows
             .iter()
@@ -267,7 +278,8 @@ impl Report {
                     r.name.clone(),
                     r.ours.map_or_else(|| "—".to_owned(), |f| f.text()),
                     baseline,
-                    r.ratio.map_or_else(|| "—".to_owned(), |x| format!("{x:.2}×")),
+                    r.ratio
+                        .map_or_else(|| "—".to_owned(), |x| format!("{x:.2}×")),
                     r.target.clone().unwrap_or_else(|| "—".to_owned()),
                     r.status.text().to_owned(),
                 ]
@@ -334,8 +346,8 @@ mod tests {
         let table = report.table();
         assert!(table.contains("| round trip "), "{table}");
         assert!(table.contains("- qt: Qt is not installed"), "{table}");
-        let json: serde_json::Value = serde_json::from_str(&report.json().unwrap_or_default())
-            .unwrap_or_default();
+        let json: serde_json::Value =
+            serde_json::from_str(&report.json().unwrap_or_default()).unwrap_or_default();
         assert_eq!(json["rows"][1]["status"], "skipped");
     }
 }

@@ -267,14 +267,21 @@ impl World {
 }
 
 fn u64_list(v: &Value) -> Result<Vec<f64>> {
-    let list = v.as_list().ok_or_else(|| anyhow!("expected a list, got {v}"))?;
+    let list = v
+        .as_list()
+        .ok_or_else(|| anyhow!("expected a list, got {v}"))?;
     list.iter()
-        .map(|x| x.as_u64().map(|n| n as f64).ok_or_else(|| anyhow!("not a count: {x}")))
+        .map(|x| {
+            x.as_u64()
+                .map(|n| n as f64)
+                .ok_or_else(|| anyhow!("not a count: {x}"))
+        })
         .collect()
 }
 
 fn as_u64(v: &Value) -> Result<u64> {
-    v.as_u64().ok_or_else(|| anyhow!("expected a count, got {v}"))
+    v.as_u64()
+        .ok_or_else(|| anyhow!("expected a count, got {v}"))
 }
 
 /// Runs blocking baseline work off the runtime's thread.
@@ -284,20 +291,37 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| anyhow!("baseline task failed: {e}"))?
 }
 
-/// Module → module round trips (and the raw ping-pong beside them); also returns our
-/// median, which the Qt row compares against.
-pub async fn rtt(w: &World, plan: &Plan) -> Result<(Row, Summary)> {
+/// Module → module round trips, with the raw ping-pong and (given `qt`, a Qt Remote Objects
+/// build) Qt's round trip measured in the same rounds; returns the rows of both.
+pub async fn rtt(w: &World, plan: &Plan, qt: Option<&Path>) -> Result<(Row, Option<Row>)> {
     w.ensure_loaded(&["bma", "bmb"]).await?;
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    let mut qt_rounds: Vec<crate::qt::QtFigures> = Vec::new();
+    let mut qt_error = None;
     let n = plan.rtt_calls;
     for _ in 0..plan.rounds {
         raw.extend(blocking(move || baseline::round_trips(n as usize, PAYLOAD as usize)).await?);
         let v = w
-            .call("bma", "pingLoop", vec!["bmb".into(), n.into(), PAYLOAD.into()])
+            .call(
+                "bma",
+                "pingLoop",
+                vec!["bmb".into(), n.into(), PAYLOAD.into()],
+            )
             .await?;
         ours.extend(u64_list(&v)?);
+        if let (Some(build), None) = (qt, &qt_error) {
+            let build = build.to_path_buf();
+            match blocking(move || crate::qt::measure(&build, n as usize)).await {
+                Ok(f) => qt_rounds.push(f),
+                Err(e) => qt_error = Some(e),
+            }
+        }
     }
     let ours = stats::summarize(&mut ours);
+    let qt_row = qt.map(|_| match qt_error {
+        Some(e) => Row::skipped(QT_ID, QT_NAME, format!("Qt Remote Objects failed: {e:#}")),
+        None => qt_row(&ours, &qt_rounds),
+    });
     let raw = stats::summarize(&mut raw);
     let ratio = ours.median / raw.median;
     let mut row = Row::new(
@@ -314,7 +338,39 @@ pub async fn rtt(w: &World, plan: &Plan) -> Result<(Row, Summary)> {
         .extra("stretch_met", ratio <= 1.5)
         .extra("ours_min_ns", ours.min)
         .extra("raw_min_ns", raw.min);
-    Ok((row, ours))
+    Ok((row, qt_row))
+}
+
+pub const QT_ID: &str = "qt";
+pub const QT_NAME: &str = "same call, Qt Remote Objects (sync) as baseline";
+
+/// Our round trip against the median of Qt's per-round medians.
+fn qt_row(ours: &Summary, rounds: &[crate::qt::QtFigures]) -> Row {
+    let median: Vec<f64> = rounds.iter().map(|f| f.sync_median_ns).collect();
+    let p99: Vec<f64> = rounds.iter().map(|f| f.sync_p99_ns).collect();
+    let pipelined: Vec<f64> = rounds.iter().filter_map(|f| f.pipelined_per_sec).collect();
+    let qt = stats::median(&median);
+    let ratio = ours.median / qt;
+    let mut row = Row::new(QT_ID, QT_NAME);
+    row.ours = Some(Figure::latency(ours));
+    row.baseline = Some(Figure {
+        value: qt,
+        p99: Some(stats::median(&p99)),
+        unit: Unit::Nanos,
+    });
+    row.baseline_name = Some("Qt Remote Objects".into());
+    row.ratio = Some(ratio);
+    row.target = Some("≤ 0.4× Qt".into());
+    row.status = Status::check(ratio <= 0.4);
+    if !pipelined.is_empty() {
+        let rate = stats::median(&pipelined);
+        row.extra("qt_pipelined_per_sec", rate);
+        row.note = Some(format!(
+            "Qt with all calls in flight: {}; its sync call waits in a nested event loop",
+            crate::report::format_value(rate, Unit::PerSec)
+        ));
+    }
+    row
 }
 
 /// Calls pipelined on one module → module connection, against raw pipelined messages.
@@ -430,15 +486,17 @@ pub async fn fanout(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         let expected = n * k as u64;
         let mut row = Row::new(
             format!("fanout_{k}"),
-            format!("event fan-out, 1 publisher → {k} subscriber module{}", if k == 1 { "" } else { "s" }),
+            format!(
+                "event fan-out, 1 publisher → {k} subscriber module{}",
+                if k == 1 { "" } else { "s" }
+            ),
         );
         row.ours = Some(Figure::of(rate, Unit::PerSec));
         row.target = Some("deliveries/s; order per subscriber".into());
         let ok = received == expected && disorder == 0;
         row.status = if ok { Status::Info } else { Status::Missed };
-        row.note = (!ok).then(|| {
-            format!("{received} of {expected} events delivered, {disorder} out of order")
-        });
+        row.note = (!ok)
+            .then(|| format!("{received} of {expected} events delivered, {disorder} out of order"));
         row.extra("events", n)
             .extra("subscribers", k as u64)
             .extra("delivered", received)
@@ -501,18 +559,14 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Row> {
 pub async fn load(w: &World, plan: &Plan) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut rss_row = None;
-    for (shape, root_of) in [
-        ("chain", chain_root as fn(usize) -> String),
-        ("fan", fan),
-    ] {
+    for (shape, root_of) in [("chain", chain_root as fn(usize) -> String), ("fan", fan)] {
         let mut per_module = Vec::new();
         for &size in &plan.load_sizes {
             let root = root_of(size);
             let t = Instant::now();
             w.core.load(&root).await?;
             let took = t.elapsed().as_nanos() as f64;
-            let loaded = w.core.modules().iter().filter(|m| m.state == State::Ready).count();
-            per_module.push((size, took, took / size as f64, loaded));
+            per_module.push((size, took, took / size as f64));
             if shape == "fan" && size == plan.largest_load() {
                 rss_row = Some(rss(w, plan, size).await?);
             }
@@ -528,7 +582,7 @@ fn chain_root(size: usize) -> String {
     chain(size.saturating_sub(1))
 }
 
-fn load_row(shape: &str, runs: &[(usize, f64, f64, usize)]) -> Row {
+fn load_row(shape: &str, runs: &[(usize, f64, f64)]) -> Row {
     let (first, last) = match (runs.first(), runs.last()) {
         (Some(f), Some(l)) => (*f, *l),
         _ => return Row::skipped(&format!("load_{shape}"), shape, "no sizes"),
@@ -552,7 +606,7 @@ fn load_row(shape: &str, runs: &[(usize, f64, f64, usize)]) -> Row {
     row.status = Status::check(growth <= 1.5);
     let sizes: Vec<String> = runs
         .iter()
-        .map(|(n, total, per, _)| {
+        .map(|(n, total, per)| {
             format!(
                 "{n}: {} ({} per module)",
                 crate::report::format_value(*total, Unit::Nanos),
@@ -564,7 +618,7 @@ fn load_row(shape: &str, runs: &[(usize, f64, f64, usize)]) -> Row {
     row.extra(
         "runs",
         runs.iter()
-            .map(|(n, total, per, _)| serde_json::json!({"modules": n, "total_ns": total, "per_module_ns": per}))
+            .map(|(n, total, per)| serde_json::json!({"modules": n, "total_ns": total, "per_module_ns": per}))
             .collect::<Vec<_>>(),
     );
     row.extra("per_module_ns", last.2);
@@ -583,7 +637,9 @@ async fn rss(w: &World, plan: &Plan, size: usize) -> Result<Row> {
         .core
         .modules()
         .into_iter()
-        .filter(|m| m.state == State::Ready)
+        .filter(|m| {
+            m.state == State::Ready && (m.name.starts_with("fan") || m.name.starts_with("leaf"))
+        })
         .filter_map(|m| m.pid)
         .collect();
     let mut rss = Vec::new();
@@ -689,7 +745,8 @@ pub async fn restart(w: &World, plan: &Plan) -> Result<Row> {
 /// compared with.
 pub async fn rust_api(w: &World, plan: &Plan) -> Result<(Row, Summary)> {
     w.ensure_loaded(&["bmb"]).await?;
-    let payload = Value::Bytes(vec![0x5a; PAYLOAD as usize]);
+    // The same argument the C driver sends: 64 bytes of text.
+    let payload = Value::from("Z".repeat(PAYLOAD as usize));
     for _ in 0..(plan.api_calls / 10).clamp(10, 2_000) {
         w.call("bmb", "echo", vec![payload.clone()]).await?;
     }

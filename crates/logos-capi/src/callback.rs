@@ -173,13 +173,9 @@ impl Reply {
     }
 
     /// Delivers a failure.
-    pub(crate) fn fail(self, e: &Error) {
-        self.send_text(0, &e.text());
-    }
-
-    fn send_text(mut self, result: c_int, message: &str) {
+    pub(crate) fn fail(mut self, e: &Error) {
         if let Some(cb) = self.cb.take() {
-            QUEUE.send(cb, result, message);
+            QUEUE.send(cb, 0, &e.text());
         }
     }
 }
@@ -327,7 +323,11 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen[0], (1, "5".to_owned()));
         assert_eq!(seen[1].0, 0);
-        assert!(seen[1].1.starts_with("unavailable: the core is not started"));
+        assert!(
+            seen[1]
+                .1
+                .starts_with("unavailable: the core is not started")
+        );
         assert_eq!(
             seen[2],
             (

@@ -99,7 +99,9 @@ pub(crate) enum Error {
     },
 
     /// A bug: Rust code panicked inside the library. The panic was caught at the boundary.
-    #[error("internal error in {function}: {message}; this is a bug in liblogos_core, please report it")]
+    #[error(
+        "internal error in {function}: {message}; this is a bug in liblogos_core, please report it"
+    )]
     Panic {
         /// The C function whose body panicked.
         function: &'static str,
@@ -167,8 +169,8 @@ pub(crate) fn last_error() -> String {
     LAST_ERROR.with(|e| e.borrow().to_string_lossy().into_owned())
 }
 
-/// Runs the body of the C function `function`: clears the last error, catches panics (a
-/// panic never unwinds into C), and turns an error into `on_error` plus the last error.
+/// Runs the body of the C function `function`: catches panics (a panic never unwinds into C),
+/// turns an error into `on_error` plus the last error, and clears the last error on success.
 pub(crate) fn guard<T>(
     function: &'static str,
     on_error: T,
@@ -182,7 +184,11 @@ pub(crate) fn guard<T>(
         })
     });
     match outcome {
-        Ok(v) => v,
+        Ok(v) => {
+            // Callbacks run inside process_events/exec may have failed calls of their own.
+            clear_last_error();
+            v
+        }
         Err(e) => {
             set_last_error(&e.text());
             on_error
@@ -231,7 +237,10 @@ mod tests {
         });
         assert_eq!(v, -1);
         let last = last_error();
-        assert!(last.starts_with("unavailable: internal error in logos_core_test: boom"), "{last}");
+        assert!(
+            last.starts_with("unavailable: internal error in logos_core_test: boom"),
+            "{last}"
+        );
         let v = guard("logos_core_test", -1, || Ok(3));
         assert_eq!(v, 3);
         assert_eq!(last_error(), "");

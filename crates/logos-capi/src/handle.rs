@@ -16,7 +16,8 @@
 //! Settings (documented in docs/c-api.md): runtime dir `$LOGOS_RUNTIME_DIR`, else a fresh
 //! private temp dir per start, removed at cleanup (several applications, or an application and a
 //! `logoscore run`, never collide); data dir `$LOGOS_DATA_DIR`, else the core's default;
-//! `logos_host` as `host.rs` finds it.
+//! `logos_host` as `host.rs` finds it; `$LOGOS_LOG` (a tracing filter) prints the core's and the
+//! modules' logs on stderr.
 
 use crate::callback::{self, QUEUE, Reply};
 use crate::error::Error;
@@ -25,6 +26,7 @@ use crate::strings::Callback;
 use logos::{CORE_MODULE, Core, Value};
 use std::ffi::c_int;
 use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -135,7 +137,8 @@ pub(crate) fn set_modules_dir(dir: &str) -> Result<(), Error> {
     })
 }
 
-/// Adds `dir` to the modules dirs; once started, registers the modules found in it.
+/// Adds `dir` to the modules dirs; once started, registers the modules found in it (except
+/// those loaded now, which keep running as they are).
 ///
 /// # Errors
 /// [`Error::Invalid`] when `dir` is not a directory; once started, the registration errors
@@ -166,6 +169,9 @@ pub(crate) fn add_modules_dir(dir: &str) -> Result<(), Error> {
         .collect();
     module_dirs.sort();
     for m in module_dirs {
+        if loaded_from(&live, &m) {
+            continue;
+        }
         if let Err(e) = register(&live, &m) {
             failures.push(e.to_string());
         }
@@ -182,6 +188,16 @@ pub(crate) fn add_modules_dir(dir: &str) -> Result<(), Error> {
             ),
         })
     }
+}
+
+/// Whether the module in `dir` is loaded now (it keeps running on the metadata it started
+/// with; registering it again would be refused).
+fn loaded_from(live: &Live, dir: &Path) -> bool {
+    let name = std::fs::read_to_string(dir.join("metadata.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|j| j.get("name").and_then(|n| n.as_str()).map(str::to_owned));
+    name.is_some_and(|n| live.core.module(&n).is_ok_and(|m| m.state.is_loaded()))
 }
 
 fn existing_dir(dir: &str) -> Result<PathBuf, Error> {
@@ -245,6 +261,7 @@ pub(crate) fn start() -> Result<(), Error> {
         None => {
             let t = tempfile::Builder::new()
                 .prefix("logos-core-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
                 .tempdir()
                 .map_err(|source| Error::Os {
                     what: "creating a private runtime dir in the temp dir".to_owned(),
@@ -260,6 +277,18 @@ pub(crate) fn start() -> Result<(), Error> {
     if let Some(d) = std::env::var_os("LOGOS_DATA_DIR").filter(|d| !d.is_empty()) {
         builder = builder.data_dir(PathBuf::from(d));
     }
+    if let Some(filter) = std::env::var("LOGOS_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+    {
+        // Logs of the core and its modules on stderr, for people debugging an application;
+        // an application that installed its own tracing subscriber keeps it.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(&filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+        builder = builder.module_log(filter);
+    }
     if let Some(h) = host::find(g.config.host.as_deref(), &g.config.modules_dirs) {
         builder = builder.host_binary(h);
     }
@@ -269,8 +298,11 @@ pub(crate) fn start() -> Result<(), Error> {
     let (watch, flag) = (core.clone(), Arc::clone(&stopped));
     runtime.spawn(async move {
         watch.stopped().await;
-        flag.store(true, Ordering::SeqCst);
-        QUEUE.end_epoch();
+        // Stopped from outside (`logoscore stop`): end a waiting exec. Cleanup sets the flag
+        // before it stops the core and ends the epoch itself.
+        if !flag.swap(true, Ordering::SeqCst) {
+            QUEUE.end_epoch();
+        }
     });
     g.running = Some(Running {
         live: Live {
@@ -299,6 +331,7 @@ pub(crate) fn cleanup() {
     else {
         return;
     };
+    live.stopped.store(true, Ordering::SeqCst);
     let core = live.core.clone();
     // In-flight calls fail with `unavailable` as their modules stop, and their callbacks are
     // queued; anything the runtime then drops unfinished is reported by `Reply`'s drop.
@@ -353,7 +386,10 @@ pub(crate) fn known() -> Result<Vec<String>, Error> {
 pub(crate) fn load(name: &str) -> Result<(), Error> {
     let live = live()?;
     let (core, n) = (live.core.clone(), name.to_owned());
-    live.run(format!("loading {name}"), async move { core.load(&n).await })??;
+    live.run(
+        format!("loading {name}"),
+        async move { core.load(&n).await },
+    )??;
     Ok(())
 }
 
@@ -377,15 +413,15 @@ pub(crate) fn load_async(name: &str, reply: Reply) -> Result<(), Error> {
     Ok(())
 }
 
-/// Unloads `name` (not its dependents: unload those first).
+/// Unloads `name`; with `cascade`, its loaded dependents first (else they make it fail).
 ///
 /// # Errors
 /// [`Error::NotStarted`], the core's unload errors (e.g. loaded dependents).
-pub(crate) fn unload(name: &str) -> Result<(), Error> {
+pub(crate) fn unload(name: &str, cascade: bool) -> Result<(), Error> {
     let live = live()?;
     let (core, n) = (live.core.clone(), name.to_owned());
     live.run(format!("unloading {name}"), async move {
-        core.unload(&n, false).await
+        core.unload(&n, cascade).await
     })??;
     Ok(())
 }

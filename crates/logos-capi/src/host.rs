@@ -75,7 +75,10 @@ mod tests {
         let anon = "7f00a000-7f00b000 rw-p 00000000 00:00 0 ";
         assert_eq!(mapping_path(anon, 0x7f00a010), None);
         let spaced = "1000-2000 r-xp 00000000 08:01 1 /a dir/lib.so";
-        assert_eq!(mapping_path(spaced, 0x1000), Some(PathBuf::from("/a dir/lib.so")));
+        assert_eq!(
+            mapping_path(spaced, 0x1000),
+            Some(PathBuf::from("/a dir/lib.so"))
+        );
     }
 
     #[test]

@@ -75,8 +75,8 @@ pub unsafe extern "C" fn logos_core_set_plugins_dir(plugins_dir: *const c_char) 
 }
 
 /// Adds a modules directory (searched after the ones before it). Before `logos_core_start()`
-/// it is remembered; once started, every module in it is registered at once (like
-/// `logos_core_process_plugin()` on each). Returns 1, or 0 on error (see
+/// it is remembered; once started, every module in it that is not loaded is registered at once
+/// (like `logos_core_process_plugin()` on each). Returns 1, or 0 on error (see
 /// `logos_core_last_error()`; once started, the modules that could be registered are).
 ///
 /// # Safety
@@ -184,6 +184,23 @@ pub unsafe extern "C" fn logos_core_load_plugin(plugin_name: *const c_char) -> c
     })
 }
 
+/// Same as `logos_core_load_plugin()` (which always loads dependencies first), for
+/// applications written against the reference implementation's later header.
+///
+/// # Safety
+/// `plugin_name` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_load_plugin_with_dependencies(
+    plugin_name: *const c_char,
+) -> c_int {
+    guard("logos_core_load_plugin_with_dependencies", 0, || {
+        // SAFETY: the caller passes NULL or a valid C string (# Safety).
+        let name = unsafe { arg(plugin_name, "plugin_name") }?;
+        handle::load(name)?;
+        Ok(1)
+    })
+}
+
 /// Loads `plugin_name` in the background; `callback` gets `(1, "true")` or `(0, "<code>: …")`,
 /// exactly once, from `logos_core_process_events()`/`logos_core_exec()`. Returns 1 if the load
 /// was started, 0 if it was refused (the callback then gets the failure too). `callback` may be
@@ -214,7 +231,8 @@ pub unsafe extern "C" fn logos_core_load_plugin_async(
 }
 
 /// Unloads `plugin_name` (stops its process). Fails while loaded modules depend on it: unload
-/// those first. Returns 1 on success, 0 on failure.
+/// those first, or use `logos_core_unload_plugin_with_dependents()`. Returns 1 on success, 0 on
+/// failure.
 ///
 /// # Safety
 /// `plugin_name` is NULL or a NUL-terminated string valid for the call.
@@ -223,7 +241,24 @@ pub unsafe extern "C" fn logos_core_unload_plugin(plugin_name: *const c_char) ->
     guard("logos_core_unload_plugin", 0, || {
         // SAFETY: the caller passes NULL or a valid C string (# Safety).
         let name = unsafe { arg(plugin_name, "plugin_name") }?;
-        handle::unload(name)?;
+        handle::unload(name, false)?;
+        Ok(1)
+    })
+}
+
+/// Unloads `plugin_name` and, first, every loaded module that depends on it (leaves first).
+/// Returns 1 on success, 0 on failure.
+///
+/// # Safety
+/// `plugin_name` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_unload_plugin_with_dependents(
+    plugin_name: *const c_char,
+) -> c_int {
+    guard("logos_core_unload_plugin_with_dependents", 0, || {
+        // SAFETY: the caller passes NULL or a valid C string (# Safety).
+        let name = unsafe { arg(plugin_name, "plugin_name") }?;
+        handle::unload(name, true)?;
         Ok(1)
     })
 }
@@ -367,7 +402,12 @@ pub unsafe extern "C" fn logos_core_register_event_listener(
     let cb = Callback::new(callback, user_data);
     guard("logos_core_register_event_listener", 0, || {
         // SAFETY: the caller passes NULL or valid C strings (# Safety).
-        let checked = unsafe { (arg(plugin_name, "plugin_name"), arg(event_name, "event_name")) };
+        let checked = unsafe {
+            (
+                arg(plugin_name, "plugin_name"),
+                arg(event_name, "event_name"),
+            )
+        };
         let outcome = match (checked, cb) {
             (_, None) => Err(Error::Null { name: "callback" }),
             ((Ok(plugin), Ok(event)), Some(cb)) => handle::listen(plugin, event, cb),

@@ -160,7 +160,12 @@ mod tests {
     fn arguments_are_checked() {
         // SAFETY: NULL is allowed.
         let e = unsafe { arg(std::ptr::null(), "plugin_name") }.unwrap_err();
-        assert!(matches!(e, Error::Null { name: "plugin_name" }));
+        assert!(matches!(
+            e,
+            Error::Null {
+                name: "plugin_name"
+            }
+        ));
         let bad = c"ab\xffcd";
         // SAFETY: a valid C string literal.
         let e = unsafe { arg(bad.as_ptr(), "x") }.unwrap_err();

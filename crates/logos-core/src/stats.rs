@@ -205,10 +205,19 @@ pub(crate) fn core_value() -> Value {
     let usage: Option<ProcessUsage> = sys::process_usage(pid);
     Value::Map(BTreeMap::from([
         ("pid".to_owned(), Value::from(pid)),
-        ("uptimeMs".to_owned(), opt(usage.and_then(|u| u.age), millis)),
-        ("rssBytes".to_owned(), opt(usage.and_then(|u| u.rss_bytes), Value::from)),
+        (
+            "uptimeMs".to_owned(),
+            opt(usage.and_then(|u| u.age), millis),
+        ),
+        (
+            "rssBytes".to_owned(),
+            opt(usage.and_then(|u| u.rss_bytes), Value::from),
+        ),
         ("cpuMs".to_owned(), opt(usage.map(|u| u.cpu_time), millis)),
-        ("threads".to_owned(), opt(usage.and_then(|u| u.threads), Value::from)),
+        (
+            "threads".to_owned(),
+            opt(usage.and_then(|u| u.threads), Value::from),
+        ),
     ]))
 }
 
@@ -276,6 +285,10 @@ mod tests {
         assert_eq!(v.get("calls"), Some(&Value::Null));
         assert_eq!(v.get("state"), Some(&Value::from("known")));
         let core = core_value();
-        assert!(core.get("rssBytes").and_then(Value::as_u64).is_some_and(|r| r > 0));
+        assert!(
+            core.get("rssBytes")
+                .and_then(Value::as_u64)
+                .is_some_and(|r| r > 0)
+        );
     }
 }

@@ -242,7 +242,11 @@ async fn a_crash_loop_at_start_ends_failed_and_a_reload_brings_it_back_once_fixe
     // One crash report per crash: the kill, then each crash at start.
     let crashes = events.all("moduleCrashed");
     let restarts: Vec<Option<u64>> = crashes.iter().map(|d| d[4].as_u64()).collect();
-    assert_eq!(restarts, [Some(0), Some(1), Some(2), Some(3)], "{crashes:?}");
+    assert_eq!(
+        restarts,
+        [Some(0), Some(1), Some(2), Some(3)],
+        "{crashes:?}"
+    );
     assert_eq!(crashes[3][1], text("exit code 7"));
 
     // It stays down: no more attempts.
@@ -315,13 +319,23 @@ async fn a_hung_or_stopped_module_is_killed_by_the_heartbeat_and_its_calls_fail_
         took < Duration::from_secs(5),
         "failed after {took:?}, not at the 30 s deadline"
     );
-    assert!(!alive(pid));
+    // The call fails as the connection closes, a moment before the process is reaped.
+    wait_for(
+        "the hung process to be gone",
+        Duration::from_secs(2),
+        || !alive(pid),
+    )
+    .await;
     let crashed = events
         .wait("moduleCrashed", Duration::from_secs(5), |_| true)
         .await;
     assert_eq!(crashed[1], text("killed by signal 9 (SIGKILL)"));
     let pid = wait_restarted(&core, "probe", pid).await;
-    let exit = core.module("probe").expect("probe").last_exit.expect("exit");
+    let exit = core
+        .module("probe")
+        .expect("probe")
+        .last_exit
+        .expect("exit");
     assert_eq!(exit.signal, Some(libc::SIGKILL));
 
     // A stopped process (SIGSTOP) is hung the same way; its calls in flight fail too.
@@ -386,10 +400,7 @@ async fn calls_fail_fast_while_down_and_other_modules_follow_the_restart() {
     let mut r = fast_restarts();
     r.initial = Duration::from_secs(2);
     r.max = Duration::from_secs(2);
-    let b = w
-        .builder()
-        .call_timeout(Duration::from_secs(30))
-        .restart(r);
+    let b = w.builder().call_timeout(Duration::from_secs(30)).restart(r);
     let core = w.start_with(b).await;
     core.load_many(&["probe", "relay", "chat"])
         .await
@@ -434,7 +445,10 @@ async fn calls_fail_fast_while_down_and_other_modules_follow_the_restart() {
         assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
     }
     let took = killed.elapsed();
-    assert!(took < Duration::from_secs(1), "in-flight calls took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "in-flight calls took {took:?}"
+    );
 
     // While it waits out its backoff, calls fail at once, from the core and from modules.
     wait_for("backoff", Duration::from_secs(5), || {
@@ -500,7 +514,11 @@ async fn calls_fail_fast_while_down_and_other_modules_follow_the_restart() {
         };
         if has("core.moduleDown", "relay", Some("crashed"))
             && has("core.moduleUp", "relay", None)
-            && has("core.moduleCrashed", "chat", Some("killed by signal 9 (SIGKILL)"))
+            && has(
+                "core.moduleCrashed",
+                "chat",
+                Some("killed by signal 9 (SIGKILL)"),
+            )
             && seen
                 .iter()
                 .any(|(e, d)| e == "chat.chatMessage" && d.get(2) == Some(&text("after")))
@@ -612,6 +630,9 @@ async fn a_module_past_its_limits_dies_alone_and_is_restarted() {
         open_files: Some(64),
         processes: Some(100_000),
     };
+    // A backtrace (RUST_BACKTRACE may be set around the tests) would push the allocation
+    // failure out of the 20 stderr lines a crash report keeps.
+    settings.env = vec![("RUST_BACKTRACE".to_owned(), "0".to_owned())];
     let b = w
         .builder()
         .restart(fast_restarts())
@@ -623,7 +644,10 @@ async fn a_module_past_its_limits_dies_alone_and_is_restarted() {
 
     // Applied before the module's code ran, soft = hard so it cannot raise them.
     for n in [0, 1] {
-        assert_eq!(limit(pid, "Max address space", n), (512u64 << 20).to_string());
+        assert_eq!(
+            limit(pid, "Max address space", n),
+            (512u64 << 20).to_string()
+        );
         assert_eq!(limit(pid, "Max open files", n), "64");
     }
     // RLIMIT_NPROC is set too, but the kernel does not enforce it for root (and counts every
@@ -646,7 +670,9 @@ async fn a_module_past_its_limits_dies_alone_and_is_restarted() {
         .expect_err("limit");
     assert_eq!(e.code(), ErrorCode::MethodFailed);
     assert!(e.to_string().contains("Too many open files"), "{e}");
-    core.call("probe", "closeFiles", vec![]).await.expect("close");
+    core.call("probe", "closeFiles", vec![])
+        .await
+        .expect("close");
     assert_eq!(pid_of(&core, "probe"), pid);
 
     // Too much memory: the allocation aborts the process, with whatever it started.
@@ -664,7 +690,11 @@ async fn a_module_past_its_limits_dies_alone_and_is_restarted() {
         .expect_err("aborted");
     assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
     wait_restarted(&core, "probe", pid).await;
-    let exit = core.module("probe").expect("probe").last_exit.expect("exit");
+    let exit = core
+        .module("probe")
+        .expect("probe")
+        .last_exit
+        .expect("exit");
     assert_eq!(exit.signal, Some(libc::SIGABRT), "{exit:?}");
     assert!(
         exit.stderr_tail
@@ -673,9 +703,11 @@ async fn a_module_past_its_limits_dies_alone_and_is_restarted() {
         "{:?}",
         exit.stderr_tail
     );
-    wait_for("its helper process to die with it", Duration::from_secs(5), || {
-        !alive(sleeper)
-    })
+    wait_for(
+        "its helper process to die with it",
+        Duration::from_secs(5),
+        || !alive(sleeper),
+    )
     .await;
     // Alone: the other module never noticed.
     assert_eq!(pid_of(&core, "calc"), calc_pid);
@@ -697,7 +729,9 @@ async fn stats_count_the_calls_each_module_served_from_anyone() {
     let core = w.start_with(b).await;
     core.load_many(&["probe", "relay"]).await.expect("load");
     for i in 0..20 {
-        core.call("probe", "echo", vec![int(i)]).await.expect("echo");
+        core.call("probe", "echo", vec![int(i)])
+            .await
+            .expect("echo");
     }
     for _ in 0..2 {
         core.call("probe", "panic", vec![text("no")])
@@ -714,7 +748,9 @@ async fn stats_count_the_calls_each_module_served_from_anyone() {
         .await
         .expect("forward");
     }
-    core.call("probe", "sleep", vec![int(30)]).await.expect("sleep");
+    core.call("probe", "sleep", vec![int(30)])
+        .await
+        .expect("sleep");
     let stats = core.stats().await;
     let probe = stats.iter().find(|s| s.name == "probe").expect("probe");
     assert_eq!(probe.state, State::Ready);
@@ -731,11 +767,17 @@ async fn stats_count_the_calls_each_module_served_from_anyone() {
     let relay = stats.iter().find(|s| s.name == "relay").expect("relay");
     assert_eq!((relay.calls, relay.errors), (Some(3), Some(0)));
     let calc = stats.iter().find(|s| s.name == "calc").expect("calc");
-    assert_eq!((calc.state, calc.pid, calc.calls), (State::Known, None, None));
+    assert_eq!(
+        (calc.state, calc.pid, calc.calls),
+        (State::Known, None, None)
+    );
     assert_eq!(calc.rss_bytes, None);
 
     // The same through the core module.
-    let doc = core.call("core", "stats", vec![]).await.expect("core.stats");
+    let doc = core
+        .call("core", "stats", vec![])
+        .await
+        .expect("core.stats");
     assert!(
         doc.get("core")
             .and_then(|c| c.get("rssBytes"))
@@ -783,5 +825,29 @@ async fn stats_count_the_calls_each_module_served_from_anyone() {
     let stats = core.stats().await;
     let probe = stats.iter().find(|s| s.name == "probe").expect("probe");
     assert_eq!((probe.calls, probe.restarts), (Some(0), 1));
+    core.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_module_without_stats_gets_null_call_figures_and_nothing_else_changes() {
+    // pyecho (Python, standard library only) answers `$stats` with `unknown_method`.
+    let mut w = World::new();
+    w.stage_dir("pyecho");
+    let core = w.start().await;
+    core.load("pyecho").await.expect("load");
+    core.call("pyecho", "echo", vec![int(1)])
+        .await
+        .expect("echo");
+    let stats = core.stats().await;
+    let py = stats.iter().find(|s| s.name == "pyecho").expect("pyecho");
+    assert_eq!(py.state, State::Ready);
+    assert_eq!((py.calls, py.errors, py.latency), (None, None, None));
+    assert!(py.rss_bytes.is_some_and(|r| r > 0));
+    assert_eq!(
+        core.call("pyecho", "echo", vec![int(2)])
+            .await
+            .expect("still serving"),
+        int(2)
+    );
     core.shutdown().await;
 }

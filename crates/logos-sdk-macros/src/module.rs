@@ -254,17 +254,20 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 '__logos,
                 ::core::result::Result<::logos_sdk::Value, ::logos_sdk::Fault>,
             > {
-                ::logos_sdk::export::Box::pin(async move {
-                    match __logos_method {
-                        #(#arms)*
-                        __logos_other => ::core::result::Result::Err(
+                // One box per method, sized for that method's future alone: one async block
+                // over every method would be as big as the largest of them, allocated and
+                // copied on every call.
+                match __logos_method {
+                    #(#arms)*
+                    __logos_other => ::logos_sdk::export::Box::pin(
+                        ::logos_sdk::export::ready(::core::result::Result::Err(
                             ::logos_sdk::export::unknown_method(
                                 <Self as ::logos_sdk::Module>::NAME,
                                 __logos_other,
                             ),
-                        ),
-                    }
-                })
+                        )),
+                    ),
+                }
             }
         }
     })
@@ -542,6 +545,7 @@ fn dispatch_arm(m: &Method) -> TokenStream {
         .map(|((p, b), t)| {
             let ty = &p.ty;
             quote_spanned! {ty.span()=>
+                #[allow(clippy::question_mark)]
                 let #b: #ty = match __logos_reader.next::<#ty>(#t) {
                     ::core::result::Result::Ok(v) => v,
                     ::core::result::Result::Err(f) => return ::core::result::Result::Err(f),
@@ -579,20 +583,33 @@ fn dispatch_arm(m: &Method) -> TokenStream {
             ::logos_sdk::export::encode_reply(<Self as ::logos_sdk::Module>::NAME, #wire, &v)
         },
     };
-    quote! {
-        #wire => {
-            #[allow(unused_mut)]
-            let mut __logos_reader = match ::logos_sdk::export::ArgReader::new(
-                <Self as ::logos_sdk::Module>::NAME,
-                #wire,
-                &[#(#names),*],
-                __logos_args,
-            ) {
-                ::core::result::Result::Ok(r) => r,
-                ::core::result::Result::Err(f) => return ::core::result::Result::Err(f),
-            };
-            #(#decodes)*
-            #reply
+    let body = quote! {
+        #[allow(unused_mut, clippy::question_mark)]
+        let mut __logos_reader = match ::logos_sdk::export::ArgReader::new(
+            <Self as ::logos_sdk::Module>::NAME,
+            #wire,
+            &[#(#names),*],
+            __logos_args,
+        ) {
+            ::core::result::Result::Ok(r) => r,
+            ::core::result::Result::Err(f) => return ::core::result::Result::Err(f),
+        };
+        #(#decodes)*
+        #reply
+    };
+    // Everything runs when the future is first polled (inside the runtime's panic guard),
+    // never while it is built; a sync method needs no async state machine at all.
+    if m.is_async {
+        quote! {
+            #wire => ::logos_sdk::export::Box::pin(async move { #body }),
+        }
+    } else {
+        quote! {
+            #wire => ::logos_sdk::export::Box::pin(::logos_sdk::export::lazy(
+                move |_| -> ::core::result::Result<::logos_sdk::Value, ::logos_sdk::Fault> {
+                    #body
+                },
+            )),
         }
     }
 }

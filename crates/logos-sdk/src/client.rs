@@ -169,6 +169,13 @@ impl Client {
     /// Dropping the future cancels the call on the target.
     pub async fn call_raw(&self, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
         let target = &self.shared.target;
+        if !is_builtin(target)
+            && let Some(session) = self.shared.live_session()
+        {
+            // Connected: `Session::call` enforces the deadline itself, so the hot path pays
+            // for one timer, not two.
+            return session.call(target, method, args, self.timeout).await;
+        }
         let attempt = async {
             let session = self.session().await?;
             session.call(target, method, args, self.timeout).await

@@ -4,7 +4,7 @@
 //! rules (and their messages) live in one place and are unit-tested here. Not a public API:
 //! the names may change with the macros. Never holds state.
 
-pub use futures::future::BoxFuture;
+pub use futures::future::{BoxFuture, lazy, ready};
 pub use logos_wire::{WireError, to_value};
 pub use std::boxed::Box;
 pub use std::sync::Arc;

@@ -287,19 +287,26 @@ struct Served<T> {
     stop: watch::Sender<Option<Stop>>,
 }
 
-/// Counts one running call until dropped.
+/// Counts one running call until dropped. Only the drop to zero notifies (`drain` waits for
+/// nothing else), so a call costs no wake-up bookkeeping here.
 struct Busy<'a>(&'a watch::Sender<usize>);
 
 impl<'a> Busy<'a> {
     fn enter(counter: &'a watch::Sender<usize>) -> Busy<'a> {
-        counter.send_modify(|n| *n += 1);
+        counter.send_if_modified(|n| {
+            *n += 1;
+            false
+        });
         Busy(counter)
     }
 }
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        self.0.send_if_modified(|n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
     }
 }
 
@@ -629,7 +636,10 @@ impl<T: Module> Served<T> {
             }
             "$stats" => {
                 if !args.is_empty() {
-                    return Err(Fault::new(ErrorCode::InvalidArgs, "$stats takes no arguments"));
+                    return Err(Fault::new(
+                        ErrorCode::InvalidArgs,
+                        "$stats takes no arguments",
+                    ));
                 }
                 Ok(self.stats.snapshot(*self.in_flight.borrow()))
             }

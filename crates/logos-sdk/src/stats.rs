@@ -223,7 +223,11 @@ mod tests {
         near(s.percentile(0.9), 1_000);
         near(s.percentile(0.95), 10_000);
         near(s.percentile(0.99), 10_000);
-        assert_eq!(s.percentile(1.0), Some(1_000_000), "clamped to the max seen");
+        assert_eq!(
+            s.percentile(1.0),
+            Some(1_000_000),
+            "clamped to the max seen"
+        );
         let snap = s.snapshot(2);
         assert_eq!(snap.get("calls"), Some(&Value::from(100u64)));
         assert_eq!(snap.get("errors"), Some(&Value::from(1u64)));

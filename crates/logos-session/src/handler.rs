@@ -4,7 +4,8 @@
 //! Owns the callback contract only. The session engine decides *when* each method runs (see
 //! the method docs); a handler decides policy. Nothing here touches the socket.
 //!
-//! Threading: [`Handler::call`] futures run in their own tasks. Every other method is called
+//! Threading: [`Handler::call`] futures are first polled on the reader, then (if still
+//! pending) run in their own tasks. Every other method is called
 //! synchronously from the connection's reader task, in the order the peer's messages arrived,
 //! so it must return quickly (record, forward to a channel, or spawn) and never block: while it
 //! runs, nothing else from this peer is read. A panic in one of them is caught and logged; the
@@ -18,9 +19,12 @@ use std::time::Duration;
 /// What the local side does with what the peer sends. One handler per connection; every
 /// method has a refusing or ignoring default so a side implements only what it serves.
 pub trait Handler: Send + Sync + 'static {
-    /// Runs an incoming call. Each call runs in its own task, so a handler may itself call
-    /// (even back to this peer) without deadlock. The future is dropped on `cancel` or when
-    /// the deadline passes.
+    /// Runs an incoming call. The future is polled once right away on the connection's
+    /// reader; if it finishes there (most do: anything that does not wait for I/O) its reply
+    /// is queued at once, otherwise it continues in its own task, so a handler may itself
+    /// call (even back to this peer) without deadlock. Up to its first `.await` it therefore
+    /// holds up reading from this peer: keep that part short. The future is dropped on
+    /// `cancel` or when the deadline passes.
     ///
     /// A panic (while building or polling the future) is answered with `method_failed`
     /// ("method panicked: …"); the connection keeps serving.

@@ -18,7 +18,7 @@ use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 
 /// Spare room kept in the read buffer before each read.
@@ -79,10 +79,15 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>, mut buf: Bytes
     let _closed = ClosedGuard(session.clone());
     let decoder = FrameDecoder::new(inner.config.max_frame);
     let mut reason = inner.reason.subscribe();
+    // Poll instead of sleeping until then (see `Config::busy_poll`); set from `calls_seen`
+    // when the socket runs dry, so the clock is read once per read, not once per frame.
+    let mut poll_until: Option<Instant> = None;
+    let mut calls_seen = false;
     loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(msg)) => {
+                    calls_seen |= is_call_traffic(&msg);
                     if dispatch(&session, msg).is_break() || inner.closed.load(Ordering::Acquire) {
                         return;
                     }
@@ -120,6 +125,17 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>, mut buf: Bytes
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::mem::take(&mut calls_seen) && !inner.config.busy_poll.is_zero() {
+                    poll_until = Instant::now().checked_add(inner.config.busy_poll);
+                }
+                if poll_until.is_some_and(|until| Instant::now() < until) {
+                    // Let another process on this CPU run (the peer, perhaps), then let the
+                    // runtime run ready tasks and look at the sockets without sleeping.
+                    std::thread::yield_now();
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                poll_until = None;
                 tokio::select! {
                     biased;
                     _ = reason.wait_for(Option::is_some) => return,
@@ -137,6 +153,12 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>, mut buf: Bytes
             }
         }
     }
+}
+
+/// Calls and their answers: the traffic after which the next frame usually follows at once.
+fn is_call_traffic(msg: &Message) -> bool {
+    matches!(msg, Message::Call(_) | Message::Reply { .. })
+        || matches!(msg, Message::Error { id, .. } if *id != 0)
 }
 
 /// An undecodable or oversized frame: answer with `limit` or `protocol_error`, then close.

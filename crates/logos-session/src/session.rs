@@ -17,12 +17,39 @@ use bytes::BytesMut;
 use logos_wire::{Attrs, Call, ErrorCode, Message, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
+
+/// A map keyed by call id: ids are small integers (ours sequential, the peer's chosen by it),
+/// which SipHash would hash at several times the cost of everything else done per call.
+pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes a `u64` id by a multiply and a fold: cheap, and mixed enough that ids the peer
+/// picks with equal low bits still spread over the table.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b) ^ self.0.rotate_left(8));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = (n ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Process-wide source of [`Session::id`]s.
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -57,8 +84,8 @@ pub struct Peer {
 /// Our calls and pings waiting for the peer's answer.
 #[derive(Default)]
 pub(crate) struct Pending {
-    calls: HashMap<u64, oneshot::Sender<Result<Value, Fault>>>,
-    pings: HashMap<u64, oneshot::Sender<Option<String>>>,
+    calls: IdMap<oneshot::Sender<Result<Value, Fault>>>,
+    pings: IdMap<oneshot::Sender<Option<String>>>,
     /// Set by [`Inner::shut`]; nothing is registered after it.
     closed: Option<Arc<str>>,
 }
@@ -520,5 +547,40 @@ impl Session {
     /// Cancel safe.
     pub async fn flush(&self) {
         self.inner.flushed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn id_hashes_spread_sequential_and_strided_ids_over_low_bits() {
+        let build = BuildHasherDefault::<IdHasher>::default();
+        for stride in [1u64, 2, 1 << 10, 1 << 32] {
+            let buckets: HashSet<u64> = (1..=256u64)
+                .map(|i| build.hash_one(i * stride) & 255)
+                .collect();
+            // A perfect spread would fill all 256; identity-like hashing of strided ids
+            // would fill one.
+            assert!(
+                buckets.len() > 128,
+                "stride {stride}: {} buckets",
+                buckets.len()
+            );
+        }
+    }
+
+    #[test]
+    fn id_maps_behave_like_maps() {
+        let mut map: IdMap<u64> = IdMap::default();
+        for i in 0..1000 {
+            map.insert(i * 7, i);
+        }
+        assert_eq!(map.len(), 1000);
+        assert_eq!(map.remove(&(7 * 500)), Some(500));
+        assert!(!map.contains_key(&(7 * 500)));
     }
 }

@@ -16,6 +16,17 @@
 //! direct path. Order is total: the direct path is used only while nothing is queued and no
 //! batch is being written, and the flag saying so (`active`) only changes under the lock.
 //!
+//! # Coalescing
+//!
+//! A direct write also hands the socket to the writer task until that task has run once.
+//! Frames sent in the meantime (the rest of a burst: replies to calls that arrived in one
+//! read, the next calls of a pipelining caller) are queued, and the writer sends them in one
+//! `write` when it runs, after the tasks that were already ready. A lone frame still leaves at
+//! once (no hop on the latency path); a burst of N frames costs two `write`s instead of N, and
+//! wakes the peer about twice instead of N times. The writer finds nothing queued after a
+//! lone frame and hands the socket straight back. Only small frames do this
+//! ([`COALESCE_BELOW`]): bulk stream data keeps writing through.
+//!
 //! The outbox has three lanes:
 //! * `ctrl`: calls, replies, errors, cancels, subscriptions, events, credit, pings; one
 //!   contiguous buffer in send order.
@@ -48,6 +59,10 @@ use tokio::time::Instant;
 pub(crate) const HIGH_WATER: usize = 4 * 1024 * 1024;
 /// Most stream bytes put in one writer batch (after all control frames).
 pub(crate) const DATA_BATCH: usize = 256 * 1024;
+/// Only a direct write smaller than this makes the next frames wait for the writer task
+/// (see "Coalescing"): for bigger frames the syscall is already cheap per byte, and queueing
+/// them would cost a copy.
+const COALESCE_BELOW: usize = 16 * 1024;
 /// A buffer bigger than this is freed rather than kept for reuse once empty.
 const RETAIN: usize = 1024 * 1024;
 
@@ -210,6 +225,13 @@ impl Outbox {
                 if self.scratch.capacity() > RETAIN {
                     self.scratch = Vec::new();
                 }
+                if written < COALESCE_BELOW {
+                    // Frames sent before the writer task gets to run (the rest of a burst:
+                    // replies to calls read in one go, a pipelining caller) are queued and go
+                    // out together in one write; see "Coalescing" in the module docs.
+                    self.active = true;
+                    wake.notify_one();
+                }
                 return Pushed::Ok;
             }
             // The socket pushed back: the rest goes first, and the writer task takes over.
@@ -299,6 +321,22 @@ impl Inner {
     pub(crate) fn send(&self, lane: Lane, msg: &Message) -> Result<(), NotSent> {
         let pushed = lock(&self.out).push(lane, msg, &self.wake);
         self.pushed(pushed)
+    }
+
+    /// Sends `msg` without waiting if fewer than [`HIGH_WATER`] bytes are queued; `Ok(false)`
+    /// (nothing sent) otherwise, for the caller to wait with [`Inner::send_wait`].
+    pub(crate) fn send_if_room(&self, lane: Lane, msg: &Message) -> Result<bool, NotSent> {
+        let pushed = {
+            let mut out = lock(&self.out);
+            if out.closing {
+                return Err(NotSent::Closed);
+            }
+            if out.queued() >= HIGH_WATER {
+                return Ok(false);
+            }
+            out.push(lane, msg, &self.wake)
+        };
+        self.pushed(pushed).map(|()| true)
     }
 
     fn pushed(&self, pushed: Pushed) -> Result<(), NotSent> {

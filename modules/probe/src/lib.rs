@@ -192,7 +192,8 @@ impl Probe {
     /// Allocates `bytes` bytes, touches every page and keeps them until the process ends
     /// (resource-limit tests: past an address-space limit the allocation aborts the process).
     pub fn allocate(&self, bytes: u64) -> Result<u64, String> {
-        let n = usize::try_from(bytes).map_err(|_| format!("{bytes} bytes do not fit in memory"))?;
+        let n =
+            usize::try_from(bytes).map_err(|_| format!("{bytes} bytes do not fit in memory"))?;
         let mut block = vec![0u8; n];
         for page in block.chunks_mut(4096) {
             page[0] = 1;

@@ -45,12 +45,59 @@ fn built(path: PathBuf, what: &str) -> PathBuf {
 
 /// `target/<profile>/liblogos_core.so`.
 pub fn cdylib() -> PathBuf {
-    built(target_dir().join("liblogos_core.so"), "the C API library")
+    fresh(built(
+        target_dir().join("liblogos_core.so"),
+        "the C API library",
+    ))
 }
 
 /// `target/<profile>/liblogos_core.a`.
 pub fn staticlib() -> PathBuf {
-    built(target_dir().join("liblogos_core.a"), "the C API static library")
+    fresh(built(
+        target_dir().join("liblogos_core.a"),
+        "the C API static library",
+    ))
+}
+
+/// Fails when `lib` is older than this crate's sources. `cargo test` does not rebuild this
+/// crate's library (it has no rlib, so no test links it); only `cargo build` does. (Only this
+/// crate's sources are checked: the crates below it change under other people's hands too.)
+fn fresh(lib: PathBuf) -> PathBuf {
+    let built_at = std::fs::metadata(&lib)
+        .and_then(|m| m.modified())
+        .expect("library mtime");
+    if let Some((path, changed)) = newest(&crate_dir().join("src")) {
+        assert!(
+            changed <= built_at,
+            "{} is older than {}; run `cargo build -p logos-capi` (cargo test does not rebuild it)",
+            lib.display(),
+            path.display()
+        );
+    }
+    lib
+}
+
+/// The most recently modified file under `dir`.
+fn newest(dir: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
+    let mut best: Option<(PathBuf, std::time::SystemTime)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let path = entry.path();
+        let candidate = if path.is_dir() {
+            newest(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| (path, t))
+        };
+        if let Some((p, t)) = candidate
+            && best.as_ref().is_none_or(|(_, b)| t > *b)
+        {
+            best = Some((p, t));
+        }
+    }
+    best
 }
 
 /// `target/<profile>/logos_host`.
@@ -78,9 +125,8 @@ pub fn scratch() -> tempfile::TempDir {
 
 /// Whether `cmd` is on `PATH`.
 pub fn have(cmd: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join(cmd).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(cmd).is_file()))
 }
 
 /// One test's private world: a modules dir with example modules staged, a data dir, and a
@@ -137,11 +183,19 @@ impl World {
     pub fn compile_c(&self, src: &str, static_link: bool) -> PathBuf {
         let out = self.path().join(src.trim_end_matches(".c"));
         let mut cmd = Command::new("cc");
-        cmd.args(["-std=c11", "-D_DEFAULT_SOURCE", "-Wall", "-Wextra", "-Werror", "-g", "-I"])
-            .arg(include_dir())
-            .arg(ffi(&format!("c/{src}")))
-            .arg("-o")
-            .arg(&out);
+        cmd.args([
+            "-std=c11",
+            "-D_DEFAULT_SOURCE",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-g",
+            "-I",
+        ])
+        .arg(include_dir())
+        .arg(ffi(&format!("c/{src}")))
+        .arg("-o")
+        .arg(&out);
         if static_link {
             cmd.arg(staticlib()).args(["-lpthread", "-ldl", "-lm"]);
         } else {
@@ -186,7 +240,9 @@ pub fn run(mut cmd: Command, deadline: Duration) -> Outcome {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     let out = reader(&mut child, true);
     let err = reader(&mut child, false);
     let start = Instant::now();
@@ -245,7 +301,10 @@ pub fn assert_no_module_left(outcome: &Outcome) {
                 .nth(1)
                 .and_then(|p| p.parse().ok())
                 .unwrap_or_else(|| panic!("bad pid line {line:?}"));
-            assert!(!alive(pid), "module process {pid} ({line}) outlived the program");
+            assert!(
+                !alive(pid),
+                "module process {pid} ({line}) outlived the program"
+            );
         }
     }
 }

@@ -229,7 +229,10 @@ fn info_value(i: &ModuleInfo) -> Value {
             let mut x = BTreeMap::new();
             x.insert("status".to_owned(), Value::from(e.status_text()));
             x.insert("code".to_owned(), e.code.map_or(Value::Null, Value::from));
-            x.insert("signal".to_owned(), e.signal.map_or(Value::Null, Value::from));
+            x.insert(
+                "signal".to_owned(),
+                e.signal.map_or(Value::Null, Value::from),
+            );
             x.insert(
                 "uptimeMs".to_owned(),
                 Value::from(e.uptime.as_millis() as u64),

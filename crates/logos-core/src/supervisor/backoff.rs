@@ -82,7 +82,8 @@ pub(crate) async fn after_crash(
             let Some(rec) = m.records.get_mut(&name) else {
                 return;
             };
-            if rec.generation != generation {
+            // Someone unloaded or reloaded it since it crashed: not ours to restart.
+            if rec.generation != generation || rec.state() != State::Crashed {
                 return;
             }
             charge(
@@ -145,6 +146,7 @@ pub(crate) async fn after_crash(
                         status = %report.status_text(),
                         uptime_ms = report.uptime.as_millis() as u64,
                         stderr = ?report.stderr_tail,
+                        restarts = inner.modules().records.get(&name).map_or(0, |r| r.restarts),
                         "module crashed while starting"
                     );
                     super::publish_crash(&inner, &name, &report);

@@ -307,6 +307,11 @@ pub(crate) fn set_state(inner: &Inner, name: &str, state: State) {
         rec.state = Some(state);
         old
     };
+    announce_state(inner, name, old, state);
+}
+
+/// Logs and publishes `stateChanged` for a transition already recorded.
+fn announce_state(inner: &Inner, name: &str, old: State, state: State) {
     if old != state {
         tracing::info!(module = name, from = %old, to = %state, "module state changed");
         inner.hub.publish(
@@ -475,6 +480,16 @@ async fn start_process(
     {
         g.started(pid);
     }
+    // Ready before the watcher exists, so an exit right away is always seen as a crash of a
+    // ready module (never overwritten by a late `ready`), and `moduleUp` precedes its
+    // `moduleDown`.
+    set_state(inner, &name, State::Ready);
+    if inner.hub.has_subscribers(&name) {
+        let _ = session.subscribe(&name, "");
+    }
+    inner
+        .hub
+        .publish(CORE_MODULE, "moduleUp", &[Value::from(name.as_str())]);
     let watcher_inner = Arc::clone(inner);
     let watcher_name = name.clone();
     tokio::spawn(async move {
@@ -498,14 +513,6 @@ async fn start_process(
         generation,
         session.clone(),
     ));
-
-    set_state(inner, &name, State::Ready);
-    if inner.hub.has_subscribers(&name) {
-        let _ = session.subscribe(&name, "");
-    }
-    inner
-        .hub
-        .publish(CORE_MODULE, "moduleUp", &[Value::from(name.as_str())]);
     Ok(())
 }
 
@@ -683,7 +690,7 @@ fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &Ex
         g.ended(pid);
     }
     let _ = std::fs::remove_file(inner.socket_path(name));
-    let was = {
+    let (was, crashed) = {
         let mut m = inner.modules();
         let Some(rec) = m.records.get_mut(name) else {
             return false;
@@ -702,12 +709,19 @@ fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &Ex
         rec.kill = None;
         rec.unhealthy = None;
         rec.last_exit = Some(report.clone());
-        rec.state()
+        let was = rec.state();
+        let crashed = was != State::Stopping && !inner.stopping.load(Ordering::SeqCst);
+        if crashed {
+            // Under the same lock as the exit itself, so no stop can slip in between.
+            rec.state = Some(State::Crashed);
+        }
+        (was, crashed)
     };
-    if was == State::Stopping || inner.stopping.load(Ordering::SeqCst) {
+    if !crashed {
         tracing::info!(module = name, status = %report.status_text(), "module exited");
         return false;
     }
+    announce_state(inner, name, was, State::Crashed);
     true
 }
 
@@ -718,9 +732,9 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
         status = %report.status_text(),
         uptime_ms = report.uptime.as_millis() as u64,
         stderr = ?report.stderr_tail,
+        restarts = inner.modules().records.get(name).map_or(0, |r| r.restarts),
         "module crashed"
     );
-    set_state(inner, name, State::Crashed);
     publish_crash(inner, name, &report);
     inner.hub.publish(
         CORE_MODULE,

@@ -172,7 +172,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             forwarders,
             spawned_at,
         }),
-        Ok(Err(e)) if matches!(e, logos_session::SessionError::HandshakeTimeout(_)) => {
+        Ok(Err(logos_session::SessionError::HandshakeTimeout(_))) => {
             kill_and_reap(&mut child).await;
             let tail = drain_tail(forwarders, &stderr).await;
             Err(Error::StartTimeout {

@@ -190,13 +190,13 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // Tests shut down themselves; this is the net for a failing one.
+        // Tests shut down themselves; this is the net for a failing one. Signals are sent with
+        // kill(2) directly: procps-ng 4.0.2's `kill -KILL -<pgid>` misreads some process group
+        // ids and signals -1 (every process of the user) instead.
         if let Some(core) = self.core.take() {
             for m in core.modules() {
                 if let Some(pid) = m.pid {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-KILL", &format!("-{pid}")])
-                        .status();
+                    signal_group(pid, libc::SIGKILL);
                 }
             }
         }
@@ -226,11 +226,25 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-/// Sends `sig` to process `pid` (not its group).
+/// Sends `sig` to process `pid` (not its group). Never to 0, 1 or a negative pid, which
+/// would reach a group or every process.
 pub fn signal(pid: u32, sig: i32) {
-    let pid = i32::try_from(pid).expect("pid fits i32");
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let _ = unsafe { libc::kill(pid, sig) };
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 1
+    {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let _ = unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Sends `sig` to the process group led by `pid` (a module and what it started).
+pub fn signal_group(pid: u32, sig: i32) {
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 1
+    {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let _ = unsafe { libc::kill(-pid, sig) };
+    }
 }
 
 /// Subscribes to every `core` event and collects them, for assertions on what the core told.
@@ -282,7 +296,9 @@ impl CoreEvents {
 
     /// Every event `event` seen so far, after draining what is queued.
     pub fn all(&mut self, event: &str) -> Vec<Vec<Value>> {
-        while let Some(Some(n)) = self.sub.recv().now_or_never() {
+        // Unconstrained: tokio's cooperative budget would otherwise report an empty queue
+        // after 128 receives.
+        while let Some(Some(n)) = tokio::task::unconstrained(self.sub.recv()).now_or_never() {
             if let logos_core::Notification::Event { event: e, data, .. } = n {
                 self.seen.push((e, data));
             }

@@ -68,7 +68,12 @@ fn text(core: &Value, list: &[Value]) -> String {
         "-".to_owned(),
     ];
     core_row.extend(cost_cells(core));
-    core_row.extend(["-".to_owned(), "-".to_owned(), "-".to_owned(), "-".to_owned()]);
+    core_row.extend([
+        "-".to_owned(),
+        "-".to_owned(),
+        "-".to_owned(),
+        "-".to_owned(),
+    ]);
     table.push(core_row);
     let (mut loaded, mut failed) = (0, 0);
     let mut unhealthy = Vec::new();
@@ -80,7 +85,10 @@ fn text(core: &Value, list: &[Value]) -> String {
             _ => {}
         }
         if let Some(reason) = m.get("unhealthy").and_then(Value::as_str) {
-            unhealthy.push(format!("{} reports itself unhealthy: {reason}", output::field(m, "name")));
+            unhealthy.push(format!(
+                "{} reports itself unhealthy: {reason}",
+                output::field(m, "name")
+            ));
         }
         let mut row = vec![
             output::field(m, "name"),
@@ -234,21 +242,33 @@ mod tests {
         let out = text(&core, &[calc, kv]);
         assert!(out.contains("P99"), "{out}");
         let calc_line = out.lines().find(|l| l.starts_with("calc")).unwrap_or("");
-        for cell in ["ready", "11", "4s", "3.0 MiB", "20ms", "42", "850µs", "12.3ms"] {
+        for cell in [
+            "ready", "11", "4s", "3.0 MiB", "20ms", "42", "850µs", "12.3ms",
+        ] {
             assert!(calc_line.contains(cell), "{cell} in {calc_line:?}");
         }
         let kv_line = out.lines().find(|l| l.starts_with("kv")).unwrap_or("");
-        assert!(kv_line.contains("failed") && kv_line.contains(" - "), "{kv_line:?}");
+        assert!(
+            kv_line.contains("failed") && kv_line.contains(" - "),
+            "{kv_line:?}"
+        );
         assert!(out.contains("(core)") && out.contains("8.0 MiB"), "{out}");
         assert!(out.contains("2 known, 1 loaded, 1 failed"), "{out}");
-        assert!(out.contains("calc reports itself unhealthy: disk full"), "{out}");
+        assert!(
+            out.contains("calc reports itself unhealthy: disk full"),
+            "{out}"
+        );
     }
 
     #[test]
     fn proc_usage_fills_an_older_cores_listing() {
         let own = process_usage(std::process::id());
         let doc = with_usage(map(&[("name", Value::from("x"))]), own);
-        assert!(doc.get("rssBytes").and_then(Value::as_u64).is_some_and(|r| r > 0));
+        assert!(
+            doc.get("rssBytes")
+                .and_then(Value::as_u64)
+                .is_some_and(|r| r > 0)
+        );
         assert!(doc.get("uptimeMs").is_some());
         let gone = with_usage(map(&[("name", Value::from("x"))]), None);
         assert_eq!(gone.get("rssBytes"), None);
