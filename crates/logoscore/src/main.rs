@@ -127,7 +127,8 @@ enum Command {
         /// Only this event.
         event: Option<String>,
     },
-    /// Resource use of the core and each running module (RSS, CPU) next to their state.
+    /// Cost and service of the core and each module: RSS, CPU time, restarts, calls served,
+    /// errors and call latency (p50, p99), next to their state.
     Stats,
     /// Stop the core: every module in reverse dependency order, then the core itself.
     Stop,

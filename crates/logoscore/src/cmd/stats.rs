@@ -114,6 +114,9 @@ fn text(core: &Value, list: &[Value]) -> String {
         ],
         &table,
     );
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
     out.push_str(&format!(
         "{} known, {loaded} loaded, {failed} failed (calls and latency since each process started)",
         list.len()
@@ -253,7 +256,11 @@ mod tests {
             "{kv_line:?}"
         );
         assert!(out.contains("(core)") && out.contains("8.0 MiB"), "{out}");
-        assert!(out.contains("2 known, 1 loaded, 1 failed"), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("2 known, 1 loaded, 1 failed")),
+            "{out}"
+        );
         assert!(
             out.contains("calc reports itself unhealthy: disk full"),
             "{out}"
