@@ -152,12 +152,19 @@ fn init_tracing() {
             std::env::var("LOGOS_LOG").ok().map(|v| (v, e)),
         ),
     };
-    let installed = tracing_subscriber::fmt()
+    // Under the core, stderr is a pipe the core reads line by line and stamps with its own
+    // time; a line then starts with the level, which the core keeps. On a terminal, log in
+    // full.
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init()
-        .is_ok();
+        .with_ansi(terminal);
+    let installed = if terminal {
+        builder.try_init().is_ok()
+    } else {
+        builder.without_time().try_init().is_ok()
+    };
     if installed && let Some((value, e)) = bad {
         tracing::warn!("LOGOS_LOG={value:?} is not a valid filter ({e}); logging at info");
     }

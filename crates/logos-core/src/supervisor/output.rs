@@ -74,10 +74,36 @@ fn emit(module: &str, which: Pipe, line: &[u8], cut: bool, tail: &StderrTail) {
     match which {
         Pipe::Stdout => tracing::info!(target: "module", module, "{text}"),
         Pipe::Stderr => {
-            tracing::info!(target: "module", module, stream = "stderr", "{text}");
+            // A line from the SDK's logger starts with its level: log it at that level.
+            let (level, rest) = split_level(&text);
+            match level {
+                Some(tracing::Level::ERROR) => tracing::error!(target: "module", module, "{rest}"),
+                Some(tracing::Level::WARN) => tracing::warn!(target: "module", module, "{rest}"),
+                Some(tracing::Level::DEBUG) => tracing::debug!(target: "module", module, "{rest}"),
+                Some(tracing::Level::TRACE) => tracing::trace!(target: "module", module, "{rest}"),
+                Some(_) => tracing::info!(target: "module", module, "{rest}"),
+                None => tracing::info!(target: "module", module, stream = "stderr", "{rest}"),
+            }
             tail.push(text);
         }
     }
+}
+
+/// `"  WARN x: y"` → `(Some(WARN), "x: y")`; a line without a leading level is kept whole.
+fn split_level(line: &str) -> (Option<tracing::Level>, &str) {
+    let trimmed = line.trim_start();
+    for (word, level) in [
+        ("ERROR ", tracing::Level::ERROR),
+        ("WARN ", tracing::Level::WARN),
+        ("INFO ", tracing::Level::INFO),
+        ("DEBUG ", tracing::Level::DEBUG),
+        ("TRACE ", tracing::Level::TRACE),
+    ] {
+        if let Some(rest) = trimmed.strip_prefix(word) {
+            return (Some(level), rest.trim_start());
+        }
+    }
+    (None, line)
 }
 
 #[cfg(test)]
@@ -99,6 +125,16 @@ mod tests {
         assert_eq!(lines.len(), StderrTail::KEEP);
         assert_eq!(lines.last().map(String::as_str), Some("no newline at end"));
         assert_eq!(lines[0], "line 11");
+    }
+
+    #[test]
+    fn a_leading_level_is_recognised() {
+        assert_eq!(
+            split_level(" WARN logos_sdk: slow"),
+            (Some(tracing::Level::WARN), "logos_sdk: slow")
+        );
+        assert_eq!(split_level("plain text"), (None, "plain text"));
+        assert_eq!(split_level("INFORMATION"), (None, "INFORMATION"));
     }
 
     #[tokio::test]
