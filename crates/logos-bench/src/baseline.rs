@@ -180,18 +180,35 @@ pub fn stream(bytes: u64) -> Result<f64> {
     Ok(bytes as f64 / elapsed.as_secs_f64())
 }
 
+/// How a baseline process is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spawn {
+    /// The std default (`posix_spawn`, a vfork-like clone: no page tables copied).
+    Plain,
+    /// With a (no-op) `pre_exec` hook, which forces a full `fork`: how the core starts
+    /// modules, since it sets descriptors, limits and the parent-death signal in the child.
+    Fork,
+}
+
 /// Spawns and reaps `program` `n` times; nanoseconds each.
 ///
 /// # Errors
 /// When it cannot be started or fails.
-pub fn spawn_and_reap(program: &Path, n: usize) -> Result<Vec<f64>> {
+pub fn spawn_and_reap(program: &Path, n: usize, how: Spawn) -> Result<Vec<f64>> {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        let status = Command::new(program)
-            .stdin(Stdio::null())
+        let mut cmd = Command::new(program);
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        if how == Spawn::Fork {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook does nothing, so it cannot break the forked child's state
+            // (it calls no allocator and takes no lock).
+            unsafe { cmd.pre_exec(|| Ok(())) };
+        }
+        let status = cmd
             .status()
             .with_context(|| format!("starting {}", program.display()))?;
         samples.push(start.elapsed().as_nanos() as f64);

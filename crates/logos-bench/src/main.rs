@@ -41,6 +41,8 @@ enum Group {
     Rtt,
     /// The same call over Qt Remote Objects (also runs `rtt`).
     Qt,
+    /// Round trips with 1 KiB to 1 MiB arguments against raw ping-pong of the same size.
+    Payload,
     /// Pipelined calls against raw pipelined messages.
     Pipelined,
     /// Event fan-out to 1 / 8 / 32 subscribers.
@@ -169,6 +171,13 @@ async fn bench(args: &Args) -> Result<Report> {
             Err(e) => rows.push(Row::failed("rtt", "call round trip", &e)),
         }
     }
+    if wants(Group::Payload) {
+        progress("round trips with bigger payloads");
+        match runtime::payload(&world, &plan).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => rows.push(Row::failed("payload", "payload sweep", &e)),
+        }
+    }
     if wants(Group::Pipelined) {
         progress("pipelined calls");
         rows.push(
@@ -194,11 +203,10 @@ async fn bench(args: &Args) -> Result<Report> {
     }
     if wants(Group::Start) {
         progress("module start");
-        rows.push(
-            runtime::start(&world, &plan)
-                .await
-                .unwrap_or_else(|e| Row::failed("start", "module start", &e)),
-        );
+        match runtime::start(&world, &plan).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => rows.push(Row::failed("start", "module start", &e)),
+        }
     }
     if wants(Group::Load) {
         progress("loading many modules");

@@ -38,6 +38,9 @@ pub struct Plan {
     pub load_sizes: Vec<usize>,
     pub crashes: usize,
     pub api_calls: u64,
+    /// Payload sizes of the round-trip sweep, and calls per size and round.
+    pub payload_sizes: Vec<u64>,
+    pub payload_calls: u64,
 }
 
 impl Plan {
@@ -55,6 +58,8 @@ impl Plan {
                 load_sizes: vec![5, 10],
                 crashes: 3,
                 api_calls: 300,
+                payload_sizes: vec![1024, 64 * 1024],
+                payload_calls: 100,
             }
         } else {
             Plan {
@@ -65,10 +70,12 @@ impl Plan {
                 stream_bytes: 64 << 20,
                 fanout_subscribers: vec![1, 8, 32],
                 fanout_events: 20_000,
-                starts: 30,
+                starts: 40,
                 load_sizes: vec![10, 25, 50, 100],
                 crashes: 20,
                 api_calls: 20_000,
+                payload_sizes: std::env::var("XXSIZES").ok().map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect()).unwrap_or_else(|| vec![1024, 16 * 1024, 256 * 1024, 1024 * 1024]),
+                payload_calls: 1_000,
             }
         }
     }
@@ -147,7 +154,30 @@ fn sub(i: usize) -> String {
 /// on [`World::close`] (and, as a net, when the temp dir drops).
 pub struct World {
     pub core: Core,
+    /// `logos_host` and the `probe` library are built beside this executable, and `probe`
+    /// is staged: the start row also measures a library module.
+    host_probe: bool,
     dir: tempfile::TempDir,
+    /// The core's runtime dir (sockets), on a RAM file system when there is one.
+    _run: tempfile::TempDir,
+}
+
+/// Where runtime dirs live on a real system: `$XDG_RUNTIME_DIR` (a tmpfs under systemd),
+/// else `/dev/shm`, else the temp dir. Sockets are created and removed on every module start
+/// and stop; on a disk file system that alone can cost as much as the process spawn.
+fn runtime_parent() -> PathBuf {
+    let writable =
+        |d: &Path| std::fs::metadata(d).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
+        && writable(&d)
+    {
+        return d;
+    }
+    let shm = PathBuf::from("/dev/shm");
+    if writable(&shm) {
+        return shm;
+    }
+    std::env::temp_dir()
 }
 
 impl World {
@@ -193,15 +223,36 @@ impl World {
         for s in &specs {
             s.write(&modules, &exe)?;
         }
+        // The usual kind of module: a library run by `logos_host`, if both are built.
+        let built = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (host, probe) = (built.join("logos_host"), built.join("libprobe.so"));
+        let host_probe = host.is_file() && probe.is_file();
+        if host_probe {
+            let dir = modules.join("probe");
+            std::fs::create_dir_all(&dir)?;
+            let meta = serde_json::json!({
+                "name": "probe", "version": "1.0.0", "main": "libprobe.so", "restart": "never",
+            });
+            std::fs::write(dir.join("metadata.json"), meta.to_string())?;
+            std::os::unix::fs::symlink(&probe, dir.join("libprobe.so"))?;
+        }
         let mut restart = RestartSettings::default();
         restart.initial = BACKOFF;
         restart.max = BACKOFF;
         restart.budget = 1_000_000;
         // Crashes are far apart compared to this, so each one restarts after `initial`.
         restart.window = Duration::from_millis(1);
-        let core = Core::builder()
+        let run = tempfile::Builder::new()
+            .prefix("logos-bench-run-")
+            .tempdir_in(runtime_parent())
+            .context("creating the benchmark's runtime dir")?;
+        let mut builder = Core::builder();
+        if host_probe {
+            builder = builder.host_binary(&host);
+        }
+        let core = builder
             .modules_dir(&modules)
-            .runtime_dir(dir.path().join("run"))
+            .runtime_dir(run.path().join("logos"))
             .data_dir(dir.path().join("data"))
             .call_timeout(Duration::from_secs(600))
             .stop_grace(Duration::from_secs(2))
@@ -216,7 +267,12 @@ impl World {
             core.shutdown().await;
             bail!("generated metadata was refused: {}", faults.join("; "));
         }
-        Ok(World { core, dir })
+        Ok(World {
+            core,
+            host_probe,
+            dir,
+            _run: run,
+        })
     }
 
     /// The modules dir (for the C API driver, which runs its own core over it).
@@ -373,6 +429,44 @@ fn qt_row(ours: &Summary, rounds: &[crate::qt::QtFigures]) -> Row {
     row
 }
 
+/// Round trips with bigger arguments (echoed back, so each call carries the payload both
+/// ways), against the raw ping-pong of the same size: how cost grows with payload.
+pub async fn payload(w: &World, plan: &Plan) -> Result<Vec<Row>> {
+    w.ensure_loaded(&["bma", "bmb"]).await?;
+    let n = plan.payload_calls;
+    let mut rows = Vec::new();
+    for &size in &plan.payload_sizes {
+        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        for _ in 0..plan.rounds {
+            raw.extend(blocking(move || baseline::round_trips(n as usize, size as usize)).await?);
+            let v = w
+                .call("bma", "pingLoop", vec!["bmb".into(), n.into(), size.into()])
+                .await?;
+            ours.extend(u64_list(&v)?);
+        }
+        let ours = stats::summarize(&mut ours);
+        let raw = stats::summarize(&mut raw);
+        let label = if size >= 1024 * 1024 {
+            format!("{} MiB", size / (1024 * 1024))
+        } else {
+            format!("{} KiB", size / 1024)
+        };
+        let mut row = Row::new(
+            format!("rtt_{size}"),
+            format!("call round trip module → module, {label}"),
+        );
+        row.ours = Some(Figure::latency(&ours));
+        row.baseline = Some(Figure::latency(&raw));
+        row.baseline_name = Some("raw socket ping-pong".into());
+        row.ratio = Some(ours.median / raw.median);
+        row.target = Some("growth with payload".into());
+        row.status = Status::Info;
+        row.extra("payload_bytes", size);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// Calls pipelined on one module → module connection, against raw pipelined messages.
 pub async fn pipelined(w: &World, plan: &Plan) -> Result<Row> {
     w.ensure_loaded(&["bma", "bmb"]).await?;
@@ -504,6 +598,9 @@ pub async fn fanout(w: &World, plan: &Plan) -> Result<Vec<Row>> {
             .extra("order_ok", disorder == 0);
         rows.push(row);
     }
+    // Each subscriber watches `core.moduleUp` (to re-subscribe after the publisher restarts)
+    // and so wakes at every module start: leave them loaded and the start rows measure that.
+    w.unload_all(&["sub", "publisher"]).await?;
     Ok(rows)
 }
 
@@ -521,37 +618,80 @@ fn heard_of(v: &Value) -> Result<Heard> {
     })
 }
 
-/// Spawn → ready of one module (handshake included), against spawning `/bin/true`.
-pub async fn start(w: &World, plan: &Plan) -> Result<Row> {
-    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+/// Spawn → ready of one module (handshake included), against spawning `/bin/true`: an
+/// executable module (this binary), and a library module run by `logos_host` when built.
+pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
+    let mut kinds = vec![(
+        "bms",
+        "start",
+        "module start: spawn → ready (handshake, auth)",
+    )];
+    if w.host_probe {
+        kinds.push((
+            "probe",
+            "start_host",
+            "same, a library module via logos_host (probe)",
+        ));
+    }
+    let mut ours: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let mut raw = Vec::new();
+    let mut forked = Vec::new();
     let true_bin = Path::new("/bin/true");
     // Warm the page cache and the core's paths once.
-    w.core.load("bms").await?;
-    w.core.unload("bms", false).await?;
-    let batch = 5.min(plan.starts).max(1);
+    for (name, _, _) in &kinds {
+        w.core.load(name).await?;
+        w.core.unload(name, false).await?;
+    }
+    // One of each in turn, so drifting machine load hits baseline and runtime alike.
+    let batch = 1;
     let mut done = 0;
     while done < plan.starts {
         let k = batch.min(plan.starts - done);
-        raw.extend(blocking(move || baseline::spawn_and_reap(true_bin, k)).await?);
-        for _ in 0..k {
-            let t = Instant::now();
-            w.core.load("bms").await?;
-            ours.push(t.elapsed().as_nanos() as f64);
-            w.core.unload("bms", false).await?;
+        raw.extend(
+            blocking(move || baseline::spawn_and_reap(true_bin, k, baseline::Spawn::Plain)).await?,
+        );
+        forked.extend(
+            blocking(move || baseline::spawn_and_reap(true_bin, k, baseline::Spawn::Fork)).await?,
+        );
+        for ((name, _, _), samples) in kinds.iter().zip(&mut ours) {
+            for _ in 0..k {
+                let t = Instant::now();
+                w.core.load(name).await?;
+                samples.push(t.elapsed().as_nanos() as f64);
+                w.core.unload(name, false).await?;
+            }
         }
         done += k;
     }
-    let ours = stats::summarize(&mut ours);
     let raw = stats::summarize(&mut raw);
-    let ratio = ours.median / raw.median;
-    let mut row = Row::new("start", "module start: spawn → ready (handshake, auth)");
-    row.ours = Some(Figure::latency(&ours));
-    row.baseline = Some(Figure::latency(&raw));
-    row.baseline_name = Some("spawn + reap /bin/true".into());
-    row.ratio = Some(ratio);
-    row.target = Some("≤ 3×".into());
-    row.status = Status::check(ratio <= 3.0);
-    Ok(row)
+    let forked = stats::summarize(&mut forked);
+    let mut rows = Vec::new();
+    for ((_, id, title), mut samples) in kinds.into_iter().zip(ours) {
+        let ours = stats::summarize(&mut samples);
+        let ratio = ours.median / raw.median;
+        let mut row = Row::new(id, title);
+        row.ours = Some(Figure::latency(&ours));
+        row.baseline = Some(Figure::latency(&raw));
+        row.baseline_name = Some("spawn + reap /bin/true".into());
+        row.ratio = Some(ratio);
+        row.target = Some("≤ 3×".into());
+        row.status = Status::check(ratio <= 3.0);
+        row.note = Some(format!(
+            "/bin/true spawned by fork + exec, as the core spawns modules: {}",
+            crate::report::format_value(forked.median, Unit::Nanos)
+        ));
+        row.extra("true_fork_median_ns", forked.median);
+        rows.push(row);
+    }
+    if !w.host_probe {
+        rows.push(Row::skipped(
+            "start_host",
+            "same, a library module via logos_host (probe)",
+            "logos_host and libprobe.so are not built beside this binary \
+             (cargo build --release -p logos-host -p probe)",
+        ));
+    }
+    Ok(rows)
 }
 
 /// Loading N modules as a chain and as a wide fan, N up to 100; the idle RSS per module is

@@ -102,7 +102,16 @@ impl Inner {
     /// Runs every handler registered for `source`/`event`.
     pub(crate) fn dispatch_event(self: &Arc<Self>, source: &str, event: &str, data: Vec<Value>) {
         if source == "core" && event == "moduleUp" {
-            self.wake_clients();
+            // `moduleUp(name)`: only the client of that module has anything to redo.
+            match data.first().and_then(Value::as_str) {
+                Some(up) => {
+                    let client = lock(&self.clients).get(up).cloned();
+                    if let Some(c) = client {
+                        c.wake();
+                    }
+                }
+                None => self.wake_clients(),
+            }
         }
         let handlers: Vec<Arc<EventFn>> = lock(&self.routes)
             .iter()
@@ -330,13 +339,23 @@ impl Context {
             handler,
         });
         if is_builtin(source) {
-            let fresh =
-                lock(&self.inner.core_subscriptions).insert((source.to_owned(), event.to_owned()));
-            if fresh && let Some(control) = self.inner.control() {
-                subscribe_logged(&control, source, event);
-            }
+            self.subscribe_builtin(source, event);
         } else {
+            // `core.moduleUp` is the cue to re-subscribe once `source` restarts. Only modules
+            // with such subscriptions ask for it, so the others are not woken by every module
+            // start (with N modules loaded that would make loading them O(N²)).
+            self.subscribe_builtin("core", "moduleUp");
             self.client(source).add_event(event);
+        }
+    }
+
+    /// Subscribes to `event` of a built-in on the control connection, once (now if connected,
+    /// else in [`Context::start`]).
+    fn subscribe_builtin(&self, source: &str, event: &str) {
+        let fresh =
+            lock(&self.inner.core_subscriptions).insert((source.to_owned(), event.to_owned()));
+        if fresh && let Some(control) = self.inner.control() {
+            subscribe_logged(&control, source, event);
         }
     }
 
@@ -371,15 +390,12 @@ impl Context {
     /// what the module needs from the core, and starts the module-to-module subscriptions.
     pub(crate) fn start(&self, control: Session) {
         self.inner.control.send_replace(Some(control.clone()));
-        subscribe_logged(&control, "core", "moduleUp");
         let builtin: Vec<(String, String)> = lock(&self.inner.core_subscriptions)
             .iter()
             .cloned()
             .collect();
         for (source, event) in builtin {
-            if !(source == "core" && event == "moduleUp") {
-                subscribe_logged(&control, &source, &event);
-            }
+            subscribe_logged(&control, &source, &event);
         }
         self.inner.wake_clients();
     }
