@@ -92,13 +92,18 @@ fn run_tool(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Kills and reaps the server on drop.
-struct Server(std::process::Child);
+/// Kills and reaps the server on drop, and removes the socket file it leaves behind
+/// (`QLocalServer` puts `local:NAME` at `$TMPDIR/NAME` and a killed server cannot remove it).
+struct Server {
+    child: std::process::Child,
+    socket: PathBuf,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -108,17 +113,18 @@ impl Drop for Server {
 /// When either program fails or prints something unexpected.
 pub fn measure(build: &Path, n: usize) -> Result<QtFigures> {
     let name = format!("logos-bench-qtro-{}", std::process::id());
-    let mut server = Server(
-        Command::new(build.join("qtro_server"))
+    let mut server = Server {
+        child: Command::new(build.join("qtro_server"))
             .arg(&name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .context("starting qtro_server")?,
-    );
+        socket: std::env::temp_dir().join(&name),
+    };
     let stdout = server
-        .0
+        .child
         .stdout
         .take()
         .ok_or_else(|| anyhow!("qtro_server has no stdout"))?;
