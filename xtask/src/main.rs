@@ -26,15 +26,17 @@ fn main() -> Result<()> {
             let dir = stage(release)?;
             let bin = target_dir(release)?.join("logoscore");
             let passthrough: Vec<&String> = rest.iter().filter(|a| *a != "--release").collect();
-            let status = Command::new(&bin)
+            // Become logoscore (exec): Ctrl-C then reaches only the core, which stops its
+            // modules before the shell prompt comes back.
+            use std::os::unix::process::CommandExt;
+            let err = Command::new(&bin)
                 .arg("run")
                 .arg("--modules-dir")
                 .arg(&dir)
                 .arg("--load-all")
                 .args(passthrough)
-                .status()
-                .with_context(|| format!("could not run {}", bin.display()))?;
-            std::process::exit(status.code().unwrap_or(1));
+                .exec();
+            Err(err).with_context(|| format!("could not run {}", bin.display()))
         }
         _ => bail!(
             "usage: cargo xtask stage [--release]   build and stage the example modules\n       cargo xtask run [--release] [ARGS…]  stage, then `logoscore run` with every example module loaded"
