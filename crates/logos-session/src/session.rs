@@ -119,7 +119,7 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// The close reason, or a placeholder while still open.
+    /// The close reason; "connection is closing" while the close is still under way.
     pub(crate) fn close_reason(&self) -> Arc<str> {
         self.reason
             .borrow()
