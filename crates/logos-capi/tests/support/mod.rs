@@ -14,19 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// `target/<profile>`, from the test binary's location (`target/<profile>/deps/…`).
-pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use logos_testkit::{alive, target_dir, workspace};
 
 /// This crate's dir.
 pub fn crate_dir() -> PathBuf {
@@ -145,15 +134,7 @@ impl World {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&modules).expect("modules dir");
         for name in names {
-            let src = workspace().join("modules").join(name);
-            let dest = modules.join(name);
-            std::fs::create_dir_all(&dest).expect("module dir");
-            let meta = std::fs::read_to_string(src.join("metadata.json")).expect("metadata.json");
-            std::fs::write(dest.join("metadata.json"), &meta).expect("write metadata");
-            let json: serde_json::Value = serde_json::from_str(&meta).expect("metadata json");
-            let main = json["main"].as_str().expect("main");
-            let lib = built(target_dir().join(main), "an example module");
-            std::os::unix::fs::symlink(&lib, dest.join(main)).expect("symlink lib");
+            logos_testkit::stage_module(&modules, name);
         }
         World { dir, modules, data }
     }
@@ -279,17 +260,6 @@ fn reader(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<String> {
         let _ = pipe.read_to_end(&mut s);
         String::from_utf8_lossy(&s).into_owned()
     })
-}
-
-/// Whether a process exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 /// The pids a program printed as `pid <name> <n>` lines; none of them may still run.

@@ -12,22 +12,11 @@
 use futures::FutureExt;
 use logos_core::{Builder, Core, Value};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// `target/<profile>`, found from the test binary's location (`target/<profile>/deps/…`).
-pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use logos_testkit::{alive, target_dir, workspace};
 
 /// One test's private world.
 pub struct World {
@@ -62,51 +51,15 @@ impl World {
         }
     }
 
-    /// Copies an example module (metadata.json + its built library) into the modules dir.
+    /// Stages an example module from `modules/` (see `logos_testkit::stage_module`).
     pub fn stage(&self, name: &str) -> &Self {
-        let src = workspace().join("modules").join(name);
-        let dest = self.modules.join(name);
-        std::fs::create_dir_all(&dest).expect("module dir");
-        let meta = std::fs::read_to_string(src.join("metadata.json")).expect("metadata.json");
-        std::fs::write(dest.join("metadata.json"), &meta).expect("write metadata");
-        let json: serde_json::Value = serde_json::from_str(&meta).expect("metadata json");
-        let main = json["main"].as_str().expect("main");
-        let built = target_dir().join(main);
-        assert!(
-            built.is_file(),
-            "{} is not built; run `cargo build --workspace` first",
-            built.display()
-        );
-        // A symlink keeps staging cheap; the core resolves it like a file.
-        std::os::unix::fs::symlink(&built, dest.join(main)).expect("symlink lib");
+        logos_testkit::stage_module(&self.modules, name);
         self
     }
 
-    /// Copies a module that needs no build (e.g. `modules/pyecho`, a Python executable) into
-    /// the modules dir verbatim: metadata.json and every other file, permissions included, so
-    /// an executable `main` stays executable.
+    /// Stages a module that needs no build (e.g. `modules/pyecho`); the same as `stage`.
     pub fn stage_dir(&self, name: &str) -> &Self {
-        fn copy_tree(src: &Path, dest: &Path) {
-            std::fs::create_dir_all(dest).expect("module dir");
-            for entry in std::fs::read_dir(src).expect("read module dir") {
-                let entry = entry.expect("dir entry");
-                let (from, to) = (entry.path(), dest.join(entry.file_name()));
-                if entry.file_type().expect("file type").is_dir() {
-                    copy_tree(&from, &to);
-                } else {
-                    // `fs::copy` copies the permission bits too.
-                    std::fs::copy(&from, &to).expect("copy module file");
-                }
-            }
-        }
-        let src = workspace().join("modules").join(name);
-        assert!(
-            src.join("metadata.json").is_file(),
-            "{} has no metadata.json",
-            src.display()
-        );
-        copy_tree(&src, &self.modules.join(name));
-        self
+        self.stage(name)
     }
 
     pub fn stage_all(&self, names: &[&str]) -> &Self {
@@ -212,17 +165,6 @@ pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bo
             "timed out after {within:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Whether a process exists (and is not a zombie).
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
     }
 }
 

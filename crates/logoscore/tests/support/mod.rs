@@ -12,7 +12,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
@@ -30,19 +30,8 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_logoscore"))
 }
 
-/// `target/<profile>`, found from the test binary's location (`target/<profile>/deps/…`).
-pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use logos_testkit::{alive, target_dir, workspace};
 
 /// What a finished command printed and how it ended.
 #[derive(Debug)]
@@ -107,21 +96,7 @@ impl World {
     /// Copies an example module (metadata.json + a link to its built library) into the
     /// modules dir.
     pub fn stage(&self, name: &str) -> &Self {
-        let src = workspace().join("modules").join(name);
-        let dest = self.modules.join(name);
-        std::fs::create_dir_all(&dest).expect("module dir");
-        let meta = std::fs::read_to_string(src.join("metadata.json")).expect("metadata.json");
-        std::fs::write(dest.join("metadata.json"), &meta).expect("write metadata");
-        let json: serde_json::Value = serde_json::from_str(&meta).expect("metadata json");
-        let main = json["main"].as_str().expect("main");
-        let built = target_dir().join(main);
-        assert!(
-            built.is_file(),
-            "{} is not built; run `cargo build --workspace` first",
-            built.display()
-        );
-        // A symlink keeps staging cheap; the core resolves it like a file.
-        std::os::unix::fs::symlink(&built, dest.join(main)).expect("symlink lib");
+        logos_testkit::stage_module(&self.modules, name);
         self
     }
 
@@ -455,16 +430,5 @@ pub fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
             "timed out after {within:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Whether a process exists (and is not a zombie).
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
     }
 }
