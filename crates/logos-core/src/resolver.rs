@@ -403,6 +403,15 @@ mod tests {
         Manifest::for_test(name, version, deps)
     }
 
+    /// The message of loading `name` from nothing loaded (empty when the plan succeeds).
+    fn load_error(known: &[Manifest], name: &str) -> String {
+        Resolver::new(known)
+            .plan_load(&Loaded::new(), &[name])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
     fn n(s: &str) -> ModuleName {
         match ModuleName::new(s) {
             Ok(n) => n,
@@ -511,12 +520,7 @@ mod tests {
             m("chat", "1.0.0", &[]),
             m("kv", "1.0.0", &[]),
         ];
-        let r = Resolver::new(&known);
-        let msg = r
-            .plan_load(&Loaded::new(), &["greeter"])
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let msg = load_error(&known, "greeter");
         assert!(
             msg.starts_with("greeter -> calc: calc is not a known module (known: chat, kv)"),
             "{msg}"
@@ -545,12 +549,7 @@ mod tests {
             m("greeter", "1.0.0", &[("calc", "^2.0")]),
             m("calc", "1.4.0", &[]),
         ];
-        let r = Resolver::new(&known);
-        let msg = r
-            .plan_load(&Loaded::new(), &["greeter"])
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let msg = load_error(&known, "greeter");
         assert!(
             msg.starts_with("greeter -> calc (^2.0): only 1.4.0 is known"),
             "{msg}"
@@ -575,12 +574,7 @@ mod tests {
             m("b", "1.0.0", &[("c", "*")]),
             m("c", "1.0.0", &[("a", "*")]),
         ];
-        let r = Resolver::new(&known);
-        let msg = r
-            .plan_load(&Loaded::new(), &["a"])
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let msg = load_error(&known, "a");
         assert!(
             msg.starts_with("dependency cycle a -> b -> c -> a"),
             "{msg}"

@@ -59,6 +59,31 @@ pub fn stage_module(modules_dir: &Path, name: &str) {
     std::os::unix::fs::symlink(&built, dest.join(main)).expect("symlink the module library");
 }
 
+/// Writes `<modules_dir>/<name>/metadata.json` with `json` verbatim (valid or not: tests of
+/// bad metadata use this too) and returns the module dir.
+pub fn write_metadata(modules_dir: &Path, name: &str, json: &str) -> PathBuf {
+    let dir = modules_dir.join(name);
+    std::fs::create_dir_all(&dir).expect("module dir");
+    std::fs::write(dir.join("metadata.json"), json).expect("write metadata.json");
+    dir
+}
+
+/// Writes an executable module `name` (restart `never`) whose main is the shell script
+/// `script`; `deps` is the JSON of its `dependencies` field.
+pub fn write_script_module(modules_dir: &Path, name: &str, deps: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = write_metadata(
+        modules_dir,
+        name,
+        &format!(
+            r#"{{"name":"{name}","version":"1.0.0","main":"run.sh","dependencies":{deps},"restart":"never"}}"#
+        ),
+    );
+    let path = dir.join("run.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
 fn copy_tree(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).expect("module dir");
     for entry in std::fs::read_dir(src).expect("read module dir") {

@@ -11,7 +11,6 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -109,23 +108,12 @@ impl World {
 
     /// Writes `<modules>/<name>/metadata.json` with `json` verbatim.
     pub fn write_metadata(&self, name: &str, json: &str) -> PathBuf {
-        let dir = self.modules.join(name);
-        std::fs::create_dir_all(&dir).expect("module dir");
-        std::fs::write(dir.join("metadata.json"), json).expect("write metadata");
-        dir
+        logos_testkit::write_metadata(&self.modules, name, json)
     }
 
     /// Writes an executable module `name` whose main is the shell script `script`.
     pub fn script_module(&self, name: &str, script: &str) {
-        let dir = self.write_metadata(
-            name,
-            &format!(
-                r#"{{"name":"{name}","version":"1.0.0","main":"run.sh","dependencies":{{}},"restart":"never"}}"#
-            ),
-        );
-        let path = dir.join("run.sh");
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write script");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        logos_testkit::write_script_module(&self.modules, name, "{}", script);
     }
 
     /// Writes a file in the temp dir and returns its path.
