@@ -26,7 +26,7 @@ fn gated_probe(w: &World) {
     json["main"] = "run.sh".into();
     std::fs::write(dir.join("metadata.json"), json.to_string()).expect("metadata");
     let script = format!(
-        "#!/bin/sh\nsleep 600 >/dev/null 2>&1 &\necho $! > helper.pid\nwhile [ ! -e go ]; do sleep 0.02; done\nexec '{host}' --module '{lib}' --name probe\n",
+        "#!/bin/sh\nsleep 3599 >/dev/null 2>&1 &\necho $! > helper.pid\nwhile [ ! -e go ]; do sleep 0.02; done\nexec '{host}' --module '{lib}' --name probe\n",
         host = target_dir().join("logos_host").display(),
         lib = lib.display(),
     );
