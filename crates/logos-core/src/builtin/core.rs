@@ -144,10 +144,17 @@ async fn process_plugin(inner: &Arc<Inner>, path: &str) -> Result<Value, Fault> 
     let name = manifest.name.as_str().to_owned();
     match crate::supervisor::register(inner, manifest).await {
         Ok(Ok(name)) => Ok(Value::from(name)),
-        Ok(Err(state)) => Err(Fault::new(
-            ErrorCode::InvalidArgs,
-            format!("module {name} is {state}; unload it before replacing its metadata"),
-        )),
+        Ok(Err(state)) => {
+            let what = if state.is_loaded() {
+                "loaded"
+            } else {
+                state.as_str()
+            };
+            Err(Fault::new(
+                ErrorCode::InvalidArgs,
+                format!("module {name} is {what}; unload it before replacing its metadata"),
+            ))
+        }
         Err(e) => Err(e.to_fault()),
     }
 }
