@@ -41,6 +41,55 @@ pub struct RestartSettings {
     pub window: Duration,
 }
 
+impl RestartSettings {
+    /// Largest accepted `initial` and `max` delay (one day): a longer backoff is a module
+    /// left down, which `restart = "never"` says better.
+    pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+    /// Largest accepted budget `window` (30 days).
+    pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+    /// Checks the bounds [`Builder::build`] enforces: every duration above zero, `initial` at
+    /// most `max`, delays at most [`Self::MAX_DELAY`], the window at most
+    /// [`Self::MAX_WINDOW`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting (`restart.initial`, `restart.max`,
+    /// `restart.window`), what is wrong and the bound.
+    pub fn check(&self) -> Result<(), Error> {
+        let config = |setting: &str, reason: String| Error::Config {
+            setting: format!("restart.{setting}"),
+            reason,
+        };
+        for (setting, d, limit) in [
+            ("initial", self.initial, Self::MAX_DELAY),
+            ("max", self.max, Self::MAX_DELAY),
+            ("window", self.window, Self::MAX_WINDOW),
+        ] {
+            if d.is_zero() {
+                return Err(config(setting, "must be greater than zero".into()));
+            }
+            if d > limit {
+                return Err(config(
+                    setting,
+                    format!(
+                        "{d:?} is longer than the largest accepted {limit:?}; use restart = \"never\" to keep a crashed module down"
+                    ),
+                ));
+            }
+        }
+        if self.initial > self.max {
+            return Err(config(
+                "initial",
+                format!(
+                    "{:?} is longer than restart.max ({:?}); the first delay cannot exceed the largest",
+                    self.initial, self.max
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RestartSettings {
     fn default() -> Self {
         RestartSettings {
@@ -202,7 +251,8 @@ impl Builder {
     ///
     /// # Errors
     /// [`Error::Config`] naming the setting: a module name in overrides or grants that is not
-    /// a valid name, a zero timeout, a frame cap below 1 KiB.
+    /// a valid name, a zero timeout, a frame cap below 1 KiB, restart timing out of bounds
+    /// ([`RestartSettings::check`]).
     pub fn build(self) -> Result<Core, Error> {
         let config = |setting: &str, reason: String| Error::Config {
             setting: setting.to_owned(),
@@ -233,6 +283,8 @@ impl Builder {
         }
         let call_timeout = positive("call_timeout", self.call_timeout, Duration::from_secs(30))?;
         session.default_call_timeout = call_timeout;
+        let restart = self.restart.unwrap_or_default();
+        restart.check()?;
         let settings = Settings {
             modules_dirs: self.modules_dirs,
             runtime_dir: self.runtime_dir.unwrap_or_else(default_runtime_dir),
@@ -246,7 +298,7 @@ impl Builder {
             modules: self.modules,
             grants: self.grants,
             denies: self.denies,
-            restart: self.restart.unwrap_or_default(),
+            restart,
             session,
         };
         Ok(Core::new(settings))
@@ -270,4 +322,61 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(h).join(".local/share/logos");
     }
     default_runtime_dir().join("data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(r: RestartSettings) -> (String, String) {
+        match Core::builder().restart(r).build() {
+            Err(Error::Config { setting, reason }) => (setting, reason),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restart_timing_out_of_bounds_is_refused_by_name() {
+        let d = RestartSettings::default;
+        let (setting, reason) = refused(RestartSettings {
+            max: Duration::MAX,
+            ..d()
+        });
+        assert_eq!(setting, "restart.max");
+        assert!(
+            reason.contains("longer than the largest accepted"),
+            "{reason}"
+        );
+        let huge = RestartSettings {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            ..d()
+        };
+        assert_eq!(refused(huge).0, "restart.initial");
+        let never_forgets = RestartSettings {
+            window: Duration::MAX,
+            ..d()
+        };
+        assert_eq!(refused(never_forgets).0, "restart.window");
+        let zero = RestartSettings {
+            window: Duration::ZERO,
+            ..d()
+        };
+        assert_eq!(refused(zero).0, "restart.window");
+        let (setting, reason) = refused(RestartSettings {
+            initial: Duration::from_secs(20),
+            max: Duration::from_secs(10),
+            ..d()
+        });
+        assert_eq!(setting, "restart.initial");
+        assert!(reason.contains("restart.max"), "{reason}");
+
+        let edge = RestartSettings {
+            max: RestartSettings::MAX_DELAY,
+            window: RestartSettings::MAX_WINDOW,
+            ..d()
+        };
+        assert!(Core::builder().restart(edge).build().is_ok());
+        assert!(Core::builder().build().is_ok());
+    }
 }

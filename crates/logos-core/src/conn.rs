@@ -1,14 +1,18 @@
 //! The core's side of every connection: module control connections ([`ModuleConn`]), operator
 //! clients on the control endpoint ([`ClientConn`], e.g. `logoscore`), and call routing.
 //!
-//! Owns who may do what on which connection: a module may use `capability_module` and read
-//! `core` (mutating `core` needs `"core"` in its permissions) but never reach another module
-//! through the core; a client holding the token in `client.token` is the operator and may do
-//! everything. Identity always comes from the connection. Never spawns processes.
+//! Owns who may do what on which connection: a module's calls to the built-ins and its
+//! subscriptions to `core` events are put to the access policy (`policy.rs` decides; by
+//! default a module may use `capability_module` and read `core`, and changing what runs needs
+//! `"core"` in its permissions), and a module never reaches another module through the core; a
+//! client holding the token in `client.token` is the operator and may do everything. Identity
+//! always comes from the connection. Never spawns processes.
 
 use crate::builtin;
 use crate::core::{CAPABILITY_MODULE, CORE_MODULE, Inner};
 use crate::error::Error;
+use crate::events::{CORE_EVENTS, MAX_SESSION_SUBSCRIPTIONS, Viewer};
+use crate::manifest::ModuleName;
 use futures::future::BoxFuture;
 use logos_session::{Fault, Handler, PendingSession, Session};
 use logos_wire::{Call, ErrorCode, Value, Welcome};
@@ -32,6 +36,14 @@ impl Caller {
     }
 }
 
+/// Longest event name a client may subscribe to; event names are identifiers.
+const MAX_EVENT_NAME: usize = 128;
+
+/// At most 80 characters of an untrusted name, for a log line.
+fn cut(name: &str) -> String {
+    name.chars().take(80).collect()
+}
+
 fn gone() -> Fault {
     Fault::new(ErrorCode::Unavailable, "the core is shutting down")
 }
@@ -44,6 +56,12 @@ pub(crate) async fn route_call(
     method: &str,
     args: Vec<Value>,
 ) -> Result<Value, Fault> {
+    crate::core::check_name_len(target).map_err(|e| e.to_fault())?;
+    if let Caller::Module(me) = caller
+        && (target == CORE_MODULE || target == CAPABILITY_MODULE)
+    {
+        may_call_builtin(inner, me, target, method)?;
+    }
     match target {
         CORE_MODULE => builtin::core::handle(inner, caller, method, args).await,
         CAPABILITY_MODULE => builtin::capability::handle(inner, caller, method, args).await,
@@ -55,6 +73,26 @@ pub(crate) async fn route_call(
             ),
         )),
     }
+}
+
+/// Puts a module's call to a built-in to the access policy (a configured deny of `core` or
+/// `capability_module` takes effect here; so does the rule on methods that change what runs).
+fn may_call_builtin(inner: &Inner, me: &str, target: &str, method: &str) -> Result<(), Fault> {
+    let decision = {
+        let m = inner.modules();
+        let Some(manifest) = m.known.get(me) else {
+            return Err(Fault::new(
+                ErrorCode::Unauthorized,
+                format!("{me} is not a known module"),
+            ));
+        };
+        inner.policy().allows_call(manifest, target, method)
+    };
+    if decision.is_allowed() {
+        return Ok(());
+    }
+    tracing::warn!(caller = %me, target, method = decision.method().unwrap_or_default(), "access denied: {decision}");
+    Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()))
 }
 
 /// The core's handler on one module's control connection.
@@ -86,13 +124,34 @@ impl Handler for ModuleConn {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
-        if source == CORE_MODULE {
-            inner.hub.subscribe_session(session, source, event);
-        } else {
+        let me = &self.module;
+        if source != CORE_MODULE {
             tracing::warn!(
-                module = %self.module,
-                "asked the core for events of {source}; modules subscribe to other modules directly"
+                module = %me,
+                "asked the core for events of {}; modules subscribe to other modules directly",
+                cut(source)
             );
+            return;
+        }
+        if !event.is_empty() && !CORE_EVENTS.contains(&event) {
+            tracing::warn!(
+                module = %me,
+                "asked for core event {:?}, which does not exist (core has {})",
+                cut(event),
+                CORE_EVENTS.join(", ")
+            );
+            return;
+        }
+        if may_call_builtin(&inner, me, CORE_MODULE, "subscribe").is_err() {
+            return;
+        }
+        let viewer = Viewer::Module(me.clone());
+        if inner
+            .hub
+            .subscribe_session(session, viewer, source, event)
+            .is_err()
+        {
+            tracing::warn!(module = %me, "refused a subscription: it holds {MAX_SESSION_SUBSCRIPTIONS} already");
         }
     }
 
@@ -147,10 +206,38 @@ impl Handler for ClientConn {
     }
 
     fn subscribe(&self, session: &Session, source: &str, event: &str) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.hub.subscribe_session(session, source, event);
-            inner.want_events(source);
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        if source.len() > ModuleName::MAX_LEN || event.len() > MAX_EVENT_NAME {
+            tracing::warn!(
+                "client {}: refused a subscription to {}.{}: names that long exist nowhere",
+                session.id(),
+                cut(source),
+                cut(event)
+            );
+            return;
         }
+        if source == CORE_MODULE && !event.is_empty() && !CORE_EVENTS.contains(&event) {
+            tracing::warn!(
+                "client {}: core event {event:?} does not exist (core has {})",
+                session.id(),
+                CORE_EVENTS.join(", ")
+            );
+            return;
+        }
+        if inner
+            .hub
+            .subscribe_session(session, Viewer::Operator, source, event)
+            .is_err()
+        {
+            tracing::warn!(
+                "client {}: refused a subscription: it holds {MAX_SESSION_SUBSCRIPTIONS} already",
+                session.id()
+            );
+            return;
+        }
+        inner.want_events(source);
     }
 
     fn unsubscribe(&self, session: &Session, source: &str, event: &str) {
@@ -240,5 +327,106 @@ async fn admit_client(weak: Weak<Inner>, pending: PendingSession) {
     drop(inner);
     if let Err(e) = pending.accept(identity, welcome, handler).await {
         tracing::debug!("control endpoint: accept failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::MAX_SESSION_SUBSCRIPTIONS;
+    use crate::manifest::Manifest;
+    use logos_session::Refuse;
+    use logos_wire::Hello;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A real connection over a socketpair; returns the core's end (what handlers see).
+    async fn session() -> Result<(Session, Session), Box<dyn std::error::Error>> {
+        let (a, b) = tokio::net::UnixStream::pair()?;
+        let server = tokio::spawn(async move {
+            let pending = logos_session::read_hello(a, Default::default()).await?;
+            let welcome = Welcome {
+                major: logos_wire::PROTOCOL_MAJOR,
+                minor: logos_wire::PROTOCOL_MINOR,
+                identity: CORE_MODULE.to_owned(),
+                attrs: Default::default(),
+            };
+            pending
+                .accept("peer".to_owned(), welcome, Arc::new(Refuse))
+                .await
+        });
+        let hello = Hello {
+            major: logos_wire::PROTOCOL_MAJOR,
+            minor: logos_wire::PROTOCOL_MINOR,
+            identity: "peer".to_owned(),
+            token: Default::default(),
+            attrs: Default::default(),
+        };
+        let (peer, _) =
+            logos_session::connect(b, hello, Arc::new(Refuse), Default::default()).await?;
+        Ok((server.await??, peer))
+    }
+
+    fn core_with(builder: crate::Builder) -> Result<crate::Core, Error> {
+        let core = builder.build()?;
+        core.inner
+            .modules()
+            .known
+            .insert("probe".into(), Manifest::for_test("probe", "1.0.0", &[]));
+        Ok(core)
+    }
+
+    #[tokio::test]
+    async fn a_module_holds_only_real_core_events_and_a_client_a_bounded_number() -> TestResult {
+        let core = core_with(crate::Core::builder())?;
+        let inner = &core.inner;
+        let (mine, _peer) = session().await?;
+        let module = ModuleConn::new(inner, "probe");
+        for i in 0..10_000 {
+            module.subscribe(&mine, CORE_MODULE, &format!("noSuchEvent{i}"));
+            module.subscribe(&mine, &format!("other{i}"), "");
+        }
+        assert_eq!(inner.hub.session_subscriptions(mine.id()), 0);
+        for event in [
+            "",
+            "moduleUp",
+            "moduleDown",
+            "moduleCrashed",
+            "stateChanged",
+        ] {
+            module.subscribe(&mine, CORE_MODULE, event);
+            module.subscribe(&mine, CORE_MODULE, event);
+        }
+        assert_eq!(inner.hub.session_subscriptions(mine.id()), 5);
+        module.unsubscribe(&mine, CORE_MODULE, "moduleUp");
+        assert_eq!(inner.hub.session_subscriptions(mine.id()), 4);
+
+        let (client_end, _client) = session().await?;
+        let client = ClientConn {
+            inner: Arc::downgrade(inner),
+        };
+        for i in 0..10_000 {
+            client.subscribe(&client_end, "calc", &format!("event{i}"));
+        }
+        client.subscribe(&client_end, CORE_MODULE, "noSuchEvent");
+        client.subscribe(&client_end, &"x".repeat(1 << 20), "");
+        client.subscribe(&client_end, "calc", &"x".repeat(1 << 20));
+        assert_eq!(
+            inner.hub.session_subscriptions(client_end.id()),
+            MAX_SESSION_SUBSCRIPTIONS
+        );
+        client.closed(&client_end, "done");
+        assert_eq!(inner.hub.session_subscriptions(client_end.id()), 0);
+        assert!(!inner.hub.has_subscribers("calc"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_module_denied_the_core_gets_no_core_events() -> TestResult {
+        let core = core_with(crate::Core::builder().deny("probe", "core"))?;
+        let (mine, _peer) = session().await?;
+        ModuleConn::new(&core.inner, "probe").subscribe(&mine, CORE_MODULE, "moduleUp");
+        assert_eq!(core.inner.hub.session_subscriptions(mine.id()), 0);
+        Ok(())
     }
 }

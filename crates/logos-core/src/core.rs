@@ -71,7 +71,8 @@ pub(crate) struct Inner {
     pub tokens: Mutex<Tokens>,
     pub policy: Mutex<Policy>,
     pub hub: Arc<Hub>,
-    /// Serialises load, unload, reload and shutdown so plans never interleave.
+    /// The lifecycle lock: serialises load, unload, reload, register, crash restarts and
+    /// shutdown so plans never interleave. Taken only inside `supervisor`.
     pub ops: tokio::sync::Mutex<()>,
     pub started: AtomicBool,
     pub stopping: AtomicBool,
@@ -122,6 +123,9 @@ impl Inner {
 
     /// The error for a module name that is not known, with the closest known name.
     pub fn unknown(&self, name: &str) -> Error {
+        if let Err(e) = check_name_len(name) {
+            return e;
+        }
         let known: Vec<String> = self.modules().known.keys().cloned().collect();
         let suggestion = closest(name, &known);
         Error::UnknownModule {
@@ -260,6 +264,11 @@ impl Core {
     /// # Errors
     /// Resolution errors name the dependency chain; start errors carry the module's exit
     /// status and last stderr lines. Nothing this load started is left running on error.
+    /// [`Error::InvalidName`] for a name longer than [`ModuleName::MAX_LEN`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not cancel the load: it runs to its end (ready, or rolled
+    /// back) in its own task, and a later operation waits for it.
     pub async fn load(&self, name: &str) -> Result<(), Error> {
         self.load_many(&[name]).await
     }
@@ -268,9 +277,14 @@ impl Core {
     ///
     /// # Errors
     /// As [`Core::load`].
+    ///
+    /// # Cancel safety
+    /// As [`Core::load`].
     pub async fn load_many(&self, names: &[&str]) -> Result<(), Error> {
         self.ensure_started()?;
-        let _ops = self.inner.ops.lock().await;
+        for name in names {
+            check_name_len(name)?;
+        }
         crate::supervisor::load(&self.inner, names).await
     }
 
@@ -278,10 +292,14 @@ impl Core {
     /// without it, loaded dependents make this fail.
     ///
     /// # Errors
-    /// [`Error::NotLoaded`], [`Error::HasDependents`].
+    /// [`Error::NotLoaded`], [`Error::HasDependents`], [`Error::InvalidName`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not cancel the unload: the module is still stopped and
+    /// reaped, and a later load waits for that.
     pub async fn unload(&self, name: &str, cascade: bool) -> Result<(), Error> {
         self.ensure_started()?;
-        let _ops = self.inner.ops.lock().await;
+        check_name_len(name)?;
         crate::supervisor::unload(&self.inner, name, cascade).await
     }
 
@@ -290,18 +308,23 @@ impl Core {
     ///
     /// # Errors
     /// As [`Core::load`].
+    ///
+    /// # Cancel safety
+    /// As [`Core::load`].
     pub async fn reload(&self, name: &str) -> Result<(), Error> {
         self.ensure_started()?;
-        let _ops = self.inner.ops.lock().await;
+        check_name_len(name)?;
         crate::supervisor::reload(&self.inner, name).await
     }
 
     /// Calls `target.method(args)`. `target` may be a module or the built-in `core`.
     ///
     /// # Errors
-    /// [`Error::Call`] with the wire error (its [`Error::code`] tells which).
+    /// [`Error::Call`] with the wire error (its [`Error::code`] tells which);
+    /// [`Error::InvalidName`] for a target longer than [`ModuleName::MAX_LEN`].
     pub async fn call(&self, target: &str, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         self.ensure_started()?;
+        check_name_len(target)?;
         crate::conn::route_call(
             &self.inner,
             &crate::conn::Caller::Embedder,
@@ -321,9 +344,11 @@ impl Core {
     /// `moduleUp`, `moduleDown`, `moduleCrashed`, `stateChanged`).
     ///
     /// # Errors
-    /// [`Error::UnknownModule`] when `source` is neither `core` nor a known module.
+    /// [`Error::UnknownModule`] when `source` is neither `core` nor a known module,
+    /// [`Error::InvalidName`] when it is longer than [`ModuleName::MAX_LEN`].
     pub fn subscribe(&self, source: &str, event: &str) -> Result<Subscription, Error> {
         self.ensure_started()?;
+        check_name_len(source)?;
         if source != CORE_MODULE && !self.inner.modules().known.contains_key(source) {
             return Err(self.inner.unknown(source));
         }
@@ -360,8 +385,9 @@ impl Core {
     /// One module's state.
     ///
     /// # Errors
-    /// [`Error::UnknownModule`].
+    /// [`Error::UnknownModule`], [`Error::InvalidName`] (longer than [`ModuleName::MAX_LEN`]).
     pub fn module(&self, name: &str) -> Result<ModuleInfo, Error> {
+        check_name_len(name)?;
         self.modules()
             .into_iter()
             .find(|m| m.name == name)
@@ -371,8 +397,9 @@ impl Core {
     /// The manifest of a known module.
     ///
     /// # Errors
-    /// [`Error::UnknownModule`].
+    /// [`Error::UnknownModule`], [`Error::InvalidName`] (longer than [`ModuleName::MAX_LEN`]).
     pub fn manifest(&self, name: &str) -> Result<Manifest, Error> {
+        check_name_len(name)?;
         self.inner
             .modules()
             .known
@@ -384,7 +411,7 @@ impl Core {
     /// The interface (methods, events) a loaded module registered.
     ///
     /// # Errors
-    /// [`Error::UnknownModule`], [`Error::NotLoaded`].
+    /// [`Error::UnknownModule`], [`Error::NotLoaded`], [`Error::InvalidName`].
     pub fn interface(&self, name: &str) -> Result<Value, Error> {
         crate::builtin::core::interface(&self.inner, name)
     }
@@ -415,7 +442,6 @@ impl Core {
         if !self.inner.started.load(Ordering::SeqCst) {
             return;
         }
-        let _ops = self.inner.ops.lock().await;
         crate::supervisor::shutdown(&self.inner).await;
     }
 
@@ -436,28 +462,43 @@ impl Core {
     }
 }
 
-/// The known name closest to `name` (edit distance ≤ 2, or a prefix match), for "did you mean".
-pub(crate) fn closest(name: &str, known: &[String]) -> Option<String> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, k)| *d <= 2.max(name.len() / 3) || k.starts_with(name))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k.clone())
+/// Refuses a name longer than any module name can be, before it is looked up, compared with
+/// known names or echoed in a message: names come from outside (frames, the CLI, the C API),
+/// and a huge one must cost no more than a short one.
+///
+/// # Errors
+/// [`Error::InvalidName`] with the name cut to 80 characters.
+pub(crate) fn check_name_len(name: &str) -> Result<(), Error> {
+    if name.len() <= ModuleName::MAX_LEN {
+        return Ok(());
+    }
+    Err(Error::InvalidName {
+        name: name.chars().take(80).collect(),
+        reason: format!(
+            "it is {} bytes long, at most {} are allowed",
+            name.len(),
+            ModuleName::MAX_LEN
+        ),
+    })
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+/// The known name closest to `name` (edit distance ≤ 2, or a third of its length, or a
+/// prefix match), for "did you mean".
+///
+/// Bounded work: a name over [`ModuleName::MAX_LEN`] gets no suggestion, and a known name
+/// whose length alone puts it out of reach is never compared.
+pub(crate) fn closest(name: &str, known: &[String]) -> Option<String> {
+    if name.len() > ModuleName::MAX_LEN {
+        return None;
     }
-    prev[b.len()]
+    let reach = 2.max(name.len() / 3);
+    known
+        .iter()
+        .filter(|k| k.starts_with(name) || k.len().abs_diff(name.len()) <= reach)
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(d, k)| *d <= reach || k.starts_with(name))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.clone())
 }
 
 #[cfg(test)]
@@ -470,5 +511,22 @@ mod tests {
         assert_eq!(closest("calk", &known).as_deref(), Some("calc"));
         assert_eq!(closest("greet", &known).as_deref(), Some("greeter"));
         assert_eq!(closest("zzzzzzzz", &known), None);
+    }
+
+    #[test]
+    fn a_huge_name_gets_no_suggestion_and_a_short_error() {
+        let known = vec!["calc".to_owned()];
+        let huge = "c".repeat(1 << 20);
+        assert_eq!(closest(&huge, &known), None);
+        match check_name_len(&huge) {
+            Err(e @ Error::InvalidName { .. }) => {
+                assert_eq!(e.code(), ErrorCode::InvalidArgs);
+                let msg = e.to_string();
+                assert!(msg.len() < 300, "{msg}");
+                assert!(msg.contains("1048576 bytes long, at most 64"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(check_name_len(&"c".repeat(ModuleName::MAX_LEN)).is_ok());
     }
 }

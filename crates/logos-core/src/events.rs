@@ -1,10 +1,13 @@
 //! Core-side event fan-out: who inside or outside the core wants which events of which source.
 //!
-//! Owns the subscriber lists for embedding subscribers ([`Subscription`]) and for connected
+//! Owns the subscriber table for embedding subscribers ([`Subscription`]) and for connected
 //! sessions (modules subscribed to `core` events, CLI clients watching modules). Every queue is
 //! bounded: a slow local subscriber loses events and is told how many (`Notification::Lagged`),
-//! a slow session is handled by its own bounded queue in `logos-session`. Never subscribes to a
-//! module by itself: the core asks a module for its events when this hub says someone wants them.
+//! a slow session is handled by its own bounded queue in `logos-session`. The table itself is
+//! bounded too: a session holds at most [`MAX_SESSION_SUBSCRIPTIONS`], and every operation is
+//! a map lookup, never a scan of what others hold, under the hub's lock. Never subscribes to
+//! a module by itself: the core asks a module for its events when this hub says someone wants
+//! them. Never decides who may subscribe to what (`conn.rs` does, before asking here).
 
 use logos_session::Session;
 use logos_wire::Value;
@@ -72,6 +75,24 @@ impl Drop for Subscription {
     }
 }
 
+/// The events the built-in `core` publishes; a session may subscribe to these (or to `""`,
+/// all of them) and nothing else of `core`.
+pub(crate) const CORE_EVENTS: [&str; 4] =
+    ["moduleDown", "moduleUp", "moduleCrashed", "stateChanged"];
+
+/// Most subscriptions (source, event pairs) one session may hold: the table a peer can make
+/// the core keep is bounded.
+pub(crate) const MAX_SESSION_SUBSCRIPTIONS: usize = 256;
+
+/// Who reads what a session subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Viewer {
+    /// An operator client: sees everything.
+    Operator,
+    /// A module: sees another module's private data (its stderr) only in redacted form.
+    Module(String),
+}
+
 /// Where a subscriber's events go.
 #[derive(Debug)]
 enum Sink {
@@ -81,21 +102,65 @@ enum Sink {
         dropped: AtomicU64,
     },
     /// A connected session (module or client); its own queue bounds it.
-    Session(Session),
+    Session { session: Session, viewer: Viewer },
 }
 
 #[derive(Debug)]
 struct Subscriber {
-    id: u64,
-    /// Event name, `""` for every event of the source.
-    event: String,
     sink: Sink,
 }
 
-/// The subscriber lists, keyed by source.
+/// (source, event) of one subscription; event `""` is every event of the source.
+type Key = (String, String);
+
+/// The subscriber table. Every lookup is a map access, so no operation scans what other
+/// subscribers hold, and what one session can add is capped.
+#[derive(Debug, Default)]
+struct Table {
+    /// source → event (`""` = all) → subscriber id → subscriber.
+    by_source: HashMap<String, HashMap<String, HashMap<u64, Arc<Subscriber>>>>,
+    /// session id → its subscriptions → subscriber id.
+    by_session: HashMap<u64, HashMap<Key, u64>>,
+    /// Embedding subscriber id → its subscription, for removal on drop.
+    local: HashMap<u64, Key>,
+}
+
+impl Table {
+    fn insert(&mut self, (source, event): Key, id: u64, sub: Arc<Subscriber>) {
+        self.by_source
+            .entry(source)
+            .or_default()
+            .entry(event)
+            .or_default()
+            .insert(id, sub);
+    }
+
+    /// Removes subscriber `id` of `(source, event)`, pruning empty maps so that a source with
+    /// an entry always has a subscriber.
+    fn remove(&mut self, (source, event): &Key, id: u64) {
+        let Some(events) = self.by_source.get_mut(source) else {
+            return;
+        };
+        if let Some(ids) = events.get_mut(event) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                events.remove(event);
+            }
+        }
+        if events.is_empty() {
+            self.by_source.remove(source);
+        }
+    }
+}
+
+/// Why [`Hub::subscribe_session`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooManySubscriptions;
+
+/// The subscriber table, keyed by source.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
-    subs: Mutex<HashMap<String, Vec<Arc<Subscriber>>>>,
+    table: Mutex<Table>,
     next_id: AtomicU64,
 }
 
@@ -103,14 +168,18 @@ impl Hub {
     /// Adds an embedding subscriber.
     pub fn subscribe_local(self: &Arc<Self>, source: &str, event: &str) -> Subscription {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
-        let id = self.insert(
-            source,
-            event,
-            Sink::Local {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let key = (source.to_owned(), event.to_owned());
+        let sub = Arc::new(Subscriber {
+            sink: Sink::Local {
                 tx,
                 dropped: AtomicU64::new(0),
             },
-        );
+        });
+        self.with_table(|t| {
+            t.local.insert(id, key.clone());
+            t.insert(key, id, sub);
+        });
         Subscription {
             rx,
             held: None,
@@ -120,57 +189,107 @@ impl Hub {
     }
 
     /// Adds a session subscriber (idempotent per session, source and event).
-    pub fn subscribe_session(&self, session: &Session, source: &str, event: &str) {
-        let exists = self.with_subs(|subs| {
-            subs.get(source).is_some_and(|l| {
-                l.iter().any(|s| {
-                    s.event == event
-                        && matches!(&s.sink, Sink::Session(x) if x.id() == session.id())
-                })
-            })
-        });
-        if !exists {
-            self.insert(source, event, Sink::Session(session.clone()));
-        }
+    ///
+    /// # Errors
+    /// [`TooManySubscriptions`] when the session already holds
+    /// [`MAX_SESSION_SUBSCRIPTIONS`]; nothing is added.
+    pub fn subscribe_session(
+        &self,
+        session: &Session,
+        viewer: Viewer,
+        source: &str,
+        event: &str,
+    ) -> Result<(), TooManySubscriptions> {
+        let key = (source.to_owned(), event.to_owned());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.with_table(|t| {
+            let mine = t.by_session.entry(session.id()).or_default();
+            if mine.contains_key(&key) {
+                return Ok(());
+            }
+            if mine.len() >= MAX_SESSION_SUBSCRIPTIONS {
+                return Err(TooManySubscriptions);
+            }
+            mine.insert(key.clone(), id);
+            let sub = Arc::new(Subscriber {
+                sink: Sink::Session {
+                    session: session.clone(),
+                    viewer,
+                },
+            });
+            t.insert(key, id, sub);
+            Ok(())
+        })
     }
 
     /// Removes a session subscriber.
     pub fn unsubscribe_session(&self, session_id: u64, source: &str, event: &str) {
-        self.with_subs(|subs| {
-            if let Some(l) = subs.get_mut(source) {
-                l.retain(|s| {
-                    !(s.event == event
-                        && matches!(&s.sink, Sink::Session(x) if x.id() == session_id))
-                });
+        let key = (source.to_owned(), event.to_owned());
+        self.with_table(|t| {
+            let Some(mine) = t.by_session.get_mut(&session_id) else {
+                return;
+            };
+            let Some(id) = mine.remove(&key) else {
+                return;
+            };
+            if mine.is_empty() {
+                t.by_session.remove(&session_id);
             }
+            t.remove(&key, id);
         });
     }
 
     /// Removes every subscription of a session (it closed).
     pub fn drop_session(&self, session_id: u64) {
-        self.with_subs(|subs| {
-            for l in subs.values_mut() {
-                l.retain(|s| !matches!(&s.sink, Sink::Session(x) if x.id() == session_id));
+        self.with_table(|t| {
+            for (key, id) in t.by_session.remove(&session_id).unwrap_or_default() {
+                t.remove(&key, id);
             }
         });
     }
 
+    /// How many subscriptions a session holds.
+    #[cfg(test)]
+    pub fn session_subscriptions(&self, session_id: u64) -> usize {
+        self.with_table(|t| t.by_session.get(&session_id).map_or(0, HashMap::len))
+    }
+
     /// Whether anyone wants events of `source`.
     pub fn has_subscribers(&self, source: &str) -> bool {
-        self.with_subs(|subs| subs.get(source).is_some_and(|l| !l.is_empty()))
+        self.with_table(|t| t.by_source.contains_key(source))
     }
 
     /// Delivers an event to every matching subscriber without waiting on any of them.
     pub fn publish(&self, source: &str, event: &str, data: &[Value]) {
-        let targets: Vec<Arc<Subscriber>> = self.with_subs(|subs| {
-            subs.get(source)
-                .map(|l| {
-                    l.iter()
-                        .filter(|s| s.event.is_empty() || s.event == event)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default()
+        self.deliver(source, event, |_| data);
+    }
+
+    /// [`Hub::publish`] for an event carrying private data of module `owner`: embedding
+    /// subscribers, operators and `owner` itself get `data`, every other module `redacted`.
+    pub fn publish_private(
+        &self,
+        source: &str,
+        event: &str,
+        data: &[Value],
+        owner: &str,
+        redacted: &[Value],
+    ) {
+        self.deliver(source, event, |viewer| match viewer {
+            Viewer::Module(m) if m != owner => redacted,
+            _ => data,
+        });
+    }
+
+    fn deliver<'a>(&self, source: &str, event: &str, data_for: impl Fn(&Viewer) -> &'a [Value]) {
+        let targets: Vec<Arc<Subscriber>> = self.with_table(|t| {
+            let Some(events) = t.by_source.get(source) else {
+                return Vec::new();
+            };
+            let all = events.get("").into_iter();
+            let named = events.get(event).filter(|_| !event.is_empty()).into_iter();
+            all.chain(named)
+                .flat_map(|ids| ids.values().cloned())
+                .collect()
         });
         for s in targets {
             match &s.sink {
@@ -179,42 +298,30 @@ impl Hub {
                     let n = Notification::Event {
                         source: source.to_owned(),
                         event: event.to_owned(),
-                        data: data.to_vec(),
+                        data: data_for(&Viewer::Operator).to_vec(),
                     };
                     if tx.try_send((n, lost)).is_err() {
                         dropped.fetch_add(lost + 1, Ordering::Relaxed);
                     }
                 }
-                Sink::Session(session) => {
-                    session.send_event(source, event, data.to_vec());
+                Sink::Session { session, viewer } => {
+                    session.send_event(source, event, data_for(viewer).to_vec());
                 }
             }
         }
     }
 
-    fn insert(&self, source: &str, event: &str, sink: Sink) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let sub = Arc::new(Subscriber {
-            id,
-            event: event.to_owned(),
-            sink,
-        });
-        self.with_subs(|subs| subs.entry(source.to_owned()).or_default().push(sub));
-        id
-    }
-
     fn remove(&self, id: u64) {
-        self.with_subs(|subs| {
-            for l in subs.values_mut() {
-                l.retain(|s| s.id != id);
+        self.with_table(|t| {
+            if let Some(key) = t.local.remove(&id) {
+                t.remove(&key, id);
             }
-            subs.retain(|_, l| !l.is_empty());
         });
     }
 
-    /// Runs `f` under the lock; a poisoned lock is recovered (the data is plain lists).
-    fn with_subs<R>(&self, f: impl FnOnce(&mut HashMap<String, Vec<Arc<Subscriber>>>) -> R) -> R {
-        let mut guard = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+    /// Runs `f` under the lock; a poisoned lock is recovered (the data is plain maps).
+    fn with_table<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
+        let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }
 }

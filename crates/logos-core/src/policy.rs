@@ -8,12 +8,26 @@
 //!
 //! Built-in modules (`core`, `capability_module`) are callable by every module unless denied,
 //! because the RFC flow starts with `capability_module.requestModule` and a module cannot list
-//! built-ins it may not know about.
+//! built-ins it may not know about. The methods of `core` that change what runs
+//! ([`CORE_MUTATING`]) are the exception: they need `"core"` in the caller's permissions or a
+//! configured grant of the pair. Calls from modules to the built-ins go through
+//! [`Policy::allows_call`], so a configured deny of a built-in takes effect like any other.
 
 use crate::error::Error;
 use crate::manifest::{Manifest, ModuleName};
 use std::collections::BTreeSet;
 use std::fmt;
+
+/// Methods of the built-in `core` that change what runs. A module may call them only with
+/// `"core"` in its permissions or a configured grant naming it and `core`; operators always
+/// may.
+pub const CORE_MUTATING: [&str; 5] = [
+    "loadPlugin",
+    "unloadPlugin",
+    "reloadPlugin",
+    "processPlugin",
+    "shutdown",
+];
 
 /// Which rule decided a [`Decision`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,12 +47,15 @@ pub enum Rule {
     Granted,
     /// Nothing allows the pair.
     NotListed,
+    /// A method of `core` that changes what runs ([`CORE_MUTATING`]), and neither the
+    /// caller's permissions nor a grant name `core`.
+    CoreUnpermitted,
 }
 
 impl Rule {
     /// Whether this rule allows the call.
     pub fn allows(self) -> bool {
-        !matches!(self, Rule::Denied | Rule::NotListed)
+        !matches!(self, Rule::Denied | Rule::NotListed | Rule::CoreUnpermitted)
     }
 }
 
@@ -47,6 +64,8 @@ impl Rule {
 pub struct Decision {
     caller: ModuleName,
     target: String,
+    /// The method, when the decision was about one ([`Policy::allows_call`]).
+    method: Option<String>,
     rule: Rule,
 }
 
@@ -69,6 +88,11 @@ impl Decision {
     /// The called module, as asked for.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The called method, when the decision was about one.
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
     }
 
     /// `Ok(())` when allowed.
@@ -110,6 +134,11 @@ impl fmt::Display for Decision {
             Rule::NotListed => write!(
                 f,
                 "{a} may not call {b}: {b} is neither a dependency nor a permission of {a} and no grant names the pair; add {b:?} to the \"permissions\" in {a}'s metadata.json or grant it in the configuration"
+            ),
+            Rule::CoreUnpermitted => write!(
+                f,
+                "{a} may not call {b}.{}: it changes what runs, which needs \"{b}\" in the \"permissions\" of {a}'s metadata.json or a grant of {a} -> {b} in the configuration",
+                self.method.as_deref().unwrap_or("?")
             ),
         }
     }
@@ -167,8 +196,52 @@ impl Policy {
         Decision {
             caller: caller.name.clone(),
             target,
+            method: None,
             rule,
         }
+    }
+
+    /// Decides whether the module described by `caller` may call `method` of `target`: the
+    /// rules of [`Policy::allows`], and for the methods of `core` that change what runs
+    /// ([`CORE_MUTATING`]) `"core"` in the caller's permissions or a configured grant of the
+    /// pair (a deny still beats both).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use logos_core::policy::{Policy, Rule};
+    /// # fn demo(greeter: &logos_core::manifest::Manifest) {
+    /// let policy = Policy::new();
+    /// // Reading the core is open to every module...
+    /// assert!(policy.allows_call(greeter, "core", "listModules").is_allowed());
+    /// // ...changing what runs is not, unless its permissions name "core".
+    /// let d = policy.allows_call(greeter, "core", "loadPlugin");
+    /// assert_eq!(d.rule(), Rule::CoreUnpermitted);
+    /// # }
+    /// ```
+    pub fn allows_call(&self, caller: &Manifest, target: &str, method: &str) -> Decision {
+        let mut decision = self.allows(caller, target);
+        if decision.target == ModuleName::CORE && CORE_MUTATING.contains(&method) {
+            decision.rule = if decision.rule == Rule::Denied {
+                Rule::Denied
+            } else if caller
+                .permissions
+                .iter()
+                .any(|p| p.as_str() == ModuleName::CORE)
+            {
+                Rule::Permission
+            } else if self
+                .grants
+                .iter()
+                .any(|(c, t)| *c == caller.name && t.as_str() == ModuleName::CORE)
+            {
+                Rule::Granted
+            } else {
+                Rule::CoreUnpermitted
+            };
+        }
+        decision.method = Some(method.chars().take(80).collect());
+        decision
     }
 
     fn rule(&self, caller: &Manifest, target: &str) -> Rule {
@@ -244,6 +317,57 @@ mod tests {
         // Grants are directional.
         let wallet = Manifest::for_test("wallet", "1.0.0", &[]);
         assert_eq!(p.allows(&wallet, "greeter").rule(), Rule::NotListed);
+    }
+
+    #[test]
+    fn changing_what_runs_needs_core_in_permissions_or_a_grant() {
+        let g = greeter();
+        let p = Policy::new();
+        assert_eq!(
+            p.allows_call(&g, "core", "listModules").rule(),
+            Rule::BuiltIn
+        );
+        assert_eq!(
+            p.allows_call(&g, "capability_module", "requestModule")
+                .rule(),
+            Rule::BuiltIn
+        );
+        for method in CORE_MUTATING {
+            let d = p.allows_call(&g, "core", method);
+            assert_eq!(d.rule(), Rule::CoreUnpermitted, "{method}");
+            assert!(!d.is_allowed());
+            let reason = d.to_string();
+            assert!(
+                reason.starts_with(&format!("greeter may not call core.{method}:")),
+                "{reason}"
+            );
+            assert!(reason.contains("\"permissions\""), "{reason}");
+        }
+        let mut admin = greeter();
+        admin.permissions.insert(n("core"));
+        assert_eq!(
+            p.allows_call(&admin, "core", "loadPlugin").rule(),
+            Rule::Permission
+        );
+        let granted = Policy::new().with_grant(n("greeter"), n("core"));
+        assert_eq!(
+            granted.allows_call(&g, "core", "unloadPlugin").rule(),
+            Rule::Granted
+        );
+        // A deny beats the permission, for reading and changing alike.
+        let denied = Policy::new().with_deny(n("greeter"), n("core"));
+        for method in ["loadPlugin", "listModules"] {
+            assert_eq!(
+                denied.allows_call(&admin, "core", method).rule(),
+                Rule::Denied
+            );
+        }
+        let d = Policy::new().with_deny(n("greeter"), n("capability_module"));
+        assert_eq!(
+            d.allows_call(&g, "capability_module", "requestModule")
+                .rule(),
+            Rule::Denied
+        );
     }
 
     #[test]

@@ -608,12 +608,7 @@ impl<T: Module> Served<T> {
             "$grant" => {
                 let (caller, token, pid) = grant_args(args)?;
                 tracing::debug!(%caller, ?pid, "token granted");
-                let mut grants = lock(&self.grants);
-                let list = grants.entry(caller).or_default();
-                if list.len() >= MAX_GRANTS_PER_CALLER {
-                    list.remove(0);
-                }
-                list.push(Grant { token, pid });
+                add_grant(&mut lock(&self.grants), caller, Grant { token, pid });
                 Ok(Value::Null)
             }
             "$revoke" => {
@@ -667,6 +662,19 @@ impl<T: Module> Served<T> {
             }
         });
     }
+}
+
+/// Records a grant for `caller`. One live grant per (caller, pid): the core mints a new token
+/// for a process only to replace the old one, so the old one stops working here at once
+/// rather than lingering among the [`MAX_GRANTS_PER_CALLER`] kept (connections already made
+/// with it stay). Beyond that bound the oldest grant goes first.
+fn add_grant(grants: &mut HashMap<String, Vec<Grant>>, caller: String, grant: Grant) {
+    let list = grants.entry(caller).or_default();
+    list.retain(|g| g.pid != grant.pid);
+    if list.len() >= MAX_GRANTS_PER_CALLER {
+        list.remove(0);
+    }
+    list.push(grant);
 }
 
 /// Checks `token` against every live grant of module `name` for `caller` (constant-time per
@@ -853,6 +861,35 @@ impl<T: Module> Handler for Conn<T> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_grant_for_the_same_caller_process_replaces_the_old_one() {
+        let mut grants = HashMap::new();
+        let grant = |t: u8, pid| Grant {
+            token: vec![t; 32],
+            pid,
+        };
+        add_grant(&mut grants, "probe".into(), grant(1, Some(10)));
+        assert!(check_grant("relay", &grants, "probe", &[1; 32], Some(10)).is_ok());
+        add_grant(&mut grants, "probe".into(), grant(2, Some(10)));
+        let refused = check_grant("relay", &grants, "probe", &[1; 32], Some(10));
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|why| why.contains("not a live token")),
+            "{refused:?}"
+        );
+        assert!(check_grant("relay", &grants, "probe", &[2; 32], Some(10)).is_ok());
+        // Another process of the caller (before the core revokes the old one) keeps its own.
+        add_grant(&mut grants, "probe".into(), grant(3, Some(11)));
+        assert!(check_grant("relay", &grants, "probe", &[2; 32], Some(10)).is_ok());
+        assert!(check_grant("relay", &grants, "probe", &[3; 32], Some(11)).is_ok());
+        // Distinct pids are still bounded.
+        for pid in 100..100 + 2 * MAX_GRANTS_PER_CALLER as u32 {
+            add_grant(&mut grants, "probe".into(), grant(4, Some(pid)));
+        }
+        assert_eq!(grants["probe"].len(), MAX_GRANTS_PER_CALLER);
+    }
 
     #[test]
     fn grant_args_are_checked() {

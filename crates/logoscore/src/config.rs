@@ -130,6 +130,26 @@ pub(crate) struct RestartConfig {
     pub window: Option<Dur>,
 }
 
+impl RestartConfig {
+    /// The core's restart settings: what the file says over the defaults.
+    pub fn settings(&self) -> logos_core::RestartSettings {
+        let mut s = logos_core::RestartSettings::default();
+        if let Some(v) = self.initial {
+            s.initial = v.0;
+        }
+        if let Some(v) = self.max {
+            s.max = v.0;
+        }
+        if let Some(v) = self.budget {
+            s.budget = v;
+        }
+        if let Some(v) = self.window {
+            s.window = v.0;
+        }
+        s
+    }
+}
+
 /// `[modules.<name>]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,7 +259,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what the types alone cannot: module names, log filters.
+    /// Checks what the types alone cannot: module names, restart timing, log filters.
     fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, message: String| {
             let line = find_key_line(text, &key);
@@ -272,6 +292,13 @@ impl Config {
             if let Err(e) = logos_core::ModuleName::new(name) {
                 return Err(invalid(key, e.to_string()));
             }
+        }
+        // Out-of-range restart timing would fail the core's builder later (and, unchecked,
+        // once overflowed the restart task): refuse it here, where the line is known.
+        if let Some(r) = &self.restart
+            && let Err(logos_core::Error::Config { setting, reason }) = r.settings().check()
+        {
+            return Err(invalid(setting, reason));
         }
         for (key, filter) in [
             ("log_level", &self.log_level),
@@ -577,6 +604,23 @@ target = "kv"
             invalid("load = [\"calc\"]\n[modules.\"Bad Name\"]\nrestart = \"never\"\n");
         assert_eq!(key.as_deref(), Some("modules.Bad Name"));
         assert_eq!(line, Some(2));
+    }
+
+    #[test]
+    fn restart_timing_out_of_bounds_is_refused_with_its_line() {
+        let (line, key, message) = invalid("load = []\n[restart]\nmax = \"5000000000000h\"\n");
+        assert_eq!(line, Some(3));
+        assert_eq!(key.as_deref(), Some("restart.max"));
+        assert!(
+            message.contains("longer than the largest accepted"),
+            "{message}"
+        );
+        let (line, key, message) = invalid("[restart]\ninitial = \"2m\"\nmax = \"1m\"\n");
+        assert_eq!(line, Some(2));
+        assert_eq!(key.as_deref(), Some("restart.initial"));
+        assert!(message.contains("restart.max"), "{message}");
+        let ok = parse("[restart]\ninitial = \"1s\"\nmax = \"24h\"\nwindow = \"1h\"\n");
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! measuring the flow-control window, report itself unhealthy, exit (crash tests), tell its
 //! pid, write to stderr, allocate memory and open files (resource-limit tests), start a helper
 //! process, fetch a raw token (token-reuse tests), and watch another module's events
-//! (re-subscribe tests). Its metadata grants it `relay`. Not an example to copy: some methods are
+//! (re-subscribe tests), call anything as itself (`invoke`: policy tests), ask for a token
+//! when the test says so (`tokenWhen`) and present a token to a module's endpoint by itself
+//! (`connectWith`). Its metadata grants it `relay`. Not an example to copy: some methods are
 //! deliberately destructive.
 
 use logos_sdk::{ByteBuf, Context, ErrorCode, Events, Fault, Value, module};
@@ -282,7 +284,77 @@ impl Probe {
         )
         .await
     }
+
+    /// Calls `target.method(args)` as this module (a built-in over the control connection,
+    /// another module with a token) and returns what it returns.
+    pub async fn invoke(
+        &self,
+        ctx: &Context,
+        target: String,
+        method: String,
+        args: Vec<Value>,
+    ) -> Result<Value, Fault> {
+        ctx.client(&target).call_raw(&method, args).await
+    }
+
+    /// Waits until the file `gate` exists in its data dir (at most [`GATE_WAIT`]), then asks
+    /// the core for a token to `target`: a token request that arrives when the test chooses.
+    pub async fn token_when(
+        &self,
+        ctx: &Context,
+        target: String,
+        gate: String,
+    ) -> Result<ByteBuf, Fault> {
+        let gate = ctx.data_dir().join(gate);
+        let deadline = tokio::time::Instant::now() + GATE_WAIT;
+        while !gate.exists() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Fault::new(
+                    ErrorCode::Timeout,
+                    format!("{} did not appear within {GATE_WAIT:?}", gate.display()),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        token(ctx, vec![Value::from(target.as_str())]).await
+    }
+
+    /// Connects to the module endpoint `endpoint` as this module, presenting `token`, and
+    /// hangs up again: `Ok` if the module there admitted it, its refusal otherwise.
+    pub async fn connect_with(
+        &self,
+        ctx: &Context,
+        endpoint: String,
+        token: ByteBuf,
+    ) -> Result<(), Fault> {
+        let stream = tokio::net::UnixStream::connect(&endpoint)
+            .await
+            .map_err(|e| Fault::new(ErrorCode::Unavailable, format!("{endpoint}: {e}")))?;
+        let hello = logos_wire::Hello {
+            major: logos_wire::PROTOCOL_MAJOR,
+            minor: logos_wire::PROTOCOL_MINOR,
+            identity: ctx.name().to_owned(),
+            token: bytes::Bytes::from(token.into_vec()),
+            attrs: logos_wire::Attrs::new(),
+        };
+        let handler = std::sync::Arc::new(logos_session::Refuse);
+        match logos_session::connect(stream, hello, handler, logos_session::Config::default()).await
+        {
+            Ok((session, _)) => {
+                session.close(Fault::new(
+                    ErrorCode::Cancelled,
+                    "probe: connection test done",
+                ));
+                Ok(())
+            }
+            Err(logos_session::SessionError::Refused(f)) => Err(f),
+            Err(e) => Err(Fault::new(ErrorCode::Unavailable, e.to_string())),
+        }
+    }
 }
+
+/// How long `tokenWhen` waits for its gate file.
+pub const GATE_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
 
 async fn token(ctx: &Context, args: Vec<Value>) -> Result<ByteBuf, Fault> {
     let grant = ctx

@@ -5,8 +5,12 @@
 //! (caller, target) is minted, handed to the target over its control connection (`$grant`,
 //! with the caller's pid), and returned to the caller with the target's endpoint. A second
 //! argument naming the caller (the RFC's form) is accepted only if it names the caller itself.
+//!
+//! Tokens never outlive a revocation: only a caller that is ready (or finishing its own
+//! start) gets one, since a stopping or crashed module has had its tokens revoked already; and
+//! if either side stops or restarts while the grant is on its way, the grant is taken back.
 
-use crate::builtin::{at_most, text_arg};
+use crate::builtin::{at_most, name_arg};
 use crate::conn::Caller;
 use crate::core::Inner;
 use crate::manifest::ModuleName;
@@ -40,7 +44,7 @@ async fn request_module(
 ) -> Result<Value, Fault> {
     const M: &str = "capability_module.requestModule";
     at_most(args, 2, M)?;
-    let target = text_arg(args, 0, "module", M)?;
+    let target = name_arg(args, 0, "module", M)?;
     let Caller::Module(me) = caller else {
         return Err(Fault::new(
             ErrorCode::Unauthorized,
@@ -48,7 +52,7 @@ async fn request_module(
         ));
     };
     if args.len() == 2 {
-        let claimed = text_arg(args, 1, "caller", M)?;
+        let claimed = name_arg(args, 1, "caller", M)?;
         if claimed != me {
             tracing::warn!(caller = %me, claimed, target, "denied: module asked for a token in another module's name");
             return Err(Fault::new(
@@ -57,7 +61,7 @@ async fn request_module(
             ));
         }
     }
-    let (target_session, caller_pid) = {
+    let (target_session, caller_pid, generations) = {
         let m = inner.modules();
         if !m.known.contains_key(target) {
             drop(m);
@@ -74,6 +78,15 @@ async fn request_module(
             tracing::warn!(caller = %me, target, "access denied: {decision}");
             return Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()));
         }
+        let caller_rec = m.records.get(me.as_str());
+        let caller_state = caller_rec.map_or(State::Known, |r| r.state());
+        if !may_hold_tokens(caller_state) {
+            tracing::warn!(caller = %me, target, "denied: {me} asked for a token while {caller_state}");
+            return Err(Fault::new(
+                ErrorCode::Unavailable,
+                format!("module {me} is {caller_state}: only a ready module gets tokens"),
+            ));
+        }
         let rec = m.records.get(target);
         let state = rec.map_or(State::Known, |r| r.state());
         let Some(session) = rec
@@ -87,7 +100,11 @@ async fn request_module(
             };
             return Err(Fault::new(code, format!("module {target} is {state}")));
         };
-        (session, m.records.get(me.as_str()).and_then(|r| r.pid))
+        let generations = (
+            caller_rec.map_or(0, |r| r.generation),
+            rec.map_or(0, |r| r.generation),
+        );
+        (session, caller_rec.and_then(|r| r.pid), generations)
     };
     let pair = ModuleName::new(me).and_then(|c| Ok((c, ModuleName::new(target)?)));
     let token = pair
@@ -107,6 +124,23 @@ async fn request_module(
                 format!("could not hand the token to {target}: {f}"),
             )
         })?;
+    if !unchanged(inner, me, target, generations) {
+        // A stop or restart of either side revoked tokens while this grant was on its way:
+        // take it back, so it does not outlive that revocation.
+        inner.tokens().revoke(me, target);
+        let _ = target_session
+            .call(
+                target,
+                "$revoke",
+                vec![Value::from(me.as_str())],
+                Duration::from_secs(2),
+            )
+            .await;
+        return Err(Fault::new(
+            ErrorCode::Unavailable,
+            format!("{me} or {target} stopped or restarted while the token was issued; ask again"),
+        ));
+    }
     tracing::debug!(caller = %me, target, "token minted");
     let mut reply = BTreeMap::new();
     reply.insert("module".to_owned(), Value::from(target));
@@ -116,4 +150,23 @@ async fn request_module(
         Value::from(inner.socket_path(target).to_string_lossy().into_owned()),
     );
     Ok(Value::Map(reply))
+}
+
+/// Whether a module in `state` may be given a token: ready, or starting (its handshake is
+/// done and the core is recording it as ready). Every other state comes after its tokens
+/// were revoked (stopping, crashed, backoff) or has no process.
+fn may_hold_tokens(state: State) -> bool {
+    matches!(state, State::Ready | State::Starting)
+}
+
+/// Whether caller and target are still the processes (`generations`) the grant was made for,
+/// the caller still may hold tokens and the target is still ready.
+fn unchanged(inner: &Inner, me: &str, target: &str, generations: (u64, u64)) -> bool {
+    let m = inner.modules();
+    let (Some(c), Some(t)) = (m.records.get(me), m.records.get(target)) else {
+        return false;
+    };
+    (c.generation, t.generation) == generations
+        && may_hold_tokens(c.state())
+        && t.state() == State::Ready
 }

@@ -3,10 +3,12 @@
 //! Methods: `getLoadedPlugins`, `getKnownPlugins`, `loadPlugin(name)`,
 //! `unloadPlugin(name, cascade?)`, `reloadPlugin(name)`, `processPlugin(path)`,
 //! `getPluginMethods(name)`, plus `listModules`, `moduleInfo(name)`, `stats`, `faults` and
-//! `shutdown` for operators. Reading is open to every module; changing what runs needs `"core"` in the
-//! caller's permissions (operators always may).
+//! `shutdown` for operators. Who may call what is decided before a call gets here
+//! (`conn::route_call` asks `policy.rs`: reading is open to every module, changing what runs
+//! needs `"core"` in the caller's permissions, a configured deny shuts a module out). A
+//! module sees the stderr lines of its own crashes only; operators see everyone's.
 
-use crate::builtin::{at_most, bool_arg, text_arg};
+use crate::builtin::{at_most, bool_arg, name_arg, text_arg};
 use crate::conn::Caller;
 use crate::core::Inner;
 use crate::error::Error;
@@ -23,13 +25,6 @@ pub(crate) async fn handle(
     method: &str,
     args: Vec<Value>,
 ) -> Result<Value, Fault> {
-    let mutating = matches!(
-        method,
-        "loadPlugin" | "unloadPlugin" | "reloadPlugin" | "processPlugin" | "shutdown"
-    );
-    if mutating {
-        may_change(inner, caller, method)?;
-    }
     let m = |name: &str| format!("core.{name}");
     match method {
         "getLoadedPlugins" => {
@@ -54,18 +49,16 @@ pub(crate) async fn handle(
         }
         "loadPlugin" => {
             at_most(&args, 1, &m(method))?;
-            let name = text_arg(&args, 0, "name", &m(method))?.to_owned();
-            let _ops = inner.ops.lock().await;
+            let name = name_arg(&args, 0, "name", &m(method))?.to_owned();
             crate::supervisor::load(inner, &[name.as_str()])
                 .await
                 .map(|()| Value::Bool(true))
-                .map_err(|e| e.to_fault())
+                .map_err(|e| fault_for(caller, e))
         }
         "unloadPlugin" => {
             at_most(&args, 2, &m(method))?;
-            let name = text_arg(&args, 0, "name", &m(method))?.to_owned();
+            let name = name_arg(&args, 0, "name", &m(method))?.to_owned();
             let cascade = bool_arg(&args, 1, "cascade", &m(method))?;
-            let _ops = inner.ops.lock().await;
             crate::supervisor::unload(inner, &name, cascade)
                 .await
                 .map(|()| Value::Bool(true))
@@ -73,21 +66,20 @@ pub(crate) async fn handle(
         }
         "reloadPlugin" => {
             at_most(&args, 1, &m(method))?;
-            let name = text_arg(&args, 0, "name", &m(method))?.to_owned();
-            let _ops = inner.ops.lock().await;
+            let name = name_arg(&args, 0, "name", &m(method))?.to_owned();
             crate::supervisor::reload(inner, &name)
                 .await
                 .map(|()| Value::Bool(true))
-                .map_err(|e| e.to_fault())
+                .map_err(|e| fault_for(caller, e))
         }
         "processPlugin" => {
             at_most(&args, 1, &m(method))?;
             let path = text_arg(&args, 0, "path", &m(method))?;
-            process_plugin(inner, path)
+            process_plugin(inner, path).await
         }
         "getPluginMethods" => {
             at_most(&args, 1, &m(method))?;
-            let name = text_arg(&args, 0, "name", &m(method))?;
+            let name = name_arg(&args, 0, "name", &m(method))?;
             interface(inner, name).map_err(|e| e.to_fault())
         }
         "listModules" => {
@@ -95,14 +87,14 @@ pub(crate) async fn handle(
             Ok(Value::List(
                 crate::supervisor::infos(inner)
                     .iter()
-                    .map(info_value)
+                    .map(|i| info_value(i, may_read_stderr(caller, &i.name)))
                     .collect(),
             ))
         }
         "moduleInfo" => {
             at_most(&args, 1, &m(method))?;
-            let name = text_arg(&args, 0, "name", &m(method))?;
-            module_info(inner, name).map_err(|e| e.to_fault())
+            let name = name_arg(&args, 0, "name", &m(method))?;
+            module_info(inner, name, may_read_stderr(caller, name)).map_err(|e| e.to_fault())
         }
         "stats" => {
             at_most(&args, 0, &m(method))?;
@@ -126,7 +118,6 @@ pub(crate) async fn handle(
         "shutdown" => {
             let inner = Arc::clone(inner);
             tokio::spawn(async move {
-                let _ops = inner.ops.lock().await;
                 crate::supervisor::shutdown(&inner).await;
             });
             Ok(Value::Null)
@@ -140,28 +131,8 @@ pub(crate) async fn handle(
     }
 }
 
-fn may_change(inner: &Inner, caller: &Caller, method: &str) -> Result<(), Fault> {
-    let Caller::Module(me) = caller else {
-        return Ok(());
-    };
-    let allowed = inner
-        .modules()
-        .known
-        .get(me)
-        .is_some_and(|m| m.permissions.iter().any(|p| p.as_str() == "core"));
-    if allowed {
-        Ok(())
-    } else {
-        tracing::warn!(caller = %me, "denied: {me} may not call core.{method}");
-        Err(Fault::new(
-            ErrorCode::Unauthorized,
-            format!("module {me} may not call core.{method}: add \"core\" to its permissions"),
-        ))
-    }
-}
-
 /// Registers a module from a path (a module dir or its metadata.json); returns its name.
-fn process_plugin(inner: &Inner, path: &str) -> Result<Value, Fault> {
+async fn process_plugin(inner: &Arc<Inner>, path: &str) -> Result<Value, Fault> {
     let p = std::path::Path::new(path);
     let dir = if p.file_name().is_some_and(|f| f == "metadata.json") {
         p.parent().unwrap_or(p)
@@ -171,19 +142,26 @@ fn process_plugin(inner: &Inner, path: &str) -> Result<Value, Fault> {
     let manifest = crate::manifest::Manifest::load(dir)
         .map_err(|e| Fault::new(ErrorCode::InvalidArgs, e.to_string()))?;
     let name = manifest.name.as_str().to_owned();
-    let mut m = inner.modules();
-    if m.state(&name).is_loaded() {
-        return Err(Fault::new(
-            ErrorCode::InvalidArgs,
-            format!("module {name} is loaded; unload it before replacing its metadata"),
-        ));
+    match crate::supervisor::register(inner, manifest).await {
+        Ok(Ok(name)) => Ok(Value::from(name)),
+        Ok(Err(state)) => {
+            let what = if state.is_loaded() {
+                "loaded"
+            } else {
+                state.as_str()
+            };
+            Err(Fault::new(
+                ErrorCode::InvalidArgs,
+                format!("module {name} is {what}; unload it before replacing its metadata"),
+            ))
+        }
+        Err(e) => Err(e.to_fault()),
     }
-    m.known.insert(name.clone(), manifest);
-    Ok(Value::from(name))
 }
 
 /// The interface a loaded module registered.
 pub(crate) fn interface(inner: &Inner, name: &str) -> Result<Value, Error> {
+    crate::core::check_name_len(name)?;
     let m = inner.modules();
     if !m.known.contains_key(name) {
         drop(m);
@@ -197,7 +175,41 @@ pub(crate) fn interface(inner: &Inner, name: &str) -> Result<Value, Error> {
     }
 }
 
-fn info_value(i: &ModuleInfo) -> Value {
+/// Whether `caller` may read the recent stderr lines of module `name`: operators may, a
+/// module only its own (another module's stderr may hold its secrets: paths, keys, peers).
+fn may_read_stderr(caller: &Caller, name: &str) -> bool {
+    match caller {
+        Caller::Module(me) => me == name,
+        _ => true,
+    }
+}
+
+/// An error of a lifecycle operation for `caller`: a start failure of another module reaches
+/// a module caller without that module's stderr lines.
+fn fault_for(caller: &Caller, mut e: Error) -> Fault {
+    if let (
+        Error::StartFailed {
+            module,
+            stderr_tail,
+            ..
+        }
+        | Error::StartTimeout {
+            module,
+            stderr_tail,
+            ..
+        },
+        caller,
+    ) = (&mut e, caller)
+        && !may_read_stderr(caller, module)
+    {
+        stderr_tail.clear();
+    }
+    e.to_fault()
+}
+
+/// One module's snapshot; `stderr` (its last exit's stderr lines) is empty unless
+/// `show_stderr`.
+fn info_value(i: &ModuleInfo, show_stderr: bool) -> Value {
     let mut m = BTreeMap::new();
     m.insert("name".to_owned(), Value::from(i.name.as_str()));
     m.insert("version".to_owned(), Value::from(i.version.as_str()));
@@ -242,6 +254,7 @@ fn info_value(i: &ModuleInfo) -> Value {
                 Value::List(
                     e.stderr_tail
                         .iter()
+                        .filter(|_| show_stderr)
                         .map(|l| Value::from(l.as_str()))
                         .collect(),
                 ),
@@ -252,13 +265,14 @@ fn info_value(i: &ModuleInfo) -> Value {
     Value::Map(m)
 }
 
-/// Everything about one module: state, metadata, dependencies, dependents, interface.
-fn module_info(inner: &Inner, name: &str) -> Result<Value, Error> {
+/// Everything about one module: state, metadata, dependencies, dependents, interface; the
+/// stderr lines of its last exit only if `show_stderr`.
+fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Error> {
     let info = crate::supervisor::infos(inner)
         .into_iter()
         .find(|i| i.name == name)
         .ok_or_else(|| inner.unknown(name))?;
-    let mut v = match info_value(&info) {
+    let mut v = match info_value(&info, show_stderr) {
         Value::Map(m) => m,
         _ => BTreeMap::new(),
     };
@@ -297,4 +311,38 @@ fn module_info(inner: &Inner, name: &str) -> Result<Value, Error> {
         );
     }
     Ok(Value::Map(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_operators_and_the_module_itself_read_its_stderr() {
+        let me = Caller::Module("probe".into());
+        assert!(may_read_stderr(&me, "probe"));
+        assert!(!may_read_stderr(&me, "calc"));
+        assert!(may_read_stderr(&Caller::Client, "calc"));
+        assert!(may_read_stderr(&Caller::Embedder, "calc"));
+
+        let failed = |module: &str| Error::StartFailed {
+            module: module.into(),
+            reason: "exited before it became ready".into(),
+            status: Some("exit code 7".into()),
+            stderr_tail: vec!["SECRET".into()],
+        };
+        assert!(!fault_for(&me, failed("calc")).message.contains("SECRET"));
+        assert!(fault_for(&me, failed("probe")).message.contains("SECRET"));
+        assert!(
+            fault_for(&Caller::Client, failed("calc"))
+                .message
+                .contains("SECRET")
+        );
+        let timeout = Error::StartTimeout {
+            module: "calc".into(),
+            timeout: std::time::Duration::from_secs(1),
+            stderr_tail: vec!["SECRET".into()],
+        };
+        assert!(!fault_for(&me, timeout).message.contains("SECRET"));
+    }
 }

@@ -33,6 +33,24 @@ pub(crate) fn text_arg<'a>(
     }
 }
 
+/// Module-name argument `index` named `name` of `module.method`: text no longer than a module
+/// name can be, refused before anything looks it up (see `crate::core::check_name_len`).
+pub(crate) fn name_arg<'a>(
+    args: &'a [Value],
+    index: usize,
+    name: &str,
+    method: &str,
+) -> Result<&'a str, Fault> {
+    let text = text_arg(args, index, name, method)?;
+    crate::core::check_name_len(text).map_err(|e| {
+        Fault::new(
+            ErrorCode::InvalidArgs,
+            format!("{method}: argument {index} ({name}): {e}"),
+        )
+    })?;
+    Ok(text)
+}
+
 /// Optional bool argument.
 pub(crate) fn bool_arg(
     args: &[Value],

@@ -104,7 +104,8 @@ pub(crate) async fn after_crash(
         };
         let wait = delay(&inner.settings.restart, attempt);
         if let Some(rec) = inner.modules().records.get_mut(&name) {
-            rec.backoff_until = Some(Instant::now() + wait);
+            // The builder bounds `max`; `checked_add` keeps a restart task alive regardless.
+            rec.backoff_until = Instant::now().checked_add(wait);
         }
         super::set_state(&inner, &name, State::Backoff);
         tracing::info!(module = %name, attempt = attempt + 1, delay_ms = wait.as_millis() as u64, "restarting after backoff");

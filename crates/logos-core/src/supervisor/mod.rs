@@ -3,7 +3,9 @@
 //!
 //! Owns every state transition of DESIGN.md §4 and is the only code that signals processes.
 //! Plans come from `resolver`, processes from `spawn`; this file decides order, rollback, and
-//! what a crash leads to. Never parses metadata and never routes calls.
+//! what a crash leads to. Every operation that changes what runs takes the lifecycle lock here,
+//! inside its own task (see `operation`), so a caller that goes away never leaves one half
+//! done. Never parses metadata and never routes calls.
 
 pub(crate) mod backoff;
 pub(crate) mod guardian;
@@ -128,8 +130,109 @@ fn find_host(configured: Option<&std::path::Path>) -> std::path::PathBuf {
     "logos_host".into()
 }
 
-/// Loads `names` and their dependencies, layer by layer; on any failure stops what it started.
+/// Runs one lifecycle operation (load, unload, reload, register, shutdown) in its own task
+/// under the lifecycle lock; the caller only awaits its outcome.
+///
+/// So an operation is never cut in half: when the caller goes away (a client's Ctrl-C or
+/// deadline, a dropped Rust future) the operation still runs to its end, a load finishing
+/// (or rolling back) and an unload reaping the process, and no module is left `starting` or
+/// `stopping` with nobody to finish the job. The lock is taken here and only here (and by a
+/// crash restart, in `backoff`), so two plans never interleave, whoever asked.
+///
+/// # Cancel safety
+/// Cancel safe in the sense above: dropping the returned future abandons only the wait.
+async fn operation<T, F, Fut>(inner: &Arc<Inner>, op: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<Inner>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, Error>> + Send + 'static,
+{
+    let inner = Arc::clone(inner);
+    let task = tokio::spawn(async move {
+        let _ops = inner.ops.lock().await;
+        op(Arc::clone(&inner)).await
+    });
+    match task.await {
+        Ok(result) => result,
+        // A bug inside the operation: let it surface where it would have without the task.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down and dropped the task.
+        Err(_) => Err(Error::ShutDown),
+    }
+}
+
+/// Loads `names` and their dependencies (see [`operation`]).
 pub(crate) async fn load(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    operation(inner, move |inner| async move {
+        refuse_after_shutdown(&inner)?;
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        load_locked(&inner, &names).await
+    })
+    .await
+}
+
+/// Unloads `name`, with `cascade` its loaded dependents first (see [`operation`]).
+pub(crate) async fn unload(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<(), Error> {
+    let name = name.to_owned();
+    operation(inner, move |inner| async move {
+        refuse_after_shutdown(&inner)?;
+        unload_locked(&inner, &name, cascade).await
+    })
+    .await
+}
+
+/// Restarts `name` by hand (see [`operation`]).
+pub(crate) async fn reload(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
+    let name = name.to_owned();
+    operation(inner, move |inner| async move {
+        refuse_after_shutdown(&inner)?;
+        reload_locked(&inner, &name).await
+    })
+    .await
+}
+
+/// Adds (or replaces) a known module from its manifest (`core.processPlugin`), under the
+/// lifecycle lock so no plan sees the set change midway. `Ok(Err(state))` when the module is
+/// loaded (or stopping) and so keeps the manifest it runs with.
+pub(crate) async fn register(
+    inner: &Arc<Inner>,
+    manifest: Manifest,
+) -> Result<Result<String, State>, Error> {
+    operation(inner, move |inner| async move {
+        refuse_after_shutdown(&inner)?;
+        let name = manifest.name.as_str().to_owned();
+        let mut m = inner.modules();
+        let state = m.state(&name);
+        if state.is_loaded() || state == State::Stopping {
+            return Ok(Err(state));
+        }
+        m.known.insert(name.clone(), manifest);
+        Ok(Ok(name))
+    })
+    .await
+}
+
+/// An operation that waited for the lock while the core shut down has nothing left to act on.
+fn refuse_after_shutdown(inner: &Inner) -> Result<(), Error> {
+    if inner.stopping.load(Ordering::SeqCst) {
+        Err(Error::ShutDown)
+    } else {
+        Ok(())
+    }
+}
+
+/// Stops every loaded module and the core (see [`operation`]). Idempotent.
+pub(crate) async fn shutdown(inner: &Arc<Inner>) {
+    let _ = operation(inner, |inner| async move {
+        shutdown_locked(&inner).await;
+        Ok(())
+    })
+    .await;
+}
+
+/// Loads `names` and their dependencies, layer by layer; on any failure stops what it started.
+async fn load_locked(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
     for n in names {
         if !inner.modules().known.contains_key(*n) {
             return Err(inner.unknown(n));
@@ -165,7 +268,7 @@ pub(crate) async fn load(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error
 }
 
 /// Unloads `name` (and, with `cascade`, its loaded dependents first).
-pub(crate) async fn unload(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<(), Error> {
+async fn unload_locked(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<(), Error> {
     let order = {
         let m = inner.modules();
         if !m.known.contains_key(name) {
@@ -187,7 +290,7 @@ pub(crate) async fn unload(inner: &Arc<Inner>, name: &str, cascade: bool) -> Res
 }
 
 /// Manual restart: stop if loaded, read metadata again, start; clears `failed` and the budget.
-pub(crate) async fn reload(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
+async fn reload_locked(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
     if !inner.modules().known.contains_key(name) {
         rediscover(inner);
         if !inner.modules().known.contains_key(name) {
@@ -208,11 +311,11 @@ pub(crate) async fn reload(inner: &Arc<Inner>, name: &str) -> Result<(), Error> 
             }
         }
     }
-    load(inner, &[name]).await
+    load_locked(inner, &[name]).await
 }
 
 /// Stops every loaded module, leaves first, then closes the endpoint and removes files.
-pub(crate) async fn shutdown(inner: &Arc<Inner>) {
+async fn shutdown_locked(inner: &Arc<Inner>) {
     if inner.stopping.swap(true, Ordering::SeqCst) {
         return;
     }
@@ -689,15 +792,16 @@ fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &Ex
     {
         g.ended(pid);
     }
-    let _ = std::fs::remove_file(inner.socket_path(name));
     let (was, crashed) = {
         let mut m = inner.modules();
         let Some(rec) = m.records.get_mut(name) else {
             return false;
         };
         if rec.generation != generation {
+            // A newer process of this module owns the socket path now: leave its socket be.
             return false;
         }
+        let _ = std::fs::remove_file(inner.socket_path(name));
         if let Some(s) = rec.session.take() {
             s.close(Fault::new(
                 ErrorCode::Unavailable,
@@ -746,24 +850,28 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
 }
 
 /// `core.moduleCrashed(name, status, uptimeMs, stderr, restarts)`, `restarts` being the crash
-/// restarts attempted before this crash.
+/// restarts attempted before this crash. The stderr lines go to operators and to the module
+/// itself; other modules get an empty list (they may hold that module's secrets).
 pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
     let restarts = inner.modules().records.get(name).map_or(0, |r| r.restarts);
-    inner.hub.publish(
-        CORE_MODULE,
-        "moduleCrashed",
-        &[
+    let with_stderr = |lines: Vec<Value>| {
+        [
             Value::from(name),
             Value::from(report.status_text()),
             Value::from(report.uptime.as_millis() as u64),
-            Value::List(
-                report
-                    .stderr_tail
-                    .iter()
-                    .map(|l| Value::from(l.as_str()))
-                    .collect(),
-            ),
+            Value::List(lines),
             Value::from(restarts),
-        ],
+        ]
+    };
+    let full = with_stderr(
+        report
+            .stderr_tail
+            .iter()
+            .map(|l| Value::from(l.as_str()))
+            .collect(),
     );
+    let redacted = with_stderr(Vec::new());
+    inner
+        .hub
+        .publish_private(CORE_MODULE, "moduleCrashed", &full, name, &redacted);
 }
