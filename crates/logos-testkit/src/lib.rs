@@ -3,11 +3,18 @@
 //! discovers it (`<modules dir>/<name>/metadata.json` beside its `main`), and whether a process
 //! is still alive.
 //!
+//! Tests that drive Node or Python install what they need through [`install`]: once, into a
+//! cache under `target/`, so the README's test command passes on a fresh clone.
+//!
 //! Only tests depend on this crate. It never starts a core or a module itself: each test crate
 //! keeps its own `World` for that, since what a test drives differs (the Rust API, the CLI,
 //! the C API). Panics are the point here: a missing artifact fails the test with the fix.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod install;
+
+pub use install::{npm_install, python_venv};
 
 use std::path::{Path, PathBuf};
 
