@@ -1,47 +1,73 @@
 //! Developer tasks for the workspace (`cargo xtask <task>`).
 //!
-//! `stage` builds the workspace and lays the example modules out the way the core discovers
-//! them (`<dir>/<name>/metadata.json` beside the built library), because cargo alone cannot put
-//! a cdylib next to its metadata; a module whose `main` is already in its source dir (one
-//! written in another language, e.g. `modules/pyecho`) is copied verbatim. `run` stages, then
-//! runs `logoscore run` on that directory with every staged module loaded. Never used by the
-//! core at run time.
+//! `stage` builds the workspace and lays every module under `modules/` out the way the core
+//! discovers them (`<dir>/<name>/metadata.json` beside the built library), because cargo alone
+//! cannot put a cdylib next to its metadata; a module whose `main` is already in its source dir
+//! (one written in another language, e.g. `modules/pyecho`) is copied verbatim. `run` stages,
+//! then runs `logoscore run` on that directory with the example modules loaded ([`EXAMPLES`]);
+//! `--all` loads the test modules (probe, relay) too. Everything staged stays known either way,
+//! so `logoscore load probe` works later. Never used by the core at run time.
 
 use anyhow::{Context, Result, bail};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The example modules `cargo xtask run` loads; the other staged modules (the test modules
+/// probe and relay) only with `--all`.
+const EXAMPLES: [&str; 5] = ["calc", "chat", "kv", "greeter", "pyecho"];
+
+const USAGE: &str = "\
+usage: cargo xtask stage [--release]          build and stage every module under modules/
+       cargo xtask run [--release] [--all] [ARGS…]
+                                              stage, then `logoscore run` with the examples
+                                              (calc, chat, kv, greeter, pyecho) loaded; --all
+                                              loads the test modules probe and relay too;
+                                              ARGS go to `logoscore run`";
+
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args_os().skip(1);
     let task = args.next().unwrap_or_default();
-    let rest: Vec<String> = args.collect();
+    let rest: Vec<OsString> = args.collect();
     let release = rest.iter().any(|a| a == "--release");
-    match task.as_str() {
-        "stage" => {
+    match task.to_str() {
+        Some("stage") => {
             let dir = stage(release)?;
             println!("{}", dir.display());
             Ok(())
         }
-        "run" => {
+        Some("run") => {
             let dir = stage(release)?;
             let bin = target_dir(release)?.join("logoscore");
-            let passthrough: Vec<&String> = rest.iter().filter(|a| *a != "--release").collect();
             // Become logoscore (exec): Ctrl-C then reaches only the core, which stops its
             // modules before the shell prompt comes back.
             use std::os::unix::process::CommandExt;
-            let err = Command::new(&bin)
-                .arg("run")
-                .arg("--modules-dir")
-                .arg(&dir)
-                .arg("--load-all")
-                .args(passthrough)
-                .exec();
+            let err = Command::new(&bin).args(run_args(&dir, &rest)).exec();
             Err(err).with_context(|| format!("could not run {}", bin.display()))
         }
-        _ => bail!(
-            "usage: cargo xtask stage [--release]   build and stage the example modules\n       cargo xtask run [--release] [ARGS…]  stage, then `logoscore run` with every example module loaded"
-        ),
+        _ => bail!("{USAGE}"),
     }
+}
+
+/// The arguments of `logoscore` for `cargo xtask run REST…`: `run` on the staged `dir`, the
+/// examples loaded (or every module with `--all`), then the caller's own arguments.
+fn run_args(dir: &Path, rest: &[OsString]) -> Vec<OsString> {
+    let all = rest.iter().any(|a| a == "--all");
+    let mut out: Vec<OsString> = vec!["run".into(), "--modules-dir".into(), dir.into()];
+    if all {
+        out.push("--load-all".into());
+    } else {
+        for name in EXAMPLES {
+            out.push("--load".into());
+            out.push(name.into());
+        }
+    }
+    out.extend(
+        rest.iter()
+            .filter(|a| *a != "--release" && *a != "--all")
+            .cloned(),
+    );
+    out
 }
 
 fn workspace_root() -> Result<PathBuf> {
@@ -125,4 +151,54 @@ fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
 struct Meta {
     name: String,
     main: String,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[OsString]) -> Vec<&str> {
+        args.iter().filter_map(|a| a.to_str()).collect()
+    }
+
+    #[test]
+    fn run_loads_only_the_examples_unless_all() {
+        let dir = Path::new("/t/modules");
+        let args = run_args(dir, &[]);
+        assert_eq!(
+            strings(&args),
+            [
+                "run",
+                "--modules-dir",
+                "/t/modules",
+                "--load",
+                "calc",
+                "--load",
+                "chat",
+                "--load",
+                "kv",
+                "--load",
+                "greeter",
+                "--load",
+                "pyecho"
+            ]
+        );
+        let args = run_args(dir, &["--all".into(), "--release".into(), "--json".into()]);
+        assert_eq!(
+            strings(&args),
+            ["run", "--modules-dir", "/t/modules", "--load-all", "--json"]
+        );
+    }
+
+    #[test]
+    fn every_example_is_a_module() {
+        let modules = workspace_root().unwrap().join("modules");
+        for name in EXAMPLES {
+            assert!(
+                modules.join(name).join("metadata.json").is_file(),
+                "example {name} has no modules/{name}/metadata.json"
+            );
+        }
+    }
 }

@@ -9,13 +9,13 @@ use crate::builder::{Builder, Settings};
 use crate::capability::Tokens;
 use crate::error::Error;
 use crate::events::{Hub, Subscription};
-use crate::manifest::{Manifest, ModuleName};
+use crate::manifest::{Manifest, ManifestError, ModuleName};
 use crate::policy::Policy;
 use crate::registry::{ModuleInfo, Record, State};
 use crate::supervisor::guardian::Guardian;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,6 +47,9 @@ pub(crate) struct Modules {
     pub records: HashMap<String, Record>,
     /// Metadata problems found by discovery, for people.
     pub faults: Vec<String>,
+    /// Modules found with invalid metadata, by directory name: what to say instead of "not
+    /// known" when one is asked for.
+    pub invalid: BTreeMap<String, ManifestError>,
 }
 
 impl Modules {
@@ -61,6 +64,75 @@ impl Modules {
 
     pub fn state(&self, name: &str) -> State {
         self.records.get(name).map_or(State::Known, Record::state)
+    }
+
+    /// Checks what the resolver cannot see before a plan starts anything: a dependency it
+    /// found missing may be a module whose metadata is invalid (say so, with its faults), and
+    /// every module about to start must name only known modules in its permissions.
+    ///
+    /// `requested` are the names asked for, `plan` what would start (`Err` as the resolver
+    /// returned it).
+    pub fn check_plan(
+        &self,
+        requested: &[&str],
+        plan: Result<crate::resolver::StartPlan, Error>,
+    ) -> Result<crate::resolver::StartPlan, Error> {
+        let plan = match plan {
+            Err(Error::MissingDependency { chain, known }) => {
+                let missing = chain.last().map(ModuleName::as_str).unwrap_or_default();
+                return Err(match self.invalid.get(missing) {
+                    Some(error) => Error::InvalidMetadata {
+                        chain: chain.iter().map(|n| n.as_str().to_owned()).collect(),
+                        error: error.clone(),
+                    },
+                    None => Error::MissingDependency { chain, known },
+                });
+            }
+            other => other?,
+        };
+        let modules: BTreeSet<String> = self
+            .known
+            .keys()
+            .chain(self.invalid.keys())
+            .cloned()
+            .collect();
+        for name in plan.modules() {
+            let Some(manifest) = self.known.get(name.as_str()) else {
+                continue;
+            };
+            if let Err(error) = crate::policy::check_permissions(manifest, &modules) {
+                return Err(Error::InvalidMetadata {
+                    chain: self.chain_to(requested, name.as_str()),
+                    error,
+                });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The shortest dependency chain from one of `requested` to `target` (just `[target]` when
+    /// it was requested itself or no chain is found).
+    fn chain_to(&self, requested: &[&str], target: &str) -> Vec<String> {
+        let mut queue: VecDeque<Vec<String>> =
+            requested.iter().map(|r| vec![(*r).to_owned()]).collect();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        while let Some(path) = queue.pop_front() {
+            let Some(last) = path.last() else { continue };
+            if last == target {
+                return path;
+            }
+            if !seen.insert(last.clone()) {
+                continue;
+            }
+            if let Some(m) = self.known.get(last) {
+                for dep in m.dependencies.keys() {
+                    let mut next = path.clone();
+                    next.push(dep.as_str().to_owned());
+                    queue.push_back(next);
+                }
+            }
+        }
+        vec![target.to_owned()]
     }
 }
 
@@ -121,10 +193,17 @@ impl Inner {
             .unwrap_or(self.settings.call_timeout)
     }
 
-    /// The error for a module name that is not known, with the closest known name.
+    /// The error for a module name that is not known, with the closest known name; or, when
+    /// a module dir of that name was found with invalid metadata, its faults.
     pub fn unknown(&self, name: &str) -> Error {
         if let Err(e) = check_name_len(name) {
             return e;
+        }
+        if let Some(error) = self.modules().invalid.get(name) {
+            return Error::InvalidMetadata {
+                chain: vec![name.to_owned()],
+                error: error.clone(),
+            };
         }
         let known: Vec<String> = self.modules().known.keys().cloned().collect();
         let suggestion = closest(name, &known);

@@ -6,7 +6,7 @@
 //! files only; never starts a process, never resolves dependencies (`resolver.rs`), never keeps
 //! state between scans (the registry decides what a rescan changes).
 
-use crate::manifest::{Location, METADATA_FILE, Manifest, ManifestFault};
+use crate::manifest::{Location, METADATA_FILE, Manifest, ManifestError, ManifestFault};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,9 @@ pub struct Discovery {
     /// Everything that was refused, in scan order: unreadable dirs, invalid metadata, names
     /// already taken by an earlier dir.
     pub faults: Vec<ManifestFault>,
+    /// The modules whose metadata is invalid, by directory name (the name an operator types),
+    /// so that asking for one names its faults instead of "not known".
+    pub invalid: BTreeMap<String, ManifestError>,
 }
 
 /// Scans each of `dirs`, in order, for `<name>/metadata.json`.
@@ -101,10 +104,14 @@ pub fn discover(dirs: &[PathBuf]) -> Discovery {
                 ));
                 continue;
             }
+            let name = file_name.to_string_lossy().into_owned();
             claimed.insert(file_name, module_dir.clone());
             match Manifest::load(&module_dir) {
                 Ok(m) => manifests.push(m),
-                Err(e) => found.faults.extend(e.into_faults()),
+                Err(e) => {
+                    found.faults.extend(e.faults().iter().cloned());
+                    found.invalid.insert(name, e);
+                }
             }
         }
     }
@@ -182,6 +189,17 @@ mod tests {
                 .iter()
                 .any(|f| f.pointer() == Some("/name")
                     && f.path().ends_with("wrongname/metadata.json"))
+        );
+        // Each refused module's faults are kept under its directory name too.
+        assert_eq!(
+            d.invalid.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec!["broken", "wrongname"]
+        );
+        assert!(
+            d.invalid["broken"]
+                .faults()
+                .iter()
+                .any(|f| f.pointer() == Some("/version"))
         );
         Ok(())
     }

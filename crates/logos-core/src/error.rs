@@ -38,6 +38,20 @@ pub enum Error {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
 
+    /// A module directory of that name was found but its `metadata.json` is invalid (or, at
+    /// load, names a permission nobody knows), so the module cannot be loaded. The message is
+    /// the chain, then every fault with its file and field, e.g.
+    /// `calc: modules/calc/metadata.json: field "version": "1.0" is not a semver version
+    /// (expected e.g. "1.2.0")`.
+    #[error("{}: {error}", arrows(.chain))]
+    InvalidMetadata {
+        /// From the requested module to the one whose metadata is at fault (just that one when
+        /// it was requested itself).
+        chain: Vec<String>,
+        /// The faults, each with file and field.
+        error: ManifestError,
+    },
+
     /// No module of that name is known (discovered) to the core.
     #[error(
         "module {name:?} is not known (known: {}){}; put it in a modules dir as <dir>/{name}/metadata.json",
@@ -254,9 +268,10 @@ impl Error {
     /// sees.
     ///
     /// The choices that are not obvious:
-    /// - [`Error::Manifest`] and [`Error::MissingDependency`] → `unknown_module`: a module with
-    ///   invalid metadata is never registered, so to a caller it does not exist; likewise a
-    ///   dependency nobody has installed.
+    /// - [`Error::InvalidMetadata`] and [`Error::Manifest`] → `invalid_metadata` (protocol
+    ///   1.1; a 1.0 peer gets `unknown_module`, see [`ErrorCode::for_peer`]): the module is
+    ///   there but unusable as it stands, and the message says why.
+    /// - [`Error::MissingDependency`] → `unknown_module`: a dependency nobody has installed.
     /// - [`Error::VersionMismatch`] and [`Error::DependencyCycle`] → `not_loaded`: every module
     ///   involved is known, but the set cannot be loaded as it stands.
     /// - [`Error::HasDependents`] and [`Error::BuiltIn`] → `method_failed`: the request is
@@ -268,7 +283,8 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidName { .. } => ErrorCode::InvalidArgs,
-            Error::Manifest(_) => ErrorCode::UnknownModule,
+            Error::InvalidMetadata { .. } => ErrorCode::InvalidMetadata,
+            Error::Manifest(_) => ErrorCode::InvalidMetadata,
             Error::UnknownModule { .. } => ErrorCode::UnknownModule,
             Error::NotLoaded { .. } => ErrorCode::NotLoaded,
             Error::BuiltIn { .. } => ErrorCode::MethodFailed,
@@ -303,13 +319,13 @@ impl Error {
 }
 
 /// `a -> b -> c`.
-fn arrows(chain: &[ModuleName]) -> String {
+fn arrows<S: AsRef<str>>(chain: &[S]) -> String {
     let mut out = String::new();
     for (i, n) in chain.iter().enumerate() {
         if i > 0 {
             out.push_str(" -> ");
         }
-        out.push_str(n.as_str());
+        out.push_str(n.as_ref());
     }
     out
 }
@@ -327,7 +343,7 @@ fn before_last(chain: &[ModuleName]) -> &str {
 }
 
 /// `a, b, c` (at most [`LIST_MAX`] names), or `none`.
-fn list<S: AsRef<str>>(names: &[S]) -> String {
+pub(crate) fn list<S: AsRef<str>>(names: &[S]) -> String {
     if names.is_empty() {
         return "none".to_owned();
     }

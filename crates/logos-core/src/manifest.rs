@@ -25,11 +25,16 @@
 //!
 //! `dependencies` may also be the RFC's plain list, `["calc", "chat"]`, meaning any version.
 //! Unknown fields are kept in [`Manifest::raw`] and logged at debug level, because RFC metadata
-//! carries fields this runtime does not use.
+//! carries fields this runtime does not use. `type` may be left out; if given it must be one of
+//! [`MODULE_TYPES`]. `permissions` are checked here for form only: whether each names a module
+//! that exists is checked at load (`policy::check_permissions`), when every module is known.
 //!
 //! # `main`
 //!
-//! `main` is relative to the module directory and may not be absolute or contain `..`. The
+//! `main` is relative to the module directory and may not be absolute or contain `..`. When it
+//! is left out, as in the RFC's example metadata, it is `lib<name>.so` (the platform's library
+//! naming) if that file is in the module directory; otherwise the fault names both the missing
+//! field and the file looked for. The
 //! check is lexical: a symlink inside the module directory is followed, so a build tree may
 //! link its outputs into a staged module. Whoever can write the module directory controls
 //! `metadata.json` anyway, so following links grants nothing new.
@@ -64,6 +69,11 @@ const KNOWN_FIELDS: [&str; 11] = [
     "restart",
     "permissions",
 ];
+
+/// The values of `type` this core accepts: it runs back-end modules only. The reference
+/// platform's UI types (`ui`, `ui_qml`: views loaded by a UI shell) are refused with that
+/// reason rather than started and failing.
+pub const MODULE_TYPES: [&str; 1] = ["core"];
 
 const NAME_RULE: &str =
     "1 to 64 ASCII letters, digits, \"_\", \"-\" or \".\", not starting with \".\" or \"-\"";
@@ -322,7 +332,8 @@ pub struct Manifest {
     pub description: Option<String>,
     /// `author`.
     pub author: Option<String>,
-    /// The RFC's `type` field, uninterpreted.
+    /// The RFC's `type`: `core` when given, the only type this core runs (see
+    /// [`MODULE_TYPES`]).
     pub module_type: Option<String>,
     /// `dependencies`: each module this one needs loaded first, with the accepted versions
     /// (`*` when given as the RFC's plain list).
@@ -331,11 +342,13 @@ pub struct Manifest {
     pub capabilities: Vec<String>,
     /// `include`, uninterpreted.
     pub include: Vec<String>,
-    /// `main`, resolved to an absolute path that was a file when parsed.
+    /// `main`, resolved to an absolute path that was a file when parsed; `lib<name>.so` in
+    /// the module directory when the metadata leaves `main` out (as the RFC's does).
     pub main: PathBuf,
     /// `restart` (default `on-failure`).
     pub restart: RestartPolicy,
-    /// `permissions`: modules it may call beyond its dependencies.
+    /// `permissions`: modules it may call beyond its dependencies (`core` also lets it change
+    /// what runs). Each must name a known module or a built-in, checked at load.
     pub permissions: BTreeSet<ModuleName>,
     /// The module directory, absolute.
     pub dir: PathBuf,
@@ -388,7 +401,7 @@ impl Manifest {
                 path,
                 Location::File,
                 format!(
-                    "must be a JSON object with at least \"name\", \"version\" and \"main\", found {}",
+                    "must be a JSON object with at least \"name\" and \"version\", found {}",
                     json_kind(&raw)
                 ),
             ));
@@ -412,12 +425,16 @@ impl Manifest {
         let version = c.version(obj.get("version"));
         let description = c.optional_string(obj, "description");
         let author = c.optional_string(obj, "author");
-        let module_type = c.optional_string(obj, "type");
+        let module_type = c.module_type(obj);
         let own_name = obj.get("name").and_then(Value::as_str);
         let dependencies = c.dependencies(obj.get("dependencies"), own_name);
         let capabilities = c.string_list(obj, "capabilities");
         let include = c.string_list(obj, "include");
-        let main = c.main(obj.get("main"), &abs_dir);
+        let main = match obj.get("main") {
+            // The RFC's metadata has no `main`: the platform's library name is the default.
+            None | Some(Value::Null) => c.default_main(name.as_ref(), &abs_dir),
+            given => c.main(given, &abs_dir),
+        };
         let restart = c.restart(obj.get("restart"));
         let permissions = c.permissions(obj.get("permissions"));
 
@@ -671,6 +688,44 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// `type`: one of [`MODULE_TYPES`], or absent.
+    fn module_type(&mut self, obj: &Map<String, Value>) -> Option<String> {
+        let t = self.optional_string(obj, "type")?;
+        if MODULE_TYPES.contains(&t.as_str()) {
+            return Some(t);
+        }
+        let accepted = "accepted: \"core\", also the default when \"type\" is left out";
+        let message = match t.as_str() {
+            "ui" | "ui_qml" => format!(
+                "{t:?} is a UI module type: such modules are views loaded by a UI shell, and this core runs back-end modules only ({accepted})"
+            ),
+            _ => format!("{t:?} is not a module type ({accepted})"),
+        };
+        self.fault("/type", message);
+        None
+    }
+
+    /// `main` left out: `lib<name>.so` in the module directory if it is there (checked like a
+    /// given `main`), else a fault naming both the missing field and the file looked for.
+    fn default_main(&mut self, name: Option<&ModuleName>, abs_dir: &Path) -> Option<PathBuf> {
+        let Some(name) = name else {
+            // The name is at fault already; without it there is no default to look for.
+            return self.main(None, abs_dir);
+        };
+        let file = format!("lib{name}.so");
+        if std::fs::symlink_metadata(abs_dir.join(&file)).is_ok() {
+            return self.main(Some(&Value::String(file)), abs_dir);
+        }
+        self.fault(
+            "/main",
+            format!(
+                "is missing, and the default {file:?} is not in {}; build the module's library there, or set \"main\" to its library or executable relative to the module directory",
+                abs_dir.display()
+            ),
+        );
+        None
     }
 
     fn string_list(&mut self, obj: &Map<String, Value>, field: &str) -> Vec<String> {
@@ -1020,6 +1075,12 @@ impl ManifestError {
         }
     }
 
+    /// Faults found outside this file's parsing (e.g. at load, a permission naming no known
+    /// module), as one error; `None` when there are none.
+    pub(crate) fn from_faults(path: PathBuf, faults: Vec<ManifestFault>) -> Option<Self> {
+        (!faults.is_empty()).then_some(Self { path, faults })
+    }
+
     /// The metadata file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -1184,6 +1245,62 @@ mod tests {
         assert_eq!(m.dependencies.get("calc"), Some(&VersionReq::STAR));
         assert!(m.depends_on("chat"));
         assert_eq!(m.restart, RestartPolicy::OnFailure);
+        Ok(())
+    }
+
+    /// The RFC's own example metadata.json, verbatim: no `main`, dependencies as a list, an
+    /// `include` list. `main` defaults to `lib<name>.so`.
+    #[test]
+    fn rfc_verbatim_metadata_defaults_main_to_the_library_name() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "module_name")?;
+        let rfc = r#"{
+  "name": "module_name",
+  "version": "1.0.0",
+  "description": "Module description",
+  "author": "Author name",
+  "type": "core",
+  "dependencies": ["required_module_name"],
+  "capabilities": ["capability_provided"],
+  "include": ["external_lib.so", "resources/"]
+}"#;
+        let m = parse(&dir, rfc)?;
+        assert!(m.main.ends_with("module_name/libmodule_name.so"), "{m:?}");
+        assert_eq!(m.kind(), ModuleKind::Library);
+        assert!(m.depends_on("required_module_name"));
+        assert_eq!(m.include, ["external_lib.so", "resources/"]);
+        assert_eq!(m.capabilities, ["capability_provided"]);
+
+        // Without the library, both the missing field and the file looked for are named.
+        fs::remove_file(dir.join("libmodule_name.so"))?;
+        let faults = faults_of(parse(&dir, rfc));
+        assert_eq!(pointers(&faults), vec!["/main"]);
+        let msg = faults[0].to_string();
+        assert!(msg.contains("field \"main\": is missing"), "{msg}");
+        assert!(msg.contains("\"libmodule_name.so\" is not in"), "{msg}");
+        Ok(())
+    }
+
+    #[test]
+    fn type_must_be_one_this_core_runs() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let dir = module_dir(tmp.path(), "m")?;
+        let with_type =
+            |t: &str| format!(r#"{{"name":"m","version":"1.0.0","main":"libm.so","type":{t:?}}}"#);
+        assert_eq!(
+            parse(&dir, &with_type("core"))?.module_type.as_deref(),
+            Some("core")
+        );
+        for (t, want) in [
+            ("croe", "\"croe\" is not a module type (accepted: \"core\""),
+            ("ui_qml", "\"ui_qml\" is a UI module type"),
+            ("ui", "accepted: \"core\""),
+            ("", "is not a module type"),
+        ] {
+            let faults = faults_of(parse(&dir, &with_type(t)));
+            assert_eq!(pointers(&faults), vec!["/type"], "{t}");
+            assert!(faults[0].message().contains(want), "{t}: {}", faults[0]);
+        }
         Ok(())
     }
 
@@ -1381,6 +1498,8 @@ mod tests {
     fn multi_fault_display_lists_each() -> TestResult {
         let tmp = tempfile::tempdir()?;
         let dir = module_dir(tmp.path(), "calc")?;
+        // Without the default library, a left-out `main` is a fault too.
+        fs::remove_file(dir.join("libcalc.so"))?;
         let err = match parse(&dir, r#"{"name":"calc"}"#) {
             Ok(_) => panic!("parsed"),
             Err(e) => e,

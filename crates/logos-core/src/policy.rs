@@ -12,9 +12,14 @@
 //! ([`CORE_MUTATING`]) are the exception: they need `"core"` in the caller's permissions or a
 //! configured grant of the pair. Calls from modules to the built-ins go through
 //! [`Policy::allows_call`], so a configured deny of a built-in takes effect like any other.
+//!
+//! Also owns what a permission may name ([`check_permissions`]): a module found in the modules
+//! dirs or a built-in. Anything else is a typo that would silently grant nothing, so loading
+//! refuses it.
 
 use crate::error::Error;
-use crate::manifest::{Manifest, ModuleName};
+use crate::manifest::{Location, Manifest, ManifestError, ManifestFault, ModuleName};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -266,6 +271,62 @@ impl Policy {
     }
 }
 
+/// Checks that each of `manifest`'s permissions names a module that exists: a built-in
+/// (`core`, `capability_module`) or one of `modules` (every module found in the modules dirs,
+/// whether its metadata is valid or not, plus any registered by path).
+///
+/// # Errors
+///
+/// A [`ManifestError`] with one fault per unknown permission, located at
+/// `/permissions/<index>` of the module's `metadata.json`, listing the known permission names
+/// and the closest one.
+pub fn check_permissions(
+    manifest: &Manifest,
+    modules: &BTreeSet<String>,
+) -> Result<(), ManifestError> {
+    let is_known = |p: &str| ModuleName::RESERVED.contains(&p) || modules.contains(p);
+    // Indices come from the document as written, so the pointer names the right entry.
+    let listed: Vec<(usize, String)> = match manifest.raw.get("permissions") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_str().map(|s| (i, s.to_owned())))
+            .collect(),
+        _ => manifest
+            .permissions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, p.as_str().to_owned()))
+            .collect(),
+    };
+    let known: Vec<String> = ModuleName::RESERVED
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(modules.iter().cloned())
+        .collect();
+    let faults = listed
+        .into_iter()
+        .filter(|(_, p)| !is_known(p))
+        .map(|(i, p)| {
+            let hint = crate::core::closest(&p, &known)
+                .map(|c| format!("; did you mean {c:?}?"))
+                .unwrap_or_default();
+            ManifestFault::new(
+                manifest.path.clone(),
+                Location::Field(format!("/permissions/{i}")),
+                format!(
+                    "{p:?} is not a known permission (known: {}); a permission names a module this one may call (a built-in or a module in the modules dirs), so fix the name or install that module{hint}",
+                    crate::error::list(&known)
+                ),
+            )
+        })
+        .collect();
+    match ManifestError::from_faults(manifest.path.clone(), faults) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +445,38 @@ mod tests {
             reason.contains("add \"wallet\" to the \"permissions\""),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn permissions_must_name_known_modules_or_built_ins() {
+        let mut g = greeter();
+        g.raw = serde_json::json!({ "permissions": ["chat", "core", "root-everything", "chta"] });
+        for p in ["core", "root-everything", "chta"] {
+            g.permissions.insert(n(p));
+        }
+        let modules: BTreeSet<String> = ["calc", "chat", "greeter"].map(String::from).into();
+        let faults = match check_permissions(&g, &modules) {
+            Err(e) => e.into_faults(),
+            Ok(()) => panic!("unknown permissions accepted"),
+        };
+        let pointers: Vec<&str> = faults.iter().filter_map(|f| f.pointer()).collect();
+        assert_eq!(pointers, ["/permissions/2", "/permissions/3"]);
+        let first = faults[0].message();
+        assert!(
+            first.starts_with(
+                "\"root-everything\" is not a known permission (known: core, capability_module, calc, chat, greeter)"
+            ),
+            "{first}"
+        );
+        assert!(
+            faults[1].message().ends_with("did you mean \"chat\"?"),
+            "{}",
+            faults[1]
+        );
+
+        g.raw = serde_json::json!({ "permissions": ["chat", "capability_module"] });
+        g.permissions = [n("chat"), n("capability_module")].into();
+        assert!(check_permissions(&g, &modules).is_ok());
     }
 
     #[test]

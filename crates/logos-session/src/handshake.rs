@@ -199,6 +199,7 @@ pub async fn connect(
                 pid,
                 uid,
                 attrs: welcome.attrs.clone(),
+                minor: welcome.minor,
             };
             let session = Session::start(stream, buf, peer, handler, config, true);
             Ok((session, welcome))
@@ -333,6 +334,7 @@ impl PendingSession {
             identity,
             pid,
             uid,
+            minor: hello.minor,
             attrs: hello.attrs,
         };
         Ok(Session::start(stream, buf, peer, handler, config, false))

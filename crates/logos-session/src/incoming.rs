@@ -272,7 +272,8 @@ fn answer(inner: &Inner, id: u64, label: &str, result: Result<Value, Fault>) -> 
             }
             Message::Error {
                 id,
-                code: fault.code,
+                // A code newer than the peer's protocol minor goes out as one it knows.
+                code: fault.code.for_peer(inner.peer.minor),
                 message: fault.message,
             }
         }

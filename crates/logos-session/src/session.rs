@@ -79,6 +79,9 @@ pub struct Peer {
     pub uid: Option<u32>,
     /// Attributes the peer sent in its `hello`/`welcome`.
     pub attrs: Attrs,
+    /// The protocol minor version the peer announced; nothing newer is sent to it (error
+    /// codes are mapped down with [`ErrorCode::for_peer`]).
+    pub minor: u16,
 }
 
 /// Our calls and pings waiting for the peer's answer.

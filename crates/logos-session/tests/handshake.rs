@@ -193,3 +193,60 @@ async fn frames_pipelined_after_hello_are_kept() {
         "{pong:?}"
     );
 }
+
+/// Protocol 1.1 added `invalid_metadata`; a peer that announced 1.0 must never receive it
+/// (docs/protocol.md §5.2) and gets `unknown_module`, what 1.0 cores answered.
+#[tokio::test]
+async fn error_codes_newer_than_the_peers_minor_are_mapped_down() {
+    for (minor, expected) in [
+        (0, ErrorCode::UnknownModule),
+        (1, ErrorCode::InvalidMetadata),
+    ] {
+        let (sa, sb) = UnixStream::pair().unwrap();
+        let mut raw = RawPeer::new(sa);
+        let mut hi = hello("raw");
+        hi.minor = minor;
+        raw.send(&Message::Hello(hi)).await;
+        let pending = soon(
+            "read_hello",
+            logos_session::read_hello(sb, Config::default()),
+        )
+        .await
+        .unwrap();
+        let (probe, _seen) = Probe::new(|_, _| async {
+            Err(Fault::new(
+                ErrorCode::InvalidMetadata,
+                "calc: modules/calc/metadata.json: field \"version\": …",
+            ))
+        });
+        let session = pending
+            .accept("raw".into(), welcome("s"), Arc::new(probe))
+            .await
+            .unwrap();
+        assert_eq!(session.peer().minor, minor);
+        assert!(matches!(raw.recv().await, Some(Message::Welcome(_))));
+        raw.send(&Message::Call(logos_wire::Call {
+            id: 1,
+            target: "core".into(),
+            method: "loadPlugin".into(),
+            args: vec![Value::from("calc")],
+            timeout_ms: 0,
+        }))
+        .await;
+        let (code, message) = raw
+            .recv_until(|m| match m {
+                Message::Error {
+                    id: 1,
+                    code,
+                    message,
+                } => Some((code, message)),
+                _ => None,
+            })
+            .await;
+        assert_eq!(code, expected, "peer minor {minor}");
+        assert!(
+            message.starts_with("calc: modules/calc/metadata.json"),
+            "{message}"
+        );
+    }
+}

@@ -3,11 +3,18 @@
 //! discovers it (`<modules dir>/<name>/metadata.json` beside its `main`), and whether a process
 //! is still alive.
 //!
+//! Tests that drive Node or Python install what they need through [`install`]: once, into a
+//! cache under `target/`, so the README's test command passes on a fresh clone.
+//!
 //! Only tests depend on this crate. It never starts a core or a module itself: each test crate
 //! keeps its own `World` for that, since what a test drives differs (the Rust API, the CLI,
 //! the C API). Panics are the point here: a missing artifact fails the test with the fix.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+pub mod install;
+
+pub use install::{npm_install, python_venv};
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +33,11 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Stages example module `name` from `modules/` into `modules_dir`.
+/// Stages example module `name` from `modules/` into `modules_dir`, with the example modules
+/// its `permissions` name (the core refuses to load a module whose permissions name a module
+/// it does not know, and the test modules `probe` and `relay` name each other and `chat`).
+/// Dependencies are not staged: tests of missing dependencies need them absent. A module
+/// already staged is left as it is.
 ///
 /// A module whose `main` sits in its source folder (an executable such as `modules/pyecho`)
 /// is copied verbatim, permissions included. Otherwise `main` is a library cargo built: its
@@ -36,6 +47,10 @@ pub fn workspace() -> PathBuf {
 /// # Panics
 /// When the module has no metadata or its library was not built, naming the fix.
 pub fn stage_module(modules_dir: &Path, name: &str) {
+    let dest = modules_dir.join(name);
+    if dest.join("metadata.json").exists() {
+        return;
+    }
     let src = workspace().join("modules").join(name);
     let meta = std::fs::read_to_string(src.join("metadata.json"))
         .unwrap_or_else(|e| panic!("{}/metadata.json: {e}", src.display()));
@@ -43,13 +58,22 @@ pub fn stage_module(modules_dir: &Path, name: &str) {
     let main = json["main"]
         .as_str()
         .expect("metadata.json has a text \"main\"");
-    let dest = modules_dir.join(name);
+    stage_files(&src, &dest, &meta, main);
+    let named = json["permissions"].as_array().cloned().unwrap_or_default();
+    for other in named.iter().filter_map(serde_json::Value::as_str) {
+        if !matches!(other, "core" | "capability_module") {
+            stage_module(modules_dir, other);
+        }
+    }
+}
+
+fn stage_files(src: &Path, dest: &Path, meta: &str, main: &str) {
     if src.join(main).is_file() {
-        copy_tree(&src, &dest);
+        copy_tree(src, dest);
         return;
     }
-    std::fs::create_dir_all(&dest).expect("module dir");
-    std::fs::write(dest.join("metadata.json"), &meta).expect("write metadata.json");
+    std::fs::create_dir_all(dest).expect("module dir");
+    std::fs::write(dest.join("metadata.json"), meta).expect("write metadata.json");
     let built = target_dir().join(main);
     assert!(
         built.is_file(),

@@ -1,7 +1,9 @@
 //! Stable error codes carried by `error` messages (docs/protocol.md §Errors).
 //!
-//! Owns the closed list of codes and their wire spelling. Never decides which code a
-//! failure maps to: that belongs to the layer that failed.
+//! Owns the closed list of codes, their wire spelling, and the protocol minor version that
+//! introduced each (a code newer than the peer's minor is sent as an older one it knows, see
+//! [`ErrorCode::for_peer`]). Never decides which code a failure maps to: that belongs to the
+//! layer that failed.
 
 use std::fmt;
 
@@ -31,11 +33,15 @@ pub enum ErrorCode {
     ProtocolError,
     /// A limit was hit (frame size, calls in flight, queue).
     Limit,
+    /// A module directory of that name exists but its `metadata.json` is invalid (or names
+    /// something unknown), so the module cannot be loaded; the message names the file, the
+    /// field and the fix. Since protocol 1.1; a 1.0 peer receives `unknown_module` instead.
+    InvalidMetadata,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::UnknownModule,
         ErrorCode::NotLoaded,
         ErrorCode::UnknownMethod,
@@ -47,6 +53,7 @@ impl ErrorCode {
         ErrorCode::Cancelled,
         ErrorCode::ProtocolError,
         ErrorCode::Limit,
+        ErrorCode::InvalidMetadata,
     ];
 
     /// The wire spelling, e.g. `"unknown_method"`.
@@ -63,6 +70,40 @@ impl ErrorCode {
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::ProtocolError => "protocol_error",
             ErrorCode::Limit => "limit",
+            ErrorCode::InvalidMetadata => "invalid_metadata",
+        }
+    }
+
+    /// The protocol minor version that introduced this code (every code of 1.0 says 0).
+    pub const fn since_minor(self) -> u16 {
+        match self {
+            ErrorCode::InvalidMetadata => 1,
+            _ => 0,
+        }
+    }
+
+    /// The code to send to a peer that announced protocol minor `peer_minor`: this code if
+    /// the peer knows it, else the nearest code of the peer's version (docs/protocol.md §5.2:
+    /// nothing newer than the peer's minor may be sent to it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use logos_wire::ErrorCode;
+    ///
+    /// assert_eq!(ErrorCode::InvalidMetadata.for_peer(0), ErrorCode::UnknownModule);
+    /// assert_eq!(ErrorCode::InvalidMetadata.for_peer(1), ErrorCode::InvalidMetadata);
+    /// assert_eq!(ErrorCode::Timeout.for_peer(0), ErrorCode::Timeout);
+    /// ```
+    pub const fn for_peer(self, peer_minor: u16) -> ErrorCode {
+        if peer_minor >= self.since_minor() {
+            return self;
+        }
+        match self {
+            // A module whose metadata is invalid is not registered: to a 1.0 peer it does
+            // not exist, which is what the core answered before 1.1.
+            ErrorCode::InvalidMetadata => ErrorCode::UnknownModule,
+            other => other,
         }
     }
 
@@ -89,5 +130,19 @@ mod tests {
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
         }
         assert_eq!(ErrorCode::parse("nope"), None);
+    }
+
+    #[test]
+    fn every_code_reaches_a_peer_of_any_minor_as_a_code_it_knows() {
+        for c in ErrorCode::ALL {
+            for minor in 0..=crate::PROTOCOL_MINOR {
+                let sent = c.for_peer(minor);
+                assert!(
+                    sent.since_minor() <= minor,
+                    "{c} to a 1.{minor} peer: {sent}"
+                );
+            }
+            assert_eq!(c.for_peer(crate::PROTOCOL_MINOR), c);
+        }
     }
 }

@@ -6,8 +6,9 @@ use crate::error::WireError;
 
 /// Protocol major version. A peer with another major is refused.
 pub const PROTOCOL_MAJOR: u16 = 1;
-/// Protocol minor version. Minors are compatible in both directions.
-pub const PROTOCOL_MINOR: u16 = 0;
+/// Protocol minor version. Minors are compatible in both directions; a side sends nothing
+/// newer than the minor its peer announced. 1.1 added the `invalid_metadata` error code.
+pub const PROTOCOL_MINOR: u16 = 1;
 
 /// Checks that a peer speaking `major.minor` can talk to us.
 ///

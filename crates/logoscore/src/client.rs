@@ -312,7 +312,10 @@ pub(crate) fn with_context(fault: Fault, target: &str, method: &str) -> Error {
     let qualified = format!("{target}.{method}");
     let keep = matches!(
         fault.code,
-        ErrorCode::UnknownModule | ErrorCode::NotLoaded | ErrorCode::Unavailable
+        ErrorCode::UnknownModule
+            | ErrorCode::InvalidMetadata
+            | ErrorCode::NotLoaded
+            | ErrorCode::Unavailable
     ) || fault.message.contains(&qualified)
         || (fault.message.contains(target) && fault.message.contains(method));
     let message = if keep {

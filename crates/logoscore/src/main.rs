@@ -29,15 +29,16 @@ const EXIT_OK: u8 = 0;
 const EXIT_USAGE: u8 = 1;
 /// Exit code: no core answers at the control endpoint.
 const EXIT_UNREACHABLE: u8 = 2;
-/// Exit code: the module cannot serve (unknown, not loaded, down, not allowed).
+/// Exit code: the module cannot serve (unknown, invalid metadata, not loaded, down, not
+/// allowed).
 const EXIT_MODULE: u8 = 3;
 /// Exit code: the method failed (its own error, bad arguments, no such method, deadline).
 const EXIT_METHOD: u8 = 4;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok, 1 usage or local error, 2 cannot reach the core, 3 module error \
-(unknown, not loaded, unavailable, unauthorized), 4 method error (the method failed, \
-invalid arguments, unknown method, timeout).
+(unknown, invalid metadata, not loaded, unavailable, unauthorized), 4 method error (the \
+method failed, invalid arguments, unknown method, timeout).
 
 Start a core with `logoscore run -m DIR`; in another terminal try `logoscore list`.";
 
@@ -259,6 +260,7 @@ fn exit_code(e: &Error) -> u8 {
         Error::NoCore { .. } | Error::Unreachable { .. } | Error::Lost { .. } => EXIT_UNREACHABLE,
         Error::Remote { code, .. } => match *code {
             ErrorCode::UnknownModule
+            | ErrorCode::InvalidMetadata
             | ErrorCode::NotLoaded
             | ErrorCode::Unavailable
             | ErrorCode::Unauthorized => EXIT_MODULE,
@@ -304,6 +306,7 @@ mod tests {
         };
         for code in [
             ErrorCode::UnknownModule,
+            ErrorCode::InvalidMetadata,
             ErrorCode::NotLoaded,
             ErrorCode::Unavailable,
             ErrorCode::Unauthorized,

@@ -100,6 +100,7 @@ pub(crate) fn rediscover(inner: &Inner) {
         }
     }
     m.faults = found.faults.iter().map(ToString::to_string).collect();
+    m.invalid = found.invalid;
     for f in &m.faults {
         tracing::warn!("module not registered: {f}");
     }
@@ -240,7 +241,9 @@ async fn load_locked(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
     }
     let plan = {
         let m = inner.modules();
-        crate::resolver::Resolver::new(m.known.values()).plan_load(&m.loaded_versions(), names)?
+        let plan =
+            crate::resolver::Resolver::new(m.known.values()).plan_load(&m.loaded_versions(), names);
+        m.check_plan(names, plan)?
     };
     let mut started: Vec<String> = Vec::new();
     for layer in plan {
