@@ -31,7 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Worker threads of the core's runtime: the core's work is I/O and bookkeeping.
 const WORKERS: usize = 2;
@@ -58,8 +57,8 @@ struct Running {
 struct Live {
     core: Core,
     rt: tokio::runtime::Handle,
-    /// Slots for events waiting for delivery (see `callback::EVENTS_WAITING`).
-    slots: Arc<Semaphore>,
+    /// Room for events waiting for delivery (see `callback::Budget`).
+    budget: Arc<callback::Budget>,
     /// Set when the core has stopped (cleanup, or `logoscore stop` from outside).
     stopped: Arc<AtomicBool>,
 }
@@ -308,7 +307,7 @@ pub(crate) fn start() -> Result<(), Error> {
         live: Live {
             core,
             rt: runtime.handle().clone(),
-            slots: Arc::new(Semaphore::new(callback::EVENTS_WAITING)),
+            budget: callback::Budget::new(),
             stopped,
         },
         runtime,
@@ -321,6 +320,9 @@ pub(crate) fn start() -> Result<(), Error> {
 /// settings. A no-op when nothing was started.
 pub(crate) fn cleanup() {
     let running = global().take().and_then(|g| g.running);
+    // From here on no listener callback runs: the application may free their user_data once
+    // cleanup returns (docs/c-api.md, "Threading and callbacks").
+    QUEUE.forget_listeners();
     // Ends a waiting exec now, even when shutdown takes a while.
     QUEUE.end_epoch();
     let Some(Running {
@@ -536,11 +538,14 @@ pub(crate) fn call(
     })?
 }
 
-/// Subscribes `cb` to `event` of `plugin` (`""`: every event of it) until cleanup.
+/// Subscribes `cb` to `event` of `plugin` (`""`: every event of it) until cleanup; from then
+/// on no callback of it runs.
 ///
 /// # Errors
 /// [`Error::NotStarted`], unknown_module.
 pub(crate) fn listen(plugin: &str, event: &str, cb: Callback) -> Result<(), Error> {
+    // Before `live()`: a cleanup that starts in between makes this listener stale at once.
+    let generation = QUEUE.listener_generation();
     let live = live()?;
     let (core, p, e) = (live.core.clone(), plugin.to_owned(), event.to_owned());
     let sub = live.run(format!("subscribing to {plugin}.{event}"), async move {
@@ -549,7 +554,8 @@ pub(crate) fn listen(plugin: &str, event: &str, cb: Callback) -> Result<(), Erro
     live.rt.spawn(callback::forward(
         sub,
         cb,
-        Arc::clone(&live.slots),
+        Arc::clone(&live.budget),
+        generation,
         plugin.to_owned(),
         event.to_owned(),
     ));

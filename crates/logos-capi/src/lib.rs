@@ -140,8 +140,9 @@ pub extern "C" fn logos_core_exit(code: c_int) {
 
 /// Stops every module (dependents first, each within its grace period), shuts the core's
 /// threads down, removes the private runtime dir and forgets all settings. A running
-/// `logos_core_exec()` returns. Calls still in flight fail with `unavailable`; their callbacks
-/// stay queued for `logos_core_process_events()`. Safe to call when not started and more than
+/// `logos_core_exec()` returns. Event listeners end: their queued callbacks are dropped and
+/// none runs afterwards. Calls still in flight fail with `unavailable`; their callbacks (and
+/// those of finished calls not yet delivered) stay queued for `logos_core_process_events()`. Safe to call when not started and more than
 /// once; `logos_core_initialize()`/`logos_core_start()` work again afterwards.
 #[unsafe(no_mangle)]
 pub extern "C" fn logos_core_cleanup() {
@@ -384,10 +385,14 @@ unsafe fn call_args<'a>(
 
 /// Calls `callback` with `(1, {"event": NAME, "data": [..]})` for every `event_name` event of
 /// `plugin_name` (an empty `event_name`: every event of it), until `logos_core_cleanup()`. The
-/// module may be loaded later; the listener survives its restarts. If the application does not
-/// drain callbacks fast enough, dropped events are reported once as `(0, "limit: N events …")`.
-/// Returns 1, or 0 if refused (NULL or bad arguments, unknown module, core not started), in
-/// which case `callback` (if not NULL) also gets `(0, "<code>: …")`.
+/// module may be loaded later; the listener survives its restarts. Events wait for delivery
+/// in a bounded queue (4096 events and 16 MiB per core); when the application does not call
+/// `logos_core_process_events()` often enough, events that do not fit are dropped and the
+/// listener gets one `(0, "lagged: N events of PLUGIN.EVENT were dropped …")` just before the
+/// next event that fits. Returns 1, or 0 if refused (NULL or bad arguments, unknown module,
+/// core not started), in which case `callback` (if not NULL) also gets `(0, "<code>: …")`.
+/// No callback of the listener runs once `logos_core_cleanup()` has started: events still
+/// queued then are dropped, so `user_data` may be freed when cleanup returns.
 ///
 /// # Safety
 /// The strings are NULL or NUL-terminated strings valid for the call; `callback` is NULL or a
@@ -414,7 +419,7 @@ pub unsafe extern "C" fn logos_core_register_event_listener(
             ((Err(e), _) | (_, Err(e)), Some(_)) => Err(e),
         };
         if let (Err(e), Some(cb)) = (&outcome, cb) {
-            QUEUE.send(cb, 0, &e.text());
+            QUEUE.listener_failed(cb, e);
         }
         outcome.map(|()| 1)
     })

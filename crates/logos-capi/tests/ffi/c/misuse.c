@@ -3,7 +3,7 @@
  * cleanup, NULL and invalid UTF-8 arguments, bad params_json, conversions of the RFC's
  * {name,value,type} arguments, deadlines, cleanup under a call in flight, repeated
  * initialize/cleanup cycles, many threads at once, and event floods that outrun the
- * application.
+ * application (reported to the listener as "lagged: N events ...").
  *
  * Usage: misuse MODULES_DIR   (modules calc, chat, greeter and probe)
  * Prints "pid <module> <pid>" for module processes, "PASS" at the end; exits 1 on the first
@@ -41,17 +41,21 @@ struct outcome {
     int ok;
     int failed;
     int limits;
+    long dropped;
     char message[4096];
 };
 
-#define OUTCOME_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, {0}}
+#define OUTCOME_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, {0}}
 
 static void on_result(int result, const char *message, void *user_data) {
     struct outcome *o = user_data;
     pthread_mutex_lock(&o->lock);
     o->calls++;
     if (result == 1) o->ok++; else o->failed++;
-    if (result == 0 && STARTS(message, "limit: ")) o->limits++;
+    if (result == 0 && STARTS(message, "lagged: ")) {
+        o->limits++;
+        o->dropped += strtol(message + strlen("lagged: "), NULL, 10);
+    }
     snprintf(o->message, sizeof o->message, "%s", message);
     pthread_mutex_unlock(&o->lock);
 }
@@ -420,7 +424,7 @@ static void dependents_and_external_stop(void) {
     logos_core_cleanup();
 }
 
-/* An event flood the application does not drain in time: bounded, and reported as "limit:". */
+/* An event flood the application does not drain in time: bounded, and reported as "lagged:". */
 static void flood(void) {
     start_core();
     CHECK(logos_core_load_plugin("probe") == 1, "load probe");
@@ -449,8 +453,10 @@ static void flood(void) {
     char *n = call("probe", "flood", "[1]");
     logos_core_free_string(n);
     pump_until(&o, last + 2);
-    printf("flood: %d events, then %d limit notice(s)\n", delivered, o.limits);
+    printf("flood: %d events, then %d lagged notice(s) for %ld\n", delivered, o.limits, o.dropped);
     CHECK(o.limits == 1 && o.ok == delivered + 1, "%d limit notices, %d events", o.limits, o.ok);
+    CHECK(delivered + o.dropped == 12000, "%d delivered + %ld reported dropped", delivered,
+          o.dropped);
     CHECK(strcmp(o.message, "{\"event\":\"tick\",\"data\":[0]}") == 0, "last %s", o.message);
     logos_core_cleanup();
 }
