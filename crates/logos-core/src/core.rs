@@ -222,6 +222,12 @@ impl Core {
         for (a, b) in settings.denies.iter().filter_map(names) {
             policy = policy.with_deny(a, b);
         }
+        for (target, callers) in &settings.restrictions {
+            if let Ok(t) = ModuleName::new(target) {
+                let callers = callers.iter().filter_map(|c| ModuleName::new(c).ok());
+                policy = policy.with_restriction(t, callers);
+            }
+        }
         Core {
             inner: Arc::new(Inner {
                 settings,
@@ -330,6 +336,43 @@ impl Core {
         let sub = self.inner.hub.subscribe_local(source, event);
         self.inner.want_events(source);
         Ok(sub)
+    }
+
+    /// Scans the modules dirs again, as [`Core::start`] did: modules added since become known,
+    /// and the metadata of modules that are not loaded is read again. A module whose
+    /// `metadata.json` is gone is forgotten (becomes unknown) unless it is loaded: a loaded
+    /// module keeps running on the metadata it started with and is forgotten by the first
+    /// refresh after it is unloaded. Modules registered from elsewhere (`core.processPlugin`)
+    /// stay known while their metadata exists. Metadata problems are not errors, as at start:
+    /// see [`Core::faults`].
+    ///
+    /// # Errors
+    /// [`Error::NotStarted`], [`Error::ShutDown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the scan runs without awaiting once the lifecycle lock is held.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        self.ensure_started()?;
+        let _ops = self.inner.ops.lock().await;
+        crate::supervisor::rediscover(&self.inner);
+        let mut m = self.inner.modules();
+        let gone: Vec<String> = m
+            .known
+            .iter()
+            .filter(|(name, manifest)| {
+                let state = m.state(name);
+                !state.is_loaded()
+                    && state != State::Stopping
+                    && !manifest.dir.join(crate::manifest::METADATA_FILE).exists()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            tracing::info!(module = %name, "module forgotten: its metadata.json is gone");
+            m.known.remove(&name);
+            m.records.remove(&name);
+        }
+        Ok(())
     }
 
     /// Every known module with its state.
