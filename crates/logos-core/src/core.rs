@@ -416,12 +416,9 @@ impl Core {
     /// # Errors
     /// [`Error::UnknownModule`].
     pub fn manifest(&self, name: &str) -> Result<Manifest, Error> {
-        self.inner
-            .modules()
-            .known
-            .get(name)
-            .cloned()
-            .ok_or_else(|| self.inner.unknown(name))
+        // The registry lock must be released before `unknown` takes it again.
+        let found = self.inner.modules().known.get(name).cloned();
+        found.ok_or_else(|| self.inner.unknown(name))
     }
 
     /// The interface (methods, events) a loaded module registered.
@@ -506,6 +503,23 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifest_of_an_unknown_module_is_an_error_not_a_deadlock() {
+        let core = match Core::builder().build() {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(core.manifest("nope").map(|m| m.name.into_string()));
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Err(Error::UnknownModule { name, .. })) => assert_eq!(name, "nope"),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => panic!("Core::manifest of an unknown module did not return (deadlock)"),
+        }
+    }
 
     #[test]
     fn suggests_the_closest_name() {
