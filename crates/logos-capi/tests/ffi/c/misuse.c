@@ -158,6 +158,37 @@ static void null_and_utf8(void) {
     CHECK(call("calc", "add", "\"x\"") == NULL, "not an array");
     CHECK(logos_core_load_plugin("nosuchmodule") == 0 && LAST_IS("unknown_module: "), "unknown");
     CHECK(logos_core_unload_plugin("calc") == 0 && LAST_IS("not_loaded: "), "unload not loaded");
+    /* A token for a name that is no module: an error, not a hang. */
+    CHECK(logos_core_get_token("nosuchmodule") == NULL && LAST_IS("unknown_module: "), "token");
+
+    /* The reference names: the same answers to the same mistakes. */
+    CHECK(logos_core_load_module(NULL, true) == 0 && LAST_IS("invalid_args: module_name is NULL"),
+          "load_module NULL");
+    CHECK(logos_core_load_module(bad, false) == 0 && LAST_IS("invalid_args: module_name is not"),
+          "load_module utf8");
+    CHECK(logos_core_unload_module(NULL, true) == 0, "unload_module NULL");
+    CHECK(logos_core_get_module_dependencies(NULL, true) == NULL, "dependencies NULL");
+    CHECK(logos_core_get_module_dependents(bad, false) == NULL, "dependents utf8");
+    CHECK(logos_core_process_module(NULL) == NULL, "process_module NULL");
+    logos_core_add_modules_dir(NULL);
+    CHECK(LAST_IS("invalid_args: modules_dir is NULL"), "add_modules_dir NULL");
+    logos_core_add_modules_dir(bad);
+    CHECK(LAST_IS("invalid_args: modules_dir is not valid UTF-8"), "add_modules_dir utf8");
+    logos_core_set_persistence_base_path(NULL);
+    CHECK(LAST_IS("invalid_args: path is NULL"), "persistence NULL");
+    logos_core_set_module_transports(bad, "[]");
+    CHECK(LAST_IS("invalid_args: module_name is not valid UTF-8"), "transports utf8");
+    logos_core_set_module_transports("Not A Name", "[]");
+    CHECK(LAST_IS("invalid_args: "), "transports for a bad name");
+    logos_core_set_module_transports("calc", bad);
+    CHECK(LAST_IS("invalid_args: transport_set_json is not valid UTF-8"), "transports set utf8");
+    logos_core_set_access_policy(bad);
+    CHECK(LAST_IS("invalid_args: policy_json is not valid UTF-8"), "policy utf8");
+    logos_core_set_access_policy("{\"mode\":\"enforce\"}");
+    CHECK(LAST_IS("invalid_args: logos_core_set_access_policy must be called before"),
+          "policy after start");
+    logos_core_refresh_modules();
+    CHECK(logos_core_last_error()[0] == '\0', "refresh: %s", logos_core_last_error());
 
     struct outcome o = OUTCOME_INIT;
     CHECK(logos_core_call_plugin_method_async(NULL, "m", "[]", on_result, &o) == 0, "async NULL");
