@@ -219,6 +219,8 @@ static void lifecycle(const char *data) {
     char *token = logos_core_get_token("client");
     CHECK(token != NULL && strlen(token) == 64, "client token");
     free(token);
+    /* Module tokens stay between modules. */
+    CHECK(logos_core_get_token("chat") == NULL && LAST_IS("unauthorized: "), "module token");
 
     /* The access policy at work: greeter depends on calc but may not call it; probe may. */
     char *r = call("greeter", "sum", "[1, 2]");
