@@ -738,7 +738,8 @@ pub(crate) fn module_stats() -> Result<String, Error> {
 /// # Errors
 /// [`Error::Started`], [`Error::Invalid`] for an empty path or one that is not a directory.
 pub(crate) fn set_data_dir(path: &str) -> Result<(), Error> {
-    let p = PathBuf::from(path);
+    // Relative to the application's working directory now, not to each module's later.
+    let p = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
     if path.is_empty() || (p.exists() && !p.is_dir()) {
         return Err(Error::Invalid {
             name: "path",

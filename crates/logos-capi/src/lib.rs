@@ -37,7 +37,9 @@ use std::ptr;
 /// Called with the outcome of an asynchronous call, or with each event of a listener.
 ///
 /// `result` is 1 on success (`message` is the method's return value, or the event, as JSON) and
-/// 0 on failure (`message` is `"<error code>: <explanation>"`, e.g. `"unknown_method: …"`).
+/// 0 on failure (`message` is `"<error code>: <explanation>"`, e.g. `"unknown_method: …"`). A
+/// listener also gets 0 with `"lagged: N events of …"` when N events were dropped because the
+/// application did not drain callbacks in time.
 /// `message` is valid only during the call: copy it to keep it. `user_data` is the pointer given
 /// when the callback was registered. Callbacks run only inside `logos_core_process_events()` or
 /// `logos_core_exec()`, on the thread that called them; they may call any `logos_core_*`

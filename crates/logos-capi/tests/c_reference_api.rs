@@ -31,6 +31,7 @@ fn c_app_from_the_reference_2026_header_runs_against_the_shared_library() {
         .arg(&outside)
         .arg(&persist);
     let outcome = run(cmd, Duration::from_secs(180));
+    println!("{}", outcome.stdout);
     outcome.assert_passed("reference_app.c");
     assert_no_module_left(&outcome);
     // The persistence path won over $LOGOS_DATA_DIR.
