@@ -4,13 +4,26 @@
 //! hosts (Node, Python) are therefore safe: their callbacks never run on one of our threads.
 //!
 //! Owns the queue, the exit request and the "core went away" epoch that end `exec`, [`Reply`]
-//! (a call's callback, delivered exactly once) and [`forward`] (one event listener). Bounds:
-//! events waiting for delivery are capped per core ([`EVENTS_WAITING`]); when the application
-//! does not drain fast enough, the core's own bounded subscription queue drops events and the
-//! listener gets one `limit:` callback saying how many. Call results are not capped here: there
-//! is exactly one per call the application made. Never calls the core and never holds the queue
-//! lock while the application's code runs (a callback may call any `logos_core_*` function,
-//! including `logos_core_process_events`).
+//! (a call's callback, delivered exactly once) and [`forward`] (one event listener).
+//!
+//! Bounds: events waiting for delivery are capped per core by count ([`EVENTS_WAITING`]) and by
+//! bytes ([`EVENT_BYTES_WAITING`], the size of the events' JSON text), through one [`Budget`].
+//! An event that does not fit is dropped at once (the listener never waits, so nothing backs up
+//! into the core either) and counted; the listener gets one `lagged:` callback with the count
+//! just before the next event that fits. Events are kept as values and turned into JSON only
+//! when delivered, on the application's thread: dropping one costs nothing, so a listener
+//! keeps up with any module however slowly the application drains. Call results are not
+//! capped: there is exactly one per call the application made.
+//!
+//! Listener lifetime: a listener's callbacks (its events, its `lagged:` notices, the failure
+//! of its registration) carry the listener generation they were registered in. Cleanup starts
+//! a new generation ([`Queue::forget_listeners`]): queued listener callbacks are dropped and
+//! late ones from the old core's tasks are refused, so no listener callback runs after
+//! cleanup, when the application may have freed its `user_data`. Call callbacks stay queued:
+//! they are still delivered exactly once.
+//!
+//! Never calls the core and never holds the queue lock while the application's code runs (a
+//! callback may call any `logos_core_*` function, including `logos_core_process_events`).
 
 use crate::error::{Error, c_message};
 use crate::params;
@@ -19,19 +32,118 @@ use logos::{Notification, Subscription, Value};
 use std::collections::VecDeque;
 use std::ffi::{CString, c_int};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Events that may wait for delivery at once, per core; past this, listeners wait and the
-/// core's per-listener queue (1024) absorbs, then drops and counts.
+/// Events that may wait for delivery at once, per core.
 pub(crate) const EVENTS_WAITING: usize = 4096;
+
+/// Bytes of events (their JSON text) that may wait for delivery at once, per core. One event
+/// larger than this is still accepted when no other event waits, so any event the core can
+/// carry can be delivered; memory stays below this plus one event.
+pub(crate) const EVENT_BYTES_WAITING: usize = 16 * 1024 * 1024;
+
+/// Room for events waiting for delivery: [`EVENTS_WAITING`] events and
+/// [`EVENT_BYTES_WAITING`] bytes, shared by every listener of one core.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    max_events: usize,
+    max_bytes: usize,
+    used: Mutex<(usize, usize)>,
+}
+
+impl Budget {
+    /// The budget of one core.
+    pub(crate) fn new() -> Arc<Budget> {
+        Budget::with_limits(EVENTS_WAITING, EVENT_BYTES_WAITING)
+    }
+
+    fn with_limits(max_events: usize, max_bytes: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            max_events,
+            max_bytes,
+            used: Mutex::new((0, 0)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (usize, usize)> {
+        // Two counters updated together: consistent under every panic point.
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Room for one event of `bytes`, or `None` when it does not fit now.
+    fn take(self: &Arc<Self>, bytes: usize) -> Option<Ticket> {
+        let mut used = self.lock();
+        let (events, held) = *used;
+        let fits = events < self.max_events
+            && (events == 0 || held.saturating_add(bytes) <= self.max_bytes);
+        if !fits {
+            return None;
+        }
+        *used = (events + 1, held.saturating_add(bytes));
+        Some(Ticket {
+            budget: Arc::clone(self),
+            bytes,
+        })
+    }
+}
+
+/// One event's share of a [`Budget`], given back when the event is delivered or dropped.
+#[derive(Debug)]
+struct Ticket {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut used = self.budget.lock();
+        used.0 = used.0.saturating_sub(1);
+        used.1 = used.1.saturating_sub(self.bytes);
+    }
+}
+
+/// What a queued callback will be told.
+enum Message {
+    /// Text ready to hand over.
+    Text(CString),
+    /// An event, turned into `{"event","data"}` JSON when delivered.
+    Event { event: String, data: Vec<Value> },
+}
+
+impl Message {
+    fn into_c(self) -> CString {
+        match self {
+            Message::Text(t) => t,
+            Message::Event { event, data } => c_message(&params::event_json(&event, &data)),
+        }
+    }
+}
 
 /// One callback waiting for delivery.
 struct Pending {
     cb: Callback,
     result: c_int,
-    message: CString,
-    /// Held by events: returns its slot of [`EVENTS_WAITING`] when delivered.
-    _slot: Option<OwnedSemaphorePermit>,
+    message: Message,
+    /// Listener callbacks: the listener generation they belong to (see the module docs).
+    listener: Option<u64>,
+    /// Held by events: their share of the core's [`Budget`] until delivered.
+    _ticket: Option<Ticket>,
+}
+
+impl Pending {
+    fn deliver(self) {
+        let Pending {
+            cb,
+            result,
+            message,
+            _ticket,
+            ..
+        } = self;
+        let message = message.into_c();
+        // The event's share is given back before the application runs, so a callback that
+        // drains again has room.
+        drop(_ticket);
+        cb.invoke(result, &message);
+    }
 }
 
 #[derive(Default)]
@@ -39,6 +151,8 @@ struct State {
     items: VecDeque<Pending>,
     /// Incremented when the core goes away (cleanup, or stopped from outside): ends `exec`.
     epoch: u64,
+    /// Incremented by cleanup: listener callbacks of older generations are never delivered.
+    listeners: u64,
     /// Set by `logos_core_exit`; taken by `exec`.
     exit: Option<c_int>,
 }
@@ -55,6 +169,7 @@ pub(crate) static QUEUE: Queue = Queue {
     state: Mutex::new(State {
         items: VecDeque::new(),
         epoch: 0,
+        listeners: 0,
         exit: None,
     }),
     ready: Condvar::new(),
@@ -66,19 +181,61 @@ impl Queue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, p: Pending) {
-        self.lock().items.push_back(p);
+    /// Queues `p`; refused (returns false, dropping it) when it belongs to an older listener
+    /// generation.
+    fn push(&self, p: Pending) -> bool {
+        let mut s = self.lock();
+        if p.listener.is_some_and(|g| g != s.listeners) {
+            return false;
+        }
+        s.items.push_back(p);
+        drop(s);
         self.ready.notify_all();
+        true
     }
 
-    /// Queues `cb(result, message)`.
+    /// Queues `cb(result, message)` for a call.
     pub(crate) fn send(&self, cb: Callback, result: c_int, message: &str) {
         self.push(Pending {
             cb,
             result,
-            message: c_message(message),
-            _slot: None,
+            message: Message::Text(c_message(message)),
+            listener: None,
+            _ticket: None,
         });
+    }
+
+    /// Queues the failure of a listener's registration: a listener callback like its events,
+    /// dropped by cleanup.
+    pub(crate) fn listener_failed(&self, cb: Callback, e: &Error) {
+        let generation = self.listener_generation();
+        self.push(Pending {
+            cb,
+            result: 0,
+            message: Message::Text(c_message(&e.text())),
+            listener: Some(generation),
+            _ticket: None,
+        });
+    }
+
+    /// The generation new listeners belong to. Read it before looking for the running core,
+    /// so a cleanup in between makes the listener's callbacks stale rather than late.
+    pub(crate) fn listener_generation(&self) -> u64 {
+        self.lock().listeners
+    }
+
+    /// Cleanup: drops every queued listener callback and refuses the ones still on their way.
+    /// Call callbacks stay queued.
+    pub(crate) fn forget_listeners(&self) {
+        let mut s = self.lock();
+        s.listeners += 1;
+        let (keep, stale): (VecDeque<Pending>, VecDeque<Pending>) = std::mem::take(&mut s.items)
+            .into_iter()
+            .partition(|p| p.listener.is_none());
+        s.items = keep;
+        drop(s);
+        // Tickets go back to their budgets outside the queue lock.
+        drop(stale);
     }
 
     /// Delivers what is queued now (not what those callbacks queue in turn); returns how many.
@@ -89,7 +246,7 @@ impl Queue {
             let Some(p) = self.lock().items.pop_front() else {
                 break;
             };
-            p.cb.invoke(p.result, &p.message);
+            p.deliver();
             delivered += 1;
         }
         delivered
@@ -119,7 +276,7 @@ impl Queue {
                     s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            next.cb.invoke(next.result, &next.message);
+            next.deliver();
         }
     }
 
@@ -191,45 +348,69 @@ impl Drop for Reply {
     }
 }
 
-/// Feeds one event listener: each event of `sub` becomes `cb(1, {"event","data"})`; events the
-/// core dropped because delivery lagged become one `cb(0, "limit: …")`. Ends when the core
-/// shuts down (the subscription closes) or the runtime is dropped.
+/// The text of a `lagged` notice: `dropped` events of `source.event` (`*`: every event) were
+/// lost. The count comes first so applications can read it with `strtol`.
+pub(crate) fn lagged_text(dropped: u64, source: &str, event: &str) -> String {
+    let which = if event.is_empty() { "*" } else { event };
+    format!(
+        "lagged: {dropped} events of {source}.{which} were dropped because the application did not call logos_core_process_events often enough (at most {EVENTS_WAITING} events or {} MiB wait for delivery); call it more often or listen to fewer events",
+        EVENT_BYTES_WAITING / (1024 * 1024)
+    )
+}
+
+/// One event listener: each event of `sub` becomes `cb(1, {"event","data"})` if it fits the
+/// core's [`Budget`], else it is dropped and counted; the count (plus what the core itself
+/// dropped) becomes one `cb(0, "lagged: N events …")` just before the next event that fits.
+/// Ends when the core shuts down (the subscription closes), when cleanup has started a new
+/// listener generation, or when the runtime is dropped.
 ///
 /// # Cancel safety
-/// Cancel safe: an event taken from `sub` is queued before the next await.
+/// Cancel safe: an event taken from `sub` is queued or counted before the next await.
 pub(crate) async fn forward(
     mut sub: Subscription,
     cb: Callback,
-    slots: Arc<Semaphore>,
+    budget: Arc<Budget>,
+    generation: u64,
     source: String,
     event: String,
 ) {
+    let mut dropped: u64 = 0;
     while let Some(n) = sub.recv().await {
-        // Wait for room: while the application does not drain, events back up into the core's
-        // bounded subscription queue, which drops and counts (reported below).
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let (result, message) = match n {
-            Notification::Event { event, data, .. } => (1, params::event_json(&event, &data)),
-            Notification::Lagged { dropped } => {
-                let which = if event.is_empty() { "*" } else { &event };
-                (
-                    0,
-                    format!(
-                        "{}: {dropped} events of {source}.{which} were dropped because callbacks were not delivered fast enough; call logos_core_process_events more often",
-                        logos::ErrorCode::Limit
-                    ),
-                )
+        let (name, data) = match n {
+            Notification::Event { event, data, .. } => (event, data),
+            Notification::Lagged { dropped: d } => {
+                dropped = dropped.saturating_add(d);
+                continue;
             }
             _ => continue,
         };
-        QUEUE.push(Pending {
+        let Some(ticket) = budget.take(params::event_json_len(&name, &data)) else {
+            dropped = dropped.saturating_add(1);
+            continue;
+        };
+        if dropped > 0 {
+            let notice = Pending {
+                cb,
+                result: 0,
+                message: Message::Text(c_message(&lagged_text(dropped, &source, &event))),
+                listener: Some(generation),
+                _ticket: None,
+            };
+            if !QUEUE.push(notice) {
+                return;
+            }
+            dropped = 0;
+        }
+        let pending = Pending {
             cb,
-            result,
-            message: c_message(&message),
-            _slot: Some(slot),
-        });
+            result: 1,
+            message: Message::Event { event: name, data },
+            listener: Some(generation),
+            _ticket: Some(ticket),
+        };
+        if !QUEUE.push(pending) {
+            return;
+        }
     }
 }
 
@@ -351,5 +532,102 @@ mod tests {
         QUEUE.send(c, 1, "b");
         assert_eq!(QUEUE.process() + CALLS.load(Ordering::SeqCst), 3);
         assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn budget_counts_events_and_bytes() {
+        let budget = Budget::with_limits(3, 100);
+        let a = budget.take(60).unwrap();
+        // 60 + 50 > 100.
+        assert!(budget.take(50).is_none());
+        let b = budget.take(40).unwrap();
+        assert!(budget.take(1).is_none());
+        drop(a);
+        let c = budget.take(10).unwrap();
+        let d = budget.take(1).unwrap();
+        // Three events wait: the count is full too.
+        assert!(budget.take(0).is_none());
+        drop((b, c, d));
+        assert_eq!(*budget.lock(), (0, 0));
+        // One event bigger than the whole budget passes when nothing else waits.
+        let huge = budget.take(1000).unwrap();
+        assert!(budget.take(1).is_none());
+        drop(huge);
+        assert_eq!(*budget.lock(), (0, 0));
+    }
+
+    #[test]
+    fn delivery_gives_the_budget_back_before_the_callback_runs() {
+        static BUDGET: std::sync::OnceLock<Arc<Budget>> = std::sync::OnceLock::new();
+        static HELD: AtomicUsize = AtomicUsize::new(usize::MAX);
+        unsafe extern "C" fn look(_: c_int, _: *const c_char, _: *mut c_void) {
+            HELD.store(BUDGET.get().unwrap().lock().1, Ordering::SeqCst);
+        }
+        let budget = BUDGET.get_or_init(|| Budget::with_limits(10, 1000));
+        let q = queue();
+        let data = vec![Value::from("hello")];
+        let bytes = params::event_json_len("e", &data);
+        q.push(Pending {
+            cb: Callback::new(Some(look), std::ptr::null_mut()).unwrap(),
+            result: 1,
+            message: Message::Event {
+                event: "e".to_owned(),
+                data,
+            },
+            listener: Some(0),
+            _ticket: Some(budget.take(bytes).unwrap()),
+        });
+        assert_eq!(budget.lock().1, bytes);
+        assert_eq!(q.process(), 1);
+        assert_eq!(HELD.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn forgetting_listeners_drops_their_callbacks_and_keeps_call_results() {
+        let q = queue();
+        let seen = Seen::default();
+        let budget = Budget::with_limits(10, 1000);
+        let listener = |generation: u64, text: &str| Pending {
+            cb: cb(&seen),
+            result: 1,
+            message: Message::Event {
+                event: text.to_owned(),
+                data: vec![],
+            },
+            listener: Some(generation),
+            _ticket: budget.take(10),
+        };
+        let generation = q.listener_generation();
+        assert!(q.push(listener(generation, "early")));
+        q.send(cb(&seen), 0, "unavailable: the call was cut short");
+        assert!(q.push(listener(generation, "late")));
+        assert_eq!(budget.lock().0, 2);
+        q.forget_listeners();
+        // Their budget is given back at once.
+        assert_eq!(budget.lock().0, 0);
+        // A listener task of the old core that is still running is refused.
+        assert!(!q.push(listener(generation, "after cleanup")));
+        // Listeners registered afterwards work.
+        assert!(q.push(listener(q.listener_generation(), "next core")));
+        assert_eq!(q.process(), 2);
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[0],
+            (0, "unavailable: the call was cut short".to_owned())
+        );
+        assert_eq!(
+            seen[1],
+            (1, r#"{"event":"next core","data":[]}"#.to_owned())
+        );
+    }
+
+    #[test]
+    fn lagged_text_leads_with_the_count() {
+        let t = lagged_text(37, "chat", "chatMessage");
+        assert!(
+            t.starts_with("lagged: 37 events of chat.chatMessage were dropped"),
+            "{t}"
+        );
+        assert!(lagged_text(1, "probe", "").contains("of probe.* were dropped"));
     }
 }

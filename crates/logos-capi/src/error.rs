@@ -81,6 +81,18 @@ pub(crate) enum Error {
         what: String,
     },
 
+    /// A load without dependencies found some of them not loaded.
+    #[error(
+        "{module} needs {} loaded first and was asked to load without its dependencies; load them first, or pass with_dependencies = true",
+        .missing.join(", ")
+    )]
+    DependenciesNotLoaded {
+        /// The module to load.
+        module: String,
+        /// Its dependencies that are not loaded.
+        missing: Vec<String>,
+    },
+
     /// The application asked for a token it may not have.
     #[error("{reason}")]
     Token {
@@ -129,6 +141,7 @@ impl Error {
             Error::Core(e) => e.code(),
             Error::Timeout { .. } => ErrorCode::Timeout,
             Error::Token { .. } => ErrorCode::Unauthorized,
+            Error::DependenciesNotLoaded { .. } => ErrorCode::NotLoaded,
             Error::Panic { .. } => ErrorCode::Unavailable,
         }
     }

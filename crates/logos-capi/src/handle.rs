@@ -19,9 +19,11 @@
 //! `logos_host` as `host.rs` finds it; `$LOGOS_LOG` (a tracing filter) prints the core's and the
 //! modules' logs on stderr.
 
+use crate::access_policy;
 use crate::callback::{self, QUEUE, Reply};
 use crate::error::Error;
 use crate::host;
+use crate::introspect::{self, Graph, ModuleRow, Usage};
 use crate::strings::Callback;
 use logos::{CORE_MODULE, Core, Value};
 use std::ffi::c_int;
@@ -30,8 +32,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-use tokio::sync::Semaphore;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Worker threads of the core's runtime: the core's work is I/O and bookkeeping.
 const WORKERS: usize = 2;
@@ -43,6 +44,10 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 struct Config {
     modules_dirs: Vec<PathBuf>,
     host: Option<PathBuf>,
+    /// `logos_core_set_persistence_base_path`: the data dir, over `$LOGOS_DATA_DIR`.
+    data_dir: Option<PathBuf>,
+    /// `logos_core_set_access_policy`: targets and the only callers they accept.
+    restrictions: Vec<access_policy::Restriction>,
 }
 
 /// A started core.
@@ -58,10 +63,15 @@ struct Running {
 struct Live {
     core: Core,
     rt: tokio::runtime::Handle,
-    /// Slots for events waiting for delivery (see `callback::EVENTS_WAITING`).
-    slots: Arc<Semaphore>,
+    /// Room for events waiting for delivery (see `callback::Budget`).
+    budget: Arc<callback::Budget>,
     /// Set when the core has stopped (cleanup, or `logoscore stop` from outside).
     stopped: Arc<AtomicBool>,
+    /// Modules dirs added after start: the core scans only those it started with, so these
+    /// are registered module by module, again at each refresh.
+    added_dirs: Arc<Mutex<Vec<PathBuf>>>,
+    /// CPU time per module process at the last `logos_core_get_module_stats`.
+    cpu_samples: Arc<Mutex<introspect::Samples>>,
 }
 
 #[derive(Default)]
@@ -81,6 +91,12 @@ fn global() -> MutexGuard<'static, Option<Global>> {
 fn with_global<R>(f: impl FnOnce(&mut Global) -> R) -> R {
     let mut g = global();
     f(g.get_or_insert_with(Global::default))
+}
+
+/// Locks one of `Live`'s small tables (each update is a single assignment or push, so a
+/// poisoned lock holds consistent data).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The running core, or [`Error::NotStarted`].
@@ -157,8 +173,23 @@ pub(crate) fn add_modules_dir(dir: &str) -> Result<(), Error> {
     let Some(live) = running else {
         return Ok(());
     };
+    {
+        let mut added = lock(&live.added_dirs);
+        if !added.contains(&dir) {
+            added.push(dir.clone());
+        }
+    }
+    register_dir(&live, &dir)
+}
+
+/// Registers every module in `dir` that is not loaded now.
+///
+/// # Errors
+/// [`Error::Os`] when `dir` cannot be read, [`Error::Invalid`] listing the modules that could
+/// not be registered (the others are).
+fn register_dir(live: &Live, dir: &Path) -> Result<(), Error> {
     let mut failures = Vec::new();
-    let entries = std::fs::read_dir(&dir).map_err(|source| Error::Os {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Os {
         what: format!("reading modules dir {}", dir.display()),
         source,
     })?;
@@ -169,10 +200,10 @@ pub(crate) fn add_modules_dir(dir: &str) -> Result<(), Error> {
         .collect();
     module_dirs.sort();
     for m in module_dirs {
-        if loaded_from(&live, &m) {
+        if loaded_from(live, &m) {
             continue;
         }
-        if let Err(e) = register(&live, &m) {
+        if let Err(e) = register(live, &m) {
             failures.push(e.to_string());
         }
     }
@@ -274,8 +305,15 @@ pub(crate) fn start() -> Result<(), Error> {
     for d in &g.config.modules_dirs {
         builder = builder.modules_dir(d);
     }
-    if let Some(d) = std::env::var_os("LOGOS_DATA_DIR").filter(|d| !d.is_empty()) {
-        builder = builder.data_dir(PathBuf::from(d));
+    if let Some(d) = g.config.data_dir.clone().or_else(|| {
+        std::env::var_os("LOGOS_DATA_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    }) {
+        builder = builder.data_dir(d);
+    }
+    for (target, callers) in &g.config.restrictions {
+        builder = builder.restrict(target, callers);
     }
     if let Some(filter) = std::env::var("LOGOS_LOG")
         .ok()
@@ -308,8 +346,10 @@ pub(crate) fn start() -> Result<(), Error> {
         live: Live {
             core,
             rt: runtime.handle().clone(),
-            slots: Arc::new(Semaphore::new(callback::EVENTS_WAITING)),
+            budget: callback::Budget::new(),
             stopped,
+            added_dirs: Arc::default(),
+            cpu_samples: Arc::default(),
         },
         runtime,
         temp,
@@ -321,6 +361,9 @@ pub(crate) fn start() -> Result<(), Error> {
 /// settings. A no-op when nothing was started.
 pub(crate) fn cleanup() {
     let running = global().take().and_then(|g| g.running);
+    // From here on no listener callback runs: the application may free their user_data once
+    // cleanup returns (docs/c-api.md, "Threading and callbacks").
+    QUEUE.forget_listeners();
     // Ends a waiting exec now, even when shutdown takes a while.
     QUEUE.end_epoch();
     let Some(Running {
@@ -536,11 +579,14 @@ pub(crate) fn call(
     })?
 }
 
-/// Subscribes `cb` to `event` of `plugin` (`""`: every event of it) until cleanup.
+/// Subscribes `cb` to `event` of `plugin` (`""`: every event of it) until cleanup; from then
+/// on no callback of it runs.
 ///
 /// # Errors
 /// [`Error::NotStarted`], unknown_module.
 pub(crate) fn listen(plugin: &str, event: &str, cb: Callback) -> Result<(), Error> {
+    // Before `live()`: a cleanup that starts in between makes this listener stale at once.
+    let generation = QUEUE.listener_generation();
     let live = live()?;
     let (core, p, e) = (live.core.clone(), plugin.to_owned(), event.to_owned());
     let sub = live.run(format!("subscribing to {plugin}.{event}"), async move {
@@ -549,9 +595,214 @@ pub(crate) fn listen(plugin: &str, event: &str, cb: Callback) -> Result<(), Erro
     live.rt.spawn(callback::forward(
         sub,
         cb,
-        Arc::clone(&live.slots),
+        Arc::clone(&live.budget),
+        generation,
         plugin.to_owned(),
         event.to_owned(),
     ));
     Ok(())
+}
+
+/// `logos_core_load_module`: makes sure `name` is loaded ("ensure loaded": already loaded is
+/// success). With `with_dependencies`, loads what it needs first; without, its dependencies
+/// must be loaded already.
+///
+/// # Errors
+/// [`Error::NotStarted`], unknown_module, [`Error::DependenciesNotLoaded`], the core's load
+/// errors.
+pub(crate) fn load_module(name: &str, with_dependencies: bool) -> Result<(), Error> {
+    let live = live()?;
+    let manifest = live.core.manifest(name)?;
+    if live.core.module(name)?.state.is_loaded() {
+        return Ok(());
+    }
+    if !with_dependencies {
+        let missing: Vec<String> = manifest
+            .dependencies
+            .keys()
+            .map(|d| d.as_str())
+            .filter(|d| !live.core.module(d).is_ok_and(|m| m.state.is_loaded()))
+            .map(str::to_owned)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::DependenciesNotLoaded {
+                module: name.to_owned(),
+                missing,
+            });
+        }
+    }
+    drop(live);
+    load(name)
+}
+
+/// The dependency graph of every known module.
+fn graph(live: &Live) -> Graph {
+    Graph::new(live.core.modules().into_iter().filter_map(|m| {
+        let deps = live.core.manifest(&m.name).ok()?.dependencies;
+        Some((m.name, deps.keys().map(|d| d.as_str().to_owned()).collect()))
+    }))
+}
+
+/// What `name` depends on (`dependents`: what depends on it), directly or, with
+/// `recursive`, transitively.
+///
+/// # Errors
+/// [`Error::NotStarted`]; unknown_module (the reference answers an empty list, which the
+/// caller returns beside this error).
+pub(crate) fn relatives(
+    name: &str,
+    dependents: bool,
+    recursive: bool,
+) -> Result<Vec<String>, Error> {
+    let live = live()?;
+    let graph = graph(&live);
+    if !graph.knows(name) {
+        // unknown_module, with the closest name.
+        live.core.manifest(name)?;
+    }
+    Ok(if dependents {
+        graph.dependents(name, recursive)
+    } else {
+        graph.dependencies(name, recursive)
+    })
+}
+
+/// `logos_core_get_modules_info`: every known module as JSON.
+///
+/// # Errors
+/// [`Error::NotStarted`].
+pub(crate) fn modules_info() -> Result<String, Error> {
+    let live = live()?;
+    let graph = graph(&live);
+    let now = SystemTime::now();
+    let rows: Vec<ModuleRow> = live
+        .core
+        .modules()
+        .into_iter()
+        .filter_map(|m| {
+            let manifest = live.core.manifest(&m.name).ok()?;
+            let loaded = m.state.is_loaded();
+            let loaded_at = m
+                .uptime
+                .filter(|_| loaded)
+                .and_then(|u| now.checked_sub(u))
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs());
+            Some(ModuleRow {
+                version: m.version,
+                state: m.state.as_str().to_owned(),
+                loaded,
+                path: manifest.main.to_string_lossy().into_owned(),
+                loaded_at,
+                metadata: manifest.raw,
+                name: m.name,
+            })
+        })
+        .collect();
+    Ok(introspect::modules_info(&rows, &graph))
+}
+
+/// `logos_core_get_module_stats`: CPU and memory of every module process, as JSON.
+///
+/// # Errors
+/// [`Error::NotStarted`], [`Error::CleanedUp`].
+pub(crate) fn module_stats() -> Result<String, Error> {
+    let live = live()?;
+    let core = live.core.clone();
+    let stats = live.run("collecting module stats", async move { core.stats().await })?;
+    let usage: Vec<Usage> = stats
+        .into_iter()
+        .filter_map(|s| {
+            Some(Usage {
+                pid: s.pid?,
+                name: s.name,
+                cpu_time: s.cpu_time,
+                rss_bytes: s.rss_bytes,
+                threads: s.threads,
+                uptime: s.uptime,
+                calls: s.calls,
+                errors: s.errors,
+            })
+        })
+        .collect();
+    let mut samples = lock(&live.cpu_samples);
+    Ok(introspect::module_stats(
+        &usage,
+        &mut samples,
+        Instant::now(),
+    ))
+}
+
+/// `logos_core_set_persistence_base_path`: the parent of each module's data dir.
+///
+/// # Errors
+/// [`Error::Started`], [`Error::Invalid`] for an empty path or one that is not a directory.
+pub(crate) fn set_data_dir(path: &str) -> Result<(), Error> {
+    // Relative to the application's working directory now, not to each module's later.
+    let p = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
+    if path.is_empty() || (p.exists() && !p.is_dir()) {
+        return Err(Error::Invalid {
+            name: "path",
+            reason: format!(
+                "{path:?} is not a directory; pass the dir that will hold <dir>/<module> for each module's data"
+            ),
+        });
+    }
+    with_global(|g| {
+        if g.running.is_some() {
+            return Err(Error::Started {
+                function: "logos_core_set_persistence_base_path",
+            });
+        }
+        g.config.data_dir = Some(p);
+        Ok(())
+    })
+}
+
+/// `logos_core_set_access_policy`: the restrictions the core will start with (`None`: none).
+///
+/// # Errors
+/// [`Error::Started`].
+pub(crate) fn set_restrictions(
+    restrictions: Option<Vec<access_policy::Restriction>>,
+) -> Result<(), Error> {
+    with_global(|g| {
+        if g.running.is_some() {
+            return Err(Error::Started {
+                function: "logos_core_set_access_policy",
+            });
+        }
+        g.config.restrictions = restrictions.unwrap_or_default();
+        Ok(())
+    })
+}
+
+/// `logos_core_refresh_modules`: scans every modules dir again (see `Core::refresh`), and
+/// registers again the modules of dirs added after start.
+///
+/// # Errors
+/// [`Error::NotStarted`]; [`Error::Invalid`] listing the modules that are not registered
+/// because of their metadata (everything else is refreshed).
+pub(crate) fn refresh() -> Result<(), Error> {
+    let live = live()?;
+    let core = live.core.clone();
+    live.run("refreshing modules", async move { core.refresh().await })??;
+    let mut problems = live.core.faults();
+    let added = lock(&live.added_dirs).clone();
+    for dir in added {
+        if let Err(e) = register_dir(&live, &dir) {
+            problems.push(e.to_string());
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            name: "modules",
+            reason: format!(
+                "the modules dirs were scanned again, but some modules are not registered: {}",
+                problems.join("; ")
+            ),
+        })
+    }
 }

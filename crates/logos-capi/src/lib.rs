@@ -6,20 +6,30 @@
 //! `include/logos_core.h` is generated from this file by cbindgen (`cbindgen.toml`) and a test
 //! fails when the checked-in copy differs; docs/c-api.md is the guide for application authors.
 //!
+//! Two name sets live here: the RFC's (`…_plugins_dir`, `…_load_plugin`, …, first) and the
+//! reference implementation's 2026 header (`…_modules_dir`, `…_load_module(name, bool)`, …,
+//! after them), each with the signature its header declares; docs/c-api.md maps one onto the
+//! other.
+//!
 //! Files: `handle.rs` the core and its runtime; `callback.rs` the queue drained by
 //! `logos_core_process_events`/`logos_core_exec`; `strings.rs` C strings, lists and the
 //! callback pointer pair (the only other file with `unsafe`); `params.rs` JSON arguments and
-//! results; `host.rs` finding `logos_host`; `error.rs` errors and the last error.
+//! results; `host.rs` finding `logos_host`; `error.rs` errors and the last error;
+//! `introspect.rs` dependency walks, module table and stats as the reference shapes them;
+//! `access_policy.rs` and `transports.rs` the reference's policy and transport documents.
 
+mod access_policy;
 mod callback;
 mod error;
 mod handle;
 mod host;
+mod introspect;
 mod params;
 mod strings;
+mod transports;
 
 use crate::callback::{QUEUE, Reply};
-use crate::error::{Error, guard};
+use crate::error::{Error, guard, set_last_error};
 use crate::strings::{Callback, arg};
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
@@ -27,7 +37,9 @@ use std::ptr;
 /// Called with the outcome of an asynchronous call, or with each event of a listener.
 ///
 /// `result` is 1 on success (`message` is the method's return value, or the event, as JSON) and
-/// 0 on failure (`message` is `"<error code>: <explanation>"`, e.g. `"unknown_method: …"`).
+/// 0 on failure (`message` is `"<error code>: <explanation>"`, e.g. `"unknown_method: …"`). A
+/// listener also gets 0 with `"lagged: N events of …"` when N events were dropped because the
+/// application did not drain callbacks in time.
 /// `message` is valid only during the call: copy it to keep it. `user_data` is the pointer given
 /// when the callback was registered. Callbacks run only inside `logos_core_process_events()` or
 /// `logos_core_exec()`, on the thread that called them; they may call any `logos_core_*`
@@ -140,8 +152,9 @@ pub extern "C" fn logos_core_exit(code: c_int) {
 
 /// Stops every module (dependents first, each within its grace period), shuts the core's
 /// threads down, removes the private runtime dir and forgets all settings. A running
-/// `logos_core_exec()` returns. Calls still in flight fail with `unavailable`; their callbacks
-/// stay queued for `logos_core_process_events()`. Safe to call when not started and more than
+/// `logos_core_exec()` returns. Event listeners end: their queued callbacks are dropped and
+/// none runs afterwards. Calls still in flight fail with `unavailable`; their callbacks (and
+/// those of finished calls not yet delivered) stay queued for `logos_core_process_events()`. Safe to call when not started and more than
 /// once; `logos_core_initialize()`/`logos_core_start()` work again afterwards.
 #[unsafe(no_mangle)]
 pub extern "C" fn logos_core_cleanup() {
@@ -384,10 +397,14 @@ unsafe fn call_args<'a>(
 
 /// Calls `callback` with `(1, {"event": NAME, "data": [..]})` for every `event_name` event of
 /// `plugin_name` (an empty `event_name`: every event of it), until `logos_core_cleanup()`. The
-/// module may be loaded later; the listener survives its restarts. If the application does not
-/// drain callbacks fast enough, dropped events are reported once as `(0, "limit: N events …")`.
-/// Returns 1, or 0 if refused (NULL or bad arguments, unknown module, core not started), in
-/// which case `callback` (if not NULL) also gets `(0, "<code>: …")`.
+/// module may be loaded later; the listener survives its restarts. Events wait for delivery
+/// in a bounded queue (4096 events and 16 MiB per core); when the application does not call
+/// `logos_core_process_events()` often enough, events that do not fit are dropped and the
+/// listener gets one `(0, "lagged: N events of PLUGIN.EVENT were dropped …")` just before the
+/// next event that fits. Returns 1, or 0 if refused (NULL or bad arguments, unknown module,
+/// core not started), in which case `callback` (if not NULL) also gets `(0, "<code>: …")`.
+/// No callback of the listener runs once `logos_core_cleanup()` has started: events still
+/// queued then are dropped, so `user_data` may be freed when cleanup returns.
 ///
 /// # Safety
 /// The strings are NULL or NUL-terminated strings valid for the call; `callback` is NULL or a
@@ -414,7 +431,7 @@ pub unsafe extern "C" fn logos_core_register_event_listener(
             ((Err(e), _) | (_, Err(e)), Some(_)) => Err(e),
         };
         if let (Err(e), Some(cb)) = (&outcome, cb) {
-            QUEUE.send(cb, 0, &e.text());
+            QUEUE.listener_failed(cb, e);
         }
         outcome.map(|()| 1)
     })
@@ -468,4 +485,272 @@ pub unsafe extern "C" fn logos_core_free(s: *mut c_char) {
 pub unsafe extern "C" fn logos_core_free_list(list: *mut *mut c_char) {
     // SAFETY: forwarded from the caller's guarantee.
     unsafe { strings::free_list(list) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference implementation's 2026 names (its `logos_core.h`): same signatures; the
+// functions it declares `void` report failures through `logos_core_last_error()` only.
+// ---------------------------------------------------------------------------------------------
+
+/// Adds a modules directory to scan (several may be added; adding one twice does nothing
+/// more). Before `logos_core_start()` it is remembered; once started, the modules in it that
+/// are not loaded are registered at once, and `logos_core_refresh_modules()` scans it again.
+/// On failure (NULL, not UTF-8, not a directory, a module with bad metadata)
+/// `logos_core_last_error()` says why; otherwise it is `""`.
+///
+/// # Safety
+/// `modules_dir` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_add_modules_dir(modules_dir: *const c_char) {
+    guard("logos_core_add_modules_dir", (), || {
+        // SAFETY: the caller passes NULL or a valid C string (# Safety).
+        let dir = unsafe { arg(modules_dir, "modules_dir") }?;
+        handle::add_modules_dir(dir)
+    });
+}
+
+/// Names of the loaded modules, as a NULL-terminated array (same as
+/// `logos_core_get_loaded_plugins()`). Release it with `logos_core_free_list()`. NULL if the
+/// core is not started.
+#[unsafe(no_mangle)]
+pub extern "C" fn logos_core_get_loaded_modules() -> *mut *mut c_char {
+    guard("logos_core_get_loaded_modules", ptr::null_mut(), || {
+        strings::to_c_list(&handle::loaded()?)
+    })
+}
+
+/// Names of every known module, as a NULL-terminated array (same as
+/// `logos_core_get_known_plugins()`). Release it with `logos_core_free_list()`. NULL if the
+/// core is not started.
+#[unsafe(no_mangle)]
+pub extern "C" fn logos_core_get_known_modules() -> *mut *mut c_char {
+    guard("logos_core_get_known_modules", ptr::null_mut(), || {
+        strings::to_c_list(&handle::known()?)
+    })
+}
+
+/// Makes sure `module_name` is loaded and returns when it is ready: 1 if it is loaded when
+/// this returns (also when it already was), 0 on failure (see `logos_core_last_error()`).
+/// With `with_dependencies`, the modules it depends on are loaded first, in dependency
+/// order; without, they must be loaded already (else 0 with `not_loaded: … needs …`).
+///
+/// # Safety
+/// `module_name` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_load_module(
+    module_name: *const c_char,
+    with_dependencies: bool,
+) -> c_int {
+    guard("logos_core_load_module", 0, || {
+        // SAFETY: the caller passes NULL or a valid C string (# Safety).
+        let name = unsafe { arg(module_name, "module_name") }?;
+        handle::load_module(name, with_dependencies)?;
+        Ok(1)
+    })
+}
+
+/// Unloads `module_name`; with `with_dependents`, every loaded module that depends on it,
+/// directly or not, is unloaded first (leaves first); without, loaded dependents make it fail.
+/// Returns 1 on success, 0 on failure (also when it is not loaded).
+///
+/// # Safety
+/// `module_name` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_unload_module(
+    module_name: *const c_char,
+    with_dependents: bool,
+) -> c_int {
+    guard("logos_core_unload_module", 0, || {
+        // SAFETY: the caller passes NULL or a valid C string (# Safety).
+        let name = unsafe { arg(module_name, "module_name") }?;
+        handle::unload(name, with_dependents)?;
+        Ok(1)
+    })
+}
+
+/// The modules `module_name` depends on (its metadata's `dependencies`); with `recursive`,
+/// the whole closure, breadth first, without the module itself. A NULL-terminated array;
+/// release it with `logos_core_free_list()`. An unknown module gives an empty array, with
+/// `logos_core_last_error()` saying `unknown_module: …`; NULL if not started or on bad input.
+///
+/// # Safety
+/// `module_name` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_get_module_dependencies(
+    module_name: *const c_char,
+    recursive: bool,
+) -> *mut *mut c_char {
+    // SAFETY: forwarded from the caller's guarantee.
+    unsafe {
+        relatives(
+            "logos_core_get_module_dependencies",
+            module_name,
+            false,
+            recursive,
+        )
+    }
+}
+
+/// The known modules that depend on `module_name`; with `recursive`, the whole closure,
+/// breadth first. A NULL-terminated array; release it with `logos_core_free_list()`. An
+/// unknown module gives an empty array, with `logos_core_last_error()` saying
+/// `unknown_module: …`; NULL if not started or on bad input.
+///
+/// # Safety
+/// `module_name` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_get_module_dependents(
+    module_name: *const c_char,
+    recursive: bool,
+) -> *mut *mut c_char {
+    // SAFETY: forwarded from the caller's guarantee.
+    unsafe {
+        relatives(
+            "logos_core_get_module_dependents",
+            module_name,
+            true,
+            recursive,
+        )
+    }
+}
+
+/// The body of `logos_core_get_module_dependencies`/`…_dependents`: an unknown module is an
+/// empty list (as the reference answers) and the last error.
+///
+/// # Safety
+/// `module_name` is NULL or a NUL-terminated string valid for the call.
+unsafe fn relatives(
+    function: &'static str,
+    module_name: *const c_char,
+    dependents: bool,
+    recursive: bool,
+) -> *mut *mut c_char {
+    let mut unknown = None;
+    let list = guard(function, ptr::null_mut(), || {
+        // SAFETY: forwarded from the caller's guarantee.
+        let name = unsafe { arg(module_name, "module_name") }?;
+        match handle::relatives(name, dependents, recursive) {
+            Ok(names) => strings::to_c_list(&names),
+            Err(e) if e.code() == logos::ErrorCode::UnknownModule => {
+                unknown = Some(e.text());
+                strings::to_c_list(&[])
+            }
+            Err(e) => Err(e),
+        }
+    });
+    if let Some(text) = unknown {
+        set_last_error(&text);
+    }
+    list
+}
+
+/// Every known module as a JSON array of `{"name", "path" (its library or executable),
+/// "loaded", "loaded_at" (unix seconds of the current load, 0 when not loaded),
+/// "dependencies", "dependents" (direct ones), "metadata" (its metadata.json), "version",
+/// "state"}`. Release with `logos_core_free_string()`; NULL if not started.
+#[unsafe(no_mangle)]
+pub extern "C" fn logos_core_get_modules_info() -> *mut c_char {
+    guard("logos_core_get_modules_info", ptr::null_mut(), || {
+        strings::to_c(&handle::modules_info()?)
+    })
+}
+
+/// Same as `logos_core_process_plugin()`: registers the module at `module_path` (its dir, its
+/// `metadata.json` or its library file) without loading it and returns its name (release
+/// with `logos_core_free_string()`), or NULL on failure.
+///
+/// # Safety
+/// `module_path` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_process_module(module_path: *const c_char) -> *mut c_char {
+    guard("logos_core_process_module", ptr::null_mut(), || {
+        // SAFETY: the caller passes NULL or a valid C string (# Safety).
+        let path = unsafe { arg(module_path, "module_path") }?;
+        strings::to_c(&handle::process_plugin(path)?)
+    })
+}
+
+/// CPU and memory of every module process, as a JSON array of `{"name", "pid",
+/// "cpu_percent" (of one CPU, since the previous call; on the first, since the module became
+/// ready), "cpu_time_seconds", "memory_mb" (resident), "threads", "uptime_seconds", "calls",
+/// "errors"}`. Release with `logos_core_free_string()`; NULL if not started.
+#[unsafe(no_mangle)]
+pub extern "C" fn logos_core_get_module_stats() -> *mut c_char {
+    guard("logos_core_get_module_stats", ptr::null_mut(), || {
+        strings::to_c(&handle::module_stats()?)
+    })
+}
+
+/// Uses `path` as the parent of each module's data dir (`<path>/<module>`, its working
+/// directory and `LOGOS_DATA_DIR`), over `$LOGOS_DATA_DIR`. Before `logos_core_start()`
+/// only; after it, or for an empty path or one that is not a directory,
+/// `logos_core_last_error()` says why.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_set_persistence_base_path(path: *const c_char) {
+    guard("logos_core_set_persistence_base_path", (), || {
+        // SAFETY: the caller passes NULL or a valid C string (# Safety).
+        let path = unsafe { arg(path, "path") }?;
+        handle::set_data_dir(path)
+    });
+}
+
+/// Checks a transport set for `module_name` (a JSON array of `{"protocol", "host", "port",
+/// …}`). Every module is reachable through its local socket only (remote modules do not exist
+/// yet): a set of nothing but `{"protocol": "local"}` (or NULL, `""`, `[]`) is accepted; any
+/// other protocol, and any malformed set, leaves `logos_core_last_error()` saying why.
+///
+/// # Safety
+/// The strings are NULL or NUL-terminated strings valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_set_module_transports(
+    module_name: *const c_char,
+    transport_set_json: *const c_char,
+) {
+    guard("logos_core_set_module_transports", (), || {
+        // SAFETY: the caller passes NULL or valid C strings (# Safety).
+        let name = unsafe { arg(module_name, "module_name") }?;
+        logos::ModuleName::new(name)?;
+        let set = if transport_set_json.is_null() {
+            ""
+        } else {
+            // SAFETY: not NULL, and valid per the caller (# Safety).
+            unsafe { arg(transport_set_json, "transport_set_json") }?
+        };
+        transports::check(name, set)
+    });
+}
+
+/// Sets the access policy the core starts with: `{"version": 1, "mode": "enforce",
+/// "restrictions": {"<target>": {"allowedCallers": ["<caller>", …]}}}`. Each restriction lets
+/// only the listed modules call its target (their dependencies and permissions no longer
+/// matter for it); other targets keep the default policy (a module may call its dependencies
+/// and permissions). NULL or `""` clears it. Before `logos_core_start()` only. `"enforce"` is
+/// the only mode: any other, an unknown key, or a name that is not a module name leaves the
+/// policy unchanged and `logos_core_last_error()` saying why.
+///
+/// # Safety
+/// `policy_json` is NULL or a NUL-terminated string valid for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn logos_core_set_access_policy(policy_json: *const c_char) {
+    guard("logos_core_set_access_policy", (), || {
+        let text = if policy_json.is_null() {
+            ""
+        } else {
+            // SAFETY: not NULL, and valid per the caller (# Safety).
+            unsafe { arg(policy_json, "policy_json") }?
+        };
+        handle::set_restrictions(access_policy::parse(text)?)
+    });
+}
+
+/// Scans every modules dir again: modules installed since become known, modules whose
+/// `metadata.json` is gone become unknown (a loaded one once it is unloaded), and the
+/// metadata of modules that are not loaded is read again. If some module cannot be registered
+/// (bad metadata), `logos_core_last_error()` lists them; the rest is refreshed.
+#[unsafe(no_mangle)]
+pub extern "C" fn logos_core_refresh_modules() {
+    guard("logos_core_refresh_modules", (), handle::refresh);
 }

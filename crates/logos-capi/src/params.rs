@@ -246,6 +246,41 @@ pub(crate) fn event_json(event: &str, data: &[Value]) -> String {
     format!("{{\"event\":{},\"data\":{data}}}", Json::from(event))
 }
 
+/// The length of [`event_json`]'s text for this event, without building it: what the event
+/// costs in the C API's byte budget. Exact for every value but floats (counted as 24, the
+/// longest form) and text needing escapes (each escape adds to the real length; counted as
+/// its raw length).
+pub(crate) fn event_json_len(event: &str, data: &[Value]) -> usize {
+    // {"event":"<event>","data":[<v>,<v>]}
+    let items: usize = data.iter().map(value_json_len).sum();
+    let commas = data.len().saturating_sub(1);
+    r#"{"event":"","data":[]}"#.len() + event.len() + items + commas
+}
+
+fn value_json_len(v: &Value) -> usize {
+    match v {
+        Value::Null => 4,
+        Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Int(i) => i.to_string().len(),
+        Value::UInt(u) => u.to_string().len(),
+        Value::Float(_) => 24,
+        Value::Text(t) => t.len() + 2,
+        // {"$bytes":"<hex>"}
+        Value::Bytes(b) => r#"{"$bytes":""}"#.len() + 2 * b.len(),
+        Value::List(items) => {
+            2 + items.iter().map(value_json_len).sum::<usize>() + items.len().saturating_sub(1)
+        }
+        Value::Map(m) => {
+            2 + m
+                .iter()
+                .map(|(k, v)| k.len() + 3 + value_json_len(v))
+                .sum::<usize>()
+                + m.len().saturating_sub(1)
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -356,5 +391,35 @@ mod tests {
         let quoted = event_json("a\"b", &[]);
         let back: Json = serde_json::from_str(&quoted).unwrap();
         assert_eq!(back, serde_json::json!({"event": "a\"b", "data": []}));
+    }
+
+    #[test]
+    fn event_sizes_match_the_json() {
+        let data = vec![
+            Value::from(1795258538033_i64),
+            Value::from("ada"),
+            Value::from(""),
+            Value::Null,
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::from(-7),
+            Value::UInt(u64::MAX),
+            Value::Bytes(vec![1, 2, 255]),
+            Value::List(vec![Value::from(1), Value::List(vec![])]),
+            Value::from_json(serde_json::json!({"k": [1, "v"], "z": {}})),
+        ];
+        for (name, data) in [
+            ("chatMessage", &data[..]),
+            ("e", &data[..0]),
+            ("", &data[1..2]),
+        ] {
+            assert_eq!(
+                event_json_len(name, data),
+                event_json(name, data).len(),
+                "{name} {data:?}"
+            );
+        }
+        let big = vec![Value::from("x".repeat(1 << 20))];
+        assert_eq!(event_json_len("m", &big), event_json("m", &big).len());
     }
 }

@@ -80,6 +80,41 @@ fn header_declares_the_rfc_api() {
     }
 }
 
+/// Every declaration of the reference implementation's 2026 `logos_core.h` (logos-co/
+/// logos-liblogos, `src/logos_core/logos_core.h`), with its parameter types. Where the reference
+/// returns `void` from `init` and `start`, ours return `int` (see docs/c-api.md); callers that
+/// declare them `void` link and run the same.
+#[test]
+fn header_declares_the_reference_2026_api() {
+    let header = generate();
+    for decl in [
+        "#include <stdbool.h>",
+        "int logos_core_init(int argc, char **argv);",
+        "void logos_core_add_modules_dir(const char *modules_dir);",
+        "int logos_core_start(void);",
+        "void logos_core_cleanup(void);",
+        "char **logos_core_get_loaded_modules(void);",
+        "char **logos_core_get_known_modules(void);",
+        "int logos_core_load_module(const char *module_name, bool with_dependencies);",
+        "int logos_core_unload_module(const char *module_name, bool with_dependents);",
+        "char **logos_core_get_module_dependencies(const char *module_name, bool recursive);",
+        "char **logos_core_get_module_dependents(const char *module_name, bool recursive);",
+        "char *logos_core_get_modules_info(void);",
+        "char *logos_core_process_module(const char *module_path);",
+        "char *logos_core_get_token(const char *key);",
+        "char *logos_core_get_module_stats(void);",
+        "void logos_core_set_persistence_base_path(const char *path);",
+        "void logos_core_set_module_transports(const char *module_name, const char *transport_set_json);",
+        "void logos_core_set_access_policy(const char *policy_json);",
+        "void logos_core_refresh_modules(void);",
+    ] {
+        assert!(
+            header.contains(decl),
+            "the header lacks `{decl}`:\n{header}"
+        );
+    }
+}
+
 /// Compiles a translation unit that includes the header with `compiler` in `lang`.
 fn compiles(compiler: &str, lang: &str) {
     let dir = support::scratch();

@@ -116,6 +116,7 @@ pub(crate) struct Settings {
     pub modules: HashMap<String, ModuleSettings>,
     pub grants: Vec<(String, String)>,
     pub denies: Vec<(String, String)>,
+    pub restrictions: Vec<(String, Vec<String>)>,
     pub restart: RestartSettings,
     pub session: logos_session::Config,
 }
@@ -153,6 +154,7 @@ pub struct Builder {
     modules: HashMap<String, ModuleSettings>,
     grants: Vec<(String, String)>,
     denies: Vec<(String, String)>,
+    restrictions: Vec<(String, Vec<String>)>,
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
 }
@@ -235,6 +237,22 @@ impl Builder {
         self
     }
 
+    /// Lets only `allowed_callers` call `target` (the reference implementation's access
+    /// policy restriction): their metadata and grants no longer matter for calls to `target`,
+    /// and a module not listed may not call it even if it depends on it. Denies still win. A
+    /// later restriction of the same target replaces this one.
+    pub fn restrict<S: Into<String>>(
+        mut self,
+        target: impl Into<String>,
+        allowed_callers: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.restrictions.push((
+            target.into(),
+            allowed_callers.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
     /// Restart backoff and budget.
     pub fn restart(mut self, r: RestartSettings) -> Self {
         self.restart = Some(r);
@@ -264,6 +282,20 @@ impl Builder {
         for (a, b) in self.grants.iter().chain(&self.denies) {
             for n in [a, b] {
                 ModuleName::new(n).map_err(|e| config("grant/deny", e.to_string()))?;
+            }
+        }
+        for (target, callers) in &self.restrictions {
+            let t = ModuleName::new(target).map_err(|e| config("restrictions", e.to_string()))?;
+            if t.is_reserved() {
+                return Err(config(
+                    "restrictions",
+                    format!(
+                        "{target} is a built-in module every module may call and cannot be restricted; remove it from the restrictions"
+                    ),
+                ));
+            }
+            for c in callers {
+                ModuleName::new(c).map_err(|e| config("restrictions", format!("{target}: {e}")))?;
             }
         }
         let positive = |setting: &str, d: Option<Duration>, default: Duration| {
@@ -298,6 +330,7 @@ impl Builder {
             modules: self.modules,
             grants: self.grants,
             denies: self.denies,
+            restrictions: self.restrictions,
             restart,
             session,
         };
@@ -332,6 +365,13 @@ mod tests {
         match Core::builder().restart(r).build() {
             Err(Error::Config { setting, reason }) => (setting, reason),
             other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    fn refused_msg(b: Builder) -> String {
+        match b.build() {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
         }
     }
 
@@ -378,5 +418,27 @@ mod tests {
         };
         assert!(Core::builder().restart(edge).build().is_ok());
         assert!(Core::builder().build().is_ok());
+    }
+
+    #[test]
+    fn restrictions_are_checked() {
+        assert!(
+            Core::builder()
+                .restrict("calc", ["greeter"])
+                .build()
+                .is_ok()
+        );
+        assert!(
+            Core::builder()
+                .restrict("kv", Vec::<String>::new())
+                .build()
+                .is_ok()
+        );
+        let e = refused_msg(Core::builder().restrict("core", ["greeter"]));
+        assert!(e.contains("core is a built-in module"), "{e}");
+        let e = refused_msg(Core::builder().restrict("calc", ["Bad Name"]));
+        assert!(e.starts_with("invalid setting restrictions: calc: "), "{e}");
+        let e = refused_msg(Core::builder().restrict("", ["greeter"]));
+        assert!(e.starts_with("invalid setting restrictions: "), "{e}");
     }
 }

@@ -305,6 +305,12 @@ impl Core {
         for (a, b) in settings.denies.iter().filter_map(names) {
             policy = policy.with_deny(a, b);
         }
+        for (target, callers) in &settings.restrictions {
+            if let Ok(t) = ModuleName::new(target) {
+                let callers = callers.iter().filter_map(|c| ModuleName::new(c).ok());
+                policy = policy.with_restriction(t, callers);
+            }
+        }
         Core {
             inner: Arc::new(Inner {
                 settings,
@@ -436,6 +442,43 @@ impl Core {
         Ok(sub)
     }
 
+    /// Scans the modules dirs again, as [`Core::start`] did: modules added since become known,
+    /// and the metadata of modules that are not loaded is read again. A module whose
+    /// `metadata.json` is gone is forgotten (becomes unknown) unless it is loaded: a loaded
+    /// module keeps running on the metadata it started with and is forgotten by the first
+    /// refresh after it is unloaded. Modules registered from elsewhere (`core.processPlugin`)
+    /// stay known while their metadata exists. Metadata problems are not errors, as at start:
+    /// see [`Core::faults`].
+    ///
+    /// # Errors
+    /// [`Error::NotStarted`], [`Error::ShutDown`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the scan runs without awaiting once the lifecycle lock is held.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        self.ensure_started()?;
+        let _ops = self.inner.ops.lock().await;
+        crate::supervisor::rediscover(&self.inner);
+        let mut m = self.inner.modules();
+        let gone: Vec<String> = m
+            .known
+            .iter()
+            .filter(|(name, manifest)| {
+                let state = m.state(name);
+                !state.is_loaded()
+                    && state != State::Stopping
+                    && !manifest.dir.join(crate::manifest::METADATA_FILE).exists()
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            tracing::info!(module = %name, "module forgotten: its metadata.json is gone");
+            m.known.remove(&name);
+            m.records.remove(&name);
+        }
+        Ok(())
+    }
+
     /// Every known module with its state.
     pub fn modules(&self) -> Vec<ModuleInfo> {
         crate::supervisor::infos(&self.inner)
@@ -479,12 +522,9 @@ impl Core {
     /// [`Error::UnknownModule`], [`Error::InvalidName`] (longer than [`ModuleName::MAX_LEN`]).
     pub fn manifest(&self, name: &str) -> Result<Manifest, Error> {
         check_name_len(name)?;
-        self.inner
-            .modules()
-            .known
-            .get(name)
-            .cloned()
-            .ok_or_else(|| self.inner.unknown(name))
+        // The registry lock must be released before `unknown` takes it again.
+        let found = self.inner.modules().known.get(name).cloned();
+        found.ok_or_else(|| self.inner.unknown(name))
     }
 
     /// The interface (methods, events) a loaded module registered.
@@ -583,6 +623,23 @@ pub(crate) fn closest(name: &str, known: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifest_of_an_unknown_module_is_an_error_not_a_deadlock() {
+        let core = match Core::builder().build() {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(core.manifest("nope").map(|m| m.name.into_string()));
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Err(Error::UnknownModule { name, .. })) => assert_eq!(name, "nope"),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => panic!("Core::manifest of an unknown module did not return (deadlock)"),
+        }
+    }
 
     #[test]
     fn suggests_the_closest_name() {

@@ -2,6 +2,9 @@
 //!
 //! Owns the rule of DESIGN.md §5: a module may call what its `dependencies` and `permissions`
 //! name; configuration may grant more pairs and deny any pair, and a deny beats everything.
+//! Configuration may also restrict a module to an explicit list of callers (the reference
+//! implementation's access policy, `restrictions: {target: {allowedCallers: [...]}}`): that
+//! list replaces the manifest rules and grants for calls to it; denies still win.
 //! Every [`Decision`] carries the rule that decided it and a reason naming both modules, ready
 //! for a log line. Pure: never mints tokens (`capability.rs`), never logs and never looks at
 //! connections; the caller's identity must already come from its own connection.
@@ -20,7 +23,7 @@
 use crate::error::Error;
 use crate::manifest::{Location, Manifest, ManifestError, ManifestFault, ModuleName};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Methods of the built-in `core` that change what runs. A module may call them only with
@@ -48,8 +51,11 @@ pub enum Rule {
     Dependency,
     /// The target is in the caller's `permissions`.
     Permission,
-    /// A configured grant names the pair.
+    /// A configured grant names the pair, or the target is restricted to a list of callers
+    /// that names the caller.
     Granted,
+    /// The target is restricted to a list of callers that does not name the caller.
+    Restricted,
     /// Nothing allows the pair.
     NotListed,
     /// A method of `core` that changes what runs ([`CORE_MUTATING`]), and neither the
@@ -60,7 +66,10 @@ pub enum Rule {
 impl Rule {
     /// Whether this rule allows the call.
     pub fn allows(self) -> bool {
-        !matches!(self, Rule::Denied | Rule::NotListed | Rule::CoreUnpermitted)
+        !matches!(
+            self,
+            Rule::Denied | Rule::Restricted | Rule::NotListed | Rule::CoreUnpermitted
+        )
     }
 }
 
@@ -136,6 +145,10 @@ impl fmt::Display for Decision {
             Rule::Dependency => write!(f, "{a} may call {b}: {b} is a dependency of {a}"),
             Rule::Permission => write!(f, "{a} may call {b}: {a}'s permissions name {b}"),
             Rule::Granted => write!(f, "{a} may call {b}: granted by configuration"),
+            Rule::Restricted => write!(
+                f,
+                "{a} may not call {b}: the access policy restricts {b} to the callers it lists and {a} is not one of them; add {a:?} to the allowedCallers of {b} to allow it"
+            ),
             Rule::NotListed => write!(
                 f,
                 "{a} may not call {b}: {b} is neither a dependency nor a permission of {a} and no grant names the pair; add {b:?} to the \"permissions\" in {a}'s metadata.json or grant it in the configuration"
@@ -169,6 +182,8 @@ impl fmt::Display for Decision {
 pub struct Policy {
     grants: BTreeSet<(ModuleName, ModuleName)>,
     denies: BTreeSet<(ModuleName, ModuleName)>,
+    /// Target → the only callers it accepts.
+    restrictions: BTreeMap<ModuleName, BTreeSet<ModuleName>>,
 }
 
 impl Policy {
@@ -186,6 +201,20 @@ impl Policy {
     /// Forbids `caller` to call `target`, whatever else allows it.
     pub fn with_deny(mut self, caller: ModuleName, target: ModuleName) -> Self {
         self.denies.insert((caller, target));
+        self
+    }
+
+    /// Lets only `allowed_callers` call `target`, whatever their metadata and the grants say
+    /// (denies still win; an empty list shuts `target` off from every other module). Replaces
+    /// an earlier restriction of `target`. Built-in targets are not restricted by this: the
+    /// builder refuses such a restriction.
+    pub fn with_restriction(
+        mut self,
+        target: ModuleName,
+        allowed_callers: impl IntoIterator<Item = ModuleName>,
+    ) -> Self {
+        self.restrictions
+            .insert(target, allowed_callers.into_iter().collect());
         self
     }
 
@@ -259,6 +288,12 @@ impl Policy {
             Rule::SameModule
         } else if ModuleName::RESERVED.contains(&target) {
             Rule::BuiltIn
+        } else if let Some(allowed) = self.restrictions.get(target) {
+            if allowed.contains(&caller.name) {
+                Rule::Granted
+            } else {
+                Rule::Restricted
+            }
         } else if caller.dependencies.contains_key(target) {
             Rule::Dependency
         } else if caller.permissions.contains(target) {
@@ -428,6 +463,33 @@ mod tests {
             d.allows_call(&g, "capability_module", "requestModule")
                 .rule(),
             Rule::Denied
+        );
+    }
+
+    #[test]
+    fn restrictions_replace_the_manifest_rules_of_their_target() {
+        let g = greeter();
+        let probe = Manifest::for_test("probe", "1.0.0", &[]);
+        let p = Policy::new()
+            .with_restriction(n("calc"), [n("probe")])
+            .with_restriction(n("chat"), [n("greeter")])
+            .with_restriction(n("kv"), [])
+            .with_deny(n("greeter"), n("chat"));
+        // calc is greeter's dependency, but only probe may call it now.
+        assert_eq!(p.allows(&g, "calc").rule(), Rule::Restricted);
+        assert_eq!(p.allows(&probe, "calc").rule(), Rule::Granted);
+        // Listed, but a deny still wins.
+        assert_eq!(p.allows(&g, "chat").rule(), Rule::Denied);
+        assert_eq!(p.allows(&probe, "kv").rule(), Rule::Restricted);
+        // Unrestricted targets and built-ins keep their rules; a module may call itself.
+        assert_eq!(p.allows(&probe, "wallet").rule(), Rule::NotListed);
+        assert_eq!(p.allows(&g, "core").rule(), Rule::BuiltIn);
+        let calc = Manifest::for_test("calc", "1.0.0", &[]);
+        assert_eq!(p.allows(&calc, "calc").rule(), Rule::SameModule);
+        let reason = p.allows(&g, "calc").to_string();
+        assert!(
+            reason.starts_with("greeter may not call calc: the access policy restricts calc"),
+            "{reason}"
         );
     }
 

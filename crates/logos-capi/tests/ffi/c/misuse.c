@@ -3,7 +3,7 @@
  * cleanup, NULL and invalid UTF-8 arguments, bad params_json, conversions of the RFC's
  * {name,value,type} arguments, deadlines, cleanup under a call in flight, repeated
  * initialize/cleanup cycles, many threads at once, and event floods that outrun the
- * application.
+ * application (reported to the listener as "lagged: N events ...").
  *
  * Usage: misuse MODULES_DIR   (modules calc, chat, greeter and probe)
  * Prints "pid <module> <pid>" for module processes, "PASS" at the end; exits 1 on the first
@@ -41,17 +41,21 @@ struct outcome {
     int ok;
     int failed;
     int limits;
+    long dropped;
     char message[4096];
 };
 
-#define OUTCOME_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, {0}}
+#define OUTCOME_INIT {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, {0}}
 
 static void on_result(int result, const char *message, void *user_data) {
     struct outcome *o = user_data;
     pthread_mutex_lock(&o->lock);
     o->calls++;
     if (result == 1) o->ok++; else o->failed++;
-    if (result == 0 && STARTS(message, "limit: ")) o->limits++;
+    if (result == 0 && STARTS(message, "lagged: ")) {
+        o->limits++;
+        o->dropped += strtol(message + strlen("lagged: "), NULL, 10);
+    }
     snprintf(o->message, sizeof o->message, "%s", message);
     pthread_mutex_unlock(&o->lock);
 }
@@ -154,6 +158,37 @@ static void null_and_utf8(void) {
     CHECK(call("calc", "add", "\"x\"") == NULL, "not an array");
     CHECK(logos_core_load_plugin("nosuchmodule") == 0 && LAST_IS("unknown_module: "), "unknown");
     CHECK(logos_core_unload_plugin("calc") == 0 && LAST_IS("not_loaded: "), "unload not loaded");
+    /* A token for a name that is no module: an error, not a hang. */
+    CHECK(logos_core_get_token("nosuchmodule") == NULL && LAST_IS("unknown_module: "), "token");
+
+    /* The reference names: the same answers to the same mistakes. */
+    CHECK(logos_core_load_module(NULL, true) == 0 && LAST_IS("invalid_args: module_name is NULL"),
+          "load_module NULL");
+    CHECK(logos_core_load_module(bad, false) == 0 && LAST_IS("invalid_args: module_name is not"),
+          "load_module utf8");
+    CHECK(logos_core_unload_module(NULL, true) == 0, "unload_module NULL");
+    CHECK(logos_core_get_module_dependencies(NULL, true) == NULL, "dependencies NULL");
+    CHECK(logos_core_get_module_dependents(bad, false) == NULL, "dependents utf8");
+    CHECK(logos_core_process_module(NULL) == NULL, "process_module NULL");
+    logos_core_add_modules_dir(NULL);
+    CHECK(LAST_IS("invalid_args: modules_dir is NULL"), "add_modules_dir NULL");
+    logos_core_add_modules_dir(bad);
+    CHECK(LAST_IS("invalid_args: modules_dir is not valid UTF-8"), "add_modules_dir utf8");
+    logos_core_set_persistence_base_path(NULL);
+    CHECK(LAST_IS("invalid_args: path is NULL"), "persistence NULL");
+    logos_core_set_module_transports(bad, "[]");
+    CHECK(LAST_IS("invalid_args: module_name is not valid UTF-8"), "transports utf8");
+    logos_core_set_module_transports("Not A Name", "[]");
+    CHECK(LAST_IS("invalid_args: "), "transports for a bad name");
+    logos_core_set_module_transports("calc", bad);
+    CHECK(LAST_IS("invalid_args: transport_set_json is not valid UTF-8"), "transports set utf8");
+    logos_core_set_access_policy(bad);
+    CHECK(LAST_IS("invalid_args: policy_json is not valid UTF-8"), "policy utf8");
+    logos_core_set_access_policy("{\"mode\":\"enforce\"}");
+    CHECK(LAST_IS("invalid_args: logos_core_set_access_policy must be called before"),
+          "policy after start");
+    logos_core_refresh_modules();
+    CHECK(logos_core_last_error()[0] == '\0', "refresh: %s", logos_core_last_error());
 
     struct outcome o = OUTCOME_INIT;
     CHECK(logos_core_call_plugin_method_async(NULL, "m", "[]", on_result, &o) == 0, "async NULL");
@@ -420,7 +455,7 @@ static void dependents_and_external_stop(void) {
     logos_core_cleanup();
 }
 
-/* An event flood the application does not drain in time: bounded, and reported as "limit:". */
+/* An event flood the application does not drain in time: bounded, and reported as "lagged:". */
 static void flood(void) {
     start_core();
     CHECK(logos_core_load_plugin("probe") == 1, "load probe");
@@ -449,8 +484,10 @@ static void flood(void) {
     char *n = call("probe", "flood", "[1]");
     logos_core_free_string(n);
     pump_until(&o, last + 2);
-    printf("flood: %d events, then %d limit notice(s)\n", delivered, o.limits);
+    printf("flood: %d events, then %d lagged notice(s) for %ld\n", delivered, o.limits, o.dropped);
     CHECK(o.limits == 1 && o.ok == delivered + 1, "%d limit notices, %d events", o.limits, o.ok);
+    CHECK(delivered + o.dropped == 12000, "%d delivered + %ld reported dropped", delivered,
+          o.dropped);
     CHECK(strcmp(o.message, "{\"event\":\"tick\",\"data\":[0]}") == 0, "last %s", o.message);
     logos_core_cleanup();
 }
