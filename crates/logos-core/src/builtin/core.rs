@@ -296,5 +296,9 @@ fn module_info(inner: &Inner, name: &str) -> Result<Value, Error> {
             r.interface.clone().unwrap_or(Value::Null),
         );
     }
+    v.insert(
+        "confinement".to_owned(),
+        Value::from(crate::sys::confinement(inner.settings.landlock).to_string()),
+    );
     Ok(Value::Map(v))
 }

@@ -49,6 +49,7 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
         return Err(Error::AlreadyRunning { socket: sock });
     }
     sys::create_private_dir(&inner.modules_socket_dir())?;
+    spawn::report_confinement(s.landlock);
     *inner.host.lock().unwrap_or_else(|p| p.into_inner()) = find_host(s.host.as_deref());
     rediscover(inner);
 
@@ -386,6 +387,7 @@ async fn start_process(
         log_filter: &inner.settings.module_log,
         start_timeout: inner.settings.start_timeout,
         session: inner.settings.session.clone(),
+        confine: inner.settings.landlock,
     })
     .await;
     let spawned = match spawned {
@@ -410,6 +412,7 @@ async fn start_process(
         stderr,
         forwarders,
         spawned_at,
+        cgroup,
     } = spawned;
 
     if pending.hello.identity != name {
@@ -498,6 +501,8 @@ async fn start_process(
         // behind). The group cannot have been reused yet: a group id stays taken while any
         // member lives, and the leader was reaped only just now.
         sys::kill_group(pid, Signal::Kill);
+        // Children that left the group with setsid are still in the cgroup.
+        drop(cgroup);
         // The last lines it wrote may still be in the pipe: read them for the report.
         let tail = spawn::drain_tail(forwarders, &stderr).await;
         let report = spawn::report(status, spawned_at, tail);
