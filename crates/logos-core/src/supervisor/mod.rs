@@ -66,6 +66,14 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
     *inner.guardian.lock().unwrap_or_else(|p| p.into_inner()) = Some(guardian);
 
     let accept = crate::conn::listen(inner)?;
+    if let Some(g) = inner
+        .guardian
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
+        g.owns("core.sock");
+    }
     inner
         .tasks
         .lock()
@@ -481,7 +489,7 @@ async fn start_process(
         .unwrap_or_else(|p| p.into_inner())
         .as_mut()
     {
-        g.started(pid);
+        g.started(pid, &name);
     }
     // Ready before the watcher exists, so an exit right away is always seen as a crash of a
     // ready module (never overwritten by a late `ready`), and `moduleUp` precedes its

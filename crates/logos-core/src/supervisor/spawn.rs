@@ -126,7 +126,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
     } else {
         None
     };
-    let cgroup = Cgroup::create(&name);
+    let cgroup = Cgroup::create(req.runtime_dir, &name);
     let cgroup_procs = match cgroup.as_ref().map(Cgroup::procs) {
         Some(Ok(fd)) => Some(fd),
         Some(Err(e)) => {

@@ -12,8 +12,9 @@
 //! `cgroup.kill`), [`Cgroup::create`] returns `None` and the core falls back to process-group
 //! kills, which a `setsid` child escapes (docs/security.md says so).
 //!
-//! Names are `logos-<core pid>-<module>-<n>`: unique per core, and the guardian removes what is
-//! left of exactly this core's cgroups ([`guardian_pattern`]) after a crash of the core.
+//! Names are `logos-<pid>-<hash of the runtime dir>-<module>-<n>`: unique per core (several
+//! cores may run in one process), and the guardian removes what is left of exactly this core's
+//! cgroups ([`guardian_pattern`]) after a crash of the core.
 
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -35,11 +36,11 @@ pub struct Cgroup {
 impl Cgroup {
     /// Creates a fresh cgroup for one start of `module`; `None` when this core cannot use
     /// cgroups here (logged once at info level).
-    pub fn create(module: &str) -> Option<Cgroup> {
+    pub fn create(runtime_dir: &Path, module: &str) -> Option<Cgroup> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let base = base()?;
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("logos-{}-{module}-{n}", std::process::id()));
+        let dir = base.join(format!("{}{module}-{n}", prefix(runtime_dir)));
         match std::fs::create_dir(&dir) {
             Ok(()) if dir.join("cgroup.kill").exists() => Some(Cgroup { dir }),
             Ok(()) => {
@@ -115,10 +116,19 @@ fn populated(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// `(dir, prefix)`: this core's module cgroups are `<dir>/<prefix>*`, for the guardian. `None`
-/// when cgroups are not usable.
-pub fn guardian_pattern() -> Option<(PathBuf, String)> {
-    base().map(|b| (b.clone(), format!("logos-{}-", std::process::id())))
+/// `(dir, prefix)`: the module cgroups of the core using `runtime_dir` are `<dir>/<prefix>*`,
+/// for the guardian. `None` when cgroups are not usable.
+pub fn guardian_pattern(runtime_dir: &Path) -> Option<(PathBuf, String)> {
+    base().map(|b| (b, prefix(runtime_dir)))
+}
+
+/// `logos-<pid>-<hash of the runtime dir>-`: one prefix per core, even with several cores in
+/// one process (tests, embedding apps), since no two running cores share a runtime dir.
+fn prefix(runtime_dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    runtime_dir.hash(&mut h);
+    format!("logos-{}-{:016x}-", std::process::id(), h.finish())
 }
 
 /// Whether module processes get their own cgroup on this machine.
