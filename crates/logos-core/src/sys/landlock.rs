@@ -102,8 +102,9 @@ pub struct PreparedRuleset(pub(crate) OwnedFd);
 ///
 /// # Errors
 ///
-/// The `landlock` crate's error when the kernel refuses the ruleset or a rule. Paths that
-/// cannot be opened (gone meanwhile, or not ours to open) are left out, never an error.
+/// The `landlock` crate's error when the kernel refuses the ruleset. Paths that cannot be
+/// opened (gone meanwhile, or not ours to open) or take no rule are left out (and so stay
+/// unreadable), never an error.
 pub fn prepare(
     runtime_dir: &Path,
     data_dir: &Path,
@@ -115,19 +116,22 @@ pub fn prepare(
         .handle_access(all)?
         .scope(Scope::Signal)?
         .create()?;
-    for root in readable_roots(runtime_dir) {
-        if let Ok(fd) = PathFd::new(&root) {
-            ruleset = ruleset.add_rule(PathBeneath::new(fd, read))?;
+    let mut grant = |path: &Path, access| {
+        // A path the kernel takes no rule for (an entry on an internal file system, e.g. a
+        // link into /proc/<pid>/ns) only stays unreadable: skip it, keep the ruleset.
+        if let Ok(fd) = PathFd::new(path)
+            && let Err(e) = (&mut ruleset).add_rule(PathBeneath::new(fd, access))
+        {
+            tracing::debug!(path = %path.display(), "no Landlock rule for this path: {e}");
         }
+    };
+    for root in readable_roots(runtime_dir) {
+        grant(&root, read);
     }
     for device in WRITABLE_DEVICES {
-        if let Ok(fd) = PathFd::new(device) {
-            ruleset = ruleset.add_rule(PathBeneath::new(fd, AccessFs::from_file(TESTED_ABI)))?;
-        }
+        grant(Path::new(device), AccessFs::from_file(TESTED_ABI));
     }
-    if let Ok(fd) = PathFd::new(data_dir) {
-        ruleset = ruleset.add_rule(PathBeneath::new(fd, all))?;
-    }
+    grant(data_dir, all);
     let fd: Option<OwnedFd> = ruleset.into();
     Ok(fd.map(PreparedRuleset))
 }
