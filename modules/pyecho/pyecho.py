@@ -466,6 +466,9 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     control = socket.socket(fileno=3)  # LOGOS_CONTROL_FD: to the core; only we hold it
     listener = socket.socket(fileno=4)  # LOGOS_LISTEN_FD: bound and listening already
+    # Listening again stamps the socket with our pid: callers check it (SO_PEERCRED) against
+    # the pid the core gave them before they send their token.
+    listener.listen(socket.SOMAXCONN)
     core = handshake(control)
     with LOCK: CONNS.add(core)
     log(f"ready (version {VERSION})")

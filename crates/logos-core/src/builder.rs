@@ -119,6 +119,8 @@ pub(crate) struct Settings {
     pub restrictions: Vec<(String, Vec<String>)>,
     pub restart: RestartSettings,
     pub session: logos_session::Config,
+    /// Confine modules with the default Landlock ruleset (where the kernel has Landlock).
+    pub landlock: bool,
 }
 
 /// Configures and creates a [`Core`].
@@ -157,6 +159,7 @@ pub struct Builder {
     restrictions: Vec<(String, Vec<String>)>,
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
+    landlock: Option<bool>,
 }
 
 impl Builder {
@@ -265,6 +268,16 @@ impl Builder {
         self
     }
 
+    /// Whether modules run under the default Landlock ruleset (docs/security.md). Default:
+    /// `true`, unless the environment variable `LOGOS_LANDLOCK` is `off` when the core is built.
+    /// `false` runs modules as on a kernel without Landlock: they can read the operator's
+    /// client token, the core says so in a warning, and `logoscore info` shows
+    /// `confinement: none`. Meant for tests of that path and for debugging a module.
+    pub fn landlock(mut self, enabled: bool) -> Self {
+        self.landlock = Some(enabled);
+        self
+    }
+
     /// Checks the settings and creates the core (not started).
     ///
     /// # Errors
@@ -333,6 +346,9 @@ impl Builder {
             restrictions: self.restrictions,
             restart,
             session,
+            landlock: self
+                .landlock
+                .unwrap_or_else(|| std::env::var_os("LOGOS_LANDLOCK").is_none_or(|v| v != "off")),
         };
         Ok(Core::new(settings))
     }

@@ -34,10 +34,17 @@
 //! `main` is relative to the module directory and may not be absolute or contain `..`. When it
 //! is left out, as in the RFC's example metadata, it is `lib<name>.so` (the platform's library
 //! naming) if that file is in the module directory; otherwise the fault names both the missing
-//! field and the file looked for. The
-//! check is lexical: a symlink inside the module directory is followed, so a build tree may
-//! link its outputs into a staged module. Whoever can write the module directory controls
-//! `metadata.json` anyway, so following links grants nothing new.
+//! field and the file looked for. A
+//! symlink inside the module directory is followed, so a build tree may link its outputs into a
+//! staged module (`cargo xtask stage` and the tests do). Links are trusted because the operator
+//! made them: every link on the way to `main` (the entries of the module directory it names and
+//! each link those point to in turn) must be owned by the core's user or root, and so must the
+//! file at the end; a link or file of another user is refused, naming its owner. Whoever can
+//! write the module directory controls `metadata.json` anyway, so following the operator's
+//! links grants nothing new.
+//!
+//! `metadata.json` itself must be a regular file: it is opened non-blocking and checked before
+//! it is read, so a FIFO (or a device) of that name cannot stall discovery.
 
 use crate::error::Error;
 use semver::{Version, VersionReq};
@@ -536,9 +543,85 @@ fn absolute_dir(dir: &Path) -> PathBuf {
         .unwrap_or_else(|_| dir.to_path_buf())
 }
 
+/// Whether a file or link owned by `uid` may be part of a module's `main`: the core's own
+/// user's, or root's.
+fn trusted_owner(uid: u32) -> bool {
+    uid == crate::sys::uid() || uid == 0
+}
+
+/// Checks every symlink on the way from `dir` to `dir/rel`: each link among the components
+/// of `rel`, and each link those point to, hop by hop, must have a trusted owner. The error
+/// is the fault text.
+fn trusted_links(dir: &Path, rel: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // Linux follows at most 40 links in one lookup.
+    const MAX_HOPS: usize = 40;
+    let mut at = dir.to_path_buf();
+    for c in rel.components() {
+        let Component::Normal(part) = c else {
+            continue;
+        };
+        at.push(part);
+        let mut link = at.clone();
+        for _ in 0..MAX_HOPS {
+            let Ok(meta) = std::fs::symlink_metadata(&link) else {
+                // Missing: the existence check after this one names it.
+                return Ok(());
+            };
+            if !meta.file_type().is_symlink() {
+                break;
+            }
+            if !trusted_owner(meta.uid()) {
+                return Err(format!(
+                    "{} is a symlink owned by uid {}, not by this user (uid {}) or root; replace it with a file or a link of your own",
+                    link.display(),
+                    meta.uid(),
+                    crate::sys::uid()
+                ));
+            }
+            let target = std::fs::read_link(&link)
+                .map_err(|e| format!("{} is a symlink that cannot be read: {e}", link.display()))?;
+            link = match link.parent() {
+                Some(parent) => parent.join(target),
+                None => target,
+            };
+        }
+    }
+    Ok(())
+}
+
 /// Reads a metadata file, refusing oversized and non-UTF-8 ones. The error is the fault text.
+///
+/// Opened with `O_NONBLOCK` and checked with `fstat` before reading, so a FIFO or device named
+/// `metadata.json` is refused at once instead of blocking discovery.
 fn read_limited(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("cannot be read: {e}"))?
+        .file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "is {what}, not a regular file; metadata.json must be a plain JSON file"
+        ));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_METADATA_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -929,7 +1012,24 @@ impl Checker<'_> {
                 full.push(part);
             }
         }
+        use std::os::unix::fs::MetadataExt as _;
+        if let Err(problem) = trusted_links(abs_dir, rel) {
+            self.fault("/main", problem);
+            return None;
+        }
         match std::fs::metadata(&full) {
+            Ok(m) if m.is_file() && !trusted_owner(m.uid()) => {
+                self.fault(
+                    "/main",
+                    format!(
+                        "{} is owned by uid {}, not by this user (uid {}) or root; modules run only code the operator owns",
+                        full.display(),
+                        m.uid(),
+                        crate::sys::uid()
+                    ),
+                );
+                None
+            }
             Ok(m) if m.is_file() => Some(full),
             Ok(_) => {
                 self.fault("/main", format!("{} is not a file", full.display()));

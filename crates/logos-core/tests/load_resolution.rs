@@ -157,11 +157,12 @@ async fn a_module_that_exits_during_start_fails_the_load_with_status_and_stderr(
 #[tokio::test]
 async fn a_module_that_never_becomes_ready_fails_the_load_and_is_killed() {
     let mut w = World::new();
-    let pidfile = w.dir.path().join("pid");
+    // Modules may write only in their data dir (Landlock).
+    let pidfile = w.data.join("sleepy/pid");
     w.script_module(
         "sleepy",
         "{}",
-        &format!("echo $$ > {}\nexec sleep 60", pidfile.display()),
+        "echo $$ > \"$LOGOS_DATA_DIR/pid\"\nexec sleep 60",
     );
     let b = w.builder().start_timeout(Duration::from_millis(500));
     let core = w.start_with(b).await;

@@ -1,8 +1,10 @@
 //! `Client`: calls, streams and event subscriptions to one other module.
 //!
 //! Owns the module-to-module connection life cycle of docs/architecture.md §6–7: ask the core
-//! for a token (`capability_module.requestModule`), connect to the target's endpoint with
-//! `hello{identity: own name, token}`, cache the session, and after the target restarts get a
+//! for a token (`capability_module.requestModule`), connect to the target's endpoint, check
+//! that the process answering there is the target (`SO_PEERCRED` against the pid the core
+//! gave with the token) *before* sending `hello{identity: own name, token}`, cache the
+//! session, and after the target restarts get a
 //! fresh token, reconnect and re-subscribe by itself (on the core's `moduleUp`, and with
 //! backoff). Calls while the target is down fail fast with `unavailable`; a call is never
 //! retried, because it may already have run. Never accepts connections and never decides who
@@ -378,7 +380,11 @@ async fn connect(
             timeout,
         )
         .await?;
-    let (token, endpoint) = read_grant(target, &grant)?;
+    let Grant {
+        token,
+        endpoint,
+        pid,
+    } = read_grant(target, &grant)?;
     let path = endpoint.strip_prefix("unix:").unwrap_or(&endpoint);
     let stream = UnixStream::connect(path).await.map_err(|e| {
         Fault::new(
@@ -386,6 +392,7 @@ async fn connect(
             format!("cannot connect to module \"{target}\" at {path}: {e}"),
         )
     })?;
+    check_peer(target, path, pid, &stream)?;
     let hello = Hello {
         major: PROTOCOL_MAJOR,
         minor: PROTOCOL_MINOR,
@@ -423,22 +430,68 @@ async fn connect(
     Ok(session)
 }
 
-/// Reads `{"module", "token": bytes, "endpoint": text}` from `requestModule`.
-fn read_grant(target: &str, grant: &Value) -> Result<(Vec<u8>, String), Fault> {
+/// What `requestModule` answers: the token, where the target listens, and its pid.
+#[derive(Debug, PartialEq, Eq)]
+struct Grant {
+    token: Vec<u8>,
+    endpoint: String,
+    pid: u32,
+}
+
+/// Reads `{"module", "token": bytes, "endpoint": text, "pid": int}` from `requestModule`.
+fn read_grant(target: &str, grant: &Value) -> Result<Grant, Fault> {
     let token = match grant.get("token") {
         Some(Value::Bytes(b)) if !b.is_empty() => Some(b.clone()),
         _ => None,
     };
     let endpoint = grant.get("endpoint").and_then(Value::as_str);
-    match (token, endpoint) {
-        (Some(token), Some(endpoint)) if !endpoint.is_empty() => Ok((token, endpoint.to_owned())),
+    let pid = grant
+        .get("pid")
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0);
+    match (token, endpoint, pid) {
+        (Some(token), Some(endpoint), Some(pid)) if !endpoint.is_empty() => Ok(Grant {
+            token,
+            endpoint: endpoint.to_owned(),
+            pid,
+        }),
         _ => Err(Fault::new(
             ErrorCode::ProtocolError,
             format!(
-                "capability_module.requestModule(\"{target}\") returned {grant}; expected {{\"module\", \"token\": bytes, \"endpoint\": text}}"
+                "capability_module.requestModule(\"{target}\") returned {grant}; expected {{\"module\", \"token\": bytes, \"endpoint\": text, \"pid\": int}}"
             ),
         )),
     }
+}
+
+/// Refuses to go on (and so to send the token) unless the process that listens on `path` is
+/// the target's process `pid`. Whoever else answers there (a module that re-bound the path, a
+/// target that does not re-`listen` on its fd 4) never sees the token.
+fn check_peer(target: &str, path: &str, pid: u32, stream: &UnixStream) -> Result<(), Fault> {
+    let peer = stream.peer_cred().map_err(|e| {
+        Fault::new(
+            ErrorCode::Unavailable,
+            format!("cannot check who serves module \"{target}\" at {path} (SO_PEERCRED): {e}"),
+        )
+    })?;
+    let found = peer.pid().and_then(|p| u32::try_from(p).ok());
+    if found == Some(pid) {
+        return Ok(());
+    }
+    let found = found.map_or_else(|| "an unknown process".to_owned(), |p| format!("pid {p}"));
+    tracing::warn!(
+        target = %target,
+        path,
+        expected = pid,
+        "the endpoint is served by {found}, not by the module; the token was not sent"
+    );
+    Err(Fault::new(
+        ErrorCode::Unauthorized,
+        format!(
+            "the endpoint of module \"{target}\" ({path}) is served by {found}, not by {target} (pid {pid}); the token was not sent. Either another process took the socket over, or {target} does not call listen() on its fd 4 (docs/architecture.md, \"Module process contract\")"
+        ),
+    ))
 }
 
 /// Handler of a connection this module opened: it only receives the target's events.
@@ -483,10 +536,42 @@ mod tests {
                 "endpoint".to_owned(),
                 Value::from("/run/logos/modules/calc.sock"),
             ),
+            ("pid".to_owned(), Value::from(4242u32)),
         ]));
-        let (token, endpoint) = read_grant("calc", &grant).unwrap();
-        assert_eq!(token, vec![7; 32]);
-        assert_eq!(endpoint, "/run/logos/modules/calc.sock");
+        let g = read_grant("calc", &grant).unwrap();
+        assert_eq!(g.token, vec![7; 32]);
+        assert_eq!(g.endpoint, "/run/logos/modules/calc.sock");
+        assert_eq!(g.pid, 4242);
+    }
+
+    #[test]
+    fn a_grant_without_the_targets_pid_is_a_protocol_error() {
+        let grant = Value::Map(BTreeMap::from([
+            ("token".to_owned(), Value::Bytes(vec![7; 32])),
+            ("endpoint".to_owned(), Value::from("/run/calc.sock")),
+        ]));
+        let f = read_grant("calc", &grant).unwrap_err();
+        assert_eq!(f.code, ErrorCode::ProtocolError);
+        assert!(f.message.contains("\"pid\": int"), "{}", f.message);
+    }
+
+    #[tokio::test]
+    async fn the_peer_is_checked_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calc.sock");
+        let _listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let path = path.to_string_lossy();
+        // This process listens, so it is the peer.
+        check_peer("calc", &path, std::process::id(), &stream).unwrap();
+        let f = check_peer("calc", &path, 1, &stream).unwrap_err();
+        assert_eq!(f.code, ErrorCode::Unauthorized);
+        assert!(f.message.contains("not by calc (pid 1)"), "{}", f.message);
+        assert!(
+            f.message.contains("the token was not sent"),
+            "{}",
+            f.message
+        );
     }
 
     #[test]

@@ -399,7 +399,20 @@ fn adopt_stream(fd: OwnedFd) -> Result<UnixStream, Error> {
         })
 }
 
+/// Takes over the listening socket the core bound. Calling `listen` again re-stamps the
+/// socket's credentials with this process: a peer's `SO_PEERCRED` then reports this module's
+/// pid (not the core's, which called `listen` first), which is what peers check before they
+/// send a token (docs/architecture.md, "Module process contract").
 fn adopt_listener(fd: OwnedFd) -> Result<UnixListener, Error> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on an fd we own has no memory-safety preconditions.
+    if unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) } != 0 {
+        return Err(Error::Descriptor {
+            var: "LOGOS_LISTEN_FD",
+            value: DEFAULT_LISTEN_FD.to_string(),
+            reason: format!("cannot listen on it ({})", std::io::Error::last_os_error()),
+        });
+    }
     let std_listener = std::os::unix::net::UnixListener::from(fd);
     std_listener
         .set_nonblocking(true)

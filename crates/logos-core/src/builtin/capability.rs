@@ -3,7 +3,8 @@
 //! `requestModule(target)`: the caller is the module on whose control connection the request
 //! arrived, never an argument. The access policy is checked, a token bound to exactly
 //! (caller, target) is minted, handed to the target over its control connection (`$grant`,
-//! with the caller's pid), and returned to the caller with the target's endpoint. A second
+//! with the caller's pid), and returned to the caller with the target's endpoint and pid (which
+//! the caller checks with `SO_PEERCRED` before it sends the token). A second
 //! argument naming the caller (the RFC's form) is accepted only if it names the caller itself.
 //!
 //! Tokens never outlive a revocation: only a caller that is ready (or finishing its own
@@ -61,7 +62,7 @@ async fn request_module(
             ));
         }
     }
-    let (target_session, caller_pid, generations) = {
+    let (target_session, caller_pid, target_pid, generations) = {
         let m = inner.modules();
         if !m.known.contains_key(target) {
             drop(m);
@@ -104,7 +105,12 @@ async fn request_module(
             caller_rec.map_or(0, |r| r.generation),
             rec.map_or(0, |r| r.generation),
         );
-        (session, caller_rec.and_then(|r| r.pid), generations)
+        (
+            session,
+            caller_rec.and_then(|r| r.pid),
+            rec.and_then(|r| r.pid),
+            generations,
+        )
     };
     let pair = ModuleName::new(me).and_then(|c| Ok((c, ModuleName::new(target)?)));
     let token = pair
@@ -148,6 +154,11 @@ async fn request_module(
     reply.insert(
         "endpoint".to_owned(),
         Value::from(inner.socket_path(target).to_string_lossy().into_owned()),
+    );
+    // The caller checks the endpoint's peer (SO_PEERCRED) against it before sending the token.
+    reply.insert(
+        "pid".to_owned(),
+        target_pid.map_or(Value::Null, Value::from),
     );
     Ok(Value::Map(reply))
 }

@@ -310,6 +310,10 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
             r.interface.clone().unwrap_or(Value::Null),
         );
     }
+    v.insert(
+        "confinement".to_owned(),
+        Value::from(crate::sys::confinement(inner.settings.landlock).to_string()),
+    );
     Ok(Value::Map(v))
 }
 

@@ -1,29 +1,57 @@
 //! The guardian: a tiny `/bin/sh` process that cleans up after a core that died without
 //! cleaning up itself (SIGKILL, abort, OOM).
 //!
-//! The core keeps the guardian's stdin open for its whole life and writes `+ PID` / `- PID`
-//! as module processes start and end. When stdin reaches end of file, which the kernel does for
-//! us however the core died, the guardian SIGKILLs the process groups still listed and removes
-//! the sockets and token the core created. It runs in its own session so a terminal's Ctrl-C
-//! does not reach it. Module processes also carry a parent-death signal; the guardian is the
-//! second line and the only one that can remove files. It never removes anything else.
+//! The core keeps the guardian's stdin open for its whole life and writes one line per fact:
+//! `+ PID` / `- PID` as module processes start and end, and `f ID PATH` for each file it
+//! created in the runtime dir (`PATH` relative to it, `ID` the file's device, inode and change
+//! time as `stat -c %d:%i:%.9Z` prints them). When stdin reaches end of file, which the kernel
+//! does for us however the core died, the guardian SIGKILLs the process groups still listed,
+//! kills this core's module cgroups (`cgroup.kill`) and removes them, and removes each file it
+//! was told about **only if it is still the same file** (same `ID`): a successor core that took
+//! the runtime dir over in the meantime has replaced them with its own, which the guardian
+//! leaves alone (issue 10, item 14). It runs in its own session so a terminal's Ctrl-C does not
+//! reach it. Module processes also carry a parent-death signal; the guardian is the second line
+//! and the only one that can also remove files. It never removes anything else.
+//!
+//! Where `stat` cannot print a file's identity (no GNU or compatible `stat`), nothing is
+//! removed: a stale file is harmless, as the next core replaces it, while removing a
+//! successor's would not be.
 
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
+/// `$0` is the runtime dir, `$1` the directory holding this core's cgroups and `$2` their name
+/// prefix (both empty without cgroups).
 const SCRIPT: &str = r#"
 pids=
-while read -r op pid; do
+files=
+ident() { stat -c '%d:%i:%.9Z' -- "$1" 2>/dev/null; }
+while read -r op a b; do
   case "$op" in
-    +) pids="$pids $pid" ;;
-    -) np=; for p in $pids; do [ "$p" = "$pid" ] || np="$np $p"; done; pids=$np ;;
+    +) pids="$pids $a" ;;
+    -) np=; for p in $pids; do [ "$p" = "$a" ] || np="$np $p"; done; pids=$np ;;
+    f) nf=; for e in $files; do [ "${e#*=}" = "$b" ] || nf="$nf $e"; done; files="$nf $a=$b" ;;
   esac
 done
 for p in $pids; do kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
-rm -f -- "$0/core.sock" "$0/client.token" "$0"/modules/*.sock
+if [ -n "$1" ]; then
+  for cg in "$1/$2"*; do [ -d "$cg" ] && echo 1 > "$cg/cgroup.kill"; done 2>/dev/null
+fi
+for e in $files; do
+  id=${e%%=*}; rel=${e#*=}
+  [ -n "$id" ] && [ "$(ident "$0/$rel")" = "$id" ] && rm -f -- "$0/$rel"
+done
 rmdir -- "$0/modules" 2>/dev/null
 rmdir -- "$0" 2>/dev/null
+if [ -n "$1" ]; then
+  for cg in "$1/$2"*; do
+    [ -d "$cg" ] || continue
+    i=0
+    while [ $i -lt 50 ] && ! rmdir -- "$cg" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+  done
+fi
 exit 0
 "#;
 
@@ -32,27 +60,51 @@ exit 0
 pub(crate) struct Guardian {
     child: Child,
     stdin: Option<ChildStdin>,
+    runtime_dir: PathBuf,
 }
 
 impl Guardian {
-    /// Starts the guardian for `runtime_dir`.
+    /// Starts the guardian for `runtime_dir` and tells it about the client token already
+    /// written there.
     pub fn start(runtime_dir: &Path) -> std::io::Result<Guardian> {
+        let (cgroups, prefix) = crate::sys::cgroup_pattern(runtime_dir).unwrap_or_default();
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(SCRIPT)
             .arg(runtime_dir)
+            .arg(cgroups)
+            .arg(prefix)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         crate::sys::detach_session(&mut cmd);
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take();
-        Ok(Guardian { child, stdin })
+        let mut g = Guardian {
+            child,
+            stdin,
+            runtime_dir: runtime_dir.to_path_buf(),
+        };
+        g.owns(CLIENT_TOKEN);
+        Ok(g)
     }
 
-    /// Tells the guardian a module process started.
-    pub fn started(&mut self, pid: u32) {
+    /// Tells the guardian a module process started, listening on `modules/<name>.sock`.
+    pub fn started(&mut self, pid: u32, name: &str) {
         self.send(&format!("+ {pid}\n"));
+        self.owns(&format!("modules/{name}.sock"));
+    }
+
+    /// Tells the guardian the core created `rel` (relative to the runtime dir): it removes it
+    /// after a crash of the core if it is still this very file.
+    pub fn owns(&mut self, rel: &str) {
+        match std::fs::symlink_metadata(self.runtime_dir.join(rel)) {
+            Ok(m) => {
+                let line = format!("f {} {rel}\n", identity(&m));
+                self.send(&line);
+            }
+            Err(e) => tracing::debug!("guardian: cannot identify {rel}: {e}"),
+        }
     }
 
     /// Tells the guardian a module process ended.
@@ -75,5 +127,88 @@ impl Guardian {
     pub fn finish(mut self) {
         self.stdin = None;
         let _ = self.child.wait();
+    }
+}
+
+/// The client token's name in the runtime dir.
+const CLIENT_TOKEN: &str = "client.token";
+
+/// A file's identity as `stat -c %d:%i:%.9Z` prints it: device, inode, change time. A
+/// successor's file at the same path differs in inode or change time even when the file
+/// system reuses the inode number.
+fn identity(m: &std::fs::Metadata) -> String {
+    format!(
+        "{}:{}:{}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn a_dead_cores_guardian_removes_its_own_files_and_leaves_a_successors() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let rt = tmp.path().join("run");
+        std::fs::create_dir_all(rt.join("modules"))?;
+        for f in [
+            "client.token",
+            "core.sock",
+            "modules/a.sock",
+            "modules/b.sock",
+        ] {
+            std::fs::write(rt.join(f), "first core")?;
+        }
+        let mut g = Guardian::start(&rt)?;
+        g.owns("core.sock");
+        let mut module = Command::new("sleep").arg("30").spawn()?;
+        g.started(module.id(), "a");
+        g.owns("modules/b.sock");
+
+        // A successor takes the dir over: new token and a.sock (new files, new inodes), and a
+        // socket the first core never had.
+        for f in ["client.token", "modules/a.sock", "modules/c.sock"] {
+            let fresh = rt.join("fresh");
+            std::fs::write(&fresh, "successor")?;
+            std::fs::rename(&fresh, rt.join(f))?;
+        }
+        // The first core dies: its end of the pipe closes.
+        g.finish();
+
+        for kept in ["client.token", "modules/a.sock", "modules/c.sock"] {
+            assert_eq!(
+                std::fs::read_to_string(rt.join(kept)).ok().as_deref(),
+                Some("successor"),
+                "{kept} of the successor was removed"
+            );
+        }
+        for gone in ["core.sock", "modules/b.sock"] {
+            assert!(!rt.join(gone).exists(), "{gone} of the dead core was left");
+        }
+        // The module process it was told about is dead.
+        let status = module.wait()?;
+        assert!(!status.success(), "{status:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_identity_matches_what_stat_prints() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let f = tmp.path().join("x");
+        std::fs::write(&f, "x")?;
+        let out = Command::new("stat")
+            .args(["-c", "%d:%i:%.9Z", "--"])
+            .arg(&f)
+            .output()?;
+        assert!(out.status.success(), "{out:?}");
+        let printed = String::from_utf8(out.stdout)?;
+        assert_eq!(printed.trim(), identity(&std::fs::symlink_metadata(&f)?));
+        Ok(())
     }
 }

@@ -51,6 +51,7 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
         return Err(Error::AlreadyRunning { socket: sock });
     }
     sys::create_private_dir(&inner.modules_socket_dir())?;
+    spawn::report_confinement(s.landlock);
     *inner.host.lock().unwrap_or_else(|p| p.into_inner()) = find_host(s.host.as_deref());
     rediscover(inner);
 
@@ -67,6 +68,14 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
     *inner.guardian.lock().unwrap_or_else(|p| p.into_inner()) = Some(guardian);
 
     let accept = crate::conn::listen(inner)?;
+    if let Some(g) = inner
+        .guardian
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
+        g.owns("core.sock");
+    }
     inner
         .tasks
         .lock()
@@ -492,6 +501,7 @@ async fn start_process(
         log_filter: &inner.settings.module_log,
         start_timeout: inner.settings.start_timeout,
         session: inner.settings.session.clone(),
+        confine: inner.settings.landlock,
     })
     .await;
     let spawned = match spawned {
@@ -516,6 +526,7 @@ async fn start_process(
         stderr,
         forwarders,
         spawned_at,
+        cgroup,
     } = spawned;
 
     if pending.hello.identity != name {
@@ -584,7 +595,7 @@ async fn start_process(
         .unwrap_or_else(|p| p.into_inner())
         .as_mut()
     {
-        g.started(pid);
+        g.started(pid, &name);
     }
     // Ready before the watcher exists, so an exit right away is always seen as a crash of a
     // ready module (never overwritten by a late `ready`), and `moduleUp` precedes its
@@ -604,6 +615,8 @@ async fn start_process(
         // behind). The group cannot have been reused yet: a group id stays taken while any
         // member lives, and the leader was reaped only just now.
         sys::kill_group(pid, Signal::Kill);
+        // Children that left the group with setsid are still in the cgroup.
+        drop(cgroup);
         // The last lines it wrote may still be in the pipe: read them for the report.
         let tail = spawn::drain_tail(forwarders, &stderr).await;
         let report = spawn::report(status, spawned_at, tail);

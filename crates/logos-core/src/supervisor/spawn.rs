@@ -2,15 +2,21 @@
 //!
 //! Owns turning a manifest into a running, handshaken process: the control socketpair (fd 3),
 //! the bound listening socket (fd 4), the command line (`logos_host` for a library, the
-//! executable otherwise), environment, resource limits, output capture, and waiting for the
-//! module's `hello` while watching for an early exit or the start timeout. Never decides what
-//! to do after a failure (that is `supervisor/mod.rs`) and never accepts the handshake itself.
+//! executable otherwise), the environment (an allowlist, never the runtime dir), the Landlock
+//! ruleset and cgroup, resource limits, output capture, and waiting for the module's `hello`
+//! while watching for an early exit or the start timeout. Never decides what to do after a
+//! failure (that is `supervisor/mod.rs`) and never accepts the handshake itself.
+//!
+//! The environment starts empty: a module gets `PATH` and `LANG` from the core's environment
+//! (when set), its own `LOGOS_*` variables, and the `env` of its configuration. Nothing else
+//! of the operator's environment reaches it, in particular not `LOGOS_RUNTIME_DIR` or anything
+//! else naming where the operator's client token lives.
 
 use crate::error::Error;
 use crate::manifest::{Manifest, ModuleKind};
 use crate::registry::{ExitReport, StderrTail};
 use crate::supervisor::output::{self, Pipe};
-use crate::sys::{self, ChildSetup, Limits};
+use crate::sys::{self, Cgroup, ChildSetup, Limits};
 use logos_session::{Config as SessionConfig, PendingSession};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
@@ -38,7 +44,13 @@ pub(crate) struct SpawnRequest<'a> {
     pub log_filter: &'a str,
     pub start_timeout: Duration,
     pub session: SessionConfig,
+    /// Apply the default Landlock ruleset (where the kernel has Landlock).
+    pub confine: bool,
 }
+
+/// Variables of the core's environment a module inherits (besides its own `LOGOS_*` ones and
+/// its configured `env`).
+const INHERITED_ENV: [&str; 2] = ["PATH", "LANG"];
 
 /// A module process whose `hello` has arrived.
 pub(crate) struct Spawned {
@@ -49,6 +61,9 @@ pub(crate) struct Spawned {
     /// The stdout and stderr forwarders; they end when every writer of the pipes is gone.
     pub forwarders: Vec<JoinHandle<()>>,
     pub spawned_at: Instant,
+    /// The module's cgroup, when the core can make one: dropping it kills everything left in
+    /// it, so keep it until the process has been reaped.
+    pub cgroup: Option<Cgroup>,
 }
 
 /// Why a start failed, and how the process ended if it exited by itself before it was ready
@@ -62,6 +77,20 @@ pub(crate) struct Failure {
 impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         Failure { error, exit: None }
+    }
+}
+
+/// Logs, once per core start, how modules will be confined: a warning when they will not be,
+/// since then any module can read the operator's client token and act as the operator.
+pub(crate) fn report_confinement(landlock: bool) {
+    match sys::confinement(landlock) {
+        sys::Confinement::None if !landlock => tracing::warn!(
+            "Landlock is turned off for modules (LOGOS_LANDLOCK=off or Builder::landlock(false)): modules can read the operator's client token and act as the operator"
+        ),
+        sys::Confinement::None => tracing::warn!(
+            "this kernel has no Landlock: modules can read the operator's client token and act as the operator; run a kernel with Landlock (Linux 5.13+, `lsm=...,landlock`) to confine them"
+        ),
+        level => tracing::info!(confinement = %level, "modules run confined"),
     }
 }
 
@@ -87,6 +116,25 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         std::os::unix::net::UnixStream::pair().map_err(|e| spawn_err("socketpair", e))?;
     let listener = bind_listener(&req.socket_path)
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
+    let ruleset = if req.confine {
+        sys::landlock_ruleset(req.runtime_dir, &req.data_dir).map_err(|e| {
+            Failure::from(Error::Spawn {
+                module: name.clone(),
+                reason: format!("preparing its Landlock ruleset: {e}"),
+            })
+        })?
+    } else {
+        None
+    };
+    let cgroup = Cgroup::create(req.runtime_dir, &name);
+    let cgroup_procs = match cgroup.as_ref().map(Cgroup::procs) {
+        Some(Ok(fd)) => Some(fd),
+        Some(Err(e)) => {
+            tracing::warn!(module = %name, "cannot open its cgroup: {e}; it runs without one");
+            None
+        }
+        None => None,
+    };
 
     let mut cmd = match req.manifest.kind() {
         ModuleKind::Library => {
@@ -99,12 +147,17 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         }
         ModuleKind::Executable => std::process::Command::new(&req.manifest.main),
     };
+    cmd.env_clear();
+    for var in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
     cmd.current_dir(&req.data_dir)
         .env("LOGOS_MODULE", &name)
         .env("LOGOS_CONTROL_FD", "3")
         .env("LOGOS_LISTEN_FD", "4")
         .env("LOGOS_DATA_DIR", &req.data_dir)
-        .env("LOGOS_RUNTIME_DIR", req.runtime_dir)
         .env("LOGOS_LOG", req.log_filter)
         .envs(req.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -117,6 +170,8 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         ChildSetup {
             fds: [control, listen],
             limits: req.limits,
+            ruleset,
+            cgroup: cgroup_procs,
         },
     );
     let mut cmd = tokio::process::Command::from(cmd);
@@ -171,6 +226,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             stderr,
             forwarders,
             spawned_at,
+            cgroup,
         }),
         Ok(Err(logos_session::SessionError::HandshakeTimeout(_))) => {
             kill_and_reap(&mut child).await;

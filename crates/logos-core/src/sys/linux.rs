@@ -1,8 +1,9 @@
 //! Linux implementation of the OS seam (see `sys/mod.rs`).
 //!
 //! Owns what happens in a module process between `fork` and `exec` ([`configure_child`]): the
-//! parent-death signal, its own process group, the fds of the module process contract (control
-//! connection at fd 3, listening socket at fd 4) and resource limits. Also owns signalling a
+//! parent-death signal, joining its cgroup, its own process group, the Landlock ruleset, the
+//! fds of the module process contract (control connection at fd 3, listening socket at fd 4,
+//! every other fd closed at exec) and resource limits. Also owns signalling a
 //! module's process group, reading what a process costs from `/proc` ([`process_usage`]), and
 //! creating private (0700 / 0600) directories and files. Never
 //! decides which limits, fds or signals to use, and never spawns by itself: the supervisor
@@ -14,8 +15,11 @@
 //! only async-signal-safe calls are allowed: no allocation, no locks, no `std::io` printing.
 //! Everything it needs (the parent's pid, the clamped limits) is computed before the fork, and
 //! it calls raw system calls only: rustix (its `linux_raw` backend issues syscalls directly) and
-//! `libc::dup2`. A failure there is returned as an `io::Error` built from the errno (no
-//! allocation); std then reports it from `spawn` in the parent and the child exits.
+//! `libc::dup2`, `libc::syscall` for `landlock_restrict_self` and `close_range` (rustix wraps
+//! neither). A failure there is returned as an `io::Error` built from the errno (no
+//! allocation); std then reports it from `spawn` in the parent and the child exits. The
+//! Landlock ruleset and the cgroup's `cgroup.procs` are opened in the parent for the same
+//! reason: building a ruleset walks directories and allocates.
 //!
 //! rustix is used wherever it does not force a fiction: its `dup2` wants an `&mut OwnedFd` for
 //! the target, which would claim ownership of fd 3 or 4 even when nothing is open there, so
@@ -33,6 +37,7 @@
 //!   the module more, and raising it needs privileges.
 
 use crate::error::Error;
+use crate::sys::landlock::PreparedRuleset;
 use rustix::process::{self, Pid, Resource, Rlimit};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
@@ -69,6 +74,12 @@ pub struct ChildSetup {
     pub fds: [OwnedFd; 2],
     /// Resource limits.
     pub limits: Limits,
+    /// The Landlock ruleset to enforce ([`crate::sys::landlock_ruleset`]); `None` runs the
+    /// module unconfined.
+    pub ruleset: Option<PreparedRuleset>,
+    /// `cgroup.procs` of the module's cgroup ([`Cgroup::procs`](crate::sys::Cgroup::procs)),
+    /// which the child joins before anything else; `None` leaves it in the core's cgroup.
+    pub cgroup: Option<OwnedFd>,
 }
 
 /// Prepares `cmd` so the process it spawns follows the module process contract.
@@ -76,11 +87,17 @@ pub struct ChildSetup {
 /// In the child, before `exec`, in this order:
 /// 1. parent-death signal set to `SIGKILL`; if the parent already died (the child's parent pid
 ///    is no longer the pid captured here), the spawn fails with `ESRCH` and the child exits;
-/// 2. a process group of its own (a terminal's Ctrl-C reaches only the core; the supervisor
+/// 2. joins `setup.cgroup` (writes `0` to that `cgroup.procs`);
+/// 3. a process group of its own (a terminal's Ctrl-C reaches only the core; the supervisor
 ///    can signal the module and everything it started with [`kill_group`]);
-/// 3. `setup.fds` moved to fds 3 and 4 with close-on-exec cleared, whatever numbers they had
+/// 4. `PR_SET_NO_NEW_PRIVS` and `landlock_restrict_self` with `setup.ruleset`, before any of
+///    the module's code runs (so scripts and interpreters are confined too);
+/// 5. `setup.fds` moved to fds 3 and 4 with close-on-exec cleared, whatever numbers they had
 ///    (3 and 4 included, swapped included);
-/// 4. the resource limits (last, so a low open-files limit cannot stop step 3).
+/// 6. every fd from 5 up marked close-on-exec (`close_range(5, ~0, CLOSE_RANGE_CLOEXEC)`, or
+///    one `fcntl` per fd below the open-files limit on a kernel before 5.11), so descriptors
+///    the core opened without `O_CLOEXEC` never reach a module;
+/// 7. the resource limits (last, so a low open-files limit cannot stop step 5).
 ///
 /// Works for `tokio::process::Command` too: pass `cmd.as_std_mut()`, or configure the std
 /// command and convert it with `tokio::process::Command::from`.
@@ -97,7 +114,12 @@ pub struct ChildSetup {
 /// let mut cmd = Command::new("/usr/lib/logos/modules/calc/calc");
 /// configure_child(
 ///     &mut cmd,
-///     ChildSetup { fds: [child_end.into(), listener.into()], limits: Limits::default() },
+///     ChildSetup {
+///         fds: [child_end.into(), listener.into()],
+///         limits: Limits::default(),
+///         ruleset: None,
+///         cgroup: None,
+///     },
 /// );
 /// let child = cmd.spawn()?;
 /// drop(cmd); // closes this process's copies of the child's fds
@@ -110,17 +132,25 @@ pub fn configure_child(cmd: &mut Command, setup: ChildSetup) {
 /// [`configure_child`] with the parent pid to compare against given explicitly (tests pass a
 /// wrong one to exercise the parent-died path).
 fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid) {
-    let ChildSetup { fds, limits } = setup;
+    let ChildSetup {
+        fds,
+        limits,
+        ruleset,
+        cgroup,
+    } = setup;
     let prepared = Prepared {
         parent,
         limits: prepare_limits(&limits),
         fds,
+        ruleset: ruleset.map(|r| r.0),
+        cgroup,
+        fd_ceiling: fd_ceiling(),
     };
     // SAFETY: `pre_exec` requires the closure to be safe to run between fork and exec in a
     // possibly multi-threaded process. `Prepared::in_child` allocates nothing, takes no lock
-    // and makes only async-signal-safe system calls (prctl, getppid, setpgid, fcntl, dup2,
-    // close, setrlimit); everything it reads was computed before the fork and is owned by the
-    // closure, so it is valid in the child.
+    // and makes only async-signal-safe system calls (prctl, getppid, write, setpgid,
+    // landlock_restrict_self, fcntl, dup2, close_range, setrlimit); everything it reads was
+    // computed before the fork and is owned by the closure, so it is valid in the child.
     unsafe {
         cmd.pre_exec(move || prepared.in_child());
     }
@@ -131,6 +161,10 @@ struct Prepared {
     parent: Pid,
     limits: [Option<(Resource, Rlimit)>; 3],
     fds: [OwnedFd; 2],
+    ruleset: Option<OwnedFd>,
+    cgroup: Option<OwnedFd>,
+    /// Highest fd number to mark close-on-exec one by one when `close_range` is missing.
+    fd_ceiling: RawFd,
 }
 
 impl Prepared {
@@ -141,13 +175,68 @@ impl Prepared {
         if process::getppid() != Some(self.parent) {
             return Err(rustix::io::Errno::SRCH.into());
         }
+        if let Some(procs) = &self.cgroup {
+            // "0" is the writing process itself.
+            rustix::io::write(procs, b"0")?;
+        }
         process::setpgid(None, None)?;
+        if let Some(ruleset) = &self.ruleset {
+            restrict_self(ruleset.as_raw_fd())?;
+        }
         move_fds(&mut Os, self.fds[0].as_raw_fd(), self.fds[1].as_raw_fd())?;
+        cloexec_from(LISTEN_FD + 1, self.fd_ceiling)?;
         for (resource, limit) in self.limits.iter().flatten() {
             process::setrlimit(*resource, *limit)?;
         }
         Ok(())
     }
+}
+
+/// Enforces the Landlock ruleset `fd` on this (single-threaded, forked) process.
+/// Async-signal-safe.
+fn restrict_self(fd: RawFd) -> io::Result<()> {
+    // Landlock requires it of an unprivileged process; it also keeps set-uid programs from
+    // lifting the module out of its confinement.
+    rustix::thread::set_no_new_privs(true)?;
+    // SAFETY: landlock_restrict_self takes an fd and flags and touches no memory of ours; `fd`
+    // is the ruleset owned by the pre-exec closure, open for the call.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Marks every fd from `first` up close-on-exec. Async-signal-safe.
+fn cloexec_from(first: RawFd, ceiling: RawFd) -> io::Result<()> {
+    let first_u = libc::c_uint::try_from(first).unwrap_or(0);
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags; it touches no memory.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first_u,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    // Before Linux 5.11 (ENOSYS, or EINVAL for the flag): one fcntl per possible fd.
+    for fd in first..=ceiling {
+        // SAFETY: F_SETFD on any number has no memory-safety preconditions; EBADF for a
+        // number that is not open is expected and ignored.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// The open-files soft limit, bounding the fallback of [`cloexec_from`].
+fn fd_ceiling() -> RawFd {
+    let soft = process::getrlimit(Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20);
+    RawFd::try_from(soft.min(1 << 20)).unwrap_or(RawFd::MAX)
 }
 
 /// Limits as (resource, soft = hard = value), clamped to the current hard limit.
@@ -585,6 +674,8 @@ mod tests {
             ChildSetup {
                 fds: [fa, fb],
                 limits,
+                ruleset: None,
+                cgroup: None,
             },
         );
         let out = cmd.output()?;
@@ -634,6 +725,8 @@ mod tests {
             ChildSetup {
                 fds: [child_end.into(), listen.into()],
                 limits: Limits::default(),
+                ruleset: None,
+                cgroup: None,
             },
         );
         let mut child = cmd.spawn()?;
@@ -666,6 +759,8 @@ mod tests {
                 ChildSetup {
                     fds: [a.into(), b.into()],
                     limits: Limits::default(),
+                    ruleset: None,
+                    cgroup: None,
                 },
             );
             cmd.spawn()
@@ -688,6 +783,8 @@ mod tests {
             ChildSetup {
                 fds: [a.into(), b.into()],
                 limits: Limits::default(),
+                ruleset: None,
+                cgroup: None,
             },
             not_the_parent,
         );

@@ -5,13 +5,22 @@
 //! exports the same items. Never holds runtime policy: callers decide what to limit, which fds
 //! to pass and when to signal; this layer only does it.
 //!
-//! Only Linux is implemented (`linux.rs`): parent-death signals, process groups, resource
-//! limits and fd inheritance for module processes, process-group signals, process usage from
-//! `/proc`, and private files and directories.
+//! Only Linux is implemented: `linux.rs` (parent-death signals, process groups, resource limits
+//! and fd inheritance for module processes, process-group signals, process usage from `/proc`,
+//! private files and directories), `landlock.rs` (the default ruleset of a module process) and
+//! `cgroup.rs` (a cgroup v2 per module process).
 
+#[cfg(target_os = "linux")]
+mod cgroup;
+#[cfg(target_os = "linux")]
+mod landlock;
 #[cfg(target_os = "linux")]
 mod linux;
 
+#[cfg(target_os = "linux")]
+pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgroup_pattern};
+#[cfg(target_os = "linux")]
+pub use landlock::{Confinement, PreparedRuleset, confinement, prepare as landlock_ruleset};
 #[cfg(target_os = "linux")]
 pub use linux::{
     CONTROL_FD, ChildSetup, FileMode, LISTEN_FD, Limits, ProcessUsage, Signal, configure_child,

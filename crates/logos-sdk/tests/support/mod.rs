@@ -381,7 +381,13 @@ impl Handler for ControlHandler {
                     let Some(target) = call.args.first().and_then(Value::as_str) else {
                         return Err(Fault::new(ErrorCode::InvalidArgs, "requestModule(module)"));
                     };
-                    let pid = state.modules.lock().unwrap().get(&caller).map(|r| r.pid);
+                    let (pid, target_pid) = {
+                        let modules = state.modules.lock().unwrap();
+                        (
+                            modules.get(&caller).map(|r| r.pid),
+                            modules.get(target).map(|r| r.pid),
+                        )
+                    };
                     let token = grant(&state, &caller, target, pid).await?;
                     Ok(Value::Map(BTreeMap::from([
                         ("module".to_owned(), Value::from(target)),
@@ -396,6 +402,10 @@ impl Handler for ControlHandler {
                                     .to_string_lossy()
                                     .into_owned(),
                             ),
+                        ),
+                        (
+                            "pid".to_owned(),
+                            target_pid.map_or(Value::Null, Value::from),
                         ),
                     ])))
                 }

@@ -72,6 +72,9 @@ fn render(name: &str, info: &Value) -> String {
     };
     let _ = writeln!(s, "  dependencies: {}", list("dependencies"));
     let _ = writeln!(s, "  dependents: {}", list("dependents"));
+    if let Some(c) = info.get("confinement").and_then(Value::as_str) {
+        let _ = writeln!(s, "  confinement: {c}");
+    }
     if let Some(p) = meta
         .and_then(|m| m.get("permissions"))
         .and_then(Value::as_list)

@@ -1,0 +1,212 @@
+//! Modules are not the operator (issue 10, item 1; docs/security.md): what a module process
+//! inherits (environment, descriptors), what it can read with and without Landlock, and that a
+//! client checks who serves an endpoint before it sends its token. Real cores, real module
+//! processes (shell scripts and `logos_host`), real sockets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use logos_core::{ErrorCode, ModuleSettings, Value};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+use support::{World, int, text};
+
+/// Runs script module `name` (it exits at once, so its load fails) and returns the file
+/// `report` it wrote into its data dir.
+async fn report_of(w: &World, core: &logos_core::Core, name: &str) -> String {
+    let _ = core.load(name).await;
+    let path = w.data.join(name).join("report");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{name} wrote no report at {}: {e}", path.display()))
+}
+
+#[tokio::test]
+async fn a_module_gets_only_allowlisted_variables_and_no_stray_descriptors() {
+    let mut w = World::new();
+    w.script_module(
+        "nosy",
+        "{}",
+        r#"{ env; echo "--- fds"; ls -l /proc/$$/fd/; } > "$LOGOS_DATA_DIR/report"
+exit 0"#,
+    );
+    // A descriptor this process (the core's) opened without O_CLOEXEC.
+    let marker = w.dir.path().join("leak-marker");
+    std::fs::write(&marker, "secret").unwrap();
+    let leaked = std::fs::File::open(&marker).unwrap();
+    // SAFETY: F_SETFD on an fd we own; clearing close-on-exec is the point of the test.
+    assert_eq!(
+        unsafe { libc::fcntl(leaked.as_raw_fd(), libc::F_SETFD, 0) },
+        0
+    );
+    let settings = {
+        let mut s = ModuleSettings::default();
+        s.env = vec![("NOSY_GREETING".to_owned(), "hi".to_owned())];
+        s
+    };
+    let core = w.start_with(w.builder().module("nosy", settings)).await;
+    let report = report_of(&w, &core, "nosy").await;
+    let (env, fds) = report.split_once("--- fds").expect("both parts");
+
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    // What the shell itself adds to its environment.
+    let shell = ["PWD", "OLDPWD", "SHLVL", "_"];
+    let allowed = [
+        "PATH",
+        "LANG",
+        "LOGOS_MODULE",
+        "LOGOS_CONTROL_FD",
+        "LOGOS_LISTEN_FD",
+        "LOGOS_DATA_DIR",
+        "LOGOS_LOG",
+        "NOSY_GREETING",
+    ];
+    for n in &names {
+        assert!(
+            allowed.contains(n) || shell.contains(n),
+            "{n} reached the module:\n{env}"
+        );
+    }
+    assert!(env.contains("NOSY_GREETING=hi"), "{env}");
+    assert!(env.contains("LOGOS_MODULE=nosy"), "{env}");
+    assert!(!env.contains("LOGOS_RUNTIME_DIR"), "{env}");
+    assert!(
+        !env.contains(&w.runtime.display().to_string()),
+        "the runtime dir reached the module:\n{env}"
+    );
+
+    assert!(
+        !fds.contains("leak-marker"),
+        "a descriptor of the core leaked into the module:\n{fds}"
+    );
+    for (fd, what) in [(3, "socket:"), (4, "socket:")] {
+        assert!(
+            fds.lines().any(|l| l.contains(&format!(" {fd} -> {what}"))),
+            "fd {fd} is not a socket:\n{fds}"
+        );
+    }
+    drop(leaked);
+    core.shutdown().await;
+}
+
+/// The script of a module that tries to read the operator's token, list the runtime dir and
+/// signal calc, and reports each outcome.
+fn snoop_script(runtime: &std::path::Path) -> String {
+    format!(
+        r#"rt='{rt}'
+out="$LOGOS_DATA_DIR/report"
+try() {{ what=$1; shift; if "$@" >/dev/null 2>&1; then echo "$what=allowed"; else echo "$what=denied"; fi; }}
+{{
+try token cat "$rt/client.token"
+try list ls "$rt"
+try sockets ls "$rt/modules"
+try write_tmp sh -c "echo x > '{tmp}/written-by-module'"
+try write_data sh -c "echo x > '$LOGOS_DATA_DIR/mine'"
+try read_elsewhere cat /etc/passwd
+}} > "$out"
+exit 0"#,
+        rt = runtime.display(),
+        tmp = runtime.parent().expect("parent").display(),
+    )
+}
+
+#[tokio::test]
+async fn under_landlock_a_module_cannot_read_the_runtime_dir_or_write_outside_its_data_dir() {
+    let confinement = logos_core::sys::confinement(true);
+    assert_ne!(
+        confinement,
+        logos_core::sys::Confinement::None,
+        "this kernel has no Landlock; these tests need Linux 5.13+ with landlock in lsm="
+    );
+    let mut w = World::new();
+    w.script_module("snoop", "{}", &snoop_script(&w.runtime));
+    let core = w.start().await;
+    let report = report_of(&w, &core, "snoop").await;
+    for line in [
+        "token=denied",
+        "list=denied",
+        "sockets=denied",
+        "write_tmp=denied",
+        "write_data=allowed",
+        "read_elsewhere=allowed",
+    ] {
+        assert!(report.lines().any(|l| l == line), "{line}:\n{report}");
+    }
+    let info = core.call("core", "moduleInfo", vec![text("snoop")]).await;
+    assert_eq!(
+        info.expect("moduleInfo").get("confinement"),
+        Some(&Value::from(confinement.to_string()))
+    );
+    assert!(confinement.to_string().starts_with("landlock v"));
+    core.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_landlock_modules_can_read_the_token_and_the_core_says_so() {
+    let mut w = World::new();
+    w.script_module("snoop", "{}", &snoop_script(&w.runtime));
+    let core = w.start_with(w.builder().landlock(false)).await;
+    let report = report_of(&w, &core, "snoop").await;
+    // The warning's claim, shown: nothing stands between a module and the token.
+    assert!(report.lines().any(|l| l == "token=allowed"), "{report}");
+    let info = core
+        .call("core", "moduleInfo", vec![text("snoop")])
+        .await
+        .expect("moduleInfo");
+    assert_eq!(info.get("confinement"), Some(&text("none")));
+    core.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_checks_who_serves_the_endpoint_before_it_sends_its_token() {
+    let mut w = World::new();
+    w.stage_all(&["calc", "chat", "greeter"]);
+    let core = w.start().await;
+    core.load("greeter").await.expect("load greeter");
+
+    // Someone other than calc takes calc's socket path over (what a module could do without
+    // Landlock): greeter's first call to calc reaches this listener instead.
+    let sock = core.runtime_dir().join("modules/calc.sock");
+    std::fs::remove_file(&sock).unwrap();
+    let impostor = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let caller = {
+        let core = core.clone();
+        tokio::spawn(async move { core.call("greeter", "sum", vec![int(2), int(3)]).await })
+    };
+    let received = tokio::task::spawn_blocking(move || {
+        let (mut conn, _) = impostor.accept().expect("greeter connects");
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = conn.read_to_end(&mut got);
+        got
+    })
+    .await
+    .unwrap();
+    assert!(
+        received.is_empty(),
+        "the impostor received {} bytes (the hello with the token)",
+        received.len()
+    );
+    let f = caller
+        .await
+        .unwrap()
+        .expect_err("greeter must refuse the impostor");
+    let msg = f.to_string();
+    assert_eq!(f.code(), ErrorCode::Unauthorized, "{msg}");
+    assert!(msg.contains("not by calc"), "{msg}");
+    assert!(msg.contains("the token was not sent"), "{msg}");
+
+    // calc itself is untouched and still serves the core.
+    assert_eq!(
+        core.call("calc", "add", vec![int(2), int(3)])
+            .await
+            .unwrap(),
+        int(5)
+    );
+    core.shutdown().await;
+}
