@@ -16,6 +16,10 @@
 //! Where `stat` cannot print a file's identity (no GNU or compatible `stat`), nothing is
 //! removed: a stale file is harmless, as the next core replaces it, while removing a
 //! successor's would not be.
+//!
+//! The guardian never removes the runtime dir or its `modules` dir: a successor core may have
+//! just taken them over and be about to bind its first socket there, and an empty 0700
+//! directory left behind after a crash costs nothing (the next core reuses it).
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -43,8 +47,6 @@ for e in $files; do
   id=${e%%=*}; rel=${e#*=}
   [ -n "$id" ] && [ "$(ident "$0/$rel")" = "$id" ] && rm -f -- "$0/$rel"
 done
-rmdir -- "$0/modules" 2>/dev/null
-rmdir -- "$0" 2>/dev/null
 if [ -n "$1" ]; then
   for cg in "$1/$2"*; do
     [ -d "$cg" ] || continue

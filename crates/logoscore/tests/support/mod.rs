@@ -367,8 +367,14 @@ impl Daemon {
                 self.proc.stderr_text()
             );
         };
-        serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("readiness line is not JSON ({e}): {line}"))
+        serde_json::from_str(&line).unwrap_or_else(|e| {
+            // Not a readiness line: most likely a (pretty) error document; show all of it.
+            let rest = self.proc.stdout_rest(Duration::from_secs(5));
+            panic!(
+                "readiness line is not JSON ({e}): {line}\n{rest}\n--- stderr\n{}",
+                self.proc.stderr_text()
+            )
+        })
     }
 
     /// Names in the readiness document's `loaded`.

@@ -113,7 +113,7 @@ def main():
     check(last_error() == "", "start")
 
     check(sorted(names(lib.logos_core_get_known_modules())) ==
-          ["calc", "chat", "greeter", "probe"], "known")
+          ["calc", "chat", "greeter", "probe", "relay"], "known")
     check(lib.logos_core_load_module(b"greeter", False) == 0, "greeter without dependencies")
     check(last_error().startswith("not_loaded: greeter needs calc, chat"), "missing deps")
     check(lib.logos_core_load_module(b"greeter", True) == 1, "greeter")
@@ -127,7 +127,7 @@ def main():
     check(last_error().startswith("unknown_module: "), "unknown's error")
 
     info = {m["name"]: m for m in json.loads(text(lib.logos_core_get_modules_info()))}
-    check(sorted(info) == ["calc", "chat", "greeter", "probe"], f"info {sorted(info)}")
+    check(sorted(info) == ["calc", "chat", "greeter", "probe", "relay"], f"info {sorted(info)}")
     g = info["greeter"]
     check(set(g) >= {"name", "path", "loaded", "loaded_at", "dependencies", "dependents",
                      "metadata"}, f"greeter's fields {sorted(g)}")
