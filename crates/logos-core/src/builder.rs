@@ -69,6 +69,8 @@ pub(crate) struct Settings {
     pub denies: Vec<(String, String)>,
     pub restart: RestartSettings,
     pub session: logos_session::Config,
+    pub operator_tokens: Option<PathBuf>,
+    pub access_group: Option<u32>,
 }
 
 /// Configures and creates a [`Core`].
@@ -106,6 +108,8 @@ pub struct Builder {
     denies: Vec<(String, String)>,
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
+    operator_tokens: Option<PathBuf>,
+    access_group: Option<u32>,
 }
 
 impl Builder {
@@ -198,6 +202,23 @@ impl Builder {
         self
     }
 
+    /// A store of named operator tokens (`tokens.json`, see [`crate::operators::TokenStore`])
+    /// whose live tokens open the control endpoint like the client token does. The file is
+    /// read again whenever it changes and checked on every request, so a revoked or expired
+    /// token stops working at once. Default: none (only the client token).
+    pub fn operator_tokens(mut self, path: impl Into<PathBuf>) -> Self {
+        self.operator_tokens = Some(path.into());
+        self
+    }
+
+    /// Shares the control endpoint with the OS group `gid`: runtime dir 0710, `core.sock`
+    /// 0660 and `client.token` 0640, all group-owned by `gid` (this user must be a member).
+    /// Members of the group become operators. Default: private to this user.
+    pub fn access_group(mut self, gid: u32) -> Self {
+        self.access_group = Some(gid);
+        self
+    }
+
     /// Checks the settings and creates the core (not started).
     ///
     /// # Errors
@@ -248,6 +269,8 @@ impl Builder {
             denies: self.denies,
             restart: self.restart.unwrap_or_default(),
             session,
+            operator_tokens: self.operator_tokens,
+            access_group: self.access_group,
         };
         Ok(Core::new(settings))
     }
