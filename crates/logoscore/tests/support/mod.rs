@@ -130,6 +130,8 @@ impl World {
             .arg(&self.runtime)
             .env("LOGOS_HOST", target_dir().join("logos_host"))
             .env_remove("LOGOS_RUNTIME_DIR")
+            .env_remove("LOGOSCORE_CONFIG_DIR")
+            .env_remove("LOGOSCORE_TOKEN")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         cmd
