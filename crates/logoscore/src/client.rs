@@ -159,7 +159,7 @@ pub(crate) struct Target {
     hint: String,
     token: TokenSource,
     /// The pid the peer must have (from `daemon/state.json`), checked before the token is sent.
-    expect_pid: Option<u32>,
+    pub expect_pid: Option<u32>,
     /// The instance id the core must announce in its `welcome`.
     expect_instance: Option<String>,
 }

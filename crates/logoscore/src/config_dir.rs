@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 
 /// `sun_path` holds 108 bytes including the terminating NUL.
 const SOCKET_PATH_MAX: usize = 107;
-/// Longest module socket name under `<runtime>/modules/` (a 64-byte name + `.sock`).
-const MODULE_SOCKET_TAIL: usize = "/modules/".len() + 64 + ".sock".len();
+/// Room kept for a module socket under `<runtime>/modules/`: names up to 32 bytes (longer
+/// ones, up to the 64 allowed, may not fit and are refused at load with the path).
+const MODULE_SOCKET_TAIL: usize = "/modules/".len() + 32 + ".sock".len();
 
 /// A resolved config dir.
 #[derive(Debug, Clone)]
@@ -122,17 +123,18 @@ impl ConfigDir {
 
     /// The runtime dir of a core of this config dir: `<dir>/run` when its sockets' paths fit
     /// in a Unix socket address, else a dir named after this config dir in the default
-    /// runtime dir's parent.
-    pub fn runtime_dir(&self) -> PathBuf {
+    /// runtime dir's parent (in `/tmp` when `shared` with a group, which must reach it).
+    pub fn runtime_dir(&self, shared: bool) -> PathBuf {
         let inside = self.path.join("run");
         if inside.as_os_str().len() + MODULE_SOCKET_TAIL <= SOCKET_PATH_MAX {
             return inside;
         }
         let default = logos_core::default_runtime_dir();
-        let parent = default
-            .parent()
-            .map_or_else(|| PathBuf::from("/tmp"), Path::to_path_buf);
-        // Short: /run/user/<uid>/logos-xxxxxxxx still fits a 64-byte module name.
+        let parent = match default.parent() {
+            Some(p) if !shared => p.to_path_buf(),
+            _ => PathBuf::from("/tmp"),
+        };
+        // Short, so the module sockets under it fit a socket address.
         let hash = fnv1a(self.path.as_os_str().as_encoded_bytes());
         parent.join(format!("logos-{:08x}", hash as u32 ^ (hash >> 32) as u32))
     }
@@ -352,18 +354,27 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
     serde_json::from_str(&text).map_err(ReadError::Json)
 }
 
-/// Whether process `pid` exists (signal 0).
+/// Whether process `pid` runs: it exists (signal 0; EPERM means another user's) and is not
+/// a zombie (it exited and waits for its parent to reap it).
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    i32::try_from(pid)
+    let exists = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
         .is_some_and(|p| {
-            // EPERM means it exists but belongs to another user.
             !matches!(
                 rustix::process::test_kill_process(p),
                 Err(rustix::io::Errno::SRCH)
             )
+        });
+    // /proc/<pid>/stat: "pid (comm) S …"; comm may hold spaces and parentheses.
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
         })
+        .is_some_and(|state| state == 'Z');
+    exists && !zombie
 }
 
 fn json_text(v: &serde_json::Value) -> String {
@@ -450,13 +461,16 @@ mod tests {
     #[test]
     fn short_config_dirs_hold_their_runtime_dir() {
         assert_eq!(
-            dir(Path::new("/tmp/ls-a")).runtime_dir(),
+            dir(Path::new("/tmp/ls-a")).runtime_dir(false),
             Path::new("/tmp/ls-a/run")
         );
+        let temp = Path::new("/tmp/logoscore-test-l0FTrf/cfg");
+        assert_eq!(dir(temp).runtime_dir(false), temp.join("run"));
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(60)));
-        let rt = dir(&long).runtime_dir();
+        let rt = dir(&long).runtime_dir(false);
         assert!(!rt.starts_with(&long), "{}", rt.display());
-        assert_eq!(rt, dir(&long).runtime_dir(), "stable");
+        assert_eq!(rt, dir(&long).runtime_dir(false), "stable");
+        assert!(dir(&long).runtime_dir(true).starts_with("/tmp"));
         assert!(rt.as_os_str().len() + MODULE_SOCKET_TAIL <= SOCKET_PATH_MAX);
     }
 
@@ -473,8 +487,8 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             logoscore_version: "0".into(),
             config_dir: c.path.clone(),
-            runtime_dir: c.runtime_dir(),
-            socket: c.runtime_dir().join("core.sock"),
+            runtime_dir: c.runtime_dir(false),
+            socket: c.runtime_dir(false).join("core.sock"),
             data_dir: None,
             modules_dirs: vec![],
             resolved: serde_json::Value::Null,

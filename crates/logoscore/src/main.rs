@@ -414,6 +414,20 @@ pub(crate) struct RunArgs {
     /// control socket and read the client token, and so become operators.
     #[arg(long, value_name = "GROUP")]
     access_group: Option<String>,
+
+    /// The reference's inter-module access policy: `enforce` is accepted (this core always
+    /// enforces: a module may call what its metadata's dependencies and permissions name;
+    /// more goes in the config file's [[grant]] and [[deny]]).
+    #[arg(long, value_name = "POLICY")]
+    access_policy: Option<String>,
+
+    /// Reference flags this core does not offer; given, they are refused with the reason.
+    #[arg(long, hide = true, value_name = "SPEC")]
+    module_transport: Vec<String>,
+    #[arg(long, hide = true)]
+    insecure_tcp: bool,
+    #[arg(long, hide = true)]
+    persist_config: bool,
 }
 
 /// What every command gets from the global flags.

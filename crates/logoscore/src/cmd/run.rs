@@ -79,8 +79,31 @@ pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Error> {
     rt.block_on(serve(ctx.json, plan))
 }
 
+/// Refuses the reference's daemon flags this core does not offer, saying why; none of them
+/// is ever accepted and ignored.
+fn refuse_unsupported(args: &RunArgs) -> Result<(), Error> {
+    if !args.module_transport.is_empty() || args.insecure_tcp {
+        return Err(Error::Usage(format!(
+            "--module-transport {}: this core serves local clients over its Unix socket only (no tcp or tcp_ssl listener); run the client on the same host, or reach it through ssh",
+            args.module_transport.join(" ")
+        )));
+    }
+    if args.persist_config {
+        return Err(Error::Usage(
+            "--persist-config: logoscore reads its settings from a config file instead; write them to logoscore.toml and pass -c logoscore.toml (see README)".into(),
+        ));
+    }
+    match args.access_policy.as_deref() {
+        None | Some("enforce") => Ok(()),
+        Some(other) => Err(Error::Usage(format!(
+            "--access-policy {other:?}: only `enforce` is accepted (and is what this core always does: a module may call what its metadata's dependencies and permissions name); put per-target rules in the config file as [[grant]] and [[deny]]"
+        ))),
+    }
+}
+
 /// Merges flags over the config file over the environment over defaults.
 fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
+    refuse_unsupported(&args)?;
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (modules_dirs, modules_from): (Vec<PathBuf>, ModulesFrom) = if !args.modules_dirs.is_empty()
     {
@@ -111,6 +134,7 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         (args.load.clone(), args.load_all)
     };
     let config_dir = ctx.config_dir.clone();
+    let access_group = args.access_group.as_deref().map(group_id).transpose()?;
     let runtime = match (&ctx.runtime_dir, &file.runtime_dir, &config_dir) {
         (Some(p), _, _) => RuntimeDir {
             path: absolute(p),
@@ -122,12 +146,11 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         },
         // A config dir isolates its core: never the shared default runtime dir.
         (None, None, Some(c)) => RuntimeDir {
-            path: c.runtime_dir(),
+            path: c.runtime_dir(access_group.is_some()),
             source: Source::Flag,
         },
         (None, None, None) => RuntimeDir::resolve(None),
     };
-    let access_group = args.access_group.as_deref().map(group_id).transpose()?;
     let log_level = args
         .log_level
         .clone()
@@ -522,7 +545,7 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
         return Ok(());
     }
     eprint!("{}", modules_dir_note(&plan.modules_from, infos.is_empty()));
-    let me = program(&plan.runtime);
+    let me = program(&plan.runtime, plan.config_dir.as_ref());
     let mut text = format!(
         "\nlogoscore: core running (pid {}), control socket {}\n",
         std::process::id(),
@@ -594,7 +617,7 @@ fn modules_dir_note(from: &ModulesFrom, empty: bool) -> String {
 
 /// How to run this binary from another terminal: `logoscore` when that name on `PATH` finds
 /// it, else its full path; plus `--runtime-dir` when a client would not find this core alone.
-fn program(runtime: &RuntimeDir) -> String {
+fn program(runtime: &RuntimeDir, config_dir: Option<&ConfigDir>) -> String {
     let exe = std::env::current_exe().ok();
     let on_path = std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|d| {
@@ -609,8 +632,17 @@ fn program(runtime: &RuntimeDir) -> String {
         (Some(e), false) => e.display().to_string(),
         _ => "logoscore".to_owned(),
     };
-    if RuntimeDir::resolve(None).path != runtime.path {
-        me.push_str(&format!(" --runtime-dir {}", runtime.path.display()));
+    match config_dir {
+        // A client finds this core through its config dir, from the flag or the environment.
+        Some(c) => {
+            if ConfigDir::resolve(None).is_none_or(|env| env.path != c.path) {
+                me.push_str(&format!(" --config-dir {}", c.path.display()));
+            }
+        }
+        None if RuntimeDir::resolve(None).path != runtime.path => {
+            me.push_str(&format!(" --runtime-dir {}", runtime.path.display()));
+        }
+        None => {}
     }
     me
 }

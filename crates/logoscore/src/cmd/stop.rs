@@ -35,10 +35,18 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<(), Error> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
+    // A core of a config dir is stopped once its process has gone, which is after it removed
+    // daemon/state.json and client/auto.json.
+    let pid = target.expect_pid;
     let finished = async {
         tokio::select! {
             _ = closed => {}
             () = socket_gone => {}
+        }
+        if let Some(pid) = pid {
+            while crate::config_dir::pid_alive(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     };
     if tokio::time::timeout(limit, finished).await.is_err() {
