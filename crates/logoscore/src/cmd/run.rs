@@ -519,6 +519,10 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
         .filter(|m| m.state.is_loaded())
         .map(|m| m.name.clone())
         .collect();
+    // Which default modules dir, and how to fill it: for people, also beside the JSON document.
+    if plan.log_format == LogFormat::Human {
+        eprint!("{}", modules_dir_note(&plan.modules_from, infos.is_empty()));
+    }
     if json {
         let failed: Vec<serde_json::Value> = boot
             .failed
@@ -544,7 +548,6 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
     if plan.log_format == LogFormat::Json {
         return Ok(());
     }
-    eprint!("{}", modules_dir_note(&plan.modules_from, infos.is_empty()));
     let me = program(&plan.runtime, plan.config_dir.as_ref());
     let mut text = format!(
         "\nlogoscore: core running (pid {}), control socket {}\n",
