@@ -477,19 +477,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggests_the_closest_name() {
-        let known = vec!["calc".to_owned(), "chat".to_owned(), "greeter".to_owned()];
-        assert_eq!(closest("calk", &known).as_deref(), Some("calc"));
-        assert_eq!(closest("greet", &known).as_deref(), Some("greeter"));
-        assert_eq!(closest("zzzzzzzz", &known), None);
-    }
-}
-
 /// 48 random bits as 12 hex digits; a clock-based id if the generator fails (it only
 /// distinguishes instances, it is not a secret).
 fn instance_id() -> String {
@@ -501,4 +488,17 @@ fn instance_id() -> String {
         b.copy_from_slice(&t.to_be_bytes()[10..]);
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_closest_name() {
+        let known = vec!["calc".to_owned(), "chat".to_owned(), "greeter".to_owned()];
+        assert_eq!(closest("calk", &known).as_deref(), Some("calc"));
+        assert_eq!(closest("greet", &known).as_deref(), Some("greeter"));
+        assert_eq!(closest("zzzzzzzz", &known), None);
+    }
 }

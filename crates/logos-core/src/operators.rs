@@ -191,6 +191,9 @@ impl Stamp {
     }
 }
 
+/// One read of the store file: its stamp (`None`: no file) and its entries.
+type Snapshot = (Option<Stamp>, Arc<Vec<Entry>>);
+
 /// A file of named operator tokens (`tokens.json`) and the dir of their raw files
 /// (`tokens/<name>.json` beside it).
 ///
@@ -200,7 +203,7 @@ impl Stamp {
 pub struct TokenStore {
     path: PathBuf,
     /// `None` stamp: the file does not exist.
-    cache: Mutex<Option<(Option<Stamp>, Arc<Vec<Entry>>)>>,
+    cache: Mutex<Option<Snapshot>>,
 }
 
 impl TokenStore {
@@ -387,7 +390,7 @@ impl TokenStore {
     }
 
     /// Reads and parses the file (no cache); a missing file is an empty store.
-    fn read_file(&self) -> Result<(Option<Stamp>, Arc<Vec<Entry>>), StoreError> {
+    fn read_file(&self) -> Result<Snapshot, StoreError> {
         let io = |source| StoreError::Io {
             what: format!("reading the token store {}", self.path.display()),
             source,

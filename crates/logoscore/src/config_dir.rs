@@ -248,9 +248,9 @@ impl ConfigDir {
                     token_file: self.token_file(),
                 })
             }
-            Err(ReadError::Missing) => Err(no_core(format!(
-                "it has no daemon/state.json, which a core writes once it is ready"
-            ))),
+            Err(ReadError::Missing) => Err(no_core(
+                "it has no daemon/state.json, which a core writes once it is ready".to_owned(),
+            )),
             // daemon/ is private to the core's user; a member of its access group reads the
             // client side.
             Err(ReadError::Denied) => {

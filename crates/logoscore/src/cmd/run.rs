@@ -441,7 +441,7 @@ impl Drop for Announced {
 /// Writes `client/auto.json`, `client/config.json` and `daemon/state.json` for a ready core.
 fn announce_in(dir: &ConfigDir, core: &Core, plan: &Plan) -> Result<Announced, Error> {
     let token = logos_core::capability::read_client_token(&core.client_token_path())
-        .map_err(|e| Error::Start(e))?;
+        .map_err(Error::Start)?;
     let socket = core.control_socket();
     let endpoint = serde_json::json!({ "transports": [{ "protocol": "local", "path": socket }] });
     let state = State {
@@ -637,11 +637,10 @@ fn program(runtime: &RuntimeDir, config_dir: Option<&ConfigDir>) -> String {
     };
     match config_dir {
         // A client finds this core through its config dir, from the flag or the environment.
-        Some(c) => {
-            if ConfigDir::resolve(None).is_none_or(|env| env.path != c.path) {
-                me.push_str(&format!(" --config-dir {}", c.path.display()));
-            }
+        Some(c) if ConfigDir::resolve(None).is_none_or(|env| env.path != c.path) => {
+            me.push_str(&format!(" --config-dir {}", c.path.display()));
         }
+        Some(_) => {}
         None if RuntimeDir::resolve(None).path != runtime.path => {
             me.push_str(&format!(" --runtime-dir {}", runtime.path.display()));
         }
