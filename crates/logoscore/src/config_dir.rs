@@ -139,6 +139,14 @@ impl ConfigDir {
         parent.join(format!("logos-{:08x}", hash as u32 ^ (hash >> 32) as u32))
     }
 
+    /// The pid of a live `logoscore` that announced itself here, if any (a config dir has one
+    /// core at a time).
+    pub fn live_owner(&self) -> Option<u32> {
+        let state = read_json::<State>(&self.state_file()).ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", state.pid)).ok()?;
+        (pid_alive(state.pid) && comm.trim().starts_with("logoscore")).then_some(state.pid)
+    }
+
     /// Creates the dir tree for a core (`daemon/` always private; the rest group-usable when
     /// the core is shared with `group`).
     pub fn prepare(&self, group: Option<u32>) -> Result<(), Error> {

@@ -92,6 +92,21 @@ fn parallel_cores_in_parallel_config_dirs() {
     };
     assert_eq!(loaded(&a), ["calc"]);
     assert_eq!(loaded(&b), ["kv"]);
+    // One core per config dir, even with another runtime dir.
+    let mut cmd = a.bare();
+    cmd.arg("--config-dir")
+        .arg(a.cfg())
+        .args(["-D", "-m"])
+        .arg(&a.modules)
+        .arg("--runtime-dir")
+        .arg(a.dir.path().join("other-run"));
+    let out = finish(cmd, support::COMMAND);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("already runs for config dir"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -355,6 +355,13 @@ async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
         }
     }
     if let Some(c) = &plan.config_dir {
+        if let Some(pid) = c.live_owner() {
+            return Err(Error::Usage(format!(
+                "a core (pid {pid}) already runs for config dir {}; stop it first (`logoscore --config-dir {} stop`), or use another config dir",
+                c.shown(),
+                c.path.display()
+            )));
+        }
         c.prepare(plan.access_group)?;
     }
     if plan.access_group.is_some() {
