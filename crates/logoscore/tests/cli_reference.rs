@@ -61,6 +61,11 @@ fn reference_names_print_the_reference_documents() {
             .starts_with("core running")
     );
     assert!(w.cfg_cli(&["list"]).stdout.starts_with("NAME"));
+    // -v says where the core and the token were found.
+    let out = w.cfg_cli(&["-v", "list-modules"]);
+    out.ok();
+    assert!(out.stderr.contains("token from"), "{}", out.stderr);
+    assert!(out.stderr.contains("client/auto.json"), "{}", out.stderr);
 
     // load-module: the reference's fields beside ours.
     let doc = w.cfg_cli(&["load-module", "chat"]).json();
@@ -182,6 +187,10 @@ fn reference_names_print_the_reference_documents() {
     // Ours still refuses without --cascade.
     w.cfg_cli(&["load", "greeter"]).ok();
     w.cfg_cli(&["unload", "chat"]).expect_code(3);
+
+    let doc = w.cfg_json(&["stop"]);
+    assert_eq!(doc["status"], "ok", "{doc}");
+    assert_eq!(doc["stopped"], true, "{doc}");
 }
 
 #[test]
