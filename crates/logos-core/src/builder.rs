@@ -121,6 +121,8 @@ pub(crate) struct Settings {
     pub session: logos_session::Config,
     /// Confine modules with the default Landlock ruleset (where the kernel has Landlock).
     pub landlock: bool,
+    pub operator_tokens: Option<PathBuf>,
+    pub access_group: Option<u32>,
 }
 
 /// Configures and creates a [`Core`].
@@ -160,6 +162,8 @@ pub struct Builder {
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
     landlock: Option<bool>,
+    operator_tokens: Option<PathBuf>,
+    access_group: Option<u32>,
 }
 
 impl Builder {
@@ -278,6 +282,23 @@ impl Builder {
         self
     }
 
+    /// A store of named operator tokens (`tokens.json`, see [`crate::operators::TokenStore`])
+    /// whose live tokens open the control endpoint like the client token does. The file is
+    /// read again whenever it changes and checked on every request, so a revoked or expired
+    /// token stops working at once. Default: none (only the client token).
+    pub fn operator_tokens(mut self, path: impl Into<PathBuf>) -> Self {
+        self.operator_tokens = Some(path.into());
+        self
+    }
+
+    /// Shares the control endpoint with the OS group `gid`: runtime dir 0710, `core.sock`
+    /// 0660 and `client.token` 0640, all group-owned by `gid` (this user must be a member).
+    /// Members of the group become operators. Default: private to this user.
+    pub fn access_group(mut self, gid: u32) -> Self {
+        self.access_group = Some(gid);
+        self
+    }
+
     /// Checks the settings and creates the core (not started).
     ///
     /// # Errors
@@ -349,6 +370,8 @@ impl Builder {
             landlock: self
                 .landlock
                 .unwrap_or_else(|| std::env::var_os("LOGOS_LANDLOCK").is_none_or(|v| v != "off")),
+            operator_tokens: self.operator_tokens,
+            access_group: self.access_group,
         };
         Ok(Core::new(settings))
     }

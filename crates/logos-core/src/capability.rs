@@ -57,8 +57,8 @@ impl Token {
         self.0.as_slice().ct_eq(presented).into()
     }
 
-    /// Lowercase hex, for the client token file.
-    fn to_hex(&self) -> String {
+    /// Lowercase hex (64 digits): how tokens are written to files and typed by people.
+    pub fn to_hex(&self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(TOKEN_LEN * 2);
         for b in self.0 {
@@ -68,7 +68,8 @@ impl Token {
         s
     }
 
-    fn from_hex(s: &str) -> Option<Token> {
+    /// Parses 64 hex digits (either case); `None` for anything else.
+    pub fn from_hex(s: &str) -> Option<Token> {
         let s = s.as_bytes();
         if s.len() != TOKEN_LEN * 2 {
             return None;
@@ -246,7 +247,7 @@ pub fn create_client_token(path: &Path) -> Result<Token, Error> {
 /// # Errors
 ///
 /// [`Error::Io`] if it cannot be read; [`Error::ClientToken`] if it is not a regular file, is
-/// accessible to group or others, or does not hold 64 hex digits.
+/// accessible to others or writable by its group, or does not hold 64 hex digits.
 pub fn read_client_token(path: &Path) -> Result<Token, Error> {
     let bad = |problem: String| Error::ClientToken {
         path: path.to_path_buf(),
@@ -263,7 +264,9 @@ pub fn read_client_token(path: &Path) -> Result<Token, Error> {
             "it is not a regular file; remove it and restart the core".into(),
         ));
     }
-    if mode.permissions & 0o077 != 0 {
+    // Group read (0640) is how a core shares itself with an access group; anything more is
+    // a mistake.
+    if mode.permissions & 0o037 != 0 {
         return Err(bad(format!(
             "its mode is {:04o}, so others may read it; remove it and restart the core, which recreates it as 0600",
             mode.permissions
@@ -410,6 +413,12 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
         let msg = read_client_token(&path).err().map(|e| e.to_string());
         assert!(msg.is_some_and(|m| m.contains("0644")));
+
+        // An access group reads it through the group bit.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))?;
+        assert!(read_client_token(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        assert!(read_client_token(&path).is_err());
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         std::fs::write(&path, "not a token\n")?;

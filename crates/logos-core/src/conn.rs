@@ -5,19 +5,23 @@
 //! subscriptions to `core` events are put to the access policy (`policy.rs` decides; by
 //! default a module may use `capability_module` and read `core`, and changing what runs needs
 //! `"core"` in its permissions), and a module never reaches another module through the core; a
-//! client holding the token in `client.token` is the operator and may do everything. Identity
+//! client holding the token in `client.token`, or a live named operator token
+//! (`operators.rs`, checked again on every request), is the operator and may do everything. Identity
 //! always comes from the connection. Never spawns processes.
 
 use crate::builtin;
+use crate::capability::Token;
 use crate::core::{CAPABILITY_MODULE, CORE_MODULE, Inner};
 use crate::error::Error;
 use crate::events::{CORE_EVENTS, MAX_SESSION_SUBSCRIPTIONS, Viewer};
 use crate::manifest::ModuleName;
+use crate::operators::Verdict;
 use futures::future::BoxFuture;
 use logos_session::{Fault, Handler, PendingSession, Session};
 use logos_wire::{Call, ErrorCode, Value, Welcome};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
 
 /// Who is calling, as established by the connection the call came on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,15 +188,74 @@ impl Handler for ModuleConn {
     }
 }
 
+/// How an operator client proved itself on the control endpoint.
+#[derive(Debug, Clone)]
+enum Credential {
+    /// The boot client token (`client.token`), valid for the core's whole life.
+    Client,
+    /// A named operator token, valid while the store says so (checked on every request).
+    Named { name: String, token: Token },
+}
+
+/// How often a connection admitted with a named token is checked between requests, so a
+/// revoked token also ends a `watch` that makes no requests.
+const RECHECK: Duration = Duration::from_millis(500);
+
 /// The core's handler for one operator client on the control endpoint.
 pub(crate) struct ClientConn {
     inner: Weak<Inner>,
+    credential: Credential,
+}
+
+impl ClientConn {
+    /// `Err` with the refusal when the connection's named token no longer opens the core.
+    fn recheck(&self, inner: &Inner) -> Result<(), Fault> {
+        let Credential::Named { name, token } = &self.credential else {
+            return Ok(());
+        };
+        let Some(store) = &inner.operators else {
+            return Err(Fault::new(
+                ErrorCode::Unauthorized,
+                "named tokens are not accepted by this core",
+            ));
+        };
+        match store.verify(token.as_bytes(), SystemTime::now()) {
+            Verdict::Valid { name: now } if &now == name => Ok(()),
+            Verdict::Expired { .. } => Err(Fault::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "the operator token {name:?} has expired; issue a new one (`logoscore issue-token --name {name} --replace`)"
+                ),
+            )),
+            Verdict::Unreadable(why) => Err(Fault::new(
+                ErrorCode::Unauthorized,
+                format!("the token store cannot be read, so no named token is accepted: {why}"),
+            )),
+            _ => Err(Fault::new(
+                ErrorCode::Unauthorized,
+                format!("the operator token {name:?} was revoked"),
+            )),
+        }
+    }
+
+    /// Closes `session` with the refusal when the credential no longer holds.
+    fn enforce(&self, inner: &Inner, session: &Session) -> Result<(), Fault> {
+        self.recheck(inner).inspect_err(|f| {
+            tracing::warn!(pid = ?session.peer().pid, "control endpoint: closing a client: {}", f.message);
+            session.close(f.clone());
+        })
+    }
 }
 
 impl Handler for ClientConn {
-    fn call(&self, _session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
+    fn call(&self, session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
         let inner = self.inner.clone();
+        let allowed = match inner.upgrade() {
+            Some(i) => self.enforce(&i, &session),
+            None => Err(gone()),
+        };
         Box::pin(async move {
+            allowed?;
             let inner = inner.upgrade().ok_or_else(gone)?;
             route_call(
                 &inner,
@@ -209,6 +272,9 @@ impl Handler for ClientConn {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        if self.enforce(&inner, session).is_err() {
+            return;
+        }
         if source.len() > ModuleName::MAX_LEN || event.len() > MAX_EVENT_NAME {
             tracing::warn!(
                 "client {}: refused a subscription to {}.{}: names that long exist nowhere",
@@ -263,6 +329,18 @@ pub(crate) fn listen(inner: &Arc<Inner>) -> Result<tokio::task::JoinHandle<()>, 
     };
     let listener = tokio::net::UnixListener::bind(&path).map_err(io)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    if let Some(gid) = inner.settings.access_group {
+        crate::operators::share_with_group(
+            &inner.settings.runtime_dir,
+            &path,
+            &inner.client_token_path(),
+            gid,
+        )
+        .map_err(|e| Error::Config {
+            setting: "access_group".to_owned(),
+            reason: e.to_string(),
+        })?;
+    }
     let weak = Arc::downgrade(inner);
     Ok(tokio::spawn(async move {
         loop {
@@ -283,50 +361,123 @@ pub(crate) fn listen(inner: &Arc<Inner>) -> Result<tokio::task::JoinHandle<()>, 
     }))
 }
 
-async fn admit_client(weak: Weak<Inner>, pending: PendingSession) {
-    let Some(inner) = weak.upgrade() else { return };
-    let ok = {
+/// Which credential `presented` is: the boot client token, else a live named token.
+fn authenticate(inner: &Inner, presented: &[u8]) -> Result<Credential, Fault> {
+    let client = {
         let secret = inner
             .client_secret
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        secret
-            .as_ref()
-            .is_some_and(|t| t.matches(&pending.hello.token))
+        secret.as_ref().is_some_and(|t| t.matches(presented))
     };
-    if !ok {
-        tracing::warn!(
-            pid = ?pending.pid,
-            identity = %pending.hello.identity,
-            "control endpoint: refused a client with a wrong token"
-        );
-        pending
-            .refuse(Fault::new(
-                ErrorCode::Unauthorized,
-                format!(
-                    "wrong client token: read it from {}",
-                    inner.client_token_path().display()
-                ),
-            ))
-            .await;
-        return;
+    if client {
+        return Ok(Credential::Client);
     }
-    let identity = format!(
-        "client:{}",
-        pending
-            .pid
-            .map_or_else(|| "?".to_owned(), |p| p.to_string())
-    );
+    let wrong = || {
+        Fault::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "wrong client token: read it from {}{}",
+                inner.client_token_path().display(),
+                if inner.operators.is_some() {
+                    " or use a live token from `logoscore issue-token`"
+                } else {
+                    ""
+                }
+            ),
+        )
+    };
+    let Some(store) = &inner.operators else {
+        return Err(wrong());
+    };
+    match store.verify(presented, SystemTime::now()) {
+        Verdict::Valid { name } => match Token::from_slice(presented) {
+            Some(token) => Ok(Credential::Named { name, token }),
+            None => Err(wrong()),
+        },
+        Verdict::Expired { name } => Err(Fault::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "the operator token {name:?} has expired; issue a new one (`logoscore issue-token --name {name} --replace`)"
+            ),
+        )),
+        Verdict::Unreadable(why) => Err(Fault::new(
+            ErrorCode::Unauthorized,
+            format!("the token store cannot be read, so no named token is accepted: {why}"),
+        )),
+        Verdict::Unknown => Err(wrong()),
+    }
+}
+
+async fn admit_client(weak: Weak<Inner>, pending: PendingSession) {
+    let Some(inner) = weak.upgrade() else { return };
+    let credential = match authenticate(&inner, &pending.hello.token) {
+        Ok(c) => c,
+        Err(fault) => {
+            tracing::warn!(
+                pid = ?pending.pid,
+                identity = %pending.hello.identity,
+                "control endpoint: refused a client: {}", fault.message
+            );
+            pending.refuse(fault).await;
+            return;
+        }
+    };
+    let identity = match &credential {
+        Credential::Client => format!(
+            "client:{}",
+            pending
+                .pid
+                .map_or_else(|| "?".to_owned(), |p| p.to_string())
+        ),
+        Credential::Named { name, .. } => format!(
+            "operator:{name}:{}",
+            pending
+                .pid
+                .map_or_else(|| "?".to_owned(), |p| p.to_string())
+        ),
+    };
     let welcome = Welcome {
         major: logos_wire::PROTOCOL_MAJOR,
         minor: logos_wire::PROTOCOL_MINOR,
         identity: CORE_MODULE.to_owned(),
-        attrs: Default::default(),
+        attrs: [
+            ("instance".to_owned(), Value::from(inner.instance.as_str())),
+            ("version".to_owned(), Value::from(env!("CARGO_PKG_VERSION"))),
+        ]
+        .into_iter()
+        .collect(),
     };
-    let handler = Arc::new(ClientConn { inner: weak });
+    let named = matches!(credential, Credential::Named { .. });
+    let handler = Arc::new(ClientConn {
+        inner: weak,
+        credential,
+    });
     drop(inner);
-    if let Err(e) = pending.accept(identity, welcome, handler).await {
-        tracing::debug!("control endpoint: accept failed: {e}");
+    match pending
+        .accept(identity, welcome, Arc::clone(&handler) as Arc<dyn Handler>)
+        .await
+    {
+        Ok(session) if named => {
+            // Requests are checked as they come; this ends a quiet connection (a `watch`)
+            // soon after its token is revoked or expires.
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = session.closed() => return,
+                        () = tokio::time::sleep(RECHECK) => {}
+                    }
+                    let Some(inner) = handler.inner.upgrade() else {
+                        return;
+                    };
+                    if handler.enforce(&inner, &session).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!("control endpoint: accept failed: {e}"),
     }
 }
 
@@ -404,6 +555,7 @@ mod tests {
         let (client_end, _client) = session().await?;
         let client = ClientConn {
             inner: Arc::downgrade(inner),
+            credential: Credential::Client,
         };
         for i in 0..10_000 {
             client.subscribe(&client_end, "calc", &format!("event{i}"));

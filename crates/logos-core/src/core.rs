@@ -149,6 +149,10 @@ pub(crate) struct Inner {
     pub started: AtomicBool,
     pub stopping: AtomicBool,
     pub client_secret: Mutex<Option<crate::capability::Token>>,
+    /// Named operator tokens, when the builder named a store.
+    pub operators: Option<crate::operators::TokenStore>,
+    /// Random id of this core instance, told to clients in `welcome` (`attrs.instance`).
+    pub instance: String,
     pub guardian: Mutex<Option<Guardian>>,
     pub host: Mutex<PathBuf>,
     pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -311,6 +315,10 @@ impl Core {
                 policy = policy.with_restriction(t, callers);
             }
         }
+        let operators = settings
+            .operator_tokens
+            .clone()
+            .map(crate::operators::TokenStore::new);
         Core {
             inner: Arc::new(Inner {
                 settings,
@@ -322,6 +330,8 @@ impl Core {
                 started: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 client_secret: Mutex::new(None),
+                operators,
+                instance: instance_id(),
                 guardian: Mutex::new(None),
                 host: Mutex::new(PathBuf::new()),
                 tasks: Mutex::new(Vec::new()),
@@ -555,6 +565,13 @@ impl Core {
         self.inner.client_token_path()
     }
 
+    /// A random id of this core instance (12 hex digits), also sent to every client in the
+    /// `welcome` of the control endpoint (`attrs.instance`), so a client can tell that it
+    /// reached the core it was told about.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance
+    }
+
     /// Stops every module in reverse dependency order (each within the stop grace, then
     /// SIGTERM, then SIGKILL), closes the control endpoint and removes the sockets. Idempotent.
     pub async fn shutdown(&self) {
@@ -618,6 +635,19 @@ pub(crate) fn closest(name: &str, known: &[String]) -> Option<String> {
         .filter(|(d, k)| *d <= reach || k.starts_with(name))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k.clone())
+}
+
+/// 48 random bits as 12 hex digits; a clock-based id if the generator fails (it only
+/// distinguishes instances, it is not a secret).
+fn instance_id() -> String {
+    let mut b = [0u8; 6];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b.copy_from_slice(&t.to_be_bytes()[10..]);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! modules, operators and the embedding application. The parts, each in its own file:
 //! [`manifest`] (metadata), [`discovery`], [`resolver`] (semver, cycles), `registry` (states),
 //! `supervisor` (processes, restarts, heartbeats), `stats` (per-module figures),
-//! [`capability`] (tokens), [`policy`] (who may call whom), `events` (fan-out), `conn` (connections), `builtin` (`core`,
+//! [`capability`] (tokens), [`operators`] (named operator tokens), [`policy`] (who may call whom), `events` (fan-out), `conn` (connections), `builtin` (`core`,
 //! `capability_module`), `sys` (Linux specifics).
 //!
 //! # Examples
@@ -33,6 +33,7 @@ pub mod discovery;
 mod error;
 mod events;
 pub mod manifest;
+pub mod operators;
 pub mod policy;
 mod registry;
 pub mod resolver;

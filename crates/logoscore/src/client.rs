@@ -1,15 +1,18 @@
-//! The client side of the control endpoint: find the runtime dir, connect to
-//! `<runtime dir>/core.sock`, authenticate with the client token, call the `core` built-in (or a
-//! module through it) and receive events.
+//! The client side of the control endpoint: find the core (the config dir's `daemon/state.json`,
+//! else the runtime dir), connect to its `core.sock`, authenticate with a token
+//! (`$LOGOSCORE_TOKEN`, the config dir's `client/auto.json`, else `<runtime dir>/client.token`),
+//! call the `core` built-in (or a module through it) and receive events.
 //!
 //! Owns turning every way "the core is not there" can happen into one actionable message
-//! (where it looked, how to start one) and the event queue of `watch`. Never formats output and
+//! (where it looked, how to start one), telling "the core went away or refused us" (exit 2)
+//! from a module's or method's error, and the event queue of `watch`. Never formats output and
 //! never decides exit codes.
 
 use crate::Ctx;
 use crate::error::Error;
+use logos_core::capability::Token;
 use logos_session::{Config, Fault, Handler, Session, SessionError};
-use logos_wire::{ErrorCode, Hello, Value};
+use logos_wire::{ErrorCode, Hello, Value, Welcome};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,7 +80,7 @@ impl RuntimeDir {
     }
 
     /// How to start a core clients will find here, and where this dir came from.
-    fn start_hint(&self) -> String {
+    pub fn start_hint(&self) -> String {
         let dir = self.path.display();
         match self.source {
             Source::Flag | Source::Config => {
@@ -146,38 +149,155 @@ impl Handler for Forward {
     }
 }
 
+/// Where a client command goes: the socket, the token, and what the core there must be.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub socket: PathBuf,
+    /// How messages name the place (the socket, or the config dir).
+    place: String,
+    /// How to start a core clients will find there.
+    hint: String,
+    token: TokenSource,
+    /// The pid the peer must have (from `daemon/state.json`), checked before the token is sent.
+    pub expect_pid: Option<u32>,
+    /// The instance id the core must announce in its `welcome`.
+    expect_instance: Option<String>,
+}
+
+/// Where the token comes from.
+#[derive(Debug, Clone)]
+enum TokenSource {
+    /// `$LOGOSCORE_TOKEN` (64 hex digits).
+    Env,
+    /// `<runtime dir>/client.token` (hex, 0600).
+    ClientToken(PathBuf),
+    /// `{"token": "<hex>"}`: `client/auto.json` or a copied named token file.
+    Json(PathBuf),
+}
+
+impl TokenSource {
+    fn read(&self) -> Result<Token, String> {
+        match self {
+            TokenSource::Env => {
+                let v = std::env::var("LOGOSCORE_TOKEN").unwrap_or_default();
+                Token::from_hex(v.trim()).ok_or_else(|| {
+                    "$LOGOSCORE_TOKEN is not a logoscore token (64 hex digits, as `logoscore issue-token` prints)".to_owned()
+                })
+            }
+            TokenSource::ClientToken(path) => {
+                logos_core::capability::read_client_token(path).map_err(|e| match e {
+                    // Already says what is wrong and how to fix it.
+                    logos_core::Error::ClientToken { .. } => chain(&e),
+                    _ => format!(
+                        "{}; the core writes it (mode 0600) for the user that runs it",
+                        chain(&e)
+                    ),
+                })
+            }
+            TokenSource::Json(path) => crate::config_dir::read_token_file(path),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            TokenSource::Env => "$LOGOSCORE_TOKEN".to_owned(),
+            TokenSource::ClientToken(p) | TokenSource::Json(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl Target {
+    /// The core this command talks to: the one named by the config dir (`--config-dir`,
+    /// `$LOGOSCORE_CONFIG_DIR`) when one is given, else the one of the runtime dir.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] for both a config dir and `--runtime-dir`; [`Error::NoCore`] when the
+    /// config dir names no running core.
+    pub fn resolve(ctx: &Ctx) -> Result<Target, Error> {
+        let env_token = std::env::var_os("LOGOSCORE_TOKEN").is_some_and(|v| !v.is_empty());
+        if let Some(config) = &ctx.config_dir {
+            if let Some(rt) = &ctx.runtime_dir {
+                return Err(Error::Usage(format!(
+                    "--runtime-dir {} and the config dir {} both name a core; give one of them",
+                    rt.display(),
+                    config.shown()
+                )));
+            }
+            let found = config.find()?;
+            return Ok(Target {
+                place: found.socket.display().to_string(),
+                socket: found.socket,
+                hint: format!(
+                    "the config dir {} names this core; start it with `logoscore -D --config-dir {} -m DIR`",
+                    config.shown(),
+                    config.path.display()
+                ),
+                token: if env_token {
+                    TokenSource::Env
+                } else {
+                    TokenSource::Json(found.token_file)
+                },
+                expect_pid: found.pid,
+                expect_instance: found.instance,
+            });
+        }
+        let dir = RuntimeDir::resolve(ctx.runtime_dir.as_deref());
+        Ok(Target {
+            place: dir.socket().display().to_string(),
+            socket: dir.socket(),
+            hint: dir.start_hint(),
+            token: if env_token {
+                TokenSource::Env
+            } else {
+                TokenSource::ClientToken(dir.token())
+            },
+            expect_pid: None,
+            expect_instance: None,
+        })
+    }
+}
+
 /// One authenticated connection to a running core.
 pub(crate) struct Client {
     session: Session,
     events: mpsc::Receiver<Incoming>,
     timeout: Option<Duration>,
+    welcome: Welcome,
+    place: String,
 }
 
 impl Client {
-    /// Connects to the core of the runtime dir chosen by `ctx`.
+    /// Connects to the core chosen by `ctx` (see [`Target::resolve`]).
     ///
     /// # Errors
     /// [`Error::NoCore`] when nothing listens there, [`Error::Unreachable`] when something
-    /// does but cannot be used (permissions, token, protocol), [`Error::Remote`] when the core
-    /// refuses the token.
+    /// does but cannot be used (permissions, token file, another core), [`Error::Refused`]
+    /// when the core refuses the token.
     pub async fn connect(ctx: &Ctx) -> Result<Client, Error> {
-        let dir = RuntimeDir::resolve(ctx.runtime_dir.as_deref());
-        Client::connect_to(&dir, ctx.timeout).await
+        let target = Target::resolve(ctx)?;
+        if ctx.verbose {
+            eprintln!(
+                "logoscore: core at {}, token from {}",
+                target.socket.display(),
+                target.token.describe()
+            );
+        }
+        Client::connect_to(&target, ctx.timeout).await
     }
 
-    pub async fn connect_to(dir: &RuntimeDir, timeout: Option<Duration>) -> Result<Client, Error> {
-        let socket = dir.socket();
+    pub async fn connect_to(target: &Target, timeout: Option<Duration>) -> Result<Client, Error> {
+        let socket = &target.socket;
         let no_core = || Error::NoCore {
-            socket: socket.clone(),
-            hint: dir.start_hint(),
+            place: target.place.clone(),
+            hint: target.hint.clone(),
         };
         let unreachable = |reason: String| Error::Unreachable {
-            socket: socket.clone(),
+            place: target.place.clone(),
             reason,
         };
         let stream = match tokio::time::timeout(
             CONNECT_TIMEOUT,
-            tokio::net::UnixStream::connect(&socket),
+            tokio::net::UnixStream::connect(socket),
         )
         .await
         {
@@ -191,24 +311,24 @@ impl Client {
                 return Err(match e.kind() {
                     ErrorKind::NotFound | ErrorKind::ConnectionRefused => no_core(),
                     ErrorKind::PermissionDenied => unreachable(format!(
-                        "permission denied ({}); the core belongs to another user, run logoscore as that user",
+                        "permission denied ({}); the core belongs to another user, run logoscore as that user (or a member of its --access-group)",
                         e
                     )),
                     _ => unreachable(e.to_string()),
                 });
             }
         };
-        // The file holds the token as hex; the core also checks it is private to this user.
-        let token = logos_core::capability::read_client_token(&dir.token()).map_err(|e| {
-            unreachable(match e {
-                // Already says what is wrong and how to fix it.
-                logos_core::Error::ClientToken { .. } => chain(&e),
-                _ => format!(
-                    "{}; the core writes it (mode 0600) for the user that runs it",
-                    chain(&e)
-                ),
-            })
-        })?;
+        // Before any secret leaves: is this the core the config dir names?
+        if let Some(expected) = target.expect_pid {
+            let peer = stream.peer_cred().ok().and_then(|c| c.pid());
+            if peer.and_then(|p| u32::try_from(p).ok()) != Some(expected) {
+                return Err(unreachable(format!(
+                    "the socket is served by pid {}, not by the core (pid {expected}) its config dir names; no token was sent",
+                    peer.map_or_else(|| "?".to_owned(), |p| p.to_string())
+                )));
+            }
+        }
+        let token = target.token.read().map_err(unreachable)?;
         let hello = Hello {
             major: logos_wire::PROTOCOL_MAJOR,
             minor: logos_wire::PROTOCOL_MINOR,
@@ -223,25 +343,53 @@ impl Client {
         });
         let mut config = Config::default();
         config.handshake_timeout = CONNECT_TIMEOUT;
-        match logos_session::connect(stream, hello, handler, config).await {
-            Ok((session, _welcome)) => Ok(Client {
-                session,
-                events,
-                timeout,
-            }),
-            Err(SessionError::Refused(fault)) => Err(Error::from(fault)),
-            Err(SessionError::HandshakeTimeout(t)) => Err(unreachable(format!(
-                "the core did not answer the handshake within {t:?}"
-            ))),
-            Err(SessionError::Io(e)) if e.kind() == ErrorKind::UnexpectedEof => Err(no_core()),
-            Err(e) => Err(unreachable(e.to_string())),
+        let (session, welcome) = match logos_session::connect(stream, hello, handler, config).await
+        {
+            Ok(ok) => ok,
+            Err(SessionError::Refused(fault)) if fault.code == ErrorCode::Unauthorized => {
+                return Err(Error::Refused {
+                    place: target.place.clone(),
+                    reason: format!(
+                        "{} (the token came from {})",
+                        fault.message,
+                        target.token.describe()
+                    ),
+                });
+            }
+            Err(SessionError::Refused(fault)) => return Err(Error::from(fault)),
+            Err(SessionError::HandshakeTimeout(t)) => {
+                return Err(unreachable(format!(
+                    "the core did not answer the handshake within {t:?}"
+                )));
+            }
+            Err(SessionError::Io(e)) if e.kind() == ErrorKind::UnexpectedEof => {
+                return Err(no_core());
+            }
+            Err(e) => return Err(unreachable(e.to_string())),
+        };
+        if let Some(expected) = &target.expect_instance {
+            let announced = welcome.attrs.get("instance").and_then(Value::as_str);
+            if announced != Some(expected.as_str()) {
+                return Err(unreachable(format!(
+                    "the core there is instance {}, not {expected} as its config dir says",
+                    announced.unwrap_or("?")
+                )));
+            }
         }
+        Ok(Client {
+            session,
+            events,
+            timeout,
+            welcome,
+            place: target.place.clone(),
+        })
     }
 
     /// Calls `target.method(args)` with the `--timeout` deadline, else `default`.
     ///
     /// # Errors
-    /// [`Error::Remote`] with the core's or module's fault.
+    /// [`Error::Remote`] with the core's or module's fault; [`Error::Lost`] (or
+    /// [`Error::Refused`]) when the connection ended instead of an answer.
     pub async fn call(
         &self,
         target: &str,
@@ -249,21 +397,45 @@ impl Client {
         args: Vec<Value>,
         default: Duration,
     ) -> Result<Value, Error> {
-        self.call_fault(target, method, args, default)
+        self.call_mapped(target, method, args, default, Error::from)
             .await
-            .map_err(Error::from)
     }
 
-    /// As [`Client::call`], keeping the [`Fault`] for callers that add context.
-    pub async fn call_fault(
+    /// As [`Client::call`], with `map` turning the core's or module's fault into the error
+    /// (e.g. adding context); a connection that ended is always [`Error::Lost`] or
+    /// [`Error::Refused`], never a module or method error.
+    pub async fn call_mapped(
         &self,
         target: &str,
         method: &str,
         args: Vec<Value>,
         default: Duration,
-    ) -> Result<Value, Fault> {
+        map: impl FnOnce(Fault) -> Error,
+    ) -> Result<Value, Error> {
         let timeout = self.timeout.unwrap_or(default);
-        self.session.call(target, method, args, timeout).await
+        match self.session.call(target, method, args, timeout).await {
+            Ok(v) => Ok(v),
+            Err(_) if self.session.is_closed() => Err(self.ended().await),
+            Err(f) => Err(map(f)),
+        }
+    }
+
+    /// The error for a connection that has ended: the core refused this client (its token
+    /// was revoked or expired), or it went away.
+    pub async fn ended(&self) -> Error {
+        let reason = self.session.closed().await;
+        self.ended_with(reason)
+    }
+
+    /// [`Client::ended`] for a close `reason` already known.
+    pub fn ended_with(&self, reason: String) -> Error {
+        match reason.strip_prefix("closed by peer: unauthorized: ") {
+            Some(why) => Error::Refused {
+                place: self.place.clone(),
+                reason: why.to_owned(),
+            },
+            None => Error::Lost { reason },
+        }
     }
 
     /// Calls a read-only `core` method with the call deadline.
@@ -303,6 +475,11 @@ impl Client {
     /// Process id of the core, from the kernel (SO_PEERCRED).
     pub fn core_pid(&self) -> Option<u32> {
         self.session.peer().pid
+    }
+
+    /// What the core said about itself in its `welcome` (`instance`, `version`).
+    pub fn core_attr(&self, key: &str) -> Option<&str> {
+        self.welcome.attrs.get(key).and_then(Value::as_str)
     }
 }
 

@@ -2,12 +2,12 @@
 //! needs to act on it (the socket that was tried, the argument that was refused, the core's or
 //! module's own message).
 //!
-//! Owns the wording of CLI-side failures only. Never decides exit codes (that is `exit_code` in
-//! `main.rs`, the one place) and never prints (that is `output.rs`).
+//! Owns the wording of CLI-side failures and their names in the reference `logoscore`'s JSON
+//! documents (`reference_code`). Never decides exit codes (that is `exit_code` in `main.rs`,
+//! the one place) and never prints (that is `output.rs`).
 
 use crate::config::ConfigError;
 use logos_wire::ErrorCode;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// A failed command.
@@ -22,21 +22,56 @@ pub(crate) enum Error {
     Config(#[from] ConfigError),
 
     /// Nothing listens at the control endpoint.
-    #[error("no core is running at {} ({hint})", socket.display())]
+    #[error("no core is running at {place} ({hint})")]
     NoCore {
-        /// The control socket that was tried.
-        socket: PathBuf,
+        /// The control socket that was tried, or the config dir that names none.
+        place: String,
         /// How to start one, and where the runtime dir came from.
         hint: String,
     },
 
     /// Something is there but this client cannot use it.
-    #[error("cannot reach the core at {}: {reason}", socket.display())]
+    #[error("cannot reach the core at {place}: {reason}")]
     Unreachable {
-        /// The control socket that was tried.
-        socket: PathBuf,
+        /// The control socket that was tried, or the config dir.
+        place: String,
         /// What failed and what to do.
         reason: String,
+    },
+
+    /// The core answered but refused this client's token (wrong, revoked, expired).
+    #[error("the core at {place} refused this client: {reason}")]
+    Refused {
+        /// The control socket.
+        place: String,
+        /// The core's reason, and where the token came from.
+        reason: String,
+    },
+
+    /// A named token that is not there to revoke, or already there to issue (exit 3).
+    #[error("{message}")]
+    Token {
+        /// The reference's code: `TOKEN_NOT_FOUND`, `TOKEN_EXISTS`.
+        code: &'static str,
+        /// What happened and what to do.
+        message: String,
+    },
+
+    /// `status`: no core runs for this client (exit 1, as the reference's `status`).
+    #[error("no core is running: {reason}")]
+    NotRunning {
+        /// Where it looked and why it gave up.
+        reason: String,
+    },
+
+    /// The command failed after doing part of its work; `done` says what (it joins the JSON
+    /// error document, e.g. the modules `load a b` loaded before `b` failed).
+    #[error("{error}")]
+    Partial {
+        /// What failed.
+        error: Box<Error>,
+        /// Keys added to the JSON error document.
+        done: serde_json::Map<String, serde_json::Value>,
     },
 
     /// The connection to the core ended before the command finished.
@@ -96,11 +131,84 @@ impl Error {
             Error::NoCore { .. } => "no_core",
             Error::Unreachable { .. } => "unreachable",
             Error::Lost { .. } => "lost",
+            Error::Refused { .. } => "refused",
+            Error::NotRunning { .. } => "not_running",
+            Error::Token { .. } => "token",
+            Error::Partial { error, .. } => error.kind(),
             Error::Remote { code, .. } => code.as_str(),
             Error::Io { .. } => "io",
             Error::Start(_) => "start",
             Error::ShutdownTimeout { .. } => "shutdown_timeout",
         }
+    }
+
+    /// The reference `logoscore`'s error code for this failure of `verb` (its JSON documents'
+    /// `code`, e.g. `MODULE_NOT_FOUND`); ours is [`Error::kind`].
+    pub fn reference_code(&self, verb: Verb) -> &'static str {
+        match self {
+            Error::Usage(_) => "INVALID_ARGS",
+            Error::Config(_) => "CONFIG_ERROR",
+            Error::NoCore { .. } | Error::Unreachable { .. } | Error::NotRunning { .. } => {
+                "NO_DAEMON"
+            }
+            Error::Refused { .. } => "UNAUTHORIZED",
+            Error::Token { code, .. } => code,
+            Error::Lost { .. } => "CONNECTION_LOST",
+            Error::Io { .. } => "IO_ERROR",
+            Error::Start(_) => "DAEMON_START_FAILED",
+            Error::ShutdownTimeout { .. } => "SHUTDOWN_TIMEOUT",
+            Error::Partial { error, .. } => error.reference_code(verb),
+            Error::Remote { code, .. } => remote_code(*code, verb),
+        }
+    }
+}
+
+/// What a command was, for the reference's error codes and its exit-3 rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Run,
+    Status,
+    Load,
+    Unload,
+    Reload,
+    List,
+    Info,
+    Call,
+    Watch,
+    Stats,
+    Stop,
+    Tokens,
+    Local,
+}
+
+impl Verb {
+    /// Load, unload, reload and info: a failure is a module error (exit 3) whatever the
+    /// wire code, as the reference's module-management commands do.
+    pub fn manages_modules(self) -> bool {
+        matches!(self, Verb::Load | Verb::Unload | Verb::Reload | Verb::Info)
+    }
+}
+
+/// The reference's code for a wire error during `verb`.
+fn remote_code(code: ErrorCode, verb: Verb) -> &'static str {
+    // A code added after this build (e.g. invalid_metadata) is matched by name.
+    if code.as_str() == "invalid_metadata" {
+        return "INVALID_METADATA";
+    }
+    match (code, verb) {
+        (ErrorCode::UnknownModule, _) => "MODULE_NOT_FOUND",
+        (ErrorCode::ProtocolError, _) => "PROTOCOL_ERROR",
+        (ErrorCode::Unauthorized, _) => "UNAUTHORIZED",
+        (ErrorCode::NotLoaded, Verb::Call | Verb::Unload | Verb::Watch) => "MODULE_NOT_LOADED",
+        (_, Verb::Load) => "MODULE_LOAD_FAILED",
+        (_, Verb::Unload) => "MODULE_UNLOAD_FAILED",
+        (_, Verb::Reload) => "MODULE_RELOAD_FAILED",
+        (ErrorCode::UnknownMethod, Verb::Watch) => "EVENT_NOT_FOUND",
+        (ErrorCode::Unavailable, Verb::Call) => "MODULE_NOT_LOADED",
+        (ErrorCode::UnknownMethod, _) => "METHOD_NOT_FOUND",
+        (ErrorCode::InvalidArgs, _) => "INVALID_ARGS",
+        (_, Verb::Call) => "METHOD_FAILED",
+        _ => "MODULE_ERROR",
     }
 }
 

@@ -6,7 +6,7 @@
 //! stdout (`logoscore list | head -1`) is not an error. Never talks to the core and never
 //! decides what to show: each `cmd/<verb>.rs` does.
 
-use crate::error::Error;
+use crate::error::{Error, Verb};
 use logos_wire::Value;
 use std::io::{ErrorKind, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,17 +41,48 @@ pub(crate) fn json(doc: &serde_json::Value, pretty: bool) -> Result<bool, Error>
 }
 
 /// Prints a failed command: `error: …` with its causes (`{:#}`) on stderr, and with `--json`
-/// also an `{"error": {"kind", "message", "exit"}}` document on stdout, so a script always gets
-/// exactly one document.
-pub(crate) fn report_error(e: Error, json_mode: bool, exit: u8) {
+/// also one error document on stdout, on one line (so it also ends an NDJSON stream cleanly):
+/// `{"status": "error", "code", "message", "error": {"kind", "message", "exit"}, …}` — the
+/// reference's `status`/`code`/`message` beside our `error` object, plus what the command had
+/// done before it failed ([`Error::Partial`]).
+pub(crate) fn report_error(e: Error, json_mode: bool, exit: u8, verb: Verb) {
     let kind = e.kind();
+    let code = e.reference_code(verb);
+    let (e, done) = match e {
+        Error::Partial { error, done } => (*error, done),
+        other => (other, serde_json::Map::new()),
+    };
     let chain = format!("{:#}", anyhow::Error::new(e));
     eprintln!("error: {chain}");
     if json_mode {
-        let doc = serde_json::json!({
-            "error": { "kind": kind, "message": chain, "exit": exit }
-        });
-        let _ = json(&doc, true);
+        let mut doc = serde_json::Map::new();
+        doc.insert("status".into(), "error".into());
+        doc.insert("code".into(), code.into());
+        doc.insert("message".into(), chain.clone().into());
+        doc.insert(
+            "error".into(),
+            serde_json::json!({ "kind": kind, "message": chain, "exit": exit }),
+        );
+        for (k, v) in done {
+            doc.entry(k).or_insert(v);
+        }
+        let _ = json(&serde_json::Value::Object(doc), false);
+    }
+}
+
+/// A value as JSON for output: like [`Value::to_json`], except that bytes are the reference's
+/// `{"_bytes": "<base64url, unpadded>"}` (what its clients decode), not `{"$bytes": hex}`.
+pub(crate) fn value_json(v: &Value) -> serde_json::Value {
+    use base64::Engine as _;
+    match v {
+        Value::Bytes(b) => serde_json::json!({
+            "_bytes": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        }),
+        Value::List(items) => serde_json::Value::Array(items.iter().map(value_json).collect()),
+        Value::Map(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), value_json(v))).collect())
+        }
+        other => other.to_json(),
     }
 }
 
@@ -140,7 +171,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub(crate) fn value_text(v: &Value) -> String {
     match v {
         Value::Text(s) => s.clone(),
-        other => other.to_json().to_string(),
+        other => value_json(other).to_string(),
     }
 }
 
@@ -231,6 +262,12 @@ mod tests {
         assert_eq!(signature(&m), "add(a: int, b: int) -> int");
         let e = Value::from_json(serde_json::json!({"name": "tick", "params": []}));
         assert_eq!(signature(&e), "tick()");
+    }
+
+    #[test]
+    fn bytes_are_base64url_in_output() {
+        let v = Value::List(vec![Value::Bytes(vec![0, 0x10, 0xff, 0x80]), Value::Int(1)]);
+        assert_eq!(value_json(&v), serde_json::json!([{"_bytes": "ABD_gA"}, 1]));
     }
 
     #[test]

@@ -115,10 +115,12 @@ fn errors_name_the_module_the_method_and_the_cause() {
     out.expect_code(4);
     assert!(out.stderr.contains("calc.add"), "{}", out.stderr);
 
-    // a wrong client token: the core refuses, and says where the right one is
+    // a wrong client token: the core refuses (exit 2: this client cannot use the core), and
+    // says where the right one is
     std::fs::write(w.token(), format!("{}\n", "ab".repeat(32))).expect("overwrite token");
     let out = w.cli(&["list"]);
-    out.expect_code(3);
+    out.expect_code(2);
+    assert!(out.stderr.contains("refused this client"), "{}", out.stderr);
     assert!(out.stderr.contains("client.token"), "{}", out.stderr);
     // A token file that is not a token at all is caught before connecting.
     std::fs::write(w.token(), "garbage").expect("overwrite token");
@@ -134,8 +136,7 @@ fn bad_arguments_say_which_and_why() {
     let out = w.cli(&["call", "calc", "add", "0x10", "1"]);
     out.expect_code(1);
     assert!(
-        out.stderr
-            .contains("argument 1 (\"0x10\") is not valid JSON"),
+        out.stderr.contains("argument 1 (\"0x10\"): not valid JSON"),
         "{}",
         out.stderr
     );
@@ -153,11 +154,11 @@ fn bad_arguments_say_which_and_why() {
     assert!(out.stderr.contains("missing.json"), "{}", out.stderr);
 
     let bad = w.write("bad.json", "{oops");
-    let arg = format!("@{}", bad.display());
+    let arg = format!("json:@{}", bad.display());
     let out = w.cli(&["call", "calc", "add", &arg]);
     out.expect_code(1);
     assert!(
-        out.stderr.contains("bad.json does not hold one JSON value"),
+        out.stderr.contains("bad.json is not valid JSON"),
         "{}",
         out.stderr
     );
@@ -255,7 +256,7 @@ fn a_call_past_its_deadline_is_a_method_error() {
     assert!(out.stderr.contains("probe.sleep"), "{}", out.stderr);
     // The module is still fine afterwards.
     assert_eq!(
-        w.cli_json(&["call", "probe", "echo", "[1,2]"]),
+        w.cli_json(&["call", "probe", "echo", "[1,2]"])["result"],
         serde_json::json!([1, 2])
     );
 }

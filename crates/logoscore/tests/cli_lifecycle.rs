@@ -68,17 +68,24 @@ fn run_load_call_unload_stop() {
     let out = w.cli(&["call", "calc", "add", "2", "3"]);
     out.ok();
     assert_eq!(out.stdout, "5\n");
-    assert_eq!(w.cli_json(&["call", "calc", "sub", "-5", "3"]), -8);
+    assert_eq!(
+        w.cli_json(&["call", "calc", "sub", "-5", "3"])["result"],
+        -8
+    );
     let out = w.cli(&["call", "greeter", "greet", "Ada"]);
     out.ok();
     assert!(out.stdout.contains("Ada"), "{}", out.stdout);
     let args = w.write("args.json", "40");
-    let args = format!("@{}", args.display());
-    assert_eq!(w.cli_json(&["call", "calc", "add", &args, "2"]), 42);
+    let args = format!("json:@{}", args.display());
+    assert_eq!(
+        w.cli_json(&["call", "calc", "add", &args, "2"])["result"],
+        42
+    );
 
-    // unload refuses while dependents are loaded, and names the fix
+    // unload refuses while dependents are loaded, and names the fix; a failed unload is a
+    // module error (exit 3), as every failed module-management command
     let out = w.cli(&["unload", "chat"]);
-    out.expect_code(4);
+    out.expect_code(3);
     assert!(out.stderr.contains("greeter"), "{}", out.stderr);
     assert!(out.stderr.contains("--cascade"), "{}", out.stderr);
     let doc = w.cli_json(&["unload", "chat", "--cascade"]);
@@ -185,7 +192,7 @@ limits = { open_files = 256 }
     let mut d = support::Daemon::spawn(cmd);
     d.ready = d.wait_ready();
     assert_eq!(d.loaded(), ["calc", "chat", "greeter"]);
-    assert_eq!(w.cli_json(&["call", "calc", "mul", "6", "7"]), 42);
+    assert_eq!(w.cli_json(&["call", "calc", "mul", "6", "7"])["result"], 42);
     // log_format = "json": every log line on stderr is a JSON object.
     wait_for("a log line", Duration::from_secs(5), || {
         !d.proc.stderr_text().trim().is_empty()
@@ -260,13 +267,14 @@ fn stats_reports_costs_and_calls_of_each_module_process() {
     w.cli(&["call", "calc", "add", "1", "2"]).ok();
     w.cli(&["call", "calc", "div", "1", "0"]);
     let doc = w.cli_json(&["stats"]);
-    assert_eq!(doc["source"], "core");
-    assert!(doc["core"]["pid"].as_u64().is_some(), "{doc}");
-    assert!(
-        doc["core"]["rssBytes"].as_u64().is_some_and(|r| r > 0),
-        "{doc}"
-    );
-    let modules = doc["modules"].as_array().cloned().unwrap_or_default();
+    let modules = doc.as_array().cloned().unwrap_or_default();
+    let core = &modules[0];
+    assert_eq!(core["name"], "core", "{doc}");
+    assert_eq!(core["kind"], "core", "{doc}");
+    assert_eq!(core["source"], "core");
+    assert!(core["pid"].as_u64().is_some(), "{doc}");
+    assert!(core["rssBytes"].as_u64().is_some_and(|r| r > 0), "{doc}");
+    assert!(core["memory_mb"].as_f64().is_some_and(|m| m > 0.0), "{doc}");
     let calc = modules
         .iter()
         .find(|m| m["name"] == "calc")
@@ -278,6 +286,10 @@ fn stats_reports_costs_and_calls_of_each_module_process() {
     assert_eq!(calc["calls"].as_u64(), Some(2), "{doc}");
     assert_eq!(calc["errors"].as_u64(), Some(1), "{doc}");
     assert!(calc["latencyUs"]["p99"].as_u64().is_some(), "{doc}");
+    // The reference's keys beside ours.
+    assert_eq!(calc["kind"], "module", "{doc}");
+    assert!(calc["cpu_percent"].as_f64().is_some(), "{doc}");
+    assert!(calc["memory_mb"].as_f64().is_some_and(|m| m > 0.0), "{doc}");
     let kv = modules
         .iter()
         .find(|m| m["name"] == "kv")
@@ -320,7 +332,7 @@ fn sigkill_of_the_daemon_leaves_no_module_and_no_socket() {
     );
     // And a new core can take the runtime dir over.
     let _d2 = w.daemon(&["--load", "calc"]);
-    assert_eq!(w.cli_json(&["call", "calc", "add", "1", "2"]), 3);
+    assert_eq!(w.cli_json(&["call", "calc", "add", "1", "2"])["result"], 3);
 }
 
 #[test]

@@ -32,15 +32,20 @@ fn watch_prints_one_event_per_line_and_ends_on_ctrl_c() {
     w.cli(&["call", "chat", "send", "ada", "hello there"]).ok();
     w.cli(&["call", "chat", "send", "bob", "hi"]).ok();
     let first = next_json(&p);
-    assert_eq!(first["source"], "chat");
+    assert_eq!(first["module"], "chat");
     assert_eq!(first["event"], "chatMessage");
-    assert_eq!(first["data"][1], "ada");
-    assert_eq!(first["data"][2], "hello there");
+    // The reference's map of arguments, and ours in order.
+    assert_eq!(first["data"]["arg1"], "ada");
+    assert_eq!(first["data"]["arg2"], "hello there");
+    assert_eq!(first["args"][1], "ada");
+    assert_eq!(first["args"][2], "hello there");
     assert!(
-        first["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        first["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
         "{first}"
     );
-    assert_eq!(next_json(&p)["data"][1], "bob");
+    assert_eq!(next_json(&p)["args"][1], "bob");
     p.signal(Signal::INT);
     let status = p.wait(COMMAND).map(|s| s.code());
     assert_eq!(status, Some(Some(0)), "{}", p.stderr_text());
@@ -61,17 +66,17 @@ fn watch_without_a_module_follows_lifecycle_and_module_events() {
         seen.push(next_json(&p));
     }
     assert!(
-        seen.iter().any(|e| e["source"] == "core"
+        seen.iter().any(|e| e["module"] == "core"
             && e["event"] == "stateChanged"
-            && e["data"] == serde_json::json!(["chat", "starting", "ready"])),
+            && e["args"] == serde_json::json!(["chat", "starting", "ready"])),
         "{seen:?}"
     );
     // Modules loaded after the watch began are followed too.
     w.cli(&["call", "chat", "send", "ada", "late"]).ok();
     loop {
         let e = next_json(&p);
-        if e["source"] == "chat" {
-            assert_eq!(e["data"][2], "late");
+        if e["module"] == "chat" {
+            assert_eq!(e["args"][2], "late");
             break;
         }
     }

@@ -2,7 +2,9 @@
 //! metadata, dependencies and dependents, and (while it is loaded) the methods with their
 //! signatures and the events it emits.
 //!
-//! `--json` prints the core's map unchanged. Never calls the module itself.
+//! `--json` prints the core's map with the reference's keys added (`status`, `uptime_seconds`,
+//! `methods[].parameters`/`returnType`, `events`; `module-info` is the reference's name).
+//! Never calls the module itself.
 
 use crate::Ctx;
 use crate::client::Client;
@@ -17,7 +19,7 @@ pub(crate) async fn run(ctx: &Ctx, name: String) -> Result<(), Error> {
         .core("moduleInfo", vec![Value::from(name.as_str())])
         .await?;
     if ctx.json {
-        output::json(&info.to_json(), true)?;
+        output::json(&crate::reference::module_info(&info), false)?;
     } else {
         output::line(render(&name, &info).trim_end())?;
     }

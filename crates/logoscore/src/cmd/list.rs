@@ -1,8 +1,9 @@
 //! `logoscore list [--loaded]`: every known module with version, state, pid, uptime and crash
 //! restarts, from `core.listModules`.
 //!
-//! `--json` prints the core's records unchanged (a list of maps with `name`, `version`,
-//! `state`, `pid`, `uptimeMs`, `restarts`, `lastExit`). In text mode, modules the core could not
+//! `--json` prints the core's records (a list of maps with `name`, `version`, `state`, `pid`,
+//! `uptimeMs`, `restarts`, `lastExit`, …) with the reference's `status` and `uptime_seconds`
+//! added (`list-modules` is the reference's name). In text mode, modules the core could not
 //! register (bad metadata) are mentioned on stderr so a missing module is explained.
 
 use crate::Ctx;
@@ -30,7 +31,9 @@ pub(crate) async fn run(ctx: &Ctx, loaded_only: bool) -> Result<(), Error> {
         });
     }
     if ctx.json {
-        output::json(&Value::List(list).to_json(), true)?;
+        let docs: Vec<serde_json::Value> =
+            list.iter().map(crate::reference::module_entry).collect();
+        output::json(&serde_json::Value::Array(docs), false)?;
         return Ok(());
     }
     if list.is_empty() {

@@ -12,7 +12,9 @@ pub(crate) mod man;
 pub(crate) mod reload;
 pub(crate) mod run;
 pub(crate) mod stats;
+pub(crate) mod status;
 pub(crate) mod stop;
+pub(crate) mod tokens;
 pub(crate) mod unload;
 pub(crate) mod watch;
 
@@ -46,22 +48,33 @@ pub(crate) async fn modules(client: &Client) -> Result<Vec<Value>, Error> {
     }
 }
 
-/// `name → (state, pid)` of every known module.
-pub(crate) async fn states(
-    client: &Client,
-) -> Result<BTreeMap<String, (String, Option<u64>)>, Error> {
+/// What a listing says about one module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rec {
+    pub state: String,
+    pub pid: Option<u64>,
+    pub version: String,
+}
+
+/// `name → record` of every known module.
+pub(crate) type Snapshot = BTreeMap<String, Rec>;
+
+/// A [`Snapshot`] from `core.listModules`.
+pub(crate) async fn states(client: &Client) -> Result<Snapshot, Error> {
     Ok(modules(client)
         .await?
         .iter()
         .filter_map(|m| {
             let name = m.get("name")?.as_str()?.to_owned();
-            let state = m
-                .get("state")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_owned();
-            let pid = m.get("pid").and_then(Value::as_u64);
-            Some((name, (state, pid)))
+            let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+            Some((
+                name,
+                Rec {
+                    state: text("state"),
+                    pid: m.get("pid").and_then(Value::as_u64),
+                    version: text("version"),
+                },
+            ))
         })
         .collect())
 }
@@ -69,13 +82,18 @@ pub(crate) async fn states(
 /// Names whose state or process changed between two snapshots, filtered by `keep(new state)`,
 /// in the order the core lists them (alphabetical).
 pub(crate) fn changed(
-    before: &BTreeMap<String, (String, Option<u64>)>,
-    after: &BTreeMap<String, (String, Option<u64>)>,
+    before: &Snapshot,
+    after: &Snapshot,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<String> {
     after
         .iter()
-        .filter(|(name, now)| before.get(*name) != Some(now) && keep(&now.0))
+        .filter(|(name, now)| {
+            before
+                .get(*name)
+                .is_none_or(|b| (&b.state, b.pid) != (&now.state, now.pid))
+                && keep(&now.state)
+        })
         .map(|(name, _)| name.clone())
         .collect()
 }

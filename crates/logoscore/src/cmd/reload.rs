@@ -1,6 +1,9 @@
-//! `logoscore reload NAME`: stops and starts a module again through `core.reloadPlugin` (a
-//! manual restart: it re-reads the metadata and clears a `failed` state) and shows the new
-//! process.
+//! `logoscore reload NAME` (and the reference's `reload-module NAME`): stops and starts a module
+//! again through `core.reloadPlugin` (a manual restart: it re-reads the metadata and clears a
+//! `failed` state; a module that is not loaded is loaded) and shows the new process.
+//!
+//! `--json`: `{"reloaded", "state", "oldPid", "pid"}` plus the reference's `action`, `module`,
+//! `previous_status`, `status` (`loaded`) and `version`.
 
 use crate::Ctx;
 use crate::client::{CORE, Client, LIFECYCLE_TIMEOUT};
@@ -21,13 +24,26 @@ pub(crate) async fn run(ctx: &Ctx, name: String) -> Result<(), Error> {
         )
         .await?;
     let after = states(&client).await?;
-    let old = before.get(&name).and_then(|(_, pid)| *pid);
-    let new = after.get(&name).and_then(|(_, pid)| *pid);
-    let state = after.get(&name).map_or("ready", |(s, _)| s.as_str());
+    let old = before.get(&name).and_then(|r| r.pid);
+    let new = after.get(&name).and_then(|r| r.pid);
+    let state = after.get(&name).map_or("ready", |r| r.state.as_str());
     if ctx.json {
+        let previous = before
+            .get(&name)
+            .map_or("not_loaded", |r| crate::reference::status(&r.state));
         output::json(
-            &serde_json::json!({ "reloaded": name, "state": state, "oldPid": old, "pid": new }),
-            true,
+            &serde_json::json!({
+                "reloaded": name,
+                "state": state,
+                "oldPid": old,
+                "pid": new,
+                "action": "reload",
+                "module": name,
+                "previous_status": previous,
+                "status": crate::reference::status(state),
+                "version": after.get(&name).map(|r| r.version.as_str()),
+            }),
+            false,
         )?;
     } else {
         let pids = match (old, new) {

@@ -7,13 +7,26 @@
 //! `RUST_LOG`, …), then the core's defaults. Lists given by flags (`-m`, `--load`) replace the
 //! config file's lists rather than extending them.
 //!
+//! Without `-m` (and without `modules_dirs` in the config file) the modules dir is the first of
+//! `$XDG_DATA_HOME/logos/modules` (`~/.local/share/logos/modules`) and
+//! `/usr/local/lib/logos/modules` that exists; `run` says which it used, and how to add
+//! modules when it holds none.
+//!
+//! With a config dir (`--config-dir`, `$LOGOSCORE_CONFIG_DIR`; the reference's layout, see
+//! `config_dir.rs`) the runtime dir defaults to `<config dir>/run`, module data to
+//! `<config dir>/data`, named tokens live in `<config dir>/daemon/tokens.json`, and once the
+//! core is ready `daemon/state.json` and `client/auto.json` announce it (removed again on
+//! exit). Without one, named tokens live in `<runtime dir>/tokens.json`.
+//!
 //! Output: logs (tracing) on stderr; the "try next" hints on stderr as plain lines, outside the
 //! log, and only with the human log format; with `--json` one readiness document on stdout
-//! instead (`{"pid", "runtimeDir", "socket", "known", "loaded", "failed"}`), which is also what
-//! scripts and tests wait for. Never talks to the core over the socket: it owns the core.
+//! instead (`{"pid", "runtimeDir", "socket", "known", "loaded", "failed", "instance",
+//! "configDir", "modulesDirs"}`), which is also what scripts and tests wait for. Never talks to
+//! the core over the socket: it owns the core.
 
 use crate::client::{RuntimeDir, Source};
 use crate::config::{Config, LogFormat};
+use crate::config_dir::{ConfigDir, State};
 use crate::error::Error;
 use crate::{Ctx, RunArgs, output};
 use logos_core::{Builder, Core, ModuleSettings, RestartSettings, Value};
@@ -24,11 +37,26 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 /// Bound on shutdown when neither `--shutdown-timeout` nor the config sets one.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the modules dirs came from, for what `run` tells the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ModulesFrom {
+    /// `-m` or the config file.
+    Given,
+    /// The first default that exists.
+    Default(PathBuf),
+    /// No default exists (the paths looked at).
+    NoDefault(Vec<PathBuf>),
+}
+
 /// Everything `run` needs, resolved.
 struct Plan {
     builder: Builder,
     runtime: RuntimeDir,
     modules_dirs: Vec<PathBuf>,
+    modules_from: ModulesFrom,
+    config_dir: Option<ConfigDir>,
+    data_dir: Option<PathBuf>,
+    access_group: Option<u32>,
     load: Vec<String>,
     load_all: bool,
     log_filter: String,
@@ -51,13 +79,46 @@ pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Error> {
     rt.block_on(serve(ctx.json, plan))
 }
 
+/// Refuses the reference's daemon flags this core does not offer, saying why; none of them
+/// is ever accepted and ignored.
+fn refuse_unsupported(args: &RunArgs) -> Result<(), Error> {
+    if !args.module_transport.is_empty() || args.insecure_tcp {
+        return Err(Error::Usage(format!(
+            "--module-transport {}: this core serves local clients over its Unix socket only (no tcp or tcp_ssl listener); run the client on the same host, or reach it through ssh",
+            args.module_transport.join(" ")
+        )));
+    }
+    if args.persist_config {
+        return Err(Error::Usage(
+            "--persist-config: logoscore reads its settings from a config file instead; write them to logoscore.toml and pass -c logoscore.toml (see README)".into(),
+        ));
+    }
+    match args.access_policy.as_deref() {
+        None | Some("enforce") => Ok(()),
+        Some(other) => Err(Error::Usage(format!(
+            "--access-policy {other:?}: only `enforce` is accepted (and is what this core always does: a module may call what its metadata's dependencies and permissions name); put per-target rules in the config file as [[grant]] and [[deny]]"
+        ))),
+    }
+}
+
 /// Merges flags over the config file over the environment over defaults.
 fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
+    refuse_unsupported(&args)?;
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let modules_dirs: Vec<PathBuf> = if args.modules_dirs.is_empty() {
-        file.modules_dirs.clone()
+    let (modules_dirs, modules_from): (Vec<PathBuf>, ModulesFrom) = if !args.modules_dirs.is_empty()
+    {
+        (
+            args.modules_dirs.iter().map(|p| absolute(p)).collect(),
+            ModulesFrom::Given,
+        )
+    } else if !file.modules_dirs.is_empty() {
+        (file.modules_dirs.clone(), ModulesFrom::Given)
     } else {
-        args.modules_dirs.iter().map(|p| absolute(p)).collect()
+        let candidates = default_modules_dirs();
+        match candidates.iter().find(|d| d.is_dir()) {
+            Some(d) => (vec![d.clone()], ModulesFrom::Default(d.clone())),
+            None => (Vec::new(), ModulesFrom::NoDefault(candidates)),
+        }
     };
     for dir in &modules_dirs {
         if !dir.is_dir() {
@@ -72,18 +133,29 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     } else {
         (args.load.clone(), args.load_all)
     };
-    let runtime = match (&ctx.runtime_dir, &file.runtime_dir) {
-        (Some(p), _) => RuntimeDir {
+    let config_dir = ctx.config_dir.clone();
+    let access_group = args.access_group.as_deref().map(group_id).transpose()?;
+    let runtime = match (&ctx.runtime_dir, &file.runtime_dir, &config_dir) {
+        (Some(p), _, _) => RuntimeDir {
             path: absolute(p),
             source: Source::Flag,
         },
-        (None, Some(p)) => RuntimeDir {
+        (None, Some(p), _) => RuntimeDir {
             path: p.clone(),
             source: Source::Config,
         },
-        (None, None) => RuntimeDir::resolve(None),
+        // A config dir isolates its core: never the shared default runtime dir.
+        (None, None, Some(c)) => RuntimeDir {
+            path: c.runtime_dir(access_group.is_some()),
+            source: Source::Flag,
+        },
+        (None, None, None) => RuntimeDir::resolve(None),
     };
-    let log_filter = match (&args.log_level, &file.log_level) {
+    let log_level = args
+        .log_level
+        .clone()
+        .or_else(|| ctx.verbose.then(|| "debug".to_owned()));
+    let log_filter = match (&log_level, &file.log_level) {
         (Some(f), _) => {
             tracing_subscriber::EnvFilter::try_new(f).map_err(|e| {
                 Error::Usage(format!(
@@ -103,13 +175,21 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     for dir in &modules_dirs {
         b = b.modules_dir(dir);
     }
-    if let Some(d) = args
+    let data_dir = args
         .data_dir
         .as_deref()
         .map(absolute)
         .or(file.data_dir.clone())
-    {
+        .or_else(|| config_dir.as_ref().map(ConfigDir::data_dir));
+    if let Some(d) = &data_dir {
         b = b.data_dir(d);
+    }
+    b = b.operator_tokens(match &config_dir {
+        Some(c) => c.tokens_file(),
+        None => runtime.path.join("tokens.json"),
+    });
+    if let Some(gid) = access_group {
+        b = b.access_group(gid);
     }
     if let Some(h) = args.host.as_deref().map(absolute).or(file.host.clone()) {
         b = b.host_binary(h);
@@ -170,6 +250,10 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         builder: b,
         runtime,
         modules_dirs,
+        modules_from,
+        config_dir,
+        data_dir,
+        access_group,
         load,
         load_all,
         log_filter,
@@ -179,6 +263,35 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
             .or(file.shutdown_timeout.map(|d| d.0))
             .unwrap_or(SHUTDOWN_TIMEOUT),
     })
+}
+
+/// `$XDG_DATA_HOME/logos/modules` (else `~/.local/share/logos/modules`), then
+/// `/usr/local/lib/logos/modules`.
+fn default_modules_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(d).join("logos/modules"));
+    } else if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(h).join(".local/share/logos/modules"));
+    }
+    dirs.push(PathBuf::from("/usr/local/lib/logos/modules"));
+    dirs
+}
+
+/// The gid of `group` (a name, or a number).
+fn group_id(group: &str) -> Result<u32, Error> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(Error::Usage(format!(
+            "--access-group {group:?}: no such group (create it with `groupadd {group}` and add its members with `usermod -aG {group} USER`)"
+        ))),
+        Err(e) => Err(Error::Usage(format!(
+            "--access-group {group:?}: cannot look up the group: {e}"
+        ))),
+    }
 }
 
 /// Installs the tracing subscriber: `filter` on stderr, human or JSON.
@@ -228,10 +341,31 @@ struct Boot {
 
 async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
     let mut signals = Signals::new()?;
-    if plan.modules_dirs.is_empty() {
-        tracing::warn!(
-            "no modules dir given (-m DIR or modules_dirs in the config file): the core knows no modules"
-        );
+    match &plan.modules_from {
+        ModulesFrom::Given => {}
+        ModulesFrom::Default(d) => {
+            tracing::info!(dir = %d.display(), "no -m given: using the default modules dir");
+        }
+        ModulesFrom::NoDefault(looked) => {
+            let looked: Vec<String> = looked.iter().map(|d| d.display().to_string()).collect();
+            tracing::warn!(
+                "no modules dir: -m DIR was not given and none of the defaults exists ({}); the core knows no modules",
+                looked.join(", ")
+            );
+        }
+    }
+    if let Some(c) = &plan.config_dir {
+        if let Some(pid) = c.live_owner() {
+            return Err(Error::Usage(format!(
+                "a core (pid {pid}) already runs for config dir {}; stop it first (`logoscore --config-dir {} stop`), or use another config dir",
+                c.shown(),
+                c.path.display()
+            )));
+        }
+        c.prepare(plan.access_group)?;
+    }
+    if plan.access_group.is_some() {
+        reopen_runtime_dir(&plan.runtime.path);
     }
     let core = plan
         .builder
@@ -263,6 +397,17 @@ async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
             return Err(e);
         }
     };
+    // Announced in the config dir from here until this function returns, however it does.
+    let _announced = match &plan.config_dir {
+        Some(c) => match announce_in(c, &core, &plan) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                bounded_stop(core.shutdown(), plan.shutdown_timeout, &mut signals).await?;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     announce(json, &core, &plan, &report)?;
 
     tokio::select! {
@@ -272,6 +417,61 @@ async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
         }
         () = core.stopped() => Ok(()),
     }
+}
+
+/// A runtime dir left shared (0710) by a core that died: back to 0700, which the core checks
+/// before it shares it again.
+fn reopen_runtime_dir(dir: &Path) {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    if let Ok(meta) = std::fs::symlink_metadata(dir)
+        && meta.is_dir()
+        && meta.uid() == rustix::process::getuid().as_raw()
+        && meta.mode() & 0o7777 == 0o710
+    {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+/// The config dir's announcement of this core; withdrawn when dropped.
+struct Announced {
+    dir: ConfigDir,
+    instance: String,
+    token: logos_core::capability::Token,
+}
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        self.dir.withdraw(&self.instance, &self.token);
+    }
+}
+
+/// Writes `client/auto.json`, `client/config.json` and `daemon/state.json` for a ready core.
+fn announce_in(dir: &ConfigDir, core: &Core, plan: &Plan) -> Result<Announced, Error> {
+    let token = logos_core::capability::read_client_token(&core.client_token_path())
+        .map_err(Error::Start)?;
+    let socket = core.control_socket();
+    let endpoint = serde_json::json!({ "transports": [{ "protocol": "local", "path": socket }] });
+    let state = State {
+        version: 1,
+        instance_id: core.instance_id().to_owned(),
+        pid: std::process::id(),
+        started_at: logos_core::operators::rfc3339(std::time::SystemTime::now()),
+        logoscore_version: env!("CARGO_PKG_VERSION").to_owned(),
+        config_dir: dir.path.clone(),
+        runtime_dir: plan.runtime.path.clone(),
+        socket,
+        data_dir: plan.data_dir.clone(),
+        modules_dirs: plan.modules_dirs.clone(),
+        resolved: serde_json::json!({
+            "modules": { "core_service": endpoint, "capability_module": endpoint }
+        }),
+    };
+    dir.announce(&state, &token, plan.access_group)?;
+    Ok(Announced {
+        dir: dir.clone(),
+        instance: state.instance_id,
+        token,
+    })
 }
 
 /// Loads the boot modules. With `load_all`, a module that cannot be loaded is reported and the
@@ -326,6 +526,10 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
         .filter(|m| m.state.is_loaded())
         .map(|m| m.name.clone())
         .collect();
+    // Which default modules dir, and how to fill it: for people, also beside the JSON document.
+    if plan.log_format == LogFormat::Human {
+        eprint!("{}", modules_dir_note(&plan.modules_from, infos.is_empty()));
+    }
     if json {
         let failed: Vec<serde_json::Value> = boot
             .failed
@@ -340,6 +544,9 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
                 "known": infos.len(),
                 "loaded": loaded,
                 "failed": failed,
+                "instance": core.instance_id(),
+                "configDir": plan.config_dir.as_ref().map(|c| &c.path),
+                "modulesDirs": plan.modules_dirs,
             }),
             false,
         )?;
@@ -348,7 +555,7 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
     if plan.log_format == LogFormat::Json {
         return Ok(());
     }
-    let me = program(&plan.runtime);
+    let me = program(&plan.runtime, plan.config_dir.as_ref());
     let mut text = format!(
         "\nlogoscore: core running (pid {}), control socket {}\n",
         std::process::id(),
@@ -356,7 +563,7 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
     );
     text.push_str(&match loaded.len() {
         0 if infos.is_empty() => {
-            "  no modules known: point -m at a dir holding <name>/metadata.json\n".to_owned()
+            "  no modules known: point -m at a dir holding <name>/metadata.json, or add modules to the modules dir\n".to_owned()
         }
         0 => format!("  {} modules known, none loaded\n", infos.len()),
         n => format!(
@@ -394,9 +601,33 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
     Ok(())
 }
 
+/// What `run` says about a default modules dir: which it used, and how to fill it when empty
+/// (or, when none exists, where to create one).
+fn modules_dir_note(from: &ModulesFrom, empty: bool) -> String {
+    let add = "put each module in its own dir there (<dir>/<name>/metadata.json beside the module's library or executable; `cargo xtask stage` lays out the example modules in target/debug/modules), or pass -m DIR";
+    match from {
+        ModulesFrom::Given => String::new(),
+        ModulesFrom::Default(d) if empty => format!(
+            "logoscore: modules dir {} (the default; -m DIR uses another) holds no modules: {add}\n",
+            d.display()
+        ),
+        ModulesFrom::Default(d) => format!(
+            "logoscore: modules dir {} (the default; -m DIR uses another)\n",
+            d.display()
+        ),
+        ModulesFrom::NoDefault(looked) => {
+            let looked: Vec<String> = looked.iter().map(|d| d.display().to_string()).collect();
+            format!(
+                "logoscore: no modules dir: -m DIR was not given and none of the defaults exists ({}); create the first and {add}\n",
+                looked.join(", ")
+            )
+        }
+    }
+}
+
 /// How to run this binary from another terminal: `logoscore` when that name on `PATH` finds
 /// it, else its full path; plus `--runtime-dir` when a client would not find this core alone.
-fn program(runtime: &RuntimeDir) -> String {
+fn program(runtime: &RuntimeDir, config_dir: Option<&ConfigDir>) -> String {
     let exe = std::env::current_exe().ok();
     let on_path = std::env::var_os("PATH").is_some_and(|paths| {
         std::env::split_paths(&paths).any(|d| {
@@ -411,8 +642,16 @@ fn program(runtime: &RuntimeDir) -> String {
         (Some(e), false) => e.display().to_string(),
         _ => "logoscore".to_owned(),
     };
-    if RuntimeDir::resolve(None).path != runtime.path {
-        me.push_str(&format!(" --runtime-dir {}", runtime.path.display()));
+    match config_dir {
+        // A client finds this core through its config dir, from the flag or the environment.
+        Some(c) if ConfigDir::resolve(None).is_none_or(|env| env.path != c.path) => {
+            me.push_str(&format!(" --config-dir {}", c.path.display()));
+        }
+        Some(_) => {}
+        None if RuntimeDir::resolve(None).path != runtime.path => {
+            me.push_str(&format!(" --runtime-dir {}", runtime.path.display()));
+        }
+        None => {}
     }
     me
 }

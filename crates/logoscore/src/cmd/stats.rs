@@ -7,9 +7,11 @@
 //! Against an older core without `core.stats` it falls back to reading
 //! `/proc/<pid>/{stat,status}` of the pids `core.listModules` reports (and the core's pid from
 //! the connection's peer credentials), which works because the CLI runs on the core's host as
-//! the core's user; call figures are absent then. `--json` prints
-//! `{"source": "core" | "proc", "core": {…}, "modules": [{…}]}`. Never signals or changes
-//! anything.
+//! the core's user; call figures are absent then. `--json` prints a list, as the reference
+//! does: the core first (`"name": "core", "kind": "core"`), then every module
+//! (`"kind": "module"`), each with our figures (`pid`, `rssBytes`, `cpuMs`, `uptimeMs`,
+//! `calls`, …), the reference's `cpu_percent` and `memory_mb`, and `source` (`core` or
+//! `proc`). Never signals or changes anything.
 
 use crate::Ctx;
 use crate::client::Client;
@@ -43,14 +45,17 @@ pub(crate) async fn run(ctx: &Ctx) -> Result<(), Error> {
         Err(e) => return Err(e),
     };
     if ctx.json {
-        output::json(
-            &serde_json::json!({
-                "source": source,
-                "core": core.to_json(),
-                "modules": Value::List(list).to_json(),
-            }),
-            true,
-        )?;
+        let mut docs = vec![crate::reference::stats_entry("core", "core", &core)];
+        docs.extend(list.iter().map(|m| {
+            let name = m.get("name").and_then(Value::as_str).unwrap_or("?");
+            crate::reference::stats_entry(name, "module", m)
+        }));
+        for d in &mut docs {
+            if let Some(map) = d.as_object_mut() {
+                map.insert("source".into(), source.into());
+            }
+        }
+        output::json(&serde_json::Value::Array(docs), false)?;
         return Ok(());
     }
     output::line(&text(&core, &list))?;

@@ -1,8 +1,10 @@
-//! `logoscore unload NAME [--cascade]`: unloads a module through `core.unloadPlugin` and
-//! reports which modules stopped.
+//! `logoscore unload NAME [--cascade]` (and the reference's `unload-module NAME
+//! [--no-dependents]`, which cascades unless told not to): unloads a module through
+//! `core.unloadPlugin` and reports which modules stopped.
 //!
 //! Adds the CLI spelling of the fix when the core refuses because dependents are loaded;
-//! otherwise passes the core's message through unchanged.
+//! otherwise passes the core's message through unchanged. `--json`: `{"status": "ok",
+//! "unloaded", "stopped", "module", "dependents_unloaded"}`.
 
 use crate::Ctx;
 use crate::client::{CORE, Client, LIFECYCLE_TIMEOUT};
@@ -15,27 +17,32 @@ pub(crate) async fn run(ctx: &Ctx, name: String, cascade: bool) -> Result<(), Er
     let client = Client::connect(ctx).await?;
     let before = states(&client).await?;
     client
-        .call_fault(
+        .call_mapped(
             CORE,
             "unloadPlugin",
             vec![Value::from(name.as_str()), Value::Bool(cascade)],
             LIFECYCLE_TIMEOUT,
+            |f| {
+                let mut message = f.message;
+                if f.code == ErrorCode::MethodFailed && !cascade && message.contains("cascade") {
+                    message.push_str(&format!(
+                        " (`logoscore unload {name} --cascade`, or `logoscore unload-module {name}`)"
+                    ));
+                }
+                Error::Remote {
+                    code: f.code,
+                    message: crate::error::tidy(message),
+                }
+            },
         )
-        .await
-        .map_err(|f| {
-            let mut message = f.message;
-            if f.code == ErrorCode::MethodFailed && !cascade && message.contains("cascade") {
-                message.push_str(&format!(" (`logoscore unload {name} --cascade`)"));
-            }
-            Error::Remote {
-                code: f.code,
-                message: crate::error::tidy(message),
-            }
-        })?;
+        .await?;
     let after = states(&client).await?;
     let was_loaded = |n: &String| {
-        before.get(n).is_some_and(|(s, _)| {
-            matches!(s.as_str(), "starting" | "ready" | "crashed" | "backoff")
+        before.get(n).is_some_and(|r| {
+            matches!(
+                r.state.as_str(),
+                "starting" | "ready" | "crashed" | "backoff"
+            )
         })
     };
     let stopped: Vec<String> = changed(&before, &after, |s| !matches!(s, "ready" | "starting"))
@@ -43,9 +50,16 @@ pub(crate) async fn run(ctx: &Ctx, name: String, cascade: bool) -> Result<(), Er
         .filter(was_loaded)
         .collect();
     if ctx.json {
+        let dependents: Vec<&String> = stopped.iter().filter(|s| **s != name).collect();
         output::json(
-            &serde_json::json!({ "unloaded": name, "stopped": stopped }),
-            true,
+            &serde_json::json!({
+                "status": "ok",
+                "unloaded": name,
+                "stopped": stopped,
+                "module": name,
+                "dependents_unloaded": dependents,
+            }),
+            false,
         )?;
     } else if stopped.len() > 1 {
         output::line(&format!("unloaded {name} (stopped {})", stopped.join(", ")))?;

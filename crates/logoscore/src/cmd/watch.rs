@@ -1,11 +1,14 @@
-//! `logoscore watch [MODULE [EVENT]]`: prints events as they arrive until Ctrl-C.
+//! `logoscore watch [MODULE [EVENT]]` (the reference's `watch MODULE --event EVENT` too):
+//! prints events as they arrive until Ctrl-C.
 //!
 //! Without MODULE it follows the core's lifecycle events (`stateChanged`, `moduleUp`,
 //! `moduleDown`, `moduleCrashed`) and every event of every known module. With `--json` each
-//! event is one line of JSON (NDJSON): `{"time", "source", "event", "data"}`. Lost events
-//! (the core's queue for this client overflowed) are reported on stderr, never mixed into
-//! stdout. Ends with exit 0 on Ctrl-C/SIGTERM or a closed stdout, and with "cannot reach the
-//! core" when the core goes away.
+//! event is one line of JSON (NDJSON), in the reference's shape: `{"timestamp", "module",
+//! "event", "data": {"arg0", …}, "args": […]}`. Lost events (the core's queue for this client
+//! overflowed) are reported on stderr, never mixed into stdout. Ends with exit 0 on
+//! Ctrl-C/SIGTERM or a closed stdout; with exit 2 when the core goes away or refuses this
+//! client, and then the last line of stdout is the (one-line) error document. An unknown
+//! module is exit 3 at once, never a wait for events that cannot come.
 
 use crate::Ctx;
 use crate::client::{CORE, Client, Incoming};
@@ -64,7 +67,7 @@ pub(crate) async fn run(
                         return Ok(());
                     }
                 }
-                None => return Err(Error::Lost { reason: "the connection ended".into() }),
+                None => return Err(client.ended().await),
             },
             reason = &mut closed => {
                 while let Some(item) = client.try_next_event() {
@@ -72,7 +75,7 @@ pub(crate) async fn run(
                         return Ok(());
                     }
                 }
-                return Err(Error::Lost { reason });
+                return Err(client.ended_with(reason));
             }
         }
     }
@@ -124,14 +127,15 @@ fn print(json: bool, item: Incoming) -> Result<bool, Error> {
             let time = output::timestamp(SystemTime::now());
             if json {
                 let doc = serde_json::json!({
-                    "time": time,
-                    "source": source,
+                    "timestamp": time,
+                    "module": source,
                     "event": event,
-                    "data": Value::List(data).to_json(),
+                    "data": crate::reference::event_data(&data),
+                    "args": output::value_json(&Value::List(data)),
                 });
                 output::json(&doc, false)
             } else {
-                let data = Value::List(data).to_json().to_string();
+                let data = output::value_json(&Value::List(data)).to_string();
                 output::line(&format!("{} {source}.{event} {data}", &time[11..]))
             }
         }

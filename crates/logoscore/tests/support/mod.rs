@@ -130,6 +130,8 @@ impl World {
             .arg(&self.runtime)
             .env("LOGOS_HOST", target_dir().join("logos_host"))
             .env_remove("LOGOS_RUNTIME_DIR")
+            .env_remove("LOGOSCORE_CONFIG_DIR")
+            .env_remove("LOGOSCORE_TOKEN")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         cmd
@@ -162,6 +164,56 @@ impl World {
             .arg(&self.modules)
             .arg("--data-dir")
             .arg(&self.data)
+            .args(args);
+        let mut d = Daemon::spawn(cmd);
+        d.ready = d.wait_ready();
+        d
+    }
+
+    /// This world's config dir (the reference's `--config-dir`), not created.
+    pub fn cfg(&self) -> PathBuf {
+        self.dir.path().join("cfg")
+    }
+
+    /// `logoscore` with a clean environment and neither a runtime dir nor a config dir.
+    pub fn bare(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.env("LOGOS_HOST", target_dir().join("logos_host"))
+            .env_remove("LOGOS_RUNTIME_DIR")
+            .env_remove("LOGOSCORE_CONFIG_DIR")
+            .env_remove("LOGOSCORE_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `logoscore --config-dir <cfg> ARGS…` to its end.
+    pub fn cfg_cli(&self, args: &[&str]) -> Outcome {
+        let mut cmd = self.bare();
+        cmd.arg("--config-dir").arg(self.cfg()).args(args);
+        finish(cmd, COMMAND)
+    }
+
+    /// As [`World::cfg_cli`] with `--json`; asserts exit 0 and returns the document.
+    #[track_caller]
+    pub fn cfg_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cfg_cli(&all);
+        out.ok();
+        out.json()
+    }
+
+    /// Starts the reference's way, `logoscore --config-dir <cfg> -D -m <modules> ARGS…` (plus
+    /// `--json` for the readiness line), and waits until it is ready.
+    pub fn cfg_daemon(&self, args: &[&str]) -> Daemon {
+        let mut cmd = self.bare();
+        cmd.arg("--config-dir")
+            .arg(self.cfg())
+            .arg("--json")
+            .arg("-D")
+            .arg("-m")
+            .arg(&self.modules)
             .args(args);
         let mut d = Daemon::spawn(cmd);
         d.ready = d.wait_ready();
