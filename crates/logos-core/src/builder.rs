@@ -121,6 +121,8 @@ pub(crate) struct Settings {
     pub session: logos_session::Config,
     /// Confine modules with the default Landlock ruleset (where the kernel has Landlock).
     pub landlock: bool,
+    /// Paths confined modules may not read besides the runtime dir.
+    pub hidden: Vec<PathBuf>,
     pub operator_tokens: Option<PathBuf>,
     pub access_group: Option<u32>,
 }
@@ -162,6 +164,7 @@ pub struct Builder {
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
     landlock: Option<bool>,
+    hidden: Vec<PathBuf>,
     operator_tokens: Option<PathBuf>,
     access_group: Option<u32>,
 }
@@ -282,6 +285,15 @@ impl Builder {
         self
     }
 
+    /// Withholds `path` (a directory or file) from confined modules, like the runtime dir: for
+    /// operator secrets kept elsewhere, such as a `logoscore` config dir's `daemon/` and
+    /// `client/`. The operator token store given to [`Builder::operator_tokens`] is withheld
+    /// without being named here. Has no effect where modules run unconfined.
+    pub fn hide_from_modules(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hidden.push(path.into());
+        self
+    }
+
     /// A store of named operator tokens (`tokens.json`, see [`crate::operators::TokenStore`])
     /// whose live tokens open the control endpoint like the client token does. The file is
     /// read again whenever it changes and checked on every request, so a revoked or expired
@@ -370,6 +382,11 @@ impl Builder {
             landlock: self
                 .landlock
                 .unwrap_or_else(|| std::env::var_os("LOGOS_LANDLOCK").is_none_or(|v| v != "off")),
+            hidden: self
+                .hidden
+                .into_iter()
+                .chain(self.operator_tokens.iter().cloned())
+                .collect(),
             operator_tokens: self.operator_tokens,
             access_group: self.access_group,
         };

@@ -494,6 +494,7 @@ async fn start_process(
         manifest,
         host: &host,
         runtime_dir: &inner.settings.runtime_dir,
+        hidden: &inner.settings.hidden,
         data_dir: inner.settings.data_dir.join(&name),
         socket_path: inner.socket_path(&name),
         env: &overrides.env,

@@ -37,6 +37,8 @@ pub(crate) struct SpawnRequest<'a> {
     /// The `logos_host` binary, for library modules.
     pub host: &'a Path,
     pub runtime_dir: &'a Path,
+    /// Paths besides the runtime dir a confined module may not read (operator tokens).
+    pub hidden: &'a [PathBuf],
     pub data_dir: PathBuf,
     pub socket_path: PathBuf,
     pub env: &'a [(String, String)],
@@ -117,7 +119,10 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
     let listener = bind_listener(&req.socket_path)
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
     let ruleset = if req.confine {
-        sys::landlock_ruleset(req.runtime_dir, &req.data_dir).map_err(|e| {
+        let hidden: Vec<&Path> = std::iter::once(req.runtime_dir)
+            .chain(req.hidden.iter().map(PathBuf::as_path))
+            .collect();
+        sys::landlock_ruleset(&hidden, &req.data_dir).map_err(|e| {
             Failure::from(Error::Spawn {
                 module: name.clone(),
                 reason: format!("preparing its Landlock ruleset: {e}"),

@@ -8,7 +8,8 @@
 //! # What a module may do
 //!
 //! - **Read and execute** everything except the runtime dir (`client.token`, `core.sock`, the
-//!   sockets dir). Landlock only grants, so "everything but one directory" is built from its
+//!   sockets dir) and the other places the operator's tokens live (a `logoscore` config dir's
+//!   `daemon/` and `client/`, given with `Builder::hide_from_modules`). Landlock only grants, so "everything but one directory" is built from its
 //!   ancestors: for each ancestor of the runtime dir, from `/` down, every entry *other than*
 //!   the next ancestor is granted read and execute beneath it. The ancestors themselves get no
 //!   rule, so a module cannot list `/`, `/tmp` or whichever directories lead to the runtime dir
@@ -96,7 +97,8 @@ fn kernel_abi() -> Option<u32> {
 #[derive(Debug)]
 pub struct PreparedRuleset(pub(crate) OwnedFd);
 
-/// Builds the default ruleset of a module whose data dir is `data_dir`, denying `runtime_dir`.
+/// Builds the default ruleset of a module whose data dir is `data_dir`, denying every path in
+/// `hidden` (the runtime dir, and wherever else the operator's tokens live).
 ///
 /// Returns `Ok(None)` when the kernel has no Landlock (nothing to enforce).
 ///
@@ -105,10 +107,7 @@ pub struct PreparedRuleset(pub(crate) OwnedFd);
 /// The `landlock` crate's error when the kernel refuses the ruleset. Paths that cannot be
 /// opened (gone meanwhile, or not ours to open) or take no rule are left out (and so stay
 /// unreadable), never an error.
-pub fn prepare(
-    runtime_dir: &Path,
-    data_dir: &Path,
-) -> Result<Option<PreparedRuleset>, RulesetError> {
+pub fn prepare(hidden: &[&Path], data_dir: &Path) -> Result<Option<PreparedRuleset>, RulesetError> {
     let read = AccessFs::from_read(TESTED_ABI) | AccessFs::IoctlDev;
     let all = AccessFs::from_all(TESTED_ABI);
     let mut ruleset = Ruleset::default()
@@ -125,7 +124,7 @@ pub fn prepare(
             tracing::debug!(path = %path.display(), "no Landlock rule for this path: {e}");
         }
     };
-    for root in readable_roots(runtime_dir) {
+    for root in readable_roots(hidden) {
         grant(&root, read);
     }
     for device in WRITABLE_DEVICES {
@@ -136,22 +135,32 @@ pub fn prepare(
     Ok(fd.map(PreparedRuleset))
 }
 
-/// Every path whose hierarchy a module may read: the siblings of each ancestor of the
-/// (canonical) runtime dir, and the siblings of the runtime dir itself.
-fn readable_roots(runtime_dir: &Path) -> Vec<PathBuf> {
-    let runtime = std::fs::canonicalize(runtime_dir).unwrap_or_else(|_| runtime_dir.to_path_buf());
-    let chain: Vec<&Path> = runtime.ancestors().collect();
+/// Every path whose hierarchy a module may read: for each directory on the way to a hidden
+/// path (the canonical runtime dir, the operator's token files), every entry that is neither
+/// hidden nor itself on the way to a hidden path.
+fn readable_roots(hidden: &[&Path]) -> Vec<PathBuf> {
+    let hidden: Vec<PathBuf> = hidden
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
+        .collect();
+    // Directories on the way to a hidden path (the hidden paths excluded): these get no rule
+    // of their own, only their other entries do.
+    let mut on_the_way: Vec<&Path> = hidden
+        .iter()
+        .flat_map(|h| h.ancestors().skip(1))
+        .filter(|a| !hidden.iter().any(|h| a.starts_with(h)))
+        .collect();
+    on_the_way.sort();
+    on_the_way.dedup();
     let mut roots = Vec::new();
-    // `chain` runs from the runtime dir up to `/`; each parent lists its children, and every
-    // child but the one on the way to the runtime dir is readable.
-    for pair in chain.windows(2) {
-        let (on_the_way, parent) = (pair[0], pair[1]);
+    for parent in &on_the_way {
         let Ok(entries) = std::fs::read_dir(parent) else {
             continue;
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if path != on_the_way {
+            let withheld = hidden.contains(&path) || on_the_way.contains(&path.as_path());
+            if !withheld {
                 roots.push(path);
             }
         }
@@ -173,7 +182,7 @@ mod tests {
             std::fs::create_dir_all(base.join(d))?;
         }
         std::fs::write(base.join("a/notes"), "")?;
-        let roots = readable_roots(&base.join("a/run"));
+        let roots = readable_roots(&[&base.join("a/run")]);
         for granted in ["a/data", "a/modules", "a/notes", "b"] {
             assert!(roots.contains(&base.join(granted)), "{granted}: {roots:?}");
         }
@@ -185,6 +194,38 @@ mod tests {
             "no ancestor of the runtime dir is granted: {roots:?}"
         );
         assert!(roots.contains(&PathBuf::from("/usr")), "{roots:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn several_hidden_paths_are_all_withheld() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let base = std::fs::canonicalize(tmp.path())?;
+        for d in [
+            "cfg/run",
+            "cfg/daemon",
+            "cfg/client",
+            "cfg/data/calc",
+            "other",
+        ] {
+            std::fs::create_dir_all(base.join(d))?;
+        }
+        let hidden = [
+            base.join("cfg/run"),
+            base.join("cfg/daemon"),
+            base.join("cfg/client"),
+        ];
+        let refs: Vec<&Path> = hidden.iter().map(PathBuf::as_path).collect();
+        let roots = readable_roots(&refs);
+        assert!(roots.contains(&base.join("cfg/data")), "{roots:?}");
+        assert!(roots.contains(&base.join("other")), "{roots:?}");
+        for h in &hidden {
+            assert!(
+                !roots.iter().any(|r| h.starts_with(r)),
+                "{} is readable: {roots:?}",
+                h.display()
+            );
+        }
         Ok(())
     }
 

@@ -188,6 +188,12 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         Some(c) => c.tokens_file(),
         None => runtime.path.join("tokens.json"),
     });
+    if let Some(c) = &config_dir {
+        // The config dir's token files are the operator's: modules must not read them.
+        b = b
+            .hide_from_modules(c.daemon_dir())
+            .hide_from_modules(c.client_dir());
+    }
     if let Some(gid) = access_group {
         b = b.access_group(gid);
     }
