@@ -15,6 +15,7 @@
 //!
 //! | file | owns |
 //! |---|---|
+//! | `admission.rs` | [`Acceptor`]: accept with back-off, [`Admission`] to the handshake |
 //! | `config.rs` | [`Config`] |
 //! | `fault.rs`, `error.rs` | [`Fault`] (one call failed), [`SessionError`] (the connection failed) |
 //! | `handler.rs` | [`Handler`], [`Refuse`] |
@@ -63,6 +64,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod config;
 mod error;
 mod fault;
@@ -74,10 +76,11 @@ mod session;
 mod stream;
 mod writer;
 
+pub use admission::{Acceptor, Admission, DEFAULT_MAX_HANDSHAKES, Ticket};
 pub use config::Config;
 pub use error::SessionError;
 pub use fault::Fault;
 pub use handler::{Handler, Refuse};
-pub use handshake::{PendingSession, connect, read_hello};
+pub use handshake::{PendingSession, connect, read_hello, read_hello_admitted};
 pub use session::{Peer, Session};
 pub use stream::ByteStream;
