@@ -10,9 +10,7 @@ use crate::builtin;
 use crate::core::{CAPABILITY_MODULE, CORE_MODULE, Inner};
 use crate::error::Error;
 use futures::future::BoxFuture;
-use logos_session::{
-    Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, Handler, PendingSession, Session,
-};
+use logos_session::{Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, Handler, PendingSession, Session};
 use logos_wire::{Call, ErrorCode, Value, Welcome};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Weak};

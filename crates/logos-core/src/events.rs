@@ -211,14 +211,11 @@ impl Hub {
                     let bytes = *bytes.get_or_insert_with(|| {
                         source.len() + event.len() + data.iter().map(footprint).sum::<usize>()
                     });
-                    let reserved = queued_bytes.fetch_update(
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                        |q| {
+                    let reserved =
+                        queued_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
                             (q == 0 || q.saturating_add(bytes) <= SUBSCRIPTION_BYTES)
                                 .then(|| q.saturating_add(bytes))
-                        },
-                    );
+                        });
                     if reserved.is_err() {
                         dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -372,7 +369,10 @@ mod tests {
         // Drained: the next event fits again and carries the count of those lost.
         hub.publish("m", "e", &big(total));
         let lost = total as u64 - kept.len() as u64;
-        assert_eq!(sub.recv().await, Some(Notification::Lagged { dropped: lost }));
+        assert_eq!(
+            sub.recv().await,
+            Some(Notification::Lagged { dropped: lost })
+        );
         match sub.recv().await {
             Some(Notification::Event { data, .. }) => assert_eq!(data[0].as_i64(), Some(total)),
             other => panic!("expected the last event, got {other:?}"),

@@ -36,8 +36,10 @@ async fn expect_closed_with(raw: &mut RawPeer, code: ErrorCode, needle: &str) {
 async fn stream_to_raw(raw: &mut RawPeer, session: &Session) -> logos_session::ByteStream {
     let stream = session.open_stream("p").unwrap();
     let id = stream.id();
-    raw.recv_until(|m| matches!(m, Message::StreamOpen { stream, .. } if stream == id).then_some(()))
-        .await;
+    raw.recv_until(|m| {
+        matches!(m, Message::StreamOpen { stream, .. } if stream == id).then_some(())
+    })
+    .await;
     stream
 }
 
@@ -84,7 +86,12 @@ async fn issue_10_huge_credit_is_a_protocol_error_not_a_license_to_buffer() {
         bytes: 1 << 40,
     })
     .await;
-    expect_closed_with(&mut raw, ErrorCode::ProtocolError, "stream_credit of 1099511627776").await;
+    expect_closed_with(
+        &mut raw,
+        ErrorCode::ProtocolError,
+        "stream_credit of 1099511627776",
+    )
+    .await;
     let reason = soon("closed", session.closed()).await;
     assert!(reason.contains("protocol_error"), "{reason}");
 }
@@ -122,7 +129,10 @@ async fn issue_10_the_stream_lane_is_bounded_when_the_peer_does_not_read() {
         queued <= 1024 * 1024 + logos_wire::credit::MAX_CHUNK + 4096,
         "{queued} bytes queued for a peer that reads nothing"
     );
-    assert!(streams[blocked].unacknowledged() < window, "blocked with credit left");
+    assert!(
+        streams[blocked].unacknowledged() < window,
+        "blocked with credit left"
+    );
 
     // Once the peer reads, the blocked writer is woken and goes on.
     let drain = tokio::spawn(async move {
@@ -136,7 +146,9 @@ async fn issue_10_the_stream_lane_is_bounded_when_the_peer_does_not_read() {
         }
     });
     let s = &mut streams[blocked];
-    soon("the blocked write", s.write_all(&chunk)).await.unwrap();
+    soon("the blocked write", s.write_all(&chunk))
+        .await
+        .unwrap();
     drop(streams);
     session.close(logos_session::Fault::new(ErrorCode::Cancelled, "done"));
     soon("drain", drain).await.unwrap();
@@ -211,8 +223,10 @@ async fn issue_10_a_hello_just_under_the_handshake_cap_is_accepted() {
     let (a, b) = UnixStream::pair().unwrap();
     let server = tokio::spawn(logos_session::read_hello(b, Config::default()));
     let mut h = hello("big");
-    h.attrs
-        .insert("pad".into(), Value::Bytes(vec![0; MAX_HANDSHAKE_FRAME - 100]));
+    h.attrs.insert(
+        "pad".into(),
+        Value::Bytes(vec![0; MAX_HANDSHAKE_FRAME - 100]),
+    );
     RawPeer::new(a).send(&Message::Hello(h)).await;
     let pending = soon("read_hello", server).await.unwrap().unwrap();
     assert_eq!(pending.hello.identity, "big");
@@ -269,9 +283,10 @@ async fn issue_10_idle_handshakes_beyond_the_cap_are_evicted_oldest_first() {
     }
     // The six that waited longest are told `limit` and closed; the newest MAX still wait.
     for (i, peer) in idle.iter_mut().take(6).enumerate() {
-        let (code, message) = peer.closing_error().await.unwrap_or_else(|| {
-            panic!("idle connection {i} closed without an error frame")
-        });
+        let (code, message) = peer
+            .closing_error()
+            .await
+            .unwrap_or_else(|| panic!("idle connection {i} closed without an error frame"));
         assert_eq!(code, ErrorCode::Limit, "{message}");
         assert!(message.contains("make room"), "{message}");
     }
