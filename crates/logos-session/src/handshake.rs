@@ -287,7 +287,7 @@ async fn read_hello_until(
             let fault = Fault::new(
                 ErrorCode::Limit,
                 format!(
-                    "{max} newer connections are waiting for their handshake here; this one sent no hello and is closed to make room"
+                    "{max} newer connections are waiting for their handshake here; this one, still without a complete hello, is closed to make room"
                 ),
             );
             send_refusal(stream, fault, Duration::from_millis(100)).await;

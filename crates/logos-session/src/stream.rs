@@ -342,6 +342,12 @@ impl AsyncWrite for ByteStream {
         // socket must not make us queue a window per stream); checked before taking credit,
         // so a write that waits here has used none.
         if this.inner.poll_stream_room(cx).is_pending() {
+            // Also woken by a reset or the connection closing, which it then reports.
+            let mut st = lock(&this.shared.state);
+            if let Some(e) = this.error(&st) {
+                return Poll::Ready(Err(e));
+            }
+            store_waker(&mut st.write_waker, cx);
             return Poll::Pending;
         }
         let n = {
