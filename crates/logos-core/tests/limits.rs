@@ -1,8 +1,10 @@
-//! Issue 10, item 6: before a peer is authenticated it gets little, on the core's control
-//! endpoint (`core.sock`) and on a module's socket alike. A 16 MiB `hello` is refused from its
-//! length prefix; idle connections beyond the handshake cap are pushed out, oldest first, and
-//! never lock a real client out; a process out of file descriptors backs off instead of
-//! spinning on `accept` (measured as the CPU time the process uses, not wall time).
+//! Issue 10, items 6 and 8: what a peer can make the core or a module hold. Before a peer is
+//! authenticated it gets little, on the core's control endpoint (`core.sock`) and on a module's
+//! socket alike: a 16 MiB `hello` is refused from its length prefix; idle connections beyond
+//! the handshake cap are pushed out, oldest first, and never lock a real client out; a process
+//! out of file descriptors backs off instead of spinning on `accept` (measured as the CPU time
+//! the process uses, not wall time). After it, a watching client that stops reading loses
+//! events, bounded in bytes, and is told so with `lagged`.
 //!
 //! Real cores, real modules, real sockets. The core-side descriptor test runs the core in a
 //! child process (this test binary, re-run with `LOGOS_TEST_EMFILE_CHILD` set), so its CPU
@@ -408,4 +410,153 @@ async fn watch_child_core() {
         log.contains("accepting a connection failed"),
         "the core did not report the failed accepts:\n{log}"
     );
+}
+
+/// A client on `core.sock` that speaks frames by hand, so that it can stop reading.
+struct RawClient {
+    sock: UnixStream,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    /// Connects and authenticates with the client token.
+    async fn operator(core: &Core) -> RawClient {
+        let token = logos_core::capability::read_client_token(&core.client_token_path())
+            .expect("client token");
+        let mut c = RawClient {
+            sock: UnixStream::connect(core.control_socket())
+                .await
+                .expect("connect"),
+            buf: BytesMut::new(),
+        };
+        c.send(&Message::Hello(hello("watcher", token.as_bytes())))
+            .await;
+        match c.recv().await {
+            Some(Message::Welcome(_)) => c,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, msg: &Message) {
+        let mut frame = Vec::new();
+        logos_wire::encode_frame(msg, &mut frame).expect("encode");
+        self.sock.write_all(&frame).await.expect("write");
+    }
+
+    /// The next frame; `None` at EOF.
+    async fn recv(&mut self) -> Option<Message> {
+        self.recv_within(SOON).await.expect("a frame in time")
+    }
+
+    /// The next frame, `Some(None)` at EOF, or `None` if none came within `within`.
+    async fn recv_within(&mut self, within: Duration) -> Option<Option<Message>> {
+        let dec = FrameDecoder::default();
+        tokio::time::timeout(within, async {
+            loop {
+                if let Some(m) = dec.decode(&mut self.buf).expect("valid frames") {
+                    return Some(m);
+                }
+                self.buf.reserve(256 * 1024);
+                match self.sock.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .ok()
+    }
+}
+
+#[tokio::test]
+async fn issue_10_a_watch_client_that_does_not_read_loses_events_in_bytes_and_is_told_lagged() {
+    // 600 events of 64 KiB: far fewer than the 1024 events a connection's queue counts, far
+    // more than its 16 MiB byte budget.
+    const BIG: usize = 600;
+    let mut w = World::new();
+    w.stage("chat");
+    let core = w.start().await;
+    core.load("chat").await.expect("load");
+    let mut watcher = RawClient::operator(&core).await;
+    watcher
+        .send(&Message::Subscribe {
+            source: "chat".into(),
+            event: String::new(),
+        })
+        .await;
+    // The subscription is live once a message comes through.
+    let send = |message: String| {
+        let core = core.clone();
+        async move {
+            core.call("chat", "send", vec![text("n"), Value::Text(message)])
+                .await
+                .expect("chat.send")
+        }
+    };
+    let deadline = Instant::now() + SOON;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the subscription never took effect"
+        );
+        send("hello?".into()).await;
+        let answer = watcher.recv_within(Duration::from_millis(100)).await;
+        if let Some(Some(Message::Event { .. })) = answer {
+            break;
+        }
+    }
+    // The watcher stops reading. Each call returns after chat emitted its event and the core
+    // offered it to the watcher's queue (the event precedes the reply on chat's connection).
+    let big = "x".repeat(64 * 1024);
+    for _ in 0..BIG {
+        send(big.clone()).await;
+    }
+    // It reads again; small messages follow until one fits, which `lagged` precedes.
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(m) = watcher.recv().await {
+            if tx.send(m).is_err() {
+                return;
+            }
+        }
+    });
+    let mut received_big = 0usize;
+    let deadline = Instant::now() + SOON;
+    let dropped = 'watch: loop {
+        assert!(
+            Instant::now() < deadline,
+            "no lagged after {received_big} events"
+        );
+        send("small".into()).await;
+        let tick = tokio::time::sleep(Duration::from_millis(50));
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                m = seen.recv() => match m.expect("the watcher's connection stays up") {
+                    Message::Event { data, .. } => {
+                        if data.get(2).and_then(Value::as_str).is_some_and(|m| m.len() > 1000) {
+                            received_big += 1;
+                        }
+                    }
+                    Message::Lagged { source, dropped } => {
+                        assert_eq!(source, "chat");
+                        break 'watch dropped;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                },
+                () = &mut tick => break,
+            }
+        }
+    };
+    let budget = logos_session::Config::default().event_queue_bytes / (64 * 1024);
+    assert!(
+        received_big < BIG && received_big <= budget + 64,
+        "{received_big} of {BIG} events of 64 KiB queued for a client that did not read"
+    );
+    assert!(
+        dropped >= (BIG - received_big) as u64,
+        "{dropped} dropped, {received_big} of {BIG} received"
+    );
+    reader.abort();
+    core.shutdown().await;
 }
