@@ -37,9 +37,9 @@ use crate::session::lock;
 /// Connections allowed to wait for their `hello` at once on one listening socket, by default.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
 /// First pause after a failed `accept`.
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(10);
+const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 /// Longest pause between failed `accept`s.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// While failures go on, one warning per this many of them (about a minute at the longest
 /// pause), so a long outage stays visible without flooding the log.
 const WARN_EVERY: u32 = 64;
@@ -159,9 +159,9 @@ impl Acceptor {
     }
 
     /// The next connection and its ticket. Waits through failed accepts, pausing longer after
-    /// each ([`BACKOFF_FIRST`] doubling up to [`BACKOFF_MAX`]), so a process out of
-    /// descriptors sleeps instead of spinning; a failure that concerns only the one
-    /// connection (aborted before it was accepted, or an interrupted call) is retried at once.
+    /// each (10 ms, doubling up to 1 s), so a process out of descriptors sleeps instead of
+    /// spinning; a failure that concerns only the one connection (aborted before it was
+    /// accepted, or an interrupted call) is retried at once.
     ///
     /// # Cancel safety
     /// Cancel safe: no connection is lost by dropping the future.

@@ -9,7 +9,10 @@
 //!
 //! Handshake: the connecting side calls [`connect`] (sends `hello`, waits for `welcome`); the
 //! accepting side calls [`read_hello`], inspects the [`PendingSession`] (hello, peer creds) and
-//! then [`PendingSession::accept`]s or [`PendingSession::refuse`]s it.
+//! then [`PendingSession::accept`]s or [`PendingSession::refuse`]s it. A listening socket accepts
+//! through an [`Acceptor`] (back-off on `EMFILE`, at most [`DEFAULT_MAX_HANDSHAKES`] peers
+//! waiting for their hello, the oldest pushed out) and reads with [`read_hello_admitted`]; before
+//! authentication a `hello` may be at most `Config::max_handshake_frame` (64 KiB).
 //!
 //! # Layout
 //!
