@@ -17,7 +17,7 @@ use crate::events::{CORE_EVENTS, MAX_SESSION_SUBSCRIPTIONS, Viewer};
 use crate::manifest::ModuleName;
 use crate::operators::Verdict;
 use futures::future::BoxFuture;
-use logos_session::{Fault, Handler, PendingSession, Session};
+use logos_session::{Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, Handler, PendingSession, Session};
 use logos_wire::{Call, ErrorCode, Value, Welcome};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Weak};
@@ -342,17 +342,20 @@ pub(crate) fn listen(inner: &Arc<Inner>) -> Result<tokio::task::JoinHandle<()>, 
         })?;
     }
     let weak = Arc::downgrade(inner);
+    // Before authentication a peer gets little: a 64 KiB hello, a handshake timeout, and one
+    // of DEFAULT_MAX_HANDSHAKES places (a newer connection pushes out the one that waited
+    // longest); accept errors (EMFILE) back off instead of spinning. See logos-session's
+    // `Acceptor`.
+    let mut acceptor = Acceptor::new(listener, DEFAULT_MAX_HANDSHAKES);
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let (stream, ticket) = acceptor.accept().await;
             let Some(inner) = weak.upgrade() else { return };
             let cfg = inner.settings.session.clone();
             let weak = weak.clone();
             drop(inner);
             tokio::spawn(async move {
-                match logos_session::read_hello(stream, cfg).await {
+                match logos_session::read_hello_admitted(stream, cfg, ticket).await {
                     Ok(pending) => admit_client(weak, pending).await,
                     Err(e) => tracing::debug!("control endpoint: handshake failed: {e}"),
                 }

@@ -2,8 +2,10 @@
 //!
 //! Owns the subscriber table for embedding subscribers ([`Subscription`]) and for connected
 //! sessions (modules subscribed to `core` events, CLI clients watching modules). Every queue is
-//! bounded: a slow local subscriber loses events and is told how many (`Notification::Lagged`),
-//! a slow session is handled by its own bounded queue in `logos-session`. The table itself is
+//! bounded, in events and in bytes: a slow local subscriber loses events and is told how many
+//! (`Notification::Lagged`), a slow session is handled by its own bounded queue in
+//! `logos-session` (`Config::event_queue`, `Config::event_queue_bytes`), which tells the
+//! client with a `lagged` message. The table itself is
 //! bounded too: a session holds at most [`MAX_SESSION_SUBSCRIPTIONS`], and every operation is
 //! a map lookup, never a scan of what others hold, under the hub's lock. Never subscribes to
 //! a module by itself: the core asks a module for its events when this hub says someone wants
@@ -12,12 +14,16 @@
 use logos_session::Session;
 use logos_wire::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Capacity of one embedding subscriber's queue.
+/// Capacity of one embedding subscriber's queue, in events.
 pub const SUBSCRIPTION_QUEUE: usize = 1024;
+/// Capacity of one embedding subscriber's queue, in bytes of memory its events hold (an
+/// estimate: the values' own size plus their text, bytes and keys). An event is queued while
+/// it fits, or when the queue is empty, so one event of any size always gets through.
+pub const SUBSCRIPTION_BYTES: usize = 16 * 1024 * 1024;
 
 /// What a [`Subscription`] yields.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +49,9 @@ pub enum Notification {
 /// Dropping it unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
-    rx: mpsc::Receiver<(Notification, u64)>,
+    rx: mpsc::Receiver<Queued>,
+    /// Bytes of the notifications in `rx`, shared with the sink.
+    queued_bytes: Arc<AtomicUsize>,
     held: Option<Notification>,
     hub: Arc<Hub>,
     id: u64,
@@ -58,7 +66,12 @@ impl Subscription {
         if let Some(n) = self.held.take() {
             return Some(n);
         }
-        let (n, lost_before) = self.rx.recv().await?;
+        let Queued {
+            notification: n,
+            lost_before,
+            bytes,
+        } = self.rx.recv().await?;
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         if lost_before > 0 {
             self.held = Some(n);
             return Some(Notification::Lagged {
@@ -93,13 +106,25 @@ pub(crate) enum Viewer {
     Module(String),
 }
 
+/// One entry of an embedding subscriber's queue.
+#[derive(Debug)]
+struct Queued {
+    notification: Notification,
+    /// Events lost just before this one.
+    lost_before: u64,
+    /// What it counts against [`SUBSCRIPTION_BYTES`].
+    bytes: usize,
+}
+
 /// Where a subscriber's events go.
 #[derive(Debug)]
 enum Sink {
     /// An embedding [`Subscription`]: bounded queue, losses counted and reported in order.
     Local {
-        tx: mpsc::Sender<(Notification, u64)>,
+        tx: mpsc::Sender<Queued>,
         dropped: AtomicU64,
+        /// Bytes in the queue (see [`SUBSCRIPTION_BYTES`]).
+        queued_bytes: Arc<AtomicUsize>,
     },
     /// A connected session (module or client); its own queue bounds it.
     Session { session: Session, viewer: Viewer },
@@ -168,12 +193,14 @@ impl Hub {
     /// Adds an embedding subscriber.
     pub fn subscribe_local(self: &Arc<Self>, source: &str, event: &str) -> Subscription {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = (source.to_owned(), event.to_owned());
         let sub = Arc::new(Subscriber {
             sink: Sink::Local {
                 tx,
                 dropped: AtomicU64::new(0),
+                queued_bytes: Arc::clone(&queued_bytes),
             },
         });
         self.with_table(|t| {
@@ -182,6 +209,7 @@ impl Hub {
         });
         Subscription {
             rx,
+            queued_bytes,
             held: None,
             hub: Arc::clone(self),
             id,
@@ -291,17 +319,44 @@ impl Hub {
                 .flat_map(|ids| ids.values().cloned())
                 .collect()
         });
+        let mut bytes = None;
         for s in targets {
             match &s.sink {
-                Sink::Local { tx, dropped } => {
-                    let lost = dropped.swap(0, Ordering::Relaxed);
-                    let n = Notification::Event {
-                        source: source.to_owned(),
-                        event: event.to_owned(),
-                        data: data_for(&Viewer::Operator).to_vec(),
+                Sink::Local {
+                    tx,
+                    dropped,
+                    queued_bytes,
+                } => {
+                    let bytes = *bytes.get_or_insert_with(|| {
+                        source.len()
+                            + event.len()
+                            + data_for(&Viewer::Operator)
+                                .iter()
+                                .map(footprint)
+                                .sum::<usize>()
+                    });
+                    let reserved =
+                        queued_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                            (q == 0 || q.saturating_add(bytes) <= SUBSCRIPTION_BYTES)
+                                .then(|| q.saturating_add(bytes))
+                        });
+                    if reserved.is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let lost_before = dropped.swap(0, Ordering::Relaxed);
+                    let queued = Queued {
+                        notification: Notification::Event {
+                            source: source.to_owned(),
+                            event: event.to_owned(),
+                            data: data_for(&Viewer::Operator).to_vec(),
+                        },
+                        lost_before,
+                        bytes,
                     };
-                    if tx.try_send((n, lost)).is_err() {
-                        dropped.fetch_add(lost + 1, Ordering::Relaxed);
+                    if tx.try_send(queued).is_err() {
+                        queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                        dropped.fetch_add(lost_before + 1, Ordering::Relaxed);
                     }
                 }
                 Sink::Session { session, viewer } => {
@@ -323,6 +378,21 @@ impl Hub {
     fn with_table<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
         let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
+    }
+}
+
+/// Memory a value holds, estimated: its own size, plus its text, bytes, keys and items.
+fn footprint(v: &Value) -> usize {
+    let own = std::mem::size_of::<Value>();
+    own + match v {
+        Value::Text(t) => t.len(),
+        Value::Bytes(b) => b.len(),
+        Value::List(items) => items.iter().map(footprint).sum(),
+        Value::Map(map) => map
+            .iter()
+            .map(|(k, v)| std::mem::size_of::<String>() + k.len() + footprint(v))
+            .sum(),
+        _ => 0,
     }
 }
 
@@ -379,6 +449,44 @@ mod tests {
         assert_eq!(sub.recv().await, Some(Notification::Lagged { dropped: 10 }));
         match sub.recv().await {
             Some(Notification::Event { data, .. }) => assert_eq!(data, ev(total)),
+            other => panic!("expected the last event, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn issue_10_slow_subscriber_is_bounded_in_bytes_too() {
+        use futures::FutureExt;
+        let hub = Arc::new(Hub::default());
+        let mut sub = hub.subscribe_local("m", "");
+        let big = |i: i64| vec![Value::Int(i), Value::Bytes(vec![0; 1024 * 1024])];
+        // Far fewer events than SUBSCRIPTION_QUEUE, far more bytes than SUBSCRIPTION_BYTES.
+        let total = 40;
+        for i in 0..total {
+            hub.publish("m", "e", &big(i));
+        }
+        let mut kept = Vec::new();
+        while let Some(Some(n)) = sub.recv().now_or_never() {
+            match n {
+                Notification::Event { data, .. } => kept.push(data[0].as_i64()),
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+        let budget = SUBSCRIPTION_BYTES / (1024 * 1024);
+        assert!(
+            !kept.is_empty() && kept.len() <= budget,
+            "kept {} events of 1 MiB with a budget of {budget} MiB",
+            kept.len()
+        );
+        assert_eq!(kept, (0..kept.len() as i64).map(Some).collect::<Vec<_>>());
+        // Drained: the next event fits again and carries the count of those lost.
+        hub.publish("m", "e", &big(total));
+        let lost = total as u64 - kept.len() as u64;
+        assert_eq!(
+            sub.recv().await,
+            Some(Notification::Lagged { dropped: lost })
+        );
+        match sub.recv().await {
+            Some(Notification::Event { data, .. }) => assert_eq!(data[0].as_i64(), Some(total)),
             other => panic!("expected the last event, got {other:?}"),
         }
     }

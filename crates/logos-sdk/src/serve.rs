@@ -24,7 +24,9 @@ use crate::stats::CallStats;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use logos_session::{ByteStream, Config, Fault, Handler, Session};
+use logos_session::{
+    Acceptor, ByteStream, Config, DEFAULT_MAX_HANDSHAKES, Fault, Handler, Session, Ticket,
+};
 use logos_wire::{Attrs, Call, ErrorCode, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value, Welcome};
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -35,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 /// Descriptor of the control connection unless `LOGOS_CONTROL_FD` says otherwise.
 pub const DEFAULT_CONTROL_FD: RawFd = 3;
@@ -51,8 +53,6 @@ pub const EXIT_PANIC: i32 = 101;
 const SIGTERM_GRACE: Duration = Duration::from_secs(1);
 /// How long replies already queued may take to reach their sockets before exit.
 const FLUSH_LIMIT: Duration = Duration::from_millis(500);
-/// Peer handshakes allowed at once; the accept loop waits beyond this.
-const MAX_PENDING_HANDSHAKES: usize = 64;
 /// Live grants kept per caller; the oldest goes first beyond this.
 const MAX_GRANTS_PER_CALLER: usize = 64;
 /// Largest token accepted in `$grant` (tokens are 32 bytes; this only bounds memory).
@@ -487,40 +487,25 @@ async fn drain<T: Module>(state: &Served<T>, grace: Duration) {
 }
 
 async fn accept_loop<T: Module>(state: Arc<Served<T>>, listener: UnixListener) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    // At most DEFAULT_MAX_HANDSHAKES peers wait for their hello at once, a newer one pushing
+    // out the one that waited longest (so idle connections cannot lock real callers out), and
+    // accept errors (EMFILE) back off instead of spinning: see logos-session's `Acceptor`.
+    let mut acceptor = Acceptor::new(listener, DEFAULT_MAX_HANDSHAKES);
     let mut stop = state.stop.subscribe();
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&pending).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
+        let (stream, ticket) = tokio::select! {
+            a = acceptor.accept() => a,
             _ = stop.wait_for(Option::is_some) => return,
         };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(Option::is_some) => return,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let state = Arc::clone(&state);
-                tokio::spawn(async move {
-                    admit(state, stream).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                // Usually EMFILE/ENFILE: back off instead of spinning.
-                tracing::warn!("accepting a peer connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        let state = Arc::clone(&state);
+        tokio::spawn(admit(state, stream, ticket));
     }
 }
 
 /// Runs the handshake of one peer connection and admits it only with a live grant.
-async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream) {
-    let pending = match logos_session::read_hello(stream, Config::default()).await {
+async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, ticket: Ticket) {
+    let pending = match logos_session::read_hello_admitted(stream, Config::default(), ticket).await
+    {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!("peer handshake failed: {e}");

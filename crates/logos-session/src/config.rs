@@ -23,11 +23,24 @@ use std::time::Duration;
 pub struct Config {
     /// Largest frame accepted (default 16 MiB). A bigger one closes the connection with `limit`.
     pub max_frame: usize,
+    /// Largest `hello` (on [`read_hello`](crate::read_hello)) or `welcome` (on
+    /// [`connect`](crate::connect)) accepted, before the peer is authenticated (default 64 KiB,
+    /// [`logos_wire::MAX_HANDSHAKE_FRAME`]). A bigger one is refused with `limit` as soon as
+    /// its length prefix arrives, so an unauthenticated peer never makes this side reserve
+    /// more than this, nor decode more than this into values. Raise it only where the peer is
+    /// authenticated by other means (the core does, for a module's inherited control
+    /// connection, whose `hello` carries the module's interface).
+    pub max_handshake_frame: usize,
     /// Incoming calls allowed to run at once (default 1024); more fail with `limit`.
     pub max_calls_in_flight: usize,
     /// Events queued for the peer before newer ones are dropped and counted in a `lagged`
     /// notice (default 1024).
     pub event_queue: usize,
+    /// Bytes of encoded events queued for the peer before newer ones are dropped and counted
+    /// in a `lagged` notice (default 16 MiB). An event is queued while it fits this budget, or
+    /// when no event is queued at all (so one event up to `max_frame` always gets through).
+    /// Bounds a slow reader's memory in bytes, where `event_queue` bounds it in events.
+    pub event_queue_bytes: usize,
     /// Initial credit per stream and direction (default 256 KiB, the protocol's
     /// [`logos_wire::credit::DEFAULT_WINDOW`]). Both peers must use the same value: each side
     /// assumes the other starts with exactly this much credit.
@@ -57,8 +70,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_frame: logos_wire::codec::DEFAULT_MAX_FRAME,
+            max_handshake_frame: logos_wire::MAX_HANDSHAKE_FRAME,
             max_calls_in_flight: 1024,
             event_queue: 1024,
+            event_queue_bytes: 16 * 1024 * 1024,
             stream_window: logos_wire::credit::DEFAULT_WINDOW,
             handshake_timeout: Duration::from_secs(5),
             default_call_timeout: Duration::from_secs(30),

@@ -25,4 +25,8 @@ pub enum SessionError {
     /// The connection is closed.
     #[error("connection closed: {0}")]
     Closed(String),
+    /// The peer sent no hello before this many newer connections were waiting for theirs on
+    /// the same socket, and was closed to make room (see [`Acceptor`](crate::Acceptor)).
+    #[error("closed before its hello: {0} newer connections were waiting for their handshake")]
+    Evicted(usize),
 }

@@ -7,6 +7,7 @@
 //! `Config::handshake_timeout`; every refusal is told to the peer as `error` id 0 before the
 //! socket closes. Never decides whether a peer is welcome: the caller of `read_hello` does.
 
+use crate::admission::Ticket;
 use crate::session::{Peer, Session};
 use crate::{Config, Fault, Handler, SessionError};
 use bytes::BytesMut;
@@ -96,12 +97,17 @@ async fn read_failed(
             "peer closed the connection before sending {waiting_for}"
         )),
         ReadFailure::Wire(e) => {
-            let code = match e {
-                WireError::FrameTooLarge { .. } => ErrorCode::Limit,
-                _ => ErrorCode::ProtocolError,
+            let (code, message) = match e {
+                WireError::FrameTooLarge { len, max } => (
+                    ErrorCode::Limit,
+                    format!(
+                        "{waiting_for} of {len} bytes exceeds the limit of {max} bytes before authentication"
+                    ),
+                ),
+                _ => (ErrorCode::ProtocolError, e.to_string()),
             };
-            tracing::warn!("bad handshake frame from peer: {e}");
-            send_refusal(stream, Fault::new(code, e.to_string()), limit).await;
+            tracing::warn!("bad handshake frame from peer: {message}");
+            send_refusal(stream, Fault::new(code, message), limit).await;
             SessionError::Protocol(e)
         }
     }
@@ -113,6 +119,11 @@ fn unexpected(expected: &str, got: &Message) -> WireError {
         offset: 0,
         reason: format!("expected {expected}, got {}", got.kind_name()),
     }
+}
+
+/// The decoder for a handshake frame: the pre-authentication cap (never above the frame cap).
+fn handshake_decoder(config: &Config) -> FrameDecoder {
+    FrameDecoder::new(config.max_handshake_frame.min(config.max_frame))
 }
 
 fn peer_creds(stream: &UnixStream) -> (Option<u32>, Option<u32>) {
@@ -171,7 +182,7 @@ pub async fn connect(
     config: Config,
 ) -> Result<(Session, Welcome), SessionError> {
     let limit = config.handshake_timeout;
-    let decoder = FrameDecoder::new(config.max_frame);
+    let decoder = handshake_decoder(&config);
     let mut buf = BytesMut::new();
     let exchange = async {
         write_message(&mut stream, &Message::Hello(hello), limit).await?;
@@ -219,7 +230,9 @@ pub async fn connect(
 /// protocol version (a mismatch is refused on the wire and returned as an error).
 ///
 /// Also records the peer's pid and uid (SO_PEERCRED). Anything but `hello` first is refused
-/// with `protocol_error`.
+/// with `protocol_error`; a hello longer than `Config::max_handshake_frame` is refused with
+/// `limit` as soon as its length prefix arrives. On a listening socket, prefer
+/// [`read_hello_admitted`], which also bounds how many peers wait for their hello at once.
 ///
 /// # Errors
 /// As for [`connect`].
@@ -230,12 +243,58 @@ pub async fn read_hello(
     stream: UnixStream,
     config: Config,
 ) -> Result<PendingSession, SessionError> {
+    read_hello_until(stream, config, None).await
+}
+
+/// [`read_hello`] for a connection accepted by an [`Acceptor`](crate::Acceptor): gives up
+/// when `ticket` is evicted by newer connections (the peer is told `limit`), and frees the
+/// ticket's place once the hello is in.
+///
+/// # Errors
+/// As for [`read_hello`], and [`SessionError::Evicted`].
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future drops the socket.
+pub async fn read_hello_admitted(
+    stream: UnixStream,
+    config: Config,
+    mut ticket: Ticket,
+) -> Result<PendingSession, SessionError> {
+    read_hello_until(stream, config, Some(&mut ticket)).await
+}
+
+async fn read_hello_until(
+    stream: UnixStream,
+    config: Config,
+    ticket: Option<&mut Ticket>,
+) -> Result<PendingSession, SessionError> {
     let limit = config.handshake_timeout;
-    let decoder = FrameDecoder::new(config.max_frame);
+    let decoder = handshake_decoder(&config);
     let mut buf = BytesMut::new();
-    let read = match tokio::time::timeout(limit, read_message(&stream, &mut buf, &decoder)).await {
-        Ok(read) => read,
-        Err(_) => {
+    let max = ticket.as_ref().map_or(0, |t| t.max());
+    let evicted = async move {
+        match ticket {
+            Some(t) => t.evicted().await,
+            None => std::future::pending().await,
+        }
+    };
+    let read = tokio::select! {
+        read = tokio::time::timeout(limit, read_message(&stream, &mut buf, &decoder)) => Some(read),
+        () = evicted => None,
+    };
+    let read = match read {
+        Some(Ok(read)) => read,
+        None => {
+            let fault = Fault::new(
+                ErrorCode::Limit,
+                format!(
+                    "{max} newer connections are waiting for their handshake here; this one, still without a complete hello, is closed to make room"
+                ),
+            );
+            send_refusal(stream, fault, Duration::from_millis(100)).await;
+            return Err(SessionError::Evicted(max));
+        }
+        Some(Err(_)) => {
             let fault = Fault::new(
                 ErrorCode::ProtocolError,
                 format!("no hello within {limit:?}"),

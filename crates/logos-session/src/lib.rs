@@ -9,12 +9,16 @@
 //!
 //! Handshake: the connecting side calls [`connect`] (sends `hello`, waits for `welcome`); the
 //! accepting side calls [`read_hello`], inspects the [`PendingSession`] (hello, peer creds) and
-//! then [`PendingSession::accept`]s or [`PendingSession::refuse`]s it.
+//! then [`PendingSession::accept`]s or [`PendingSession::refuse`]s it. A listening socket accepts
+//! through an [`Acceptor`] (back-off on `EMFILE`, at most [`DEFAULT_MAX_HANDSHAKES`] peers
+//! waiting for their hello, the oldest pushed out) and reads with [`read_hello_admitted`]; before
+//! authentication a `hello` may be at most `Config::max_handshake_frame` (64 KiB).
 //!
 //! # Layout
 //!
 //! | file | owns |
 //! |---|---|
+//! | `admission.rs` | [`Acceptor`]: accept with back-off, [`Admission`] to the handshake |
 //! | `config.rs` | [`Config`] |
 //! | `fault.rs`, `error.rs` | [`Fault`] (one call failed), [`SessionError`] (the connection failed) |
 //! | `handler.rs` | [`Handler`], [`Refuse`] |
@@ -63,6 +67,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod config;
 mod error;
 mod fault;
@@ -74,10 +79,11 @@ mod session;
 mod stream;
 mod writer;
 
+pub use admission::{Acceptor, Admission, DEFAULT_MAX_HANDSHAKES, Ticket};
 pub use config::Config;
 pub use error::SessionError;
 pub use fault::Fault;
 pub use handler::{Handler, Refuse};
-pub use handshake::{PendingSession, connect, read_hello};
+pub use handshake::{PendingSession, connect, read_hello, read_hello_admitted};
 pub use session::{Peer, Session};
 pub use stream::ByteStream;

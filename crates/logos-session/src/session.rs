@@ -402,7 +402,8 @@ impl Session {
     /// Queues an event for the peer without waiting. If the peer's event queue is full the
     /// event is dropped, counted, and reported to the peer as `lagged`; returns `false` then.
     ///
-    /// The queue holds at most [`Config::event_queue`] events; the `lagged` notice goes out
+    /// The queue holds at most [`Config::event_queue`] events and
+    /// [`Config::event_queue_bytes`] bytes of them; the `lagged` notice goes out
     /// just ahead of the next event that fits, so the peer sees delivered events in the order
     /// they were sent. Also returns `false` (without counting) once the connection is closed.
     pub fn send_event(&self, source: &str, event: &str, data: Vec<Value>) -> bool {
@@ -539,7 +540,13 @@ impl Session {
     /// Events queued for the peer and not yet handed to the socket (at most
     /// [`Config::event_queue`]).
     pub fn queued_events(&self) -> usize {
-        lock(&self.inner.out).queued_events()
+        lock(&self.inner.out).queued_events().count
+    }
+
+    /// Bytes of the events queued for the peer and not yet handed to the socket (at most
+    /// [`Config::event_queue_bytes`], or one event when a single one is bigger).
+    pub fn queued_event_bytes(&self) -> usize {
+        lock(&self.inner.out).queued_events().bytes
     }
 
     /// Resolves once nothing is queued any more (everything sent so far has been handed to the

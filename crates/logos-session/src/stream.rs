@@ -4,9 +4,11 @@
 //! Owns per-stream state: the receive buffer (never more than one window: the peer may only
 //! send within the credit we granted, and data beyond it closes the connection with
 //! `protocol_error`), the send credit (a writer with none gets `Pending` and is woken when
-//! `stream_credit` arrives), half-close and reset. Never buffers outgoing data itself: each
-//! `poll_write` becomes at most one `stream_data` frame (≤ 64 KiB, within credit) in the
-//! connection's stream lane, which `writer.rs` interleaves fairly with control traffic.
+//! `stream_credit` arrives; credit beyond what we sent plus one window is a `protocol_error`),
+//! half-close and reset. Never buffers outgoing data itself: each `poll_write` becomes at most
+//! one `stream_data` frame (≤ 64 KiB, within credit) in the connection's stream lane, which
+//! `writer.rs` interleaves fairly with control traffic and bounds (a writer waits while the
+//! lane is over its high-water mark).
 //!
 //! Credit goes back to the peer as the application reads: once at least half a window has
 //! been consumed, one `stream_credit` returns all of it.
@@ -336,6 +338,18 @@ impl AsyncWrite for ByteStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        // Wait while the connection's stream lane is full (a peer that does not read the
+        // socket must not make us queue a window per stream); checked before taking credit,
+        // so a write that waits here has used none.
+        if this.inner.poll_stream_room(cx).is_pending() {
+            // Also woken by a reset or the connection closing, which it then reports.
+            let mut st = lock(&this.shared.state);
+            if let Some(e) = this.error(&st) {
+                return Poll::Ready(Err(e));
+            }
+            store_waker(&mut st.write_waker, cx);
+            return Poll::Pending;
+        }
         let n = {
             let mut st = lock(&this.shared.state);
             if let Some(e) = this.error(&st) {
@@ -521,15 +535,21 @@ pub(crate) fn on_credit(inner: &Inner, id: u64, bytes: u64) -> ControlFlow<()> {
     };
     let waker = {
         let mut st = lock(&shared.state);
-        let (Some(credit), Some(acked)) = (
-            st.send_credit.checked_add(bytes),
-            st.acked.checked_add(bytes),
-        ) else {
+        // Credit returns data the peer has received, so all credit granted (the window plus
+        // what came back) is at most what we wrote plus one window. More would let the peer
+        // make us queue without bound; overflowing 2^64 is a special case of it.
+        let unacknowledged = st.written - st.acked;
+        if bytes > unacknowledged {
             drop(st);
-            return violation(inner, format!("stream_credit on stream {id} overflows"));
-        };
-        st.send_credit = credit;
-        st.acked = acked;
+            return violation(
+                inner,
+                format!(
+                    "stream_credit of {bytes} bytes on stream {id}, but only {unacknowledged} bytes were sent and not credited back yet: credit beyond the data sent plus one window"
+                ),
+            );
+        }
+        st.send_credit += bytes;
+        st.acked += bytes;
         st.write_waker.take()
     };
     wake(None, waker);

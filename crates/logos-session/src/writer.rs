@@ -30,15 +30,19 @@
 //! The outbox has three lanes:
 //! * `ctrl`: calls, replies, errors, cancels, subscriptions, events, credit, pings; one
 //!   contiguous buffer in send order.
-//! * events share `ctrl` (so they stay in order with everything else) but are counted, and
-//!   [`Inner::send_event`] refuses to queue more than [`Config::event_queue`](crate::Config)
-//!   of them: memory stays bounded however slowly the peer reads, and drops are reported as
-//!   `lagged` ahead of the next event that fits.
+//! * events share `ctrl` (so they stay in order with everything else) but are counted, in
+//!   number and in bytes, and [`Inner::send_event`] refuses to queue more than
+//!   [`Config::event_queue`](crate::Config) of them or more than
+//!   [`Config::event_queue_bytes`](crate::Config) of their bytes: memory stays bounded however
+//!   slowly the peer reads, and drops are reported as `lagged` ahead of the next event that
+//!   fits.
 //! * `data`: `stream_data` and `stream_fin` frames, per stream in order. Each writer batch
 //!   takes all of `ctrl` and then at most [`DATA_BATCH`] bytes of stream frames, so a call
 //!   never waits behind more than one batch of bulk data, and control traffic cannot starve
-//!   streams either (every batch carries some data). Stream data needs no other bound: credit
-//!   caps it at one window per stream.
+//!   streams either (every batch carries some data). Credit caps each stream at one window,
+//!   but a connection may carry many streams, so the lane has its own bound: a stream write
+//!   waits (`Pending`, woken by the writer) while more than [`STREAM_HIGH_WATER`] bytes are in
+//!   the lane.
 //!
 //! Async senders (calls, replies) wait while more than [`HIGH_WATER`] bytes are queued, so a
 //! peer that stops reading slows its callers instead of growing our memory. Frames the peer
@@ -52,6 +56,7 @@ use logos_wire::{ErrorCode, Message, Value, WireError, encode_frame};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
@@ -59,6 +64,11 @@ use tokio::time::Instant;
 pub(crate) const HIGH_WATER: usize = 4 * 1024 * 1024;
 /// Most stream bytes put in one writer batch (after all control frames).
 pub(crate) const DATA_BATCH: usize = 256 * 1024;
+/// Stream writes wait while more than this many bytes are in the stream lane. Four batches:
+/// enough that the writer never runs dry while writers are woken. The lane can exceed it by
+/// at most one chunk per thread writing at the same instant (the check and the push are one
+/// synchronous step of `poll_write`).
+pub(crate) const STREAM_HIGH_WATER: usize = 4 * DATA_BATCH;
 /// Only a direct write smaller than this makes the next frames wait for the writer task
 /// (see "Coalescing"): for bigger frames the syscall is already cheap per byte, and queueing
 /// them would cost a copy.
@@ -130,10 +140,10 @@ pub(crate) struct Outbox {
     /// The unwritten rest of a frame the direct path started (`head[head_pos..]`).
     head: Vec<u8>,
     head_pos: usize,
-    head_events: usize,
+    head_events: Events,
     /// Control lane.
     ctrl: Vec<u8>,
-    ctrl_events: usize,
+    ctrl_events: Events,
     /// Stream lane: one encoded frame per entry.
     data: VecDeque<Vec<u8>>,
     data_bytes: usize,
@@ -141,9 +151,11 @@ pub(crate) struct Outbox {
     scratch: Vec<u8>,
     /// Bytes and events in the batch the writer is writing now.
     writing: usize,
-    writing_events: usize,
+    writing_events: Events,
     /// Events dropped per source since the last one that fitted, in first-drop order.
     lagged: Vec<(String, u64)>,
+    /// Stream writers waiting for the stream lane to drop below [`STREAM_HIGH_WATER`].
+    stream_waiters: Vec<Waker>,
     /// Largest frame body sent (`Config::max_frame`).
     max_frame: usize,
 }
@@ -157,15 +169,16 @@ impl Outbox {
             discard: false,
             head: Vec::new(),
             head_pos: 0,
-            head_events: 0,
+            head_events: Events::NONE,
             ctrl: Vec::new(),
-            ctrl_events: 0,
+            ctrl_events: Events::NONE,
             data: VecDeque::new(),
             data_bytes: 0,
             scratch: Vec::new(),
             writing: 0,
-            writing_events: 0,
+            writing_events: Events::NONE,
             lagged: Vec::new(),
+            stream_waiters: Vec::new(),
             max_frame,
         }
     }
@@ -175,9 +188,11 @@ impl Outbox {
         self.writing + (self.head.len() - self.head_pos) + self.ctrl.len() + self.data_bytes
     }
 
-    /// Events queued and not yet handed to the socket.
-    pub(crate) fn queued_events(&self) -> usize {
-        self.writing_events + self.head_events + self.ctrl_events
+    /// Events (and their bytes) queued and not yet handed to the socket.
+    pub(crate) fn queued_events(&self) -> Events {
+        self.writing_events
+            .plus(self.head_events)
+            .plus(self.ctrl_events)
     }
 
     /// Marks the outbox closing, with `send` as the last frame. `false` if already closing.
@@ -190,6 +205,10 @@ impl Outbox {
         self.lagged.clear();
         self.data.clear();
         self.data_bytes = 0;
+        // Waiting stream writers find the connection closed.
+        for w in self.stream_waiters.drain(..) {
+            w.wake();
+        }
         let last = send.map(|fault| Message::Error {
             id: 0,
             code: fault.code,
@@ -237,7 +256,11 @@ impl Outbox {
             // The socket pushed back: the rest goes first, and the writer task takes over.
             std::mem::swap(&mut self.head, &mut self.scratch);
             self.head_pos = written;
-            self.head_events = usize::from(lane == Lane::Event);
+            self.head_events = if lane == Lane::Event {
+                Events::one(self.head.len() - written)
+            } else {
+                Events::NONE
+            };
             self.active = true;
             wake.notify_one();
             return Pushed::Ok;
@@ -245,7 +268,10 @@ impl Outbox {
         let encoded = match lane {
             Lane::Ctrl => encode_capped(msg, &mut self.ctrl, self.max_frame),
             Lane::Event => {
-                encode_capped(msg, &mut self.ctrl, self.max_frame).map(|()| self.ctrl_events += 1)
+                let start = self.ctrl.len();
+                encode_capped(msg, &mut self.ctrl, self.max_frame).map(|()| {
+                    self.ctrl_events = self.ctrl_events.plus(Events::one(self.ctrl.len() - start));
+                })
             }
             Lane::Stream => {
                 let mut frame = Vec::new();
@@ -264,15 +290,15 @@ impl Outbox {
     /// Moves the next batch into `batch` (empty on entry); returns where writing starts.
     fn take_batch(&mut self, batch: &mut Vec<u8>) -> usize {
         let mut pos = 0;
-        let mut events = 0;
+        let mut events = Events::NONE;
         if self.head_pos < self.head.len() {
             std::mem::swap(batch, &mut self.head);
             pos = self.head_pos;
-            events += self.head_events;
+            events = events.plus(self.head_events);
         }
         self.head.clear();
         self.head_pos = 0;
-        self.head_events = 0;
+        self.head_events = Events::NONE;
         if !self.ctrl.is_empty() {
             if batch.is_empty() {
                 std::mem::swap(batch, &mut self.ctrl);
@@ -280,8 +306,8 @@ impl Outbox {
                 batch.extend_from_slice(&self.ctrl);
                 self.ctrl.clear();
             }
-            events += self.ctrl_events;
-            self.ctrl_events = 0;
+            events = events.plus(self.ctrl_events);
+            self.ctrl_events = Events::NONE;
         }
         if self.ctrl.capacity() > RETAIN {
             self.ctrl = Vec::new();
@@ -295,9 +321,36 @@ impl Outbox {
             self.data_bytes -= frame.len();
             batch.extend_from_slice(&frame);
         }
+        if self.data_bytes < STREAM_HIGH_WATER {
+            for w in self.stream_waiters.drain(..) {
+                w.wake();
+            }
+        }
         self.writing = batch.len() - pos;
         self.writing_events = events;
         pos
+    }
+}
+
+/// A count of queued events and of their encoded bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Events {
+    pub(crate) count: usize,
+    pub(crate) bytes: usize,
+}
+
+impl Events {
+    const NONE: Events = Events { count: 0, bytes: 0 };
+
+    fn one(bytes: usize) -> Events {
+        Events { count: 1, bytes }
+    }
+
+    fn plus(self, other: Events) -> Events {
+        Events {
+            count: self.count + other.count,
+            bytes: self.bytes + other.bytes,
+        }
     }
 }
 
@@ -385,6 +438,20 @@ impl Inner {
         }
     }
 
+    /// `Ready` when a stream write may queue its frame: the stream lane is below
+    /// [`STREAM_HIGH_WATER`] (or the connection is closing, which the write then reports).
+    /// Otherwise registers `cx` to be woken when the writer has taken data from the lane.
+    pub(crate) fn poll_stream_room(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let mut out = lock(&self.out);
+        if out.closing || out.data_bytes < STREAM_HIGH_WATER {
+            return Poll::Ready(());
+        }
+        if !out.stream_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            out.stream_waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
     /// Sends a frame the peer provoked (pong, a `limit` refusal) from the reader task. If the
     /// peer keeps provoking frames without reading them, closes the connection with `limit`.
     pub(crate) fn send_provoked(&self, msg: &Message) -> Result<(), NotSent> {
@@ -410,22 +477,58 @@ impl Inner {
 
     /// See [`Session::send_event`](crate::Session::send_event).
     pub(crate) fn send_event(&self, source: &str, event: &str, data: Vec<Value>) -> bool {
+        let msg = Message::Event {
+            source: source.to_owned(),
+            event: event.to_owned(),
+            data,
+        };
         let mut out = lock(&self.out);
         if out.closing {
             return false;
         }
-        if out.active && out.queued_events() >= self.config.event_queue {
-            match out.lagged.iter_mut().find(|(s, _)| s == source) {
-                Some((_, dropped)) => *dropped += 1,
-                None => out.lagged.push((source.to_owned(), 1)),
+        if out.active {
+            // Something is queued, so the peer may be slow: the event must fit the queue's
+            // count and byte budgets, and its size is known only once it is encoded.
+            let mut frame = std::mem::take(&mut out.scratch);
+            frame.clear();
+            let encoded = encode_capped(&msg, &mut frame, out.max_frame);
+            let queued = out.queued_events();
+            let fits = encoded.is_ok()
+                && queued.count < self.config.event_queue
+                && (queued.bytes == 0
+                    || queued.bytes.saturating_add(frame.len()) <= self.config.event_queue_bytes);
+            if !fits {
+                out.scratch = frame;
+                if encoded.is_err() {
+                    return false;
+                }
+                match out.lagged.iter_mut().find(|(s, _)| s == source) {
+                    Some((_, dropped)) => *dropped += 1,
+                    None => out.lagged.push((source.to_owned(), 1)),
+                }
+                tracing::debug!(
+                    session = self.id,
+                    source,
+                    event,
+                    events = queued.count,
+                    bytes = queued.bytes,
+                    "event queue full, event dropped"
+                );
+                return false;
             }
-            tracing::debug!(
-                session = self.id,
-                source,
-                event,
-                "event queue full, event dropped"
-            );
-            return false;
+            let max_frame = out.max_frame;
+            for (source, dropped) in std::mem::take(&mut out.lagged) {
+                let notice = Message::Lagged { source, dropped };
+                if let Err(e) = encode_capped(&notice, &mut out.ctrl, max_frame) {
+                    tracing::debug!(session = self.id, "lagged notice not sent: {e}");
+                }
+            }
+            out.ctrl.extend_from_slice(&frame);
+            out.ctrl_events = out.ctrl_events.plus(Events::one(frame.len()));
+            if frame.capacity() <= RETAIN {
+                out.scratch = frame;
+            }
+            return true;
         }
         for (source, dropped) in std::mem::take(&mut out.lagged) {
             let pushed = out.push(Lane::Ctrl, &Message::Lagged { source, dropped }, &self.wake);
@@ -435,11 +538,6 @@ impl Inner {
                 return false;
             }
         }
-        let msg = Message::Event {
-            source: source.to_owned(),
-            event: event.to_owned(),
-            data,
-        };
         let pushed = out.push(Lane::Event, &msg, &self.wake);
         drop(out);
         self.pushed(pushed).is_ok()
@@ -483,7 +581,7 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>) {
         let next = {
             let mut out = lock(&inner.out);
             out.writing = 0;
-            out.writing_events = 0;
+            out.writing_events = Events::NONE;
             if out.discard {
                 Next::Exit
             } else {
@@ -519,12 +617,12 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>) {
     {
         let mut out = lock(&inner.out);
         out.writing = 0;
-        out.writing_events = 0;
+        out.writing_events = Events::NONE;
         out.head = Vec::new();
         out.head_pos = 0;
-        out.head_events = 0;
+        out.head_events = Events::NONE;
         out.ctrl = Vec::new();
-        out.ctrl_events = 0;
+        out.ctrl_events = Events::NONE;
         out.scratch = Vec::new();
     }
     inner.progress.notify_waiters();
@@ -651,7 +749,7 @@ mod tests {
             Pushed::Unencodable(WireError::FrameTooLarge { .. })
         ));
         assert_eq!(out.queued(), 0);
-        assert_eq!(out.queued_events(), 0);
+        assert_eq!(out.queued_events(), Events::NONE);
     }
 
     #[tokio::test]

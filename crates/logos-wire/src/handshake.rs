@@ -9,6 +9,10 @@ pub const PROTOCOL_MAJOR: u16 = 1;
 /// Protocol minor version. Minors are compatible in both directions; a side sends nothing
 /// newer than the minor its peer announced. 1.1 added the `invalid_metadata` error code.
 pub const PROTOCOL_MINOR: u16 = 1;
+/// Default cap on a `hello` or `welcome` frame body read before the peer is authenticated
+/// (64 KiB), far below the frame cap: an unauthenticated peer must not make the receiver
+/// reserve, and decode into values, 16 MiB (docs/protocol.md §5.1).
+pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 
 /// Checks that a peer speaking `major.minor` can talk to us.
 ///

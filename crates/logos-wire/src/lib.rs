@@ -21,7 +21,7 @@ pub use codec::{
     encode_value,
 };
 pub use error::WireError;
-pub use handshake::{PROTOCOL_MAJOR, PROTOCOL_MINOR};
+pub use handshake::{MAX_HANDSHAKE_FRAME, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 pub use message::{Attrs, Call, Hello, Message, Welcome};
 pub use value::Value;
 pub use value_serde::{from_value, to_value};

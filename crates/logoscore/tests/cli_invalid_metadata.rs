@@ -209,7 +209,7 @@ fn rfc_verbatim_metadata_loads_and_runs() {
     }
     let _d = w.daemon(&["--load", "greeter"]);
     let out = w.cli_json(&["call", "calc", "add", "2", "3"]);
-    assert_eq!(out, serde_json::json!(5));
-    let out = w.cli_json(&["call", "greeter", "greet", "Ada"]);
+    assert_eq!(out["result"], serde_json::json!(5));
+    let out = &w.cli_json(&["call", "greeter", "greet", "Ada"])["result"];
     assert!(out.as_str().is_some_and(|s| s.contains("Ada")), "{out}");
 }

@@ -33,7 +33,7 @@ fn the_guardian_kills_a_setsid_child_of_a_module_when_the_daemon_is_killed() {
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let mut d = w.daemon(&["--load", "calc"]);
-    assert_eq!(w.cli_json(&["call", "calc", "add", "1", "2"]), 3);
+    assert_eq!(w.cli_json(&["call", "calc", "add", "1", "2"])["result"], 3);
     let escapee_file = w.data.join("calc/escapee");
     wait_for("the escapee's pid", Duration::from_secs(10), || {
         std::fs::read_to_string(&escapee_file).is_ok_and(|s| s.ends_with('\n'))

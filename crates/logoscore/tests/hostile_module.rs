@@ -107,8 +107,11 @@ fn a_hostile_module_cannot_act_as_the_operator_or_take_calcs_socket() {
     assert_eq!(sock_before.ok(), sock_after.ok(), "calc.sock was replaced");
     assert!(!w.runtime.join("modules/evil.sock").exists());
     w.cli(&["load", "greeter"]).ok();
-    assert_eq!(w.cli_json(&["call", "greeter", "sum", "2", "3"]), 5);
-    assert_eq!(w.cli_json(&["call", "calc", "add", "2", "3"]), 5);
+    assert_eq!(
+        w.cli_json(&["call", "greeter", "sum", "2", "3"])["result"],
+        5
+    );
+    assert_eq!(w.cli_json(&["call", "calc", "add", "2", "3"])["result"], 5);
 
     let info = w.cli(&["info", "calc"]);
     info.ok();
@@ -142,4 +145,49 @@ fn without_landlock_the_daemon_warns_once_and_info_shows_no_confinement() {
     let log = d.proc.stderr_text();
     assert_eq!(log.matches(warning).count(), 1, "{log}");
     assert!(log.contains("WARN"), "{log}");
+}
+
+/// With a config dir, the operator's tokens also live in `<cfg>/client/auto.json` and
+/// `<cfg>/daemon/tokens.json`, outside the runtime dir: Landlock withholds both dirs too, while
+/// the module's own data dir (`<cfg>/data/<name>`) stays writable.
+#[test]
+fn a_module_cannot_read_the_config_dirs_tokens() {
+    let w = World::new();
+    let cfg = w.cfg();
+    w.cfg_cli(&["issue-token", "--name", "ops"]).ok();
+    assert!(cfg.join("daemon/tokens.json").exists());
+    let _d = w.cfg_daemon(&[]);
+    assert!(cfg.join("client/auto.json").exists());
+    let script = format!(
+        r#"cfg='{cfg}'
+try() {{ what=$1; shift; if "$@" >/dev/null 2>&1; then echo "$what=allowed"; else echo "$what=denied"; fi; }}
+{{
+try auto cat "$cfg/client/auto.json"
+try tokens cat "$cfg/daemon/tokens.json"
+try state cat "$cfg/daemon/state.json"
+try listclient ls "$cfg/client"
+try data touch "$LOGOS_DATA_DIR/written"
+echo done
+}} > "$LOGOS_DATA_DIR/report.tmp"
+mv "$LOGOS_DATA_DIR/report.tmp" "$LOGOS_DATA_DIR/report"
+exit 0"#,
+        cfg = cfg.display()
+    );
+    w.script_module("snoop", &script);
+    let load = w.cfg_cli(&["reload", "snoop"]);
+    let report_path = cfg.join("data/snoop/report");
+    support::wait_for(
+        &format!("the snooping module's report (load: {load:?})"),
+        Duration::from_secs(30),
+        || report_path.exists(),
+    );
+    let report = std::fs::read_to_string(&report_path).unwrap();
+    for what in ["auto", "tokens", "state", "listclient"] {
+        assert!(
+            report.lines().any(|l| l == format!("{what}=denied")),
+            "{what} was not denied:\n{report}"
+        );
+    }
+    assert!(report.lines().any(|l| l == "data=allowed"), "{report}");
+    w.cfg_cli(&["stop"]).ok();
 }

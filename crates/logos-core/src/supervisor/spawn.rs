@@ -218,6 +218,9 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         .map_err(|e| spawn_err("control socket", e))?;
     let mut cfg = req.session.clone();
     cfg.handshake_timeout = req.start_timeout;
+    // Only this process holds the other end, so its hello (which carries the module's whole
+    // interface) is not a pre-authentication frame: the full frame cap applies.
+    cfg.max_handshake_frame = cfg.max_frame;
 
     let outcome = tokio::select! {
         hello = logos_session::read_hello(stream, cfg) => Ok(hello),
