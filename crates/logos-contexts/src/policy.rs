@@ -1,0 +1,456 @@
+//! Cedar policies: the [`SCHEMA`], the closed set of [`Action`]s, checking a policy text at
+//! `setPolicy`, and deciding one request.
+//!
+//! Entities: principals are `Logos::Peer::"<peer id>"`; resources are a context,
+//! `Logos::Context::"<context id>"`, or one of its keys, `Logos::Key::"<context id>/<key>"`
+//! (member of its context, attribute `name` = the key). The request context carries the
+//! delegation depth, whether the script is inline, its hash, the deputy who forwarded the
+//! request (optional) and, per action, the module/method called, the event emitted or the
+//! list prefix (optional).
+//!
+//! Fail-closed rules, each one a test in `tests/attacks.rs`:
+//! - A policy is refused at `setPolicy` unless it parses, has no templates, and validates in
+//!   Cedar's *strict* mode against the schema: unknown entity types (`Peer::"…"` without the
+//!   namespace), unknown actions and reading an optional attribute without `has` are all
+//!   refused then.
+//! - Every `Peer` and `Context` id written in a policy must be canonical (64 lowercase hex,
+//!   a valid key): a `forbid` naming a case, Unicode or whitespace variant of an id would
+//!   silently never match, so it is refused instead of trusted.
+//! - **Any evaluation error denies**, whatever the other policies say: Cedar itself skips
+//!   a policy that errors (so an erroring `forbid` would let a `permit` through).
+//! - The owner is allowed everything in their own context by a built-in policy (id
+//!   `owner`); their own `forbid`s still apply.
+//!
+//! Never stores policies and never knows about scripts or envelopes: the worker asks
+//! [`CompiledPolicy::decide`] one question at a time.
+
+use crate::error::Error;
+use crate::id::{ContextId, PeerId};
+use crate::key::StorageKey;
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr as _;
+use std::sync::{Arc, OnceLock};
+
+/// Largest policy text accepted, in bytes.
+pub const MAX_POLICY: usize = 64 * 1024;
+
+/// The Cedar schema every policy is validated against.
+pub const SCHEMA: &str = r#"
+namespace Logos {
+  entity Peer;
+  entity Context;
+  entity Key in [Context] { name: String };
+  type Request = {
+    depth: Long,
+    inline: Bool,
+    script: String,
+    deputy?: Peer,
+    module?: String,
+    method?: String,
+    event?: String,
+    prefix?: String,
+  };
+  action submit appliesTo { principal: [Peer], resource: [Context], context: Request };
+  action read, write, delete appliesTo { principal: [Peer], resource: [Key], context: Request };
+  action list, call, emit appliesTo { principal: [Peer], resource: [Context], context: Request };
+}
+"#;
+
+/// What a request asks to do: a closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// Run a script in the context.
+    Submit,
+    /// Read a key.
+    Read,
+    /// Write a key.
+    Write,
+    /// Delete a key.
+    Delete,
+    /// List keys under a prefix.
+    List,
+    /// Call a module method.
+    Call,
+    /// Emit an event.
+    Emit,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 7] = [
+        Action::Submit,
+        Action::Read,
+        Action::Write,
+        Action::Delete,
+        Action::List,
+        Action::Call,
+        Action::Emit,
+    ];
+
+    /// The action's name, as in policies and grants.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Submit => "submit",
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Delete => "delete",
+            Action::List => "list",
+            Action::Call => "call",
+            Action::Emit => "emit",
+        }
+    }
+
+    /// The action named `text`, exactly.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] listing the actions.
+    pub fn parse(text: &str) -> Result<Action, Error> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == text)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "action",
+                    text,
+                    "the actions are submit, read, write, delete, list, call, emit",
+                )
+            })
+    }
+}
+
+/// The schema, parsed once.
+fn schema() -> &'static Schema {
+    static SCHEMA_CELL: OnceLock<Schema> = OnceLock::new();
+    SCHEMA_CELL.get_or_init(|| match Schema::from_cedarschema_str(SCHEMA) {
+        Ok((s, _warnings)) => s,
+        // The schema is a constant checked by this file's tests.
+        Err(e) => panic!("the built-in Cedar schema does not parse: {e}"),
+    })
+}
+
+fn uid(ty: &str, id: &str) -> EntityUid {
+    // Type names are the constants above; `from_str` on them cannot fail.
+    let ty = EntityTypeName::from_str(ty).unwrap_or_else(|_| unreachable!("valid type name"));
+    EntityUid::from_type_name_and_id(ty, EntityId::new(id))
+}
+
+/// What the script or envelope wants to do to which resource.
+#[derive(Debug, Clone)]
+pub enum Resource<'a> {
+    /// The context itself.
+    Context,
+    /// One key of it.
+    Key(&'a StorageKey),
+}
+
+/// The request context of one question.
+#[derive(Debug, Clone, Default)]
+pub struct Facts<'a> {
+    /// Delegation depth: 0 when the caller asks directly.
+    pub depth: u64,
+    /// Whether the script came inline.
+    pub inline: bool,
+    /// The script's hash (hex).
+    pub script: &'a str,
+    /// Who forwarded the request, in nested delegation.
+    pub deputy: Option<PeerId>,
+    /// `call`: the module.
+    pub module: Option<&'a str>,
+    /// `call`: the method.
+    pub method: Option<&'a str>,
+    /// `emit`: the event.
+    pub event: Option<&'a str>,
+    /// `list`: the prefix.
+    pub prefix: Option<&'a str>,
+}
+
+/// The answer to one question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Allowed?
+    pub allowed: bool,
+    /// The policies that decided, or the errors that denied.
+    pub reason: String,
+    /// The policy version that decided.
+    pub version: u64,
+}
+
+/// A validated policy set, ready to decide.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    context: ContextId,
+    version: u64,
+    text: Arc<str>,
+    set: PolicySet,
+}
+
+impl CompiledPolicy {
+    /// Checks and compiles `text` as version `version` of `context`'s policy. The empty text
+    /// is the empty policy (only the owner is allowed anything).
+    ///
+    /// # Errors
+    /// [`Error::Policy`] with every parse or validation error, or the non-canonical id.
+    pub fn compile(context: ContextId, version: u64, text: &str) -> Result<CompiledPolicy, Error> {
+        if text.len() > MAX_POLICY {
+            return Err(Error::Policy {
+                why: format!(
+                    "the text is {} bytes, more than the {MAX_POLICY} accepted",
+                    text.len()
+                ),
+            });
+        }
+        let user = PolicySet::from_str(text).map_err(|e| Error::Policy {
+            why: format!("{:?}", miette_free(&e.to_string(), &format!("{e:?}"))),
+        })?;
+        if user.templates().next().is_some() {
+            return Err(Error::Policy {
+                why: "templates (?principal, ?resource) are not accepted; write the ids".into(),
+            });
+        }
+        let result = Validator::new(schema().clone()).validate(&user, ValidationMode::Strict);
+        if !result.validation_passed() {
+            let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
+            return Err(Error::Policy {
+                why: format!("does not validate against the schema: {}", errors.join("; ")),
+            });
+        }
+        for p in user.policies() {
+            let json = p.to_json().map_err(|e| Error::Policy {
+                why: format!("policy {}: {e}", p.id()),
+            })?;
+            check_literals(&json, p.id())?;
+        }
+        let mut set = user;
+        let owner = Policy::parse(
+            Some(PolicyId::new("owner")),
+            format!(
+                r#"permit(principal == Logos::Peer::"{}", action, resource);"#,
+                context.owner()
+            ),
+        )
+        .map_err(|e| Error::Policy {
+            why: format!("built-in owner policy: {e}"),
+        })?;
+        set.add(owner).map_err(|e| Error::Policy {
+            why: format!("a policy may not use the id \"owner\": {e}"),
+        })?;
+        Ok(CompiledPolicy {
+            context,
+            version,
+            text: text.into(),
+            set,
+        })
+    }
+
+    /// The version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The text as set.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Decides whether `principal` may do `action` on `resource` of this context. Any error
+    /// (building the request, or in any policy) denies.
+    pub fn decide(
+        &self,
+        principal: PeerId,
+        action: Action,
+        resource: &Resource<'_>,
+        facts: &Facts<'_>,
+    ) -> Verdict {
+        match self.try_decide(principal, action, resource, facts) {
+            Ok(v) => v,
+            Err(reason) => Verdict {
+                allowed: false,
+                reason,
+                version: self.version,
+            },
+        }
+    }
+
+    fn try_decide(
+        &self,
+        principal: PeerId,
+        action: Action,
+        resource: &Resource<'_>,
+        facts: &Facts<'_>,
+    ) -> Result<Verdict, String> {
+        let schema = schema();
+        let p = uid("Logos::Peer", &principal.to_string());
+        let ctx_uid = uid("Logos::Context", &self.context.to_string());
+        let mut entities = vec![
+            Entity::new_no_attrs(p.clone(), HashSet::new()),
+            Entity::new_no_attrs(ctx_uid.clone(), HashSet::new()),
+        ];
+        let r = match resource {
+            Resource::Context => ctx_uid.clone(),
+            Resource::Key(k) => {
+                let r = uid("Logos::Key", &format!("{}/{}", self.context, k));
+                let attrs = HashMap::from([(
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(k.as_str().to_owned()),
+                )]);
+                entities.push(
+                    Entity::new(r.clone(), attrs, HashSet::from([ctx_uid.clone()]))
+                        .map_err(|e| format!("building the key entity: {e}"))?,
+                );
+                r
+            }
+        };
+        let mut pairs = vec![
+            (
+                "depth".to_owned(),
+                RestrictedExpression::new_long(i64::try_from(facts.depth).unwrap_or(i64::MAX)),
+            ),
+            ("inline".to_owned(), RestrictedExpression::new_bool(facts.inline)),
+            (
+                "script".to_owned(),
+                RestrictedExpression::new_string(facts.script.to_owned()),
+            ),
+        ];
+        if let Some(d) = facts.deputy {
+            let du = uid("Logos::Peer", &d.to_string());
+            if d != principal {
+                entities.push(Entity::new_no_attrs(du.clone(), HashSet::new()));
+            }
+            pairs.push(("deputy".to_owned(), RestrictedExpression::new_entity_uid(du)));
+        }
+        for (name, v) in [
+            ("module", facts.module),
+            ("method", facts.method),
+            ("event", facts.event),
+            ("prefix", facts.prefix),
+        ] {
+            if let Some(v) = v {
+                pairs.push((name.to_owned(), RestrictedExpression::new_string(v.to_owned())));
+            }
+        }
+        let context =
+            Context::from_pairs(pairs).map_err(|e| format!("building the request context: {e}"))?;
+        let a = uid("Logos::Action", action.as_str());
+        let request = Request::new(p, a, r, context, Some(schema))
+            .map_err(|e| format!("the request does not fit the schema: {e}"))?;
+        let entities = Entities::from_entities(entities, Some(schema))
+            .map_err(|e| format!("the entities do not fit the schema: {e}"))?;
+        let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        if !errors.is_empty() {
+            return Ok(Verdict {
+                allowed: false,
+                reason: format!(
+                    "a policy failed to evaluate, which denies: {}",
+                    errors.join("; ")
+                ),
+                version: self.version,
+            });
+        }
+        let ids: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|id| id.to_string())
+            .collect();
+        let allowed = response.decision() == Decision::Allow;
+        let reason = match (allowed, ids.is_empty()) {
+            (true, _) => format!("permitted by {}", ids.join(", ")),
+            (false, true) => "no policy permits it".to_owned(),
+            (false, false) => format!("forbidden by {}", ids.join(", ")),
+        };
+        Ok(Verdict {
+            allowed,
+            reason,
+            version: self.version,
+        })
+    }
+}
+
+/// Cedar's error `Display` is one line; its `Debug` has the source snippet. Keep one line.
+fn miette_free(display: &str, _debug: &str) -> String {
+    display.to_owned()
+}
+
+/// Refuses non-canonical entity ids anywhere in a policy's JSON form.
+fn check_literals(json: &serde_json::Value, policy: &PolicyId) -> Result<(), Error> {
+    match json {
+        serde_json::Value::Object(map) => {
+            if let (Some(serde_json::Value::String(ty)), Some(serde_json::Value::String(id))) =
+                (map.get("type"), map.get("id"))
+            {
+                check_entity(ty, id, policy)?;
+            }
+            map.values().try_for_each(|v| check_literals(v, policy))
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(|v| check_literals(v, policy)),
+        _ => Ok(()),
+    }
+}
+
+fn check_entity(ty: &str, id: &str, policy: &PolicyId) -> Result<(), Error> {
+    let refuse = |why: String| Error::Policy {
+        why: format!("policy {policy}: entity {ty}::{id:?}: {why}"),
+    };
+    match ty {
+        "Logos::Peer" => PeerId::parse(id).map(|_| ()).map_err(|e| refuse(e.to_string())),
+        "Logos::Context" => ContextId::parse(id)
+            .map(|_| ())
+            .map_err(|e| refuse(e.to_string())),
+        "Logos::Key" => {
+            let (ctx, key) = id
+                .split_once('/')
+                .ok_or_else(|| refuse("a key id is \"<context id>/<key>\"".into()))?;
+            ContextId::parse(ctx).map_err(|e| refuse(e.to_string()))?;
+            StorageKey::parse(key).map(|_| ()).map_err(|e| refuse(e.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::signing::Keypair;
+
+    fn ids() -> (ContextId, PeerId, PeerId) {
+        let alice = Keypair::from_seed(&[1; 32]).peer();
+        let bob = Keypair::from_seed(&[2; 32]).peer();
+        (ContextId::of(alice), alice, bob)
+    }
+
+    #[test]
+    fn schema_parses_and_empty_policy_allows_only_the_owner() {
+        let (ctx, alice, bob) = ids();
+        let p = CompiledPolicy::compile(ctx, 1, "").unwrap();
+        let f = Facts::default();
+        assert!(p.decide(alice, Action::Submit, &Resource::Context, &f).allowed);
+        let v = p.decide(bob, Action::Submit, &Resource::Context, &f);
+        assert!(!v.allowed);
+        assert_eq!(v.reason, "no policy permits it");
+    }
+
+    #[test]
+    fn key_prefix_rule() {
+        let (ctx, _, bob) = ids();
+        let text = format!(
+            r#"permit(principal == Logos::Peer::"{bob}", action == Logos::Action::"write", resource)
+               when {{ resource.name like "guestbook/*" }};"#
+        );
+        let p = CompiledPolicy::compile(ctx, 2, &text).unwrap();
+        let f = Facts::default();
+        let ok = StorageKey::parse("guestbook/1").unwrap();
+        let no = StorageKey::parse("secret").unwrap();
+        assert!(p.decide(bob, Action::Write, &Resource::Key(&ok), &f).allowed);
+        assert!(!p.decide(bob, Action::Write, &Resource::Key(&no), &f).allowed);
+        assert!(!p.decide(bob, Action::Delete, &Resource::Key(&ok), &f).allowed);
+    }
+}
