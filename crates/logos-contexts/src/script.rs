@@ -11,7 +11,8 @@
 //! - `caller()` → `#{id, exposed, deputies}`, `target()` → the context id, `now()` → ms
 //!   since the epoch (fixed for the evaluation), `params` (a constant).
 //! - with the profile: `emit(event, data)` (sent only if the evaluation succeeds) and
-//!   `call(module, method, args)`.
+//!   `invoke(module, method, args)` (the issue's `call`: `call` is Rhai's keyword for
+//!   function pointers).
 //! - pure helpers: `len`, `to_string`, `push`, `keys`, `contains`, `starts_with`.
 //!
 //! Every host function first asks the worker's [`Authorize`] (the caller's grant and the
@@ -418,7 +419,11 @@ fn compile(
             ),
         });
     }
-    let ast = engine.compile(&*source.text).map_err(|e| Error::Script {
+    // Strict variables: the parser must know the one variable the worker defines.
+    // Not a constant here: the optimiser would fold the placeholder into the script.
+    let mut scope = Scope::new();
+    scope.push("params", Dynamic::UNIT);
+    let ast = engine.compile_with_scope(&scope, &*source.text).map_err(|e| Error::Script {
         stage: "parse",
         why: format!("script {}: {e}", source.name),
     })?;
@@ -732,8 +737,9 @@ fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile)
     }
     if profile.call {
         let s = slot.clone();
+        // `call` is Rhai's keyword for calling function pointers, hence `invoke`.
         e.register_fn(
-            "call",
+            "invoke",
             move |module: &str, method: &str, args: rhai::Array| -> Result<Dynamic, Box<EvalAltResult>> {
                 // Permission and arguments under the lock; the call itself without it.
                 let (link, args, left) = with_host(&s, |h| {
@@ -748,7 +754,7 @@ fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile)
                     )?;
                     let link = h.caller_link.clone().ok_or_else(|| Error::Script {
                         stage: "host function",
-                        why: "call: this worker has no way to reach modules".into(),
+                        why: "invoke: this worker has no way to reach modules".into(),
                     })?;
                     let args = args.iter().map(from_dynamic).collect::<Result<Vec<_>, _>>()?;
                     Ok((link, args, h.deadline.saturating_duration_since(Instant::now())))
@@ -758,7 +764,7 @@ fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile)
                     Ok(v) => Ok(to_dynamic(&v)),
                     Err(e) => Err(Error::Script {
                         stage: "host function",
-                        why: format!("call {module}.{method}: {e}"),
+                        why: format!("invoke {module}.{method}: {e}"),
                     }),
                 })
             },
@@ -766,6 +772,10 @@ fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile)
     }
     #[cfg(feature = "fault-injection")]
     e.register_fn("__fault_panic", || -> i64 { panic!("fault injected by the test suite") });
+    // Iteration (`for x in array`, `for i in 0..n`): raw engines have none.
+    e.register_iterator::<rhai::Array>();
+    e.register_iterator::<std::ops::Range<i64>>();
+    e.register_iterator::<std::ops::RangeInclusive<i64>>();
     // Pure helpers.
     e.register_fn("len", |s: &str| s.len() as i64);
     e.register_fn("len", |a: &mut rhai::Array| a.len() as i64);

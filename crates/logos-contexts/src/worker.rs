@@ -645,7 +645,11 @@ impl Worker {
             }
             // Refuse what cannot parse now rather than at every submission.
             let probe = crate::script::Evaluator::new(limits, self.inner.config.profile, Arc::new(AstCache::new(1)));
-            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| probe.engine().compile(source)));
+            let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut scope = rhai::Scope::new();
+                scope.push("params", rhai::Dynamic::UNIT);
+                probe.engine().compile_with_scope(&scope, source)
+            }));
             match parsed {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
