@@ -42,17 +42,21 @@ pub struct Contexts {
 /// A contexts error as a call failure: the library's code first in the message, the wire
 /// code the nearest stable one.
 fn fault(e: Error) -> Fault {
+    // The call reached the module and the module refused: a method error, never the wire's
+    // `unauthorized` (which means the core did not let the caller reach the module).
     let code = match e.code() {
         "invalid" | "malformed" | "unknown_context" | "unknown_script" | "policy_invalid" => {
             ErrorCode::InvalidArgs
         }
-        "bad_signature" | "denied" | "expired" | "replay" | "stale_revision" => {
-            ErrorCode::Unauthorized
-        }
         "busy" | "quota_exceeded" | "capacity" => ErrorCode::Limit,
         _ => ErrorCode::MethodFailed,
     };
-    Fault::new(code, format!("{}: {e}", e.code()))
+    let message = e.to_string();
+    if message.starts_with(e.code()) {
+        Fault::new(code, message)
+    } else {
+        Fault::new(code, format!("{}: {message}", e.code()))
+    }
 }
 
 fn env(name: &str) -> Option<String> {

@@ -5,6 +5,7 @@
 
 pub(crate) mod call;
 pub(crate) mod completions;
+pub(crate) mod contexts;
 pub(crate) mod info;
 pub(crate) mod list;
 pub(crate) mod load;
