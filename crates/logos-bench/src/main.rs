@@ -21,6 +21,7 @@
 mod baseline;
 mod capi;
 mod child;
+mod contexts;
 mod module;
 mod qt;
 mod report;
@@ -57,6 +58,8 @@ enum Group {
     Restart,
     /// The Rust API call and the C API call.
     Api,
+    /// A delegated contexts script end to end against a bare Rhai evaluation.
+    Contexts,
 }
 
 /// Measures the logos runtime against baselines taken in the same run.
@@ -239,6 +242,17 @@ async fn bench(args: &Args) -> Result<Report> {
             }
             Err(e) => rows.push(Row::failed("rust_api", "Rust API call", &e)),
         }
+    }
+    if wants(Group::Contexts) {
+        progress("contexts: delegated script vs bare eval");
+        let n = if args.quick { 100 } else { 3000 };
+        rows.push(
+            tokio::task::spawn_blocking(move || contexts::row(n))
+                .await
+                .map_err(|e| anyhow::anyhow!("contexts task: {e}"))
+                .and_then(|r| r)
+                .unwrap_or_else(|e| Row::failed("contexts", "delegated script end to end", &e)),
+        );
     }
     progress("stopping");
     world.close().await;
