@@ -318,11 +318,17 @@ impl Inner {
             });
         }
         for id in found {
-            let ctx = self.activate(id, None)?;
-            self.contexts
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, ctx);
+            // One context that cannot be activated safely (a planted symlink, a corrupt
+            // state file) stays out of service; the others are not held hostage by it.
+            match self.activate(id, None) {
+                Ok(ctx) => {
+                    self.contexts
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id, ctx);
+                }
+                Err(e) => tracing::error!(context = %id, "context not activated: {e}"),
+            }
         }
         Ok(())
     }

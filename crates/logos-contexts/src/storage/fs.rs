@@ -167,7 +167,14 @@ impl Namespace for FsNamespace {
     }
 
     fn size_of(&self, key: &StorageKey) -> Result<Option<u64>, Error> {
-        Ok(self.get(key)?.map(|v| v.len() as u64))
+        // Something planted under the key's name (a link, a directory) is not a value of
+        // this context: it counts nothing, and a write replaces it.
+        match self.dir.symlink_metadata(file_name(key)) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage(BACKEND, format!("stat {key}"), e)),
+            Ok(m) if !m.is_file() || m.nlink() != 1 => Ok(None),
+            Ok(_) => Ok(self.get(key)?.map(|v| v.len() as u64)),
+        }
     }
 
     fn list(&self, prefix: &str, limit: usize) -> Result<Vec<StorageKey>, Error> {
