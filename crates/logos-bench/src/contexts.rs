@@ -86,7 +86,9 @@ pub fn row(n: usize) -> Result<Row> {
     engine.register_iterator::<std::ops::Range<i64>>();
     let s = store.clone();
     engine.register_fn("put", move |k: &str, v: rhai::Dynamic| {
-        s.lock().unwrap_or_else(|p| p.into_inner()).insert(k.to_owned(), v);
+        s.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k.to_owned(), v);
     });
     let who = bob.peer().to_string();
     engine.register_fn("caller", move || {
@@ -108,7 +110,11 @@ pub fn row(n: usize) -> Result<Row> {
         let t = Instant::now();
         let r = worker.submit(env)?;
         let e2e = t.elapsed().as_nanos() as f64;
-        anyhow::ensure!(matches!(r.value, Value::Int(_)), "unexpected result {:?}", r.value);
+        anyhow::ensure!(
+            matches!(r.value, Value::Int(_)),
+            "unexpected result {:?}",
+            r.value
+        );
 
         let mut scope = rhai::Scope::new();
         let mut p = rhai::Map::new();

@@ -182,7 +182,10 @@ impl Config {
                 "deadline and operations must be above zero",
             );
         }
-        if self.limits.call_depth > 64 || self.limits.expr_depth.0 > 64 || self.limits.expr_depth.1 > 64 {
+        if self.limits.call_depth > 64
+            || self.limits.expr_depth.0 > 64
+            || self.limits.expr_depth.1 > 64
+        {
             return bad(
                 "limits.call_depth/expr_depth",
                 format!("{}/{:?}", self.limits.call_depth, self.limits.expr_depth),

@@ -343,8 +343,8 @@ fn decode_body(body: &[u8], depth: usize) -> Result<Envelope, Error> {
         for i in 0..n {
             array(&mut d, 2, "grant rule")?;
             let action = d.str().map_err(cbor("grant action"))?;
-            let action = Action::parse(action)
-                .map_err(|e| malformed(format!("grant rule {i}: {e}")))?;
+            let action =
+                Action::parse(action).map_err(|e| malformed(format!("grant rule {i}: {e}")))?;
             let prefix = d.str().map_err(cbor("grant prefix"))?.to_owned();
             rules.push(GrantRule { action, prefix });
         }

@@ -207,7 +207,11 @@ impl Error {
     }
 
     /// An [`Error::Storage`].
-    pub(crate) fn storage(backend: &'static str, what: impl Into<String>, why: impl ToString) -> Error {
+    pub(crate) fn storage(
+        backend: &'static str,
+        what: impl Into<String>,
+        why: impl ToString,
+    ) -> Error {
         Error::Storage {
             backend,
             what: what.into(),

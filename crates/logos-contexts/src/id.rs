@@ -27,7 +27,9 @@ fn parse_key(what: &'static str, text: &str) -> Result<VerifyingKey, Error> {
         return Err(Error::invalid(
             what,
             text,
-            format!("contains {c:?}; only lowercase hex digits 0-9a-f are accepted (ids are case-exact)"),
+            format!(
+                "contains {c:?}; only lowercase hex digits 0-9a-f are accepted (ids are case-exact)"
+            ),
         ));
     }
     let mut bytes = [0u8; 32];
@@ -168,7 +170,9 @@ mod tests {
         // The identity point: small order.
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        let e = PeerId::parse(&hex::encode(identity)).unwrap_err().to_string();
+        let e = PeerId::parse(&hex::encode(identity))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("weak"), "{e}");
     }
 }

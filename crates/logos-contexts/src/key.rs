@@ -56,7 +56,12 @@ impl StorageKey {
         for (n, s) in segments.iter().enumerate() {
             match *s {
                 "" if n == 0 => return Err(bad("starts with '/': keys are relative".into())),
-                "" => return Err(bad(format!("segment {} is empty ('//' or a trailing '/')", n + 1))),
+                "" => {
+                    return Err(bad(format!(
+                        "segment {} is empty ('//' or a trailing '/')",
+                        n + 1
+                    )));
+                }
                 "." | ".." => {
                     return Err(bad(format!(
                         "segment {} is {s:?}: no relative path segments",
@@ -145,7 +150,12 @@ mod tests {
             assert_eq!(e.code(), "invalid", "{k:?}");
         }
         let long = "a".repeat(MAX_KEY_LEN + 1);
-        assert!(StorageKey::parse(&long).unwrap_err().to_string().contains("more than"));
+        assert!(
+            StorageKey::parse(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("more than")
+        );
         let deep = vec!["a"; MAX_SEGMENTS + 1].join("/");
         assert!(StorageKey::parse(&deep).is_err());
         assert!(
@@ -158,7 +168,15 @@ mod tests {
 
     #[test]
     fn ordinary_keys_pass() {
-        for k in ["a", "guestbook/0001", "x.y-z_1=2", "a/b/c", "..a", "a..", "a/.b"] {
+        for k in [
+            "a",
+            "guestbook/0001",
+            "x.y-z_1=2",
+            "a/b/c",
+            "..a",
+            "a..",
+            "a/.b",
+        ] {
             assert_eq!(StorageKey::parse(k).unwrap().as_str(), k);
         }
         assert_eq!(parse_prefix("guestbook/").unwrap(), "guestbook/");

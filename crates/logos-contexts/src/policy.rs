@@ -215,7 +215,10 @@ impl CompiledPolicy {
         if !result.validation_passed() {
             let errors: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
             return Err(Error::Policy {
-                why: format!("does not validate against the schema: {}", errors.join("; ")),
+                why: format!(
+                    "does not validate against the schema: {}",
+                    errors.join("; ")
+                ),
             });
         }
         for p in user.policies() {
@@ -309,7 +312,10 @@ impl CompiledPolicy {
                 "depth".to_owned(),
                 RestrictedExpression::new_long(i64::try_from(facts.depth).unwrap_or(i64::MAX)),
             ),
-            ("inline".to_owned(), RestrictedExpression::new_bool(facts.inline)),
+            (
+                "inline".to_owned(),
+                RestrictedExpression::new_bool(facts.inline),
+            ),
             (
                 "script".to_owned(),
                 RestrictedExpression::new_string(facts.script.to_owned()),
@@ -320,7 +326,10 @@ impl CompiledPolicy {
             if d != principal {
                 entities.push(Entity::new_no_attrs(du.clone(), HashSet::new()));
             }
-            pairs.push(("deputy".to_owned(), RestrictedExpression::new_entity_uid(du)));
+            pairs.push((
+                "deputy".to_owned(),
+                RestrictedExpression::new_entity_uid(du),
+            ));
         }
         for (name, v) in [
             ("module", facts.module),
@@ -329,7 +338,10 @@ impl CompiledPolicy {
             ("prefix", facts.prefix),
         ] {
             if let Some(v) = v {
-                pairs.push((name.to_owned(), RestrictedExpression::new_string(v.to_owned())));
+                pairs.push((
+                    name.to_owned(),
+                    RestrictedExpression::new_string(v.to_owned()),
+                ));
             }
         }
         let context =
@@ -400,7 +412,9 @@ fn check_entity(ty: &str, id: &str, policy: &PolicyId) -> Result<(), Error> {
         why: format!("policy {policy}: entity {ty}::{id:?}: {why}"),
     };
     match ty {
-        "Logos::Peer" => PeerId::parse(id).map(|_| ()).map_err(|e| refuse(e.to_string())),
+        "Logos::Peer" => PeerId::parse(id)
+            .map(|_| ())
+            .map_err(|e| refuse(e.to_string())),
         "Logos::Context" => ContextId::parse(id)
             .map(|_| ())
             .map_err(|e| refuse(e.to_string())),
@@ -409,7 +423,9 @@ fn check_entity(ty: &str, id: &str, policy: &PolicyId) -> Result<(), Error> {
                 .split_once('/')
                 .ok_or_else(|| refuse("a key id is \"<context id>/<key>\"".into()))?;
             ContextId::parse(ctx).map_err(|e| refuse(e.to_string()))?;
-            StorageKey::parse(key).map(|_| ()).map_err(|e| refuse(e.to_string()))
+            StorageKey::parse(key)
+                .map(|_| ())
+                .map_err(|e| refuse(e.to_string()))
         }
         _ => Ok(()),
     }
@@ -432,7 +448,10 @@ mod tests {
         let (ctx, alice, bob) = ids();
         let p = CompiledPolicy::compile(ctx, 1, "").unwrap();
         let f = Facts::default();
-        assert!(p.decide(alice, Action::Submit, &Resource::Context, &f).allowed);
+        assert!(
+            p.decide(alice, Action::Submit, &Resource::Context, &f)
+                .allowed
+        );
         let v = p.decide(bob, Action::Submit, &Resource::Context, &f);
         assert!(!v.allowed);
         assert_eq!(v.reason, "no policy permits it");
@@ -449,8 +468,17 @@ mod tests {
         let f = Facts::default();
         let ok = StorageKey::parse("guestbook/1").unwrap();
         let no = StorageKey::parse("secret").unwrap();
-        assert!(p.decide(bob, Action::Write, &Resource::Key(&ok), &f).allowed);
-        assert!(!p.decide(bob, Action::Write, &Resource::Key(&no), &f).allowed);
-        assert!(!p.decide(bob, Action::Delete, &Resource::Key(&ok), &f).allowed);
+        assert!(
+            p.decide(bob, Action::Write, &Resource::Key(&ok), &f)
+                .allowed
+        );
+        assert!(
+            !p.decide(bob, Action::Write, &Resource::Key(&no), &f)
+                .allowed
+        );
+        assert!(
+            !p.decide(bob, Action::Delete, &Resource::Key(&ok), &f)
+                .allowed
+        );
     }
 }

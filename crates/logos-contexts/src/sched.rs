@@ -7,10 +7,10 @@
 //! each busy context, never behind their queues. Never evaluates anything itself: tasks
 //! are closures given an [`Evaluator`].
 
+use crate::config::{Limits, Profile};
 use crate::error::Error;
 use crate::id::ContextId;
 use crate::script::{AstCache, Evaluator};
-use crate::config::{Limits, Profile};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 

@@ -33,7 +33,7 @@ use crate::key::{StorageKey, parse_prefix};
 use crate::policy::{Action, Resource};
 use crate::storage::{Change, Store};
 use logos_wire::Value;
-use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Module, Position, Scope, AST};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, ImmutableString, Module, Position, Scope};
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,12 @@ pub trait Authorize: Send + Sync {
     ///
     /// # Errors
     /// [`Error::Denied`], already audited.
-    fn check(&self, action: Action, resource: &Resource<'_>, detail: &Detail<'_>) -> Result<(), Error>;
+    fn check(
+        &self,
+        action: Action,
+        resource: &Resource<'_>,
+        detail: &Detail<'_>,
+    ) -> Result<(), Error>;
 }
 
 /// How scripts reach other modules (`call`), supplied by whoever hosts the worker.
@@ -67,7 +72,13 @@ pub trait ModuleCaller: Send + Sync {
     ///
     /// # Errors
     /// The callee's error or the timeout, as text.
-    fn call(&self, module: &str, method: &str, args: Vec<Value>, timeout: Duration) -> Result<Value, String>;
+    fn call(
+        &self,
+        module: &str,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, String>;
 }
 
 /// An installed or shared script.
@@ -103,17 +114,28 @@ impl AstCache {
     }
 
     fn get(&self, k: &(ContextId, [u8; 32])) -> Option<Arc<AST>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(k).cloned()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k)
+            .cloned()
     }
 
     fn put(&self, k: (ContextId, [u8; 32]), ast: Arc<AST>) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).put(k, ast);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(k, ast);
     }
 
     /// Forgets every script of `context` (after an engine fault or deletion).
     pub fn forget(&self, context: ContextId) {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let keys: Vec<_> = c.iter().filter(|(k, _)| k.0 == context).map(|(k, _)| *k).collect();
+        let keys: Vec<_> = c
+            .iter()
+            .filter(|(k, _)| k.0 == context)
+            .map(|(k, _)| *k)
+            .collect();
         for k in keys {
             c.pop(&k);
         }
@@ -196,11 +218,17 @@ const ABORT: &str = "$abort";
 const DEADLINE: &str = "$deadline";
 
 fn terminate(token: &str) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorTerminated(Dynamic::from(token.to_owned()), Position::NONE))
+    Box::new(EvalAltResult::ErrorTerminated(
+        Dynamic::from(token.to_owned()),
+        Position::NONE,
+    ))
 }
 
 /// Runs `f` on the host state; an error it returns aborts the evaluation.
-fn with_host<T>(slot: &Slot, f: impl FnOnce(&mut Host) -> Result<T, Error>) -> Result<T, Box<EvalAltResult>> {
+fn with_host<T>(
+    slot: &Slot,
+    f: impl FnOnce(&mut Host) -> Result<T, Error>,
+) -> Result<T, Box<EvalAltResult>> {
     let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
     let Some(host) = guard.as_mut() else {
         return Err(terminate(ABORT));
@@ -225,7 +253,9 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
@@ -250,7 +280,9 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
         Value::Bytes(b) => Dynamic::from_blob(b.clone()),
         Value::List(items) => Dynamic::from_array(items.iter().map(to_dynamic).collect()),
         Value::Map(m) => Dynamic::from_map(
-            m.iter().map(|(k, v)| (k.as_str().into(), to_dynamic(v))).collect(),
+            m.iter()
+                .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
+                .collect(),
         ),
     }
 }
@@ -283,7 +315,11 @@ pub fn from_dynamic(d: &Dynamic) -> Result<Value, Error> {
     }
     if d.is_array() {
         let a = d.clone().into_array().unwrap_or_default();
-        return a.iter().map(from_dynamic).collect::<Result<_, _>>().map(Value::List);
+        return a
+            .iter()
+            .map(from_dynamic)
+            .collect::<Result<_, _>>()
+            .map(Value::List);
     }
     if d.is_map() {
         let m = d.clone().cast::<rhai::Map>();
@@ -345,7 +381,9 @@ impl rhai::ModuleResolver for Resolver {
         if let Err(e) = check_name(path) {
             return Err(refuse(Error::Script {
                 stage: "import",
-                why: format!("import {path:?}: {e}; only the context's own scripts can be imported, by name"),
+                why: format!(
+                    "import {path:?}: {e}; only the context's own scripts can be imported, by name"
+                ),
             }));
         }
         let (context, source) = {
@@ -423,10 +461,12 @@ fn compile(
     // Not a constant here: the optimiser would fold the placeholder into the script.
     let mut scope = Scope::new();
     scope.push("params", Dynamic::UNIT);
-    let ast = engine.compile_with_scope(&scope, &*source.text).map_err(|e| Error::Script {
-        stage: "parse",
-        why: format!("script {}: {e}", source.name),
-    })?;
+    let ast = engine
+        .compile_with_scope(&scope, &*source.text)
+        .map_err(|e| Error::Script {
+            stage: "parse",
+            why: format!("script {}: {e}", source.name),
+        })?;
     let ast = Arc::new(ast);
     cache.put((context, source.hash), ast.clone());
     Ok(ast)
@@ -548,7 +588,9 @@ impl Evaluator {
                     .unwrap_or_else(|| "unknown panic".to_owned());
                 return Err(Error::Script {
                     stage: "engine",
-                    why: format!("the engine panicked ({why}); the context's engine state was reset"),
+                    why: format!(
+                        "the engine panicked ({why}); the context's engine state was reset"
+                    ),
                 });
             }
         };
@@ -572,19 +614,26 @@ impl Evaluator {
                 .and_then(|h| h.abort.take())
         };
         match e {
-            EvalAltResult::ErrorTerminated(token, _) if token.to_string() == DEADLINE => Error::Script {
-                stage: "deadline",
-                why: format!("the evaluation ran past its {:?} deadline", self.limits.deadline),
-            },
+            EvalAltResult::ErrorTerminated(token, _) if token.to_string() == DEADLINE => {
+                Error::Script {
+                    stage: "deadline",
+                    why: format!(
+                        "the evaluation ran past its {:?} deadline",
+                        self.limits.deadline
+                    ),
+                }
+            }
             EvalAltResult::ErrorTerminated(..) => abort().unwrap_or(Error::Script {
                 stage: "evaluation",
                 why: "terminated".into(),
             }),
             // An abort raised inside an imported module arrives wrapped.
             EvalAltResult::ErrorInModule(_, inner, _) => match *inner {
-                EvalAltResult::ErrorTerminated(token, _) if token.to_string() == DEADLINE => {
-                    self.failure(Failure::Rhai(EvalAltResult::ErrorTerminated(token, Position::NONE)))
-                }
+                EvalAltResult::ErrorTerminated(token, _) if token.to_string() == DEADLINE => self
+                    .failure(Failure::Rhai(EvalAltResult::ErrorTerminated(
+                        token,
+                        Position::NONE,
+                    ))),
                 other => abort().unwrap_or_else(|| limit_or_eval(other)),
             },
             other => abort().unwrap_or_else(|| limit_or_eval(other)),
@@ -621,92 +670,114 @@ fn key_of(text: &str) -> Result<StorageKey, Error> {
 fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile) {
     let s = slot.clone();
     let l = limits.clone();
-    e.register_fn("get", move |key: &str| -> Result<Dynamic, Box<EvalAltResult>> {
-        with_host(&s, |h| {
-            let key = key_of(key)?;
-            h.authorize.check(Action::Read, &Resource::Key(&key), &Detail::default())?;
-            count_op(h, &l)?;
-            let bytes = match h.overlay.get(&key) {
-                Some(v) => v.clone(),
-                None => h.store.get(&key)?,
-            };
-            match bytes {
-                None => Ok(Dynamic::UNIT),
-                Some(b) => logos_wire::decode_value(&b)
-                    .map(|v| to_dynamic(&v))
-                    .map_err(|e| Error::storage("value", format!("decoding {key}"), e)),
-            }
-        })
-    });
+    e.register_fn(
+        "get",
+        move |key: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            with_host(&s, |h| {
+                let key = key_of(key)?;
+                h.authorize
+                    .check(Action::Read, &Resource::Key(&key), &Detail::default())?;
+                count_op(h, &l)?;
+                let bytes = match h.overlay.get(&key) {
+                    Some(v) => v.clone(),
+                    None => h.store.get(&key)?,
+                };
+                match bytes {
+                    None => Ok(Dynamic::UNIT),
+                    Some(b) => logos_wire::decode_value(&b)
+                        .map(|v| to_dynamic(&v))
+                        .map_err(|e| Error::storage("value", format!("decoding {key}"), e)),
+                }
+            })
+        },
+    );
     let s = slot.clone();
     let l = limits.clone();
-    e.register_fn("put", move |key: &str, value: Dynamic| -> Result<(), Box<EvalAltResult>> {
-        with_host(&s, |h| {
-            let key = key_of(key)?;
-            h.authorize.check(Action::Write, &Resource::Key(&key), &Detail::default())?;
-            count_op(h, &l)?;
-            let bytes = encode(&from_dynamic(&value)?)?;
-            h.overlay.insert(key.clone(), Some(bytes.clone()));
-            h.changes.push(Change::Put(key, bytes));
-            Ok(())
-        })
-    });
+    e.register_fn(
+        "put",
+        move |key: &str, value: Dynamic| -> Result<(), Box<EvalAltResult>> {
+            with_host(&s, |h| {
+                let key = key_of(key)?;
+                h.authorize
+                    .check(Action::Write, &Resource::Key(&key), &Detail::default())?;
+                count_op(h, &l)?;
+                let bytes = encode(&from_dynamic(&value)?)?;
+                h.overlay.insert(key.clone(), Some(bytes.clone()));
+                h.changes.push(Change::Put(key, bytes));
+                Ok(())
+            })
+        },
+    );
     let s = slot.clone();
     let l = limits.clone();
-    e.register_fn("delete", move |key: &str| -> Result<bool, Box<EvalAltResult>> {
-        with_host(&s, |h| {
-            let key = key_of(key)?;
-            h.authorize.check(Action::Delete, &Resource::Key(&key), &Detail::default())?;
-            count_op(h, &l)?;
-            let existed = match h.overlay.get(&key) {
-                Some(v) => v.is_some(),
-                None => h.store.get(&key)?.is_some(),
-            };
-            h.overlay.insert(key.clone(), None);
-            h.changes.push(Change::Delete(key));
-            Ok(existed)
-        })
-    });
+    e.register_fn(
+        "delete",
+        move |key: &str| -> Result<bool, Box<EvalAltResult>> {
+            with_host(&s, |h| {
+                let key = key_of(key)?;
+                h.authorize
+                    .check(Action::Delete, &Resource::Key(&key), &Detail::default())?;
+                count_op(h, &l)?;
+                let existed = match h.overlay.get(&key) {
+                    Some(v) => v.is_some(),
+                    None => h.store.get(&key)?.is_some(),
+                };
+                h.overlay.insert(key.clone(), None);
+                h.changes.push(Change::Delete(key));
+                Ok(existed)
+            })
+        },
+    );
     let s = slot.clone();
     let l = limits.clone();
-    e.register_fn("list", move |prefix: &str| -> Result<rhai::Array, Box<EvalAltResult>> {
-        with_host(&s, |h| {
-            let prefix = parse_prefix(prefix)?;
-            h.authorize.check(
-                Action::List,
-                &Resource::Context,
-                &Detail {
-                    prefix: Some(&prefix),
-                    ..Detail::default()
-                },
-            )?;
-            count_op(h, &l)?;
-            let mut keys: std::collections::BTreeSet<String> = h
-                .store
-                .list(&prefix, l.list_keys)?
-                .into_iter()
-                .map(|k| k.as_str().to_owned())
-                .collect();
-            for (k, v) in h.overlay.range::<StorageKey, _>(..) {
-                if k.as_str().starts_with(&prefix) {
-                    if v.is_some() {
-                        keys.insert(k.as_str().to_owned());
-                    } else {
-                        keys.remove(k.as_str());
+    e.register_fn(
+        "list",
+        move |prefix: &str| -> Result<rhai::Array, Box<EvalAltResult>> {
+            with_host(&s, |h| {
+                let prefix = parse_prefix(prefix)?;
+                h.authorize.check(
+                    Action::List,
+                    &Resource::Context,
+                    &Detail {
+                        prefix: Some(&prefix),
+                        ..Detail::default()
+                    },
+                )?;
+                count_op(h, &l)?;
+                let mut keys: std::collections::BTreeSet<String> = h
+                    .store
+                    .list(&prefix, l.list_keys)?
+                    .into_iter()
+                    .map(|k| k.as_str().to_owned())
+                    .collect();
+                for (k, v) in h.overlay.range::<StorageKey, _>(..) {
+                    if k.as_str().starts_with(&prefix) {
+                        if v.is_some() {
+                            keys.insert(k.as_str().to_owned());
+                        } else {
+                            keys.remove(k.as_str());
+                        }
                     }
                 }
-            }
-            Ok(keys.into_iter().take(l.list_keys).map(Dynamic::from).collect())
-        })
-    });
+                Ok(keys
+                    .into_iter()
+                    .take(l.list_keys)
+                    .map(Dynamic::from)
+                    .collect())
+            })
+        },
+    );
     let s = slot.clone();
     e.register_fn("caller", move || -> Result<Dynamic, Box<EvalAltResult>> {
         with_host(&s, |h| Ok(h.caller_info.clone()))
     });
     let s = slot.clone();
-    e.register_fn("target", move || -> Result<ImmutableString, Box<EvalAltResult>> {
-        with_host(&s, |h| Ok(h.target.clone()))
-    });
+    e.register_fn(
+        "target",
+        move || -> Result<ImmutableString, Box<EvalAltResult>> {
+            with_host(&s, |h| Ok(h.target.clone()))
+        },
+    );
     let s = slot.clone();
     e.register_fn("now", move || -> Result<i64, Box<EvalAltResult>> {
         with_host(&s, |h| Ok(h.now_ms))
@@ -714,33 +785,39 @@ fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile)
     if profile.emit {
         let s = slot.clone();
         let max = limits.events;
-        e.register_fn("emit", move |event: &str, data: Dynamic| -> Result<(), Box<EvalAltResult>> {
-            with_host(&s, |h| {
-                h.authorize.check(
-                    Action::Emit,
-                    &Resource::Context,
-                    &Detail {
-                        event: Some(event),
-                        ..Detail::default()
-                    },
-                )?;
-                if h.events.len() >= max {
-                    return Err(Error::Script {
-                        stage: "limit",
-                        why: format!("more than {max} events"),
-                    });
-                }
-                h.events.push((event.to_owned(), from_dynamic(&data)?));
-                Ok(())
-            })
-        });
+        e.register_fn(
+            "emit",
+            move |event: &str, data: Dynamic| -> Result<(), Box<EvalAltResult>> {
+                with_host(&s, |h| {
+                    h.authorize.check(
+                        Action::Emit,
+                        &Resource::Context,
+                        &Detail {
+                            event: Some(event),
+                            ..Detail::default()
+                        },
+                    )?;
+                    if h.events.len() >= max {
+                        return Err(Error::Script {
+                            stage: "limit",
+                            why: format!("more than {max} events"),
+                        });
+                    }
+                    h.events.push((event.to_owned(), from_dynamic(&data)?));
+                    Ok(())
+                })
+            },
+        );
     }
     if profile.call {
         let s = slot.clone();
         // `call` is Rhai's keyword for calling function pointers, hence `invoke`.
         e.register_fn(
             "invoke",
-            move |module: &str, method: &str, args: rhai::Array| -> Result<Dynamic, Box<EvalAltResult>> {
+            move |module: &str,
+                  method: &str,
+                  args: rhai::Array|
+                  -> Result<Dynamic, Box<EvalAltResult>> {
                 // Permission and arguments under the lock; the call itself without it.
                 let (link, args, left) = with_host(&s, |h| {
                     h.authorize.check(
@@ -756,8 +833,15 @@ fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile)
                         stage: "host function",
                         why: "invoke: this worker has no way to reach modules".into(),
                     })?;
-                    let args = args.iter().map(from_dynamic).collect::<Result<Vec<_>, _>>()?;
-                    Ok((link, args, h.deadline.saturating_duration_since(Instant::now())))
+                    let args = args
+                        .iter()
+                        .map(from_dynamic)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((
+                        link,
+                        args,
+                        h.deadline.saturating_duration_since(Instant::now()),
+                    ))
                 })?;
                 let result = link.call(module, method, args, left);
                 with_host(&s, |_| match result {
@@ -771,7 +855,9 @@ fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile)
         );
     }
     #[cfg(feature = "fault-injection")]
-    e.register_fn("__fault_panic", || -> i64 { panic!("fault injected by the test suite") });
+    e.register_fn("__fault_panic", || -> i64 {
+        panic!("fault injected by the test suite")
+    });
     // Iteration (`for x in array`, `for i in 0..n`): raw engines have none.
     e.register_iterator::<rhai::Array>();
     e.register_iterator::<std::ops::Range<i64>>();

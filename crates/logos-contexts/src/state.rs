@@ -156,13 +156,12 @@ impl StateDb {
     ///
     /// # Errors
     /// [`Error::State`].
-    pub fn install_script(
-        &mut self,
-        script: &StoredScript,
-        signature: &[u8],
-    ) -> Result<(), Error> {
+    pub fn install_script(&mut self, script: &StoredScript, signature: &[u8]) -> Result<(), Error> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(err(&path, "installing a script"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(err(&path, "installing a script"))?;
         tx.execute(
             "INSERT OR REPLACE INTO scripts (name, source, hash, revision, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -195,7 +194,10 @@ impl StateDb {
         now_ms: u64,
     ) -> Result<(), Error> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(err(&path, "setting the policy"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(err(&path, "setting the policy"))?;
         tx.execute(
             "INSERT INTO policies (version, text, signature, set_ms) VALUES (?1, ?2, ?3, ?4)",
             params![version as i64, text, signature, now_ms as i64],
@@ -291,7 +293,10 @@ impl StateDb {
             )
             .map_err(err(&self.path, "reading the audit log"))?;
         stmt.query_map(
-            params![after.min(i64::MAX as u64) as i64, limit.min(i64::MAX as u64) as i64],
+            params![
+                after.min(i64::MAX as u64) as i64,
+                limit.min(i64::MAX as u64) as i64
+            ],
             |r| {
                 Ok(AuditRecord {
                     seq: r.get::<_, i64>(0)?.max(0) as u64,

@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::id::{ContextId, PeerId};
 use crate::policy::{Action, CompiledPolicy, Facts, Resource};
 use crate::sched::Scheduler;
-use crate::script::{Authorize, AstCache, Detail, Job, ModuleCaller, Source, check_name};
+use crate::script::{AstCache, Authorize, Detail, Job, ModuleCaller, Source, check_name};
 use crate::signing::{Statement, sha256};
 use crate::state::{StateDb, StoredScript};
 use crate::storage::{Backend, Store};
@@ -120,7 +120,11 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(revision: u64, policy: Arc<CompiledPolicy>, scripts: BTreeMap<String, Source>) -> Snapshot {
+    fn new(
+        revision: u64,
+        policy: Arc<CompiledPolicy>,
+        scripts: BTreeMap<String, Source>,
+    ) -> Snapshot {
         let by_hash = scripts.values().map(|s| (s.hash, s.name.clone())).collect();
         Snapshot {
             revision,
@@ -145,7 +149,10 @@ struct Ctx {
 
 impl Ctx {
     fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Writes an audit record; a failure to audit is logged, never hidden as success of
@@ -232,7 +239,9 @@ impl Builder {
         })?;
         let backend = match self.backend {
             Some(b) => b,
-            None => Arc::new(crate::storage::sqlite::SqliteBackend::new(&root.join("data"))?),
+            None => Arc::new(crate::storage::sqlite::SqliteBackend::new(
+                &root.join("data"),
+            )?),
         };
         let inner = Arc::new(Inner {
             cache: Arc::new(AstCache::new(self.config.ast_cache)),
@@ -274,7 +283,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("root", &self.inner.root).finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("root", &self.inner.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -302,7 +313,10 @@ impl Inner {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(id) = name.to_str().and_then(|n| ContextId::parse(n).ok()) else {
-                tracing::warn!("ignoring {}: not a context directory", entry.path().display());
+                tracing::warn!(
+                    "ignoring {}: not a context directory",
+                    entry.path().display()
+                );
                 continue;
             };
             found.push(id);
@@ -365,7 +379,11 @@ impl Inner {
             dir,
             state: Mutex::new(state),
             store,
-            snapshot: RwLock::new(Arc::new(Snapshot::new(loaded.revision, Arc::new(policy), scripts))),
+            snapshot: RwLock::new(Arc::new(Snapshot::new(
+                loaded.revision,
+                Arc::new(policy),
+                scripts,
+            ))),
             created_ms: loaded.created_ms,
             owner: Mutex::new(()),
         }))
@@ -397,7 +415,12 @@ struct Checker {
 }
 
 impl Checker {
-    fn decide(&self, action: Action, resource: &Resource<'_>, detail: &Detail<'_>) -> Result<(), Error> {
+    fn decide(
+        &self,
+        action: Action,
+        resource: &Resource<'_>,
+        detail: &Detail<'_>,
+    ) -> Result<(), Error> {
         let name = match (action, resource) {
             (_, Resource::Key(k)) => k.as_str().to_owned(),
             (Action::Call, _) => format!(
@@ -452,16 +475,17 @@ impl Checker {
             prefix: detail.prefix,
         };
         let v = self.policy.decide(self.principal, action, resource, &facts);
-        if v.allowed {
-            Ok(())
-        } else {
-            refuse(v.reason)
-        }
+        if v.allowed { Ok(()) } else { refuse(v.reason) }
     }
 }
 
 impl Authorize for Checker {
-    fn check(&self, action: Action, resource: &Resource<'_>, detail: &Detail<'_>) -> Result<(), Error> {
+    fn check(
+        &self,
+        action: Action,
+        resource: &Resource<'_>,
+        detail: &Detail<'_>,
+    ) -> Result<(), Error> {
         self.decide(action, resource, detail)
     }
 }
@@ -500,7 +524,10 @@ impl Worker {
             return Err(Error::invalid(
                 "quotaBytes",
                 &quota.to_string(),
-                format!("is above this worker's maximum of {} bytes", inner.config.max_quota),
+                format!(
+                    "is above this worker's maximum of {} bytes",
+                    inner.config.max_quota
+                ),
             ));
         }
         let id = ContextId::of(owner);
@@ -626,7 +653,13 @@ impl Worker {
     /// # Errors
     /// [`Error::BadSignature`] (also when signed for another revision), [`Error::Invalid`]
     /// (name), [`Error::Script`] (too large, does not parse).
-    pub fn install_script(&self, id: ContextId, name: &str, source: &str, signature: &[u8]) -> Result<u64, Error> {
+    pub fn install_script(
+        &self,
+        id: ContextId,
+        name: &str,
+        source: &str,
+        signature: &[u8],
+    ) -> Result<u64, Error> {
         self.owner_change(id, "install-script", name, |ctx, next| {
             check_name(name)?;
             let hash = sha256(source.as_bytes());
@@ -650,7 +683,11 @@ impl Worker {
                 });
             }
             // Refuse what cannot parse now rather than at every submission.
-            let probe = crate::script::Evaluator::new(limits, self.inner.config.profile, Arc::new(AstCache::new(1)));
+            let probe = crate::script::Evaluator::new(
+                limits,
+                self.inner.config.profile,
+                Arc::new(AstCache::new(1)),
+            );
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut scope = rhai::Scope::new();
                 scope.push("params", rhai::Dynamic::UNIT);
@@ -818,7 +855,11 @@ impl Worker {
     /// Submits an envelope; `done` gets the result, from this thread when refused early or
     /// from an evaluation thread. Never blocks on evaluation. Checks signatures on this
     /// thread.
-    pub fn submit_with(&self, bytes: &[u8], done: impl FnOnce(Result<Submitted, Error>) + Send + 'static) {
+    pub fn submit_with(
+        &self,
+        bytes: &[u8],
+        done: impl FnOnce(Result<Submitted, Error>) + Send + 'static,
+    ) {
         match self.accept(bytes) {
             Ok((id, prepared)) => self.enqueue(id, prepared, done),
             Err(e) => done(Err(e)),
@@ -833,7 +874,9 @@ impl Worker {
             Ok(e) => e,
             Err(e) => {
                 // Audit the refusal in the context the envelope claims, if this worker has it.
-                if let Some(ctx) = crate::envelope::peek_target(bytes).and_then(|t| inner.get(t).ok()) {
+                if let Some(ctx) =
+                    crate::envelope::peek_target(bytes).and_then(|t| inner.get(t).ok())
+                {
                     ctx.audit(
                         keep,
                         AuditRecord {
@@ -878,7 +921,8 @@ impl Worker {
             e
         };
         for link in &chain {
-            self.check_expiry(link.envelope.expires_at_ms).map_err(refuse)?;
+            self.check_expiry(link.envelope.expires_at_ms)
+                .map_err(refuse)?;
         }
         let depth = chain.len() - 1;
         if depth > inner.config.max_delegation_depth {
@@ -904,9 +948,8 @@ impl Worker {
         }
         // Nonces: each envelope of the chain, remembered before anything runs.
         {
-            let forget = now_ms().saturating_sub(
-                u64::try_from(inner.config.skew.as_millis()).unwrap_or(u64::MAX),
-            );
+            let forget = now_ms()
+                .saturating_sub(u64::try_from(inner.config.skew.as_millis()).unwrap_or(u64::MAX));
             let mut st = ctx.state.lock().unwrap_or_else(|p| p.into_inner());
             for link in &chain {
                 let e = &link.envelope;
@@ -958,7 +1001,10 @@ impl Worker {
             depth: depth as u64,
             inline: matches!(env.envelope.script, ScriptRef::Inline(_)),
             script: hex::encode(main.hash),
-            grants: chain.iter().filter_map(|l| l.envelope.grant.clone()).collect(),
+            grants: chain
+                .iter()
+                .filter_map(|l| l.envelope.grant.clone())
+                .collect(),
             envelope: hash.clone(),
             keep,
         });
@@ -1000,7 +1046,9 @@ impl Worker {
     ) {
         let inner = self.inner.clone();
         let keep = inner.config.audit_records;
-        let done = Arc::new(Mutex::new(Some(Box::new(done) as Box<dyn FnOnce(Result<Submitted, Error>) + Send>)));
+        let done = Arc::new(Mutex::new(Some(
+            Box::new(done) as Box<dyn FnOnce(Result<Submitted, Error>) + Send>
+        )));
         let done_task = done.clone();
         let ctx = p.ctx.clone();
         let version = p.snapshot.policy.version();
@@ -1019,7 +1067,13 @@ impl Worker {
                 now_ms: now_ms(),
             };
             let result = ev.run(job);
-            let reset = matches!(&result, Err(Error::Script { stage: "engine", .. }));
+            let reset = matches!(
+                &result,
+                Err(Error::Script {
+                    stage: "engine",
+                    ..
+                })
+            );
             if reset {
                 inner.cache.forget(p.ctx.id);
             }
@@ -1094,7 +1148,9 @@ struct Prepared {
 fn with_revision_hint(e: Error, next: u64) -> Error {
     match e {
         Error::BadSignature { why } => Error::BadSignature {
-            why: format!("{why} (owner changes are signed for the next revision, {next}; read it with contextInfo)"),
+            why: format!(
+                "{why} (owner changes are signed for the next revision, {next}; read it with contextInfo)"
+            ),
         },
         other => other,
     }

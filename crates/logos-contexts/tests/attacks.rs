@@ -129,18 +129,29 @@ fn slow_host_calls(mode: Mode) {
         allow(&bob, &[]),
         bob.id()
     );
-    let sig = alice.key.sign_statement(&logos_contexts::Statement::SetPolicy {
-        context: alice.ctx(),
-        revision: 1,
-        policy_hash: logos_contexts::sha256(policy.as_bytes()),
-    });
+    let sig = alice
+        .key
+        .sign_statement(&logos_contexts::Statement::SetPolicy {
+            context: alice.ctx(),
+            revision: 1,
+            policy_hash: logos_contexts::sha256(policy.as_bytes()),
+        });
     w.set_policy(alice.ctx(), &policy, &sig).unwrap();
-    let env = envelope(&bob, &alice, ScriptRef::Inline("invoke(\"m\", \"f\", []); invoke(\"m\", \"f\", []); 1".into()), Value::Null);
+    let env = envelope(
+        &bob,
+        &alice,
+        ScriptRef::Inline("invoke(\"m\", \"f\", []); invoke(\"m\", \"f\", []); 1".into()),
+        Value::Null,
+    );
     let started = std::time::Instant::now();
     let e = w.submit(&env.to_bytes()).unwrap_err();
     script_error(&e, &["deadline"]);
     // One slow call used the whole budget; the second never ran.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 fn memory_blow_up(mode: Mode) {
@@ -194,26 +205,42 @@ fn engine_panic(mode: Mode) {
     let rec = s.contained("script_error");
     assert!(rec.reason.contains("panicked"), "{rec:?}");
     // Nothing of the failed evaluation landed, and the context serves Bob again.
-    let v = s.w.run(&s.bob, &s.alice, "get(\"half\")", Value::Null).unwrap();
+    let v =
+        s.w.run(&s.bob, &s.alice, "get(\"half\")", Value::Null)
+            .unwrap();
     assert_eq!(v.value, Value::Null);
 }
 
 fn imports_and_eval(mode: Mode) {
     let s = Scene::new(mode);
-    s.w.install(&s.alice, "helpers", "fn twice(x) { x * 2 }").unwrap();
+    s.w.install(&s.alice, "helpers", "fn twice(x) { x * 2 }")
+        .unwrap();
     // The context's own module imports fine…
-    let v = s
-        .w
-        .run(&s.bob, &s.alice, "import \"helpers\" as h; h::twice(21)", Value::Null)
+    let v =
+        s.w.run(
+            &s.bob,
+            &s.alice,
+            "import \"helpers\" as h; h::twice(21)",
+            Value::Null,
+        )
         .unwrap();
     assert_eq!(v.value, Value::Int(42));
     // …paths never.
-    for path in ["/etc/passwd", "../helpers", "./helpers", "helpers.rhai", "..", "a/b", "%2e%2e"] {
+    for path in [
+        "/etc/passwd",
+        "../helpers",
+        "./helpers",
+        "helpers.rhai",
+        "..",
+        "a/b",
+        "%2e%2e",
+    ] {
         let e = s.attack(&format!("import \"{path}\" as x; 1"));
         script_error(&e, &["import"]);
     }
     // A module of another context is not visible.
-    s.w.install(&s.carol, "secret", "fn leak() { get(\"canary\") }").unwrap();
+    s.w.install(&s.carol, "secret", "fn leak() { get(\"canary\") }")
+        .unwrap();
     let e = s.attack("import \"secret\" as x; x::leak()");
     assert_eq!(e.code(), "unknown_script", "{e}");
     // eval is not a thing.
@@ -225,7 +252,16 @@ fn imports_and_eval(mode: Mode) {
 fn path_traversal_in_keys(mode: Mode) {
     let s = Scene::new(mode);
     for key in [
-        "..", "../x", "a/../b", "/etc/passwd", "%2e%2e", "%2E%2E/x", "a\\\\..\\\\b", ".", "a//b", "",
+        "..",
+        "../x",
+        "a/../b",
+        "/etc/passwd",
+        "%2e%2e",
+        "%2E%2E/x",
+        "a\\\\..\\\\b",
+        ".",
+        "a//b",
+        "",
     ] {
         for op in ["put(\"{k}\", 1)", "get(\"{k}\")", "delete(\"{k}\")"] {
             let e = s.attack(&op.replace("{k}", key));
@@ -245,13 +281,26 @@ fn spoofed_caller(mode: Mode) {
     let s = Scene::new(mode);
     let mallory = Peer::new(9);
     // Mallory signs an envelope that names Bob as its caller.
-    let mut env = envelope(&s.bob, &s.alice, ScriptRef::Inline("put(\"x\", 1)".into()), Value::Null);
+    let mut env = envelope(
+        &s.bob,
+        &s.alice,
+        ScriptRef::Inline("put(\"x\", 1)".into()),
+        Value::Null,
+    );
     let forged = SignedEnvelope::sign(env.envelope.clone(), &mallory.key);
     let mut bytes = Vec::new();
     {
         let mut e = minicbor::Encoder::new(&mut bytes);
-        e.array(4).unwrap().u8(1).unwrap().bytes(&forged.body).unwrap();
-        e.bytes(mallory.id().as_bytes()).unwrap().bytes(&forged.signature).unwrap();
+        e.array(4)
+            .unwrap()
+            .u8(1)
+            .unwrap()
+            .bytes(&forged.body)
+            .unwrap();
+        e.bytes(mallory.id().as_bytes())
+            .unwrap()
+            .bytes(&forged.signature)
+            .unwrap();
     }
     let e = s.w.worker(s.alice.ctx()).submit(&bytes).unwrap_err();
     assert_eq!(e.code(), "bad_signature");
@@ -266,7 +315,12 @@ fn spoofed_caller(mode: Mode) {
 
 fn replay(mode: Mode) {
     let s = Scene::new(mode);
-    let env = envelope(&s.bob, &s.alice, ScriptRef::Inline("put(\"n\", (get(\"n\") ?? 0) + 1)".into()), Value::Null);
+    let env = envelope(
+        &s.bob,
+        &s.alice,
+        ScriptRef::Inline("put(\"n\", (get(\"n\") ?? 0) + 1)".into()),
+        Value::Null,
+    );
     s.w.submit(&env).unwrap();
     assert_eq!(s.w.submit(&env).unwrap_err().code(), "replay");
     s.contained("replay");
@@ -283,7 +337,13 @@ fn replay(mode: Mode) {
     let mut other = env.clone();
     other.envelope.target = dave.ctx();
     other.body = logos_contexts::envelope::encode_body(&other.envelope);
-    assert_eq!(s.w.worker(dave.ctx()).submit(&other.to_bytes()).unwrap_err().code(), "bad_signature");
+    assert_eq!(
+        s.w.worker(dave.ctx())
+            .submit(&other.to_bytes())
+            .unwrap_err()
+            .code(),
+        "bad_signature"
+    );
     assert_eq!(s.w.last_audit(&dave).code, "bad_signature");
     // After a restart.
     s.w.restart();
@@ -324,7 +384,10 @@ fn policy_aliasing(mode: Mode) {
         "{}forbid(principal, action, resource) when {{ context.deputy == Logos::Peer::\"{bob}\" }};",
         allow(&s.bob, &["write"])
     );
-    assert_eq!(s.w.set_policy(&s.alice, &text).unwrap_err().code(), "policy_invalid");
+    assert_eq!(
+        s.w.set_policy(&s.alice, &text).unwrap_err().code(),
+        "policy_invalid"
+    );
     // A forbid that errors at run time (overflow) denies instead of being skipped.
     let text = format!(
         "{}forbid(principal, action == Logos::Action::\"write\", resource) when {{ context.depth + 9223372036854775807 + 9223372036854775807 > 0 }};",
@@ -337,7 +400,13 @@ fn policy_aliasing(mode: Mode) {
     let rec = s.contained("denied");
     assert!(rec.reason.contains("failed to evaluate"), "{rec:?}");
     // The rejected policies left the last accepted one in force.
-    assert!(s.w.worker(s.alice.ctx()).policy(s.alice.ctx()).unwrap().1.contains("9223372036854775807"));
+    assert!(
+        s.w.worker(s.alice.ctx())
+            .policy(s.alice.ctx())
+            .unwrap()
+            .1
+            .contains("9223372036854775807")
+    );
 }
 
 fn confused_deputy(mode: Mode) {
@@ -345,7 +414,8 @@ fn confused_deputy(mode: Mode) {
     let dave = Peer::new(4);
     s.w.create(&dave, None);
     // Carol's context trusts Dave (the deputy) to write, not Alice.
-    s.w.set_policy(&s.carol, &allow(&dave, &["write", "read"])).unwrap();
+    s.w.set_policy(&s.carol, &allow(&dave, &["write", "read"]))
+        .unwrap();
     // Alice delegates to Dave; Dave forwards it to act on Carol.
     let inner = envelope_with(&s.alice, &dave, "1", None, None);
     let outer = envelope_with(&dave, &s.carol, "put(\"canary\", 0)", None, Some(inner));
@@ -358,14 +428,48 @@ fn confused_deputy(mode: Mode) {
     assert_eq!(e.code(), "denied");
     assert!(e.to_string().contains("not to itself"), "{e}");
     // Dave acting on his own does work: the policy is for the original caller only.
-    s.w.run(&dave, &s.carol, "put(\"dave\", 1)", Value::Null).unwrap();
+    s.w.run(&dave, &s.carol, "put(\"dave\", 1)", Value::Null)
+        .unwrap();
     assert_eq!(s.w.owner_get(&s.carol, "canary"), Value::Int(42));
     let log = s.w.audit(&s.carol);
-    assert!(log.iter().any(|r| r.code == "denied" && r.caller.as_deref() == Some(&s.alice.id().to_string())), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|r| r.code == "denied" && r.caller.as_deref() == Some(&s.alice.id().to_string())),
+        "{log:#?}"
+    );
     // A grant narrows: Alice lets Dave only read; a permitted write is still refused.
-    s.w.set_policy(&s.carol, &format!("{}{}", allow(&dave, &["write", "read"]), allow(&s.alice, &["write", "read"]))).unwrap();
-    let inner = envelope_with(&s.alice, &dave, "1", Some(vec![GrantRule { action: Action::Submit, prefix: String::new() }, GrantRule { action: Action::Read, prefix: String::new() }]), None);
-    let outer = envelope_with(&dave, &s.carol, "get(\"canary\"); put(\"canary\", 0)", None, Some(inner));
+    s.w.set_policy(
+        &s.carol,
+        &format!(
+            "{}{}",
+            allow(&dave, &["write", "read"]),
+            allow(&s.alice, &["write", "read"])
+        ),
+    )
+    .unwrap();
+    let inner = envelope_with(
+        &s.alice,
+        &dave,
+        "1",
+        Some(vec![
+            GrantRule {
+                action: Action::Submit,
+                prefix: String::new(),
+            },
+            GrantRule {
+                action: Action::Read,
+                prefix: String::new(),
+            },
+        ]),
+        None,
+    );
+    let outer = envelope_with(
+        &dave,
+        &s.carol,
+        "get(\"canary\"); put(\"canary\", 0)",
+        None,
+        Some(inner),
+    );
     let e = s.w.submit(&outer).unwrap_err();
     assert!(e.to_string().contains("outside the grant"), "{e}");
     // Too deep a chain (the limit is 2): Bob → Alice → Dave → Carol → back at Alice, whose
@@ -382,12 +486,31 @@ fn confused_deputy(mode: Mode) {
 
 fn cross_context_leakage(mode: Mode) {
     let s = Scene::new(mode);
-    s.w.set_policy(&s.carol, &allow(&s.bob, &["read", "write", "list"])).unwrap();
+    s.w.set_policy(&s.carol, &allow(&s.bob, &["read", "write", "list"]))
+        .unwrap();
     let observe = "let seen = #{}; for k in list(\"\") { seen[k] = get(k); } seen";
-    s.w.run(&s.bob, &s.alice, "put(\"shared/name\", \"alice\"); put(\"only-a\", 1)", Value::Null).unwrap();
-    s.w.run(&s.bob, &s.carol, "put(\"shared/name\", \"carol\"); put(\"only-c\", 2)", Value::Null).unwrap();
-    let a = s.w.run(&s.bob, &s.alice, observe, Value::Null).unwrap().value;
-    let c = s.w.run(&s.bob, &s.carol, observe, Value::Null).unwrap().value;
+    s.w.run(
+        &s.bob,
+        &s.alice,
+        "put(\"shared/name\", \"alice\"); put(\"only-a\", 1)",
+        Value::Null,
+    )
+    .unwrap();
+    s.w.run(
+        &s.bob,
+        &s.carol,
+        "put(\"shared/name\", \"carol\"); put(\"only-c\", 2)",
+        Value::Null,
+    )
+    .unwrap();
+    let a =
+        s.w.run(&s.bob, &s.alice, observe, Value::Null)
+            .unwrap()
+            .value;
+    let c =
+        s.w.run(&s.bob, &s.carol, observe, Value::Null)
+            .unwrap()
+            .value;
     let keys = |v: &Value| match v {
         Value::Map(m) => m.keys().cloned().collect::<Vec<_>>(),
         other => panic!("{other:?}"),
@@ -397,7 +520,10 @@ fn cross_context_leakage(mode: Mode) {
     assert_eq!(a.get("shared/name"), Some(&Value::Text("alice".into())));
     assert_eq!(c.get("shared/name"), Some(&Value::Text("carol".into())));
     // `target()` and `caller()` tell each evaluation where it is.
-    let t = s.w.run(&s.bob, &s.carol, "target()", Value::Null).unwrap().value;
+    let t =
+        s.w.run(&s.bob, &s.carol, "target()", Value::Null)
+            .unwrap()
+            .value;
     assert_eq!(t, Value::Text(s.carol.ctx().to_string()));
 }
 
@@ -413,17 +539,27 @@ fn noisy_neighbour(mode: Mode) {
     let worker = s.w.worker(s.alice.ctx());
     let (tx, rx) = std::sync::mpsc::channel();
     for _ in 0..12 {
-        let env = envelope(&s.bob, &s.alice, ScriptRef::Inline(slow.into()), Value::Null);
+        let env = envelope(
+            &s.bob,
+            &s.alice,
+            ScriptRef::Inline(slow.into()),
+            Value::Null,
+        );
         let tx = tx.clone();
         worker.submit_with(&env.to_bytes(), move |r| {
             let _ = tx.send(r.map(|_| ()).map_err(|e| e.code()));
         });
     }
     // While Alice's queue is still full, Carol's context answers Bob.
-    let v = s.w.run(&s.bob, &s.carol, "get(\"canary\")", Value::Null).unwrap();
+    let v =
+        s.w.run(&s.bob, &s.carol, "get(\"canary\")", Value::Null)
+            .unwrap();
     assert_eq!(v.value, Value::Int(42));
     let alice_load = s.w.worker(s.alice.ctx()).info(s.alice.ctx()).unwrap().load;
-    assert!(alice_load.0 + alice_load.1 > 0, "the flood was already over: {alice_load:?}");
+    assert!(
+        alice_load.0 + alice_load.1 > 0,
+        "the flood was already over: {alice_load:?}"
+    );
     drop(tx);
     let results: Vec<_> = rx.iter().collect();
     assert_eq!(results.len(), 12);
@@ -436,7 +572,14 @@ fn policy_update_during_evaluation(mode: Mode) {
     let s = Scene::new(mode);
     let v1 = s.w.worker(s.alice.ctx()).policy(s.alice.ctx()).unwrap().0;
     // A script that works a while, then writes.
-    let env = envelope(&s.bob, &s.alice, ScriptRef::Inline("let x = 0; loop { x += 1; if x > 60000 { break; } } put(\"late\", 1); x".into()), Value::Null);
+    let env = envelope(
+        &s.bob,
+        &s.alice,
+        ScriptRef::Inline(
+            "let x = 0; loop { x += 1; if x > 60000 { break; } } put(\"late\", 1); x".into(),
+        ),
+        Value::Null,
+    );
     let worker = s.w.worker(s.alice.ctx());
     let (tx, rx) = std::sync::mpsc::channel();
     worker.submit_with(&env.to_bytes(), move |r| {
@@ -445,7 +588,10 @@ fn policy_update_during_evaluation(mode: Mode) {
     // Wait until it runs, then forbid Bob's writes.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while worker.info(s.alice.ctx()).unwrap().load.1 == 0 {
-        assert!(std::time::Instant::now() < deadline, "the evaluation never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the evaluation never started"
+        );
         std::thread::yield_now();
     }
     let v2 = s.w.set_policy(&s.alice, &allow(&s.bob, &["read"])).unwrap();
@@ -487,13 +633,17 @@ fn unlisted_host_function(mode: Mode) {
 fn storage_exhaustion(mode: Mode) {
     let s = Scene::new(mode);
     // Alice's quota is 64 KiB; Bob writes 40 KiB values until it is full.
-    let big = format!("let s = \"{}\"; put(\"big/\" + to_string(params), s);", "z".repeat(40 * 1024));
+    let big = format!(
+        "let s = \"{}\"; put(\"big/\" + to_string(params), s);",
+        "z".repeat(40 * 1024)
+    );
     s.w.run(&s.bob, &s.alice, &big, Value::Int(1)).unwrap();
     let e = s.w.run(&s.bob, &s.alice, &big, Value::Int(2)).unwrap_err();
     assert_eq!(e.code(), "quota_exceeded", "{e}");
     s.contained("quota_exceeded");
     // Carol still writes (done in `contained`), Alice can free space and write again.
-    s.w.run(&s.alice, &s.alice, "delete(\"big/1\")", Value::Null).unwrap();
+    s.w.run(&s.alice, &s.alice, "delete(\"big/1\")", Value::Null)
+        .unwrap();
     s.w.run(&s.bob, &s.alice, &big, Value::Int(2)).unwrap();
 }
 
@@ -502,39 +652,73 @@ macro_rules! suite {
         mod $mode {
             use super::*;
             #[test]
-            fn infinite_loop() { super::infinite_loop($m) }
+            fn infinite_loop() {
+                super::infinite_loop($m)
+            }
             #[test]
-            fn slow_host_calls() { super::slow_host_calls($m) }
+            fn slow_host_calls() {
+                super::slow_host_calls($m)
+            }
             #[test]
-            fn memory_blow_up() { super::memory_blow_up($m) }
+            fn memory_blow_up() {
+                super::memory_blow_up($m)
+            }
             #[test]
-            fn deep_recursion_on_the_smallest_stack() { super::deep_recursion($m) }
+            fn deep_recursion_on_the_smallest_stack() {
+                super::deep_recursion($m)
+            }
             #[test]
-            fn parser_bombs_on_the_smallest_stack() { super::parser_bomb($m) }
+            fn parser_bombs_on_the_smallest_stack() {
+                super::parser_bomb($m)
+            }
             #[test]
-            fn engine_panic() { super::engine_panic($m) }
+            fn engine_panic() {
+                super::engine_panic($m)
+            }
             #[test]
-            fn imports_of_paths_and_eval() { super::imports_and_eval($m) }
+            fn imports_of_paths_and_eval() {
+                super::imports_and_eval($m)
+            }
             #[test]
-            fn path_traversal_in_keys() { super::path_traversal_in_keys($m) }
+            fn path_traversal_in_keys() {
+                super::path_traversal_in_keys($m)
+            }
             #[test]
-            fn spoofed_caller() { super::spoofed_caller($m) }
+            fn spoofed_caller() {
+                super::spoofed_caller($m)
+            }
             #[test]
-            fn replay() { super::replay($m) }
+            fn replay() {
+                super::replay($m)
+            }
             #[test]
-            fn policy_aliasing() { super::policy_aliasing($m) }
+            fn policy_aliasing() {
+                super::policy_aliasing($m)
+            }
             #[test]
-            fn confused_deputy() { super::confused_deputy($m) }
+            fn confused_deputy() {
+                super::confused_deputy($m)
+            }
             #[test]
-            fn cross_context_leakage() { super::cross_context_leakage($m) }
+            fn cross_context_leakage() {
+                super::cross_context_leakage($m)
+            }
             #[test]
-            fn noisy_neighbour() { super::noisy_neighbour($m) }
+            fn noisy_neighbour() {
+                super::noisy_neighbour($m)
+            }
             #[test]
-            fn policy_update_during_evaluation() { super::policy_update_during_evaluation($m) }
+            fn policy_update_during_evaluation() {
+                super::policy_update_during_evaluation($m)
+            }
             #[test]
-            fn unlisted_host_function() { super::unlisted_host_function($m) }
+            fn unlisted_host_function() {
+                super::unlisted_host_function($m)
+            }
             #[test]
-            fn storage_exhaustion() { super::storage_exhaustion($m) }
+            fn storage_exhaustion() {
+                super::storage_exhaustion($m)
+            }
         }
     };
 }

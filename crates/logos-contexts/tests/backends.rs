@@ -60,14 +60,30 @@ fn planted_symlinks_and_hard_links_are_never_followed() {
 
     // Absolute and relative symlinks where Alice's values go.
     std::os::unix::fs::symlink(&outside, value_file(&a_dir, "abs")).unwrap();
-    std::os::unix::fs::symlink(format!("../{}/{}", carol.ctx(), carol_file.file_name().unwrap().to_str().unwrap()), value_file(&a_dir, "rel")).unwrap();
+    std::os::unix::fs::symlink(
+        format!(
+            "../{}/{}",
+            carol.ctx(),
+            carol_file.file_name().unwrap().to_str().unwrap()
+        ),
+        value_file(&a_dir, "rel"),
+    )
+    .unwrap();
     for key in ["abs", "rel"] {
         let e = run(&w, &alice, &format!("get(\"{key}\")")).unwrap_err();
         assert_eq!(e.code(), "storage", "{key}: {e}");
         // Writing replaces the link itself.
         run(&w, &alice, &format!("put(\"{key}\", 1)")).unwrap();
-        assert!(!std::fs::symlink_metadata(value_file(&a_dir, key)).unwrap().file_type().is_symlink());
-        assert_eq!(run(&w, &alice, &format!("get(\"{key}\")")).unwrap(), Value::Int(1));
+        assert!(
+            !std::fs::symlink_metadata(value_file(&a_dir, key))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            run(&w, &alice, &format!("get(\"{key}\")")).unwrap(),
+            Value::Int(1)
+        );
     }
     assert_eq!(std::fs::read(&outside).unwrap(), b"\x00\x01xoutside");
     assert_eq!(std::fs::read(&carol_file).unwrap(), carol_bytes);
@@ -78,10 +94,21 @@ fn planted_symlinks_and_hard_links_are_never_followed() {
     assert!(e.to_string().contains("links"), "{e}");
     run(&w, &alice, "put(\"secret\", \"alice's\")").unwrap();
     assert_eq!(std::fs::read(&carol_file).unwrap(), carol_bytes);
-    assert_eq!(run(&w, &carol, "get(\"secret\")").unwrap(), Value::Text("carol's".into()));
+    assert_eq!(
+        run(&w, &carol, "get(\"secret\")").unwrap(),
+        Value::Text("carol's".into())
+    );
     // Listing shows none of the planted names as keys of another context.
     let keys = run(&w, &alice, "list(\"\")").unwrap();
-    assert_eq!(keys, Value::List(["abs", "rel", "secret"].iter().map(|k| Value::Text((*k).into())).collect()));
+    assert_eq!(
+        keys,
+        Value::List(
+            ["abs", "rel", "secret"]
+                .iter()
+                .map(|k| Value::Text((*k).into()))
+                .collect()
+        )
+    );
 }
 
 #[test]
@@ -120,14 +147,22 @@ fn a_directory_swapped_for_a_symlink_is_never_followed() {
     // Let the writer run on with the swapped path, then stop it.
     let until = std::fs::read_dir(&moved).unwrap().count();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while run(&w, &alice, "list(\"\")").map(|v| matches!(v, Value::List(ref l) if l.len() >= until.min(8))).unwrap_or(false) == false {
+    while run(&w, &alice, "list(\"\")")
+        .map(|v| matches!(v, Value::List(ref l) if l.len() >= until.min(8)))
+        .unwrap_or(false)
+        == false
+    {
         assert!(Instant::now() < deadline);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writer.join().unwrap() > 0);
     // Everything Alice wrote is in her (moved) directory, nothing in Carol's.
     let carol_dir = data.join(carol.ctx().to_string());
-    assert_eq!(std::fs::read_dir(&carol_dir).unwrap().count(), 1, "Carol's directory gained files");
+    assert_eq!(
+        std::fs::read_dir(&carol_dir).unwrap().count(),
+        1,
+        "Carol's directory gained files"
+    );
     assert!(std::fs::read_dir(&moved).unwrap().count() >= 1);
     // After a restart the swapped-in symlink is refused: Alice's context stays out of
     // service, Carol's works.
@@ -155,10 +190,22 @@ impl Moto {
         let req = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto-requirements.txt");
         let venv = logos_testkit::python_venv(&req);
         // A free port: bind, note, release (moto binds it again at once).
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("moto-{port}.log"))).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("moto-{port}.log"))).unwrap();
         let child = std::process::Command::new(venv.join("bin/python"))
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -166,7 +213,10 @@ impl Moto {
         let m = Moto { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on 127.0.0.1:{port} within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen on 127.0.0.1:{port} within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         m
@@ -179,7 +229,10 @@ impl Moto {
         write!(s, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
         let mut answer = String::new();
         s.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"), "{answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+            "{answer}"
+        );
     }
 }
 
@@ -188,8 +241,12 @@ fn s3_backend_against_moto() {
     let moto = Moto::start();
     moto.bucket("contexts");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = s3::S3Config::new(&format!("http://127.0.0.1:{}", moto.port), "contexts", "worker1")
-        .with_credentials("test", "test");
+    let cfg = s3::S3Config::new(
+        &format!("http://127.0.0.1:{}", moto.port),
+        "contexts",
+        "worker1",
+    )
+    .with_credentials("test", "test");
     let mut config = Config::new();
     config.default_quota = 2048;
     let w = Worker::builder(dir.path())
@@ -202,14 +259,34 @@ fn s3_backend_against_moto() {
     w.create_context(carol.id(), None).unwrap();
     run(&w, &alice, "put(\"shared/name\", \"alice\"); put(\"a\", 1)").unwrap();
     run(&w, &carol, "put(\"shared/name\", \"carol\")").unwrap();
-    assert_eq!(run(&w, &alice, "get(\"shared/name\")").unwrap(), Value::Text("alice".into()));
-    assert_eq!(run(&w, &carol, "get(\"shared/name\")").unwrap(), Value::Text("carol".into()));
-    assert_eq!(run(&w, &alice, "list(\"\")").unwrap(), Value::List(vec![Value::Text("a".into()), Value::Text("shared/name".into())]));
-    assert_eq!(run(&w, &carol, "list(\"\")").unwrap(), Value::List(vec![Value::Text("shared/name".into())]));
+    assert_eq!(
+        run(&w, &alice, "get(\"shared/name\")").unwrap(),
+        Value::Text("alice".into())
+    );
+    assert_eq!(
+        run(&w, &carol, "get(\"shared/name\")").unwrap(),
+        Value::Text("carol".into())
+    );
+    assert_eq!(
+        run(&w, &alice, "list(\"\")").unwrap(),
+        Value::List(vec![
+            Value::Text("a".into()),
+            Value::Text("shared/name".into())
+        ])
+    );
+    assert_eq!(
+        run(&w, &carol, "list(\"\")").unwrap(),
+        Value::List(vec![Value::Text("shared/name".into())])
+    );
     assert_eq!(run(&w, &alice, "delete(\"a\")").unwrap(), Value::Bool(true));
     assert_eq!(run(&w, &alice, "get(\"a\")").unwrap(), Value::Null);
     // Quota, counted from the bucket again after a restart.
-    let e = run(&w, &alice, &format!("put(\"big\", \"{}\")", "x".repeat(3000))).unwrap_err();
+    let e = run(
+        &w,
+        &alice,
+        &format!("put(\"big\", \"{}\")", "x".repeat(3000)),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "quota_exceeded");
     drop(w);
     let w = Worker::builder(dir.path())
@@ -219,8 +296,14 @@ fn s3_backend_against_moto() {
     let used = w.info(alice.ctx()).unwrap().used;
     assert!(used > 0 && used < 100, "{used}");
     // Deleting Alice's context removes her prefix, not Carol's.
-    let sig = alice.key.sign_statement(&Statement::Delete { context: alice.ctx(), revision: 1 });
+    let sig = alice.key.sign_statement(&Statement::Delete {
+        context: alice.ctx(),
+        revision: 1,
+    });
     w.delete_context(alice.ctx(), &sig).unwrap();
-    assert_eq!(run(&w, &carol, "get(\"shared/name\")").unwrap(), Value::Text("carol".into()));
+    assert_eq!(
+        run(&w, &carol, "get(\"shared/name\")").unwrap(),
+        Value::Text("carol".into())
+    );
     let _ = (Keypair::from_seed(&[0; 32]), ContextId::of(alice.id()));
 }

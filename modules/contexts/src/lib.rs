@@ -70,7 +70,13 @@ struct Link {
 }
 
 impl ModuleCaller for Link {
-    fn call(&self, module: &str, method: &str, args: Vec<Value>, timeout: Duration) -> Result<Value, String> {
+    fn call(
+        &self,
+        module: &str,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, String> {
         let client = self.ctx.client(module).with_timeout(timeout);
         let method = method.to_owned();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -88,10 +94,13 @@ impl ModuleCaller for Link {
 fn backend(ctx: &Context) -> Result<Arc<dyn Backend>, String> {
     let data = ctx.data_dir().join("data");
     match env("LOGOS_CONTEXTS_BACKEND").as_deref().unwrap_or("sqlite") {
-        "sqlite" => Ok(Arc::new(SqliteBackend::new(&data).map_err(|e| e.to_string())?)),
+        "sqlite" => Ok(Arc::new(
+            SqliteBackend::new(&data).map_err(|e| e.to_string())?,
+        )),
         "fs" => Ok(Arc::new(FsBackend::new(&data).map_err(|e| e.to_string())?)),
         "s3" => {
-            let need = |n: &str| env(n).ok_or_else(|| format!("LOGOS_CONTEXTS_BACKEND=s3 needs {n}"));
+            let need =
+                |n: &str| env(n).ok_or_else(|| format!("LOGOS_CONTEXTS_BACKEND=s3 needs {n}"));
             let mut c = s3::S3Config::new(
                 &need("LOGOS_CONTEXTS_S3_ENDPOINT")?,
                 &need("LOGOS_CONTEXTS_S3_BUCKET")?,
@@ -163,7 +172,12 @@ impl Contexts {
             }));
         }
         let worker = b.open().map_err(|e| e.to_string())?;
-        tracing::info!(mode, backend = worker.backend_name(), contexts = worker.list().len(), "contexts worker ready");
+        tracing::info!(
+            mode,
+            backend = worker.backend_name(),
+            contexts = worker.list().len(),
+            "contexts worker ready"
+        );
         Ok(Contexts {
             worker: Arc::new(worker),
             mode,
@@ -177,12 +191,19 @@ impl Contexts {
 
     /// Creates the context of `owner_pubkey` (64 hex digits); `options` may set
     /// `{"quotaBytes": n}`. Returns its info.
-    pub async fn create_context(&self, owner_pubkey: String, options: Option<Value>) -> Result<Value, Fault> {
+    pub async fn create_context(
+        &self,
+        owner_pubkey: String,
+        options: Option<Value>,
+    ) -> Result<Value, Fault> {
         let owner = PeerId::parse(&owner_pubkey).map_err(fault)?;
         let quota = match options.as_ref().and_then(|o| o.get("quotaBytes")) {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.as_u64().ok_or_else(|| {
-                Fault::new(ErrorCode::InvalidArgs, "options.quotaBytes must be a non-negative integer")
+                Fault::new(
+                    ErrorCode::InvalidArgs,
+                    "options.quotaBytes must be a non-negative integer",
+                )
             })?),
         };
         self.blocking(move |w| w.create_context(owner, quota).map(|i| i.to_value()))
@@ -202,7 +223,13 @@ impl Contexts {
 
     /// Installs script `name`; `signature` by the owner over the next revision's
     /// `InstallScript` statement. Returns the new revision.
-    pub async fn install_script(&self, id: String, name: String, source: String, signature: ByteBuf) -> Result<u64, Fault> {
+    pub async fn install_script(
+        &self,
+        id: String,
+        name: String,
+        source: String,
+        signature: ByteBuf,
+    ) -> Result<u64, Fault> {
         let id = context_id(&id)?;
         self.blocking(move |w| w.install_script(id, &name, &source, &signature))
             .await
@@ -226,7 +253,12 @@ impl Contexts {
     }
 
     /// Sets the policy (owner-signed). Returns its version.
-    pub async fn set_policy(&self, id: String, policy_text: String, signature: ByteBuf) -> Result<u64, Fault> {
+    pub async fn set_policy(
+        &self,
+        id: String,
+        policy_text: String,
+        signature: ByteBuf,
+    ) -> Result<u64, Fault> {
         let id = context_id(&id)?;
         self.blocking(move |w| w.set_policy(id, &policy_text, &signature))
             .await
@@ -235,7 +267,8 @@ impl Contexts {
     /// Deletes the context and its data (owner-signed).
     pub async fn delete_context(&self, id: String, signature: ByteBuf) -> Result<(), Fault> {
         let id = context_id(&id)?;
-        self.blocking(move |w| w.delete_context(id, &signature)).await
+        self.blocking(move |w| w.delete_context(id, &signature))
+            .await
     }
 
     /// Audit records after `after` (default 0), at most `limit` (default 100); the owner
@@ -250,8 +283,14 @@ impl Contexts {
     ) -> Result<Vec<Value>, Fault> {
         let id = context_id(&id)?;
         self.blocking(move |w| {
-            w.audit(id, expires_at_ms, &signature, after.unwrap_or(0), limit.unwrap_or(100))
-                .map(|recs| recs.iter().map(|r| r.to_value()).collect())
+            w.audit(
+                id,
+                expires_at_ms,
+                &signature,
+                after.unwrap_or(0),
+                limit.unwrap_or(100),
+            )
+            .map(|recs| recs.iter().map(|r| r.to_value()).collect())
         })
         .await
     }
@@ -266,10 +305,7 @@ impl Contexts {
                 let _ = tx.send(r);
             });
         });
-        let submitted = rx
-            .await
-            .map_err(|_| fault(Error::Closed))?
-            .map_err(fault)?;
+        let submitted = rx.await.map_err(|_| fault(Error::Closed))?.map_err(fault)?;
         for (event, data) in &submitted.events {
             ctx.emit_raw(
                 "contextEvent",

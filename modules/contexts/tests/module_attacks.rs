@@ -52,7 +52,10 @@ struct World {
 
 impl World {
     async fn start(mode: Mode, peers: &[&Peer]) -> World {
-        let dir = tempfile::Builder::new().prefix("contexts-mod-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("contexts-mod-")
+            .tempdir()
+            .unwrap();
         let modules = dir.path().join("modules");
         std::fs::create_dir_all(&modules).unwrap();
         stage_module(&modules, "probe");
@@ -71,11 +74,14 @@ impl World {
                 .iter()
                 .map(|p| {
                     let name = format!("ctx-{}", p.name);
-                    let meta = std::fs::read_to_string(logos_testkit::workspace().join("modules/contexts/metadata.json"))
-                        .unwrap()
-                        .replace("\"name\": \"contexts\"", &format!("\"name\": \"{name}\""));
+                    let meta = std::fs::read_to_string(
+                        logos_testkit::workspace().join("modules/contexts/metadata.json"),
+                    )
+                    .unwrap()
+                    .replace("\"name\": \"contexts\"", &format!("\"name\": \"{name}\""));
                     let d = write_metadata(&modules, &name, &meta);
-                    std::os::unix::fs::symlink(target_dir().join("contexts"), d.join("contexts")).unwrap();
+                    std::os::unix::fs::symlink(target_dir().join("contexts"), d.join("contexts"))
+                        .unwrap();
                     name
                 })
                 .collect(),
@@ -85,7 +91,12 @@ impl World {
             s.env = vec![
                 (
                     "LOGOS_CONTEXTS_MODE".into(),
-                    if mode == Mode::Shared { "shared" } else { "isolated" }.into(),
+                    if mode == Mode::Shared {
+                        "shared"
+                    } else {
+                        "isolated"
+                    }
+                    .into(),
                 ),
                 ("LOGOS_CONTEXTS_INVOKE".into(), "1".into()),
                 ("LOGOS_CONTEXTS_DEADLINE_MS".into(), "800".into()),
@@ -125,7 +136,10 @@ impl World {
     }
 
     async fn revision(&self, p: &Peer) -> u64 {
-        let info = self.call(p, "contextInfo", vec![Value::Text(p.ctx().to_string())]).await.unwrap();
+        let info = self
+            .call(p, "contextInfo", vec![Value::Text(p.ctx().to_string())])
+            .await
+            .unwrap();
         info.get("revision").and_then(Value::as_u64).unwrap()
     }
 
@@ -136,12 +150,16 @@ impl World {
             name,
             source_hash: sha256(source.as_bytes()),
         });
-        self.call(p, "installScript", vec![
-            Value::Text(p.ctx().to_string()),
-            Value::Text(name.into()),
-            Value::Text(source.into()),
-            Value::Bytes(sig.to_vec()),
-        ])
+        self.call(
+            p,
+            "installScript",
+            vec![
+                Value::Text(p.ctx().to_string()),
+                Value::Text(name.into()),
+                Value::Text(source.into()),
+                Value::Bytes(sig.to_vec()),
+            ],
+        )
         .await
         .unwrap();
     }
@@ -152,21 +170,33 @@ impl World {
             revision: self.revision(p).await + 1,
             policy_hash: sha256(text.as_bytes()),
         });
-        self.call(p, "setPolicy", vec![
-            Value::Text(p.ctx().to_string()),
-            Value::Text(text.into()),
-            Value::Bytes(sig.to_vec()),
-        ])
+        self.call(
+            p,
+            "setPolicy",
+            vec![
+                Value::Text(p.ctx().to_string()),
+                Value::Text(text.into()),
+                Value::Bytes(sig.to_vec()),
+            ],
+        )
         .await
         .unwrap();
     }
 
     async fn submit(&self, target: &Peer, env: &SignedEnvelope) -> Result<Value, String> {
-        self.call(target, "submit", vec![Value::Bytes(env.to_bytes())]).await
+        self.call(target, "submit", vec![Value::Bytes(env.to_bytes())])
+            .await
     }
 
-    async fn run(&self, caller: &Peer, target: &Peer, script: ScriptRef, params: Value) -> Result<Value, String> {
-        self.submit(target, &envelope(caller, target, script, params)).await
+    async fn run(
+        &self,
+        caller: &Peer,
+        target: &Peer,
+        script: ScriptRef,
+        params: Value,
+    ) -> Result<Value, String> {
+        self.submit(target, &envelope(caller, target, script, params))
+            .await
     }
 
     async fn audit(&self, p: &Peer) -> Vec<Value> {
@@ -176,13 +206,17 @@ impl World {
             expires_at_ms: exp,
         });
         match self
-            .call(p, "auditLog", vec![
-                Value::Text(p.ctx().to_string()),
-                Value::UInt(exp),
-                Value::Bytes(sig.to_vec()),
-                Value::UInt(0),
-                Value::UInt(1000),
-            ])
+            .call(
+                p,
+                "auditLog",
+                vec![
+                    Value::Text(p.ctx().to_string()),
+                    Value::UInt(exp),
+                    Value::Bytes(sig.to_vec()),
+                    Value::UInt(0),
+                    Value::UInt(1000),
+                ],
+            )
             .await
             .unwrap()
         {
@@ -194,8 +228,9 @@ impl World {
     async fn audited(&self, p: &Peer, code: &str) {
         let log = self.audit(p).await;
         assert!(
-            log.iter().any(|r| r.get("code").and_then(Value::as_str) == Some(code)
-                && r.get("allowed") == Some(&Value::Bool(false))),
+            log.iter()
+                .any(|r| r.get("code").and_then(Value::as_str) == Some(code)
+                    && r.get("allowed") == Some(&Value::Bool(false))),
             "no {code} record in {log:#?}"
         );
     }
@@ -252,24 +287,61 @@ async fn suite(mode: Mode) {
     let bob = Peer::new(2, "bob");
     let carol = Peer::new(3, "carol");
     let w = World::start(mode, &[&alice, &bob, &carol]).await;
-    assert_eq!(w.call(&alice, "mode", vec![]).await.unwrap(), Value::Text(format!("{mode:?}").to_lowercase()));
+    assert_eq!(
+        w.call(&alice, "mode", vec![]).await.unwrap(),
+        Value::Text(format!("{mode:?}").to_lowercase())
+    );
     for p in [&alice, &bob, &carol] {
         w.create(p, 4096).await;
     }
-    w.run(&carol, &carol, ScriptRef::Inline("put(\"canary\", 42)".into()), Value::Null).await.unwrap();
+    w.run(
+        &carol,
+        &carol,
+        ScriptRef::Inline("put(\"canary\", 42)".into()),
+        Value::Null,
+    )
+    .await
+    .unwrap();
     // The worked example.
     w.install(&alice, "guestbook", GUESTBOOK).await;
     w.policy(&alice, &guestbook_policy(&bob)).await;
     let sign = |text: &str| Value::Map([("text".to_owned(), Value::Text(text.into()))].into());
     let hash = ScriptRef::Hash(sha256(GUESTBOOK.as_bytes()));
-    let r = w.run(&bob, &alice, hash.clone(), sign("hello Alice")).await.unwrap();
+    let r = w
+        .run(&bob, &alice, hash.clone(), sign("hello Alice"))
+        .await
+        .unwrap();
     assert_eq!(r.get("value"), Some(&Value::Int(1)), "{r:?}");
-    let e = w.run(&bob, &alice, ScriptRef::Inline("delete(\"entry/0\")".into()), Value::Null).await.unwrap_err();
+    let e = w
+        .run(
+            &bob,
+            &alice,
+            ScriptRef::Inline("delete(\"entry/0\")".into()),
+            Value::Null,
+        )
+        .await
+        .unwrap_err();
     assert!(e.contains("denied"), "{e}");
-    let e = w.run(&bob, &alice, ScriptRef::Inline("put(\"count\", 0)".into()), Value::Null).await.unwrap_err();
+    let e = w
+        .run(
+            &bob,
+            &alice,
+            ScriptRef::Inline("put(\"count\", 0)".into()),
+            Value::Null,
+        )
+        .await
+        .unwrap_err();
     assert!(e.contains("denied"), "Bob may only run the guestbook: {e}");
     w.audited(&alice, "denied").await;
-    let entry = w.run(&alice, &alice, ScriptRef::Inline("get(\"entry/0\")".into()), Value::Null).await.unwrap();
+    let entry = w
+        .run(
+            &alice,
+            &alice,
+            ScriptRef::Inline("get(\"entry/0\")".into()),
+            Value::Null,
+        )
+        .await
+        .unwrap();
     let entry = entry.get("value").unwrap();
     assert_eq!(entry.get("text"), Some(&Value::Text("hello Alice".into())));
     assert_eq!(entry.get("from"), Some(&Value::Text(bob.id())));
@@ -286,21 +358,52 @@ async fn suite(mode: Mode) {
     let mallory = Peer::new(9, "mallory");
     let mut forged = envelope(&bob, &alice, hash.clone(), sign("forged"));
     forged.signature = SignedEnvelope::sign(forged.envelope.clone(), &mallory.key).signature;
-    assert!(w.submit(&alice, &forged).await.unwrap_err().contains("bad_signature"));
+    assert!(
+        w.submit(&alice, &forged)
+            .await
+            .unwrap_err()
+            .contains("bad_signature")
+    );
     w.audited(&alice, "bad_signature").await;
 
     // An endless script, traversal keys, a slow host call, a full quota: Alice's own.
-    let e = w.run(&alice, &alice, ScriptRef::Inline("loop {}".into()), Value::Null).await.unwrap_err();
+    let e = w
+        .run(
+            &alice,
+            &alice,
+            ScriptRef::Inline("loop {}".into()),
+            Value::Null,
+        )
+        .await
+        .unwrap_err();
     assert!(e.contains("script_error"), "{e}");
-    let e = w.run(&alice, &alice, ScriptRef::Inline("put(\"../carol\", 1)".into()), Value::Null).await.unwrap_err();
+    let e = w
+        .run(
+            &alice,
+            &alice,
+            ScriptRef::Inline("put(\"../carol\", 1)".into()),
+            Value::Null,
+        )
+        .await
+        .unwrap_err();
     assert!(e.contains("invalid"), "{e}");
     let e = w
-        .run(&alice, &alice, ScriptRef::Inline("invoke(\"probe\", \"sleep\", [60000])".into()), Value::Null)
+        .run(
+            &alice,
+            &alice,
+            ScriptRef::Inline("invoke(\"probe\", \"sleep\", [60000])".into()),
+            Value::Null,
+        )
         .await
         .unwrap_err();
     assert!(e.contains("deadline") || e.contains("no answer"), "{e}");
     let e = w
-        .run(&alice, &alice, ScriptRef::Inline(format!("put(\"big\", \"{}\")", "x".repeat(8000))), Value::Null)
+        .run(
+            &alice,
+            &alice,
+            ScriptRef::Inline(format!("put(\"big\", \"{}\")", "x".repeat(8000))),
+            Value::Null,
+        )
         .await
         .unwrap_err();
     assert!(e.contains("quota_exceeded"), "{e}");
@@ -308,16 +411,39 @@ async fn suite(mode: Mode) {
     w.audited(&alice, "script_error").await;
 
     // The bystander saw none of it.
-    let v = w.run(&carol, &carol, ScriptRef::Inline("put(\"after\", 1); get(\"canary\")".into()), Value::Null).await.unwrap();
+    let v = w
+        .run(
+            &carol,
+            &carol,
+            ScriptRef::Inline("put(\"after\", 1); get(\"canary\")".into()),
+            Value::Null,
+        )
+        .await
+        .unwrap();
     assert_eq!(v.get("value"), Some(&Value::Int(42)));
-    assert!(w.audit(&carol).await.iter().all(|r| r.get("allowed") == Some(&Value::Bool(true))));
+    assert!(
+        w.audit(&carol)
+            .await
+            .iter()
+            .all(|r| r.get("allowed") == Some(&Value::Bool(true)))
+    );
 
     if mode == Mode::Isolated {
         // A one-context worker refuses a second context.
         let dave = Peer::new(4, "dave");
-        let e = w.call(&alice, "createContext", vec![Value::Text(dave.id()), Value::Null]).await.unwrap_err();
+        let e = w
+            .call(
+                &alice,
+                "createContext",
+                vec![Value::Text(dave.id()), Value::Null],
+            )
+            .await
+            .unwrap_err();
         assert!(e.contains("capacity"), "{e}");
-        assert_eq!(w.call(&alice, "listContexts", vec![]).await.unwrap(), Value::List(vec![Value::Text(alice.ctx().to_string())]));
+        assert_eq!(
+            w.call(&alice, "listContexts", vec![]).await.unwrap(),
+            Value::List(vec![Value::Text(alice.ctx().to_string())])
+        );
     } else {
         let all = w.call(&alice, "listContexts", vec![]).await.unwrap();
         assert!(matches!(all, Value::List(ref l) if l.len() == 3), "{all:?}");

@@ -34,7 +34,8 @@ fn fixture() -> &'static Fixture {
         let dir = std::env::temp_dir().join(format!("contexts-fuzz-{}", std::process::id()));
         let backend = SqliteBackend::new(&dir).expect("backend");
         let ctx = ContextId::of(Keypair::from_seed(&[5; 32]).peer());
-        let store = Arc::new(Store::new(ctx, backend.open(ctx).expect("open"), 1 << 20).expect("store"));
+        let store =
+            Arc::new(Store::new(ctx, backend.open(ctx).expect("open"), 1 << 20).expect("store"));
         let mut limits = Limits::default();
         limits.deadline = Duration::from_millis(200);
         limits.operations = 100_000;
@@ -49,12 +50,18 @@ fn fixture() -> &'static Fixture {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let f = fixture();
     let job = Job {
         context: f.ctx,
         store: f.store.clone(),
-        main: Source { name: "fuzz".into(), text: text.into(), hash: sha256(data) },
+        main: Source {
+            name: "fuzz".into(),
+            text: text.into(),
+            hash: sha256(data),
+        },
         scripts: Arc::new(BTreeMap::new()),
         shared: Arc::new(BTreeMap::new()),
         authorize: Arc::new(AllowAll),

@@ -60,10 +60,13 @@ impl Backend for FsBackend {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::storage(BACKEND, format!("creating {name}"), e)),
         }
-        let dir = self
-            .base
-            .open_dir_nofollow(&name)
-            .map_err(|e| Error::storage(BACKEND, format!("opening the directory of {name} (a symlink is refused)"), e))?;
+        let dir = self.base.open_dir_nofollow(&name).map_err(|e| {
+            Error::storage(
+                BACKEND,
+                format!("opening the directory of {name} (a symlink is refused)"),
+                e,
+            )
+        })?;
         Ok(Box::new(FsNamespace { dir }))
     }
 
@@ -84,7 +87,10 @@ pub struct FsNamespace {
 }
 
 fn file_name(key: &StorageKey) -> String {
-    format!("v-{}", hex::encode(crate::signing::sha256(key.as_str().as_bytes())))
+    format!(
+        "v-{}",
+        hex::encode(crate::signing::sha256(key.as_str().as_bytes()))
+    )
 }
 
 impl FsNamespace {
@@ -107,13 +113,20 @@ impl FsNamespace {
             .metadata()
             .map_err(|e| Error::storage(BACKEND, format!("stat {name}"), e))?;
         if !meta.is_file() {
-            return Err(Error::storage(BACKEND, format!("reading {name}"), "not a regular file"));
+            return Err(Error::storage(
+                BACKEND,
+                format!("reading {name}"),
+                "not a regular file",
+            ));
         }
         if meta.nlink() != 1 {
             return Err(Error::storage(
                 BACKEND,
                 format!("reading {name}"),
-                format!("the file has {} links; a value file has exactly one (a planted hard link?)", meta.nlink()),
+                format!(
+                    "the file has {} links; a value file has exactly one (a planted hard link?)",
+                    meta.nlink()
+                ),
             ));
         }
         let mut bytes = Vec::new();
@@ -121,7 +134,10 @@ impl FsNamespace {
             .map_err(|e| Error::storage(BACKEND, format!("reading {name}"), e))?;
         let corrupt = || Error::storage(BACKEND, format!("reading {name}"), "corrupt value file");
         let len = usize::from(u16::from_be_bytes(
-            bytes.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?,
+            bytes
+                .get(..2)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(corrupt)?,
         ));
         let key = bytes.get(2..2 + len).ok_or_else(corrupt)?;
         let key = String::from_utf8(key.to_vec()).map_err(|_| corrupt())?;

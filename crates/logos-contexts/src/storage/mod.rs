@@ -137,7 +137,10 @@ impl Store {
 
     /// Bytes in use and the quota.
     pub fn usage(&self) -> (u64, u64) {
-        (*self.used.lock().unwrap_or_else(|p| p.into_inner()), self.quota)
+        (
+            *self.used.lock().unwrap_or_else(|p| p.into_inner()),
+            self.quota,
+        )
     }
 
     /// Applies `changes` if the context stays within its quota.
@@ -155,10 +158,7 @@ impl Store {
         for c in changes {
             let old = match seen.get(c.key()) {
                 Some(size) => *size,
-                None => self
-                    .ns
-                    .size_of(c.key())?
-                    .map_or(0, |v| v + c.key().cost()),
+                None => self.ns.size_of(c.key())?.map_or(0, |v| v + c.key().cost()),
             };
             let new = match c {
                 Change::Put(k, v) => k.cost() + v.len() as u64,

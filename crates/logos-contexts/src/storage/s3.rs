@@ -206,13 +206,17 @@ impl S3Namespace {
                 Err(e) => Err(e),
             }
         });
-        let Some(bytes) = bytes.map_err(|e| Error::storage(BACKEND, format!("reading {path}"), e))?
+        let Some(bytes) =
+            bytes.map_err(|e| Error::storage(BACKEND, format!("reading {path}"), e))?
         else {
             return Ok(None);
         };
         let corrupt = || Error::storage(BACKEND, format!("reading {path}"), "corrupt object");
         let len = usize::from(u16::from_be_bytes(
-            bytes.get(..2).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?,
+            bytes
+                .get(..2)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(corrupt)?,
         ));
         let key = String::from_utf8(bytes.get(2..2 + len).ok_or_else(corrupt)?.to_vec())
             .map_err(|_| corrupt())?;

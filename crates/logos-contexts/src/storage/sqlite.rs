@@ -138,7 +138,9 @@ impl Namespace for SqliteNamespace {
     fn list(&self, prefix: &str, limit: usize) -> Result<Vec<StorageKey>, Error> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT key FROM kv WHERE substr(key, 1, ?1) = ?2 ORDER BY key LIMIT ?3")
+            .prepare_cached(
+                "SELECT key FROM kv WHERE substr(key, 1, ?1) = ?2 ORDER BY key LIMIT ?3",
+            )
             .map_err(err("listing"))?;
         let rows = stmt
             .query_map(

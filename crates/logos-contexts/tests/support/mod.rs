@@ -91,7 +91,10 @@ impl World {
     fn root(&self, slot: Option<ContextId>) -> PathBuf {
         match slot {
             None => self.dir.path().join("shared"),
-            Some(c) => self.dir.path().join(format!("iso-{}", &c.to_string()[..16])),
+            Some(c) => self
+                .dir
+                .path()
+                .join(format!("iso-{}", &c.to_string()[..16])),
         }
     }
 
@@ -129,7 +132,9 @@ impl World {
     }
 
     pub fn create(&self, owner: &Peer, quota: Option<u64>) {
-        self.worker(owner.ctx()).create_context(owner.id(), quota).unwrap();
+        self.worker(owner.ctx())
+            .create_context(owner.id(), quota)
+            .unwrap();
     }
 
     pub fn revision(&self, owner: &Peer) -> u64 {
@@ -177,14 +182,30 @@ impl World {
     }
 
     /// Bob runs `script` inline in `target`'s context, with params.
-    pub fn run(&self, caller: &Peer, target: &Peer, script: &str, params: Value) -> Result<Submitted, Error> {
-        self.submit(&envelope(caller, target, ScriptRef::Inline(script.into()), params))
+    pub fn run(
+        &self,
+        caller: &Peer,
+        target: &Peer,
+        script: &str,
+        params: Value,
+    ) -> Result<Submitted, Error> {
+        self.submit(&envelope(
+            caller,
+            target,
+            ScriptRef::Inline(script.into()),
+            params,
+        ))
     }
 
     /// The owner stores `key = value` in their own context.
     pub fn owner_put(&self, owner: &Peer, key: &str, value: i64) {
-        self.run(owner, owner, &format!("put(\"{key}\", {value})"), Value::Null)
-            .unwrap();
+        self.run(
+            owner,
+            owner,
+            &format!("put(\"{key}\", {value})"),
+            Value::Null,
+        )
+        .unwrap();
     }
 
     pub fn owner_get(&self, owner: &Peer, key: &str) -> Value {

@@ -117,7 +117,8 @@ fn read_key(path: &Path) -> Result<Keypair, Error> {
 }
 
 fn read_text(path: &Path, what: &str) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read the {what} {}", path.display()), e))
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("cannot read the {what} {}", path.display()), e))
 }
 
 fn context_id(text: &str) -> Result<ContextId, Error> {
@@ -133,12 +134,15 @@ impl Conn {
     async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         let module = self.module.clone();
         self.client
-            .call_mapped(&module, method, args, CALL_TIMEOUT, |f| with_context(f, &module, method))
+            .call_mapped(&module, method, args, CALL_TIMEOUT, |f| {
+                with_context(f, &module, method)
+            })
             .await
     }
 
     async fn info(&self, id: ContextId) -> Result<Value, Error> {
-        self.call("contextInfo", vec![Value::Text(id.to_string())]).await
+        self.call("contextInfo", vec![Value::Text(id.to_string())])
+            .await
     }
 
     async fn next_revision(&self, id: ContextId) -> Result<u64, Error> {
@@ -175,7 +179,12 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                     .into_iter()
                     .collect(),
             );
-            let v = conn.call("createContext", vec![Value::Text(k.peer().to_string()), opts]).await?;
+            let v = conn
+                .call(
+                    "createContext",
+                    vec![Value::Text(k.peer().to_string()), opts],
+                )
+                .await?;
             print(ctx, &v)
         }
         Sub::List => print(ctx, &conn.call("listContexts", vec![]).await?),
@@ -191,27 +200,43 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                 source_hash: sha256(source.as_bytes()),
             });
             let v = conn
-                .call("installScript", vec![
-                    Value::Text(id.to_string()),
-                    Value::Text(name.clone()),
-                    Value::Text(source.clone()),
-                    Value::Bytes(sig.to_vec()),
-                ])
+                .call(
+                    "installScript",
+                    vec![
+                        Value::Text(id.to_string()),
+                        Value::Text(name.clone()),
+                        Value::Text(source.clone()),
+                        Value::Bytes(sig.to_vec()),
+                    ],
+                )
                 .await?;
-            let hash: String = sha256(source.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-            print(ctx, &Value::Map([
-                ("revision".to_owned(), v),
-                ("name".to_owned(), Value::Text(name)),
-                ("hash".to_owned(), Value::Text(hash)),
-            ].into()))
+            let hash: String = sha256(source.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            print(
+                ctx,
+                &Value::Map(
+                    [
+                        ("revision".to_owned(), v),
+                        ("name".to_owned(), Value::Text(name)),
+                        ("hash".to_owned(), Value::Text(hash)),
+                    ]
+                    .into(),
+                ),
+            )
         }
         Sub::Policy { key, file, show } => {
             if let Some(id) = show {
-                let v = conn.call("policy", vec![Value::Text(context_id(&id)?.to_string())]).await?;
+                let v = conn
+                    .call("policy", vec![Value::Text(context_id(&id)?.to_string())])
+                    .await?;
                 return print(ctx, &v);
             }
             let (Some(key), Some(file)) = (key, file) else {
-                return Err(Error::Usage("contexts policy needs --key FILE and a policy FILE, or --show ID".into()));
+                return Err(Error::Usage(
+                    "contexts policy needs --key FILE and a policy FILE, or --show ID".into(),
+                ));
             };
             let k = read_key(&key)?;
             let id = ContextId::of(k.peer());
@@ -222,11 +247,26 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                 policy_hash: sha256(text.as_bytes()),
             });
             let v = conn
-                .call("setPolicy", vec![Value::Text(id.to_string()), Value::Text(text), Value::Bytes(sig.to_vec())])
+                .call(
+                    "setPolicy",
+                    vec![
+                        Value::Text(id.to_string()),
+                        Value::Text(text),
+                        Value::Bytes(sig.to_vec()),
+                    ],
+                )
                 .await?;
             print(ctx, &Value::Map([("version".to_owned(), v)].into()))
         }
-        Sub::Submit { key, to, installed, inline, params, expose, ttl } => {
+        Sub::Submit {
+            key,
+            to,
+            installed,
+            inline,
+            params,
+            expose,
+            ttl,
+        } => {
             let k = read_key(&key)?;
             let target = context_id(&to)?;
             let script = match (installed, inline) {
@@ -240,30 +280,44 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                             .map(str::to_owned),
                         _ => None,
                     }
-                    .ok_or_else(|| Error::Usage(format!("context {target} has no script {name:?}")))?;
+                    .ok_or_else(|| {
+                        Error::Usage(format!("context {target} has no script {name:?}"))
+                    })?;
                     let mut h = [0u8; 32];
                     for (i, b) in h.iter_mut().enumerate() {
                         *b = u8::from_str_radix(hash.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)
-                            .map_err(|_| Error::Usage(format!("the worker reported a malformed hash {hash:?}")))?;
+                            .map_err(|_| {
+                                Error::Usage(format!(
+                                    "the worker reported a malformed hash {hash:?}"
+                                ))
+                            })?;
                     }
                     ScriptRef::Hash(h)
                 }
                 (None, Some(file)) => ScriptRef::Inline(read_text(&file, "script")?),
                 _ => {
                     return Err(Error::Usage(
-                        "contexts submit needs the script: --installed NAME or --inline FILE".into(),
+                        "contexts submit needs the script: --installed NAME or --inline FILE"
+                            .into(),
                     ));
                 }
             };
-            let value = |arg: Option<String>, n: usize| arg.map_or(Ok(Value::Null), |a| parse_arg(n, &a));
+            let value =
+                |arg: Option<String>, n: usize| arg.map_or(Ok(Value::Null), |a| parse_arg(n, &a));
             let mut nonce = [0u8; 16];
-            nonce.copy_from_slice(&Keypair::generate().map_err(|e| Error::Usage(e.to_string()))?.peer().as_bytes()[..16]);
+            nonce.copy_from_slice(
+                &Keypair::generate()
+                    .map_err(|e| Error::Usage(e.to_string()))?
+                    .peer()
+                    .as_bytes()[..16],
+            );
             let env = SignedEnvelope::sign(
                 Envelope {
                     caller: k.peer(),
                     target,
                     nonce: nonce.to_vec(),
-                    expires_at_ms: now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+                    expires_at_ms: now_ms()
+                        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
                     script,
                     params: value(params, 1)?,
                     expose: value(expose, 2)?,
@@ -272,22 +326,30 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                 },
                 &k,
             );
-            let v = conn.call("submit", vec![Value::Bytes(env.to_bytes())]).await?;
+            let v = conn
+                .call("submit", vec![Value::Bytes(env.to_bytes())])
+                .await?;
             print(ctx, &v)
         }
         Sub::Audit { key, after } => {
             let k = read_key(&key)?;
             let id = ContextId::of(k.peer());
             let exp = now_ms() + 60_000;
-            let sig = k.sign_statement(&Statement::ReadAudit { context: id, expires_at_ms: exp });
+            let sig = k.sign_statement(&Statement::ReadAudit {
+                context: id,
+                expires_at_ms: exp,
+            });
             let v = conn
-                .call("auditLog", vec![
-                    Value::Text(id.to_string()),
-                    Value::UInt(exp),
-                    Value::Bytes(sig.to_vec()),
-                    Value::UInt(after),
-                    Value::UInt(1000),
-                ])
+                .call(
+                    "auditLog",
+                    vec![
+                        Value::Text(id.to_string()),
+                        Value::UInt(exp),
+                        Value::Bytes(sig.to_vec()),
+                        Value::UInt(after),
+                        Value::UInt(1000),
+                    ],
+                )
                 .await?;
             if ctx.json {
                 return print(ctx, &v);
@@ -296,15 +358,28 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                 Value::List(items) => items
                     .iter()
                     .map(|r| {
-                        ["seq", "action", "resource", "code", "policyVersion", "reason"]
-                            .iter()
-                            .map(|f| output::field(r, f))
-                            .collect()
+                        [
+                            "seq",
+                            "action",
+                            "resource",
+                            "code",
+                            "policyVersion",
+                            "reason",
+                        ]
+                        .iter()
+                        .map(|f| output::field(r, f))
+                        .collect()
                     })
                     .collect(),
                 _ => Vec::new(),
             };
-            output::line(output::table(&["SEQ", "ACTION", "RESOURCE", "CODE", "POLICY", "REASON"], &rows).trim_end())?;
+            output::line(
+                output::table(
+                    &["SEQ", "ACTION", "RESOURCE", "CODE", "POLICY", "REASON"],
+                    &rows,
+                )
+                .trim_end(),
+            )?;
             Ok(())
         }
     }
@@ -319,7 +394,15 @@ fn keygen(ctx: &Ctx, file: &Path) -> Result<(), Error> {
         .create_new(true)
         .mode(0o600)
         .open(file)
-        .map_err(|e| Error::io(format!("cannot create the key file {} (it must not exist)", file.display()), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot create the key file {} (it must not exist)",
+                    file.display()
+                ),
+                e,
+            )
+        })?;
     f.write_all(k.to_text().as_bytes())
         .map_err(|e| Error::io(format!("cannot write {}", file.display()), e))?;
     print(ctx, &Value::Text(k.peer().to_string()))
