@@ -95,8 +95,11 @@ pub struct Source {
 /// Compiled scripts, by (context, source hash). Shared modules are cached under the
 /// all-zero context.
 pub struct AstCache {
-    inner: Mutex<lru::LruCache<(ContextId, [u8; 32]), Arc<AST>>>,
+    inner: Mutex<lru::LruCache<AstKey, Arc<AST>>>,
 }
+
+/// (context, SHA-256 of the source).
+type AstKey = (ContextId, [u8; 32]);
 
 impl std::fmt::Debug for AstCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

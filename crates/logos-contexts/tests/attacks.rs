@@ -563,7 +563,7 @@ fn noisy_neighbour(mode: Mode) {
     drop(tx);
     let results: Vec<_> = rx.iter().collect();
     assert_eq!(results.len(), 12);
-    assert!(results.iter().any(|r| *r == Err("busy")), "{results:?}");
+    assert!(results.contains(&Err("busy")), "{results:?}");
     let rec = s.contained("busy");
     assert!(rec.reason.contains("busy"), "{rec:?}");
 }

@@ -4,6 +4,8 @@
 //! refused (exit 4, the denial named), the audit log readable with Alice's key; and bad
 //! input refused with a usage error (exit 1) naming it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use support::World;
