@@ -4,8 +4,10 @@
 //!
 //! `module.rs` the [`Module`] and [`Events`] traits (what `#[module]` and `#[derive(Events)]`
 //! implement); `context.rs` [`Context`]; `client.rs` [`Client`], reconnect and re-subscribe;
-//! `serve.rs` the module-side runtime ([`run`], [`run_named`], [`main`]); `stats.rs` counts of served calls and
-//! their latency for the core's `$stats`; `abi.rs` the C ABI `logos_host`
+//! `serve/` the module-side runtime ([`run`], [`run_named`], [`main`]): `mod.rs` the serve loop
+//! and drain, `inherit.rs` descriptors and logging, `grant.rs` peer admission and grants,
+//! `conn.rs` one connection's handler; `stats.rs` counts of served calls and their latency for
+//! the core's `$stats`; `abi.rs` the C ABI `logos_host`
 //! loads; `export.rs` hidden support for generated code; `error.rs` [`Error`]. This file only
 //! declares and re-exports.
 

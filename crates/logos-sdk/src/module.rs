@@ -3,7 +3,7 @@
 //! Owns what a module *is* to the runtime: a name, a version, an interface, a constructor and
 //! one async dispatch function. `#[module]` and `#[derive(Events)]` implement these traits;
 //! hand-written implementations are possible but rarely worth it. Never does I/O: serving the
-//! module is `serve.rs`.
+//! module is `serve/`.
 
 use crate::context::Context;
 use crate::error::Error;
