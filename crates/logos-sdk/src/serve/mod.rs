@@ -26,6 +26,7 @@ pub use inherit::{DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD};
 
 use crate::context::{Context, lock};
 use crate::error::Error;
+use crate::instance::Instance;
 use crate::module::Module;
 use crate::stats::CallStats;
 use bytes::Bytes;
@@ -167,7 +168,7 @@ struct Served<T> {
     /// The name served under ([`Module::NAME`] unless [`run_named`] says otherwise).
     name: Arc<str>,
     ctx: Context,
-    module: Arc<T>,
+    module: Instance<T>,
     /// Who may connect, with which token.
     grants: Grants,
     /// Accepted peer connections by session id.
@@ -214,7 +215,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     let control = inherit::adopt_stream(control)?;
     let listener = inherit::adopt_listener(listen)?;
     let ctx = Context::new(name, data_dir);
-    let module = Arc::new(T::init(&ctx)?);
+    let module = Instance::new(T::init(&ctx)?);
     let state = Arc::new(Served {
         name: Arc::from(name),
         ctx,

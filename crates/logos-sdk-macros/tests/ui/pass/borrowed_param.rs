@@ -1,4 +1,7 @@
-//! Compile-fail case: borrowed parameters are refused: arguments are decoded into owned values.
+//! Accepted: borrowed parameters (`&str`, `&[u8]`, borrowing types), decoded from the call's
+//! arguments without a copy and valid for the call.
+
+use std::borrow::Cow;
 
 #[derive(Default)]
 struct Greeter;
@@ -7,6 +10,10 @@ struct Greeter;
 impl Greeter {
     pub fn greet(&self, name: &str) -> String {
         format!("Hello, {name}!")
+    }
+
+    pub async fn count(&self, data: &[u8], label: Option<&str>, note: Cow<'_, str>) -> String {
+        format!("{}: {} ({note})", label.unwrap_or("data"), data.len())
     }
 }
 
