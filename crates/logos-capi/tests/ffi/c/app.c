@@ -119,8 +119,13 @@ int main(int argc, char **argv) {
               "{\"name\":\"message\",\"value\":\"hello from C\",\"type\":\"string\"}]",
               on_result, &sent) == 1,
           "call_async");
-    /* Callbacks wait for process_events: nothing arrives on its own. */
-    usleep(300 * 1000);
+    /* Callbacks wait for process_events: nothing arrives on its own. Once chat has answered a
+       later call (its history holds the message), send's result and the event have reached
+       the core, and still no callback has run. */
+    char *answered = logos_core_call_plugin_method("chat", "history", "[]", 10000);
+    CHECK(answered != NULL && strstr(answered, "\"hello from C\"") != NULL, "history %s",
+          answered ? answered : "(null)");
+    logos_core_free_string(answered);
     CHECK(sent.calls == 0 && event.calls == 0, "a callback ran outside process_events");
     pump_until(&sent.calls, 1);
     pump_until(&event.calls, 1);

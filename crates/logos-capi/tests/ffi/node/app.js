@@ -74,8 +74,6 @@ function callSync(plugin, method, params) {
   return JSON.parse(text);
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 // Pumps callbacks from a timer, as the RFC suggests, until cond() holds or 10 s pass.
 function pumpUntil(cond) {
   return new Promise((resolve) => {
@@ -118,7 +116,13 @@ async function main() {
     { name: 'message', value: 'hello from Node', type: 'string' },
   ];
   check(api.callAsync('chat', 'send', JSON.stringify(params), onResult, null) === 1, 'call');
-  await sleep(300);
+  // Once chat has answered a later call (its history holds the message), send's result and
+  // the event have reached the core, and still no callback has run.
+  const answered = callSync('chat', 'history', []);
+  check(
+    answered.some((m) => m.message === 'hello from Node'),
+    `history ${JSON.stringify(answered)}`
+  );
   check(results.length === 0 && events.length === 0, 'a callback ran outside process_events');
   await pumpUntil(() => results.length > 0 && events.length > 0);
   check(JSON.stringify(results) === '[[1,"null"]]', `send result ${JSON.stringify(results)}`);

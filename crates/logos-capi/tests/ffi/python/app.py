@@ -118,7 +118,10 @@ def main():
     ]
     check(lib.logos_core_call_plugin_method_async(
         b"chat", b"send", json.dumps(params).encode(), result_cb, None) == 1, "call_async")
-    time.sleep(0.3)
+    # Once chat has answered a later call (its history holds the message), send's result and
+    # the event have reached the core, and still no callback has run.
+    answered = call("chat", "history", [])
+    check(any(m["message"] == "hello from Python" for m in answered), f"history {answered}")
     check(not results and not events, "a callback ran outside process_events")
     pump_until(lambda: results and events)
     check(results == [(1, "null")], f"send result {results}")
