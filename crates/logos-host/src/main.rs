@@ -1,9 +1,10 @@
 //! `logos_host`: runs one module library as a module process.
 //!
 //! The core starts `logos_host --module <path> --name <name> --module-version <version>` for a
-//! module whose `main` is a shared library (docs/architecture.md, "Module process contract" §1). This file owns the
-//! command line and the exit code; `load.rs` owns the library checks. The host never speaks
-//! the protocol itself: the library's `run` does, on the descriptors the core passed.
+//! module whose `main` is a shared library (docs/architecture.md, "Module process contract"
+//! §1). This file owns the command line and the exit code; `load.rs` owns the library checks.
+//! The host never speaks the protocol itself: the library's `run` does, on the descriptors
+//! the core passed.
 //!
 //! Exit codes: the module's own code once it runs (0 after a clean stop); 2 for bad
 //! arguments; 3 when the library is refused (cannot be loaded, no entry point, another ABI
