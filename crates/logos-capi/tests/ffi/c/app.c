@@ -119,13 +119,18 @@ int main(int argc, char **argv) {
               "{\"name\":\"message\",\"value\":\"hello from C\",\"type\":\"string\"}]",
               on_result, &sent) == 1,
           "call_async");
-    /* Callbacks wait for process_events: nothing arrives on its own. Once chat has answered a
-       later call (its history holds the message), send's result and the event have reached
-       the core, and still no callback has run. */
-    char *answered = logos_core_call_plugin_method("chat", "history", "[]", 10000);
-    CHECK(answered != NULL && strstr(answered, "\"hello from C\"") != NULL, "history %s",
-          answered ? answered : "(null)");
-    logos_core_free_string(answered);
+    /* Callbacks wait for process_events: nothing arrives on its own. Once chat's history holds
+       the message, send has run and chat has answered it (before the history call that saw
+       it), and still no callback has run. */
+    long deadline = now_ms() + 10000;
+    for (;;) {
+        char *history = logos_core_call_plugin_method("chat", "history", "[]", 10000);
+        int sent_there = history != NULL && strstr(history, "\"hello from C\"") != NULL;
+        logos_core_free_string(history);
+        if (sent_there) break;
+        CHECK(now_ms() < deadline, "chat never got the message");
+        usleep(10 * 1000);
+    }
     CHECK(sent.calls == 0 && event.calls == 0, "a callback ran outside process_events");
     pump_until(&sent.calls, 1);
     pump_until(&event.calls, 1);

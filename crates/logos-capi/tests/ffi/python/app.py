@@ -118,10 +118,12 @@ def main():
     ]
     check(lib.logos_core_call_plugin_method_async(
         b"chat", b"send", json.dumps(params).encode(), result_cb, None) == 1, "call_async")
-    # Once chat has answered a later call (its history holds the message), send's result and
-    # the event have reached the core, and still no callback has run.
-    answered = call("chat", "history", [])
-    check(any(m["message"] == "hello from Python" for m in answered), f"history {answered}")
+    # Once chat's history holds the message, send has run and chat has answered it (before
+    # the history call that saw it), and still no callback has run.
+    deadline = time.monotonic() + 10
+    while not any(m["message"] == "hello from Python" for m in call("chat", "history", [])):
+        check(time.monotonic() < deadline, "chat never got the message")
+        time.sleep(0.01)
     check(not results and not events, "a callback ran outside process_events")
     pump_until(lambda: results and events)
     check(results == [(1, "null")], f"send result {results}")
