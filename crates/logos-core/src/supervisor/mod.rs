@@ -548,6 +548,34 @@ async fn start_process(
             stderr_tail: stderr.snapshot(),
         });
     }
+    // The version it says (for an SDK module, its Cargo.toml's) must be the metadata's, which
+    // dependents were resolved against. A hello without one is taken as the metadata says.
+    let said = pending.hello.attrs.get("version");
+    let agrees = match said {
+        None => true,
+        Some(Value::Text(v)) => semver::Version::parse(v).is_ok_and(|v| v == manifest.version),
+        Some(_) => false,
+    };
+    if let Some(said) = said.filter(|_| !agrees) {
+        let said = said
+            .as_str()
+            .map_or_else(|| said.to_string(), str::to_owned);
+        let reason = format!(
+            "module {name:?} says it is version {said} (its hello; for a Rust module, the version in its Cargo.toml) but {} says {}; make the two agree",
+            manifest.path.display(),
+            manifest.version
+        );
+        pending
+            .refuse(Fault::new(ErrorCode::Unauthorized, reason.clone()))
+            .await;
+        spawn::kill_and_reap(&mut child).await;
+        return Err(Error::StartFailed {
+            module: name,
+            reason,
+            status: None,
+            stderr_tail: stderr.snapshot(),
+        });
+    }
     let interface = pending
         .hello
         .attrs

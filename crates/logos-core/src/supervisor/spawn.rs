@@ -147,7 +147,9 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             c.arg("--module")
                 .arg(&req.manifest.main)
                 .arg("--name")
-                .arg(&name);
+                .arg(&name)
+                .arg("--module-version")
+                .arg(req.manifest.version.to_string());
             c
         }
         ModuleKind::Executable => std::process::Command::new(&req.manifest.main),
@@ -311,10 +313,11 @@ async fn crashed_at_start(
 fn command_text(m: &Manifest, host: &Path) -> String {
     match m.kind() {
         ModuleKind::Library => format!(
-            "{} --module {} --name {}",
+            "{} --module {} --name {} --module-version {}",
             host.display(),
             m.main.display(),
-            m.name.as_str()
+            m.name.as_str(),
+            m.version
         ),
         ModuleKind::Executable => m.main.display().to_string(),
     }

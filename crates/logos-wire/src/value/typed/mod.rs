@@ -59,7 +59,30 @@ pub fn to_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Value, WireEr
 /// assert_eq!(e.to_string(), "[1]: expected text, found int");
 /// # Ok::<(), logos_wire::WireError>(())
 /// ```
-pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, WireError> {
+pub fn from_value<T: serde::de::DeserializeOwned>(mut value: Value) -> Result<T, WireError> {
+    from_value_mut(&mut value)
+}
+
+/// Converts a [`Value`] in place into any `Deserialize` type, which may borrow from it:
+/// `&str` from text, `&[u8]` from bytes, `#[serde(borrow)]` fields. What the target owns
+/// (`String`, a byte buffer) is moved out rather than copied, and left empty in `value`: read
+/// a value once. The rules and errors are those of [`from_value`].
+///
+/// # Errors
+/// [`WireError::Value`], as for [`from_value`].
+///
+/// # Examples
+///
+/// ```
+/// use logos_wire::{Value, from_value_mut};
+/// let mut v = Value::List(vec!["chat".into(), Value::Bytes(vec![1, 2])]);
+/// let (name, data): (&str, &[u8]) = from_value_mut(&mut v)?;
+/// assert_eq!((name, data), ("chat", &[1u8, 2][..]));
+/// # Ok::<(), logos_wire::WireError>(())
+/// ```
+pub fn from_value_mut<'de, T: serde::Deserialize<'de>>(
+    value: &'de mut Value,
+) -> Result<T, WireError> {
     T::deserialize(de::Deserializer::new(value)).map_err(de::Error::into_wire)
 }
 
@@ -377,5 +400,54 @@ mod tests {
             serde_json::to_string(&map(&[("k", Value::List(vec![1.into()]))])).unwrap(),
             r#"{"k":[1]}"#
         );
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Borrowed<'a> {
+        name: &'a str,
+        #[serde(borrow)]
+        data: &'a [u8],
+        owned: String,
+        tags: Vec<&'a str>,
+    }
+
+    #[test]
+    fn in_place_conversion_lends_what_the_target_borrows_and_moves_what_it_owns() {
+        let mut v = map(&[
+            ("name", "chat".into()),
+            ("data", Value::Bytes(vec![7, 8])),
+            ("owned", "kept".into()),
+            ("tags", Value::List(vec!["a".into(), "b".into()])),
+        ]);
+        let b: Borrowed<'_> = from_value_mut(&mut v).unwrap();
+        assert_eq!(
+            b,
+            Borrowed {
+                name: "chat",
+                data: &[7, 8],
+                owned: "kept".to_owned(),
+                tags: vec!["a", "b"],
+            }
+        );
+        // The owned text was moved out, not copied; the borrowed text is still there.
+        assert_eq!(v.get("owned"), Some(&Value::from("")));
+        assert_eq!(v.get("name"), Some(&Value::from("chat")));
+        // Map keys lend too.
+        let mut v = map(&[("x", 1.into()), ("y", 2.into())]);
+        let m: HashMap<&str, i64> = from_value_mut(&mut v).unwrap();
+        assert_eq!(m, HashMap::from([("x", 1), ("y", 2)]));
+    }
+
+    #[test]
+    fn borrowing_targets_get_the_same_errors() {
+        let mut v = Value::Int(5);
+        let e = from_value_mut::<&str>(&mut v).unwrap_err();
+        assert_eq!(e.to_string(), "expected text, found int");
+        let mut v = Value::List(vec!["a".into(), Value::Bytes(vec![1])]);
+        let e = from_value_mut::<(&str, &str)>(&mut v).unwrap_err();
+        assert_eq!(e.to_string(), "[1]: expected text, found bytes");
+        let mut v = map(&[("name", 1.into())]);
+        let e = from_value_mut::<HashMap<&str, &[u8]>>(&mut v).unwrap_err();
+        assert_eq!(e.to_string(), "name: expected bytes, found int");
     }
 }

@@ -1,9 +1,13 @@
 //! `Value`: the dynamic data model of arguments, results and event data.
 //!
-//! Owns the type, its conversions from Rust primitives, and its JSON mapping. The CBOR mapping
-//! lives in `codec.rs`; serde (typed) conversion lives in `value_serde.rs`.
+//! Owns the type and its conversions from Rust primitives. Beside it: `json.rs` the JSON
+//! mapping (CLI, C API), `typed/` the serde (typed) conversion. The CBOR mapping lives in
+//! `codec/`.
 //! Integers cover the full i64 and u64 ranges: `Int` holds every value in i64 range, `UInt` only
 //! values above `i64::MAX` (the decoder normalises; `Value::from(5u64)` is `Int(5)`).
+
+mod json;
+pub(crate) mod typed;
 
 use std::collections::BTreeMap;
 use std::fmt;

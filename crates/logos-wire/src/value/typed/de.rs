@@ -4,10 +4,16 @@
 //! what was expected, what was found and where (`a.b[2]: expected i64, found text`). Never
 //! coerces silently: integers convert only within range, text never becomes a number, null
 //! never becomes a default.
+//!
+//! The deserializer reads from `&mut Value`, so one pass serves both kinds of target: text and
+//! bytes move out of the value when the target owns them (`String`, `ByteBuf`: no copy) and are
+//! lent when it borrows them (`&str`, `&[u8]`, `#[serde(borrow)]` fields: no copy either). What
+//! was moved out is left empty; callers read a value once.
 
 use crate::error::WireError;
 use crate::value::Value;
-use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{self, DeserializeSeed, Visitor};
 use std::collections::btree_map;
 use std::fmt::{self, Display};
 
@@ -132,13 +138,13 @@ fn mismatch(expected: &str, found: &Value) -> Error {
     Error::msg(format!("expected {expected}, found {}", found.type_name()))
 }
 
-/// Reads one [`Value`].
-pub(super) struct Deserializer {
-    value: Value,
+/// Reads one [`Value`], moving out what the target owns and lending what it borrows.
+pub(super) struct Deserializer<'de> {
+    value: &'de mut Value,
 }
 
-impl Deserializer {
-    pub(super) fn new(value: Value) -> Self {
+impl<'de> Deserializer<'de> {
+    pub(super) fn new(value: &'de mut Value) -> Self {
         Deserializer { value }
     }
 
@@ -147,7 +153,7 @@ impl Deserializer {
         let n = self
             .value
             .as_i128()
-            .ok_or_else(|| mismatch(name, &self.value))?;
+            .ok_or_else(|| mismatch(name, self.value))?;
         T::try_from(n)
             .map_err(|_| Error::msg(format!("expected {name}, found int {n} (out of range)")))
     }
@@ -155,14 +161,14 @@ impl Deserializer {
     fn float(&self, name: &str) -> Result<f64> {
         // Every integer of magnitude up to 2^53 is exactly a double; larger ones might round.
         const EXACT: i128 = 1 << 53;
-        match self.value {
+        match *self.value {
             Value::Float(x) => Ok(x),
             _ => match self.value.as_i128() {
                 Some(n) if (-EXACT..=EXACT).contains(&n) => Ok(n as f64),
                 Some(n) => Err(Error::msg(format!(
                     "expected {name}, found int {n} (not exactly representable)"
                 ))),
-                None => Err(mismatch(name, &self.value)),
+                None => Err(mismatch(name, self.value)),
             },
         }
     }
@@ -177,18 +183,18 @@ macro_rules! deserialize_int {
     )*};
 }
 
-impl<'de> de::Deserializer<'de> for Deserializer {
+impl<'de> de::Deserializer<'de> for Deserializer<'de> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.value {
             Value::Null => visitor.visit_unit(),
-            Value::Bool(b) => visitor.visit_bool(b),
-            Value::Int(i) => visitor.visit_i64(i),
-            Value::UInt(u) => visitor.visit_u64(u),
-            Value::Float(x) => visitor.visit_f64(x),
-            Value::Text(s) => visitor.visit_string(s),
-            Value::Bytes(b) => visitor.visit_byte_buf(b),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Int(i) => visitor.visit_i64(*i),
+            Value::UInt(u) => visitor.visit_u64(*u),
+            Value::Float(x) => visitor.visit_f64(*x),
+            Value::Text(s) => visitor.visit_string(std::mem::take(s)),
+            Value::Bytes(b) => visitor.visit_byte_buf(std::mem::take(b)),
             Value::List(items) => visit_list(items, visitor),
             Value::Map(m) => visit_map(m, visitor),
         }
@@ -196,8 +202,8 @@ impl<'de> de::Deserializer<'de> for Deserializer {
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.value {
-            Value::Bool(b) => visitor.visit_bool(b),
-            ref other => Err(mismatch("bool", other)),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            other => Err(mismatch("bool", other)),
         }
     }
 
@@ -223,7 +229,7 @@ impl<'de> de::Deserializer<'de> for Deserializer {
     }
 
     fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        if let Value::Text(s) = &self.value {
+        if let Value::Text(s) = &*self.value {
             let mut chars = s.chars();
             if let (Some(c), None) = (chars.next(), chars.next()) {
                 return visitor.visit_char(c);
@@ -232,28 +238,37 @@ impl<'de> de::Deserializer<'de> for Deserializer {
                 "expected a single character, found text {s:?}"
             )));
         }
-        Err(mismatch("a single character", &self.value))
+        Err(mismatch("a single character", self.value))
     }
 
+    /// Lends the text: a borrowing target (`&str`) gets it without a copy; an owning one that
+    /// asks this way copies it, as serde does.
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_string(visitor)
+        match self.value {
+            Value::Text(s) => visitor.visit_borrowed_str(s),
+            other => Err(mismatch("text", other)),
+        }
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.value {
-            Value::Text(s) => visitor.visit_string(s),
-            ref other => Err(mismatch("text", other)),
+            Value::Text(s) => visitor.visit_string(std::mem::take(s)),
+            other => Err(mismatch("text", other)),
         }
     }
 
+    /// Lends the bytes, as [`Self::deserialize_str`] lends text.
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_byte_buf(visitor)
+        match self.value {
+            Value::Bytes(b) => visitor.visit_borrowed_bytes(b),
+            other => Err(mismatch("bytes", other)),
+        }
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.value {
-            Value::Bytes(b) => visitor.visit_byte_buf(b),
-            ref other => Err(mismatch("bytes", other)),
+            Value::Bytes(b) => visitor.visit_byte_buf(std::mem::take(b)),
+            other => Err(mismatch("bytes", other)),
         }
     }
 
@@ -267,7 +282,7 @@ impl<'de> de::Deserializer<'de> for Deserializer {
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.value {
             Value::Null => visitor.visit_unit(),
-            ref other => Err(mismatch("null", other)),
+            other => Err(mismatch("null", other)),
         }
     }
 
@@ -288,20 +303,20 @@ impl<'de> de::Deserializer<'de> for Deserializer {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        // So that a plain `Vec<u8>` (no serde_bytes) reads bytes too.
+        bytes_as_list(self.value);
         match self.value {
             Value::List(items) => visit_list(items, visitor),
-            // So that a plain `Vec<u8>` (no serde_bytes) reads bytes too.
-            Value::Bytes(b) => visit_list(b.into_iter().map(Value::from).collect(), visitor),
-            ref other => Err(mismatch("list", other)),
+            other => Err(mismatch("list", other)),
         }
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
+        // So that `[u8; N]` reads bytes too.
+        bytes_as_list(self.value);
         match self.value {
             Value::List(items) => visit_list(items, visitor),
-            // So that `[u8; N]` reads bytes too.
-            Value::Bytes(b) => visit_list(b.into_iter().map(Value::from).collect(), visitor),
-            ref other => Err(mismatch(&format!("list of {len} items"), other)),
+            other => Err(mismatch(&format!("list of {len} items"), other)),
         }
     }
 
@@ -317,7 +332,7 @@ impl<'de> de::Deserializer<'de> for Deserializer {
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.value {
             Value::Map(m) => visit_map(m, visitor),
-            ref other => Err(mismatch("map", other)),
+            other => Err(mismatch("map", other)),
         }
     }
 
@@ -329,7 +344,7 @@ impl<'de> de::Deserializer<'de> for Deserializer {
     ) -> Result<V::Value> {
         match self.value {
             Value::Map(m) => visit_map(m, visitor),
-            ref other => Err(mismatch(&format!("map (struct {name})"), other)),
+            other => Err(mismatch(&format!("map (struct {name})"), other)),
         }
     }
 
@@ -339,14 +354,22 @@ impl<'de> de::Deserializer<'de> for Deserializer {
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value> {
+        let not_enum = |found: &Value| {
+            Error::msg(format!(
+                "expected enum {name} (variant name as text, or a one-entry map {{variant: content}}), found {}",
+                describe(found)
+            ))
+        };
         match self.value {
             Value::Text(variant) => visitor.visit_enum(Enum {
                 variant,
                 content: None,
             }),
-            Value::Map(m) if m.len() == 1 => {
-                let mut entries = m.into_iter();
-                match entries.next() {
+            Value::Map(m) => {
+                if m.len() != 1 {
+                    return Err(not_enum(&Value::Map(std::mem::take(m))));
+                }
+                match m.iter_mut().next() {
                     Some((variant, content)) => visitor.visit_enum(Enum {
                         variant,
                         content: Some(content),
@@ -354,15 +377,12 @@ impl<'de> de::Deserializer<'de> for Deserializer {
                     None => Err(Error::msg(format!("expected enum {name}, found empty map"))),
                 }
             }
-            ref other => Err(Error::msg(format!(
-                "expected enum {name} (variant name as text, or a one-entry map {{variant: content}}), found {}",
-                describe(other)
-            ))),
+            other => Err(not_enum(other)),
         }
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deserialize_string(visitor)
+        self.deserialize_str(visitor)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -378,10 +398,18 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn visit_list<'de, V: Visitor<'de>>(items: Vec<Value>, visitor: V) -> Result<V::Value> {
+/// Turns bytes into a list of ints in place, for list targets reading bytes.
+fn bytes_as_list(value: &mut Value) {
+    if let Value::Bytes(b) = value {
+        let items = std::mem::take(b).into_iter().map(Value::from).collect();
+        *value = Value::List(items);
+    }
+}
+
+fn visit_list<'de, V: Visitor<'de>>(items: &'de mut [Value], visitor: V) -> Result<V::Value> {
     let len = items.len();
     let mut seq = Seq {
-        items: items.into_iter().enumerate(),
+        items: items.iter_mut().enumerate(),
     };
     let out = visitor.visit_seq(&mut seq)?;
     let left = seq.items.len();
@@ -395,20 +423,20 @@ fn visit_list<'de, V: Visitor<'de>>(items: Vec<Value>, visitor: V) -> Result<V::
 }
 
 fn visit_map<'de, V: Visitor<'de>>(
-    m: std::collections::BTreeMap<String, Value>,
+    m: &'de mut std::collections::BTreeMap<String, Value>,
     visitor: V,
 ) -> Result<V::Value> {
     visitor.visit_map(Map {
-        entries: m.into_iter(),
+        entries: m.iter_mut(),
         pending: None,
     })
 }
 
-struct Seq {
-    items: std::iter::Enumerate<std::vec::IntoIter<Value>>,
+struct Seq<'de> {
+    items: std::iter::Enumerate<std::slice::IterMut<'de, Value>>,
 }
 
-impl<'de> de::SeqAccess<'de> for Seq {
+impl<'de> de::SeqAccess<'de> for Seq<'de> {
     type Error = Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
@@ -426,21 +454,21 @@ impl<'de> de::SeqAccess<'de> for Seq {
     }
 }
 
-struct Map {
-    entries: btree_map::IntoIter<String, Value>,
-    pending: Option<(String, Value)>,
+struct Map<'de> {
+    entries: btree_map::IterMut<'de, String, Value>,
+    pending: Option<(&'de str, &'de mut Value)>,
 }
 
-impl<'de> de::MapAccess<'de> for Map {
+impl<'de> de::MapAccess<'de> for Map<'de> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
         match self.entries.next() {
             Some((k, v)) => {
                 let key = seed
-                    .deserialize(k.as_str().into_deserializer())
+                    .deserialize(BorrowedStrDeserializer::new(k.as_str()))
                     .map_err(|e: Error| e.at(Segment::Key(k.clone())))?;
-                self.pending = Some((k, v));
+                self.pending = Some((k.as_str(), v));
                 Ok(Some(key))
             }
             None => Ok(None),
@@ -452,7 +480,7 @@ impl<'de> de::MapAccess<'de> for Map {
             Error::msg("map value requested before its key (a Deserialize impl bug)".into())
         })?;
         seed.deserialize(Deserializer::new(v))
-            .map_err(|e| e.at(Segment::Key(k)))
+            .map_err(|e| e.at(Segment::Key(k.to_owned())))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -460,34 +488,34 @@ impl<'de> de::MapAccess<'de> for Map {
     }
 }
 
-struct Enum {
-    variant: String,
-    content: Option<Value>,
+struct Enum<'de> {
+    variant: &'de String,
+    content: Option<&'de mut Value>,
 }
 
-impl<'de> de::EnumAccess<'de> for Enum {
+impl<'de> de::EnumAccess<'de> for Enum<'de> {
     type Error = Error;
-    type Variant = Variant;
+    type Variant = Variant<'de>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Variant)> {
-        let v = seed.deserialize(self.variant.as_str().into_deserializer())?;
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Variant<'de>)> {
+        let v = seed.deserialize(BorrowedStrDeserializer::new(self.variant.as_str()))?;
         Ok((
             v,
             Variant {
-                name: self.variant,
+                name: self.variant.as_str(),
                 content: self.content,
             },
         ))
     }
 }
 
-struct Variant {
-    name: String,
-    content: Option<Value>,
+struct Variant<'de> {
+    name: &'de str,
+    content: Option<&'de mut Value>,
 }
 
-impl Variant {
-    fn content(self, expected: &str) -> Result<Deserializer> {
+impl<'de> Variant<'de> {
+    fn content(self, expected: &str) -> Result<Deserializer<'de>> {
         match self.content {
             Some(v) => Ok(Deserializer::new(v)),
             None => Err(Error::msg(format!(
@@ -498,7 +526,7 @@ impl Variant {
     }
 }
 
-impl<'de> de::VariantAccess<'de> for Variant {
+impl<'de> de::VariantAccess<'de> for Variant<'de> {
     type Error = Error;
 
     fn unit_variant(self) -> Result<()> {
@@ -509,18 +537,18 @@ impl<'de> de::VariantAccess<'de> for Variant {
                 self.name,
                 other.type_name()
             ))
-            .at(Segment::Key(self.name))),
+            .at(Segment::Key(self.name.to_owned()))),
         }
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value> {
-        let name = self.name.clone();
+        let name = self.name.to_owned();
         seed.deserialize(self.content("a value")?)
             .map_err(|e| e.at(Segment::Key(name)))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
-        let name = self.name.clone();
+        let name = self.name.to_owned();
         de::Deserializer::deserialize_tuple(self.content("a list")?, len, visitor)
             .map_err(|e| e.at(Segment::Key(name)))
     }
@@ -530,7 +558,7 @@ impl<'de> de::VariantAccess<'de> for Variant {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value> {
-        let name = self.name.clone();
+        let name = self.name.to_owned();
         de::Deserializer::deserialize_struct(self.content("a map")?, "variant", fields, visitor)
             .map_err(|e| e.at(Segment::Key(name)))
     }
