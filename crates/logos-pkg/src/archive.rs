@@ -506,6 +506,11 @@ pub fn read(
             ));
         }
         if let Some(f) = out {
+            if listed.executable {
+                use std::os::unix::fs::PermissionsExt as _;
+                f.set_permissions(std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| Error::io(format!("cannot set the mode of {path}"), e))?;
+            }
             f.sync_all()
                 .map_err(|e| Error::io(format!("cannot sync {path}"), e))?;
         }
