@@ -381,6 +381,8 @@ async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
         .start()
         .await
         .map_err(Error::Start)?;
+    // Upgrades of modules loaded from a package dir are probed and rolled back (probation.rs).
+    crate::probation::spawn_guards(&core, &plan.modules_dirs);
 
     let boot = boot(&core, &plan.load, plan.load_all);
     tokio::pin!(boot);
