@@ -812,7 +812,9 @@ async fn ping(op: &Op<'_>) {
 
 fn packages(op: &Op<'_>, verify: bool) -> Result<(), Error> {
     let list = op.store.installed();
+    // Under the lock: what an interrupted install left is cleared first, as any change would.
     let problems = if verify {
+        let _lock = op.store.lock()?;
         op.store.verify()
     } else {
         Vec::new()
