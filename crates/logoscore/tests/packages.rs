@@ -140,6 +140,10 @@ struct Registry {
 
 impl Registry {
     fn start(p: &Pkg) -> Registry {
+        Registry::start_named(p, "registry")
+    }
+
+    fn start_named(p: &Pkg, dir: &str) -> Registry {
         let mut c = p.cmd(&p.pkg);
         c.args([
             "--json",
@@ -149,7 +153,7 @@ impl Registry {
             "127.0.0.1:0",
             "--dir",
         ])
-        .arg(p.w.dir.path().join("registry"));
+        .arg(p.w.dir.path().join(dir));
         let proc = Proc::spawn(&mut c);
         let line = proc
             .next_line(COMMAND)
@@ -233,6 +237,9 @@ fn round_trip_publish_install_load_call_lock_and_conflict() {
     assert_eq!(found["results"][0]["name"], "calc", "{found}");
     assert_eq!(found["results"][0]["quality"], "pass");
 
+    // Adoption pings are opt-in: this operator opts in.
+    std::fs::create_dir_all(&p.cfg).expect("pkg config dir");
+    std::fs::write(p.cfg.join("packages.toml"), "ping = true\n").expect("packages.toml");
     let inst = p.json(&["install", "calc", "--registry", r]);
     assert_eq!(inst["changes"][0]["name"], "calc", "{inst}");
     assert_eq!(
@@ -269,6 +276,30 @@ fn round_trip_publish_install_load_call_lock_and_conflict() {
     let reg0 = &shown["registries"][0];
     assert_eq!(reg0["reviews"][0]["verified"], true, "{shown}");
     assert_eq!(reg0["downloads"], 1, "{shown}");
+    assert_eq!(reg0["active_installs"], 1, "{shown}");
+
+    // Federated: a second registry serves a module that needs calc; both are asked.
+    let reg2 = Registry::start_named(&p, "registry2");
+    let extra = p.pack(
+        &p.script("extra", "1.0.0", r#"{"calc":"^1"}"#, "exit 0"),
+        "extra.lgx",
+    );
+    p.run(&[
+        "publish",
+        &extra.display().to_string(),
+        "--registry",
+        &reg2.url,
+        "--no-check",
+    ])
+    .ok();
+    let inst = p.json(&["install", "extra", "--registry", r, "--registry", &reg2.url]);
+    let names: Vec<&str> = inst["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["extra"], "calc is installed already: {inst}");
 
     // logos.lock reproduces the same roots in a second package dir.
     let second = p.w.dir.path().join("pkg2");
@@ -425,4 +456,77 @@ fn a_bad_upgrade_is_rolled_back_automatically() {
     wait_for("probe ready on v1", Duration::from_secs(60), || {
         p.w.cli(&["call", "probe", "echo", "1"]).code == Some(0)
     });
+}
+
+#[test]
+fn check_measures_a_real_module_and_fails_a_broken_one() {
+    let p = Pkg::new();
+    p.w.stage_all(&["relay", "chat"]);
+    let probe = p.real("probe", "1.0.0");
+    // Only `pid` is safe to call in a loop: declare it as the probe method.
+    let meta_path = probe.join("metadata.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).expect("metadata"))
+            .expect("json");
+    meta["probes"] = serde_json::json!(["pid"]);
+    std::fs::write(&meta_path, meta.to_string()).expect("metadata");
+    let modules = p.w.modules.display().to_string();
+    let doc = p.json(&["check", &probe.display().to_string(), "-m", &modules]);
+    let report = &doc["report"];
+    let item = |id: &str| {
+        report["items"]
+            .as_array()
+            .and_then(|i| i.iter().find(|x| x["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("no {id} in {report}"))
+    };
+    assert_eq!(item("abi")["status"], "pass", "{report}");
+    assert_eq!(item("crash_free")["status"], "pass", "{report}");
+    assert!(
+        item("latency:pid")["value"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("p99 ") && v.contains("over 200 calls")),
+        "{report}"
+    );
+    assert!(
+        item("idle_rss")["value"]
+            .as_str()
+            .is_some_and(|v| v.ends_with("MiB")),
+        "{report}"
+    );
+    assert_eq!(item("permissions")["value"], "chat, relay", "{report}");
+
+    // A module that cannot start fails the check (exit 1) and says why, in one JSON document.
+    let bad = p.script(
+        "broken",
+        "1.0.0",
+        "{}",
+        "echo 'broken: no config' >&2; exit 3",
+    );
+    let o = p.run(&["--json", "check", &bad.display().to_string()]);
+    o.expect_code(1);
+    let doc = o.json();
+    assert_eq!(doc["report"]["status"], "fail", "{doc}");
+    assert!(
+        doc["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("quality check of broken failed")),
+        "{doc}"
+    );
+    let abi = doc["report"]["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|x| x["id"] == "abi").cloned())
+        .unwrap_or_default();
+    assert!(
+        abi["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no config")),
+        "{abi}"
+    );
+
+    // A package file gets a signature item too.
+    p.run(&["key", "new", "carol"]).ok();
+    let f = p.pack(&probe, "probe.lgx");
+    let doc = p.json(&["check", &f.display().to_string(), "-m", &modules]);
+    assert_eq!(doc["report"]["items"][0]["id"], "signature", "{doc}");
+    assert_eq!(doc["report"]["items"][0]["status"], "pass", "{doc}");
 }

@@ -229,9 +229,27 @@ fn add(op: &mut Op<'_>, lock: &StoreLock, bytes: &[u8], label: &str) -> Result<E
         warning = ring.check_package(m, b, s, policy)?;
         Ok(())
     };
-    let added = op
-        .store
-        .add(lock, bytes, label, &Limits::default(), &mut check)?;
+    let bar = if op.progress {
+        let b = indicatif::ProgressBar::new(bytes.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b.set_message(format!("verifying {label}"));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let added = op.store.add(
+        lock,
+        bar.wrap_read(bytes),
+        label,
+        &Limits::default(),
+        &mut check,
+    );
+    bar.finish_and_clear();
+    let added = added?;
     if let Some(w) = warning {
         op.warnings.push(w);
     }
@@ -579,15 +597,21 @@ async fn install_from_registries(
 async fn install_locked(op: &mut Op<'_>, lockfile: Option<PathBuf>) -> Result<(), Error> {
     let path = lockfile.unwrap_or_else(|| op.store.lockfile());
     let lock = Lockfile::load(&path)?;
-    let clients = if lock
-        .packages
+    // The configured registries first, then the one each package was locked from: the
+    // signature and the locked root hash decide what is accepted, not where it comes from.
+    let mut urls = op.p.registries.clone();
+    for l in &lock.packages {
+        if op.store.entry(&l.root).is_none()
+            && l.source.starts_with("http")
+            && !urls.contains(&l.source)
+        {
+            urls.push(l.source.clone());
+        }
+    }
+    let clients = urls
         .iter()
-        .all(|l| op.store.entry(&l.root).is_some())
-    {
-        Vec::new()
-    } else {
-        op.p.clients()?
-    };
+        .map(|u| Client::new(u))
+        .collect::<Result<Vec<_>, _>>()?;
     for l in &lock.packages {
         let entry = match op.store.entry(&l.root) {
             Some(e) => e,
@@ -614,8 +638,10 @@ async fn install_locked(op: &mut Op<'_>, lockfile: Option<PathBuf>) -> Result<()
                 }
                 let (c, rel) = found.ok_or_else(|| {
                     Error::Usage(format!(
-                        "{} {} (locked) is in no configured registry",
-                        l.name, l.version
+                        "{} {} (locked) is in none of the registries tried ({}); add the one it came from with --registry",
+                        l.name,
+                        l.version,
+                        if urls.is_empty() { "none configured".to_owned() } else { urls.join(", ") }
                     ))
                 })?;
                 let bytes = c.download(&l.name, &rel, op.progress).await?;
