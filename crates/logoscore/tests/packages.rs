@@ -6,6 +6,8 @@
 //! bad upgrade (fails at start; crashes within the probation window). Every registry listens
 //! on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::{Path, PathBuf};
