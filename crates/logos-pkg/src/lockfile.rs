@@ -72,3 +72,34 @@ impl Lockfile {
         crate::store::write_atomic(path, text.as_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_sorted_and_refuses_other_versions() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("logos.lock");
+        let l = |n: &str| Locked {
+            name: n.into(),
+            version: Version::new(1, 2, 3),
+            root: "ab".repeat(32),
+            source: "http://127.0.0.1:1".into(),
+            signer: "alice".into(),
+        };
+        let lock = Lockfile {
+            version: 1,
+            packages: vec![l("zeta"), l("alpha")],
+        };
+        lock.save(&path).unwrap_or_else(|e| panic!("{e}"));
+        let back = Lockfile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.packages[0].name, "alpha");
+        assert_eq!(back.packages.len(), 2);
+        std::fs::write(&path, "version = 2\n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(Lockfile::load(&path).is_err_and(|e| e.to_string().contains("version 2")));
+        std::fs::write(&path, "version = 1\n[[package]]\nname = 3\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Lockfile::load(&path).is_err());
+    }
+}

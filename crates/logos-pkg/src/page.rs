@@ -78,3 +78,18 @@ table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:8px 1
         count = catalog.modules.len(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        let page = render(&Catalog::default());
+        assert!(page.contains("No modules published yet"));
+    }
+}

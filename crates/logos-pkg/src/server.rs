@@ -418,8 +418,17 @@ async fn file(
         return error(StatusCode::NOT_FOUND, "no such file".into());
     }
     let path = r.dir.join("modules").join(&name).join(&file);
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(b) => b,
+    // Streamed, so concurrent downloads of a large package do not each hold it in memory.
+    let (f, len) = match tokio::fs::File::open(&path).await {
+        Ok(f) => match f.metadata().await {
+            Ok(m) if m.is_file() => (f, m.len()),
+            _ => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no file {file} for module {name}"),
+                );
+            }
+        },
         Err(_) => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -444,7 +453,15 @@ async fn file(
     } else {
         "application/octet-stream"
     };
-    ([(header::CONTENT_TYPE, ctype)], bytes).into_response()
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(f));
+    (
+        [
+            (header::CONTENT_TYPE, ctype.to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]

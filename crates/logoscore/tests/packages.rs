@@ -532,3 +532,84 @@ fn check_measures_a_real_module_and_fails_a_broken_one() {
     assert_eq!(doc["report"]["items"][0]["id"], "signature", "{doc}");
     assert_eq!(doc["report"]["items"][0]["status"], "pass", "{doc}");
 }
+
+#[test]
+fn the_trust_store_decides_and_warn_must_be_chosen() {
+    let p = Pkg::new();
+    // Bob signs in his own config dir; this operator does not trust him yet.
+    let bob_cfg = p.w.dir.path().join("bobcfg");
+    let mut c = p.cmd(&p.pkg);
+    c.env("LOGOS_PKG_CONFIG", &bob_cfg)
+        .args(["--json", "key", "new", "bob"]);
+    let bob = finish(c, COMMAND).json();
+    let bob_key = bob["key"].as_str().expect("key").to_owned();
+    let src = p.script("svc", "1.0.0", "{}", "exit 0");
+    let f = p.w.dir.path().join("svc.lgx");
+    let mut c = p.cmd(&p.pkg);
+    c.env("LOGOS_PKG_CONFIG", &bob_cfg).args([
+        "pack",
+        &src.display().to_string(),
+        "-o",
+        &f.display().to_string(),
+    ]);
+    finish(c, COMMAND).ok();
+    let file = f.display().to_string();
+
+    let o = p.run(&["install", &file]);
+    o.expect_code(1);
+    assert!(
+        o.stderr.contains("not in the trust store")
+            && o.stderr
+                .contains(&format!("logoscore key trust bob {bob_key}")),
+        "{}",
+        o.stderr
+    );
+    let o = p.run(&["--json", "install", &file]);
+    assert_eq!(o.json()["error"]["kind"], "untrusted", "{}", o.stdout);
+
+    // Trusting the name with another key is not enough.
+    p.run(&["key", "trust", "bob", &"ab".repeat(32)])
+        .expect_code(1);
+    let other = {
+        let mut c = p.cmd(&p.pkg);
+        c.env("LOGOS_PKG_CONFIG", p.w.dir.path().join("evecfg"))
+            .args(["--json", "key", "new", "bob"]);
+        finish(c, COMMAND).json()["key"]
+            .as_str()
+            .expect("key")
+            .to_owned()
+    };
+    p.run(&["key", "trust", "bob", &other]).ok();
+    let o = p.run(&["install", &file]);
+    o.expect_code(1);
+    assert!(
+        o.stderr.contains("the trust store has \"bob\" with key"),
+        "{}",
+        o.stderr
+    );
+
+    p.run(&["key", "trust", "bob", &bob_key]).ok();
+    p.run(&["install", &file]).ok();
+    p.run(&["key", "untrust", "bob"]).ok();
+    p.run(&["uninstall", "svc"]).ok();
+    p.run(&["install", &file]).expect_code(1);
+
+    // `warn` installs it, with a warning, only when chosen in packages.toml.
+    std::fs::create_dir_all(&p.cfg).expect("cfg");
+    std::fs::write(p.cfg.join("packages.toml"), "policy = \"warn\"\n").expect("packages.toml");
+    let o = p.run(&["install", &file]);
+    o.ok();
+    assert!(
+        o.stderr.contains("warning:") && o.stderr.contains("policy is warn"),
+        "{}",
+        o.stderr
+    );
+    std::fs::write(p.cfg.join("packages.toml"), "policy = \"lax\"\n").expect("packages.toml");
+    let o = p.run(&["packages"]);
+    o.expect_code(1);
+    assert!(
+        o.stderr.contains("packages.toml:1") && o.stderr.contains("require"),
+        "{}",
+        o.stderr
+    );
+}
