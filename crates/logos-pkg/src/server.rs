@@ -34,6 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long an install counts as active after its last ping.
 pub const ACTIVE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most install ids a registry keeps (each at most ~200 KiB of module names).
+pub const MAX_INSTALLS: usize = 100_000;
 /// How far a publish request's time may be from the server's.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
@@ -554,7 +556,21 @@ async fn ping(State(r): State<Shared>, body: Bytes) -> Response {
             "install_id must be 32 hex digits and modules at most 1000 name@version".into(),
         );
     }
-    lock(&r.pings).insert(p.install_id, (now_secs(), p.modules));
+    {
+        let mut pings = lock(&r.pings);
+        // Bounded: expired installs go first, and past the cap new ids are not recorded.
+        if pings.len() >= MAX_INSTALLS && !pings.contains_key(&p.install_id) {
+            let now = now_secs();
+            pings.retain(|_, (t, _)| now.saturating_sub(*t) <= ACTIVE_WINDOW.as_secs());
+            if pings.len() >= MAX_INSTALLS {
+                return error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "this registry tracks no more installs".into(),
+                );
+            }
+        }
+        pings.insert(p.install_id, (now_secs(), p.modules));
+    }
     r.dirty.notify_one();
     StatusCode::NO_CONTENT.into_response()
 }
