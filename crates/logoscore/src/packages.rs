@@ -170,6 +170,12 @@ fn default_config_dir() -> PathBuf {
     }
 }
 
+/// The operator's signing keys (`<pkg config dir>/keys`) as `logoscore run` finds them
+/// (`$LOGOS_PKG_CONFIG`, else the default): withheld from modules.
+pub(crate) fn keys_dir() -> PathBuf {
+    default_config_dir().join("keys")
+}
+
 impl Pkg {
     /// Resolves dirs and reads `packages.toml` (absent: defaults).
     ///
