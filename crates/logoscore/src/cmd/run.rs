@@ -188,6 +188,11 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         Some(c) => c.tokens_file(),
         None => runtime.path.join("tokens.json"),
     });
+    // Modules must not read the operator's package signing keys (packages.rs) either.
+    let keys = crate::packages::keys_dir();
+    if keys.is_dir() {
+        b = b.hide_from_modules(keys);
+    }
     if let Some(c) = &config_dir {
         // The config dir's token files are the operator's: modules must not read them.
         b = b
