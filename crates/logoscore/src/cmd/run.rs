@@ -191,6 +191,11 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         Some(c) => c.tokens_file(),
         None => runtime.path.join("tokens.json"),
     });
+    // Modules must not read the operator's package signing keys (packages.rs) either.
+    let keys = crate::packages::keys_dir();
+    if keys.is_dir() {
+        b = b.hide_from_modules(keys);
+    }
     if let Some(c) = &config_dir {
         // The config dir's token files are the operator's: modules must not read them.
         b = b
@@ -371,6 +376,8 @@ async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
         .start()
         .await
         .map_err(Error::Start)?;
+    // Upgrades of modules loaded from a package dir are probed and rolled back (probation.rs).
+    crate::probation::spawn_guards(&core, &plan.modules_dirs);
 
     let boot = boot(&core, &plan.load, plan.load_all);
     tokio::pin!(boot);
