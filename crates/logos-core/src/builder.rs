@@ -4,7 +4,7 @@
 //! config file onto this). Never starts a process or touches the file system: that is
 //! [`Core::start`].
 
-use crate::core::Core;
+use crate::api::Core;
 use crate::error::Error;
 use crate::manifest::{ModuleName, RestartPolicy};
 use crate::sys::Limits;

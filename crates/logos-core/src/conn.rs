@@ -9,13 +9,13 @@
 //! (`operators.rs`, checked again on every request), is the operator and may do everything. Identity
 //! always comes from the connection. Never spawns processes.
 
+use crate::api::{CAPABILITY_MODULE, CORE_MODULE, Inner};
 use crate::builtin;
-use crate::capability::Token;
-use crate::core::{CAPABILITY_MODULE, CORE_MODULE, Inner};
 use crate::error::Error;
 use crate::events::{CORE_EVENTS, MAX_SESSION_SUBSCRIPTIONS, Viewer};
 use crate::manifest::ModuleName;
 use crate::operators::Verdict;
+use crate::token::Token;
 use futures::future::BoxFuture;
 use logos_session::{Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, Handler, PendingSession, Session};
 use logos_wire::{Call, ErrorCode, Value, Welcome};
@@ -60,14 +60,14 @@ pub(crate) async fn route_call(
     method: &str,
     args: Vec<Value>,
 ) -> Result<Value, Fault> {
-    crate::core::check_name_len(target).map_err(|e| e.to_fault())?;
+    crate::api::check_name_len(target).map_err(|e| e.to_fault())?;
     if let Caller::Module(me) = caller
         && (target == CORE_MODULE || target == CAPABILITY_MODULE)
     {
         may_call_builtin(inner, me, target, method)?;
     }
     match target {
-        CORE_MODULE => builtin::core::handle(inner, caller, method, args).await,
+        CORE_MODULE => builtin::manager::handle(inner, caller, method, args).await,
         CAPABILITY_MODULE => builtin::capability::handle(inner, caller, method, args).await,
         _ if caller.is_operator() => inner.call_module(target, method, args, None).await,
         _ => Err(Fault::new(

@@ -5,7 +5,7 @@
 //! modules, operators and the embedding application. The parts, each in its own file:
 //! [`manifest`] (metadata), [`discovery`], [`resolver`] (semver, cycles), `registry` (states),
 //! `supervisor` (processes, restarts, heartbeats), `stats` (per-module figures),
-//! [`capability`] (tokens), [`operators`] (named operator tokens), [`policy`] (who may call whom), `events` (fan-out), `conn` (connections), `builtin` (`core`,
+//! [`token`] (tokens), [`operators`] (named operator tokens), [`policy`] (who may call whom), `events` (fan-out), `conn` (connections), `builtin` (`core`,
 //! `capability_module`), `sys` (Linux specifics).
 //!
 //! # Examples
@@ -24,11 +24,10 @@
 //! # Ok(()) }
 //! ```
 
+mod api;
 mod builder;
 mod builtin;
-pub mod capability;
 mod conn;
-mod core;
 pub mod discovery;
 mod error;
 mod events;
@@ -40,11 +39,12 @@ pub mod resolver;
 mod stats;
 mod supervisor;
 pub mod sys;
+pub mod token;
 
+pub use crate::api::{CAPABILITY_MODULE, CORE_MODULE, Core};
 pub use crate::builder::{
     Builder, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
 };
-pub use crate::core::{CAPABILITY_MODULE, CORE_MODULE, Core};
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
 pub use crate::manifest::{Manifest, ModuleName, RestartPolicy};

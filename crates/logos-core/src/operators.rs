@@ -8,12 +8,12 @@
 //! The raw secret of a named token exists only in the per-name file handed to the operator
 //! (0600, which the operator may delete once copied) and in the answer to `issue`; it is never
 //! logged. Never decides what an operator may do (an operator may do everything: `conn.rs`) and
-//! never touches module tokens (`capability.rs`).
+//! never touches module tokens (`token.rs`).
 //!
 //! Tokens are 256-bit random values, so one SHA-256 is enough to keep the file useless to a
 //! reader; a slow password hash would only slow down every request.
 
-use crate::capability::{TOKEN_LEN, Token, secret_matches};
+use crate::token::{TOKEN_LEN, Token, secret_matches};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{DirBuilder, File, OpenOptions};

@@ -6,7 +6,7 @@
 //! implementation's access policy, `restrictions: {target: {allowedCallers: [...]}}`): that
 //! list replaces the manifest rules and grants for calls to it; denies still win.
 //! Every [`Decision`] carries the rule that decided it and a reason naming both modules, ready
-//! for a log line. Pure: never mints tokens (`capability.rs`), never logs and never looks at
+//! for a log line. Pure: never mints tokens (`token.rs`), never logs and never looks at
 //! connections; the caller's identity must already come from its own connection.
 //!
 //! Built-in modules (`core`, `capability_module`) are callable by every module unless denied,
@@ -343,7 +343,7 @@ pub fn check_permissions(
         .into_iter()
         .filter(|(_, p)| !is_known(p))
         .map(|(i, p)| {
-            let hint = crate::core::closest(&p, &known)
+            let hint = crate::api::closest(&p, &known)
                 .map(|c| format!("; did you mean {c:?}?"))
                 .unwrap_or_default();
             ManifestFault::new(

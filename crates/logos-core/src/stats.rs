@@ -12,7 +12,7 @@
 //! deadline, so a hung module delays a report by at most [`STATS_TIMEOUT`]. Never changes
 //! any state.
 
-use crate::core::Inner;
+use crate::api::Inner;
 use crate::registry::State;
 use crate::sys::{self, ProcessUsage};
 use logos_wire::Value;

@@ -11,9 +11,9 @@
 //! start) gets one, since a stopping or crashed module has had its tokens revoked already; and
 //! if either side stops or restarts while the grant is on its way, the grant is taken back.
 
+use crate::api::Inner;
 use crate::builtin::{at_most, name_arg};
 use crate::conn::Caller;
-use crate::core::Inner;
 use crate::manifest::ModuleName;
 use crate::registry::State;
 use logos_session::Fault;

@@ -5,8 +5,8 @@
 //! the budget; only crash restarts count. Never restarts a module someone stopped or reloaded
 //! meanwhile (the start generation tells).
 
+use crate::api::Inner;
 use crate::builder::RestartSettings;
-use crate::core::Inner;
 use crate::error::Error;
 use crate::manifest::{Manifest, RestartPolicy};
 use crate::registry::{ExitReport, State};

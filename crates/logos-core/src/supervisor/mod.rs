@@ -12,8 +12,8 @@ pub(crate) mod guardian;
 pub(crate) mod output;
 pub(crate) mod spawn;
 
+use crate::api::{CORE_MODULE, Inner};
 use crate::conn::ModuleConn;
-use crate::core::{CORE_MODULE, Inner};
 use crate::error::Error;
 use crate::manifest::Manifest;
 use crate::registry::{ExitReport, ModuleInfo, Record, State};
@@ -55,7 +55,7 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
     *inner.host.lock().unwrap_or_else(|p| p.into_inner()) = find_host(s.host.as_deref());
     rediscover(inner);
 
-    let token = crate::capability::create_client_token(&inner.client_token_path())?;
+    let token = crate::token::create_client_token(&inner.client_token_path())?;
     *inner
         .client_secret
         .lock()

@@ -8,9 +8,9 @@
 //! needs `"core"` in the caller's permissions, a configured deny shuts a module out). A
 //! module sees the stderr lines of its own crashes only; operators see everyone's.
 
+use crate::api::Inner;
 use crate::builtin::{at_most, bool_arg, name_arg, text_arg};
 use crate::conn::Caller;
-use crate::core::Inner;
 use crate::error::Error;
 use crate::registry::{ModuleInfo, State};
 use logos_session::Fault;
@@ -161,7 +161,7 @@ async fn process_plugin(inner: &Arc<Inner>, path: &str) -> Result<Value, Fault> 
 
 /// The interface a loaded module registered.
 pub(crate) fn interface(inner: &Inner, name: &str) -> Result<Value, Error> {
-    crate::core::check_name_len(name)?;
+    crate::api::check_name_len(name)?;
     let m = inner.modules();
     if !m.known.contains_key(name) {
         drop(m);

@@ -6,13 +6,13 @@
 //! (`manifest`), never decides access (`policy`).
 
 use crate::builder::{Builder, Settings};
-use crate::capability::Tokens;
 use crate::error::Error;
 use crate::events::{Hub, Subscription};
 use crate::manifest::{Manifest, ManifestError, ModuleName};
 use crate::policy::Policy;
 use crate::registry::{ModuleInfo, Record, State};
 use crate::supervisor::guardian::Guardian;
+use crate::token::Tokens;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -148,7 +148,7 @@ pub(crate) struct Inner {
     pub ops: tokio::sync::Mutex<()>,
     pub started: AtomicBool,
     pub stopping: AtomicBool,
-    pub client_secret: Mutex<Option<crate::capability::Token>>,
+    pub client_secret: Mutex<Option<crate::token::Token>>,
     /// Named operator tokens, when the builder named a store.
     pub operators: Option<crate::operators::TokenStore>,
     /// Random id of this core instance, told to clients in `welcome` (`attrs.instance`).
@@ -542,7 +542,7 @@ impl Core {
     /// # Errors
     /// [`Error::UnknownModule`], [`Error::NotLoaded`], [`Error::InvalidName`].
     pub fn interface(&self, name: &str) -> Result<Value, Error> {
-        crate::builtin::core::interface(&self.inner, name)
+        crate::builtin::manager::interface(&self.inner, name)
     }
 
     /// Metadata problems found by discovery (file, field, why).
