@@ -8,7 +8,8 @@
 use crate::builder::{Builder, Settings};
 use crate::error::Error;
 use crate::events::{Hub, Subscription};
-use crate::manifest::{Manifest, ManifestError, ModuleName};
+use crate::manifest::{Manifest, ManifestError};
+use crate::name::{CORE_MODULE, ModuleName, check_name_len, closest};
 use crate::policy::Policy;
 use crate::registry::{ModuleInfo, Record, State};
 use crate::supervisor::guardian::Guardian;
@@ -20,11 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-/// Name of the built-in Core Manager module.
-pub const CORE_MODULE: &str = "core";
-/// Name of the built-in capability module.
-pub const CAPABILITY_MODULE: &str = "capability_module";
 
 /// A running (or ready to start) logos core. Cheap to clone; all clones are the same core.
 #[derive(Clone)]
@@ -598,45 +594,6 @@ impl Core {
     }
 }
 
-/// Refuses a name longer than any module name can be, before it is looked up, compared with
-/// known names or echoed in a message: names come from outside (frames, the CLI, the C API),
-/// and a huge one must cost no more than a short one.
-///
-/// # Errors
-/// [`Error::InvalidName`] with the name cut to 80 characters.
-pub(crate) fn check_name_len(name: &str) -> Result<(), Error> {
-    if name.len() <= ModuleName::MAX_LEN {
-        return Ok(());
-    }
-    Err(Error::InvalidName {
-        name: name.chars().take(80).collect(),
-        reason: format!(
-            "it is {} bytes long, at most {} are allowed",
-            name.len(),
-            ModuleName::MAX_LEN
-        ),
-    })
-}
-
-/// The known name closest to `name` (edit distance ≤ 2, or a third of its length, or a
-/// prefix match), for "did you mean".
-///
-/// Bounded work: a name over [`ModuleName::MAX_LEN`] gets no suggestion, and a known name
-/// whose length alone puts it out of reach is never compared.
-pub(crate) fn closest(name: &str, known: &[String]) -> Option<String> {
-    if name.len() > ModuleName::MAX_LEN {
-        return None;
-    }
-    let reach = 2.max(name.len() / 3);
-    known
-        .iter()
-        .filter(|k| k.starts_with(name) || k.len().abs_diff(name.len()) <= reach)
-        .map(|k| (strsim::levenshtein(name, k), k))
-        .filter(|(d, k)| *d <= reach || k.starts_with(name))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k.clone())
-}
-
 /// 48 random bits as 12 hex digits; a clock-based id if the generator fails (it only
 /// distinguishes instances, it is not a secret).
 fn instance_id() -> String {
@@ -669,30 +626,5 @@ mod tests {
             Ok(other) => panic!("{other:?}"),
             Err(_) => panic!("Core::manifest of an unknown module did not return (deadlock)"),
         }
-    }
-
-    #[test]
-    fn suggests_the_closest_name() {
-        let known = vec!["calc".to_owned(), "chat".to_owned(), "greeter".to_owned()];
-        assert_eq!(closest("calk", &known).as_deref(), Some("calc"));
-        assert_eq!(closest("greet", &known).as_deref(), Some("greeter"));
-        assert_eq!(closest("zzzzzzzz", &known), None);
-    }
-
-    #[test]
-    fn a_huge_name_gets_no_suggestion_and_a_short_error() {
-        let known = vec!["calc".to_owned()];
-        let huge = "c".repeat(1 << 20);
-        assert_eq!(closest(&huge, &known), None);
-        match check_name_len(&huge) {
-            Err(e @ Error::InvalidName { .. }) => {
-                assert_eq!(e.code(), ErrorCode::InvalidArgs);
-                let msg = e.to_string();
-                assert!(msg.len() < 300, "{msg}");
-                assert!(msg.contains("1048576 bytes long, at most 64"), "{msg}");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(check_name_len(&"c".repeat(ModuleName::MAX_LEN)).is_ok());
     }
 }

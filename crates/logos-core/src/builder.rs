@@ -6,7 +6,8 @@
 
 use crate::api::Core;
 use crate::error::Error;
-use crate::manifest::{ModuleName, RestartPolicy};
+use crate::manifest::RestartPolicy;
+use crate::name::ModuleName;
 use crate::sys::Limits;
 use std::collections::HashMap;
 use std::path::PathBuf;

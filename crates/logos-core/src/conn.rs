@@ -9,11 +9,11 @@
 //! (`operators.rs`, checked again on every request), is the operator and may do everything. Identity
 //! always comes from the connection. Never spawns processes.
 
-use crate::api::{CAPABILITY_MODULE, CORE_MODULE, Inner};
+use crate::api::Inner;
 use crate::builtin;
 use crate::error::Error;
 use crate::events::{CORE_EVENTS, MAX_SESSION_SUBSCRIPTIONS, Viewer};
-use crate::manifest::ModuleName;
+use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 use crate::operators::Verdict;
 use crate::token::Token;
 use futures::future::BoxFuture;
@@ -60,7 +60,7 @@ pub(crate) async fn route_call(
     method: &str,
     args: Vec<Value>,
 ) -> Result<Value, Fault> {
-    crate::api::check_name_len(target).map_err(|e| e.to_fault())?;
+    crate::name::check_name_len(target).map_err(|e| e.to_fault())?;
     if let Caller::Module(me) = caller
         && (target == CORE_MODULE || target == CAPABILITY_MODULE)
     {

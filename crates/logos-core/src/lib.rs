@@ -3,7 +3,7 @@
 //! A [`Core`] discovers modules (`<dir>/<name>/metadata.json`), resolves their dependencies,
 //! starts each in its own process, supervises it, and routes calls, events and tokens between
 //! modules, operators and the embedding application. The parts, each in its own file:
-//! [`manifest`] (metadata), [`discovery`], [`resolver`] (semver, cycles), `registry` (states),
+//! `name` (module names), [`manifest`] (metadata), [`discovery`], [`resolver`] (semver, cycles), `registry` (states),
 //! `supervisor` (processes, restarts, heartbeats), `stats` (per-module figures),
 //! [`token`] (tokens), [`operators`] (named operator tokens), [`policy`] (who may call whom), `events` (fan-out), `conn` (connections), `builtin` (`core`,
 //! `capability_module`), `sys` (Linux specifics).
@@ -32,6 +32,7 @@ pub mod discovery;
 mod error;
 mod events;
 pub mod manifest;
+mod name;
 pub mod operators;
 pub mod policy;
 mod registry;
@@ -41,13 +42,14 @@ mod supervisor;
 pub mod sys;
 pub mod token;
 
-pub use crate::api::{CAPABILITY_MODULE, CORE_MODULE, Core};
+pub use crate::api::Core;
 pub use crate::builder::{
     Builder, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
 };
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
-pub use crate::manifest::{Manifest, ModuleName, RestartPolicy};
+pub use crate::manifest::{Manifest, RestartPolicy};
+pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
 pub use crate::stats::{Latency, ModuleStats, STATS_TIMEOUT};
 pub use logos_session::Fault;

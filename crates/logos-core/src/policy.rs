@@ -21,7 +21,8 @@
 //! refuses it.
 
 use crate::error::Error;
-use crate::manifest::{Location, Manifest, ManifestError, ManifestFault, ModuleName};
+use crate::manifest::{Location, Manifest, ManifestError, ManifestFault};
+use crate::name::{CORE_MODULE, ModuleName};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -168,7 +169,7 @@ impl fmt::Display for Decision {
 ///
 /// ```
 /// # use logos_core::policy::Policy;
-/// # use logos_core::manifest::ModuleName;
+/// # use logos_core::ModuleName;
 /// # fn demo(greeter: &logos_core::manifest::Manifest) -> Result<(), logos_core::Error> {
 /// let policy = Policy::new()
 ///     .with_grant("greeter".parse()?, "wallet".parse()?)
@@ -255,19 +256,15 @@ impl Policy {
     /// ```
     pub fn allows_call(&self, caller: &Manifest, target: &str, method: &str) -> Decision {
         let mut decision = self.allows(caller, target);
-        if decision.target == ModuleName::CORE && CORE_MUTATING.contains(&method) {
+        if decision.target == CORE_MODULE && CORE_MUTATING.contains(&method) {
             decision.rule = if decision.rule == Rule::Denied {
                 Rule::Denied
-            } else if caller
-                .permissions
-                .iter()
-                .any(|p| p.as_str() == ModuleName::CORE)
-            {
+            } else if caller.permissions.iter().any(|p| p.as_str() == CORE_MODULE) {
                 Rule::Permission
             } else if self
                 .grants
                 .iter()
-                .any(|(c, t)| *c == caller.name && t.as_str() == ModuleName::CORE)
+                .any(|(c, t)| *c == caller.name && t.as_str() == CORE_MODULE)
             {
                 Rule::Granted
             } else {
@@ -343,7 +340,7 @@ pub fn check_permissions(
         .into_iter()
         .filter(|(_, p)| !is_known(p))
         .map(|(i, p)| {
-            let hint = crate::api::closest(&p, &known)
+            let hint = crate::name::closest(&p, &known)
                 .map(|c| format!("; did you mean {c:?}?"))
                 .unwrap_or_default();
             ManifestFault::new(

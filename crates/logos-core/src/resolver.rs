@@ -14,7 +14,8 @@
 //! missing from `known` is treated as having no dependencies.
 
 use crate::error::Error;
-use crate::manifest::{Manifest, ModuleName};
+use crate::manifest::Manifest;
+use crate::name::ModuleName;
 use semver::{Version, VersionReq};
 use std::borrow::Borrow;
 use std::collections::btree_map;

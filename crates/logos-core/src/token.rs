@@ -8,7 +8,7 @@
 //! module (the `capability_module` built-in hands tokens out) and never logs a secret.
 
 use crate::error::Error;
-use crate::manifest::ModuleName;
+use crate::name::ModuleName;
 use crate::sys;
 use std::collections::BTreeMap;
 use std::fmt;

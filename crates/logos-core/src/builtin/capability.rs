@@ -14,7 +14,7 @@
 use crate::api::Inner;
 use crate::builtin::{at_most, name_arg};
 use crate::conn::Caller;
-use crate::manifest::ModuleName;
+use crate::name::ModuleName;
 use crate::registry::State;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value};

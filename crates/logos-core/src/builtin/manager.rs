@@ -161,7 +161,7 @@ async fn process_plugin(inner: &Arc<Inner>, path: &str) -> Result<Value, Fault> 
 
 /// The interface a loaded module registered.
 pub(crate) fn interface(inner: &Inner, name: &str) -> Result<Value, Error> {
-    crate::api::check_name_len(name)?;
+    crate::name::check_name_len(name)?;
     let m = inner.modules();
     if !m.known.contains_key(name) {
         drop(m);

@@ -12,10 +12,11 @@ pub(crate) mod guardian;
 pub(crate) mod output;
 pub(crate) mod spawn;
 
-use crate::api::{CORE_MODULE, Inner};
+use crate::api::Inner;
 use crate::conn::ModuleConn;
 use crate::error::Error;
 use crate::manifest::Manifest;
+use crate::name::CORE_MODULE;
 use crate::registry::{ExitReport, ModuleInfo, Record, State};
 use crate::sys::{self, Signal};
 use guardian::Guardian;
