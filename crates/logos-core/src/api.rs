@@ -1,26 +1,23 @@
-//! [`Core`]: the embedding API and the shared state every part of the runtime works on.
+//! [`Core`]: the embedding API.
 //!
-//! Owns the public operations (start, load, unload, call, subscribe, list, shutdown) and routes
-//! calls: `core` and `capability_module` to the built-ins, anything else to the module's control
-//! connection. Never spawns or signals a process itself (`supervisor`), never parses metadata
-//! (`manifest`), never decides access (`policy`).
+//! Owns the public operations (start, load, unload, reload, refresh, call, subscribe, list,
+//! stats, shutdown): each checks its arguments and whether the core runs, then hands over to
+//! the part that owns the job (`supervisor` for lifecycle operations, `conn` for calls,
+//! `events` for subscriptions, the `registry` for snapshots). Holds no state of its own (that
+//! is `state.rs`), never spawns or signals a process, never parses metadata and never decides
+//! access.
 
 use crate::builder::{Builder, Settings};
 use crate::error::Error;
-use crate::events::{Hub, Subscription};
-use crate::manifest::{Manifest, ManifestError};
-use crate::name::{CORE_MODULE, ModuleName, check_name_len, closest};
-use crate::policy::Policy;
-use crate::registry::{ModuleInfo, Record, State};
-use crate::supervisor::guardian::Guardian;
-use crate::token::Tokens;
-use logos_session::Fault;
-use logos_wire::{ErrorCode, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use crate::events::Subscription;
+use crate::manifest::Manifest;
+use crate::name::{CORE_MODULE, check_name_len};
+use crate::registry::ModuleInfo;
+use crate::state::Inner;
+use logos_wire::Value;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// A running (or ready to start) logos core. Cheap to clone; all clones are the same core.
 #[derive(Clone)]
@@ -36,258 +33,6 @@ impl std::fmt::Debug for Core {
     }
 }
 
-/// Known modules and their records.
-#[derive(Debug, Default)]
-pub(crate) struct Modules {
-    pub known: BTreeMap<String, Manifest>,
-    pub records: HashMap<String, Record>,
-    /// Metadata problems found by discovery, for people.
-    pub faults: Vec<String>,
-    /// Modules found with invalid metadata, by directory name: what to say instead of "not
-    /// known" when one is asked for.
-    pub invalid: BTreeMap<String, ManifestError>,
-}
-
-impl Modules {
-    /// `name → version` of every loaded module.
-    pub fn loaded_versions(&self) -> BTreeMap<String, semver::Version> {
-        self.records
-            .iter()
-            .filter(|(_, r)| r.state().is_loaded())
-            .filter_map(|(n, _)| self.known.get(n).map(|m| (n.clone(), m.version.clone())))
-            .collect()
-    }
-
-    pub fn state(&self, name: &str) -> State {
-        self.records.get(name).map_or(State::Known, Record::state)
-    }
-
-    /// Checks what the resolver cannot see before a plan starts anything: a dependency it
-    /// found missing may be a module whose metadata is invalid (say so, with its faults), and
-    /// every module about to start must name only known modules in its permissions.
-    ///
-    /// `requested` are the names asked for, `plan` what would start (`Err` as the resolver
-    /// returned it).
-    pub fn check_plan(
-        &self,
-        requested: &[&str],
-        plan: Result<crate::resolver::StartPlan, Error>,
-    ) -> Result<crate::resolver::StartPlan, Error> {
-        let plan = match plan {
-            Err(Error::MissingDependency { chain, known }) => {
-                let missing = chain.last().map(ModuleName::as_str).unwrap_or_default();
-                return Err(match self.invalid.get(missing) {
-                    Some(error) => Error::InvalidMetadata {
-                        chain: chain.iter().map(|n| n.as_str().to_owned()).collect(),
-                        error: error.clone(),
-                    },
-                    None => Error::MissingDependency { chain, known },
-                });
-            }
-            other => other?,
-        };
-        let modules: BTreeSet<String> = self
-            .known
-            .keys()
-            .chain(self.invalid.keys())
-            .cloned()
-            .collect();
-        for name in plan.modules() {
-            let Some(manifest) = self.known.get(name.as_str()) else {
-                continue;
-            };
-            if let Err(error) = crate::policy::check_permissions(manifest, &modules) {
-                return Err(Error::InvalidMetadata {
-                    chain: self.chain_to(requested, name.as_str()),
-                    error,
-                });
-            }
-        }
-        Ok(plan)
-    }
-
-    /// The shortest dependency chain from one of `requested` to `target` (just `[target]` when
-    /// it was requested itself or no chain is found).
-    fn chain_to(&self, requested: &[&str], target: &str) -> Vec<String> {
-        let mut queue: VecDeque<Vec<String>> =
-            requested.iter().map(|r| vec![(*r).to_owned()]).collect();
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        while let Some(path) = queue.pop_front() {
-            let Some(last) = path.last() else { continue };
-            if last == target {
-                return path;
-            }
-            if !seen.insert(last.clone()) {
-                continue;
-            }
-            if let Some(m) = self.known.get(last) {
-                for dep in m.dependencies.keys() {
-                    let mut next = path.clone();
-                    next.push(dep.as_str().to_owned());
-                    queue.push_back(next);
-                }
-            }
-        }
-        vec![target.to_owned()]
-    }
-}
-
-/// Shared state of one core.
-pub(crate) struct Inner {
-    pub settings: Settings,
-    pub modules: Mutex<Modules>,
-    pub tokens: Mutex<Tokens>,
-    pub policy: Mutex<Policy>,
-    pub hub: Arc<Hub>,
-    /// The lifecycle lock: serialises load, unload, reload, register, crash restarts and
-    /// shutdown so plans never interleave. Taken only inside `supervisor`.
-    pub ops: tokio::sync::Mutex<()>,
-    pub started: AtomicBool,
-    pub stopping: AtomicBool,
-    pub client_secret: Mutex<Option<crate::token::Token>>,
-    /// Named operator tokens, when the builder named a store.
-    pub operators: Option<crate::operators::TokenStore>,
-    /// Random id of this core instance, told to clients in `welcome` (`attrs.instance`).
-    pub instance: String,
-    pub guardian: Mutex<Option<Guardian>>,
-    pub host: Mutex<PathBuf>,
-    pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// Becomes `true` when shutdown has finished.
-    pub stopped_tx: tokio::sync::watch::Sender<bool>,
-}
-
-impl Inner {
-    pub fn modules(&self) -> MutexGuard<'_, Modules> {
-        self.modules.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn tokens(&self) -> MutexGuard<'_, Tokens> {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn policy(&self) -> MutexGuard<'_, Policy> {
-        self.policy.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn modules_socket_dir(&self) -> PathBuf {
-        self.settings.runtime_dir.join("modules")
-    }
-
-    pub fn socket_path(&self, module: &str) -> PathBuf {
-        self.modules_socket_dir().join(format!("{module}.sock"))
-    }
-
-    pub fn control_socket(&self) -> PathBuf {
-        self.settings.runtime_dir.join("core.sock")
-    }
-
-    pub fn client_token_path(&self) -> PathBuf {
-        self.settings.runtime_dir.join("client.token")
-    }
-
-    pub fn call_timeout(&self, module: &str) -> Duration {
-        self.settings
-            .modules
-            .get(module)
-            .and_then(|m| m.call_timeout)
-            .unwrap_or(self.settings.call_timeout)
-    }
-
-    /// The error for a module name that is not known, with the closest known name; or, when
-    /// a module dir of that name was found with invalid metadata, its faults.
-    pub fn unknown(&self, name: &str) -> Error {
-        if let Err(e) = check_name_len(name) {
-            return e;
-        }
-        if let Some(error) = self.modules().invalid.get(name) {
-            return Error::InvalidMetadata {
-                chain: vec![name.to_owned()],
-                error: error.clone(),
-            };
-        }
-        let known: Vec<String> = self.modules().known.keys().cloned().collect();
-        let suggestion = closest(name, &known);
-        Error::UnknownModule {
-            name: name.to_owned(),
-            known,
-            suggestion,
-        }
-    }
-
-    /// Calls a module method on behalf of the core or an operator (no token needed: the core
-    /// holds the module's control connection).
-    pub async fn call_module(
-        &self,
-        target: &str,
-        method: &str,
-        args: Vec<Value>,
-        timeout: Option<Duration>,
-    ) -> Result<Value, Fault> {
-        if method.starts_with('$') {
-            return Err(Fault::new(
-                ErrorCode::UnknownMethod,
-                format!("{target}.{method}: methods starting with '$' are reserved"),
-            ));
-        }
-        let session = {
-            let m = self.modules();
-            if !m.known.contains_key(target) {
-                drop(m);
-                return Err(self.unknown(target).to_fault());
-            }
-            let rec = m.records.get(target);
-            match rec.map_or(State::Known, Record::state) {
-                State::Ready => rec.and_then(|r| r.session.clone()),
-                s if s.is_loaded() || s == State::Stopping => {
-                    return Err(Fault::new(
-                        ErrorCode::Unavailable,
-                        format!("module {target} is {s}; try again when it is ready"),
-                    ));
-                }
-                State::Failed => {
-                    return Err(Fault::new(
-                        ErrorCode::Unavailable,
-                        format!(
-                            "module {target} failed (restart budget exhausted); reload it to bring it back"
-                        ),
-                    ));
-                }
-                _ => {
-                    return Err(Fault::new(
-                        ErrorCode::NotLoaded,
-                        format!("module {target} is not loaded; load it first"),
-                    ));
-                }
-            }
-        };
-        let Some(session) = session else {
-            return Err(Fault::new(
-                ErrorCode::Unavailable,
-                format!("module {target} has no connection"),
-            ));
-        };
-        let timeout = timeout.unwrap_or_else(|| self.call_timeout(target));
-        session.call(target, method, args, timeout).await
-    }
-
-    /// Makes sure a ready module sends the core its events when someone here wants them.
-    pub fn want_events(&self, source: &str) {
-        if source == CORE_MODULE {
-            return;
-        }
-        let session = {
-            let m = self.modules();
-            m.records
-                .get(source)
-                .filter(|r| r.state() == State::Ready)
-                .and_then(|r| r.session.clone())
-        };
-        if let Some(s) = session {
-            let _ = s.subscribe(source, "");
-        }
-    }
-}
-
 impl Core {
     /// Starts configuring a core.
     pub fn builder() -> Builder {
@@ -295,44 +40,8 @@ impl Core {
     }
 
     pub(crate) fn new(settings: Settings) -> Core {
-        // Names were validated by the builder; an invalid one cannot reach here.
-        let names =
-            |(a, b): &(String, String)| Some((ModuleName::new(a).ok()?, ModuleName::new(b).ok()?));
-        let mut policy = Policy::default();
-        for (a, b) in settings.grants.iter().filter_map(names) {
-            policy = policy.with_grant(a, b);
-        }
-        for (a, b) in settings.denies.iter().filter_map(names) {
-            policy = policy.with_deny(a, b);
-        }
-        for (target, callers) in &settings.restrictions {
-            if let Ok(t) = ModuleName::new(target) {
-                let callers = callers.iter().filter_map(|c| ModuleName::new(c).ok());
-                policy = policy.with_restriction(t, callers);
-            }
-        }
-        let operators = settings
-            .operator_tokens
-            .clone()
-            .map(crate::operators::TokenStore::new);
         Core {
-            inner: Arc::new(Inner {
-                settings,
-                modules: Mutex::new(Modules::default()),
-                tokens: Mutex::new(Tokens::default()),
-                policy: Mutex::new(policy),
-                hub: Arc::new(Hub::default()),
-                ops: tokio::sync::Mutex::new(()),
-                started: AtomicBool::new(false),
-                stopping: AtomicBool::new(false),
-                client_secret: Mutex::new(None),
-                operators,
-                instance: instance_id(),
-                guardian: Mutex::new(None),
-                host: Mutex::new(PathBuf::new()),
-                tasks: Mutex::new(Vec::new()),
-                stopped_tx: tokio::sync::watch::Sender::new(false),
-            }),
+            inner: Arc::new(Inner::new(settings)),
         }
     }
 
@@ -355,7 +64,7 @@ impl Core {
     /// # Errors
     /// Resolution errors name the dependency chain; start errors carry the module's exit
     /// status and last stderr lines. Nothing this load started is left running on error.
-    /// [`Error::InvalidName`] for a name longer than [`ModuleName::MAX_LEN`].
+    /// [`Error::InvalidName`] for a name longer than [`ModuleName::MAX_LEN`](crate::ModuleName::MAX_LEN).
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the load: it runs to its end (ready, or rolled
@@ -412,7 +121,7 @@ impl Core {
     ///
     /// # Errors
     /// [`Error::Call`] with the wire error (its [`Error::code`] tells which);
-    /// [`Error::InvalidName`] for a target longer than [`ModuleName::MAX_LEN`].
+    /// [`Error::InvalidName`] for a target longer than [`ModuleName::MAX_LEN`](crate::ModuleName::MAX_LEN).
     pub async fn call(&self, target: &str, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         self.ensure_started()?;
         check_name_len(target)?;
@@ -436,15 +145,18 @@ impl Core {
     ///
     /// # Errors
     /// [`Error::UnknownModule`] when `source` is neither `core` nor a known module,
-    /// [`Error::InvalidName`] when it is longer than [`ModuleName::MAX_LEN`].
+    /// [`Error::InvalidName`] when it is longer than [`ModuleName::MAX_LEN`](crate::ModuleName::MAX_LEN).
     pub fn subscribe(&self, source: &str, event: &str) -> Result<Subscription, Error> {
         self.ensure_started()?;
         check_name_len(source)?;
-        if source != CORE_MODULE && !self.inner.modules().known.contains_key(source) {
-            return Err(self.inner.unknown(source));
+        if source != CORE_MODULE {
+            let registry = self.inner.registry();
+            if !registry.is_known(source) {
+                return Err(registry.unknown(source));
+            }
         }
         let sub = self.inner.hub.subscribe_local(source, event);
-        self.inner.want_events(source);
+        crate::conn::want_events(&self.inner, source);
         Ok(sub)
     }
 
@@ -463,31 +175,12 @@ impl Core {
     /// Cancel safe: the scan runs without awaiting once the lifecycle lock is held.
     pub async fn refresh(&self) -> Result<(), Error> {
         self.ensure_started()?;
-        let _ops = self.inner.ops.lock().await;
-        crate::supervisor::rediscover(&self.inner);
-        let mut m = self.inner.modules();
-        let gone: Vec<String> = m
-            .known
-            .iter()
-            .filter(|(name, manifest)| {
-                let state = m.state(name);
-                !state.is_loaded()
-                    && state != State::Stopping
-                    && !manifest.dir.join(crate::manifest::METADATA_FILE).exists()
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in gone {
-            tracing::info!(module = %name, "module forgotten: its metadata.json is gone");
-            m.known.remove(&name);
-            m.records.remove(&name);
-        }
-        Ok(())
+        crate::supervisor::refresh(&self.inner).await
     }
 
     /// Every known module with its state.
     pub fn modules(&self) -> Vec<ModuleInfo> {
-        crate::supervisor::infos(&self.inner)
+        self.inner.registry().infos(&self.inner.settings)
     }
 
     /// Figures of every known module: state, pid, uptime, crash restarts, health, resident
@@ -513,24 +206,28 @@ impl Core {
     /// One module's state.
     ///
     /// # Errors
-    /// [`Error::UnknownModule`], [`Error::InvalidName`] (longer than [`ModuleName::MAX_LEN`]).
+    /// [`Error::UnknownModule`], [`Error::InvalidName`] (longer than [`ModuleName::MAX_LEN`](crate::ModuleName::MAX_LEN)).
     pub fn module(&self, name: &str) -> Result<ModuleInfo, Error> {
         check_name_len(name)?;
-        self.modules()
+        let registry = self.inner.registry();
+        registry
+            .infos(&self.inner.settings)
             .into_iter()
             .find(|m| m.name == name)
-            .ok_or_else(|| self.inner.unknown(name))
+            .ok_or_else(|| registry.unknown(name))
     }
 
     /// The manifest of a known module.
     ///
     /// # Errors
-    /// [`Error::UnknownModule`], [`Error::InvalidName`] (longer than [`ModuleName::MAX_LEN`]).
+    /// [`Error::UnknownModule`], [`Error::InvalidName`] (longer than [`ModuleName::MAX_LEN`](crate::ModuleName::MAX_LEN)).
     pub fn manifest(&self, name: &str) -> Result<Manifest, Error> {
         check_name_len(name)?;
-        // The registry lock must be released before `unknown` takes it again.
-        let found = self.inner.modules().known.get(name).cloned();
-        found.ok_or_else(|| self.inner.unknown(name))
+        let registry = self.inner.registry();
+        match registry.manifest(name) {
+            Some(m) => Ok(m.clone()),
+            None => Err(registry.unknown(name)),
+        }
     }
 
     /// The interface (methods, events) a loaded module registered.
@@ -543,7 +240,7 @@ impl Core {
 
     /// Metadata problems found by discovery (file, field, why).
     pub fn faults(&self) -> Vec<String> {
-        self.inner.modules().faults.clone()
+        self.inner.registry().faults().to_vec()
     }
 
     /// The private runtime dir.
@@ -594,22 +291,10 @@ impl Core {
     }
 }
 
-/// 48 random bits as 12 hex digits; a clock-based id if the generator fails (it only
-/// distinguishes instances, it is not a secret).
-fn instance_id() -> String {
-    let mut b = [0u8; 6];
-    if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        b.copy_from_slice(&t.to_be_bytes()[10..]);
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn manifest_of_an_unknown_module_is_an_error_not_a_deadlock() {

@@ -37,6 +37,7 @@ pub mod operators;
 pub mod policy;
 mod registry;
 pub mod resolver;
+mod state;
 mod stats;
 mod supervisor;
 pub mod sys;

@@ -12,19 +12,19 @@ pub(crate) mod guardian;
 pub(crate) mod output;
 pub(crate) mod spawn;
 
-use crate::api::Inner;
 use crate::conn::ModuleConn;
 use crate::error::Error;
-use crate::manifest::Manifest;
+use crate::manifest::{METADATA_FILE, Manifest};
 use crate::name::CORE_MODULE;
-use crate::registry::{ExitReport, ModuleInfo, Record, State};
+use crate::registry::{ExitReport, Running, State, Transition};
+use crate::state::Inner;
 use crate::sys::{self, Signal};
 use guardian::Guardian;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value, Welcome};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// Time a module gets after SIGTERM before SIGKILL.
@@ -45,6 +45,7 @@ pub(crate) async fn start_core(inner: &Arc<Inner>) -> Result<(), Error> {
 }
 
 async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
+    let _ops = inner.ops.lock().await;
     let s = &inner.settings;
     sys::create_private_dir(&s.runtime_dir)?;
     let sock = inner.control_socket();
@@ -84,7 +85,7 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
         .push(accept);
     tracing::info!(
         runtime_dir = %s.runtime_dir.display(),
-        modules = inner.modules().known.len(),
+        modules = inner.registry().known().len(),
         "core started"
     );
     Ok(())
@@ -93,32 +94,11 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
 /// Reads every modules dir again; loaded modules keep running on the manifest they started with.
 pub(crate) fn rediscover(inner: &Inner) {
     let found = crate::discovery::discover(&inner.settings.modules_dirs);
-    let mut m = inner.modules();
-    let loaded: Vec<String> = m
-        .records
-        .iter()
-        .filter(|(_, r)| r.state().is_loaded() || r.state() == State::Stopping)
-        .map(|(n, _)| n.clone())
-        .collect();
-    let mut known = std::collections::BTreeMap::new();
-    for manifest in found.manifests {
-        known.insert(manifest.name.as_str().to_owned(), manifest);
-    }
-    for name in loaded {
-        if let Some(old) = m.known.get(&name) {
-            known.insert(name, old.clone());
-        }
-    }
-    m.faults = found.faults.iter().map(ToString::to_string).collect();
-    m.invalid = found.invalid;
-    for f in &m.faults {
+    let mut registry = inner.registry();
+    registry.rediscovered(found);
+    for f in registry.faults() {
         tracing::warn!("module not registered: {f}");
     }
-    // Modules added by `processPlugin` outside the modules dirs stay known.
-    for (name, manifest) in std::mem::take(&mut m.known) {
-        known.entry(name).or_insert(manifest);
-    }
-    m.known = known;
 }
 
 /// `logos_host` location: configured, `$LOGOS_HOST`, beside the executable or its parent dir
@@ -212,14 +192,24 @@ pub(crate) async fn register(
 ) -> Result<Result<String, State>, Error> {
     operation(inner, move |inner| async move {
         refuse_after_shutdown(&inner)?;
-        let name = manifest.name.as_str().to_owned();
-        let mut m = inner.modules();
-        let state = m.state(&name);
-        if state.is_loaded() || state == State::Stopping {
-            return Ok(Err(state));
+        Ok(inner.registry().register(manifest))
+    })
+    .await
+}
+
+/// Scans the modules dirs again and forgets the modules whose `metadata.json` is gone, unless
+/// they are loaded (see [`operation`]).
+pub(crate) async fn refresh(inner: &Arc<Inner>) -> Result<(), Error> {
+    operation(inner, |inner| async move {
+        refuse_after_shutdown(&inner)?;
+        rediscover(&inner);
+        let gone = inner
+            .registry()
+            .forget_where(|manifest| !manifest.dir.join(METADATA_FILE).exists());
+        for name in gone {
+            tracing::info!(module = %name, "module forgotten: its metadata.json is gone");
         }
-        m.known.insert(name.clone(), manifest);
-        Ok(Ok(name))
+        Ok(())
     })
     .await
 }
@@ -244,16 +234,14 @@ pub(crate) async fn shutdown(inner: &Arc<Inner>) {
 
 /// Loads `names` and their dependencies, layer by layer; on any failure stops what it started.
 async fn load_locked(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
-    for n in names {
-        if !inner.modules().known.contains_key(*n) {
-            return Err(inner.unknown(n));
-        }
-    }
     let plan = {
-        let m = inner.modules();
-        let plan =
-            crate::resolver::Resolver::new(m.known.values()).plan_load(&m.loaded_versions(), names);
-        m.check_plan(names, plan)?
+        let registry = inner.registry();
+        if let Some(n) = names.iter().find(|n| !registry.is_known(n)) {
+            return Err(registry.unknown(n));
+        }
+        let plan = crate::resolver::Resolver::new(registry.known().values())
+            .plan_load(&registry.loaded_versions(), names);
+        registry.check_plan(names, plan)?
     };
     let mut started: Vec<String> = Vec::new();
     for layer in plan {
@@ -283,18 +271,18 @@ async fn load_locked(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
 /// Unloads `name` (and, with `cascade`, its loaded dependents first).
 async fn unload_locked(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<(), Error> {
     let order = {
-        let m = inner.modules();
-        if !m.known.contains_key(name) {
-            drop(m);
-            return Err(inner.unknown(name));
+        let registry = inner.registry();
+        if !registry.is_known(name) {
+            return Err(registry.unknown(name));
         }
-        if !m.state(name).is_loaded() {
+        if !registry.state(name).is_loaded() {
             return Err(Error::NotLoaded {
                 name: name.to_owned(),
             });
         }
-        let loaded: Vec<String> = m.loaded_versions().into_keys().collect();
-        crate::resolver::Resolver::new(m.known.values()).plan_unload(&loaded, name, cascade)?
+        let loaded: Vec<String> = registry.loaded_versions().into_keys().collect();
+        crate::resolver::Resolver::new(registry.known().values())
+            .plan_unload(&loaded, name, cascade)?
     };
     for n in order {
         stop_module(inner, n.as_str(), inner.settings.stop_grace).await;
@@ -304,26 +292,20 @@ async fn unload_locked(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<
 
 /// Manual restart: stop if loaded, read metadata again, start; clears `failed` and the budget.
 async fn reload_locked(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
-    if !inner.modules().known.contains_key(name) {
+    if !inner.registry().is_known(name) {
         rediscover(inner);
-        if !inner.modules().known.contains_key(name) {
-            return Err(inner.unknown(name));
+        let registry = inner.registry();
+        if !registry.is_known(name) {
+            return Err(registry.unknown(name));
         }
     }
-    let state = inner.modules().state(name);
+    let state = inner.registry().state(name);
     if state.is_loaded() {
         stop_module(inner, name, inner.settings.stop_grace).await;
     }
     rediscover(inner);
-    {
-        let mut m = inner.modules();
-        if let Some(r) = m.records.get_mut(name) {
-            r.crash_times.clear();
-            if r.state() == State::Failed {
-                r.state = Some(State::Stopped);
-            }
-        }
-    }
+    let change = inner.registry().reset_budget(name);
+    announce(inner, change);
     load_locked(inner, &[name]).await
 }
 
@@ -334,14 +316,9 @@ async fn shutdown_locked(inner: &Arc<Inner>) {
     }
     tracing::info!("core shutting down");
     let layers = {
-        let m = inner.modules();
-        let loaded: Vec<String> = m
-            .records
-            .iter()
-            .filter(|(_, r)| r.state().is_loaded())
-            .map(|(n, _)| n.clone())
-            .collect();
-        crate::resolver::Resolver::new(m.known.values()).shutdown_layers(&loaded)
+        let registry = inner.registry();
+        crate::resolver::Resolver::new(registry.known().values())
+            .shutdown_layers(&registry.loaded())
     };
     for layer in layers {
         let stops = layer
@@ -379,64 +356,16 @@ pub(crate) async fn wait_stopped(inner: &Arc<Inner>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Snapshots of every known module.
-pub(crate) fn infos(inner: &Inner) -> Vec<ModuleInfo> {
-    let m = inner.modules();
-    m.known
-        .iter()
-        .map(|(name, manifest)| {
-            let rec = m.records.get(name);
-            let state = rec.map_or(State::Known, Record::state);
-            let window = inner.settings.restart.window;
-            ModuleInfo {
-                name: name.clone(),
-                version: manifest.version.to_string(),
-                state,
-                pid: rec.and_then(|r| r.pid),
-                uptime: rec.and_then(|r| r.started).map(|(i, _)| i.elapsed()),
-                restarts: rec.map_or(0, |r| r.restarts),
-                last_exit: rec.and_then(|r| r.last_exit.clone()),
-                restart_policy: backoff::policy(inner, manifest),
-                recent_crashes: rec.map_or(0, |r| {
-                    let n = r
-                        .crash_times
-                        .iter()
-                        .filter(|t| t.elapsed() <= window)
-                        .count();
-                    u32::try_from(n).unwrap_or(u32::MAX)
-                }),
-                next_restart: rec
-                    .filter(|_| state == State::Backoff)
-                    .and_then(|r| r.backoff_until)
-                    .map(|t| t.saturating_duration_since(Instant::now())),
-                unhealthy: rec.and_then(|r| r.unhealthy.clone()),
-            }
-        })
-        .collect()
-}
-
-pub(crate) fn set_state(inner: &Inner, name: &str, state: State) {
-    let old = {
-        let mut m = inner.modules();
-        let rec = m.records.entry(name.to_owned()).or_default();
-        let old = rec.state();
-        rec.state = Some(state);
-        old
-    };
-    announce_state(inner, name, old, state);
-}
-
-/// Logs and publishes `stateChanged` for a transition already recorded.
-fn announce_state(inner: &Inner, name: &str, old: State, state: State) {
-    if old != state {
-        tracing::info!(module = name, from = %old, to = %state, "module state changed");
+/// Publishes `core.stateChanged` for a change the registry made (its lock released).
+pub(crate) fn announce(inner: &Inner, change: Option<Transition>) {
+    if let Some(t) = change {
         inner.hub.publish(
             CORE_MODULE,
             "stateChanged",
             &[
-                Value::from(name),
-                Value::from(old.as_str()),
-                Value::from(state.as_str()),
+                Value::from(t.name.as_str()),
+                Value::from(t.from.as_str()),
+                Value::from(t.to.as_str()),
             ],
         );
     }
@@ -455,34 +384,36 @@ pub(crate) async fn start_module_or(
     name: &str,
     failed_state: State,
 ) -> Result<(), Error> {
-    let manifest: Manifest = inner
-        .modules()
-        .known
-        .get(name)
-        .cloned()
-        .ok_or_else(|| inner.unknown(name))?;
-    let generation = {
-        let mut m = inner.modules();
-        let rec = m.records.entry(name.to_owned()).or_default();
-        rec.generation += 1;
-        rec.generation
+    let (manifest, generation, change) = {
+        let mut registry = inner.registry();
+        let Some(manifest) = registry.manifest(name).cloned() else {
+            return Err(registry.unknown(name));
+        };
+        let (generation, change) = registry.begin_start(name);
+        (manifest, generation, change)
     };
-    set_state(inner, name, State::Starting);
+    announce(inner, change);
     match start_process(inner, &manifest, generation).await {
         Ok(()) => Ok(()),
-        Err(e) => {
-            tracing::warn!(module = name, "start failed: {e}");
-            set_state(inner, name, failed_state);
-            Err(e)
+        Err(spawn::Failure { error, exit }) => {
+            tracing::warn!(module = name, "start failed: {error}");
+            let change = inner
+                .registry()
+                .start_failed(name, generation, exit, failed_state);
+            announce(inner, change);
+            Err(error)
         }
     }
 }
 
+/// Spawns the process of start `generation`, checks who it says it is, accepts its handshake
+/// and makes the module `ready`. On failure the process is gone; how it ended, if it ran and
+/// died by itself, comes with the error.
 async fn start_process(
     inner: &Arc<Inner>,
     manifest: &Manifest,
     generation: u64,
-) -> Result<(), Error> {
+) -> Result<(), spawn::Failure> {
     let name = manifest.name.as_str().to_owned();
     let overrides = inner
         .settings
@@ -506,21 +437,6 @@ async fn start_process(
         confine: inner.settings.landlock,
     })
     .await;
-    let spawned = match spawned {
-        Ok(s) => s,
-        Err(spawn::Failure { error, exit }) => {
-            if let Some(exit) = exit {
-                // It ran and died before it was ready: that exit is what `info` reports.
-                let mut m = inner.modules();
-                if let Some(rec) = m.records.get_mut(&name)
-                    && rec.generation == generation
-                {
-                    rec.last_exit = Some(exit);
-                }
-            }
-            return Err(error);
-        }
-    };
     let spawn::Spawned {
         mut child,
         pid,
@@ -529,7 +445,7 @@ async fn start_process(
         forwarders,
         spawned_at,
         cgroup,
-    } = spawned;
+    } = spawned?;
 
     if pending.hello.identity != name {
         let fault = Fault::new(
@@ -547,7 +463,8 @@ async fn start_process(
             reason,
             status: None,
             stderr_tail: stderr.snapshot(),
-        });
+        }
+        .into());
     }
     let interface = pending
         .hello
@@ -573,24 +490,23 @@ async fn start_process(
                 reason: format!("handshake failed: {e}"),
                 status: None,
                 stderr_tail: stderr.snapshot(),
-            });
+            }
+            .into());
         }
     };
 
     let (kill_tx, kill_rx) = mpsc::unbounded_channel();
     let (exit_tx, exit_rx) = watch::channel(false);
-    {
-        let mut m = inner.modules();
-        let rec = m.records.entry(name.clone()).or_default();
-        rec.pid = Some(pid);
-        rec.started = Some((Instant::now(), SystemTime::now()));
-        rec.session = Some(session.clone());
-        rec.interface = Some(interface);
-        rec.kill = Some(kill_tx);
-        rec.exited = Some(exit_rx);
-        rec.unhealthy = None;
-        rec.backoff_until = None;
-    }
+    let change = inner.registry().ready(
+        &name,
+        Running {
+            pid,
+            session: session.clone(),
+            interface,
+            kill: kill_tx,
+            exited: exit_rx,
+        },
+    );
     if let Some(g) = inner
         .guardian
         .lock()
@@ -602,7 +518,7 @@ async fn start_process(
     // Ready before the watcher exists, so an exit right away is always seen as a crash of a
     // ready module (never overwritten by a late `ready`), and `moduleUp` precedes its
     // `moduleDown`.
-    set_state(inner, &name, State::Ready);
+    announce(inner, change);
     if inner.hub.has_subscribers(&name) {
         let _ = session.subscribe(&name, "");
     }
@@ -690,9 +606,9 @@ async fn heartbeat(
                             tracing::info!(module = %name, "module reports itself healthy again")
                         }
                     }
-                    if let Some(r) = inner.modules().records.get_mut(&name) {
-                        r.unhealthy = health.clone();
-                    }
+                    inner
+                        .registry()
+                        .set_health(&name, generation, health.clone());
                     last_health = health;
                 }
             }
@@ -710,16 +626,12 @@ async fn heartbeat(
 }
 
 fn current_generation(inner: &Inner, name: &str) -> Option<u64> {
-    inner.modules().records.get(name).map(|r| r.generation)
+    inner.registry().record(name).map(|r| r.generation())
 }
 
 fn signal(inner: &Inner, name: &str, sig: Signal) {
-    if let Some(k) = inner
-        .modules()
-        .records
-        .get(name)
-        .and_then(|r| r.kill.clone())
-    {
+    let killer = inner.registry().killer(name);
+    if let Some(k) = killer {
         let _ = k.send(sig);
     }
 }
@@ -728,11 +640,10 @@ fn signal(inner: &Inner, name: &str, sig: Signal) {
 async fn revoke(inner: &Arc<Inner>, name: &str) {
     inner.tokens().revoke_module(name);
     let others: Vec<(String, logos_session::Session)> = inner
-        .modules()
-        .records
-        .iter()
+        .registry()
+        .records()
         .filter(|(n, r)| n.as_str() != name && r.state() == State::Ready)
-        .filter_map(|(n, r)| r.session.clone().map(|s| (n.clone(), s)))
+        .filter_map(|(n, r)| r.session().map(|s| (n.clone(), s.clone())))
         .collect();
     let calls = others.iter().map(|(n, s)| async move {
         if let Err(f) = s
@@ -752,18 +663,10 @@ async fn revoke(inner: &Arc<Inner>, name: &str) {
 
 /// Stops one module: `shutdown` with grace, then SIGTERM, then SIGKILL; always reaps it.
 pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
-    let (session, exited) = {
-        let m = inner.modules();
-        let Some(rec) = m.records.get(name) else {
-            return;
-        };
-        (rec.session.clone(), rec.exited.clone())
-    };
-    let state = inner.modules().state(name);
-    if !state.is_loaded() {
+    let Some((session, exited, change)) = inner.registry().begin_stop(name) else {
         return;
-    }
-    set_state(inner, name, State::Stopping);
+    };
+    announce(inner, change);
     inner.hub.publish(
         CORE_MODULE,
         "moduleDown",
@@ -796,7 +699,8 @@ pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration)
             }
         }
     }
-    set_state(inner, name, State::Stopped);
+    let change = inner.registry().stopped(name);
+    announce(inner, change);
 }
 
 /// The process of `name` (start `generation`) ended: records it and tells whether nobody
@@ -810,40 +714,26 @@ fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &Ex
     {
         g.ended(pid);
     }
-    let (was, crashed) = {
-        let mut m = inner.modules();
-        let Some(rec) = m.records.get_mut(name) else {
-            return false;
-        };
-        if rec.generation != generation {
-            // A newer process of this module owns the socket path now: leave its socket be.
-            return false;
-        }
-        let _ = std::fs::remove_file(inner.socket_path(name));
-        if let Some(s) = rec.session.take() {
-            s.close(Fault::new(
-                ErrorCode::Unavailable,
-                format!("module {name} exited"),
-            ));
-        }
-        rec.pid = None;
-        rec.started = None;
-        rec.kill = None;
-        rec.unhealthy = None;
-        rec.last_exit = Some(report.clone());
-        let was = rec.state();
-        let crashed = was != State::Stopping && !inner.stopping.load(Ordering::SeqCst);
-        if crashed {
-            // Under the same lock as the exit itself, so no stop can slip in between.
-            rec.state = Some(State::Crashed);
-        }
-        (was, crashed)
+    let core_stopping = inner.stopping.load(Ordering::SeqCst);
+    let Some(exited) = inner
+        .registry()
+        .exited(name, generation, report, core_stopping)
+    else {
+        // A newer process of this module owns the socket path now: leave its socket be.
+        return false;
     };
-    if !crashed {
+    let _ = std::fs::remove_file(inner.socket_path(name));
+    if let Some(s) = exited.session {
+        s.close(Fault::new(
+            ErrorCode::Unavailable,
+            format!("module {name} exited"),
+        ));
+    }
+    if exited.crash.is_none() {
         tracing::info!(module = name, status = %report.status_text(), "module exited");
         return false;
     }
-    announce_state(inner, name, was, State::Crashed);
+    announce(inner, exited.crash);
     true
 }
 
@@ -854,7 +744,7 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
         status = %report.status_text(),
         uptime_ms = report.uptime.as_millis() as u64,
         stderr = ?report.stderr_tail,
-        restarts = inner.modules().records.get(name).map_or(0, |r| r.restarts),
+        restarts = restarts(inner, name),
         "module crashed"
     );
     publish_crash(inner, name, &report);
@@ -871,7 +761,7 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
 /// restarts attempted before this crash. The stderr lines go to operators and to the module
 /// itself; other modules get an empty list (they may hold that module's secrets).
 pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
-    let restarts = inner.modules().records.get(name).map_or(0, |r| r.restarts);
+    let restarts = restarts(inner, name);
     let with_stderr = |lines: Vec<Value>| {
         [
             Value::from(name),
@@ -892,4 +782,9 @@ pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
     inner
         .hub
         .publish_private(CORE_MODULE, "moduleCrashed", &full, name, &redacted);
+}
+
+/// Crash restarts of `name` attempted so far.
+pub(crate) fn restarts(inner: &Inner, name: &str) -> u32 {
+    inner.registry().record(name).map_or(0, |r| r.restarts())
 }

@@ -14,8 +14,8 @@
 
 use crate::error::Error;
 use crate::manifest::{Manifest, ModuleKind};
-use crate::registry::{ExitReport, StderrTail};
-use crate::supervisor::output::{self, Pipe};
+use crate::registry::ExitReport;
+use crate::supervisor::output::{self, Pipe, StderrTail};
 use crate::sys::{self, Cgroup, ChildSetup, Limits};
 use logos_session::{Config as SessionConfig, PendingSession};
 use std::os::fd::OwnedFd;
