@@ -435,10 +435,7 @@ pub(crate) fn listen(inner: &Arc<Inner>) -> Result<tokio::task::JoinHandle<()>, 
 /// Which credential `presented` is: the boot client token, else a live named token.
 fn authenticate(inner: &Inner, presented: &[u8]) -> Result<Credential, Fault> {
     let client = {
-        let secret = inner
-            .client_secret
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let secret = inner.client_secret.lock();
         secret.as_ref().is_some_and(|t| t.matches(presented))
     };
     if client {

@@ -14,13 +14,14 @@
 //! reader; a slow password hash would only slow down every request.
 
 use crate::token::{TOKEN_LEN, Token, secret_matches};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Largest token store read (a few hundred bytes per token).
@@ -377,7 +378,7 @@ impl TokenStore {
             }
         };
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = self.cache.lock();
             if let Some((s, entries)) = cache.as_ref()
                 && *s == stamp
             {
@@ -385,7 +386,7 @@ impl TokenStore {
             }
         }
         let (stamp, entries) = self.read_file()?;
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((stamp, Arc::clone(&entries)));
+        *self.cache.lock() = Some((stamp, Arc::clone(&entries)));
         Ok(entries)
     }
 

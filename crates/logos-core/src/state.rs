@@ -6,6 +6,10 @@
 //! across an `.await`, except the lifecycle lock (`ops`), which only `supervisor` takes.
 //! Never decides anything itself: the parts that own a decision (`supervisor`, `conn`,
 //! `policy`, the built-ins) read and change this state through the accessors here.
+//!
+//! The locks are `parking_lot`'s, here and across the crate: they do not poison, and a panic
+//! in one task must not turn every later lock of the core into an error path (the core went
+//! on with the data either way).
 
 use crate::builder::Settings;
 use crate::events::Hub;
@@ -15,9 +19,10 @@ use crate::policy::Policy;
 use crate::registry::Registry;
 use crate::supervisor::guardian::Guardian;
 use crate::token::{Token, Tokens};
+use parking_lot::{Mutex, MutexGuard};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Shared state of one core.
 pub(crate) struct Inner {
@@ -84,15 +89,15 @@ impl Inner {
 
     /// The registry of modules. Never hold it across an `.await`.
     pub fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+        self.registry.lock()
     }
 
     pub fn tokens(&self) -> MutexGuard<'_, Tokens> {
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+        self.tokens.lock()
     }
 
     pub fn policy(&self) -> MutexGuard<'_, Policy> {
-        self.policy.lock().unwrap_or_else(|p| p.into_inner())
+        self.policy.lock()
     }
 
     pub fn modules_socket_dir(&self) -> PathBuf {

@@ -54,35 +54,23 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
     }
     sys::create_private_dir(&inner.modules_socket_dir())?;
     spawn::report_confinement(s.landlock);
-    *inner.host.lock().unwrap_or_else(|p| p.into_inner()) = find_host(s.host.as_deref());
+    *inner.host.lock() = find_host(s.host.as_deref());
     rediscover(inner);
 
     let token = crate::token::create_client_token(&inner.client_token_path())?;
-    *inner
-        .client_secret
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some(token);
+    *inner.client_secret.lock() = Some(token);
 
     let guardian = Guardian::start(&s.runtime_dir).map_err(|e| Error::Io {
         what: "starting the guardian process (/bin/sh)".to_owned(),
         source: e,
     })?;
-    *inner.guardian.lock().unwrap_or_else(|p| p.into_inner()) = Some(guardian);
+    *inner.guardian.lock() = Some(guardian);
 
     let accept = crate::conn::listen(inner)?;
-    if let Some(g) = inner
-        .guardian
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_mut()
-    {
+    if let Some(g) = inner.guardian.lock().as_mut() {
         g.owns("core.sock");
     }
-    inner
-        .tasks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(accept);
+    inner.tasks.lock().push(accept);
     tracing::info!(
         runtime_dir = %s.runtime_dir.display(),
         modules = inner.registry().known().len(),
@@ -326,24 +314,14 @@ async fn shutdown_locked(inner: &Arc<Inner>) {
             .map(|n| stop_module(inner, n.as_str(), inner.settings.stop_grace));
         futures::future::join_all(stops).await;
     }
-    for t in inner
-        .tasks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain(..)
-    {
+    for t in inner.tasks.lock().drain(..) {
         t.abort();
     }
     let _ = std::fs::remove_file(inner.control_socket());
     let _ = std::fs::remove_file(inner.client_token_path());
     let _ = std::fs::remove_dir(inner.modules_socket_dir());
     let _ = std::fs::remove_dir(&inner.settings.runtime_dir);
-    if let Some(g) = inner
-        .guardian
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+    if let Some(g) = inner.guardian.lock().take() {
         g.finish();
     }
     inner.stopped_tx.send_replace(true);
@@ -421,7 +399,7 @@ async fn start_process(
         .get(&name)
         .cloned()
         .unwrap_or_default();
-    let host = inner.host.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let host = inner.host.lock().clone();
     let spawned = spawn::spawn(spawn::SpawnRequest {
         manifest,
         host: &host,
@@ -507,12 +485,7 @@ async fn start_process(
             exited: exit_rx,
         },
     );
-    if let Some(g) = inner
-        .guardian
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_mut()
-    {
+    if let Some(g) = inner.guardian.lock().as_mut() {
         g.started(pid, &name);
     }
     // Ready before the watcher exists, so an exit right away is always seen as a crash of a
@@ -706,12 +679,7 @@ pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration)
 /// The process of `name` (start `generation`) ended: records it and tells whether nobody
 /// asked for it (a crash). Runs before anyone waiting for the exit is woken.
 fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &ExitReport) -> bool {
-    if let Some(g) = inner
-        .guardian
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_mut()
-    {
+    if let Some(g) = inner.guardian.lock().as_mut() {
         g.ended(pid);
     }
     let core_stopping = inner.stopping.load(Ordering::SeqCst);

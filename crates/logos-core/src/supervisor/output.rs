@@ -5,8 +5,9 @@
 //! also kept in the module's [`StderrTail`] for crash reports. Never blocks the module: the
 //! pipe is drained as fast as it fills.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Longest line forwarded; the rest of a longer line is cut and marked.
@@ -24,20 +25,16 @@ impl StderrTail {
 
     /// Records one line, forgetting the oldest beyond [`Self::KEEP`].
     pub fn push(&self, line: String) {
-        if let Ok(mut l) = self.lines.lock() {
-            if l.len() == Self::KEEP {
-                l.pop_front();
-            }
-            l.push_back(line);
+        let mut l = self.lines.lock();
+        if l.len() == Self::KEEP {
+            l.pop_front();
         }
+        l.push_back(line);
     }
 
     /// The kept lines, oldest first.
     pub fn snapshot(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default()
+        self.lines.lock().iter().cloned().collect()
     }
 }
 
