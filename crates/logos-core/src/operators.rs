@@ -491,7 +491,7 @@ impl TokenStore {
                 .iter()
                 .map(|e| FileEntry {
                     name: e.name.clone(),
-                    sha256: hex(&e.hash),
+                    sha256: hex::encode(e.hash),
                     issued_at: rfc3339(e.issued_at),
                     expires_at: e.expires_at.map(rfc3339),
                     local_only: e.local_only,
@@ -694,16 +694,6 @@ fn whole_seconds(t: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    s
-}
-
 fn unhex32(s: &str) -> Option<[u8; 32]> {
     // A token and a SHA-256 digest have the same length; reuse the token parser.
     Token::from_hex(s).map(|t| *t.as_bytes())
@@ -755,7 +745,7 @@ mod tests {
         let hex_token = issued.token.to_hex();
         let stored = std::fs::read_to_string(s.path())?;
         assert!(!stored.contains(&hex_token), "{stored}");
-        assert!(stored.contains(&hex(&digest(issued.token.as_bytes()))));
+        assert!(stored.contains(&hex::encode(digest(issued.token.as_bytes()))));
         let raw = std::fs::read_to_string(&issued.file)?;
         let raw: serde_json::Value = serde_json::from_str(&raw)?;
         assert_eq!(raw["token"], hex_token);

@@ -127,5 +127,5 @@ fn instance_id() -> String {
             .map_or(0, |d| d.as_nanos());
         b.copy_from_slice(&t.to_be_bytes()[10..]);
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }

@@ -59,31 +59,14 @@ impl Token {
 
     /// Lowercase hex (64 digits): how tokens are written to files and typed by people.
     pub fn to_hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(TOKEN_LEN * 2);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        s
+        hex::encode(self.0)
     }
 
     /// Parses 64 hex digits (either case); `None` for anything else.
     pub fn from_hex(s: &str) -> Option<Token> {
-        let s = s.as_bytes();
-        if s.len() != TOKEN_LEN * 2 {
-            return None;
-        }
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        };
         let mut out = [0u8; TOKEN_LEN];
-        for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-            *o = (digit(pair[0])? << 4) | digit(pair[1])?;
-        }
+        // Fails unless `s` is exactly 2 × TOKEN_LEN hex digits.
+        hex::decode_to_slice(s, &mut out).ok()?;
         Some(Token(out))
     }
 }
