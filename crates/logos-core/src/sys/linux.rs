@@ -535,17 +535,28 @@ fn parse_usage(stat: &str, status: &str, uptime: Option<&str>, ticks: u64) -> Op
         .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
         .zip(field(22))
         .and_then(|(up, start)| Duration::try_from_secs_f64(up - start as f64 / ticks as f64).ok());
-    let rss_bytes = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kib| kib * 1024);
     Some(ProcessUsage {
-        rss_bytes,
+        rss_bytes: kib_field(status, "VmRSS:").map(|kib| kib * 1024),
         cpu_time,
         threads: field(20),
         age,
     })
+}
+
+/// Proportional set size of process `pid` in bytes (`Pss` of `/proc/<pid>/smaps_rollup`: its
+/// resident memory with each shared page divided among the processes sharing it); `None` when
+/// it cannot be read. Costlier than [`process_usage`] (the kernel walks the page tables), so
+/// kept apart for callers that measure memory on purpose, such as the benchmarks.
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    kib_field(&rollup, "Pss:").map(|kib| kib * 1024)
+}
+
+/// A `Key:   123 kB` figure of a `/proc` file, in KiB.
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
 }
 
 #[cfg(test)]
@@ -583,6 +594,9 @@ mod tests {
         assert!(u.is_some_and(|u| u.rss_bytes.is_some_and(|r| r > 0)));
         assert!(u.is_some_and(|u| u.threads.is_some_and(|t| t >= 1)));
         assert_eq!(process_usage(u32::MAX), None);
+        assert!(pss_bytes(std::process::id()).is_some_and(|p| p > 0));
+        assert_eq!(pss_bytes(u32::MAX), None);
+        assert_eq!(kib_field("Name:\tx\nVmRSS:\t  2048 kB\n", "VmRSS:"), Some(2048));
     }
 
     /// fd number → (open file identity, close-on-exec).

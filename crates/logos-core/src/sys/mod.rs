@@ -25,7 +25,7 @@ pub use landlock::{Confinement, PreparedRuleset, confinement, prepare as landloc
 pub use linux::{
     CONTROL_FD, ChildSetup, FileMode, LISTEN_FD, Limits, ProcessUsage, Signal, configure_child,
     create_private_dir, create_private_file, detach_session, file_mode, group_exists, kill_group,
-    process_usage, uid,
+    process_usage, pss_bytes, uid,
 };
 
 #[cfg(not(target_os = "linux"))]
