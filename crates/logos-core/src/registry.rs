@@ -232,6 +232,15 @@ pub(crate) struct Exited {
     pub crash: Option<Transition>,
 }
 
+/// What a stop begun by [`Registry::begin_stop`] works with.
+pub(crate) struct Stopping {
+    /// The control connection, to ask for a graceful shutdown.
+    pub session: Option<Session>,
+    /// Becomes `true` once the process has exited.
+    pub exited: Option<watch::Receiver<bool>>,
+    pub change: Option<Transition>,
+}
+
 /// What [`Registry::after_crash`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum AfterCrash {
@@ -578,20 +587,17 @@ impl Registry {
 
     /// A stop of `name` begins, if it is loaded: the change to `stopping`, with what the
     /// stop needs (the control connection, the exit watch). `None` when it is not loaded.
-    pub fn begin_stop(
-        &mut self,
-        name: &str,
-    ) -> Option<(
-        Option<Session>,
-        Option<watch::Receiver<bool>>,
-        Option<Transition>,
-    )> {
+    pub fn begin_stop(&mut self, name: &str) -> Option<Stopping> {
         let rec = self.records.get(name)?;
         if !rec.state().is_loaded() {
             return None;
         }
         let (session, exited) = (rec.session.clone(), rec.exited.clone());
-        Some((session, exited, self.transition(name, State::Stopping)))
+        Some(Stopping {
+            session,
+            exited,
+            change: self.transition(name, State::Stopping),
+        })
     }
 
     /// The stop of `name` is done (its process, if any, has been reaped).

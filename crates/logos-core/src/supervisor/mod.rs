@@ -636,7 +636,12 @@ async fn revoke(inner: &Arc<Inner>, name: &str) {
 
 /// Stops one module: `shutdown` with grace, then SIGTERM, then SIGKILL; always reaps it.
 pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
-    let Some((session, exited, change)) = inner.registry().begin_stop(name) else {
+    let Some(crate::registry::Stopping {
+        session,
+        exited,
+        change,
+    }) = inner.registry().begin_stop(name)
+    else {
         return;
     };
     announce(inner, change);

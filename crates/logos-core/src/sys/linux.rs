@@ -596,7 +596,10 @@ mod tests {
         assert_eq!(process_usage(u32::MAX), None);
         assert!(pss_bytes(std::process::id()).is_some_and(|p| p > 0));
         assert_eq!(pss_bytes(u32::MAX), None);
-        assert_eq!(kib_field("Name:\tx\nVmRSS:\t  2048 kB\n", "VmRSS:"), Some(2048));
+        assert_eq!(
+            kib_field("Name:\tx\nVmRSS:\t  2048 kB\n", "VmRSS:"),
+            Some(2048)
+        );
     }
 
     /// fd number → (open file identity, close-on-exec).
