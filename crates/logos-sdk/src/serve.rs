@@ -856,7 +856,6 @@ impl<T: Module> Handler for Conn<T> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

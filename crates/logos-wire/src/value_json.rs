@@ -106,7 +106,6 @@ fn bytes_object(obj: &Map<String, serde_json::Value>) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
