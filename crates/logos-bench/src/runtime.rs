@@ -785,10 +785,10 @@ async fn rss(w: &World, plan: &Plan, size: usize) -> Result<Row> {
     let mut rss = Vec::new();
     let mut pss = Vec::new();
     for pid in &pids {
-        if let Some(bytes) = logos_core::sys::process_usage(*pid).and_then(|u| u.rss_bytes) {
+        if let Some(bytes) = logos_core::process_usage(*pid).and_then(|u| u.rss_bytes) {
             rss.push(bytes as f64);
         }
-        if let Some(bytes) = logos_core::sys::pss_bytes(*pid) {
+        if let Some(bytes) = logos_core::pss_bytes(*pid) {
             pss.push(bytes as f64);
         }
     }

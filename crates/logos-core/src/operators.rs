@@ -663,7 +663,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 ///
 /// # Errors
 /// The OS error and the file it concerns, e.g. when this user is not a member of the group.
-pub fn share_with_group(
+pub(crate) fn share_with_group(
     runtime_dir: &Path,
     socket: &Path,
     client_token: &Path,

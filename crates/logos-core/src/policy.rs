@@ -20,7 +20,6 @@
 //! dirs or a built-in. Anything else is a typo that would silently grant nothing, so loading
 //! refuses it.
 
-use crate::error::Error;
 use crate::manifest::{Location, Manifest, ManifestError, ManifestFault};
 use crate::name::{CORE_MODULE, ModuleName};
 use serde_json::Value;
@@ -91,18 +90,9 @@ impl Decision {
     }
 
     /// The rule that decided.
+    #[cfg(test)]
     pub fn rule(&self) -> Rule {
         self.rule
-    }
-
-    /// The calling module.
-    pub fn caller(&self) -> &ModuleName {
-        &self.caller
-    }
-
-    /// The called module, as asked for.
-    pub fn target(&self) -> &str {
-        &self.target
     }
 
     /// The called method, when the decision was about one.
@@ -115,12 +105,13 @@ impl Decision {
     /// # Errors
     ///
     /// [`Error::Denied`] carrying both names and the reason.
-    pub fn into_result(self) -> Result<(), Error> {
+    #[cfg(test)]
+    pub fn into_result(self) -> Result<(), crate::Error> {
         if self.is_allowed() {
             return Ok(());
         }
         let reason = self.to_string();
-        Err(Error::Denied {
+        Err(crate::Error::Denied {
             caller: self.caller.into_string(),
             target: self.target,
             reason,
@@ -164,20 +155,6 @@ impl fmt::Display for Decision {
 }
 
 /// The access policy: manifest rules plus configured grants and denies.
-///
-/// # Examples
-///
-/// ```
-/// # use logos_core::policy::Policy;
-/// # use logos_core::ModuleName;
-/// # fn demo(greeter: &logos_core::manifest::Manifest) -> Result<(), logos_core::Error> {
-/// let policy = Policy::new()
-///     .with_grant("greeter".parse()?, "wallet".parse()?)
-///     .with_deny("greeter".parse()?, "kv".parse()?);
-/// let decision = policy.allows(greeter, "wallet");
-/// assert!(decision.is_allowed());
-/// # Ok(()) }
-/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct Policy {
@@ -189,6 +166,7 @@ pub struct Policy {
 
 impl Policy {
     /// A policy with no grants and no denies: only the manifest rules apply.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -240,20 +218,6 @@ impl Policy {
     /// rules of [`Policy::allows`], and for the methods of `core` that change what runs
     /// ([`CORE_MUTATING`]) `"core"` in the caller's permissions or a configured grant of the
     /// pair (a deny still beats both).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use logos_core::policy::{Policy, Rule};
-    /// # fn demo(greeter: &logos_core::manifest::Manifest) {
-    /// let policy = Policy::new();
-    /// // Reading the core is open to every module...
-    /// assert!(policy.allows_call(greeter, "core", "listModules").is_allowed());
-    /// // ...changing what runs is not, unless its permissions name "core".
-    /// let d = policy.allows_call(greeter, "core", "loadPlugin");
-    /// assert_eq!(d.rule(), Rule::CoreUnpermitted);
-    /// # }
-    /// ```
     pub fn allows_call(&self, caller: &Manifest, target: &str, method: &str) -> Decision {
         let mut decision = self.allows(caller, target);
         if decision.target == CORE_MODULE && CORE_MUTATING.contains(&method) {
@@ -362,6 +326,7 @@ pub fn check_permissions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn n(s: &str) -> ModuleName {
         match ModuleName::new(s) {

@@ -97,6 +97,7 @@ pub struct Tokens {
 
 impl Tokens {
     /// An empty table.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -117,12 +118,14 @@ impl Tokens {
     }
 
     /// The live token of the pair, if any.
+    #[cfg(test)]
     pub fn get(&self, caller: &str, target: &str) -> Option<&Token> {
         self.by_caller.get(caller)?.get(target)
     }
 
     /// Whether `presented` is the live token minted for exactly `caller` calling `target`.
     /// The comparison is constant-time.
+    #[cfg(test)]
     pub fn verify(&self, caller: &str, target: &str, presented: &[u8]) -> bool {
         self.get(caller, target)
             .is_some_and(|t| t.matches(presented))
@@ -159,11 +162,13 @@ impl Tokens {
     }
 
     /// How many tokens are live.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_caller.values().map(BTreeMap::len).sum()
     }
 
     /// Whether no token is live.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_caller.is_empty()
     }
@@ -225,7 +230,7 @@ pub fn create_client_token(path: &Path) -> Result<Token, Error> {
     Ok(token)
 }
 
-/// Reads a client token written by [`create_client_token`].
+/// Reads a client token as the core writes it at start (`client.token` in its runtime dir).
 ///
 /// # Errors
 ///

@@ -8,7 +8,7 @@
 
 mod support;
 
-use logos_core::sys::Limits;
+use logos_core::Limits;
 use logos_core::{ErrorCode, ModuleSettings, RestartPolicy, RestartSettings, State, Value};
 use std::time::{Duration, Instant};
 use support::{CoreEvents, World, alive, int, signal, text, wait_for};

@@ -101,30 +101,6 @@ pub struct ChildSetup {
 ///
 /// Works for `tokio::process::Command` too: pass `cmd.as_std_mut()`, or configure the std
 /// command and convert it with `tokio::process::Command::from`.
-///
-/// # Examples
-///
-/// ```no_run
-/// use logos_core::sys::{configure_child, ChildSetup, Limits};
-/// use std::os::unix::net::UnixStream;
-/// use std::process::Command;
-///
-/// let (_core_end, child_end) = UnixStream::pair()?;
-/// let listener = std::os::unix::net::UnixListener::bind("/run/user/1000/logos/calc.sock")?;
-/// let mut cmd = Command::new("/usr/lib/logos/modules/calc/calc");
-/// configure_child(
-///     &mut cmd,
-///     ChildSetup {
-///         fds: [child_end.into(), listener.into()],
-///         limits: Limits::default(),
-///         ruleset: None,
-///         cgroup: None,
-///     },
-/// );
-/// let child = cmd.spawn()?;
-/// drop(cmd); // closes this process's copies of the child's fds
-/// # Ok::<(), std::io::Error>(())
-/// ```
 pub fn configure_child(cmd: &mut Command, setup: ChildSetup) {
     configure_child_for_parent(cmd, setup, process::getpid());
 }
@@ -335,21 +311,19 @@ pub enum Signal {
     Term,
     /// `SIGKILL`: stop now.
     Kill,
-    /// `SIGINT`.
-    Int,
-    /// `SIGHUP`.
-    Hup,
 }
 
 impl Signal {
     /// The signal number.
+    #[cfg(test)]
     pub fn as_raw(self) -> i32 {
         self.to_rustix().as_raw()
     }
 
     /// The signal with this number, if it is one of these.
+    #[cfg(test)]
     pub fn from_raw(raw: i32) -> Option<Signal> {
-        [Signal::Term, Signal::Kill, Signal::Int, Signal::Hup]
+        [Signal::Term, Signal::Kill]
             .into_iter()
             .find(|s| s.as_raw() == raw)
     }
@@ -358,8 +332,6 @@ impl Signal {
         match self {
             Signal::Term => process::Signal::TERM,
             Signal::Kill => process::Signal::KILL,
-            Signal::Int => process::Signal::INT,
-            Signal::Hup => process::Signal::HUP,
         }
     }
 }
@@ -375,6 +347,7 @@ pub fn kill_group(pid: u32, signal: Signal) -> bool {
 }
 
 /// Whether any process is left in the group led by `pid` (zombies count until reaped).
+#[cfg(test)]
 pub fn group_exists(pid: u32) -> bool {
     pid_of(pid).is_some_and(|pid| process::test_kill_process_group(pid).is_ok())
 }
@@ -830,7 +803,7 @@ mod tests {
 
     #[test]
     fn signals_round_trip() {
-        for s in [Signal::Term, Signal::Kill, Signal::Int, Signal::Hup] {
+        for s in [Signal::Term, Signal::Kill] {
             assert_eq!(Signal::from_raw(s.as_raw()), Some(s));
         }
         assert_eq!(Signal::Kill.as_raw(), 9);
