@@ -45,6 +45,15 @@ impl Core {
         }
     }
 
+    /// This core with its module processes started by `spawn` (the supervisor's tests).
+    #[cfg(test)]
+    pub(crate) fn with_spawn(mut self, spawn: Box<dyn crate::supervisor::child::Spawn>) -> Core {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.spawn = spawn;
+        }
+        self
+    }
+
     /// Creates the runtime dir, discovers modules, opens the control endpoint.
     ///
     /// # Errors

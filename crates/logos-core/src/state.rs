@@ -17,7 +17,9 @@ use crate::name::ModuleName;
 use crate::operators::TokenStore;
 use crate::policy::Policy;
 use crate::registry::Registry;
+use crate::supervisor::child::Spawn;
 use crate::supervisor::guardian::Guardian;
+use crate::supervisor::spawn::Os;
 use crate::token::{Token, Tokens};
 use parking_lot::{Mutex, MutexGuard};
 use std::path::PathBuf;
@@ -46,6 +48,8 @@ pub(crate) struct Inner {
     pub tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Becomes `true` when shutdown has finished.
     pub stopped_tx: tokio::sync::watch::Sender<bool>,
+    /// Starts module processes: the real ones ([`Os`]), or fakes in the supervisor's tests.
+    pub spawn: Box<dyn Spawn>,
 }
 
 impl Inner {
@@ -84,6 +88,7 @@ impl Inner {
             host: Mutex::new(PathBuf::new()),
             tasks: Mutex::new(Vec::new()),
             stopped_tx: tokio::sync::watch::Sender::new(false),
+            spawn: Box::new(Os),
         }
     }
 

@@ -1,13 +1,15 @@
 //! The lifecycle of module processes: start plans, stop, crash handling, restart, heartbeat,
 //! and start-up and shutdown of the core itself.
 //!
-//! Owns every state transition of DESIGN.md §4 and is the only code that signals processes.
-//! Plans come from `resolver`, processes from `spawn`; this file decides order, rollback, and
-//! what a crash leads to. Every operation that changes what runs takes the lifecycle lock here,
+//! Decides every state transition of DESIGN.md §4 (the `registry` checks and records them)
+//! and is the only code that signals processes. Plans come from `resolver`, processes from a
+//! [`child::Spawn`] (real ones from `spawn`, fakes in this file's tests); this file decides
+//! order, rollback, and what a crash leads to. Every operation that changes what runs takes the lifecycle lock here,
 //! inside its own task (see `operation`), so a caller that goes away never leaves one half
 //! done. Never parses metadata and never routes calls.
 
 pub(crate) mod backoff;
+pub(crate) mod child;
 pub(crate) mod guardian;
 pub(crate) mod output;
 pub(crate) mod spawn;
@@ -400,30 +402,25 @@ async fn start_process(
         .cloned()
         .unwrap_or_default();
     let host = inner.host.lock().clone();
-    let spawned = spawn::spawn(spawn::SpawnRequest {
-        manifest,
-        host: &host,
-        runtime_dir: &inner.settings.runtime_dir,
-        hidden: &inner.settings.hidden,
-        data_dir: inner.settings.data_dir.join(&name),
-        socket_path: inner.socket_path(&name),
-        env: &overrides.env,
-        limits: overrides.limits,
-        log_filter: &inner.settings.module_log,
-        start_timeout: inner.settings.start_timeout,
-        session: inner.settings.session.clone(),
-        confine: inner.settings.landlock,
-    })
-    .await;
-    let spawn::Spawned {
-        mut child,
-        pid,
-        pending,
-        stderr,
-        forwarders,
-        spawned_at,
-        cgroup,
-    } = spawned?;
+    let spawned = inner
+        .spawn
+        .spawn(spawn::SpawnRequest {
+            manifest,
+            host: &host,
+            runtime_dir: &inner.settings.runtime_dir,
+            hidden: &inner.settings.hidden,
+            data_dir: inner.settings.data_dir.join(&name),
+            socket_path: inner.socket_path(&name),
+            env: &overrides.env,
+            limits: overrides.limits,
+            log_filter: &inner.settings.module_log,
+            start_timeout: inner.settings.start_timeout,
+            session: inner.settings.session.clone(),
+            confine: inner.settings.landlock,
+        })
+        .await;
+    let child::Spawned { child, pending } = spawned?;
+    let pid = child.pid();
 
     if pending.hello.identity != name {
         let fault = Fault::new(
@@ -435,12 +432,12 @@ async fn start_process(
         );
         let reason = fault.message.clone();
         pending.refuse(fault).await;
-        spawn::kill_and_reap(&mut child).await;
+        let stderr_tail = child.abandon().await;
         return Err(Error::StartFailed {
             module: name,
             reason,
             status: None,
-            stderr_tail: stderr.snapshot(),
+            stderr_tail,
         }
         .into());
     }
@@ -462,12 +459,12 @@ async fn start_process(
     let session = match pending.accept(name.clone(), welcome, handler).await {
         Ok(s) => s,
         Err(e) => {
-            spawn::kill_and_reap(&mut child).await;
+            let stderr_tail = child.abandon().await;
             return Err(Error::StartFailed {
                 module: name,
                 reason: format!("handshake failed: {e}"),
                 status: None,
-                stderr_tail: stderr.snapshot(),
+                stderr_tail,
             }
             .into());
         }
@@ -501,16 +498,9 @@ async fn start_process(
     let watcher_inner = Arc::clone(inner);
     let watcher_name = name.clone();
     tokio::spawn(async move {
-        let status = watch_child(&mut child, kill_rx).await;
-        // Whatever the module started dies with it (a module dies alone, and leaves nothing
-        // behind). The group cannot have been reused yet: a group id stays taken while any
-        // member lives, and the leader was reaped only just now.
-        sys::kill_group(pid, Signal::Kill);
-        // Children that left the group with setsid are still in the cgroup.
-        drop(cgroup);
-        // The last lines it wrote may still be in the pipe: read them for the report.
-        let tail = spawn::drain_tail(forwarders, &stderr).await;
-        let report = spawn::report(status, spawned_at, tail);
+        let mut child = child;
+        let status = watch_child(child.as_mut(), kill_rx).await;
+        let report = child.finish(status).await;
         let crashed = record_exit(&watcher_inner, &watcher_name, generation, pid, &report);
         exit_tx.send_replace(true);
         if crashed {
@@ -529,25 +519,13 @@ async fn start_process(
 /// Waits for the child to exit, delivering signals asked for meanwhile. Owning the child until
 /// it is reaped guarantees a signal never reaches a recycled pid.
 async fn watch_child(
-    child: &mut tokio::process::Child,
+    child: &mut dyn child::Child,
     mut kill_rx: mpsc::UnboundedReceiver<Signal>,
 ) -> std::process::ExitStatus {
     loop {
         tokio::select! {
-            status = child.wait() => {
-                match status {
-                    Ok(s) => return s,
-                    Err(e) => {
-                        tracing::error!("waiting for module process failed: {e}");
-                        let _ = child.start_kill();
-                    }
-                }
-            }
-            Some(sig) = kill_rx.recv() => {
-                if let Some(pid) = child.id() {
-                    sys::kill_group(pid, sig);
-                }
-            }
+            status = child.wait() => return status,
+            Some(sig) = kill_rx.recv() => child.signal(sig),
         }
     }
 }
@@ -760,4 +738,595 @@ pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
 /// Crash restarts of `name` attempted so far.
 pub(crate) fn restarts(inner: &Inner, name: &str) -> u32 {
     inner.registry().record(name).map_or(0, |r| r.restarts())
+}
+
+/// The lifecycle against fake children (`child.rs`'s seam): no process is started, each fake
+/// speaks the protocol over a socketpair, so restart policy, backoff, budget, heartbeat and
+/// stop escalation are checked in milliseconds. The real-process tests are in `tests/`.
+#[cfg(test)]
+mod tests {
+    use super::child::{Child, Spawn, Spawned};
+    use super::spawn::{Failure, SpawnRequest};
+    use super::*;
+    use crate::builder::RestartSettings;
+    use crate::manifest::{Manifest, RestartPolicy};
+    use futures::FutureExt as _;
+    use futures::future::BoxFuture;
+    use logos_session::{Handler, Session};
+    use logos_wire::{Hello, Message};
+    use parking_lot::Mutex;
+    use std::collections::{HashMap, VecDeque};
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::ExitStatus;
+    use std::time::Instant;
+    use tokio::io::AsyncWriteExt as _;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// What one fake process does.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Fake {
+        /// Handshakes, answers pings with this health, exits 0 when asked to shut down, dies
+        /// on SIGTERM and SIGKILL.
+        Healthy(Option<String>),
+        /// Exits with this code before its `hello` (a crash at start).
+        DiesAtStart(i32),
+        /// Sends its `hello`, then reads nothing: misses every ping, ignores `shutdown` and
+        /// SIGTERM (a hung event loop); only SIGKILL ends it.
+        Hung,
+    }
+
+    /// The fakes' world, shared by the spawner (inside the core) and the test.
+    #[derive(Default)]
+    struct World {
+        /// Per module, what its next starts do; a module with none left starts healthy.
+        plan: Mutex<HashMap<String, VecDeque<Fake>>>,
+        /// Exit switch of every process started, by pid.
+        processes: Mutex<HashMap<u32, watch::Sender<Option<ExitStatus>>>>,
+        /// Every signal delivered, in order.
+        signals: Mutex<Vec<(u32, Signal)>>,
+        /// Processes started, per module.
+        starts: Mutex<HashMap<String, u32>>,
+        next_pid: Mutex<u32>,
+    }
+
+    impl World {
+        fn plan(&self, module: &str, fakes: impl IntoIterator<Item = Fake>) {
+            self.plan
+                .lock()
+                .entry(module.to_owned())
+                .or_default()
+                .extend(fakes);
+        }
+
+        fn starts(&self, module: &str) -> u32 {
+            self.starts.lock().get(module).copied().unwrap_or(0)
+        }
+
+        /// Makes process `pid` exit by itself with `code`.
+        fn exit(&self, pid: u32, code: i32) {
+            if let Some(p) = self.processes.lock().get(&pid) {
+                end(p, ExitStatus::from_raw(code << 8));
+            }
+        }
+
+        fn signals(&self) -> Vec<(u32, Signal)> {
+            self.signals.lock().clone()
+        }
+    }
+
+    /// Sets a process's exit status unless it has one: a process ends once.
+    fn end(process: &watch::Sender<Option<ExitStatus>>, status: ExitStatus) {
+        process.send_if_modified(|s| {
+            let first = s.is_none();
+            if first {
+                *s = Some(status);
+            }
+            first
+        });
+    }
+
+    struct Spawner(Arc<World>);
+
+    impl Spawn for Spawner {
+        fn spawn<'a>(&'a self, req: SpawnRequest<'a>) -> BoxFuture<'a, Result<Spawned, Failure>> {
+            Box::pin(async move {
+                let world = Arc::clone(&self.0);
+                let name = req.manifest.name.as_str().to_owned();
+                let fake = world
+                    .plan
+                    .lock()
+                    .get_mut(&name)
+                    .and_then(VecDeque::pop_front)
+                    .unwrap_or(Fake::Healthy(None));
+                *world.starts.lock().entry(name.clone()).or_default() += 1;
+                let pid = {
+                    let mut next = world.next_pid.lock();
+                    *next += 1;
+                    1000 + *next
+                };
+                if let Fake::DiesAtStart(code) = fake {
+                    let exit = ExitReport {
+                        code: Some(code),
+                        signal: None,
+                        uptime: Duration::ZERO,
+                        stderr_tail: vec![format!("fake {name} refuses to start")],
+                        at: std::time::SystemTime::now(),
+                    };
+                    return Err(Failure {
+                        error: Error::StartFailed {
+                            module: name,
+                            reason: "exited before it became ready".to_owned(),
+                            status: Some(exit.status_text()),
+                            stderr_tail: exit.stderr_tail.clone(),
+                        },
+                        exit: Some(exit),
+                    });
+                }
+                let (core_end, module_end) = tokio::net::UnixStream::pair().map_err(|e| {
+                    Failure::from(Error::Spawn {
+                        module: name.clone(),
+                        reason: e.to_string(),
+                    })
+                })?;
+                let (exit_tx, exit_rx) = watch::channel(None);
+                world.processes.lock().insert(pid, exit_tx.clone());
+                let hello = Hello {
+                    major: logos_wire::PROTOCOL_MAJOR,
+                    minor: logos_wire::PROTOCOL_MINOR,
+                    identity: name.clone(),
+                    token: Default::default(),
+                    attrs: [("interface".to_owned(), Value::from("fake"))]
+                        .into_iter()
+                        .collect(),
+                };
+                tokio::spawn(run_fake(fake.clone(), module_end, hello, exit_tx.clone()));
+                let mut cfg = req.session.clone();
+                cfg.handshake_timeout = req.start_timeout;
+                let pending = logos_session::read_hello(core_end, cfg)
+                    .await
+                    .map_err(|e| {
+                        Failure::from(Error::StartFailed {
+                            module: name.clone(),
+                            reason: format!("handshake failed: {e}"),
+                            status: None,
+                            stderr_tail: Vec::new(),
+                        })
+                    })?;
+                let child = FakeChild {
+                    pid,
+                    fake,
+                    exit_tx,
+                    exit_rx,
+                    world,
+                    started: Instant::now(),
+                };
+                Ok(Spawned {
+                    child: Box::new(child),
+                    pending,
+                })
+            })
+        }
+    }
+
+    /// The module side of a fake: speaks until its process ends, then its end of the
+    /// connection closes, as a dead process's would.
+    async fn run_fake(
+        fake: Fake,
+        mut stream: tokio::net::UnixStream,
+        hello: Hello,
+        exit: watch::Sender<Option<ExitStatus>>,
+    ) {
+        let mut dead = exit.subscribe();
+        match fake {
+            Fake::Healthy(health) => {
+                let handler = Arc::new(FakeModule {
+                    health,
+                    exit: exit.clone(),
+                });
+                let Ok((session, _)) =
+                    logos_session::connect(stream, hello, handler, Default::default()).await
+                else {
+                    return;
+                };
+                let _ = dead.wait_for(Option::is_some).await;
+                session.close(Fault::new(ErrorCode::Unavailable, "process ended"));
+            }
+            Fake::Hung => {
+                let mut frame = Vec::new();
+                if logos_wire::encode_frame(&Message::Hello(hello), &mut frame).is_err()
+                    || stream.write_all(&frame).await.is_err()
+                {
+                    return;
+                }
+                let _ = dead.wait_for(Option::is_some).await;
+                drop(stream);
+            }
+            Fake::DiesAtStart(_) => {}
+        }
+    }
+
+    /// What a healthy fake module serves: health in pongs, exit on `shutdown`.
+    struct FakeModule {
+        health: Option<String>,
+        exit: watch::Sender<Option<ExitStatus>>,
+    }
+
+    impl Handler for FakeModule {
+        fn health(&self) -> Option<String> {
+            self.health.clone()
+        }
+
+        fn shutdown(&self, _session: &Session, _grace: Duration) {
+            end(&self.exit, ExitStatus::from_raw(0));
+        }
+    }
+
+    struct FakeChild {
+        pid: u32,
+        fake: Fake,
+        exit_tx: watch::Sender<Option<ExitStatus>>,
+        exit_rx: watch::Receiver<Option<ExitStatus>>,
+        world: Arc<World>,
+        started: Instant,
+    }
+
+    impl Child for FakeChild {
+        fn pid(&self) -> u32 {
+            self.pid
+        }
+
+        fn signal(&mut self, sig: Signal) {
+            if self.exit_rx.borrow().is_some() {
+                return;
+            }
+            self.world.signals.lock().push((self.pid, sig));
+            match (sig, &self.fake) {
+                (Signal::Term, Fake::Hung) => {}
+                (Signal::Term, _) => end(&self.exit_tx, ExitStatus::from_raw(15)),
+                (Signal::Kill, _) => end(&self.exit_tx, ExitStatus::from_raw(9)),
+            }
+        }
+
+        fn wait(&mut self) -> BoxFuture<'_, ExitStatus> {
+            Box::pin(async move {
+                match self.exit_rx.wait_for(Option::is_some).await {
+                    Ok(s) => (*s).unwrap_or(ExitStatus::from_raw(9)),
+                    Err(_) => ExitStatus::from_raw(9),
+                }
+            })
+        }
+
+        fn finish(self: Box<Self>, status: ExitStatus) -> BoxFuture<'static, ExitReport> {
+            let uptime = self.started.elapsed();
+            Box::pin(async move {
+                ExitReport {
+                    code: status.code(),
+                    signal: status.signal(),
+                    uptime,
+                    stderr_tail: Vec::new(),
+                    at: std::time::SystemTime::now(),
+                }
+            })
+        }
+
+        fn abandon(mut self: Box<Self>) -> BoxFuture<'static, Vec<String>> {
+            self.signal(Signal::Kill);
+            Box::pin(async { Vec::new() })
+        }
+    }
+
+    /// A known module of a test: name, restart policy, dependencies (name, range).
+    type Known<'a> = (&'a str, RestartPolicy, &'a [(&'a str, &'a str)]);
+
+    /// A core whose module processes are fakes, with `modules` known.
+    fn core(
+        builder: crate::Builder,
+        modules: &[Known<'_>],
+    ) -> Result<(crate::Core, Arc<World>), Error> {
+        let world = Arc::new(World::default());
+        let core = builder
+            .build()?
+            .with_spawn(Box::new(Spawner(Arc::clone(&world))));
+        for (name, restart, deps) in modules {
+            let mut m = Manifest::for_test(name, "1.0.0", deps);
+            m.restart = *restart;
+            if core.inner.registry().register(m).is_err() {
+                panic!("{name} could not be registered");
+            }
+        }
+        Ok((core, world))
+    }
+
+    fn fast_restarts(budget: u32) -> RestartSettings {
+        RestartSettings {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            budget,
+            window: Duration::from_secs(600),
+        }
+    }
+
+    /// A builder whose heartbeat never fires within a test.
+    fn quiet() -> crate::Builder {
+        crate::Core::builder().heartbeat(Duration::from_secs(3600))
+    }
+
+    fn info(core: &crate::Core, name: &str) -> crate::ModuleInfo {
+        match core.module(name) {
+            Ok(i) => i,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Polls `cond` until it holds; fails the test after 30 s.
+    async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Every `stateChanged` of `module` published so far, as `from→to`.
+    fn changes(events: &mut crate::Subscription, module: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        // Unconstrained: tokio's cooperative budget would otherwise end the loop early.
+        while let Some(Some(n)) = tokio::task::unconstrained(events.recv()).now_or_never() {
+            if let crate::Notification::Event { event, data, .. } = n
+                && event == "stateChanged"
+                && data.first() == Some(&Value::from(module))
+            {
+                let s = |i: usize| {
+                    data.get(i)
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_owned()
+                };
+                out.push(format!("{}→{}", s(1), s(2)));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_crash_is_restarted_after_backoff_and_counted() -> TestResult {
+        let (core, world) = core(
+            quiet().restart(fast_restarts(3)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        let mut events = core.inner.hub.subscribe_local(CORE_MODULE, "");
+        load(&core.inner, &["a"]).await?;
+        let first = info(&core, "a").pid.ok_or("no pid")?;
+
+        world.exit(first, 3);
+        until("a restarted", || {
+            let i = info(&core, "a");
+            i.state == State::Ready && i.pid != Some(first)
+        })
+        .await;
+        let i = info(&core, "a");
+        assert_eq!(i.restarts, 1);
+        assert_eq!(i.recent_crashes, 1);
+        assert_eq!(i.last_exit.and_then(|e| e.code), Some(3));
+        assert_eq!(world.starts("a"), 2);
+        assert_eq!(
+            changes(&mut events, "a"),
+            [
+                "known→starting",
+                "starting→ready",
+                "ready→crashed",
+                "crashed→backoff",
+                "backoff→starting",
+                "starting→ready"
+            ]
+        );
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_leaves_the_module_failed_until_a_reload() -> TestResult {
+        let (core, world) = core(
+            quiet().restart(fast_restarts(2)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        world.plan(
+            "a",
+            [
+                Fake::Healthy(None),
+                Fake::DiesAtStart(7),
+                Fake::DiesAtStart(7),
+            ],
+        );
+        load(&core.inner, &["a"]).await?;
+        let first = info(&core, "a").pid.ok_or("no pid")?;
+        world.exit(first, 1);
+        until("a failed", || info(&core, "a").state == State::Failed).await;
+        let i = info(&core, "a");
+        // One crash while ready, two at start: the third is past the budget of two.
+        assert_eq!((i.recent_crashes, i.restarts), (3, 2));
+        assert_eq!(i.last_exit.and_then(|e| e.code), Some(7));
+        assert_eq!(world.starts("a"), 3);
+        let e = crate::conn::call_module(&core.inner, "a", "anything", vec![], None).await;
+        assert!(
+            e.is_err_and(|f| f.code == ErrorCode::Unavailable && f.message.contains("reload")),
+            "a failed module fails calls at once, saying how to bring it back"
+        );
+
+        // A reload clears the budget and starts it again (healthy now: the plan is used up).
+        reload(&core.inner, "a").await?;
+        let i = info(&core, "a");
+        assert_eq!((i.state, i.recent_crashes), (State::Ready, 0));
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_restart_policy_decides_after_an_exit() -> TestResult {
+        let (core, world) = core(
+            quiet().restart(fast_restarts(5)),
+            &[
+                ("always", RestartPolicy::Always, &[]),
+                ("never", RestartPolicy::Never, &[]),
+                ("onfail", RestartPolicy::OnFailure, &[]),
+            ],
+        )?;
+        load(&core.inner, &["always", "never", "onfail"]).await?;
+        let pid = |n| info(&core, n).pid.ok_or("no pid");
+        let (always, never, onfail) = (pid("always")?, pid("never")?, pid("onfail")?);
+        // Exit code 0 is a crash to `always` only; `never` ignores even a failure.
+        world.exit(always, 0);
+        world.exit(never, 1);
+        world.exit(onfail, 0);
+        until("always restarted", || {
+            info(&core, "always").pid.is_some_and(|p| p != always)
+        })
+        .await;
+        until("never and onfail down", || {
+            info(&core, "never").state == State::Crashed
+                && info(&core, "onfail").state == State::Crashed
+        })
+        .await;
+        // Nothing else is coming: let the clock run far past every backoff and check.
+        tokio::time::pause();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!((world.starts("never"), world.starts("onfail")), (1, 1));
+        assert_eq!(info(&core, "never").state, State::Crashed);
+        tokio::time::resume();
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_unload_during_backoff_cancels_the_restart() -> TestResult {
+        let slow = RestartSettings {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(5),
+            ..fast_restarts(3)
+        };
+        let (core, world) = core(
+            quiet().restart(slow),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        load(&core.inner, &["a"]).await?;
+        world.exit(info(&core, "a").pid.ok_or("no pid")?, 1);
+        until("a in backoff", || info(&core, "a").state == State::Backoff).await;
+        assert!(info(&core, "a").next_restart.is_some());
+        unload(&core.inner, "a", false).await?;
+        assert_eq!(info(&core, "a").state, State::Stopped);
+        tokio::time::pause();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            world.starts("a"),
+            1,
+            "restarted after an operator stopped it"
+        );
+        assert_eq!(info(&core, "a").state, State::Stopped);
+        tokio::time::resume();
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_module_that_misses_heartbeats_is_killed_and_restarted() -> TestResult {
+        let (core, world) = core(
+            crate::Core::builder()
+                .heartbeat(Duration::from_millis(20))
+                .restart(fast_restarts(3)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        world.plan("a", [Fake::Hung]);
+        load(&core.inner, &["a"]).await?;
+        let hung = info(&core, "a").pid.ok_or("no pid")?;
+        until("a restarted", || {
+            let i = info(&core, "a");
+            i.state == State::Ready && i.pid != Some(hung)
+        })
+        .await;
+        assert_eq!(world.signals(), [(hung, Signal::Kill)]);
+        let i = info(&core, "a");
+        assert_eq!(i.last_exit.and_then(|e| e.signal), Some(9));
+        assert_eq!(i.restarts, 1);
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn health_from_pongs_reaches_module_info() -> TestResult {
+        let (core, world) = core(
+            crate::Core::builder().heartbeat(Duration::from_millis(20)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        world.plan("a", [Fake::Healthy(Some("disk full".to_owned()))]);
+        load(&core.inner, &["a"]).await?;
+        until("a unhealthy", || {
+            info(&core, "a").unhealthy.as_deref() == Some("disk full")
+        })
+        .await;
+        assert_eq!(
+            info(&core, "a").state,
+            State::Ready,
+            "unhealthy is not down"
+        );
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_stop_asks_then_escalates_to_sigterm_and_sigkill() -> TestResult {
+        let (core, world) = core(
+            quiet().stop_grace(Duration::from_millis(50)),
+            &[
+                ("polite", RestartPolicy::OnFailure, &[]),
+                ("hung", RestartPolicy::OnFailure, &[]),
+            ],
+        )?;
+        world.plan("hung", [Fake::Hung]);
+        load(&core.inner, &["polite", "hung"]).await?;
+        let hung = info(&core, "hung").pid.ok_or("no pid")?;
+        unload(&core.inner, "polite", false).await?;
+        assert!(
+            world.signals().is_empty(),
+            "a module that exits on shutdown gets no signal"
+        );
+        assert_eq!(
+            info(&core, "polite").last_exit.and_then(|e| e.code),
+            Some(0)
+        );
+        unload(&core.inner, "hung", false).await?;
+        assert_eq!(
+            world.signals(),
+            [(hung, Signal::Term), (hung, Signal::Kill)]
+        );
+        assert_eq!(info(&core, "hung").state, State::Stopped);
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_stops_what_the_load_started() -> TestResult {
+        let (core, world) = core(
+            quiet(),
+            &[
+                ("a", RestartPolicy::OnFailure, &[]),
+                ("b", RestartPolicy::OnFailure, &[]),
+                ("top", RestartPolicy::OnFailure, &[("a", "*"), ("b", "*")]),
+            ],
+        )?;
+        world.plan("b", [Fake::DiesAtStart(2)]);
+        let e = load(&core.inner, &["top"]).await;
+        assert!(
+            matches!(e, Err(Error::StartFailed { ref module, .. }) if module == "b"),
+            "{e:?}"
+        );
+        for m in ["a", "b"] {
+            assert_eq!(info(&core, m).state, State::Stopped, "{m}");
+        }
+        assert_eq!(info(&core, "top").state, State::Known);
+        assert_eq!(world.starts("top"), 0);
+        assert_eq!(info(&core, "b").last_exit.and_then(|e| e.code), Some(2));
+        shutdown(&core.inner).await;
+        Ok(())
+    }
 }
