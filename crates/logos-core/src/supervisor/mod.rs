@@ -4,9 +4,9 @@
 //! Decides every state transition of DESIGN.md §4 (the `registry` checks and records them)
 //! and is the only code that signals processes. Plans come from `resolver`, processes from a
 //! [`child::Spawn`] (real ones from `spawn`, fakes in this file's tests); this file decides
-//! order, rollback, and what a crash leads to. Every operation that changes what runs takes the lifecycle lock here,
-//! inside its own task (see `operation`), so a caller that goes away never leaves one half
-//! done. Never parses metadata and never routes calls.
+//! order, rollback, and what a crash leads to. Every operation that changes what runs takes
+//! the lifecycle lock here, inside its own task (see `operation`), so a caller that goes away
+//! never leaves one half done. Never parses metadata and never routes calls.
 
 pub(crate) mod backoff;
 pub(crate) mod child;
