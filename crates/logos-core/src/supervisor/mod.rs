@@ -82,7 +82,7 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
 }
 
 /// Reads every modules dir again; loaded modules keep running on the manifest they started with.
-pub(crate) fn rediscover(inner: &Inner) {
+fn rediscover(inner: &Inner) {
     let found = crate::discovery::discover(&inner.settings.modules_dirs);
     let mut registry = inner.registry();
     registry.rediscovered(found);
@@ -337,7 +337,7 @@ pub(crate) async fn wait_stopped(inner: &Arc<Inner>) {
 }
 
 /// Publishes `core.stateChanged` for a change the registry made (its lock released).
-pub(crate) fn announce(inner: &Inner, change: Option<Transition>) {
+fn announce(inner: &Inner, change: Option<Transition>) {
     if let Some(t) = change {
         inner.hub.publish(
             CORE_MODULE,
@@ -353,13 +353,13 @@ pub(crate) fn announce(inner: &Inner, change: Option<Transition>) {
 
 /// Starts one module whose dependencies are ready; returns when it is ready. On failure the
 /// module is left `stopped`.
-pub(crate) async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
+async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
     start_module_or(inner, name, State::Stopped).await
 }
 
 /// [`start_module`], leaving the module in `failed_state` when the start fails (a crash
 /// restart leaves it `crashed`, so it never looks stopped on request in between).
-pub(crate) async fn start_module_or(
+async fn start_module_or(
     inner: &Arc<Inner>,
     name: &str,
     failed_state: State,
@@ -613,7 +613,7 @@ async fn revoke(inner: &Arc<Inner>, name: &str) {
 }
 
 /// Stops one module: `shutdown` with grace, then SIGTERM, then SIGKILL; always reaps it.
-pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
+async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
     let Some(crate::registry::Stopping {
         session,
         exited,
@@ -711,7 +711,7 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
 /// `core.moduleCrashed(name, status, uptimeMs, stderr, restarts)`, `restarts` being the crash
 /// restarts attempted before this crash. The stderr lines go to operators and to the module
 /// itself; other modules get an empty list (they may hold that module's secrets).
-pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
+fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
     let restarts = restarts(inner, name);
     let with_stderr = |lines: Vec<Value>| {
         [
@@ -736,7 +736,7 @@ pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
 }
 
 /// Crash restarts of `name` attempted so far.
-pub(crate) fn restarts(inner: &Inner, name: &str) -> u32 {
+fn restarts(inner: &Inner, name: &str) -> u32 {
     inner.registry().record(name).map_or(0, |r| r.restarts())
 }
 
