@@ -359,11 +359,7 @@ async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
 
 /// [`start_module`], leaving the module in `failed_state` when the start fails (a crash
 /// restart leaves it `crashed`, so it never looks stopped on request in between).
-async fn start_module_or(
-    inner: &Arc<Inner>,
-    name: &str,
-    failed_state: State,
-) -> Result<(), Error> {
+async fn start_module_or(inner: &Arc<Inner>, name: &str, failed_state: State) -> Result<(), Error> {
     let (manifest, generation, change) = {
         let mut registry = inner.registry();
         let Some(manifest) = registry.manifest(name).cloned() else {
