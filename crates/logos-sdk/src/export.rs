@@ -259,7 +259,6 @@ impl<E: Display> FaultFromDisplay for &Failure<E> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -88,7 +88,6 @@ impl Chat {
 logos_sdk::export_module!(Chat);
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -240,7 +240,6 @@ fn grant_args(args: Vec<Value>) -> Result<(String, Vec<u8>, Option<u32>), Fault>
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -207,7 +207,6 @@ impl minicbor::encode::Write for BytesMutWriter<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::code::ErrorCode;

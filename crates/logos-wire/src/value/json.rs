@@ -66,7 +66,10 @@ impl Value {
             Value::Text(s) => serde_json::Value::String(s.clone()),
             Value::Bytes(b) => {
                 let mut obj = Map::new();
-                obj.insert(BYTES_KEY.to_owned(), serde_json::Value::String(to_hex(b)));
+                obj.insert(
+                    BYTES_KEY.to_owned(),
+                    serde_json::Value::String(hex::encode(b)),
+                );
                 serde_json::Value::Object(obj)
             }
             Value::List(items) => {
@@ -96,36 +99,13 @@ fn bytes_object(obj: &Map<String, serde_json::Value>) -> Option<Vec<u8>> {
         return None;
     }
     match obj.get(BYTES_KEY)? {
-        serde_json::Value::String(hex) => from_hex(hex),
+        // Either case; `None` for odd length or any other character.
+        serde_json::Value::String(digits) => hex::decode(digits).ok(),
         _ => None,
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
-/// Accepts upper- and lowercase digits; `None` for odd length or any other character.
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    let digits = s.as_bytes();
-    if !digits.len().is_multiple_of(2) {
-        return None;
-    }
-    let nibble = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
-    digits
-        .chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -439,7 +439,7 @@ fn reopen_runtime_dir(dir: &Path) {
 struct Announced {
     dir: ConfigDir,
     instance: String,
-    token: logos_core::capability::Token,
+    token: logos_core::Token,
 }
 
 impl Drop for Announced {
@@ -450,8 +450,7 @@ impl Drop for Announced {
 
 /// Writes `client/auto.json`, `client/config.json` and `daemon/state.json` for a ready core.
 fn announce_in(dir: &ConfigDir, core: &Core, plan: &Plan) -> Result<Announced, Error> {
-    let token = logos_core::capability::read_client_token(&core.client_token_path())
-        .map_err(Error::Start)?;
+    let token = logos_core::read_client_token(&core.client_token_path()).map_err(Error::Start)?;
     let socket = core.control_socket();
     let endpoint = serde_json::json!({ "transports": [{ "protocol": "local", "path": socket }] });
     let state = State {

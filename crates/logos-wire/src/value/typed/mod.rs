@@ -99,7 +99,6 @@ impl serde::de::Error for WireError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde::{Deserialize, Serialize};

@@ -10,9 +10,9 @@
 
 use crate::builtin::{at_most, bool_arg, name_arg, text_arg};
 use crate::conn::Caller;
-use crate::core::Inner;
 use crate::error::Error;
 use crate::registry::{ModuleInfo, State};
+use crate::state::Inner;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value};
 use std::collections::BTreeMap;
@@ -29,7 +29,9 @@ pub(crate) async fn handle(
     match method {
         "getLoadedPlugins" => {
             at_most(&args, 0, &m(method))?;
-            let names = crate::supervisor::infos(inner)
+            let names = inner
+                .registry()
+                .infos(&inner.settings)
                 .into_iter()
                 .filter(|i| i.state.is_loaded())
                 .map(|i| Value::from(i.name))
@@ -40,8 +42,8 @@ pub(crate) async fn handle(
             at_most(&args, 0, &m(method))?;
             Ok(Value::List(
                 inner
-                    .modules()
-                    .known
+                    .registry()
+                    .known()
                     .keys()
                     .map(|k| Value::from(k.as_str()))
                     .collect(),
@@ -85,7 +87,9 @@ pub(crate) async fn handle(
         "listModules" => {
             at_most(&args, 0, &m(method))?;
             Ok(Value::List(
-                crate::supervisor::infos(inner)
+                inner
+                    .registry()
+                    .infos(&inner.settings)
                     .iter()
                     .map(|i| info_value(i, may_read_stderr(caller, &i.name)))
                     .collect(),
@@ -109,8 +113,8 @@ pub(crate) async fn handle(
         }
         "faults" => Ok(Value::List(
             inner
-                .modules()
-                .faults
+                .registry()
+                .faults()
                 .iter()
                 .map(|f| Value::from(f.as_str()))
                 .collect(),
@@ -161,14 +165,13 @@ async fn process_plugin(inner: &Arc<Inner>, path: &str) -> Result<Value, Fault> 
 
 /// The interface a loaded module registered.
 pub(crate) fn interface(inner: &Inner, name: &str) -> Result<Value, Error> {
-    crate::core::check_name_len(name)?;
-    let m = inner.modules();
-    if !m.known.contains_key(name) {
-        drop(m);
-        return Err(inner.unknown(name));
+    crate::name::check_name_len(name)?;
+    let registry = inner.registry();
+    if !registry.is_known(name) {
+        return Err(registry.unknown(name));
     }
-    match m.records.get(name) {
-        Some(r) if r.state() == State::Ready => Ok(r.interface.clone().unwrap_or(Value::Null)),
+    match registry.record(name) {
+        Some(r) if r.state() == State::Ready => Ok(r.interface().cloned().unwrap_or(Value::Null)),
         _ => Err(Error::NotLoaded {
             name: name.to_owned(),
         }),
@@ -268,16 +271,17 @@ fn info_value(i: &ModuleInfo, show_stderr: bool) -> Value {
 /// Everything about one module: state, metadata, dependencies, dependents, interface; the
 /// stderr lines of its last exit only if `show_stderr`.
 fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Error> {
-    let info = crate::supervisor::infos(inner)
+    let m = inner.registry();
+    let info = m
+        .infos(&inner.settings)
         .into_iter()
         .find(|i| i.name == name)
-        .ok_or_else(|| inner.unknown(name))?;
+        .ok_or_else(|| m.unknown(name))?;
     let mut v = match info_value(&info, show_stderr) {
         Value::Map(m) => m,
         _ => BTreeMap::new(),
     };
-    let m = inner.modules();
-    if let Some(manifest) = m.known.get(name) {
+    if let Some(manifest) = m.manifest(name) {
         v.insert(
             "metadata".to_owned(),
             Value::from_json(manifest.raw.clone()),
@@ -292,11 +296,11 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
                     .collect(),
             ),
         );
-        let all: Vec<String> = m.known.keys().cloned().collect();
+        let all: Vec<String> = m.known().keys().cloned().collect();
         v.insert(
             "dependents".to_owned(),
             Value::List(
-                crate::resolver::Resolver::new(m.known.values())
+                crate::resolver::Resolver::new(m.known().values())
                     .dependents(&all, name)
                     .into_iter()
                     .map(|n| Value::from(n.into_string()))
@@ -304,10 +308,10 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
             ),
         );
     }
-    if let Some(r) = m.records.get(name) {
+    if let Some(r) = m.record(name) {
         v.insert(
             "interface".to_owned(),
-            r.interface.clone().unwrap_or(Value::Null),
+            r.interface().cloned().unwrap_or(Value::Null),
         );
     }
     v.insert(

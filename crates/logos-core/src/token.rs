@@ -8,7 +8,7 @@
 //! module (the `capability_module` built-in hands tokens out) and never logs a secret.
 
 use crate::error::Error;
-use crate::manifest::ModuleName;
+use crate::name::ModuleName;
 use crate::sys;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,31 +59,14 @@ impl Token {
 
     /// Lowercase hex (64 digits): how tokens are written to files and typed by people.
     pub fn to_hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(TOKEN_LEN * 2);
-        for b in self.0 {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        s
+        hex::encode(self.0)
     }
 
     /// Parses 64 hex digits (either case); `None` for anything else.
     pub fn from_hex(s: &str) -> Option<Token> {
-        let s = s.as_bytes();
-        if s.len() != TOKEN_LEN * 2 {
-            return None;
-        }
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        };
         let mut out = [0u8; TOKEN_LEN];
-        for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-            *o = (digit(pair[0])? << 4) | digit(pair[1])?;
-        }
+        // Fails unless `s` is exactly 2 × TOKEN_LEN hex digits.
+        hex::decode_to_slice(s, &mut out).ok()?;
         Some(Token(out))
     }
 }
@@ -114,6 +97,7 @@ pub struct Tokens {
 
 impl Tokens {
     /// An empty table.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -134,12 +118,14 @@ impl Tokens {
     }
 
     /// The live token of the pair, if any.
+    #[cfg(test)]
     pub fn get(&self, caller: &str, target: &str) -> Option<&Token> {
         self.by_caller.get(caller)?.get(target)
     }
 
     /// Whether `presented` is the live token minted for exactly `caller` calling `target`.
     /// The comparison is constant-time.
+    #[cfg(test)]
     pub fn verify(&self, caller: &str, target: &str, presented: &[u8]) -> bool {
         self.get(caller, target)
             .is_some_and(|t| t.matches(presented))
@@ -176,11 +162,13 @@ impl Tokens {
     }
 
     /// How many tokens are live.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_caller.values().map(BTreeMap::len).sum()
     }
 
     /// Whether no token is live.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_caller.is_empty()
     }
@@ -242,7 +230,7 @@ pub fn create_client_token(path: &Path) -> Result<Token, Error> {
     Ok(token)
 }
 
-/// Reads a client token written by [`create_client_token`].
+/// Reads a client token as the core writes it at start (`client.token` in its runtime dir).
 ///
 /// # Errors
 ///
