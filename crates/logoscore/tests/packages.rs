@@ -78,8 +78,39 @@ impl Pkg {
         d
     }
 
+    /// A module dir holding `pyecho` (a real protocol speaker, `echo` among its methods) as
+    /// module `name` at `version`: its hello must say the metadata's version, so this cannot be
+    /// the built library of a Rust example, whose version is its Cargo.toml's.
+    fn python(&self, name: &str, version: &str) -> PathBuf {
+        let d = self
+            .w
+            .dir
+            .path()
+            .join("src")
+            .join(format!("{name}-{version}"));
+        std::fs::create_dir_all(&d).expect("src dir");
+        std::fs::write(
+            d.join("metadata.json"),
+            format!(r#"{{"name":"{name}","version":"{version}","description":"test module","main":"pyecho.py"}}"#),
+        )
+        .expect("metadata");
+        let source = logos_testkit::workspace().join("modules/pyecho/pyecho.py");
+        let code = std::fs::read_to_string(&source).expect("pyecho.py");
+        let code = code.replacen(
+            "VERSION = \"1.0.0\"",
+            &format!("VERSION = \"{version}\""),
+            1,
+        );
+        std::fs::write(d.join("pyecho.py"), code).expect("pyecho.py");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(d.join("pyecho.py"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        d
+    }
+
     /// A module dir holding the built library of example module `example` under metadata
-    /// that says `version` (a real module for a core to run).
+    /// that says `version` (a real module for a core to run). `logos_host` refuses a version
+    /// other than the library's own (its Cargo.toml's, 1.0.0 for the examples) at load.
     fn real(&self, example: &str, version: &str) -> PathBuf {
         let staged = self.w.dir.path().join("staged").join(version);
         logos_testkit::stage_module(&staged, example);
@@ -439,11 +470,25 @@ fn a_bad_upgrade_is_rolled_back_automatically() {
     );
 
     // 2. The new version starts, then crashes within the probation window: rolled back too.
-    let v3 = p.pack(&p.real("probe", "3.0.0"), "probe3.lgx");
+    let v3 = p.pack(&p.python("probe", "3.0.0"), "probe3.lgx");
     let up = p.json(&["install", &v3.display().to_string()]);
     assert_eq!(up["changes"][0]["outcome"], "probation", "{up}");
     assert_ne!(p.active_root(&p.pkg, "probe"), Some(root1.clone()));
-    let _ = p.w.cli(&["call", "probe", "exit", "9"]);
+    assert_eq!(
+        p.w.cli(&["call", "probe", "echo", "3"]).ok().stdout.trim(),
+        "3"
+    );
+    let pid3 =
+        p.w.pids()
+            .into_iter()
+            .find(|(n, _)| n == "probe")
+            .map(|(_, pid)| pid)
+            .expect("probe 3.0.0 runs");
+    // A crash is any exit nobody asked for: SIGKILL from outside is one.
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid3 as i32).expect("a pid"),
+        rustix::process::Signal::KILL,
+    );
     wait_for("the guard to roll back", Duration::from_secs(60), || {
         let doc = p.json(&["packages"]);
         doc["packages"][0]["last_switch"]["status"] == "rolled_back"
