@@ -785,11 +785,11 @@ async fn rss(w: &World, plan: &Plan, size: usize) -> Result<Row> {
     let mut rss = Vec::new();
     let mut pss = Vec::new();
     for pid in &pids {
-        if let Some(kib) = proc_kib(&format!("/proc/{pid}/status"), "VmRSS:") {
-            rss.push(kib as f64 * 1024.0);
+        if let Some(bytes) = logos_core::process_usage(*pid).and_then(|u| u.rss_bytes) {
+            rss.push(bytes as f64);
         }
-        if let Some(kib) = proc_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:") {
-            pss.push(kib as f64 * 1024.0);
+        if let Some(bytes) = logos_core::pss_bytes(*pid) {
+            pss.push(bytes as f64);
         }
     }
     if rss.is_empty() {
@@ -820,17 +820,6 @@ async fn rss(w: &World, plan: &Plan, size: usize) -> Result<Row> {
 
 fn stats_max(s: &Summary) -> f64 {
     s.p99.max(s.min)
-}
-
-/// A `Key:   123 kB` figure from a /proc file, in KiB.
-fn proc_kib(path: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// SIGKILL a module and time until the core reports it up and ready again.

@@ -136,7 +136,6 @@ pub(crate) fn parse(policy_json: &str) -> Result<Option<Vec<Restriction>>, Error
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

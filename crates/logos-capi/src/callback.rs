@@ -415,7 +415,6 @@ pub(crate) async fn forward(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     //! The queue is process-wide, so these tests use their own `Queue` values where they can
     //! and serialise on `SERIAL` where they need `QUEUE`.

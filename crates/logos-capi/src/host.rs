@@ -60,7 +60,6 @@ fn mapping_path(line: &str, addr: usize) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -282,7 +282,6 @@ fn value_json_len(v: &Value) -> usize {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

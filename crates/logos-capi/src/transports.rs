@@ -91,7 +91,6 @@ pub(crate) fn check(module: &str, transport_set_json: &str) -> Result<(), Error>
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

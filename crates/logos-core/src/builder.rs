@@ -4,9 +4,10 @@
 //! config file onto this). Never starts a process or touches the file system: that is
 //! [`Core::start`].
 
-use crate::core::Core;
+use crate::api::Core;
 use crate::error::Error;
-use crate::manifest::{ModuleName, RestartPolicy};
+use crate::manifest::{Manifest, RestartPolicy};
+use crate::name::ModuleName;
 use crate::sys::Limits;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -125,6 +126,24 @@ pub(crate) struct Settings {
     pub hidden: Vec<PathBuf>,
     pub operator_tokens: Option<PathBuf>,
     pub access_group: Option<u32>,
+}
+
+impl Settings {
+    /// The restart policy of a module: its configuration override, else its metadata's.
+    pub fn restart_policy(&self, manifest: &Manifest) -> RestartPolicy {
+        self.modules
+            .get(manifest.name.as_str())
+            .and_then(|o| o.restart)
+            .unwrap_or(manifest.restart)
+    }
+
+    /// The deadline of calls to `module`: its own, else the core-wide one.
+    pub fn call_timeout(&self, module: &str) -> Duration {
+        self.modules
+            .get(module)
+            .and_then(|m| m.call_timeout)
+            .unwrap_or(self.call_timeout)
+    }
 }
 
 /// Configures and creates a [`Core`].

@@ -10,12 +10,13 @@
 //! always comes from the connection. Never spawns processes.
 
 use crate::builtin;
-use crate::capability::Token;
-use crate::core::{CAPABILITY_MODULE, CORE_MODULE, Inner};
 use crate::error::Error;
 use crate::events::{CORE_EVENTS, MAX_SESSION_SUBSCRIPTIONS, Viewer};
-use crate::manifest::ModuleName;
+use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 use crate::operators::Verdict;
+use crate::registry::State;
+use crate::state::Inner;
+use crate::token::Token;
 use futures::future::BoxFuture;
 use logos_session::{Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, Handler, PendingSession, Session};
 use logos_wire::{Call, ErrorCode, Value, Welcome};
@@ -60,16 +61,16 @@ pub(crate) async fn route_call(
     method: &str,
     args: Vec<Value>,
 ) -> Result<Value, Fault> {
-    crate::core::check_name_len(target).map_err(|e| e.to_fault())?;
+    crate::name::check_name_len(target).map_err(|e| e.to_fault())?;
     if let Caller::Module(me) = caller
         && (target == CORE_MODULE || target == CAPABILITY_MODULE)
     {
         may_call_builtin(inner, me, target, method)?;
     }
     match target {
-        CORE_MODULE => builtin::core::handle(inner, caller, method, args).await,
+        CORE_MODULE => builtin::manager::handle(inner, caller, method, args).await,
         CAPABILITY_MODULE => builtin::capability::handle(inner, caller, method, args).await,
-        _ if caller.is_operator() => inner.call_module(target, method, args, None).await,
+        _ if caller.is_operator() => call_module(inner, target, method, args, None).await,
         _ => Err(Fault::new(
             ErrorCode::Unauthorized,
             format!(
@@ -79,12 +80,79 @@ pub(crate) async fn route_call(
     }
 }
 
+/// Calls a module method on behalf of the core or an operator (no token needed: the core
+/// holds the module's control connection). A module that is not `ready` fails the call at
+/// once: `unavailable` while it is on its way up or down, `not_loaded` when nobody loaded it.
+pub(crate) async fn call_module(
+    inner: &Inner,
+    target: &str,
+    method: &str,
+    args: Vec<Value>,
+    timeout: Option<Duration>,
+) -> Result<Value, Fault> {
+    if method.starts_with('$') {
+        return Err(Fault::new(
+            ErrorCode::UnknownMethod,
+            format!("{target}.{method}: methods starting with '$' are reserved"),
+        ));
+    }
+    let session = {
+        let registry = inner.registry();
+        if !registry.is_known(target) {
+            return Err(registry.unknown(target).to_fault());
+        }
+        let rec = registry.record(target);
+        match registry.state(target) {
+            State::Ready => rec.and_then(|r| r.session().cloned()),
+            s if s.is_loaded() || s == State::Stopping => {
+                return Err(Fault::new(
+                    ErrorCode::Unavailable,
+                    format!("module {target} is {s}; try again when it is ready"),
+                ));
+            }
+            State::Failed => {
+                return Err(Fault::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "module {target} failed (restart budget exhausted); reload it to bring it back"
+                    ),
+                ));
+            }
+            _ => {
+                return Err(Fault::new(
+                    ErrorCode::NotLoaded,
+                    format!("module {target} is not loaded; load it first"),
+                ));
+            }
+        }
+    };
+    let Some(session) = session else {
+        return Err(Fault::new(
+            ErrorCode::Unavailable,
+            format!("module {target} has no connection"),
+        ));
+    };
+    let timeout = timeout.unwrap_or_else(|| inner.settings.call_timeout(target));
+    session.call(target, method, args, timeout).await
+}
+
+/// Makes sure a ready module sends the core its events when someone here wants them.
+pub(crate) fn want_events(inner: &Inner, source: &str) {
+    if source == CORE_MODULE {
+        return;
+    }
+    let session = inner.registry().ready_session(source);
+    if let Some(s) = session {
+        let _ = s.subscribe(source, "");
+    }
+}
+
 /// Puts a module's call to a built-in to the access policy (a configured deny of `core` or
 /// `capability_module` takes effect here; so does the rule on methods that change what runs).
 fn may_call_builtin(inner: &Inner, me: &str, target: &str, method: &str) -> Result<(), Fault> {
     let decision = {
-        let m = inner.modules();
-        let Some(manifest) = m.known.get(me) else {
+        let registry = inner.registry();
+        let Some(manifest) = registry.manifest(me) else {
             return Err(Fault::new(
                 ErrorCode::Unauthorized,
                 format!("{me} is not a known module"),
@@ -303,7 +371,7 @@ impl Handler for ClientConn {
             );
             return;
         }
-        inner.want_events(source);
+        want_events(&inner, source);
     }
 
     fn unsubscribe(&self, session: &Session, source: &str, event: &str) {
@@ -367,10 +435,7 @@ pub(crate) fn listen(inner: &Arc<Inner>) -> Result<tokio::task::JoinHandle<()>, 
 /// Which credential `presented` is: the boot client token, else a live named token.
 fn authenticate(inner: &Inner, presented: &[u8]) -> Result<Credential, Fault> {
     let client = {
-        let secret = inner
-            .client_secret
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let secret = inner.client_secret.lock();
         secret.as_ref().is_some_and(|t| t.matches(presented))
     };
     if client {
@@ -523,10 +588,11 @@ mod tests {
 
     fn core_with(builder: crate::Builder) -> Result<crate::Core, Error> {
         let core = builder.build()?;
-        core.inner
-            .modules()
-            .known
-            .insert("probe".into(), Manifest::for_test("probe", "1.0.0", &[]));
+        let registered = core
+            .inner
+            .registry()
+            .register(Manifest::for_test("probe", "1.0.0", &[]));
+        assert!(registered.is_ok());
         Ok(core)
     }
 

@@ -33,19 +33,6 @@ pub struct Discovery {
 /// - The same module name in two dirs: the first dir's copy wins even if it is invalid (so a
 ///   broken override never silently falls back to another copy) and the second is a fault
 ///   naming both paths. A dir listed twice is scanned once.
-///
-/// # Examples
-///
-/// ```no_run
-/// use logos_core::discovery::discover;
-/// use std::path::PathBuf;
-///
-/// let found = discover(&[PathBuf::from("/usr/lib/logos/modules")]);
-/// for fault in &found.faults {
-///     eprintln!("{fault}");
-/// }
-/// println!("{} modules", found.manifests.len());
-/// ```
 pub fn discover(dirs: &[PathBuf]) -> Discovery {
     let mut found = Discovery::default();
     let mut scanned: BTreeSet<PathBuf> = BTreeSet::new();

@@ -10,7 +10,8 @@
 //! why; fix", and add one arm to [`Error::code`] (the match has no wildcard, so the compiler
 //! points there).
 
-use crate::manifest::{ManifestError, ModuleName};
+use crate::manifest::ManifestError;
+use crate::name::ModuleName;
 use logos_wire::ErrorCode;
 use semver::{Version, VersionReq};
 use std::fmt::Write as _;

@@ -13,9 +13,10 @@
 
 use logos_session::Session;
 use logos_wire::Value;
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Capacity of one embedding subscriber's queue, in events.
@@ -376,7 +377,7 @@ impl Hub {
 
     /// Runs `f` under the lock; a poisoned lock is recovered (the data is plain maps).
     fn with_table<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
-        let mut guard = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.table.lock();
         f(&mut guard)
     }
 }

@@ -2,11 +2,15 @@
 //!
 //! A [`Core`] discovers modules (`<dir>/<name>/metadata.json`), resolves their dependencies,
 //! starts each in its own process, supervises it, and routes calls, events and tokens between
-//! modules, operators and the embedding application. The parts, each in its own file:
-//! [`manifest`] (metadata), [`discovery`], [`resolver`] (semver, cycles), `registry` (states),
-//! `supervisor` (processes, restarts, heartbeats), `stats` (per-module figures),
-//! [`capability`] (tokens), [`operators`] (named operator tokens), [`policy`] (who may call whom), `events` (fan-out), `conn` (connections), `builtin` (`core`,
-//! `capability_module`), `sys` (Linux specifics).
+//! modules, operators and the embedding application.
+//!
+//! This is the embedding API: [`Core`] and its [`Builder`], what they take and return, the
+//! client token a local client presents ([`read_client_token`]) and the store of named
+//! [`operators`] tokens a front end manages. Everything else is private; the parts, each in
+//! its own file, are mapped in `docs/architecture.md` ("Inside the core"): `api` ([`Core`]),
+//! `state` (the shared state), `registry` (module states), `supervisor` (processes, restarts,
+//! heartbeats), `name`, `manifest`, `discovery`, `resolver`, `policy`, `token`, `conn`,
+//! `events`, `stats`, `builtin` (`core`, `capability_module`) and `sys` (Linux specifics).
 //!
 //! # Examples
 //! ```no_run
@@ -24,31 +28,41 @@
 //! # Ok(()) }
 //! ```
 
+mod api;
 mod builder;
 mod builtin;
-pub mod capability;
 mod conn;
-mod core;
-pub mod discovery;
+mod discovery;
 mod error;
 mod events;
-pub mod manifest;
+mod manifest;
+mod name;
 pub mod operators;
-pub mod policy;
+mod policy;
 mod registry;
-pub mod resolver;
+mod resolver;
+mod state;
 mod stats;
 mod supervisor;
-pub mod sys;
+mod sys;
+#[doc(hidden)]
+pub mod testing;
+mod token;
 
+pub use crate::api::Core;
 pub use crate::builder::{
     Builder, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
 };
-pub use crate::core::{CAPABILITY_MODULE, CORE_MODULE, Core};
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
-pub use crate::manifest::{Manifest, ModuleName, RestartPolicy};
+pub use crate::manifest::{
+    Location, METADATA_FILE, MODULE_TYPES, Manifest, ManifestError, ManifestFault, ModuleKind,
+    RestartPolicy,
+};
+pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
 pub use crate::stats::{Latency, ModuleStats, STATS_TIMEOUT};
+pub use crate::sys::{Confinement, Limits, ProcessUsage, confinement, process_usage, pss_bytes};
+pub use crate::token::{TOKEN_LEN, Token, read_client_token};
 pub use logos_session::Fault;
 pub use logos_wire::{ErrorCode, Value};

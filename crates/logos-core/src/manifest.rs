@@ -1,7 +1,6 @@
-//! Module names and module metadata (`<module dir>/metadata.json`).
+//! Module metadata (`<module dir>/metadata.json`).
 //!
-//! Owns [`ModuleName`], the validated name every other part of the runtime uses, and
-//! [`Manifest`], a module's metadata parsed and checked in full: the RFC fields (`name`,
+//! Owns [`Manifest`], a module's metadata parsed and checked in full: the RFC fields (`name`,
 //! `version`, `description`, `author`, `type`, `dependencies`, `capabilities`, `include`) plus
 //! ours (`main`, version ranges on dependencies, `restart`, `permissions`). Parsing reports every
 //! fault at once, each with the file and the field (a JSON pointer) or the JSON line and column,
@@ -47,14 +46,13 @@
 //! it is read, so a FIFO (or a device) of that name cannot stall discovery.
 
 use crate::error::Error;
+use crate::name::ModuleName;
 use semver::{Version, VersionReq};
 use serde_json::{Map, Value};
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
-use std::str::FromStr;
 
 /// The metadata file inside each module directory.
 pub const METADATA_FILE: &str = "metadata.json";
@@ -81,197 +79,6 @@ const KNOWN_FIELDS: [&str; 11] = [
 /// platform's UI types (`ui`, `ui_qml`: views loaded by a UI shell) are refused with that
 /// reason rather than started and failing.
 pub const MODULE_TYPES: [&str; 1] = ["core"];
-
-const NAME_RULE: &str =
-    "1 to 64 ASCII letters, digits, \"_\", \"-\" or \".\", not starting with \".\" or \"-\"";
-
-// ---------------------------------------------------------------------------------------------
-// ModuleName
-// ---------------------------------------------------------------------------------------------
-
-/// A validated module name: 1–64 bytes of ASCII letters, digits, `_`, `-` and `.`, not starting
-/// with `.` or `-`.
-///
-/// The rules make a name safe as a path component (`../x`, `a/b` and `.hidden` are refused),
-/// as a socket file name and in log lines. `core` and `capability_module` are valid names but
-/// [reserved](ModuleName::is_reserved) for the built-in modules: they may be called and depended
-/// on, never declared by a module's metadata.
-///
-/// # Examples
-///
-/// ```
-/// use logos_core::manifest::ModuleName;
-///
-/// let calc = ModuleName::new("calc")?;
-/// assert_eq!(calc.as_str(), "calc");
-/// assert!(ModuleName::new("../etc").is_err());
-/// assert!(ModuleName::new("core")?.is_reserved());
-/// # Ok::<(), logos_core::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ModuleName(String);
-
-impl ModuleName {
-    /// The longest name, in bytes.
-    pub const MAX_LEN: usize = 64;
-    /// The built-in Core Manager.
-    pub const CORE: &'static str = "core";
-    /// The built-in token issuer.
-    pub const CAPABILITY_MODULE: &'static str = "capability_module";
-    /// Names no module's metadata may declare.
-    pub const RESERVED: [&'static str; 2] = [Self::CORE, Self::CAPABILITY_MODULE];
-
-    /// Checks `name` and wraps it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidName`] naming the rule that `name` breaks.
-    pub fn new(name: &str) -> Result<Self, Error> {
-        match name_problem(name) {
-            None => Ok(Self(name.to_owned())),
-            Some(reason) => Err(invalid_name(name, reason)),
-        }
-    }
-
-    /// The name of the built-in `core` module.
-    pub fn core() -> Self {
-        Self(Self::CORE.to_owned())
-    }
-
-    /// The name of the built-in `capability_module`.
-    pub fn capability_module() -> Self {
-        Self(Self::CAPABILITY_MODULE.to_owned())
-    }
-
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name as an owned `String`.
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
-    /// Whether this is the name of a built-in module (`core`, `capability_module`).
-    pub fn is_reserved(&self) -> bool {
-        Self::RESERVED.contains(&self.0.as_str())
-    }
-}
-
-/// Why `name` is not a valid module name, or `None` if it is.
-fn name_problem(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return Some(format!("it is empty; use {NAME_RULE}"));
-    }
-    if name.len() > ModuleName::MAX_LEN {
-        return Some(format!(
-            "it is {} bytes long, at most {} are allowed",
-            name.len(),
-            ModuleName::MAX_LEN
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return Some(format!(
-            "it contains {c:?}; only ASCII letters, digits, \"_\", \"-\" and \".\" are allowed"
-        ));
-    }
-    if let Some(c) = name.chars().next().filter(|c| matches!(c, '.' | '-')) {
-        return Some(format!(
-            "it starts with {c:?}; it must start with a letter, digit or \"_\""
-        ));
-    }
-    None
-}
-
-fn invalid_name(name: &str, reason: String) -> Error {
-    // Names come from outside (frames, CLI, C API): never echo an unbounded string.
-    let shown: String = name.chars().take(80).collect();
-    Error::InvalidName {
-        name: shown,
-        reason,
-    }
-}
-
-impl fmt::Display for ModuleName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for ModuleName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Lets maps keyed by `ModuleName` be queried with a `&str`.
-impl Borrow<str> for ModuleName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for ModuleName {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<&str> for ModuleName {
-    type Error = Error;
-
-    fn try_from(s: &str) -> Result<Self, Error> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<String> for ModuleName {
-    type Error = Error;
-
-    fn try_from(s: String) -> Result<Self, Error> {
-        match name_problem(&s) {
-            None => Ok(Self(s)),
-            Some(reason) => Err(invalid_name(&s, reason)),
-        }
-    }
-}
-
-impl From<ModuleName> for String {
-    fn from(n: ModuleName) -> String {
-        n.0
-    }
-}
-
-impl PartialEq<str> for ModuleName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for ModuleName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl serde::Serialize for ModuleName {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ModuleName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ModuleName::try_from(s).map_err(serde::de::Error::custom)
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Manifest
@@ -1243,64 +1050,6 @@ mod tests {
 
     fn pointers(faults: &[ManifestFault]) -> Vec<&str> {
         faults.iter().filter_map(ManifestFault::pointer).collect()
-    }
-
-    #[test]
-    fn names_accept_the_allowed_alphabet() {
-        for ok in [
-            "a", "calc", "Chat_2", "kv-store", "x.y", "_private", "9lives",
-        ] {
-            assert!(ModuleName::new(ok).is_ok(), "{ok}");
-        }
-        assert!(ModuleName::new(&"a".repeat(64)).is_ok());
-    }
-
-    #[test]
-    fn names_refuse_paths_and_oddities() {
-        for bad in [
-            "", "../x", "a/b", ".", "..", ".hidden", "-flag", "a b", "é", "a\0b", "a\\b",
-        ] {
-            let e = ModuleName::new(bad);
-            assert!(
-                matches!(e, Err(Error::InvalidName { .. })),
-                "{bad:?} accepted"
-            );
-        }
-        let long = "a".repeat(65);
-        let msg = ModuleName::new(&long)
-            .map(|_| ())
-            .err()
-            .map(|e| e.to_string());
-        assert!(
-            msg.as_deref().is_some_and(|m| m.contains("65 bytes")),
-            "{msg:?}"
-        );
-    }
-
-    #[test]
-    fn invalid_name_errors_are_bounded() {
-        let huge = "/".repeat(10_000);
-        let msg = ModuleName::new(&huge)
-            .map(|_| ())
-            .err()
-            .map(|e| e.to_string());
-        assert!(msg.is_some_and(|m| m.len() < 400));
-    }
-
-    #[test]
-    fn reserved_names() -> TestResult {
-        assert!(ModuleName::new("core")?.is_reserved());
-        assert!(ModuleName::capability_module().is_reserved());
-        assert!(!ModuleName::new("calc")?.is_reserved());
-        Ok(())
-    }
-
-    #[test]
-    fn names_serde_validate() {
-        let ok: Result<ModuleName, _> = serde_json::from_str("\"calc\"");
-        assert!(ok.is_ok());
-        let bad: Result<ModuleName, _> = serde_json::from_str("\"../calc\"");
-        assert!(bad.is_err());
     }
 
     #[test]

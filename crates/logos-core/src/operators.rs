@@ -8,19 +8,20 @@
 //! The raw secret of a named token exists only in the per-name file handed to the operator
 //! (0600, which the operator may delete once copied) and in the answer to `issue`; it is never
 //! logged. Never decides what an operator may do (an operator may do everything: `conn.rs`) and
-//! never touches module tokens (`capability.rs`).
+//! never touches module tokens (`token.rs`).
 //!
 //! Tokens are 256-bit random values, so one SHA-256 is enough to keep the file useless to a
 //! reader; a slow password hash would only slow down every request.
 
-use crate::capability::{TOKEN_LEN, Token, secret_matches};
+use crate::token::{TOKEN_LEN, Token, secret_matches};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Largest token store read (a few hundred bytes per token).
@@ -377,7 +378,7 @@ impl TokenStore {
             }
         };
         {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = self.cache.lock();
             if let Some((s, entries)) = cache.as_ref()
                 && *s == stamp
             {
@@ -385,7 +386,7 @@ impl TokenStore {
             }
         }
         let (stamp, entries) = self.read_file()?;
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((stamp, Arc::clone(&entries)));
+        *self.cache.lock() = Some((stamp, Arc::clone(&entries)));
         Ok(entries)
     }
 
@@ -490,7 +491,7 @@ impl TokenStore {
                 .iter()
                 .map(|e| FileEntry {
                     name: e.name.clone(),
-                    sha256: hex(&e.hash),
+                    sha256: hex::encode(e.hash),
                     issued_at: rfc3339(e.issued_at),
                     expires_at: e.expires_at.map(rfc3339),
                     local_only: e.local_only,
@@ -662,7 +663,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 ///
 /// # Errors
 /// The OS error and the file it concerns, e.g. when this user is not a member of the group.
-pub fn share_with_group(
+pub(crate) fn share_with_group(
     runtime_dir: &Path,
     socket: &Path,
     client_token: &Path,
@@ -691,16 +692,6 @@ fn whole_seconds(t: SystemTime) -> SystemTime {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {
@@ -754,7 +745,7 @@ mod tests {
         let hex_token = issued.token.to_hex();
         let stored = std::fs::read_to_string(s.path())?;
         assert!(!stored.contains(&hex_token), "{stored}");
-        assert!(stored.contains(&hex(&digest(issued.token.as_bytes()))));
+        assert!(stored.contains(&hex::encode(digest(issued.token.as_bytes()))));
         let raw = std::fs::read_to_string(&issued.file)?;
         let raw: serde_json::Value = serde_json::from_str(&raw)?;
         assert_eq!(raw["token"], hex_token);

@@ -6,7 +6,7 @@
 //! implementation's access policy, `restrictions: {target: {allowedCallers: [...]}}`): that
 //! list replaces the manifest rules and grants for calls to it; denies still win.
 //! Every [`Decision`] carries the rule that decided it and a reason naming both modules, ready
-//! for a log line. Pure: never mints tokens (`capability.rs`), never logs and never looks at
+//! for a log line. Pure: never mints tokens (`token.rs`), never logs and never looks at
 //! connections; the caller's identity must already come from its own connection.
 //!
 //! Built-in modules (`core`, `capability_module`) are callable by every module unless denied,
@@ -20,8 +20,8 @@
 //! dirs or a built-in. Anything else is a typo that would silently grant nothing, so loading
 //! refuses it.
 
-use crate::error::Error;
-use crate::manifest::{Location, Manifest, ManifestError, ManifestFault, ModuleName};
+use crate::manifest::{Location, Manifest, ManifestError, ManifestFault};
+use crate::name::{CORE_MODULE, ModuleName};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -90,18 +90,9 @@ impl Decision {
     }
 
     /// The rule that decided.
+    #[cfg(test)]
     pub fn rule(&self) -> Rule {
         self.rule
-    }
-
-    /// The calling module.
-    pub fn caller(&self) -> &ModuleName {
-        &self.caller
-    }
-
-    /// The called module, as asked for.
-    pub fn target(&self) -> &str {
-        &self.target
     }
 
     /// The called method, when the decision was about one.
@@ -114,12 +105,13 @@ impl Decision {
     /// # Errors
     ///
     /// [`Error::Denied`] carrying both names and the reason.
-    pub fn into_result(self) -> Result<(), Error> {
+    #[cfg(test)]
+    pub fn into_result(self) -> Result<(), crate::Error> {
         if self.is_allowed() {
             return Ok(());
         }
         let reason = self.to_string();
-        Err(Error::Denied {
+        Err(crate::Error::Denied {
             caller: self.caller.into_string(),
             target: self.target,
             reason,
@@ -163,20 +155,6 @@ impl fmt::Display for Decision {
 }
 
 /// The access policy: manifest rules plus configured grants and denies.
-///
-/// # Examples
-///
-/// ```
-/// # use logos_core::policy::Policy;
-/// # use logos_core::manifest::ModuleName;
-/// # fn demo(greeter: &logos_core::manifest::Manifest) -> Result<(), logos_core::Error> {
-/// let policy = Policy::new()
-///     .with_grant("greeter".parse()?, "wallet".parse()?)
-///     .with_deny("greeter".parse()?, "kv".parse()?);
-/// let decision = policy.allows(greeter, "wallet");
-/// assert!(decision.is_allowed());
-/// # Ok(()) }
-/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct Policy {
@@ -188,6 +166,7 @@ pub struct Policy {
 
 impl Policy {
     /// A policy with no grants and no denies: only the manifest rules apply.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -239,35 +218,17 @@ impl Policy {
     /// rules of [`Policy::allows`], and for the methods of `core` that change what runs
     /// ([`CORE_MUTATING`]) `"core"` in the caller's permissions or a configured grant of the
     /// pair (a deny still beats both).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use logos_core::policy::{Policy, Rule};
-    /// # fn demo(greeter: &logos_core::manifest::Manifest) {
-    /// let policy = Policy::new();
-    /// // Reading the core is open to every module...
-    /// assert!(policy.allows_call(greeter, "core", "listModules").is_allowed());
-    /// // ...changing what runs is not, unless its permissions name "core".
-    /// let d = policy.allows_call(greeter, "core", "loadPlugin");
-    /// assert_eq!(d.rule(), Rule::CoreUnpermitted);
-    /// # }
-    /// ```
     pub fn allows_call(&self, caller: &Manifest, target: &str, method: &str) -> Decision {
         let mut decision = self.allows(caller, target);
-        if decision.target == ModuleName::CORE && CORE_MUTATING.contains(&method) {
+        if decision.target == CORE_MODULE && CORE_MUTATING.contains(&method) {
             decision.rule = if decision.rule == Rule::Denied {
                 Rule::Denied
-            } else if caller
-                .permissions
-                .iter()
-                .any(|p| p.as_str() == ModuleName::CORE)
-            {
+            } else if caller.permissions.iter().any(|p| p.as_str() == CORE_MODULE) {
                 Rule::Permission
             } else if self
                 .grants
                 .iter()
-                .any(|(c, t)| *c == caller.name && t.as_str() == ModuleName::CORE)
+                .any(|(c, t)| *c == caller.name && t.as_str() == CORE_MODULE)
             {
                 Rule::Granted
             } else {
@@ -343,7 +304,7 @@ pub fn check_permissions(
         .into_iter()
         .filter(|(_, p)| !is_known(p))
         .map(|(i, p)| {
-            let hint = crate::core::closest(&p, &known)
+            let hint = crate::name::closest(&p, &known)
                 .map(|c| format!("; did you mean {c:?}?"))
                 .unwrap_or_default();
             ManifestFault::new(
@@ -365,6 +326,7 @@ pub fn check_permissions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn n(s: &str) -> ModuleName {
         match ModuleName::new(s) {

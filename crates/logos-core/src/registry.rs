@@ -1,16 +1,32 @@
-//! Module states and the per-module record of the running runtime.
+//! [`Registry`]: every known module, what the core knows about each one's process, and the
+//! state machine of DESIGN.md §4 (`known → starting → ready → stopping → stopped`,
+//! `crashed → backoff → starting`, `failed`).
 //!
-//! Owns the state machine of DESIGN.md §4 (`known → starting → ready → stopping → stopped`,
-//! `crashed → backoff → starting`, `failed`) and the facts the core reports about each module.
-//! Never does I/O: the supervisor moves a module between states and this file only records it.
+//! Owns which modules are known (found by discovery or registered by `processPlugin`), what was
+//! wrong with the ones that were refused, and one [`Record`] per module that has been started.
+//! The registry's methods are the only way to change a module's state: each change is checked
+//! against the table of §4 ([`allowed`]) and logged here, once, and handed back as a
+//! [`Transition`] for the supervisor to announce (`core.stateChanged`) after it lets go of the
+//! registry's lock. A method that checks a state and changes it does both under that one lock,
+//! so no other task can act in between.
+//!
+//! Never does I/O and never awaits: the supervisor starts, signals and reaps processes and tells
+//! the registry what happened; callers that need the file system pass it in (see
+//! [`Registry::forget_where`]).
 
-use crate::manifest::RestartPolicy;
+use crate::builder::Settings;
+use crate::discovery::Discovery;
+use crate::error::Error;
+use crate::manifest::{Manifest, ManifestError, RestartPolicy};
+use crate::name::{ModuleName, check_name_len, closest};
+use crate::resolver::StartPlan;
+use crate::sys::Signal;
 use logos_session::Session;
 use logos_wire::Value;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, watch};
 
 /// Lifecycle state of a module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +80,36 @@ impl fmt::Display for State {
     }
 }
 
+/// Whether a module may go from `from` to `to`: the one table of DESIGN.md §4.
+///
+/// A start begins from any state that is not loaded, or from `backoff` (a crash restart); it
+/// ends `ready`, or `stopped` when an operator's start fails, or `crashed` when a crash
+/// restart fails. Anything loaded may be stopped. A ready module's process may end by itself
+/// (`crashed`); a crash leads to `backoff` or, with the budget spent, `failed`; a reload takes
+/// `failed` back to `stopped`.
+pub(crate) fn allowed(from: State, to: State) -> bool {
+    use State::*;
+    match to {
+        Starting => !from.is_loaded() && from != Stopping || from == Backoff,
+        Ready => from == Starting,
+        Stopping => from.is_loaded(),
+        Stopped => matches!(from, Starting | Stopping | Failed),
+        Crashed => matches!(from, Starting | Ready),
+        Backoff | Failed => from == Crashed,
+        Known => false,
+    }
+}
+
+/// A state change the registry made; announce it (`core.stateChanged`) once the registry's
+/// lock is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "announce it with supervisor::announce once the registry lock is released"]
+pub(crate) struct Transition {
+    pub name: String,
+    pub from: State,
+    pub to: State,
+}
+
 /// How a module process ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitReport {
@@ -111,62 +157,537 @@ pub fn signal_name(sig: i32) -> &'static str {
     }
 }
 
-/// Last lines a module wrote to stderr, bounded.
-#[derive(Debug, Clone, Default)]
-pub struct StderrTail {
-    lines: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl StderrTail {
-    /// Lines kept.
-    pub const KEEP: usize = 20;
-
-    /// Records one line, forgetting the oldest beyond [`Self::KEEP`].
-    pub fn push(&self, line: String) {
-        if let Ok(mut l) = self.lines.lock() {
-            if l.len() == Self::KEEP {
-                l.pop_front();
-            }
-            l.push_back(line);
-        }
-    }
-
-    /// The kept lines, oldest first.
-    pub fn snapshot(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
-/// What the core tracks about one module between starts.
+/// What the core tracks about one module between starts. Written only by [`Registry`].
 #[derive(Debug, Default)]
 pub(crate) struct Record {
-    pub state: Option<State>,
+    state: Option<State>,
     /// Increments on every start; events of an older process are ignored.
-    pub generation: u64,
-    pub pid: Option<u32>,
-    pub started: Option<(Instant, SystemTime)>,
-    pub session: Option<Session>,
-    pub interface: Option<Value>,
-    pub restarts: u32,
-    pub last_exit: Option<ExitReport>,
+    generation: u64,
+    pid: Option<u32>,
+    started: Option<(Instant, SystemTime)>,
+    session: Option<Session>,
+    interface: Option<Value>,
+    restarts: u32,
+    last_exit: Option<ExitReport>,
     /// Signals the process's watcher task (which owns the child) to deliver a signal.
-    pub kill: Option<tokio::sync::mpsc::UnboundedSender<crate::sys::Signal>>,
+    kill: Option<mpsc::UnboundedSender<Signal>>,
     /// Resolves when the current process has exited.
-    pub exited: Option<tokio::sync::watch::Receiver<bool>>,
+    exited: Option<watch::Receiver<bool>>,
     /// Crash times inside the restart budget window.
-    pub crash_times: std::collections::VecDeque<Instant>,
+    crash_times: VecDeque<Instant>,
     /// Reason the module last reported itself unhealthy, if it is.
-    pub unhealthy: Option<String>,
+    unhealthy: Option<String>,
     /// When the pending crash restart starts (state `backoff`).
-    pub backoff_until: Option<Instant>,
+    backoff_until: Option<Instant>,
 }
 
 impl Record {
     pub fn state(&self) -> State {
         self.state.unwrap_or(State::Known)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The control connection, while the process runs.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// The interface the module registered at its last start.
+    pub fn interface(&self) -> Option<&Value> {
+        self.interface.as_ref()
+    }
+
+    /// Crash restarts attempted so far.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// How the previous process ended.
+    pub fn last_exit(&self) -> Option<&ExitReport> {
+        self.last_exit.as_ref()
+    }
+}
+
+/// A started process's facts, recorded when it becomes ready.
+pub(crate) struct Running {
+    pub pid: u32,
+    pub session: Session,
+    pub interface: Value,
+    pub kill: mpsc::UnboundedSender<Signal>,
+    pub exited: watch::Receiver<bool>,
+}
+
+/// What [`Registry::exited`] found: the process was the module's current one.
+pub(crate) struct Exited {
+    /// The control connection, taken out to be closed.
+    pub session: Option<Session>,
+    /// `Some` when nobody asked for the exit: the module is now `crashed`.
+    pub crash: Option<Transition>,
+}
+
+/// What a stop begun by [`Registry::begin_stop`] works with.
+pub(crate) struct Stopping {
+    /// The control connection, to ask for a graceful shutdown.
+    pub session: Option<Session>,
+    /// Becomes `true` once the process has exited.
+    pub exited: Option<watch::Receiver<bool>>,
+    pub change: Option<Transition>,
+}
+
+/// What [`Registry::after_crash`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AfterCrash {
+    /// The module is no longer the crashed process (stopped, reloaded, forgotten): not ours.
+    Gone,
+    /// The budget is spent: `failed`.
+    Failed(Transition),
+    /// Restart after `wait`: `backoff`.
+    Backoff { wait: Duration, change: Transition },
+}
+
+/// Every known module and its record. Lives behind the lock `Inner::registry` hands out.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    known: BTreeMap<String, Manifest>,
+    records: HashMap<String, Record>,
+    /// Metadata problems found by discovery, for people.
+    faults: Vec<String>,
+    /// Modules found with invalid metadata, by directory name: what to say instead of "not
+    /// known" when one is asked for.
+    invalid: BTreeMap<String, ManifestError>,
+}
+
+impl Registry {
+    // --- reading -------------------------------------------------------------------------
+
+    /// Known modules by name.
+    pub fn known(&self) -> &BTreeMap<String, Manifest> {
+        &self.known
+    }
+
+    pub fn is_known(&self, name: &str) -> bool {
+        self.known.contains_key(name)
+    }
+
+    pub fn manifest(&self, name: &str) -> Option<&Manifest> {
+        self.known.get(name)
+    }
+
+    /// Metadata problems found by the last scan.
+    pub fn faults(&self) -> &[String] {
+        &self.faults
+    }
+
+    pub fn record(&self, name: &str) -> Option<&Record> {
+        self.records.get(name)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = (&String, &Record)> {
+        self.records.iter()
+    }
+
+    pub fn state(&self, name: &str) -> State {
+        self.records.get(name).map_or(State::Known, Record::state)
+    }
+
+    /// The control connection of `name` if it is ready.
+    pub fn ready_session(&self, name: &str) -> Option<Session> {
+        self.records
+            .get(name)
+            .filter(|r| r.state() == State::Ready)
+            .and_then(|r| r.session.clone())
+    }
+
+    /// The sender that asks `name`'s watcher to deliver a signal, while a process runs.
+    pub fn killer(&self, name: &str) -> Option<mpsc::UnboundedSender<Signal>> {
+        self.records.get(name).and_then(|r| r.kill.clone())
+    }
+
+    /// Names of the modules in a loaded state.
+    pub fn loaded(&self) -> Vec<String> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.state().is_loaded())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// `name → version` of every loaded module.
+    pub fn loaded_versions(&self) -> BTreeMap<String, semver::Version> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.state().is_loaded())
+            .filter_map(|(n, _)| self.known.get(n).map(|m| (n.clone(), m.version.clone())))
+            .collect()
+    }
+
+    /// The error for a module name that is not known, with the closest known name; or, when
+    /// a module dir of that name was found with invalid metadata, its faults.
+    pub fn unknown(&self, name: &str) -> Error {
+        if let Err(e) = check_name_len(name) {
+            return e;
+        }
+        if let Some(error) = self.invalid.get(name) {
+            return Error::InvalidMetadata {
+                chain: vec![name.to_owned()],
+                error: error.clone(),
+            };
+        }
+        let known: Vec<String> = self.known.keys().cloned().collect();
+        let suggestion = closest(name, &known);
+        Error::UnknownModule {
+            name: name.to_owned(),
+            known,
+            suggestion,
+        }
+    }
+
+    /// Checks what the resolver cannot see before a plan starts anything: a dependency it
+    /// found missing may be a module whose metadata is invalid (say so, with its faults), and
+    /// every module about to start must name only known modules in its permissions.
+    ///
+    /// `requested` are the names asked for, `plan` what would start (`Err` as the resolver
+    /// returned it).
+    pub fn check_plan(
+        &self,
+        requested: &[&str],
+        plan: Result<StartPlan, Error>,
+    ) -> Result<StartPlan, Error> {
+        let plan = match plan {
+            Err(Error::MissingDependency { chain, known }) => {
+                let missing = chain.last().map(ModuleName::as_str).unwrap_or_default();
+                return Err(match self.invalid.get(missing) {
+                    Some(error) => Error::InvalidMetadata {
+                        chain: chain.iter().map(|n| n.as_str().to_owned()).collect(),
+                        error: error.clone(),
+                    },
+                    None => Error::MissingDependency { chain, known },
+                });
+            }
+            other => other?,
+        };
+        let modules: BTreeSet<String> = self
+            .known
+            .keys()
+            .chain(self.invalid.keys())
+            .cloned()
+            .collect();
+        for name in plan.modules() {
+            let Some(manifest) = self.known.get(name.as_str()) else {
+                continue;
+            };
+            if let Err(error) = crate::policy::check_permissions(manifest, &modules) {
+                return Err(Error::InvalidMetadata {
+                    chain: self.chain_to(requested, name.as_str()),
+                    error,
+                });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The shortest dependency chain from one of `requested` to `target` (just `[target]` when
+    /// it was requested itself or no chain is found).
+    fn chain_to(&self, requested: &[&str], target: &str) -> Vec<String> {
+        let mut queue: VecDeque<Vec<String>> =
+            requested.iter().map(|r| vec![(*r).to_owned()]).collect();
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        while let Some(path) = queue.pop_front() {
+            let Some(last) = path.last() else { continue };
+            if last == target {
+                return path;
+            }
+            if !seen.insert(last.clone()) {
+                continue;
+            }
+            if let Some(m) = self.known.get(last) {
+                for dep in m.dependencies.keys() {
+                    let mut next = path.clone();
+                    next.push(dep.as_str().to_owned());
+                    queue.push_back(next);
+                }
+            }
+        }
+        vec![target.to_owned()]
+    }
+
+    /// Snapshots of every known module.
+    pub fn infos(&self, settings: &Settings) -> Vec<ModuleInfo> {
+        let window = settings.restart.window;
+        self.known
+            .iter()
+            .map(|(name, manifest)| {
+                let rec = self.records.get(name);
+                let state = rec.map_or(State::Known, Record::state);
+                ModuleInfo {
+                    name: name.clone(),
+                    version: manifest.version.to_string(),
+                    state,
+                    pid: rec.and_then(|r| r.pid),
+                    uptime: rec.and_then(|r| r.started).map(|(i, _)| i.elapsed()),
+                    restarts: rec.map_or(0, |r| r.restarts),
+                    last_exit: rec.and_then(|r| r.last_exit.clone()),
+                    restart_policy: settings.restart_policy(manifest),
+                    recent_crashes: rec.map_or(0, |r| {
+                        let n = r
+                            .crash_times
+                            .iter()
+                            .filter(|t| t.elapsed() <= window)
+                            .count();
+                        u32::try_from(n).unwrap_or(u32::MAX)
+                    }),
+                    next_restart: rec
+                        .filter(|_| state == State::Backoff)
+                        .and_then(|r| r.backoff_until)
+                        .map(|t| t.saturating_duration_since(Instant::now())),
+                    unhealthy: rec.and_then(|r| r.unhealthy.clone()),
+                }
+            })
+            .collect()
+    }
+
+    // --- the set of known modules ----------------------------------------------------------
+
+    /// Takes in a new scan: loaded (and stopping) modules keep the manifest they started with,
+    /// modules registered from elsewhere (`processPlugin`) stay known, everything else is as
+    /// found.
+    pub fn rediscovered(&mut self, found: Discovery) {
+        let mut known = BTreeMap::new();
+        for manifest in found.manifests {
+            known.insert(manifest.name.as_str().to_owned(), manifest);
+        }
+        for (name, rec) in &self.records {
+            let state = rec.state();
+            if (state.is_loaded() || state == State::Stopping)
+                && let Some(old) = self.known.get(name)
+            {
+                known.insert(name.clone(), old.clone());
+            }
+        }
+        self.faults = found.faults.iter().map(ToString::to_string).collect();
+        self.invalid = found.invalid;
+        for (name, manifest) in std::mem::take(&mut self.known) {
+            known.entry(name).or_insert(manifest);
+        }
+        self.known = known;
+    }
+
+    /// Adds (or replaces) a known module. `Err(state)` when it is loaded or stopping and so
+    /// keeps the manifest it runs with.
+    pub fn register(&mut self, manifest: Manifest) -> Result<String, State> {
+        let name = manifest.name.as_str().to_owned();
+        let state = self.state(&name);
+        if state.is_loaded() || state == State::Stopping {
+            return Err(state);
+        }
+        self.known.insert(name.clone(), manifest);
+        Ok(name)
+    }
+
+    /// Forgets every module that is neither loaded nor stopping and whose manifest `gone`
+    /// says is gone; returns their names.
+    pub fn forget_where(&mut self, gone: impl Fn(&Manifest) -> bool) -> Vec<String> {
+        let names: Vec<String> = self
+            .known
+            .iter()
+            .filter(|(name, manifest)| {
+                let state = self.state(name);
+                !state.is_loaded() && state != State::Stopping && gone(manifest)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &names {
+            self.known.remove(name);
+            self.records.remove(name);
+        }
+        names
+    }
+
+    // --- the state machine -----------------------------------------------------------------
+
+    /// Moves `name` to `to` if the table allows it, logging the change. `None` when it is in
+    /// `to` already; a transition the table forbids is refused and logged as the bug it is.
+    fn transition(&mut self, name: &str, to: State) -> Option<Transition> {
+        let rec = self.records.entry(name.to_owned()).or_default();
+        let from = rec.state();
+        if from == to {
+            return None;
+        }
+        if !allowed(from, to) {
+            tracing::error!(module = name, %from, %to, "refused a state change the lifecycle does not have; this is a bug in logos-core");
+            return None;
+        }
+        rec.state = Some(to);
+        tracing::info!(module = name, %from, %to, "module state changed");
+        Some(Transition {
+            name: name.to_owned(),
+            from,
+            to,
+        })
+    }
+
+    /// A new process of `name` is about to start: its start generation (events of older
+    /// processes are ignored from now on) and the change to `starting`.
+    pub fn begin_start(&mut self, name: &str) -> (u64, Option<Transition>) {
+        let rec = self.records.entry(name.to_owned()).or_default();
+        rec.generation += 1;
+        let generation = rec.generation;
+        (generation, self.transition(name, State::Starting))
+    }
+
+    /// Start `generation` of `name` failed: records how its process ended if it ran and died
+    /// before it was ready, and leaves the module in `to` (`stopped`, or `crashed` for a crash
+    /// restart, so it never looks stopped on request in between).
+    pub fn start_failed(
+        &mut self,
+        name: &str,
+        generation: u64,
+        exit: Option<ExitReport>,
+        to: State,
+    ) -> Option<Transition> {
+        if let Some(exit) = exit
+            && let Some(rec) = self.records.get_mut(name)
+            && rec.generation == generation
+        {
+            rec.last_exit = Some(exit);
+        }
+        self.transition(name, to)
+    }
+
+    /// The handshake of `name`'s new process is done: records the process and makes the
+    /// module `ready`.
+    pub fn ready(&mut self, name: &str, running: Running) -> Option<Transition> {
+        let rec = self.records.entry(name.to_owned()).or_default();
+        rec.pid = Some(running.pid);
+        rec.started = Some((Instant::now(), SystemTime::now()));
+        rec.session = Some(running.session);
+        rec.interface = Some(running.interface);
+        rec.kill = Some(running.kill);
+        rec.exited = Some(running.exited);
+        rec.unhealthy = None;
+        rec.backoff_until = None;
+        self.transition(name, State::Ready)
+    }
+
+    /// What the last heartbeat of start `generation` said about the module's health.
+    pub fn set_health(&mut self, name: &str, generation: u64, health: Option<String>) {
+        if let Some(rec) = self.records.get_mut(name)
+            && rec.generation == generation
+        {
+            rec.unhealthy = health;
+        }
+    }
+
+    /// A stop of `name` begins, if it is loaded: the change to `stopping`, with what the
+    /// stop needs (the control connection, the exit watch). `None` when it is not loaded.
+    pub fn begin_stop(&mut self, name: &str) -> Option<Stopping> {
+        let rec = self.records.get(name)?;
+        if !rec.state().is_loaded() {
+            return None;
+        }
+        let (session, exited) = (rec.session.clone(), rec.exited.clone());
+        Some(Stopping {
+            session,
+            exited,
+            change: self.transition(name, State::Stopping),
+        })
+    }
+
+    /// The stop of `name` is done (its process, if any, has been reaped).
+    pub fn stopped(&mut self, name: &str) -> Option<Transition> {
+        self.transition(name, State::Stopped)
+    }
+
+    /// Process `generation` of `name` ended. `None` when a newer process owns the module now
+    /// (then nothing of it is touched). Otherwise the process is forgotten and `report`
+    /// becomes its last exit; unless the module was stopping or the core is (`core_stopping`)
+    /// nobody asked for it, and the module is `crashed` under this same lock, so no stop can
+    /// slip in between.
+    pub fn exited(
+        &mut self,
+        name: &str,
+        generation: u64,
+        report: &ExitReport,
+        core_stopping: bool,
+    ) -> Option<Exited> {
+        let rec = self.records.get_mut(name)?;
+        if rec.generation != generation {
+            return None;
+        }
+        let session = rec.session.take();
+        rec.pid = None;
+        rec.started = None;
+        rec.kill = None;
+        rec.unhealthy = None;
+        rec.last_exit = Some(report.clone());
+        let crashed = rec.state() != State::Stopping && !core_stopping;
+        let crash = if crashed {
+            self.transition(name, State::Crashed)
+        } else {
+            None
+        };
+        Some(Exited { session, crash })
+    }
+
+    /// After a crash of start `generation`: charges the restart budget (`charge` gets the crash
+    /// times and returns the delay before the next restart, or `None` when the budget is spent)
+    /// and moves the module to `backoff` or `failed`, unless it is no longer that crashed
+    /// process.
+    pub fn after_crash(
+        &mut self,
+        name: &str,
+        generation: u64,
+        charge: impl FnOnce(&mut VecDeque<Instant>) -> Option<Duration>,
+    ) -> AfterCrash {
+        let Some(rec) = self.records.get_mut(name) else {
+            return AfterCrash::Gone;
+        };
+        // Someone unloaded or reloaded it since it crashed: not ours to restart.
+        if rec.generation != generation || rec.state() != State::Crashed {
+            return AfterCrash::Gone;
+        }
+        let Some(wait) = charge(&mut rec.crash_times) else {
+            return match self.transition(name, State::Failed) {
+                Some(change) => AfterCrash::Failed(change),
+                None => AfterCrash::Gone,
+            };
+        };
+        // The builder bounds the delay; `checked_add` keeps a restart task alive regardless.
+        rec.backoff_until = Instant::now().checked_add(wait);
+        match self.transition(name, State::Backoff) {
+            Some(change) => AfterCrash::Backoff { wait, change },
+            None => AfterCrash::Gone,
+        }
+    }
+
+    /// The backoff of start `generation` is over and a restart begins: counts it. `None` when
+    /// the module is no longer waiting for that restart; else the time of its last exit.
+    pub fn end_backoff(&mut self, name: &str, generation: u64) -> Option<Option<SystemTime>> {
+        let rec = self.records.get_mut(name)?;
+        if rec.generation != generation || rec.state() != State::Backoff {
+            return None;
+        }
+        rec.backoff_until = None;
+        rec.restarts += 1;
+        Some(rec.last_exit.as_ref().map(|e| e.at))
+    }
+
+    /// A reload: clears the restart budget and takes a `failed` module back to `stopped`.
+    pub fn reset_budget(&mut self, name: &str) -> Option<Transition> {
+        let rec = self.records.get_mut(name)?;
+        rec.crash_times.clear();
+        if rec.state() == State::Failed {
+            self.transition(name, State::Stopped)
+        } else {
+            None
+        }
     }
 }
 
@@ -197,4 +718,151 @@ pub struct ModuleInfo {
     pub next_restart: Option<Duration>,
     /// Why the module says it is unhealthy (as of the last heartbeat), if it does.
     pub unhealthy: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [State; 8] = [
+        State::Known,
+        State::Starting,
+        State::Ready,
+        State::Stopping,
+        State::Stopped,
+        State::Crashed,
+        State::Backoff,
+        State::Failed,
+    ];
+
+    #[test]
+    fn the_table_has_the_lifecycle_of_the_design_and_nothing_else() {
+        let mut edges: Vec<(State, State)> = Vec::new();
+        for from in ALL {
+            for to in ALL {
+                if allowed(from, to) {
+                    edges.push((from, to));
+                }
+            }
+        }
+        use State::*;
+        let want = vec![
+            (Known, Starting),
+            (Starting, Ready),
+            (Starting, Stopping),
+            (Starting, Stopped),
+            (Starting, Crashed),
+            (Ready, Stopping),
+            (Ready, Crashed),
+            (Stopping, Stopped),
+            (Stopped, Starting),
+            (Crashed, Stopping),
+            (Crashed, Backoff),
+            (Crashed, Failed),
+            (Backoff, Starting),
+            (Backoff, Stopping),
+            (Failed, Starting),
+            (Failed, Stopped),
+        ];
+        assert_eq!(edges, want);
+    }
+
+    fn registry_with(name: &str) -> Registry {
+        let mut r = Registry::default();
+        assert_eq!(
+            r.register(Manifest::for_test(name, "1.0.0", &[])),
+            Ok(name.to_owned())
+        );
+        r
+    }
+
+    fn exit(code: i32) -> ExitReport {
+        ExitReport {
+            code: Some(code),
+            signal: None,
+            uptime: Duration::ZERO,
+            stderr_tail: vec![],
+            at: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn a_forbidden_change_is_refused_and_the_state_kept() {
+        let mut r = registry_with("a");
+        assert_eq!(r.stopped("a"), None, "known → stopped is no transition");
+        assert_eq!(r.state("a"), State::Known);
+        let (g, t) = r.begin_start("a");
+        assert_eq!(g, 1);
+        assert_eq!(
+            t.map(|t| (t.from, t.to)),
+            Some((State::Known, State::Starting))
+        );
+        // Not ready yet, so its exit is not a crash of a ready module but a failed start.
+        assert_eq!(
+            r.start_failed("a", g, Some(exit(7)), State::Stopped)
+                .map(|t| t.to),
+            Some(State::Stopped)
+        );
+        assert_eq!(
+            r.record("a")
+                .and_then(|x| x.last_exit())
+                .and_then(|e| e.code),
+            Some(7)
+        );
+        assert_eq!(
+            r.begin_stop("a").map(|_| ()),
+            None,
+            "a stopped module is not stopped again"
+        );
+    }
+
+    #[test]
+    fn an_exit_of_an_older_process_changes_nothing() {
+        let mut r = registry_with("a");
+        let (old, _) = r.begin_start("a");
+        let _ = r.start_failed("a", old, None, State::Stopped);
+        let (new, _) = r.begin_start("a");
+        assert!(r.exited("a", old, &exit(1), false).is_none());
+        assert_eq!(r.state("a"), State::Starting);
+        assert!(
+            r.exited("a", new, &exit(1), false)
+                .is_some_and(|e| e.crash.is_some())
+        );
+        assert_eq!(r.state("a"), State::Crashed);
+    }
+
+    #[test]
+    fn a_crash_charges_the_budget_then_fails() {
+        let mut r = registry_with("a");
+        let (g, _) = r.begin_start("a");
+        let _ = r.exited("a", g, &exit(1), false);
+        let wait = Duration::from_millis(5);
+        match r.after_crash("a", g, |times| {
+            times.push_back(Instant::now());
+            Some(wait)
+        }) {
+            AfterCrash::Backoff { wait: w, change } => {
+                assert_eq!(w, wait);
+                assert_eq!((change.from, change.to), (State::Crashed, State::Backoff));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            r.end_backoff("a", g),
+            Some(r.record("a").and_then(|x| x.last_exit()).map(|e| e.at))
+        );
+        assert_eq!(r.record("a").map(Record::restarts), Some(1));
+        let (g2, _) = r.begin_start("a");
+        let _ = r.start_failed("a", g2, Some(exit(2)), State::Crashed);
+        assert!(
+            matches!(r.after_crash("a", g, |_| None), AfterCrash::Gone),
+            "an older generation"
+        );
+        assert!(matches!(
+            r.after_crash("a", g2, |_| None),
+            AfterCrash::Failed(_)
+        ));
+        assert_eq!(r.state("a"), State::Failed);
+        assert_eq!(r.reset_budget("a").map(|t| t.to), Some(State::Stopped));
+    }
 }

@@ -14,7 +14,8 @@
 //! missing from `known` is treated as having no dependencies.
 
 use crate::error::Error;
-use crate::manifest::{Manifest, ModuleName};
+use crate::manifest::Manifest;
+use crate::name::ModuleName;
 use semver::{Version, VersionReq};
 use std::borrow::Borrow;
 use std::collections::btree_map;
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The loaded modules and the version each runs. [`Resolver::plan_load`] accepts any map keyed
 /// by something that borrows as `str` (e.g. `BTreeMap<String, Version>`) as well.
+#[cfg(test)]
 pub type Loaded = BTreeMap<ModuleName, Version>;
 
 /// What a load must start, dependencies first.
@@ -35,13 +37,9 @@ pub struct StartPlan {
 
 impl StartPlan {
     /// The layers, first to start first; names sorted within a layer.
+    #[cfg(test)]
     pub fn layers(&self) -> &[Vec<ModuleName>] {
         &self.layers
-    }
-
-    /// The layers, owned.
-    pub fn into_layers(self) -> Vec<Vec<ModuleName>> {
-        self.layers
     }
 
     /// Every module of the plan, in a valid start order.
@@ -50,11 +48,13 @@ impl StartPlan {
     }
 
     /// Whether nothing needs starting (everything requested is already loaded).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }
 
     /// How many modules the plan starts.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.layers.iter().map(Vec::len).sum()
     }
@@ -71,19 +71,6 @@ impl IntoIterator for StartPlan {
 }
 
 /// A dependency graph over the known manifests.
-///
-/// # Examples
-///
-/// ```
-/// # use logos_core::resolver::{Loaded, Resolver};
-/// # fn demo(known: &[logos_core::manifest::Manifest]) -> Result<(), logos_core::Error> {
-/// let resolver = Resolver::new(known);
-/// let plan = resolver.plan_load(&Loaded::new(), &["greeter"])?;
-/// for layer in plan {
-///     // start every module of `layer` in parallel, wait until all are ready
-/// }
-/// # Ok(()) }
-/// ```
 #[derive(Debug, Clone)]
 pub struct Resolver<'a> {
     known: BTreeMap<&'a str, &'a Manifest>,
@@ -339,6 +326,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// Every loaded module in a safe stop order (reverse topological: dependents first).
+    #[cfg(test)]
     pub fn shutdown_order(&self, loaded: &[impl AsRef<str>]) -> Vec<ModuleName> {
         self.shutdown_layers(loaded).into_iter().flatten().collect()
     }

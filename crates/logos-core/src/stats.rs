@@ -12,8 +12,8 @@
 //! deadline, so a hung module delays a report by at most [`STATS_TIMEOUT`]. Never changes
 //! any state.
 
-use crate::core::Inner;
 use crate::registry::State;
+use crate::state::Inner;
 use crate::sys::{self, ProcessUsage};
 use logos_wire::Value;
 use std::collections::BTreeMap;
@@ -101,14 +101,14 @@ fn read_served(v: &Value) -> Served {
 
 /// Figures of every known module, asking the running ones for their call counters at once.
 pub(crate) async fn collect(inner: &Inner) -> Vec<ModuleStats> {
-    let infos = crate::supervisor::infos(inner);
-    let sessions: BTreeMap<String, logos_session::Session> = {
-        let m = inner.modules();
-        m.records
-            .iter()
+    let (infos, sessions) = {
+        let registry = inner.registry();
+        let sessions: BTreeMap<String, logos_session::Session> = registry
+            .records()
             .filter(|(_, r)| r.state() == State::Ready)
-            .filter_map(|(n, r)| Some((n.clone(), r.session.clone()?)))
-            .collect()
+            .filter_map(|(n, r)| Some((n.clone(), r.session()?.clone())))
+            .collect();
+        (registry.infos(&inner.settings), sessions)
     };
     let asks = infos.iter().map(|info| {
         let session = sessions.get(&info.name).cloned();

@@ -186,7 +186,7 @@ fn open_fds() -> usize {
 }
 
 fn rss_bytes() -> u64 {
-    logos_core::sys::process_usage(std::process::id())
+    logos_core::process_usage(std::process::id())
         .and_then(|u| u.rss_bytes)
         .expect("own rss")
 }

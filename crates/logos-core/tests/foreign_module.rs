@@ -16,7 +16,7 @@ use logos_session::SessionError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{World, alive, int, text};
+use support::{CoreEvents, World, alive, int, text};
 
 /// A value with one of everything: a map holding a list, bytes, negative and extreme ints, a
 /// float, text (not ASCII), null, bool and an empty map.
@@ -169,7 +169,11 @@ async fn a_python_module_serves_calls_and_events_and_exits_0_on_unload() {
     }
 
     // Still the same process after many heartbeats.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    CoreEvents::new(&core)
+        .none_within("stateChanged", Duration::from_millis(500), |d| {
+            d.first() == Some(&text("pyecho"))
+        })
+        .await;
     let info = core.module("pyecho").expect("pyecho");
     assert_eq!(info.state, State::Ready);
     assert_eq!(info.pid, Some(pid));

@@ -43,8 +43,7 @@ async fn core_manager_methods_over_the_control_endpoint() {
     let mut w = World::new();
     w.stage_all(&["calc", "chat"]);
     let core = w.start().await;
-    let token =
-        logos_core::capability::read_client_token(&core.client_token_path()).expect("token");
+    let token = logos_core::read_client_token(&core.client_token_path()).expect("token");
     let c = client(&core, token.as_bytes()).await.expect("client");
     let t = Duration::from_secs(30);
 

@@ -7,7 +7,7 @@ mod support;
 
 use logos_core::State;
 use std::time::{Duration, Instant};
-use support::{World, alive, int};
+use support::{World, alive, int, probe_blocked};
 
 #[tokio::test]
 async fn a_hung_module_is_escalated_to_sigkill_on_unload() {
@@ -18,11 +18,7 @@ async fn a_hung_module_is_escalated_to_sigkill_on_unload() {
     core.load("probe").await.expect("load");
     let pid = core.module("probe").expect("probe").pid.expect("pid");
     // Block its event loop: it can answer neither `shutdown` nor handle SIGTERM.
-    let blocked = tokio::spawn({
-        let core = core.clone();
-        async move { core.call("probe", "block", vec![int(60_000)]).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let blocked = probe_blocked(&w, &core, 60_000).await;
     let started = Instant::now();
     core.unload("probe", false).await.expect("unload");
     assert!(!alive(pid), "killed");

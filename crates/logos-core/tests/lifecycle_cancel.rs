@@ -11,7 +11,7 @@ use logos_core::{Core, State};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-use support::{World, alive, int, target_dir, wait_for};
+use support::{World, alive, int, target_dir, wait_for, wait_in_flight};
 
 /// Stages `probe` behind a start gate: a shell script that starts a helper process (`sleep`,
 /// its pid written to `helper.pid`), waits until the file `go` exists, then execs
@@ -120,22 +120,7 @@ async fn issue_10_a_cancelled_unload_still_stops_the_module_before_it_is_loaded_
         let core = core.clone();
         async move { core.call("probe", "sleep", vec![int(600_000)]).await }
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = core.stats().await;
-        let busy = stats
-            .iter()
-            .find(|m| m.name == "probe")
-            .and_then(|m| m.in_flight);
-        if busy == Some(1) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the sleep call never reached probe"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_in_flight(&core, "probe", 1).await;
 
     let unload = tokio::spawn({
         let core = core.clone();

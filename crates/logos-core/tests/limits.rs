@@ -15,7 +15,7 @@
 mod support;
 
 use bytes::{Bytes, BytesMut};
-use logos_core::{Core, ErrorCode, ModuleSettings, Value, sys::Limits};
+use logos_core::{Core, ErrorCode, Limits, ModuleSettings, Value};
 use logos_session::{Config, Refuse, Session};
 use logos_wire::{FrameDecoder, Hello, Message};
 use std::io::{BufRead, BufReader, Read};
@@ -73,7 +73,7 @@ async fn closing_error(s: &mut UnixStream) -> Option<(ErrorCode, String)> {
 
 /// An operator client on the control endpoint, authenticated with the client token.
 async fn operator(core_socket: &Path, token_path: &Path) -> Session {
-    let token = logos_core::capability::read_client_token(token_path).expect("client token");
+    let token = logos_core::read_client_token(token_path).expect("client token");
     let stream = UnixStream::connect(core_socket).await.expect("connect");
     let (session, _) = tokio::time::timeout(
         SOON,
@@ -421,8 +421,7 @@ struct RawClient {
 impl RawClient {
     /// Connects and authenticates with the client token.
     async fn operator(core: &Core) -> RawClient {
-        let token = logos_core::capability::read_client_token(&core.client_token_path())
-            .expect("client token");
+        let token = logos_core::read_client_token(&core.client_token_path()).expect("client token");
         let mut c = RawClient {
             sock: UnixStream::connect(core.control_socket())
                 .await

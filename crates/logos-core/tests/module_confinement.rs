@@ -116,10 +116,10 @@ exit 0"#,
 
 #[tokio::test]
 async fn under_landlock_a_module_cannot_read_the_runtime_dir_or_write_outside_its_data_dir() {
-    let confinement = logos_core::sys::confinement(true);
+    let confinement = logos_core::confinement(true);
     assert_ne!(
         confinement,
-        logos_core::sys::Confinement::None,
+        logos_core::Confinement::None,
         "this kernel has no Landlock; these tests need Linux 5.13+ with landlock in lsm="
     );
     let mut w = World::new();

@@ -9,7 +9,7 @@
 
 mod support;
 
-use logos_core::manifest::Manifest;
+use logos_core::Manifest;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 use support::{World, target_dir};

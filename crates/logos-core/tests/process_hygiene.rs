@@ -80,7 +80,7 @@ async fn a_child_that_called_setsid_dies_when_its_module_is_unloaded() {
         "it left calc's session"
     );
 
-    let cgroups = logos_core::sys::cgroups_available();
+    let cgroups = logos_core::testing::cgroups_available();
     if cgroups {
         let own = std::fs::read_to_string(format!("/proc/{calc}/cgroup")).unwrap();
         assert!(

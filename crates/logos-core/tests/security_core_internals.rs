@@ -10,7 +10,7 @@ mod support;
 
 use logos_core::{Core, Error, ErrorCode, State, Value};
 use std::time::Duration;
-use support::{CoreEvents, World, int, signal, text, wait_for};
+use support::{CoreEvents, World, int, signal, text, wait_for, wait_in_flight};
 
 /// `probe.invoke(target, method, args)`: a call made by the probe module itself.
 async fn as_probe(
@@ -29,27 +29,6 @@ async fn as_probe(
 
 fn state(core: &Core, name: &str) -> State {
     core.module(name).expect("known").state
-}
-
-/// Waits until `name` serves `n` calls at once, so a test acts while they run.
-async fn wait_in_flight(core: &Core, name: &str, n: u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let busy = core
-            .stats()
-            .await
-            .into_iter()
-            .find(|m| m.name == name)
-            .and_then(|m| m.in_flight);
-        if busy == Some(n) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} never served {n} calls at once (last: {busy:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

@@ -8,10 +8,12 @@
 
 mod support;
 
-use logos_core::sys::Limits;
+use logos_core::Limits;
 use logos_core::{ErrorCode, ModuleSettings, RestartPolicy, RestartSettings, State, Value};
 use std::time::{Duration, Instant};
-use support::{CoreEvents, World, alive, int, signal, text, wait_for};
+use support::{
+    CoreEvents, World, alive, int, probe_blocked, signal, text, wait_for, wait_in_flight,
+};
 
 /// Quick restarts, a budget no test exhausts by accident.
 fn fast_restarts() -> RestartSettings {
@@ -62,6 +64,7 @@ async fn each_restart_policy_decides_what_follows_an_exit() {
     let b = w.builder().restart(fast_restarts());
     let core = w.start_with(b).await;
     core.load("probe").await.expect("load");
+    let mut events = CoreEvents::new(&core);
     let meta_path = w.modules.join("probe/metadata.json");
     let set_policy = |policy: &str| {
         let meta = std::fs::read_to_string(&meta_path).expect("read");
@@ -99,7 +102,11 @@ async fn each_restart_policy_decides_what_follows_an_exit() {
             })
             .await;
             // Well past any backoff: it stays down.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            events
+                .none_within("stateChanged", Duration::from_millis(300), |d| {
+                    d.first() == Some(&text("probe")) && d.get(1) == Some(&text("crashed"))
+                })
+                .await;
             let info = core.module("probe").expect("probe");
             assert_eq!(info.state, State::Crashed, "{policy} exit {code}");
             assert_eq!(info.pid, None);
@@ -250,7 +257,11 @@ async fn a_crash_loop_at_start_ends_failed_and_a_reload_brings_it_back_once_fixe
     assert_eq!(crashes[3][1], text("exit code 7"));
 
     // It stays down: no more attempts.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    events
+        .none_within("stateChanged", Duration::from_millis(400), |d| {
+            d.first() == Some(&text("probe"))
+        })
+        .await;
     let info = core.module("probe").expect("probe");
     assert_eq!((info.state, info.restarts), (State::Failed, 3));
     let started = Instant::now();
@@ -343,7 +354,7 @@ async fn a_hung_or_stopped_module_is_killed_by_the_heartbeat_and_its_calls_fail_
         let core = core.clone();
         async move { core.call("probe", "sleep", vec![int(20_000)]).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_in_flight(&core, "probe", 1).await;
     signal(pid, libc::SIGSTOP);
     let started = Instant::now();
     let e = call.await.expect("task").expect_err("killed");
@@ -436,7 +447,8 @@ async fn calls_fail_fast_while_down_and_other_modules_follow_the_restart() {
             )
             .await
     }));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Five of the core's and relay's one.
+    wait_in_flight(&core, "probe", 6).await;
     let pid = pid_of(&core, "probe");
     signal(pid, libc::SIGKILL);
     let killed = Instant::now();
@@ -566,10 +578,19 @@ async fn a_crash_report_carries_status_uptime_stderr_and_restart_count() {
     for (round, code) in [(0u32, 42i32), (1, 43)] {
         let pid = pid_of(&core, "probe");
         let line = format!("about to die: disk on fire ({round})");
+        // The line is in the pipe once `say` returns; the core reads it to the end before it
+        // reports the exit.
         core.call("probe", "say", vec![text(&line)])
             .await
             .expect("say");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Up for a measurable while, which the report's uptime must show.
+        wait_for("probe up 50 ms", Duration::from_secs(30), || {
+            core.module("probe")
+                .expect("probe")
+                .uptime
+                .is_some_and(|u| u >= Duration::from_millis(50))
+        })
+        .await;
         let _ = core.call("probe", "exit", vec![int(code.into())]).await;
         let d = events
             .wait("moduleCrashed", Duration::from_secs(5), |d| {
@@ -805,11 +826,7 @@ async fn stats_count_the_calls_each_module_served_from_anyone() {
     );
 
     // A hung module delays a report by at most the stats deadline, with no call figures.
-    let blocked = tokio::spawn({
-        let core = core.clone();
-        async move { core.call("probe", "block", vec![int(2_500)]).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let blocked = probe_blocked(&w, &core, 2_500).await;
     let started = Instant::now();
     let stats = core.stats().await;
     assert!(started.elapsed() < logos_core::STATS_TIMEOUT + Duration::from_millis(500));

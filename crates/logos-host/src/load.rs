@@ -2,8 +2,9 @@
 //!
 //! Owns the host's side of the C ABI (the normative definition is `logos_sdk::abi`, mirrored
 //! here because the host links nothing of ours; a test checks the mirror): `dlopen` the
-//! library, resolve `logos_module_v1`, check the ABI version first and the protocol major and
-//! the embedded name next, and only then hand out the `run` entry. Never interprets anything
+//! library, resolve `logos_module_v1`, check the ABI version first, then the protocol major,
+//! the embedded name and (when the core says what to expect) the embedded version, and only
+//! then hand out the `run` entry. Never interprets anything
 //! a module says beyond these fields, and never unloads a library it ran.
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW, Symbol};
@@ -84,6 +85,19 @@ pub enum LoadError {
         embedded: String,
         expected: String,
     },
+    /// The embedded version is missing or not UTF-8.
+    #[error("module library {} embeds an invalid version: {reason}", path.display())]
+    BadVersion { path: PathBuf, reason: String },
+    /// The embedded version (its `Cargo.toml`'s) differs from the metadata's.
+    #[error(
+        "module library {} was built as version {embedded} (the `version` in its Cargo.toml, or #[module(version = ...)]) but its metadata.json says {expected}; make the two agree: set \"version\" in metadata.json, or the version in Cargo.toml and rebuild",
+        path.display()
+    )]
+    VersionMismatch {
+        path: PathBuf,
+        embedded: String,
+        expected: String,
+    },
 }
 
 /// A module library that passed every check, ready to run.
@@ -93,13 +107,18 @@ pub struct Module {
 }
 
 impl Module {
-    /// Loads the library at `path` and checks it is module `expected_name` with a compatible
-    /// ABI and protocol. No module code runs except the library's initialisers and the
-    /// side-effect-free `logos_module_v1()` accessor.
+    /// Loads the library at `path` and checks it is module `expected_name` (of version
+    /// `expected_version`, when given) with a compatible ABI and protocol. No module code runs
+    /// except the library's initialisers and the side-effect-free `logos_module_v1()`
+    /// accessor.
     ///
     /// # Errors
     /// A [`LoadError`] naming the library and what does not match.
-    pub fn open(path: &Path, expected_name: &str) -> Result<Module, LoadError> {
+    pub fn open(
+        path: &Path,
+        expected_name: &str,
+        expected_version: Option<&str>,
+    ) -> Result<Module, LoadError> {
         // A bare file name would make dlopen search the library path instead of the file given.
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         // SAFETY: loading runs the library's initialisers. The core only names libraries from
@@ -170,6 +189,32 @@ impl Module {
                 expected: expected_name.to_owned(),
             });
         }
+        if let Some(expected) = expected_version {
+            if module.version.is_null() {
+                return Err(LoadError::BadVersion {
+                    path,
+                    reason: "null pointer".to_owned(),
+                });
+            }
+            // SAFETY: non-null, and per the ABI a NUL-terminated string in static data.
+            let version = unsafe { CStr::from_ptr(module.version) };
+            let version = match version.to_str() {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(LoadError::BadVersion {
+                        path,
+                        reason: format!("not UTF-8 ({e})"),
+                    });
+                }
+            };
+            if version != expected {
+                return Err(LoadError::VersionMismatch {
+                    path,
+                    embedded: version.to_owned(),
+                    expected: expected.to_owned(),
+                });
+            }
+        }
         let run = module.run;
         Ok(Module { library, run })
     }
@@ -222,7 +267,7 @@ mod tests {
 
     #[test]
     fn missing_library_is_refused_with_its_path() {
-        let e = Module::open(Path::new("/nonexistent/libnope.so"), "nope")
+        let e = Module::open(Path::new("/nonexistent/libnope.so"), "nope", None)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

@@ -1,13 +1,14 @@
 //! `logos_host`: runs one module library as a module process.
 //!
-//! The core starts `logos_host --module <path> --name <name>` for a module whose `main` is a
-//! shared library (docs/architecture.md, "Module process contract" §1). This file owns the
-//! command line and the exit code; `load.rs` owns the library checks. The host never speaks
-//! the protocol itself: the library's `run` does, on the descriptors the core passed.
+//! The core starts `logos_host --module <path> --name <name> --module-version <version>` for a
+//! module whose `main` is a shared library (docs/architecture.md, "Module process contract"
+//! §1). This file owns the command line and the exit code; `load.rs` owns the library checks.
+//! The host never speaks the protocol itself: the library's `run` does, on the descriptors
+//! the core passed.
 //!
 //! Exit codes: the module's own code once it runs (0 after a clean stop); 2 for bad
 //! arguments; 3 when the library is refused (cannot be loaded, no entry point, another ABI
-//! version or protocol major, another name than the metadata's).
+//! version or protocol major, another name or version than the metadata's).
 
 mod load;
 
@@ -29,6 +30,10 @@ struct Args {
     /// The module's name from its metadata.json; the library must embed the same.
     #[arg(long, value_name = "NAME")]
     name: String,
+    /// The module's version from its metadata.json; when given, the library must embed the
+    /// same (its Cargo.toml version, unless `#[module(version)]` says otherwise).
+    #[arg(long, value_name = "VERSION")]
+    module_version: Option<String>,
 }
 
 fn main() {
@@ -41,7 +46,7 @@ fn run(args: &Args) -> i32 {
         eprintln!("logos_host: --name must not be empty");
         return EXIT_USAGE;
     }
-    match load::Module::open(&args.module, &args.name) {
+    match load::Module::open(&args.module, &args.name, args.module_version.as_deref()) {
         Ok(module) => module.run(),
         Err(e) => {
             eprintln!("logos_host: {e}");

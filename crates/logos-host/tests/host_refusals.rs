@@ -1,5 +1,5 @@
-//! `logos_host` against hand-made module libraries: the ABI version, protocol major and name
-//! are checked before any module code runs, refusals exit 3 with a message naming both sides,
+//! `logos_host` against hand-made module libraries: the ABI version, protocol major, name and
+//! version are checked before any module code runs, refusals exit 3 with a message naming both sides,
 //! and an accepted library's `run` exit code becomes the host's.
 //!
 //! The fake libraries are tiny C-ABI cdylibs compiled with `rustc` into a temp dir, so each
@@ -61,6 +61,16 @@ fn host(lib: &Path, name: &str) -> Output {
         .arg(lib)
         .arg("--name")
         .arg(name)
+        .output()
+        .unwrap()
+}
+
+/// As the core runs it: with the metadata's version to check.
+fn host_expecting(lib: &Path, name: &str, version: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_logos_host"))
+        .arg("--module")
+        .arg(lib)
+        .args(["--name", name, "--module-version", version])
         .output()
         .unwrap()
 }
@@ -133,6 +143,39 @@ fn checks_come_before_run_and_refusals_exit_3() {
         "{err}"
     );
     assert!(!ran(d, "named"));
+}
+
+#[test]
+fn a_version_other_than_the_metadata_is_refused_before_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fake = Fake {
+        abi: 1,
+        major: 1,
+        name: "calc",
+        code: 0,
+    };
+    // The fake embeds version 1.0.0.
+    let lib = build(d, "versioned", &fake);
+    let out = host_expecting(&lib, "calc", "1.2.0");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "module library {} was built as version 1.0.0 (the `version` in its Cargo.toml",
+            lib.display()
+        )) && err.contains("but its metadata.json says 1.2.0"),
+        "{err}"
+    );
+    assert!(!ran(d, "versioned"));
+    let out = host_expecting(&lib, "calc", "1.0.0");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ran(d, "versioned"));
 }
 
 #[test]

@@ -16,17 +16,27 @@ mod names;
 ///
 /// # Which functions become methods
 ///
-/// Every `pub fn` (sync or `async`) whose first parameter is `&self`. Private functions and
-/// associated functions without `self` are left alone. Module methods run concurrently, so
-/// `&mut self` and `self` by value are compile errors: keep mutable state behind a `Mutex`.
+/// Every `pub fn` (sync or `async`) whose first parameter is `&self` or `&mut self`. Private
+/// functions and associated functions without `self` are left alone; `self` by value is a
+/// compile error.
 ///
-/// - **Context**: an optional first parameter `ctx: &Context` (after `&self`) gives the method
-///   the module's [`Context`](../logos_sdk/struct.Context.html) (emit events, call other
-///   modules, data dir). It is not a wire argument.
+/// - **Concurrency**: `&self` methods run concurrently; keep their mutable state behind a
+///   `Mutex`. A module with at least one `&mut self` method is held in a read-write lock
+///   (`logos_sdk::Instance`): `&self` calls share it, and a `&mut self` call has the module
+///   alone for as long as it runs, `.await`s included, after the calls before it end and
+///   before the calls after it start. A module without `&mut self` methods takes no lock.
+/// - **Context**: an optional first parameter `ctx: &Context` (after the receiver) gives the
+///   method the module's [`Context`](../logos_sdk/struct.Context.html) (emit events, call other
+///   modules, data dir). It is not a wire argument. It is recognised by its type, so an alias
+///   (`use logos_sdk::Context as Ctx`) works and a type of your own named `Context` is an
+///   ordinary argument.
 /// - **Arguments**: every other parameter is one positional wire argument, decoded from its
-///   `Value` with serde. Parameters must be owned (`String`, not `&str`). A wrong argument
-///   count or type fails the call with `invalid_args`, naming the method and the parameter.
-///   A missing trailing argument of type `Option<T>` is `None`.
+///   `Value` with serde. Owned types (`String`, `Vec<T>`, your structs) take the value over;
+///   borrowed ones (`&str`, `&[u8]`, `Option<&str>`, `Cow<str>`, structs with
+///   `#[serde(borrow)]` fields) borrow it for the call, without a copy. `&mut` parameters are
+///   a compile error. A wrong argument count or type fails the call with `invalid_args`,
+///   naming the method and the parameter. A missing trailing argument of type `Option<T>` is
+///   `None`.
 /// - **Return**: any `T: Serialize` is the reply (`()` or no return type replies null).
 ///   `Result<T, E>` replies `T` on `Ok`; on `Err`, `E = logos_sdk::Fault` is sent as is (its
 ///   own code), and any other `E: Display` fails the call with `method_failed` and
@@ -37,8 +47,9 @@ mod names;
 ///
 /// - `#[module(name = "calc", version = "1.0.0", events = CalcEvent)]`, every argument
 ///   optional: `name` defaults to `env!("CARGO_PKG_NAME")` and `version` to
-///   `env!("CARGO_PKG_VERSION")`; `events` names a `#[derive(Events)]` enum whose variants are
-///   listed in the interface.
+///   `env!("CARGO_PKG_VERSION")` (the version `logos_host` and the core compare with
+///   `metadata.json` at load, refusing a mismatch); `events` names a `#[derive(Events)]` enum
+///   whose variants are listed in the interface.
 /// - `#[logos(name = "wireName")]` on a method overrides its wire name.
 /// - `#[logos(skip)]` on a `pub fn` keeps it out of the interface.
 /// - `#[init]` on one associated function marks the constructor, called once at start-up
@@ -52,31 +63,29 @@ mod names;
 ///
 /// ```
 /// use logos_sdk::{Context, Events, module};
-/// use std::sync::Mutex;
 ///
 /// #[derive(Events)]
 /// enum CounterEvent {
-///     /// Data: `[value]`.
-///     Changed { value: i64 },
+///     /// Data: `[value, by]`.
+///     Changed { value: i64, by: String },
 /// }
 ///
 /// #[derive(Default)]
 /// struct Counter {
-///     value: Mutex<i64>,
+///     value: i64,
 /// }
 ///
 /// #[module(name = "counter", version = "1.0.0", events = CounterEvent)]
 /// impl Counter {
-///     /// Wire name `addTo`: `counter.addTo(5)`.
-///     pub fn add_to(&self, ctx: &Context, n: i64) -> Result<i64, String> {
-///         let mut v = self.value.lock().map_err(|_| "state poisoned".to_owned())?;
-///         *v = v.checked_add(n).ok_or("overflow")?;
-///         ctx.emit(CounterEvent::Changed { value: *v }).map_err(|e| e.to_string())?;
-///         Ok(*v)
+///     /// Wire name `addTo`: `counter.addTo(5, "ada")`. `&mut self`: one call at a time.
+///     pub fn add_to(&mut self, ctx: &Context, n: i64, by: &str) -> Result<i64, String> {
+///         self.value = self.value.checked_add(n).ok_or("overflow")?;
+///         ctx.emit(CounterEvent::Changed { value: self.value, by: by.to_owned() })?;
+///         Ok(self.value)
 ///     }
 ///
 ///     pub async fn get(&self) -> i64 {
-///         self.value.lock().map_or(0, |v| *v)
+///         self.value
 ///     }
 /// }
 /// ```

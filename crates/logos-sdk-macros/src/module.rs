@@ -5,6 +5,12 @@
 //! introspection. Generated code reaches the SDK only through `::logos_sdk::export`, so the SDK
 //! can change its internals without breaking modules built with this macro. Never emits the C
 //! ABI entry point: that is `logos_sdk::export_module!`, one per library.
+//!
+//! What a parameter *is* is left to the type checker, never guessed from its spelling: each
+//! parameter goes through `export::Param`, which `&logos_sdk::Context` implements as the
+//! context and every `Deserialize` type as a wire argument, so an alias of the SDK's context
+//! is the context and a user's own type named `Context` is an argument. The interface's
+//! parameter list is computed the same way, in a constant (`export::is_wire`).
 
 use crate::names::{param_name, result_ok_type, return_type_name, type_name, wire_name};
 use proc_macro2::{Span, TokenStream};
@@ -87,7 +93,9 @@ struct Method {
     ident: syn::Ident,
     wire: String,
     is_async: bool,
-    takes_ctx: bool,
+    /// Takes `&mut self`: dispatched through `call_mut`, with the module held exclusively.
+    is_mut: bool,
+    /// Every parameter after the receiver, the context (if any) included.
     params: Vec<Param>,
     output: ReturnType,
     span: Span,
@@ -101,7 +109,8 @@ struct Param {
 /// The `#[init]` constructor.
 struct Init {
     ident: syn::Ident,
-    takes_ctx: bool,
+    /// The type of its one parameter, if any (which must be `&Context`).
+    arg: Option<Type>,
     returns_result: bool,
 }
 
@@ -168,7 +177,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             if let Some(span) = attrs.span {
                 errors.push(syn::Error::new(
                     span,
-                    "#[logos(...)] only applies to `pub fn` methods taking `&self`; only those are exported",
+                    "#[logos(...)] only applies to `pub fn` methods taking `&self` or `&mut self`; only those are exported",
                 ));
             }
             continue;
@@ -219,12 +228,59 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         },
         None => quote!(&[]),
     };
-    let method_infos = methods.iter().map(method_info);
-    let arms = methods.iter().map(dispatch_arm);
+    let params_consts = methods.iter().enumerate().map(|(i, m)| params_const(i, m));
+    let method_infos = methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| method_info(i, m, self_ty));
+    let has_mut = methods.iter().any(|m| m.is_mut);
+    let shared_arms = methods.iter().enumerate().map(|(i, m)| shared_arm(i, m));
     let init_body = init_body(init.as_ref(), self_ty);
+    let mut_items = if has_mut {
+        let mut_wires = methods.iter().filter(|m| m.is_mut).map(|m| &m.wire);
+        let mut_arms = methods
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.is_mut)
+            .map(|(i, m)| dispatch_arm(i, m));
+        quote! {
+            const HAS_MUT_METHODS: bool = true;
+
+            fn takes_mut(__logos_method: &str) -> bool {
+                ::core::matches!(__logos_method, #(#mut_wires)|*)
+            }
+
+            fn call_mut<'__logos>(
+                &'__logos mut self,
+                __logos_ctx: &'__logos ::logos_sdk::Context,
+                __logos_method: &'__logos str,
+                __logos_args: ::logos_sdk::export::Vec<::logos_sdk::Value>,
+            ) -> ::logos_sdk::export::BoxFuture<
+                '__logos,
+                ::core::result::Result<::logos_sdk::Value, ::logos_sdk::Fault>,
+            > {
+                match __logos_method {
+                    #(#mut_arms)*
+                    _ => <Self as ::logos_sdk::Module>::call(
+                        self,
+                        __logos_ctx,
+                        __logos_method,
+                        __logos_args,
+                    ),
+                }
+            }
+        }
+    } else {
+        quote!()
+    };
 
     Ok(quote! {
         #block
+
+        #[doc(hidden)]
+        impl #self_ty {
+            #(#params_consts)*
+        }
 
         impl ::logos_sdk::Module for #self_ty {
             const NAME: &'static str = #name_expr;
@@ -246,7 +302,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             }
 
             fn call<'__logos>(
-                self: &'__logos ::logos_sdk::export::Arc<Self>,
+                &'__logos self,
                 __logos_ctx: &'__logos ::logos_sdk::Context,
                 __logos_method: &'__logos str,
                 __logos_args: ::logos_sdk::export::Vec<::logos_sdk::Value>,
@@ -258,7 +314,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                 // over every method would be as big as the largest of them, allocated and
                 // copied on every call.
                 match __logos_method {
-                    #(#arms)*
+                    #(#shared_arms)*
                     __logos_other => ::logos_sdk::export::Box::pin(
                         ::logos_sdk::export::ready(::core::result::Result::Err(
                             ::logos_sdk::export::unknown_method(
@@ -269,6 +325,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                     ),
                 }
             }
+
+            #mut_items
         }
     })
 }
@@ -314,18 +372,6 @@ fn has_receiver(f: &ImplItemFn) -> bool {
     matches!(f.sig.inputs.first(), Some(FnArg::Receiver(_)))
 }
 
-/// `true` when `ty` is written `&Context` (any path ending in `Context`).
-fn is_context_ref(ty: &Type) -> bool {
-    let Type::Reference(r) = ty else { return false };
-    if r.mutability.is_some() {
-        return false;
-    }
-    let Type::Path(p) = &*r.elem else {
-        return false;
-    };
-    p.path.segments.last().is_some_and(|s| s.ident == "Context")
-}
-
 fn read_method(f: &ImplItemFn, attrs: &MethodAttrs) -> syn::Result<Method> {
     let sig = &f.sig;
     if !sig.generics.params.is_empty() {
@@ -344,22 +390,13 @@ fn read_method(f: &ImplItemFn, attrs: &MethodAttrs) -> syn::Result<Method> {
         ));
     }
     let mut inputs = sig.inputs.iter();
-    match inputs.next() {
+    let is_mut = match inputs.next() {
         Some(FnArg::Receiver(r)) => {
             if r.reference.is_none() {
                 return Err(syn::Error::new(
                     r.span(),
                     format!(
-                        "module method `{}` takes `self` by value; module methods take `&self` (the module is shared by concurrent calls)",
-                        sig.ident
-                    ),
-                ));
-            }
-            if r.mutability.is_some() {
-                return Err(syn::Error::new(
-                    r.span(),
-                    format!(
-                        "module method `{}` takes `&mut self`; module methods take `&self` because calls run concurrently: keep mutable state in a `Mutex`",
+                        "module method `{}` takes `self` by value; module methods take `&self` (shared by concurrent calls) or `&mut self` (one call at a time)",
                         sig.ident
                     ),
                 ));
@@ -367,32 +404,25 @@ fn read_method(f: &ImplItemFn, attrs: &MethodAttrs) -> syn::Result<Method> {
             if r.colon_token.is_some() {
                 return Err(syn::Error::new(
                     r.span(),
-                    format!("module method `{}` must take plain `&self`", sig.ident),
+                    format!(
+                        "module method `{}` must take plain `&self` or `&mut self`",
+                        sig.ident
+                    ),
                 ));
             }
+            r.mutability.is_some()
         }
         _ => {
             return Err(syn::Error::new(
                 sig.span(),
-                "module methods take `&self` first",
+                "module methods take `&self` or `&mut self` first",
             ));
         }
-    }
+    };
 
-    let mut takes_ctx = false;
     let mut params = Vec::new();
-    for (i, arg) in inputs.enumerate() {
+    for arg in inputs {
         let FnArg::Typed(pt) = arg else { continue };
-        if i == 0 && is_context_ref(&pt.ty) {
-            takes_ctx = true;
-            continue;
-        }
-        if is_context_ref(&pt.ty) {
-            return Err(syn::Error::new(
-                pt.ty.span(),
-                "`&Context` must be the first parameter after `&self`",
-            ));
-        }
         check_param_type(&pt.ty, &sig.ident)?;
         let name = match &*pt.pat {
             Pat::Ident(p) => param_name(&p.ident.to_string()),
@@ -412,7 +442,7 @@ fn read_method(f: &ImplItemFn, attrs: &MethodAttrs) -> syn::Result<Method> {
         ident: sig.ident.clone(),
         wire,
         is_async: sig.asyncness.is_some(),
-        takes_ctx,
+        is_mut,
         params,
         output: sig.output.clone(),
         span: sig.ident.span(),
@@ -421,10 +451,10 @@ fn read_method(f: &ImplItemFn, attrs: &MethodAttrs) -> syn::Result<Method> {
 
 fn check_param_type(ty: &Type, method: &syn::Ident) -> syn::Result<()> {
     match ty {
-        Type::Reference(_) => Err(syn::Error::new(
+        Type::Reference(r) if r.mutability.is_some() => Err(syn::Error::new(
             ty.span(),
             format!(
-                "parameters of module method `{method}` must be owned (they are decoded from the call): use e.g. `String` instead of `&str`"
+                "parameters of module method `{method}` cannot be `&mut`: they are decoded from the call; take `&str`, `&[u8]` or an owned value"
             ),
         )),
         Type::ImplTrait(_) => Err(syn::Error::new(
@@ -451,10 +481,12 @@ fn read_init(f: &ImplItemFn) -> syn::Result<Init> {
             "the #[init] constructor takes no `self`: `fn new(ctx: &Context) -> Result<Self, E>`",
         ));
     }
-    let takes_ctx = match sig.inputs.len() {
-        0 => false,
+    // Whether the one parameter is really `&logos_sdk::Context` is checked by type
+    // (`export::InitArg`), not by how it is spelled.
+    let arg = match sig.inputs.len() {
+        0 => None,
         1 => match sig.inputs.first() {
-            Some(FnArg::Typed(pt)) if is_context_ref(&pt.ty) => true,
+            Some(FnArg::Typed(pt)) => Some((*pt.ty).clone()),
             _ => {
                 return Err(syn::Error::new(
                     sig.inputs.span(),
@@ -480,7 +512,7 @@ fn read_init(f: &ImplItemFn) -> syn::Result<Init> {
     };
     Ok(Init {
         ident: sig.ident.clone(),
-        takes_ctx,
+        arg,
         returns_result,
     })
 }
@@ -493,10 +525,14 @@ fn init_body(init: Option<&Init>, self_ty: &Type) -> TokenStream {
         };
     };
     let ident = &init.ident;
-    let call = if init.takes_ctx {
-        quote!(<#self_ty>::#ident(__logos_ctx))
-    } else {
-        quote!({ let _ = __logos_ctx; <#self_ty>::#ident() })
+    let call = match &init.arg {
+        Some(ty) => {
+            let arg = quote_spanned! {ty.span()=>
+                ::logos_sdk::export::init_arg::<#ty>(__logos_ctx)
+            };
+            quote!(<#self_ty>::#ident(#arg))
+        }
+        None => quote!({ let _ = __logos_ctx; <#self_ty>::#ident() }),
     };
     if init.returns_result {
         quote! {
@@ -512,54 +548,102 @@ fn init_body(init: Option<&Init>, self_ty: &Type) -> TokenStream {
     }
 }
 
-fn method_info(m: &Method) -> TokenStream {
-    let wire = &m.wire;
-    let returns = return_type_name(&m.output);
-    let params = m.params.iter().map(|p| {
+/// The name of the constant holding method `index`'s wire parameters.
+fn params_const_name(index: usize) -> syn::Ident {
+    syn::Ident::new(&format!("__LOGOS_PARAMS_{index}"), Span::call_site())
+}
+
+/// `const __LOGOS_PARAMS_<i>: &[ParamInfo]`: the method's wire parameters, i.e. all of them
+/// but a first one that is the context, decided by type. A context anywhere else is refused
+/// when the constant is evaluated, pointing at the parameter.
+fn params_const(index: usize, m: &Method) -> TokenStream {
+    let ident = params_const_name(index);
+    let infos = m.params.iter().map(|p| {
         let name = &p.name;
         let ty = type_name(&p.ty);
         quote!(::logos_sdk::ParamInfo { name: #name, ty: #ty })
     });
+    let checks = m.params.iter().skip(1).map(|p| {
+        let ty = &p.ty;
+        quote_spanned! {ty.span()=>
+            ::core::assert!(
+                ::logos_sdk::export::is_wire::<#ty>(),
+                "`&Context` must be the first parameter after `&self`",
+            );
+        }
+    });
+    let value = match m.params.first() {
+        Some(first) => {
+            let ty = &first.ty;
+            quote! {
+                if ::logos_sdk::export::is_wire::<#ty>() { __logos_all } else { __logos_all.split_at(1).1 }
+            }
+        }
+        None => quote!(__logos_all),
+    };
+    quote! {
+        #[doc(hidden)]
+        const #ident: &'static [::logos_sdk::ParamInfo] = {
+            let __logos_all: &'static [::logos_sdk::ParamInfo] = &[#(#infos),*];
+            #(#checks)*
+            #value
+        };
+    }
+}
+
+fn method_info(index: usize, m: &Method, self_ty: &Type) -> TokenStream {
+    let wire = &m.wire;
+    let returns = return_type_name(&m.output);
+    let params = params_const_name(index);
     quote! {
         ::logos_sdk::MethodInfo {
             name: #wire,
-            params: &[#(#params),*],
+            params: <#self_ty>::#params,
             returns: #returns,
         }
     }
 }
 
-fn dispatch_arm(m: &Method) -> TokenStream {
+/// The arm of `call` (the shared entry) for method `m`: its dispatch, or for a `&mut self`
+/// method the fault saying it needs `call_mut`.
+fn shared_arm(index: usize, m: &Method) -> TokenStream {
+    if !m.is_mut {
+        return dispatch_arm(index, m);
+    }
+    let wire = &m.wire;
+    quote! {
+        #wire => ::logos_sdk::export::Box::pin(::logos_sdk::export::ready(
+            ::core::result::Result::Err(::logos_sdk::export::needs_exclusive(
+                <Self as ::logos_sdk::Module>::NAME,
+                #wire,
+            )),
+        )),
+    }
+}
+
+fn dispatch_arm(index: usize, m: &Method) -> TokenStream {
     let wire = &m.wire;
     let ident = &m.ident;
-    let names: Vec<&String> = m.params.iter().map(|p| &p.name).collect();
-    let types: Vec<String> = m.params.iter().map(|p| type_name(&p.ty)).collect();
+    let params = params_const_name(index);
     let bindings: Vec<syn::Ident> = (0..m.params.len())
         .map(|i| syn::Ident::new(&format!("__logos_arg{i}"), Span::call_site()))
         .collect();
-    let decodes = m
-        .params
-        .iter()
-        .zip(&bindings)
-        .zip(&types)
-        .map(|((p, b), t)| {
-            let ty = &p.ty;
-            quote_spanned! {ty.span()=>
-                #[allow(clippy::question_mark)]
-                let #b: #ty = match __logos_reader.next::<#ty>(#t) {
-                    ::core::result::Result::Ok(v) => v,
-                    ::core::result::Result::Err(f) => return ::core::result::Result::Err(f),
-                };
-            }
-        });
-    let ctx_arg = if m.takes_ctx {
-        quote!(__logos_ctx,)
-    } else {
-        quote!()
-    };
+    let decodes = m.params.iter().zip(&bindings).map(|(p, b)| {
+        let ty = &p.ty;
+        quote_spanned! {ty.span()=>
+            #[allow(clippy::question_mark)]
+            let #b: #ty = match <#ty as ::logos_sdk::export::Param<'_>>::take(
+                &mut __logos_reader,
+                __logos_ctx,
+            ) {
+                ::core::result::Result::Ok(v) => v,
+                ::core::result::Result::Err(f) => return ::core::result::Result::Err(f),
+            };
+        }
+    });
     let await_ = if m.is_async { quote!(.await) } else { quote!() };
     let invoke = quote_spanned! {m.span=>
-        <Self>::#ident(&**self, #ctx_arg #(#bindings),*) #await_
+        <Self>::#ident(self, #(#bindings),*) #await_
     };
     let reply = match &m.output {
         ReturnType::Default => quote! {
@@ -583,13 +667,16 @@ fn dispatch_arm(m: &Method) -> TokenStream {
             ::logos_sdk::export::encode_reply(<Self as ::logos_sdk::Module>::NAME, #wire, &v)
         },
     };
+    // The arguments live in the method's own future (or closure), so borrowed parameters
+    // (`&str`) borrow from them for the whole call.
     let body = quote! {
+        let mut __logos_args = __logos_args;
         #[allow(unused_mut, clippy::question_mark)]
         let mut __logos_reader = match ::logos_sdk::export::ArgReader::new(
             <Self as ::logos_sdk::Module>::NAME,
             #wire,
-            &[#(#names),*],
-            __logos_args,
+            <Self>::#params,
+            &mut __logos_args,
         ) {
             ::core::result::Result::Ok(r) => r,
             ::core::result::Result::Err(f) => return ::core::result::Result::Err(f),

@@ -34,6 +34,8 @@ pub fn type_name(ty: &Type) -> String {
             Some(seg) => path_type_name(&seg.ident.to_string(), &seg.arguments),
             None => "any".to_owned(),
         },
+        // `&[u8]` borrows the bytes of a `bytes` argument (a list does not decode into it).
+        Type::Reference(r) if is_u8_slice(&r.elem) => "bytes".to_owned(),
         Type::Reference(r) => type_name(&r.elem),
         Type::Paren(p) => type_name(&p.elem),
         Type::Group(g) => type_name(&g.elem),
@@ -43,6 +45,10 @@ pub fn type_name(ty: &Type) -> String {
         Type::Slice(s) => format!("list<{}>", type_name(&s.elem)),
         _ => "any".to_owned(),
     }
+}
+
+fn is_u8_slice(ty: &Type) -> bool {
+    matches!(ty, Type::Slice(s) if matches!(&*s.elem, Type::Path(p) if p.path.is_ident("u8")))
 }
 
 /// The type a method's return value maps to: the `Ok` type of a `Result`, `null` when nothing
@@ -156,6 +162,8 @@ mod tests {
             ("bool", "bool"),
             ("String", "text"),
             ("&str", "text"),
+            ("&[u8]", "bytes"),
+            ("Cow<'_, str>", "text"),
             ("logos_sdk::ByteBuf", "bytes"),
             ("serde_bytes::ByteBuf", "bytes"),
             ("Vec<u8>", "list<int>"),

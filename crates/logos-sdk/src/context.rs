@@ -4,7 +4,7 @@
 //! dir, who subscribed to which of its events (so [`Context::emit`] reaches exactly them), the
 //! handlers registered for other modules' events and for incoming streams, the cached
 //! [`Client`]s, and the health reported in `pong`. Never accepts connections or decides who
-//! may connect: that is `serve.rs`; never connects to other modules itself: that is
+//! may connect: that is `serve/grant.rs`; never connects to other modules itself: that is
 //! `client.rs`.
 
 use crate::client::Client;
@@ -384,7 +384,7 @@ impl Context {
         lock(&self.inner.unhealthy).clone()
     }
 
-    // ---- runtime side (serve.rs) ----
+    // ---- runtime side (serve/) ----
 
     /// Called once the control handshake is done: remembers the connection, subscribes to
     /// what the module needs from the core, and starts the module-to-module subscriptions.

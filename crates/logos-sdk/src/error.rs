@@ -3,7 +3,9 @@
 //! Owns what can go wrong on the module side outside a call: a process not started per the
 //! contract, a failed handshake with the core, a failing constructor, an event that cannot be
 //! encoded. Failures of calls are [`Fault`]s (code + message, they cross the wire) and never
-//! live here; `From<Error> for Fault` exists so handlers can use `?` on SDK results.
+//! live here; `From<Error> for Fault` and `From<Error> for String` exist so handlers can use
+//! `?` on SDK results (`ctx.emit(..)?`) in methods returning `Result<_, Fault>` or
+//! `Result<_, String>`.
 
 use logos_session::{Fault, SessionError};
 use logos_wire::{ErrorCode, WireError};
@@ -60,5 +62,13 @@ impl From<Error> for Fault {
     /// Any SDK error surfacing inside a method fails that call with `method_failed`.
     fn from(e: Error) -> Fault {
         Fault::new(ErrorCode::MethodFailed, e.to_string())
+    }
+}
+
+impl From<Error> for String {
+    /// The message, so `ctx.emit(..)?` works in a method returning `Result<_, String>` (the
+    /// call then fails with `method_failed` and this text).
+    fn from(e: Error) -> String {
+        e.to_string()
     }
 }

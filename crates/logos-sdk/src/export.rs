@@ -3,6 +3,12 @@
 //! Owns argument decoding, reply encoding and error mapping for generated dispatch, so the
 //! rules (and their messages) live in one place and are unit-tested here. Not a public API:
 //! the names may change with the macros. Never holds state.
+//!
+//! Which parameter is the module's [`Context`] is decided by type, through [`Param`]: the
+//! macro sees only tokens, and a parameter written `&Context` may be a user's own type of that
+//! name, while `&Ctx` may be an alias of the SDK's. `&logos_sdk::Context` takes the context;
+//! every other type is a wire argument decoded with serde (borrowing from the call's arguments
+//! when it is `&str`, `&[u8]` or another borrowing type).
 
 pub use futures::future::{BoxFuture, lazy, ready};
 pub use logos_wire::{WireError, to_value};
@@ -14,35 +20,38 @@ pub use std::vec::Vec;
 /// The protocol major as the C ABI carries it (`u32`; widening the wire's `u16`).
 pub const PROTOCOL_MAJOR_U32: u32 = logos_wire::PROTOCOL_MAJOR as u32;
 
+use crate::context::Context;
 use crate::error::Error;
+use crate::module::ParamInfo;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::fmt::Display;
 
-/// Decodes a call's positional arguments one parameter at a time.
+/// Decodes a call's positional arguments one parameter at a time, in place: a parameter that
+/// borrows (`&str`) borrows from `args`, one that owns (`String`) takes the value out.
 #[derive(Debug)]
-pub struct ArgReader {
+pub struct ArgReader<'a> {
     module: &'static str,
     method: &'static str,
-    params: &'static [&'static str],
+    /// The wire parameters (the context excluded), as in the interface.
+    params: &'static [ParamInfo],
     given: usize,
-    args: std::vec::IntoIter<Value>,
-    next: usize,
+    args: std::iter::Enumerate<std::slice::IterMut<'a, Value>>,
 }
 
-impl ArgReader {
-    /// Starts decoding `args` for `module.method(params…)`.
+impl<'a> ArgReader<'a> {
+    /// Starts decoding `args` for `module.method(params…)`. Missing trailing arguments are
+    /// filled with null, so a trailing `Option` parameter may be left out.
     ///
     /// # Errors
     /// `invalid_args` when more arguments were given than the method has parameters.
     pub fn new(
         module: &'static str,
         method: &'static str,
-        params: &'static [&'static str],
-        args: Vec<Value>,
-    ) -> Result<ArgReader, Fault> {
+        params: &'static [ParamInfo],
+        args: &'a mut Vec<Value>,
+    ) -> Result<ArgReader<'a>, Fault> {
         let given = args.len();
         if given > params.len() {
             return Err(Fault::new(
@@ -50,51 +59,119 @@ impl ArgReader {
                 format!(
                     "{module}.{method} takes {} ({}), got {given}",
                     plural(params.len(), "argument"),
-                    params.join(", "),
+                    names(params),
                 ),
             ));
         }
+        args.resize(params.len(), Value::Null);
         Ok(ArgReader {
             module,
             method,
             params,
             given,
-            args: args.into_iter(),
-            next: 0,
+            args: args.iter_mut().enumerate(),
         })
     }
 
-    /// Decodes the next parameter, whose logos type is `ty` (for the message). A missing
-    /// argument decodes as null, so a trailing `Option` parameter may be left out.
+    /// Decodes the next parameter. A missing argument decodes as null, so a trailing `Option`
+    /// parameter may be left out.
     ///
     /// # Errors
     /// `invalid_args` naming the method, the parameter and both types.
-    pub fn next<T: DeserializeOwned>(&mut self, ty: &str) -> Result<T, Fault> {
-        let index = self.next;
-        self.next += 1;
-        let name = self.params.get(index).copied().unwrap_or("?");
+    pub fn decode<T: Deserialize<'a>>(&mut self) -> Result<T, Fault> {
         let (module, method) = (self.module, self.method);
-        match self.args.next() {
-            Some(v) => logos_wire::from_value(v).map_err(|e| {
-                Fault::new(
-                    ErrorCode::InvalidArgs,
-                    format!("{module}.{method}: argument {} `{name}` ({ty}): {e}", index + 1),
+        let Some((index, value)) = self.args.next() else {
+            return Err(Fault::new(
+                ErrorCode::InvalidArgs,
+                format!(
+                    "{module}.{method}: more parameters decoded than its interface lists (a bug in the module's dispatch)"
+                ),
+            ));
+        };
+        let (name, ty) = self
+            .params
+            .get(index)
+            .map_or(("?", "?"), |p| (p.name, p.ty));
+        let missing = index >= self.given;
+        logos_wire::from_value_mut(value).map_err(|e| {
+            let message = if missing {
+                format!(
+                    "{module}.{method}: missing argument {} `{name}` ({ty}); it takes {} ({}), got {}",
+                    index + 1,
+                    plural(self.params.len(), "argument"),
+                    names(self.params),
+                    self.given,
                 )
-            }),
-            None => logos_wire::from_value(Value::Null).map_err(|_| {
-                Fault::new(
-                    ErrorCode::InvalidArgs,
-                    format!(
-                        "{module}.{method}: missing argument {} `{name}` ({ty}); it takes {} ({}), got {}",
-                        index + 1,
-                        plural(self.params.len(), "argument"),
-                        self.params.join(", "),
-                        self.given,
-                    ),
-                )
-            }),
-        }
+            } else {
+                format!("{module}.{method}: argument {} `{name}` ({ty}): {e}", index + 1)
+            };
+            Fault::new(ErrorCode::InvalidArgs, message)
+        })
     }
+}
+
+fn names(params: &[ParamInfo]) -> String {
+    params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
+
+/// A parameter of a module method after `&self`: the module's [`Context`], or a wire argument.
+///
+/// Decided by the parameter's type (see the module docs): `&Context` is the context and
+/// consumes no argument; any `T: Deserialize` is the next wire argument.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of a module method",
+    label = "a parameter is `&logos_sdk::Context` or a type serde can deserialize",
+    note = "parameters are decoded from the call's arguments with serde: use e.g. `String`, `&str`, `i64`, `Vec<T>` or a `#[derive(Deserialize)]` type"
+)]
+pub trait Param<'a>: Sized {
+    /// `true` for a wire argument, `false` for the context.
+    const WIRE: bool;
+    /// Reads this parameter: the next argument from `reader`, or `ctx`.
+    ///
+    /// # Errors
+    /// `invalid_args` as [`ArgReader::decode`].
+    fn take(reader: &mut ArgReader<'a>, ctx: &'a Context) -> Result<Self, Fault>;
+}
+
+impl<'a> Param<'a> for &'a Context {
+    const WIRE: bool = false;
+    fn take(_: &mut ArgReader<'a>, ctx: &'a Context) -> Result<Self, Fault> {
+        Ok(ctx)
+    }
+}
+
+impl<'a, T: Deserialize<'a>> Param<'a> for T {
+    const WIRE: bool = true;
+    fn take(reader: &mut ArgReader<'a>, _: &'a Context) -> Result<Self, Fault> {
+        reader.decode()
+    }
+}
+
+/// `true` when parameter type `T` is a wire argument (not the context); for the interface,
+/// which lists wire arguments only.
+pub const fn is_wire<'a, T: Param<'a>>() -> bool {
+    T::WIRE
+}
+
+/// The one parameter an `#[init]` constructor may take: the module's [`Context`].
+#[diagnostic::on_unimplemented(
+    message = "the #[init] constructor takes nothing or `ctx: &logos_sdk::Context`, not `{Self}`",
+    label = "not `&logos_sdk::Context`"
+)]
+pub trait InitArg<'a> {
+    /// The argument, from the context.
+    fn from_ctx(ctx: &'a Context) -> Self;
+}
+
+impl<'a> InitArg<'a> for &'a Context {
+    fn from_ctx(ctx: &'a Context) -> Self {
+        ctx
+    }
+}
+
+/// The argument of an `#[init]` constructor taking `T` (which must be `&Context`).
+pub fn init_arg<'a, T: InitArg<'a>>(ctx: &'a Context) -> T {
+    T::from_ctx(ctx)
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -121,6 +198,17 @@ pub fn encode_reply<T: Serialize + ?Sized>(
             format!("{module}.{method}: cannot encode the result: {e}"),
         )
     })
+}
+
+/// The fault for a `&mut self` method called through [`crate::Module::call`], which only
+/// lends the module shared; the runtime calls it through [`crate::Instance`].
+pub fn needs_exclusive(module: &str, method: &str) -> Fault {
+    Fault::new(
+        ErrorCode::MethodFailed,
+        format!(
+            "{module}.{method} takes `&mut self`: call it through `Module::call_mut` or `logos_sdk::Instance`, which hold the module exclusively"
+        ),
+    )
 }
 
 /// The fault for a method name the module does not export.
@@ -171,26 +259,32 @@ impl<E: Display> FaultFromDisplay for &Failure<E> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
-    fn reader(args: Vec<Value>) -> Result<ArgReader, Fault> {
-        ArgReader::new("calc", "add", &["a", "b"], args)
+    const INT: &str = "int";
+    const ADD: &[ParamInfo] = &[
+        ParamInfo { name: "a", ty: INT },
+        ParamInfo { name: "b", ty: INT },
+    ];
+
+    fn reader(args: &mut Vec<Value>) -> Result<ArgReader<'_>, Fault> {
+        ArgReader::new("calc", "add", ADD, args)
     }
 
     #[test]
     fn too_many_arguments_name_the_method_and_parameters() {
-        let f = reader(vec![Value::Int(1), Value::Int(2), Value::Int(3)]).unwrap_err();
+        let f = reader(&mut vec![Value::Int(1), Value::Int(2), Value::Int(3)]).unwrap_err();
         assert_eq!(f.code, ErrorCode::InvalidArgs);
         assert_eq!(f.message, "calc.add takes 2 arguments (a, b), got 3");
     }
 
     #[test]
     fn missing_argument_names_it() {
-        let mut r = reader(vec![Value::Int(1)]).unwrap();
-        assert_eq!(r.next::<i64>("int"), Ok(1));
-        let f = r.next::<i64>("int").unwrap_err();
+        let mut args = vec![Value::Int(1)];
+        let mut r = reader(&mut args).unwrap();
+        assert_eq!(r.decode::<i64>(), Ok(1));
+        let f = r.decode::<i64>().unwrap_err();
         assert_eq!(f.code, ErrorCode::InvalidArgs);
         assert!(
             f.message
@@ -203,15 +297,21 @@ mod tests {
 
     #[test]
     fn missing_optional_argument_is_none() {
-        let mut r = ArgReader::new("chat", "history", &["limit"], vec![]).unwrap();
-        assert_eq!(r.next::<Option<u64>>("optional<int>"), Ok(None));
+        const LIMIT: &[ParamInfo] = &[ParamInfo {
+            name: "limit",
+            ty: "optional<int>",
+        }];
+        let mut args = vec![];
+        let mut r = ArgReader::new("chat", "history", LIMIT, &mut args).unwrap();
+        assert_eq!(r.decode::<Option<u64>>(), Ok(None));
     }
 
     #[test]
     fn wrong_type_names_parameter_and_types() {
-        let mut r = reader(vec![Value::Int(1), Value::from("two")]).unwrap();
-        assert_eq!(r.next::<i64>("int"), Ok(1));
-        let f = r.next::<i64>("int").unwrap_err();
+        let mut args = vec![Value::Int(1), Value::from("two")];
+        let mut r = reader(&mut args).unwrap();
+        assert_eq!(r.decode::<i64>(), Ok(1));
+        let f = r.decode::<i64>().unwrap_err();
         assert_eq!(f.code, ErrorCode::InvalidArgs);
         assert!(
             f.message
@@ -233,5 +333,41 @@ mod tests {
             mapped,
             Fault::new(ErrorCode::MethodFailed, "division by zero")
         );
+    }
+
+    #[test]
+    fn borrowed_parameters_borrow_from_the_arguments() {
+        const GREET: &[ParamInfo] = &[
+            ParamInfo {
+                name: "name",
+                ty: "text",
+            },
+            ParamInfo {
+                name: "data",
+                ty: "bytes",
+            },
+        ];
+        let mut args = vec![Value::from("Ada"), Value::Bytes(vec![1, 2])];
+        let mut r = ArgReader::new("greeter", "greet", GREET, &mut args).unwrap();
+        let name: &str = r.decode().unwrap();
+        let data: &[u8] = r.decode().unwrap();
+        assert_eq!((name, data), ("Ada", &[1u8, 2][..]));
+        let mut args = vec![Value::Int(3)];
+        let mut r = ArgReader::new("greeter", "greet", GREET, &mut args).unwrap();
+        let f = r.decode::<&str>().unwrap_err();
+        assert_eq!(
+            f.message,
+            "greeter.greet: argument 1 `name` (text): expected text, found int"
+        );
+    }
+
+    #[test]
+    fn the_context_is_a_parameter_by_type() {
+        assert!(!is_wire::<&Context>());
+        assert!(is_wire::<&str>());
+        assert!(is_wire::<String>());
+        // A type alias of the SDK's context is the context too.
+        type Ctx = Context;
+        assert!(!is_wire::<&Ctx>());
     }
 }

@@ -3,9 +3,12 @@
 //! # Crate layout
 //!
 //! `module.rs` the [`Module`] and [`Events`] traits (what `#[module]` and `#[derive(Events)]`
-//! implement); `context.rs` [`Context`]; `client.rs` [`Client`], reconnect and re-subscribe;
-//! `serve.rs` the module-side runtime ([`run`], [`run_named`], [`main`]); `stats.rs` counts of served calls and
-//! their latency for the core's `$stats`; `abi.rs` the C ABI `logos_host`
+//! implement); `instance.rs` [`Instance`], how a module is held and locked while calls run;
+//! `context.rs` [`Context`]; `client.rs` [`Client`], reconnect and re-subscribe;
+//! `serve/` the module-side runtime ([`run`], [`run_named`], [`main`]): `mod.rs` the serve loop
+//! and drain, `inherit.rs` descriptors and logging, `grant.rs` peer admission and grants,
+//! `conn.rs` one connection's handler; `stats.rs` counts of served calls and their latency for
+//! the core's `$stats`; `abi.rs` the C ABI `logos_host`
 //! loads; `export.rs` hidden support for generated code; `error.rs` [`Error`]. This file only
 //! declares and re-exports.
 
@@ -18,6 +21,7 @@ mod context;
 mod error;
 #[doc(hidden)]
 pub mod export;
+mod instance;
 mod module;
 mod serve;
 mod stats;
@@ -25,6 +29,7 @@ mod stats;
 pub use client::{Client, DEFAULT_TIMEOUT};
 pub use context::Context;
 pub use error::Error;
+pub use instance::Instance;
 pub use module::{EventInfo, Events, MethodInfo, Module, ParamInfo, interface_value};
 pub use serve::{
     DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD, EXIT_PANIC, EXIT_START_FAILED, main, run, run_named,

@@ -1,9 +1,10 @@
 //! The `Module` and `Events` traits and the interface description they produce.
 //!
 //! Owns what a module *is* to the runtime: a name, a version, an interface, a constructor and
-//! one async dispatch function. `#[module]` and `#[derive(Events)]` implement these traits;
-//! hand-written implementations are possible but rarely worth it. Never does I/O: serving the
-//! module is `serve.rs`.
+//! two async dispatch functions (shared and exclusive). `#[module]` and `#[derive(Events)]`
+//! implement these traits; hand-written implementations are possible but rarely worth it.
+//! Never does I/O: serving the module is `serve/`; holding it (and locking it for `&mut self`
+//! methods) is `instance.rs`.
 
 use crate::context::Context;
 use crate::error::Error;
@@ -11,17 +12,22 @@ use futures::future::BoxFuture;
 use logos_session::Fault;
 use logos_wire::{Value, WireError};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// A logos module: what `#[logos_sdk::module]` implements for the type of an `impl` block.
 ///
 /// The runtime builds the value once with [`Module::init`], announces [`Module::interface`]
-/// to the core, then runs every incoming call through [`Module::call`], many at once.
+/// to the core, then runs every incoming call through an [`Instance`](crate::Instance), many
+/// at once: `&self` methods through [`Module::call`], `&mut self` methods through
+/// [`Module::call_mut`] with the module locked exclusively (see `Instance` for the rules).
 pub trait Module: Send + Sync + Sized + 'static {
     /// The module's name: must equal `name` in its `metadata.json`.
     const NAME: &'static str;
-    /// The module's version (semver text).
+    /// The module's version (semver text): by default its `Cargo.toml` version, which the
+    /// host and the core compare with the `version` in its `metadata.json` at load.
     const VERSION: &'static str;
+    /// `true` when at least one method takes `&mut self`; the runtime then holds the module
+    /// in a read-write lock instead of sharing it freely.
+    const HAS_MUT_METHODS: bool = false;
 
     /// The exported methods, in declaration order.
     fn methods() -> &'static [MethodInfo];
@@ -42,21 +48,45 @@ pub trait Module: Send + Sync + Sized + 'static {
     /// [`Error::Init`] from the module's `#[init]` constructor; the process then exits non-zero.
     fn init(ctx: &Context) -> Result<Self, Error>;
 
-    /// Runs `method` with positional `args`.
+    /// Whether `method` takes `&mut self` (and so runs through [`Module::call_mut`]).
+    fn takes_mut(method: &str) -> bool {
+        let _ = method;
+        false
+    }
+
+    /// Runs `method` with positional `args`, sharing the module with other calls.
     ///
     /// # Errors
     /// `unknown_method` for a name the module does not export, `invalid_args` when the
-    /// arguments do not decode, `method_failed` (or the method's own [`Fault`]) when it fails.
+    /// arguments do not decode, `method_failed` (or the method's own [`Fault`]) when it fails;
+    /// `method_failed` for a `&mut self` method, which needs [`Module::call_mut`].
     ///
     /// # Cancel safety
     /// The future is dropped when the caller cancels or its deadline passes; a method is then
     /// stopped at its current `.await`.
     fn call<'a>(
-        self: &'a Arc<Self>,
+        &'a self,
         ctx: &'a Context,
         method: &'a str,
         args: Vec<Value>,
     ) -> BoxFuture<'a, Result<Value, Fault>>;
+
+    /// Runs `method`, `&mut self` methods included, with the module held exclusively.
+    ///
+    /// # Errors
+    /// As [`Module::call`].
+    ///
+    /// # Cancel safety
+    /// As [`Module::call`]: a `&mut self` method stopped at an `.await` keeps whatever it
+    /// changed before it.
+    fn call_mut<'a>(
+        &'a mut self,
+        ctx: &'a Context,
+        method: &'a str,
+        args: Vec<Value>,
+    ) -> BoxFuture<'a, Result<Value, Fault>> {
+        self.call(ctx, method, args)
+    }
 }
 
 /// Typed events of a module, implemented by `#[derive(logos_sdk::Events)]` on an enum and

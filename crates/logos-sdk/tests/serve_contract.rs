@@ -94,8 +94,9 @@ async fn events_reach_exactly_the_subscribers() {
     );
 
     // Now the core subscribes to everything of chat ("" = all events).
+    // No wait: the subscribe and the call travel in order on one connection, and the module
+    // registers a subscription before it reads the next frame.
     core.session("chat").subscribe("chat", "").unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     core.call("chat", "send", vec!["bob".into(), "two".into()])
         .await
         .unwrap();
@@ -299,7 +300,13 @@ async fn shutdown_lets_in_flight_calls_finish_then_exits_zero() {
         let s = session.clone();
         tokio::spawn(async move { s.call("probe", "sleep", vec![300.into()], LONG).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Shut down only once the module counts the call as running (its `$stats`).
+    eventually(LONG, || async {
+        let stats = core.call("probe", "$stats", vec![]).await.ok()?;
+        (stats.get("inFlight") == Some(&Value::Int(1))).then_some(())
+    })
+    .await
+    .expect("the slow call never started");
     session.send_shutdown(Duration::from_secs(5));
     assert_eq!(slow.await.unwrap(), Ok(Value::Int(300)));
     assert_eq!(core.wait_exit("probe", LONG).await, Some(0));

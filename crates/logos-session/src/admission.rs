@@ -212,7 +212,6 @@ fn backoff(failures: u32) -> Duration {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use futures::FutureExt;

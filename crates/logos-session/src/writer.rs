@@ -678,7 +678,6 @@ async fn write_batch(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};

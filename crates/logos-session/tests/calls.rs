@@ -51,11 +51,22 @@ fn hanging() -> (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_calls_get_their_own_replies_out_of_order() {
-    let (probe, _) = Probe::new(|_, call: Call| async move {
-        let n = call.args[0].as_i64().unwrap();
-        // Later calls finish first.
-        tokio::time::sleep(Duration::from_millis(((1000 - n) % 50) as u64)).await;
-        Ok(Value::from(n * 2))
+    // Later calls finish first: call n returns only once call n + 1 has, so every call is in
+    // flight at once and the replies come back in reverse order.
+    let finished = Arc::new(tokio::sync::watch::Sender::new(1000i64));
+    let (probe, _) = Probe::new(move |_, call: Call| {
+        let finished = Arc::clone(&finished);
+        async move {
+            let n = call.args[0].as_i64().unwrap();
+            finished
+                .subscribe()
+                .wait_for(|f| *f == n + 1)
+                .await
+                .map(|_| ())
+                .unwrap();
+            finished.send_replace(n);
+            Ok(Value::from(n * 2))
+        }
     });
     let (alice, _bob) = pair(Arc::new(Refuse), Arc::new(probe)).await;
     let calls = (0..1000i64).map(|n| {

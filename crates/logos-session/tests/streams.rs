@@ -68,12 +68,25 @@ async fn sixty_four_mib_through_a_slow_reader_arrive_intact_within_the_window() 
     let (protocol, mut inbound) = next_stream(&mut seen_b).await;
     assert_eq!(protocol, "bulk");
 
+    // The writer's unacknowledged bytes after each write; `u64::MAX` once it has sent all.
+    let (progress, mut watched) = tokio::sync::watch::channel(0u64);
     let reader = tokio::spawn(async move {
         let mut hash = Fnv::new();
         let mut total = 0usize;
         let mut buf = vec![0u8; 7000];
         let mut reads = 0u64;
         loop {
+            // Deliberately slow: now and then (first of all before reading anything) stop
+            // reading until the writer has used up more than half its window.
+            if reads.is_multiple_of(512) {
+                tokio::time::timeout(
+                    Duration::from_secs(30),
+                    watched.wait_for(|u| *u > DEFAULT_WINDOW / 2),
+                )
+                .await
+                .expect("the writer never filled its window")
+                .unwrap();
+            }
             let n = inbound.read(&mut buf).await.unwrap();
             if n == 0 {
                 break;
@@ -81,10 +94,6 @@ async fn sixty_four_mib_through_a_slow_reader_arrive_intact_within_the_window() 
             hash.feed(&buf[..n]);
             total += n;
             reads += 1;
-            // Deliberately slow: pause now and then so the writer runs out of credit.
-            if reads.is_multiple_of(512) {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
         }
         (total, hash.0)
     });
@@ -109,9 +118,11 @@ async fn sixty_four_mib_through_a_slow_reader_arrive_intact_within_the_window() 
             let unacked = out.unacknowledged();
             assert!(unacked <= DEFAULT_WINDOW, "{unacked} bytes unacknowledged");
             max_unacked = max_unacked.max(unacked);
+            progress.send_replace(unacked);
         }
         sent += len;
     }
+    progress.send_replace(u64::MAX);
     out.shutdown().await.unwrap();
     let (total, their_hash) = tokio::time::timeout(Duration::from_secs(120), reader)
         .await

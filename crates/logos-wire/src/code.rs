@@ -120,7 +120,6 @@ impl fmt::Display for ErrorCode {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

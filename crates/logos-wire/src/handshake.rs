@@ -30,7 +30,6 @@ pub fn check_version(major: u16, minor: u16) -> Result<(), WireError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -12,8 +12,6 @@ pub mod error;
 pub mod handshake;
 pub mod message;
 pub mod value;
-mod value_json;
-mod value_serde;
 
 pub use code::ErrorCode;
 pub use codec::{
@@ -24,4 +22,4 @@ pub use error::WireError;
 pub use handshake::{MAX_HANDSHAKE_FRAME, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 pub use message::{Attrs, Call, Hello, Message, Welcome};
 pub use value::Value;
-pub use value_serde::{from_value, to_value};
+pub use value::typed::{from_value, from_value_mut, to_value};

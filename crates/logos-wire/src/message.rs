@@ -1,6 +1,6 @@
 //! The message kinds of the protocol and their fields (docs/protocol.md §Messages).
 //!
-//! Owns only the shapes. Encoding lives in `codec.rs`; what a peer does on receipt lives in
+//! Owns only the shapes. Encoding lives in `codec/`; what a peer does on receipt lives in
 //! `logos-session`. Every message is a CBOR array whose first item is the kind number:
 //!
 //! | kind | name          | array layout |

@@ -10,7 +10,7 @@
 
 use crate::Ctx;
 use crate::error::Error;
-use logos_core::capability::Token;
+use logos_core::Token;
 use logos_session::{Config, Fault, Handler, Session, SessionError};
 use logos_wire::{ErrorCode, Hello, Value, Welcome};
 use std::io::ErrorKind;
@@ -185,7 +185,7 @@ impl TokenSource {
                 })
             }
             TokenSource::ClientToken(path) => {
-                logos_core::capability::read_client_token(path).map_err(|e| match e {
+                logos_core::read_client_token(path).map_err(|e| match e {
                     // Already says what is wrong and how to fix it.
                     logos_core::Error::ClientToken { .. } => chain(&e),
                     _ => format!(

@@ -2,9 +2,17 @@
 //! notations shared by the config file and the command line.
 //!
 //! Owns parsing and checking only: every key is known (`deny_unknown_fields`), every value has
-//! its type, and every error names the file, the line, the key and the fix. Relative paths are
-//! made absolute against the config file's directory. Never builds a core and never merges
-//! with flags: `cmd/run.rs` does that.
+//! its type, and every error names the file, the line and column, the key path and the fix.
+//! Relative paths are made absolute against the config file's directory. Never builds a core
+//! and never merges with flags: `cmd/run.rs` does that.
+//!
+//! Where an error points comes from the parser, never from scanning the text again. Values are
+//! checked while they are read, inside the deserializer (module names are [`Name`]s, log
+//! filters [`LogFilter`]s, durations [`Dur`]s), so every error carries the TOML parser's span and
+//! `serde_path_to_error`'s key path (`grant[1].target`, `modules.calc.limits.open_files`,
+//! entries of an array of tables counted from 0). The one check that needs several values
+//! (restart timing: `initial` ≤ `max`, …) runs after parsing and reads the span of the value
+//! it refuses, kept by [`toml::Spanned`].
 //!
 //! ```toml
 //! modules_dirs = ["modules"]          # relative to this file
@@ -25,12 +33,15 @@
 //! limits = { address_space = "1GiB", open_files = 256, processes = 64 }
 //! ```
 
+use logos_core::ModuleName;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::Spanned;
 
 /// Log output format of `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -70,6 +81,43 @@ pub(crate) struct Dur(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Size(pub u64);
 
+/// A `tracing` filter (`"info"`, `"logos_core=debug,info"`), checked when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogFilter(pub String);
+
+/// A module name, checked when read (the core's [`ModuleName`] rules).
+///
+/// The check runs inside the deserializer's visitor rather than after it (as
+/// `ModuleName`'s own `Deserialize` does), so the TOML parser attaches the span of the very
+/// value, even inside an array.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Name(pub ModuleName);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// Lets the `modules` table be queried with a `&str`.
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +127,7 @@ pub(crate) struct Config {
     pub modules_dirs: Vec<PathBuf>,
     /// Modules to load at boot.
     #[serde(default)]
-    pub load: Vec<String>,
+    pub load: Vec<Name>,
     /// Load every known module at boot.
     #[serde(default)]
     pub load_all: bool,
@@ -90,11 +138,11 @@ pub(crate) struct Config {
     /// The `logos_host` binary.
     pub host: Option<PathBuf>,
     /// Log filter of the core.
-    pub log_level: Option<String>,
+    pub log_level: Option<LogFilter>,
     /// Log format.
     pub log_format: Option<LogFormat>,
     /// Log filter handed to modules (`LOGOS_LOG`); defaults to `log_level`.
-    pub module_log: Option<String>,
+    pub module_log: Option<LogFilter>,
     /// Deadline of calls.
     pub call_timeout: Option<Dur>,
     /// Time a module has to become ready.
@@ -111,7 +159,7 @@ pub(crate) struct Config {
     pub restart: Option<RestartConfig>,
     /// Per-module overrides, keyed by module name.
     #[serde(default)]
-    pub modules: BTreeMap<String, ModuleConfig>,
+    pub modules: BTreeMap<Name, ModuleConfig>,
     /// Extra calls allowed: `{ caller = "a", target = "b" }`.
     #[serde(default)]
     pub grant: Vec<Rule>,
@@ -124,29 +172,39 @@ pub(crate) struct Config {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestartConfig {
-    pub initial: Option<Dur>,
-    pub max: Option<Dur>,
+    pub initial: Option<Spanned<Dur>>,
+    pub max: Option<Spanned<Dur>>,
     pub budget: Option<u32>,
-    pub window: Option<Dur>,
+    pub window: Option<Spanned<Dur>>,
 }
 
 impl RestartConfig {
     /// The core's restart settings: what the file says over the defaults.
     pub fn settings(&self) -> logos_core::RestartSettings {
         let mut s = logos_core::RestartSettings::default();
-        if let Some(v) = self.initial {
-            s.initial = v.0;
+        if let Some(v) = &self.initial {
+            s.initial = v.get_ref().0;
         }
-        if let Some(v) = self.max {
-            s.max = v.0;
+        if let Some(v) = &self.max {
+            s.max = v.get_ref().0;
         }
         if let Some(v) = self.budget {
             s.budget = v;
         }
-        if let Some(v) = self.window {
-            s.window = v.0;
+        if let Some(v) = &self.window {
+            s.window = v.get_ref().0;
         }
         s
+    }
+
+    /// Where `setting` (`restart.max`, as the core's restart check names it) is written.
+    fn span_of(&self, setting: &str) -> Option<Range<usize>> {
+        match setting.strip_prefix("restart.")? {
+            "initial" => self.initial.as_ref().map(Spanned::span),
+            "max" => self.max.as_ref().map(Spanned::span),
+            "window" => self.window.as_ref().map(Spanned::span),
+            _ => None,
+        }
     }
 }
 
@@ -178,8 +236,8 @@ pub(crate) struct LimitsConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Rule {
-    pub caller: String,
-    pub target: String,
+    pub caller: Name,
+    pub target: Name,
 }
 
 /// A config file that cannot be used.
@@ -199,7 +257,8 @@ pub(crate) enum ConfigError {
         /// 1-based, when known.
         line: Option<usize>,
         column: Option<usize>,
-        /// Dotted key, when known, e.g. `modules.calc.call_timeout`.
+        /// Key path, when known, e.g. `modules.calc.call_timeout` or `grant[1].target`
+        /// (entries of an array of tables counted from 0).
         key: Option<String>,
         message: String,
     },
@@ -232,9 +291,8 @@ impl Config {
 
     /// Parses `text` (read from `path`, for messages); relative paths are joined to `base`.
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| {
-            let span = e.span();
-            let (line, column) = span.clone().map_or((None, None), |s| {
+        let invalid = |key: Option<String>, span: Option<Range<usize>>, message: String| {
+            let (line, column) = span.map_or((None, None), |s| {
                 let (l, c) = line_col(text, s.start);
                 (Some(l), Some(c))
             });
@@ -242,11 +300,20 @@ impl Config {
                 path: path.to_owned(),
                 line,
                 column,
-                key: span.and_then(|s| key_at(text, s.start)),
-                message: e.message().trim_end().to_owned(),
+                key,
+                message,
             }
+        };
+        let document = toml::Deserializer::parse(text)
+            .map_err(|e| invalid(None, e.span(), e.message().trim_end().to_owned()))?;
+        let mut config: Config = serde_path_to_error::deserialize(document).map_err(|e| {
+            let key = key_path(e.path());
+            let e = e.into_inner();
+            invalid(key, e.span(), e.message().trim_end().to_owned())
         })?;
-        config.check(text, path)?;
+        config
+            .check()
+            .map_err(|(key, span, message)| invalid(Some(key), span, message))?;
         let absolute = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -259,64 +326,45 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what the types alone cannot: module names, restart timing, log filters.
-    fn check(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: String, message: String| {
-            let line = find_key_line(text, &key);
-            ConfigError::Invalid {
-                path: path.to_owned(),
-                line,
-                column: None,
-                key: Some(key),
-                message,
-            }
-        };
-        let names = self
-            .load
-            .iter()
-            .map(|n| ("load".to_owned(), n))
-            .chain(self.modules.keys().map(|n| (format!("modules.{n}"), n)))
-            .chain(
-                self.grant
-                    .iter()
-                    .flat_map(|r| [&r.caller, &r.target])
-                    .map(|n| ("grant".to_owned(), n)),
-            )
-            .chain(
-                self.deny
-                    .iter()
-                    .flat_map(|r| [&r.caller, &r.target])
-                    .map(|n| ("deny".to_owned(), n)),
-            );
-        for (key, name) in names {
-            if let Err(e) = logos_core::ModuleName::new(name) {
-                return Err(invalid(key, e.to_string()));
-            }
-        }
+    /// Checks what no single value can: restart timing (`initial` ≤ `max`, bounds). The error
+    /// is the refused value's key, its span and the message.
+    fn check(&self) -> Result<(), (String, Option<Range<usize>>, String)> {
         // Out-of-range restart timing would fail the core's builder later (and, unchecked,
         // once overflowed the restart task): refuse it here, where the line is known.
         if let Some(r) = &self.restart
             && let Err(logos_core::Error::Config { setting, reason }) = r.settings().check()
         {
-            return Err(invalid(setting, reason));
-        }
-        for (key, filter) in [
-            ("log_level", &self.log_level),
-            ("module_log", &self.module_log),
-        ] {
-            if let Some(f) = filter
-                && let Err(e) = tracing_subscriber::EnvFilter::try_new(f)
-            {
-                return Err(invalid(
-                    key.to_owned(),
-                    format!(
-                        "{f:?} is not a log filter ({e}); write e.g. \"info\" or \"logos_core=debug,info\""
-                    ),
-                ));
-            }
+            let span = r.span_of(&setting);
+            return Err((setting, span, reason));
         }
         Ok(())
     }
+}
+
+/// The key path of a deserialization error (`grant[1].target`), without the private field
+/// names `Spanned` deserializes through; `None` at the document's root.
+fn key_path(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut key = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            Segment::Map { key: k } => push_key(&mut key, k),
+            Segment::Enum { variant } => push_key(&mut key, variant),
+            Segment::Unknown => push_key(&mut key, "?"),
+        }
+    }
+    (!key.is_empty()).then_some(key)
+}
+
+fn push_key(path: &mut String, key: &str) {
+    if key.starts_with("$__serde_spanned_private") {
+        return;
+    }
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -329,59 +377,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         .map_or(before.len(), |nl| before.len() - nl - 1)
         + 1;
     (line, column)
-}
-
-/// The dotted key whose line holds byte `offset`: the last `[table]` header above it plus the
-/// `key =` at the start of that line.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let (line_no, _) = line_col(text, offset);
-    let mut table = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if i + 1 == line_no {
-            if t.starts_with('[') {
-                return Some(header(t));
-            }
-            let key = t.split('=').next()?.trim().trim_matches('"');
-            if key.is_empty() || t.find('=').is_none() {
-                return (!table.is_empty()).then_some(table);
-            }
-            return Some(if table.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{table}.{key}")
-            });
-        }
-        if t.starts_with('[') {
-            table = header(t);
-        }
-    }
-    None
-}
-
-/// `[a.b]` / `[[a]]` (with a trailing comment) → `a.b` / `a`.
-fn header(t: &str) -> String {
-    let inner = t.trim_start_matches('[');
-    let end = inner.find(']').unwrap_or(inner.len());
-    inner[..end]
-        .split('.')
-        .map(|part| part.trim().trim_matches('"'))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// Line of the first `[key]` header or `last-part = ` line that matches a dotted `key`.
-fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    text.lines()
-        .position(|l| {
-            let t = l.trim();
-            (t.starts_with('[') && header(t) == key)
-                || t.split('=')
-                    .next()
-                    .is_some_and(|k| k.trim().trim_matches('"') == last)
-        })
-        .map(|i| i + 1)
 }
 
 /// Parses `"250ms"`, `"5s"`, `"1.5m"`, `"2h"`; also used by `--timeout`.
@@ -490,6 +485,43 @@ impl<'de> Deserialize<'de> for Size {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogFilter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LogFilter;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a log filter such as \"info\" or \"logos_core=debug,info\"")
+            }
+            fn visit_str<E: de::Error>(self, f: &str) -> Result<LogFilter, E> {
+                match tracing_subscriber::EnvFilter::try_new(f) {
+                    Ok(_) => Ok(LogFilter(f.to_owned())),
+                    Err(e) => Err(E::custom(format!(
+                        "{f:?} is not a log filter ({e}); write e.g. \"info\" or \"logos_core=debug,info\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a module name")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Name, E> {
+                ModuleName::new(s).map(Name).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -629,6 +661,74 @@ target = "kv"
         assert_eq!(line, Some(1));
         assert_eq!(key.as_deref(), Some("log_level"));
         assert!(message.contains("log filter"), "{message}");
+    }
+
+    /// Line, column and key of an invalid config.
+    fn located(text: &str) -> (Option<usize>, Option<usize>, Option<String>, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                key,
+                message,
+                ..
+            }) => (line, column, key, message),
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_second_grant_is_named_by_its_own_line_and_index() {
+        let text = "[[grant]]\ncaller = \"chat\"\ntarget = \"kv\"\n\n[[grant]]\ncaller = \"chat\"\ntarget = \"Bad Name\"\n";
+        let (line, column, key, message) = located(text);
+        assert_eq!((line, column), (Some(7), Some(10)));
+        assert_eq!(key.as_deref(), Some("grant[1].target"));
+        assert!(message.contains("Bad Name"), "{message}");
+        // An unknown key and a wrong type in the second entry, too.
+        let (line, _, key, message) = located(
+            "[[grant]]\ncaller = \"chat\"\ntarget = \"kv\"\n[[grant]]\ncaller = \"chat\"\ntraget = \"kv\"\n",
+        );
+        assert_eq!(line, Some(6));
+        assert_eq!(key.as_deref(), Some("grant[1].traget"));
+        assert!(message.contains("unknown field `traget`"), "{message}");
+        let (line, column, key, _) = located(
+            "[[deny]]\ncaller = \"a\"\ntarget = \"b\"\n[[deny]]\ncaller = 5\ntarget = \"b\"\n",
+        );
+        assert_eq!((line, column), (Some(5), Some(10)));
+        assert_eq!(key.as_deref(), Some("deny[1].caller"));
+    }
+
+    #[test]
+    fn a_bad_key_in_a_nested_limits_table_is_named_with_its_path() {
+        let (line, key, message) = invalid(
+            "[modules.calc]\nrestart = \"never\"\n\n[modules.calc.limits]\nopen_files = 64\nmemory = \"1GiB\"\n",
+        );
+        assert_eq!(line, Some(6));
+        assert_eq!(key.as_deref(), Some("modules.calc.limits.memory"));
+        assert!(
+            message.contains("address_space"),
+            "lists the known keys: {message}"
+        );
+        let (line, column, key, message) =
+            located("[modules.kv]\nlimits = { open_files = 8, address_space = \"1 parsec\" }\n");
+        assert_eq!((line, column), (Some(2), Some(44)));
+        assert_eq!(key.as_deref(), Some("modules.kv.limits.address_space"));
+        assert!(message.contains("unknown unit"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_name_in_a_list_is_named_by_its_index() {
+        let (line, column, key, _) = located("load = [\n  \"calc\",\n  \"../etc\",\n]\n");
+        assert_eq!((line, column), (Some(3), Some(3)));
+        assert_eq!(key.as_deref(), Some("load[1]"));
+        let e = parse("[modules.calc]\nenv = { A = 1 }\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("/etc/logoscore.toml:2:13: `modules.calc.env.A`: "),
+            "{e}"
+        );
     }
 
     #[test]

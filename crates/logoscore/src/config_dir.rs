@@ -18,7 +18,7 @@
 //! falls back to the default runtime dir. Never talks to the core and never starts one.
 
 use crate::error::Error;
-use logos_core::capability::Token;
+use logos_core::Token;
 use serde::{Deserialize, Serialize};
 use std::io::{ErrorKind, Write as _};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

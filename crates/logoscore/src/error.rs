@@ -100,6 +100,10 @@ pub(crate) enum Error {
         source: std::io::Error,
     },
 
+    /// A package command failed (format, signature, store, resolution, registry).
+    #[error(transparent)]
+    Package(#[from] logos_pkg::Error),
+
     /// The core could not start (`run`).
     #[error("cannot start the core")]
     Start(#[source] logos_core::Error),
@@ -138,6 +142,7 @@ impl Error {
             Error::Remote { code, .. } => code.as_str(),
             Error::Io { .. } => "io",
             Error::Start(_) => "start",
+            Error::Package(e) => e.kind(),
             Error::ShutdownTimeout { .. } => "shutdown_timeout",
         }
     }
@@ -156,6 +161,15 @@ impl Error {
             Error::Lost { .. } => "CONNECTION_LOST",
             Error::Io { .. } => "IO_ERROR",
             Error::Start(_) => "DAEMON_START_FAILED",
+            Error::Package(e) => match e.kind() {
+                "refused" => "PACKAGE_REFUSED",
+                "untrusted" => "PACKAGE_UNTRUSTED",
+                "conflict" => "RESOLUTION_FAILED",
+                "registry" => "REGISTRY_ERROR",
+                "not_found" => "PACKAGE_NOT_FOUND",
+                "io" => "IO_ERROR",
+                _ => "PACKAGE_ERROR",
+            },
             Error::ShutdownTimeout { .. } => "SHUTDOWN_TIMEOUT",
             Error::Partial { error, .. } => error.reference_code(verb),
             Error::Remote { code, .. } => remote_code(*code, verb),
@@ -179,6 +193,7 @@ pub(crate) enum Verb {
     Stop,
     Tokens,
     Local,
+    Package,
 }
 
 impl Verb {

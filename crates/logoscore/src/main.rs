@@ -22,6 +22,8 @@ mod config;
 mod config_dir;
 mod error;
 mod output;
+mod packages;
+mod probation;
 mod reference;
 
 use crate::config_dir::ConfigDir;
@@ -94,6 +96,9 @@ struct Cli {
     /// [default: 60s for calls, 5m for load/unload/reload/stop]
     #[arg(long, global = true, value_name = "DURATION", value_parser = config::parse_duration)]
     timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pkg: packages::PkgArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -254,6 +259,37 @@ enum Command {
     /// Peer contexts through the `contexts` module: keygen, create, list, info,
     /// install-script, policy, submit, audit (docs/contexts.md).
     Contexts(cmd::contexts::Args),
+    /// Signing keys and the trust store packages are checked against.
+    Key {
+        #[command(subcommand)]
+        cmd: cmd::key::KeyCommand,
+    },
+    /// Build a signed package (.lgx) from a module dir.
+    Pack(cmd::pack::PackArgs),
+    #[command(flatten)]
+    Packages(cmd::install::InstallCommand),
+    /// Review a module (dir or .lgx) in a private core: metadata, ABI, start time, idle RSS,
+    /// p99 latency under load, crash-freedom, limits, permissions; pass/warn/fail each.
+    Check(cmd::check::CheckArgs),
+    /// Check, embed the report, sign and upload a package to the registries.
+    Publish(cmd::publish::PublishArgs),
+    /// Find modules in the registries (name or description).
+    Search {
+        /// Text to look for.
+        text: String,
+    },
+    /// A module in the registries: versions, signers, quality report, counts, reviews.
+    Show {
+        /// The module.
+        name: String,
+    },
+    /// Review a published version (signed with your key).
+    Review(cmd::review::ReviewArgs),
+    /// Run a package registry.
+    Registry {
+        #[command(subcommand)]
+        cmd: cmd::registry::RegistryCommand,
+    },
     /// Print a shell completion script, e.g. `logoscore completions bash > /etc/bash_completion.d/logoscore`.
     Completions {
         /// The shell.
@@ -287,6 +323,15 @@ impl Command {
                 Verb::Tokens
             }
             Command::Completions { .. } | Command::Man { .. } => Verb::Local,
+            Command::Key { .. }
+            | Command::Pack(_)
+            | Command::Packages(_)
+            | Command::Check(_)
+            | Command::Publish(_)
+            | Command::Search { .. }
+            | Command::Show { .. }
+            | Command::Review(_)
+            | Command::Registry { .. } => Verb::Package,
         }
     }
 
@@ -476,7 +521,7 @@ fn main() -> ExitCode {
             "--json and --human contradict each other; give one".into(),
         ))
     } else {
-        dispatch(&ctx, cli.command)
+        dispatch(&ctx, &cli.pkg, cli.command)
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -538,7 +583,7 @@ fn daemon_flag_to_subcommand(args: Vec<OsString>) -> Vec<OsString> {
 }
 
 /// Runs the chosen subcommand.
-fn dispatch(ctx: &Ctx, command: Command) -> Result<(), Error> {
+fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), Error> {
     use cmd::block_on;
     match command {
         Command::Run(args) => cmd::run::run(ctx, args),
@@ -603,6 +648,15 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<(), Error> {
         Command::Contexts(args) => block_on(cmd::contexts::run(ctx, args)),
         Command::Completions { shell } => cmd::completions::run(shell),
         Command::Man { out_dir } => cmd::man::run(out_dir),
+        Command::Key { cmd } => cmd::key::run(ctx, pkg, cmd),
+        Command::Pack(args) => cmd::pack::run(ctx, pkg, args),
+        Command::Packages(c) => cmd::install::run(ctx, pkg, c),
+        Command::Check(args) => cmd::check::run(ctx, pkg, args),
+        Command::Publish(args) => cmd::publish::run(ctx, pkg, args),
+        Command::Search { text } => cmd::search::search(ctx, pkg, &text),
+        Command::Show { name } => cmd::search::show(ctx, pkg, &name),
+        Command::Review(args) => cmd::review::run(ctx, pkg, args),
+        Command::Registry { cmd } => cmd::registry::run(ctx, cmd),
     }
 }
 
@@ -612,6 +666,7 @@ fn exit_code(e: &Error, verb: Verb) -> u8 {
         Error::Partial { error, .. } => exit_code(error, verb),
         Error::Usage(_) | Error::Config(_) | Error::Io { .. } | Error::Start(_) => EXIT_USAGE,
         Error::ShutdownTimeout { .. } | Error::NotRunning { .. } => EXIT_USAGE,
+        Error::Package(_) => EXIT_USAGE,
         Error::NoCore { .. } | Error::Unreachable { .. } | Error::Lost { .. } => EXIT_UNREACHABLE,
         Error::Refused { .. } => EXIT_UNREACHABLE,
         Error::Token { .. } => EXIT_MODULE,

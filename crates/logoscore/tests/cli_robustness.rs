@@ -102,7 +102,7 @@ fn issue_10_restart_timing_out_of_bounds_is_refused_at_run() {
     out.expect_code(1);
     assert!(
         out.stderr
-            .contains(&format!("{}:4: `restart.max`:", config.display())),
+            .contains(&format!("{}:4:7: `restart.max`:", config.display())),
         "{}",
         out.stderr
     );

@@ -46,7 +46,7 @@ fn the_guardian_kills_a_setsid_child_of_a_module_when_the_daemon_is_killed() {
     assert!(alive(escapee));
 
     d.proc.kill();
-    if logos_core::sys::cgroups_available() {
+    if logos_core::testing::cgroups_available() {
         wait_for(
             "the guardian to kill the setsid child",
             Duration::from_secs(15),

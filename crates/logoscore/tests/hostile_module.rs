@@ -115,7 +115,7 @@ fn a_hostile_module_cannot_act_as_the_operator_or_take_calcs_socket() {
 
     let info = w.cli(&["info", "calc"]);
     info.ok();
-    let expected = format!("confinement: {}", logos_core::sys::confinement(true));
+    let expected = format!("confinement: {}", logos_core::confinement(true));
     assert!(
         expected.contains("landlock v"),
         "this kernel has no Landlock"

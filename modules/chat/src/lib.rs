@@ -4,11 +4,14 @@
 //! `chatMessage [timestamp, nick, message]` to exactly the connections subscribed to it;
 //! `history` returns the most recent messages. The history lives in memory only and holds at
 //! most [`HISTORY_LIMIT`] messages: it is lost on restart and never grows without bound.
+//!
+//! `send` takes `&mut self`, so the SDK runs it alone (no other call of this module at the
+//! same time) and the history needs no `Mutex`; `history` takes `&self` and may run alongside
+//! other `history` calls. Both borrow their text arguments (`&str`) from the call.
 
 use logos_sdk::{Context, Events, module};
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Messages kept for `history`; older ones are dropped first.
@@ -39,7 +42,7 @@ pub struct Message {
 /// The chat module.
 #[derive(Debug, Default)]
 pub struct Chat {
-    history: Mutex<VecDeque<Message>>,
+    history: VecDeque<Message>,
 }
 
 fn now_ms() -> i64 {
@@ -51,34 +54,30 @@ fn now_ms() -> i64 {
 #[module(events = ChatEvent)]
 impl Chat {
     /// Sends `message` as `nick`: every subscriber of `chatMessage` gets it.
-    pub fn send(&self, ctx: &Context, nick: String, message: String) -> Result<(), String> {
+    pub fn send(&mut self, ctx: &Context, nick: &str, message: &str) -> Result<(), String> {
         if nick.is_empty() {
             return Err("nick must not be empty".to_owned());
         }
         let entry = Message {
             timestamp: now_ms(),
-            nick,
-            message,
+            nick: nick.to_owned(),
+            message: message.to_owned(),
         };
-        {
-            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-            if history.len() == HISTORY_LIMIT {
-                history.pop_front();
-            }
-            history.push_back(entry.clone());
+        if self.history.len() == HISTORY_LIMIT {
+            self.history.pop_front();
         }
+        self.history.push_back(entry.clone());
         ctx.emit(ChatEvent::ChatMessage {
             timestamp: entry.timestamp,
             nick: entry.nick,
             message: entry.message,
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         Ok(())
     }
 
     /// The last `limit` messages (all kept ones when left out), oldest first, newest last.
     pub fn history(&self, limit: Option<u64>) -> Vec<Message> {
-        let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        let history = &self.history;
         let n = limit.map_or(history.len(), |l| {
             usize::try_from(l).unwrap_or(usize::MAX).min(history.len())
         });
@@ -89,16 +88,15 @@ impl Chat {
 logos_sdk::export_module!(Chat);
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn history_is_bounded_and_newest_last() {
         let ctx = Context::standalone("chat", std::env::temp_dir());
-        let chat = Chat::default();
+        let mut chat = Chat::default();
         for i in 0..HISTORY_LIMIT + 5 {
-            chat.send(&ctx, "ada".into(), format!("m{i}")).unwrap();
+            chat.send(&ctx, "ada", &format!("m{i}")).unwrap();
         }
         let all = chat.history(None);
         assert_eq!(all.len(), HISTORY_LIMIT);
@@ -112,7 +110,7 @@ mod tests {
             ]
         );
         assert_eq!(chat.history(Some(0)), vec![]);
-        assert!(chat.send(&ctx, String::new(), "x".into()).is_err());
+        assert!(chat.send(&ctx, "", "x").is_err());
     }
 
     #[test]

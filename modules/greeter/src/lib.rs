@@ -15,7 +15,7 @@ pub struct Greeter;
 #[module]
 impl Greeter {
     /// Says hello to `name` in the chat (as nick `greeter`) and returns the greeting.
-    pub async fn greet(&self, ctx: &Context, name: String) -> Result<String, Fault> {
+    pub async fn greet(&self, ctx: &Context, name: &str) -> Result<String, Fault> {
         let greeting = format!("Hello, {name}!");
         ctx.client("chat")
             .call::<()>("send", ("greeter", &greeting))

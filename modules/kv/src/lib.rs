@@ -127,7 +127,6 @@ impl Kv {
 logos_sdk::export_module!(Kv);
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use logos_sdk::Module;

@@ -16,6 +16,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The file `block` writes in the probe's data dir (its working directory) before it blocks.
+pub const BLOCKING_MARKER: &str = "blocking";
+
 /// Events kept by `watch` for `seen`; older ones are dropped first.
 pub const SEEN_LIMIT: usize = 1000;
 
@@ -104,8 +107,10 @@ impl Probe {
     }
 
     /// Blocks the module's event loop for `ms` milliseconds (a hung module: it answers no
-    /// ping, no shutdown and handles no SIGTERM meanwhile).
+    /// ping, no shutdown and handles no SIGTERM meanwhile). First writes the file
+    /// [`BLOCKING_MARKER`] in its data dir, so a test knows the call has started.
     pub fn block(&self, ms: u64) -> u64 {
+        let _ = std::fs::write(BLOCKING_MARKER, ms.to_string());
         std::thread::sleep(std::time::Duration::from_millis(ms));
         ms
     }

@@ -13,9 +13,9 @@
 
 use crate::builtin::{at_most, name_arg};
 use crate::conn::Caller;
-use crate::core::Inner;
-use crate::manifest::ModuleName;
+use crate::name::ModuleName;
 use crate::registry::State;
+use crate::state::Inner;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value};
 use std::collections::BTreeMap;
@@ -63,12 +63,11 @@ async fn request_module(
         }
     }
     let (target_session, caller_pid, target_pid, generations) = {
-        let m = inner.modules();
-        if !m.known.contains_key(target) {
-            drop(m);
-            return Err(inner.unknown(target).to_fault());
+        let registry = inner.registry();
+        if !registry.is_known(target) {
+            return Err(registry.unknown(target).to_fault());
         }
-        let Some(caller_manifest) = m.known.get(me.as_str()) else {
+        let Some(caller_manifest) = registry.manifest(me.as_str()) else {
             return Err(Fault::new(
                 ErrorCode::Unauthorized,
                 format!("{me} is not a known module"),
@@ -79,7 +78,7 @@ async fn request_module(
             tracing::warn!(caller = %me, target, "access denied: {decision}");
             return Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()));
         }
-        let caller_rec = m.records.get(me.as_str());
+        let caller_rec = registry.record(me.as_str());
         let caller_state = caller_rec.map_or(State::Known, |r| r.state());
         if !may_hold_tokens(caller_state) {
             tracing::warn!(caller = %me, target, "denied: {me} asked for a token while {caller_state}");
@@ -88,11 +87,11 @@ async fn request_module(
                 format!("module {me} is {caller_state}: only a ready module gets tokens"),
             ));
         }
-        let rec = m.records.get(target);
+        let rec = registry.record(target);
         let state = rec.map_or(State::Known, |r| r.state());
         let Some(session) = rec
             .filter(|_| state == State::Ready)
-            .and_then(|r| r.session.clone())
+            .and_then(|r| r.session().cloned())
         else {
             let code = if state.is_loaded() {
                 ErrorCode::Unavailable
@@ -102,13 +101,13 @@ async fn request_module(
             return Err(Fault::new(code, format!("module {target} is {state}")));
         };
         let generations = (
-            caller_rec.map_or(0, |r| r.generation),
-            rec.map_or(0, |r| r.generation),
+            caller_rec.map_or(0, |r| r.generation()),
+            rec.map_or(0, |r| r.generation()),
         );
         (
             session,
-            caller_rec.and_then(|r| r.pid),
-            rec.and_then(|r| r.pid),
+            caller_rec.and_then(|r| r.pid()),
+            rec.and_then(|r| r.pid()),
             generations,
         )
     };
@@ -173,11 +172,11 @@ fn may_hold_tokens(state: State) -> bool {
 /// Whether caller and target are still the processes (`generations`) the grant was made for,
 /// the caller still may hold tokens and the target is still ready.
 fn unchanged(inner: &Inner, me: &str, target: &str, generations: (u64, u64)) -> bool {
-    let m = inner.modules();
-    let (Some(c), Some(t)) = (m.records.get(me), m.records.get(target)) else {
+    let registry = inner.registry();
+    let (Some(c), Some(t)) = (registry.record(me), registry.record(target)) else {
         return false;
     };
-    (c.generation, t.generation) == generations
+    (c.generation(), t.generation()) == generations
         && may_hold_tokens(c.state())
         && t.state() == State::Ready
 }

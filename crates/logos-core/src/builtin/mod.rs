@@ -5,7 +5,7 @@
 //! helpers live here so both report bad arguments the same way.
 
 pub(crate) mod capability;
-pub(crate) mod core;
+pub(crate) mod manager;
 
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value};
@@ -34,7 +34,7 @@ pub(crate) fn text_arg<'a>(
 }
 
 /// Module-name argument `index` named `name` of `module.method`: text no longer than a module
-/// name can be, refused before anything looks it up (see `crate::core::check_name_len`).
+/// name can be, refused before anything looks it up (see `crate::name::check_name_len`).
 pub(crate) fn name_arg<'a>(
     args: &'a [Value],
     index: usize,
@@ -42,7 +42,7 @@ pub(crate) fn name_arg<'a>(
     method: &str,
 ) -> Result<&'a str, Fault> {
     let text = text_arg(args, index, name, method)?;
-    crate::core::check_name_len(text).map_err(|e| {
+    crate::name::check_name_len(text).map_err(|e| {
         Fault::new(
             ErrorCode::InvalidArgs,
             format!("{method}: argument {index} ({name}): {e}"),

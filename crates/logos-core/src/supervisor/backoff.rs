@@ -6,10 +6,10 @@
 //! meanwhile (the start generation tells).
 
 use crate::builder::RestartSettings;
-use crate::core::Inner;
 use crate::error::Error;
-use crate::manifest::{Manifest, RestartPolicy};
-use crate::registry::{ExitReport, State};
+use crate::manifest::RestartPolicy;
+use crate::registry::{AfterCrash, ExitReport, State};
+use crate::state::Inner;
 use futures::future::BoxFuture;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -45,16 +45,6 @@ pub fn charge(times: &mut VecDeque<Instant>, s: &RestartSettings, now: Instant) 
     (n <= s.budget).then(|| n - 1)
 }
 
-/// The restart policy of a module: its configuration override, else its metadata's.
-pub(crate) fn policy(inner: &Inner, manifest: &Manifest) -> RestartPolicy {
-    inner
-        .settings
-        .modules
-        .get(manifest.name.as_str())
-        .and_then(|o| o.restart)
-        .unwrap_or(manifest.restart)
-}
-
 /// Applies the restart policy after a crash of start `generation` of `name`.
 pub(crate) async fn after_crash(
     inner: Arc<Inner>,
@@ -62,12 +52,12 @@ pub(crate) async fn after_crash(
     generation: u64,
     report: ExitReport,
 ) {
-    let policy = {
-        let m = inner.modules();
-        m.known
-            .get(&name)
-            .map_or(RestartPolicy::OnFailure, |k| policy(&inner, k))
-    };
+    let policy = inner
+        .registry()
+        .manifest(&name)
+        .map_or(RestartPolicy::OnFailure, |m| {
+            inner.settings.restart_policy(m)
+        });
     if !wants_restart(policy, &report) {
         tracing::info!(module = %name, %policy, "not restarting (restart policy); reload it to bring it back");
         return;
@@ -77,51 +67,34 @@ pub(crate) async fn after_crash(
         if inner.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let attempt = {
-            let mut m = inner.modules();
-            let Some(rec) = m.records.get_mut(&name) else {
-                return;
-            };
-            // Someone unloaded or reloaded it since it crashed: not ours to restart.
-            if rec.generation != generation || rec.state() != State::Crashed {
+        let settings = &inner.settings.restart;
+        let mut attempt = 0;
+        let verdict = inner.registry().after_crash(&name, generation, |times| {
+            attempt = charge(times, settings, Instant::now())?;
+            Some(delay(settings, attempt))
+        });
+        let wait = match verdict {
+            AfterCrash::Gone => return,
+            AfterCrash::Failed(change) => {
+                tracing::error!(
+                    module = %name,
+                    budget = settings.budget,
+                    window_s = settings.window.as_secs(),
+                    "restart budget exhausted; module failed (reload it to try again)"
+                );
+                super::announce(&inner, Some(change));
                 return;
             }
-            charge(
-                &mut rec.crash_times,
-                &inner.settings.restart,
-                Instant::now(),
-            )
+            AfterCrash::Backoff { wait, change } => {
+                super::announce(&inner, Some(change));
+                wait
+            }
         };
-        let Some(attempt) = attempt else {
-            tracing::error!(
-                module = %name,
-                budget = inner.settings.restart.budget,
-                window_s = inner.settings.restart.window.as_secs(),
-                "restart budget exhausted; module failed (reload it to try again)"
-            );
-            super::set_state(&inner, &name, State::Failed);
-            return;
-        };
-        let wait = delay(&inner.settings.restart, attempt);
-        if let Some(rec) = inner.modules().records.get_mut(&name) {
-            // The builder bounds `max`; `checked_add` keeps a restart task alive regardless.
-            rec.backoff_until = Instant::now().checked_add(wait);
-        }
-        super::set_state(&inner, &name, State::Backoff);
         tracing::info!(module = %name, attempt = attempt + 1, delay_ms = wait.as_millis() as u64, "restarting after backoff");
         tokio::time::sleep(wait).await;
         let _ops = inner.ops.lock().await;
-        let previous_exit = {
-            let mut m = inner.modules();
-            let Some(rec) = m.records.get_mut(&name) else {
-                return;
-            };
-            if rec.generation != generation || rec.state() != State::Backoff {
-                return;
-            }
-            rec.backoff_until = None;
-            rec.restarts += 1;
-            rec.last_exit.as_ref().map(|e| e.at)
+        let Some(previous_exit) = inner.registry().end_backoff(&name, generation) else {
+            return;
         };
         if inner.stopping.load(Ordering::SeqCst) {
             return;
@@ -131,12 +104,12 @@ pub(crate) async fn after_crash(
             Err(e) => {
                 tracing::warn!(module = %name, "restart failed: {e}");
                 let (current, crash) = {
-                    let m = inner.modules();
-                    let rec = m.records.get(&name);
+                    let registry = inner.registry();
+                    let rec = registry.record(&name);
                     (
-                        rec.map_or(generation, |r| r.generation),
+                        rec.map_or(generation, |r| r.generation()),
                         // A new exit report means it ran and died before it was ready.
-                        rec.and_then(|r| r.last_exit.clone())
+                        rec.and_then(|r| r.last_exit().cloned())
                             .filter(|e| Some(e.at) != previous_exit),
                     )
                 };
@@ -147,7 +120,7 @@ pub(crate) async fn after_crash(
                         status = %report.status_text(),
                         uptime_ms = report.uptime.as_millis() as u64,
                         stderr = ?report.stderr_tail,
-                        restarts = inner.modules().records.get(&name).map_or(0, |r| r.restarts),
+                        restarts = super::restarts(&inner, &name),
                         "module crashed while starting"
                     );
                     super::publish_crash(&inner, &name, &report);

@@ -1,29 +1,32 @@
 //! The lifecycle of module processes: start plans, stop, crash handling, restart, heartbeat,
 //! and start-up and shutdown of the core itself.
 //!
-//! Owns every state transition of DESIGN.md §4 and is the only code that signals processes.
-//! Plans come from `resolver`, processes from `spawn`; this file decides order, rollback, and
-//! what a crash leads to. Every operation that changes what runs takes the lifecycle lock here,
-//! inside its own task (see `operation`), so a caller that goes away never leaves one half
-//! done. Never parses metadata and never routes calls.
+//! Decides every state transition of DESIGN.md §4 (the `registry` checks and records them)
+//! and is the only code that signals processes. Plans come from `resolver`, processes from a
+//! [`child::Spawn`] (real ones from `spawn`, fakes in this file's tests); this file decides
+//! order, rollback, and what a crash leads to. Every operation that changes what runs takes
+//! the lifecycle lock here, inside its own task (see `operation`), so a caller that goes away
+//! never leaves one half done. Never parses metadata and never routes calls.
 
 pub(crate) mod backoff;
+pub(crate) mod child;
 pub(crate) mod guardian;
 pub(crate) mod output;
 pub(crate) mod spawn;
 
 use crate::conn::ModuleConn;
-use crate::core::{CORE_MODULE, Inner};
 use crate::error::Error;
-use crate::manifest::Manifest;
-use crate::registry::{ExitReport, ModuleInfo, Record, State};
+use crate::manifest::{METADATA_FILE, Manifest};
+use crate::name::CORE_MODULE;
+use crate::registry::{ExitReport, Running, State, Transition};
+use crate::state::Inner;
 use crate::sys::{self, Signal};
 use guardian::Guardian;
 use logos_session::Fault;
 use logos_wire::{ErrorCode, Value, Welcome};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// Time a module gets after SIGTERM before SIGKILL.
@@ -44,6 +47,7 @@ pub(crate) async fn start_core(inner: &Arc<Inner>) -> Result<(), Error> {
 }
 
 async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
+    let _ops = inner.ops.lock().await;
     let s = &inner.settings;
     sys::create_private_dir(&s.runtime_dir)?;
     let sock = inner.control_socket();
@@ -52,72 +56,39 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
     }
     sys::create_private_dir(&inner.modules_socket_dir())?;
     spawn::report_confinement(s.landlock);
-    *inner.host.lock().unwrap_or_else(|p| p.into_inner()) = find_host(s.host.as_deref());
+    *inner.host.lock() = find_host(s.host.as_deref());
     rediscover(inner);
 
-    let token = crate::capability::create_client_token(&inner.client_token_path())?;
-    *inner
-        .client_secret
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some(token);
+    let token = crate::token::create_client_token(&inner.client_token_path())?;
+    *inner.client_secret.lock() = Some(token);
 
     let guardian = Guardian::start(&s.runtime_dir).map_err(|e| Error::Io {
         what: "starting the guardian process (/bin/sh)".to_owned(),
         source: e,
     })?;
-    *inner.guardian.lock().unwrap_or_else(|p| p.into_inner()) = Some(guardian);
+    *inner.guardian.lock() = Some(guardian);
 
     let accept = crate::conn::listen(inner)?;
-    if let Some(g) = inner
-        .guardian
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_mut()
-    {
+    if let Some(g) = inner.guardian.lock().as_mut() {
         g.owns("core.sock");
     }
-    inner
-        .tasks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(accept);
+    inner.tasks.lock().push(accept);
     tracing::info!(
         runtime_dir = %s.runtime_dir.display(),
-        modules = inner.modules().known.len(),
+        modules = inner.registry().known().len(),
         "core started"
     );
     Ok(())
 }
 
 /// Reads every modules dir again; loaded modules keep running on the manifest they started with.
-pub(crate) fn rediscover(inner: &Inner) {
+fn rediscover(inner: &Inner) {
     let found = crate::discovery::discover(&inner.settings.modules_dirs);
-    let mut m = inner.modules();
-    let loaded: Vec<String> = m
-        .records
-        .iter()
-        .filter(|(_, r)| r.state().is_loaded() || r.state() == State::Stopping)
-        .map(|(n, _)| n.clone())
-        .collect();
-    let mut known = std::collections::BTreeMap::new();
-    for manifest in found.manifests {
-        known.insert(manifest.name.as_str().to_owned(), manifest);
-    }
-    for name in loaded {
-        if let Some(old) = m.known.get(&name) {
-            known.insert(name, old.clone());
-        }
-    }
-    m.faults = found.faults.iter().map(ToString::to_string).collect();
-    m.invalid = found.invalid;
-    for f in &m.faults {
+    let mut registry = inner.registry();
+    registry.rediscovered(found);
+    for f in registry.faults() {
         tracing::warn!("module not registered: {f}");
     }
-    // Modules added by `processPlugin` outside the modules dirs stay known.
-    for (name, manifest) in std::mem::take(&mut m.known) {
-        known.entry(name).or_insert(manifest);
-    }
-    m.known = known;
 }
 
 /// `logos_host` location: configured, `$LOGOS_HOST`, beside the executable or its parent dir
@@ -211,14 +182,24 @@ pub(crate) async fn register(
 ) -> Result<Result<String, State>, Error> {
     operation(inner, move |inner| async move {
         refuse_after_shutdown(&inner)?;
-        let name = manifest.name.as_str().to_owned();
-        let mut m = inner.modules();
-        let state = m.state(&name);
-        if state.is_loaded() || state == State::Stopping {
-            return Ok(Err(state));
+        Ok(inner.registry().register(manifest))
+    })
+    .await
+}
+
+/// Scans the modules dirs again and forgets the modules whose `metadata.json` is gone, unless
+/// they are loaded (see [`operation`]).
+pub(crate) async fn refresh(inner: &Arc<Inner>) -> Result<(), Error> {
+    operation(inner, |inner| async move {
+        refuse_after_shutdown(&inner)?;
+        rediscover(&inner);
+        let gone = inner
+            .registry()
+            .forget_where(|manifest| !manifest.dir.join(METADATA_FILE).exists());
+        for name in gone {
+            tracing::info!(module = %name, "module forgotten: its metadata.json is gone");
         }
-        m.known.insert(name.clone(), manifest);
-        Ok(Ok(name))
+        Ok(())
     })
     .await
 }
@@ -243,16 +224,14 @@ pub(crate) async fn shutdown(inner: &Arc<Inner>) {
 
 /// Loads `names` and their dependencies, layer by layer; on any failure stops what it started.
 async fn load_locked(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
-    for n in names {
-        if !inner.modules().known.contains_key(*n) {
-            return Err(inner.unknown(n));
-        }
-    }
     let plan = {
-        let m = inner.modules();
-        let plan =
-            crate::resolver::Resolver::new(m.known.values()).plan_load(&m.loaded_versions(), names);
-        m.check_plan(names, plan)?
+        let registry = inner.registry();
+        if let Some(n) = names.iter().find(|n| !registry.is_known(n)) {
+            return Err(registry.unknown(n));
+        }
+        let plan = crate::resolver::Resolver::new(registry.known().values())
+            .plan_load(&registry.loaded_versions(), names);
+        registry.check_plan(names, plan)?
     };
     let mut started: Vec<String> = Vec::new();
     for layer in plan {
@@ -282,18 +261,18 @@ async fn load_locked(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
 /// Unloads `name` (and, with `cascade`, its loaded dependents first).
 async fn unload_locked(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<(), Error> {
     let order = {
-        let m = inner.modules();
-        if !m.known.contains_key(name) {
-            drop(m);
-            return Err(inner.unknown(name));
+        let registry = inner.registry();
+        if !registry.is_known(name) {
+            return Err(registry.unknown(name));
         }
-        if !m.state(name).is_loaded() {
+        if !registry.state(name).is_loaded() {
             return Err(Error::NotLoaded {
                 name: name.to_owned(),
             });
         }
-        let loaded: Vec<String> = m.loaded_versions().into_keys().collect();
-        crate::resolver::Resolver::new(m.known.values()).plan_unload(&loaded, name, cascade)?
+        let loaded: Vec<String> = registry.loaded_versions().into_keys().collect();
+        crate::resolver::Resolver::new(registry.known().values())
+            .plan_unload(&loaded, name, cascade)?
     };
     for n in order {
         stop_module(inner, n.as_str(), inner.settings.stop_grace).await;
@@ -303,26 +282,20 @@ async fn unload_locked(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<
 
 /// Manual restart: stop if loaded, read metadata again, start; clears `failed` and the budget.
 async fn reload_locked(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
-    if !inner.modules().known.contains_key(name) {
+    if !inner.registry().is_known(name) {
         rediscover(inner);
-        if !inner.modules().known.contains_key(name) {
-            return Err(inner.unknown(name));
+        let registry = inner.registry();
+        if !registry.is_known(name) {
+            return Err(registry.unknown(name));
         }
     }
-    let state = inner.modules().state(name);
+    let state = inner.registry().state(name);
     if state.is_loaded() {
         stop_module(inner, name, inner.settings.stop_grace).await;
     }
     rediscover(inner);
-    {
-        let mut m = inner.modules();
-        if let Some(r) = m.records.get_mut(name) {
-            r.crash_times.clear();
-            if r.state() == State::Failed {
-                r.state = Some(State::Stopped);
-            }
-        }
-    }
+    let change = inner.registry().reset_budget(name);
+    announce(inner, change);
     load_locked(inner, &[name]).await
 }
 
@@ -333,14 +306,9 @@ async fn shutdown_locked(inner: &Arc<Inner>) {
     }
     tracing::info!("core shutting down");
     let layers = {
-        let m = inner.modules();
-        let loaded: Vec<String> = m
-            .records
-            .iter()
-            .filter(|(_, r)| r.state().is_loaded())
-            .map(|(n, _)| n.clone())
-            .collect();
-        crate::resolver::Resolver::new(m.known.values()).shutdown_layers(&loaded)
+        let registry = inner.registry();
+        crate::resolver::Resolver::new(registry.known().values())
+            .shutdown_layers(&registry.loaded())
     };
     for layer in layers {
         let stops = layer
@@ -348,24 +316,14 @@ async fn shutdown_locked(inner: &Arc<Inner>) {
             .map(|n| stop_module(inner, n.as_str(), inner.settings.stop_grace));
         futures::future::join_all(stops).await;
     }
-    for t in inner
-        .tasks
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain(..)
-    {
+    for t in inner.tasks.lock().drain(..) {
         t.abort();
     }
     let _ = std::fs::remove_file(inner.control_socket());
     let _ = std::fs::remove_file(inner.client_token_path());
     let _ = std::fs::remove_dir(inner.modules_socket_dir());
     let _ = std::fs::remove_dir(&inner.settings.runtime_dir);
-    if let Some(g) = inner
-        .guardian
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+    if let Some(g) = inner.guardian.lock().take() {
         g.finish();
     }
     inner.stopped_tx.send_replace(true);
@@ -378,64 +336,16 @@ pub(crate) async fn wait_stopped(inner: &Arc<Inner>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Snapshots of every known module.
-pub(crate) fn infos(inner: &Inner) -> Vec<ModuleInfo> {
-    let m = inner.modules();
-    m.known
-        .iter()
-        .map(|(name, manifest)| {
-            let rec = m.records.get(name);
-            let state = rec.map_or(State::Known, Record::state);
-            let window = inner.settings.restart.window;
-            ModuleInfo {
-                name: name.clone(),
-                version: manifest.version.to_string(),
-                state,
-                pid: rec.and_then(|r| r.pid),
-                uptime: rec.and_then(|r| r.started).map(|(i, _)| i.elapsed()),
-                restarts: rec.map_or(0, |r| r.restarts),
-                last_exit: rec.and_then(|r| r.last_exit.clone()),
-                restart_policy: backoff::policy(inner, manifest),
-                recent_crashes: rec.map_or(0, |r| {
-                    let n = r
-                        .crash_times
-                        .iter()
-                        .filter(|t| t.elapsed() <= window)
-                        .count();
-                    u32::try_from(n).unwrap_or(u32::MAX)
-                }),
-                next_restart: rec
-                    .filter(|_| state == State::Backoff)
-                    .and_then(|r| r.backoff_until)
-                    .map(|t| t.saturating_duration_since(Instant::now())),
-                unhealthy: rec.and_then(|r| r.unhealthy.clone()),
-            }
-        })
-        .collect()
-}
-
-pub(crate) fn set_state(inner: &Inner, name: &str, state: State) {
-    let old = {
-        let mut m = inner.modules();
-        let rec = m.records.entry(name.to_owned()).or_default();
-        let old = rec.state();
-        rec.state = Some(state);
-        old
-    };
-    announce_state(inner, name, old, state);
-}
-
-/// Logs and publishes `stateChanged` for a transition already recorded.
-fn announce_state(inner: &Inner, name: &str, old: State, state: State) {
-    if old != state {
-        tracing::info!(module = name, from = %old, to = %state, "module state changed");
+/// Publishes `core.stateChanged` for a change the registry made (its lock released).
+fn announce(inner: &Inner, change: Option<Transition>) {
+    if let Some(t) = change {
         inner.hub.publish(
             CORE_MODULE,
             "stateChanged",
             &[
-                Value::from(name),
-                Value::from(old.as_str()),
-                Value::from(state.as_str()),
+                Value::from(t.name.as_str()),
+                Value::from(t.from.as_str()),
+                Value::from(t.to.as_str()),
             ],
         );
     }
@@ -443,45 +353,43 @@ fn announce_state(inner: &Inner, name: &str, old: State, state: State) {
 
 /// Starts one module whose dependencies are ready; returns when it is ready. On failure the
 /// module is left `stopped`.
-pub(crate) async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
+async fn start_module(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
     start_module_or(inner, name, State::Stopped).await
 }
 
 /// [`start_module`], leaving the module in `failed_state` when the start fails (a crash
 /// restart leaves it `crashed`, so it never looks stopped on request in between).
-pub(crate) async fn start_module_or(
-    inner: &Arc<Inner>,
-    name: &str,
-    failed_state: State,
-) -> Result<(), Error> {
-    let manifest: Manifest = inner
-        .modules()
-        .known
-        .get(name)
-        .cloned()
-        .ok_or_else(|| inner.unknown(name))?;
-    let generation = {
-        let mut m = inner.modules();
-        let rec = m.records.entry(name.to_owned()).or_default();
-        rec.generation += 1;
-        rec.generation
+async fn start_module_or(inner: &Arc<Inner>, name: &str, failed_state: State) -> Result<(), Error> {
+    let (manifest, generation, change) = {
+        let mut registry = inner.registry();
+        let Some(manifest) = registry.manifest(name).cloned() else {
+            return Err(registry.unknown(name));
+        };
+        let (generation, change) = registry.begin_start(name);
+        (manifest, generation, change)
     };
-    set_state(inner, name, State::Starting);
+    announce(inner, change);
     match start_process(inner, &manifest, generation).await {
         Ok(()) => Ok(()),
-        Err(e) => {
-            tracing::warn!(module = name, "start failed: {e}");
-            set_state(inner, name, failed_state);
-            Err(e)
+        Err(spawn::Failure { error, exit }) => {
+            tracing::warn!(module = name, "start failed: {error}");
+            let change = inner
+                .registry()
+                .start_failed(name, generation, exit, failed_state);
+            announce(inner, change);
+            Err(error)
         }
     }
 }
 
+/// Spawns the process of start `generation`, checks who it says it is, accepts its handshake
+/// and makes the module `ready`. On failure the process is gone; how it ended, if it ran and
+/// died by itself, comes with the error.
 async fn start_process(
     inner: &Arc<Inner>,
     manifest: &Manifest,
     generation: u64,
-) -> Result<(), Error> {
+) -> Result<(), spawn::Failure> {
     let name = manifest.name.as_str().to_owned();
     let overrides = inner
         .settings
@@ -489,46 +397,26 @@ async fn start_process(
         .get(&name)
         .cloned()
         .unwrap_or_default();
-    let host = inner.host.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let spawned = spawn::spawn(spawn::SpawnRequest {
-        manifest,
-        host: &host,
-        runtime_dir: &inner.settings.runtime_dir,
-        hidden: &inner.settings.hidden,
-        data_dir: inner.settings.data_dir.join(&name),
-        socket_path: inner.socket_path(&name),
-        env: &overrides.env,
-        limits: overrides.limits,
-        log_filter: &inner.settings.module_log,
-        start_timeout: inner.settings.start_timeout,
-        session: inner.settings.session.clone(),
-        confine: inner.settings.landlock,
-    })
-    .await;
-    let spawned = match spawned {
-        Ok(s) => s,
-        Err(spawn::Failure { error, exit }) => {
-            if let Some(exit) = exit {
-                // It ran and died before it was ready: that exit is what `info` reports.
-                let mut m = inner.modules();
-                if let Some(rec) = m.records.get_mut(&name)
-                    && rec.generation == generation
-                {
-                    rec.last_exit = Some(exit);
-                }
-            }
-            return Err(error);
-        }
-    };
-    let spawn::Spawned {
-        mut child,
-        pid,
-        pending,
-        stderr,
-        forwarders,
-        spawned_at,
-        cgroup,
-    } = spawned;
+    let host = inner.host.lock().clone();
+    let spawned = inner
+        .spawn
+        .spawn(spawn::SpawnRequest {
+            manifest,
+            host: &host,
+            runtime_dir: &inner.settings.runtime_dir,
+            hidden: &inner.settings.hidden,
+            data_dir: inner.settings.data_dir.join(&name),
+            socket_path: inner.socket_path(&name),
+            env: &overrides.env,
+            limits: overrides.limits,
+            log_filter: &inner.settings.module_log,
+            start_timeout: inner.settings.start_timeout,
+            session: inner.settings.session.clone(),
+            confine: inner.settings.landlock,
+        })
+        .await;
+    let child::Spawned { child, pending } = spawned?;
+    let pid = child.pid();
 
     if pending.hello.identity != name {
         let fault = Fault::new(
@@ -540,13 +428,43 @@ async fn start_process(
         );
         let reason = fault.message.clone();
         pending.refuse(fault).await;
-        spawn::kill_and_reap(&mut child).await;
+        let stderr_tail = child.abandon().await;
         return Err(Error::StartFailed {
             module: name,
             reason,
             status: None,
-            stderr_tail: stderr.snapshot(),
-        });
+            stderr_tail,
+        }
+        .into());
+    }
+    // The version it says (for an SDK module, its Cargo.toml's) must be the metadata's, which
+    // dependents were resolved against. A hello without one is taken as the metadata says.
+    let said = pending.hello.attrs.get("version");
+    let agrees = match said {
+        None => true,
+        Some(Value::Text(v)) => semver::Version::parse(v).is_ok_and(|v| v == manifest.version),
+        Some(_) => false,
+    };
+    if let Some(said) = said.filter(|_| !agrees) {
+        let said = said
+            .as_str()
+            .map_or_else(|| said.to_string(), str::to_owned);
+        let reason = format!(
+            "module {name:?} says it is version {said} (its hello; for a Rust module, the version in its Cargo.toml) but {} says {}; make the two agree",
+            manifest.path.display(),
+            manifest.version
+        );
+        pending
+            .refuse(Fault::new(ErrorCode::Unauthorized, reason.clone()))
+            .await;
+        let stderr_tail = child.abandon().await;
+        return Err(Error::StartFailed {
+            module: name,
+            reason,
+            status: None,
+            stderr_tail,
+        }
+        .into());
     }
     let interface = pending
         .hello
@@ -566,42 +484,36 @@ async fn start_process(
     let session = match pending.accept(name.clone(), welcome, handler).await {
         Ok(s) => s,
         Err(e) => {
-            spawn::kill_and_reap(&mut child).await;
+            let stderr_tail = child.abandon().await;
             return Err(Error::StartFailed {
                 module: name,
                 reason: format!("handshake failed: {e}"),
                 status: None,
-                stderr_tail: stderr.snapshot(),
-            });
+                stderr_tail,
+            }
+            .into());
         }
     };
 
     let (kill_tx, kill_rx) = mpsc::unbounded_channel();
     let (exit_tx, exit_rx) = watch::channel(false);
-    {
-        let mut m = inner.modules();
-        let rec = m.records.entry(name.clone()).or_default();
-        rec.pid = Some(pid);
-        rec.started = Some((Instant::now(), SystemTime::now()));
-        rec.session = Some(session.clone());
-        rec.interface = Some(interface);
-        rec.kill = Some(kill_tx);
-        rec.exited = Some(exit_rx);
-        rec.unhealthy = None;
-        rec.backoff_until = None;
-    }
-    if let Some(g) = inner
-        .guardian
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_mut()
-    {
+    let change = inner.registry().ready(
+        &name,
+        Running {
+            pid,
+            session: session.clone(),
+            interface,
+            kill: kill_tx,
+            exited: exit_rx,
+        },
+    );
+    if let Some(g) = inner.guardian.lock().as_mut() {
         g.started(pid, &name);
     }
     // Ready before the watcher exists, so an exit right away is always seen as a crash of a
     // ready module (never overwritten by a late `ready`), and `moduleUp` precedes its
     // `moduleDown`.
-    set_state(inner, &name, State::Ready);
+    announce(inner, change);
     if inner.hub.has_subscribers(&name) {
         let _ = session.subscribe(&name, "");
     }
@@ -611,16 +523,9 @@ async fn start_process(
     let watcher_inner = Arc::clone(inner);
     let watcher_name = name.clone();
     tokio::spawn(async move {
-        let status = watch_child(&mut child, kill_rx).await;
-        // Whatever the module started dies with it (a module dies alone, and leaves nothing
-        // behind). The group cannot have been reused yet: a group id stays taken while any
-        // member lives, and the leader was reaped only just now.
-        sys::kill_group(pid, Signal::Kill);
-        // Children that left the group with setsid are still in the cgroup.
-        drop(cgroup);
-        // The last lines it wrote may still be in the pipe: read them for the report.
-        let tail = spawn::drain_tail(forwarders, &stderr).await;
-        let report = spawn::report(status, spawned_at, tail);
+        let mut child = child;
+        let status = watch_child(child.as_mut(), kill_rx).await;
+        let report = child.finish(status).await;
         let crashed = record_exit(&watcher_inner, &watcher_name, generation, pid, &report);
         exit_tx.send_replace(true);
         if crashed {
@@ -639,25 +544,13 @@ async fn start_process(
 /// Waits for the child to exit, delivering signals asked for meanwhile. Owning the child until
 /// it is reaped guarantees a signal never reaches a recycled pid.
 async fn watch_child(
-    child: &mut tokio::process::Child,
+    child: &mut dyn child::Child,
     mut kill_rx: mpsc::UnboundedReceiver<Signal>,
 ) -> std::process::ExitStatus {
     loop {
         tokio::select! {
-            status = child.wait() => {
-                match status {
-                    Ok(s) => return s,
-                    Err(e) => {
-                        tracing::error!("waiting for module process failed: {e}");
-                        let _ = child.start_kill();
-                    }
-                }
-            }
-            Some(sig) = kill_rx.recv() => {
-                if let Some(pid) = child.id() {
-                    sys::kill_group(pid, sig);
-                }
-            }
+            status = child.wait() => return status,
+            Some(sig) = kill_rx.recv() => child.signal(sig),
         }
     }
 }
@@ -689,9 +582,9 @@ async fn heartbeat(
                             tracing::info!(module = %name, "module reports itself healthy again")
                         }
                     }
-                    if let Some(r) = inner.modules().records.get_mut(&name) {
-                        r.unhealthy = health.clone();
-                    }
+                    inner
+                        .registry()
+                        .set_health(&name, generation, health.clone());
                     last_health = health;
                 }
             }
@@ -709,16 +602,12 @@ async fn heartbeat(
 }
 
 fn current_generation(inner: &Inner, name: &str) -> Option<u64> {
-    inner.modules().records.get(name).map(|r| r.generation)
+    inner.registry().record(name).map(|r| r.generation())
 }
 
 fn signal(inner: &Inner, name: &str, sig: Signal) {
-    if let Some(k) = inner
-        .modules()
-        .records
-        .get(name)
-        .and_then(|r| r.kill.clone())
-    {
+    let killer = inner.registry().killer(name);
+    if let Some(k) = killer {
         let _ = k.send(sig);
     }
 }
@@ -727,11 +616,10 @@ fn signal(inner: &Inner, name: &str, sig: Signal) {
 async fn revoke(inner: &Arc<Inner>, name: &str) {
     inner.tokens().revoke_module(name);
     let others: Vec<(String, logos_session::Session)> = inner
-        .modules()
-        .records
-        .iter()
+        .registry()
+        .records()
         .filter(|(n, r)| n.as_str() != name && r.state() == State::Ready)
-        .filter_map(|(n, r)| r.session.clone().map(|s| (n.clone(), s)))
+        .filter_map(|(n, r)| r.session().map(|s| (n.clone(), s.clone())))
         .collect();
     let calls = others.iter().map(|(n, s)| async move {
         if let Err(f) = s
@@ -750,19 +638,16 @@ async fn revoke(inner: &Arc<Inner>, name: &str) {
 }
 
 /// Stops one module: `shutdown` with grace, then SIGTERM, then SIGKILL; always reaps it.
-pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
-    let (session, exited) = {
-        let m = inner.modules();
-        let Some(rec) = m.records.get(name) else {
-            return;
-        };
-        (rec.session.clone(), rec.exited.clone())
-    };
-    let state = inner.modules().state(name);
-    if !state.is_loaded() {
+async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
+    let Some(crate::registry::Stopping {
+        session,
+        exited,
+        change,
+    }) = inner.registry().begin_stop(name)
+    else {
         return;
-    }
-    set_state(inner, name, State::Stopping);
+    };
+    announce(inner, change);
     inner.hub.publish(
         CORE_MODULE,
         "moduleDown",
@@ -795,54 +680,36 @@ pub(crate) async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration)
             }
         }
     }
-    set_state(inner, name, State::Stopped);
+    let change = inner.registry().stopped(name);
+    announce(inner, change);
 }
 
 /// The process of `name` (start `generation`) ended: records it and tells whether nobody
 /// asked for it (a crash). Runs before anyone waiting for the exit is woken.
 fn record_exit(inner: &Inner, name: &str, generation: u64, pid: u32, report: &ExitReport) -> bool {
-    if let Some(g) = inner
-        .guardian
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_mut()
-    {
+    if let Some(g) = inner.guardian.lock().as_mut() {
         g.ended(pid);
     }
-    let (was, crashed) = {
-        let mut m = inner.modules();
-        let Some(rec) = m.records.get_mut(name) else {
-            return false;
-        };
-        if rec.generation != generation {
-            // A newer process of this module owns the socket path now: leave its socket be.
-            return false;
-        }
-        let _ = std::fs::remove_file(inner.socket_path(name));
-        if let Some(s) = rec.session.take() {
-            s.close(Fault::new(
-                ErrorCode::Unavailable,
-                format!("module {name} exited"),
-            ));
-        }
-        rec.pid = None;
-        rec.started = None;
-        rec.kill = None;
-        rec.unhealthy = None;
-        rec.last_exit = Some(report.clone());
-        let was = rec.state();
-        let crashed = was != State::Stopping && !inner.stopping.load(Ordering::SeqCst);
-        if crashed {
-            // Under the same lock as the exit itself, so no stop can slip in between.
-            rec.state = Some(State::Crashed);
-        }
-        (was, crashed)
+    let core_stopping = inner.stopping.load(Ordering::SeqCst);
+    let Some(exited) = inner
+        .registry()
+        .exited(name, generation, report, core_stopping)
+    else {
+        // A newer process of this module owns the socket path now: leave its socket be.
+        return false;
     };
-    if !crashed {
+    let _ = std::fs::remove_file(inner.socket_path(name));
+    if let Some(s) = exited.session {
+        s.close(Fault::new(
+            ErrorCode::Unavailable,
+            format!("module {name} exited"),
+        ));
+    }
+    if exited.crash.is_none() {
         tracing::info!(module = name, status = %report.status_text(), "module exited");
         return false;
     }
-    announce_state(inner, name, was, State::Crashed);
+    announce(inner, exited.crash);
     true
 }
 
@@ -853,7 +720,7 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
         status = %report.status_text(),
         uptime_ms = report.uptime.as_millis() as u64,
         stderr = ?report.stderr_tail,
-        restarts = inner.modules().records.get(name).map_or(0, |r| r.restarts),
+        restarts = restarts(inner, name),
         "module crashed"
     );
     publish_crash(inner, name, &report);
@@ -869,8 +736,8 @@ async fn on_crash(inner: &Arc<Inner>, name: &str, generation: u64, report: ExitR
 /// `core.moduleCrashed(name, status, uptimeMs, stderr, restarts)`, `restarts` being the crash
 /// restarts attempted before this crash. The stderr lines go to operators and to the module
 /// itself; other modules get an empty list (they may hold that module's secrets).
-pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
-    let restarts = inner.modules().records.get(name).map_or(0, |r| r.restarts);
+fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
+    let restarts = restarts(inner, name);
     let with_stderr = |lines: Vec<Value>| {
         [
             Value::from(name),
@@ -891,4 +758,600 @@ pub(crate) fn publish_crash(inner: &Inner, name: &str, report: &ExitReport) {
     inner
         .hub
         .publish_private(CORE_MODULE, "moduleCrashed", &full, name, &redacted);
+}
+
+/// Crash restarts of `name` attempted so far.
+fn restarts(inner: &Inner, name: &str) -> u32 {
+    inner.registry().record(name).map_or(0, |r| r.restarts())
+}
+
+/// The lifecycle against fake children (`child.rs`'s seam): no process is started, each fake
+/// speaks the protocol over a socketpair, so restart policy, backoff, budget, heartbeat and
+/// stop escalation are checked in milliseconds. The real-process tests are in `tests/`.
+#[cfg(test)]
+mod tests {
+    use super::child::{Child, Spawn, Spawned};
+    use super::spawn::{Failure, SpawnRequest};
+    use super::*;
+    use crate::builder::RestartSettings;
+    use crate::manifest::{Manifest, RestartPolicy};
+    use futures::FutureExt as _;
+    use futures::future::BoxFuture;
+    use logos_session::{Handler, Session};
+    use logos_wire::{Hello, Message};
+    use parking_lot::Mutex;
+    use std::collections::{HashMap, VecDeque};
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::ExitStatus;
+    use std::time::Instant;
+    use tokio::io::AsyncWriteExt as _;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// What one fake process does.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Fake {
+        /// Handshakes, answers pings with this health, exits 0 when asked to shut down, dies
+        /// on SIGTERM and SIGKILL.
+        Healthy(Option<String>),
+        /// Exits with this code before its `hello` (a crash at start).
+        DiesAtStart(i32),
+        /// Sends its `hello`, then reads nothing: misses every ping, ignores `shutdown` and
+        /// SIGTERM (a hung event loop); only SIGKILL ends it.
+        Hung,
+    }
+
+    /// The fakes' world, shared by the spawner (inside the core) and the test.
+    #[derive(Default)]
+    struct World {
+        /// Per module, what its next starts do; a module with none left starts healthy.
+        plan: Mutex<HashMap<String, VecDeque<Fake>>>,
+        /// Exit switch of every process started, by pid.
+        processes: Mutex<HashMap<u32, watch::Sender<Option<ExitStatus>>>>,
+        /// Every signal delivered, in order.
+        signals: Mutex<Vec<(u32, Signal)>>,
+        /// Processes started, per module.
+        starts: Mutex<HashMap<String, u32>>,
+        next_pid: Mutex<u32>,
+    }
+
+    impl World {
+        fn plan(&self, module: &str, fakes: impl IntoIterator<Item = Fake>) {
+            self.plan
+                .lock()
+                .entry(module.to_owned())
+                .or_default()
+                .extend(fakes);
+        }
+
+        fn starts(&self, module: &str) -> u32 {
+            self.starts.lock().get(module).copied().unwrap_or(0)
+        }
+
+        /// Makes process `pid` exit by itself with `code`.
+        fn exit(&self, pid: u32, code: i32) {
+            if let Some(p) = self.processes.lock().get(&pid) {
+                end(p, ExitStatus::from_raw(code << 8));
+            }
+        }
+
+        fn signals(&self) -> Vec<(u32, Signal)> {
+            self.signals.lock().clone()
+        }
+    }
+
+    /// Sets a process's exit status unless it has one: a process ends once.
+    fn end(process: &watch::Sender<Option<ExitStatus>>, status: ExitStatus) {
+        process.send_if_modified(|s| {
+            let first = s.is_none();
+            if first {
+                *s = Some(status);
+            }
+            first
+        });
+    }
+
+    struct Spawner(Arc<World>);
+
+    impl Spawn for Spawner {
+        fn spawn<'a>(&'a self, req: SpawnRequest<'a>) -> BoxFuture<'a, Result<Spawned, Failure>> {
+            Box::pin(async move {
+                let world = Arc::clone(&self.0);
+                let name = req.manifest.name.as_str().to_owned();
+                let fake = world
+                    .plan
+                    .lock()
+                    .get_mut(&name)
+                    .and_then(VecDeque::pop_front)
+                    .unwrap_or(Fake::Healthy(None));
+                *world.starts.lock().entry(name.clone()).or_default() += 1;
+                let pid = {
+                    let mut next = world.next_pid.lock();
+                    *next += 1;
+                    1000 + *next
+                };
+                if let Fake::DiesAtStart(code) = fake {
+                    let exit = ExitReport {
+                        code: Some(code),
+                        signal: None,
+                        uptime: Duration::ZERO,
+                        stderr_tail: vec![format!("fake {name} refuses to start")],
+                        at: std::time::SystemTime::now(),
+                    };
+                    return Err(Failure {
+                        error: Error::StartFailed {
+                            module: name,
+                            reason: "exited before it became ready".to_owned(),
+                            status: Some(exit.status_text()),
+                            stderr_tail: exit.stderr_tail.clone(),
+                        },
+                        exit: Some(exit),
+                    });
+                }
+                let (core_end, module_end) = tokio::net::UnixStream::pair().map_err(|e| {
+                    Failure::from(Error::Spawn {
+                        module: name.clone(),
+                        reason: e.to_string(),
+                    })
+                })?;
+                let (exit_tx, exit_rx) = watch::channel(None);
+                world.processes.lock().insert(pid, exit_tx.clone());
+                let hello = Hello {
+                    major: logos_wire::PROTOCOL_MAJOR,
+                    minor: logos_wire::PROTOCOL_MINOR,
+                    identity: name.clone(),
+                    token: Default::default(),
+                    attrs: [("interface".to_owned(), Value::from("fake"))]
+                        .into_iter()
+                        .collect(),
+                };
+                tokio::spawn(run_fake(fake.clone(), module_end, hello, exit_tx.clone()));
+                let mut cfg = req.session.clone();
+                cfg.handshake_timeout = req.start_timeout;
+                let pending = logos_session::read_hello(core_end, cfg)
+                    .await
+                    .map_err(|e| {
+                        Failure::from(Error::StartFailed {
+                            module: name.clone(),
+                            reason: format!("handshake failed: {e}"),
+                            status: None,
+                            stderr_tail: Vec::new(),
+                        })
+                    })?;
+                let child = FakeChild {
+                    pid,
+                    fake,
+                    exit_tx,
+                    exit_rx,
+                    world,
+                    started: Instant::now(),
+                };
+                Ok(Spawned {
+                    child: Box::new(child),
+                    pending,
+                })
+            })
+        }
+    }
+
+    /// The module side of a fake: speaks until its process ends, then its end of the
+    /// connection closes, as a dead process's would.
+    async fn run_fake(
+        fake: Fake,
+        mut stream: tokio::net::UnixStream,
+        hello: Hello,
+        exit: watch::Sender<Option<ExitStatus>>,
+    ) {
+        let mut dead = exit.subscribe();
+        match fake {
+            Fake::Healthy(health) => {
+                let handler = Arc::new(FakeModule {
+                    health,
+                    exit: exit.clone(),
+                });
+                let Ok((session, _)) =
+                    logos_session::connect(stream, hello, handler, Default::default()).await
+                else {
+                    return;
+                };
+                let _ = dead.wait_for(Option::is_some).await;
+                session.close(Fault::new(ErrorCode::Unavailable, "process ended"));
+            }
+            Fake::Hung => {
+                let mut frame = Vec::new();
+                if logos_wire::encode_frame(&Message::Hello(hello), &mut frame).is_err()
+                    || stream.write_all(&frame).await.is_err()
+                {
+                    return;
+                }
+                let _ = dead.wait_for(Option::is_some).await;
+                drop(stream);
+            }
+            Fake::DiesAtStart(_) => {}
+        }
+    }
+
+    /// What a healthy fake module serves: health in pongs, exit on `shutdown`.
+    struct FakeModule {
+        health: Option<String>,
+        exit: watch::Sender<Option<ExitStatus>>,
+    }
+
+    impl Handler for FakeModule {
+        fn health(&self) -> Option<String> {
+            self.health.clone()
+        }
+
+        fn shutdown(&self, _session: &Session, _grace: Duration) {
+            end(&self.exit, ExitStatus::from_raw(0));
+        }
+    }
+
+    struct FakeChild {
+        pid: u32,
+        fake: Fake,
+        exit_tx: watch::Sender<Option<ExitStatus>>,
+        exit_rx: watch::Receiver<Option<ExitStatus>>,
+        world: Arc<World>,
+        started: Instant,
+    }
+
+    impl Child for FakeChild {
+        fn pid(&self) -> u32 {
+            self.pid
+        }
+
+        fn signal(&mut self, sig: Signal) {
+            if self.exit_rx.borrow().is_some() {
+                return;
+            }
+            self.world.signals.lock().push((self.pid, sig));
+            match (sig, &self.fake) {
+                (Signal::Term, Fake::Hung) => {}
+                (Signal::Term, _) => end(&self.exit_tx, ExitStatus::from_raw(15)),
+                (Signal::Kill, _) => end(&self.exit_tx, ExitStatus::from_raw(9)),
+            }
+        }
+
+        fn wait(&mut self) -> BoxFuture<'_, ExitStatus> {
+            Box::pin(async move {
+                match self.exit_rx.wait_for(Option::is_some).await {
+                    Ok(s) => (*s).unwrap_or(ExitStatus::from_raw(9)),
+                    Err(_) => ExitStatus::from_raw(9),
+                }
+            })
+        }
+
+        fn finish(self: Box<Self>, status: ExitStatus) -> BoxFuture<'static, ExitReport> {
+            let uptime = self.started.elapsed();
+            Box::pin(async move {
+                ExitReport {
+                    code: status.code(),
+                    signal: status.signal(),
+                    uptime,
+                    stderr_tail: Vec::new(),
+                    at: std::time::SystemTime::now(),
+                }
+            })
+        }
+
+        fn abandon(mut self: Box<Self>) -> BoxFuture<'static, Vec<String>> {
+            self.signal(Signal::Kill);
+            Box::pin(async { Vec::new() })
+        }
+    }
+
+    /// A known module of a test: name, restart policy, dependencies (name, range).
+    type Known<'a> = (&'a str, RestartPolicy, &'a [(&'a str, &'a str)]);
+
+    /// A core whose module processes are fakes, with `modules` known.
+    fn core(
+        builder: crate::Builder,
+        modules: &[Known<'_>],
+    ) -> Result<(crate::Core, Arc<World>), Error> {
+        let world = Arc::new(World::default());
+        let core = builder
+            .build()?
+            .with_spawn(Box::new(Spawner(Arc::clone(&world))));
+        for (name, restart, deps) in modules {
+            let mut m = Manifest::for_test(name, "1.0.0", deps);
+            m.restart = *restart;
+            if core.inner.registry().register(m).is_err() {
+                panic!("{name} could not be registered");
+            }
+        }
+        Ok((core, world))
+    }
+
+    fn fast_restarts(budget: u32) -> RestartSettings {
+        RestartSettings {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            budget,
+            window: Duration::from_secs(600),
+        }
+    }
+
+    /// A builder whose heartbeat never fires within a test.
+    fn quiet() -> crate::Builder {
+        crate::Core::builder().heartbeat(Duration::from_secs(3600))
+    }
+
+    fn info(core: &crate::Core, name: &str) -> crate::ModuleInfo {
+        match core.module(name) {
+            Ok(i) => i,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Polls `cond` until it holds; fails the test after 30 s.
+    async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Every `stateChanged` of `module` published so far, as `from→to`.
+    fn changes(events: &mut crate::Subscription, module: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        // Unconstrained: tokio's cooperative budget would otherwise end the loop early.
+        while let Some(Some(n)) = tokio::task::unconstrained(events.recv()).now_or_never() {
+            if let crate::Notification::Event { event, data, .. } = n
+                && event == "stateChanged"
+                && data.first() == Some(&Value::from(module))
+            {
+                let s = |i: usize| {
+                    data.get(i)
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_owned()
+                };
+                out.push(format!("{}→{}", s(1), s(2)));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_crash_is_restarted_after_backoff_and_counted() -> TestResult {
+        let (core, world) = core(
+            quiet().restart(fast_restarts(3)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        let mut events = core.inner.hub.subscribe_local(CORE_MODULE, "");
+        load(&core.inner, &["a"]).await?;
+        let first = info(&core, "a").pid.ok_or("no pid")?;
+
+        world.exit(first, 3);
+        until("a restarted", || {
+            let i = info(&core, "a");
+            i.state == State::Ready && i.pid != Some(first)
+        })
+        .await;
+        let i = info(&core, "a");
+        assert_eq!(i.restarts, 1);
+        assert_eq!(i.recent_crashes, 1);
+        assert_eq!(i.last_exit.and_then(|e| e.code), Some(3));
+        assert_eq!(world.starts("a"), 2);
+        assert_eq!(
+            changes(&mut events, "a"),
+            [
+                "known→starting",
+                "starting→ready",
+                "ready→crashed",
+                "crashed→backoff",
+                "backoff→starting",
+                "starting→ready"
+            ]
+        );
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_leaves_the_module_failed_until_a_reload() -> TestResult {
+        let (core, world) = core(
+            quiet().restart(fast_restarts(2)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        world.plan(
+            "a",
+            [
+                Fake::Healthy(None),
+                Fake::DiesAtStart(7),
+                Fake::DiesAtStart(7),
+            ],
+        );
+        load(&core.inner, &["a"]).await?;
+        let first = info(&core, "a").pid.ok_or("no pid")?;
+        world.exit(first, 1);
+        until("a failed", || info(&core, "a").state == State::Failed).await;
+        let i = info(&core, "a");
+        // One crash while ready, two at start: the third is past the budget of two.
+        assert_eq!((i.recent_crashes, i.restarts), (3, 2));
+        assert_eq!(i.last_exit.and_then(|e| e.code), Some(7));
+        assert_eq!(world.starts("a"), 3);
+        let e = crate::conn::call_module(&core.inner, "a", "anything", vec![], None).await;
+        assert!(
+            e.is_err_and(|f| f.code == ErrorCode::Unavailable && f.message.contains("reload")),
+            "a failed module fails calls at once, saying how to bring it back"
+        );
+
+        // A reload clears the budget and starts it again (healthy now: the plan is used up).
+        reload(&core.inner, "a").await?;
+        let i = info(&core, "a");
+        assert_eq!((i.state, i.recent_crashes), (State::Ready, 0));
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_restart_policy_decides_after_an_exit() -> TestResult {
+        let (core, world) = core(
+            quiet().restart(fast_restarts(5)),
+            &[
+                ("always", RestartPolicy::Always, &[]),
+                ("never", RestartPolicy::Never, &[]),
+                ("onfail", RestartPolicy::OnFailure, &[]),
+            ],
+        )?;
+        load(&core.inner, &["always", "never", "onfail"]).await?;
+        let pid = |n| info(&core, n).pid.ok_or("no pid");
+        let (always, never, onfail) = (pid("always")?, pid("never")?, pid("onfail")?);
+        // Exit code 0 is a crash to `always` only; `never` ignores even a failure.
+        world.exit(always, 0);
+        world.exit(never, 1);
+        world.exit(onfail, 0);
+        until("always restarted", || {
+            info(&core, "always").pid.is_some_and(|p| p != always)
+        })
+        .await;
+        until("never and onfail down", || {
+            info(&core, "never").state == State::Crashed
+                && info(&core, "onfail").state == State::Crashed
+        })
+        .await;
+        // Nothing else is coming: let the clock run far past every backoff and check.
+        tokio::time::pause();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!((world.starts("never"), world.starts("onfail")), (1, 1));
+        assert_eq!(info(&core, "never").state, State::Crashed);
+        tokio::time::resume();
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_unload_during_backoff_cancels_the_restart() -> TestResult {
+        let slow = RestartSettings {
+            initial: Duration::from_secs(5),
+            max: Duration::from_secs(5),
+            ..fast_restarts(3)
+        };
+        let (core, world) = core(
+            quiet().restart(slow),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        load(&core.inner, &["a"]).await?;
+        world.exit(info(&core, "a").pid.ok_or("no pid")?, 1);
+        until("a in backoff", || info(&core, "a").state == State::Backoff).await;
+        assert!(info(&core, "a").next_restart.is_some());
+        unload(&core.inner, "a", false).await?;
+        assert_eq!(info(&core, "a").state, State::Stopped);
+        tokio::time::pause();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            world.starts("a"),
+            1,
+            "restarted after an operator stopped it"
+        );
+        assert_eq!(info(&core, "a").state, State::Stopped);
+        tokio::time::resume();
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_module_that_misses_heartbeats_is_killed_and_restarted() -> TestResult {
+        let (core, world) = core(
+            crate::Core::builder()
+                .heartbeat(Duration::from_millis(20))
+                .restart(fast_restarts(3)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        world.plan("a", [Fake::Hung]);
+        load(&core.inner, &["a"]).await?;
+        let hung = info(&core, "a").pid.ok_or("no pid")?;
+        until("a restarted", || {
+            let i = info(&core, "a");
+            i.state == State::Ready && i.pid != Some(hung)
+        })
+        .await;
+        assert_eq!(world.signals(), [(hung, Signal::Kill)]);
+        let i = info(&core, "a");
+        assert_eq!(i.last_exit.and_then(|e| e.signal), Some(9));
+        assert_eq!(i.restarts, 1);
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn health_from_pongs_reaches_module_info() -> TestResult {
+        let (core, world) = core(
+            crate::Core::builder().heartbeat(Duration::from_millis(20)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        world.plan("a", [Fake::Healthy(Some("disk full".to_owned()))]);
+        load(&core.inner, &["a"]).await?;
+        until("a unhealthy", || {
+            info(&core, "a").unhealthy.as_deref() == Some("disk full")
+        })
+        .await;
+        assert_eq!(
+            info(&core, "a").state,
+            State::Ready,
+            "unhealthy is not down"
+        );
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_stop_asks_then_escalates_to_sigterm_and_sigkill() -> TestResult {
+        let (core, world) = core(
+            quiet().stop_grace(Duration::from_millis(50)),
+            &[
+                ("polite", RestartPolicy::OnFailure, &[]),
+                ("hung", RestartPolicy::OnFailure, &[]),
+            ],
+        )?;
+        world.plan("hung", [Fake::Hung]);
+        load(&core.inner, &["polite", "hung"]).await?;
+        let hung = info(&core, "hung").pid.ok_or("no pid")?;
+        unload(&core.inner, "polite", false).await?;
+        assert!(
+            world.signals().is_empty(),
+            "a module that exits on shutdown gets no signal"
+        );
+        assert_eq!(
+            info(&core, "polite").last_exit.and_then(|e| e.code),
+            Some(0)
+        );
+        unload(&core.inner, "hung", false).await?;
+        assert_eq!(
+            world.signals(),
+            [(hung, Signal::Term), (hung, Signal::Kill)]
+        );
+        assert_eq!(info(&core, "hung").state, State::Stopped);
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_stops_what_the_load_started() -> TestResult {
+        let (core, world) = core(
+            quiet(),
+            &[
+                ("a", RestartPolicy::OnFailure, &[]),
+                ("b", RestartPolicy::OnFailure, &[]),
+                ("top", RestartPolicy::OnFailure, &[("a", "*"), ("b", "*")]),
+            ],
+        )?;
+        world.plan("b", [Fake::DiesAtStart(2)]);
+        let e = load(&core.inner, &["top"]).await;
+        assert!(
+            matches!(e, Err(Error::StartFailed { ref module, .. }) if module == "b"),
+            "{e:?}"
+        );
+        for m in ["a", "b"] {
+            assert_eq!(info(&core, m).state, State::Stopped, "{m}");
+        }
+        assert_eq!(info(&core, "top").state, State::Known);
+        assert_eq!(world.starts("top"), 0);
+        assert_eq!(info(&core, "b").last_exit.and_then(|e| e.code), Some(2));
+        shutdown(&core.inner).await;
+        Ok(())
+    }
 }

@@ -5,11 +5,38 @@
 //! also kept in the module's [`StderrTail`] for crash reports. Never blocks the module: the
 //! pipe is drained as fast as it fills.
 
-use crate::registry::StderrTail;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Longest line forwarded; the rest of a longer line is cut and marked.
 pub const MAX_LINE: usize = 4096;
+
+/// Last lines a module wrote to stderr, bounded.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StderrTail {
+    lines: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl StderrTail {
+    /// Lines kept.
+    pub const KEEP: usize = 20;
+
+    /// Records one line, forgetting the oldest beyond [`Self::KEEP`].
+    pub fn push(&self, line: String) {
+        let mut l = self.lines.lock();
+        if l.len() == Self::KEEP {
+            l.pop_front();
+        }
+        l.push_back(line);
+    }
+
+    /// The kept lines, oldest first.
+    pub fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().iter().cloned().collect()
+    }
+}
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,10 +14,12 @@
 
 use crate::error::Error;
 use crate::manifest::{Manifest, ModuleKind};
-use crate::registry::{ExitReport, StderrTail};
-use crate::supervisor::output::{self, Pipe};
+use crate::registry::ExitReport;
+use crate::supervisor::child::{Spawn, Spawned};
+use crate::supervisor::output::{self, Pipe, StderrTail};
 use crate::sys::{self, Cgroup, ChildSetup, Limits};
-use logos_session::{Config as SessionConfig, PendingSession};
+use futures::future::BoxFuture;
+use logos_session::Config as SessionConfig;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -54,18 +56,83 @@ pub(crate) struct SpawnRequest<'a> {
 /// its configured `env`).
 const INHERITED_ENV: [&str; 2] = ["PATH", "LANG"];
 
+/// Real module processes: [`spawn`] behind the supervisor's [`Spawn`] seam.
+#[derive(Debug, Default)]
+pub(crate) struct Os;
+
+impl Spawn for Os {
+    fn spawn<'a>(&'a self, req: SpawnRequest<'a>) -> BoxFuture<'a, Result<Spawned, Failure>> {
+        Box::pin(spawn(req))
+    }
+}
+
 /// A module process whose `hello` has arrived.
-pub(crate) struct Spawned {
-    pub child: Child,
-    pub pid: u32,
-    pub pending: PendingSession,
-    pub stderr: StderrTail,
+pub(crate) struct Process {
+    child: Child,
+    pid: u32,
+    stderr: StderrTail,
     /// The stdout and stderr forwarders; they end when every writer of the pipes is gone.
-    pub forwarders: Vec<JoinHandle<()>>,
-    pub spawned_at: Instant,
+    forwarders: Vec<JoinHandle<()>>,
+    spawned_at: Instant,
     /// The module's cgroup, when the core can make one: dropping it kills everything left in
     /// it, so keep it until the process has been reaped.
-    pub cgroup: Option<Cgroup>,
+    cgroup: Option<Cgroup>,
+}
+
+impl super::child::Child for Process {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn signal(&mut self, sig: sys::Signal) {
+        // `id()` is `None` once the child has been reaped: its pid may be someone else's.
+        if let Some(pid) = self.child.id() {
+            sys::kill_group(pid, sig);
+        }
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, ExitStatus> {
+        Box::pin(async move {
+            loop {
+                match self.child.wait().await {
+                    Ok(s) => return s,
+                    Err(e) => {
+                        tracing::error!("waiting for module process failed: {e}");
+                        let _ = self.child.start_kill();
+                    }
+                }
+            }
+        })
+    }
+
+    fn finish(self: Box<Self>, status: ExitStatus) -> BoxFuture<'static, ExitReport> {
+        Box::pin(async move {
+            let Process {
+                pid,
+                stderr,
+                forwarders,
+                spawned_at,
+                cgroup,
+                ..
+            } = *self;
+            // Whatever the module started dies with it (a module dies alone, and leaves nothing
+            // behind). The group cannot have been reused yet: a group id stays taken while any
+            // member lives, and the leader was reaped only just now.
+            sys::kill_group(pid, sys::Signal::Kill);
+            // Children that left the group with setsid are still in the cgroup.
+            drop(cgroup);
+            // The last lines it wrote may still be in the pipe: read them for the report.
+            let tail = drain_tail(forwarders, &stderr).await;
+            report(status, spawned_at, tail)
+        })
+    }
+
+    fn abandon(mut self: Box<Self>) -> BoxFuture<'static, Vec<String>> {
+        Box::pin(async move {
+            kill_and_reap(&mut self.child).await;
+            self.stderr.snapshot()
+        })
+    }
 }
 
 /// Why a start failed, and how the process ended if it exited by itself before it was ready
@@ -147,7 +214,9 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             c.arg("--module")
                 .arg(&req.manifest.main)
                 .arg("--name")
-                .arg(&name);
+                .arg(&name)
+                .arg("--module-version")
+                .arg(req.manifest.version.to_string());
             c
         }
         ModuleKind::Executable => std::process::Command::new(&req.manifest.main),
@@ -228,13 +297,15 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
     };
     match outcome {
         Ok(Ok(pending)) => Ok(Spawned {
-            child,
-            pid,
+            child: Box::new(Process {
+                child,
+                pid,
+                stderr,
+                forwarders,
+                spawned_at,
+                cgroup,
+            }),
             pending,
-            stderr,
-            forwarders,
-            spawned_at,
-            cgroup,
         }),
         Ok(Err(logos_session::SessionError::HandshakeTimeout(_))) => {
             kill_and_reap(&mut child).await;
@@ -311,10 +382,11 @@ async fn crashed_at_start(
 fn command_text(m: &Manifest, host: &Path) -> String {
     match m.kind() {
         ModuleKind::Library => format!(
-            "{} --module {} --name {}",
+            "{} --module {} --name {} --module-version {}",
             host.display(),
             m.main.display(),
-            m.name.as_str()
+            m.name.as_str(),
+            m.version
         ),
         ModuleKind::Executable => m.main.display().to_string(),
     }
@@ -333,7 +405,7 @@ fn bind_listener(path: &Path) -> std::io::Result<std::os::unix::net::UnixListene
 }
 
 /// Kills the process group and reaps the child.
-pub(crate) async fn kill_and_reap(child: &mut Child) -> Option<ExitStatus> {
+async fn kill_and_reap(child: &mut Child) -> Option<ExitStatus> {
     if let Some(pid) = child.id() {
         sys::kill_group(pid, sys::Signal::Kill);
     }
@@ -342,7 +414,7 @@ pub(crate) async fn kill_and_reap(child: &mut Child) -> Option<ExitStatus> {
 }
 
 /// Waits briefly for the output forwarders to reach end of file, then returns the stderr tail.
-pub(crate) async fn drain_tail(forwarders: Vec<JoinHandle<()>>, tail: &StderrTail) -> Vec<String> {
+async fn drain_tail(forwarders: Vec<JoinHandle<()>>, tail: &StderrTail) -> Vec<String> {
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
         for f in forwarders {
             let _ = f.await;
@@ -353,7 +425,7 @@ pub(crate) async fn drain_tail(forwarders: Vec<JoinHandle<()>>, tail: &StderrTai
 }
 
 /// Turns an exit status into a report.
-pub(crate) fn report(status: ExitStatus, since: Instant, stderr_tail: Vec<String>) -> ExitReport {
+fn report(status: ExitStatus, since: Instant, stderr_tail: Vec<String>) -> ExitReport {
     use std::os::unix::process::ExitStatusExt;
     ExitReport {
         code: status.code(),

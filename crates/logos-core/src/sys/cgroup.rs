@@ -55,11 +55,6 @@ impl Cgroup {
         }
     }
 
-    /// The cgroup's directory.
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
     /// `cgroup.procs` opened for writing, for the child to join with (writing `0`).
     ///
     /// # Errors

@@ -101,30 +101,6 @@ pub struct ChildSetup {
 ///
 /// Works for `tokio::process::Command` too: pass `cmd.as_std_mut()`, or configure the std
 /// command and convert it with `tokio::process::Command::from`.
-///
-/// # Examples
-///
-/// ```no_run
-/// use logos_core::sys::{configure_child, ChildSetup, Limits};
-/// use std::os::unix::net::UnixStream;
-/// use std::process::Command;
-///
-/// let (_core_end, child_end) = UnixStream::pair()?;
-/// let listener = std::os::unix::net::UnixListener::bind("/run/user/1000/logos/calc.sock")?;
-/// let mut cmd = Command::new("/usr/lib/logos/modules/calc/calc");
-/// configure_child(
-///     &mut cmd,
-///     ChildSetup {
-///         fds: [child_end.into(), listener.into()],
-///         limits: Limits::default(),
-///         ruleset: None,
-///         cgroup: None,
-///     },
-/// );
-/// let child = cmd.spawn()?;
-/// drop(cmd); // closes this process's copies of the child's fds
-/// # Ok::<(), std::io::Error>(())
-/// ```
 pub fn configure_child(cmd: &mut Command, setup: ChildSetup) {
     configure_child_for_parent(cmd, setup, process::getpid());
 }
@@ -335,21 +311,19 @@ pub enum Signal {
     Term,
     /// `SIGKILL`: stop now.
     Kill,
-    /// `SIGINT`.
-    Int,
-    /// `SIGHUP`.
-    Hup,
 }
 
 impl Signal {
     /// The signal number.
+    #[cfg(test)]
     pub fn as_raw(self) -> i32 {
         self.to_rustix().as_raw()
     }
 
     /// The signal with this number, if it is one of these.
+    #[cfg(test)]
     pub fn from_raw(raw: i32) -> Option<Signal> {
-        [Signal::Term, Signal::Kill, Signal::Int, Signal::Hup]
+        [Signal::Term, Signal::Kill]
             .into_iter()
             .find(|s| s.as_raw() == raw)
     }
@@ -358,8 +332,6 @@ impl Signal {
         match self {
             Signal::Term => process::Signal::TERM,
             Signal::Kill => process::Signal::KILL,
-            Signal::Int => process::Signal::INT,
-            Signal::Hup => process::Signal::HUP,
         }
     }
 }
@@ -375,6 +347,7 @@ pub fn kill_group(pid: u32, signal: Signal) -> bool {
 }
 
 /// Whether any process is left in the group led by `pid` (zombies count until reaped).
+#[cfg(test)]
 pub fn group_exists(pid: u32) -> bool {
     pid_of(pid).is_some_and(|pid| process::test_kill_process_group(pid).is_ok())
 }
@@ -535,17 +508,28 @@ fn parse_usage(stat: &str, status: &str, uptime: Option<&str>, ticks: u64) -> Op
         .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
         .zip(field(22))
         .and_then(|(up, start)| Duration::try_from_secs_f64(up - start as f64 / ticks as f64).ok());
-    let rss_bytes = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kib| kib * 1024);
     Some(ProcessUsage {
-        rss_bytes,
+        rss_bytes: kib_field(status, "VmRSS:").map(|kib| kib * 1024),
         cpu_time,
         threads: field(20),
         age,
     })
+}
+
+/// Proportional set size of process `pid` in bytes (`Pss` of `/proc/<pid>/smaps_rollup`: its
+/// resident memory with each shared page divided among the processes sharing it); `None` when
+/// it cannot be read. Costlier than [`process_usage`] (the kernel walks the page tables), so
+/// kept apart for callers that measure memory on purpose, such as the benchmarks.
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    kib_field(&rollup, "Pss:").map(|kib| kib * 1024)
+}
+
+/// A `Key:   123 kB` figure of a `/proc` file, in KiB.
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
 }
 
 #[cfg(test)]
@@ -583,6 +567,12 @@ mod tests {
         assert!(u.is_some_and(|u| u.rss_bytes.is_some_and(|r| r > 0)));
         assert!(u.is_some_and(|u| u.threads.is_some_and(|t| t >= 1)));
         assert_eq!(process_usage(u32::MAX), None);
+        assert!(pss_bytes(std::process::id()).is_some_and(|p| p > 0));
+        assert_eq!(pss_bytes(u32::MAX), None);
+        assert_eq!(
+            kib_field("Name:\tx\nVmRSS:\t  2048 kB\n", "VmRSS:"),
+            Some(2048)
+        );
     }
 
     /// fd number → (open file identity, close-on-exec).
@@ -813,7 +803,7 @@ mod tests {
 
     #[test]
     fn signals_round_trip() {
-        for s in [Signal::Term, Signal::Kill, Signal::Int, Signal::Hup] {
+        for s in [Signal::Term, Signal::Kill] {
             assert_eq!(Signal::from_raw(s.as_raw()), Some(s));
         }
         assert_eq!(Signal::Kill.as_raw(), 9);

@@ -20,12 +20,11 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgroup_pattern};
 #[cfg(target_os = "linux")]
-pub use landlock::{Confinement, PreparedRuleset, confinement, prepare as landlock_ruleset};
+pub use landlock::{Confinement, confinement, prepare as landlock_ruleset};
 #[cfg(target_os = "linux")]
 pub use linux::{
-    CONTROL_FD, ChildSetup, FileMode, LISTEN_FD, Limits, ProcessUsage, Signal, configure_child,
-    create_private_dir, create_private_file, detach_session, file_mode, group_exists, kill_group,
-    process_usage, uid,
+    ChildSetup, Limits, ProcessUsage, Signal, configure_child, create_private_dir,
+    create_private_file, detach_session, file_mode, kill_group, process_usage, pss_bytes, uid,
 };
 
 #[cfg(not(target_os = "linux"))]

@@ -157,6 +157,48 @@ pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bo
     }
 }
 
+/// Calls `probe.block(ms)` in a task and returns once the call runs (probe's event loop is
+/// blocked from then on); the task ends with the call.
+pub async fn probe_blocked(
+    w: &World,
+    core: &Core,
+    ms: i64,
+) -> tokio::task::JoinHandle<Result<Value, logos_core::Error>> {
+    // The marker probe writes in its data dir when `block` starts (`probe::BLOCKING_MARKER`).
+    let marker = w.data.join("probe").join("blocking");
+    let _ = std::fs::remove_file(&marker);
+    let call = tokio::spawn({
+        let core = core.clone();
+        async move { core.call("probe", "block", vec![int(ms)]).await }
+    });
+    wait_for("probe to start blocking", Duration::from_secs(30), || {
+        marker.exists()
+    })
+    .await;
+    call
+}
+
+/// Waits until `name` serves `n` calls at once (its `$stats`), so a test acts while they run.
+pub async fn wait_in_flight(core: &Core, name: &str, n: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let busy = core
+            .stats()
+            .await
+            .into_iter()
+            .find(|m| m.name == name)
+            .and_then(|m| m.in_flight);
+        if busy == Some(n) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never served {n} calls at once (last: {busy:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Sends `sig` to process `pid` (not its group). Never to 0, 1 or a negative pid, which
 /// would reach a group or every process.
 pub fn signal(pid: u32, sig: i32) {
@@ -221,6 +263,33 @@ impl CoreEvents {
                         .map(|(e, d)| format!("{e}{d:?}"))
                         .collect::<Vec<_>>()
                 ),
+            }
+        }
+    }
+
+    /// Fails if an event `event` whose data satisfies `pred` arrives within `within` from now
+    /// (what is queued already happened before, and is only recorded): for a module that must
+    /// stay as it is (no restart, no other state) over that stretch.
+    pub async fn none_within(
+        &mut self,
+        event: &str,
+        within: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) {
+        self.all(event);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.sub.recv()).await {
+                Ok(Some(logos_core::Notification::Event { event: e, data, .. })) => {
+                    assert!(
+                        !(e == event && pred(&data)),
+                        "unexpected {e}{data:?} within {within:?}"
+                    );
+                    self.seen.push((e, data));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the core stopped while watching for {event}"),
+                Err(_) => return,
             }
         }
     }

@@ -22,30 +22,24 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The modules and the host these tests run.
-const PACKAGES: [&str; 7] = [
-    "logos-host",
-    "calc",
-    "chat",
-    "kv",
-    "greeter",
-    "probe",
-    "relay",
-];
-
 /// Builds the host and the modules once per test binary; returns the directory holding them.
+///
+/// Builds the whole workspace, as the README's `cargo build --workspace` does, rather than
+/// only the packages used here: a build of a subset unifies dependency features differently,
+/// so it would rebuild the modules and overwrite their unhashed `lib<name>.rlib` in the middle
+/// of `cargo test --workspace`, whose later doc tests of those modules then fail to find the
+/// `logos_sdk` they were built against. After the README's build this one is a no-op.
 pub fn artifacts() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root).arg("build").arg("--quiet");
-        for p in PACKAGES {
-            cmd.args(["-p", p]);
-        }
-        let status = cmd.status().expect("running cargo build");
-        assert!(status.success(), "cargo build of the test modules failed");
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "--quiet", "--workspace"])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build of the workspace failed");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));

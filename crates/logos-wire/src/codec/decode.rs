@@ -493,7 +493,6 @@ fn f16_to_f64(bits: u16) -> f64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

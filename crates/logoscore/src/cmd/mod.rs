@@ -4,14 +4,22 @@
 //! `load` read the core's answers the same way.
 
 pub(crate) mod call;
+pub(crate) mod check;
 pub(crate) mod completions;
 pub(crate) mod contexts;
 pub(crate) mod info;
+pub(crate) mod install;
+pub(crate) mod key;
 pub(crate) mod list;
 pub(crate) mod load;
 pub(crate) mod man;
+pub(crate) mod pack;
+pub(crate) mod publish;
+pub(crate) mod registry;
 pub(crate) mod reload;
+pub(crate) mod review;
 pub(crate) mod run;
+pub(crate) mod search;
 pub(crate) mod stats;
 pub(crate) mod status;
 pub(crate) mod stop;

@@ -29,7 +29,7 @@ use crate::config::{Config, LogFormat};
 use crate::config_dir::{ConfigDir, State};
 use crate::error::Error;
 use crate::{Ctx, RunArgs, output};
-use logos_core::{Builder, Core, ModuleSettings, RestartSettings, Value};
+use logos_core::{Builder, Core, ModuleSettings, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -129,7 +129,10 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         }
     }
     let (load, load_all) = if args.load.is_empty() && !args.load_all {
-        (file.load.clone(), file.load_all)
+        (
+            file.load.iter().map(ToString::to_string).collect(),
+            file.load_all,
+        )
     } else {
         (args.load.clone(), args.load_all)
     };
@@ -155,7 +158,7 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         .log_level
         .clone()
         .or_else(|| ctx.verbose.then(|| "debug".to_owned()));
-    let log_filter = match (&log_level, &file.log_level) {
+    let log_filter = match (&log_level, file.log_level.as_ref().map(|f| &f.0)) {
         (Some(f), _) => {
             tracing_subscriber::EnvFilter::try_new(f).map_err(|e| {
                 Error::Usage(format!(
@@ -188,6 +191,11 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         Some(c) => c.tokens_file(),
         None => runtime.path.join("tokens.json"),
     });
+    // Modules must not read the operator's package signing keys (packages.rs) either.
+    let keys = crate::packages::keys_dir();
+    if keys.is_dir() {
+        b = b.hide_from_modules(keys);
+    }
     if let Some(c) = &config_dir {
         // The config dir's token files are the operator's: modules must not read them.
         b = b
@@ -202,8 +210,8 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     }
     b = b.module_log(
         file.module_log
-            .clone()
-            .unwrap_or_else(|| log_filter.clone()),
+            .as_ref()
+            .map_or_else(|| log_filter.clone(), |f| f.0.clone()),
     );
     if let Some(t) = file.call_timeout {
         b = b.call_timeout(t.0);
@@ -221,20 +229,7 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         b = b.max_frame(usize::try_from(size.0).unwrap_or(usize::MAX));
     }
     if let Some(r) = &file.restart {
-        let mut s = RestartSettings::default();
-        if let Some(v) = r.initial {
-            s.initial = v.0;
-        }
-        if let Some(v) = r.max {
-            s.max = v.0;
-        }
-        if let Some(v) = r.budget {
-            s.budget = v;
-        }
-        if let Some(v) = r.window {
-            s.window = v.0;
-        }
-        b = b.restart(s);
+        b = b.restart(r.settings());
     }
     for (name, m) in &file.modules {
         let mut s = ModuleSettings::default();
@@ -244,13 +239,13 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         s.limits.address_space = m.limits.address_space.map(|s| s.0);
         s.limits.open_files = m.limits.open_files;
         s.limits.processes = m.limits.processes;
-        b = b.module(name, s);
+        b = b.module(name.as_str(), s);
     }
     for r in &file.grant {
-        b = b.grant(&r.caller, &r.target);
+        b = b.grant(r.caller.as_str(), r.target.as_str());
     }
     for r in &file.deny {
-        b = b.deny(&r.caller, &r.target);
+        b = b.deny(r.caller.as_str(), r.target.as_str());
     }
     Ok(Plan {
         builder: b,
@@ -381,6 +376,8 @@ async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
         .start()
         .await
         .map_err(Error::Start)?;
+    // Upgrades of modules loaded from a package dir are probed and rolled back (probation.rs).
+    crate::probation::spawn_guards(&core, &plan.modules_dirs);
 
     let boot = boot(&core, &plan.load, plan.load_all);
     tokio::pin!(boot);
@@ -442,7 +439,7 @@ fn reopen_runtime_dir(dir: &Path) {
 struct Announced {
     dir: ConfigDir,
     instance: String,
-    token: logos_core::capability::Token,
+    token: logos_core::Token,
 }
 
 impl Drop for Announced {
@@ -453,8 +450,7 @@ impl Drop for Announced {
 
 /// Writes `client/auto.json`, `client/config.json` and `daemon/state.json` for a ready core.
 fn announce_in(dir: &ConfigDir, core: &Core, plan: &Plan) -> Result<Announced, Error> {
-    let token = logos_core::capability::read_client_token(&core.client_token_path())
-        .map_err(Error::Start)?;
+    let token = logos_core::read_client_token(&core.client_token_path()).map_err(Error::Start)?;
     let socket = core.control_socket();
     let endpoint = serde_json::json!({ "transports": [{ "protocol": "local", "path": socket }] });
     let state = State {

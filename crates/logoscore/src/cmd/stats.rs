@@ -18,7 +18,7 @@ use crate::client::Client;
 use crate::cmd::modules;
 use crate::error::Error;
 use crate::output;
-use logos_core::sys::{ProcessUsage, process_usage};
+use logos_core::{ProcessUsage, process_usage};
 use logos_wire::{ErrorCode, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -119,8 +119,18 @@ int main(int argc, char **argv) {
               "{\"name\":\"message\",\"value\":\"hello from C\",\"type\":\"string\"}]",
               on_result, &sent) == 1,
           "call_async");
-    /* Callbacks wait for process_events: nothing arrives on its own. */
-    usleep(300 * 1000);
+    /* Callbacks wait for process_events: nothing arrives on its own. Once chat's history holds
+       the message, send has run and chat has answered it (before the history call that saw
+       it), and still no callback has run. */
+    long deadline = now_ms() + 10000;
+    for (;;) {
+        char *history = logos_core_call_plugin_method("chat", "history", "[]", 10000);
+        int sent_there = history != NULL && strstr(history, "\"hello from C\"") != NULL;
+        logos_core_free_string(history);
+        if (sent_there) break;
+        CHECK(now_ms() < deadline, "chat never got the message");
+        usleep(10 * 1000);
+    }
     CHECK(sent.calls == 0 && event.calls == 0, "a callback ran outside process_events");
     pump_until(&sent.calls, 1);
     pump_until(&event.calls, 1);

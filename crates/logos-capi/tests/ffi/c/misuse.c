@@ -85,6 +85,30 @@ static char *call(const char *plugin, const char *method, const char *params) {
     return logos_core_call_plugin_method(plugin, method, params, 10000);
 }
 
+/* Waits (15 s at most) until `core.stats` shows a call in flight: the caller has exactly one
+   running, so that one has reached its module. */
+static void wait_for_a_call_in_flight(void) {
+    long deadline = now_ms() + 15000;
+    for (;;) {
+        char *stats = call("core", "stats", "[]");
+        int running = stats != NULL && strstr(stats, "\"inFlight\":1") != NULL;
+        logos_core_free_string(stats);
+        if (running) return;
+        CHECK(now_ms() < deadline, "no call got in flight");
+        usleep(5 * 1000);
+    }
+}
+
+/* Waits (15 s at most) until `o` got its callback without delivering any here: the thread
+   running logos_core_exec() delivered it, so exec is running. */
+static void wait_for_exec_to_deliver(struct outcome *o) {
+    long deadline = now_ms() + 15000;
+    while (calls_of(o) < 1) {
+        CHECK(now_ms() < deadline, "exec delivered nothing");
+        usleep(2 * 1000);
+    }
+}
+
 /* plugin.method(params) must return exactly `want` (JSON text). */
 static void expect(const char *plugin, const char *method, const char *params, const char *want) {
     char *got = call(plugin, method, params);
@@ -255,12 +279,13 @@ static void arguments_and_results(void) {
     struct outcome o = OUTCOME_INIT;
     CHECK(logos_core_call_plugin_method_async("probe", "sleep", "[5000]", on_result, &o) == 1,
           "sleep");
-    usleep(100 * 1000);
+    wait_for_a_call_in_flight();
     t0 = now_ms();
     logos_core_cleanup();
     CHECK(now_ms() - t0 < 8000, "cleanup took %ld ms", now_ms() - t0);
     pump_until(&o, 1);
-    usleep(100 * 1000);
+    /* Cleanup has returned, so the core's tasks are gone: anything they were to deliver is
+       queued by now, and a second callback would come out here. */
     logos_core_process_events();
     /* The module finishes in-flight calls within its stop grace, or the call fails. */
     CHECK(o.calls == 1 && ((o.ok == 1 && strcmp(o.message, "5000") == 0) ||
@@ -301,9 +326,13 @@ static void cycles(void) {
         expect("calc", "mul", "[6, 7]", "42");
         long pid = module_pid("calc");
         int exec_result = -2;
+        struct outcome running = OUTCOME_INIT;
+        CHECK(logos_core_call_plugin_method_async("calc", "add", "[1, 1]", on_result, &running) ==
+                  1,
+              "a call for exec to deliver");
         pthread_t t;
         CHECK(pthread_create(&t, NULL, run_exec, &exec_result) == 0, "thread");
-        usleep(100 * 1000);
+        wait_for_exec_to_deliver(&running);
         logos_core_cleanup();
         pthread_join(t, NULL);
         CHECK(exec_result == 0, "exec returned %d after cleanup", exec_result);
@@ -329,7 +358,7 @@ static void *sync_worker(void *arg) {
         snprintf(want, sizeof want, "%d", i + w->id);
         char *got = call("calc", "add", params);
         if (got != NULL && strcmp(got, want) == 0) {
-            w->ok++;
+            __atomic_add_fetch(&w->ok, 1, __ATOMIC_SEQ_CST);
         } else if (got == NULL) {
             w->failed++;
             if (!LAST_IS("unavailable: ")) {
@@ -402,7 +431,14 @@ static void threads(void) {
         w[i].until_failure = 1;
         pthread_create(&t[i], NULL, sync_worker, &w[i]);
     }
-    usleep(200 * 1000);
+    /* Cleanup only once every worker's calls are going through. */
+    long deadline = now_ms() + 15000;
+    for (int i = 0; i < 4; i++) {
+        while (__atomic_load_n(&w[i].ok, __ATOMIC_SEQ_CST) == 0) {
+            CHECK(now_ms() < deadline, "worker %d made no call", i);
+            usleep(2 * 1000);
+        }
+    }
     logos_core_cleanup();
     for (int i = 0; i < 4; i++) {
         pthread_join(t[i], NULL);
@@ -419,9 +455,9 @@ static int contains(char **list, const char *name) {
 }
 
 static void *stop_from_outside(void *arg) {
-    (void)arg;
-    usleep(200 * 1000);
-    /* What `logoscore stop` does over the control socket. */
+    /* Once exec runs (it delivered this callback)... */
+    wait_for_exec_to_deliver(arg);
+    /* ...what `logoscore stop` does over the control socket. */
     logos_core_free_string(call("core", "shutdown", "[]"));
     return NULL;
 }
@@ -444,8 +480,11 @@ static void dependents_and_external_stop(void) {
           "after cascade");
     logos_core_free_list(loaded);
 
+    struct outcome running = OUTCOME_INIT;
+    CHECK(logos_core_call_plugin_method_async("calc", "add", "[1, 1]", on_result, &running) == 1,
+          "a call for exec to deliver");
     pthread_t t;
-    pthread_create(&t, NULL, stop_from_outside, NULL);
+    pthread_create(&t, NULL, stop_from_outside, &running);
     long t0 = now_ms();
     CHECK(logos_core_exec() == 0, "exec after an external stop");
     pthread_join(t, NULL);

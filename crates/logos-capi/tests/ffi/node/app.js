@@ -74,8 +74,6 @@ function callSync(plugin, method, params) {
   return JSON.parse(text);
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 // Pumps callbacks from a timer, as the RFC suggests, until cond() holds or 10 s pass.
 function pumpUntil(cond) {
   return new Promise((resolve) => {
@@ -118,7 +116,13 @@ async function main() {
     { name: 'message', value: 'hello from Node', type: 'string' },
   ];
   check(api.callAsync('chat', 'send', JSON.stringify(params), onResult, null) === 1, 'call');
-  await sleep(300);
+  // Once chat's history holds the message, send has run and chat has answered it (before the
+  // history call that saw it), and still no callback has run.
+  const deadline = Date.now() + 10000;
+  while (!callSync('chat', 'history', []).some((m) => m.message === 'hello from Node')) {
+    check(Date.now() < deadline, 'chat never got the message');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
   check(results.length === 0 && events.length === 0, 'a callback ran outside process_events');
   await pumpUntil(() => results.length > 0 && events.length > 0);
   check(JSON.stringify(results) === '[[1,"null"]]', `send result ${JSON.stringify(results)}`);

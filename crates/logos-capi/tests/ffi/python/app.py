@@ -118,7 +118,12 @@ def main():
     ]
     check(lib.logos_core_call_plugin_method_async(
         b"chat", b"send", json.dumps(params).encode(), result_cb, None) == 1, "call_async")
-    time.sleep(0.3)
+    # Once chat's history holds the message, send has run and chat has answered it (before
+    # the history call that saw it), and still no callback has run.
+    deadline = time.monotonic() + 10
+    while not any(m["message"] == "hello from Python" for m in call("chat", "history", [])):
+        check(time.monotonic() < deadline, "chat never got the message")
+        time.sleep(0.01)
     check(not results and not events, "a callback ran outside process_events")
     pump_until(lambda: results and events)
     check(results == [(1, "null")], f"send result {results}")

@@ -1,0 +1,356 @@
+//! `core`: the RFC's Core Manager, served by the core over the protocol.
+//!
+//! Methods: `getLoadedPlugins`, `getKnownPlugins`, `loadPlugin(name)`,
+//! `unloadPlugin(name, cascade?)`, `reloadPlugin(name)`, `processPlugin(path)`,
+//! `getPluginMethods(name)`, plus `listModules`, `moduleInfo(name)`, `stats`, `faults` and
+//! `shutdown` for operators. Who may call what is decided before a call gets here
+//! (`conn::route_call` asks `policy.rs`: reading is open to every module, changing what runs
+//! needs `"core"` in the caller's permissions, a configured deny shuts a module out). A
+//! module sees the stderr lines of its own crashes only; operators see everyone's.
+
+use crate::builtin::{at_most, bool_arg, name_arg, text_arg};
+use crate::conn::Caller;
+use crate::error::Error;
+use crate::registry::{ModuleInfo, State};
+use crate::state::Inner;
+use logos_session::Fault;
+use logos_wire::{ErrorCode, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Serves one call to `core`.
+pub(crate) async fn handle(
+    inner: &Arc<Inner>,
+    caller: &Caller,
+    method: &str,
+    args: Vec<Value>,
+) -> Result<Value, Fault> {
+    let m = |name: &str| format!("core.{name}");
+    match method {
+        "getLoadedPlugins" => {
+            at_most(&args, 0, &m(method))?;
+            let names = inner
+                .registry()
+                .infos(&inner.settings)
+                .into_iter()
+                .filter(|i| i.state.is_loaded())
+                .map(|i| Value::from(i.name))
+                .collect();
+            Ok(Value::List(names))
+        }
+        "getKnownPlugins" => {
+            at_most(&args, 0, &m(method))?;
+            Ok(Value::List(
+                inner
+                    .registry()
+                    .known()
+                    .keys()
+                    .map(|k| Value::from(k.as_str()))
+                    .collect(),
+            ))
+        }
+        "loadPlugin" => {
+            at_most(&args, 1, &m(method))?;
+            let name = name_arg(&args, 0, "name", &m(method))?.to_owned();
+            crate::supervisor::load(inner, &[name.as_str()])
+                .await
+                .map(|()| Value::Bool(true))
+                .map_err(|e| fault_for(caller, e))
+        }
+        "unloadPlugin" => {
+            at_most(&args, 2, &m(method))?;
+            let name = name_arg(&args, 0, "name", &m(method))?.to_owned();
+            let cascade = bool_arg(&args, 1, "cascade", &m(method))?;
+            crate::supervisor::unload(inner, &name, cascade)
+                .await
+                .map(|()| Value::Bool(true))
+                .map_err(|e| e.to_fault())
+        }
+        "reloadPlugin" => {
+            at_most(&args, 1, &m(method))?;
+            let name = name_arg(&args, 0, "name", &m(method))?.to_owned();
+            crate::supervisor::reload(inner, &name)
+                .await
+                .map(|()| Value::Bool(true))
+                .map_err(|e| fault_for(caller, e))
+        }
+        "processPlugin" => {
+            at_most(&args, 1, &m(method))?;
+            let path = text_arg(&args, 0, "path", &m(method))?;
+            process_plugin(inner, path).await
+        }
+        "getPluginMethods" => {
+            at_most(&args, 1, &m(method))?;
+            let name = name_arg(&args, 0, "name", &m(method))?;
+            interface(inner, name).map_err(|e| e.to_fault())
+        }
+        "listModules" => {
+            at_most(&args, 0, &m(method))?;
+            Ok(Value::List(
+                inner
+                    .registry()
+                    .infos(&inner.settings)
+                    .iter()
+                    .map(|i| info_value(i, may_read_stderr(caller, &i.name)))
+                    .collect(),
+            ))
+        }
+        "moduleInfo" => {
+            at_most(&args, 1, &m(method))?;
+            let name = name_arg(&args, 0, "name", &m(method))?;
+            module_info(inner, name, may_read_stderr(caller, name)).map_err(|e| e.to_fault())
+        }
+        "stats" => {
+            at_most(&args, 0, &m(method))?;
+            let modules = crate::stats::collect(inner).await;
+            Ok(Value::Map(BTreeMap::from([
+                ("core".to_owned(), crate::stats::core_value()),
+                (
+                    "modules".to_owned(),
+                    Value::List(modules.iter().map(crate::stats::module_value).collect()),
+                ),
+            ])))
+        }
+        "faults" => Ok(Value::List(
+            inner
+                .registry()
+                .faults()
+                .iter()
+                .map(|f| Value::from(f.as_str()))
+                .collect(),
+        )),
+        "shutdown" => {
+            let inner = Arc::clone(inner);
+            tokio::spawn(async move {
+                crate::supervisor::shutdown(&inner).await;
+            });
+            Ok(Value::Null)
+        }
+        _ => Err(Fault::new(
+            ErrorCode::UnknownMethod,
+            format!(
+                "core has no method {method:?} (it has: getLoadedPlugins, getKnownPlugins, loadPlugin, unloadPlugin, reloadPlugin, processPlugin, getPluginMethods, listModules, moduleInfo, stats, faults, shutdown)"
+            ),
+        )),
+    }
+}
+
+/// Registers a module from a path (a module dir or its metadata.json); returns its name.
+async fn process_plugin(inner: &Arc<Inner>, path: &str) -> Result<Value, Fault> {
+    let p = std::path::Path::new(path);
+    let dir = if p.file_name().is_some_and(|f| f == "metadata.json") {
+        p.parent().unwrap_or(p)
+    } else {
+        p
+    };
+    let manifest = crate::manifest::Manifest::load(dir)
+        .map_err(|e| Fault::new(ErrorCode::InvalidArgs, e.to_string()))?;
+    let name = manifest.name.as_str().to_owned();
+    match crate::supervisor::register(inner, manifest).await {
+        Ok(Ok(name)) => Ok(Value::from(name)),
+        Ok(Err(state)) => {
+            let what = if state.is_loaded() {
+                "loaded"
+            } else {
+                state.as_str()
+            };
+            Err(Fault::new(
+                ErrorCode::InvalidArgs,
+                format!("module {name} is {what}; unload it before replacing its metadata"),
+            ))
+        }
+        Err(e) => Err(e.to_fault()),
+    }
+}
+
+/// The interface a loaded module registered.
+pub(crate) fn interface(inner: &Inner, name: &str) -> Result<Value, Error> {
+    crate::name::check_name_len(name)?;
+    let registry = inner.registry();
+    if !registry.is_known(name) {
+        return Err(registry.unknown(name));
+    }
+    match registry.record(name) {
+        Some(r) if r.state() == State::Ready => Ok(r.interface().cloned().unwrap_or(Value::Null)),
+        _ => Err(Error::NotLoaded {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// Whether `caller` may read the recent stderr lines of module `name`: operators may, a
+/// module only its own (another module's stderr may hold its secrets: paths, keys, peers).
+fn may_read_stderr(caller: &Caller, name: &str) -> bool {
+    match caller {
+        Caller::Module(me) => me == name,
+        _ => true,
+    }
+}
+
+/// An error of a lifecycle operation for `caller`: a start failure of another module reaches
+/// a module caller without that module's stderr lines.
+fn fault_for(caller: &Caller, mut e: Error) -> Fault {
+    if let (
+        Error::StartFailed {
+            module,
+            stderr_tail,
+            ..
+        }
+        | Error::StartTimeout {
+            module,
+            stderr_tail,
+            ..
+        },
+        caller,
+    ) = (&mut e, caller)
+        && !may_read_stderr(caller, module)
+    {
+        stderr_tail.clear();
+    }
+    e.to_fault()
+}
+
+/// One module's snapshot; `stderr` (its last exit's stderr lines) is empty unless
+/// `show_stderr`.
+fn info_value(i: &ModuleInfo, show_stderr: bool) -> Value {
+    let mut m = BTreeMap::new();
+    m.insert("name".to_owned(), Value::from(i.name.as_str()));
+    m.insert("version".to_owned(), Value::from(i.version.as_str()));
+    m.insert("state".to_owned(), Value::from(i.state.as_str()));
+    m.insert("pid".to_owned(), i.pid.map_or(Value::Null, Value::from));
+    m.insert(
+        "uptimeMs".to_owned(),
+        i.uptime
+            .map_or(Value::Null, |u| Value::from(u.as_millis() as u64)),
+    );
+    m.insert("restarts".to_owned(), Value::from(i.restarts));
+    m.insert(
+        "restartPolicy".to_owned(),
+        Value::from(i.restart_policy.as_str()),
+    );
+    m.insert("recentCrashes".to_owned(), Value::from(i.recent_crashes));
+    m.insert(
+        "nextRestartMs".to_owned(),
+        i.next_restart
+            .map_or(Value::Null, |d| Value::from(d.as_millis() as u64)),
+    );
+    m.insert(
+        "unhealthy".to_owned(),
+        i.unhealthy.as_deref().map_or(Value::Null, Value::from),
+    );
+    m.insert(
+        "lastExit".to_owned(),
+        i.last_exit.as_ref().map_or(Value::Null, |e| {
+            let mut x = BTreeMap::new();
+            x.insert("status".to_owned(), Value::from(e.status_text()));
+            x.insert("code".to_owned(), e.code.map_or(Value::Null, Value::from));
+            x.insert(
+                "signal".to_owned(),
+                e.signal.map_or(Value::Null, Value::from),
+            );
+            x.insert(
+                "uptimeMs".to_owned(),
+                Value::from(e.uptime.as_millis() as u64),
+            );
+            x.insert(
+                "stderr".to_owned(),
+                Value::List(
+                    e.stderr_tail
+                        .iter()
+                        .filter(|_| show_stderr)
+                        .map(|l| Value::from(l.as_str()))
+                        .collect(),
+                ),
+            );
+            Value::Map(x)
+        }),
+    );
+    Value::Map(m)
+}
+
+/// Everything about one module: state, metadata, dependencies, dependents, interface; the
+/// stderr lines of its last exit only if `show_stderr`.
+fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Error> {
+    let m = inner.registry();
+    let info = m
+        .infos(&inner.settings)
+        .into_iter()
+        .find(|i| i.name == name)
+        .ok_or_else(|| m.unknown(name))?;
+    let mut v = match info_value(&info, show_stderr) {
+        Value::Map(m) => m,
+        _ => BTreeMap::new(),
+    };
+    if let Some(manifest) = m.manifest(name) {
+        v.insert(
+            "metadata".to_owned(),
+            Value::from_json(manifest.raw.clone()),
+        );
+        v.insert(
+            "dependencies".to_owned(),
+            Value::List(
+                manifest
+                    .dependencies
+                    .iter()
+                    .map(|(name, req)| Value::from(format!("{name} {req}")))
+                    .collect(),
+            ),
+        );
+        let all: Vec<String> = m.known().keys().cloned().collect();
+        v.insert(
+            "dependents".to_owned(),
+            Value::List(
+                crate::resolver::Resolver::new(m.known().values())
+                    .dependents(&all, name)
+                    .into_iter()
+                    .map(|n| Value::from(n.into_string()))
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(r) = m.record(name) {
+        v.insert(
+            "interface".to_owned(),
+            r.interface().cloned().unwrap_or(Value::Null),
+        );
+    }
+    v.insert(
+        "confinement".to_owned(),
+        Value::from(crate::sys::confinement(inner.settings.landlock).to_string()),
+    );
+    Ok(Value::Map(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_operators_and_the_module_itself_read_its_stderr() {
+        let me = Caller::Module("probe".into());
+        assert!(may_read_stderr(&me, "probe"));
+        assert!(!may_read_stderr(&me, "calc"));
+        assert!(may_read_stderr(&Caller::Client, "calc"));
+        assert!(may_read_stderr(&Caller::Embedder, "calc"));
+
+        let failed = |module: &str| Error::StartFailed {
+            module: module.into(),
+            reason: "exited before it became ready".into(),
+            status: Some("exit code 7".into()),
+            stderr_tail: vec!["SECRET".into()],
+        };
+        assert!(!fault_for(&me, failed("calc")).message.contains("SECRET"));
+        assert!(fault_for(&me, failed("probe")).message.contains("SECRET"));
+        assert!(
+            fault_for(&Caller::Client, failed("calc"))
+                .message
+                .contains("SECRET")
+        );
+        let timeout = Error::StartTimeout {
+            module: "calc".into(),
+            timeout: std::time::Duration::from_secs(1),
+            stderr_tail: vec!["SECRET".into()],
+        };
+        assert!(!fault_for(&me, timeout).message.contains("SECRET"));
+    }
+}

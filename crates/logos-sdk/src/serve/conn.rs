@@ -1,0 +1,207 @@
+//! The handler of one connection of a serving module, control or peer.
+//!
+//! Owns what happens to each message once a connection is up: calls routed to the module (with
+//! the in-flight count, the stats timer and the panic guard), the reserved `$grant`, `$revoke`
+//! and `$stats` methods (control connection only), subscriptions to this module's events,
+//! events from the core, incoming streams, `shutdown` and the end of a connection. Never admits
+//! a connection (that is `grant.rs`) and never decides when the process stops (that is
+//! `mod.rs`; a handler only asks for it).
+
+use super::{Busy, Served, Stop};
+use crate::context::lock;
+use crate::module::Module;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use logos_session::{ByteStream, Fault, Handler, Session};
+use logos_wire::{Call, ErrorCode, Value};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl<T: Module> Served<T> {
+    /// Serves one incoming call.
+    pub(super) async fn dispatch(&self, kind: Kind, call: Call) -> Result<Value, Fault> {
+        let Call {
+            target,
+            method,
+            args,
+            ..
+        } = call;
+        let name = &*self.name;
+        if target != name {
+            return Err(Fault::new(
+                ErrorCode::UnknownModule,
+                format!("this is module \"{name}\"; it does not serve calls to \"{target}\""),
+            ));
+        }
+        if method.starts_with('$') {
+            return match kind {
+                Kind::Control => self.reserved(&method, args),
+                Kind::Peer => Err(Fault::new(
+                    ErrorCode::Unauthorized,
+                    format!("{name}.{method} is reserved for the core's control connection"),
+                )),
+            };
+        }
+        let _busy = Busy::enter(&self.in_flight);
+        // Dropped unfinished (cancel, deadline) it counts the call as an error.
+        let timer = self.stats.start();
+        let run = self.module.call(&self.ctx, &method, args);
+        let result = match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                let msg = panic_message(panic.as_ref());
+                tracing::error!(%method, "method panicked: {msg}");
+                Err(Fault::new(
+                    ErrorCode::MethodFailed,
+                    format!("{name}.{method} panicked: {msg}"),
+                ))
+            }
+        };
+        timer.finish(result.is_ok());
+        result
+    }
+
+    /// `$grant(caller, token, pid)`, `$revoke(module)` and `$stats()`, control connection only.
+    fn reserved(&self, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
+        match method {
+            "$grant" => self.grant(args),
+            "$revoke" => self.revoke(args),
+            "$stats" => {
+                if !args.is_empty() {
+                    return Err(Fault::new(
+                        ErrorCode::InvalidArgs,
+                        "$stats takes no arguments",
+                    ));
+                }
+                Ok(self.stats.snapshot(*self.in_flight.borrow()))
+            }
+            other => Err(Fault::new(
+                ErrorCode::UnknownMethod,
+                format!("unknown reserved method \"{other}\""),
+            )),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-text panic payload)".to_owned()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// The inherited connection to the core.
+    Control,
+    /// A connection another module made with a token.
+    Peer,
+}
+
+/// The handler of one connection (control or peer) of a serving module.
+pub(super) struct Conn<T> {
+    pub(super) state: Arc<Served<T>>,
+    pub(super) kind: Kind,
+}
+
+impl<T: Module> Handler for Conn<T> {
+    fn call(&self, _session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
+        let state = Arc::clone(&self.state);
+        let kind = self.kind;
+        Box::pin(async move { state.dispatch(kind, call).await })
+    }
+
+    fn subscribe(&self, session: &Session, source: &str, event: &str) {
+        if source != &*self.state.name {
+            tracing::debug!(%source, %event, "ignoring a subscription to another module's events");
+            return;
+        }
+        self.state.ctx.add_subscriber(session, event);
+    }
+
+    fn unsubscribe(&self, session: &Session, source: &str, event: &str) {
+        if source == &*self.state.name {
+            self.state.ctx.remove_subscriber(session, event);
+        }
+    }
+
+    fn event(&self, session: &Session, source: String, event: String, data: Vec<Value>) {
+        match self.kind {
+            Kind::Control => self.state.ctx.dispatch_event(&source, &event, data),
+            Kind::Peer => tracing::debug!(
+                peer = %session.peer().identity,
+                %source,
+                %event,
+                "ignoring an event sent on an incoming connection"
+            ),
+        }
+    }
+
+    fn lagged(&self, _session: &Session, source: String, dropped: u64) {
+        tracing::warn!(%source, dropped, "events were dropped: this module read them too slowly");
+    }
+
+    fn stream(&self, session: &Session, protocol: String, stream: ByteStream) {
+        match self.state.ctx.stream_handler(&protocol) {
+            Some(handler) => {
+                let peer = session.peer().identity.clone();
+                let fut = handler(stream);
+                tokio::spawn(async move {
+                    if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
+                        tracing::error!(%peer, %protocol, "stream handler panicked");
+                    }
+                });
+            }
+            None => {
+                let msg = format!(
+                    "module \"{}\" has no handler for stream protocol \"{protocol}\"",
+                    self.state.name
+                );
+                stream.reset(ErrorCode::UnknownMethod, &msg);
+            }
+        }
+    }
+
+    fn health(&self) -> Option<String> {
+        self.state.ctx.unhealthy()
+    }
+
+    fn shutdown(&self, session: &Session, grace: Duration) {
+        match self.kind {
+            Kind::Control => self.state.request_stop(Stop::Shutdown(grace)),
+            Kind::Peer => tracing::warn!(
+                peer = %session.peer().identity,
+                "ignoring shutdown sent by a peer module"
+            ),
+        }
+    }
+
+    fn closed(&self, session: &Session, reason: &str) {
+        self.state.ctx.forget_session(session.id());
+        match self.kind {
+            Kind::Control => self
+                .state
+                .request_stop(Stop::ControlClosed(reason.to_owned())),
+            Kind::Peer => {
+                lock(&self.state.peers).remove(&session.id());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_read() {
+        let p: Box<dyn std::any::Any + Send> = Box::new("boom");
+        assert_eq!(panic_message(p.as_ref()), "boom");
+        let p: Box<dyn std::any::Any + Send> = Box::new(String::from("bang"));
+        assert_eq!(panic_message(p.as_ref()), "bang");
+    }
+}

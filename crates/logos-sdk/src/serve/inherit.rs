@@ -1,0 +1,156 @@
+//! What a module process inherits from the core, and the process set-up around it.
+//!
+//! Owns the contract's inputs (docs/architecture.md, "Module process contract" §2–3): the
+//! control connection on `LOGOS_CONTROL_FD`, the listening socket on `LOGOS_LISTEN_FD` (both
+//! checked to be open sockets, taken once per process, made close-on-exec), the data dir from
+//! `LOGOS_DATA_DIR`, and logging to stderr filtered by `LOGOS_LOG`. Never speaks the protocol
+//! and never trusts the environment for identity: the control socket is the identity.
+
+use crate::error::Error;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Descriptor of the control connection unless `LOGOS_CONTROL_FD` says otherwise.
+pub const DEFAULT_CONTROL_FD: RawFd = 3;
+/// Descriptor of the listening socket unless `LOGOS_LISTEN_FD` says otherwise.
+pub const DEFAULT_LISTEN_FD: RawFd = 4;
+
+/// Set when a `run` took the inherited descriptors: they can be owned once per process.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Logs to stderr (the core keeps its tail), filtered by `LOGOS_LOG` (default `info`).
+pub(super) fn init_tracing() {
+    use std::io::IsTerminal;
+    let (filter, bad) = match tracing_subscriber::EnvFilter::try_from_env("LOGOS_LOG") {
+        Ok(f) => (f, None),
+        Err(e) => (
+            tracing_subscriber::EnvFilter::new("info"),
+            std::env::var("LOGOS_LOG").ok().map(|v| (v, e)),
+        ),
+    };
+    // Under the core, stderr is a pipe the core reads line by line and stamps with its own
+    // time; a line then starts with the level, which the core keeps. On a terminal, log in
+    // full.
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(terminal);
+    let installed = if terminal {
+        builder.try_init().is_ok()
+    } else {
+        builder.without_time().try_init().is_ok()
+    };
+    if installed && let Some((value, e)) = bad {
+        tracing::warn!("LOGOS_LOG={value:?} is not a valid filter ({e}); logging at info");
+    }
+}
+
+/// What the process inherited from the core.
+pub(super) struct Inherited {
+    pub(super) control: OwnedFd,
+    pub(super) listen: OwnedFd,
+    pub(super) data_dir: PathBuf,
+}
+
+impl Inherited {
+    pub(super) fn take() -> Result<Inherited, Error> {
+        if TAKEN.swap(true, Ordering::SeqCst) {
+            return Err(Error::Descriptor {
+                var: "LOGOS_CONTROL_FD",
+                value: "(already taken)".to_owned(),
+                reason: "the module runtime was started twice in one process".to_owned(),
+            });
+        }
+        let control = take_fd("LOGOS_CONTROL_FD", DEFAULT_CONTROL_FD)?;
+        let listen = take_fd("LOGOS_LISTEN_FD", DEFAULT_LISTEN_FD)?;
+        let data_dir = match std::env::var_os("LOGOS_DATA_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        };
+        Ok(Inherited {
+            control,
+            listen,
+            data_dir,
+        })
+    }
+}
+
+/// Takes ownership of the socket descriptor named by `var` (or `default`), after checking
+/// it is an open socket, and marks it close-on-exec so the module's own children never get it.
+fn take_fd(var: &'static str, default: RawFd) -> Result<OwnedFd, Error> {
+    let value = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    let fail = |reason: String| Error::Descriptor {
+        var,
+        value: value.clone(),
+        reason,
+    };
+    let fd: RawFd = value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|fd| *fd >= 0)
+        .ok_or_else(|| fail("not a descriptor number".to_owned()))?;
+    // SAFETY: `st` is a properly sized, writable `stat` buffer; `fstat` accepts any integer and
+    // reports EBADF for one that is not an open descriptor.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: see above; `&mut st` is valid for the duration of the call.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(fail(format!("descriptor {fd} is not open: {e}")));
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(fail(format!("descriptor {fd} is not a socket")));
+    }
+    // SAFETY: `fd` is open (checked above); F_SETFD only changes its close-on-exec flag.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(fail(format!(
+            "cannot set close-on-exec on descriptor {fd}: {e}"
+        )));
+    }
+    // SAFETY: the contract hands this descriptor to the module for its whole life and nothing
+    // else in the process uses it; `TAKEN` guarantees it is wrapped at most once, so the
+    // `OwnedFd` is its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Takes over the control connection as an async stream.
+pub(super) fn adopt_stream(fd: OwnedFd) -> Result<UnixStream, Error> {
+    let std_stream = std::os::unix::net::UnixStream::from(fd);
+    std_stream
+        .set_nonblocking(true)
+        .and_then(|()| UnixStream::from_std(std_stream))
+        .map_err(|e| Error::Descriptor {
+            var: "LOGOS_CONTROL_FD",
+            value: DEFAULT_CONTROL_FD.to_string(),
+            reason: format!("cannot use it as a stream socket ({e})"),
+        })
+}
+
+/// Takes over the listening socket the core bound. Calling `listen` again re-stamps the
+/// socket's credentials with this process: a peer's `SO_PEERCRED` then reports this module's
+/// pid (not the core's, which called `listen` first), which is what peers check before they
+/// send a token (docs/architecture.md, "Module process contract").
+pub(super) fn adopt_listener(fd: OwnedFd) -> Result<UnixListener, Error> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on an fd we own has no memory-safety preconditions.
+    if unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) } != 0 {
+        return Err(Error::Descriptor {
+            var: "LOGOS_LISTEN_FD",
+            value: DEFAULT_LISTEN_FD.to_string(),
+            reason: format!("cannot listen on it ({})", std::io::Error::last_os_error()),
+        });
+    }
+    let std_listener = std::os::unix::net::UnixListener::from(fd);
+    std_listener
+        .set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(std_listener))
+        .map_err(|e| Error::Descriptor {
+            var: "LOGOS_LISTEN_FD",
+            value: DEFAULT_LISTEN_FD.to_string(),
+            reason: format!("cannot use it as a listening socket ({e})"),
+        })
+}

@@ -1,0 +1,604 @@
+//! Framing and CBOR encoding of messages and values (docs/protocol.md §Framing, §Encoding).
+//!
+//! Owns the byte layout: a 4-byte big-endian length, then one CBOR item. Encoding is
+//! deterministic (shortest heads, definite lengths, 64-bit floats, sorted map keys) and lives in
+//! `codec/encode.rs`; decoding is strict (definite lengths only, no tags, no undefined, no
+//! duplicate map keys, no trailing bytes, nesting depth capped, declared lengths checked against
+//! the bytes left before anything is allocated) and lives in `codec/decode.rs`. Never touches a
+//! socket and never decides what a connection does about a bad frame: [`WireError::code`] says
+//! which code to send, the session sends it.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use logos_wire::codec::{FrameDecoder, encode_frame_into};
+//! use logos_wire::Message;
+//!
+//! let mut buf = BytesMut::new();
+//! encode_frame_into(&Message::Ping { nonce: 7 }, &mut buf)?;
+//! assert_eq!(&buf[..], &[0, 0, 0, 3, 0x82, 0x0f, 0x07]);
+//! let msg = FrameDecoder::default().decode(&mut buf)?;
+//! assert_eq!(msg, Some(Message::Ping { nonce: 7 }));
+//! assert!(buf.is_empty());
+//! # Ok::<(), logos_wire::WireError>(())
+//! ```
+
+mod decode;
+mod encode;
+
+use crate::error::WireError;
+use crate::message::Message;
+use crate::value::Value;
+use bytes::{Buf, Bytes, BytesMut};
+use decode::Reader;
+use std::convert::Infallible;
+
+/// Default cap on a frame body (16 MiB).
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Size of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+/// Maximum nesting depth of lists and maps inside a value field (the field's own list or map,
+/// e.g. `call.args`, counts as the first level).
+pub const MAX_DEPTH: usize = 64;
+/// Largest body a 4-byte length prefix can describe.
+const MAX_PREFIXED: usize = u32::MAX as usize;
+
+/// Appends one complete frame (length prefix + CBOR body) for `msg` to `out` and returns the
+/// body length, so a caller with a smaller cap than the prefix allows can compare it (and
+/// truncate `out` back) before sending.
+///
+/// # Errors
+/// [`WireError::Unencodable`] when a value nests deeper than [`MAX_DEPTH`] or a `stream_data`
+/// chunk exceeds [`crate::credit::MAX_CHUNK`]; [`WireError::FrameTooLarge`] when the body does
+/// not fit a 4-byte length. `out` is left as it was on error.
+pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) -> Result<usize, WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    let body = encode::message(msg, &mut *out).and_then(|()| prefix(out, start));
+    if body.is_err() {
+        out.truncate(start);
+    }
+    body
+}
+
+/// Like [`encode_frame`], appending to a `BytesMut` (what a tokio codec writes from).
+///
+/// # Errors
+/// As [`encode_frame`]; `out` is left as it was on error.
+pub fn encode_frame_into(msg: &Message, out: &mut BytesMut) -> Result<usize, WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    let body = encode::message(msg, BytesMutWriter(&mut *out)).and_then(|()| prefix(out, start));
+    if body.is_err() {
+        out.truncate(start);
+    }
+    body
+}
+
+/// Patches the length prefix at `start` once the body after it is written.
+fn prefix(out: &mut [u8], start: usize) -> Result<usize, WireError> {
+    let body = out.len() - start - LEN_PREFIX;
+    let len = u32::try_from(body).map_err(|_| WireError::FrameTooLarge {
+        len: body,
+        max: MAX_PREFIXED,
+    })?;
+    out[start..start + LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+    Ok(body)
+}
+
+/// Appends the CBOR body of `msg` (no length prefix) to `out`.
+///
+/// # Errors
+/// [`WireError::Unencodable`] as for [`encode_frame`]; `out` is left as it was on error.
+pub fn encode_message(msg: &Message, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    let r = encode::message(msg, &mut *out);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+/// Decodes one CBOR message body (no length prefix). The body must hold exactly one message.
+///
+/// # Errors
+/// [`WireError::Malformed`] naming the field (e.g. `"call.method"`) and byte offset.
+pub fn decode_message(body: &[u8]) -> Result<Message, WireError> {
+    Reader::new(body, None).message()
+}
+
+/// Appends the CBOR encoding of a value.
+///
+/// # Errors
+/// [`WireError::Unencodable`] when the value nests deeper than [`MAX_DEPTH`]; `out` is left as
+/// it was.
+pub fn encode_value(value: &Value, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    let r = encode::value_to(value, &mut *out);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+/// Decodes exactly one CBOR value.
+///
+/// # Errors
+/// [`WireError::Malformed`] with `what` = `"value"`.
+pub fn decode_value(bytes: &[u8]) -> Result<Value, WireError> {
+    let mut r = Reader::new(bytes, None);
+    let v = r.value("value", 0)?;
+    r.finish("value")?;
+    Ok(v)
+}
+
+/// Incremental frame splitter for a byte stream, with a frame-size cap.
+///
+/// After it returns an error the stream is out of step: send `error` id 0 with
+/// [`WireError::code`] and close the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameDecoder {
+    max_frame: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing frames longer than `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        FrameDecoder { max_frame }
+    }
+
+    /// The cap this decoder enforces.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Takes one whole frame off the front of `buf` and decodes it; `Ok(None)` if `buf` does
+    /// not yet hold a whole frame. The length is checked as soon as the 4 prefix bytes arrive,
+    /// so an oversized frame is refused before its body is read; while a frame is pending,
+    /// `buf` is reserved up to that frame's size (never more than the cap). Byte fields of the
+    /// message (`token`, `data`) share the frame's memory instead of being copied.
+    ///
+    /// # Errors
+    /// [`WireError::FrameTooLarge`], [`WireError::EmptyFrame`], [`WireError::Malformed`]. A bad
+    /// frame is consumed from `buf`; an oversized or empty one is left there.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, WireError> {
+        let Some(head) = buf.first_chunk::<LEN_PREFIX>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(*head) as usize;
+        if len == 0 {
+            return Err(WireError::EmptyFrame);
+        }
+        if len > self.max_frame {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        let whole = LEN_PREFIX + len;
+        if buf.len() < whole {
+            buf.reserve(whole - buf.len());
+            return Ok(None);
+        }
+        let mut frame = buf.split_to(whole);
+        frame.advance(LEN_PREFIX);
+        let body: Bytes = frame.freeze();
+        Reader::new(&body, Some(&body)).message().map(Some)
+    }
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder::new(DEFAULT_MAX_FRAME)
+    }
+}
+
+/// Lets the CBOR encoder append straight into a `BytesMut`.
+struct BytesMutWriter<'a>(&'a mut BytesMut);
+
+impl minicbor::encode::Write for BytesMutWriter<'_> {
+    type Error = Infallible;
+
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), Infallible> {
+        self.0.extend_from_slice(buf);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code::ErrorCode;
+    use crate::message::{Attrs, Call, Hello, Welcome};
+    use std::collections::BTreeMap;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn body(msg: &Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_message(msg, &mut out).unwrap();
+        out
+    }
+
+    fn value_bytes(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_value(v, &mut out).unwrap();
+        out
+    }
+
+    fn malformed(r: Result<impl std::fmt::Debug, WireError>) -> (String, usize, String) {
+        match r {
+            Err(WireError::Malformed {
+                what,
+                offset,
+                reason,
+            }) => (what, offset, reason),
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    fn every_kind() -> Vec<Message> {
+        let mut attrs = Attrs::new();
+        attrs.insert("interface".into(), Value::Map(BTreeMap::new()));
+        attrs.insert("version".into(), Value::from("1.2.0"));
+        vec![
+            Message::Hello(Hello {
+                major: 1,
+                minor: 3,
+                identity: "chat".into(),
+                token: Bytes::from_static(&[7; 32]),
+                attrs: attrs.clone(),
+            }),
+            Message::Welcome(Welcome {
+                major: 1,
+                minor: 0,
+                identity: "core".into(),
+                attrs,
+            }),
+            Message::Call(Call {
+                id: 1,
+                target: "calc".into(),
+                method: "add".into(),
+                args: vec![Value::Int(1), Value::Int(-2), Value::Float(0.5)],
+                timeout_ms: 30_000,
+            }),
+            Message::Reply {
+                id: u64::MAX,
+                value: Value::UInt(u64::MAX),
+            },
+            Message::Error {
+                id: 0,
+                code: ErrorCode::ProtocolError,
+                message: "bad frame".into(),
+            },
+            Message::Cancel { id: 9 },
+            Message::Subscribe {
+                source: "chat".into(),
+                event: String::new(),
+            },
+            Message::Unsubscribe {
+                source: "chat".into(),
+                event: "message".into(),
+            },
+            Message::Event {
+                source: "chat".into(),
+                event: "message".into(),
+                data: vec![Value::from("hi"), Value::Bytes(vec![0, 255])],
+            },
+            Message::Lagged {
+                source: "core".into(),
+                dropped: 12,
+            },
+            Message::StreamOpen {
+                stream: 1,
+                protocol: "file".into(),
+            },
+            Message::StreamData {
+                stream: 1,
+                data: Bytes::from_static(b"chunk"),
+            },
+            Message::StreamCredit {
+                stream: 2,
+                bytes: 262_144,
+            },
+            Message::StreamFin { stream: 3 },
+            Message::StreamReset {
+                stream: 4,
+                code: ErrorCode::Cancelled,
+                message: String::new(),
+            },
+            Message::Ping { nonce: 77 },
+            Message::Pong {
+                nonce: 77,
+                unhealthy: Some("disk full".into()),
+            },
+            Message::Pong {
+                nonce: 78,
+                unhealthy: None,
+            },
+            Message::Shutdown { grace_ms: 5000 },
+        ]
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_frames() {
+        let mut frames = Vec::new();
+        for msg in every_kind() {
+            encode_frame(&msg, &mut frames).unwrap();
+        }
+        let mut buf = BytesMut::from(&frames[..]);
+        let dec = FrameDecoder::default();
+        for msg in every_kind() {
+            assert_eq!(dec.decode(&mut buf).unwrap(), Some(msg));
+        }
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn both_frame_encoders_agree_and_report_the_body_length() {
+        for msg in every_kind() {
+            let mut v = vec![0xaa];
+            let mut b = BytesMut::from(&[0xaa][..]);
+            let n1 = encode_frame(&msg, &mut v).unwrap();
+            let n2 = encode_frame_into(&msg, &mut b).unwrap();
+            assert_eq!(n1, n2);
+            assert_eq!(&v[..], &b[..]);
+            assert_eq!(v.len(), 1 + LEN_PREFIX + n1);
+            assert_eq!(v[1..5], (n1 as u32).to_be_bytes());
+            assert_eq!(decode_message(&v[5..]).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn encoding_is_deterministic_and_shortest() {
+        assert_eq!(body(&Message::Ping { nonce: 23 }), hex("82 0f 17"));
+        assert_eq!(body(&Message::Ping { nonce: 24 }), hex("82 0f 18 18"));
+        assert_eq!(body(&Message::Ping { nonce: 256 }), hex("82 0f 19 0100"));
+        assert_eq!(
+            body(&Message::Ping { nonce: 1 << 32 }),
+            hex("82 0f 1b 0000000100000000")
+        );
+        assert_eq!(value_bytes(&Value::Int(-1)), hex("20"));
+        assert_eq!(value_bytes(&Value::Int(-25)), hex("38 18"));
+        assert_eq!(
+            value_bytes(&Value::Int(i64::MIN)),
+            hex("3b 7fffffffffffffff")
+        );
+        assert_eq!(
+            value_bytes(&Value::UInt(u64::MAX)),
+            hex("1b ffffffffffffffff")
+        );
+        // An unnormalised UInt encodes like the Int it equals.
+        assert_eq!(value_bytes(&Value::UInt(5)), value_bytes(&Value::Int(5)));
+        assert_eq!(value_bytes(&Value::Float(1.5)), hex("fb 3ff8000000000000"));
+        // Keys in byte-wise order of their text, not RFC 8949's length-first order.
+        let mut m = BTreeMap::new();
+        m.insert("b".to_owned(), Value::Null);
+        m.insert("aa".to_owned(), Value::Null);
+        assert_eq!(value_bytes(&Value::Map(m)), hex("a2 62 6161 f6 61 62 f6"));
+    }
+
+    #[test]
+    fn decoding_accepts_every_float_width_and_long_heads() {
+        assert_eq!(decode_value(&hex("f9 3e00")).unwrap(), Value::Float(1.5));
+        assert_eq!(
+            decode_value(&hex("fa 3fc00000")).unwrap(),
+            Value::Float(1.5)
+        );
+        assert_eq!(decode_value(&hex("19 0001")).unwrap(), Value::Int(1));
+        assert_eq!(
+            decode_value(&hex("1b 8000000000000000")).unwrap(),
+            Value::UInt(1 << 63)
+        );
+        assert!(matches!(
+            decode_value(&hex("1b 7fffffffffffffff")).unwrap(),
+            Value::Int(i64::MAX)
+        ));
+    }
+
+    #[test]
+    fn negative_below_i64_min_is_refused_clearly() {
+        let (what, offset, reason) = malformed(decode_value(&hex("3b 8000000000000000")));
+        assert_eq!((what.as_str(), offset), ("value", 0));
+        assert!(reason.contains("below"), "{reason}");
+    }
+
+    #[test]
+    fn strictness_refusals_name_the_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            // call with an int where the method text belongs
+            (
+                "86 02 01 64 63616c63 05 80 00",
+                "call.method",
+                "expected text",
+            ),
+            // hello major 70000
+            (
+                "86 00 1a 00011170 00 60 40 a0",
+                "hello.major",
+                "out of range",
+            ),
+            // hello token as text
+            ("86 00 01 00 60 60 a0", "hello.token", "expected bytes"),
+            // trailing byte after ping
+            ("82 0f 01 00", "message", "trailing"),
+            // indefinite array in reply
+            ("83 03 01 9f ff", "reply.value", "indefinite"),
+            // indefinite message array
+            ("9f 0f 01 ff", "message", "indefinite"),
+            // tagged value
+            ("83 03 01 c1 00", "reply.value", "tags"),
+            // undefined
+            ("83 03 01 f7", "reply.value", "undefined"),
+            // simple(16)
+            ("83 03 01 f0", "reply.value", "simple"),
+            // duplicate key
+            ("83 03 01 a2 6161 01 6161 02", "reply.value", "duplicate"),
+            // non-text key
+            ("83 03 01 a1 01 02", "reply.value", "keys must be text"),
+            // invalid UTF-8
+            ("83 03 01 62 c328", "reply.value", "UTF-8"),
+            // unknown kind
+            ("81 18 63", "message.kind", "unknown message kind 99"),
+            // wrong arity
+            ("83 0f 01 02", "ping", "2 items"),
+            // unknown error code
+            ("84 04 00 63 666f6f 60", "error.code", "unknown error code"),
+            // pong.unhealthy int
+            ("83 10 01 02", "pong.unhealthy", "null or text"),
+            // not an array at all
+            ("0f", "message", "expected array"),
+            // truncated inside text
+            ("83 03 01 65 6162", "reply.value", "truncated"),
+            // reserved additional info 28
+            ("83 03 01 1c", "reply.value", "reserved"),
+            // lone break
+            ("83 03 01 ff", "reply.value", "break"),
+        ];
+        for (input, want_what, want_reason) in cases {
+            let (what, _, reason) = malformed(decode_message(&hex(input)));
+            assert_eq!(&what, want_what, "{input}: {reason}");
+            assert!(reason.contains(want_reason), "{input}: {reason}");
+        }
+    }
+
+    #[test]
+    fn lying_lengths_error_before_allocating() {
+        // A list claiming 2^60 items, a map claiming 2^62 entries, bytes claiming 2^63.
+        for input in [
+            "83 03 01 9b 1000000000000000 00",
+            "83 03 01 bb 4000000000000000 00",
+            "83 03 01 5b 8000000000000000 00",
+            "83 03 01 7b 8000000000000000 00",
+            "9b ffffffffffffffff 0f",
+        ] {
+            let (_, _, reason) = malformed(decode_message(&hex(input)));
+            assert!(
+                reason.contains("remain") || reason.contains("truncated"),
+                "{input}: {reason}"
+            );
+        }
+    }
+
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(Value::Null, |v, _| Value::List(vec![v]))
+    }
+
+    #[test]
+    fn depth_is_capped_both_ways() {
+        let ok = Message::Reply {
+            id: 1,
+            value: nested(MAX_DEPTH),
+        };
+        assert_eq!(decode_message(&body(&ok)).unwrap(), ok);
+        let deep = Message::Reply {
+            id: 1,
+            value: nested(MAX_DEPTH + 1),
+        };
+        let mut out = vec![1, 2];
+        assert!(matches!(
+            encode_frame(&deep, &mut out),
+            Err(WireError::Unencodable { .. })
+        ));
+        assert_eq!(out, [1, 2], "nothing is left behind on error");
+        // The field's own list counts: args may hold 63 more levels.
+        let args_ok = Message::Call(Call {
+            id: 1,
+            target: "t".into(),
+            method: "m".into(),
+            args: vec![nested(MAX_DEPTH - 1)],
+            timeout_ms: 0,
+        });
+        assert_eq!(decode_message(&body(&args_ok)).unwrap(), args_ok);
+        let mut raw = hex("83 03 01");
+        raw.extend(std::iter::repeat_n(0x81, MAX_DEPTH + 1));
+        raw.push(0xf6);
+        let (what, _, reason) = malformed(decode_message(&raw));
+        assert_eq!(what, "reply.value");
+        assert!(reason.contains("nest deeper"), "{reason}");
+    }
+
+    #[test]
+    fn oversized_chunks_are_refused_both_ways() {
+        let big = Message::StreamData {
+            stream: 1,
+            data: Bytes::from(vec![0; crate::credit::MAX_CHUNK + 1]),
+        };
+        assert!(matches!(
+            encode_message(&big, &mut Vec::new()),
+            Err(WireError::Unencodable { .. })
+        ));
+        let mut raw = hex("83 0b 01 5a 00010001");
+        raw.resize(raw.len() + crate::credit::MAX_CHUNK + 1, 0);
+        let (what, _, _) = malformed(decode_message(&raw));
+        assert_eq!(what, "stream_data.data");
+    }
+
+    #[test]
+    fn frame_decoder_checks_the_length_before_the_body() {
+        let dec = FrameDecoder::new(10);
+        let mut buf = BytesMut::from(&[0, 0, 0][..]);
+        assert_eq!(dec.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&[11]);
+        assert_eq!(
+            dec.decode(&mut buf),
+            Err(WireError::FrameTooLarge { len: 11, max: 10 })
+        );
+        let mut empty = BytesMut::from(&[0, 0, 0, 0][..]);
+        assert_eq!(dec.decode(&mut empty), Err(WireError::EmptyFrame));
+        // A huge declared length is refused at once, not reserved.
+        let mut huge = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
+        let before = huge.capacity();
+        assert!(FrameDecoder::default().decode(&mut huge).is_err());
+        assert_eq!(huge.capacity(), before);
+    }
+
+    #[test]
+    fn frame_decoder_waits_for_the_body_and_reserves_only_the_frame() {
+        let mut frame = Vec::new();
+        encode_frame(&Message::Ping { nonce: 300 }, &mut frame).unwrap();
+        let dec = FrameDecoder::new(64);
+        let mut buf = BytesMut::new();
+        for (i, byte) in frame.iter().enumerate() {
+            assert_eq!(dec.decode(&mut buf).unwrap(), None, "after {i} bytes");
+            buf.extend_from_slice(&[*byte]);
+        }
+        assert!(buf.capacity() <= 64 + LEN_PREFIX);
+        assert_eq!(
+            dec.decode(&mut buf).unwrap(),
+            Some(Message::Ping { nonce: 300 })
+        );
+        // A malformed frame is consumed, so the error is about this frame only.
+        let mut bad = BytesMut::from(&[0, 0, 0, 1, 0xff, 0, 0][..]);
+        assert!(dec.decode(&mut bad).is_err());
+        assert_eq!(&bad[..], &[0, 0]);
+    }
+
+    #[test]
+    fn frame_decoder_shares_the_frame_for_byte_fields() {
+        let msg = Message::StreamData {
+            stream: 1,
+            data: Bytes::from(vec![9; 1000]),
+        };
+        let mut buf = BytesMut::new();
+        encode_frame_into(&msg, &mut buf).unwrap();
+        let start = buf.as_ptr() as usize;
+        let end = start + buf.len();
+        match FrameDecoder::default().decode(&mut buf).unwrap() {
+            Some(Message::StreamData { data, .. }) => {
+                let p = data.as_ptr() as usize;
+                assert!(p >= start && p < end, "data was copied");
+                assert_eq!(data.len(), 1000);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
