@@ -25,13 +25,17 @@
 //! envelope in which the original caller delegated to it. Chains are at most
 //! [`MAX_CHAIN`] deep when decoded; the worker's configured depth limit is lower.
 //!
+//! Cost: one Ed25519 point decompression (the signer's key) and one `verify_strict` per
+//! envelope in the chain; the caller is compared byte for byte with the signer, and the
+//! target is not decompressed (a worker looks it up among its contexts).
+//!
 //! Decoding is fuzzed (`crates/logos-contexts/fuzz`). Never checks expiry, nonces or policy:
 //! the worker does, after [`SignedEnvelope::decode`] has verified every signature.
 
 use crate::error::Error;
 use crate::id::{ContextId, PeerId};
 use crate::policy::Action;
-use crate::signing::{Keypair, sha256, verify};
+use crate::signing::{Keypair, sha256, verify_with};
 use logos_wire::Value;
 use minicbor::data::Type;
 
@@ -275,17 +279,17 @@ fn decode_signed(bytes: &[u8], depth: usize) -> Result<SignedEnvelope, Error> {
             bytes.len() - d.position()
         )));
     }
-    let signer = PeerId(crate::id::key_from_bytes("signer", &signer_bytes)?.to_bytes());
+    // The signer's key is decompressed once, here, and checked (a curve point, not weak);
+    // the caller must be the same bytes, so it needs no check of its own.
+    let key = crate::id::key_from_bytes("signer", &signer_bytes)?;
+    let signer = PeerId(signer_bytes);
     // The signature first: nothing else of an unauthenticated body is looked at.
-    verify(signer, &signed_message(&body), &signature, "envelope")?;
-    let envelope = decode_body(&body, depth)?;
-    if envelope.caller != signer {
-        return Err(Error::BadSignature {
-            why: format!(
-                "the envelope names caller {} but is signed by {signer}",
-                envelope.caller
-            ),
-        });
+    verify_with(&key, signer, &signed_message(&body), &signature, "envelope")?;
+    let envelope = decode_body(&body, depth, signer)?;
+    if encode_body(&envelope) != body {
+        return Err(malformed(
+            "body not in canonical form (re-encoding its fields differs)",
+        ));
     }
     let signed = SignedEnvelope {
         envelope,
@@ -298,12 +302,23 @@ fn decode_signed(bytes: &[u8], depth: usize) -> Result<SignedEnvelope, Error> {
     Ok(signed)
 }
 
-fn decode_body(body: &[u8], depth: usize) -> Result<Envelope, Error> {
+/// The body signed by `signer` (already verified).
+fn decode_body(body: &[u8], depth: usize, signer: PeerId) -> Result<Envelope, Error> {
     let mut d = minicbor::Decoder::new(body);
     array(&mut d, 9, "body")?;
-    let caller = PeerId(crate::id::key_from_bytes("caller", &fixed(&mut d, "caller")?)?.to_bytes());
-    let target =
-        ContextId(crate::id::key_from_bytes("target", &fixed(&mut d, "target")?)?.to_bytes());
+    let caller: [u8; 32] = fixed(&mut d, "caller")?;
+    if caller != signer.0 {
+        return Err(Error::BadSignature {
+            why: format!(
+                "the envelope names caller {} but is signed by {signer}",
+                hex::encode(caller)
+            ),
+        });
+    }
+    let caller = signer;
+    // Taken as signed, not decompressed: it names a context only if a worker holds one of
+    // that id, and contexts exist only for valid keys (see `ContextId`).
+    let target = ContextId(fixed(&mut d, "target")?);
     let nonce = d.bytes().map_err(cbor("nonce"))?.to_vec();
     if !(16..=32).contains(&nonce.len()) {
         return Err(malformed(format!(

@@ -100,6 +100,11 @@ impl fmt::Debug for PeerId {
 }
 
 /// A context: named by its owner's public key.
+///
+/// Contexts exist only for valid keys: ids parsed from text or made with [`ContextId::of`]
+/// are checked. The one exception is an envelope's `target`, taken as its caller signed it
+/// (32 bytes, not decompressed into a curve point): it names a context only if a worker
+/// holds one of that id, so an invalid one is refused as an unknown context.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContextId(pub(crate) [u8; 32]);
 

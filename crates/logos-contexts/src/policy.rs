@@ -132,10 +132,34 @@ fn schema() -> &'static Schema {
     })
 }
 
-fn uid(ty: &str, id: &str) -> EntityUid {
-    // Type names are the constants above; `from_str` on them cannot fail.
-    let ty = EntityTypeName::from_str(ty).unwrap_or_else(|_| unreachable!("valid type name"));
-    EntityUid::from_type_name_and_id(ty, EntityId::new(id))
+/// The entity types of the schema, parsed once.
+struct Types {
+    peer: EntityTypeName,
+    context: EntityTypeName,
+    key: EntityTypeName,
+    actions: [EntityUid; Action::ALL.len()],
+}
+
+fn types() -> &'static Types {
+    static TYPES: OnceLock<Types> = OnceLock::new();
+    TYPES.get_or_init(|| {
+        // The names are the constants of SCHEMA, checked by this file's tests.
+        let name =
+            |n: &str| EntityTypeName::from_str(n).unwrap_or_else(|e| panic!("type name {n}: {e}"));
+        let action = name("Logos::Action");
+        Types {
+            peer: name("Logos::Peer"),
+            context: name("Logos::Context"),
+            key: name("Logos::Key"),
+            actions: Action::ALL.map(|a| {
+                EntityUid::from_type_name_and_id(action.clone(), EntityId::new(a.as_str()))
+            }),
+        }
+    })
+}
+
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
 /// What the script or envelope wants to do to which resource.
@@ -183,9 +207,12 @@ pub struct Verdict {
 #[derive(Debug)]
 pub struct CompiledPolicy {
     context: ContextId,
+    /// `Logos::Context::"<context>"`, the resource of context-wide actions.
+    context_uid: EntityUid,
     version: u64,
     text: Arc<str>,
     set: PolicySet,
+    authorizer: Authorizer,
 }
 
 impl CompiledPolicy {
@@ -243,9 +270,11 @@ impl CompiledPolicy {
         })?;
         Ok(CompiledPolicy {
             context,
+            context_uid: uid(&types().context, &context.to_string()),
             version,
             text: text.into(),
             set,
+            authorizer: Authorizer::new(),
         })
     }
 
@@ -268,90 +297,70 @@ impl CompiledPolicy {
         resource: &Resource<'_>,
         facts: &Facts<'_>,
     ) -> Verdict {
-        match self.try_decide(principal, action, resource, facts) {
-            Ok(v) => v,
-            Err(reason) => Verdict {
-                allowed: false,
-                reason,
-                version: self.version,
-            },
+        match request_context(facts) {
+            Ok(context) => self.decide_in(principal, action, resource, context),
+            Err(reason) => self.deny(reason),
         }
     }
 
+    /// [`CompiledPolicy::decide`] with the request context already built by
+    /// [`request_context`]: an evaluation asks many questions with the same facts.
+    pub fn decide_in(
+        &self,
+        principal: PeerId,
+        action: Action,
+        resource: &Resource<'_>,
+        context: Context,
+    ) -> Verdict {
+        match self.try_decide(principal, action, resource, context) {
+            Ok(v) => v,
+            Err(reason) => self.deny(reason),
+        }
+    }
+
+    fn deny(&self, reason: String) -> Verdict {
+        Verdict {
+            allowed: false,
+            reason,
+            version: self.version,
+        }
+    }
+
+    /// One Cedar request. Built without the schema: every part is made here from typed
+    /// values, in the shapes of [`SCHEMA`] (the unit tests check that strictly validated
+    /// policies see them so), and validating each request against the schema cost more than
+    /// the decision. Only entities with attributes or parents are in the entity store (the
+    /// key); peers and contexts have neither, and Cedar compares them by id.
     fn try_decide(
         &self,
         principal: PeerId,
         action: Action,
         resource: &Resource<'_>,
-        facts: &Facts<'_>,
+        context: Context,
     ) -> Result<Verdict, String> {
-        let schema = schema();
-        let p = uid("Logos::Peer", &principal.to_string());
-        let ctx_uid = uid("Logos::Context", &self.context.to_string());
-        let mut entities = vec![
-            Entity::new_no_attrs(p.clone(), HashSet::new()),
-            Entity::new_no_attrs(ctx_uid.clone(), HashSet::new()),
-        ];
-        let r = match resource {
-            Resource::Context => ctx_uid.clone(),
+        let t = types();
+        let p = uid(&t.peer, &principal.to_string());
+        let (r, entities) = match resource {
+            Resource::Context => (self.context_uid.clone(), Entities::empty()),
             Resource::Key(k) => {
-                let r = uid("Logos::Key", &format!("{}/{}", self.context, k));
+                let r = uid(&t.key, &format!("{}/{}", self.context, k));
                 let attrs = HashMap::from([(
                     "name".to_owned(),
                     RestrictedExpression::new_string(k.as_str().to_owned()),
                 )]);
-                entities.push(
-                    Entity::new(r.clone(), attrs, HashSet::from([ctx_uid.clone()]))
-                        .map_err(|e| format!("building the key entity: {e}"))?,
-                );
-                r
+                let key = Entity::new(r.clone(), attrs, HashSet::from([self.context_uid.clone()]))
+                    .map_err(|e| format!("building the key entity: {e}"))?;
+                let entities = Entities::from_entities([key], None)
+                    .map_err(|e| format!("building the entities: {e}"))?;
+                (r, entities)
             }
         };
-        let mut pairs = vec![
-            (
-                "depth".to_owned(),
-                RestrictedExpression::new_long(i64::try_from(facts.depth).unwrap_or(i64::MAX)),
-            ),
-            (
-                "inline".to_owned(),
-                RestrictedExpression::new_bool(facts.inline),
-            ),
-            (
-                "script".to_owned(),
-                RestrictedExpression::new_string(facts.script.to_owned()),
-            ),
-        ];
-        if let Some(d) = facts.deputy {
-            let du = uid("Logos::Peer", &d.to_string());
-            if d != principal {
-                entities.push(Entity::new_no_attrs(du.clone(), HashSet::new()));
-            }
-            pairs.push((
-                "deputy".to_owned(),
-                RestrictedExpression::new_entity_uid(du),
-            ));
-        }
-        for (name, v) in [
-            ("module", facts.module),
-            ("method", facts.method),
-            ("event", facts.event),
-            ("prefix", facts.prefix),
-        ] {
-            if let Some(v) = v {
-                pairs.push((
-                    name.to_owned(),
-                    RestrictedExpression::new_string(v.to_owned()),
-                ));
-            }
-        }
-        let context =
-            Context::from_pairs(pairs).map_err(|e| format!("building the request context: {e}"))?;
-        let a = uid("Logos::Action", action.as_str());
-        let request = Request::new(p, a, r, context, Some(schema))
-            .map_err(|e| format!("the request does not fit the schema: {e}"))?;
-        let entities = Entities::from_entities(entities, Some(schema))
-            .map_err(|e| format!("the entities do not fit the schema: {e}"))?;
-        let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
+        let a = t.actions[action as usize].clone();
+        let request = Request::new(p, a, r, context, None)
+            .map_err(|e| format!("building the request: {e}"))?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.set, &entities);
         let errors: Vec<String> = response
             .diagnostics()
             .errors()
@@ -367,16 +376,21 @@ impl CompiledPolicy {
                 version: self.version,
             });
         }
-        let ids: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(|id| id.to_string())
-            .collect();
         let allowed = response.decision() == Decision::Allow;
-        let reason = match (allowed, ids.is_empty()) {
-            (true, _) => format!("permitted by {}", ids.join(", ")),
-            (false, true) => "no policy permits it".to_owned(),
-            (false, false) => format!("forbidden by {}", ids.join(", ")),
+        let ids = || {
+            response
+                .diagnostics()
+                .reason()
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let reason = if allowed {
+            format!("permitted by {}", ids())
+        } else if response.diagnostics().reason().next().is_none() {
+            "no policy permits it".to_owned()
+        } else {
+            format!("forbidden by {}", ids())
         };
         Ok(Verdict {
             allowed,
@@ -384,6 +398,46 @@ impl CompiledPolicy {
             version: self.version,
         })
     }
+}
+
+/// The request context of `facts`, in the schema's `Request` shape.
+///
+/// # Errors
+/// Cedar's reason, as text (which denies).
+pub fn request_context(facts: &Facts<'_>) -> Result<Context, String> {
+    let mut pairs = Vec::with_capacity(8);
+    pairs.push((
+        "depth".to_owned(),
+        RestrictedExpression::new_long(i64::try_from(facts.depth).unwrap_or(i64::MAX)),
+    ));
+    pairs.push((
+        "inline".to_owned(),
+        RestrictedExpression::new_bool(facts.inline),
+    ));
+    pairs.push((
+        "script".to_owned(),
+        RestrictedExpression::new_string(facts.script.to_owned()),
+    ));
+    if let Some(d) = facts.deputy {
+        pairs.push((
+            "deputy".to_owned(),
+            RestrictedExpression::new_entity_uid(uid(&types().peer, &d.to_string())),
+        ));
+    }
+    for (name, v) in [
+        ("module", facts.module),
+        ("method", facts.method),
+        ("event", facts.event),
+        ("prefix", facts.prefix),
+    ] {
+        if let Some(v) = v {
+            pairs.push((
+                name.to_owned(),
+                RestrictedExpression::new_string(v.to_owned()),
+            ));
+        }
+    }
+    Context::from_pairs(pairs).map_err(|e| format!("building the request context: {e}"))
 }
 
 /// Cedar's error `Display` is one line; its `Debug` has the source snippet. Keep one line.
@@ -455,6 +509,87 @@ mod tests {
         let v = p.decide(bob, Action::Submit, &Resource::Context, &f);
         assert!(!v.allowed);
         assert_eq!(v.reason, "no policy permits it");
+    }
+
+    /// Requests are built without the schema (for speed): prove they fit it, for every
+    /// action and every optional fact.
+    #[test]
+    fn requests_fit_the_schema() {
+        let (ctx, alice, bob) = ids();
+        let p = CompiledPolicy::compile(ctx, 1, "").unwrap();
+        let t = types();
+        for (i, a) in Action::ALL.into_iter().enumerate() {
+            assert_eq!(a as usize, i, "Action::ALL is in declaration order");
+            assert_eq!(Action::parse(a.as_str()).unwrap(), a);
+        }
+        let facts = Facts {
+            depth: 1,
+            inline: true,
+            script: "00",
+            deputy: Some(bob),
+            module: Some("m"),
+            method: Some("f"),
+            event: Some("e"),
+            prefix: Some("p/"),
+        };
+        let key = StorageKey::parse("guestbook/1").unwrap();
+        for a in Action::ALL {
+            let on_key = matches!(a, Action::Read | Action::Write | Action::Delete);
+            let r = if on_key {
+                uid(&t.key, &format!("{ctx}/{key}"))
+            } else {
+                p.context_uid.clone()
+            };
+            for f in [Facts::default(), facts.clone()] {
+                let c = request_context(&f).unwrap();
+                Request::new(
+                    uid(&t.peer, &alice.to_string()),
+                    t.actions[a as usize].clone(),
+                    r.clone(),
+                    c,
+                    Some(schema()),
+                )
+                .unwrap_or_else(|e| panic!("{a:?}: {e}"));
+            }
+        }
+        let attrs = HashMap::from([(
+            "name".to_owned(),
+            RestrictedExpression::new_string(key.as_str().to_owned()),
+        )]);
+        let e = Entity::new(
+            uid(&t.key, &format!("{ctx}/{key}")),
+            attrs,
+            HashSet::from([p.context_uid.clone()]),
+        )
+        .unwrap();
+        Entities::from_entities([e], Some(schema())).unwrap();
+    }
+
+    /// The entity store holds only the key: membership in the context and the deputy still
+    /// decide as they would with every entity present.
+    #[test]
+    fn membership_and_deputy_decide() {
+        let (ctx, _, bob) = ids();
+        let carol = Keypair::from_seed(&[3; 32]).peer();
+        let text = format!(
+            r#"permit(principal == Logos::Peer::"{bob}", action == Logos::Action::"read", resource in Logos::Context::"{ctx}");
+               forbid(principal, action, resource) when {{ context has deputy && context.deputy == Logos::Peer::"{carol}" }};"#
+        );
+        let p = CompiledPolicy::compile(ctx, 2, &text).unwrap();
+        let k = StorageKey::parse("a").unwrap();
+        let direct = Facts::default();
+        assert!(
+            p.decide(bob, Action::Read, &Resource::Key(&k), &direct)
+                .allowed
+        );
+        let via_carol = Facts {
+            depth: 1,
+            deputy: Some(carol),
+            ..Facts::default()
+        };
+        let v = p.decide(bob, Action::Read, &Resource::Key(&k), &via_carol);
+        assert!(!v.allowed);
+        assert!(v.reason.starts_with("forbidden by"), "{}", v.reason);
     }
 
     #[test]

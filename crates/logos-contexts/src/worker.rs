@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::envelope::{ScriptRef, SignedEnvelope};
 use crate::error::Error;
 use crate::id::{ContextId, PeerId};
-use crate::policy::{Action, CompiledPolicy, Facts, Resource};
+use crate::policy::{Action, CompiledPolicy, Facts, Resource, request_context};
 use crate::sched::Scheduler;
 use crate::script::{AstCache, Authorize, Detail, Job, ModuleCaller, Source, check_name};
 use crate::signing::{Statement, sha256};
@@ -37,7 +37,7 @@ use crate::storage::{Backend, Store};
 use logos_wire::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
@@ -412,6 +412,8 @@ struct Checker {
     grants: Vec<Vec<crate::envelope::GrantRule>>,
     envelope: String,
     keep: u64,
+    /// The Cedar request context of questions without details (storage, `submit`).
+    plain: OnceLock<Result<cedar_policy::Context, String>>,
 }
 
 impl Checker {
@@ -474,7 +476,20 @@ impl Checker {
             event: detail.event,
             prefix: detail.prefix,
         };
-        let v = self.policy.decide(self.principal, action, resource, &facts);
+        // Storage questions (most of them) share one request context per evaluation.
+        let plain = detail.module.is_none()
+            && detail.method.is_none()
+            && detail.event.is_none()
+            && detail.prefix.is_none();
+        let context = if plain {
+            self.plain.get_or_init(|| request_context(&facts)).clone()
+        } else {
+            request_context(&facts)
+        };
+        let v = match context {
+            Ok(c) => self.policy.decide_in(self.principal, action, resource, c),
+            Err(reason) => return refuse(reason),
+        };
         if v.allowed { Ok(()) } else { refuse(v.reason) }
     }
 }
@@ -1007,6 +1022,7 @@ impl Worker {
                 .collect(),
             envelope: hash.clone(),
             keep,
+            plain: OnceLock::new(),
         });
         // Step 7: `submit` itself (audited by the checker when refused).
         checker.decide(Action::Submit, &Resource::Context, &Detail::default())?;
