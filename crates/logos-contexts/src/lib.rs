@@ -34,4 +34,5 @@ pub use id::{ContextId, PeerId};
 pub use key::{MAX_KEY_LEN, StorageKey};
 pub use policy::Action;
 pub use signing::{Keypair, Statement, sha256};
+pub use state::{ContextState, Journal, Nonce};
 pub use worker::{Builder, ContextInfo, Submitted, Worker, now_ms};

@@ -64,6 +64,15 @@ pub trait Authorize: Send + Sync {
         resource: &Resource<'_>,
         detail: &Detail<'_>,
     ) -> Result<(), Error>;
+
+    /// Called before a script's effect outside the worker (`invoke`), which no rollback
+    /// undoes; the worker makes the submission's nonces durable here.
+    ///
+    /// # Errors
+    /// When that fails: the call does not happen.
+    fn before_call_out(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// How scripts reach other modules (`call`), supplied by whoever hosts the worker.
@@ -836,6 +845,7 @@ fn register_host(e: &mut Engine, slot: &Slot, limits: &Limits, profile: Profile)
                         stage: "host function",
                         why: "invoke: this worker has no way to reach modules".into(),
                     })?;
+                    h.authorize.before_call_out()?;
                     let args = args
                         .iter()
                         .map(from_dynamic)

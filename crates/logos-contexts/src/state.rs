@@ -1,20 +1,99 @@
 //! A context's own state: `<state dir>/<context id>/state.sqlite`, holding its settings
-//! (quota, revision), its scripts, every policy version, the nonces it has seen and its
-//! audit log.
+//! (quota, revision), its scripts, every policy version, the nonces it has seen, its audit
+//! log and, with the default `sqlite` storage backend, its data (`kv`, see
+//! `storage/sqlite.rs`).
 //!
 //! One database per context, so deleting a context deletes one directory, a flood of audit
 //! records in one context never slows another, and nothing of one context sits in another's
-//! file. Opened with `SQLITE_OPEN_NOFOLLOW`; WAL with `synchronous=NORMAL` (a record
-//! survives the worker crashing, which is what nonce replay protection across restarts
-//! needs; after an OS crash the last moments may be lost, bounded by envelope validity).
+//! file. Opened with `SQLITE_OPEN_NOFOLLOW`; WAL with `synchronous=NORMAL` (a commit is one
+//! append to the WAL, no `fsync`; it survives the worker crashing, which is what nonce
+//! replay protection across restarts needs; after an OS crash the last moments may be lost,
+//! bounded by envelope validity). Statements are prepared once per connection
+//! (`prepare_cached`).
+//!
+//! Nonces and a submission's effects are one [`Journal`] commit where the data lives here:
+//! a nonce is first *reserved* in memory (so a concurrent replay is refused at once), then
+//! written in the same transaction as the script's writes and its audit records. A crash
+//! before that commit loses the nonce together with the effects it guarded, so running the
+//! envelope again after a restart runs it once. With a storage backend elsewhere (fs, s3),
+//! the worker commits the nonces before the script runs instead.
 //!
 //! Never decides anything: the worker checks signatures and policy, this file stores.
 
 use crate::audit::AuditRecord;
 use crate::error::Error;
-use crate::storage::sqlite::open_db;
-use rusqlite::{Connection, OptionalExtension as _, params};
+use crate::storage::{Change, sqlite};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One nonce of a submission: `nonce` from `caller` towards `target`, remembered until
+/// `expires_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Nonce {
+    /// The caller's key.
+    pub caller: [u8; 32],
+    /// The target context.
+    pub target: [u8; 32],
+    /// The nonce.
+    pub nonce: Vec<u8>,
+    /// Until when it must be remembered.
+    pub expires_ms: u64,
+}
+
+/// What a submission leaves in its context's state: its nonces and audit records.
+#[derive(Debug, Default, Clone)]
+pub struct Journal {
+    /// Reserved nonces to remember.
+    pub nonces: Vec<Nonce>,
+    /// Audit records to append (their `seq` is assigned when written).
+    pub audit: Vec<AuditRecord>,
+}
+
+/// A context's state database, shared by the worker and (with the `sqlite` backend) the
+/// context's storage. Opaque outside this crate.
+#[derive(Debug, Clone)]
+pub struct ContextState(Arc<Mutex<StateDb>>);
+
+impl ContextState {
+    /// Opens (creating) a context's state database at `path`, with `quota` and creation
+    /// time `now_ms` when it is new.
+    ///
+    /// # Errors
+    /// [`Error::State`].
+    pub fn open(path: &Path, quota: u64, now_ms: u64) -> Result<ContextState, Error> {
+        StateDb::open(path, Some((quota, now_ms))).map(ContextState::new)
+    }
+
+    pub(crate) fn new(db: StateDb) -> ContextState {
+        ContextState(Arc::new(Mutex::new(db)))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, StateDb> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Opens a database file for the worker's use: no symlinks, WAL, busy timeout.
+pub(crate) fn open_db(path: &Path) -> Result<Connection, Error> {
+    let fail = |why: String| Error::State {
+        path: path.to_path_buf(),
+        why,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| fail(format!("opening (symlinks are refused): {e}")))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+    )
+    .map_err(|e| fail(format!("configuring: {e}")))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
 
 /// One installed script, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +129,8 @@ pub struct StateDb {
     conn: Connection,
     path: PathBuf,
     inserts: u64,
+    /// Nonces reserved by accepted submissions and not yet committed.
+    pending: HashSet<Nonce>,
 }
 
 fn err(path: &Path, what: &str) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -67,10 +148,7 @@ impl StateDb {
     /// # Errors
     /// [`Error::State`].
     pub fn open(path: &Path, create: Option<(u64, u64)>) -> Result<StateDb, Error> {
-        let conn = open_db(path, "state").map_err(|e| Error::State {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })?;
+        let conn = open_db(path)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY NOT NULL, v INTEGER NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS scripts (name TEXT PRIMARY KEY NOT NULL, source TEXT NOT NULL,
@@ -79,10 +157,13 @@ impl StateDb {
                  signature BLOB NOT NULL, set_ms INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS nonces (caller BLOB NOT NULL, target BLOB NOT NULL, nonce BLOB NOT NULL,
                  expires_ms INTEGER NOT NULL, PRIMARY KEY (caller, target, nonce)) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL,
+             CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL,
                  caller TEXT, action TEXT NOT NULL, resource TEXT NOT NULL, allowed INTEGER NOT NULL,
                  code TEXT NOT NULL, reason TEXT NOT NULL, policy_version INTEGER NOT NULL, envelope TEXT);",
         )
+        // `seq` without AUTOINCREMENT: the log is trimmed from the oldest end only, so the
+        // largest seq is never removed and never reused, and SQLite skips a bookkeeping
+        // table write per record.
         .map_err(err(path, "creating tables"))?;
         if let Some((quota, now)) = create {
             conn.execute(
@@ -91,10 +172,12 @@ impl StateDb {
             )
             .map_err(err(path, "initialising"))?;
         }
+        sqlite::create_table(&conn).map_err(err(path, "creating the kv table"))?;
         Ok(StateDb {
             conn,
             path: path.to_path_buf(),
             inserts: 0,
+            pending: HashSet::new(),
         })
     }
 
@@ -212,72 +295,118 @@ impl StateDb {
         tx.commit().map_err(err(&path, "setting the policy"))
     }
 
-    /// Remembers a nonce until `expires_ms`; `false` if it was already there. Forgets
-    /// nonces expired before `forget_before_ms` now and then.
+    /// Reserves `n`: `false` if it was seen before (committed, or reserved by a submission
+    /// still running). A reserved nonce is remembered by the next [`StateDb::commit`] that
+    /// carries it.
     ///
     /// # Errors
     /// [`Error::State`].
-    pub fn remember_nonce(
-        &mut self,
-        caller: &[u8],
-        target: &[u8],
-        nonce: &[u8],
-        expires_ms: u64,
-        forget_before_ms: u64,
-    ) -> Result<bool, Error> {
-        let n = self
-            .conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO nonces (caller, target, nonce, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| s.execute(params![caller, target, nonce, expires_ms as i64]))
-            .map_err(err(&self.path, "remembering a nonce"))?;
-        self.inserts += 1;
-        if self.inserts.is_multiple_of(256) {
-            self.conn
-                .execute(
-                    "DELETE FROM nonces WHERE expires_ms < ?1",
-                    params![forget_before_ms as i64],
-                )
-                .map_err(err(&self.path, "forgetting old nonces"))?;
+    pub fn reserve_nonce(&mut self, n: &Nonce) -> Result<bool, Error> {
+        if self.pending.contains(n) {
+            return Ok(false);
         }
-        Ok(n == 1)
+        let seen = self
+            .conn
+            .prepare_cached("SELECT 1 FROM nonces WHERE caller = ?1 AND target = ?2 AND nonce = ?3")
+            .and_then(|mut s| {
+                s.query_row(params![n.caller, n.target, n.nonce], |_| Ok(()))
+                    .optional()
+            })
+            .map_err(err(&self.path, "looking up a nonce"))?;
+        if seen.is_some() {
+            return Ok(false);
+        }
+        self.pending.insert(n.clone());
+        Ok(true)
     }
 
-    /// Appends `record` (its `seq` is assigned) and drops records beyond `keep`.
+    /// Forgets reservations that will never be committed (none of their effects happened).
+    pub fn release(&mut self, nonces: &[Nonce]) {
+        for n in nonces {
+            self.pending.remove(n);
+        }
+    }
+
+    /// Applies `changes` to the `kv` table and writes `journal`, in one transaction. Nonces
+    /// expired before `forget_before_ms` are dropped now and then; audit records beyond
+    /// `keep` too.
     ///
     /// # Errors
-    /// [`Error::State`].
-    pub fn audit(&mut self, record: &AuditRecord, keep: u64) -> Result<u64, Error> {
-        self.conn
-            .prepare_cached(
+    /// [`Error::State`] (nothing written).
+    pub fn commit(
+        &mut self,
+        changes: &[Change],
+        journal: &Journal,
+        keep: u64,
+        forget_before_ms: u64,
+    ) -> Result<(), Error> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(err(&path, "starting a commit"))?;
+        sqlite::write(&tx, changes).map_err(err(&path, "writing data"))?;
+        for n in &journal.nonces {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO nonces (caller, target, nonce, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    n.caller,
+                    n.target,
+                    n.nonce,
+                    n.expires_ms.min(i64::MAX as u64) as i64
+                ])
+            })
+            .map_err(err(&path, "remembering a nonce"))?;
+        }
+        self.inserts += journal.nonces.len() as u64;
+        if self.inserts >= 256 {
+            self.inserts = 0;
+            tx.execute(
+                "DELETE FROM nonces WHERE expires_ms < ?1",
+                params![forget_before_ms.min(i64::MAX as u64) as i64],
+            )
+            .map_err(err(&path, "forgetting old nonces"))?;
+        }
+        for r in &journal.audit {
+            tx.prepare_cached(
                 "INSERT INTO audit (time_ms, caller, action, resource, allowed, code, reason, policy_version, envelope)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    record.time_ms as i64,
-                    record.caller,
-                    record.action,
-                    record.resource,
-                    record.allowed,
-                    record.code,
-                    record.reason,
-                    record.policy_version as i64,
-                    record.envelope
+                    r.time_ms.min(i64::MAX as u64) as i64,
+                    r.caller,
+                    r.action,
+                    r.resource,
+                    r.allowed,
+                    r.code,
+                    r.reason,
+                    r.policy_version.min(i64::MAX as u64) as i64,
+                    r.envelope
                 ])
             })
-            .map_err(err(&self.path, "writing the audit log"))?;
-        let seq = self.conn.last_insert_rowid().max(0) as u64;
-        if seq > keep && seq.is_multiple_of(64) {
-            self.conn
-                .execute(
+            .map_err(err(&path, "writing the audit log"))?;
+            let seq = tx.last_insert_rowid().max(0) as u64;
+            if seq > keep && seq.is_multiple_of(64) {
+                tx.execute(
                     "DELETE FROM audit WHERE seq <= ?1",
                     params![(seq - keep) as i64],
                 )
-                .map_err(err(&self.path, "trimming the audit log"))?;
+                .map_err(err(&path, "trimming the audit log"))?;
+            }
         }
-        Ok(seq)
+        tx.commit().map_err(err(&path, "committing"))?;
+        for n in &journal.nonces {
+            self.pending.remove(n);
+        }
+        Ok(())
+    }
+
+    /// The connection, for the `kv` reads of the `sqlite` backend.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Audit records after `after`, at most `limit`, oldest first.

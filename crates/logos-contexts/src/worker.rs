@@ -32,7 +32,7 @@ use crate::policy::{Action, CompiledPolicy, Facts, Resource, request_context};
 use crate::sched::Scheduler;
 use crate::script::{AstCache, Authorize, Detail, Job, ModuleCaller, Source, check_name};
 use crate::signing::{Statement, sha256};
-use crate::state::{StateDb, StoredScript};
+use crate::state::{ContextState, Journal, Nonce, StateDb, StoredScript};
 use crate::storage::{Backend, Store};
 use logos_wire::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -139,7 +139,11 @@ impl Snapshot {
 struct Ctx {
     id: ContextId,
     dir: PathBuf,
-    state: Mutex<StateDb>,
+    state: ContextState,
+    /// Audit records kept ([`Config::audit_records`]).
+    keep: u64,
+    /// Clock skew tolerated, ms: nonces expired longer ago than this can be forgotten.
+    skew_ms: u64,
     store: Arc<Store>,
     snapshot: RwLock<Arc<Snapshot>>,
     created_ms: u64,
@@ -157,11 +161,23 @@ impl Ctx {
 
     /// Writes an audit record; a failure to audit is logged, never hidden as success of
     /// the audited action (the action's own result stands).
-    fn audit(&self, keep: u64, mut r: AuditRecord) {
+    fn audit(&self, mut r: AuditRecord) {
         r.time_ms = now_ms();
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = st.audit(&r, keep) {
-            tracing::error!(context = %self.id, "audit record lost: {e}");
+        self.write(&Journal {
+            nonces: Vec::new(),
+            audit: vec![r],
+        });
+    }
+
+    /// Commits `journal` to the state database (no data changes). A failure is logged:
+    /// its nonces stay reserved in this process (nothing they guarded happened).
+    fn write(&self, journal: &Journal) {
+        if journal.nonces.is_empty() && journal.audit.is_empty() {
+            return;
+        }
+        let forget = now_ms().saturating_sub(self.skew_ms);
+        if let Err(e) = self.state.lock().commit(&[], journal, self.keep, forget) {
+            tracing::error!(context = %self.id, "audit records or nonces lost: {e}");
         }
     }
 }
@@ -190,7 +206,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// The storage backend (default: SQLite files under `<root>/data`).
+    /// The storage backend (default: [`crate::storage::sqlite::SqliteBackend`], a table in
+    /// each context's state database).
     pub fn backend(mut self, backend: Arc<dyn Backend>) -> Builder {
         self.backend = Some(backend);
         self
@@ -239,9 +256,7 @@ impl Builder {
         })?;
         let backend = match self.backend {
             Some(b) => b,
-            None => Arc::new(crate::storage::sqlite::SqliteBackend::new(
-                &root.join("data"),
-            )?),
+            None => Arc::new(crate::storage::sqlite::SqliteBackend::new()),
         };
         let inner = Arc::new(Inner {
             cache: Arc::new(AstCache::new(self.config.ast_cache)),
@@ -355,8 +370,11 @@ impl Inner {
                 why: format!("cannot create: {e}"),
             })?;
         }
-        let state = StateDb::open(&dir.join("state.sqlite"), create.map(|q| (q, now_ms())))?;
-        let loaded = state.load()?;
+        let state = ContextState::new(StateDb::open(
+            &dir.join("state.sqlite"),
+            create.map(|q| (q, now_ms())),
+        )?);
+        let loaded = state.lock().load()?;
         let policy = CompiledPolicy::compile(id, loaded.policy.0, &loaded.policy.1)?;
         let scripts = loaded
             .scripts
@@ -372,12 +390,14 @@ impl Inner {
                 )
             })
             .collect();
-        let ns = self.backend.open(id)?;
+        let ns = self.backend.open(id, &state)?;
         let store = Arc::new(Store::new(id, ns, loaded.quota)?);
         Ok(Arc::new(Ctx {
             id,
             dir,
-            state: Mutex::new(state),
+            state,
+            keep: self.config.audit_records,
+            skew_ms: u64::try_from(self.config.skew.as_millis()).unwrap_or(u64::MAX),
             store,
             snapshot: RwLock::new(Arc::new(Snapshot::new(
                 loaded.revision,
@@ -400,7 +420,8 @@ impl Inner {
 }
 
 /// The permission check of one evaluation: every grant of the chain, then the policy
-/// snapshot for the original caller. Refusals are audited.
+/// snapshot for the original caller. Also what the submission leaves in the context's state:
+/// its nonces (reserved at acceptance) and its refusals, committed with its outcome.
 struct Checker {
     ctx: Arc<Ctx>,
     policy: Arc<CompiledPolicy>,
@@ -411,7 +432,13 @@ struct Checker {
     script: String,
     grants: Vec<Vec<crate::envelope::GrantRule>>,
     envelope: String,
-    keep: u64,
+    /// The chain's nonces, reserved in the state database.
+    nonces: Vec<Nonce>,
+    /// Whether the nonces are committed already (a backend outside the state database, or
+    /// before a script's first call out of the worker).
+    durable: std::sync::atomic::AtomicBool,
+    /// Refusals so far, to commit with the outcome.
+    records: Mutex<Vec<AuditRecord>>,
     /// The Cedar request context of questions without details (storage, `submit`).
     plain: OnceLock<Result<cedar_policy::Context, String>>,
 }
@@ -435,21 +462,18 @@ impl Checker {
             _ => self.ctx.id.to_string(),
         };
         let refuse = |reason: String| {
-            self.ctx.audit(
-                self.keep,
-                AuditRecord {
-                    seq: 0,
-                    time_ms: 0,
-                    caller: Some(self.principal.to_string()),
-                    action: action.as_str().to_owned(),
-                    resource: name.clone(),
-                    allowed: false,
-                    code: "denied".into(),
-                    reason: reason.clone(),
-                    policy_version: self.policy.version(),
-                    envelope: Some(self.envelope.clone()),
-                },
-            );
+            self.record(AuditRecord {
+                seq: 0,
+                time_ms: now_ms(),
+                caller: Some(self.principal.to_string()),
+                action: action.as_str().to_owned(),
+                resource: name.clone(),
+                allowed: false,
+                code: "denied".into(),
+                reason: reason.clone(),
+                policy_version: self.policy.version(),
+                envelope: Some(self.envelope.clone()),
+            });
             Err(Error::Denied {
                 reason,
                 policy_version: self.policy.version(),
@@ -494,6 +518,74 @@ impl Checker {
     }
 }
 
+impl Checker {
+    fn record(&self, r: AuditRecord) {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(r);
+    }
+
+    /// What to commit now: the nonces unless committed already, the refusals so far and
+    /// `outcome`.
+    fn journal(&self, outcome: Option<AuditRecord>) -> Journal {
+        let durable = self.durable.load(std::sync::atomic::Ordering::Acquire);
+        let mut audit = self
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        audit.extend(outcome);
+        Journal {
+            nonces: if durable {
+                Vec::new()
+            } else {
+                self.nonces.clone()
+            },
+            audit,
+        }
+    }
+
+    /// The outcome record of this submission.
+    fn outcome(&self, action: &str, result: Result<(), &Error>) -> AuditRecord {
+        let (allowed, code, reason) = match result {
+            Ok(()) => (true, "ok".to_owned(), "evaluated".to_owned()),
+            Err(e) => (false, e.code().to_owned(), e.to_string()),
+        };
+        AuditRecord {
+            seq: 0,
+            time_ms: now_ms(),
+            caller: Some(self.principal.to_string()),
+            action: action.to_owned(),
+            resource: self.ctx.id.to_string(),
+            allowed,
+            code,
+            reason,
+            policy_version: self.policy.version(),
+            envelope: Some(self.envelope.clone()),
+        }
+    }
+
+    /// Commits the nonces now (once).
+    fn make_durable(&self) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        if self.durable.load(Ordering::Acquire) || self.nonces.is_empty() {
+            return Ok(());
+        }
+        let journal = Journal {
+            nonces: self.nonces.clone(),
+            audit: Vec::new(),
+        };
+        let forget = now_ms().saturating_sub(self.ctx.skew_ms);
+        self.ctx
+            .state
+            .lock()
+            .commit(&[], &journal, self.ctx.keep, forget)?;
+        self.durable.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
 impl Authorize for Checker {
     fn check(
         &self,
@@ -502,6 +594,12 @@ impl Authorize for Checker {
         detail: &Detail<'_>,
     ) -> Result<(), Error> {
         self.decide(action, resource, detail)
+    }
+
+    /// A script's call out of the worker is an effect no rollback undoes: the nonces that
+    /// make this envelope run once must be on disk first.
+    fn before_call_out(&self) -> Result<(), Error> {
+        self.make_durable()
     }
 }
 
@@ -644,21 +742,18 @@ impl Worker {
             Ok(_) => (true, "ok".to_owned(), format!("revision {next}")),
             Err(e) => (false, e.code().to_owned(), e.to_string()),
         };
-        ctx.audit(
-            self.inner.config.audit_records,
-            AuditRecord {
-                seq: 0,
-                time_ms: 0,
-                caller: None,
-                action: what.to_owned(),
-                resource: resource.to_owned(),
-                allowed,
-                code,
-                reason,
-                policy_version: ctx.snapshot().policy.version(),
-                envelope: None,
-            },
-        );
+        ctx.audit(AuditRecord {
+            seq: 0,
+            time_ms: 0,
+            caller: None,
+            action: what.to_owned(),
+            resource: resource.to_owned(),
+            allowed,
+            code,
+            reason,
+            policy_version: ctx.snapshot().policy.version(),
+            envelope: None,
+        });
         result
     }
 
@@ -729,10 +824,7 @@ impl Worker {
                 hash,
                 revision: next,
             };
-            ctx.state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .install_script(&stored, signature)?;
+            ctx.state.lock().install_script(&stored, signature)?;
             let old = ctx.snapshot();
             let mut scripts = (*old.scripts).clone();
             scripts.insert(
@@ -766,7 +858,6 @@ impl Worker {
             let compiled = CompiledPolicy::compile(id, next, text)?;
             ctx.state
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .set_policy(next, text, signature, now_ms())?;
             let old = ctx.snapshot();
             *ctx.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot::new(
@@ -826,8 +917,7 @@ impl Worker {
         }
         .verify(signature)?;
         self.check_expiry(expires_at_ms)?;
-        let st = ctx.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.read_audit(after, limit.min(1000))
+        ctx.state.lock().read_audit(after, limit.min(1000))
     }
 
     fn check_expiry(&self, expires_at_ms: u64) -> Result<(), Error> {
@@ -884,7 +974,6 @@ impl Worker {
     /// Steps 1 to 7; on success the evaluation to queue.
     fn accept(&self, bytes: &[u8]) -> Result<(ContextId, Prepared), Error> {
         let inner = &self.inner;
-        let keep = inner.config.audit_records;
         let env = match SignedEnvelope::decode(bytes) {
             Ok(e) => e,
             Err(e) => {
@@ -892,21 +981,18 @@ impl Worker {
                 if let Some(ctx) =
                     crate::envelope::peek_target(bytes).and_then(|t| inner.get(t).ok())
                 {
-                    ctx.audit(
-                        keep,
-                        AuditRecord {
-                            seq: 0,
-                            time_ms: 0,
-                            caller: None,
-                            action: "submit".into(),
-                            resource: ctx.id.to_string(),
-                            allowed: false,
-                            code: e.code().into(),
-                            reason: e.to_string(),
-                            policy_version: ctx.snapshot().policy.version(),
-                            envelope: Some(hex::encode(sha256(bytes))),
-                        },
-                    );
+                    ctx.audit(AuditRecord {
+                        seq: 0,
+                        time_ms: 0,
+                        caller: None,
+                        action: "submit".into(),
+                        resource: ctx.id.to_string(),
+                        allowed: false,
+                        code: e.code().into(),
+                        reason: e.to_string(),
+                        policy_version: ctx.snapshot().policy.version(),
+                        envelope: Some(hex::encode(sha256(bytes))),
+                    });
                 }
                 return Err(e);
             }
@@ -914,25 +1000,23 @@ impl Worker {
         let target = env.envelope.target;
         let ctx = inner.get(target)?;
         let snapshot = ctx.snapshot();
-        let hash = hex::encode(env.hash());
+        // The wire bytes are canonical (decode checked), so they name the envelope.
+        let hash = hex::encode(sha256(bytes));
         let chain = env.chain();
         let root = chain[0].envelope.caller;
         let refuse = |e: Error| {
-            ctx.audit(
-                keep,
-                AuditRecord {
-                    seq: 0,
-                    time_ms: 0,
-                    caller: Some(root.to_string()),
-                    action: "submit".into(),
-                    resource: target.to_string(),
-                    allowed: false,
-                    code: e.code().into(),
-                    reason: e.to_string(),
-                    policy_version: snapshot.policy.version(),
-                    envelope: Some(hash.clone()),
-                },
-            );
+            ctx.audit(AuditRecord {
+                seq: 0,
+                time_ms: 0,
+                caller: Some(root.to_string()),
+                action: "submit".into(),
+                resource: target.to_string(),
+                allowed: false,
+                code: e.code().into(),
+                reason: e.to_string(),
+                policy_version: snapshot.policy.version(),
+                envelope: Some(hash.clone()),
+            });
             e
         };
         for link in &chain {
@@ -961,24 +1045,33 @@ impl Worker {
                 }));
             }
         }
-        // Nonces: each envelope of the chain, remembered before anything runs.
+        // Nonces: each envelope of the chain, reserved before anything runs. Where the
+        // data lives in the state database they are committed with the outcome (one
+        // transaction); elsewhere they are committed now, before any effect.
+        let nonces: Vec<Nonce> = chain
+            .iter()
+            .map(|l| Nonce {
+                caller: *l.envelope.caller.as_bytes(),
+                target: *l.envelope.target.as_bytes(),
+                nonce: l.envelope.nonce.clone(),
+                expires_ms: l.envelope.expires_at_ms,
+            })
+            .collect();
         {
-            let forget = now_ms()
-                .saturating_sub(u64::try_from(inner.config.skew.as_millis()).unwrap_or(u64::MAX));
-            let mut st = ctx.state.lock().unwrap_or_else(|p| p.into_inner());
-            for link in &chain {
-                let e = &link.envelope;
-                let fresh = st
-                    .remember_nonce(
-                        e.caller.as_bytes(),
-                        e.target.as_bytes(),
-                        &e.nonce,
-                        e.expires_at_ms,
-                        forget,
-                    )
-                    .map_err(&refuse)?;
+            let mut st = ctx.state.lock();
+            for (i, n) in nonces.iter().enumerate() {
+                let fresh = match st.reserve_nonce(n) {
+                    Ok(fresh) => fresh,
+                    Err(e) => {
+                        st.release(&nonces[..i]);
+                        drop(st);
+                        return Err(refuse(e));
+                    }
+                };
                 if !fresh {
+                    st.release(&nonces[..i]);
                     drop(st);
+                    let e = &chain[i].envelope;
                     return Err(refuse(Error::Replay {
                         caller: e.caller.to_string(),
                         target: e.target.to_string(),
@@ -988,25 +1081,20 @@ impl Worker {
             }
         }
         let main = match &env.envelope.script {
-            ScriptRef::Hash(h) => {
-                let name = snapshot.by_hash.get(h).ok_or_else(|| {
-                    refuse(Error::UnknownScript {
-                        context: target.to_string(),
-                        script: hex::encode(h),
-                    })
-                })?;
-                snapshot.scripts.get(name).cloned().ok_or_else(|| {
-                    refuse(Error::UnknownScript {
-                        context: target.to_string(),
-                        script: name.clone(),
-                    })
-                })?
-            }
-            ScriptRef::Inline(text) => Source {
+            ScriptRef::Hash(h) => snapshot
+                .by_hash
+                .get(h)
+                .and_then(|name| snapshot.scripts.get(name))
+                .cloned()
+                .ok_or_else(|| Error::UnknownScript {
+                    context: target.to_string(),
+                    script: hex::encode(h),
+                }),
+            ScriptRef::Inline(text) => Ok(Source {
                 name: "inline".into(),
                 text: text.as_str().into(),
                 hash: sha256(text.as_bytes()),
-            },
+            }),
         };
         let checker = Arc::new(Checker {
             ctx: ctx.clone(),
@@ -1015,17 +1103,33 @@ impl Worker {
             deputy: (depth > 0).then_some(env.envelope.caller),
             depth: depth as u64,
             inline: matches!(env.envelope.script, ScriptRef::Inline(_)),
-            script: hex::encode(main.hash),
+            script: main
+                .as_ref()
+                .map_or_else(|_| String::new(), |m| hex::encode(m.hash)),
             grants: chain
                 .iter()
                 .filter_map(|l| l.envelope.grant.clone())
                 .collect(),
             envelope: hash.clone(),
-            keep,
+            nonces,
+            durable: std::sync::atomic::AtomicBool::new(false),
+            records: Mutex::new(Vec::new()),
             plain: OnceLock::new(),
         });
-        // Step 7: `submit` itself (audited by the checker when refused).
-        checker.decide(Action::Submit, &Resource::Context, &Detail::default())?;
+        // Refused from here on: the nonces are spent, with the refusal, in one commit.
+        let settle = |e: Error| {
+            ctx.write(&checker.journal(Some(checker.outcome("submit", Err(&e)))));
+            e
+        };
+        if !ctx.store.journals() {
+            checker.make_durable().map_err(settle)?;
+        }
+        let main = main.map_err(settle)?;
+        // Step 7: `submit` itself (the checker records a refusal).
+        if let Err(e) = checker.decide(Action::Submit, &Resource::Context, &Detail::default()) {
+            ctx.write(&checker.journal(None));
+            return Err(e);
+        }
         let caller_info = Value::Map(BTreeMap::from([
             ("id".to_owned(), Value::Text(root.to_string())),
             ("exposed".to_owned(), chain[0].envelope.expose.clone()),
@@ -1048,8 +1152,6 @@ impl Worker {
                 main,
                 caller_info,
                 params: env.envelope.params.clone(),
-                hash,
-                root,
             },
         ))
     }
@@ -1061,14 +1163,12 @@ impl Worker {
         done: impl FnOnce(Result<Submitted, Error>) + Send + 'static,
     ) {
         let inner = self.inner.clone();
-        let keep = inner.config.audit_records;
         let done = Arc::new(Mutex::new(Some(
             Box::new(done) as Box<dyn FnOnce(Result<Submitted, Error>) + Send>
         )));
         let done_task = done.clone();
         let ctx = p.ctx.clone();
-        let version = p.snapshot.policy.version();
-        let (root, hash) = (p.root, p.hash.clone());
+        let checker = p.checker.clone();
         let task: crate::sched::Task = Box::new(move |ev| {
             let job = Job {
                 context: p.ctx.id,
@@ -1093,55 +1193,35 @@ impl Worker {
             if reset {
                 inner.cache.forget(p.ctx.id);
             }
+            let (ctx, checker) = (&p.ctx, &p.checker);
+            let forget = now_ms().saturating_sub(ctx.skew_ms);
+            // The script's writes, the nonces and the audit records: one commit where the
+            // data lives in the state database.
             let result = result.and_then(|out| {
-                p.ctx.store.apply(&out.changes)?;
+                let journal = checker.journal(Some(checker.outcome("outcome", Ok(()))));
+                let journaled =
+                    ctx.store
+                        .apply_journaled(&out.changes, &journal, ctx.keep, forget)?;
+                if !journaled {
+                    ctx.write(&journal);
+                }
                 Ok(Submitted {
                     value: out.value,
                     events: out.events,
                     policy_version: p.snapshot.policy.version(),
-                    context: p.ctx.id,
+                    context: ctx.id,
                 })
             });
-            let (allowed, code, reason) = match &result {
-                Ok(_) => (true, "ok".to_owned(), "evaluated".to_owned()),
-                Err(e) => (false, e.code().to_owned(), e.to_string()),
-            };
-            p.ctx.audit(
-                keep,
-                AuditRecord {
-                    seq: 0,
-                    time_ms: 0,
-                    caller: Some(p.root.to_string()),
-                    action: "outcome".into(),
-                    resource: p.ctx.id.to_string(),
-                    allowed,
-                    code,
-                    reason,
-                    policy_version: p.snapshot.policy.version(),
-                    envelope: Some(p.hash),
-                },
-            );
+            if let Err(e) = &result {
+                ctx.write(&checker.journal(Some(checker.outcome("outcome", Err(e)))));
+            }
             if let Some(d) = done_task.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 d(result);
             }
             reset
         });
         if let Err(e) = self.inner.sched.push(id, task) {
-            ctx.audit(
-                keep,
-                AuditRecord {
-                    seq: 0,
-                    time_ms: 0,
-                    caller: Some(root.to_string()),
-                    action: "submit".into(),
-                    resource: id.to_string(),
-                    allowed: false,
-                    code: e.code().into(),
-                    reason: e.to_string(),
-                    policy_version: version,
-                    envelope: Some(hash),
-                },
-            );
+            ctx.write(&checker.journal(Some(checker.outcome("submit", Err(&e)))));
             if let Some(d) = done.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 d(Err(e));
             }
@@ -1157,8 +1237,6 @@ struct Prepared {
     main: Source,
     caller_info: Value,
     params: Value,
-    hash: String,
-    root: PeerId,
 }
 
 fn with_revision_hint(e: Error, next: u64) -> Error {

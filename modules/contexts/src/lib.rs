@@ -94,9 +94,7 @@ impl ModuleCaller for Link {
 fn backend(ctx: &Context) -> Result<Arc<dyn Backend>, String> {
     let data = ctx.data_dir().join("data");
     match env("LOGOS_CONTEXTS_BACKEND").as_deref().unwrap_or("sqlite") {
-        "sqlite" => Ok(Arc::new(
-            SqliteBackend::new(&data).map_err(|e| e.to_string())?,
-        )),
+        "sqlite" => Ok(Arc::new(SqliteBackend::new())),
         "fs" => Ok(Arc::new(FsBackend::new(&data).map_err(|e| e.to_string())?)),
         "s3" => {
             let need =

@@ -1,14 +1,14 @@
 //! Script evaluation under the worker's limits: any source text, evaluated with the default
 //! limits (a short deadline) by the raw engine with every host function of the default
 //! profile, must end in a value or an error, never a panic, a stack overflow or a hang.
-//! Storage is a real SQLite namespace in a temp dir; the policy allows the owner.
+//! Storage is a real SQLite namespace (a context state database) in a temp dir; the policy allows the owner.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use logos_contexts::policy::{Action, Resource};
 use logos_contexts::script::{AstCache, Authorize, Detail, Evaluator, Job, Source};
 use logos_contexts::storage::{Backend, Store, sqlite::SqliteBackend};
-use logos_contexts::{ContextId, Error, Keypair, Limits, Profile, sha256};
+use logos_contexts::{ContextId, ContextState, Error, Keypair, Limits, Profile, sha256};
 use logos_wire::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -32,10 +32,11 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("contexts-fuzz-{}", std::process::id()));
-        let backend = SqliteBackend::new(&dir).expect("backend");
+        std::fs::create_dir_all(&dir).expect("temp dir");
         let ctx = ContextId::of(Keypair::from_seed(&[5; 32]).peer());
-        let store =
-            Arc::new(Store::new(ctx, backend.open(ctx).expect("open"), 1 << 20).expect("store"));
+        let state = ContextState::open(&dir.join("state.sqlite"), 1 << 20, 0).expect("state");
+        let ns = SqliteBackend::new().open(ctx, &state).expect("open");
+        let store = Arc::new(Store::new(ctx, ns, 1 << 20).expect("store"));
         let mut limits = Limits::default();
         limits.deadline = Duration::from_millis(200);
         limits.operations = 100_000;

@@ -21,6 +21,7 @@ use super::{Backend, Change, Namespace};
 use crate::error::Error;
 use crate::id::ContextId;
 use crate::key::StorageKey;
+use crate::state::ContextState;
 use cap_fs_ext::{DirExt as _, FollowSymlinks, MetadataExt as _, OpenOptionsFollowExt as _};
 use cap_std::fs::{Dir, OpenOptions};
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -53,7 +54,7 @@ impl Backend for FsBackend {
         BACKEND
     }
 
-    fn open(&self, context: ContextId) -> Result<Box<dyn Namespace>, Error> {
+    fn open(&self, context: ContextId, _: &ContextState) -> Result<Box<dyn Namespace>, Error> {
         let name = context.to_string();
         match self.base.create_dir(&name) {
             Ok(()) => {}

@@ -7,7 +7,8 @@
 //! redirect it. Values are bytes; the worker stores logos `Value`s as CBOR.
 //!
 //! Backends: [`fs::FsBackend`] (`cap-std`, a directory per context), [`sqlite::SqliteBackend`]
-//! (a database file per context, the default) and [`s3::S3Backend`] (`object_store`, a prefix
+//! (the default: a table in the context's own state database, so a submission's writes,
+//! nonces and audit records are one commit) and [`s3::S3Backend`] (`object_store`, a prefix
 //! per context on an S3-compatible service). They are synchronous: evaluation runs on the
 //! worker's own threads, never on an async runtime's (the S3 backend drives its own).
 //!
@@ -21,6 +22,7 @@ pub mod sqlite;
 use crate::error::Error;
 use crate::id::ContextId;
 use crate::key::StorageKey;
+use crate::state::{ContextState, Journal};
 use std::sync::Mutex;
 
 /// One change of a batch.
@@ -45,11 +47,12 @@ impl Change {
 pub trait Backend: Send + Sync + 'static {
     /// `fs`, `sqlite` or `s3`.
     fn name(&self) -> &'static str;
-    /// Opens (creating when missing) the namespace of `context`.
+    /// Opens (creating when missing) the namespace of `context`, whose own state database
+    /// is `state` (a backend keeping data elsewhere ignores it).
     ///
     /// # Errors
     /// [`Error::Storage`] when the namespace cannot be opened safely.
-    fn open(&self, context: ContextId) -> Result<Box<dyn Namespace>, Error>;
+    fn open(&self, context: ContextId, state: &ContextState) -> Result<Box<dyn Namespace>, Error>;
     /// Removes everything of `context`.
     ///
     /// # Errors
@@ -80,6 +83,28 @@ pub trait Namespace: Send + Sync {
     /// # Errors
     /// [`Error::Storage`].
     fn apply(&self, changes: &[Change]) -> Result<(), Error>;
+    /// Whether [`Namespace::apply_journaled`] writes the journal (the namespace lives in
+    /// the context's state database).
+    fn journals(&self) -> bool {
+        false
+    }
+    /// Applies `changes` and writes `journal` into the context's state in the same
+    /// transaction (`true`) when this namespace lives in that state; otherwise applies only
+    /// `changes` (`false`), and the worker writes the journal itself. `keep` and
+    /// `forget_before_ms` bound the audit log and the nonces remembered.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::State`]: nothing was applied.
+    fn apply_journaled(
+        &self,
+        changes: &[Change],
+        journal: &Journal,
+        keep: u64,
+        forget_before_ms: u64,
+    ) -> Result<bool, Error> {
+        let _ = (journal, keep, forget_before_ms);
+        self.apply(changes).map(|()| false)
+    }
     /// Bytes of keys and values stored, counted from scratch (at activation).
     ///
     /// # Errors
@@ -135,6 +160,12 @@ impl Store {
         self.ns.list(prefix, limit)
     }
 
+    /// Whether a submission's journal is committed with its writes
+    /// ([`Namespace::journals`]).
+    pub fn journals(&self) -> bool {
+        self.ns.journals()
+    }
+
     /// Bytes in use and the quota.
     pub fn usage(&self) -> (u64, u64) {
         (
@@ -151,6 +182,23 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
+        self.apply_journaled(changes, &Journal::default(), u64::MAX, 0)
+            .map(|_| ())
+    }
+
+    /// [`Store::apply`] with the submission's `journal` in the same transaction when the
+    /// backend keeps data in the context's state (`true`; see
+    /// [`Namespace::apply_journaled`]).
+    ///
+    /// # Errors
+    /// [`Error::QuotaExceeded`] (nothing applied), [`Error::Storage`], [`Error::State`].
+    pub fn apply_journaled(
+        &self,
+        changes: &[Change],
+        journal: &Journal,
+        keep: u64,
+        forget_before_ms: u64,
+    ) -> Result<bool, Error> {
         // Serialises writers of this context: the size check and the write are one step.
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         let mut after = i128::from(*used);
@@ -177,8 +225,10 @@ impl Store {
                 needed: after - *used,
             });
         }
-        self.ns.apply(changes)?;
+        let journaled = self
+            .ns
+            .apply_journaled(changes, journal, keep, forget_before_ms)?;
         *used = after;
-        Ok(())
+        Ok(journaled)
     }
 }

@@ -17,6 +17,7 @@ use super::{Backend, Change, Namespace};
 use crate::error::Error;
 use crate::id::ContextId;
 use crate::key::StorageKey;
+use crate::state::ContextState;
 use futures::StreamExt as _;
 use object_store::path::Path as ObjPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig};
@@ -139,7 +140,7 @@ impl Backend for S3Backend {
         BACKEND
     }
 
-    fn open(&self, context: ContextId) -> Result<Box<dyn Namespace>, Error> {
+    fn open(&self, context: ContextId, _: &ContextState) -> Result<Box<dyn Namespace>, Error> {
         Ok(Box::new(S3Namespace {
             store: self.store.clone(),
             prefix: format!("{}/{context}", self.root),

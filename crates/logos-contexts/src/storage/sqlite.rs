@@ -1,64 +1,55 @@
-//! The SQLite backend (the default): one database file per context, `<base>/<context id>.sqlite`,
-//! one table `kv(key TEXT PRIMARY KEY, value BLOB)`.
+//! The SQLite backend (the default): a context's data is the table
+//! `kv(key TEXT PRIMARY KEY, value BLOB)` in the context's own state database
+//! (`<state dir>/<context id>/state.sqlite`, see `state.rs`), one file per context.
 //!
-//! The file is opened with `SQLITE_OPEN_NOFOLLOW` (a symlink planted in its place is refused)
-//! when the context is activated, and the connection is held. A batch is one transaction:
-//! all of a script's writes land, or none. WAL journal with `synchronous=NORMAL`: a commit
-//! survives the worker crashing; an OS crash may lose the last commits, never corrupt the
-//! file. Never runs SQL built from input: keys and values are bound parameters.
+//! Living in the state database is the point: a submission's writes, its nonces and its
+//! audit records are one transaction ([`Namespace::apply_journaled`]), so the default path
+//! costs one WAL append per submission and a crash can never keep the effects of an envelope
+//! while forgetting its nonce (nor the reverse). The file was opened with
+//! `SQLITE_OPEN_NOFOLLOW` when the context was activated and the connection is held. Never
+//! runs SQL built from input: keys and values are bound parameters; every statement is
+//! prepared once per connection.
 
 use super::{Backend, Change, Namespace};
 use crate::error::Error;
 use crate::id::ContextId;
 use crate::key::StorageKey;
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use crate::state::{ContextState, Journal};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 const BACKEND: &str = "sqlite";
 
-/// Contexts as database files in a base directory.
-#[derive(Debug)]
-pub struct SqliteBackend {
-    base: PathBuf,
-}
+/// Contexts' data in their state databases.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SqliteBackend;
 
 impl SqliteBackend {
-    /// Uses (creating when missing) the directory `base`.
-    ///
-    /// # Errors
-    /// [`Error::Storage`] when it cannot be created.
-    pub fn new(base: &Path) -> Result<SqliteBackend, Error> {
-        std::fs::create_dir_all(base)
-            .map_err(|e| Error::storage(BACKEND, format!("creating {}", base.display()), e))?;
-        Ok(SqliteBackend {
-            base: base.to_path_buf(),
-        })
-    }
-
-    fn path(&self, context: ContextId) -> PathBuf {
-        self.base.join(format!("{context}.sqlite"))
+    /// The backend (it has no settings: the worker decides where state databases live).
+    pub fn new() -> SqliteBackend {
+        SqliteBackend
     }
 }
 
-/// Opens a database file for the worker's use: no symlinks, WAL, busy timeout.
-pub(crate) fn open_db(path: &Path, backend: &'static str) -> Result<Connection, Error> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NOFOLLOW
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
-        Error::storage(
-            backend,
-            format!("opening {} (symlinks are refused)", path.display()),
-            e,
-        )
-    })?;
+/// Creates the `kv` table (the state database does, when it opens).
+pub(crate) fn create_table(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+        "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;",
     )
-    .map_err(|e| Error::storage(backend, format!("configuring {}", path.display()), e))?;
-    Ok(conn)
+}
+
+/// Applies `changes` inside `tx`.
+pub(crate) fn write(tx: &Transaction<'_>, changes: &[Change]) -> rusqlite::Result<()> {
+    for c in changes {
+        match c {
+            Change::Put(k, v) => tx
+                .prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?
+                .execute(params![k.as_str(), v])?,
+            Change::Delete(k) => tx
+                .prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                .execute(params![k.as_str()])?,
+        };
+    }
+    Ok(())
 }
 
 impl Backend for SqliteBackend {
@@ -66,49 +57,22 @@ impl Backend for SqliteBackend {
         BACKEND
     }
 
-    fn open(&self, context: ContextId) -> Result<Box<dyn Namespace>, Error> {
-        let path = self.path(context);
-        let conn = open_db(&path, BACKEND)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;",
-        )
-        .map_err(|e| Error::storage(BACKEND, format!("creating the table in {}", path.display()), e))?;
+    fn open(&self, _context: ContextId, state: &ContextState) -> Result<Box<dyn Namespace>, Error> {
         Ok(Box::new(SqliteNamespace {
-            conn: Mutex::new(conn),
+            state: state.clone(),
         }))
     }
 
-    fn destroy(&self, context: ContextId) -> Result<(), Error> {
-        let path = self.path(context);
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(suffix);
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::storage(
-                        BACKEND,
-                        format!("removing {}", PathBuf::from(p).display()),
-                        e,
-                    ));
-                }
-            }
-        }
+    fn destroy(&self, _context: ContextId) -> Result<(), Error> {
+        // The data goes with the state database, which the worker removes.
         Ok(())
     }
 }
 
-/// One context's database.
+/// One context's data, in its state database.
 #[derive(Debug)]
 pub struct SqliteNamespace {
-    conn: Mutex<Connection>,
-}
-
-impl SqliteNamespace {
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
+    state: ContextState,
 }
 
 fn err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
@@ -118,14 +82,18 @@ fn err(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
 
 impl Namespace for SqliteNamespace {
     fn get(&self, key: &StorageKey) -> Result<Option<Vec<u8>>, Error> {
-        self.conn()
+        self.state
+            .lock()
+            .conn()
             .prepare_cached("SELECT value FROM kv WHERE key = ?1")
             .and_then(|mut s| s.query_row(params![key.as_str()], |r| r.get(0)).optional())
             .map_err(err(format!("reading {key}")))
     }
 
     fn size_of(&self, key: &StorageKey) -> Result<Option<u64>, Error> {
-        self.conn()
+        self.state
+            .lock()
+            .conn()
             .prepare_cached("SELECT length(value) FROM kv WHERE key = ?1")
             .and_then(|mut s| {
                 s.query_row(params![key.as_str()], |r| r.get::<_, i64>(0))
@@ -136,8 +104,9 @@ impl Namespace for SqliteNamespace {
     }
 
     fn list(&self, prefix: &str, limit: usize) -> Result<Vec<StorageKey>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn
+        let state = self.state.lock();
+        let mut stmt = state
+            .conn()
             .prepare_cached(
                 "SELECT key FROM kv WHERE substr(key, 1, ?1) = ?2 ORDER BY key LIMIT ?3",
             )
@@ -164,25 +133,31 @@ impl Namespace for SqliteNamespace {
     }
 
     fn apply(&self, changes: &[Change]) -> Result<(), Error> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(err("starting a write"))?;
-        for c in changes {
-            match c {
-                Change::Put(k, v) => tx
-                    .prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")
-                    .and_then(|mut s| s.execute(params![k.as_str(), v]))
-                    .map_err(err(format!("writing {k}")))?,
-                Change::Delete(k) => tx
-                    .prepare_cached("DELETE FROM kv WHERE key = ?1")
-                    .and_then(|mut s| s.execute(params![k.as_str()]))
-                    .map_err(err(format!("deleting {k}")))?,
-            };
-        }
-        tx.commit().map_err(err("committing"))
+        self.apply_journaled(changes, &Journal::default(), u64::MAX, 0)
+            .map(|_| ())
+    }
+
+    fn journals(&self) -> bool {
+        true
+    }
+
+    fn apply_journaled(
+        &self,
+        changes: &[Change],
+        journal: &Journal,
+        keep: u64,
+        forget_before_ms: u64,
+    ) -> Result<bool, Error> {
+        self.state
+            .lock()
+            .commit(changes, journal, keep, forget_before_ms)?;
+        Ok(true)
     }
 
     fn usage(&self) -> Result<u64, Error> {
-        self.conn()
+        self.state
+            .lock()
+            .conn()
             .query_row(
                 "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv",
                 [],
