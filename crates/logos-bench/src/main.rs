@@ -244,14 +244,22 @@ async fn bench(args: &Args) -> Result<Report> {
         }
     }
     if wants(Group::Contexts) {
-        progress("contexts: delegated script vs bare eval");
+        progress("contexts: delegated script vs bare eval, in process");
         let n = if args.quick { 100 } else { 3000 };
         rows.push(
             tokio::task::spawn_blocking(move || contexts::row(n))
                 .await
                 .map_err(|e| anyhow::anyhow!("contexts task: {e}"))
                 .and_then(|r| r)
-                .unwrap_or_else(|e| Row::failed("contexts", "delegated script end to end", &e)),
+                .unwrap_or_else(|e| {
+                    Row::failed("contexts", "delegated script end to end, in process", &e)
+                }),
+        );
+        progress("contexts: delegated script vs bare eval, module call");
+        rows.push(
+            contexts::module_row(&world, n)
+                .await
+                .unwrap_or_else(|e| Row::failed(contexts::MODULE_ID, contexts::MODULE_NAME, &e)),
         );
     }
     progress("stopping");
