@@ -15,7 +15,10 @@
 //! the overhead into its fixed parts, each measured alone in the same run: `verify_us`
 //! (Ed25519 `verify_strict` of the envelope), `decode_us` (decoding with its one key
 //! decompression and the verification), `handoff_us` (a job handed to another thread and its
-//! answer handed back, as the worker does to keep evaluations on its own threads).
+//! answer handed back, as the worker does to keep evaluations on its own threads). In
+//! process, `cpu_us` is the CPU time the whole process spent per submission (every thread),
+//! and `bare_cpu_us` the same for the bare evaluation: on a loaded machine waiting inflates
+//! wall times, CPU time much less.
 
 use crate::report::{Figure, Row, Status};
 use crate::runtime::World;
@@ -229,6 +232,18 @@ fn verify_alone(env: &SignedEnvelope) -> Result<f64> {
     Ok(t.elapsed().as_nanos() as f64)
 }
 
+/// CPU time of this process (all threads), in ns.
+fn process_cpu_ns() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
+    // CLOCK_PROCESS_CPUTIME_ID is always supported on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+}
+
 /// Keeps sample `i` unless it is part of the warm-up.
 fn keep(samples: &mut Vec<f64>, i: usize, v: f64) {
     if i >= WARMUP {
@@ -276,17 +291,22 @@ pub fn row(n: usize) -> Result<Row> {
 
     let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut verify, mut decode, mut hand) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu, mut bare_cpu) = (Vec::new(), Vec::new());
     for (i, env) in envelopes.iter().enumerate() {
         let bytes = env.to_bytes();
+        let c = process_cpu_ns();
         let t = Instant::now();
         let r = worker.submit(&bytes)?;
         keep(&mut ours, i, t.elapsed().as_nanos() as f64);
+        keep(&mut cpu, i, process_cpu_ns() - c);
         anyhow::ensure!(
             matches!(r.value, Value::Int(_)),
             "unexpected result {:?}",
             r.value
         );
+        let c = process_cpu_ns();
         keep(&mut base, i, bare.eval(i)?);
+        keep(&mut bare_cpu, i, process_cpu_ns() - c);
         keep(&mut verify, i, verify_alone(env)?);
         let t = Instant::now();
         SignedEnvelope::decode(&bytes)?;
@@ -304,6 +324,8 @@ pub fn row(n: usize) -> Result<Row> {
             ("verify_us", &summarize(&mut verify)),
             ("decode_us", &summarize(&mut decode)),
             ("handoff_us", &summarize(&mut hand)),
+            ("cpu_us", &summarize(&mut cpu)),
+            ("bare_cpu_us", &summarize(&mut bare_cpu)),
         ],
     );
     Ok(row)

@@ -87,8 +87,11 @@ pub(crate) fn open_db(path: &Path) -> Result<Connection, Error> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| fail(format!("opening (symlinks are refused): {e}")))?;
+    // Exclusive locking: one worker process owns a context's file (a second one is refused
+    // with "database is locked" instead of interleaving), and SQLite takes no file lock per
+    // transaction (with WAL, the WAL index then lives in heap memory, not a -shm file).
     conn.execute_batch(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+        "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
     )
     .map_err(|e| fail(format!("configuring: {e}")))?;
     conn.set_prepared_statement_cache_capacity(32);
