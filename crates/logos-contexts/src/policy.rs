@@ -21,6 +21,12 @@
 //! - The owner is allowed everything in their own context by a built-in policy (id
 //!   `owner`); their own `forbid`s still apply.
 //!
+//! Decisions are pure: a request carries everything (no time, no stored entity data), so a
+//! compiled policy remembers its last [`VERDICTS`] answers, keyed by the whole question. A
+//! policy change compiles a new [`CompiledPolicy`] with an empty memory: an answer never
+//! outlives the version that gave it. A question asked again (the same caller running the
+//! same script, writing the same keys) costs a hash lookup instead of a Cedar evaluation.
+//!
 //! Never stores policies and never knows about scripts or envelopes: the worker asks
 //! [`CompiledPolicy::decide`] one question at a time.
 
@@ -32,8 +38,12 @@ use cedar_policy::{
     PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
 use std::str::FromStr as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Answers a compiled policy remembers.
+pub const VERDICTS: usize = 1024;
 
 /// Largest policy text accepted, in bytes.
 pub const MAX_POLICY: usize = 64 * 1024;
@@ -213,6 +223,39 @@ pub struct CompiledPolicy {
     text: Arc<str>,
     set: PolicySet,
     authorizer: Authorizer,
+    verdicts: Mutex<lru::LruCache<Question, Verdict>>,
+}
+
+/// A whole question, as the key of a remembered answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Question {
+    principal: PeerId,
+    action: Action,
+    key: Option<String>,
+    depth: u64,
+    inline: bool,
+    script: String,
+    deputy: Option<PeerId>,
+    details: [Option<String>; 4],
+}
+
+impl Question {
+    fn new(principal: PeerId, action: Action, resource: &Resource<'_>, f: &Facts<'_>) -> Self {
+        let own = |v: Option<&str>| v.map(str::to_owned);
+        Question {
+            principal,
+            action,
+            key: match resource {
+                Resource::Context => None,
+                Resource::Key(k) => Some(k.as_str().to_owned()),
+            },
+            depth: f.depth,
+            inline: f.inline,
+            script: f.script.to_owned(),
+            deputy: f.deputy,
+            details: [own(f.module), own(f.method), own(f.event), own(f.prefix)],
+        }
+    }
 }
 
 impl CompiledPolicy {
@@ -275,6 +318,9 @@ impl CompiledPolicy {
             text: text.into(),
             set,
             authorizer: Authorizer::new(),
+            verdicts: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(VERDICTS).unwrap_or(NonZeroUsize::MIN),
+            )),
         })
     }
 
@@ -297,25 +343,34 @@ impl CompiledPolicy {
         resource: &Resource<'_>,
         facts: &Facts<'_>,
     ) -> Verdict {
-        match request_context(facts) {
-            Ok(context) => self.decide_in(principal, action, resource, context),
-            Err(reason) => self.deny(reason),
-        }
+        self.decide_with(principal, action, resource, facts, || {
+            request_context(facts)
+        })
     }
 
-    /// [`CompiledPolicy::decide`] with the request context already built by
-    /// [`request_context`]: an evaluation asks many questions with the same facts.
-    pub fn decide_in(
+    /// [`CompiledPolicy::decide`], with `context` giving the Cedar request context of
+    /// `facts` when Cedar must be asked (an evaluation asks many questions with the same
+    /// facts and builds it once).
+    pub fn decide_with(
         &self,
         principal: PeerId,
         action: Action,
         resource: &Resource<'_>,
-        context: Context,
+        facts: &Facts<'_>,
+        context: impl FnOnce() -> Result<Context, String>,
     ) -> Verdict {
-        match self.try_decide(principal, action, resource, context) {
+        let question = Question::new(principal, action, resource, facts);
+        let lock = || self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = lock().get(&question) {
+            return v.clone();
+        }
+        let verdict = match context().and_then(|c| self.try_decide(principal, action, resource, c))
+        {
             Ok(v) => v,
             Err(reason) => self.deny(reason),
-        }
+        };
+        lock().put(question, verdict.clone());
+        verdict
     }
 
     fn deny(&self, reason: String) -> Verdict {

@@ -505,15 +505,16 @@ impl Checker {
             && detail.method.is_none()
             && detail.event.is_none()
             && detail.prefix.is_none();
-        let context = if plain {
-            self.plain.get_or_init(|| request_context(&facts)).clone()
-        } else {
-            request_context(&facts)
+        let context = || {
+            if plain {
+                self.plain.get_or_init(|| request_context(&facts)).clone()
+            } else {
+                request_context(&facts)
+            }
         };
-        let v = match context {
-            Ok(c) => self.policy.decide_in(self.principal, action, resource, c),
-            Err(reason) => return refuse(reason),
-        };
+        let v = self
+            .policy
+            .decide_with(self.principal, action, resource, &facts, context);
         if v.allowed { Ok(()) } else { refuse(v.reason) }
     }
 }
