@@ -448,3 +448,59 @@ impl StateDb {
         .map_err(err(&self.path, "reading the audit log"))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::key::StorageKey;
+
+    fn nonce(b: u8) -> Nonce {
+        Nonce {
+            caller: [1; 32],
+            target: [2; 32],
+            nonce: vec![b; 16],
+            expires_ms: u64::MAX / 2,
+        }
+    }
+
+    #[test]
+    fn a_nonce_is_spent_once_reserved_and_remembered_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut db = StateDb::open(&path, Some((1000, 0))).unwrap();
+        assert!(db.reserve_nonce(&nonce(1)).unwrap());
+        // Reserved by a submission still running: a replay now is refused.
+        assert!(!db.reserve_nonce(&nonce(1)).unwrap());
+        // Released (never run): usable again.
+        db.release(&[nonce(1)]);
+        assert!(db.reserve_nonce(&nonce(1)).unwrap());
+        assert!(db.reserve_nonce(&nonce(2)).unwrap());
+        // Committed with the data and the audit record, in one transaction.
+        let k = StorageKey::parse("a").unwrap();
+        let journal = Journal {
+            nonces: vec![nonce(1)],
+            audit: vec![AuditRecord {
+                seq: 0,
+                time_ms: 1,
+                caller: None,
+                action: "outcome".into(),
+                resource: "x".into(),
+                allowed: true,
+                code: "ok".into(),
+                reason: "evaluated".into(),
+                policy_version: 0,
+                envelope: None,
+            }],
+        };
+        db.commit(&[Change::Put(k, vec![7])], &journal, 100, 0)
+            .unwrap();
+        drop(db);
+        // After a restart: the committed nonce is remembered, the reserved-only one is not
+        // (nothing it guarded was committed).
+        let mut db = StateDb::open(&path, None).unwrap();
+        assert!(!db.reserve_nonce(&nonce(1)).unwrap());
+        assert!(db.reserve_nonce(&nonce(2)).unwrap());
+        assert_eq!(db.read_audit(0, 10).unwrap().len(), 1);
+    }
+}

@@ -102,9 +102,11 @@ fn infinite_loop(mode: Mode) {
 }
 
 /// A host call that takes all the time it is given: the evaluation ends at its deadline.
-struct Slow;
+/// Says when it is called.
+struct Slow(std::sync::Mutex<std::sync::mpsc::Sender<()>>);
 impl logos_contexts::script::ModuleCaller for Slow {
     fn call(&self, _: &str, _: &str, _: Vec<Value>, timeout: Duration) -> Result<Value, String> {
+        let _ = self.0.lock().unwrap().send(());
         std::thread::sleep(timeout);
         Ok(Value::Null)
     }
@@ -118,9 +120,11 @@ fn slow_host_calls(mode: Mode) {
     let alice = Peer::new(1);
     let bob = Peer::new(2);
     let dir = tempfile::tempdir().unwrap();
-    let w = logos_contexts::Worker::builder(&dir.path().join(format!("{mode:?}")))
-        .config(c)
-        .module_caller(std::sync::Arc::new(Slow))
+    let root = dir.path().join(format!("{mode:?}"));
+    let (called, calls) = std::sync::mpsc::channel();
+    let w = logos_contexts::Worker::builder(&root)
+        .config(c.clone())
+        .module_caller(std::sync::Arc::new(Slow(std::sync::Mutex::new(called))))
         .open()
         .unwrap();
     w.create_context(alice.id(), None).unwrap();
@@ -144,14 +148,34 @@ fn slow_host_calls(mode: Mode) {
         Value::Null,
     );
     let started = std::time::Instant::now();
-    let e = w.submit(&env.to_bytes()).unwrap_err();
+    let (tx, rx) = std::sync::mpsc::channel();
+    w.submit_with(&env.to_bytes(), move |r| {
+        let _ = tx.send(r);
+    });
+    // While it runs (inside its first call out), the same envelope is a replay.
+    calls.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(w.submit(&env.to_bytes()).unwrap_err().code(), "replay");
+    let e = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap()
+        .unwrap_err();
     script_error(&e, &["deadline"]);
     // One slow call used the whole budget; the second never ran.
+    assert!(calls.try_recv().is_err(), "the second call ran");
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );
+    // The nonce stays spent after a restart.
+    drop(w);
+    let (called, _calls) = std::sync::mpsc::channel();
+    let w = logos_contexts::Worker::builder(&root)
+        .config(c)
+        .module_caller(std::sync::Arc::new(Slow(std::sync::Mutex::new(called))))
+        .open()
+        .unwrap();
+    assert_eq!(w.submit(&env.to_bytes()).unwrap_err().code(), "replay");
 }
 
 fn memory_blow_up(mode: Mode) {
