@@ -22,40 +22,89 @@
 //! `deleteContext(id, signature)`, `auditLog(id, expiresAtMs, signature, after, limit)`,
 //! `submit(envelope)`. A script's events go out as `contextEvent(context, event, data)`.
 //!
-//! This module is the "module call" transport of `logos_contexts::transport`. Never
-//! evaluates on the async runtime's thread: the worker has its own threads, and storage and
+//! Envelopes arrive through [`ModuleCall`], the module-call transport of
+//! `logos_contexts::transport` (docs/contexts.md says how a byte-stream transport such as
+//! libp2p plugs in beside it). Never evaluates on the async runtime's thread: the worker has its own threads, and storage and
 //! signature work runs on the blocking pool.
 
 use logos_contexts::script::ModuleCaller;
 use logos_contexts::storage::{Backend, fs::FsBackend, s3, sqlite::SqliteBackend};
+use logos_contexts::transport::{Inbox, Transport};
 use logos_contexts::{Config, ContextId, Error, PeerId, Worker};
 use logos_sdk::{ByteBuf, Context, ErrorCode, Fault, Value, module};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The module.
 pub struct Contexts {
     worker: Arc<Worker>,
+    calls: ModuleCall,
     mode: &'static str,
 }
 
 /// A contexts error as a call failure: the library's code first in the message, the wire
 /// code the nearest stable one.
 fn fault(e: Error) -> Fault {
+    refused(e.code(), &e.to_string())
+}
+
+/// A refusal (`code`, `message`) as a call failure.
+fn refused(code: &str, message: &str) -> Fault {
     // The call reached the module and the module refused: a method error, never the wire's
     // `unauthorized` (which means the core did not let the caller reach the module).
-    let code = match e.code() {
+    let wire = match code {
         "invalid" | "malformed" | "unknown_context" | "unknown_script" | "policy_invalid" => {
             ErrorCode::InvalidArgs
         }
         "busy" | "quota_exceeded" | "capacity" => ErrorCode::Limit,
         _ => ErrorCode::MethodFailed,
     };
-    let message = e.to_string();
-    if message.starts_with(e.code()) {
-        Fault::new(code, message)
+    if message.starts_with(code) {
+        Fault::new(wire, message)
     } else {
-        Fault::new(code, format!("{}: {message}", e.code()))
+        Fault::new(wire, format!("{code}: {message}"))
+    }
+}
+
+/// The module-call transport (`logos_contexts::transport`): envelopes arrive as
+/// `submit(envelope)` calls and are delivered from the blocking pool, so signature checks
+/// never hold up this module's event loop.
+#[derive(Default)]
+pub struct ModuleCall {
+    inbox: OnceLock<Arc<dyn Inbox>>,
+}
+
+impl Transport for ModuleCall {
+    fn name(&self) -> &'static str {
+        "module-call"
+    }
+
+    fn start(&self, inbox: Arc<dyn Inbox>) -> Result<(), Error> {
+        self.inbox.set(inbox).map_err(|_| Error::Invalid {
+            what: "transport",
+            value: "module-call".into(),
+            why: "is started once, with the worker it delivers to".into(),
+        })
+    }
+}
+
+impl ModuleCall {
+    /// Delivers one envelope; the transports' common answer value.
+    pub async fn receive(&self, envelope: Vec<u8>) -> Value {
+        let Some(inbox) = self.inbox.get().cloned() else {
+            return logos_contexts::transport::reply(&Err(Error::Closed));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            inbox.deliver(
+                &envelope,
+                Box::new(move |v| {
+                    let _ = tx.send(v);
+                }),
+            );
+        });
+        rx.await
+            .unwrap_or_else(|_| logos_contexts::transport::reply(&Err(Error::Closed)))
     }
 }
 
@@ -176,8 +225,12 @@ impl Contexts {
             contexts = worker.list().len(),
             "contexts worker ready"
         );
+        let worker = Arc::new(worker);
+        let calls = ModuleCall::default();
+        calls.start(worker.clone()).map_err(|e| e.to_string())?;
         Ok(Contexts {
-            worker: Arc::new(worker),
+            worker,
+            calls,
             mode,
         })
     }
@@ -191,10 +244,10 @@ impl Contexts {
     /// `{"quotaBytes": n}`. Returns its info.
     pub async fn create_context(
         &self,
-        owner_pubkey: String,
+        owner_pubkey: &str,
         options: Option<Value>,
     ) -> Result<Value, Fault> {
-        let owner = PeerId::parse(&owner_pubkey).map_err(fault)?;
+        let owner = PeerId::parse(owner_pubkey).map_err(fault)?;
         let quota = match options.as_ref().and_then(|o| o.get("quotaBytes")) {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.as_u64().ok_or_else(|| {
@@ -214,8 +267,8 @@ impl Contexts {
     }
 
     /// Quota, usage, revision, policy version, scripts, load of context `id`.
-    pub fn context_info(&self, id: String) -> Result<Value, Fault> {
-        let id = context_id(&id)?;
+    pub fn context_info(&self, id: &str) -> Result<Value, Fault> {
+        let id = context_id(id)?;
         self.worker.info(id).map(|i| i.to_value()).map_err(fault)
     }
 
@@ -223,24 +276,25 @@ impl Contexts {
     /// `InstallScript` statement. Returns the new revision.
     pub async fn install_script(
         &self,
-        id: String,
-        name: String,
-        source: String,
+        id: &str,
+        name: &str,
+        source: &str,
         signature: ByteBuf,
     ) -> Result<u64, Fault> {
-        let id = context_id(&id)?;
+        let id = context_id(id)?;
+        let (name, source) = (name.to_owned(), source.to_owned());
         self.blocking(move |w| w.install_script(id, &name, &source, &signature))
             .await
     }
 
     /// The source of an installed script (scripts are open).
-    pub fn script(&self, id: String, name: String) -> Result<String, Fault> {
-        self.worker.script(context_id(&id)?, &name).map_err(fault)
+    pub fn script(&self, id: &str, name: &str) -> Result<String, Fault> {
+        self.worker.script(context_id(id)?, name).map_err(fault)
     }
 
     /// `{"version", "text"}` of the policy in force.
-    pub fn policy(&self, id: String) -> Result<Value, Fault> {
-        let (version, text) = self.worker.policy(context_id(&id)?).map_err(fault)?;
+    pub fn policy(&self, id: &str) -> Result<Value, Fault> {
+        let (version, text) = self.worker.policy(context_id(id)?).map_err(fault)?;
         Ok(Value::Map(
             [
                 ("version".to_owned(), Value::UInt(version)),
@@ -253,18 +307,19 @@ impl Contexts {
     /// Sets the policy (owner-signed). Returns its version.
     pub async fn set_policy(
         &self,
-        id: String,
-        policy_text: String,
+        id: &str,
+        policy_text: &str,
         signature: ByteBuf,
     ) -> Result<u64, Fault> {
-        let id = context_id(&id)?;
+        let id = context_id(id)?;
+        let policy_text = policy_text.to_owned();
         self.blocking(move |w| w.set_policy(id, &policy_text, &signature))
             .await
     }
 
     /// Deletes the context and its data (owner-signed).
-    pub async fn delete_context(&self, id: String, signature: ByteBuf) -> Result<(), Fault> {
-        let id = context_id(&id)?;
+    pub async fn delete_context(&self, id: &str, signature: ByteBuf) -> Result<(), Fault> {
+        let id = context_id(id)?;
         self.blocking(move |w| w.delete_context(id, &signature))
             .await
     }
@@ -273,13 +328,13 @@ impl Contexts {
     /// signs a `ReadAudit` statement valid until `expires_at_ms`.
     pub async fn audit_log(
         &self,
-        id: String,
+        id: &str,
         expires_at_ms: u64,
         signature: ByteBuf,
         after: Option<u64>,
         limit: Option<u64>,
     ) -> Result<Vec<Value>, Fault> {
-        let id = context_id(&id)?;
+        let id = context_id(id)?;
         self.blocking(move |w| {
             w.audit(
                 id,
@@ -293,27 +348,31 @@ impl Contexts {
         .await
     }
 
-    /// Runs a signed delegation envelope. Returns `{"value", "events", "policyVersion",
-    /// "context"}`; the events are also emitted as `contextEvent(context, event, data)`.
+    /// Runs a signed delegation envelope. Returns `{"ok": true, "value", "events",
+    /// "policyVersion", "context"}`; the events are also emitted as `contextEvent(context,
+    /// event, data)`. A refusal is a call failure whose message starts with its code.
     pub async fn submit(&self, ctx: &Context, envelope: ByteBuf) -> Result<Value, Fault> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let w = self.worker.clone();
-        tokio::task::spawn_blocking(move || {
-            w.submit_with(&envelope, move |r| {
-                let _ = tx.send(r);
-            });
-        });
-        let submitted = rx.await.map_err(|_| fault(Error::Closed))?.map_err(fault)?;
-        for (event, data) in &submitted.events {
-            ctx.emit_raw(
-                "contextEvent",
-                vec![
-                    Value::Text(submitted.context.to_string()),
-                    Value::Text(event.clone()),
-                    data.clone(),
-                ],
-            );
+        let answer = self.calls.receive(envelope.into_vec()).await;
+        if answer.get("ok") != Some(&Value::Bool(true)) {
+            let text = |k: &str| match answer.get(k) {
+                Some(Value::Text(t)) => t.clone(),
+                _ => String::new(),
+            };
+            return Err(refused(&text("code"), &text("message")));
         }
-        Ok(logos_contexts::transport::reply(&Ok(submitted)))
+        let context = answer.get("context").cloned().unwrap_or(Value::Null);
+        if let Some(Value::List(events)) = answer.get("events") {
+            for e in events {
+                if let Value::List(pair) = e
+                    && let [name, data] = pair.as_slice()
+                {
+                    ctx.emit_raw(
+                        "contextEvent",
+                        vec![context.clone(), name.clone(), data.clone()],
+                    );
+                }
+            }
+        }
+        Ok(answer)
     }
 }
