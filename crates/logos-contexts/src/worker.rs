@@ -117,6 +117,8 @@ struct Snapshot {
     policy: Arc<CompiledPolicy>,
     scripts: Arc<BTreeMap<String, Source>>,
     by_hash: HashMap<[u8; 32], String>,
+    /// The revision that installed each script.
+    installed: BTreeMap<String, u64>,
 }
 
 impl Snapshot {
@@ -124,6 +126,7 @@ impl Snapshot {
         revision: u64,
         policy: Arc<CompiledPolicy>,
         scripts: BTreeMap<String, Source>,
+        installed: BTreeMap<String, u64>,
     ) -> Snapshot {
         let by_hash = scripts.values().map(|s| (s.hash, s.name.clone())).collect();
         Snapshot {
@@ -131,6 +134,7 @@ impl Snapshot {
             policy,
             scripts: Arc::new(scripts),
             by_hash,
+            installed,
         }
     }
 }
@@ -376,6 +380,11 @@ impl Inner {
         )?);
         let loaded = state.lock().load()?;
         let policy = CompiledPolicy::compile(id, loaded.policy.0, &loaded.policy.1)?;
+        let installed = loaded
+            .scripts
+            .iter()
+            .map(|s| (s.name.clone(), s.revision))
+            .collect();
         let scripts = loaded
             .scripts
             .into_iter()
@@ -403,6 +412,7 @@ impl Inner {
                 loaded.revision,
                 Arc::new(policy),
                 scripts,
+                installed,
             ))),
             created_ms: loaded.created_ms,
             owner: Mutex::new(()),
@@ -696,7 +706,10 @@ impl Worker {
             scripts: snap
                 .scripts
                 .values()
-                .map(|s| (s.name.clone(), hex::encode(s.hash), 0))
+                .map(|s| {
+                    let revision = snap.installed.get(&s.name).copied().unwrap_or(0);
+                    (s.name.clone(), hex::encode(s.hash), revision)
+                })
                 .collect(),
             created_ms: ctx.created_ms,
             load: self.inner.sched.load(id),
@@ -836,8 +849,10 @@ impl Worker {
                     hash,
                 },
             );
+            let mut installed = old.installed.clone();
+            installed.insert(name.to_owned(), next);
             *ctx.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
-                Arc::new(Snapshot::new(next, old.policy.clone(), scripts));
+                Arc::new(Snapshot::new(next, old.policy.clone(), scripts, installed));
             Ok(next)
         })
     }
@@ -865,6 +880,7 @@ impl Worker {
                 next,
                 Arc::new(compiled),
                 (*old.scripts).clone(),
+                old.installed.clone(),
             ));
             Ok(next)
         })

@@ -305,6 +305,25 @@ async fn suite(mode: Mode) {
     // The worked example.
     w.install(&alice, "guestbook", GUESTBOOK).await;
     w.policy(&alice, &guestbook_policy(&bob)).await;
+    // contextInfo lists the script with the revision that installed it (1; the policy is 2).
+    let info = w
+        .call(
+            &alice,
+            "contextInfo",
+            vec![Value::Text(alice.ctx().to_string())],
+        )
+        .await
+        .unwrap();
+    let Some(Value::List(scripts)) = info.get("scripts") else {
+        panic!("no scripts in {info:?}");
+    };
+    assert_eq!(scripts.len(), 1, "{info:?}");
+    assert_eq!(
+        scripts[0].get("revision"),
+        Some(&Value::UInt(1)),
+        "{info:?}"
+    );
+    assert_eq!(info.get("policyVersion"), Some(&Value::UInt(2)), "{info:?}");
     let sign = |text: &str| Value::Map([("text".to_owned(), Value::Text(text.into()))].into());
     let hash = ScriptRef::Hash(sha256(GUESTBOOK.as_bytes()));
     let r = w
