@@ -91,15 +91,21 @@ fn refusal(e: &Error) -> Value {
     ]))
 }
 
-/// Delivers `envelope` to `inbox` and waits (asynchronously) for the answer.
-pub async fn deliver(inbox: &dyn Inbox, envelope: &[u8]) -> Value {
+/// Delivers `envelope` to `inbox` from tokio's blocking pool and waits (asynchronously) for
+/// the answer: decoding and verifying an envelope (tens of µs, more for a long chain) never
+/// run on an async runtime's thread, so a flood of bad envelopes cannot stall the tasks
+/// beside it.
+pub async fn deliver(inbox: Arc<dyn Inbox>, envelope: Vec<u8>) -> Value {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    inbox.deliver(
-        envelope,
-        Box::new(move |v| {
-            let _ = tx.send(v);
-        }),
-    );
+    // The answer comes through `tx`; the task's own handle is not needed.
+    drop(tokio::task::spawn_blocking(move || {
+        inbox.deliver(
+            &envelope,
+            Box::new(move |v| {
+                let _ = tx.send(v);
+            }),
+        );
+    }));
     rx.await.unwrap_or_else(|_| refusal(&Error::Closed))
 }
 
@@ -110,12 +116,12 @@ pub async fn deliver(inbox: &dyn Inbox, envelope: &[u8]) -> Value {
 ///
 /// # Errors
 /// The stream's I/O error, when even the answer cannot be written.
-pub async fn serve_stream<S>(stream: &mut S, inbox: &dyn Inbox) -> std::io::Result<()>
+pub async fn serve_stream<S>(stream: &mut S, inbox: Arc<dyn Inbox>) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let answer = match read_frame(stream).await {
-        Ok(envelope) => deliver(inbox, &envelope).await,
+        Ok(envelope) => deliver(inbox, envelope).await,
         Err(why) => refusal(&Error::Malformed {
             what: "stream frame",
             why,
@@ -239,7 +245,8 @@ mod tests {
     }
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .unwrap()
@@ -253,7 +260,7 @@ mod tests {
         runtime().block_on(async {
             let (mut client, mut server) = tokio::io::duplex(1024);
             let inbox: Arc<dyn Inbox> = w.clone();
-            let served = tokio::spawn(async move { serve_stream(&mut server, &*inbox).await });
+            let served = tokio::spawn(async move { serve_stream(&mut server, inbox).await });
             write_request(&mut client, &env).await.unwrap();
             let answer = read_reply(&mut client).await.unwrap();
             assert_eq!(answer.get("ok"), Some(&Value::Bool(true)), "{answer:?}");
@@ -262,7 +269,7 @@ mod tests {
             // The same envelope again, on a new stream: the worker's answer, a replay.
             let (mut client, mut server) = tokio::io::duplex(1024);
             let inbox: Arc<dyn Inbox> = w.clone();
-            tokio::spawn(async move { serve_stream(&mut server, &*inbox).await });
+            tokio::spawn(async move { serve_stream(&mut server, inbox).await });
             write_request(&mut client, &env).await.unwrap();
             let answer = read_reply(&mut client).await.unwrap();
             assert_eq!(answer.get("code"), Some(&Value::Text("replay".into())));
@@ -285,7 +292,7 @@ mod tests {
             ] {
                 let (mut client, mut server) = tokio::io::duplex(1024);
                 let inbox: Arc<dyn Inbox> = w.clone();
-                let served = tokio::spawn(async move { serve_stream(&mut server, &*inbox).await });
+                let served = tokio::spawn(async move { serve_stream(&mut server, inbox).await });
                 client.write_all(&bytes).await.unwrap();
                 client.shutdown().await.unwrap();
                 let answer = read_reply(&mut client).await.unwrap();
@@ -298,7 +305,7 @@ mod tests {
             // which refuses it as malformed.
             let (mut client, mut server) = tokio::io::duplex(1024);
             let inbox: Arc<dyn Inbox> = w.clone();
-            tokio::spawn(async move { serve_stream(&mut server, &*inbox).await });
+            tokio::spawn(async move { serve_stream(&mut server, inbox).await });
             write_request(&mut client, b"not cbor").await.unwrap();
             let answer = read_reply(&mut client).await.unwrap();
             assert_eq!(answer.get("code"), Some(&Value::Text("malformed".into())));

@@ -89,22 +89,12 @@ impl Transport for ModuleCall {
 }
 
 impl ModuleCall {
-    /// Delivers one envelope; the transports' common answer value.
+    /// Delivers one envelope (from the blocking pool); the transports' common answer value.
     pub async fn receive(&self, envelope: Vec<u8>) -> Value {
-        let Some(inbox) = self.inbox.get().cloned() else {
-            return logos_contexts::transport::reply(&Err(Error::Closed));
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            inbox.deliver(
-                &envelope,
-                Box::new(move |v| {
-                    let _ = tx.send(v);
-                }),
-            );
-        });
-        rx.await
-            .unwrap_or_else(|_| logos_contexts::transport::reply(&Err(Error::Closed)))
+        match self.inbox.get() {
+            Some(inbox) => logos_contexts::transport::deliver(inbox.clone(), envelope).await,
+            None => logos_contexts::transport::reply(&Err(Error::Closed)),
+        }
     }
 }
 
