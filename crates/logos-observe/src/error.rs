@@ -15,7 +15,9 @@ pub enum Error {
         addr: SocketAddr,
     },
     /// The address could not be bound.
-    #[error("cannot listen for HTTP on {addr}: {source}; pick another port (127.0.0.1:0 picks a free one) or stop what uses it")]
+    #[error(
+        "cannot listen for HTTP on {addr}: {source}; pick another port (127.0.0.1:0 picks a free one) or stop what uses it"
+    )]
     Bind {
         /// The address asked for.
         addr: SocketAddr,

@@ -47,4 +47,4 @@ pub use crate::collect::INTERVAL;
 pub use crate::error::Error;
 pub use crate::logs::{KEEP, LogLine, LogTap};
 pub use crate::server::{Http, HttpConfig, MAX_LIVE};
-pub use crate::view::{Crash, CoreView, MethodTotals, ModuleView, View};
+pub use crate::view::{CoreView, Crash, MethodTotals, ModuleView, View};

@@ -195,6 +195,9 @@ mod tests {
         assert_eq!(chat.len(), 1);
         assert_eq!(chat[0].text, "module state changed from=ready");
         assert_eq!(chat[0].level, "WARN");
-        assert_eq!(live.try_recv().map(|l| l.text.clone()).ok().as_deref(), Some("line 0"));
+        assert_eq!(
+            live.try_recv().map(|l| l.text.clone()).ok().as_deref(),
+            Some("line 0")
+        );
     }
 }

@@ -77,130 +77,239 @@ impl Collector for ViewCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let v = &*self.0;
         let ms = &v.modules;
-        family(&mut e, "logos_module_up", "1 while the module is ready, else 0.", MetricType::Gauge, |f| {
-            for m in ms {
-                gauge(f, &[("module", m.name.as_str())], i64::from(m.state == "ready"))?;
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_module_state", "1 for the state the module is in, 0 for the others.", MetricType::Gauge, |f| {
-            for m in ms {
-                for s in STATES {
-                    gauge(f, &[("module", m.name.as_str()), ("state", s)], i64::from(m.state == s))?;
+        family(
+            &mut e,
+            "logos_module_up",
+            "1 while the module is ready, else 0.",
+            MetricType::Gauge,
+            |f| {
+                for m in ms {
+                    gauge(
+                        f,
+                        &[("module", m.name.as_str())],
+                        i64::from(m.state == "ready"),
+                    )?;
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_module_restarts", "Crash restarts since the core started (reloads do not count).", MetricType::Counter, |f| {
-            for m in ms {
-                counter(f, &[("module", m.name.as_str())], m.restarts)?;
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_module_crashes", "Crashes (unrequested exits, missed heartbeats) since the core started.", MetricType::Counter, |f| {
-            for m in ms {
-                counter(f, &[("module", m.name.as_str())], m.crashes)?;
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_module_rss_bytes", "Resident memory of the module's process.", MetricType::Gauge, |f| {
-            for m in ms {
-                if let Some(rss) = m.rss_bytes {
-                    gauge(f, &[("module", m.name.as_str())], rss)?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_module_state",
+            "1 for the state the module is in, 0 for the others.",
+            MetricType::Gauge,
+            |f| {
+                for m in ms {
+                    for s in STATES {
+                        gauge(
+                            f,
+                            &[("module", m.name.as_str()), ("state", s)],
+                            i64::from(m.state == s),
+                        )?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_module_cpu_seconds", "CPU time (user + system) of the module's current process; resets when it restarts.", MetricType::Counter, |f| {
-            for m in ms {
-                if let Some(cpu) = m.cpu_seconds {
-                    counter_f(f, &[("module", m.name.as_str())], cpu)?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_module_restarts",
+            "Crash restarts since the core started (reloads do not count).",
+            MetricType::Counter,
+            |f| {
+                for m in ms {
+                    counter(f, &[("module", m.name.as_str())], m.restarts)?;
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_module_calls_in_flight", "Calls the module is serving now.", MetricType::Gauge, |f| {
-            for m in ms {
-                if let Some(n) = m.in_flight {
-                    gauge(f, &[("module", m.name.as_str())], n)?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_module_crashes",
+            "Crashes (unrequested exits, missed heartbeats) since the core started.",
+            MetricType::Counter,
+            |f| {
+                for m in ms {
+                    counter(f, &[("module", m.name.as_str())], m.crashes)?;
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_calls", "Calls to a module's methods by outcome: served by the module, or answered by the core while it was down. Methods outside the interface count as `other`.", MetricType::Counter, |f| {
-            for m in ms {
-                for method in &m.methods {
-                    for (outcome, n) in &method.outcomes {
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_module_rss_bytes",
+            "Resident memory of the module's process.",
+            MetricType::Gauge,
+            |f| {
+                for m in ms {
+                    if let Some(rss) = m.rss_bytes {
+                        gauge(f, &[("module", m.name.as_str())], rss)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_module_cpu_seconds",
+            "CPU time (user + system) of the module's current process; resets when it restarts.",
+            MetricType::Counter,
+            |f| {
+                for m in ms {
+                    if let Some(cpu) = m.cpu_seconds {
+                        counter_f(f, &[("module", m.name.as_str())], cpu)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_module_calls_in_flight",
+            "Calls the module is serving now.",
+            MetricType::Gauge,
+            |f| {
+                for m in ms {
+                    if let Some(n) = m.in_flight {
+                        gauge(f, &[("module", m.name.as_str())], n)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_calls",
+            "Calls to a module's methods by outcome: served by the module, or answered by the core while it was down. Methods outside the interface count as `other`.",
+            MetricType::Counter,
+            |f| {
+                for m in ms {
+                    for method in &m.methods {
+                        for (outcome, n) in &method.outcomes {
+                            let labels = [
+                                ("module", m.name.as_str()),
+                                ("method", method.name.as_str()),
+                                ("outcome", outcome.as_str()),
+                            ];
+                            counter(f, &labels, *n)?;
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_call_duration_seconds",
+            "How long calls a module served took, per method.",
+            MetricType::Histogram,
+            |f| {
+                for m in ms {
+                    for method in &m.methods {
+                        let Some(buckets) = &method.buckets else {
+                            continue;
+                        };
+                        if buckets.len() != m.bounds_seconds.len() + 1 {
+                            continue;
+                        }
+                        let count: u64 = buckets.iter().sum();
+                        let pairs: Vec<(f64, u64)> = m
+                            .bounds_seconds
+                            .iter()
+                            .copied()
+                            .chain([f64::INFINITY])
+                            .zip(buckets.iter().copied())
+                            .collect();
                         let labels = [
                             ("module", m.name.as_str()),
                             ("method", method.name.as_str()),
-                            ("outcome", outcome.as_str()),
                         ];
-                        counter(f, &labels, *n)?;
+                        f.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                            method.sum_seconds,
+                            count,
+                            &pairs,
+                            None,
+                        )?;
                     }
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_call_duration_seconds", "How long calls a module served took, per method.", MetricType::Histogram, |f| {
-            for m in ms {
-                for method in &m.methods {
-                    let Some(buckets) = &method.buckets else { continue };
-                    if buckets.len() != m.bounds_seconds.len() + 1 {
-                        continue;
-                    }
-                    let count: u64 = buckets.iter().sum();
-                    let pairs: Vec<(f64, u64)> = m
-                        .bounds_seconds
-                        .iter()
-                        .copied()
-                        .chain([f64::INFINITY])
-                        .zip(buckets.iter().copied())
-                        .collect();
-                    let labels = [("module", m.name.as_str()), ("method", method.name.as_str())];
-                    f.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                        method.sum_seconds,
-                        count,
-                        &pairs,
-                        None,
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_events",
+            "Events published: by each module, and by the core itself (module=\"core\").",
+            MetricType::Counter,
+            |f| {
+                counter(f, &[("module", "core")], v.core.events_total)?;
+                for m in ms {
+                    counter(f, &[("module", m.name.as_str())], m.events_total)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_events_dropped",
+            "Event deliveries dropped because a subscriber read too slowly.",
+            MetricType::Counter,
+            |f| {
+                counter(f, &[("module", "core")], v.core.events_dropped_total)?;
+                for m in ms {
+                    counter(f, &[("module", m.name.as_str())], m.events_dropped_total)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_streams_open",
+            "Byte streams open on the module's connections.",
+            MetricType::Gauge,
+            |f| {
+                for m in ms {
+                    gauge(f, &[("module", m.name.as_str())], m.streams_open)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_stream_bytes",
+            "Stream payload bytes the module read (in) and wrote (out).",
+            MetricType::Counter,
+            |f| {
+                for m in ms {
+                    counter(
+                        f,
+                        &[("module", m.name.as_str()), ("direction", "in")],
+                        m.stream_bytes_in_total,
+                    )?;
+                    counter(
+                        f,
+                        &[("module", m.name.as_str()), ("direction", "out")],
+                        m.stream_bytes_out_total,
                     )?;
                 }
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_events", "Events published: by each module, and by the core itself (module=\"core\").", MetricType::Counter, |f| {
-            counter(f, &[("module", "core")], v.core.events_total)?;
-            for m in ms {
-                counter(f, &[("module", m.name.as_str())], m.events_total)?;
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_events_dropped", "Event deliveries dropped because a subscriber read too slowly.", MetricType::Counter, |f| {
-            counter(f, &[("module", "core")], v.core.events_dropped_total)?;
-            for m in ms {
-                counter(f, &[("module", m.name.as_str())], m.events_dropped_total)?;
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_streams_open", "Byte streams open on the module's connections.", MetricType::Gauge, |f| {
-            for m in ms {
-                gauge(f, &[("module", m.name.as_str())], m.streams_open)?;
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_stream_bytes", "Stream payload bytes the module read (in) and wrote (out).", MetricType::Counter, |f| {
-            for m in ms {
-                counter(f, &[("module", m.name.as_str()), ("direction", "in")], m.stream_bytes_in_total)?;
-                counter(f, &[("module", m.name.as_str()), ("direction", "out")], m.stream_bytes_out_total)?;
-            }
-            Ok(())
-        })?;
-        family(&mut e, "logos_policy_denials", "Calls and token requests the access policy refused, by caller and target.", MetricType::Counter, |f| {
-            for (caller, target, n) in &v.core.denials {
-                counter(f, &[("caller", caller.as_str()), ("target", target.as_str())], *n)?;
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut e,
+            "logos_policy_denials",
+            "Calls and token requests the access policy refused, by caller and target.",
+            MetricType::Counter,
+            |f| {
+                for (caller, target, n) in &v.core.denials {
+                    counter(
+                        f,
+                        &[("caller", caller.as_str()), ("target", target.as_str())],
+                        *n,
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
         Ok(())
     }
 }

@@ -101,7 +101,11 @@ impl Http {
     /// # Errors
     /// [`Error::NotLoopback`] for a non-loopback address without `insecure`,
     /// [`Error::Bind`] when the address cannot be bound.
-    pub async fn start(core: &Core, config: &HttpConfig, logs: Option<LogTap>) -> Result<Http, Error> {
+    pub async fn start(
+        core: &Core,
+        config: &HttpConfig,
+        logs: Option<LogTap>,
+    ) -> Result<Http, Error> {
         let loopback = config.addr.ip().is_loopback();
         if !loopback && !config.insecure {
             return Err(Error::NotLoopback { addr: config.addr });
@@ -214,7 +218,10 @@ impl IntoResponse for Refusal {
 fn hardened(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         "content-security-policy",
@@ -280,7 +287,11 @@ fn html_escape(s: &str) -> String {
 }
 
 async fn app_js() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        APP_JS,
+    )
+        .into_response()
 }
 
 async fn style() -> Response {
@@ -300,7 +311,10 @@ async fn metrics(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let view = app.view.borrow().clone();
     match crate::metrics::render(view) {
         Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
@@ -310,10 +324,10 @@ async fn metrics(State(app): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn session(State(app): State<Shared>, headers: HeaderMap) -> Response {
     match app.auth.check(&headers) {
-        Ok(Operator { who, csrf }) => {
-            axum::Json(serde_json::json!({ "who": who, "csrf": csrf, "instance": app.core.instance_id() }))
-                .into_response()
-        }
+        Ok(Operator { who, csrf }) => axum::Json(
+            serde_json::json!({ "who": who, "csrf": csrf, "instance": app.core.instance_id() }),
+        )
+        .into_response(),
         Err(r) => r.into_response(),
     }
 }
@@ -397,7 +411,9 @@ fn log_stream(
             loop {
                 match &mut state {
                     Follow::Tail(lines) => match lines.next() {
-                        Some(l) => return Some((Ok(line_event(&l)), (state, live, module, permit))),
+                        Some(l) => {
+                            return Some((Ok(line_event(&l)), (state, live, module, permit)));
+                        }
                         None => state = Follow::Live,
                     },
                     Follow::Live => match live.recv().await {
@@ -424,7 +440,11 @@ async fn logs(State(app): State<Shared>, Path(name): Path<String>, headers: Head
         return r.into_response();
     }
     if app.core.module(&name).is_err() {
-        return (StatusCode::NOT_FOUND, format!("no module {name:?} is known")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no module {name:?} is known"),
+        )
+            .into_response();
     }
     let Some(tap) = &app.logs else {
         return (
@@ -464,7 +484,9 @@ async fn action(
         "load" => app.core.load(&name).await,
         "reload" => app.core.reload(&name).await,
         "unload" => {
-            let cascade = query.get("cascade").is_some_and(|v| v == "true" || v == "1");
+            let cascade = query
+                .get("cascade")
+                .is_some_and(|v| v == "true" || v == "1");
             app.core.unload(&name, cascade).await
         }
         other => {
@@ -480,8 +502,13 @@ async fn action(
     match result {
         Ok(()) => {
             tracing::info!(module = %name, operator = %op.who, "http: {action} done");
-            let state = app.core.module(&name).map(|m| m.state.as_str()).unwrap_or("unknown");
-            axum::Json(serde_json::json!({ "ok": true, "module": name, "state": state })).into_response()
+            let state = app
+                .core
+                .module(&name)
+                .map(|m| m.state.as_str())
+                .unwrap_or("unknown");
+            axum::Json(serde_json::json!({ "ok": true, "module": name, "state": state }))
+                .into_response()
         }
         Err(e) => (
             status_of(e.code()),

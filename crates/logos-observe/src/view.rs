@@ -134,12 +134,8 @@ impl Figures {
 
     /// Whether `next` could follow `self` in the same process (no counter went down).
     fn precedes(&self, next: &Figures) -> bool {
-        let calls = |f: &Figures| -> u64 {
-            f.methods
-                .values()
-                .flat_map(|m| m.outcomes.values())
-                .sum()
-        };
+        let calls =
+            |f: &Figures| -> u64 { f.methods.values().flat_map(|m| m.outcomes.values()).sum() };
         calls(self) <= calls(next)
             && self.events_emitted <= next.events_emitted
             && self.streams_opened <= next.streams_opened
@@ -327,19 +323,18 @@ impl View {
                 let mut methods = f.methods.clone();
                 // Calls the core answered for the module belong to the same counter.
                 for (method, outcomes) in refused_totals(&s.refused) {
-                    let m = methods.entry(method.clone()).or_insert_with(|| MethodTotals {
-                        name: method.clone(),
-                        ..MethodTotals::default()
-                    });
+                    let m = methods
+                        .entry(method.clone())
+                        .or_insert_with(|| MethodTotals {
+                            name: method.clone(),
+                            ..MethodTotals::default()
+                        });
                     for (o, n) in outcomes {
                         *m.outcomes.entry(o).or_insert(0) += n;
                     }
                 }
                 let calls_total: u64 = methods.values().flat_map(|m| m.outcomes.values()).sum();
-                let ok: u64 = methods
-                    .values()
-                    .filter_map(|m| m.outcomes.get("ok"))
-                    .sum();
+                let ok: u64 = methods.values().filter_map(|m| m.outcomes.get("ok")).sum();
                 let before = previous
                     .modules
                     .iter()
@@ -451,7 +446,11 @@ mod tests {
     fn totals_survive_a_restart() {
         let mut acc = Account::default();
         // Process 1 counts up to 5, then dies; process 2 starts from zero.
-        for (generation, now) in [(1, figures(3, &[100])), (1, figures(5, &[100])), (2, figures(2, &[100]))] {
+        for (generation, now) in [
+            (1, figures(3, &[100])),
+            (1, figures(5, &[100])),
+            (2, figures(2, &[100])),
+        ] {
             if acc.generation != generation || !acc.current.precedes(&now) {
                 acc.earlier = acc.earlier.plus(&acc.current);
                 acc.generation = generation;
@@ -470,7 +469,11 @@ mod tests {
         let total = figures(5, &[100]).plus(&figures(2, &[200]));
         let add = &total.methods["add"];
         assert_eq!(add.outcomes["ok"], 7, "counts still add up");
-        assert_eq!(add.buckets, Some(vec![2, 0]), "buckets of other bounds restart");
+        assert_eq!(
+            add.buckets,
+            Some(vec![2, 0]),
+            "buckets of other bounds restart"
+        );
         assert_eq!(add.sum_seconds, 2.0);
         assert_eq!(total.bounds_us, vec![200]);
     }
@@ -488,6 +491,9 @@ mod tests {
             });
         }
         assert_eq!(v.crashes.len(), RECENT_CRASHES);
-        assert_eq!(v.crashes.back().map(|c| c.at_ms), Some(RECENT_CRASHES as u64 + 4));
+        assert_eq!(
+            v.crashes.back().map(|c| c.at_ms),
+            Some(RECENT_CRASHES as u64 + 4)
+        );
     }
 }

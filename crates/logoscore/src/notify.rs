@@ -24,7 +24,10 @@ pub(crate) fn ready(status: &str) {
 
 /// Shutdown has begun.
 pub(crate) fn stopping() {
-    send(&[NotifyState::Stopping, NotifyState::Status("stopping modules")]);
+    send(&[
+        NotifyState::Stopping,
+        NotifyState::Status("stopping modules"),
+    ]);
 }
 
 /// With a watchdog configured (`$WATCHDOG_USEC` for this pid), sends `WATCHDOG=1` at half

@@ -338,12 +338,17 @@ fn init_logging(
             .boxed(),
     };
     let tap = tap.map(|t| {
-        t.with_filter(tracing_subscriber::filter::Targets::new()
-            .with_target("module", tracing::Level::INFO)
-            .with_target("logos_core", tracing::Level::INFO))
+        t.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("module", tracing::Level::INFO)
+                .with_target("logos_core", tracing::Level::INFO),
+        )
     });
     // Fails only if a subscriber is already set, which nothing here does.
-    let _ = tracing_subscriber::registry().with(stderr).with(tap).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(tap)
+        .try_init();
     Ok(())
 }
 
@@ -441,7 +446,6 @@ async fn serve_core(
     http: Option<std::net::SocketAddr>,
     signals: &mut Signals,
 ) -> Result<(), Error> {
-
     let boot = boot(core, &plan.load, plan.load_all);
     tokio::pin!(boot);
     let booted = tokio::select! {
@@ -477,8 +481,12 @@ async fn serve_core(
     announce(json, core, plan, &report, http)?;
     crate::notify::ready(&format!(
         "{} modules loaded{}",
-        core.modules().iter().filter(|m| m.state.is_loaded()).count(),
-        http.map(|a| format!(", dashboard at http://{a}/")).unwrap_or_default()
+        core.modules()
+            .iter()
+            .filter(|m| m.state.is_loaded())
+            .count(),
+        http.map(|a| format!(", dashboard at http://{a}/"))
+            .unwrap_or_default()
     ));
     let watchdog = crate::notify::spawn_watchdog(core);
 
