@@ -6,32 +6,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
+mod web;
 
 use prometheus_parse::{Sample, Scrape, Value};
 use std::time::{Duration, Instant};
 use support::{COMMAND, World, wait_for};
+use web::http;
 
 /// The collector asks modules once a second; give a loaded machine plenty.
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// One HTTP client for the test binary (reqwest's rustls needs a provider: ring, as
-/// logos-pkg uses).
-fn http() -> &'static reqwest::blocking::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::blocking::Client::builder()
-            .timeout(COMMAND)
-            .build()
-            .unwrap()
-    })
-}
-
 fn http_base(d: &support::Daemon) -> String {
-    let addr = d.ready["http"]
-        .as_str()
-        .unwrap_or_else(|| panic!("readiness document has no http address: {}", d.ready));
-    format!("http://{addr}")
+    web::base(&d.ready)
 }
 
 fn scrape_text(base: &str) -> String {
