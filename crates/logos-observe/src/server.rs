@@ -187,6 +187,7 @@ fn router(app: Shared) -> Router {
         .route("/logout", post(logout))
         .route("/app.js", get(app_js))
         .route("/style.css", get(style))
+        .route("/favicon.ico", get(favicon))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/api/session", get(session))
@@ -296,6 +297,11 @@ async fn app_js() -> Response {
 
 async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// No icon: an empty answer rather than a 404 in every browser's console.
+async fn favicon() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 async fn healthz() -> &'static str {
