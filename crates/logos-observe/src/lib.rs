@@ -12,8 +12,8 @@
 //! The parts: `view.rs` the data ([`View`]) with counters that survive module restarts;
 //! `collect.rs` the one task that refreshes it (every [`INTERVAL`], and at once on a state
 //! change); `metrics.rs` the exposition; `logs.rs` the per-module log tail ([`LogTap`], a
-//! `tracing` layer); `auth.rs` logins, bearer tokens and CSRF; `server.rs` the routes
-//! ([`Http`]).
+//! `tracing` layer); `auth.rs` logins, bearer tokens and CSRF; `tls.rs` HTTPS; `server.rs`
+//! the routes ([`Http`]).
 //!
 //! This crate is a front end of the core, like `logoscore` and the C API: it uses only the
 //! public [`logos_core::Core`] API, and the core knows nothing of it. Why the core is asked
@@ -40,6 +40,7 @@ mod error;
 mod logs;
 pub mod metrics;
 mod server;
+mod tls;
 mod view;
 
 pub use crate::auth::{COOKIE, SESSION_TTL};
@@ -47,4 +48,5 @@ pub use crate::collect::INTERVAL;
 pub use crate::error::Error;
 pub use crate::logs::{KEEP, LogLine, LogTap};
 pub use crate::server::{Http, HttpConfig, MAX_LIVE};
+pub use crate::tls::{HANDSHAKE_TIMEOUT, HANDSHAKES, TlsFiles};
 pub use crate::view::{CoreView, Crash, MethodTotals, ModuleView, View};

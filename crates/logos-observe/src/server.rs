@@ -2,9 +2,12 @@
 //!
 //! Routes (docs/operations.md has the details):
 //!
+//! Plain HTTP on loopback; HTTPS (`tls.rs`) with a certificate and key; plain HTTP off
+//! loopback only with the explicit `insecure` opt-in.
+//!
 //! | route | who | what |
 //! |---|---|---|
-//! | `GET /metrics` | anyone on a loopback bind, else an operator | Prometheus text |
+//! | `GET /metrics` | anyone on a loopback bind (unless `metrics_auth`), else an operator | Prometheus text |
 //! | `GET /healthz` | anyone | `ok` while the core runs |
 //! | `GET /`, `/app.js`, `/style.css` | anyone (the page holds no data) | the dashboard, or the login form |
 //! | `GET /login`, `POST /login`, `POST /logout` | anyone | session cookie |
@@ -23,6 +26,7 @@
 use crate::auth::{Auth, COOKIE, Operator, Refusal, SESSION_TTL};
 use crate::error::Error;
 use crate::logs::LogTap;
+use crate::tls::{TlsFiles, TlsListener};
 use crate::view::View;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -60,15 +64,39 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// Serve on a non-loopback address without TLS (tokens cross the network in clear).
     pub insecure: bool,
+    /// Serve HTTPS with this certificate and key (required off loopback, unless `insecure`).
+    pub tls: Option<TlsFiles>,
+    /// Require an operator token for `/metrics` even on a loopback address (a shared host
+    /// whose other users should not read the figures). Off loopback it is always required.
+    pub metrics_auth: bool,
 }
 
 impl HttpConfig {
-    /// Serve on `addr`, loopback only unless [`HttpConfig::insecure`] is set.
+    /// Serve plain HTTP on `addr`, loopback only unless [`HttpConfig::insecure`] is set.
     pub fn new(addr: SocketAddr) -> HttpConfig {
         HttpConfig {
             addr,
             insecure: false,
+            tls: None,
+            metrics_auth: false,
         }
+    }
+
+    /// Whether this configuration may be served at all.
+    ///
+    /// # Errors
+    /// [`Error::NotLoopback`] for a non-loopback address with neither TLS nor `insecure`.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.addr.ip().is_loopback() || self.insecure || self.tls.is_some() {
+            Ok(())
+        } else {
+            Err(Error::NotLoopback { addr: self.addr })
+        }
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
@@ -79,6 +107,8 @@ struct App {
     logs: Option<LogTap>,
     /// `/metrics` without credentials (loopback binds).
     metrics_open: bool,
+    /// Cookies get `Secure` (served over TLS).
+    secure: bool,
     live: Arc<Semaphore>,
 }
 
@@ -106,10 +136,13 @@ impl Http {
         config: &HttpConfig,
         logs: Option<LogTap>,
     ) -> Result<Http, Error> {
+        config.check()?;
         let loopback = config.addr.ip().is_loopback();
-        if !loopback && !config.insecure {
-            return Err(Error::NotLoopback { addr: config.addr });
-        }
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| Error::Bind {
@@ -126,20 +159,37 @@ impl Http {
             auth: Auth::new(core.clone()),
             view,
             logs,
-            metrics_open: loopback,
+            metrics_open: loopback && !config.metrics_auth,
+            secure: tls.is_some(),
             live: Arc::new(Semaphore::new(MAX_LIVE)),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = router(app);
-        let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("http endpoint stopped: {e}");
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let server = match tls {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                if let Err(e) = serve.await {
+                    tracing::error!("http endpoint stopped: {e}");
+                }
+            }),
+            Some(tls) => {
+                let listener = TlsListener::new(listener, tls).map_err(|source| Error::Bind {
+                    addr: config.addr,
+                    source,
+                })?;
+                tokio::spawn(async move {
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                    if let Err(e) = serve.await {
+                        tracing::error!("https endpoint stopped: {e}");
+                    }
+                })
             }
-        });
-        tracing::info!(%addr, "http endpoint: dashboard at http://{addr}/, metrics at http://{addr}/metrics");
+        };
+        let scheme = config.scheme();
+        tracing::info!(%addr, "http endpoint: dashboard at {scheme}://{addr}/, metrics at {scheme}://{addr}/metrics");
         Ok(Http {
             addr,
             stop: Some(stop),
@@ -253,8 +303,9 @@ async fn login(State(app): State<Shared>, Form(form): Form<LoginForm>) -> Respon
     match app.auth.login(&form.token) {
         Ok((id, _csrf)) => {
             let cookie = format!(
-                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-                SESSION_TTL.as_secs()
+                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+                SESSION_TTL.as_secs(),
+                if app.secure { "; Secure" } else { "" }
             );
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -521,5 +572,30 @@ async fn action(
             axum::Json(serde_json::json!({ "error": e.to_string(), "code": e.code().as_str() })),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_loopback_needs_tls_or_the_explicit_opt_in() {
+        let at = |a: &str| HttpConfig::new(a.parse().unwrap_or_else(|e| panic!("{a}: {e}")));
+        assert!(at("127.0.0.1:9464").check().is_ok());
+        assert!(at("[::1]:9464").check().is_ok());
+        let open = at("0.0.0.0:9464");
+        assert!(matches!(open.check(), Err(Error::NotLoopback { .. })));
+        let mut tls = open.clone();
+        tls.tls = Some(TlsFiles {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+        });
+        assert!(tls.check().is_ok());
+        assert_eq!(tls.scheme(), "https");
+        let mut insecure = open;
+        insecure.insecure = true;
+        assert!(insecure.check().is_ok());
+        assert_eq!(insecure.scheme(), "http");
     }
 }

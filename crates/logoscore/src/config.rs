@@ -204,6 +204,11 @@ pub(crate) struct Config {
     pub http: Option<HttpAddr>,
     /// Allow `http` on a non-loopback address (plain HTTP).
     pub http_insecure: Option<bool>,
+    /// HTTPS: the PEM certificate chain and key.
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
+    /// Require an operator token for `/metrics` on loopback too.
+    pub http_metrics_auth: Option<bool>,
 }
 
 /// `[restart]`.

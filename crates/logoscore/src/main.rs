@@ -479,6 +479,16 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     http_insecure: bool,
 
+    /// Serve --http over TLS 1.3 with this PEM certificate chain (with --http-tls-key);
+    /// required for a non-loopback --http unless --http-insecure. [default: config
+    /// `http_tls_cert`]
+    #[arg(long, value_name = "PEM", requires = "http_tls_key")]
+    http_tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --http-tls-cert. [default: config `http_tls_key`]
+    #[arg(long, value_name = "PEM", requires = "http_tls_cert")]
+    http_tls_key: Option<PathBuf>,
+
     /// Reference flags this core does not offer; given, they are refused with the reason.
     #[arg(long, hide = true, value_name = "SPEC")]
     module_transport: Vec<String>,

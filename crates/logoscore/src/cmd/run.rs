@@ -251,16 +251,39 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     for r in &file.deny {
         b = b.deny(r.caller.as_str(), r.target.as_str());
     }
+    let tls = match (
+        args.http_tls_cert
+            .as_deref()
+            .map(absolute)
+            .or(file.http_tls_cert.clone()),
+        args.http_tls_key
+            .as_deref()
+            .map(absolute)
+            .or(file.http_tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(logos_observe::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Usage(
+                "HTTPS needs both a certificate and its key: give http_tls_cert and http_tls_key (or --http-tls-cert and --http-tls-key) together".into(),
+            ));
+        }
+    };
     let http = args.http.or(file.http.map(|h| h.0)).map(|addr| {
         let mut c = logos_observe::HttpConfig::new(addr);
         c.insecure = args.http_insecure || file.http_insecure.unwrap_or(false);
+        c.metrics_auth = file.http_metrics_auth.unwrap_or(false);
+        c.tls = tls.clone();
         c
     });
-    if args.http_insecure && http.is_none() {
+    if http.is_none() && (args.http_insecure || tls.is_some()) {
         return Err(Error::Usage(
-            "--http-insecure only makes sense with --http ADDR (or `http` in the config file)"
+            "--http-insecure and the TLS settings only make sense with --http ADDR (or `http` in the config file)"
                 .into(),
         ));
+    }
+    if let Some(c) = &http {
+        c.check().map_err(|e| Error::Usage(e.to_string()))?;
     }
     Ok(Plan {
         http,
@@ -430,7 +453,13 @@ async fn serve(json: bool, plan: Plan, tap: Option<logos_observe::LogTap>) -> Re
         },
         None => None,
     };
-    let http_addr = http.as_ref().map(logos_observe::Http::local_addr);
+    let http_addr = http.as_ref().map(|h| {
+        let scheme = plan
+            .http
+            .as_ref()
+            .map_or("http", logos_observe::HttpConfig::scheme);
+        format!("{scheme}://{}", h.local_addr())
+    });
     let result = serve_core(json, &plan, &core, http_addr, &mut signals).await;
     if let Some(h) = http {
         h.stop().await;
@@ -443,7 +472,7 @@ async fn serve_core(
     json: bool,
     plan: &Plan,
     core: &Core,
-    http: Option<std::net::SocketAddr>,
+    http: Option<String>,
     signals: &mut Signals,
 ) -> Result<(), Error> {
     let boot = boot(core, &plan.load, plan.load_all);
@@ -478,7 +507,7 @@ async fn serve_core(
         },
         None => None,
     };
-    announce(json, core, plan, &report, http)?;
+    announce(json, core, plan, &report, http.clone())?;
     crate::notify::ready(&format!(
         "{} modules loaded{}",
         core.modules()
@@ -608,7 +637,7 @@ fn announce(
     core: &Core,
     plan: &Plan,
     boot: &Boot,
-    http: Option<std::net::SocketAddr>,
+    http: Option<String>,
 ) -> Result<(), Error> {
     let infos = core.modules();
     let loaded: Vec<String> = infos
@@ -637,7 +666,8 @@ fn announce(
                 "instance": core.instance_id(),
                 "configDir": plan.config_dir.as_ref().map(|c| &c.path),
                 "modulesDirs": plan.modules_dirs,
-                "http": http.map(|a| a.to_string()),
+                "http": http.as_deref().and_then(|u| u.split_once("://")).map(|(_, a)| a),
+                "httpUrl": http,
             }),
             false,
         )?;
@@ -666,9 +696,9 @@ fn announce(
     for (m, _) in &boot.failed {
         text.push_str(&format!("  {m} could not be loaded (see the log above)\n"));
     }
-    if let Some(a) = http {
+    if let Some(u) = &http {
         text.push_str(&format!(
-            "  dashboard http://{a}/ (log in with the client token), metrics http://{a}/metrics\n"
+            "  dashboard {u}/ (log in with the client token), metrics {u}/metrics\n"
         ));
     }
     text.push_str("Try, from another terminal:\n");
