@@ -69,6 +69,9 @@ async fn run(core: Core, tx: watch::Sender<Arc<View>>) {
     };
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The current collection runs beside the event loop, so a module slow to answer `$stats`
+    // never holds up a state change; at most one collection runs at a time.
+    let mut collecting: Option<JoinHandle<Vec<logos_core::ModuleStats>>> = None;
     loop {
         let next_event = async {
             match events.as_mut() {
@@ -76,15 +79,28 @@ async fn run(core: Core, tx: watch::Sender<Arc<View>>) {
                 None => std::future::pending().await,
             }
         };
+        let idle = collecting.is_none();
+        let collected = async {
+            match collecting.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tick.tick() => {
-                let stats = core.stats().await;
-                let previous = tx.borrow().clone();
-                let view = View::collected(&stats, &previous, &mut totals, core_view(&core));
-                tx.send_replace(Arc::new(view));
+            _ = tick.tick(), if idle => {
+                let core = core.clone();
+                collecting = Some(tokio::spawn(async move { core.stats().await }));
+            }
+            stats = collected => {
+                collecting = None;
+                if let Ok(stats) = stats {
+                    let previous = tx.borrow().clone();
+                    let view = View::collected(&stats, &previous, &mut totals, core_view(&core));
+                    tx.send_replace(Arc::new(view));
+                }
             }
             note = next_event => match note {
-                None => return, // the core is gone
+                None => break, // the core is gone
                 Some(Notification::Event { event, data, .. }) => {
                     let current = tx.borrow().clone();
                     let mut view = current.with_states(&core.modules());
@@ -102,8 +118,11 @@ async fn run(core: Core, tx: watch::Sender<Arc<View>>) {
             },
         }
         if tx.is_closed() {
-            return;
+            break;
         }
+    }
+    if let Some(task) = collecting {
+        task.abort();
     }
 }
 
