@@ -797,6 +797,24 @@ target = "kv"
         assert_eq!(c.load, ["greeter"]);
         assert_eq!(c.max_frame, Some(Size(16 << 20)));
         assert_eq!(c.grant.len(), 1);
+        assert_eq!(c.http.map(|h| h.0.port()), Some(9464));
+    }
+
+    #[test]
+    fn http_addresses_are_checked_where_written() {
+        assert_eq!(
+            parse_http_addr("localhost:9464").map(|a| a.to_string()),
+            Ok("127.0.0.1:9464".to_owned())
+        );
+        assert!(parse_http_addr("[::1]:0").is_ok());
+        for bad in ["9464", "localhost", "127.0.0.1", "example.com:80", ""] {
+            let e = parse_http_addr(bad).err().unwrap_or_default();
+            assert!(e.contains("127.0.0.1:9464"), "{bad:?}: {e}");
+        }
+        let (line, key, message) = invalid("http = \"nowhere\"\n");
+        assert_eq!(line, Some(1));
+        assert_eq!(key.as_deref(), Some("http"));
+        assert!(message.contains("IP:PORT"), "{message}");
     }
 
     #[test]
