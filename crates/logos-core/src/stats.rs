@@ -40,6 +40,9 @@ pub struct Latency {
 
 /// Most duration bucket bounds taken from a module's `$stats`.
 const MAX_BOUNDS: usize = 32;
+/// Most methods of one module counted on their own; the rest count as `other` (an interface
+/// is the module's own word, so this bounds what a module with a huge one can cost).
+pub(crate) const MAX_METHODS: usize = 256;
 
 /// Calls of one method that a module process served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,11 +209,10 @@ fn read_methods(
     };
     let mut out: BTreeMap<String, MethodFigures> = BTreeMap::new();
     for (name, m) in map {
-        let name = if interface.contains(name) {
-            name.clone()
-        } else {
-            OTHER.to_owned()
-        };
+        let own = interface.contains(name)
+            && name != OTHER
+            && (out.contains_key(name) || out.len() < MAX_METHODS);
+        let name = if own { name.clone() } else { OTHER.to_owned() };
         let entry = out.entry(name.clone()).or_insert_with(|| MethodFigures {
             name,
             outcomes: BTreeMap::new(),
@@ -587,6 +589,16 @@ mod tests {
             assert_eq!(s.methods[0].buckets, None);
             assert_eq!(s.methods[0].outcomes.get("ok"), Some(&1));
         }
+        // Past MAX_METHODS methods, the rest count as `other`.
+        let many: BTreeSet<String> = (0..MAX_METHODS + 10).map(|i| format!("m{i:04}")).collect();
+        let reply = map(vec![(
+            "methods",
+            Value::Map(many.iter().map(|n| (n.clone(), method(1))).collect()),
+        )]);
+        let s = read_served(&reply, &many);
+        assert_eq!(s.methods.len(), MAX_METHODS + 1);
+        let other = s.methods.iter().find(|m| m.name == OTHER).unwrap();
+        assert_eq!(other.outcomes.get("ok"), Some(&10));
         // A bucket list of the wrong length is dropped.
         let reply = map(vec![
             ("bucketsUs", list(&[100])),

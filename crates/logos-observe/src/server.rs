@@ -296,6 +296,8 @@ async fn login_page() -> Response {
 
 #[derive(Deserialize)]
 struct LoginForm {
+    /// Missing is the same as wrong: 401 with the form again.
+    #[serde(default)]
     token: String,
 }
 
