@@ -129,8 +129,9 @@ impl Http {
     /// (without it the dashboard shows none).
     ///
     /// # Errors
-    /// [`Error::NotLoopback`] for a non-loopback address without `insecure`,
-    /// [`Error::Bind`] when the address cannot be bound.
+    /// [`Error::NotLoopback`] for a non-loopback address with neither TLS nor `insecure`,
+    /// [`Error::Tls`] for a certificate or key that cannot be used, [`Error::Bind`] when the
+    /// address cannot be bound. Nothing is left running on error.
     pub async fn start(
         core: &Core,
         config: &HttpConfig,
@@ -153,6 +154,17 @@ impl Http {
             addr: config.addr,
             source,
         })?;
+        let bind_error = |source| Error::Bind {
+            addr: config.addr,
+            source,
+        };
+        let (plain, secured) = match tls.clone() {
+            None => (Some(listener), None),
+            Some(tls) => (
+                None,
+                Some(TlsListener::new(listener, tls).map_err(bind_error)?),
+            ),
+        };
         let (view, collector) = crate::collect::spawn(core.clone());
         let app = Arc::new(App {
             core: core.clone(),
@@ -168,26 +180,16 @@ impl Http {
         let stopped = async move {
             let _ = stopped.await;
         };
-        let server = match tls {
-            None => tokio::spawn(async move {
-                let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
-                if let Err(e) = serve.await {
-                    tracing::error!("http endpoint stopped: {e}");
-                }
-            }),
-            Some(tls) => {
-                let listener = TlsListener::new(listener, tls).map_err(|source| Error::Bind {
-                    addr: config.addr,
-                    source,
-                })?;
-                tokio::spawn(async move {
-                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
-                    if let Err(e) = serve.await {
-                        tracing::error!("https endpoint stopped: {e}");
-                    }
-                })
+        let server = tokio::spawn(async move {
+            let served = match (plain, secured) {
+                (Some(l), _) => axum::serve(l, router).with_graceful_shutdown(stopped).await,
+                (_, Some(l)) => axum::serve(l, router).with_graceful_shutdown(stopped).await,
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = served {
+                tracing::error!("http endpoint stopped: {e}");
             }
-        };
+        });
         let scheme = config.scheme();
         tracing::info!(%addr, "http endpoint: dashboard at {scheme}://{addr}/, metrics at {scheme}://{addr}/metrics");
         Ok(Http {
