@@ -21,8 +21,14 @@
 //! Output: logs (tracing) on stderr; the "try next" hints on stderr as plain lines, outside the
 //! log, and only with the human log format; with `--json` one readiness document on stdout
 //! instead (`{"pid", "runtimeDir", "socket", "known", "loaded", "failed", "instance",
-//! "configDir", "modulesDirs"}`), which is also what scripts and tests wait for. Never talks to
-//! the core over the socket: it owns the core.
+//! "configDir", "modulesDirs", "http", "httpUrl"}`; `http` is the bound address of `--http`,
+//! null without it), which is also what scripts and tests wait for. Never talks to the core
+//! over the socket: it owns the core.
+//!
+//! With `--http` (or `http` in the config file) it also serves metrics, the dashboard and
+//! lifecycle actions (`logos-observe`, docs/operations.md) from before the boot loads until
+//! the core has stopped, and feeds the dashboard's log tail from its own log. Under systemd
+//! (`$NOTIFY_SOCKET`) it reports readiness, watchdog pings and stopping (`notify.rs`).
 
 use crate::client::{RuntimeDir, Source};
 use crate::config::{Config, LogFormat};
