@@ -88,7 +88,20 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 fn an_operator_watches_a_crash_live_and_reloads_from_the_page() {
     let w = World::new();
     w.stage_all(&["calc", "chat", "greeter"]);
-    let d = w.daemon(&["--http", "127.0.0.1:0", "--load", "greeter"]);
+    // A backoff long enough that no page, however loaded the machine, can miss it (views are
+    // latest-only: a state that lasts less than one delivery may be skipped).
+    let cfg = w.write(
+        "logoscore.toml",
+        "[restart]\ninitial = \"1s\"\nmax = \"1s\"\n",
+    );
+    let d = w.daemon(&[
+        "-c",
+        &cfg.display().to_string(),
+        "--http",
+        "127.0.0.1:0",
+        "--load",
+        "greeter",
+    ]);
     let base = web::base(&d.ready);
     let shot = logos_testkit::target_dir().join("dashboard.png");
     let out = drive("live", &base, &token(&w), &shot, &[]);
@@ -112,12 +125,12 @@ fn an_operator_watches_a_crash_live_and_reloads_from_the_page() {
 
     // The page showed calc leave `ready` and come back, live.
     let seen = strings(&out["seen"]);
+    eprintln!("calc as the page showed it after SIGKILL: {seen:?}");
     assert_eq!(seen.first().map(String::as_str), Some("ready"), "{seen:?}");
     assert_eq!(seen.last().map(String::as_str), Some("ready"), "{seen:?}");
     assert!(
-        seen.iter()
-            .any(|s| matches!(s.as_str(), "crashed" | "backoff" | "starting")),
-        "calc never showed a state between its crash and its restart: {seen:?}"
+        seen.iter().any(|s| s == "backoff"),
+        "calc never showed its backoff between its crash and its restart: {seen:?}"
     );
     assert_ne!(out["restartedPid"], out["killed"]);
     assert!(
