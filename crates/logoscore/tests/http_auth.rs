@@ -300,3 +300,69 @@ fn live_streams_carry_the_view_and_the_log_tail_and_are_capped() {
         get(&format!("{base}/api/events"), &auth).status() == StatusCode::OK
     });
 }
+
+/// A log follower that stops reading while a module floods its log is told it lagged and
+/// cut off; the core buffered nothing for it beyond the bounded channel, and goes on.
+#[test]
+fn a_log_follower_that_does_not_read_is_cut_off_not_buffered_for() {
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    use std::io::{Read as _, Write as _};
+    let w = World::new();
+    // 20 000 lines of 200 bytes on stderr (4 MB and more: past what socket buffers hold),
+    // then it exits without a handshake: its load fails, its lines are logged.
+    w.script_module(
+        "noisy",
+        "line=$(printf '%0200d' 0)\ni=0\nwhile [ $i -lt 20000 ]; do echo \"$line $i\"; i=$((i+1)); done >&2\nexit 1",
+    );
+    let d = w.daemon(&["--http", "127.0.0.1:0"]);
+    let addr: std::net::SocketAddr = d.ready["http"].as_str().unwrap().parse().unwrap();
+    // A reader with a tiny receive buffer that reads nothing for now.
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    sockopt::set_socket_recv_buffer_size(&fd, 2048).unwrap();
+    rustix::net::connect(&fd, &addr).unwrap();
+    let mut slow = std::net::TcpStream::from(fd);
+    write!(
+        slow,
+        "GET /api/modules/noisy/logs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+        token(&w)
+    )
+    .unwrap();
+    w.cli(&["load", "noisy"]).expect_code(3);
+    support::wait_for("noisy's last line in the core's log", COMMAND, || {
+        d.proc.stderr_text().contains(" 19999")
+    });
+    // Now read: the stream ends with `lagged` instead of 4 MB of backlog.
+    slow.set_read_timeout(Some(COMMAND)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e} after {} bytes", got.len()),
+        }
+        // The stream's last chunk (the body ends after the lagged event).
+        if got.ends_with(b"\r\n0\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    assert!(
+        text.contains("event: lagged"),
+        "no lagged event in {} bytes",
+        got.len()
+    );
+    assert!(
+        !text.contains(" 19999\""),
+        "the follower got the whole backlog"
+    );
+    // The core and the endpoint carry on.
+    w.cli(&["list"]).ok();
+    let r = get(&format!("{}/healthz", base(&d.ready)), &[]);
+    assert_eq!(r.status(), StatusCode::OK);
+}
