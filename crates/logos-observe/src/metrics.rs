@@ -152,12 +152,12 @@ impl Collector for ViewCollector {
         family(
             &mut e,
             "logos_module_cpu_seconds",
-            "CPU time (user + system) of the module's current process; resets when it restarts.",
+            "CPU time (user + system) of all the module's processes since the core started, as last seen.",
             MetricType::Counter,
             |f| {
                 for m in ms {
-                    if let Some(cpu) = m.cpu_seconds {
-                        counter_f(f, &[("module", m.name.as_str())], cpu)?;
+                    if m.cpu_seconds.is_some() || m.cpu_seconds_total > 0.0 {
+                        counter_f(f, &[("module", m.name.as_str())], m.cpu_seconds_total)?;
                     }
                 }
                 Ok(())

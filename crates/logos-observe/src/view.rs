@@ -150,6 +150,39 @@ struct Account {
     generation: u64,
     earlier: Figures,
     current: Figures,
+    /// CPU seconds likewise (read from `/proc`, so known even without `$stats`).
+    cpu_generation: u64,
+    cpu_earlier: f64,
+    cpu_current: f64,
+}
+
+impl Account {
+    /// What process `generation` has counted so far; a new generation, or counters that went
+    /// down (a process the core did not tell apart), closes the previous process's account.
+    fn observe(&mut self, generation: u64, now: Figures) {
+        if self.generation != generation || !self.current.precedes(&now) {
+            self.earlier = self.earlier.plus(&self.current);
+            self.generation = generation;
+        }
+        self.current = now;
+    }
+
+    /// The CPU time process `generation` has used so far.
+    fn observe_cpu(&mut self, generation: u64, cpu: f64) {
+        if self.cpu_generation != generation || cpu < self.cpu_current {
+            self.cpu_earlier += self.cpu_current;
+            self.cpu_generation = generation;
+        }
+        self.cpu_current = cpu;
+    }
+
+    fn total(&self) -> Figures {
+        self.earlier.plus(&self.current)
+    }
+
+    fn cpu_total(&self) -> f64 {
+        self.cpu_earlier + self.cpu_current
+    }
 }
 
 /// Cumulative figures of every module across its restarts.
@@ -159,27 +192,26 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Takes in one collection of `stats` and returns each module's totals so far.
-    fn update(&mut self, stats: &[ModuleStats]) -> BTreeMap<String, Figures> {
+    /// Takes in one collection of `stats` and returns each module's totals so far (call
+    /// figures, and CPU seconds of all its processes).
+    fn update(&mut self, stats: &[ModuleStats]) -> BTreeMap<String, (Figures, f64)> {
         for s in stats {
             let account = self.accounts.entry(s.name.clone()).or_default();
+            if let Some(cpu) = s.cpu_time {
+                account.observe_cpu(s.generation, cpu.as_secs_f64());
+            }
             // A module that did not answer keeps what it had: its totals never go down.
             if s.calls.is_none() && s.methods.is_empty() && s.events.is_none() {
                 continue;
             }
-            let now = Figures::of(s);
-            if account.generation != s.generation || !account.current.precedes(&now) {
-                account.earlier = account.earlier.plus(&account.current);
-                account.generation = s.generation;
-            }
-            account.current = now;
+            account.observe(s.generation, Figures::of(s));
         }
         // Forget modules that are no longer known.
         self.accounts
             .retain(|name, _| stats.iter().any(|s| &s.name == name));
         self.accounts
             .iter()
-            .map(|(n, a)| (n.clone(), a.earlier.plus(&a.current)))
+            .map(|(n, a)| (n.clone(), (a.total(), a.cpu_total())))
             .collect()
     }
 }
@@ -222,6 +254,8 @@ pub struct ModuleView {
     pub rss_bytes: Option<u64>,
     /// CPU seconds of its current process.
     pub cpu_seconds: Option<f64>,
+    /// CPU seconds of all its processes since the core started (as last seen).
+    pub cpu_seconds_total: f64,
     /// Modules it depends on.
     pub dependencies: Vec<String>,
     /// Calls served (all processes) and answered by the core on its behalf.
@@ -319,7 +353,7 @@ impl View {
         let modules = stats
             .iter()
             .map(|s| {
-                let f = figures.get(&s.name).cloned().unwrap_or_default();
+                let (f, cpu_total) = figures.get(&s.name).cloned().unwrap_or_default();
                 let mut methods = f.methods.clone();
                 // Calls the core answered for the module belong to the same counter.
                 for (method, outcomes) in refused_totals(&s.refused) {
@@ -357,6 +391,7 @@ impl View {
                     unhealthy: s.unhealthy.clone(),
                     rss_bytes: s.rss_bytes,
                     cpu_seconds: s.cpu_time.map(secs),
+                    cpu_seconds_total: cpu_total,
                     dependencies: s.dependencies.clone(),
                     calls_total,
                     errors_total: calls_total - ok,
@@ -462,6 +497,18 @@ mod tests {
         assert_eq!(add.outcomes["ok"], 7);
         assert_eq!(add.buckets, Some(vec![7, 0]));
         assert_eq!(total.events_emitted, 7);
+    }
+
+    #[test]
+    fn cpu_time_adds_up_across_processes() {
+        let mut a = Account::default();
+        for (generation, cpu) in [(1, 1.0), (1, 2.5), (2, 0.5), (2, 1.0)] {
+            a.observe_cpu(generation, cpu);
+        }
+        assert_eq!(a.cpu_total(), 3.5);
+        // The same generation going down is a process the core did not tell apart.
+        a.observe_cpu(2, 0.25);
+        assert_eq!(a.cpu_total(), 3.75);
     }
 
     #[test]
