@@ -103,6 +103,11 @@ fn an_operator_watches_a_crash_live_and_reloads_from_the_page() {
         "greeter",
     ]);
     let base = web::base(&d.ready);
+    // Some traffic, so the table has figures to show (greeter calls calc and chat).
+    for name in ["Ada", "Grace", "Edsger"] {
+        w.cli(&["call", "greeter", "greet", name]).ok();
+        w.cli(&["call", "greeter", "sum", "2", "3"]).ok();
+    }
     let shot = logos_testkit::target_dir().join("dashboard.png");
     let out = drive("live", &base, &token(&w), &shot, &[]);
 
