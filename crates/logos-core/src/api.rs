@@ -212,6 +212,28 @@ impl Core {
         crate::stats::collect(&self.inner).await
     }
 
+    /// Access denials the policy has made since the core started, by caller and target.
+    pub fn denials(&self) -> Vec<crate::stats::Denial> {
+        crate::stats::denials(&self.inner)
+    }
+
+    /// The core's own events (`core.moduleUp`, `stateChanged`, …) published since it
+    /// started, and deliveries of them dropped because a subscriber read too slowly.
+    pub fn core_events(&self) -> crate::stats::EventFigures {
+        let (emitted, dropped) = self.inner.hub.core_event_figures();
+        crate::stats::EventFigures { emitted, dropped }
+    }
+
+    /// Whether `presented` is an operator's token: the client token, or a live named token
+    /// (`logoscore issue-token`), checked as the control endpoint checks it (constant time).
+    /// Returns who it is: `"client"` or the named token's name.
+    ///
+    /// # Errors
+    /// [`Error::NotOperator`] naming why (wrong token, expired named token, unreadable store).
+    pub fn authenticate(&self, presented: &[u8]) -> Result<String, Error> {
+        crate::conn::operator_name(&self.inner, presented)
+    }
+
     /// One module's state.
     ///
     /// # Errors

@@ -146,6 +146,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A token presented as an operator's is not a live one.
+    #[error("{reason}")]
+    NotOperator {
+        /// Why, with the fix (where the token is, or that it expired).
+        reason: String,
+    },
+
     /// A call made through the embedding API failed; `fault` carries the wire code.
     #[error("call {target}.{method} failed: {fault}")]
     Call {
@@ -294,6 +301,7 @@ impl Error {
             Error::DependencyCycle { .. } => ErrorCode::NotLoaded,
             Error::HasDependents { .. } => ErrorCode::MethodFailed,
             Error::Denied { .. } => ErrorCode::Unauthorized,
+            Error::NotOperator { .. } => ErrorCode::Unauthorized,
             Error::Random { .. } => ErrorCode::Unavailable,
             Error::Io { .. } => ErrorCode::Unavailable,
             Error::PrivateDir { .. } => ErrorCode::Unavailable,

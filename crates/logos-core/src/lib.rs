@@ -32,6 +32,7 @@ mod api;
 mod builder;
 mod builtin;
 mod conn;
+mod counters;
 mod discovery;
 mod error;
 mod events;
@@ -61,7 +62,10 @@ pub use crate::manifest::{
 };
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
-pub use crate::stats::{Latency, ModuleStats, STATS_TIMEOUT};
+pub use crate::stats::{
+    Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
+    StreamFigures,
+};
 pub use crate::sys::{Confinement, Limits, ProcessUsage, confinement, process_usage, pss_bytes};
 pub use crate::token::{TOKEN_LEN, Token, read_client_token};
 pub use logos_session::Fault;

@@ -168,6 +168,8 @@ pub(crate) struct Record {
     session: Option<Session>,
     interface: Option<Value>,
     restarts: u32,
+    /// Crashes of its processes since the core started (never reset).
+    crashes: u64,
     last_exit: Option<ExitReport>,
     /// Signals the process's watcher task (which owns the child) to deliver a signal.
     kill: Option<mpsc::UnboundedSender<Signal>>,
@@ -433,6 +435,13 @@ impl Registry {
                     pid: rec.and_then(|r| r.pid),
                     uptime: rec.and_then(|r| r.started).map(|(i, _)| i.elapsed()),
                     restarts: rec.map_or(0, |r| r.restarts),
+                    crashes: rec.map_or(0, |r| r.crashes),
+                    generation: rec.map_or(0, |r| r.generation),
+                    dependencies: manifest
+                        .dependencies
+                        .keys()
+                        .map(|d| d.as_str().to_owned())
+                        .collect(),
                     last_exit: rec.and_then(|r| r.last_exit.clone()),
                     restart_policy: settings.restart_policy(manifest),
                     recent_crashes: rec.map_or(0, |r| {
@@ -552,11 +561,15 @@ impl Registry {
         exit: Option<ExitReport>,
         to: State,
     ) -> Option<Transition> {
-        if let Some(exit) = exit
-            && let Some(rec) = self.records.get_mut(name)
+        if let Some(rec) = self.records.get_mut(name)
             && rec.generation == generation
         {
-            rec.last_exit = Some(exit);
+            if let Some(exit) = exit {
+                rec.last_exit = Some(exit);
+            }
+            if to == State::Crashed {
+                rec.crashes += 1;
+            }
         }
         self.transition(name, to)
     }
@@ -628,6 +641,9 @@ impl Registry {
         rec.unhealthy = None;
         rec.last_exit = Some(report.clone());
         let crashed = rec.state() != State::Stopping && !core_stopping;
+        if crashed {
+            rec.crashes += 1;
+        }
         let crash = if crashed {
             self.transition(name, State::Crashed)
         } else {
@@ -707,6 +723,13 @@ pub struct ModuleInfo {
     pub uptime: Option<Duration>,
     /// Crash restarts attempted so far (manual reloads do not count).
     pub restarts: u32,
+    /// Crashes of its processes since the core started (a crash at start included).
+    pub crashes: u64,
+    /// Start generation: grows by one with every process started for it, so a figure that
+    /// counts "since the process started" can be told apart across restarts.
+    pub generation: u64,
+    /// Names of the modules its metadata depends on.
+    pub dependencies: Vec<String>,
     /// How the previous process ended.
     pub last_exit: Option<ExitReport>,
     /// Restart policy in force (configuration over metadata).

@@ -12,6 +12,7 @@
 //! on with the data either way).
 
 use crate::builder::Settings;
+use crate::counters::Counters;
 use crate::events::Hub;
 use crate::name::ModuleName;
 use crate::operators::TokenStore;
@@ -33,6 +34,8 @@ pub(crate) struct Inner {
     tokens: Mutex<Tokens>,
     policy: Mutex<Policy>,
     pub hub: Arc<Hub>,
+    /// What only the core sees (denials, calls it answered for a module), for observers.
+    pub counters: Counters,
     /// The lifecycle lock: serialises load, unload, reload, register, refresh, crash restarts
     /// and shutdown so plans never interleave. Taken only inside `supervisor`.
     pub ops: tokio::sync::Mutex<()>,
@@ -78,6 +81,7 @@ impl Inner {
             tokens: Mutex::new(Tokens::default()),
             policy: Mutex::new(policy),
             hub: Arc::new(Hub::default()),
+            counters: Counters::default(),
             ops: tokio::sync::Mutex::new(()),
             started: AtomicBool::new(false),
             stopping: AtomicBool::new(false),

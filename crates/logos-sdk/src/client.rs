@@ -12,7 +12,7 @@
 
 use crate::context::{Inner, is_builtin, lock, subscribe_logged};
 use bytes::Bytes;
-use logos_session::{ByteStream, Config, Fault, Handler, Session, SessionError};
+use logos_session::{ByteStream, Fault, Handler, Session, SessionError};
 use logos_wire::{Attrs, ErrorCode, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -404,7 +404,7 @@ async fn connect(
         ctx: Arc::downgrade(ctx),
         target: target.to_owned(),
     });
-    let (session, welcome) = logos_session::connect(stream, hello, handler, Config::default())
+    let (session, welcome) = logos_session::connect(stream, hello, handler, ctx.session_config())
         .await
         .map_err(|e| match e {
             SessionError::Refused(f) => Fault::new(

@@ -12,12 +12,13 @@ use crate::error::Error;
 use crate::module::Events;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use logos_session::{ByteStream, Session};
+use logos_session::{ByteStream, Config, Session, Traffic, TrafficFigures};
 use logos_wire::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
@@ -68,6 +69,11 @@ pub(crate) struct Inner {
     streams: Mutex<HashMap<String, Arc<StreamFn>>>,
     clients: Mutex<HashMap<String, Client>>,
     unhealthy: Mutex<Option<String>>,
+    /// Events emitted, and deliveries dropped because a subscriber's queue was full (`$stats`).
+    events_emitted: AtomicU64,
+    events_dropped: AtomicU64,
+    /// Streams and stream bytes of every connection of this process (`$stats`).
+    traffic: Arc<Traffic>,
 }
 
 impl Inner {
@@ -77,6 +83,27 @@ impl Inner {
 
     pub(crate) fn is_detached(&self) -> bool {
         self.detached
+    }
+
+    /// The session settings of every connection of this module: defaults, counting streams
+    /// into this process's [`Traffic`].
+    pub(crate) fn session_config(&self) -> Config {
+        let mut config = Config::default();
+        config.traffic = Some(Arc::clone(&self.traffic));
+        config
+    }
+
+    /// `(emitted, dropped)` events so far.
+    pub(crate) fn event_figures(&self) -> (u64, u64) {
+        (
+            self.events_emitted.load(Ordering::Relaxed),
+            self.events_dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Streams and stream bytes so far.
+    pub(crate) fn traffic(&self) -> TrafficFigures {
+        self.traffic.figures()
     }
 
     /// The control connection if the handshake is done.
@@ -182,6 +209,9 @@ impl Context {
                 streams: Mutex::new(HashMap::new()),
                 clients: Mutex::new(HashMap::new()),
                 unhealthy: Mutex::new(None),
+                events_emitted: AtomicU64::new(0),
+                events_dropped: AtomicU64::new(0),
+                traffic: Arc::new(Traffic::default()),
             }),
         }
     }
@@ -236,10 +266,18 @@ impl Context {
             .filter(|sub| !sub.session.is_closed())
             .map(|sub| sub.session.clone())
             .collect();
-        targets
+        let delivered = targets
             .iter()
             .filter(|s| s.send_event(&self.inner.name, event, data.clone()))
-            .count()
+            .count();
+        self.inner.events_emitted.fetch_add(1, Ordering::Relaxed);
+        let dropped = targets.len() - delivered;
+        if dropped > 0 {
+            self.inner
+                .events_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        delivered
     }
 
     /// Resolves once every event emitted so far has been handed to the sockets of its

@@ -77,6 +77,7 @@ mod incoming;
 mod reader;
 mod session;
 mod stream;
+mod traffic;
 mod writer;
 
 pub use admission::{Acceptor, Admission, DEFAULT_MAX_HANDSHAKES, Ticket};
@@ -87,3 +88,4 @@ pub use handler::{Handler, Refuse};
 pub use handshake::{PendingSession, connect, read_hello, read_hello_admitted};
 pub use session::{Peer, Session};
 pub use stream::ByteStream;
+pub use traffic::{Traffic, TrafficFigures};

@@ -21,6 +21,7 @@ mod cmd;
 mod config;
 mod config_dir;
 mod error;
+mod notify;
 mod output;
 mod packages;
 mod probation;
@@ -466,6 +467,27 @@ pub(crate) struct RunArgs {
     /// more goes in the config file's [[grant]] and [[deny]]).
     #[arg(long, value_name = "POLICY")]
     access_policy: Option<String>,
+
+    /// Serve Prometheus metrics (/metrics) and the live dashboard (/) over HTTP at ADDR,
+    /// e.g. 127.0.0.1:9464 (port 0 picks a free one; the --json readiness document says
+    /// which). Loopback only unless --http-insecure. [default: config `http`, else off]
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_http_addr)]
+    http: Option<std::net::SocketAddr>,
+
+    /// Allow --http on a non-loopback address: plain HTTP, so operator tokens and session
+    /// cookies cross the network in clear (prefer a TLS proxy in front of 127.0.0.1).
+    #[arg(long)]
+    http_insecure: bool,
+
+    /// Serve --http over TLS 1.3 with this PEM certificate chain (with --http-tls-key);
+    /// required for a non-loopback --http unless --http-insecure. [default: config
+    /// `http_tls_cert`]
+    #[arg(long, value_name = "PEM", requires = "http_tls_key")]
+    http_tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --http-tls-cert. [default: config `http_tls_key`]
+    #[arg(long, value_name = "PEM", requires = "http_tls_cert")]
+    http_tls_key: Option<PathBuf>,
 
     /// Reference flags this core does not offer; given, they are refused with the reason.
     #[arg(long, hide = true, value_name = "SPEC")]

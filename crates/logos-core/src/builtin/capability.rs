@@ -76,6 +76,7 @@ async fn request_module(
         let decision = inner.policy().allows(caller_manifest, target);
         if !decision.is_allowed() {
             tracing::warn!(caller = %me, target, "access denied: {decision}");
+            inner.counters.denied(me, target);
             return Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()));
         }
         let caller_rec = registry.record(me.as_str());

@@ -45,7 +45,7 @@ impl<T: Module> Served<T> {
         }
         let _busy = Busy::enter(&self.in_flight);
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
-        let timer = self.stats.start();
+        let timer = self.stats.start(&method);
         let run = self.module.call(&self.ctx, &method, args);
         let result = match AssertUnwindSafe(run).catch_unwind().await {
             Ok(result) => result,
@@ -58,7 +58,7 @@ impl<T: Module> Served<T> {
                 ))
             }
         };
-        timer.finish(result.is_ok());
+        timer.finish(result.as_ref().err().map(|f| f.code));
         result
     }
 
@@ -74,7 +74,11 @@ impl<T: Module> Served<T> {
                         "$stats takes no arguments",
                     ));
                 }
-                Ok(self.stats.snapshot(*self.in_flight.borrow()))
+                Ok(self.stats.snapshot(
+                    *self.in_flight.borrow(),
+                    self.ctx.inner.event_figures(),
+                    self.ctx.inner.traffic(),
+                ))
             }
             other => Err(Fault::new(
                 ErrorCode::UnknownMethod,

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use conn::{Conn, Kind};
 use grant::Grants;
 use inherit::Inherited;
-use logos_session::{Config, Session};
+use logos_session::Session;
 use logos_wire::{Attrs, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -224,7 +224,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         peers: Mutex::new(HashMap::new()),
         control: Mutex::new(None),
         in_flight: watch::Sender::new(0),
-        stats: CallStats::default(),
+        stats: CallStats::new(&named_interface::<T>(name)),
         stop: watch::Sender::new(None),
     });
 
@@ -242,7 +242,8 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         state: Arc::clone(&state),
         kind: Kind::Control,
     });
-    let (session, welcome) = logos_session::connect(control, hello, handler, Config::default())
+    let config = state.ctx.inner.session_config();
+    let (session, welcome) = logos_session::connect(control, hello, handler, config)
         .await
         .map_err(|source| Error::Handshake {
             module: name.to_owned(),
