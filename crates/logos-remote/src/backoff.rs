@@ -73,7 +73,10 @@ mod tests {
         }
         for (d, base) in bases.iter().zip([100u64, 200, 400, 800, 800, 800]) {
             let base = Duration::from_millis(base);
-            assert!(*d >= base.mul_f64(0.79) && *d <= base.mul_f64(1.21), "{d:?} vs {base:?}");
+            assert!(
+                *d >= base.mul_f64(0.79) && *d <= base.mul_f64(1.21),
+                "{d:?} vs {base:?}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(121));

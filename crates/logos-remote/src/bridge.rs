@@ -130,7 +130,11 @@ mod tests {
         assert_eq!(&back, b"back");
         drop(far);
         let mut rest = Vec::new();
-        assert_eq!(local.read_to_end(&mut rest).await.unwrap(), 0, "EOF passes on");
+        assert_eq!(
+            local.read_to_end(&mut rest).await.unwrap(),
+            0,
+            "EOF passes on"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -196,9 +196,7 @@ impl Credential {
         }
         for (i, a) in doc.core.iter().enumerate() {
             if split_host_port(a).is_none() {
-                return Err(bad(format!(
-                    "field \"core[{i}]\": {a:?} is not host:port"
-                )));
+                return Err(bad(format!("field \"core[{i}]\": {a:?} is not host:port")));
             }
         }
         let pin = Pin::parse(&doc.pin).ok_or_else(|| {

@@ -182,7 +182,12 @@ pub async fn write_message<S: AsyncWrite + Unpin>(stream: &mut S, msg: &Message)
 
 /// Sends `error` id 0 and closes the sending side (TLS close_notify), best effort within
 /// `limit`: how the core refuses a link.
-pub async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, code: ErrorCode, message: &str, limit: Duration) {
+pub async fn refuse<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    code: ErrorCode,
+    message: &str,
+    limit: Duration,
+) {
     let msg = Message::Error {
         id: 0,
         code,

@@ -385,14 +385,25 @@ async fn connect(
         endpoint,
         pid,
     } = read_grant(target, &grant)?;
-    let path = endpoint.strip_prefix("unix:").unwrap_or(&endpoint);
-    let stream = UnixStream::connect(path).await.map_err(|e| {
-        Fault::new(
-            ErrorCode::Unavailable,
-            format!("cannot connect to module \"{target}\" at {path}: {e}"),
-        )
-    })?;
-    check_peer(target, path, pid, &stream)?;
+    let (stream, path) = match endpoint.strip_prefix("link:") {
+        // A remote module: the core relays the connection and vouches for both ends
+        // (docs/remote-modules.md), so there is no local peer to check.
+        Some(_) => (link_to(ctx, target, timeout).await?, endpoint.clone()),
+        None => {
+            let path = endpoint
+                .strip_prefix("unix:")
+                .unwrap_or(&endpoint)
+                .to_owned();
+            let stream = UnixStream::connect(&path).await.map_err(|e| {
+                Fault::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot connect to module \"{target}\" at {path}: {e}"),
+                )
+            })?;
+            check_peer(target, &path, pid, &stream)?;
+            (stream, path)
+        }
+    };
     let hello = Hello {
         major: PROTOCOL_MAJOR,
         minor: PROTOCOL_MINOR,
@@ -428,6 +439,38 @@ async fn connect(
         return Err(fault);
     }
     Ok(session)
+}
+
+/// Opens a `call` link to the core for `target` (this module runs remote) and returns the
+/// local end of its bridge.
+async fn link_to(ctx: &Arc<Inner>, target: &str, timeout: Duration) -> Result<UnixStream, Fault> {
+    let Some(credential) = ctx.link() else {
+        return Err(Fault::new(
+            ErrorCode::ProtocolError,
+            format!("the core answered a link endpoint for \"{target}\", but this module is local"),
+        ));
+    };
+    let purpose = logos_remote::Purpose::Call {
+        target: target.to_owned(),
+    };
+    let dialed = logos_remote::dial(credential, &purpose, timeout)
+        .await
+        .map_err(|e| match e {
+            logos_remote::DialError::Refused { code, message, .. } => Fault::new(
+                code,
+                format!("the core refused a connection to \"{target}\": {message}"),
+            ),
+            other => Fault::new(
+                ErrorCode::Unavailable,
+                format!("cannot reach \"{target}\" through the core: {other}"),
+            ),
+        })?;
+    logos_remote::bridge(dialed.stream, dialed.leftover).map_err(|e| {
+        Fault::new(
+            ErrorCode::Unavailable,
+            format!("cannot connect to \"{target}\": {e}"),
+        )
+    })
 }
 
 /// What `requestModule` answers: the token, where the target listens, and its pid.

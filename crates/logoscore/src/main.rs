@@ -256,6 +256,12 @@ enum Command {
         /// The token's name.
         name: String,
     },
+    /// Remote modules: issue, list and revoke the credentials modules on other machines
+    /// join this core with (it must run with --listen).
+    Remote {
+        #[command(subcommand)]
+        cmd: cmd::remote::RemoteCommand,
+    },
     /// Signing keys and the trust store packages are checked against.
     Key {
         #[command(subcommand)]
@@ -320,6 +326,7 @@ impl Command {
                 Verb::Tokens
             }
             Command::Completions { .. } | Command::Man { .. } => Verb::Local,
+            Command::Remote { .. } => Verb::Tokens,
             Command::Key { .. }
             | Command::Pack(_)
             | Command::Packages(_)
@@ -466,6 +473,12 @@ pub(crate) struct RunArgs {
     /// more goes in the config file's [[grant]] and [[deny]]).
     #[arg(long, value_name = "POLICY")]
     access_policy: Option<String>,
+
+    /// Accept remote modules on HOST:PORT over TCP with TLS 1.3 (port 0 picks one; the
+    /// readiness document and `logoscore remote grant` say which). Replaces the config
+    /// file's `listen`. [default: off]
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
 
     /// Reference flags this core does not offer; given, they are refused with the reason.
     #[arg(long, hide = true, value_name = "SPEC")]
@@ -644,6 +657,7 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
         Command::RevokeToken { name } => cmd::tokens::revoke(ctx, &name),
         Command::Completions { shell } => cmd::completions::run(shell),
         Command::Man { out_dir } => cmd::man::run(out_dir),
+        Command::Remote { cmd } => block_on(cmd::remote::run(ctx, cmd)),
         Command::Key { cmd } => cmd::key::run(ctx, pkg, cmd),
         Command::Pack(args) => cmd::pack::run(ctx, pkg, args),
         Command::Packages(c) => cmd::install::run(ctx, pkg, c),

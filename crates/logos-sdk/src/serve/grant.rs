@@ -65,7 +65,7 @@ pub(super) async fn accept_loop<T: Module>(state: Arc<Served<T>>, listener: Unix
 }
 
 /// Runs the handshake of one peer connection and admits it only with a live grant.
-async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, ticket: Ticket) {
+pub(super) async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, ticket: Ticket) {
     let pending = match logos_session::read_hello_admitted(stream, Config::default(), ticket).await
     {
         Ok(p) => p,

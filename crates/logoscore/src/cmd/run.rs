@@ -247,6 +247,22 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     for r in &file.deny {
         b = b.deny(r.caller.as_str(), r.target.as_str());
     }
+    if let Some(addr) = args.listen.clone().or(file.listen.clone()) {
+        b = b.listen(addr);
+    }
+    if let Some(r) = &file.remote {
+        let mut limits = logos_core::RemoteLimits::default();
+        if let Some(t) = r.handshake_timeout {
+            limits.handshake_timeout = t.0;
+        }
+        if let Some(n) = r.max_handshakes {
+            limits.max_handshakes = n;
+        }
+        if let Some(n) = r.max_per_peer {
+            limits.max_per_peer = n;
+        }
+        b = b.remote_limits(limits);
+    }
     Ok(Plan {
         builder: b,
         runtime,
@@ -549,6 +565,7 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
                 "instance": core.instance_id(),
                 "configDir": plan.config_dir.as_ref().map(|c| &c.path),
                 "modulesDirs": plan.modules_dirs,
+                "listen": core.listen_addr().map(|a| a.to_string()),
             }),
             false,
         )?;
@@ -563,6 +580,11 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
         std::process::id(),
         core.control_socket().display()
     );
+    if let Some(addr) = core.listen_addr() {
+        text.push_str(&format!(
+            "  remote modules connect to {addr} (TLS 1.3); issue a credential with `logoscore remote grant NAME`\n"
+        ));
+    }
     text.push_str(&match loaded.len() {
         0 if infos.is_empty() => {
             "  no modules known: point -m at a dir holding <name>/metadata.json, or add modules to the modules dir\n".to_owned()
