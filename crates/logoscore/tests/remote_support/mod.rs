@@ -77,11 +77,15 @@ impl Remote {
     #[track_caller]
     pub fn wait_connected(&self, n: usize) {
         let p = &self.proc;
-        wait_for(
-            &format!("remote module connected {n} time(s)"),
-            CONNECT,
-            || p.stderr_text().matches("ready (remote)").count() >= n,
-        );
+        let deadline = std::time::Instant::now() + CONNECT;
+        while p.stderr_text().matches("ready (remote)").count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the remote module did not connect {n} time(s) within {CONNECT:?}; its stderr:\n{}",
+                p.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn stop(&self) {
