@@ -298,10 +298,17 @@ async fn dial_one(
     let mut tls = connector
         .connect(crate::tls::server_name(), tcp)
         .await
-        .map_err(|source| DialError::Tls {
-            addr: addr.to_owned(),
-            pin: crate::tls::is_pin_mismatch(&source),
-            source,
+        .map_err(|source| match crate::tls::pin_mismatch(&source) {
+            Some(m) => DialError::Tls {
+                addr: addr.to_owned(),
+                source: io::Error::new(io::ErrorKind::PermissionDenied, m.to_string()),
+                pin: true,
+            },
+            None => DialError::Tls {
+                addr: addr.to_owned(),
+                source,
+                pin: false,
+            },
         })?;
     let hello = Message::Hello(Hello {
         major: PROTOCOL_MAJOR,

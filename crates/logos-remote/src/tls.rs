@@ -143,15 +143,13 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
-/// Whether a handshake error is the pin check failing (a wrong core, never worth retrying).
-pub fn is_pin_mismatch(e: &std::io::Error) -> bool {
-    let Some(inner) = e.get_ref() else {
-        return false;
-    };
-    match inner.downcast_ref::<rustls::Error>() {
+/// The pin check's failure inside a handshake error, if that is what failed (a wrong core,
+/// never worth retrying).
+pub fn pin_mismatch(e: &std::io::Error) -> Option<&PinMismatch> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>() {
         Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
-            o.0.downcast_ref::<PinMismatch>().is_some()
+            o.0.downcast_ref::<PinMismatch>()
         }
-        _ => false,
+        _ => None,
     }
 }

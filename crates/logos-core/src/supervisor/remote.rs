@@ -114,7 +114,8 @@ fn manifest_of(
     let unauthorized = |m: String| Fault::new(ErrorCode::Unauthorized, m);
     if hello.identity != name.as_str() {
         return Err(unauthorized(format!(
-            "this link is authenticated as module {name:?}, but the module's hello says {:?}",
+            "this link is authenticated as module {:?}, but the module's hello says {:?}",
+            name.as_str(),
             hello.identity.chars().take(80).collect::<String>()
         )));
     }
