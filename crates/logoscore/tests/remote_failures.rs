@@ -5,6 +5,8 @@
 //! hangs, whether it calls through the core or from a local module over a relayed peer
 //! connection; once the remote resumes or reconnects, it is back and callable.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod remote_support;
 mod support;
 

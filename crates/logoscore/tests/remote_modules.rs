@@ -4,6 +4,8 @@
 //! the peer address, local modules calling remote ones and remote ones calling local ones
 //! (tokens, events, 64 MiB streams both ways), and revocation closing a live link at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod remote_support;
 mod support;
 

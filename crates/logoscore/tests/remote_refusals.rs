@@ -3,6 +3,8 @@
 //! clients written here with `rustls` (a TLS 1.2-only client, a slowloris, garbage, plain
 //! TCP, links presenting the wrong credential or claiming another module), all on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod remote_support;
 mod support;
 

@@ -197,7 +197,8 @@ async fn serve<T: Module>(
     tracing::info!(module = name, "stopping: {reason}");
     state.request_stop(reason.clone());
     drain(&state, reason.grace()).await;
-    if let Some(s) = lock(&state.control).take() {
+    let control = lock(&state.control).take();
+    if let Some(s) = control {
         s.close(Fault::new(ErrorCode::Unavailable, "module stopped"));
         s.flush().await;
     }
