@@ -193,3 +193,39 @@ fn issue_11_revoking_a_credential_closes_the_live_link_and_the_remote_gives_up()
     wait_state(&w, "calc", "ready");
     assert_eq!(w.cli_json(&["call", "calc", "add", "1", "1"])["result"], 2);
 }
+
+#[test]
+fn issue_11_an_sdk_executable_joins_with_logos_remote_and_no_code_change() {
+    let w = World::new();
+    let _d = core(&w, "", &[]);
+    let credential = grant(&w, "bmb", &[]);
+    // The benchmark's module executable (`logos_sdk::run_named`), as an operator would run it
+    // on the remote machine: metadata.json beside it, LOGOS_REMOTE naming the credential.
+    let there = tempfile::tempdir().unwrap();
+    let exe = there.path().join("benchmod");
+    std::os::unix::fs::symlink(support::target_dir().join("logos-bench"), &exe).unwrap();
+    std::fs::write(
+        there.path().join("metadata.json"),
+        r#"{"name": "bmb", "version": "1.0.0", "description": "a benchmark module, remote"}"#,
+    )
+    .unwrap();
+    let copy = there.path().join("bmb.credential.json");
+    std::fs::copy(&credential, &copy).unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.current_dir(there.path())
+        .env_clear()
+        .env("LOGOS_REMOTE", &copy)
+        .env("LOGOS_MODULE", "bmb")
+        .stdin(std::process::Stdio::null());
+    let remote = support::Proc::spawn(&mut cmd);
+    wait_for("bmb connected", remote_support::CONNECT, || {
+        record(&w, "bmb")["state"] == "ready"
+    });
+    assert_eq!(w.cli_json(&["call", "bmb", "echo", "7"])["result"], 7);
+    let info = w.cli_json(&["info", "bmb"]);
+    assert!(
+        info.to_string().contains("a benchmark module, remote"),
+        "the metadata came from the module: {info}"
+    );
+    drop(remote);
+}
