@@ -84,7 +84,7 @@ pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Error> {
 fn refuse_unsupported(args: &RunArgs) -> Result<(), Error> {
     if !args.module_transport.is_empty() || args.insecure_tcp {
         return Err(Error::Usage(format!(
-            "--module-transport {}: this core serves local clients over its Unix socket only (no tcp or tcp_ssl listener); run the client on the same host, or reach it through ssh",
+            "--module-transport {}: this core serves clients over its Unix socket only (run the client on the same host, or reach it through ssh); remote modules join with `--listen HOST:PORT` (TLS 1.3) and a credential from `logoscore remote grant`, see docs/remote-modules.md",
             args.module_transport.join(" ")
         )));
     }
