@@ -227,5 +227,13 @@ fn issue_11_an_sdk_executable_joins_with_logos_remote_and_no_code_change() {
         info.to_string().contains("a benchmark module, remote"),
         "the metadata came from the module: {info}"
     );
-    drop(remote);
+    // An unload asks the remote module to shut down: it exits 0, and the core cannot start it.
+    let mut remote = remote;
+    w.cli(&["unload", "bmb"]).ok();
+    let status = remote.wait(EXIT).expect("the remote exits after unload");
+    assert_eq!(status.code(), Some(0), "{}", remote.stderr_text());
+    assert_eq!(record(&w, "bmb")["state"], "stopped");
+    let out = w.cli(&["load", "bmb"]);
+    out.expect_code(3);
+    assert!(out.stderr.contains("remote module"), "{}", out.stderr);
 }
