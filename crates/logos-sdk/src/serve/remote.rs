@@ -241,7 +241,11 @@ async fn connection<T: Module>(
         state: Arc::clone(state),
         kind: Kind::Control,
     });
-    let session = match logos_session::connect(unix, hello, handler, Config::default()).await {
+    // No busy polling over a bridge: the next frame arrives through the bridge's task in this
+    // same thread, whose turn the polling only delays (measured: 57 → 42 µs per round trip).
+    let mut config = Config::default();
+    config.busy_poll = Duration::ZERO;
+    let session = match logos_session::connect(unix, hello, handler, config).await {
         Ok((s, _)) => s,
         Err(SessionError::Refused(f)) if f.code != ErrorCode::Unavailable => {
             return Ended::Fatal(format!("the core at {addr} refused this module: {f}"));
