@@ -415,7 +415,13 @@ async fn connect(
         ctx: Arc::downgrade(ctx),
         target: target.to_owned(),
     });
-    let (session, welcome) = logos_session::connect(stream, hello, handler, Config::default())
+    let mut config = Config::default();
+    if path.starts_with("link:") {
+        // Over a bridge the next frame comes through another task of this thread, whose turn
+        // busy polling only delays (serve/remote.rs).
+        config.busy_poll = Duration::ZERO;
+    }
+    let (session, welcome) = logos_session::connect(stream, hello, handler, config)
         .await
         .map_err(|e| match e {
             SessionError::Refused(f) => Fault::new(

@@ -66,7 +66,12 @@ pub(super) async fn accept_loop<T: Module>(state: Arc<Served<T>>, listener: Unix
 
 /// Runs the handshake of one peer connection and admits it only with a live grant.
 pub(super) async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, ticket: Ticket) {
-    let pending = match logos_session::read_hello_admitted(stream, Config::default(), ticket).await
+    let mut config = Config::default();
+    if state.link.is_some() {
+        // A remote module's peer connections come over a bridge (serve/remote.rs).
+        config.busy_poll = std::time::Duration::ZERO;
+    }
+    let pending = match logos_session::read_hello_admitted(stream, config, ticket).await
     {
         Ok(p) => p,
         Err(e) => {
