@@ -130,18 +130,15 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The client end of a baseline TLS connection.
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+/// The server end of a baseline TLS connection.
+type TlsServer = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
+
 /// A TLS connection over loopback with the link's configurations: (client, server thread).
-fn tls_pair<F>(
-    setup: &Setup,
-    serve: F,
-) -> Result<(
-    rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-    std::thread::JoinHandle<Result<()>>,
-)>
+fn tls_pair<F>(setup: &Setup, serve: F) -> Result<(TlsClient, std::thread::JoinHandle<Result<()>>)>
 where
-    F: FnOnce(rustls::StreamOwned<rustls::ServerConnection, TcpStream>) -> Result<()>
-        + Send
-        + 'static,
+    F: FnOnce(TlsServer) -> Result<()> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;

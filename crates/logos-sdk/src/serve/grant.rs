@@ -71,8 +71,7 @@ pub(super) async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, 
         // A remote module's peer connections come over a bridge (serve/remote.rs).
         config.busy_poll = std::time::Duration::ZERO;
     }
-    let pending = match logos_session::read_hello_admitted(stream, config, ticket).await
-    {
+    let pending = match logos_session::read_hello_admitted(stream, config, ticket).await {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!("peer handshake failed: {e}");
