@@ -76,6 +76,7 @@ mod handshake;
 mod incoming;
 mod reader;
 mod session;
+mod socket;
 mod stream;
 mod writer;
 
@@ -84,6 +85,9 @@ pub use config::Config;
 pub use error::SessionError;
 pub use fault::Fault;
 pub use handler::{Handler, Refuse};
-pub use handshake::{PendingSession, connect, read_hello, read_hello_admitted};
+pub use handshake::{
+    PendingSession, connect, connect_over, read_hello, read_hello_admitted, read_hello_over,
+};
 pub use session::{Peer, Session};
+pub use socket::Transport;
 pub use stream::ByteStream;

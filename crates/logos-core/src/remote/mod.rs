@@ -328,6 +328,13 @@ pub(crate) struct Held<S> {
     _slot: PeerSlot,
 }
 
+impl<S> Held<S> {
+    /// The stream and its place in the per-peer count, to be kept as long as the stream is.
+    pub(crate) fn into_parts(self) -> (S, PeerSlot) {
+        (self.inner, self._slot)
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
     fn poll_read(
         mut self: StdPin<&mut Self>,

@@ -16,7 +16,7 @@ use crate::conn::ModuleConn;
 use crate::manifest::Manifest;
 use crate::name::{CORE_MODULE, ModuleName};
 use crate::registry::{RemoteRunning, State};
-use crate::remote::{Held, Remote, ServerTls};
+use crate::remote::{Held, PeerSlot, Remote, ServerTls};
 use crate::state::Inner;
 use bytes::BytesMut;
 use logos_session::{Fault, PendingSession, Session};
@@ -48,20 +48,16 @@ pub(crate) async fn control_link(
     {
         return;
     }
-    let unix = match logos_remote::bridge(tls, buf) {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(module = %name, "cannot bridge a control link: {e}");
-            return;
-        }
-    };
+    // From here the session itself speaks TLS on the TCP socket (logos-session's
+    // `Transport`), with the very code a local module's control connection runs. The stream
+    // keeps its place in the per-peer count for as long as the module's session lives.
+    let (tls, slot) = tls.into_parts();
+    let (tcp, conn) = tls.into_inner();
+    let transport = logos_session::Transport::tls(tcp, conn);
     // Authenticated: the module's hello carries its whole interface, so the full frame cap.
     let mut cfg = inner.settings.session.clone();
     cfg.max_handshake_frame = cfg.max_frame;
-    // No busy polling over a bridge: the next frame comes through the bridge's task, whose
-    // turn the polling only delays (logos-bench remote_rtt: 57 → 42 µs).
-    cfg.busy_poll = Duration::ZERO;
-    let pending = match logos_session::read_hello(unix, cfg).await {
+    let pending = match logos_session::read_hello_over(transport, buf, cfg).await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(%peer, module = %name, "remote module: no valid hello on its control link: {e}");
@@ -69,7 +65,7 @@ pub(crate) async fn control_link(
         }
     };
     let module = name.as_str().to_owned();
-    match admit(&inner, &remote, pending, name, allow, peer).await {
+    match admit(&inner, &remote, pending, name, allow, peer, slot).await {
         Ok(()) => tracing::info!(%peer, module = %module, "remote module ready"),
         Err(why) => {
             tracing::warn!(%peer, module = %module, "remote module refused: {why}");
@@ -86,6 +82,7 @@ async fn admit(
     name: ModuleName,
     allow: BTreeSet<String>,
     peer: SocketAddr,
+    slot: PeerSlot,
 ) -> Result<(), String> {
     let manifest = match manifest_of(&pending, &name, &allow, &peer) {
         Ok(m) => m,
@@ -97,7 +94,7 @@ async fn admit(
     };
     let remote = Arc::clone(remote);
     let outcome = operation(inner, move |inner| async move {
-        Ok(admit_locked(&inner, &remote, pending, manifest, peer).await)
+        Ok(admit_locked(&inner, &remote, pending, manifest, peer, slot).await)
     })
     .await;
     match outcome {
@@ -156,6 +153,7 @@ async fn admit_locked(
     pending: PendingSession,
     manifest: Manifest,
     peer: SocketAddr,
+    slot: PeerSlot,
 ) -> Result<(), String> {
     let name = manifest.name.as_str().to_owned();
     if let Err(e) = refuse_after_shutdown(inner) {
@@ -268,6 +266,7 @@ async fn admit_locked(
     let (watched, wname) = (session.clone(), name.clone());
     tokio::spawn(async move {
         let reason = watched.closed().await;
+        drop(slot);
         proxy.abort();
         link_ended(&watcher, &wname, generation, &reason).await;
         exit_tx.send_replace(true);
