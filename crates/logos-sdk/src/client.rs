@@ -12,7 +12,7 @@
 
 use crate::context::{Inner, is_builtin, lock, subscribe_logged};
 use bytes::Bytes;
-use logos_session::{ByteStream, Config, Fault, Handler, Session, SessionError};
+use logos_session::{ByteStream, Config, Fault, Handler, Session, SessionError, Transport};
 use logos_wire::{Attrs, ErrorCode, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -385,10 +385,13 @@ async fn connect(
         endpoint,
         pid,
     } = read_grant(target, &grant)?;
-    let (stream, path) = match endpoint.strip_prefix("link:") {
+    let (stream, leftover, path) = match endpoint.strip_prefix("link:") {
         // A remote module: the core relays the connection and vouches for both ends
         // (docs/remote-modules.md), so there is no local peer to check.
-        Some(_) => (link_to(ctx, target, timeout).await?, endpoint.clone()),
+        Some(_) => {
+            let (transport, leftover) = link_to(ctx, target, timeout).await?;
+            (transport, leftover, endpoint.clone())
+        }
         None => {
             let path = endpoint
                 .strip_prefix("unix:")
@@ -401,7 +404,7 @@ async fn connect(
                 )
             })?;
             check_peer(target, &path, pid, &stream)?;
-            (stream, path)
+            (Transport::unix(stream), bytes::BytesMut::new(), path)
         }
     };
     let hello = Hello {
@@ -415,24 +418,19 @@ async fn connect(
         ctx: Arc::downgrade(ctx),
         target: target.to_owned(),
     });
-    let mut config = Config::default();
-    if path.starts_with("link:") {
-        // Over a bridge the next frame comes through another task of this thread, whose turn
-        // busy polling only delays (serve/remote.rs).
-        config.busy_poll = Duration::ZERO;
-    }
-    let (session, welcome) = logos_session::connect(stream, hello, handler, config)
-        .await
-        .map_err(|e| match e {
-            SessionError::Refused(f) => Fault::new(
-                f.code,
-                format!("module \"{target}\" refused the connection: {}", f.message),
-            ),
-            other => Fault::new(
-                ErrorCode::Unavailable,
-                format!("cannot connect to module \"{target}\": {other}"),
-            ),
-        })?;
+    let (session, welcome) =
+        logos_session::connect_over(stream, leftover, hello, handler, Config::default())
+            .await
+            .map_err(|e| match e {
+                SessionError::Refused(f) => Fault::new(
+                    f.code,
+                    format!("module \"{target}\" refused the connection: {}", f.message),
+                ),
+                other => Fault::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot connect to module \"{target}\": {other}"),
+                ),
+            })?;
     if welcome.identity != target {
         let fault = Fault::new(
             ErrorCode::Unauthorized,
@@ -447,9 +445,13 @@ async fn connect(
     Ok(session)
 }
 
-/// Opens a `call` link to the core for `target` (this module runs remote) and returns the
-/// local end of its bridge.
-async fn link_to(ctx: &Arc<Inner>, target: &str, timeout: Duration) -> Result<UnixStream, Fault> {
+/// Opens a `call` link to the core for `target` (this module runs remote): the TLS connection
+/// to run the peer session over, and bytes the core sent after its welcome.
+async fn link_to(
+    ctx: &Arc<Inner>,
+    target: &str,
+    timeout: Duration,
+) -> Result<(Transport, bytes::BytesMut), Fault> {
     let Some(credential) = ctx.link() else {
         return Err(Fault::new(
             ErrorCode::ProtocolError,
@@ -471,12 +473,8 @@ async fn link_to(ctx: &Arc<Inner>, target: &str, timeout: Duration) -> Result<Un
                 format!("cannot reach \"{target}\" through the core: {other}"),
             ),
         })?;
-    logos_remote::bridge(dialed.stream, dialed.leftover).map_err(|e| {
-        Fault::new(
-            ErrorCode::Unavailable,
-            format!("cannot connect to \"{target}\": {e}"),
-        )
-    })
+    let (tcp, conn) = dialed.stream.into_inner();
+    Ok((Transport::tls(tcp, conn), dialed.leftover))
 }
 
 /// What `requestModule` answers: the token, where the target listens, and its pid.

@@ -13,7 +13,9 @@ use super::Served;
 use super::conn::{Conn, Kind};
 use crate::context::lock;
 use crate::module::Module;
-use logos_session::{Acceptor, Config, DEFAULT_MAX_HANDSHAKES, Fault, Session, Ticket};
+use logos_session::{
+    Acceptor, Config, DEFAULT_MAX_HANDSHAKES, Fault, PendingSession, Session, Ticket,
+};
 use logos_wire::{Attrs, ErrorCode, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value, Welcome};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -65,19 +67,21 @@ pub(super) async fn accept_loop<T: Module>(state: Arc<Served<T>>, listener: Unix
 }
 
 /// Runs the handshake of one peer connection and admits it only with a live grant.
-pub(super) async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, ticket: Ticket) {
-    let mut config = Config::default();
-    if state.link.is_some() {
-        // A remote module's peer connections come over a bridge (serve/remote.rs).
-        config.busy_poll = std::time::Duration::ZERO;
-    }
-    let pending = match logos_session::read_hello_admitted(stream, config, ticket).await {
+async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, ticket: Ticket) {
+    let pending = match logos_session::read_hello_admitted(stream, Config::default(), ticket).await
+    {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!("peer handshake failed: {e}");
             return;
         }
     };
+    admit_pending(state, pending).await;
+}
+
+/// Admits a peer connection whose `hello` has been read, only with a live grant (a remote
+/// module's relayed connections arrive here from `serve/remote.rs`).
+pub(super) async fn admit_pending<T: Module>(state: Arc<Served<T>>, pending: PendingSession) {
     let caller = pending.hello.identity.clone();
     let token = pending.hello.token.clone();
     let pid = pending.pid;

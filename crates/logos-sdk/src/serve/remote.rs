@@ -21,7 +21,7 @@ use crate::module::Module;
 use crate::stats::CallStats;
 use bytes::Bytes;
 use logos_remote::{Backoff, Credential, DialError, Purpose};
-use logos_session::{Admission, Config, Fault, Session, SessionError};
+use logos_session::{Config, Fault, Session, SessionError};
 use logos_wire::{Attrs, ErrorCode, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -336,10 +336,11 @@ pub(super) fn dial<T: Module>(state: &Arc<Served<T>>, args: Vec<Value>) -> Resul
                 return;
             }
         };
-        match logos_remote::bridge(dialed.stream, dialed.leftover) {
-            // The core asked for this one connection: it needs no place among others.
-            Ok(unix) => super::grant::admit(state, unix, Admission::new(1).enter()).await,
-            Err(e) => tracing::warn!("cannot bridge a peer link: {e}"),
+        let (tcp, conn) = dialed.stream.into_inner();
+        let transport = logos_session::Transport::tls(tcp, conn);
+        match logos_session::read_hello_over(transport, dialed.leftover, Config::default()).await {
+            Ok(pending) => super::grant::admit_pending(state, pending).await,
+            Err(e) => tracing::debug!("relayed peer handshake failed: {e}"),
         }
     });
     Ok(Value::Null)
