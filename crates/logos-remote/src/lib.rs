@@ -5,9 +5,11 @@
 //! a **link** ([`dial`]): TCP, TLS 1.3 with the pinned certificate ([`tls`]), then one
 //! `hello`/`welcome` exchange that authenticates the module and says what the link is for
 //! ([`Purpose`]: the control connection, a call to another module, or a connection the core
-//! asked for). From then on the link carries the ordinary logos protocol: each side puts the
-//! TLS stream behind a Unix socketpair ([`bridge`]) and runs the very code a local module's
-//! connection runs, so nothing above this crate forks for remote modules.
+//! asked for). From then on the link carries the ordinary logos protocol: each side hands the
+//! TCP socket and its `rustls` connection to `logos-session` (`Transport::tls`) and runs the
+//! very code a local module's connection runs, so nothing above this crate forks for remote
+//! modules. [`splice`] copies between two streams for the core's relay of peer connections;
+//! [`bridge`] puts a stream behind a Unix socketpair for tools that need one.
 //!
 //! Shared by the core (`logos-core`'s `remote/`: listener, credential store, relay) and the
 //! module side (`logos-sdk`'s remote runtime, `logos_host --remote`). Depends only on

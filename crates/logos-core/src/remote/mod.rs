@@ -6,7 +6,7 @@
 //! connections between local and remote modules (`relay.rs`). Once a remote module's control
 //! link is authenticated, its lifecycle (ready, disconnected, stopped) is the supervisor's
 //! (`supervisor/remote.rs`), and its connection runs the same `ModuleConn` a local module's
-//! fd 3 does, over a socketpair bridged to the TLS stream (`logos_remote::bridge`). Never
+//! fd 3 does, with the session speaking TLS itself (`logos_session::Transport`). Never
 //! starts or signals a process.
 
 pub(crate) mod credential;

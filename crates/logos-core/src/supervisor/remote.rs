@@ -31,7 +31,7 @@ use tokio::sync::watch;
 const MISSED_HEARTBEATS: u32 = 3;
 
 /// A control link whose credential checked out: welcome it, read the module's `hello` over
-/// the bridged link, and admit the module.
+/// the link (the session speaks TLS on the TCP socket itself), and admit the module.
 pub(crate) async fn control_link(
     inner: Arc<Inner>,
     remote: Arc<Remote>,

@@ -3,8 +3,8 @@
 //! module serve a core on another machine instead of the core that started it.
 //!
 //! Owns the control link's life: dial the core (`logos_remote::dial`: TCP, TLS 1.3 with the
-//! pinned certificate, the credential), put the link behind a socketpair and speak the very
-//! protocol of a local module's fd 3 over it (same `hello` plus the module's `metadata.json`,
+//! pinned certificate, the credential) and speak the very protocol of a local module's fd 3
+//! over it, the session running on the TLS connection itself (`logos_session::Transport`) (same `hello` plus the module's `metadata.json`,
 //! same `Conn` handler); ping the core so a silent link is found within three heartbeats;
 //! reconnect with capped exponential backoff after a lost link (the module's state lives on:
 //! only the connection is new); answer `$dial` by opening a link for a peer connection the
