@@ -87,10 +87,12 @@ fn issue_11_a_stopped_remote_fails_calls_in_flight_within_the_heartbeat_and_come
     );
 }
 
-/// A TCP proxy on 127.0.0.1 whose live connections the test can cut.
+/// A TCP proxy on 127.0.0.1 whose live connections the test can cut, and whose upstream it
+/// can move (a core restarted on another port).
 struct Proxy {
     addr: String,
     live: Arc<Mutex<Vec<TcpStream>>>,
+    upstream: Arc<Mutex<String>>,
 }
 
 impl Proxy {
@@ -99,10 +101,13 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy address").to_string();
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let keep = Arc::clone(&live);
+        let upstream = Arc::new(Mutex::new(upstream));
+        let target = Arc::clone(&upstream);
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(&upstream) else {
+                let to = target.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let Ok(server) = TcpStream::connect(&to) else {
                     continue;
                 };
                 let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
@@ -117,7 +122,15 @@ impl Proxy {
                 std::thread::spawn(move || pipe(server, c2));
             }
         });
-        Proxy { addr, live }
+        Proxy {
+            addr,
+            live,
+            upstream,
+        }
+    }
+
+    fn set_upstream(&self, to: String) {
+        *self.upstream.lock().unwrap_or_else(|p| p.into_inner()) = to;
     }
 
     /// Drops every connection it carries (both ends, at once).
@@ -148,19 +161,24 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Both);
 }
 
-#[test]
-fn issue_11_a_connection_cut_mid_call_fails_the_call_at_once_and_the_remote_reconnects() {
-    let w = World::new();
-    let d = core(&w, "", &[]);
-    let credential = grant(&w, "probe", &["--allow", "relay", "--allow", "chat"]);
-    let proxy = Proxy::start(listen(&d));
+/// Grants probe and starts it remote, its credential naming `proxy` as the core's address.
+fn behind(w: &World, proxy: &Proxy) -> remote_support::Remote {
+    let credential = grant(w, "probe", &["--allow", "relay", "--allow", "chat"]);
     // The operator hands over a credential that names the proxy as the core's address.
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&credential).expect("credential"))
             .expect("credential JSON");
     doc["core"] = serde_json::json!([proxy.addr]);
     std::fs::write(&credential, doc.to_string()).expect("rewrite the credential");
-    let probe = spawn_remote("probe", &credential);
+    spawn_remote("probe", &credential)
+}
+
+#[test]
+fn issue_11_a_connection_cut_mid_call_fails_the_call_at_once_and_the_remote_reconnects() {
+    let w = World::new();
+    let d = core(&w, "", &[]);
+    let proxy = Proxy::start(listen(&d));
+    let probe = behind(&w, &proxy);
     probe.wait_connected(1);
     wait_state(&w, "probe", "ready");
 
@@ -186,4 +204,32 @@ fn issue_11_a_connection_cut_mid_call_fails_the_call_at_once_and_the_remote_reco
         "{}",
         probe.proc.stderr_text()
     );
+}
+
+#[test]
+fn issue_11_a_remote_module_outlives_a_core_restart_and_joins_the_new_core() {
+    let w = World::new();
+    let mut d = core(&w, "", &[]);
+    let proxy = Proxy::start(listen(&d));
+    let probe = behind(&w, &proxy);
+    probe.wait_connected(1);
+    wait_state(&w, "probe", "ready");
+
+    // The core stops: it closes the link without `shutdown`, so the module keeps running.
+    w.cli(&["stop"]).ok();
+    d.wait_exit(support::EXIT);
+    probe
+        .proc
+        .wait_stderr("lost the link to the core", remote_support::CONNECT);
+    assert!(
+        support::alive(probe.proc.pid()),
+        "the remote module exited with its core"
+    );
+
+    // The same core (its data dir: key and credentials) comes back on another port.
+    let d2 = core(&w, "", &[]);
+    proxy.set_upstream(listen(&d2));
+    probe.wait_connected(2);
+    wait_state(&w, "probe", "ready");
+    assert_eq!(w.cli_json(&["call", "probe", "echo", "9"])["result"], 9);
 }
