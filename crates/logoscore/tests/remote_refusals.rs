@@ -104,16 +104,19 @@ fn issue_11_wrong_pin_another_modules_credential_revoked_and_expired_are_refused
     assert!(relay.proc.stderr_text().contains("was revoked"));
     logged(&d, "the credential of module \"relay\" was revoked at");
 
-    // Expired.
-    let kv_cred = grant(&w, "kv", &["--expires", "2s"]);
+    // Expiry: the link opened before it is closed at expiry, and the credential refused after.
+    let kv_cred = grant(&w, "kv", &["--expires", "3s"]);
     let expires = read_credential(&kv_cred)
         .expires_at
         .expect("an expiry in the credential");
     let at = humantime::parse_rfc3339(&expires).expect("RFC 3339");
-    wait_for("the credential to expire", CONNECT, || {
-        SystemTime::now() > at
-    });
     let mut kv = spawn_remote("kv", &kv_cred);
+    kv.wait_connected(1);
+    logged(
+        &d,
+        "the remote module's credential expired; closing its link",
+    );
+    assert!(SystemTime::now() >= at, "closed before its expiry");
     assert_eq!(kv.proc.wait(EXIT).and_then(|s| s.code()), Some(1));
     assert!(kv.proc.stderr_text().contains("expired at"));
     logged(&d, "the credential of module \"kv\" expired at");

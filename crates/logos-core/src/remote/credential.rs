@@ -48,8 +48,11 @@ pub struct RemoteCredentialInfo {
 /// What checking a presented credential found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// The live credential of the module: it may call `allow`.
-    Valid { allow: BTreeSet<String> },
+    /// The live credential of the module: it may call `allow`, until `expires_at`.
+    Valid {
+        allow: BTreeSet<String>,
+        expires_at: Option<SystemTime>,
+    },
     /// A live credential, but of another module.
     OtherModule { owner: String },
     /// The module's credential, revoked (or replaced) at that time.
@@ -234,8 +237,9 @@ impl Store {
             Some(e) => match (e.revoked_at, e.expires_at) {
                 (Some(at), _) => Verdict::Revoked { at },
                 (None, Some(at)) if at <= now => Verdict::Expired { at },
-                (None, _) => Verdict::Valid {
+                (None, expires_at) => Verdict::Valid {
                     allow: e.allow.clone(),
+                    expires_at,
                 },
             },
         }
@@ -375,7 +379,8 @@ mod tests {
         assert_eq!(
             store.verify("calc", calc.as_bytes(), now),
             Verdict::Valid {
-                allow: BTreeSet::new()
+                allow: BTreeSet::new(),
+                expires_at: None
             }
         );
         assert_eq!(

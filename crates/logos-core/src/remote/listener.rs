@@ -182,12 +182,18 @@ async fn admit(
     peer: SocketAddr,
 ) {
     let claimed: String = hello.identity.chars().take(80).collect();
-    let checked: Result<(ModuleName, std::collections::BTreeSet<String>, Purpose), (String, ErrorCode)> = async {
+    type Checked = (
+        ModuleName,
+        std::collections::BTreeSet<String>,
+        Option<SystemTime>,
+        Purpose,
+    );
+    let checked: Result<Checked, (String, ErrorCode)> = async {
         let name = ModuleName::new(&hello.identity).map_err(|e| {
             (format!("its link hello names no valid module: {e}"), ErrorCode::Unauthorized)
         })?;
         let allow = match remote.store.verify(name.as_str(), &hello.token, SystemTime::now()) {
-            Verdict::Valid { allow } => allow,
+            Verdict::Valid { allow, expires_at } => (allow, expires_at),
             Verdict::OtherModule { owner } => {
                 return Err((
                     format!("it presented the credential of module {owner:?} as module {claimed:?}; a credential is valid for its own module only"),
@@ -214,10 +220,10 @@ async fn admit(
             }
         };
         let purpose = Purpose::from_attrs(&hello.attrs).map_err(|e| (e, ErrorCode::ProtocolError))?;
-        Ok((name, allow, purpose))
+        Ok((name, allow.0, allow.1, purpose))
     }
     .await;
-    let (name, allow, purpose) = match checked {
+    let (name, allow, expires_at, purpose) = match checked {
         Ok(x) => x,
         Err((why, code)) => {
             tracing::warn!(%peer, module = %claimed, "remote listener: refused a link: {why}");
@@ -228,8 +234,10 @@ async fn admit(
     match purpose {
         Purpose::Control => {
             tracing::info!(%peer, module = %name, "remote module authenticated; control link");
-            crate::supervisor::remote::control_link(inner, remote, tls, buf, name, allow, peer)
-                .await;
+            crate::supervisor::remote::control_link(
+                inner, remote, tls, buf, name, allow, expires_at, peer,
+            )
+            .await;
         }
         Purpose::Call { target } => {
             super::relay::call_link(inner, remote, tls, buf, name, target, peer).await;

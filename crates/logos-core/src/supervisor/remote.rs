@@ -24,7 +24,7 @@ use logos_wire::{ErrorCode, Value, Welcome};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 /// Pings in a row a remote module may leave unanswered before its link is closed.
@@ -39,6 +39,7 @@ pub(crate) async fn control_link(
     buf: BytesMut,
     name: ModuleName,
     allow: BTreeSet<String>,
+    expires_at: Option<SystemTime>,
     peer: SocketAddr,
 ) {
     let welcome = logos_remote::link::welcome(inner.settings.heartbeat, peer);
@@ -65,7 +66,17 @@ pub(crate) async fn control_link(
         }
     };
     let module = name.as_str().to_owned();
-    match admit(&inner, &remote, pending, name, allow, peer, slot).await {
+    match admit(
+        &inner,
+        &remote,
+        pending,
+        name,
+        allow,
+        peer,
+        (slot, expires_at),
+    )
+    .await
+    {
         Ok(()) => tracing::info!(%peer, module = %module, "remote module ready"),
         Err(why) => {
             tracing::warn!(%peer, module = %module, "remote module refused: {why}");
@@ -82,7 +93,7 @@ async fn admit(
     name: ModuleName,
     allow: BTreeSet<String>,
     peer: SocketAddr,
-    slot: PeerSlot,
+    slot: (PeerSlot, Option<SystemTime>),
 ) -> Result<(), String> {
     let manifest = match manifest_of(&pending, &name, &allow, &peer) {
         Ok(m) => m,
@@ -153,7 +164,7 @@ async fn admit_locked(
     pending: PendingSession,
     manifest: Manifest,
     peer: SocketAddr,
-    slot: PeerSlot,
+    (slot, expires_at): (PeerSlot, Option<SystemTime>),
 ) -> Result<(), String> {
     let name = manifest.name.as_str().to_owned();
     if let Err(e) = refuse_after_shutdown(inner) {
@@ -271,6 +282,25 @@ async fn admit_locked(
         link_ended(&watcher, &wname, generation, &reason).await;
         exit_tx.send_replace(true);
     });
+    if let Some(at) = expires_at {
+        // A credential that expires ends the link it opened, as a revocation does.
+        let (expiring, ename) = (session.clone(), name.clone());
+        tokio::spawn(async move {
+            let left = at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = expiring.closed() => {}
+                () = tokio::time::sleep(left) => {
+                    tracing::warn!(module = %ename, "the remote module's credential expired; closing its link");
+                    expiring.close(Fault::new(
+                        ErrorCode::Unauthorized,
+                        format!("the credential of module {ename} expired at {}", crate::operators::rfc3339(at)),
+                    ));
+                }
+            }
+        });
+    }
     tokio::spawn(heartbeat(Arc::clone(inner), name, generation, session));
     Ok(())
 }
