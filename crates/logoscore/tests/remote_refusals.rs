@@ -1,5 +1,5 @@
 //! Issue 11: what the remote module listener refuses, each with its reason in the core's log,
-//! while local modules keep answering. Real cores, real `logos_host --remote`, and raw
+//! while local modules and a connected remote one keep answering. Real cores, real `logos_host --remote`, and raw
 //! clients written here with `rustls` (a TLS 1.2-only client, a slowloris, garbage, plain
 //! TCP, links presenting the wrong credential or claiming another module), all on 127.0.0.1.
 
@@ -183,6 +183,9 @@ fn issue_11_plain_tcp_tls_1_2_a_slowloris_and_1000_garbage_connections_leave_loc
     w.stage_all(&["calc"]);
     let d = core(&w, "", &["calc"]);
     let addr = listen(&d);
+    // A remote module already connected must not notice the abuse either.
+    let _kv = remote(&w, "kv", &[]);
+    w.cli(&["call", "kv", "set", "k", "1"]).ok();
 
     // Plain TCP: the logos protocol without TLS.
     let mut plain = TcpStream::connect(&addr).expect("connect");
@@ -266,6 +269,7 @@ fn issue_11_plain_tcp_tls_1_2_a_slowloris_and_1000_garbage_connections_leave_loc
     let mut answered = 0;
     while !flood.is_finished() {
         assert_eq!(w.cli_json(&["call", "calc", "add", "2", "3"])["result"], 5);
+        assert_eq!(w.cli_json(&["call", "kv", "get", "k"])["result"], 1);
         answered += 1;
     }
     flood.join().expect("the flood");
@@ -275,6 +279,7 @@ fn issue_11_plain_tcp_tls_1_2_a_slowloris_and_1000_garbage_connections_leave_loc
     });
     assert!(log(&d).contains("garbage"), "the reason is logged");
     assert_eq!(w.cli_json(&["call", "calc", "add", "1", "1"])["result"], 2);
+    assert_eq!(remote_support::record(&w, "kv")["state"], "ready");
 }
 
 #[test]
