@@ -1,7 +1,8 @@
 //! Issue 11: what the remote module listener refuses, each with its reason in the core's log,
-//! while local modules and a connected remote one keep answering. Real cores, real `logos_host --remote`, and raw
-//! clients written here with `rustls` (a TLS 1.2-only client, a slowloris, garbage, plain
-//! TCP, links presenting the wrong credential or claiming another module), all on 127.0.0.1.
+//! while local modules and a connected remote one keep answering. Real cores, real
+//! `logos_host --remote`, and raw clients written here with `rustls` (a TLS 1.2-only client,
+//! a slowloris, garbage, plain TCP, links presenting the wrong credential or claiming another
+//! module), all on 127.0.0.1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
