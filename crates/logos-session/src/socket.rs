@@ -18,7 +18,7 @@
 //! at most one write's worth (≤ 64 KiB of plaintext per call) is ever buffered here.
 
 use bytes::BytesMut;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
@@ -26,6 +26,8 @@ use tokio::sync::Notify;
 
 /// Most plaintext taken per TLS write (one record is at most 16 KiB; rustls splits).
 const TLS_WRITE_MAX: usize = 64 * 1024;
+/// TLS bytes read from the socket per read: `rustls` alone would read 4 KiB at a time.
+const TLS_READ_CHUNK: usize = 64 * 1024;
 
 /// The connection a session runs over. Build one with [`Transport::unix`] or
 /// [`Transport::tls`].
@@ -138,18 +140,22 @@ impl Socket {
 pub(crate) struct TlsSocket {
     tcp: TcpStream,
     conn: Mutex<rustls::Connection>,
+    /// TLS bytes read from the socket and not yet taken by `rustls`, so that one read syscall
+    /// takes up to [`TLS_READ_CHUNK`] (only the reader touches it).
+    raw: Mutex<Raw>,
     /// Wakes the flusher: records are waiting for the socket.
     pending: Arc<Notify>,
 }
 
-/// `std::io` adapters of the non-blocking socket, for `rustls`'s `read_tls`/`write_tls`.
-struct TcpIo<'a>(&'a TcpStream);
-
-impl Read for TcpIo<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
-    }
+/// Read-ahead of TLS bytes: `buf[start..end]` is unread.
+struct Raw {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
 }
+
+/// The non-blocking socket as a `std::io::Write`, for `rustls`'s `write_tls`.
+struct TcpIo<'a>(&'a TcpStream);
 
 impl Write for TcpIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -171,6 +177,11 @@ impl TlsSocket {
         let socket = Arc::new(TlsSocket {
             tcp,
             conn: Mutex::new(conn),
+            raw: Mutex::new(Raw {
+                buf: vec![0u8; TLS_READ_CHUNK].into_boxed_slice(),
+                start: 0,
+                end: 0,
+            }),
             pending: Arc::clone(&pending),
         });
         tokio::spawn(flusher(Arc::downgrade(&socket), pending));
@@ -188,6 +199,10 @@ impl TlsSocket {
 
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         use std::io::BufRead as _;
+        let mut raw = self
+            .raw
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut conn = lock(&self.conn);
         loop {
             let mut reader = conn.reader();
@@ -202,10 +217,26 @@ impl TlsSocket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            // No plaintext: take more records from the socket (WouldBlock when none).
-            match conn.read_tls(&mut TcpIo(&self.tcp)) {
-                Ok(_) => {}
-                Err(e) => return Err(e),
+            // No plaintext: take more records, from the read-ahead or the socket (WouldBlock
+            // when neither has any).
+            if raw.start == raw.end {
+                let Raw { buf: chunk, .. } = &mut *raw;
+                let n = self.tcp.try_read(chunk)?;
+                raw.start = 0;
+                raw.end = n;
+                if n == 0 {
+                    // End of the TCP stream: rustls tells a clean close from a truncation.
+                    conn.read_tls(&mut io::empty())?;
+                }
+            }
+            if raw.start < raw.end {
+                let Raw {
+                    buf: chunk,
+                    start,
+                    end,
+                } = &mut *raw;
+                let taken = conn.read_tls(&mut &chunk[*start..*end])?;
+                *start += taken;
             }
             if let Err(e) = conn.process_new_packets() {
                 // Send the alert rustls queued, best effort.
