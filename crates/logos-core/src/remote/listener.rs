@@ -234,10 +234,12 @@ async fn admit(
     match purpose {
         Purpose::Control => {
             tracing::info!(%peer, module = %name, "remote module authenticated; control link");
-            crate::supervisor::remote::control_link(
-                inner, remote, tls, buf, name, allow, expires_at, peer,
-            )
-            .await;
+            let who = super::Authenticated {
+                name,
+                allow,
+                expires_at,
+            };
+            crate::supervisor::remote::control_link(inner, remote, tls, buf, who, peer).await;
         }
         Purpose::Call { target } => {
             super::relay::call_link(inner, remote, tls, buf, name, target, peer).await;

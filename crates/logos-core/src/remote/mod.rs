@@ -48,6 +48,13 @@ pub struct Granted {
     pub info: RemoteCredentialInfo,
 }
 
+/// What a link's credential proved: the module, the modules it may call, and until when.
+pub(crate) struct Authenticated {
+    pub name: crate::name::ModuleName,
+    pub allow: BTreeSet<String>,
+    pub expires_at: Option<SystemTime>,
+}
+
 /// A dial-back waiting for its link: the module asked (`$dial`) and where to hand the link.
 struct Waiting {
     module: String,

@@ -16,7 +16,7 @@ use crate::conn::ModuleConn;
 use crate::manifest::Manifest;
 use crate::name::{CORE_MODULE, ModuleName};
 use crate::registry::{RemoteRunning, State};
-use crate::remote::{Held, PeerSlot, Remote, ServerTls};
+use crate::remote::{Authenticated, Held, PeerSlot, Remote, ServerTls};
 use crate::state::Inner;
 use bytes::BytesMut;
 use logos_session::{Fault, PendingSession, Session};
@@ -37,11 +37,14 @@ pub(crate) async fn control_link(
     remote: Arc<Remote>,
     mut tls: Held<ServerTls>,
     buf: BytesMut,
-    name: ModuleName,
-    allow: BTreeSet<String>,
-    expires_at: Option<SystemTime>,
+    who: Authenticated,
     peer: SocketAddr,
 ) {
+    let Authenticated {
+        name,
+        allow,
+        expires_at,
+    } = who;
     let welcome = logos_remote::link::welcome(inner.settings.heartbeat, peer);
     if logos_remote::link::write_message(&mut tls, &welcome)
         .await
