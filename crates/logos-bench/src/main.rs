@@ -23,6 +23,7 @@ mod capi;
 mod child;
 mod module;
 mod qt;
+mod remote;
 mod report;
 mod runtime;
 mod stats;
@@ -57,6 +58,8 @@ enum Group {
     Restart,
     /// The Rust API call and the C API call.
     Api,
+    /// A local module → remote module (loopback TLS) call and stream against raw TLS.
+    Remote,
 }
 
 /// Measures the logos runtime against baselines taken in the same run.
@@ -238,6 +241,13 @@ async fn bench(args: &Args) -> Result<Report> {
                 rows.push(c);
             }
             Err(e) => rows.push(Row::failed("rust_api", "Rust API call", &e)),
+        }
+    }
+    if wants(Group::Remote) {
+        progress("remote module over loopback TLS");
+        match remote::rows(&plan).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => rows.push(Row::failed("remote", "remote module", &e)),
         }
     }
     progress("stopping");

@@ -41,6 +41,7 @@ mod name;
 pub mod operators;
 mod policy;
 mod registry;
+mod remote;
 mod resolver;
 mod state;
 mod stats;
@@ -52,7 +53,7 @@ mod token;
 
 pub use crate::api::Core;
 pub use crate::builder::{
-    Builder, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
+    Builder, ModuleSettings, RemoteLimits, RestartSettings, default_data_dir, default_runtime_dir,
 };
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
@@ -62,6 +63,7 @@ pub use crate::manifest::{
 };
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
+pub use crate::remote::{Granted, RemoteCredentialInfo};
 pub use crate::stats::{
     Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
     StreamFigures,
