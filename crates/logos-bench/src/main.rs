@@ -24,6 +24,7 @@ mod child;
 mod contexts;
 mod module;
 mod qt;
+mod remote;
 mod report;
 mod runtime;
 mod stats;
@@ -60,6 +61,8 @@ enum Group {
     Api,
     /// A delegated contexts script end to end against a bare Rhai evaluation.
     Contexts,
+    /// A local module → remote module (loopback TLS) call and stream against raw TLS.
+    Remote,
 }
 
 /// Measures the logos runtime against baselines taken in the same run.
@@ -261,6 +264,13 @@ async fn bench(args: &Args) -> Result<Report> {
                 .await
                 .unwrap_or_else(|e| Row::failed(contexts::MODULE_ID, contexts::MODULE_NAME, &e)),
         );
+    }
+    if wants(Group::Remote) {
+        progress("remote module over loopback TLS");
+        match remote::rows(&plan).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => rows.push(Row::failed("remote", "remote module", &e)),
+        }
     }
     progress("stopping");
     world.close().await;

@@ -212,6 +212,28 @@ impl Core {
         crate::stats::collect(&self.inner).await
     }
 
+    /// Access denials the policy has made since the core started, by caller and target.
+    pub fn denials(&self) -> Vec<crate::stats::Denial> {
+        crate::stats::denials(&self.inner)
+    }
+
+    /// The core's own events (`core.moduleUp`, `stateChanged`, …) published since it
+    /// started, and deliveries of them dropped because a subscriber read too slowly.
+    pub fn core_events(&self) -> crate::stats::EventFigures {
+        let (emitted, dropped) = self.inner.hub.core_event_figures();
+        crate::stats::EventFigures { emitted, dropped }
+    }
+
+    /// Whether `presented` is an operator's token: the client token, or a live named token
+    /// (`logoscore issue-token`), checked as the control endpoint checks it (constant time).
+    /// Returns who it is: `"client"` or the named token's name.
+    ///
+    /// # Errors
+    /// [`Error::NotOperator`] naming why (wrong token, expired named token, unreadable store).
+    pub fn authenticate(&self, presented: &[u8]) -> Result<String, Error> {
+        crate::conn::operator_name(&self.inner, presented)
+    }
+
     /// One module's state.
     ///
     /// # Errors
@@ -272,6 +294,50 @@ impl Core {
     /// reached the core it was told about.
     pub fn instance_id(&self) -> &str {
         &self.inner.instance
+    }
+
+    /// Where remote modules connect (the bound address, so a port 0 in
+    /// [`Builder::listen`](crate::Builder::listen) shows the port picked), while the core
+    /// listens for them.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.remote.get().map(|r| r.addr)
+    }
+
+    /// Issues a credential for remote module `module` (replacing its live one): the
+    /// credential file's text holds the core's addresses (`addresses`, default the listen
+    /// address), the pin of the core's certificate and a new secret. `allow` names the
+    /// modules the remote module may call (its metadata may depend on, or be permitted, no
+    /// others). The core keeps only a salted hash of the secret.
+    ///
+    /// # Errors
+    /// [`Error::RemoteSetup`] when the core does not listen, an address is not host:port or
+    /// the listen address is a wildcard and no address is given, or the store cannot be
+    /// written; [`Error::InvalidName`].
+    pub fn grant_remote(
+        &self,
+        module: &str,
+        expires_at: Option<std::time::SystemTime>,
+        allow: Vec<String>,
+        addresses: Vec<String>,
+    ) -> Result<crate::remote::Granted, Error> {
+        crate::remote::grant(&self.inner, module, expires_at, allow, addresses)
+    }
+
+    /// Every remote credential issued, live ones first (never a secret).
+    ///
+    /// # Errors
+    /// [`Error::RemoteSetup`] when the core does not listen.
+    pub fn remote_credentials(&self) -> Result<Vec<crate::remote::RemoteCredentialInfo>, Error> {
+        Ok(crate::remote::get(&self.inner)?.store.list())
+    }
+
+    /// Revokes remote module `module`'s credential and closes its live link at once;
+    /// `Ok(false)` when it had no live credential.
+    ///
+    /// # Errors
+    /// [`Error::RemoteSetup`] when the core does not listen or the store cannot be written.
+    pub fn revoke_remote(&self, module: &str) -> Result<bool, Error> {
+        crate::remote::revoke(&self.inner, module)
     }
 
     /// Stops every module in reverse dependency order (each within the stop grace, then

@@ -10,6 +10,7 @@
 //! always comes from the connection. Never spawns processes.
 
 use crate::builtin;
+use crate::counters::fold_method;
 use crate::error::Error;
 use crate::events::{CORE_EVENTS, MAX_SESSION_SUBSCRIPTIONS, Viewer};
 use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
@@ -102,27 +103,47 @@ pub(crate) async fn call_module(
             return Err(registry.unknown(target).to_fault());
         }
         let rec = registry.record(target);
+        // Counted here because the module never sees these calls.
+        let refuse = |fault: Fault| {
+            let method = fold_method(rec.and_then(|r| r.interface()), method);
+            inner.counters.refused(target, method, fault.code.as_str());
+            fault
+        };
         match registry.state(target) {
             State::Ready => rec.and_then(|r| r.session().cloned()),
-            s if s.is_loaded() || s == State::Stopping => {
+            State::Disconnected => {
+                let since = rec
+                    .and_then(|r| r.remote())
+                    .and_then(|p| p.disconnected_since)
+                    .map_or_else(String::new, |t| {
+                        format!(" since {}", crate::operators::rfc3339(t))
+                    });
                 return Err(Fault::new(
                     ErrorCode::Unavailable,
-                    format!("module {target} is {s}; try again when it is ready"),
+                    format!(
+                        "remote module {target} is disconnected{since}; it is available again when it reconnects"
+                    ),
                 ));
             }
+            s if s.is_loaded() || s == State::Stopping => {
+                return Err(refuse(Fault::new(
+                    ErrorCode::Unavailable,
+                    format!("module {target} is {s}; try again when it is ready"),
+                )));
+            }
             State::Failed => {
-                return Err(Fault::new(
+                return Err(refuse(Fault::new(
                     ErrorCode::Unavailable,
                     format!(
                         "module {target} failed (restart budget exhausted); reload it to bring it back"
                     ),
-                ));
+                )));
             }
             _ => {
-                return Err(Fault::new(
+                return Err(refuse(Fault::new(
                     ErrorCode::NotLoaded,
                     format!("module {target} is not loaded; load it first"),
-                ));
+                )));
             }
         }
     };
@@ -133,7 +154,20 @@ pub(crate) async fn call_module(
         ));
     };
     let timeout = timeout.unwrap_or_else(|| inner.settings.call_timeout(target));
-    session.call(target, method, args, timeout).await
+    let result = session.call(target, method, args, timeout).await;
+    if let Err(f) = &result
+        && f.code == ErrorCode::Unavailable
+        && session.is_closed()
+    {
+        // The process went away with the call in flight: it never counted it.
+        let interface = inner
+            .registry()
+            .record(target)
+            .and_then(|r| r.interface().cloned());
+        let method = fold_method(interface.as_ref(), method);
+        inner.counters.refused(target, method, f.code.as_str());
+    }
+    result
 }
 
 /// Makes sure a ready module sends the core its events when someone here wants them.
@@ -164,6 +198,7 @@ fn may_call_builtin(inner: &Inner, me: &str, target: &str, method: &str) -> Resu
         return Ok(());
     }
     tracing::warn!(caller = %me, target, method = decision.method().unwrap_or_default(), "access denied: {decision}");
+    inner.counters.denied(me, target);
     Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()))
 }
 
@@ -430,6 +465,18 @@ pub(crate) fn listen(inner: &Arc<Inner>) -> Result<tokio::task::JoinHandle<()>, 
             });
         }
     }))
+}
+
+/// Who `presented` belongs to, for front ends that authenticate operators themselves (the
+/// HTTP dashboard): `"client"` for the client token, else the named token's name.
+pub(crate) fn operator_name(inner: &Inner, presented: &[u8]) -> Result<String, Error> {
+    match authenticate(inner, presented) {
+        Ok(Credential::Client) => Ok("client".to_owned()),
+        Ok(Credential::Named { name, .. }) => Ok(name),
+        Err(fault) => Err(Error::NotOperator {
+            reason: fault.message,
+        }),
+    }
 }
 
 /// Which credential `presented` is: the boot client token, else a live named token.

@@ -188,9 +188,20 @@ pub(crate) struct TooManySubscriptions;
 pub(crate) struct Hub {
     table: Mutex<Table>,
     next_id: AtomicU64,
+    /// The core's own events published, and deliveries of them dropped (a full queue).
+    core_published: AtomicU64,
+    core_dropped: AtomicU64,
 }
 
 impl Hub {
+    /// `(published, dropped)` of the core's own events (`core.*`) so far.
+    pub fn core_event_figures(&self) -> (u64, u64) {
+        (
+            self.core_published.load(Ordering::Relaxed),
+            self.core_dropped.load(Ordering::Relaxed),
+        )
+    }
+
     /// Adds an embedding subscriber.
     pub fn subscribe_local(self: &Arc<Self>, source: &str, event: &str) -> Subscription {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
@@ -320,6 +331,15 @@ impl Hub {
                 .flat_map(|ids| ids.values().cloned())
                 .collect()
         });
+        let own = source == crate::name::CORE_MODULE;
+        if own {
+            self.core_published.fetch_add(1, Ordering::Relaxed);
+        }
+        let lost = |n: u64| {
+            if own {
+                self.core_dropped.fetch_add(n, Ordering::Relaxed);
+            }
+        };
         let mut bytes = None;
         for s in targets {
             match &s.sink {
@@ -343,6 +363,7 @@ impl Hub {
                         });
                     if reserved.is_err() {
                         dropped.fetch_add(1, Ordering::Relaxed);
+                        lost(1);
                         continue;
                     }
                     let lost_before = dropped.swap(0, Ordering::Relaxed);
@@ -358,10 +379,13 @@ impl Hub {
                     if tx.try_send(queued).is_err() {
                         queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                         dropped.fetch_add(lost_before + 1, Ordering::Relaxed);
+                        lost(1);
                     }
                 }
                 Sink::Session { session, viewer } => {
-                    session.send_event(source, event, data_for(viewer).to_vec());
+                    if !session.send_event(source, event, data_for(viewer).to_vec()) {
+                        lost(1);
+                    }
                 }
             }
         }

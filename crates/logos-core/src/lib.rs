@@ -32,6 +32,7 @@ mod api;
 mod builder;
 mod builtin;
 mod conn;
+mod counters;
 mod discovery;
 mod error;
 mod events;
@@ -40,6 +41,7 @@ mod name;
 pub mod operators;
 mod policy;
 mod registry;
+mod remote;
 mod resolver;
 mod state;
 mod stats;
@@ -51,7 +53,7 @@ mod token;
 
 pub use crate::api::Core;
 pub use crate::builder::{
-    Builder, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
+    Builder, ModuleSettings, RemoteLimits, RestartSettings, default_data_dir, default_runtime_dir,
 };
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
@@ -61,7 +63,11 @@ pub use crate::manifest::{
 };
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
-pub use crate::stats::{Latency, ModuleStats, STATS_TIMEOUT};
+pub use crate::remote::{Granted, RemoteCredentialInfo};
+pub use crate::stats::{
+    Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
+    StreamFigures,
+};
 pub use crate::sys::{Confinement, Limits, ProcessUsage, confinement, process_usage, pss_bytes};
 pub use crate::token::{TOKEN_LEN, Token, read_client_token};
 pub use logos_session::Fault;

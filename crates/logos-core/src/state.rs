@@ -12,6 +12,7 @@
 //! on with the data either way).
 
 use crate::builder::Settings;
+use crate::counters::Counters;
 use crate::events::Hub;
 use crate::name::ModuleName;
 use crate::operators::TokenStore;
@@ -33,6 +34,8 @@ pub(crate) struct Inner {
     tokens: Mutex<Tokens>,
     policy: Mutex<Policy>,
     pub hub: Arc<Hub>,
+    /// What only the core sees (denials, calls it answered for a module), for observers.
+    pub counters: Counters,
     /// The lifecycle lock: serialises load, unload, reload, register, refresh, crash restarts
     /// and shutdown so plans never interleave. Taken only inside `supervisor`.
     pub ops: tokio::sync::Mutex<()>,
@@ -50,6 +53,8 @@ pub(crate) struct Inner {
     pub stopped_tx: tokio::sync::watch::Sender<bool>,
     /// Starts module processes: the real ones ([`Os`]), or fakes in the supervisor's tests.
     pub spawn: Box<dyn Spawn>,
+    /// The remote module listener and its state, once started (`Builder::listen`).
+    pub remote: std::sync::OnceLock<Arc<crate::remote::Remote>>,
 }
 
 impl Inner {
@@ -78,6 +83,7 @@ impl Inner {
             tokens: Mutex::new(Tokens::default()),
             policy: Mutex::new(policy),
             hub: Arc::new(Hub::default()),
+            counters: Counters::default(),
             ops: tokio::sync::Mutex::new(()),
             started: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -89,6 +95,7 @@ impl Inner {
             tasks: Mutex::new(Vec::new()),
             stopped_tx: tokio::sync::watch::Sender::new(false),
             spawn: Box::new(Os),
+            remote: std::sync::OnceLock::new(),
         }
     }
 

@@ -12,12 +12,13 @@ use crate::error::Error;
 use crate::module::Events;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use logos_session::{ByteStream, Session};
+use logos_session::{ByteStream, Config, Session, Traffic, TrafficFigures};
 use logos_wire::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
@@ -58,6 +59,8 @@ pub(crate) struct Inner {
     name: String,
     /// Built by [`Context::standalone`]: never connected, so clients fail at once.
     detached: bool,
+    /// Set when this module runs remote (`LOGOS_REMOTE`): the credential its links use.
+    link: Option<Arc<logos_remote::Credential>>,
     data_dir: PathBuf,
     /// The control connection, once the handshake with the core is done.
     control: watch::Sender<Option<Session>>,
@@ -68,6 +71,11 @@ pub(crate) struct Inner {
     streams: Mutex<HashMap<String, Arc<StreamFn>>>,
     clients: Mutex<HashMap<String, Client>>,
     unhealthy: Mutex<Option<String>>,
+    /// Events emitted, and deliveries dropped because a subscriber's queue was full (`$stats`).
+    events_emitted: AtomicU64,
+    events_dropped: AtomicU64,
+    /// Streams and stream bytes of every connection of this process (`$stats`).
+    traffic: Arc<Traffic>,
 }
 
 impl Inner {
@@ -77,6 +85,32 @@ impl Inner {
 
     pub(crate) fn is_detached(&self) -> bool {
         self.detached
+    }
+
+    /// The session settings of every connection of this module: defaults, counting streams
+    /// into this process's [`Traffic`].
+    pub(crate) fn session_config(&self) -> Config {
+        let mut config = Config::default();
+        config.traffic = Some(Arc::clone(&self.traffic));
+        config
+    }
+
+    /// `(emitted, dropped)` events so far.
+    pub(crate) fn event_figures(&self) -> (u64, u64) {
+        (
+            self.events_emitted.load(Ordering::Relaxed),
+            self.events_dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Streams and stream bytes so far.
+    pub(crate) fn traffic(&self) -> TrafficFigures {
+        self.traffic.figures()
+    }
+
+    /// The credential of a remote module's links; `None` for a local module.
+    pub(crate) fn link(&self) -> Option<&Arc<logos_remote::Credential>> {
+        self.link.as_ref()
     }
 
     /// The control connection if the handshake is done.
@@ -166,14 +200,29 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     pub(crate) fn new(name: &str, data_dir: PathBuf) -> Context {
-        Context::build(name, data_dir, false)
+        Context::build(name, data_dir, false, None)
     }
 
-    fn build(name: &str, data_dir: PathBuf, detached: bool) -> Context {
+    /// The context of a remote module, whose links to other modules go through its core.
+    pub(crate) fn new_remote(
+        name: &str,
+        data_dir: PathBuf,
+        link: Arc<logos_remote::Credential>,
+    ) -> Context {
+        Context::build(name, data_dir, false, Some(link))
+    }
+
+    fn build(
+        name: &str,
+        data_dir: PathBuf,
+        detached: bool,
+        link: Option<Arc<logos_remote::Credential>>,
+    ) -> Context {
         Context {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
                 detached,
+                link,
                 data_dir,
                 control: watch::Sender::new(None),
                 subscribers: Mutex::new(HashMap::new()),
@@ -182,6 +231,9 @@ impl Context {
                 streams: Mutex::new(HashMap::new()),
                 clients: Mutex::new(HashMap::new()),
                 unhealthy: Mutex::new(None),
+                events_emitted: AtomicU64::new(0),
+                events_dropped: AtomicU64::new(0),
+                traffic: Arc::new(Traffic::default()),
             }),
         }
     }
@@ -197,7 +249,7 @@ impl Context {
     /// assert_eq!(ctx.emit_raw("changed", vec![]), 0);
     /// ```
     pub fn standalone(name: &str, data_dir: impl Into<PathBuf>) -> Context {
-        Context::build(name, data_dir.into(), true)
+        Context::build(name, data_dir.into(), true, None)
     }
 
     /// This module's name.
@@ -236,10 +288,18 @@ impl Context {
             .filter(|sub| !sub.session.is_closed())
             .map(|sub| sub.session.clone())
             .collect();
-        targets
+        let delivered = targets
             .iter()
             .filter(|s| s.send_event(&self.inner.name, event, data.clone()))
-            .count()
+            .count();
+        self.inner.events_emitted.fetch_add(1, Ordering::Relaxed);
+        let dropped = targets.len() - delivered;
+        if dropped > 0 {
+            self.inner
+                .events_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        delivered
     }
 
     /// Resolves once every event emitted so far has been handed to the sockets of its

@@ -3,6 +3,8 @@
 //! Owns only numbers. Never opens a socket or spawns a task; the rest of the crate reads these
 //! values when a connection starts.
 
+use crate::Traffic;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Tunables of one connection. Every default is documented on its field.
@@ -64,6 +66,9 @@ pub struct Config {
     /// and stream traffic; between polls the thread yields to other tasks and to other
     /// processes on the same CPU.
     pub busy_poll: Duration,
+    /// Where this connection counts its streams and stream bytes (default none). Give the
+    /// connections of one process the same [`Traffic`] to get that process's totals.
+    pub traffic: Option<Arc<Traffic>>,
 }
 
 impl Default for Config {
@@ -79,6 +84,7 @@ impl Default for Config {
             default_call_timeout: Duration::from_secs(30),
             max_streams: 1024,
             busy_poll: Duration::from_micros(50),
+            traffic: None,
         }
     }
 }

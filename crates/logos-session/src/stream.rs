@@ -166,6 +166,9 @@ impl ByteStream {
             }
             streams.map.insert(id, shared.clone());
         }
+        if let Some(t) = &inner.config.traffic {
+            t.stream_opened();
+        }
         Some(ByteStream {
             shared,
             inner: inner.clone(),
@@ -249,6 +252,9 @@ impl ByteStream {
 
 impl Drop for ByteStream {
     fn drop(&mut self) {
+        if let Some(t) = &self.inner.config.traffic {
+            t.stream_closed();
+        }
         let send = {
             let mut st = lock(&self.shared.state);
             if st.reset.is_some() || st.conn_closed.is_some() || (st.send_fin && st.recv_fin) {
@@ -303,6 +309,9 @@ impl AsyncRead for ByteStream {
                 }
             }
             st.unreturned += read as u64;
+            if let Some(t) = &this.inner.config.traffic {
+                t.read(read);
+            }
             let mut grant = 0;
             if st.unreturned >= this.inner.credit_threshold() && !st.recv_fin {
                 grant = std::mem::take(&mut st.unreturned);
@@ -386,7 +395,12 @@ impl AsyncWrite for ByteStream {
             data: Bytes::copy_from_slice(&buf[..n]),
         };
         match this.inner.send(Lane::Stream, &frame) {
-            Ok(()) => Poll::Ready(Ok(n)),
+            Ok(()) => {
+                if let Some(t) = &this.inner.config.traffic {
+                    t.wrote(n);
+                }
+                Poll::Ready(Ok(n))
+            }
             Err(_) => Poll::Ready(Err(this.closed_error(&this.inner.close_reason()))),
         }
     }

@@ -22,45 +22,7 @@ const PAGE_DEADLINE: Duration = Duration::from_secs(120);
 /// When it is missing and `apt-get install -y chromium` fails (not root, no network to the
 /// Debian mirrors), with apt's output.
 pub fn chromium() -> PathBuf {
-    let bin = PathBuf::from(CHROMIUM);
-    if bin.is_file() {
-        return bin;
-    }
-    let lock_path = crate::target_dir().join("chromium-install.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
-    if bin.is_file() {
-        return bin;
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("Chromium is not installed and apt-get cannot run ({e}); install it: apt-get install -y chromium"))
-    };
-    let mut out = apt(&["install", "-y", "-q", "chromium"]);
-    if !out.status.success() {
-        let update = apt(&["update", "-q"]);
-        if !update.status.success() {
-            panic!(
-                "Chromium is not installed and `apt-get update` failed:\n{}{}",
-                String::from_utf8_lossy(&update.stdout),
-                String::from_utf8_lossy(&update.stderr)
-            );
-        }
-        out = apt(&["install", "-y", "-q", "chromium"]);
-    }
-    assert!(
-        out.status.success() && bin.is_file(),
-        "Chromium is not installed and `apt-get install -y chromium` failed (run the tests as root, or install it):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
+    crate::apt::ensure(CHROMIUM, "chromium")
 }
 
 /// Runs headless Chromium on `url` with `extra` flags (e.g. `--screenshot=…` or

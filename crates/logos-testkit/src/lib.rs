@@ -12,6 +12,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod apt;
 pub mod browser;
 pub mod install;
 

@@ -81,6 +81,40 @@ pub(crate) struct Dur(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Size(pub u64);
 
+/// Where the HTTP endpoint listens: `"127.0.0.1:9464"`, `"[::1]:9464"`, `"localhost:9464"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HttpAddr(pub std::net::SocketAddr);
+
+/// `ADDR:PORT` as [`HttpAddr`] reads it (`localhost` is `127.0.0.1`).
+pub(crate) fn parse_http_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let t = s.trim();
+    let t = match t.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => t.to_owned(),
+    };
+    t.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an address to listen on: write IP:PORT, e.g. 127.0.0.1:9464, [::1]:9464 or localhost:9464 (port 0 picks a free one)"
+        )
+    })
+}
+
+impl<'de> Deserialize<'de> for HttpAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = HttpAddr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address such as \"127.0.0.1:9464\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<HttpAddr, E> {
+                parse_http_addr(s).map(HttpAddr).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// A `tracing` filter (`"info"`, `"logos_core=debug,info"`), checked when read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogFilter(pub String);
@@ -166,6 +200,31 @@ pub(crate) struct Config {
     /// Calls forbidden whatever the metadata says.
     #[serde(default)]
     pub deny: Vec<Rule>,
+    /// Serve metrics and the dashboard over HTTP here.
+    pub http: Option<HttpAddr>,
+    /// Allow `http` on a non-loopback address (plain HTTP).
+    pub http_insecure: Option<bool>,
+    /// HTTPS: the PEM certificate chain and key.
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
+    /// Require an operator token for `/metrics` on loopback too.
+    pub http_metrics_auth: Option<bool>,
+    /// Where remote modules connect (`host:port`, TLS 1.3); off when absent.
+    pub listen: Option<String>,
+    /// Bounds of the remote module listener.
+    pub remote: Option<RemoteConfig>,
+}
+
+/// `[remote]`: bounds of the remote module listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoteConfig {
+    /// Time for the TLS handshake and the link hello (default 5 s).
+    pub handshake_timeout: Option<Dur>,
+    /// Connections in their handshake at once (default 64).
+    pub max_handshakes: Option<usize>,
+    /// Connections at once from one IP address (default 64).
+    pub max_per_peer: Option<usize>,
 }
 
 /// `[restart]`.
@@ -754,6 +813,24 @@ target = "kv"
         assert_eq!(c.load, ["greeter"]);
         assert_eq!(c.max_frame, Some(Size(16 << 20)));
         assert_eq!(c.grant.len(), 1);
+        assert_eq!(c.http.map(|h| h.0.port()), Some(9464));
+    }
+
+    #[test]
+    fn http_addresses_are_checked_where_written() {
+        assert_eq!(
+            parse_http_addr("localhost:9464").map(|a| a.to_string()),
+            Ok("127.0.0.1:9464".to_owned())
+        );
+        assert!(parse_http_addr("[::1]:0").is_ok());
+        for bad in ["9464", "localhost", "127.0.0.1", "example.com:80", ""] {
+            let e = parse_http_addr(bad).err().unwrap_or_default();
+            assert!(e.contains("127.0.0.1:9464"), "{bad:?}: {e}");
+        }
+        let (line, key, message) = invalid("http = \"nowhere\"\n");
+        assert_eq!(line, Some(1));
+        assert_eq!(key.as_deref(), Some("http"));
+        assert!(message.contains("IP:PORT"), "{message}");
     }
 
     #[test]

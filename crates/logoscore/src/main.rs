@@ -21,6 +21,7 @@ mod cmd;
 mod config;
 mod config_dir;
 mod error;
+mod notify;
 mod output;
 mod packages;
 mod probation;
@@ -109,7 +110,7 @@ enum Command {
     /// Start a core in the foreground and load modules; Ctrl-C (or `logoscore stop`) stops it.
     /// `daemon` and `-D` are the reference's names for it.
     #[command(visible_alias = "daemon")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Load modules (their dependencies first); returns when all are ready.
     Load {
         /// Modules to load.
@@ -259,6 +260,12 @@ enum Command {
     /// Peer contexts through the `contexts` module: keygen, create, list, info,
     /// install-script, policy, submit, audit (docs/contexts.md).
     Contexts(cmd::contexts::Args),
+    /// Remote modules: issue, list and revoke the credentials modules on other machines
+    /// join this core with (it must run with --listen).
+    Remote {
+        #[command(subcommand)]
+        cmd: cmd::remote::RemoteCommand,
+    },
     /// Signing keys and the trust store packages are checked against.
     Key {
         #[command(subcommand)]
@@ -323,6 +330,7 @@ impl Command {
                 Verb::Tokens
             }
             Command::Completions { .. } | Command::Man { .. } => Verb::Local,
+            Command::Remote { .. } => Verb::Tokens,
             Command::Key { .. }
             | Command::Pack(_)
             | Command::Packages(_)
@@ -470,6 +478,33 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "POLICY")]
     access_policy: Option<String>,
 
+    /// Serve Prometheus metrics (/metrics) and the live dashboard (/) over HTTP at ADDR,
+    /// e.g. 127.0.0.1:9464 (port 0 picks a free one; the --json readiness document says
+    /// which). Loopback only unless --http-insecure. [default: config `http`, else off]
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_http_addr)]
+    http: Option<std::net::SocketAddr>,
+
+    /// Allow --http on a non-loopback address: plain HTTP, so operator tokens and session
+    /// cookies cross the network in clear (prefer a TLS proxy in front of 127.0.0.1).
+    #[arg(long)]
+    http_insecure: bool,
+
+    /// Serve --http over TLS 1.3 with this PEM certificate chain (with --http-tls-key);
+    /// required for a non-loopback --http unless --http-insecure. [default: config
+    /// `http_tls_cert`]
+    #[arg(long, value_name = "PEM", requires = "http_tls_key")]
+    http_tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --http-tls-cert. [default: config `http_tls_key`]
+    #[arg(long, value_name = "PEM", requires = "http_tls_cert")]
+    http_tls_key: Option<PathBuf>,
+
+    /// Accept remote modules on HOST:PORT over TCP with TLS 1.3 (port 0 picks one; the
+    /// readiness document and `logoscore remote grant` say which). Replaces the config
+    /// file's `listen`. [default: off]
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+
     /// Reference flags this core does not offer; given, they are refused with the reason.
     #[arg(long, hide = true, value_name = "SPEC")]
     module_transport: Vec<String>,
@@ -586,7 +621,7 @@ fn daemon_flag_to_subcommand(args: Vec<OsString>) -> Vec<OsString> {
 fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), Error> {
     use cmd::block_on;
     match command {
-        Command::Run(args) => cmd::run::run(ctx, args),
+        Command::Run(args) => cmd::run::run(ctx, *args),
         Command::Load { names } => block_on(cmd::load::run(ctx, names)),
         Command::LoadModule { name } => block_on(cmd::load::run(ctx, vec![name])),
         Command::Unload { name, cascade } => block_on(cmd::unload::run(ctx, name, cascade)),
@@ -648,6 +683,7 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
         Command::Contexts(args) => block_on(cmd::contexts::run(ctx, args)),
         Command::Completions { shell } => cmd::completions::run(shell),
         Command::Man { out_dir } => cmd::man::run(out_dir),
+        Command::Remote { cmd } => block_on(cmd::remote::run(ctx, cmd)),
         Command::Key { cmd } => cmd::key::run(ctx, pkg, cmd),
         Command::Pack(args) => cmd::pack::run(ctx, pkg, args),
         Command::Packages(c) => cmd::install::run(ctx, pkg, c),

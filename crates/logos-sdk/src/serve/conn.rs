@@ -45,7 +45,7 @@ impl<T: Module> Served<T> {
         }
         let _busy = Busy::enter(&self.in_flight);
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
-        let timer = self.stats.start();
+        let timer = self.stats.start(&method);
         let run = self.module.call(&self.ctx, &method, args);
         let result = match AssertUnwindSafe(run).catch_unwind().await {
             Ok(result) => result,
@@ -58,7 +58,7 @@ impl<T: Module> Served<T> {
                 ))
             }
         };
-        timer.finish(result.is_ok());
+        timer.finish(result.as_ref().err().map(|f| f.code));
         result
     }
 
@@ -74,7 +74,11 @@ impl<T: Module> Served<T> {
                         "$stats takes no arguments",
                     ));
                 }
-                Ok(self.stats.snapshot(*self.in_flight.borrow()))
+                Ok(self.stats.snapshot(
+                    *self.in_flight.borrow(),
+                    self.ctx.inner.event_figures(),
+                    self.ctx.inner.traffic(),
+                ))
             }
             other => Err(Fault::new(
                 ErrorCode::UnknownMethod,
@@ -112,6 +116,10 @@ impl<T: Module> Handler for Conn<T> {
     fn call(&self, _session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
         let state = Arc::clone(&self.state);
         let kind = self.kind;
+        if kind == Kind::Control && call.method == "$dial" && call.target == *state.name {
+            let answer = super::remote::dial(&state, call.args);
+            return Box::pin(async move { answer });
+        }
         Box::pin(async move { state.dispatch(kind, call).await })
     }
 
@@ -183,6 +191,8 @@ impl<T: Module> Handler for Conn<T> {
     fn closed(&self, session: &Session, reason: &str) {
         self.state.ctx.forget_session(session.id());
         match self.kind {
+            // A remote module's serve loop connects again instead (serve/remote.rs).
+            Kind::Control if self.state.link.is_some() => {}
             Kind::Control => self
                 .state
                 .request_stop(Stop::ControlClosed(reason.to_owned())),

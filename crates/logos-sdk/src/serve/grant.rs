@@ -13,7 +13,7 @@ use super::Served;
 use super::conn::{Conn, Kind};
 use crate::context::lock;
 use crate::module::Module;
-use logos_session::{Acceptor, Config, DEFAULT_MAX_HANDSHAKES, Fault, Session, Ticket};
+use logos_session::{Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, PendingSession, Session, Ticket};
 use logos_wire::{Attrs, ErrorCode, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value, Welcome};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,14 +66,20 @@ pub(super) async fn accept_loop<T: Module>(state: Arc<Served<T>>, listener: Unix
 
 /// Runs the handshake of one peer connection and admits it only with a live grant.
 async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, ticket: Ticket) {
-    let pending = match logos_session::read_hello_admitted(stream, Config::default(), ticket).await
-    {
+    let config = state.ctx.inner.session_config();
+    let pending = match logos_session::read_hello_admitted(stream, config, ticket).await {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!("peer handshake failed: {e}");
             return;
         }
     };
+    admit_pending(state, pending).await;
+}
+
+/// Admits a peer connection whose `hello` has been read, only with a live grant (a remote
+/// module's relayed connections arrive here from `serve/remote.rs`).
+pub(super) async fn admit_pending<T: Module>(state: Arc<Served<T>>, pending: PendingSession) {
     let caller = pending.hello.identity.clone();
     let token = pending.hello.token.clone();
     let pid = pending.pid;

@@ -21,8 +21,10 @@
 mod conn;
 mod grant;
 mod inherit;
+mod remote;
 
 pub use inherit::{DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD};
+pub use remote::{LOGOS_METADATA, LOGOS_REMOTE};
 
 use crate::context::{Context, lock};
 use crate::error::Error;
@@ -33,7 +35,7 @@ use bytes::Bytes;
 use conn::{Conn, Kind};
 use grant::Grants;
 use inherit::Inherited;
-use logos_session::{Config, Session};
+use logos_session::Session;
 use logos_wire::{Attrs, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,6 +81,9 @@ pub fn run<T: Module>() -> i32 {
 /// ```
 pub fn run_named<T: Module>(name: &str) -> i32 {
     inherit::init_tracing();
+    if let Some(credential) = remote::credential_path() {
+        return remote::run::<T>(name, &credential);
+    }
     let inherited = match Inherited::take() {
         Ok(i) => i,
         Err(e) => {
@@ -179,6 +184,8 @@ struct Served<T> {
     /// Calls served so far, errors, latency (`$stats`).
     stats: CallStats,
     stop: watch::Sender<Option<Stop>>,
+    /// The credential of a remote module (`LOGOS_REMOTE`); `None` for a local one.
+    link: Option<Arc<logos_remote::Credential>>,
 }
 
 /// Counts one running call until dropped. Only the drop to zero notifies (`drain` waits for
@@ -224,8 +231,9 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         peers: Mutex::new(HashMap::new()),
         control: Mutex::new(None),
         in_flight: watch::Sender::new(0),
-        stats: CallStats::default(),
+        stats: CallStats::new(&named_interface::<T>(name)),
         stop: watch::Sender::new(None),
+        link: None,
     });
 
     let hello = Hello {
@@ -242,7 +250,8 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         state: Arc::clone(&state),
         kind: Kind::Control,
     });
-    let (session, welcome) = logos_session::connect(control, hello, handler, Config::default())
+    let config = state.ctx.inner.session_config();
+    let (session, welcome) = logos_session::connect(control, hello, handler, config)
         .await
         .map_err(|source| Error::Handshake {
             module: name.to_owned(),

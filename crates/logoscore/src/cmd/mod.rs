@@ -17,6 +17,7 @@ pub(crate) mod pack;
 pub(crate) mod publish;
 pub(crate) mod registry;
 pub(crate) mod reload;
+pub(crate) mod remote;
 pub(crate) mod review;
 pub(crate) mod run;
 pub(crate) mod search;

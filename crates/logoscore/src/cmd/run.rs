@@ -21,8 +21,14 @@
 //! Output: logs (tracing) on stderr; the "try next" hints on stderr as plain lines, outside the
 //! log, and only with the human log format; with `--json` one readiness document on stdout
 //! instead (`{"pid", "runtimeDir", "socket", "known", "loaded", "failed", "instance",
-//! "configDir", "modulesDirs"}`), which is also what scripts and tests wait for. Never talks to
-//! the core over the socket: it owns the core.
+//! "configDir", "modulesDirs", "http", "httpUrl"}`; `http` is the bound address of `--http`,
+//! null without it), which is also what scripts and tests wait for. Never talks to the core
+//! over the socket: it owns the core.
+//!
+//! With `--http` (or `http` in the config file) it also serves metrics, the dashboard and
+//! lifecycle actions (`logos-observe`, docs/operations.md) from before the boot loads until
+//! the core has stopped, and feeds the dashboard's log tail from its own log. Under systemd
+//! (`$NOTIFY_SOCKET`) it reports readiness, watchdog pings and stopping (`notify.rs`).
 
 use crate::client::{RuntimeDir, Source};
 use crate::config::{Config, LogFormat};
@@ -62,6 +68,8 @@ struct Plan {
     log_filter: String,
     log_format: LogFormat,
     shutdown_timeout: Duration,
+    /// The HTTP endpoint, if asked for.
+    http: Option<logos_observe::HttpConfig>,
 }
 
 pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Error> {
@@ -70,13 +78,15 @@ pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Error> {
         None => Config::default(),
     };
     let plan = plan(ctx, args, file)?;
-    init_logging(&plan.log_filter, plan.log_format)?;
+    // The dashboard's log tail reads what the core logs about each module.
+    let tap = plan.http.as_ref().map(|_| logos_observe::LogTap::new());
+    init_logging(&plan.log_filter, plan.log_format, tap.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
-    rt.block_on(serve(ctx.json, plan))
+    rt.block_on(serve(ctx.json, plan, tap))
 }
 
 /// Refuses the reference's daemon flags this core does not offer, saying why; none of them
@@ -84,7 +94,7 @@ pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Error> {
 fn refuse_unsupported(args: &RunArgs) -> Result<(), Error> {
     if !args.module_transport.is_empty() || args.insecure_tcp {
         return Err(Error::Usage(format!(
-            "--module-transport {}: this core serves local clients over its Unix socket only (no tcp or tcp_ssl listener); run the client on the same host, or reach it through ssh",
+            "--module-transport {}: this core serves clients over its Unix socket only (run the client on the same host, or reach it through ssh); remote modules join with `--listen HOST:PORT` (TLS 1.3) and a credential from `logoscore remote grant`, see docs/remote-modules.md",
             args.module_transport.join(" ")
         )));
     }
@@ -247,7 +257,58 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     for r in &file.deny {
         b = b.deny(r.caller.as_str(), r.target.as_str());
     }
+    let tls = match (
+        args.http_tls_cert
+            .as_deref()
+            .map(absolute)
+            .or(file.http_tls_cert.clone()),
+        args.http_tls_key
+            .as_deref()
+            .map(absolute)
+            .or(file.http_tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(logos_observe::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Usage(
+                "HTTPS needs both a certificate and its key: give http_tls_cert and http_tls_key (or --http-tls-cert and --http-tls-key) together".into(),
+            ));
+        }
+    };
+    let http = args.http.or(file.http.map(|h| h.0)).map(|addr| {
+        let mut c = logos_observe::HttpConfig::new(addr);
+        c.insecure = args.http_insecure || file.http_insecure.unwrap_or(false);
+        c.metrics_auth = file.http_metrics_auth.unwrap_or(false);
+        c.tls = tls.clone();
+        c
+    });
+    if http.is_none() && (args.http_insecure || tls.is_some()) {
+        return Err(Error::Usage(
+            "--http-insecure and the TLS settings only make sense with --http ADDR (or `http` in the config file)"
+                .into(),
+        ));
+    }
+    if let Some(c) = &http {
+        c.check().map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    if let Some(addr) = args.listen.clone().or(file.listen.clone()) {
+        b = b.listen(addr);
+    }
+    if let Some(r) = &file.remote {
+        let mut limits = logos_core::RemoteLimits::default();
+        if let Some(t) = r.handshake_timeout {
+            limits.handshake_timeout = t.0;
+        }
+        if let Some(n) = r.max_handshakes {
+            limits.max_handshakes = n;
+        }
+        if let Some(n) = r.max_per_peer {
+            limits.max_per_peer = n;
+        }
+        b = b.remote_limits(limits);
+    }
     Ok(Plan {
+        http,
         builder: b,
         runtime,
         modules_dirs,
@@ -295,19 +356,44 @@ fn group_id(group: &str) -> Result<u32, Error> {
     }
 }
 
-/// Installs the tracing subscriber: `filter` on stderr, human or JSON.
-fn init_logging(filter: &str, format: LogFormat) -> Result<(), Error> {
+/// Installs the tracing subscriber: `filter` on stderr, human or JSON; and the dashboard's
+/// log tap, with its own filter (module output and the core's lines about modules at info
+/// and above, whatever the stderr filter lets through).
+fn init_logging(
+    filter: &str,
+    format: LogFormat,
+    tap: Option<logos_observe::LogTap>,
+) -> Result<(), Error> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .map_err(|e| Error::Usage(format!("{filter:?} is not a log filter: {e}")))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Fails only if a subscriber is already set, which nothing here does.
-    let _ = match format {
-        LogFormat::Human => builder.with_ansi(ansi).try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let stderr = match format {
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
+    let tap = tap.map(|t| {
+        t.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("module", tracing::Level::INFO)
+                .with_target("logos_core", tracing::Level::INFO),
+        )
+    });
+    // Fails only if a subscriber is already set, which nothing here does.
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(tap)
+        .try_init();
     Ok(())
 }
 
@@ -340,7 +426,7 @@ struct Boot {
     failed: Vec<(String, String)>,
 }
 
-async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
+async fn serve(json: bool, plan: Plan, tap: Option<logos_observe::LogTap>) -> Result<(), Error> {
     let mut signals = Signals::new()?;
     match &plan.modules_from {
         ModulesFrom::Given => {}
@@ -378,8 +464,40 @@ async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
         .map_err(Error::Start)?;
     // Upgrades of modules loaded from a package dir are probed and rolled back (probation.rs).
     crate::probation::spawn_guards(&core, &plan.modules_dirs);
+    // Up before the boot loads, so they can be watched.
+    let http = match &plan.http {
+        Some(config) => match logos_observe::Http::start(&core, config, tap).await {
+            Ok(h) => Some(h),
+            Err(e) => {
+                bounded_stop(core.shutdown(), plan.shutdown_timeout, &mut signals).await?;
+                return Err(Error::Usage(e.to_string()));
+            }
+        },
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|h| {
+        let scheme = plan
+            .http
+            .as_ref()
+            .map_or("http", logos_observe::HttpConfig::scheme);
+        format!("{scheme}://{}", h.local_addr())
+    });
+    let result = serve_core(json, &plan, &core, http_addr, &mut signals).await;
+    if let Some(h) = http {
+        h.stop().await;
+    }
+    result
+}
 
-    let boot = boot(&core, &plan.load, plan.load_all);
+/// Boots, announces and runs `core` until a signal or `stop`, then shuts it down.
+async fn serve_core(
+    json: bool,
+    plan: &Plan,
+    core: &Core,
+    http: Option<String>,
+    signals: &mut Signals,
+) -> Result<(), Error> {
+    let boot = boot(core, &plan.load, plan.load_all);
     tokio::pin!(boot);
     let booted = tokio::select! {
         r = &mut boot => r,
@@ -389,37 +507,52 @@ async fn serve(json: bool, plan: Plan) -> Result<(), Error> {
                 let _ = (&mut boot).await;
                 core.shutdown().await;
             };
-            return bounded_stop(finish, plan.shutdown_timeout, &mut signals).await;
+            return bounded_stop(finish, plan.shutdown_timeout, signals).await;
         }
     };
     let report = match booted {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("stopping: a boot module could not be loaded: {e}");
-            bounded_stop(core.shutdown(), plan.shutdown_timeout, &mut signals).await?;
+            bounded_stop(core.shutdown(), plan.shutdown_timeout, signals).await?;
             return Err(e);
         }
     };
     // Announced in the config dir from here until this function returns, however it does.
     let _announced = match &plan.config_dir {
-        Some(c) => match announce_in(c, &core, &plan) {
+        Some(c) => match announce_in(c, core, plan) {
             Ok(a) => Some(a),
             Err(e) => {
-                bounded_stop(core.shutdown(), plan.shutdown_timeout, &mut signals).await?;
+                bounded_stop(core.shutdown(), plan.shutdown_timeout, signals).await?;
                 return Err(e);
             }
         },
         None => None,
     };
-    announce(json, &core, &plan, &report)?;
+    announce(json, core, plan, &report, http.clone())?;
+    crate::notify::ready(&format!(
+        "{} modules loaded{}",
+        core.modules()
+            .iter()
+            .filter(|m| m.state.is_loaded())
+            .count(),
+        http.map(|a| format!(", dashboard at http://{a}/"))
+            .unwrap_or_default()
+    ));
+    let watchdog = crate::notify::spawn_watchdog(core);
 
-    tokio::select! {
+    let result = tokio::select! {
         sig = signals.recv() => {
             tracing::info!("{sig}: stopping every module (again to exit at once)");
-            bounded_stop(core.shutdown(), plan.shutdown_timeout, &mut signals).await
+            crate::notify::stopping();
+            bounded_stop(core.shutdown(), plan.shutdown_timeout, signals).await
         }
         () = core.stopped() => Ok(()),
+    };
+    if let Some(w) = watchdog {
+        w.abort();
     }
+    result
 }
 
 /// A runtime dir left shared (0710) by a core that died: back to 0700, which the core checks
@@ -521,7 +654,13 @@ async fn bounded_stop(
 }
 
 /// Tells the operator the core is up: a JSON document on stdout, or hints on stderr.
-fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Error> {
+fn announce(
+    json: bool,
+    core: &Core,
+    plan: &Plan,
+    boot: &Boot,
+    http: Option<String>,
+) -> Result<(), Error> {
     let infos = core.modules();
     let loaded: Vec<String> = infos
         .iter()
@@ -549,6 +688,9 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
                 "instance": core.instance_id(),
                 "configDir": plan.config_dir.as_ref().map(|c| &c.path),
                 "modulesDirs": plan.modules_dirs,
+                "http": http.as_deref().and_then(|u| u.split_once("://")).map(|(_, a)| a),
+                "httpUrl": http,
+                "listen": core.listen_addr().map(|a| a.to_string()),
             }),
             false,
         )?;
@@ -563,6 +705,11 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
         std::process::id(),
         core.control_socket().display()
     );
+    if let Some(addr) = core.listen_addr() {
+        text.push_str(&format!(
+            "  remote modules connect to {addr} (TLS 1.3); issue a credential with `logoscore remote grant NAME`\n"
+        ));
+    }
     text.push_str(&match loaded.len() {
         0 if infos.is_empty() => {
             "  no modules known: point -m at a dir holding <name>/metadata.json, or add modules to the modules dir\n".to_owned()
@@ -576,6 +723,11 @@ fn announce(json: bool, core: &Core, plan: &Plan, boot: &Boot) -> Result<(), Err
     });
     for (m, _) in &boot.failed {
         text.push_str(&format!("  {m} could not be loaded (see the log above)\n"));
+    }
+    if let Some(u) = &http {
+        text.push_str(&format!(
+            "  dashboard {u}/ (log in with the client token), metrics {u}/metrics\n"
+        ));
     }
     text.push_str("Try, from another terminal:\n");
     let mut tries: Vec<(String, &str)> = vec![(format!("{me} list"), "modules, states, pids")];
