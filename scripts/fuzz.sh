@@ -3,6 +3,8 @@
 #   decode    crates/logos-wire/fuzz   frames and values off the wire (FrameDecoder, decode_*)
 #   manifest  crates/logos-core/fuzz   metadata.json (Manifest::from_json)
 #   params    crates/logos-capi/fuzz   the C API's params_json (src/params.rs)
+#   envelope  crates/logos-contexts/fuzz  signed delegation envelopes (SignedEnvelope::decode)
+#   script    crates/logos-contexts/fuzz  Rhai scripts evaluated under the contexts limits
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`); on the pinned stable toolchain it runs
 # with RUSTC_BOOTSTRAP=1, because cargo-fuzz passes nightly-only flags (-Zsanitizer=address).
@@ -65,8 +67,14 @@ for p in '[]' '["ada", 2, 1.5, true, null]' '[{"$bytes": "00ff"}]' \
     seed "$root/crates/logos-capi/fuzz/corpus/params" "$p"
 done
 
+for s in 'put("a", 1)' 'let n = get("count") ?? 0; put("count", n + 1); n' \
+    'fn f(n) { if n > 0 { f(n - 1) } else { 0 } } f(10)' 'let a = []; for i in 0..10 { a.push(i); } a' \
+    'import "x" as y; y::z()' 'let m = #{a: 1}; m.a + params'; do
+    seed "$root/crates/logos-contexts/fuzz/corpus/script" "$s"
+done
+
 failed=0
-for entry in "logos-wire decode" "logos-core manifest" "logos-capi params"; do
+for entry in "logos-wire decode" "logos-core manifest" "logos-capi params" "logos-contexts envelope" "logos-contexts script"; do
     read -r crate target <<<"$entry"
     dir="$root/crates/$crate"
     log="$logs/$target.log"
