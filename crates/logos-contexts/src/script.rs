@@ -469,8 +469,9 @@ fn compile(
             ),
         });
     }
-    // Strict variables: the parser must know the one variable the worker defines.
-    // Not a constant here: the optimiser would fold the placeholder into the script.
+    // Strict variables: the parser must know the one variable the worker defines. It is a
+    // scope variable, not a constant, so the optimiser cannot fold this compile-time unit value
+    // into the AST; each evaluation pushes the envelope's real params.
     let mut scope = Scope::new();
     scope.push("params", Dynamic::UNIT);
     let ast = engine
