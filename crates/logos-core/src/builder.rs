@@ -25,6 +25,22 @@ pub struct ModuleSettings {
     pub limits: Limits,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The operator's grant of file system paths outside the module's own dirs: each path the
+    /// module declares in its metadata (`filesystem`) must lie beneath one of these.
+    pub filesystem: FsGrant,
+}
+
+/// File system paths an operator grants one module (docs/security.md, "Declared
+/// confinement"). A grant only confirms what the module declares in its metadata: a declared
+/// path outside the module's own dirs is allowed when it lies beneath a granted one of the
+/// same kind (a `write` grant also covers reading). Nothing is given that was not declared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsGrant {
+    /// Paths the module may read beneath.
+    pub read: Vec<PathBuf>,
+    /// Paths the module may read and write beneath.
+    pub write: Vec<PathBuf>,
 }
 
 /// Restart timing: exponential backoff from `initial` to `max`, and at most `budget` crash
@@ -124,6 +140,8 @@ pub(crate) struct Settings {
     pub landlock: bool,
     /// Paths confined modules may not read besides the runtime dir.
     pub hidden: Vec<PathBuf>,
+    /// Refuse to start modules that would run unconfined (no Landlock).
+    pub strict_confinement: bool,
     pub operator_tokens: Option<PathBuf>,
     pub access_group: Option<u32>,
 }
@@ -183,6 +201,7 @@ pub struct Builder {
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
     landlock: Option<bool>,
+    strict_confinement: bool,
     hidden: Vec<PathBuf>,
     operator_tokens: Option<PathBuf>,
     access_group: Option<u32>,
@@ -304,6 +323,14 @@ impl Builder {
         self
     }
 
+    /// Refuses to start a module that would run unconfined, i.e. where the kernel has no
+    /// Landlock (or it is turned off): its load fails with [`Error::Unconfined`] instead of
+    /// the warning. Default: `false` (warn once, report `confinement: none`, run).
+    pub fn strict_confinement(mut self, strict: bool) -> Self {
+        self.strict_confinement = strict;
+        self
+    }
+
     /// Withholds `path` (a directory or file) from confined modules, like the runtime dir: for
     /// operator secrets kept elsewhere, such as a `logoscore` config dir's `daemon/` and
     /// `client/`. The operator token store given to [`Builder::operator_tokens`] is withheld
@@ -401,6 +428,7 @@ impl Builder {
             landlock: self
                 .landlock
                 .unwrap_or_else(|| std::env::var_os("LOGOS_LANDLOCK").is_none_or(|v| v != "off")),
+            strict_confinement: self.strict_confinement,
             hidden: self
                 .hidden
                 .into_iter()

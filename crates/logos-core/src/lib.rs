@@ -31,6 +31,7 @@
 mod api;
 mod builder;
 mod builtin;
+mod confine;
 mod conn;
 mod counters;
 mod discovery;
@@ -52,13 +53,13 @@ mod token;
 
 pub use crate::api::Core;
 pub use crate::builder::{
-    Builder, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
+    Builder, FsGrant, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
 };
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
 pub use crate::manifest::{
-    Location, METADATA_FILE, MODULE_TYPES, Manifest, ManifestError, ManifestFault, ModuleKind,
-    RestartPolicy,
+    FsPaths, Location, MAX_DECLARED_PATHS, METADATA_FILE, MODULE_TYPES, Manifest, ManifestError,
+    ManifestFault, ModuleKind, RestartPolicy,
 };
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};

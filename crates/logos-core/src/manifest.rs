@@ -61,7 +61,7 @@ pub const METADATA_FILE: &str = "metadata.json";
 pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
 
 /// Fields this runtime understands; anything else is kept in `raw` and logged at debug.
-const KNOWN_FIELDS: [&str; 11] = [
+const KNOWN_FIELDS: [&str; 12] = [
     "name",
     "version",
     "description",
@@ -73,6 +73,7 @@ const KNOWN_FIELDS: [&str; 11] = [
     "main",
     "restart",
     "permissions",
+    "filesystem",
 ];
 
 /// The values of `type` this core accepts: it runs back-end modules only. The reference
@@ -164,6 +165,9 @@ pub struct Manifest {
     /// `permissions`: modules it may call beyond its dependencies (`core` also lets it change
     /// what runs). Each must name a known module or a built-in, checked at load.
     pub permissions: BTreeSet<ModuleName>,
+    /// `filesystem`: paths beyond its own dirs the module needs (docs/security.md, "Declared
+    /// confinement"). Those outside its module and data dirs need an operator grant.
+    pub filesystem: FsPaths,
     /// The module directory, absolute.
     pub dir: PathBuf,
     /// The metadata file as it was found, for messages.
@@ -251,6 +255,7 @@ impl Manifest {
         };
         let restart = c.restart(obj.get("restart"));
         let permissions = c.permissions(obj.get("permissions"));
+        let filesystem = c.filesystem(obj.get("filesystem"), &abs_dir);
 
         match (name, version, main) {
             (Some(name), Some(version), Some(main)) if c.faults.is_empty() => Ok(Manifest {
@@ -265,6 +270,7 @@ impl Manifest {
                 main,
                 restart,
                 permissions,
+                filesystem,
                 dir: abs_dir,
                 path,
                 raw,
@@ -321,6 +327,7 @@ impl Manifest {
             main: dir.join(format!("lib{name}.so")),
             restart: RestartPolicy::OnFailure,
             permissions: BTreeSet::new(),
+            filesystem: FsPaths::default(),
             path: dir.join(METADATA_FILE),
             dir,
             raw: Value::Null,
@@ -328,6 +335,27 @@ impl Manifest {
         }
     }
 }
+
+/// The `filesystem` field of a manifest: paths a module declares it reads or writes, each
+/// absolute (a relative one is taken from the module directory) and free of `..`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsPaths {
+    /// `filesystem.read`: read (and execute) beneath each path.
+    pub read: Vec<PathBuf>,
+    /// `filesystem.write`: read, write, create and remove beneath each path.
+    pub write: Vec<PathBuf>,
+}
+
+impl FsPaths {
+    /// Whether nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty()
+    }
+}
+
+/// Most paths one `filesystem` list may hold: each becomes a Landlock rule.
+pub const MAX_DECLARED_PATHS: usize = 64;
 
 /// `libx.so` and `libx.so.1.2` are libraries; `x.so.py` is not.
 fn is_shared_library(path: &Path) -> bool {
@@ -444,6 +472,34 @@ fn read_limited(path: &Path) -> Result<String, String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+/// A declared path made absolute (relative ones from the module directory). The error is the
+/// fault text.
+fn declared_path(s: &str, abs_dir: &Path) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("is empty; give an absolute path, or one relative to the module directory".into());
+    }
+    if s.contains('\0') {
+        return Err(format!("{s:?} contains a NUL character; paths cannot"));
+    }
+    let p = Path::new(s);
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "{s:?} contains \"..\"; write the path without it, so what is granted is plain to read"
+        ));
+    }
+    let mut full = if p.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        abs_dir.to_path_buf()
+    };
+    for c in p.components() {
+        if let Component::Normal(part) = c {
+            full.push(part);
+        }
+    }
+    Ok(full)
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -760,6 +816,69 @@ impl Checker<'_> {
                     json_kind(other)
                 ),
             ),
+        }
+        out
+    }
+
+    /// `filesystem`: `{"read": [path…], "write": [path…]}`, both optional.
+    fn filesystem(&mut self, v: Option<&Value>, abs_dir: &Path) -> FsPaths {
+        let mut out = FsPaths::default();
+        let map = match v {
+            None | Some(Value::Null) => return out,
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                self.fault(
+                    "/filesystem",
+                    format!(
+                        "must be an object like {{\"read\": [\"/usr/share/foo\"], \"write\": [\"/var/cache/foo\"]}}, found {}",
+                        json_kind(other)
+                    ),
+                );
+                return out;
+            }
+        };
+        for (key, value) in map {
+            let list = match key.as_str() {
+                "read" => &mut out.read,
+                "write" => &mut out.write,
+                _ => {
+                    self.fault(
+                        format!("/filesystem/{}", pointer_key(key)),
+                        format!("{key:?} is not a kind of access (expected \"read\" or \"write\")"),
+                    );
+                    continue;
+                }
+            };
+            let Value::Array(items) = value else {
+                self.fault(
+                    format!("/filesystem/{key}"),
+                    format!("must be a list of paths, found {}", json_kind(value)),
+                );
+                continue;
+            };
+            if items.len() > MAX_DECLARED_PATHS {
+                self.fault(
+                    format!("/filesystem/{key}"),
+                    format!(
+                        "lists {} paths, more than {MAX_DECLARED_PATHS}; declare the directories that hold them instead",
+                        items.len()
+                    ),
+                );
+                continue;
+            }
+            let mut paths = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let pointer = format!("/filesystem/{key}/{i}");
+                let Value::String(s) = item else {
+                    self.fault(pointer, format!("must be a path, found {}", json_kind(item)));
+                    continue;
+                };
+                match declared_path(s, abs_dir) {
+                    Ok(p) => paths.push(p),
+                    Err(problem) => self.fault(pointer, problem),
+                }
+            }
+            *list = paths;
         }
         out
     }

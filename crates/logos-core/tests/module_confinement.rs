@@ -145,6 +145,136 @@ async fn under_landlock_a_module_cannot_read_the_runtime_dir_or_write_outside_it
     core.shutdown().await;
 }
 
+/// Writes script module `name` with `extra` (JSON members, e.g. a `filesystem` declaration)
+/// added to its metadata.
+fn declared_script_module(w: &World, name: &str, extra: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = w.write_metadata(
+        name,
+        &format!(
+            r#"{{"name":"{name}","version":"1.0.0","main":"run.sh","restart":"never"{extra}}}"#
+        ),
+    );
+    let path = dir.join("run.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Issue 18: by default a module reads system files, its own dirs and nothing else; what it
+/// declares in `filesystem` it gets only once the operator grants it.
+#[tokio::test]
+async fn issue_18_a_module_reaches_only_its_own_dirs_and_what_was_declared_and_granted() {
+    let mut w = World::new();
+    let base = w.dir.path().canonicalize().unwrap();
+    // An /etc/shadow-like file, a neighbour's data, a shared dir and an outbox.
+    std::fs::create_dir_all(base.join("secret")).unwrap();
+    std::fs::write(base.join("secret/shadow"), "root:$6$hash").unwrap();
+    std::fs::create_dir_all(w.data.join("neighbour")).unwrap();
+    std::fs::write(w.data.join("neighbour/planted"), "neighbour's state").unwrap();
+    std::fs::create_dir_all(base.join("shared")).unwrap();
+    std::fs::write(base.join("shared/notes"), "shared notes").unwrap();
+    std::fs::create_dir_all(base.join("outbox")).unwrap();
+    let script = format!(
+        r#"b='{b}'
+try() {{ what=$1; shift; if "$@" >/dev/null 2>&1; then echo "$what=allowed"; else echo "$what=denied"; fi; }}
+{{
+try shadow cat "$b/secret/shadow"
+try etc_shadow cat /etc/shadow
+try neighbour cat "{data}/neighbour/planted"
+try list_data ls "{data}"
+try list_tmp ls "$b"
+try read_shared cat "$b/shared/notes"
+try write_shared sh -c "echo x > '$b/shared/mine'"
+try write_outbox sh -c "echo x > '$b/outbox/mine'"
+try write_tmp sh -c "echo x > '$b/mine'"
+try own_dir cat "$(dirname "$0")/metadata.json"
+try passwd cat /etc/passwd
+try write_data sh -c "echo x > '$LOGOS_DATA_DIR/mine'"
+}} > "$LOGOS_DATA_DIR/report"
+exit 0"#,
+        b = base.display(),
+        data = w.data.display(),
+    );
+    let declared = format!(
+        r#","filesystem":{{"read":["{b}/shared"],"write":["{b}/outbox"]}}"#,
+        b = base.display()
+    );
+    declared_script_module(&w, "reader", &declared, &script);
+
+    // Not granted: refused before anything runs, naming the path and the fix.
+    let core = w.start().await;
+    let e = core.load("reader").await.expect_err("ungranted paths");
+    let msg = e.to_string();
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{msg}");
+    assert!(msg.contains(&format!("{}/shared", base.display())), "{msg}");
+    assert!(
+        msg.contains("[modules.reader] filesystem = { read = ["),
+        "{msg}"
+    );
+    assert!(!w.data.join("reader/report").exists());
+    core.shutdown().await;
+
+    // Granted: each declared path is reachable as declared, and nothing else is.
+    let mut settings = ModuleSettings::default();
+    settings.filesystem.read = vec![base.join("shared")];
+    settings.filesystem.write = vec![base.join("outbox")];
+    let core = w
+        .start_with(w.builder().module("reader", settings))
+        .await;
+    let report = report_of(&w, &core, "reader").await;
+    for line in [
+        "shadow=denied",
+        "etc_shadow=denied",
+        "neighbour=denied",
+        "list_data=denied",
+        "list_tmp=denied",
+        "read_shared=allowed",
+        "write_shared=denied",
+        "write_outbox=allowed",
+        "write_tmp=denied",
+        "own_dir=allowed",
+        "passwd=allowed",
+        "write_data=allowed",
+    ] {
+        assert!(report.lines().any(|l| l == line), "{line}:\n{report}");
+    }
+    let info = core
+        .call("core", "moduleInfo", vec![text("reader")])
+        .await
+        .expect("moduleInfo");
+    let fs = info.get("filesystem").expect("filesystem");
+    assert_eq!(
+        fs.get("read"),
+        Some(&Value::List(vec![text(&format!("{}/shared", base.display()))]))
+    );
+    core.shutdown().await;
+}
+
+/// Issue 18: `strict_confinement` refuses to start a module that would run unconfined.
+#[tokio::test]
+async fn issue_18_strict_confinement_refuses_to_run_a_module_unconfined() {
+    let mut w = World::new();
+    w.script_module("snoop", "{}", &snoop_script(&w.runtime));
+    let core = w
+        .start_with(w.builder().landlock(false).strict_confinement(true))
+        .await;
+    let e = core.load("snoop").await.expect_err("strict mode");
+    let msg = e.to_string();
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{msg}");
+    assert!(msg.contains("strict_confinement is on"), "{msg}");
+    assert!(msg.contains("run unconfined"), "{msg}");
+    assert!(
+        !w.data.join("snoop/report").exists(),
+        "the module ran: {msg}"
+    );
+    let info = core
+        .call("core", "moduleInfo", vec![text("snoop")])
+        .await
+        .expect("moduleInfo");
+    assert_eq!(info.get("confinement"), Some(&text("none")));
+    core.shutdown().await;
+}
+
 #[tokio::test]
 async fn without_landlock_modules_can_read_the_token_and_the_core_says_so() {
     let mut w = World::new();

@@ -31,6 +31,7 @@
 //! call_timeout = "5s"
 //! env = { RUST_BACKTRACE = "1" }
 //! limits = { address_space = "1GiB", open_files = 256, processes = 64 }
+//! filesystem = { read = ["/srv/calc"] }  # grants what its metadata declares
 //! ```
 
 use logos_core::ModuleName;
@@ -209,6 +210,8 @@ pub(crate) struct Config {
     pub http_tls_key: Option<PathBuf>,
     /// Require an operator token for `/metrics` on loopback too.
     pub http_metrics_auth: Option<bool>,
+    /// Refuse to start modules that would run unconfined (no Landlock).
+    pub strict_confinement: Option<bool>,
 }
 
 /// `[restart]`.
@@ -261,6 +264,19 @@ pub(crate) struct ModuleConfig {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Paths outside its own dirs the module may use, confirming its metadata's `filesystem`.
+    #[serde(default)]
+    pub filesystem: FilesystemConfig,
+}
+
+/// `[modules.<name>.filesystem]`: `read = [...]`, `write = [...]`, relative to this file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilesystemConfig {
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+    #[serde(default)]
+    pub write: Vec<PathBuf>,
 }
 
 /// `[modules.<name>.limits]`.
@@ -366,6 +382,10 @@ impl Config {
         config.runtime_dir.iter_mut().for_each(absolute);
         config.data_dir.iter_mut().for_each(absolute);
         config.host.iter_mut().for_each(absolute);
+        for m in config.modules.values_mut() {
+            m.filesystem.read.iter_mut().for_each(absolute);
+            m.filesystem.write.iter_mut().for_each(absolute);
+        }
         Ok(config)
     }
 
@@ -606,6 +626,7 @@ restart = "never"
 call_timeout = "1.5s"
 env = { A = "1" }
 limits = { address_space = "1GiB", open_files = 64 }
+filesystem = { read = ["/srv/calc", "share"], write = ["/var/cache/calc"] }
 
 [[grant]]
 caller = "chat"
@@ -625,6 +646,11 @@ target = "kv"
         assert_eq!(calc.call_timeout, Some(Dur(Duration::from_millis(1500))));
         assert_eq!(calc.limits.address_space, Some(Size(1 << 30)));
         assert_eq!(calc.limits.open_files, Some(64));
+        assert_eq!(
+            calc.filesystem.read,
+            [PathBuf::from("/srv/calc"), PathBuf::from("/etc/share")]
+        );
+        assert_eq!(calc.filesystem.write, [PathBuf::from("/var/cache/calc")]);
         assert_eq!(c.grant[0].target, "kv");
         assert_eq!(c.restart.as_ref().and_then(|r| r.budget), Some(3));
     }
@@ -648,6 +674,19 @@ target = "kv"
         assert_eq!(line, Some(3));
         assert_eq!(key.as_deref(), Some("modules.calc.timeout"));
         assert!(message.contains("call_timeout"), "{message}");
+    }
+
+    #[test]
+    fn strict_confinement_and_filesystem_grants_are_checked() {
+        assert_eq!(
+            parse("strict_confinement = true\n").ok().and_then(|c| c.strict_confinement),
+            Some(true)
+        );
+        let (line, key, message) =
+            invalid("[modules.calc]\nfilesystem = { read = [\"/a\"], exec = [\"/b\"] }\n");
+        assert_eq!(line, Some(2));
+        assert_eq!(key.as_deref(), Some("modules.calc.filesystem.exec"));
+        assert!(message.contains("`read` or `write`"), "{message}");
     }
 
     #[test]

@@ -307,6 +307,23 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
                     .collect(),
             ),
         );
+        let paths = |ps: &[std::path::PathBuf]| {
+            Value::List(
+                ps.iter()
+                    .map(|p| Value::from(p.display().to_string()))
+                    .collect(),
+            )
+        };
+        v.insert(
+            "filesystem".to_owned(),
+            Value::Map(
+                [
+                    ("read".to_owned(), paths(&manifest.filesystem.read)),
+                    ("write".to_owned(), paths(&manifest.filesystem.write)),
+                ]
+                .into(),
+            ),
+        );
     }
     if let Some(r) = m.record(name) {
         v.insert(

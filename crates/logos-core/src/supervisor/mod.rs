@@ -413,6 +413,9 @@ async fn start_process(
             start_timeout: inner.settings.start_timeout,
             session: inner.settings.session.clone(),
             confine: inner.settings.landlock,
+            strict: inner.settings.strict_confinement,
+            grant: &overrides.filesystem,
+            protected_data: Vec::new(),
         })
         .await;
     let child::Spawned { child, pending } = spawned?;

@@ -48,8 +48,14 @@ pub(crate) struct SpawnRequest<'a> {
     pub log_filter: &'a str,
     pub start_timeout: Duration,
     pub session: SessionConfig,
-    /// Apply the default Landlock ruleset (where the kernel has Landlock).
+    /// Apply the module's Landlock ruleset (where the kernel has Landlock).
     pub confine: bool,
+    /// Refuse to start the module when it would run unconfined.
+    pub strict: bool,
+    /// The operator's file system grant for this module.
+    pub grant: &'a crate::builder::FsGrant,
+    /// Data dirs of the protected modules other than this one.
+    pub protected_data: Vec<PathBuf>,
 }
 
 /// Variables of the core's environment a module inherits (besides its own `LOGOS_*` ones and
@@ -185,19 +191,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         std::os::unix::net::UnixStream::pair().map_err(|e| spawn_err("socketpair", e))?;
     let listener = bind_listener(&req.socket_path)
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
-    let ruleset = if req.confine {
-        let hidden: Vec<&Path> = std::iter::once(req.runtime_dir)
-            .chain(req.hidden.iter().map(PathBuf::as_path))
-            .collect();
-        sys::landlock_ruleset(&hidden, &req.data_dir).map_err(|e| {
-            Failure::from(Error::Spawn {
-                module: name.clone(),
-                reason: format!("preparing its Landlock ruleset: {e}"),
-            })
-        })?
-    } else {
-        None
-    };
+    let ruleset = confine(&req, &name)?;
     let cgroup = Cgroup::create(req.runtime_dir, &name);
     let cgroup_procs = match cgroup.as_ref().map(Cgroup::procs) {
         Some(Ok(fd)) => Some(fd),
@@ -352,6 +346,48 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             .into())
         }
     }
+}
+
+/// The module's Landlock ruleset, `None` where it runs unconfined (refused in strict mode).
+fn confine(req: &SpawnRequest<'_>, name: &str) -> Result<Option<sys::PreparedRuleset>, Failure> {
+    let withheld: Vec<&Path> = std::iter::once(req.runtime_dir)
+        .chain(req.hidden.iter().map(PathBuf::as_path))
+        .collect();
+    // Checked even where nothing will enforce it: a declaration the operator did not grant
+    // is refused the same on every kernel.
+    let plan = crate::confine::plan(&crate::confine::Request {
+        manifest: req.manifest,
+        data_dir: &req.data_dir,
+        host: req.host,
+        withheld: &withheld,
+        protected_data: &req.protected_data,
+        grant: req.grant,
+    })?;
+    let ruleset = if req.confine {
+        sys::landlock_ruleset(&plan).map_err(|e| {
+            Failure::from(Error::Spawn {
+                module: name.to_owned(),
+                reason: format!("preparing its Landlock ruleset: {e}"),
+            })
+        })?
+    } else {
+        None
+    };
+    if ruleset.is_none() && req.strict {
+        let why = if req.confine {
+            "this kernel has no Landlock"
+        } else {
+            "Landlock is turned off (LOGOS_LANDLOCK=off or Builder::landlock(false))"
+        };
+        return Err(Error::Unconfined {
+            module: name.to_owned(),
+            reason: format!(
+                "strict_confinement is on and {why}, so it would run unconfined; run a kernel with Landlock (Linux 5.13+, `lsm=...,landlock`) or turn strict_confinement off"
+            ),
+        }
+        .into());
+    }
+    Ok(ruleset)
 }
 
 /// The failure of a process that exited by itself before its `hello`: a crash at start.

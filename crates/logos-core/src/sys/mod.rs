@@ -20,7 +20,7 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgroup_pattern};
 #[cfg(target_os = "linux")]
-pub use landlock::{Confinement, confinement, prepare as landlock_ruleset};
+pub use landlock::{Confinement, PreparedRuleset, confinement, prepare as landlock_ruleset};
 #[cfg(target_os = "linux")]
 pub use linux::{
     ChildSetup, Limits, ProcessUsage, Signal, configure_child, create_private_dir,

@@ -241,6 +241,9 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     if let Some(r) = &file.restart {
         b = b.restart(r.settings());
     }
+    if let Some(strict) = file.strict_confinement {
+        b = b.strict_confinement(strict);
+    }
     for (name, m) in &file.modules {
         let mut s = ModuleSettings::default();
         s.restart = m.restart.map(|r| r.policy());
@@ -249,6 +252,8 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         s.limits.address_space = m.limits.address_space.map(|s| s.0);
         s.limits.open_files = m.limits.open_files;
         s.limits.processes = m.limits.processes;
+        s.filesystem.read = m.filesystem.read.clone();
+        s.filesystem.write = m.filesystem.write.clone();
         b = b.module(name.as_str(), s);
     }
     for r in &file.grant {
