@@ -28,6 +28,9 @@ pub struct ModuleSettings {
     /// The operator's grant of file system paths outside the module's own dirs: each path the
     /// module declares in its metadata (`filesystem`) must lie beneath one of these.
     pub filesystem: FsGrant,
+    /// The operator's grant of the network (IP sockets) to a module whose metadata says
+    /// `"network": true`. Without both it has none.
+    pub network: bool,
 }
 
 /// File system paths an operator grants one module (docs/security.md, "Declared

@@ -15,6 +15,9 @@
 //! - **Write, create, remove**: its data dir, each declared `filesystem.write` path, and the
 //!   devices `/dev/null`, `/dev/zero`, `/dev/full`.
 //!
+//! The network is the other declared resource: a module gets IP sockets only when its
+//! metadata says `"network": true` and the operator grants it ([`network`]).
+//!
 //! A declared path inside the module's own dirs needs no grant; one outside needs an operator
 //! grant of the same kind (or `write` for `read`) at or above it. No declared path may
 //! contain or lie inside the runtime dir or another withheld path (the operator's tokens), or
@@ -176,6 +179,32 @@ pub(crate) fn plan(req: &Request<'_>) -> Result<FsPlan, Error> {
         write,
         devices: WRITABLE_DEVICES.iter().map(PathBuf::from).collect(),
     })
+}
+
+/// Whether the module gets the network: declared in its metadata (`"network": true`) and
+/// granted by the operator.
+///
+/// # Errors
+///
+/// [`Error::Unconfined`] when it is declared and not granted, naming the config line.
+pub(crate) fn network(manifest: &Manifest, granted: bool) -> Result<bool, Error> {
+    match (manifest.network, granted) {
+        (true, true) => Ok(true),
+        (true, false) => Err(Error::Unconfined {
+            module: manifest.name.to_string(),
+            reason: format!(
+                "it declares \"network\": true and the operator has not granted it; grant it with [modules.{name}] network = true in the config (ModuleSettings::network), or remove it from {}",
+                manifest.path.display(),
+                name = manifest.name,
+            ),
+        }),
+        (false, granted) => {
+            if granted {
+                tracing::debug!(module = %manifest.name, "network granted but not declared in its metadata: it stays off");
+            }
+            Ok(false)
+        }
+    }
 }
 
 /// [`SYSTEM_READ`] and the `/etc` entries of [`SYSTEM_READ_ETC_PREFIXES`] that exist.

@@ -61,7 +61,7 @@ pub const METADATA_FILE: &str = "metadata.json";
 pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
 
 /// Fields this runtime understands; anything else is kept in `raw` and logged at debug.
-const KNOWN_FIELDS: [&str; 12] = [
+const KNOWN_FIELDS: [&str; 13] = [
     "name",
     "version",
     "description",
@@ -74,6 +74,7 @@ const KNOWN_FIELDS: [&str; 12] = [
     "restart",
     "permissions",
     "filesystem",
+    "network",
 ];
 
 /// The values of `type` this core accepts: it runs back-end modules only. The reference
@@ -168,6 +169,9 @@ pub struct Manifest {
     /// `filesystem`: paths beyond its own dirs the module needs (docs/security.md, "Declared
     /// confinement"). Those outside its module and data dirs need an operator grant.
     pub filesystem: FsPaths,
+    /// `network`: the module needs IP sockets (default `false`); takes effect only with the
+    /// operator's grant.
+    pub network: bool,
     /// The module directory, absolute.
     pub dir: PathBuf,
     /// The metadata file as it was found, for messages.
@@ -256,6 +260,7 @@ impl Manifest {
         let restart = c.restart(obj.get("restart"));
         let permissions = c.permissions(obj.get("permissions"));
         let filesystem = c.filesystem(obj.get("filesystem"), &abs_dir);
+        let network = c.flag(obj.get("network"), "network");
 
         match (name, version, main) {
             (Some(name), Some(version), Some(main)) if c.faults.is_empty() => Ok(Manifest {
@@ -271,6 +276,7 @@ impl Manifest {
                 restart,
                 permissions,
                 filesystem,
+                network,
                 dir: abs_dir,
                 path,
                 raw,
@@ -328,6 +334,7 @@ impl Manifest {
             restart: RestartPolicy::OnFailure,
             permissions: BTreeSet::new(),
             filesystem: FsPaths::default(),
+            network: false,
             path: dir.join(METADATA_FILE),
             dir,
             raw: Value::Null,
@@ -818,6 +825,21 @@ impl Checker<'_> {
             ),
         }
         out
+    }
+
+    /// An optional boolean field, `false` when absent.
+    fn flag(&mut self, v: Option<&Value>, field: &str) -> bool {
+        match v {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.fault(
+                    format!("/{field}"),
+                    format!("must be true or false, found {}", json_kind(other)),
+                );
+                false
+            }
+        }
     }
 
     /// `filesystem`: `{"read": [path…], "write": [path…]}`, both optional.

@@ -275,6 +275,128 @@ async fn issue_18_strict_confinement_refuses_to_run_a_module_unconfined() {
     core.shutdown().await;
 }
 
+/// A Python program that makes each baseline system call with arguments that do not fail
+/// with `EPERM` on their own, opens IP and Unix sockets, and prints `name=errno` lines
+/// (`0` for success) and its seccomp mode.
+fn syscall_probe(tcp_port: u16) -> String {
+    let calls: [(&str, libc::c_long, &str); 8] = [
+        ("ptrace", libc::SYS_ptrace, "2, os.getpid(), 0, 0"),
+        ("process_vm_readv", libc::SYS_process_vm_readv, "os.getpid(), 0, 0, 0, 0, 0"),
+        ("process_vm_writev", libc::SYS_process_vm_writev, "os.getpid(), 0, 0, 0, 0, 0"),
+        ("io_uring_setup", libc::SYS_io_uring_setup, "0, 0"),
+        ("keyctl", libc::SYS_keyctl, "0, -2, 0"),
+        ("mount", libc::SYS_mount, "0, 0, 0, 0, 0"),
+        ("bpf", libc::SYS_bpf, "-1, 0, 0"),
+        ("perf_event_open", libc::SYS_perf_event_open, "0, 0, -1, -1, 0"),
+    ];
+    let mut py = String::from(
+        "import ctypes, os, socket\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n\
+         def call(name, nr, *args):\n    ctypes.set_errno(0)\n    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])\n    print(f'{name}={ctypes.get_errno() if r == -1 else 0}')\n\
+         def sock(name, fam, kind, addr=None):\n    try:\n        s = socket.socket(fam, kind)\n        if addr: s.settimeout(5); s.connect(addr)\n        print(f'{name}=0'); s.close()\n    except OSError as e:\n        print(f'{name}={e.errno}')\n",
+    );
+    for (name, nr, args) in calls {
+        py.push_str(&format!("call('{name}', {nr}, {args})\n"));
+    }
+    py.push_str(&format!(
+        "sock('tcp', socket.AF_INET, socket.SOCK_STREAM, ('127.0.0.1', {tcp_port}))\n\
+         sock('udp', socket.AF_INET, socket.SOCK_DGRAM)\n\
+         sock('tcp6', socket.AF_INET6, socket.SOCK_STREAM)\n\
+         sock('netlink', socket.AF_NETLINK, socket.SOCK_RAW)\n\
+         sock('unix', socket.AF_UNIX, socket.SOCK_STREAM)\n\
+         print('seccomp=' + [l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')][0])\n"
+    ));
+    py
+}
+
+/// `name=value` lines as a map.
+fn lines_map(report: &str) -> std::collections::BTreeMap<String, String> {
+    report
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Issue 18: every module runs under the seccomp baseline, and without a declared and granted
+/// network it cannot open an IP socket (Landlock TCP rules and seccomp); with both it can.
+#[tokio::test]
+async fn issue_18_the_seccomp_baseline_holds_and_the_network_is_off_unless_declared_and_granted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let py = syscall_probe(port);
+    let script = format!(
+        "python3 - > \"$LOGOS_DATA_DIR/report\" 2>&1 <<'PY'\n{py}PY\nexit 0"
+    );
+    // The same calls unconfined, from the test itself: none fails with EPERM on its own.
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&py)
+        .output()
+        .unwrap();
+    let unconfined = lines_map(&String::from_utf8_lossy(&out.stdout));
+    let eperm = libc::EPERM.to_string();
+    for call in ["ptrace", "process_vm_readv", "process_vm_writev", "io_uring_setup"] {
+        assert_ne!(unconfined.get(call), Some(&eperm), "{call}: {unconfined:?}");
+        assert!(unconfined.contains_key(call), "{out:?}");
+    }
+    assert_eq!(unconfined.get("tcp").map(String::as_str), Some("0"));
+
+    let mut w = World::new();
+    declared_script_module(&w, "offline", "", &script);
+    declared_script_module(&w, "online", r#","network":true"#, &script);
+    let mut grant = ModuleSettings::default();
+    grant.network = true;
+    let core = w
+        .start_with(w.builder().module("online", grant))
+        .await;
+    let offline = lines_map(&report_of(&w, &core, "offline").await);
+    for call in [
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "io_uring_setup",
+        "keyctl",
+        "mount",
+        "bpf",
+        "perf_event_open",
+        "tcp",
+        "udp",
+        "tcp6",
+        "netlink",
+    ] {
+        assert_eq!(offline.get(call), Some(&eperm), "{call}: {offline:?}");
+    }
+    assert_eq!(offline.get("unix").map(String::as_str), Some("0"), "{offline:?}");
+    assert_eq!(offline.get("seccomp").map(String::as_str), Some("2"), "{offline:?}");
+
+    let online = lines_map(&report_of(&w, &core, "online").await);
+    for call in ["tcp", "udp", "tcp6", "unix"] {
+        assert_eq!(online.get(call).map(String::as_str), Some("0"), "{call}: {online:?}");
+    }
+    for call in ["ptrace", "process_vm_readv", "mount", "io_uring_setup"] {
+        assert_eq!(online.get(call), Some(&eperm), "{call}: {online:?}");
+    }
+    for (module, network) in [("offline", false), ("online", true)] {
+        let info = core
+            .call("core", "moduleInfo", vec![text(module)])
+            .await
+            .expect("moduleInfo");
+        assert_eq!(info.get("network"), Some(&Value::Bool(network)), "{module}");
+        assert_eq!(info.get("seccomp"), Some(&text("baseline")));
+    }
+    core.shutdown().await;
+
+    // Declared but not granted: refused before anything runs.
+    let core = w.start().await;
+    let e = core.load("online").await.expect_err("network not granted");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+    assert!(
+        e.to_string().contains("[modules.online] network = true"),
+        "{e}"
+    );
+    core.shutdown().await;
+}
+
 #[tokio::test]
 async fn without_landlock_modules_can_read_the_token_and_the_core_says_so() {
     let mut w = World::new();

@@ -32,6 +32,7 @@
 //! env = { RUST_BACKTRACE = "1" }
 //! limits = { address_space = "1GiB", open_files = 256, processes = 64 }
 //! filesystem = { read = ["/srv/calc"] }  # grants what its metadata declares
+//! network = true                      # grants "network": true of its metadata
 //! ```
 
 use logos_core::ModuleName;
@@ -267,6 +268,9 @@ pub(crate) struct ModuleConfig {
     /// Paths outside its own dirs the module may use, confirming its metadata's `filesystem`.
     #[serde(default)]
     pub filesystem: FilesystemConfig,
+    /// Grants the network to a module whose metadata declares `"network": true`.
+    #[serde(default)]
+    pub network: bool,
 }
 
 /// `[modules.<name>.filesystem]`: `read = [...]`, `write = [...]`, relative to this file.
@@ -627,6 +631,7 @@ call_timeout = "1.5s"
 env = { A = "1" }
 limits = { address_space = "1GiB", open_files = 64 }
 filesystem = { read = ["/srv/calc", "share"], write = ["/var/cache/calc"] }
+network = true
 
 [[grant]]
 caller = "chat"
@@ -651,6 +656,7 @@ target = "kv"
             [PathBuf::from("/srv/calc"), PathBuf::from("/etc/share")]
         );
         assert_eq!(calc.filesystem.write, [PathBuf::from("/var/cache/calc")]);
+        assert!(calc.network);
         assert_eq!(c.grant[0].target, "kv");
         assert_eq!(c.restart.as_ref().and_then(|r| r.budget), Some(3));
     }

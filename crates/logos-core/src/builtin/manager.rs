@@ -335,6 +335,25 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
         "confinement".to_owned(),
         Value::from(crate::sys::confinement(inner.settings.landlock).to_string()),
     );
+    v.insert(
+        "seccomp".to_owned(),
+        Value::from(if crate::sys::seccomp_available() {
+            "baseline"
+        } else {
+            "unavailable"
+        }),
+    );
+    if let Some(manifest) = m.manifest(name) {
+        let granted = inner
+            .settings
+            .modules
+            .get(name)
+            .is_some_and(|o| o.network);
+        v.insert(
+            "network".to_owned(),
+            Value::from(manifest.network && granted),
+        );
+    }
     Ok(Value::Map(v))
 }
 

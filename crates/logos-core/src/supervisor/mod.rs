@@ -415,6 +415,7 @@ async fn start_process(
             confine: inner.settings.landlock,
             strict: inner.settings.strict_confinement,
             grant: &overrides.filesystem,
+            network: overrides.network,
             protected_data: Vec::new(),
         })
         .await;

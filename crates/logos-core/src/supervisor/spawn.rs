@@ -54,6 +54,8 @@ pub(crate) struct SpawnRequest<'a> {
     pub strict: bool,
     /// The operator's file system grant for this module.
     pub grant: &'a crate::builder::FsGrant,
+    /// The operator's network grant for this module.
+    pub network: bool,
     /// Data dirs of the protected modules other than this one.
     pub protected_data: Vec<PathBuf>,
 }
@@ -191,7 +193,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         std::os::unix::net::UnixStream::pair().map_err(|e| spawn_err("socketpair", e))?;
     let listener = bind_listener(&req.socket_path)
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
-    let ruleset = confine(&req, &name)?;
+    let (ruleset, seccomp) = confine(&req, &name)?;
     let cgroup = Cgroup::create(req.runtime_dir, &name);
     let cgroup_procs = match cgroup.as_ref().map(Cgroup::procs) {
         Some(Ok(fd)) => Some(fd),
@@ -239,6 +241,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             fds: [control, listen],
             limits: req.limits,
             ruleset,
+            seccomp,
             cgroup: cgroup_procs,
         },
     );
@@ -348,8 +351,13 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
     }
 }
 
-/// The module's Landlock ruleset, `None` where it runs unconfined (refused in strict mode).
-fn confine(req: &SpawnRequest<'_>, name: &str) -> Result<Option<sys::PreparedRuleset>, Failure> {
+/// The module's Landlock ruleset (`None` where it runs without Landlock, refused in strict
+/// mode) and seccomp filter (`None` where the kernel has no seccomp, also refused in strict
+/// mode).
+fn confine(
+    req: &SpawnRequest<'_>,
+    name: &str,
+) -> Result<(Option<sys::PreparedRuleset>, Option<sys::SeccompProgram>), Failure> {
     let withheld: Vec<&Path> = std::iter::once(req.runtime_dir)
         .chain(req.hidden.iter().map(PathBuf::as_path))
         .collect();
@@ -363,8 +371,9 @@ fn confine(req: &SpawnRequest<'_>, name: &str) -> Result<Option<sys::PreparedRul
         protected_data: &req.protected_data,
         grant: req.grant,
     })?;
+    let network = crate::confine::network(req.manifest, req.network)?;
     let ruleset = if req.confine {
-        sys::landlock_ruleset(&plan).map_err(|e| {
+        sys::landlock_ruleset(&plan, network).map_err(|e| {
             Failure::from(Error::Spawn {
                 module: name.to_owned(),
                 reason: format!("preparing its Landlock ruleset: {e}"),
@@ -387,7 +396,23 @@ fn confine(req: &SpawnRequest<'_>, name: &str) -> Result<Option<sys::PreparedRul
         }
         .into());
     }
-    Ok(ruleset)
+    let seccomp = if sys::seccomp_available() {
+        Some(sys::seccomp_program(network).map_err(|e| {
+            Failure::from(Error::Spawn {
+                module: name.to_owned(),
+                reason: format!("compiling its seccomp filter: {e}"),
+            })
+        })?)
+    } else if req.strict {
+        return Err(Error::Unconfined {
+            module: name.to_owned(),
+            reason: "strict_confinement is on and this kernel has no seccomp filters, so nothing would keep it from ptrace, mount or the network; run a kernel with CONFIG_SECCOMP_FILTER or turn strict_confinement off".to_owned(),
+        }
+        .into());
+    } else {
+        None
+    };
+    Ok((ruleset, seccomp))
 }
 
 /// The failure of a process that exited by itself before its `hello`: a crash at start.

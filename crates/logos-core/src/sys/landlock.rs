@@ -17,6 +17,7 @@
 //!   dir; a module's own listening socket is bound by the core and handed over as fd 4.
 //!   Connecting to another module's socket is not a file system access Landlock governs
 //!   (before ABI 9), so calls between modules keep working.
+//! - **No TCP** `bind` or `connect` for a module without network (ABI 4 network rules).
 //! - **Signal** only processes of its own Landlock domain (ABI 6 scoping): its own children,
 //!   not the core, not other modules. Landlock also keeps every domain from `ptrace`-ing a
 //!   process outside it, whatever the module's capabilities.
@@ -27,7 +28,7 @@
 //! (Landlock has no "search" right), so a module may `stat` what it cannot open.
 
 use landlock::{
-    ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetError, Scope,
 };
 use std::fmt;
@@ -91,7 +92,8 @@ fn kernel_abi() -> Option<u32> {
 #[derive(Debug)]
 pub struct PreparedRuleset(pub(crate) OwnedFd);
 
-/// Builds the ruleset of `plan`.
+/// Builds the ruleset of `plan`; without `network`, TCP `bind` and `connect` are refused
+/// too where the kernel has Landlock network rules (ABI 4).
 ///
 /// Returns `Ok(None)` when the kernel has no Landlock (nothing to enforce).
 ///
@@ -100,14 +102,18 @@ pub struct PreparedRuleset(pub(crate) OwnedFd);
 /// The `landlock` crate's error when the kernel refuses the ruleset. Paths that cannot be
 /// opened (gone meanwhile, or not ours to open) or take no rule are left out (and so stay
 /// unreachable), never an error.
-pub fn prepare(plan: &FsPlan) -> Result<Option<PreparedRuleset>, RulesetError> {
+pub fn prepare(plan: &FsPlan, network: bool) -> Result<Option<PreparedRuleset>, RulesetError> {
     let read = AccessFs::from_read(TESTED_ABI) | AccessFs::IoctlDev;
     let all = AccessFs::from_all(TESTED_ABI);
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(all)?
-        .scope(Scope::Signal)?
-        .create()?;
+        .handle_access(all)?;
+    if !network {
+        // Handled with no rule: no TCP bind or connect at all (ABI 4; older kernels skip it,
+        // and the seccomp filter refuses the sockets anyway).
+        ruleset = ruleset.handle_access(AccessNet::from_all(TESTED_ABI))?;
+    }
+    let mut ruleset = ruleset.scope(Scope::Signal)?.create()?;
     let mut grant = |path: &Path, access| {
         // A path the kernel takes no rule for only stays unreachable: skip it, keep the
         // ruleset. (For a file the crate narrows directory rights to file rights.)

@@ -77,6 +77,9 @@ pub struct ChildSetup {
     /// The Landlock ruleset to enforce ([`crate::sys::landlock_ruleset`]); `None` runs the
     /// module unconfined.
     pub ruleset: Option<PreparedRuleset>,
+    /// The seccomp filter to install last ([`crate::sys::seccomp_program`]); `None` installs
+    /// none.
+    pub seccomp: Option<crate::sys::SeccompProgram>,
     /// `cgroup.procs` of the module's cgroup ([`Cgroup::procs`](crate::sys::Cgroup::procs)),
     /// which the child joins before anything else; `None` leaves it in the core's cgroup.
     pub cgroup: Option<OwnedFd>,
@@ -112,6 +115,7 @@ fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid)
         fds,
         limits,
         ruleset,
+        seccomp,
         cgroup,
     } = setup;
     let prepared = Prepared {
@@ -119,6 +123,7 @@ fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid)
         limits: prepare_limits(&limits),
         fds,
         ruleset: ruleset.map(|r| r.0),
+        seccomp: seccomp.map(|p| p.0),
         cgroup,
         fd_ceiling: fd_ceiling(),
     };
@@ -138,6 +143,7 @@ struct Prepared {
     limits: [Option<(Resource, Rlimit)>; 3],
     fds: [OwnedFd; 2],
     ruleset: Option<OwnedFd>,
+    seccomp: Option<seccompiler::BpfProgram>,
     cgroup: Option<OwnedFd>,
     /// Highest fd number to mark close-on-exec one by one when `close_range` is missing.
     fd_ceiling: RawFd,
@@ -164,8 +170,42 @@ impl Prepared {
         for (resource, limit) in self.limits.iter().flatten() {
             process::setrlimit(*resource, *limit)?;
         }
+        // Last: from here on the filter applies, to these calls too.
+        if let Some(filter) = &self.seccomp {
+            install_seccomp(filter)?;
+        }
         Ok(())
     }
+}
+
+/// Installs `filter` on this (single-threaded, forked) process. Async-signal-safe: the
+/// program was compiled before the fork; this builds a two-field struct on the stack and
+/// makes two system calls.
+fn install_seccomp(filter: &[seccompiler::sock_filter]) -> io::Result<()> {
+    // Unprivileged processes may install a filter only under no_new_privs (Landlock set it
+    // already when the module is confined; it costs nothing to set again).
+    rustix::thread::set_no_new_privs(true)?;
+    let len = libc::c_ushort::try_from(filter.len()).map_err(|_| rustix::io::Errno::INVAL)?;
+    let prog = libc::sock_fprog {
+        len,
+        // seccompiler's `sock_filter` is `#[repr(C)]` with the kernel's layout, as libc's is.
+        filter: filter.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+    };
+    // SAFETY: seccomp(SET_MODE_FILTER) reads `prog` and the `len` instructions it points to,
+    // both alive for the call (`filter` is owned by the pre-exec closure); it writes nothing
+    // of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_LOG,
+            std::ptr::from_ref(&prog),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Enforces the Landlock ruleset `fd` on this (single-threaded, forked) process.
@@ -665,6 +705,7 @@ mod tests {
                 fds: [fa, fb],
                 limits,
                 ruleset: None,
+                seccomp: None,
                 cgroup: None,
             },
         );
@@ -716,6 +757,7 @@ mod tests {
                 fds: [child_end.into(), listen.into()],
                 limits: Limits::default(),
                 ruleset: None,
+                seccomp: None,
                 cgroup: None,
             },
         );
@@ -750,6 +792,7 @@ mod tests {
                     fds: [a.into(), b.into()],
                     limits: Limits::default(),
                     ruleset: None,
+                    seccomp: None,
                     cgroup: None,
                 },
             );
@@ -774,6 +817,7 @@ mod tests {
                 fds: [a.into(), b.into()],
                 limits: Limits::default(),
                 ruleset: None,
+                seccomp: None,
                 cgroup: None,
             },
             not_the_parent,

@@ -77,6 +77,12 @@ fn render(name: &str, info: &Value) -> String {
     if let Some(c) = info.get("confinement").and_then(Value::as_str) {
         let _ = writeln!(s, "  confinement: {c}");
     }
+    if let Some(n) = info.get("network").and_then(Value::as_bool) {
+        let _ = writeln!(s, "  network: {}", if n { "on (declared and granted)" } else { "off" });
+    }
+    if let Some(sc) = info.get("seccomp").and_then(Value::as_str) {
+        let _ = writeln!(s, "  seccomp: {sc}");
+    }
     for kind in ["read", "write"] {
         let paths: Vec<String> = info
             .get("filesystem")

@@ -254,6 +254,7 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         s.limits.processes = m.limits.processes;
         s.filesystem.read = m.filesystem.read.clone();
         s.filesystem.write = m.filesystem.write.clone();
+        s.network = m.network;
         b = b.module(name.as_str(), s);
     }
     for r in &file.grant {
