@@ -136,6 +136,10 @@ pub(crate) struct Settings {
     pub modules: HashMap<String, ModuleSettings>,
     pub grants: Vec<(String, String)>,
     pub denies: Vec<(String, String)>,
+    /// (caller, target, methods) granted beyond the metadata.
+    pub method_grants: Vec<(String, String, Vec<String>)>,
+    /// (caller, target, methods) denied whatever else allows them.
+    pub method_denies: Vec<(String, String, Vec<String>)>,
     pub restrictions: Vec<(String, Vec<String>)>,
     pub restart: RestartSettings,
     pub session: logos_session::Config,
@@ -200,6 +204,8 @@ pub struct Builder {
     modules: HashMap<String, ModuleSettings>,
     grants: Vec<(String, String)>,
     denies: Vec<(String, String)>,
+    method_grants: Vec<(String, String, Vec<String>)>,
+    method_denies: Vec<(String, String, Vec<String>)>,
     restrictions: Vec<(String, Vec<String>)>,
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
@@ -285,6 +291,39 @@ impl Builder {
     /// Forbids `caller` to call `target`, whatever its metadata says.
     pub fn deny(mut self, caller: impl Into<String>, target: impl Into<String>) -> Self {
         self.denies.push((caller.into(), target.into()));
+        self
+    }
+
+    /// Lets `caller` call these `methods` of `target` beyond its metadata (widening a
+    /// method-level permission, or granting a module it does not name at all, for these
+    /// methods only). Built-in `core` methods that change what runs count too.
+    pub fn grant_methods<S: Into<String>>(
+        mut self,
+        caller: impl Into<String>,
+        target: impl Into<String>,
+        methods: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.method_grants.push((
+            caller.into(),
+            target.into(),
+            methods.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
+    /// Forbids `caller` to call these `methods` of `target`, whatever its metadata and the
+    /// grants say (narrowing). The target refuses them with `unauthorized` naming this rule.
+    pub fn deny_methods<S: Into<String>>(
+        mut self,
+        caller: impl Into<String>,
+        target: impl Into<String>,
+        methods: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.method_denies.push((
+            caller.into(),
+            target.into(),
+            methods.into_iter().map(Into::into).collect(),
+        ));
         self
     }
 
@@ -379,6 +418,21 @@ impl Builder {
                 ModuleName::new(n).map_err(|e| config("grant/deny", e.to_string()))?;
             }
         }
+        for (a, b, methods) in self.method_grants.iter().chain(&self.method_denies) {
+            for n in [a, b] {
+                ModuleName::new(n).map_err(|e| config("grant/deny", e.to_string()))?;
+            }
+            if methods.is_empty() {
+                return Err(config(
+                    "grant/deny",
+                    format!("{a} -> {b}: methods is empty; list methods, or leave methods out to mean every method"),
+                ));
+            }
+            for m in methods {
+                crate::manifest::check_method_name(m)
+                    .map_err(|e| config("grant/deny", format!("{a} -> {b}: {e}")))?;
+            }
+        }
         for (target, callers) in &self.restrictions {
             let t = ModuleName::new(target).map_err(|e| config("restrictions", e.to_string()))?;
             if t.is_reserved() {
@@ -425,6 +479,8 @@ impl Builder {
             modules: self.modules,
             grants: self.grants,
             denies: self.denies,
+            method_grants: self.method_grants,
+            method_denies: self.method_denies,
             restrictions: self.restrictions,
             restart,
             session,

@@ -58,8 +58,8 @@ pub use crate::builder::{
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
 pub use crate::manifest::{
-    FsPaths, Location, MAX_DECLARED_PATHS, METADATA_FILE, MODULE_TYPES, Manifest, ManifestError,
-    ManifestFault, ModuleKind, RestartPolicy,
+    FsPaths, Location, MAX_DECLARED_PATHS, MAX_METHOD_NAME, METADATA_FILE, MODULE_TYPES, Manifest,
+    ManifestError, ManifestFault, Methods, ModuleKind, RestartPolicy, check_method_name,
 };
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};

@@ -163,9 +163,13 @@ pub struct Manifest {
     pub main: PathBuf,
     /// `restart` (default `on-failure`).
     pub restart: RestartPolicy,
-    /// `permissions`: modules it may call beyond its dependencies (`core` also lets it change
-    /// what runs). Each must name a known module or a built-in, checked at load.
+    /// The modules `permissions` names (`"calc"`, `"calc.*"`, `"calc.add"` all name calc):
+    /// modules it may call beyond its dependencies (`core` also lets it change what runs).
+    /// Each must name a known module or a built-in, checked at load.
     pub permissions: BTreeSet<ModuleName>,
+    /// What `permissions` grants of each module it names: every method, or the listed ones.
+    /// Method entries for a dependency narrow it to those methods.
+    pub access: BTreeMap<ModuleName, Methods>,
     /// `filesystem`: paths beyond its own dirs the module needs (docs/security.md, "Declared
     /// confinement"). Those outside its module and data dirs need an operator grant.
     pub filesystem: FsPaths,
@@ -258,7 +262,8 @@ impl Manifest {
             given => c.main(given, &abs_dir),
         };
         let restart = c.restart(obj.get("restart"));
-        let permissions = c.permissions(obj.get("permissions"));
+        let access = c.permissions(obj.get("permissions"));
+        let permissions = access.keys().cloned().collect();
         let filesystem = c.filesystem(obj.get("filesystem"), &abs_dir);
         let network = c.flag(obj.get("network"), "network");
 
@@ -275,6 +280,7 @@ impl Manifest {
                 main,
                 restart,
                 permissions,
+                access,
                 filesystem,
                 network,
                 dir: abs_dir,
@@ -333,6 +339,7 @@ impl Manifest {
             main: dir.join(format!("lib{name}.so")),
             restart: RestartPolicy::OnFailure,
             permissions: BTreeSet::new(),
+            access: BTreeMap::new(),
             filesystem: FsPaths::default(),
             network: false,
             path: dir.join(METADATA_FILE),
@@ -341,6 +348,62 @@ impl Manifest {
             name,
         }
     }
+}
+
+/// Which methods of one module a permission or a grant covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Methods {
+    /// Every method (`"calc"`, `"calc.*"`, a grant without `methods`).
+    All,
+    /// Only these.
+    Only(BTreeSet<String>),
+}
+
+impl Methods {
+    /// Only the given methods.
+    pub fn only(methods: impl IntoIterator<Item = String>) -> Methods {
+        Methods::Only(methods.into_iter().collect())
+    }
+
+    /// Whether `method` is covered.
+    pub fn contains(&self, method: &str) -> bool {
+        match self {
+            Methods::All => true,
+            Methods::Only(set) => set.contains(method),
+        }
+    }
+
+    /// Adds what `other` covers.
+    pub fn add(&mut self, other: &Methods) {
+        match (&mut *self, other) {
+            (Methods::All, _) => {}
+            (_, Methods::All) => *self = Methods::All,
+            (Methods::Only(a), Methods::Only(b)) => a.extend(b.iter().cloned()),
+        }
+    }
+}
+
+/// Longest method name a permission may name.
+pub const MAX_METHOD_NAME: usize = 64;
+
+/// Checks a method name as a permission or grant may name it: 1 to 64 ASCII letters, digits,
+/// `_` or `-`. The error says why not.
+pub fn check_method_name(m: &str) -> Result<(), String> {
+    if m.is_empty() {
+        return Err("the method name is empty; write MODULE.METHOD or MODULE.* for every method".into());
+    }
+    if m.len() > MAX_METHOD_NAME {
+        return Err(format!("the method name is longer than {MAX_METHOD_NAME} bytes"));
+    }
+    if m.starts_with('$') {
+        return Err("methods starting with '$' are reserved for the core and never granted".into());
+    }
+    if !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(format!(
+            "{m:?} is not a method name (ASCII letters, digits, '_' and '-' only)"
+        ));
+    }
+    Ok(())
 }
 
 /// The `filesystem` field of a manifest: paths a module declares it reads or writes, each
@@ -796,30 +859,51 @@ impl Checker<'_> {
         deps
     }
 
-    fn permissions(&mut self, v: Option<&Value>) -> BTreeSet<ModuleName> {
-        let mut out = BTreeSet::new();
+    /// `permissions`: entries `"calc"` or `"calc.*"` (every method of calc) and `"calc.add"`
+    /// (that method). Returns what each named module grants.
+    fn permissions(&mut self, v: Option<&Value>) -> BTreeMap<ModuleName, Methods> {
+        let mut out: BTreeMap<ModuleName, Methods> = BTreeMap::new();
         match v {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     let pointer = format!("/permissions/{i}");
-                    match item {
-                        Value::String(s) => {
-                            if let Some(n) = self.listed_name(&pointer, s) {
-                                out.insert(n);
-                            }
-                        }
-                        other => self.fault(
+                    let Value::String(s) = item else {
+                        self.fault(
                             pointer,
-                            format!("must be a module name, found {}", json_kind(other)),
-                        ),
-                    }
+                            format!(
+                                "must be a module name or MODULE.METHOD, found {}",
+                                json_kind(item)
+                            ),
+                        );
+                        continue;
+                    };
+                    let (module, method) = match s.split_once('.') {
+                        Some((m, method)) => (m, Some(method)),
+                        None => (s.as_str(), None),
+                    };
+                    let Some(n) = self.listed_name(&pointer, module) else {
+                        continue;
+                    };
+                    let methods = match method {
+                        None | Some("*") => Methods::All,
+                        Some(m) => match check_method_name(m) {
+                            Ok(()) => Methods::only([m.to_owned()]),
+                            Err(why) => {
+                                self.fault(pointer, format!("{s:?}: {why}"));
+                                continue;
+                            }
+                        },
+                    };
+                    out.entry(n)
+                        .and_modify(|e| e.add(&methods))
+                        .or_insert(methods);
                 }
             }
             Some(other) => self.fault(
                 "/permissions",
                 format!(
-                    "must be a list of module names this module may call, like [\"chat\"], found {}",
+                    "must be a list of what this module may call, modules or MODULE.METHOD, like [\"chat\", \"calc.add\"], found {}",
                     json_kind(other)
                 ),
             ),

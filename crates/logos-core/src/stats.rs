@@ -287,7 +287,7 @@ fn read_served(v: &Value, interface: &BTreeSet<String>) -> Served {
 }
 
 /// Method names of a registered interface.
-fn method_names(interface: Option<&Value>) -> BTreeSet<String> {
+pub(crate) fn method_names(interface: Option<&Value>) -> BTreeSet<String> {
     interface
         .and_then(|i| i.get("methods"))
         .and_then(Value::as_list)

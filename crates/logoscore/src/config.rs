@@ -32,6 +32,16 @@
 //! env = { RUST_BACKTRACE = "1" }
 //! limits = { address_space = "1GiB", open_files = 256, processes = 64 }
 //! filesystem = { read = ["/srv/calc"] }  # grants what its metadata declares
+//!
+//! [[grant]]                           # greeter may also call calc.mul
+//! caller = "greeter"
+//! target = "calc"
+//! methods = ["mul"]                   # left out: every method
+//!
+//! [[deny]]                            # … and never kv.set (a deny beats every grant)
+//! caller = "greeter"
+//! target = "kv"
+//! methods = ["set"]
 //! network = true                      # grants "network": true of its metadata
 //! ```
 
@@ -295,12 +305,14 @@ pub(crate) struct LimitsConfig {
     pub processes: Option<u64>,
 }
 
-/// One grant or deny.
+/// One grant or deny: the whole target, or only `methods` of it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Rule {
     pub caller: Name,
     pub target: Name,
+    /// Only these methods (a grant widens, a deny narrows); absent: every method.
+    pub methods: Option<Vec<String>>,
 }
 
 /// A config file that cannot be used.

@@ -241,6 +241,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     let handler = Arc::new(Conn {
         state: Arc::clone(&state),
         kind: Kind::Control,
+        access: None,
     });
     let config = state.ctx.inner.session_config();
     let (session, welcome) = logos_session::connect(control, hello, handler, config)

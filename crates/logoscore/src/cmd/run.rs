@@ -258,10 +258,16 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         b = b.module(name.as_str(), s);
     }
     for r in &file.grant {
-        b = b.grant(r.caller.as_str(), r.target.as_str());
+        b = match &r.methods {
+            None => b.grant(r.caller.as_str(), r.target.as_str()),
+            Some(ms) => b.grant_methods(r.caller.as_str(), r.target.as_str(), ms),
+        };
     }
     for r in &file.deny {
-        b = b.deny(r.caller.as_str(), r.target.as_str());
+        b = match &r.methods {
+            None => b.deny(r.caller.as_str(), r.target.as_str()),
+            Some(ms) => b.deny_methods(r.caller.as_str(), r.target.as_str(), ms),
+        };
     }
     let tls = match (
         args.http_tls_cert
