@@ -31,6 +31,13 @@ pub struct ModuleSettings {
     /// The operator's grant of the network (IP sockets) to a module whose metadata says
     /// `"network": true`. Without both it has none.
     pub network: bool,
+    /// The operator's confirmation that the module is protected (its metadata says
+    /// `"protected": true`; an unconfirmed claim refuses the load). Also protects a module
+    /// whose metadata does not ask for it.
+    pub protected: bool,
+    /// For a protected module: the modules that may call its write methods (those not marked
+    /// read-only). Listing a module here also lets it call the protected module.
+    pub writers: Vec<String>,
 }
 
 /// File system paths an operator grants one module (docs/security.md, "Declared
@@ -410,8 +417,17 @@ impl Builder {
             setting: setting.to_owned(),
             reason,
         };
-        for name in self.modules.keys() {
+        for (name, m) in &self.modules {
             ModuleName::new(name).map_err(|e| config("modules", e.to_string()))?;
+            for w in &m.writers {
+                ModuleName::new(w).map_err(|e| config("writers", format!("{name}: {e}")))?;
+            }
+            if !m.writers.is_empty() && !m.protected {
+                return Err(config(
+                    "writers",
+                    format!("{name} lists writers but is not protected; set protected = true or remove the writers"),
+                ));
+            }
         }
         for (a, b) in self.grants.iter().chain(&self.denies) {
             for n in [a, b] {

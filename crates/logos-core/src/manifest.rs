@@ -61,7 +61,7 @@ pub const METADATA_FILE: &str = "metadata.json";
 pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
 
 /// Fields this runtime understands; anything else is kept in `raw` and logged at debug.
-const KNOWN_FIELDS: [&str; 13] = [
+const KNOWN_FIELDS: [&str; 14] = [
     "name",
     "version",
     "description",
@@ -75,6 +75,7 @@ const KNOWN_FIELDS: [&str; 13] = [
     "permissions",
     "filesystem",
     "network",
+    "protected",
 ];
 
 /// The values of `type` this core accepts: it runs back-end modules only. The reference
@@ -176,6 +177,10 @@ pub struct Manifest {
     /// `network`: the module needs IP sockets (default `false`); takes effect only with the
     /// operator's grant.
     pub network: bool,
+    /// `protected`: the module holds state others must not change (consensus, a wallet):
+    /// only writers the operator lists may call its methods not marked read-only. Needs the
+    /// operator's confirmation (default `false`).
+    pub protected: bool,
     /// The module directory, absolute.
     pub dir: PathBuf,
     /// The metadata file as it was found, for messages.
@@ -266,6 +271,7 @@ impl Manifest {
         let permissions = access.keys().cloned().collect();
         let filesystem = c.filesystem(obj.get("filesystem"), &abs_dir);
         let network = c.flag(obj.get("network"), "network");
+        let protected = c.flag(obj.get("protected"), "protected");
 
         match (name, version, main) {
             (Some(name), Some(version), Some(main)) if c.faults.is_empty() => Ok(Manifest {
@@ -283,6 +289,7 @@ impl Manifest {
                 access,
                 filesystem,
                 network,
+                protected,
                 dir: abs_dir,
                 path,
                 raw,
@@ -342,6 +349,7 @@ impl Manifest {
             access: BTreeMap::new(),
             filesystem: FsPaths::default(),
             network: false,
+            protected: false,
             path: dir.join(METADATA_FILE),
             dir,
             raw: Value::Null,

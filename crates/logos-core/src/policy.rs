@@ -70,6 +70,9 @@ pub enum Rule {
     MethodNotPermitted,
     /// A configured deny names this method of the target.
     MethodDenied,
+    /// The target is protected, the method is not read-only and the caller is not one of
+    /// its writers.
+    ProtectedWrite,
 }
 
 impl Rule {
@@ -83,6 +86,7 @@ impl Rule {
                 | Rule::CoreUnpermitted
                 | Rule::MethodNotPermitted
                 | Rule::MethodDenied
+                | Rule::ProtectedWrite
         )
     }
 }
@@ -176,6 +180,16 @@ impl fmt::Display for Decision {
                     self.only.join(", ")
                 },
             ),
+            Rule::ProtectedWrite => write!(
+                f,
+                "{a} may not call {b}.{m}: {b} is protected and only its writers ({list}) may call its methods not marked read-only; an operator adds {a} with [modules.{b}] writers = [..., \"{a}\"]",
+                m = self.method.as_deref().unwrap_or("?"),
+                list = if self.only.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.only.join(", ")
+                },
+            ),
             Rule::MethodDenied => write!(
                 f,
                 "{a} may not call {b}.{m}: denied by configuration ([[deny]] caller = \"{a}\", target = \"{b}\", methods = [\"{m}\"]); remove it from the deny to allow it",
@@ -195,6 +209,8 @@ pub struct Policy {
     denies: BTreeMap<(ModuleName, ModuleName), Methods>,
     /// Target → the only callers it accepts.
     restrictions: BTreeMap<ModuleName, BTreeSet<ModuleName>>,
+    /// Protected target → the modules that may call its write methods.
+    protected: BTreeMap<ModuleName, BTreeSet<ModuleName>>,
 }
 
 impl Policy {
@@ -257,6 +273,26 @@ impl Policy {
         self
     }
 
+    /// Protects `target`: only `writers` may call its methods not marked read-only (the
+    /// others may call its read-only methods, as far as the other rules let them). Listing a
+    /// writer also grants it the target.
+    pub fn with_protected(
+        mut self,
+        target: ModuleName,
+        writers: impl IntoIterator<Item = ModuleName>,
+    ) -> Self {
+        self.protected.insert(target, writers.into_iter().collect());
+        self
+    }
+
+    /// The writers of `target` when it is protected.
+    pub fn writers(&self, target: &str) -> Option<&BTreeSet<ModuleName>> {
+        self.protected
+            .iter()
+            .find(|(t, _)| t.as_str() == target)
+            .map(|(_, w)| w)
+    }
+
     /// Decides whether the module described by `caller` may call `target` at all (some
     /// method of it): what `capability_module.requestModule` asks before minting a token.
     ///
@@ -313,7 +349,14 @@ impl Policy {
             None if caller.dependencies.contains_key(target) => (Rule::Dependency, Methods::All),
             None => (Rule::NotListed, none()),
         };
-        if let Some(granted) = key(&self.grants) {
+        let writer = self
+            .writers(target)
+            .is_some_and(|w| w.contains(&caller.name));
+        let granted = match (key(&self.grants), writer) {
+            (_, true) => Some(Methods::All),
+            (g, false) => g,
+        };
+        if let Some(granted) = granted {
             if rule == Rule::NotListed {
                 rule = Rule::Granted;
             }
@@ -370,27 +413,57 @@ impl Policy {
         }
     }
 
-    /// What `caller` may call of `target`, whose interface names `interface` (its method
-    /// names), as the target must enforce it: `None` when every method is allowed, else each
-    /// allowed method, each refused one with the reason, and the reason for any other name.
-    /// Sent to the target with the token (`$grant`).
+    /// Whether `caller` may call `method` of the protected `target` (`read_only`: the
+    /// interface marks it so): `None` when it may (not protected, a writer, or read-only),
+    /// else the refusal.
+    pub fn protected_refusal(
+        &self,
+        caller: &Manifest,
+        target: &str,
+        method: &str,
+        read_only: bool,
+    ) -> Option<Decision> {
+        let writers = self.writers(target)?;
+        if read_only || writers.contains(&caller.name) || caller.name == target {
+            return None;
+        }
+        Some(Decision {
+            caller: caller.name.clone(),
+            target: target.chars().take(80).collect(),
+            method: Some(method.chars().take(80).collect()),
+            rule: Rule::ProtectedWrite,
+            only: writers.iter().map(|w| w.as_str().to_owned()).collect(),
+        })
+    }
+
+    /// What `caller` may call of `target`, whose interface lists `interface` (each method's
+    /// name and whether it is read-only), as the target must enforce it: `None` when every
+    /// method is allowed, else each allowed method, each refused one with the reason, and the
+    /// reason for any other name. Sent to the target with the token (`$grant`).
     pub fn grant_for(
         &self,
         caller: &Manifest,
         target: &str,
-        interface: &[String],
+        interface: &[(String, bool)],
     ) -> Option<MethodGrant> {
         let (rule, methods) = self.access(caller, target);
         let method_denies = self
             .denies
             .iter()
             .any(|((c, t), _)| *c == caller.name && t.as_str() == target);
-        if rule.allows() && methods == Methods::All && !method_denies {
+        let guarded = self
+            .writers(target)
+            .is_some_and(|w| !w.contains(&caller.name));
+        if rule.allows() && methods == Methods::All && !method_denies && !guarded {
             return None;
         }
         let mut grant = MethodGrant::default();
-        for m in interface {
+        for (m, read_only) in interface {
             let d = self.allows_call(caller, target, m);
+            let d = match self.protected_refusal(caller, target, m, *read_only) {
+                Some(p) if d.is_allowed() => p,
+                _ => d,
+            };
             if d.is_allowed() {
                 grant.allow.push(m.clone());
             } else {
@@ -398,8 +471,13 @@ impl Policy {
             }
         }
         // "{method}" is no method name, so no grant or deny names it: the target puts the
-        // name it was called with in its place.
+        // name it was called with in its place. A name outside the interface is no read-only
+        // method either.
         let other = self.allows_call(caller, target, "{method}");
+        let other = match self.protected_refusal(caller, target, "{method}", false) {
+            Some(p) if other.is_allowed() => p,
+            _ => other,
+        };
         grant.other = (!other.is_allowed()).then(|| other.to_string());
         Some(grant)
     }
@@ -666,7 +744,9 @@ mod tests {
             "{why}"
         );
         // What calc must enforce for greeter.
-        let iface: Vec<String> = ["add", "div", "mul", "sub"].map(String::from).into();
+        let iface: Vec<(String, bool)> = ["add", "div", "mul", "sub"]
+            .map(|m| (m.to_owned(), false))
+            .into();
         let grant = p.grant_for(&g, "calc", &iface).unwrap_or_default();
         assert_eq!(grant.allow, ["add", "sub"]);
         assert_eq!(grant.deny.keys().collect::<Vec<_>>(), ["div", "mul"]);
@@ -674,8 +754,32 @@ mod tests {
         assert!(other.contains("calc.{method}"), "{other}");
         // Every method, no method deny: nothing to enforce.
         assert_eq!(p.grant_for(&greeter(), "calc", &iface), None);
-        let chat = p.grant_for(&g, "chat", &["send".into(), "history".into()]);
+        let chat = p.grant_for(&g, "chat", &[("send".into(), false), ("history".into(), true)]);
         assert_eq!(chat.map(|c| c.allow), Some(vec!["history".to_owned()]));
+    }
+
+    #[test]
+    fn a_protected_module_serves_writes_to_its_writers_only() {
+        let mut g = greeter();
+        permit(&mut g, "kv", Methods::All);
+        let node = Manifest::for_test("node", "1.0.0", &[]);
+        let p = Policy::new().with_protected(n("kv"), [n("node")]);
+        let iface = [("get".to_owned(), true), ("set".to_owned(), false)];
+        let grant = p.grant_for(&g, "kv", &iface).unwrap_or_default();
+        assert_eq!(grant.allow, ["get"]);
+        let why = &grant.deny["set"];
+        assert!(
+            why.starts_with("greeter may not call kv.set: kv is protected and only its writers (node)"),
+            "{why}"
+        );
+        assert!(grant.other.is_some_and(|o| o.contains("kv is protected")));
+        // The writer is granted kv by being listed, and may write.
+        assert_eq!(p.allows(&node, "kv").rule(), Rule::Granted);
+        assert_eq!(p.grant_for(&node, "kv", &iface), None);
+        // The operator's method deny still beats being a writer.
+        let p = p.with_deny_methods(n("node"), n("kv"), Methods::only(["set".to_owned()]));
+        let grant = p.grant_for(&node, "kv", &iface).unwrap_or_default();
+        assert_eq!(grant.allow, ["get"]);
     }
 
     #[test]

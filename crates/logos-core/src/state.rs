@@ -79,6 +79,12 @@ impl Inner {
                 policy = policy.with_deny_methods(a, b, only(ms));
             }
         }
+        for (target, m) in settings.modules.iter().filter(|(_, m)| m.protected) {
+            if let Ok(t) = ModuleName::new(target) {
+                let writers = m.writers.iter().filter_map(|w| ModuleName::new(w).ok());
+                policy = policy.with_protected(t, writers);
+            }
+        }
         for (target, callers) in &settings.restrictions {
             if let Ok(t) = ModuleName::new(target) {
                 let callers = callers.iter().filter_map(|c| ModuleName::new(c).ok());

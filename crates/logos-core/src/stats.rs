@@ -298,6 +298,22 @@ pub(crate) fn method_names(interface: Option<&Value>) -> BTreeSet<String> {
         .collect()
 }
 
+/// Method names of a registered interface, each with whether it is marked read-only
+/// (`"readOnly": true`).
+pub(crate) fn methods_read_only(interface: Option<&Value>) -> Vec<(String, bool)> {
+    interface
+        .and_then(|i| i.get("methods"))
+        .and_then(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| {
+            let name = m.get("name").and_then(Value::as_str)?;
+            let ro = m.get("readOnly").and_then(Value::as_bool) == Some(true);
+            Some((name.to_owned(), ro))
+        })
+        .collect()
+}
+
 /// Every access denial so far.
 pub(crate) fn denials(inner: &Inner) -> Vec<Denial> {
     inner

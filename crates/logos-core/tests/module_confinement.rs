@@ -63,6 +63,7 @@ exit 0"#,
         "LOGOS_LISTEN_FD",
         "LOGOS_DATA_DIR",
         "LOGOS_LOG",
+        "LOGOS_PROTECTED",
         "NOSY_GREETING",
     ];
     for n in &names {

@@ -43,6 +43,10 @@
 //! target = "kv"
 //! methods = ["set"]
 //! network = true                      # grants "network": true of its metadata
+//!
+//! [modules.wallet]
+//! protected = true                    # confirms "protected": true of its metadata
+//! writers = ["node"]                  # only node may call its write methods
 //! ```
 
 use logos_core::ModuleName;
@@ -281,6 +285,12 @@ pub(crate) struct ModuleConfig {
     /// Grants the network to a module whose metadata declares `"network": true`.
     #[serde(default)]
     pub network: bool,
+    /// Confirms (or imposes) that the module is protected.
+    #[serde(default)]
+    pub protected: bool,
+    /// For a protected module: the modules that may call its write methods.
+    #[serde(default)]
+    pub writers: Vec<Name>,
 }
 
 /// `[modules.<name>.filesystem]`: `read = [...]`, `write = [...]`, relative to this file.
@@ -644,6 +654,8 @@ env = { A = "1" }
 limits = { address_space = "1GiB", open_files = 64 }
 filesystem = { read = ["/srv/calc", "share"], write = ["/var/cache/calc"] }
 network = true
+protected = true
+writers = ["greeter"]
 
 [[grant]]
 caller = "chat"
@@ -669,6 +681,8 @@ target = "kv"
         );
         assert_eq!(calc.filesystem.write, [PathBuf::from("/var/cache/calc")]);
         assert!(calc.network);
+        assert!(calc.protected);
+        assert_eq!(calc.writers[0], "greeter");
         assert_eq!(c.grant[0].target, "kv");
         assert_eq!(c.restart.as_ref().and_then(|r| r.budget), Some(3));
     }

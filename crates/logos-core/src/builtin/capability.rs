@@ -81,11 +81,9 @@ async fn request_module(
             inner.counters.denied(me, target);
             return Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()));
         }
-        let interface: Vec<String> = crate::stats::method_names(
+        let interface = crate::stats::methods_read_only(
             registry.record(target).and_then(|r| r.interface()),
-        )
-        .into_iter()
-        .collect();
+        );
         let method_grant = inner
             .policy()
             .grant_for(caller_manifest, target, &interface);

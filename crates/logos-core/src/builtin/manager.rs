@@ -354,6 +354,13 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
             Value::from(manifest.network && granted),
         );
     }
+    let writers = inner.policy().writers(name).map(|w| {
+        Value::List(w.iter().map(|n| Value::from(n.as_str())).collect())
+    });
+    v.insert("protected".to_owned(), Value::Bool(writers.is_some()));
+    if let Some(w) = writers {
+        v.insert("writers".to_owned(), w);
+    }
     Ok(Value::Map(v))
 }
 

@@ -416,7 +416,14 @@ async fn start_process(
             strict: inner.settings.strict_confinement,
             grant: &overrides.filesystem,
             network: overrides.network,
-            protected_data: Vec::new(),
+            protected_data: inner
+                .settings
+                .modules
+                .iter()
+                .filter(|(n, m)| m.protected && n.as_str() != name.as_str())
+                .map(|(n, _)| inner.settings.data_dir.join(n))
+                .collect(),
+            protected: overrides.protected,
         })
         .await;
     let child::Spawned { child, pending } = spawned?;

@@ -58,7 +58,12 @@ pub(crate) struct SpawnRequest<'a> {
     pub network: bool,
     /// Data dirs of the protected modules other than this one.
     pub protected_data: Vec<PathBuf>,
+    /// The operator confirmed this module as protected.
+    pub protected: bool,
 }
+
+/// The Landlock ABI that scopes signals to a module's own domain.
+const SIGNAL_SCOPE_ABI: u32 = 6;
 
 /// Variables of the core's environment a module inherits (besides its own `LOGOS_*` ones and
 /// its configured `env`).
@@ -229,10 +234,15 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         .env("LOGOS_LISTEN_FD", "4")
         .env("LOGOS_DATA_DIR", &req.data_dir)
         .env("LOGOS_LOG", req.log_filter)
+
         .envs(req.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if req.protected {
+        // Asks the SDK to make the process non-dumpable after exec (`exec` resets the flag).
+        cmd.env("LOGOS_PROTECTED", "1");
+    }
     let control: OwnedFd = child_end.into();
     let listen: OwnedFd = listener.into();
     sys::configure_child(
@@ -242,6 +252,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             limits: req.limits,
             ruleset,
             seccomp,
+            drop_capabilities: sys::uid() == 0,
             cgroup: cgroup_procs,
         },
     );
@@ -372,6 +383,29 @@ fn confine(
         grant: req.grant,
     })?;
     let network = crate::confine::network(req.manifest, req.network)?;
+    if req.manifest.protected && !req.protected {
+        return Err(Error::Unconfined {
+            module: name.to_owned(),
+            reason: format!(
+                "its metadata says \"protected\": true and the operator has not confirmed it; confirm it with [modules.{name}] protected = true and list the modules that may call its write methods with writers = [...] (ModuleSettings::protected, ::writers), or remove it from {}",
+                req.manifest.path.display()
+            ),
+        }
+        .into());
+    }
+    if req.protected {
+        // Signals between modules of one uid are stopped only by Landlock's scoping.
+        let level = sys::confinement(req.confine);
+        if !matches!(level, sys::Confinement::Landlock { abi } if abi >= SIGNAL_SCOPE_ABI) {
+            return Err(Error::Unconfined {
+                module: name.to_owned(),
+                reason: format!(
+                    "it is protected, and with confinement {level} nothing keeps other modules from signalling it; protected modules need Landlock ABI {SIGNAL_SCOPE_ABI} or newer (Linux 6.12+)"
+                ),
+            }
+            .into());
+        }
+    }
     let ruleset = if req.confine {
         sys::landlock_ruleset(&plan, network).map_err(|e| {
             Failure::from(Error::Spawn {

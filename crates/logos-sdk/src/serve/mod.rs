@@ -79,6 +79,7 @@ pub fn run<T: Module>() -> i32 {
 /// ```
 pub fn run_named<T: Module>(name: &str) -> i32 {
     inherit::init_tracing();
+    inherit::harden();
     let inherited = match Inherited::take() {
         Ok(i) => i,
         Err(e) => {

@@ -80,6 +80,9 @@ fn render(name: &str, info: &Value) -> String {
     if let Some(n) = info.get("network").and_then(Value::as_bool) {
         let _ = writeln!(s, "  network: {}", if n { "on (declared and granted)" } else { "off" });
     }
+    if info.get("protected").and_then(Value::as_bool) == Some(true) {
+        let _ = writeln!(s, "  protected: yes (writers: {})", list("writers"));
+    }
     if let Some(sc) = info.get("seccomp").and_then(Value::as_str) {
         let _ = writeln!(s, "  seccomp: {sc}");
     }

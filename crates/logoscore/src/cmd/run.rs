@@ -255,6 +255,8 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         s.filesystem.read = m.filesystem.read.clone();
         s.filesystem.write = m.filesystem.write.clone();
         s.network = m.network;
+        s.protected = m.protected;
+        s.writers = m.writers.iter().map(|w| w.as_str().to_owned()).collect();
         b = b.module(name.as_str(), s);
     }
     for r in &file.grant {
