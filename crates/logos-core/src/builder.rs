@@ -425,7 +425,9 @@ impl Builder {
             if !m.writers.is_empty() && !m.protected {
                 return Err(config(
                     "writers",
-                    format!("{name} lists writers but is not protected; set protected = true or remove the writers"),
+                    format!(
+                        "{name} lists writers but is not protected; set protected = true or remove the writers"
+                    ),
                 ));
             }
         }
@@ -441,7 +443,9 @@ impl Builder {
             if methods.is_empty() {
                 return Err(config(
                     "grant/deny",
-                    format!("{a} -> {b}: methods is empty; list methods, or leave methods out to mean every method"),
+                    format!(
+                        "{a} -> {b}: methods is empty; list methods, or leave methods out to mean every method"
+                    ),
                 ));
             }
             for m in methods {

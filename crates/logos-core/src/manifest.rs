@@ -398,15 +398,22 @@ pub const MAX_METHOD_NAME: usize = 64;
 /// `_` or `-`. The error says why not.
 pub fn check_method_name(m: &str) -> Result<(), String> {
     if m.is_empty() {
-        return Err("the method name is empty; write MODULE.METHOD or MODULE.* for every method".into());
+        return Err(
+            "the method name is empty; write MODULE.METHOD or MODULE.* for every method".into(),
+        );
     }
     if m.len() > MAX_METHOD_NAME {
-        return Err(format!("the method name is longer than {MAX_METHOD_NAME} bytes"));
+        return Err(format!(
+            "the method name is longer than {MAX_METHOD_NAME} bytes"
+        ));
     }
     if m.starts_with('$') {
         return Err("methods starting with '$' are reserved for the core and never granted".into());
     }
-    if !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !m
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(format!(
             "{m:?} is not a method name (ASCII letters, digits, '_' and '-' only)"
         ));
@@ -556,7 +563,9 @@ fn read_limited(path: &Path) -> Result<String, String> {
 /// fault text.
 fn declared_path(s: &str, abs_dir: &Path) -> Result<PathBuf, String> {
     if s.is_empty() {
-        return Err("is empty; give an absolute path, or one relative to the module directory".into());
+        return Err(
+            "is empty; give an absolute path, or one relative to the module directory".into(),
+        );
     }
     if s.contains('\0') {
         return Err(format!("{s:?} contains a NUL character; paths cannot"));
@@ -984,7 +993,10 @@ impl Checker<'_> {
             for (i, item) in items.iter().enumerate() {
                 let pointer = format!("/filesystem/{key}/{i}");
                 let Value::String(s) = item else {
-                    self.fault(pointer, format!("must be a path, found {}", json_kind(item)));
+                    self.fault(
+                        pointer,
+                        format!("must be a path, found {}", json_kind(item)),
+                    );
                     continue;
                 };
                 match declared_path(s, abs_dir) {

@@ -740,7 +740,9 @@ mod tests {
         assert_eq!(rule("core", "listModules"), Rule::BuiltIn);
         let why = p.allows_call(&g, "calc", "mul").to_string();
         assert!(
-            why.starts_with("greeter may not call calc.mul: greeter may call only add, sub of calc"),
+            why.starts_with(
+                "greeter may not call calc.mul: greeter may call only add, sub of calc"
+            ),
             "{why}"
         );
         // What calc must enforce for greeter.
@@ -754,7 +756,11 @@ mod tests {
         assert!(other.contains("calc.{method}"), "{other}");
         // Every method, no method deny: nothing to enforce.
         assert_eq!(p.grant_for(&greeter(), "calc", &iface), None);
-        let chat = p.grant_for(&g, "chat", &[("send".into(), false), ("history".into(), true)]);
+        let chat = p.grant_for(
+            &g,
+            "chat",
+            &[("send".into(), false), ("history".into(), true)],
+        );
         assert_eq!(chat.map(|c| c.allow), Some(vec!["history".to_owned()]));
     }
 
@@ -769,7 +775,9 @@ mod tests {
         assert_eq!(grant.allow, ["get"]);
         let why = &grant.deny["set"];
         assert!(
-            why.starts_with("greeter may not call kv.set: kv is protected and only its writers (node)"),
+            why.starts_with(
+                "greeter may not call kv.set: kv is protected and only its writers (node)"
+            ),
             "{why}"
         );
         assert!(grant.other.is_some_and(|o| o.contains("kv is protected")));
@@ -857,10 +865,8 @@ mod tests {
         assert!(check_permissions(&g, &modules, &BTreeMap::new()).is_ok());
 
         g.raw = serde_json::json!({ "permissions": ["calc.add", "calc.pow", "core.loadPlugin", "core.nope", "chat.anything"] });
-        let interfaces = BTreeMap::from([(
-            "calc".to_owned(),
-            ["add", "sub"].map(String::from).into(),
-        )]);
+        let interfaces =
+            BTreeMap::from([("calc".to_owned(), ["add", "sub"].map(String::from).into())]);
         let faults = match check_permissions(&g, &modules, &interfaces) {
             Err(e) => e.into_faults(),
             Ok(()) => panic!("unknown methods accepted"),

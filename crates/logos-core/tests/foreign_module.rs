@@ -333,7 +333,8 @@ async fn a_python_module_serves_peers_that_hold_a_granted_token_and_only_those()
     let e = invoke("upper").await.expect_err("upper is denied");
     assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
     assert!(
-        e.to_string().contains(r#"[[deny]] caller = "probe", target = "pyecho", methods = ["upper"]"#),
+        e.to_string()
+            .contains(r#"[[deny]] caller = "probe", target = "pyecho", methods = ["upper"]"#),
         "{e}"
     );
 

@@ -21,7 +21,12 @@ fn probe_with(w: &World, permissions: &[&str]) {
     std::fs::write(&path, json.to_string()).unwrap();
 }
 
-async fn invoke(core: &Core, target: &str, method: &str, args: Vec<Value>) -> Result<Value, String> {
+async fn invoke(
+    core: &Core,
+    target: &str,
+    method: &str,
+    args: Vec<Value>,
+) -> Result<Value, String> {
     core.call(
         "probe",
         "invoke",
@@ -50,11 +55,19 @@ async fn issue_18_a_module_calls_only_the_methods_its_permissions_and_grants_nam
         .grant_methods("probe", "calc", ["sub"])
         .deny_methods("probe", "kv", ["set"]);
     let core = w.start_with(b).await;
-    core.load_many(&["probe", "calc", "kv"]).await.expect("load");
+    core.load_many(&["probe", "calc", "kv"])
+        .await
+        .expect("load");
 
     // Named by a permission, and widened by a grant.
-    assert_eq!(invoke(&core, "calc", "add", vec![int(2), int(3)]).await, Ok(int(5)));
-    assert_eq!(invoke(&core, "calc", "sub", vec![int(5), int(3)]).await, Ok(int(2)));
+    assert_eq!(
+        invoke(&core, "calc", "add", vec![int(2), int(3)]).await,
+        Ok(int(5))
+    );
+    assert_eq!(
+        invoke(&core, "calc", "sub", vec![int(5), int(3)]).await,
+        Ok(int(2))
+    );
     // Neither: refused by calc itself, naming the rule and the fix.
     let e = invoke(&core, "calc", "mul", vec![int(2), int(3)])
         .await
@@ -70,7 +83,10 @@ async fn issue_18_a_module_calls_only_the_methods_its_permissions_and_grants_nam
 
     // kv.* with set narrowed away by the operator: reads work, the write is refused and
     // kv's state is unchanged.
-    assert_eq!(invoke(&core, "kv", "get", vec![text("k")]).await, Ok(Value::Null));
+    assert_eq!(
+        invoke(&core, "kv", "get", vec![text("k")]).await,
+        Ok(Value::Null)
+    );
     let e = invoke(&core, "kv", "set", vec![text("k"), int(1)])
         .await
         .expect_err("set is denied");
@@ -83,7 +99,9 @@ async fn issue_18_a_module_calls_only_the_methods_its_permissions_and_grants_nam
         Value::List(vec![])
     );
     // The operator is not bound by module grants.
-    core.call("kv", "set", vec![text("k"), int(1)]).await.unwrap();
+    core.call("kv", "set", vec![text("k"), int(1)])
+        .await
+        .unwrap();
 
     // Built-in methods that change what runs: only the one named.
     assert_eq!(
@@ -115,11 +133,15 @@ async fn issue_18_greeter_calls_only_what_it_declares() {
     let core = w.start().await;
     core.load("greeter").await.expect("load");
     assert_eq!(
-        core.call("greeter", "sum", vec![int(2), int(3)]).await.unwrap(),
+        core.call("greeter", "sum", vec![int(2), int(3)])
+            .await
+            .unwrap(),
         int(5)
     );
     assert_eq!(
-        core.call("greeter", "greet", vec![text("Ada")]).await.unwrap(),
+        core.call("greeter", "greet", vec![text("Ada")])
+            .await
+            .unwrap(),
         text("Hello, Ada!")
     );
     core.shutdown().await;
@@ -142,6 +164,10 @@ async fn issue_18_a_permission_naming_an_unknown_method_is_an_error_at_load() {
     let core = w.start().await;
     core.load("calc").await.expect("calc");
     let e = core.load("probe").await.expect_err("unknown calc method");
-    assert!(e.to_string().contains("names no method of calc (it has: add, div, mul, sub)"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("names no method of calc (it has: add, div, mul, sub)"),
+        "{e}"
+    );
     core.shutdown().await;
 }

@@ -219,9 +219,7 @@ exit 0"#,
     let mut settings = ModuleSettings::default();
     settings.filesystem.read = vec![base.join("shared")];
     settings.filesystem.write = vec![base.join("outbox")];
-    let core = w
-        .start_with(w.builder().module("reader", settings))
-        .await;
+    let core = w.start_with(w.builder().module("reader", settings)).await;
     let report = report_of(&w, &core, "reader").await;
     for line in [
         "shadow=denied",
@@ -246,7 +244,10 @@ exit 0"#,
     let fs = info.get("filesystem").expect("filesystem");
     assert_eq!(
         fs.get("read"),
-        Some(&Value::List(vec![text(&format!("{}/shared", base.display()))]))
+        Some(&Value::List(vec![text(&format!(
+            "{}/shared",
+            base.display()
+        ))]))
     );
     core.shutdown().await;
 }
@@ -282,13 +283,25 @@ async fn issue_18_strict_confinement_refuses_to_run_a_module_unconfined() {
 fn syscall_probe(tcp_port: u16) -> String {
     let calls: [(&str, libc::c_long, &str); 8] = [
         ("ptrace", libc::SYS_ptrace, "2, os.getpid(), 0, 0"),
-        ("process_vm_readv", libc::SYS_process_vm_readv, "os.getpid(), 0, 0, 0, 0, 0"),
-        ("process_vm_writev", libc::SYS_process_vm_writev, "os.getpid(), 0, 0, 0, 0, 0"),
+        (
+            "process_vm_readv",
+            libc::SYS_process_vm_readv,
+            "os.getpid(), 0, 0, 0, 0, 0",
+        ),
+        (
+            "process_vm_writev",
+            libc::SYS_process_vm_writev,
+            "os.getpid(), 0, 0, 0, 0, 0",
+        ),
         ("io_uring_setup", libc::SYS_io_uring_setup, "0, 0"),
         ("keyctl", libc::SYS_keyctl, "0, -2, 0"),
         ("mount", libc::SYS_mount, "0, 0, 0, 0, 0"),
         ("bpf", libc::SYS_bpf, "-1, 0, 0"),
-        ("perf_event_open", libc::SYS_perf_event_open, "0, 0, -1, -1, 0"),
+        (
+            "perf_event_open",
+            libc::SYS_perf_event_open,
+            "0, 0, -1, -1, 0",
+        ),
     ];
     let mut py = String::from(
         "import ctypes, os, socket\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n\
@@ -325,9 +338,7 @@ async fn issue_18_the_seccomp_baseline_holds_and_the_network_is_off_unless_decla
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let py = syscall_probe(port);
-    let script = format!(
-        "python3 - > \"$LOGOS_DATA_DIR/report\" 2>&1 <<'PY'\n{py}PY\nexit 0"
-    );
+    let script = format!("python3 - > \"$LOGOS_DATA_DIR/report\" 2>&1 <<'PY'\n{py}PY\nexit 0");
     // The same calls unconfined, from the test itself: none fails with EPERM on its own.
     let out = std::process::Command::new("python3")
         .arg("-c")
@@ -336,7 +347,12 @@ async fn issue_18_the_seccomp_baseline_holds_and_the_network_is_off_unless_decla
         .unwrap();
     let unconfined = lines_map(&String::from_utf8_lossy(&out.stdout));
     let eperm = libc::EPERM.to_string();
-    for call in ["ptrace", "process_vm_readv", "process_vm_writev", "io_uring_setup"] {
+    for call in [
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "io_uring_setup",
+    ] {
         assert_ne!(unconfined.get(call), Some(&eperm), "{call}: {unconfined:?}");
         assert!(unconfined.contains_key(call), "{out:?}");
     }
@@ -347,9 +363,7 @@ async fn issue_18_the_seccomp_baseline_holds_and_the_network_is_off_unless_decla
     declared_script_module(&w, "online", r#","network":true"#, &script);
     let mut grant = ModuleSettings::default();
     grant.network = true;
-    let core = w
-        .start_with(w.builder().module("online", grant))
-        .await;
+    let core = w.start_with(w.builder().module("online", grant)).await;
     let offline = lines_map(&report_of(&w, &core, "offline").await);
     for call in [
         "ptrace",
@@ -367,12 +381,24 @@ async fn issue_18_the_seccomp_baseline_holds_and_the_network_is_off_unless_decla
     ] {
         assert_eq!(offline.get(call), Some(&eperm), "{call}: {offline:?}");
     }
-    assert_eq!(offline.get("unix").map(String::as_str), Some("0"), "{offline:?}");
-    assert_eq!(offline.get("seccomp").map(String::as_str), Some("2"), "{offline:?}");
+    assert_eq!(
+        offline.get("unix").map(String::as_str),
+        Some("0"),
+        "{offline:?}"
+    );
+    assert_eq!(
+        offline.get("seccomp").map(String::as_str),
+        Some("2"),
+        "{offline:?}"
+    );
 
     let online = lines_map(&report_of(&w, &core, "online").await);
     for call in ["tcp", "udp", "tcp6", "unix"] {
-        assert_eq!(online.get(call).map(String::as_str), Some("0"), "{call}: {online:?}");
+        assert_eq!(
+            online.get(call).map(String::as_str),
+            Some("0"),
+            "{call}: {online:?}"
+        );
     }
     for call in ["ptrace", "process_vm_readv", "mount", "io_uring_setup"] {
         assert_eq!(online.get(call), Some(&eperm), "{call}: {online:?}");

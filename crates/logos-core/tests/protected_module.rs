@@ -56,23 +56,39 @@ async fn issue_18_a_protected_module_serves_writes_only_to_its_writers() {
     let mut w = World::new();
     w.stage_all(&["kv", "probe", "relay"]);
     set_metadata(&w, "kv", "protected", true.into());
-    set_metadata(&w, "probe", "permissions", serde_json::json!(["kv", "relay", "chat"]));
+    set_metadata(
+        &w,
+        "probe",
+        "permissions",
+        serde_json::json!(["kv", "relay", "chat"]),
+    );
 
     // Claimed by its metadata, not confirmed by the operator: refused.
     let core = w.start().await;
     let e = core.load("kv").await.expect_err("unconfirmed");
     assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
-    assert!(e.to_string().contains("[modules.kv] protected = true"), "{e}");
+    assert!(
+        e.to_string().contains("[modules.kv] protected = true"),
+        "{e}"
+    );
     core.shutdown().await;
 
     let core = w
         .start_with(w.builder().module("kv", protected(&["relay"])))
         .await;
-    core.load_many(&["kv", "probe", "relay"]).await.expect("load");
+    core.load_many(&["kv", "probe", "relay"])
+        .await
+        .expect("load");
 
     // probe may call kv (its permissions say so), but only the read-only methods.
-    assert_eq!(probe_calls(&core, "get", vec![text("k")]).await, Ok(Value::Null));
-    assert_eq!(probe_calls(&core, "keys", vec![]).await, Ok(Value::List(vec![])));
+    assert_eq!(
+        probe_calls(&core, "get", vec![text("k")]).await,
+        Ok(Value::Null)
+    );
+    assert_eq!(
+        probe_calls(&core, "keys", vec![]).await,
+        Ok(Value::List(vec![]))
+    );
     for (method, args) in [
         ("set", vec![text("k"), int(666)]),
         ("delete", vec![text("k")]),
@@ -90,11 +106,18 @@ async fn issue_18_a_protected_module_serves_writes_only_to_its_writers() {
     core.call(
         "relay",
         "forward",
-        vec![text("kv"), text("set"), Value::List(vec![text("k"), int(1)])],
+        vec![
+            text("kv"),
+            text("set"),
+            Value::List(vec![text("k"), int(1)]),
+        ],
     )
     .await
     .expect("relay writes");
-    assert_eq!(core.call("kv", "get", vec![text("k")]).await.unwrap(), int(1));
+    assert_eq!(
+        core.call("kv", "get", vec![text("k")]).await.unwrap(),
+        int(1)
+    );
     assert_eq!(
         core.call("kv", "keys", vec![]).await.unwrap(),
         Value::List(vec![text("k")])
@@ -110,16 +133,24 @@ async fn issue_18_a_protected_module_serves_writes_only_to_its_writers() {
     let get = interface
         .get("methods")
         .and_then(Value::as_list)
-        .and_then(|ms| ms.iter().find(|m| m.get("name") == Some(&text("get"))).cloned())
+        .and_then(|ms| {
+            ms.iter()
+                .find(|m| m.get("name") == Some(&text("get")))
+                .cloned()
+        })
         .unwrap();
     assert_eq!(get.get("readOnly"), Some(&Value::Bool(true)));
 
     // Every refusal was counted against probe -> kv.
-    support::wait_for("kv's refusals to be counted", Duration::from_secs(10), || {
-        core.denials()
-            .iter()
-            .any(|d| d.caller == "probe" && d.target == "kv" && d.count >= 3)
-    })
+    support::wait_for(
+        "kv's refusals to be counted",
+        Duration::from_secs(10),
+        || {
+            core.denials()
+                .iter()
+                .any(|d| d.caller == "probe" && d.target == "kv" && d.count >= 3)
+        },
+    )
     .await;
 
     // No module process holds a capability (the core runs as root in CI: this is the drop).

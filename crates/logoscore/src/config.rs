@@ -711,7 +711,9 @@ target = "kv"
     #[test]
     fn strict_confinement_and_filesystem_grants_are_checked() {
         assert_eq!(
-            parse("strict_confinement = true\n").ok().and_then(|c| c.strict_confinement),
+            parse("strict_confinement = true\n")
+                .ok()
+                .and_then(|c| c.strict_confinement),
             Some(true)
         );
         let (line, key, message) =

@@ -212,7 +212,8 @@ const ATTACKS: [&str; 14] = [
 
 /// The config of the hostile-module runs: strict confinement, kv protected with greeter as
 /// its only writer.
-const STRICT_CONFIG: &str = "strict_confinement = true\n\n[modules.kv]\nprotected = true\nwriters = [\"greeter\"]\n";
+const STRICT_CONFIG: &str =
+    "strict_confinement = true\n\n[modules.kv]\nprotected = true\nwriters = [\"greeter\"]\n";
 
 /// Stages calc, kv (protected by its metadata), greeter, chat and hostile, and plants what
 /// hostile will reach for: a shadow-like secret and a file in kv's data dir.
@@ -225,7 +226,11 @@ fn hostile_world() -> World {
     json["protected"] = true.into();
     std::fs::write(&meta, json.to_string()).unwrap();
     std::fs::create_dir_all(w.dir.path().join("secrets")).unwrap();
-    std::fs::write(w.dir.path().join("secrets/shadow"), "root:$6$salt$hash:19000::::::\n").unwrap();
+    std::fs::write(
+        w.dir.path().join("secrets/shadow"),
+        "root:$6$salt$hash:19000::::::\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(w.data.join("kv")).unwrap();
     std::fs::write(w.data.join("kv/planted"), "kv's private state\n").unwrap();
     w
@@ -246,7 +251,14 @@ fn pid_of(w: &World, module: &str) -> u32 {
 fn issue_18_a_hostile_module_is_refused_everything_and_every_refusal_is_logged() {
     let w = hostile_world();
     let config = w.write("logoscore.toml", STRICT_CONFIG);
-    let d = w.daemon(&["-c", config.to_str().unwrap(), "--load", "calc", "--load", "kv"]);
+    let d = w.daemon(&[
+        "-c",
+        config.to_str().unwrap(),
+        "--load",
+        "calc",
+        "--load",
+        "kv",
+    ]);
     w.cli(&["call", "kv", "set", "balance", "100"]).ok();
     let keys_before = w.cli_json(&["call", "kv", "keys"])["result"].clone();
     let (calc_pid, kv_pid) = (pid_of(&w, "calc"), pid_of(&w, "kv"));
@@ -284,10 +296,16 @@ fn issue_18_a_hostile_module_is_refused_everything_and_every_refusal_is_logged()
         ("tcp_connect", "Operation not permitted"),
         ("ptrace_protected", "Operation not permitted"),
         ("read_protected_memory", "Operation not permitted"),
-        ("call_protected_write", "kv is protected and only its writers (greeter)"),
+        (
+            "call_protected_write",
+            "kv is protected and only its writers (greeter)",
+        ),
         ("call_outside_grant", "hostile may call only add of calc"),
         ("unload_plugin", "hostile may not call core.unloadPlugin"),
-        ("token_in_another_name", "you are \"hostile\", not \"greeter\""),
+        (
+            "token_in_another_name",
+            "you are \"hostile\", not \"greeter\"",
+        ),
         ("spoof_identity", "calc refused"),
     ] {
         let outcome = report[what].as_str().unwrap_or_default();
@@ -305,11 +323,17 @@ fn issue_18_a_hostile_module_is_refused_everything_and_every_refusal_is_logged()
     assert_eq!(w.cli_json(&["call", "calc", "add", "2", "3"])["result"], 5);
     let info = w.cli(&["info", "hostile"]);
     info.ok();
-    for line in ["confinement: landlock v", "network: off", "seccomp: baseline"] {
+    for line in [
+        "confinement: landlock v",
+        "network: off",
+        "seccomp: baseline",
+    ] {
         assert!(info.stdout.contains(line), "{line}: {}", info.stdout);
     }
     assert!(
-        w.cli(&["info", "kv"]).stdout.contains("protected: yes (writers: greeter)"),
+        w.cli(&["info", "kv"])
+            .stdout
+            .contains("protected: yes (writers: greeter)"),
         "kv is not shown protected"
     );
 
@@ -363,7 +387,11 @@ fn issue_18_without_landlock_confinement_is_none_and_strict_mode_refuses_the_hos
     let info = w.cli(&["info", "hostile"]);
     info.ok();
     assert!(info.stdout.contains("confinement: none"), "{}", info.stdout);
-    assert!(d.proc.stderr_text().contains("modules can read the operator's client token"));
+    assert!(
+        d.proc
+            .stderr_text()
+            .contains("modules can read the operator's client token")
+    );
     w.cli(&["stop"]).ok();
     drop(d);
 
@@ -372,8 +400,16 @@ fn issue_18_without_landlock_confinement_is_none_and_strict_mode_refuses_the_hos
     let _d = run(&strict);
     let out = w.cli(&["load", "hostile"]);
     out.expect_code(3);
-    assert!(out.stderr.contains("strict_confinement is on"), "{}", out.stderr);
-    assert!(out.stderr.contains("would run unconfined"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("strict_confinement is on"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("would run unconfined"),
+        "{}",
+        out.stderr
+    );
     assert!(!w.pids().iter().any(|(n, _)| n == "hostile"));
     let out = w.cli(&["load", "kv"]);
     out.expect_code(3);

@@ -75,36 +75,57 @@ impl Hostile {
         note("ptrace_protected", ptrace_attach(plan.protected_pid));
         note("read_protected_memory", read_memory(plan.protected_pid));
         note("signal_core", signal(plan.core_pid, libc::SIGTERM));
-        note("signal_protected", signal(plan.protected_pid, libc::SIGKILL));
+        note(
+            "signal_protected",
+            signal(plan.protected_pid, libc::SIGKILL),
+        );
         note(
             "call_protected_write",
-            call(ctx, &plan.protected, &plan.protected_write, vec![
-                Value::from("hostile"),
-                Value::from(666),
-            ])
+            call(
+                ctx,
+                &plan.protected,
+                &plan.protected_write,
+                vec![Value::from("hostile"), Value::from(666)],
+            )
             .await,
         );
         note(
             "call_outside_grant",
-            call(ctx, &plan.granted, &plan.outside_grant, vec![
-                Value::from(6),
-                Value::from(7),
-            ])
+            call(
+                ctx,
+                &plan.granted,
+                &plan.outside_grant,
+                vec![Value::from(6), Value::from(7)],
+            )
             .await,
         );
         note(
             "unload_plugin",
-            call(ctx, "core", "unloadPlugin", vec![Value::from(plan.granted.as_str())]).await,
+            call(
+                ctx,
+                "core",
+                "unloadPlugin",
+                vec![Value::from(plan.granted.as_str())],
+            )
+            .await,
         );
         note(
             "token_in_another_name",
-            call(ctx, "capability_module", "requestModule", vec![
-                Value::from(plan.granted.as_str()),
-                Value::from(plan.impersonate.as_str()),
-            ])
+            call(
+                ctx,
+                "capability_module",
+                "requestModule",
+                vec![
+                    Value::from(plan.granted.as_str()),
+                    Value::from(plan.impersonate.as_str()),
+                ],
+            )
             .await,
         );
-        note("spoof_identity", spoof(ctx, &plan.granted, &plan.impersonate).await);
+        note(
+            "spoof_identity",
+            spoof(ctx, &plan.granted, &plan.impersonate).await,
+        );
         report
     }
 }
@@ -172,7 +193,12 @@ fn signal(pid: i32, sig: i32) -> Result<String, String> {
     }
 }
 
-async fn call(ctx: &Context, target: &str, method: &str, args: Vec<Value>) -> Result<String, String> {
+async fn call(
+    ctx: &Context,
+    target: &str,
+    method: &str,
+    args: Vec<Value>,
+) -> Result<String, String> {
     match ctx.client(target).call_raw(method, args).await {
         Ok(v) => Ok(format!("{target}.{method} returned {v}")),
         Err(f) => Err(format!("{target}.{method}: {} {}", f.code, f.message)),
@@ -208,7 +234,9 @@ async fn spoof(ctx: &Context, target: &str, other: &str) -> Result<String, Strin
             session.close(Fault::new(ErrorCode::Cancelled, "done"));
             Ok(format!("{target} admitted this module as {other}"))
         }
-        Err(logos_session::SessionError::Refused(f)) => Err(format!("{target} refused: {}", f.message)),
+        Err(logos_session::SessionError::Refused(f)) => {
+            Err(format!("{target} refused: {}", f.message))
+        }
         Err(e) => Err(e.to_string()),
     }
 }

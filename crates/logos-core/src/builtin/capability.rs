@@ -81,9 +81,8 @@ async fn request_module(
             inner.counters.denied(me, target);
             return Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()));
         }
-        let interface = crate::stats::methods_read_only(
-            registry.record(target).and_then(|r| r.interface()),
-        );
+        let interface =
+            crate::stats::methods_read_only(registry.record(target).and_then(|r| r.interface()));
         let method_grant = inner
             .policy()
             .grant_for(caller_manifest, target, &interface);

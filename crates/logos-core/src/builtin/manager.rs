@@ -344,19 +344,16 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
         }),
     );
     if let Some(manifest) = m.manifest(name) {
-        let granted = inner
-            .settings
-            .modules
-            .get(name)
-            .is_some_and(|o| o.network);
+        let granted = inner.settings.modules.get(name).is_some_and(|o| o.network);
         v.insert(
             "network".to_owned(),
             Value::from(manifest.network && granted),
         );
     }
-    let writers = inner.policy().writers(name).map(|w| {
-        Value::List(w.iter().map(|n| Value::from(n.as_str())).collect())
-    });
+    let writers = inner
+        .policy()
+        .writers(name)
+        .map(|w| Value::List(w.iter().map(|n| Value::from(n.as_str())).collect()));
     v.insert("protected".to_owned(), Value::Bool(writers.is_some()));
     if let Some(w) = writers {
         v.insert("writers".to_owned(), w);

@@ -234,7 +234,6 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         .env("LOGOS_LISTEN_FD", "4")
         .env("LOGOS_DATA_DIR", &req.data_dir)
         .env("LOGOS_LOG", req.log_filter)
-
         .envs(req.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -27,13 +27,13 @@
 //! a module cannot gain privileges through a set-uid program. Path walks are not restricted
 //! (Landlock has no "search" right), so a module may `stat` what it cannot open.
 
+use crate::confine::FsPlan;
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetError, Scope,
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetError, Scope,
 };
 use std::fmt;
 use std::os::fd::OwnedFd;
-use crate::confine::FsPlan;
 use std::path::Path;
 
 /// The Landlock ABI whose rights this ruleset handles.

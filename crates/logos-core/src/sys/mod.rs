@@ -24,13 +24,13 @@ pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgr
 #[cfg(target_os = "linux")]
 pub use landlock::{Confinement, PreparedRuleset, confinement, prepare as landlock_ruleset};
 #[cfg(target_os = "linux")]
-pub use seccomp::{
-    Program as SeccompProgram, available as seccomp_available, compile as seccomp_program,
-};
-#[cfg(target_os = "linux")]
 pub use linux::{
     ChildSetup, Limits, ProcessUsage, Signal, configure_child, create_private_dir,
     create_private_file, detach_session, file_mode, kill_group, process_usage, pss_bytes, uid,
+};
+#[cfg(target_os = "linux")]
+pub use seccomp::{
+    Program as SeccompProgram, available as seccomp_available, compile as seccomp_program,
 };
 
 #[cfg(not(target_os = "linux"))]

@@ -62,7 +62,10 @@ pub const BASELINE: [(&str, libc::c_long); 32] = [
     ("io_uring_setup", libc::SYS_io_uring_setup),
     ("io_uring_enter", libc::SYS_io_uring_enter),
     ("io_uring_register", libc::SYS_io_uring_register),
-    ("socket (any family but AF_UNIX, without network)", libc::SYS_socket),
+    (
+        "socket (any family but AF_UNIX, without network)",
+        libc::SYS_socket,
+    ),
 ];
 
 /// A compiled filter ready to be installed in a child.

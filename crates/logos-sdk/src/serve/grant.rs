@@ -73,7 +73,9 @@ impl Access {
         };
         let text = |v: Value, what: &str| match v {
             Value::Text(t) if t.len() <= MAX_REASON_LEN => Ok(t),
-            _ => Err(format!("{what} must be text of at most {MAX_REASON_LEN} bytes")),
+            _ => Err(format!(
+                "{what} must be text of at most {MAX_REASON_LEN} bytes"
+            )),
         };
         let mut access = Access::default();
         match m.remove("allow") {
@@ -83,7 +85,11 @@ impl Access {
                 }
             }
             None => {}
-            _ => return Err(format!("allow must be a list of at most {MAX_ACCESS_METHODS} methods")),
+            _ => {
+                return Err(format!(
+                    "allow must be a list of at most {MAX_ACCESS_METHODS} methods"
+                ));
+            }
         }
         match m.remove("deny") {
             Some(Value::Map(items)) if items.len() <= MAX_ACCESS_METHODS => {
@@ -92,7 +98,11 @@ impl Access {
                 }
             }
             None => {}
-            _ => return Err(format!("deny must be a map of at most {MAX_ACCESS_METHODS} methods")),
+            _ => {
+                return Err(format!(
+                    "deny must be a map of at most {MAX_ACCESS_METHODS} methods"
+                ));
+            }
         }
         access.other = match m.remove("other") {
             None | Some(Value::Null) => None,
@@ -420,10 +430,7 @@ mod tests {
                     "deny".to_owned(),
                     Value::Map([("mul".to_owned(), Value::from("no mul: rule"))].into()),
                 ),
-                (
-                    "other".to_owned(),
-                    Value::from("no {method}: only add"),
-                ),
+                ("other".to_owned(), Value::from("no {method}: only add")),
             ]
             .into(),
         );

@@ -78,7 +78,15 @@ fn render(name: &str, info: &Value) -> String {
         let _ = writeln!(s, "  confinement: {c}");
     }
     if let Some(n) = info.get("network").and_then(Value::as_bool) {
-        let _ = writeln!(s, "  network: {}", if n { "on (declared and granted)" } else { "off" });
+        let _ = writeln!(
+            s,
+            "  network: {}",
+            if n {
+                "on (declared and granted)"
+            } else {
+                "off"
+            }
+        );
     }
     if info.get("protected").and_then(Value::as_bool) == Some(true) {
         let _ = writeln!(s, "  protected: yes (writers: {})", list("writers"));
