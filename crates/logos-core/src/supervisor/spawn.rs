@@ -198,7 +198,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         std::os::unix::net::UnixStream::pair().map_err(|e| spawn_err("socketpair", e))?;
     let listener = bind_listener(&req.socket_path)
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
-    let (ruleset, seccomp) = confine(&req, &name)?;
+    let (ruleset, seccomp) = confine(&req, &name).map_err(Failure::from)?;
     let cgroup = Cgroup::create(req.runtime_dir, &name);
     let cgroup_procs = match cgroup.as_ref().map(Cgroup::procs) {
         Some(Ok(fd)) => Some(fd),
@@ -367,7 +367,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
 fn confine(
     req: &SpawnRequest<'_>,
     name: &str,
-) -> Result<(Option<sys::PreparedRuleset>, Option<sys::SeccompProgram>), Failure> {
+) -> Result<(Option<sys::PreparedRuleset>, Option<sys::SeccompProgram>), Error> {
     let withheld: Vec<&Path> = std::iter::once(req.runtime_dir)
         .chain(req.hidden.iter().map(PathBuf::as_path))
         .collect();
@@ -389,8 +389,7 @@ fn confine(
                 "its metadata says \"protected\": true and the operator has not confirmed it; confirm it with [modules.{name}] protected = true and list the modules that may call its write methods with writers = [...] (ModuleSettings::protected, ::writers), or remove it from {}",
                 req.manifest.path.display()
             ),
-        }
-        .into());
+        });
     }
     if req.protected {
         // Signals between modules of one uid are stopped only by Landlock's scoping.
@@ -401,16 +400,13 @@ fn confine(
                 reason: format!(
                     "it is protected, and with confinement {level} nothing keeps other modules from signalling it; protected modules need Landlock ABI {SIGNAL_SCOPE_ABI} or newer (Linux 6.12+)"
                 ),
-            }
-            .into());
+            });
         }
     }
     let ruleset = if req.confine {
-        sys::landlock_ruleset(&plan, network).map_err(|e| {
-            Failure::from(Error::Spawn {
-                module: name.to_owned(),
-                reason: format!("preparing its Landlock ruleset: {e}"),
-            })
+        sys::landlock_ruleset(&plan, network).map_err(|e| Error::Spawn {
+            module: name.to_owned(),
+            reason: format!("preparing its Landlock ruleset: {e}"),
         })?
     } else {
         None
@@ -426,22 +422,18 @@ fn confine(
             reason: format!(
                 "strict_confinement is on and {why}, so it would run unconfined; run a kernel with Landlock (Linux 5.13+, `lsm=...,landlock`) or turn strict_confinement off"
             ),
-        }
-        .into());
+        });
     }
     let seccomp = if sys::seccomp_available() {
-        Some(sys::seccomp_program(network).map_err(|e| {
-            Failure::from(Error::Spawn {
-                module: name.to_owned(),
-                reason: format!("compiling its seccomp filter: {e}"),
-            })
+        Some(sys::seccomp_program(network).map_err(|e| Error::Spawn {
+            module: name.to_owned(),
+            reason: format!("compiling its seccomp filter: {e}"),
         })?)
     } else if req.strict {
         return Err(Error::Unconfined {
             module: name.to_owned(),
             reason: "strict_confinement is on and this kernel has no seccomp filters, so nothing would keep it from ptrace, mount or the network; run a kernel with CONFIG_SECCOMP_FILTER or turn strict_confinement off".to_owned(),
-        }
-        .into());
+        });
     } else {
         None
     };
