@@ -470,6 +470,19 @@ impl Policy {
                 grant.deny.insert(m.clone(), d.to_string());
             }
         }
+        // Methods named by permissions or grants that the interface does not list (an
+        // interface not known yet, a method added later): decided by name, never read-only.
+        if let Methods::Only(named) = &methods {
+            for m in named
+                .iter()
+                .filter(|m| !interface.iter().any(|(i, _)| i == *m))
+            {
+                let d = self.allows_call(caller, target, m);
+                if d.is_allowed() && self.protected_refusal(caller, target, m, false).is_none() {
+                    grant.allow.push(m.clone());
+                }
+            }
+        }
         // "{method}" is no method name, so no grant or deny names it: the target puts the
         // name it was called with in its place. A name outside the interface is no read-only
         // method either.
@@ -756,6 +769,9 @@ mod tests {
         assert!(other.contains("calc.{method}"), "{other}");
         // Every method, no method deny: nothing to enforce.
         assert_eq!(p.grant_for(&greeter(), "calc", &iface), None);
+        // An interface not known: the named methods are still allowed by name.
+        let blind = p.grant_for(&g, "calc", &[]).unwrap_or_default();
+        assert_eq!(blind.allow, ["add", "sub"]);
         let chat = p.grant_for(
             &g,
             "chat",
