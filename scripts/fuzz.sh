@@ -4,8 +4,10 @@
 #   manifest  crates/logos-core/fuzz   metadata.json (Manifest::from_json)
 #   params    crates/logos-capi/fuzz   the C API's params_json (src/params.rs)
 #   config    crates/logoscore/fuzz    logoscore.toml (src/config.rs)
+#   envelope  crates/logos-contexts/fuzz  signed delegation envelopes (SignedEnvelope::decode)
+#   script    crates/logos-contexts/fuzz  Rhai scripts evaluated under the contexts limits
 #
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (all four targets when none is named)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (all six targets when none is named)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`); on the pinned stable toolchain it runs
 # with RUSTC_BOOTSTRAP=1, because cargo-fuzz passes nightly-only flags (-Zsanitizer=address).
@@ -92,8 +94,14 @@ for t in texts:
 PY
 fi
 
+for s in 'put("a", 1)' 'let n = get("count") ?? 0; put("count", n + 1); n' \
+    'fn f(n) { if n > 0 { f(n - 1) } else { 0 } } f(10)' 'let a = []; for i in 0..10 { a.push(i); } a' \
+    'import "x" as y; y::z()' 'let m = #{a: 1}; m.a + params'; do
+    seed "$root/crates/logos-contexts/fuzz/corpus/script" "$s"
+done
+
 failed=0
-for entry in "logos-wire decode" "logos-core manifest" "logos-capi params" "logoscore config"; do
+for entry in "logos-wire decode" "logos-core manifest" "logos-capi params" "logoscore config" "logos-contexts envelope" "logos-contexts script"; do
     read -r crate target <<<"$entry"
     if [ "${#only[@]}" -gt 0 ] && ! printf '%s\n' "${only[@]}" | grep -qx "$target"; then
         continue

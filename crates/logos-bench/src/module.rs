@@ -30,13 +30,16 @@ const SINK_READ: usize = 256 * 1024;
 /// Deadline of each call made while measuring.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `true` when the core started this process as a module (through the [`EXE_NAME`] link).
+/// `true` when this process runs as a module (through the [`EXE_NAME`] link): started by the
+/// core, or run as a remote module (`LOGOS_REMOTE`, docs/remote-modules.md).
 pub fn invoked_as_module() -> bool {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let named = std::path::Path::new(&argv0)
         .file_name()
         .is_some_and(|n| n == EXE_NAME);
-    named && std::env::var_os("LOGOS_CONTROL_FD").is_some()
+    named
+        && (std::env::var_os("LOGOS_CONTROL_FD").is_some()
+            || std::env::var_os(logos_sdk::LOGOS_REMOTE).is_some())
 }
 
 /// Serves [`Bench`] per the module process contract; returns the exit code.

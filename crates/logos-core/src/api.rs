@@ -296,6 +296,50 @@ impl Core {
         &self.inner.instance
     }
 
+    /// Where remote modules connect (the bound address, so a port 0 in
+    /// [`Builder::listen`](crate::Builder::listen) shows the port picked), while the core
+    /// listens for them.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.remote.get().map(|r| r.addr)
+    }
+
+    /// Issues a credential for remote module `module` (replacing its live one): the
+    /// credential file's text holds the core's addresses (`addresses`, default the listen
+    /// address), the pin of the core's certificate and a new secret. `allow` names the
+    /// modules the remote module may call (its metadata may depend on, or be permitted, no
+    /// others). The core keeps only a salted hash of the secret.
+    ///
+    /// # Errors
+    /// [`Error::RemoteSetup`] when the core does not listen, an address is not host:port or
+    /// the listen address is a wildcard and no address is given, or the store cannot be
+    /// written; [`Error::InvalidName`].
+    pub fn grant_remote(
+        &self,
+        module: &str,
+        expires_at: Option<std::time::SystemTime>,
+        allow: Vec<String>,
+        addresses: Vec<String>,
+    ) -> Result<crate::remote::Granted, Error> {
+        crate::remote::grant(&self.inner, module, expires_at, allow, addresses)
+    }
+
+    /// Every remote credential issued, live ones first (never a secret).
+    ///
+    /// # Errors
+    /// [`Error::RemoteSetup`] when the core does not listen.
+    pub fn remote_credentials(&self) -> Result<Vec<crate::remote::RemoteCredentialInfo>, Error> {
+        Ok(crate::remote::get(&self.inner)?.store.list())
+    }
+
+    /// Revokes remote module `module`'s credential and closes its live link at once;
+    /// `Ok(false)` when it had no live credential.
+    ///
+    /// # Errors
+    /// [`Error::RemoteSetup`] when the core does not listen or the store cannot be written.
+    pub fn revoke_remote(&self, module: &str) -> Result<bool, Error> {
+        crate::remote::revoke(&self.inner, module)
+    }
+
     /// Stops every module in reverse dependency order (each within the stop grace, then
     /// SIGTERM, then SIGKILL), closes the control endpoint and removes the sockets. Idempotent.
     pub async fn shutdown(&self) {

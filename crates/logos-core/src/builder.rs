@@ -128,6 +128,31 @@ impl Default for RestartSettings {
     }
 }
 
+/// Bounds of the remote module listener (`Builder::listen`); each default documented on its
+/// field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteLimits {
+    /// Time a new connection has for the TLS handshake and the link `hello` (default 5 s).
+    pub handshake_timeout: Duration,
+    /// Connections in their handshake at once (default 64); one more pushes out the one that
+    /// has waited longest, so idle connections never lock real ones out.
+    pub max_handshakes: usize,
+    /// Connections at once from one IP address, links of remote modules included (default
+    /// 64); more are closed as soon as they are accepted.
+    pub max_per_peer: usize,
+}
+
+impl Default for RemoteLimits {
+    fn default() -> Self {
+        RemoteLimits {
+            handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 64,
+            max_per_peer: 64,
+        }
+    }
+}
+
 /// Resolved settings of a core (what [`Builder`] produced).
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -158,9 +183,19 @@ pub(crate) struct Settings {
     pub strict_confinement: bool,
     pub operator_tokens: Option<PathBuf>,
     pub access_group: Option<u32>,
+    /// Where remote modules connect (`host:port`), when they may.
+    pub listen: Option<String>,
+    pub remote: RemoteLimits,
 }
 
 impl Settings {
+    /// The core's own private files for remote modules: its TLS key pair and the credential
+    /// store. Inside the data dir, under a name no module can have (names never start with
+    /// `.`), and withheld from confined modules.
+    pub fn remote_dir(&self) -> PathBuf {
+        self.data_dir.join(".logos-core").join("remote")
+    }
+
     /// The restart policy of a module: its configuration override, else its metadata's.
     pub fn restart_policy(&self, manifest: &Manifest) -> RestartPolicy {
         self.modules
@@ -221,9 +256,27 @@ pub struct Builder {
     hidden: Vec<PathBuf>,
     operator_tokens: Option<PathBuf>,
     access_group: Option<u32>,
+    listen: Option<String>,
+    remote: Option<RemoteLimits>,
 }
 
 impl Builder {
+    /// Accepts remote modules on `addr` (`host:port`; port 0 picks a free port, see
+    /// [`Core::listen_addr`](crate::Core::listen_addr)): TCP with TLS 1.3 only, each module
+    /// authenticated by a credential from [`Core::grant_remote`](crate::Core::grant_remote).
+    /// Default: off, nothing listens on TCP.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = Some(addr.into());
+        self
+    }
+
+    /// Bounds of the remote module listener (handshake time, handshakes at once, connections
+    /// per peer address).
+    pub fn remote_limits(mut self, limits: RemoteLimits) -> Self {
+        self.remote = Some(limits);
+        self
+    }
+
     /// Adds a directory holding `<name>/metadata.json` module dirs. Repeatable; earlier dirs win
     /// when two hold the same module name.
     pub fn modules_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -486,10 +539,30 @@ impl Builder {
         session.default_call_timeout = call_timeout;
         let restart = self.restart.unwrap_or_default();
         restart.check()?;
+        if let Some(addr) = &self.listen
+            && logos_remote::credential::split_host_port(addr).is_none()
+        {
+            return Err(config(
+                "listen",
+                format!("{addr:?} is not host:port, e.g. 0.0.0.0:7443 or 127.0.0.1:0"),
+            ));
+        }
+        let remote = self.remote.unwrap_or_default();
+        if remote.handshake_timeout.is_zero()
+            || remote.max_handshakes == 0
+            || remote.max_per_peer == 0
+        {
+            return Err(config(
+                "remote limits",
+                "every remote limit must be greater than zero".into(),
+            ));
+        }
+        let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
+        let remote_dir = data_dir.join(".logos-core");
         let settings = Settings {
             modules_dirs: self.modules_dirs,
             runtime_dir: self.runtime_dir.unwrap_or_else(default_runtime_dir),
-            data_dir: self.data_dir.unwrap_or_else(default_data_dir),
+            data_dir,
             host: self.host,
             call_timeout,
             start_timeout: positive("start_timeout", self.start_timeout, Duration::from_secs(10))?,
@@ -512,9 +585,12 @@ impl Builder {
                 .hidden
                 .into_iter()
                 .chain(self.operator_tokens.iter().cloned())
+                .chain(std::iter::once(remote_dir))
                 .collect(),
             operator_tokens: self.operator_tokens,
             access_group: self.access_group,
+            listen: self.listen,
+            remote,
         };
         Ok(Core::new(settings))
     }

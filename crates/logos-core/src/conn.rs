@@ -117,6 +117,20 @@ pub(crate) async fn call_module(
         };
         match registry.state(target) {
             State::Ready => rec.and_then(|r| r.session().cloned()),
+            State::Disconnected => {
+                let since = rec
+                    .and_then(|r| r.remote())
+                    .and_then(|p| p.disconnected_since)
+                    .map_or_else(String::new, |t| {
+                        format!(" since {}", crate::operators::rfc3339(t))
+                    });
+                return Err(Fault::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "remote module {target} is disconnected{since}; it is available again when it reconnects"
+                    ),
+                ));
+            }
             s if s.is_loaded() || s == State::Stopping => {
                 return Err(refuse(Fault::new(
                     ErrorCode::Unavailable,

@@ -267,6 +267,24 @@ pub enum Error {
         stderr_tail: Vec<String>,
     },
 
+    /// A remote module cannot be started or restarted by the core: it joins by connecting.
+    #[error(
+        "module {module} is a remote module: the core did not start it and cannot {action} it; start it on its own machine (`logos_host --remote CREDENTIAL …`), and it joins when it connects"
+    )]
+    Remote {
+        /// The module.
+        module: String,
+        /// What was asked: `start`, `reload`.
+        action: &'static str,
+    },
+
+    /// The remote module listener or a credential could not be set up or used.
+    #[error("remote modules: {reason}")]
+    RemoteSetup {
+        /// What failed and how to fix it.
+        reason: String,
+    },
+
     /// The module's process did not say `hello` in time.
     #[error(
         "module {module} did not become ready within {timeout:?}; it was killed (raise the start timeout if it is slow to start){}",
@@ -306,6 +324,8 @@ impl Error {
             Error::Manifest(_) => ErrorCode::InvalidMetadata,
             Error::UnknownModule { .. } => ErrorCode::UnknownModule,
             Error::NotLoaded { .. } => ErrorCode::NotLoaded,
+            Error::Remote { .. } => ErrorCode::Unavailable,
+            Error::RemoteSetup { .. } => ErrorCode::Unavailable,
             Error::BuiltIn { .. } => ErrorCode::MethodFailed,
             Error::MissingDependency { .. } => ErrorCode::UnknownModule,
             Error::VersionMismatch { .. } => ErrorCode::NotLoaded,

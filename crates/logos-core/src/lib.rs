@@ -42,6 +42,7 @@ mod name;
 pub mod operators;
 mod policy;
 mod registry;
+mod remote;
 mod resolver;
 mod state;
 mod stats;
@@ -53,7 +54,8 @@ mod token;
 
 pub use crate::api::Core;
 pub use crate::builder::{
-    Builder, FsGrant, ModuleSettings, RestartSettings, default_data_dir, default_runtime_dir,
+    Builder, FsGrant, ModuleSettings, RemoteLimits, RestartSettings, default_data_dir,
+    default_runtime_dir,
 };
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
@@ -63,6 +65,7 @@ pub use crate::manifest::{
 };
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
+pub use crate::remote::{Granted, RemoteCredentialInfo};
 pub use crate::stats::{
     Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
     StreamFigures,

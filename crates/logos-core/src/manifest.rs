@@ -298,6 +298,86 @@ impl Manifest {
         }
     }
 
+    /// The manifest of a remote module, from what it sent at hello: its `name` (already bound
+    /// to its credential), its `version`, and its `metadata.json` document if it sent one
+    /// (`description`, `dependencies`, `permissions`, …; `main` and `restart` mean nothing
+    /// for a process the core did not start and are ignored). `origin` names the peer in
+    /// messages and stands in for the module dir.
+    ///
+    /// # Errors
+    /// A [`ManifestError`] listing every fault of the document, located at the peer.
+    pub(crate) fn from_remote(
+        name: &ModuleName,
+        version: &str,
+        metadata: Option<Value>,
+        origin: &str,
+    ) -> Result<Manifest, ManifestError> {
+        let dir = PathBuf::from(format!("remote:{origin}"));
+        let path = PathBuf::from(format!("{name}'s metadata (remote module at {origin})"));
+        let raw = metadata.unwrap_or_else(|| Value::Object(Map::new()));
+        let Some(obj) = raw.as_object() else {
+            return Err(ManifestError::one(
+                path,
+                Location::File,
+                format!("must be a JSON object, found {}", json_kind(&raw)),
+            ));
+        };
+        let mut c = Checker {
+            path: &path,
+            faults: Vec::new(),
+        };
+        if let Some(n) = obj.get("name").and_then(Value::as_str)
+            && n != name.as_str()
+        {
+            c.fault(
+                "/name",
+                format!("{n:?} differs from the module's name {name:?}; they must agree"),
+            );
+        }
+        let version = c.version(Some(&Value::String(version.to_owned())));
+        if let (Some(v), Some(said)) = (&version, obj.get("version").and_then(Value::as_str))
+            && Version::parse(said).ok().as_ref() != Some(v)
+        {
+            c.fault(
+                "/version",
+                format!("{said:?} differs from the version the module says it is ({v})"),
+            );
+        }
+        let description = c.optional_string(obj, "description");
+        let author = c.optional_string(obj, "author");
+        let module_type = c.module_type(obj);
+        let dependencies = c.dependencies(obj.get("dependencies"), Some(name.as_str()));
+        let capabilities = c.string_list(obj, "capabilities");
+        let include = c.string_list(obj, "include");
+        let access = c.permissions(obj.get("permissions"));
+        let permissions = access.keys().cloned().collect();
+        match version {
+            Some(version) if c.faults.is_empty() => Ok(Manifest {
+                name: name.clone(),
+                version,
+                description,
+                author,
+                module_type,
+                dependencies,
+                capabilities,
+                include,
+                main: PathBuf::new(),
+                restart: RestartPolicy::Never,
+                permissions,
+                access,
+                // Confinement is the remote machine's business: this core starts no process
+                // for it, so declared paths, network and protection mean nothing here.
+                filesystem: FsPaths::default(),
+                network: false,
+                protected: false,
+                dir,
+                path,
+                raw,
+            }),
+            _ => Err(c.into_error()),
+        }
+    }
+
     /// Whether `main` is a shared library run through `logos_host` or an executable run as is.
     pub fn kind(&self) -> ModuleKind {
         if is_shared_library(&self.main) {

@@ -48,6 +48,9 @@ pub enum State {
     Backoff,
     /// Restart budget exhausted; stays down until reloaded.
     Failed,
+    /// A remote module whose link is gone: calls fail with `unavailable` until it connects
+    /// again by itself (the core never restarts what it did not start).
+    Disconnected,
 }
 
 impl State {
@@ -62,6 +65,7 @@ impl State {
             State::Crashed => "crashed",
             State::Backoff => "backoff",
             State::Failed => "failed",
+            State::Disconnected => "disconnected",
         }
     }
 
@@ -69,7 +73,7 @@ impl State {
     pub fn is_loaded(self) -> bool {
         matches!(
             self,
-            State::Starting | State::Ready | State::Crashed | State::Backoff
+            State::Starting | State::Ready | State::Crashed | State::Backoff | State::Disconnected
         )
     }
 }
@@ -86,11 +90,15 @@ impl fmt::Display for State {
 /// ends `ready`, or `stopped` when an operator's start fails, or `crashed` when a crash
 /// restart fails. Anything loaded may be stopped. A ready module's process may end by itself
 /// (`crashed`); a crash leads to `backoff` or, with the budget spent, `failed`; a reload takes
-/// `failed` back to `stopped`.
+/// `failed` back to `stopped`. A remote module's link ends `disconnected` (never `crashed`:
+/// nothing restarts it) and its next link starts it again.
 pub(crate) fn allowed(from: State, to: State) -> bool {
     use State::*;
     match to {
-        Starting => !from.is_loaded() && from != Stopping || from == Backoff,
+        Starting => {
+            !from.is_loaded() && from != Stopping || from == Backoff || from == Disconnected
+        }
+        Disconnected => from == Ready,
         Ready => from == Starting,
         Stopping => from.is_loaded(),
         Stopped => matches!(from, Starting | Stopping | Failed),
@@ -181,6 +189,17 @@ pub(crate) struct Record {
     unhealthy: Option<String>,
     /// When the pending crash restart starts (state `backoff`).
     backoff_until: Option<Instant>,
+    /// Set while the module is (or last was) a remote one: where it connected from.
+    remote: Option<RemotePeer>,
+}
+
+/// Where a remote module connected from, and since when it is gone.
+#[derive(Debug, Clone)]
+pub(crate) struct RemotePeer {
+    /// The peer address its control link came from.
+    pub addr: String,
+    /// When its link ended, while it is `disconnected`.
+    pub disconnected_since: Option<SystemTime>,
 }
 
 impl Record {
@@ -215,6 +234,11 @@ impl Record {
     pub fn last_exit(&self) -> Option<&ExitReport> {
         self.last_exit.as_ref()
     }
+
+    /// Where the module runs: `None` for a local process, else its remote peer.
+    pub fn remote(&self) -> Option<&RemotePeer> {
+        self.remote.as_ref()
+    }
 }
 
 /// A started process's facts, recorded when it becomes ready.
@@ -223,6 +247,14 @@ pub(crate) struct Running {
     pub session: Session,
     pub interface: Value,
     pub kill: mpsc::UnboundedSender<Signal>,
+    pub exited: watch::Receiver<bool>,
+}
+
+/// A remote module's link, recorded when its handshake is done.
+pub(crate) struct RemoteRunning {
+    pub session: Session,
+    pub interface: Value,
+    pub addr: String,
     pub exited: watch::Receiver<bool>,
 }
 
@@ -464,6 +496,13 @@ impl Registry {
                         .and_then(|r| r.backoff_until)
                         .map(|t| t.saturating_duration_since(Instant::now())),
                     unhealthy: rec.and_then(|r| r.unhealthy.clone()),
+                    location: rec
+                        .and_then(|r| r.remote.as_ref())
+                        .map_or_else(|| "local".to_owned(), |p| p.addr.clone()),
+                    disconnected_since: rec
+                        .filter(|_| state == State::Disconnected)
+                        .and_then(|r| r.remote.as_ref())
+                        .and_then(|p| p.disconnected_since),
                 }
             })
             .collect()
@@ -594,6 +633,87 @@ impl Registry {
         rec.unhealthy = None;
         rec.backoff_until = None;
         self.transition(name, State::Ready)
+    }
+
+    /// The link handshake of remote module `name` is done: records the link and makes the
+    /// module `ready`.
+    pub fn ready_remote(&mut self, name: &str, running: RemoteRunning) -> Option<Transition> {
+        let rec = self.records.entry(name.to_owned()).or_default();
+        rec.pid = None;
+        rec.started = Some((Instant::now(), SystemTime::now()));
+        rec.session = Some(running.session);
+        rec.interface = Some(running.interface);
+        rec.kill = None;
+        rec.exited = Some(running.exited);
+        rec.unhealthy = None;
+        rec.backoff_until = None;
+        rec.remote = Some(RemotePeer {
+            addr: running.addr,
+            disconnected_since: None,
+        });
+        self.transition(name, State::Ready)
+    }
+
+    /// The link of remote module `name` (start `generation`) ended. `None` when a newer link
+    /// owns the module; else the link's session (to close) and, unless an operator was
+    /// stopping it, the change to `disconnected`.
+    pub fn disconnected(
+        &mut self,
+        name: &str,
+        generation: u64,
+    ) -> Option<(Option<Session>, Option<Transition>)> {
+        let rec = self.records.get_mut(name)?;
+        if rec.generation != generation {
+            return None;
+        }
+        let session = rec.session.take();
+        rec.started = None;
+        rec.unhealthy = None;
+        if let Some(p) = rec.remote.as_mut() {
+            p.disconnected_since = Some(SystemTime::now());
+        }
+        let change = if rec.state() == State::Ready {
+            self.transition(name, State::Disconnected)
+        } else {
+            None
+        };
+        Some((session, change))
+    }
+
+    /// Whether `name` is a remote module (connected or not).
+    pub fn is_remote(&self, name: &str) -> bool {
+        self.records.get(name).is_some_and(|r| r.remote.is_some())
+    }
+
+    /// Makes `manifest`, which a remote module sent, the known manifest of its name. Refused
+    /// when a local process of that name is loaded, or when a loaded module depends on the
+    /// name with a range the new version does not meet.
+    pub fn register_remote(&mut self, manifest: Manifest) -> Result<(), String> {
+        let name = manifest.name.as_str().to_owned();
+        if let Some(rec) = self.records.get(&name)
+            && rec.remote.is_none()
+            && (rec.state().is_loaded() || rec.state() == State::Stopping)
+        {
+            return Err(format!(
+                "a local module {name:?} is {} here; unload it first (`logoscore unload {name}`)",
+                rec.state()
+            ));
+        }
+        for (other, m) in &self.known {
+            if other == &name || !self.state(other).is_loaded() {
+                continue;
+            }
+            if let Some(range) = m.dependencies.get(name.as_str())
+                && !range.matches(&manifest.version)
+            {
+                return Err(format!(
+                    "loaded module {other} needs {name} {range}, and this is {name} {}",
+                    manifest.version
+                ));
+            }
+        }
+        self.known.insert(name, manifest);
+        Ok(())
     }
 
     /// What the last heartbeat of start `generation` said about the module's health.
@@ -748,13 +868,17 @@ pub struct ModuleInfo {
     pub next_restart: Option<Duration>,
     /// Why the module says it is unhealthy (as of the last heartbeat), if it does.
     pub unhealthy: Option<String>,
+    /// `local`, or the peer address a remote module connected from.
+    pub location: String,
+    /// When a remote module's link ended, while it is `disconnected`.
+    pub disconnected_since: Option<SystemTime>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ALL: [State; 8] = [
+    const ALL: [State; 9] = [
         State::Known,
         State::Starting,
         State::Ready,
@@ -763,6 +887,7 @@ mod tests {
         State::Crashed,
         State::Backoff,
         State::Failed,
+        State::Disconnected,
     ];
 
     #[test]
@@ -784,6 +909,7 @@ mod tests {
             (Starting, Crashed),
             (Ready, Stopping),
             (Ready, Crashed),
+            (Ready, Disconnected),
             (Stopping, Stopped),
             (Stopped, Starting),
             (Crashed, Stopping),
@@ -793,6 +919,8 @@ mod tests {
             (Backoff, Stopping),
             (Failed, Starting),
             (Failed, Stopped),
+            (Disconnected, Starting),
+            (Disconnected, Stopping),
         ];
         assert_eq!(edges, want);
     }

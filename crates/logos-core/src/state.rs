@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     pub stopped_tx: tokio::sync::watch::Sender<bool>,
     /// Starts module processes: the real ones ([`Os`]), or fakes in the supervisor's tests.
     pub spawn: Box<dyn Spawn>,
+    /// The remote module listener and its state, once started (`Builder::listen`).
+    pub remote: std::sync::OnceLock<Arc<crate::remote::Remote>>,
 }
 
 impl Inner {
@@ -110,6 +112,7 @@ impl Inner {
             tasks: Mutex::new(Vec::new()),
             stopped_tx: tokio::sync::watch::Sender::new(false),
             spawn: Box::new(Os),
+            remote: std::sync::OnceLock::new(),
         }
     }
 

@@ -116,6 +116,8 @@ pub struct Denial {
 pub struct ModuleStats {
     /// Module name.
     pub name: String,
+    /// `local`, or the peer address of a remote module (whose process figures are absent).
+    pub location: String,
     /// Version from its metadata.
     pub version: String,
     /// Start generation of its current (or last) process.
@@ -396,6 +398,7 @@ pub(crate) async fn collect(inner: &Inner) -> Vec<ModuleStats> {
                 events: served.events,
                 streams: served.streams,
                 name: info.name,
+                location: info.location,
                 state: info.state,
                 pid: info.pid,
                 uptime: info.uptime,
@@ -627,6 +630,7 @@ mod tests {
     fn values_carry_every_field_null_when_unknown() {
         let s = ModuleStats {
             name: "calc".into(),
+            location: "local".into(),
             version: "1.0.0".into(),
             generation: 0,
             crashes: 0,

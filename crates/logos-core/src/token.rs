@@ -118,14 +118,12 @@ impl Tokens {
     }
 
     /// The live token of the pair, if any.
-    #[cfg(test)]
     pub fn get(&self, caller: &str, target: &str) -> Option<&Token> {
         self.by_caller.get(caller)?.get(target)
     }
 
     /// Whether `presented` is the live token minted for exactly `caller` calling `target`.
     /// The comparison is constant-time.
-    #[cfg(test)]
     pub fn verify(&self, caller: &str, target: &str, presented: &[u8]) -> bool {
         self.get(caller, target)
             .is_some_and(|t| t.matches(presented))

@@ -5,7 +5,7 @@
 // It never holds a token: the session cookie (HttpOnly) is the browser's.
 "use strict";
 
-const STATES = ["known", "starting", "ready", "stopping", "stopped", "crashed", "backoff", "failed"];
+const STATES = ["known", "starting", "ready", "stopping", "stopped", "crashed", "backoff", "failed", "disconnected"];
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const state = { csrf: null, view: null, rows: new Map(), selected: null, logs: null, graphKey: "" };
@@ -40,16 +40,18 @@ function notice(text, isError) {
 
 function rowHtml(m) {
   const s = STATES.includes(m.state) ? m.state : "known";
-  const loaded = ["starting", "ready", "crashed", "backoff"].includes(s);
+  const remote = m.location && m.location !== "local";
+  // The core did not start a remote module: it can unload (end) it, never load or reload it.
+  const loaded = remote || ["starting", "ready", "crashed", "backoff"].includes(s);
   const btn = (a, on) => `<button type="button" data-action="${a}"${on ? "" : " disabled"}>${a}</button>`;
   const errors = m.errors_total ? `<span class="err">${m.errors_total}</span>` : "0";
   return `<td>${esc(m.name)} <small>${esc(m.version)}</small>${m.unhealthy ? ` <span class="err" title="${esc(m.unhealthy)}">unhealthy</span>` : ""}</td>` +
     `<td><span class="badge s-${s}" data-state="${s}">${s}</span></td>` +
-    `<td class="pid">${m.pid ?? ""}</td><td>${dur(m.uptime_seconds)}</td><td>${m.restarts}</td>` +
+    `<td class="pid">${remote ? `<small title="remote module">${esc(m.location)}</small>` : (m.pid ?? "")}</td><td>${dur(m.uptime_seconds)}</td><td>${m.restarts}</td>` +
     `<td>${bytes(m.rss_bytes)}</td><td>${m.cpu_seconds == null ? "" : m.cpu_seconds.toFixed(2) + "s"}</td>` +
     `<td>${m.calls_per_second == null ? "" : m.calls_per_second.toFixed(1)}</td>` +
     `<td>${lat(m.p50_seconds)}</td><td>${lat(m.p99_seconds)}</td><td>${errors}</td>` +
-    `<td class="actions">${btn("load", !loaded && s !== "stopping")}${btn("reload", s !== "stopping")}${btn("unload", loaded)}</td>`;
+    `<td class="actions">${btn("load", !loaded && s !== "stopping")}${btn("reload", !remote && s !== "stopping")}${btn("unload", loaded)}</td>`;
 }
 
 function renderTable(view) {

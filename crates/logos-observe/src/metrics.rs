@@ -4,7 +4,7 @@
 //!
 //! Every family and its labels are listed in docs/operations.md. Label values are bounded:
 //! `module` is a known module (or `core`), `method` a name from that module's interface or
-//! `other`, `outcome` `ok` or an error code, `state` one of the eight lifecycle states,
+//! `other`, `outcome` `ok` or an error code, `state` one of the nine lifecycle states,
 //! `direction` `in` or `out`, `caller`/`target` known modules. Never touches the core: it
 //! only reads a view.
 
@@ -17,9 +17,18 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
-/// The eight lifecycle states, each a series of `logos_module_state`.
-pub const STATES: [&str; 8] = [
-    "known", "starting", "ready", "stopping", "stopped", "crashed", "backoff", "failed",
+/// The nine lifecycle states, each a series of `logos_module_state` (`disconnected` is a
+/// remote module's link being down).
+pub const STATES: [&str; 9] = [
+    "known",
+    "starting",
+    "ready",
+    "stopping",
+    "stopped",
+    "crashed",
+    "backoff",
+    "failed",
+    "disconnected",
 ];
 
 /// The text `GET /metrics` answers with.

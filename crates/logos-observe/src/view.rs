@@ -240,6 +240,8 @@ pub struct ModuleView {
     pub version: String,
     /// Lifecycle state (`ready`, `crashed`, …).
     pub state: String,
+    /// `local`, or the peer address of a remote module.
+    pub location: String,
     /// Process id while running.
     pub pid: Option<u32>,
     /// Seconds since its process became ready.
@@ -384,6 +386,7 @@ impl View {
                     name: s.name.clone(),
                     version: s.version.clone(),
                     state: s.state.as_str().to_owned(),
+                    location: s.location.clone(),
                     pid: s.pid,
                     uptime_seconds: s.uptime.map(secs),
                     restarts: u64::from(s.restarts),

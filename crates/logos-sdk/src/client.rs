@@ -12,7 +12,7 @@
 
 use crate::context::{Inner, is_builtin, lock, subscribe_logged};
 use bytes::Bytes;
-use logos_session::{ByteStream, Fault, Handler, Session, SessionError};
+use logos_session::{ByteStream, Fault, Handler, Session, SessionError, Transport};
 use logos_wire::{Attrs, ErrorCode, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -385,14 +385,28 @@ async fn connect(
         endpoint,
         pid,
     } = read_grant(target, &grant)?;
-    let path = endpoint.strip_prefix("unix:").unwrap_or(&endpoint);
-    let stream = UnixStream::connect(path).await.map_err(|e| {
-        Fault::new(
-            ErrorCode::Unavailable,
-            format!("cannot connect to module \"{target}\" at {path}: {e}"),
-        )
-    })?;
-    check_peer(target, path, pid, &stream)?;
+    let (stream, leftover, path) = match endpoint.strip_prefix("link:") {
+        // A remote module: the core relays the connection and vouches for both ends
+        // (docs/remote-modules.md), so there is no local peer to check.
+        Some(_) => {
+            let (transport, leftover) = link_to(ctx, target, timeout).await?;
+            (transport, leftover, endpoint.clone())
+        }
+        None => {
+            let path = endpoint
+                .strip_prefix("unix:")
+                .unwrap_or(&endpoint)
+                .to_owned();
+            let stream = UnixStream::connect(&path).await.map_err(|e| {
+                Fault::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot connect to module \"{target}\" at {path}: {e}"),
+                )
+            })?;
+            check_peer(target, &path, pid, &stream)?;
+            (Transport::unix(stream), bytes::BytesMut::new(), path)
+        }
+    };
     let hello = Hello {
         major: PROTOCOL_MAJOR,
         minor: PROTOCOL_MINOR,
@@ -404,18 +418,19 @@ async fn connect(
         ctx: Arc::downgrade(ctx),
         target: target.to_owned(),
     });
-    let (session, welcome) = logos_session::connect(stream, hello, handler, ctx.session_config())
-        .await
-        .map_err(|e| match e {
-            SessionError::Refused(f) => Fault::new(
-                f.code,
-                format!("module \"{target}\" refused the connection: {}", f.message),
-            ),
-            other => Fault::new(
-                ErrorCode::Unavailable,
-                format!("cannot connect to module \"{target}\": {other}"),
-            ),
-        })?;
+    let (session, welcome) =
+        logos_session::connect_over(stream, leftover, hello, handler, ctx.session_config())
+            .await
+            .map_err(|e| match e {
+                SessionError::Refused(f) => Fault::new(
+                    f.code,
+                    format!("module \"{target}\" refused the connection: {}", f.message),
+                ),
+                other => Fault::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot connect to module \"{target}\": {other}"),
+                ),
+            })?;
     if welcome.identity != target {
         let fault = Fault::new(
             ErrorCode::Unauthorized,
@@ -428,6 +443,38 @@ async fn connect(
         return Err(fault);
     }
     Ok(session)
+}
+
+/// Opens a `call` link to the core for `target` (this module runs remote): the TLS connection
+/// to run the peer session over, and bytes the core sent after its welcome.
+async fn link_to(
+    ctx: &Arc<Inner>,
+    target: &str,
+    timeout: Duration,
+) -> Result<(Transport, bytes::BytesMut), Fault> {
+    let Some(credential) = ctx.link() else {
+        return Err(Fault::new(
+            ErrorCode::ProtocolError,
+            format!("the core answered a link endpoint for \"{target}\", but this module is local"),
+        ));
+    };
+    let purpose = logos_remote::Purpose::Call {
+        target: target.to_owned(),
+    };
+    let dialed = logos_remote::dial(credential, &purpose, timeout)
+        .await
+        .map_err(|e| match e {
+            logos_remote::DialError::Refused { code, message, .. } => Fault::new(
+                code,
+                format!("the core refused a connection to \"{target}\": {message}"),
+            ),
+            other => Fault::new(
+                ErrorCode::Unavailable,
+                format!("cannot reach \"{target}\" through the core: {other}"),
+            ),
+        })?;
+    let (tcp, conn) = dialed.stream.into_inner();
+    Ok((Transport::tls(tcp, conn), dialed.leftover))
 }
 
 /// What `requestModule` answers: the token, where the target listens, and its pid.

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     name: String,
     /// Built by [`Context::standalone`]: never connected, so clients fail at once.
     detached: bool,
+    /// Set when this module runs remote (`LOGOS_REMOTE`): the credential its links use.
+    link: Option<Arc<logos_remote::Credential>>,
     data_dir: PathBuf,
     /// The control connection, once the handshake with the core is done.
     control: watch::Sender<Option<Session>>,
@@ -104,6 +106,11 @@ impl Inner {
     /// Streams and stream bytes so far.
     pub(crate) fn traffic(&self) -> TrafficFigures {
         self.traffic.figures()
+    }
+
+    /// The credential of a remote module's links; `None` for a local module.
+    pub(crate) fn link(&self) -> Option<&Arc<logos_remote::Credential>> {
+        self.link.as_ref()
     }
 
     /// The control connection if the handshake is done.
@@ -193,14 +200,29 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     pub(crate) fn new(name: &str, data_dir: PathBuf) -> Context {
-        Context::build(name, data_dir, false)
+        Context::build(name, data_dir, false, None)
     }
 
-    fn build(name: &str, data_dir: PathBuf, detached: bool) -> Context {
+    /// The context of a remote module, whose links to other modules go through its core.
+    pub(crate) fn new_remote(
+        name: &str,
+        data_dir: PathBuf,
+        link: Arc<logos_remote::Credential>,
+    ) -> Context {
+        Context::build(name, data_dir, false, Some(link))
+    }
+
+    fn build(
+        name: &str,
+        data_dir: PathBuf,
+        detached: bool,
+        link: Option<Arc<logos_remote::Credential>>,
+    ) -> Context {
         Context {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
                 detached,
+                link,
                 data_dir,
                 control: watch::Sender::new(None),
                 subscribers: Mutex::new(HashMap::new()),
@@ -227,7 +249,7 @@ impl Context {
     /// assert_eq!(ctx.emit_raw("changed", vec![]), 0);
     /// ```
     pub fn standalone(name: &str, data_dir: impl Into<PathBuf>) -> Context {
-        Context::build(name, data_dir.into(), true)
+        Context::build(name, data_dir.into(), true, None)
     }
 
     /// This module's name.

@@ -39,6 +39,15 @@ pub enum Error {
         #[source]
         source: SessionError,
     },
+    /// Running as a remote module (`LOGOS_REMOTE`) is impossible as configured: an unusable
+    /// credential file, one for another module, or a core that refuses it for good.
+    #[error("remote module \"{module}\": {reason}")]
+    Remote {
+        /// This module's name.
+        module: String,
+        /// What is wrong, and how to fix it.
+        reason: String,
+    },
     /// The module's `#[init]` constructor failed.
     #[error("module \"{module}\" failed to initialise: {message}")]
     Init {

@@ -32,7 +32,8 @@ pub use error::Error;
 pub use instance::Instance;
 pub use module::{EventInfo, Events, MethodInfo, Module, ParamInfo, interface_value};
 pub use serve::{
-    DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD, EXIT_PANIC, EXIT_START_FAILED, main, run, run_named,
+    DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD, EXIT_PANIC, EXIT_START_FAILED, LOGOS_METADATA,
+    LOGOS_REMOTE, main, run, run_named,
 };
 
 pub use logos_sdk_macros::{Events, module};

@@ -9,6 +9,7 @@
 
 use crate::admission::Ticket;
 use crate::session::{Peer, Session};
+use crate::socket::{Socket, Transport};
 use crate::{Config, Fault, Handler, SessionError};
 use bytes::BytesMut;
 use logos_wire::handshake::check_version;
@@ -17,7 +18,6 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 /// Bytes read per attempt while waiting for the handshake frame.
@@ -32,7 +32,7 @@ enum ReadFailure {
 
 /// Reads until one whole frame is in `buf` and decodes it, leaving any further bytes in `buf`.
 async fn read_message(
-    stream: &UnixStream,
+    stream: &Socket,
     buf: &mut BytesMut,
     decoder: &FrameDecoder,
 ) -> Result<Message, ReadFailure> {
@@ -58,7 +58,7 @@ async fn read_message(
 /// Writes one frame, bounded by `limit`. A message that cannot be encoded (e.g. attrs nested
 /// too deep) is a [`SessionError::Protocol`].
 async fn write_message(
-    stream: &mut UnixStream,
+    stream: &Socket,
     msg: &Message,
     limit: Duration,
 ) -> Result<(), SessionError> {
@@ -72,13 +72,13 @@ async fn write_message(
 
 /// Tells the peer why (`error` id 0) and closes our sending side. Best effort: the peer may
 /// already be gone.
-async fn send_refusal(mut stream: UnixStream, fault: Fault, limit: Duration) {
+async fn send_refusal(mut stream: Socket, fault: Fault, limit: Duration) {
     let msg = Message::Error {
         id: 0,
         code: fault.code,
         message: fault.message,
     };
-    if write_message(&mut stream, &msg, limit).await.is_ok() {
+    if write_message(&stream, &msg, limit).await.is_ok() {
         let _ = tokio::time::timeout(limit, stream.shutdown()).await;
     }
 }
@@ -86,7 +86,7 @@ async fn send_refusal(mut stream: UnixStream, fault: Fault, limit: Duration) {
 /// Maps a failed handshake read to the error returned, telling the peer first where that
 /// makes sense.
 async fn read_failed(
-    stream: UnixStream,
+    stream: Socket,
     failure: ReadFailure,
     limit: Duration,
     waiting_for: &str,
@@ -126,19 +126,6 @@ fn handshake_decoder(config: &Config) -> FrameDecoder {
     FrameDecoder::new(config.max_handshake_frame.min(config.max_frame))
 }
 
-fn peer_creds(stream: &UnixStream) -> (Option<u32>, Option<u32>) {
-    match stream.peer_cred() {
-        Ok(cred) => (
-            cred.pid().and_then(|pid| u32::try_from(pid).ok()),
-            Some(cred.uid()),
-        ),
-        Err(e) => {
-            tracing::debug!("SO_PEERCRED unavailable: {e}");
-            (None, None)
-        }
-    }
-}
-
 /// Connects as the initiating side: sends `hello`, waits for `welcome`.
 ///
 /// Bytes the peer sends right after its `welcome` are kept for the session.
@@ -176,16 +163,41 @@ fn peer_creds(stream: &UnixStream) -> (Option<u32>, Option<u32>) {
 /// # drop(session); Ok(()) }
 /// ```
 pub async fn connect(
-    mut stream: UnixStream,
+    stream: UnixStream,
     hello: Hello,
     handler: Arc<dyn Handler>,
     config: Config,
 ) -> Result<(Session, Welcome), SessionError> {
+    connect_over(
+        Transport::unix(stream),
+        BytesMut::new(),
+        hello,
+        handler,
+        config,
+    )
+    .await
+}
+
+/// [`connect`] over any [`Transport`] (e.g. an established TLS connection); `buf` holds bytes
+/// of the stream already read (they come before anything read from `transport`).
+///
+/// # Errors
+/// As for [`connect`].
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future drops the transport.
+pub async fn connect_over(
+    transport: Transport,
+    mut buf: BytesMut,
+    hello: Hello,
+    handler: Arc<dyn Handler>,
+    config: Config,
+) -> Result<(Session, Welcome), SessionError> {
+    let stream = transport.0;
     let limit = config.handshake_timeout;
     let decoder = handshake_decoder(&config);
-    let mut buf = BytesMut::new();
     let exchange = async {
-        write_message(&mut stream, &Message::Hello(hello), limit).await?;
+        write_message(&stream, &Message::Hello(hello), limit).await?;
         Ok::<_, SessionError>(read_message(&stream, &mut buf, &decoder).await)
     };
     let read = match tokio::time::timeout(limit, exchange).await {
@@ -204,7 +216,7 @@ pub async fn connect(
                 send_refusal(stream, fault, limit).await;
                 return Err(SessionError::Protocol(e));
             }
-            let (pid, uid) = peer_creds(&stream);
+            let (pid, uid) = stream.peer_creds();
             let peer = Peer {
                 identity: welcome.identity.clone(),
                 pid,
@@ -243,7 +255,23 @@ pub async fn read_hello(
     stream: UnixStream,
     config: Config,
 ) -> Result<PendingSession, SessionError> {
-    read_hello_until(stream, config, None).await
+    read_hello_until(Socket::Unix(stream), BytesMut::new(), config, None).await
+}
+
+/// [`read_hello`] over any [`Transport`] (e.g. an established TLS connection); `buf` holds
+/// bytes of the stream already read.
+///
+/// # Errors
+/// As for [`read_hello`].
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future drops the transport.
+pub async fn read_hello_over(
+    transport: Transport,
+    buf: BytesMut,
+    config: Config,
+) -> Result<PendingSession, SessionError> {
+    read_hello_until(transport.0, buf, config, None).await
 }
 
 /// [`read_hello`] for a connection accepted by an [`Acceptor`](crate::Acceptor): gives up
@@ -260,17 +288,23 @@ pub async fn read_hello_admitted(
     config: Config,
     mut ticket: Ticket,
 ) -> Result<PendingSession, SessionError> {
-    read_hello_until(stream, config, Some(&mut ticket)).await
+    read_hello_until(
+        Socket::Unix(stream),
+        BytesMut::new(),
+        config,
+        Some(&mut ticket),
+    )
+    .await
 }
 
 async fn read_hello_until(
-    stream: UnixStream,
+    stream: Socket,
+    mut buf: BytesMut,
     config: Config,
     ticket: Option<&mut Ticket>,
 ) -> Result<PendingSession, SessionError> {
     let limit = config.handshake_timeout;
     let decoder = handshake_decoder(&config);
-    let mut buf = BytesMut::new();
     let max = ticket.as_ref().map_or(0, |t| t.max());
     let evicted = async move {
         match ticket {
@@ -316,7 +350,7 @@ async fn read_hello_until(
                 send_refusal(stream, fault, limit).await;
                 return Err(SessionError::Protocol(e));
             }
-            let (pid, uid) = peer_creds(&stream);
+            let (pid, uid) = stream.peer_creds();
             Ok(PendingSession {
                 hello,
                 pid,
@@ -344,7 +378,7 @@ pub struct PendingSession {
     pub pid: Option<u32>,
     /// Peer user id from SO_PEERCRED.
     pub uid: Option<u32>,
-    stream: UnixStream,
+    stream: Socket,
     config: Config,
     /// Bytes the peer sent after its hello.
     buf: BytesMut,
@@ -379,12 +413,12 @@ impl PendingSession {
             hello,
             pid,
             uid,
-            mut stream,
+            stream,
             config,
             buf,
         } = self;
         write_message(
-            &mut stream,
+            &stream,
             &Message::Welcome(welcome),
             config.handshake_timeout,
         )

@@ -1,4 +1,5 @@
-//! `logos-session`: one authenticated logos connection over a Unix socket.
+//! `logos-session`: one authenticated logos connection over a Unix socket, or over TLS on TCP
+//! (a remote module's link, [`Transport`]).
 //!
 //! Both the core (`logos-core`) and modules (`logos-sdk`) speak the protocol through this crate,
 //! so the hard parts live once: many calls in flight with replies in any order, per-call
@@ -24,6 +25,7 @@
 //! | `handler.rs` | [`Handler`], [`Refuse`] |
 //! | `handshake.rs` | [`connect`], [`read_hello`], [`PendingSession`] |
 //! | `session.rs` | [`Session`], [`Peer`], outgoing calls, closing |
+//! | `socket.rs` | [`Transport`]: non-blocking reads and writes on a Unix socket or on TLS over TCP |
 //! | `writer.rs` | the write path: direct write-through, batching writer task, event queue |
 //! | `reader.rs` | the reader task and dispatch of incoming frames |
 //! | `incoming.rs` | incoming calls: limits, deadlines, cancel, panics |
@@ -76,6 +78,7 @@ mod handshake;
 mod incoming;
 mod reader;
 mod session;
+mod socket;
 mod stream;
 mod traffic;
 mod writer;
@@ -85,7 +88,10 @@ pub use config::Config;
 pub use error::SessionError;
 pub use fault::Fault;
 pub use handler::{Handler, Refuse};
-pub use handshake::{PendingSession, connect, read_hello, read_hello_admitted};
+pub use handshake::{
+    PendingSession, connect, connect_over, read_hello, read_hello_admitted, read_hello_over,
+};
 pub use session::{Peer, Session};
+pub use socket::Transport;
 pub use stream::ByteStream;
 pub use traffic::{Traffic, TrafficFigures};

@@ -10,6 +10,7 @@
 //! warning naming the peer.
 
 use crate::session::{Inner, Session};
+use crate::socket::Socket;
 use crate::{Fault, incoming, stream};
 use bytes::BytesMut;
 use logos_wire::{ErrorCode, FrameDecoder, Message, WireError};
@@ -19,7 +20,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::net::UnixStream;
 
 /// Spare room kept in the read buffer before each read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -72,7 +72,7 @@ impl Drop for ClosedGuard {
 }
 
 /// The reader task. `buf` may already hold bytes read past the handshake.
-pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>, mut buf: BytesMut) {
+pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut) {
     let session = Session {
         inner: inner.clone(),
     };

@@ -10,6 +10,7 @@
 //! has been dropped (a serving side usually keeps none); call [`Session::close`] to end it.
 
 use crate::incoming::Incoming;
+use crate::socket::Socket;
 use crate::stream::{ByteStream, Streams};
 use crate::writer::{Lane, NotSent, Outbox};
 use crate::{Config, Fault, Handler, SessionError};
@@ -21,7 +22,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::net::UnixStream;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
@@ -275,7 +275,7 @@ impl Session {
     /// Starts the reader and writer tasks on an authenticated socket. `buf` holds bytes read
     /// past the handshake frame (the peer may pipeline calls right after it).
     pub(crate) fn start(
-        stream: UnixStream,
+        stream: Socket,
         buf: BytesMut,
         peer: Peer,
         handler: Arc<dyn Handler>,

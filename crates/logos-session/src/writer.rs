@@ -52,12 +52,12 @@
 
 use crate::Fault;
 use crate::session::{Inner, deadline_after, lock};
+use crate::socket::Socket;
 use logos_wire::{ErrorCode, Message, Value, WireError, encode_frame};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
-use tokio::net::UnixStream;
 use tokio::time::Instant;
 
 /// Async senders wait while more than this many bytes are queued.
@@ -130,7 +130,7 @@ fn encode_capped(msg: &Message, out: &mut Vec<u8>, max_frame: usize) -> Result<(
 /// Frames waiting for the socket, and who may write to it (see the module docs).
 pub(crate) struct Outbox {
     /// The socket for the direct path; `None` once closing.
-    sock: Option<Arc<UnixStream>>,
+    sock: Option<Arc<Socket>>,
     /// The writer task owns the socket: senders append instead of writing.
     active: bool,
     /// The connection is closing; nothing more is accepted.
@@ -161,7 +161,7 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(sock: Arc<UnixStream>, max_frame: usize) -> Outbox {
+    pub(crate) fn new(sock: Arc<Socket>, max_frame: usize) -> Outbox {
         Outbox {
             sock: Some(sock),
             active: false,
@@ -355,7 +355,7 @@ impl Events {
 }
 
 /// Writes as much of `buf` as the socket takes right now; never waits.
-fn try_write_now(sock: &UnixStream, buf: &[u8]) -> io::Result<usize> {
+fn try_write_now(sock: &Socket, buf: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < buf.len() {
         match sock.try_write(&buf[written..]) {
@@ -570,7 +570,7 @@ enum Next {
 /// The writer task: drains the outbox while the socket pushes back, then hands the socket
 /// back to the direct path; on close flushes the final frame (bounded by
 /// `handshake_timeout`) or discards, and exits, dropping its reference to the socket.
-pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>) {
+pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
     let mut batch: Vec<u8> = Vec::new();
     let mut deadline: Option<Instant> = None;
     loop {
@@ -633,7 +633,7 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<UnixStream>) {
 /// without a final frame, or when the close `deadline` passes.
 async fn write_batch(
     inner: &Inner,
-    sock: &UnixStream,
+    sock: &Socket,
     mut buf: &[u8],
     deadline: &mut Option<Instant>,
 ) -> io::Result<()> {
@@ -682,12 +682,16 @@ mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
     use logos_wire::FrameDecoder;
+    use tokio::net::UnixStream;
     use tokio::sync::Notify;
 
     /// An outbox whose socket is owned by a (pretend) writer task, so pushes queue.
     fn queued_outbox() -> (Outbox, UnixStream) {
         let (a, b) = UnixStream::pair().unwrap();
-        let mut out = Outbox::new(Arc::new(a), logos_wire::codec::DEFAULT_MAX_FRAME);
+        let mut out = Outbox::new(
+            Arc::new(Socket::Unix(a)),
+            logos_wire::codec::DEFAULT_MAX_FRAME,
+        );
         out.active = true;
         (out, b)
     }
@@ -735,7 +739,7 @@ mod tests {
     #[tokio::test]
     async fn unencodable_or_oversized_messages_are_refused_without_queueing() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let mut out = Outbox::new(Arc::new(a), 64);
+        let mut out = Outbox::new(Arc::new(Socket::Unix(a)), 64);
         out.active = true;
         let wake = Notify::new();
         let big = Message::Event {

@@ -227,6 +227,22 @@ pub(crate) struct Config {
     pub http_metrics_auth: Option<bool>,
     /// Refuse to start modules that would run unconfined (no Landlock).
     pub strict_confinement: Option<bool>,
+    /// Where remote modules connect (`host:port`, TLS 1.3); off when absent.
+    pub listen: Option<String>,
+    /// Bounds of the remote module listener.
+    pub remote: Option<RemoteConfig>,
+}
+
+/// `[remote]`: bounds of the remote module listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoteConfig {
+    /// Time for the TLS handshake and the link hello (default 5 s).
+    pub handshake_timeout: Option<Dur>,
+    /// Connections in their handshake at once (default 64).
+    pub max_handshakes: Option<usize>,
+    /// Connections at once from one IP address (default 64).
+    pub max_per_peer: Option<usize>,
 }
 
 /// `[restart]`.

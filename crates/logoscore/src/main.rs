@@ -110,7 +110,7 @@ enum Command {
     /// Start a core in the foreground and load modules; Ctrl-C (or `logoscore stop`) stops it.
     /// `daemon` and `-D` are the reference's names for it.
     #[command(visible_alias = "daemon")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Load modules (their dependencies first); returns when all are ready.
     Load {
         /// Modules to load.
@@ -257,6 +257,15 @@ enum Command {
         /// The token's name.
         name: String,
     },
+    /// Peer contexts through the `contexts` module: keygen, create, list, info,
+    /// install-script, policy, submit, audit (docs/contexts.md).
+    Contexts(cmd::contexts::Args),
+    /// Remote modules: issue, list and revoke the credentials modules on other machines
+    /// join this core with (it must run with --listen).
+    Remote {
+        #[command(subcommand)]
+        cmd: cmd::remote::RemoteCommand,
+    },
     /// Signing keys and the trust store packages are checked against.
     Key {
         #[command(subcommand)]
@@ -313,7 +322,7 @@ impl Command {
             Command::Reload { .. } | Command::ReloadModule { .. } => Verb::Reload,
             Command::List { .. } | Command::ListModules { .. } => Verb::List,
             Command::Info { .. } | Command::ModuleInfo { .. } => Verb::Info,
-            Command::Call { .. } | Command::Module { .. } => Verb::Call,
+            Command::Call { .. } | Command::Module { .. } | Command::Contexts(_) => Verb::Call,
             Command::Watch { .. } => Verb::Watch,
             Command::Stats => Verb::Stats,
             Command::Stop => Verb::Stop,
@@ -321,6 +330,7 @@ impl Command {
                 Verb::Tokens
             }
             Command::Completions { .. } | Command::Man { .. } => Verb::Local,
+            Command::Remote { .. } => Verb::Tokens,
             Command::Key { .. }
             | Command::Pack(_)
             | Command::Packages(_)
@@ -489,6 +499,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "PEM", requires = "http_tls_cert")]
     http_tls_key: Option<PathBuf>,
 
+    /// Accept remote modules on HOST:PORT over TCP with TLS 1.3 (port 0 picks one; the
+    /// readiness document and `logoscore remote grant` say which). Replaces the config
+    /// file's `listen`. [default: off]
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+
     /// Reference flags this core does not offer; given, they are refused with the reason.
     #[arg(long, hide = true, value_name = "SPEC")]
     module_transport: Vec<String>,
@@ -605,7 +621,7 @@ fn daemon_flag_to_subcommand(args: Vec<OsString>) -> Vec<OsString> {
 fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), Error> {
     use cmd::block_on;
     match command {
-        Command::Run(args) => cmd::run::run(ctx, args),
+        Command::Run(args) => cmd::run::run(ctx, *args),
         Command::Load { names } => block_on(cmd::load::run(ctx, names)),
         Command::LoadModule { name } => block_on(cmd::load::run(ctx, vec![name])),
         Command::Unload { name, cascade } => block_on(cmd::unload::run(ctx, name, cascade)),
@@ -664,8 +680,10 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
         } => cmd::tokens::issue(ctx, &name, expires.as_deref(), local_only, replace),
         Command::ListTokens => cmd::tokens::list(ctx),
         Command::RevokeToken { name } => cmd::tokens::revoke(ctx, &name),
+        Command::Contexts(args) => block_on(cmd::contexts::run(ctx, args)),
         Command::Completions { shell } => cmd::completions::run(shell),
         Command::Man { out_dir } => cmd::man::run(out_dir),
+        Command::Remote { cmd } => block_on(cmd::remote::run(ctx, cmd)),
         Command::Key { cmd } => cmd::key::run(ctx, pkg, cmd),
         Command::Pack(args) => cmd::pack::run(ctx, pkg, args),
         Command::Packages(c) => cmd::install::run(ctx, pkg, c),

@@ -19,7 +19,7 @@ pub(crate) fn status(state: &str) -> &'static str {
     match state {
         "ready" | "stopping" => "loaded",
         "starting" => "loading",
-        "crashed" | "backoff" | "failed" => "crashed",
+        "crashed" | "backoff" | "failed" | "disconnected" => "crashed",
         _ => "not_loaded",
     }
 }

@@ -64,7 +64,15 @@ async fn request_module(
             ));
         }
     }
-    let (target_session, caller_pid, target_pid, generations, method_grant) = {
+    let (
+        target_session,
+        caller_pid,
+        target_pid,
+        generations,
+        method_grant,
+        caller_remote,
+        target_remote,
+    ) = {
         let registry = inner.registry();
         if !registry.is_known(target) {
             return Err(registry.unknown(target).to_fault());
@@ -118,7 +126,26 @@ async fn request_module(
             rec.and_then(|r| r.pid()),
             generations,
             method_grant,
+            caller_rec.is_some_and(|r| r.remote().is_some()),
+            rec.is_some_and(|r| r.remote().is_some()),
         )
+    };
+    // Across machines the core relays peer connections (remote/relay.rs): a remote caller's
+    // connection reaches a local target from the core's own process, so its grant names the
+    // core's pid; a remote target cannot see any local pid, so its grant names none, and the
+    // core checks the caller's pid itself before it relays.
+    let core_pid = std::process::id();
+    let caller_pid = if target_remote {
+        None
+    } else if caller_remote {
+        Some(core_pid)
+    } else {
+        caller_pid
+    };
+    let target_pid = if target_remote {
+        Some(core_pid)
+    } else {
+        target_pid
     };
     let pair = ModuleName::new(me).and_then(|c| Ok((c, ModuleName::new(target)?)));
     let token = pair
@@ -164,10 +191,13 @@ async fn request_module(
     let mut reply = BTreeMap::new();
     reply.insert("module".to_owned(), Value::from(target));
     reply.insert("token".to_owned(), Value::Bytes(token.as_bytes().to_vec()));
-    reply.insert(
-        "endpoint".to_owned(),
-        Value::from(inner.socket_path(target).to_string_lossy().into_owned()),
-    );
+    let endpoint = if caller_remote {
+        // The remote caller opens a `call` link to the core naming the target.
+        format!("link:{target}")
+    } else {
+        inner.socket_path(target).to_string_lossy().into_owned()
+    };
+    reply.insert("endpoint".to_owned(), Value::from(endpoint));
     // The caller checks the endpoint's peer (SO_PEERCRED) against it before sending the token.
     reply.insert(
         "pid".to_owned(),

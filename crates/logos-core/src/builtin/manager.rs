@@ -111,6 +111,17 @@ pub(crate) async fn handle(
                 ),
             ])))
         }
+        "remoteGrant" | "remoteList" | "remoteRevoke" | "remoteInfo" => {
+            if !caller.is_operator() {
+                return Err(Fault::new(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "core.{method} is for operators only; a module never manages remote credentials"
+                    ),
+                ));
+            }
+            remote_method(inner, method, &args)
+        }
         "faults" => Ok(Value::List(
             inner
                 .registry()
@@ -132,6 +143,125 @@ pub(crate) async fn handle(
                 "core has no method {method:?} (it has: getLoadedPlugins, getKnownPlugins, loadPlugin, unloadPlugin, reloadPlugin, processPlugin, getPluginMethods, listModules, moduleInfo, stats, faults, shutdown)"
             ),
         )),
+    }
+}
+
+/// `remoteGrant(module, expires?, allow?, addresses?)` → `{"document", "module", "issuedAt",
+/// "expiresAt"}`; `remoteList()`; `remoteRevoke(module)` → bool; `remoteInfo()` →
+/// `{"listen", "pin"}`. Operators only.
+fn remote_method(inner: &Inner, method: &str, args: &[Value]) -> Result<Value, Fault> {
+    let m = format!("core.{method}");
+    let texts = |i: usize, what: &str| -> Result<Vec<String>, Fault> {
+        match args.get(i) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::List(l)) => l
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_owned).ok_or_else(|| {
+                        Fault::new(
+                            ErrorCode::InvalidArgs,
+                            format!("{m}: {what} must be a list of text"),
+                        )
+                    })
+                })
+                .collect(),
+            Some(_) => Err(Fault::new(
+                ErrorCode::InvalidArgs,
+                format!("{m}: {what} must be a list of text"),
+            )),
+        }
+    };
+    let time = |t: Option<std::time::SystemTime>| {
+        t.map_or(Value::Null, |t| Value::from(crate::operators::rfc3339(t)))
+    };
+    match method {
+        "remoteGrant" => {
+            at_most(args, 4, &m)?;
+            let module = name_arg(args, 0, "module", &m)?;
+            let now = std::time::SystemTime::now();
+            let expires_at = match args.get(1) {
+                None | Some(Value::Null) => None,
+                Some(Value::Text(t)) => Some(
+                    crate::operators::parse_expiry(t, now)
+                        .map_err(|e| Fault::new(ErrorCode::InvalidArgs, e))?,
+                ),
+                Some(_) => {
+                    return Err(Fault::new(
+                        ErrorCode::InvalidArgs,
+                        format!("{m}: expires must be text such as 30d or 2026-12-31"),
+                    ));
+                }
+            };
+            let g = crate::remote::grant(
+                inner,
+                module,
+                expires_at,
+                texts(2, "allow")?,
+                texts(3, "addresses")?,
+            )
+            .map_err(|e| e.to_fault())?;
+            Ok(Value::Map(BTreeMap::from([
+                ("document".to_owned(), Value::from(g.document)),
+                ("module".to_owned(), Value::from(g.info.module)),
+                ("issuedAt".to_owned(), time(Some(g.info.issued_at))),
+                ("expiresAt".to_owned(), time(g.info.expires_at)),
+            ])))
+        }
+        "remoteRevoke" => {
+            at_most(args, 1, &m)?;
+            let module = name_arg(args, 0, "module", &m)?;
+            crate::remote::revoke(inner, module)
+                .map(Value::Bool)
+                .map_err(|e| e.to_fault())
+        }
+        "remoteList" => {
+            at_most(args, 0, &m)?;
+            let remote = crate::remote::get(inner).map_err(|e| e.to_fault())?;
+            let registry = inner.registry();
+            Ok(Value::List(
+                remote
+                    .store
+                    .list()
+                    .into_iter()
+                    .map(|c| {
+                        let rec = registry.record(&c.module).filter(|r| r.remote().is_some());
+                        let state = rec.map_or("never connected", |r| r.state().as_str());
+                        let live = c.revoked_at.is_none();
+                        BTreeMap::from([
+                            ("module".to_owned(), Value::from(c.module.as_str())),
+                            ("issuedAt".to_owned(), time(Some(c.issued_at))),
+                            ("expiresAt".to_owned(), time(c.expires_at)),
+                            ("revokedAt".to_owned(), time(c.revoked_at)),
+                            (
+                                "allow".to_owned(),
+                                Value::List(
+                                    c.allow.iter().map(|a| Value::from(a.as_str())).collect(),
+                                ),
+                            ),
+                            (
+                                "state".to_owned(),
+                                Value::from(if live { state } else { "revoked" }),
+                            ),
+                            (
+                                "peer".to_owned(),
+                                rec.and_then(|r| r.remote())
+                                    .filter(|_| live)
+                                    .map_or(Value::Null, |p| Value::from(p.addr.as_str())),
+                            ),
+                        ])
+                    })
+                    .map(Value::Map)
+                    .collect(),
+            ))
+        }
+        _ => {
+            at_most(args, 0, &m)?;
+            let remote = crate::remote::get(inner).map_err(|e| e.to_fault())?;
+            Ok(Value::Map(BTreeMap::from([
+                ("listen".to_owned(), Value::from(remote.addr.to_string())),
+                ("pin".to_owned(), Value::from(remote.pin.to_string())),
+            ])))
+        }
     }
 }
 
@@ -218,6 +348,12 @@ fn info_value(i: &ModuleInfo, show_stderr: bool) -> Value {
     m.insert("version".to_owned(), Value::from(i.version.as_str()));
     m.insert("state".to_owned(), Value::from(i.state.as_str()));
     m.insert("pid".to_owned(), i.pid.map_or(Value::Null, Value::from));
+    m.insert("location".to_owned(), Value::from(i.location.as_str()));
+    m.insert(
+        "disconnectedSince".to_owned(),
+        i.disconnected_since
+            .map_or(Value::Null, |t| Value::from(crate::operators::rfc3339(t))),
+    );
     m.insert(
         "uptimeMs".to_owned(),
         i.uptime

@@ -12,6 +12,7 @@ pub(crate) mod backoff;
 pub(crate) mod child;
 pub(crate) mod guardian;
 pub(crate) mod output;
+pub(crate) mod remote;
 pub(crate) mod spawn;
 
 use crate::conn::ModuleConn;
@@ -73,6 +74,7 @@ async fn start_core_inner(inner: &Arc<Inner>) -> Result<(), Error> {
         g.owns("core.sock");
     }
     inner.tasks.lock().push(accept);
+    crate::remote::start(inner).await?;
     tracing::info!(
         runtime_dir = %s.runtime_dir.display(),
         modules = inner.registry().known().len(),
@@ -282,6 +284,12 @@ async fn unload_locked(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<
 
 /// Manual restart: stop if loaded, read metadata again, start; clears `failed` and the budget.
 async fn reload_locked(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
+    if inner.registry().is_remote(name) {
+        return Err(Error::Remote {
+            module: name.to_owned(),
+            action: "reload",
+        });
+    }
     if !inner.registry().is_known(name) {
         rediscover(inner);
         let registry = inner.registry();
@@ -365,6 +373,12 @@ async fn start_module_or(inner: &Arc<Inner>, name: &str, failed_state: State) ->
         let Some(manifest) = registry.manifest(name).cloned() else {
             return Err(registry.unknown(name));
         };
+        if registry.is_remote(name) {
+            return Err(Error::Remote {
+                module: name.to_owned(),
+                action: "start",
+            });
+        }
         let (generation, change) = registry.begin_start(name);
         (manifest, generation, change)
     };
@@ -665,7 +679,19 @@ async fn stop_module(inner: &Arc<Inner>, name: &str, grace: Duration) {
         &[Value::from(name), Value::from("unloaded")],
     );
     revoke(inner, name).await;
-    if let Some(mut exited) = exited {
+    if inner.registry().is_remote(name) {
+        if inner.stopping.load(Ordering::SeqCst) {
+            // The core goes away, not the module: close its link without `shutdown`, so it
+            // keeps running and connects again when the core is back.
+            if let Some(s) = &session {
+                s.close(Fault::new(
+                    ErrorCode::Unavailable,
+                    "the core is shutting down",
+                ));
+            }
+        }
+        remote::stop(session, exited, grace, name).await;
+    } else if let Some(mut exited) = exited {
         if let Some(s) = &session {
             s.send_shutdown(grace);
         }

@@ -146,6 +146,10 @@ impl<T: Module> Handler for Conn<T> {
     fn call(&self, session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
         let state = Arc::clone(&self.state);
         let kind = self.kind;
+        if kind == Kind::Control && call.method == "$dial" && call.target == *state.name {
+            let answer = super::remote::dial(&state, call.args);
+            return Box::pin(async move { answer });
+        }
         let access = self.access.clone();
         Box::pin(async move {
             let peer = session.peer().identity.clone();
@@ -221,6 +225,8 @@ impl<T: Module> Handler for Conn<T> {
     fn closed(&self, session: &Session, reason: &str) {
         self.state.ctx.forget_session(session.id());
         match self.kind {
+            // A remote module's serve loop connects again instead (serve/remote.rs).
+            Kind::Control if self.state.link.is_some() => {}
             Kind::Control => self
                 .state
                 .request_stop(Stop::ControlClosed(reason.to_owned())),

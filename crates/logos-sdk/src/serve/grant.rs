@@ -13,7 +13,7 @@ use super::Served;
 use super::conn::{Conn, Kind};
 use crate::context::lock;
 use crate::module::Module;
-use logos_session::{Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, Session, Ticket};
+use logos_session::{Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, PendingSession, Session, Ticket};
 use logos_wire::{Attrs, ErrorCode, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value, Welcome};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -158,6 +158,12 @@ async fn admit<T: Module>(state: Arc<Served<T>>, stream: UnixStream, ticket: Tic
             return;
         }
     };
+    admit_pending(state, pending).await;
+}
+
+/// Admits a peer connection whose `hello` has been read, only with a live grant (a remote
+/// module's relayed connections arrive here from `serve/remote.rs`).
+pub(super) async fn admit_pending<T: Module>(state: Arc<Served<T>>, pending: PendingSession) {
     let caller = pending.hello.identity.clone();
     let token = pending.hello.token.clone();
     let pid = pending.pid;

@@ -21,8 +21,10 @@
 mod conn;
 mod grant;
 mod inherit;
+mod remote;
 
 pub use inherit::{DEFAULT_CONTROL_FD, DEFAULT_LISTEN_FD};
+pub use remote::{LOGOS_METADATA, LOGOS_REMOTE};
 
 use crate::context::{Context, lock};
 use crate::error::Error;
@@ -80,6 +82,9 @@ pub fn run<T: Module>() -> i32 {
 pub fn run_named<T: Module>(name: &str) -> i32 {
     inherit::init_tracing();
     inherit::harden();
+    if let Some(credential) = remote::credential_path() {
+        return remote::run::<T>(name, &credential);
+    }
     let inherited = match Inherited::take() {
         Ok(i) => i,
         Err(e) => {
@@ -180,6 +185,8 @@ struct Served<T> {
     /// Calls served so far, errors, latency (`$stats`).
     stats: CallStats,
     stop: watch::Sender<Option<Stop>>,
+    /// The credential of a remote module (`LOGOS_REMOTE`); `None` for a local one.
+    link: Option<Arc<logos_remote::Credential>>,
 }
 
 /// Counts one running call until dropped. Only the drop to zero notifies (`drain` waits for
@@ -227,6 +234,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         in_flight: watch::Sender::new(0),
         stats: CallStats::new(&named_interface::<T>(name)),
         stop: watch::Sender::new(None),
+        link: None,
     });
 
     let hello = Hello {

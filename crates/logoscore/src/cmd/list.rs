@@ -1,5 +1,5 @@
-//! `logoscore list [--loaded]`: every known module with version, state, pid, uptime and crash
-//! restarts, from `core.listModules`.
+//! `logoscore list [--loaded]`: every known module with version, state, location (`local` or
+//! a remote module's peer address), pid, uptime and crash restarts, from `core.listModules`.
 //!
 //! `--json` prints the core's records (a list of maps with `name`, `version`, `state`, `pid`,
 //! `uptimeMs`, `restarts`, `lastExit`, …) with the reference's `status` and `uptime_seconds`
@@ -50,7 +50,8 @@ pub(crate) async fn run(ctx: &Ctx, loaded_only: bool) -> Result<(), Error> {
                 vec![
                     output::field(m, "name"),
                     output::field(m, "version"),
-                    output::field(m, "state"),
+                    state(m),
+                    output::field(m, "location"),
                     output::field(m, "pid"),
                     output::millis_field(m, "uptimeMs"),
                     output::field(m, "restarts"),
@@ -58,7 +59,9 @@ pub(crate) async fn run(ctx: &Ctx, loaded_only: bool) -> Result<(), Error> {
             })
             .collect();
         output::line(&output::table(
-            &["NAME", "VERSION", "STATE", "PID", "UPTIME", "RESTARTS"],
+            &[
+                "NAME", "VERSION", "STATE", "LOCATION", "PID", "UPTIME", "RESTARTS",
+            ],
             &rows,
         ))?;
     }
@@ -74,4 +77,15 @@ pub(crate) async fn run(ctx: &Ctx, loaded_only: bool) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The state column: `remote, disconnected since …` for a remote module whose link is gone.
+fn state(m: &Value) -> String {
+    match (
+        m.get("state").and_then(Value::as_str),
+        m.get("disconnectedSince").and_then(Value::as_str),
+    ) {
+        (Some("disconnected"), Some(since)) => format!("remote, disconnected since {since}"),
+        _ => output::field(m, "state"),
+    }
 }

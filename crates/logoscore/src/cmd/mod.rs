@@ -6,6 +6,7 @@
 pub(crate) mod call;
 pub(crate) mod check;
 pub(crate) mod completions;
+pub(crate) mod contexts;
 pub(crate) mod info;
 pub(crate) mod install;
 pub(crate) mod key;
@@ -16,6 +17,7 @@ pub(crate) mod pack;
 pub(crate) mod publish;
 pub(crate) mod registry;
 pub(crate) mod reload;
+pub(crate) mod remote;
 pub(crate) mod review;
 pub(crate) mod run;
 pub(crate) mod search;

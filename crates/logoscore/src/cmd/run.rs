@@ -94,7 +94,7 @@ pub(crate) fn run(ctx: &Ctx, args: RunArgs) -> Result<(), Error> {
 fn refuse_unsupported(args: &RunArgs) -> Result<(), Error> {
     if !args.module_transport.is_empty() || args.insecure_tcp {
         return Err(Error::Usage(format!(
-            "--module-transport {}: this core serves local clients over its Unix socket only (no tcp or tcp_ssl listener); run the client on the same host, or reach it through ssh",
+            "--module-transport {}: this core serves clients over its Unix socket only (run the client on the same host, or reach it through ssh); remote modules join with `--listen HOST:PORT` (TLS 1.3) and a credential from `logoscore remote grant`, see docs/remote-modules.md",
             args.module_transport.join(" ")
         )));
     }
@@ -304,6 +304,22 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     }
     if let Some(c) = &http {
         c.check().map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    if let Some(addr) = args.listen.clone().or(file.listen.clone()) {
+        b = b.listen(addr);
+    }
+    if let Some(r) = &file.remote {
+        let mut limits = logos_core::RemoteLimits::default();
+        if let Some(t) = r.handshake_timeout {
+            limits.handshake_timeout = t.0;
+        }
+        if let Some(n) = r.max_handshakes {
+            limits.max_handshakes = n;
+        }
+        if let Some(n) = r.max_per_peer {
+            limits.max_per_peer = n;
+        }
+        b = b.remote_limits(limits);
     }
     Ok(Plan {
         http,
@@ -688,6 +704,7 @@ fn announce(
                 "modulesDirs": plan.modules_dirs,
                 "http": http.as_deref().and_then(|u| u.split_once("://")).map(|(_, a)| a),
                 "httpUrl": http,
+                "listen": core.listen_addr().map(|a| a.to_string()),
             }),
             false,
         )?;
@@ -702,6 +719,11 @@ fn announce(
         std::process::id(),
         core.control_socket().display()
     );
+    if let Some(addr) = core.listen_addr() {
+        text.push_str(&format!(
+            "  remote modules connect to {addr} (TLS 1.3); issue a credential with `logoscore remote grant NAME`\n"
+        ));
+    }
     text.push_str(&match loaded.len() {
         0 if infos.is_empty() => {
             "  no modules known: point -m at a dir holding <name>/metadata.json, or add modules to the modules dir\n".to_owned()
