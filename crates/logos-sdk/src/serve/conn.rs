@@ -7,6 +7,7 @@
 //! a connection (that is `grant.rs`) and never decides when the process stops (that is
 //! `mod.rs`; a handler only asks for it).
 
+use super::grant::Access;
 use super::{Busy, Served, Stop};
 use crate::context::lock;
 use crate::module::Module;
@@ -19,8 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl<T: Module> Served<T> {
-    /// Serves one incoming call.
-    pub(super) async fn dispatch(&self, kind: Kind, call: Call) -> Result<Value, Fault> {
+    /// Serves one incoming call. `access` is what the core allowed the peer (`None` on the
+    /// control connection, or when it may call every method).
+    pub(super) async fn dispatch(
+        &self,
+        kind: Kind,
+        access: Option<&Access>,
+        peer: &str,
+        call: Call,
+    ) -> Result<Value, Fault> {
         let Call {
             target,
             method,
@@ -43,6 +51,10 @@ impl<T: Module> Served<T> {
                 )),
             };
         }
+        if let Some(why) = access.and_then(|a| a.refusal(&method)) {
+            self.denied(peer, &method, &why);
+            return Err(Fault::new(ErrorCode::Unauthorized, why));
+        }
         let _busy = Busy::enter(&self.in_flight);
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
         let timer = self.stats.start(&method);
@@ -62,7 +74,23 @@ impl<T: Module> Served<T> {
         result
     }
 
-    /// `$grant(caller, token, pid)`, `$revoke(module)` and `$stats()`, control connection only.
+    /// Logs a call the core's access decision refuses and tells the core, which counts it
+    /// (`logos_policy_denials_total`) and logs it with both names. Never waits for the core.
+    fn denied(&self, peer: &str, method: &str, why: &str) {
+        let method: String = method.chars().take(80).collect();
+        tracing::warn!(caller = %peer, %method, "refused a call: {why}");
+        if let Some(control) = lock(&self.control).clone() {
+            let args = vec![Value::from(peer), Value::from(method.as_str())];
+            tokio::spawn(async move {
+                let _ = control
+                    .call("core", "$denied", args, Duration::from_secs(5))
+                    .await;
+            });
+        }
+    }
+
+    /// `$grant(caller, token, pid, access)`, `$revoke(module)` and `$stats()`, control
+    /// connection only.
     fn reserved(&self, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
         match method {
             "$grant" => self.grant(args),
@@ -110,17 +138,23 @@ pub(super) enum Kind {
 pub(super) struct Conn<T> {
     pub(super) state: Arc<Served<T>>,
     pub(super) kind: Kind,
+    /// What the peer may call; `None` on the control connection or for every method.
+    pub(super) access: Option<Arc<Access>>,
 }
 
 impl<T: Module> Handler for Conn<T> {
-    fn call(&self, _session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
+    fn call(&self, session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
         let state = Arc::clone(&self.state);
         let kind = self.kind;
         if kind == Kind::Control && call.method == "$dial" && call.target == *state.name {
             let answer = super::remote::dial(&state, call.args);
             return Box::pin(async move { answer });
         }
-        Box::pin(async move { state.dispatch(kind, call).await })
+        let access = self.access.clone();
+        Box::pin(async move {
+            let peer = session.peer().identity.clone();
+            state.dispatch(kind, access.as_deref(), &peer, call).await
+        })
     }
 
     fn subscribe(&self, session: &Session, source: &str, event: &str) {
