@@ -61,8 +61,10 @@ impl std::fmt::Debug for Client {
 struct Shared {
     ctx: Weak<Inner>,
     target: String,
-    /// The current connection, if any (closed ones are replaced on next use).
-    live: Mutex<Option<Session>>,
+    /// The current connection, if any (closed ones are replaced on next use), and whether
+    /// the target asked it to go away (`shutdown`: its process is being replaced or
+    /// stopped), after which new calls make a new connection.
+    live: Mutex<Option<(Session, Arc<AtomicBool>)>>,
     /// Serialises connection attempts, so concurrent first calls make one connection.
     connecting: tokio::sync::Mutex<()>,
     /// Events of `target` this module subscribed to. Installing a connection and adding an
@@ -277,8 +279,8 @@ impl Client {
         if let Some(s) = self.shared.live_session() {
             return Ok(s);
         }
-        let session = connect(&ctx, &control, target, self.timeout).await?;
-        self.shared.install(&session);
+        let (session, retiring) = connect(&ctx, &control, target, self.timeout).await?;
+        self.shared.install(&session, retiring);
         let shared = Arc::clone(&self.shared);
         let watched = session.clone();
         tokio::spawn(async move {
@@ -294,13 +296,16 @@ impl Client {
 
 impl Shared {
     fn live_session(&self) -> Option<Session> {
-        lock(&self.live).clone().filter(|s| !s.is_closed())
+        lock(&self.live)
+            .as_ref()
+            .filter(|(s, retiring)| !s.is_closed() && !retiring.load(Ordering::Acquire))
+            .map(|(s, _)| s.clone())
     }
 
     /// Makes `session` the current connection and subscribes it to every wanted event.
-    fn install(&self, session: &Session) {
+    fn install(&self, session: &Session, retiring: Arc<AtomicBool>) {
         let events = lock(&self.events);
-        *lock(&self.live) = Some(session.clone());
+        *lock(&self.live) = Some((session.clone(), retiring));
         for event in events.iter() {
             subscribe_logged(session, &self.target, event);
         }
@@ -371,7 +376,7 @@ async fn connect(
     control: &Session,
     target: &str,
     timeout: Duration,
-) -> Result<Session, Fault> {
+) -> Result<(Session, Arc<AtomicBool>), Fault> {
     let grant = control
         .call(
             "capability_module",
@@ -414,9 +419,11 @@ async fn connect(
         token: Bytes::from(token),
         attrs: Attrs::new(),
     };
+    let retiring = Arc::new(AtomicBool::new(false));
     let handler = Arc::new(TargetEvents {
         ctx: Arc::downgrade(ctx),
         target: target.to_owned(),
+        retiring: Arc::clone(&retiring),
     });
     let (session, welcome) =
         logos_session::connect_over(stream, leftover, hello, handler, ctx.session_config())
@@ -442,7 +449,7 @@ async fn connect(
         session.close(fault.clone());
         return Err(fault);
     }
-    Ok(session)
+    Ok((session, retiring))
 }
 
 /// Opens a `call` link to the core for `target` (this module runs remote): the TLS connection
@@ -545,7 +552,12 @@ fn check_peer(target: &str, path: &str, pid: u32, stream: &UnixStream) -> Result
 struct TargetEvents {
     ctx: Weak<Inner>,
     target: String,
+    /// Set when the target sends `shutdown`; shared with the client's `live` slot.
+    retiring: Arc<AtomicBool>,
 }
+
+/// How often a retiring connection checks whether its calls are all answered.
+const RETIRE_POLL: Duration = Duration::from_millis(2);
 
 impl Handler for TargetEvents {
     fn event(&self, _session: &Session, source: String, event: String, data: Vec<Value>) {
@@ -565,6 +577,29 @@ impl Handler for TargetEvents {
 
     fn lagged(&self, _session: &Session, source: String, dropped: u64) {
         tracing::warn!(%source, dropped, "events were dropped: this module read them too slowly");
+    }
+
+    /// The target is going away (stopped, or replaced by a hot swap): new calls take a new
+    /// connection (to the new process), the calls sent here get their answers, then this side
+    /// closes, which tells the target that nothing more will come (it waits for that, a
+    /// little, before it exits: see `serve::drain`). Nothing sent here is lost that way.
+    fn shutdown(&self, session: &Session, grace: Duration) {
+        self.retiring.store(true, Ordering::Release);
+        let session = session.clone();
+        let target = self.target.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + grace;
+            while session.calls_pending() > 0
+                && !session.is_closed()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(RETIRE_POLL).await;
+            }
+            session.close(Fault::new(
+                ErrorCode::Unavailable,
+                format!("module \"{target}\" is going away"),
+            ));
+        });
     }
 }
 
