@@ -377,6 +377,47 @@ async fn connect(
     target: &str,
     timeout: Duration,
 ) -> Result<(Session, Arc<AtomicBool>), Fault> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match connect_once(ctx, control, target, timeout).await {
+            // The socket is served by another pid than the grant named: the target was
+            // hot-swapped between the grant and the connect (the core moves the new process's
+            // socket in place as it switches). Nothing was sent; ask again. A real
+            // impersonator keeps failing the check.
+            Err(Connect::Retry(f)) if tries < CONNECT_TRIES => {
+                tracing::debug!(%target, "{}; asking for a new token", f.message);
+            }
+            Err(Connect::Retry(f) | Connect::Failed(f)) => return Err(f),
+            Ok(c) => return Ok(c),
+        }
+    }
+}
+
+/// Attempts at connecting when the target's pid changed under a grant (a hot swap).
+const CONNECT_TRIES: usize = 3;
+
+/// Why one connection attempt failed.
+enum Connect {
+    /// Worth asking for a new grant: the endpoint is served by another process than the grant
+    /// named, or the process that accepted went away before the handshake (a swapped-out
+    /// process drops the connections still waiting in its listen queue).
+    Retry(Fault),
+    Failed(Fault),
+}
+
+impl From<Fault> for Connect {
+    fn from(f: Fault) -> Connect {
+        Connect::Failed(f)
+    }
+}
+
+async fn connect_once(
+    ctx: &Arc<Inner>,
+    control: &Session,
+    target: &str,
+    timeout: Duration,
+) -> Result<(Session, Arc<AtomicBool>), Connect> {
     let grant = control
         .call(
             "capability_module",
@@ -408,7 +449,7 @@ async fn connect(
                     format!("cannot connect to module \"{target}\" at {path}: {e}"),
                 )
             })?;
-            check_peer(target, &path, pid, &stream)?;
+            check_peer(target, &path, pid, &stream).map_err(Connect::Retry)?;
             (Transport::unix(stream), bytes::BytesMut::new(), path)
         }
     };
@@ -429,14 +470,14 @@ async fn connect(
         logos_session::connect_over(stream, leftover, hello, handler, ctx.session_config())
             .await
             .map_err(|e| match e {
-                SessionError::Refused(f) => Fault::new(
+                SessionError::Refused(f) => Connect::Failed(Fault::new(
                     f.code,
                     format!("module \"{target}\" refused the connection: {}", f.message),
-                ),
-                other => Fault::new(
+                )),
+                other => Connect::Retry(Fault::new(
                     ErrorCode::Unavailable,
                     format!("cannot connect to module \"{target}\": {other}"),
-                ),
+                )),
             })?;
     if welcome.identity != target {
         let fault = Fault::new(
@@ -447,7 +488,7 @@ async fn connect(
             ),
         );
         session.close(fault.clone());
-        return Err(fault);
+        return Err(fault.into());
     }
     Ok((session, retiring))
 }
