@@ -45,6 +45,7 @@ fn quick_json_run_measures_every_row() {
         "load_fan",
         "rss",
         "restart",
+        "hot_swap",
         "rust_api",
         "capi",
         "contexts",

@@ -503,6 +503,22 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
     Ok(Value::Map(v))
 }
 
+/// `reloadPlugin(name, true)`'s answer: `{"oldPid", "pid", "startMs", "retireMs"}`.
+fn swap_report(r: &crate::supervisor::SwapReport) -> Value {
+    let ms = |d: std::time::Duration| Value::from(d.as_secs_f64() * 1000.0);
+    let pid = |p: Option<u32>| p.map_or(Value::Null, Value::from);
+    Value::Map(
+        [
+            ("oldPid".to_owned(), pid(r.old_pid)),
+            ("pid".to_owned(), pid(r.new_pid)),
+            ("startMs".to_owned(), ms(r.start)),
+            ("retireMs".to_owned(), ms(r.retire)),
+        ]
+        .into_iter()
+        .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,20 +551,4 @@ mod tests {
         };
         assert!(!fault_for(&me, timeout).message.contains("SECRET"));
     }
-}
-
-/// `reloadPlugin(name, true)`'s answer: `{"oldPid", "pid", "startMs", "retireMs"}`.
-fn swap_report(r: &crate::supervisor::SwapReport) -> Value {
-    let ms = |d: std::time::Duration| Value::from(d.as_secs_f64() * 1000.0);
-    let pid = |p: Option<u32>| p.map_or(Value::Null, Value::from);
-    Value::Map(
-        [
-            ("oldPid".to_owned(), pid(r.old_pid)),
-            ("pid".to_owned(), pid(r.new_pid)),
-            ("startMs".to_owned(), ms(r.start)),
-            ("retireMs".to_owned(), ms(r.retire)),
-        ]
-        .into_iter()
-        .collect(),
-    )
 }
