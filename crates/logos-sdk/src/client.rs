@@ -378,6 +378,9 @@ async fn connect(
     timeout: Duration,
 ) -> Result<(Session, Arc<AtomicBool>), Fault> {
     let mut tries = 0;
+    // What went wrong first is what the caller hears if no attempt succeeds: a process that
+    // is not the target on the socket, say, rather than the refusal of a later attempt.
+    let mut first: Option<Fault> = None;
     loop {
         tries += 1;
         match connect_once(ctx, control, target, timeout).await {
@@ -387,8 +390,9 @@ async fn connect(
             // impersonator keeps failing the check.
             Err(Connect::Retry(f)) if tries < CONNECT_TRIES => {
                 tracing::debug!(%target, "{}; asking for a new token", f.message);
+                first.get_or_insert(f);
             }
-            Err(Connect::Retry(f) | Connect::Failed(f)) => return Err(f),
+            Err(Connect::Retry(f) | Connect::Failed(f)) => return Err(first.unwrap_or(f)),
             Ok(c) => return Ok(c),
         }
     }
