@@ -271,6 +271,9 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::key::KeyCommand,
     },
+    /// Create a module project: a Rust crate or a Python module with a hello method, an
+    /// event, metadata.json and a test.
+    New(cmd::new::NewArgs),
     /// Build a signed package (.lgx) from a module dir.
     Pack(cmd::pack::PackArgs),
     #[command(flatten)]
@@ -329,7 +332,7 @@ impl Command {
             Command::IssueToken { .. } | Command::ListTokens | Command::RevokeToken { .. } => {
                 Verb::Tokens
             }
-            Command::Completions { .. } | Command::Man { .. } => Verb::Local,
+            Command::Completions { .. } | Command::Man { .. } | Command::New(_) => Verb::Local,
             Command::Remote { .. } => Verb::Tokens,
             Command::Key { .. }
             | Command::Pack(_)
@@ -685,6 +688,7 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
         Command::Man { out_dir } => cmd::man::run(out_dir),
         Command::Remote { cmd } => block_on(cmd::remote::run(ctx, cmd)),
         Command::Key { cmd } => cmd::key::run(ctx, pkg, cmd),
+        Command::New(args) => cmd::new::run(ctx, args),
         Command::Pack(args) => cmd::pack::run(ctx, pkg, args),
         Command::Packages(c) => cmd::install::run(ctx, pkg, c),
         Command::Check(args) => cmd::check::run(ctx, pkg, args),
