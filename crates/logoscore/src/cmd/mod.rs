@@ -3,6 +3,7 @@
 //! multi-threaded one. Shared helpers for module listings live here so `list`, `stats` and
 //! `load` read the core's answers the same way.
 
+pub(crate) mod bindings;
 pub(crate) mod call;
 pub(crate) mod check;
 pub(crate) mod completions;
