@@ -239,7 +239,7 @@ class Runtime:
 
     def deliver(self, source: str, event: str, data: list) -> None:
         for coro in self.ctx._deliver(source, event, data):
-            asyncio.ensure_future(coro)
+            asyncio.ensure_future(_logged(coro, f"the handler of {source}.{event}"))
         if source == "core" and event == "moduleUp" and data and isinstance(data[0], str):
             up = data[0]
             for s, e in list(self.wanted):
@@ -337,6 +337,14 @@ class _Caller(_Server):
 
     def on_shutdown(self, conn, grace_ms):
         pass
+
+
+async def _logged(coro, what: str) -> None:
+    """Runs an event handler's coroutine; its failure is logged, never lost or fatal."""
+    try:
+        await coro
+    except Exception:
+        log.exception("%s failed", what)
 
 
 async def _run_stream(handler, stream) -> None:
