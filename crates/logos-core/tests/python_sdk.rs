@@ -28,7 +28,10 @@ fn venv() -> PathBuf {
     let venv = logos_testkit::python_venv(&sdk().join("tests/requirements.txt"));
     let python = venv.join("bin/python");
     let installed = Command::new(&python)
-        .args(["-c", "import logos_module, os; print(os.path.dirname(logos_module.__file__))"])
+        .args([
+            "-c",
+            "import logos_module, os; print(os.path.dirname(logos_module.__file__))",
+        ])
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(&venv)
         .output()
@@ -133,7 +136,12 @@ async fn a_python_sdk_module_calls_streams_and_follows_events_in_a_real_core() {
         .expect("params")
         .iter()
         .map(|p| {
-            let field = |k| p.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let field = |k| {
+                p.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             (field("name"), field("type"))
         })
         .collect();
@@ -154,7 +162,10 @@ async fn a_python_sdk_module_calls_streams_and_follows_events_in_a_real_core() {
     );
     match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
         Ok(Some(logos_core::Notification::Event { event, data, .. })) => {
-            assert_eq!((event.as_str(), data), ("summed", vec![int(40), int(2), int(42)]));
+            assert_eq!(
+                (event.as_str(), data),
+                ("summed", vec![int(40), int(2), int(42)])
+            );
         }
         other => panic!("expected pysum.summed, got {other:?}"),
     }
@@ -174,7 +185,9 @@ async fn a_python_sdk_module_calls_streams_and_follows_events_in_a_real_core() {
     // Events of another module, over pysum's own peer connection to probe.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        core.call("probe", "flood", vec![int(3)]).await.expect("flood");
+        core.call("probe", "flood", vec![int(3)])
+            .await
+            .expect("flood");
         let seen = core.call("pysum", "ticksSeen", vec![]).await.expect("seen");
         if seen.as_list().is_some_and(|l| l.len() >= 3) {
             break;
@@ -222,7 +235,11 @@ async fn a_python_sdk_module_calls_streams_and_follows_events_in_a_real_core() {
     );
 
     core.unload("pysum", false).await.expect("unload");
-    let exit = core.module("pysum").expect("pysum").last_exit.expect("exit");
+    let exit = core
+        .module("pysum")
+        .expect("pysum")
+        .last_exit
+        .expect("exit");
     assert_eq!(exit.code, Some(0), "{:?}", exit.stderr_tail);
     core.shutdown().await;
 }
