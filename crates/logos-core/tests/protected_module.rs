@@ -170,13 +170,11 @@ async fn issue_18_no_grant_reaches_into_a_protected_modules_data_dir() {
     let kv_data = w.data.join("kv");
     std::fs::create_dir_all(&kv_data).unwrap();
     std::fs::write(kv_data.join("planted"), "kv's state").unwrap();
-    // kv's data dir itself: the whole data dir would be refused first for holding the core's
-    // own `.logos-core` (remote modules), which is not what this test is about.
     let dir = w.write_metadata(
         "peek",
         &format!(
             r#"{{"name":"peek","version":"1.0.0","main":"run.sh","restart":"never","filesystem":{{"read":["{}"]}}}}"#,
-            kv_data.display()
+            w.data.display()
         ),
     );
     std::fs::write(
