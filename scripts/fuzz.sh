@@ -26,7 +26,7 @@ seconds="${1:-60}"
 shift || true
 only=("$@")
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
-    echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (whole seconds per target, default 60; targets: decode manifest params config)" >&2
+    echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (whole seconds per target, default 60; targets: decode manifest params config envelope script)" >&2
     exit 2
 fi
 if ! command -v cargo-fuzz >/dev/null; then

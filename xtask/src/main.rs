@@ -135,8 +135,13 @@ fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
         let entry = entry?;
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
         let (from, to) = (entry.path(), dest.join(entry.file_name()));
-        if entry.file_type()?.is_dir() {
+        // Links are followed: pyecho's `logos_module` links the Python SDK in, and the staged
+        // module needs a copy its confinement lets it read.
+        if std::fs::metadata(&from)?.is_dir() {
             copy_dir(&from, &to)?;
         } else {
             std::fs::copy(&from, &to)

@@ -90,27 +90,72 @@ impl Drop for Child {
     }
 }
 
-/// `n` round trips of a `size`-byte message, one at a time, after a warm-up; nanoseconds each.
+/// How a raw ping-pong waits for the other side's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Blocking reads: the process sleeps until the kernel wakes it.
+    Block,
+    /// As the runtime's session reader: poll for a short window after traffic, then block.
+    Poll,
+}
+
+/// What a run of round trips measured.
+#[derive(Debug, Default)]
+pub struct Trips {
+    /// Nanoseconds of each timed round trip.
+    pub samples: Vec<f64>,
+    /// CPU time both ends spent during the timed round trips, when it could be read.
+    pub cpu_ns: Option<u64>,
+}
+
+/// `n` round trips of a `size`-byte message, one at a time, after a warm-up, waiting as
+/// `wait` says; nanoseconds each and the CPU both processes spent on them.
 ///
 /// # Errors
 /// When the child cannot be started or the exchange breaks.
-pub fn round_trips(n: usize, size: usize) -> Result<Vec<f64>> {
-    let mut child = Child::start(Kind::Pong, size)?;
+pub fn round_trips(n: usize, size: usize, wait: Wait) -> Result<Trips> {
+    let kind = match wait {
+        Wait::Block => Kind::Pong,
+        Wait::Poll => Kind::PongPoll,
+    };
+    let mut child = Child::start(kind, size)?;
     let mut buf = vec![0x5au8; size.max(1)];
-    let sock = &mut child.sock;
-    for _ in 0..(n / 10).clamp(10, 2_000) {
-        sock.write_all(&buf)?;
-        sock.read_exact(&mut buf)?;
+    let window = crate::poll_io::window();
+    if wait == Wait::Poll {
+        child.sock.set_nonblocking(true)?;
     }
+    let sock = &mut child.sock;
+    let mut exchange = |buf: &mut [u8]| -> std::io::Result<()> {
+        match wait {
+            Wait::Block => {
+                sock.write_all(buf)?;
+                sock.read_exact(buf)
+            }
+            Wait::Poll => {
+                crate::poll_io::write_all(sock, buf)?;
+                crate::poll_io::read_exact(sock, buf, window)
+            }
+        }
+    };
+    for _ in 0..(n / 10).clamp(10, 2_000) {
+        exchange(&mut buf)?;
+    }
+    let pid = child.process.id();
+    let cpu_before = crate::cpu::thread_ns().zip(crate::cpu::process_ns(pid));
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        sock.write_all(&buf)?;
-        sock.read_exact(&mut buf)?;
+        exchange(&mut buf)?;
         samples.push(start.elapsed().as_nanos() as f64);
     }
+    let cpu_after = crate::cpu::thread_ns().zip(crate::cpu::process_ns(pid));
+    let cpu_ns = match (cpu_before, cpu_after) {
+        (Some((t0, c0)), Some((t1, c1))) => Some(t1.saturating_sub(t0) + c1.saturating_sub(c0)),
+        _ => None,
+    };
+    child.sock.set_nonblocking(false)?;
     child.finish()?;
-    Ok(samples)
+    Ok(Trips { samples, cpu_ns })
 }
 
 /// `n` messages of `size` bytes written back to back (one `write` each) while another thread

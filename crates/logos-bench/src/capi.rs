@@ -168,8 +168,9 @@ pub fn row(modules: &Path, calls: u64, rust: &Summary) -> Row {
     });
     row.baseline = Some(Figure::latency(rust));
     row.baseline_name = Some("Rust API".into());
-    row.ratio = Some(median / rust.median);
-    row.target = Some("ratio reported".into());
-    row.status = Status::Info;
+    let ratio = median / rust.median;
+    row.ratio = Some(ratio);
+    row.target = Some("≤ 1.5× the Rust API".into());
+    row.status = Status::check(ratio <= 1.5);
     row
 }

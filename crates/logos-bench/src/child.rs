@@ -15,6 +15,9 @@ use std::path::Path;
 pub enum Kind {
     /// Reads 64-byte messages one at a time and writes each straight back.
     Pong,
+    /// The same, waiting the way the runtime's session reader does (`poll_io`): polls the
+    /// non-blocking socket for a short window after traffic, then blocks.
+    PongPoll,
     /// Echoes whatever arrives, as it arrives (64 KiB reads): pipelined messages.
     Echo,
     /// Reads to the end, then writes the byte count (u64 LE).
@@ -26,6 +29,7 @@ impl Kind {
     pub fn arg(self) -> &'static str {
         match self {
             Kind::Pong => "pong",
+            Kind::PongPoll => "pong-poll",
             Kind::Echo => "echo",
             Kind::Sink => "sink",
         }
@@ -45,6 +49,18 @@ pub fn run(kind: Kind, socket: &Path, size: usize) -> Result<()> {
             loop {
                 match sock.read_exact(&mut buf) {
                     Ok(()) => sock.write_all(&buf)?,
+                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Kind::PongPoll => {
+            let mut buf = vec![0u8; size.max(1)];
+            let window = crate::poll_io::window();
+            sock.set_nonblocking(true)?;
+            loop {
+                match crate::poll_io::read_exact(&mut sock, &mut buf, window) {
+                    Ok(()) => crate::poll_io::write_all(&mut sock, &buf)?,
                     Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
                     Err(e) => return Err(e.into()),
                 }

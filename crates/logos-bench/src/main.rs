@@ -21,8 +21,11 @@
 mod baseline;
 mod capi;
 mod child;
+mod compare;
 mod contexts;
+mod cpu;
 mod module;
+mod poll_io;
 mod qt;
 mod remote;
 mod report;
@@ -88,6 +91,10 @@ struct Args {
     /// with --quick).
     #[arg(long, value_name = "N")]
     rounds: Option<usize>,
+    /// Print each row's change against an earlier `--json` report (also in `--json` output,
+    /// as "compare").
+    #[arg(long, value_name = "FILE.json")]
+    compare: Option<PathBuf>,
     /// Internal: serve one side of a raw baseline.
     #[arg(long, value_enum, hide = true, requires = "socket")]
     child: Option<child::Kind>,
@@ -127,7 +134,14 @@ fn run(args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("creating the async runtime")?;
-    let report = rt.block_on(bench(&args))?;
+    // Read first: a wrong path should fail now, not after minutes of measuring.
+    let earlier = args
+        .compare
+        .as_deref()
+        .map(compare::Earlier::load)
+        .transpose()?;
+    let mut report = rt.block_on(bench(&args))?;
+    report.compare = earlier.map(|e| e.against(&report));
     if args.json {
         println!("{}", report.json()?);
     } else {
@@ -172,8 +186,8 @@ async fn bench(args: &Args) -> Result<Report> {
         };
         progress("call round trip");
         match runtime::rtt(&world, &plan, qt.as_deref()).await {
-            Ok((row, qt_row)) => {
-                rows.push(row);
+            Ok((rtt_rows, qt_row)) => {
+                rows.extend(rtt_rows);
                 rows.extend(qt_row);
             }
             Err(e) => rows.push(Row::failed("rtt", "call round trip", &e)),
@@ -289,6 +303,7 @@ async fn bench(args: &Args) -> Result<Report> {
         quick: args.quick,
         elapsed_s: started.elapsed().as_secs_f64(),
         rows,
+        compare: None,
     })
 }
 

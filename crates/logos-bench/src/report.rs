@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 /// What a figure counts, which decides how it is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     /// Nanoseconds (printed as µs or ms).
@@ -228,6 +228,9 @@ pub struct Report {
     pub elapsed_s: f64,
     /// The rows, in table order.
     pub rows: Vec<Row>,
+    /// The change against an earlier run (`--compare FILE.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<crate::compare::Comparison>,
 }
 
 impl Report {
@@ -264,7 +267,7 @@ impl Report {
             "target",
             "result",
         ];
-        let lines: Vec<[String; 6]> = self
+        let lines: Vec<Vec<String>> = self
             .rows
             .iter()
             .map(|r| {
@@ -274,7 +277,7 @@ impl Report {
                     (None, Some(n)) => n.clone(),
                     (None, None) => "—".to_owned(),
                 };
-                [
+                vec![
                     r.name.clone(),
                     r.ours.map_or_else(|| "—".to_owned(), |f| f.text()),
                     baseline,
@@ -285,29 +288,7 @@ impl Report {
                 ]
             })
             .collect();
-        let mut widths = header.map(|h| h.chars().count());
-        for line in &lines {
-            for (w, cell) in widths.iter_mut().zip(line) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        let row = |out: &mut String, cells: &[String]| {
-            out.push('|');
-            for (cell, w) in cells.iter().zip(widths) {
-                let pad = w - cell.chars().count();
-                let _ = write!(out, " {cell}{} |", " ".repeat(pad));
-            }
-            out.push('\n');
-        };
-        row(&mut out, &header.map(str::to_owned));
-        out.push('|');
-        for w in widths {
-            let _ = write!(out, "{}|", "-".repeat(w + 2));
-        }
-        out.push('\n');
-        for line in &lines {
-            row(&mut out, line);
-        }
+        out.push_str(&markdown_table(&header, &lines));
         let notes: Vec<&Row> = self.rows.iter().filter(|r| r.note.is_some()).collect();
         if !notes.is_empty() {
             out.push('\n');
@@ -315,8 +296,41 @@ impl Report {
                 let _ = writeln!(out, "- {}: {}", r.id, r.note.as_deref().unwrap_or_default());
             }
         }
+        if let Some(c) = &self.compare {
+            out.push('\n');
+            out.push_str(&c.table());
+        }
         out
     }
+}
+
+/// A Markdown table with columns padded to their widest cell.
+pub fn markdown_table(header: &[&str], lines: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for line in lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let row = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        out.push('|');
+        for (cell, w) in cells.zip(&widths) {
+            let pad = w.saturating_sub(cell.chars().count());
+            let _ = write!(out, " {cell}{} |", " ".repeat(pad));
+        }
+        out.push('\n');
+    };
+    row(&mut out, &mut header.iter().copied());
+    out.push('|');
+    for w in &widths {
+        let _ = write!(out, "{}|", "-".repeat(w + 2));
+    }
+    out.push('\n');
+    for line in lines {
+        row(&mut out, &mut line.iter().map(String::as_str));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -342,6 +356,7 @@ mod tests {
             quick: true,
             elapsed_s: 1.0,
             rows: vec![row, Row::skipped("qt", "Qt", "Qt is not installed")],
+            compare: None,
         };
         let table = report.table();
         assert!(table.contains("| round trip "), "{table}");

@@ -31,6 +31,7 @@ fn quick_json_run_measures_every_row() {
     let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
     for id in [
         "rtt",
+        "rtt_blocking",
         "qt",
         "rtt_1024",
         "rtt_65536",
@@ -44,6 +45,7 @@ fn quick_json_run_measures_every_row() {
         "load_chain",
         "load_fan",
         "rss",
+        "idle_cpu",
         "restart",
         "hot_swap",
         "rust_api",
@@ -70,6 +72,59 @@ fn quick_json_run_measures_every_row() {
             .expect("fan-out row");
         assert_eq!(row["extra"]["order_ok"], true, "order broken: {row}");
     }
+    // The round trip shows what each waiting strategy costs in CPU, not only in time.
+    let rtt = rows.iter().find(|r| r["id"] == "rtt").expect("rtt row");
+    for key in [
+        "ours_cpu_per_call_ns",
+        "raw_cpu_per_call_ns",
+        "ratio_vs_blocking",
+    ] {
+        assert!(
+            rtt["extra"][key].as_f64().unwrap_or(0.0) > 0.0,
+            "rtt lacks {key}: {rtt}"
+        );
+    }
+
+    // --compare reads that report back and names each row's change.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let earlier = dir.path().join("earlier.json");
+    std::fs::write(&earlier, &out.stdout).expect("write the report");
+    let again = Command::new(env!("CARGO_BIN_EXE_logos-bench"))
+        .args(["--quick", "--json", "--only", "start", "--compare"])
+        .arg(&earlier)
+        .output()
+        .expect("run logos-bench --compare");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let again: serde_json::Value =
+        serde_json::from_slice(&again.stdout).expect("one JSON document");
+    let changes = again["compare"]["rows"].as_array().expect("compare rows");
+    let start = changes
+        .iter()
+        .find(|c| c["id"] == "start")
+        .expect("start compared");
+    assert!(start["change_pct"].is_number(), "{start}");
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["id"] == "rtt" && c["verdict"] == "gone"),
+        "rows of the earlier run only are listed as gone: {changes:?}"
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_logos-bench"))
+        .args(["--quick", "--compare"])
+        .arg(dir.path().join("missing.json"))
+        .output()
+        .expect("run logos-bench");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("missing.json"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // Generous: the point is that --quick stays a smoke test (well under a minute unloaded).
     assert!(
         took < Duration::from_secs(120),

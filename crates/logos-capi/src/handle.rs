@@ -7,8 +7,8 @@
 //! caller's thread: module processes carry a parent-death signal tied to the thread that spawned
 //! them, and the workers live exactly as long as the core; a short-lived application thread
 //! that happened to load a module would otherwise take the module down when it exits. The
-//! caller blocks on a plain channel, so a call that the core drops (cleanup under it) ends with
-//! an error instead of a hang, and a host that calls us from inside its own async runtime is not
+//! caller waits on a plain channel (polling it briefly, then blocking), so a call that the core
+//! drops (cleanup under it) ends with an error instead of a hang, and a host that calls us from inside its own async runtime is not
 //! refused. The state lock is never held across an operation, except by start (so two starts
 //! never race); cleanup takes the core out first, so concurrent calls fail with "not started"
 //! rather than wait.
@@ -36,6 +36,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Worker threads of the core's runtime: the core's work is I/O and bookkeeping.
 const WORKERS: usize = 2;
+/// How long a C caller's thread polls for an operation's answer before it sleeps: the same
+/// window as `logos_session::Config::busy_poll`, for the same reason (docs/performance.md).
+const ANSWER_POLL: Duration = Duration::from_micros(50);
 /// How long cleanup waits for the runtime's tasks to end after the core has shut down.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 
@@ -127,8 +130,72 @@ fn run_on<T: Send + 'static>(
     rt.spawn(async move {
         let _ = tx.send(fut.await);
     });
+    // Most operations (a call above all) finish within microseconds: poll for the answer
+    // before sleeping, as the core's connections do after traffic (`busy_poll`), so the
+    // answer does not also pay for waking this thread (tens of µs on an idle virtual CPU).
+    // Yielding between tries leaves the CPU to the worker that produces the answer.
+    let until = Instant::now() + ANSWER_POLL;
+    while Instant::now() < until {
+        match rx.try_recv() {
+            Ok(v) => return Ok(v),
+            Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                return Err(Error::CleanedUp { what: what.into() });
+            }
+        }
+    }
     rx.recv()
         .map_err(|_| Error::CleanedUp { what: what.into() })
+}
+
+/// Polls `fut` to completion on the calling thread, inside the runtime's context: the
+/// sockets and timers it uses are driven by the runtime's workers, and whatever it spawns
+/// runs there, but the future itself runs here, so a call costs no wake-up of a worker to
+/// start it and none of this thread to end it when the answer comes within [`ANSWER_POLL`]
+/// (this thread polls that long before it parks). Only for operations that start no
+/// process (a module's parent-death signal follows the thread that spawned it). Give it an
+/// `async` block: tokio timers and sockets must be made inside it, where the runtime's context
+/// is entered, not before the call.
+fn drive<T>(rt: &tokio::runtime::Handle, fut: impl Future<Output = T>) -> T {
+    let _context = rt.enter();
+    let signal = Arc::new(Signal {
+        woken: AtomicBool::new(false),
+        thread: std::thread::current(),
+    });
+    let waker = std::task::Waker::from(Arc::clone(&signal));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        let until = Instant::now() + ANSWER_POLL;
+        while !signal.woken.swap(false, Ordering::AcqRel) {
+            if Instant::now() < until {
+                std::thread::yield_now();
+            } else {
+                // An unpark that came first is remembered: no wake-up is lost.
+                std::thread::park();
+            }
+        }
+    }
+}
+
+/// Wakes the thread that drives a future: a flag it polls, and an unpark for when it sleeps.
+struct Signal {
+    woken: AtomicBool,
+    thread: std::thread::Thread,
+}
+
+impl std::task::Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 /// Sets up the process-wide state; a no-op when it exists (also while started).
@@ -563,7 +630,9 @@ pub(crate) fn call(
     let live = live()?;
     let (core, p, m) = (live.core.clone(), plugin.to_owned(), method.to_owned());
     let deadline = u64::try_from(timeout_ms).ok().filter(|ms| *ms > 0);
-    live.run(format!("the call {plugin}.{method}"), async move {
+    // A call starts no process and spawns nothing that must outlive it, so it is driven on
+    // the caller's thread: no hand-off to a worker and back (see `drive`).
+    drive(&live.rt, async move {
         let call = core.call(&p, &m, args);
         match deadline {
             None => call.await.map_err(Error::Core),
@@ -576,7 +645,7 @@ pub(crate) fn call(
                 }),
             },
         }
-    })?
+    })
 }
 
 /// Subscribes `cb` to `event` of `plugin` (`""`: every event of it) until cleanup; from then
@@ -804,5 +873,58 @@ pub(crate) fn refresh() -> Result<(), Error> {
                 problems.join("; ")
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    #[test]
+    fn drive_finishes_futures_woken_by_the_runtime_soon_or_late() {
+        let rt = runtime();
+        // Ready at once, woken within the polling window, and woken after this thread parked.
+        assert_eq!(drive(rt.handle(), async { 1 }), 1);
+        for delay in [Duration::ZERO, Duration::from_millis(30)] {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            rt.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(7);
+            });
+            assert_eq!(drive(rt.handle(), rx), Ok(7));
+        }
+        // The runtime's timers work for a driven future (made inside it, in the context).
+        let t = Instant::now();
+        drive(rt.handle(), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        });
+        assert!(t.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn drive_works_for_a_caller_inside_its_own_async_runtime() {
+        let core_rt = runtime();
+        let handle = core_rt.handle().clone();
+        let host = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the host's runtime");
+        let got = host.block_on(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            handle.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let _ = tx.send("answer");
+            });
+            drive(&handle, rx)
+        });
+        assert_eq!(got, Ok("answer"));
     }
 }

@@ -107,7 +107,7 @@ pub(crate) struct Request<'a> {
 /// # Errors
 ///
 /// [`Error::Unconfined`] for the first declared path that does not exist, is not granted, or
-/// would expose a withheld path or a protected module's data dir.
+/// would expose withheld paths or protected modules' data dirs (each one named).
 pub(crate) fn plan(req: &Request<'_>) -> Result<FsPlan, Error> {
     let m = req.manifest;
     let refuse = |reason: String| Error::Unconfined {
@@ -136,18 +136,28 @@ pub(crate) fn plan(req: &Request<'_>) -> Result<FsPlan, Error> {
                     m.path.display()
                 ))
             })?;
-            if let Some(w) = withheld.iter().find(|w| overlaps(&c, w)) {
+            // Every path the declaration would expose is named, so one fix is enough.
+            let exposed: Vec<String> = withheld
+                .iter()
+                .filter(|w| overlaps(&c, w))
+                .map(|w| {
+                    format!(
+                        "{} (the core's runtime dir or the operator's tokens, never granted to modules)",
+                        w.display()
+                    )
+                })
+                .chain(
+                    protected
+                        .iter()
+                        .filter(|d| overlaps(&c, d))
+                        .map(|d| format!("{}, the data dir of a protected module", d.display())),
+                )
+                .collect();
+            if !exposed.is_empty() {
                 return Err(refuse(format!(
-                    "it declares {kind} access to {}, which would expose {} (the core's runtime dir or the operator's tokens, never granted to modules); declare a narrower path",
+                    "it declares {kind} access to {}, which would expose {}; declare a narrower path",
                     c.display(),
-                    w.display()
-                )));
-            }
-            if let Some(d) = protected.iter().find(|d| overlaps(&c, d)) {
-                return Err(refuse(format!(
-                    "it declares {kind} access to {}, which would expose {}, the data dir of a protected module; declare a narrower path",
-                    c.display(),
-                    d.display()
+                    exposed.join(" and ")
                 )));
             }
             let inside_own = own.iter().any(|o| c.starts_with(o));

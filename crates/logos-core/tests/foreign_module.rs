@@ -1,5 +1,6 @@
 //! A module written in another language (issue 2, point 5): `modules/pyecho` is a standalone
-//! Python program (standard library only) whose metadata `main` names the script. These tests
+//! Python program (on the Python SDK, `sdk/python`, which uses the standard library only)
+//! whose metadata `main` names the script. These tests
 //! run it in a real core, exactly as a Rust module: handshake and interface, calls with every
 //! kind of value and error, events to the core and to another module over a peer connection,
 //! tokens on its socket, heartbeats, and a graceful unload that ends with exit code 0.

@@ -24,7 +24,8 @@
 //! `write` when it runs, after the tasks that were already ready. A lone frame still leaves at
 //! once (no hop on the latency path); a burst of N frames costs two `write`s instead of N, and
 //! wakes the peer about twice instead of N times. The writer finds nothing queued after a
-//! lone frame and hands the socket straight back. Only small frames do this
+//! lone frame and hands the socket straight back. Only senders running in a task coalesce:
+//! one outside every task (a thread driving a single call) writes through. Only small frames do this
 //! ([`COALESCE_BELOW`]): bulk stream data keeps writing through.
 //!
 //! The outbox has three lanes:
@@ -244,10 +245,13 @@ impl Outbox {
                 if self.scratch.capacity() > RETAIN {
                     self.scratch = Vec::new();
                 }
-                if written < COALESCE_BELOW {
+                if written < COALESCE_BELOW && tokio::task::try_id().is_some() {
                     // Frames sent before the writer task gets to run (the rest of a burst:
                     // replies to calls read in one go, a pipelining caller) are queued and go
-                    // out together in one write; see "Coalescing" in the module docs.
+                    // out together in one write; see "Coalescing" in the module docs. A
+                    // sender outside any task (a C API caller's thread, a `block_on`) makes
+                    // no such burst, and waking the writer from there would cost it a
+                    // cross-thread wake-up per frame for nothing.
                     self.active = true;
                     wake.notify_one();
                 }

@@ -115,12 +115,20 @@ pub fn write_script_module(modules_dir: &Path, name: &str, deps: &str, script: &
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-fn copy_tree(src: &Path, dest: &Path) {
+/// Copies the tree `src` into `dest`, permission bits included.
+///
+/// Links are followed, so a module that links a library in (pyecho's `logos_module`, the
+/// Python SDK) is staged with a copy of it, readable under the module's confinement.
+/// Python's byte-code caches are left out.
+pub fn copy_tree(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).expect("module dir");
     for entry in std::fs::read_dir(src).expect("read module dir") {
         let entry = entry.expect("dir entry");
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
         let (from, to) = (entry.path(), dest.join(entry.file_name()));
-        if entry.file_type().expect("file type").is_dir() {
+        if std::fs::metadata(&from).expect("file type").is_dir() {
             copy_tree(&from, &to);
         } else {
             // `fs::copy` copies the permission bits too, so an executable stays executable.

@@ -276,6 +276,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::key::KeyCommand,
     },
+    /// Create a module project: a Rust crate or a Python module with a hello method, an
+    /// event, metadata.json and a test.
+    New(cmd::new::NewArgs),
+    /// Generate a typed client (Rust, Python or TypeScript) of a module from its interface.
+    Bindings(cmd::bindings::BindingsArgs),
     /// Build a signed package (.lgx) from a module dir.
     Pack(cmd::pack::PackArgs),
     #[command(flatten)]
@@ -326,7 +331,7 @@ impl Command {
             Command::Unload { .. } | Command::UnloadModule { .. } => Verb::Unload,
             Command::Reload { .. } | Command::ReloadModule { .. } => Verb::Reload,
             Command::List { .. } | Command::ListModules { .. } => Verb::List,
-            Command::Info { .. } | Command::ModuleInfo { .. } => Verb::Info,
+            Command::Info { .. } | Command::ModuleInfo { .. } | Command::Bindings(_) => Verb::Info,
             Command::Call { .. } | Command::Module { .. } | Command::Contexts(_) => Verb::Call,
             Command::Watch { .. } => Verb::Watch,
             Command::Stats => Verb::Stats,
@@ -334,7 +339,7 @@ impl Command {
             Command::IssueToken { .. } | Command::ListTokens | Command::RevokeToken { .. } => {
                 Verb::Tokens
             }
-            Command::Completions { .. } | Command::Man { .. } => Verb::Local,
+            Command::Completions { .. } | Command::Man { .. } | Command::New(_) => Verb::Local,
             Command::Remote { .. } => Verb::Tokens,
             Command::Key { .. }
             | Command::Pack(_)
@@ -689,6 +694,8 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
         Command::Man { out_dir } => cmd::man::run(out_dir),
         Command::Remote { cmd } => block_on(cmd::remote::run(ctx, cmd)),
         Command::Key { cmd } => cmd::key::run(ctx, pkg, cmd),
+        Command::New(args) => cmd::new::run(ctx, args),
+        Command::Bindings(args) => block_on(cmd::bindings::run(ctx, args)),
         Command::Pack(args) => cmd::pack::run(ctx, pkg, args),
         Command::Packages(c) => cmd::install::run(ctx, pkg, c),
         Command::Check(args) => cmd::check::run(ctx, pkg, args),

@@ -102,6 +102,11 @@ impl Pkg {
             1,
         );
         std::fs::write(d.join("pyecho.py"), code).expect("pyecho.py");
+        // pyecho imports the Python SDK from its own dir, as staging lays it out.
+        logos_testkit::copy_tree(
+            &logos_testkit::workspace().join("sdk/python/logos_module"),
+            &d.join("logos_module"),
+        );
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(d.join("pyecho.py"), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");

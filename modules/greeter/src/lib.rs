@@ -5,7 +5,17 @@
 //! connects, and reconnects by itself after the target restarts. Errors of the called module
 //! come back as that module's [`Fault`] (same code, same message) — never a panic, never a
 //! hang: a call to a module that is down fails fast with `unavailable`.
+//!
+//! `sum` calls calc through [`CalcClient`], a typed client generated from calc's interface
+//! (`logoscore bindings calc --lang rust -o modules/greeter/src/calc_client.rs`, committed;
+//! `crates/logoscore/tests/cli_bindings.rs` fails when it no longer matches what calc
+//! serves). `greet` shows the untyped form, naming the method in a string.
 
+// Generated: formatted as the generator writes it, so regeneration gives the same bytes.
+#[rustfmt::skip]
+mod calc_client;
+
+pub use calc_client::CalcClient;
 use logos_sdk::{Context, Fault, module};
 
 /// The greeter module: no state of its own.
@@ -25,7 +35,7 @@ impl Greeter {
 
     /// `a + b`, computed by `calc.add`.
     pub async fn sum(&self, ctx: &Context, a: i64, b: i64) -> Result<i64, Fault> {
-        ctx.client("calc").call("add", (a, b)).await
+        CalcClient::new(ctx).add(a, b).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! multi-threaded one. Shared helpers for module listings live here so `list`, `stats` and
 //! `load` read the core's answers the same way.
 
+pub(crate) mod bindings;
 pub(crate) mod call;
 pub(crate) mod check;
 pub(crate) mod completions;
@@ -13,6 +14,7 @@ pub(crate) mod key;
 pub(crate) mod list;
 pub(crate) mod load;
 pub(crate) mod man;
+pub(crate) mod new;
 pub(crate) mod pack;
 pub(crate) mod publish;
 pub(crate) mod registry;
