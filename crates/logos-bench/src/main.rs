@@ -60,6 +60,8 @@ enum Group {
     Load,
     /// Crash → restarted and ready.
     Restart,
+    /// Hot swap (`Core::reload_hot`) against a cold reload of the same module.
+    Swap,
     /// The Rust API call and the C API call.
     Api,
     /// A delegated contexts script end to end against a bare Rhai evaluation.
@@ -241,6 +243,14 @@ async fn bench(args: &Args) -> Result<Report> {
             runtime::restart(&world, &plan)
                 .await
                 .unwrap_or_else(|e| Row::failed("restart", "crash → ready", &e)),
+        );
+    }
+    if wants(Group::Swap) {
+        progress("hot swap");
+        rows.push(
+            runtime::swap(&world, &plan)
+                .await
+                .unwrap_or_else(|e| Row::failed("hot_swap", "hot swap", &e)),
         );
     }
     if wants(Group::Api) {

@@ -47,6 +47,7 @@ fn quick_json_run_measures_every_row() {
         "rss",
         "idle_cpu",
         "restart",
+        "hot_swap",
         "rust_api",
         "capi",
         "contexts",

@@ -14,6 +14,7 @@ use crate::manifest::Manifest;
 use crate::name::{CORE_MODULE, check_name_len};
 use crate::registry::ModuleInfo;
 use crate::state::Inner;
+use crate::supervisor::SwapReport;
 use logos_wire::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,6 +125,25 @@ impl Core {
         self.ensure_started()?;
         check_name_len(name)?;
         crate::supervisor::reload(&self.inner, name).await
+    }
+
+    /// Replaces `name`'s process without a gap (a hot swap): a new process is started from
+    /// the re-read metadata and made ready while the old one serves, calls switch to it in
+    /// one step, and the old one finishes what it was sent and stops. Dependents reconnect on
+    /// their next call and re-subscribe on `core.moduleUp`. A module that is not loaded is
+    /// loaded.
+    ///
+    /// # Errors
+    /// [`Error::HotSwap`] when the module is not `ready`, the new metadata does not fit the
+    /// loaded set, or the new process fails to start (the old one keeps serving then); the
+    /// errors of [`Core::load`] for a module that was not loaded.
+    ///
+    /// # Cancel safety
+    /// As [`Core::load`].
+    pub async fn reload_hot(&self, name: &str) -> Result<SwapReport, Error> {
+        self.ensure_started()?;
+        check_name_len(name)?;
+        crate::supervisor::reload_hot(&self.inner, name).await
     }
 
     /// Calls `target.method(args)`. `target` may be a module or the built-in `core`.

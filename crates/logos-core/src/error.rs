@@ -285,6 +285,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A hot swap did not happen; the process serving before (if any) still serves.
+    #[error(
+        "hot swap of module {module} failed{}: {reason}",
+        old_pid.map(|p| format!(" (pid {p} keeps serving)")).unwrap_or_default()
+    )]
+    HotSwap {
+        /// The module.
+        module: String,
+        /// The process that still serves.
+        old_pid: Option<u32>,
+        /// Why: the precondition that failed, or the new process's start error.
+        reason: String,
+    },
+
     /// The module's process did not say `hello` in time.
     #[error(
         "module {module} did not become ready within {timeout:?}; it was killed (raise the start timeout if it is slow to start){}",
@@ -341,6 +355,7 @@ impl Error {
             Error::Unconfined { .. } => ErrorCode::Unauthorized,
             Error::StartFailed { .. } => ErrorCode::Unavailable,
             Error::StartTimeout { .. } => ErrorCode::Timeout,
+            Error::HotSwap { .. } => ErrorCode::MethodFailed,
             Error::Call { fault, .. } => fault.code,
             Error::Config { .. } => ErrorCode::InvalidArgs,
             Error::AlreadyRunning { .. } => ErrorCode::Unavailable,

@@ -70,6 +70,7 @@ pub use crate::stats::{
     Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
     StreamFigures,
 };
+pub use crate::supervisor::SwapReport;
 pub use crate::sys::{Confinement, Limits, ProcessUsage, confinement, process_usage, pss_bytes};
 pub use crate::token::{TOKEN_LEN, Token, read_client_token};
 pub use logos_session::Fault;

@@ -258,6 +258,15 @@ pub(crate) struct RemoteRunning {
     pub exited: watch::Receiver<bool>,
 }
 
+/// The process a hot swap replaced, taken out of the record by [`Registry::swap`]: the
+/// supervisor lets its calls finish and stops it.
+pub(crate) struct Retired {
+    pub pid: Option<u32>,
+    pub session: Option<Session>,
+    pub kill: Option<mpsc::UnboundedSender<Signal>>,
+    pub exited: Option<watch::Receiver<bool>>,
+}
+
 /// What [`Registry::exited`] found: the process was the module's current one.
 pub(crate) struct Exited {
     /// The control connection, taken out to be closed.
@@ -633,6 +642,47 @@ impl Registry {
         rec.unhealthy = None;
         rec.backoff_until = None;
         self.transition(name, State::Ready)
+    }
+
+    /// A hot swap of `name` may begin: the generation of its serving process, which
+    /// [`Registry::swap`] checks is still the one serving. Refused with the state when the
+    /// module is not a `ready` local process (a hot swap replaces a serving process; anything
+    /// else is a plain load or reload).
+    pub fn begin_swap(&self, name: &str) -> Result<u64, State> {
+        match self.records.get(name) {
+            Some(rec) if rec.state() == State::Ready && rec.remote.is_none() => Ok(rec.generation),
+            Some(rec) => Err(rec.state()),
+            None => Err(State::Known),
+        }
+    }
+
+    /// Hot swap commit: if `name` is still `ready` with process `old_generation`, the new
+    /// process (`running`, start `old_generation + 1`) becomes the module's, without leaving
+    /// `ready`, and the old process's facts come back for the supervisor to stop. `None` when
+    /// the old process stopped serving meanwhile (crashed): the swap must be undone. From here
+    /// on the old process's exit is that of an older generation, which changes nothing.
+    pub fn swap(&mut self, name: &str, old_generation: u64, running: Running) -> Option<Retired> {
+        let rec = self.records.get_mut(name)?;
+        if rec.state() != State::Ready || rec.generation != old_generation {
+            return None;
+        }
+        rec.generation = old_generation + 1;
+        let retired = Retired {
+            pid: rec.pid.replace(running.pid),
+            session: rec.session.replace(running.session),
+            kill: rec.kill.replace(running.kill),
+            exited: rec.exited.replace(running.exited),
+        };
+        rec.started = Some((Instant::now(), SystemTime::now()));
+        rec.interface = Some(running.interface);
+        rec.unhealthy = None;
+        tracing::info!(
+            module = name,
+            old_pid = ?retired.pid,
+            new_pid = running.pid,
+            "module hot-swapped: new calls go to the new process"
+        );
+        Some(retired)
     }
 
     /// The link handshake of remote module `name` is done: records the link and makes the

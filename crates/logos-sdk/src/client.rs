@@ -61,8 +61,10 @@ impl std::fmt::Debug for Client {
 struct Shared {
     ctx: Weak<Inner>,
     target: String,
-    /// The current connection, if any (closed ones are replaced on next use).
-    live: Mutex<Option<Session>>,
+    /// The current connection, if any (closed ones are replaced on next use), and whether
+    /// the target asked it to go away (`shutdown`: its process is being replaced or
+    /// stopped), after which new calls make a new connection.
+    live: Mutex<Option<(Session, Arc<AtomicBool>)>>,
     /// Serialises connection attempts, so concurrent first calls make one connection.
     connecting: tokio::sync::Mutex<()>,
     /// Events of `target` this module subscribed to. Installing a connection and adding an
@@ -277,8 +279,8 @@ impl Client {
         if let Some(s) = self.shared.live_session() {
             return Ok(s);
         }
-        let session = connect(&ctx, &control, target, self.timeout).await?;
-        self.shared.install(&session);
+        let (session, retiring) = connect(&ctx, &control, target, self.timeout).await?;
+        self.shared.install(&session, retiring);
         let shared = Arc::clone(&self.shared);
         let watched = session.clone();
         tokio::spawn(async move {
@@ -294,13 +296,16 @@ impl Client {
 
 impl Shared {
     fn live_session(&self) -> Option<Session> {
-        lock(&self.live).clone().filter(|s| !s.is_closed())
+        lock(&self.live)
+            .as_ref()
+            .filter(|(s, retiring)| !s.is_closed() && !retiring.load(Ordering::Acquire))
+            .map(|(s, _)| s.clone())
     }
 
     /// Makes `session` the current connection and subscribes it to every wanted event.
-    fn install(&self, session: &Session) {
+    fn install(&self, session: &Session, retiring: Arc<AtomicBool>) {
         let events = lock(&self.events);
-        *lock(&self.live) = Some(session.clone());
+        *lock(&self.live) = Some((session.clone(), retiring));
         for event in events.iter() {
             subscribe_logged(session, &self.target, event);
         }
@@ -371,7 +376,52 @@ async fn connect(
     control: &Session,
     target: &str,
     timeout: Duration,
-) -> Result<Session, Fault> {
+) -> Result<(Session, Arc<AtomicBool>), Fault> {
+    let mut tries = 0;
+    // What went wrong first is what the caller hears if no attempt succeeds: a process that
+    // is not the target on the socket, say, rather than the refusal of a later attempt.
+    let mut first: Option<Fault> = None;
+    loop {
+        tries += 1;
+        match connect_once(ctx, control, target, timeout).await {
+            // The socket is served by another pid than the grant named: the target was
+            // hot-swapped between the grant and the connect (the core moves the new process's
+            // socket in place as it switches). Nothing was sent; ask again. A real
+            // impersonator keeps failing the check.
+            Err(Connect::Retry(f)) if tries < CONNECT_TRIES => {
+                tracing::debug!(%target, "{}; asking for a new token", f.message);
+                first.get_or_insert(f);
+            }
+            Err(Connect::Retry(f) | Connect::Failed(f)) => return Err(first.unwrap_or(f)),
+            Ok(c) => return Ok(c),
+        }
+    }
+}
+
+/// Attempts at connecting when the target's pid changed under a grant (a hot swap).
+const CONNECT_TRIES: usize = 3;
+
+/// Why one connection attempt failed.
+enum Connect {
+    /// Worth asking for a new grant: the endpoint is served by another process than the grant
+    /// named, or the process that accepted went away before the handshake (a swapped-out
+    /// process drops the connections still waiting in its listen queue).
+    Retry(Fault),
+    Failed(Fault),
+}
+
+impl From<Fault> for Connect {
+    fn from(f: Fault) -> Connect {
+        Connect::Failed(f)
+    }
+}
+
+async fn connect_once(
+    ctx: &Arc<Inner>,
+    control: &Session,
+    target: &str,
+    timeout: Duration,
+) -> Result<(Session, Arc<AtomicBool>), Connect> {
     let grant = control
         .call(
             "capability_module",
@@ -403,7 +453,7 @@ async fn connect(
                     format!("cannot connect to module \"{target}\" at {path}: {e}"),
                 )
             })?;
-            check_peer(target, &path, pid, &stream)?;
+            check_peer(target, &path, pid, &stream).map_err(Connect::Retry)?;
             (Transport::unix(stream), bytes::BytesMut::new(), path)
         }
     };
@@ -414,22 +464,24 @@ async fn connect(
         token: Bytes::from(token),
         attrs: Attrs::new(),
     };
+    let retiring = Arc::new(AtomicBool::new(false));
     let handler = Arc::new(TargetEvents {
         ctx: Arc::downgrade(ctx),
         target: target.to_owned(),
+        retiring: Arc::clone(&retiring),
     });
     let (session, welcome) =
         logos_session::connect_over(stream, leftover, hello, handler, ctx.session_config())
             .await
             .map_err(|e| match e {
-                SessionError::Refused(f) => Fault::new(
+                SessionError::Refused(f) => Connect::Failed(Fault::new(
                     f.code,
                     format!("module \"{target}\" refused the connection: {}", f.message),
-                ),
-                other => Fault::new(
+                )),
+                other => Connect::Retry(Fault::new(
                     ErrorCode::Unavailable,
                     format!("cannot connect to module \"{target}\": {other}"),
-                ),
+                )),
             })?;
     if welcome.identity != target {
         let fault = Fault::new(
@@ -440,9 +492,9 @@ async fn connect(
             ),
         );
         session.close(fault.clone());
-        return Err(fault);
+        return Err(fault.into());
     }
-    Ok(session)
+    Ok((session, retiring))
 }
 
 /// Opens a `call` link to the core for `target` (this module runs remote): the TLS connection
@@ -545,7 +597,12 @@ fn check_peer(target: &str, path: &str, pid: u32, stream: &UnixStream) -> Result
 struct TargetEvents {
     ctx: Weak<Inner>,
     target: String,
+    /// Set when the target sends `shutdown`; shared with the client's `live` slot.
+    retiring: Arc<AtomicBool>,
 }
+
+/// How often a retiring connection checks whether its calls are all answered.
+const RETIRE_POLL: Duration = Duration::from_millis(2);
 
 impl Handler for TargetEvents {
     fn event(&self, _session: &Session, source: String, event: String, data: Vec<Value>) {
@@ -565,6 +622,29 @@ impl Handler for TargetEvents {
 
     fn lagged(&self, _session: &Session, source: String, dropped: u64) {
         tracing::warn!(%source, dropped, "events were dropped: this module read them too slowly");
+    }
+
+    /// The target is going away (stopped, or replaced by a hot swap): new calls take a new
+    /// connection (to the new process), the calls sent here get their answers, then this side
+    /// closes, which tells the target that nothing more will come (it waits for that, a
+    /// little, before it exits: see `serve::drain`). Nothing sent here is lost that way.
+    fn shutdown(&self, session: &Session, grace: Duration) {
+        self.retiring.store(true, Ordering::Release);
+        let session = session.clone();
+        let target = self.target.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + grace;
+            while session.calls_pending() > 0
+                && !session.is_closed()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(RETIRE_POLL).await;
+            }
+            session.close(Fault::new(
+                ErrorCode::Unavailable,
+                format!("module \"{target}\" is going away"),
+            ));
+        });
     }
 }
 

@@ -532,6 +532,12 @@ impl Session {
         }
     }
 
+    /// Calls made on this connection that have no answer yet (a hot swap waits for these
+    /// before it asks the old process to stop, so none of them meets a closing peer).
+    pub fn calls_pending(&self) -> usize {
+        lock(&self.inner.pending).calls.len()
+    }
+
     /// Bytes queued for writing and not yet handed to the socket.
     pub fn queued_bytes(&self) -> usize {
         lock(&self.inner.out).queued()

@@ -129,6 +129,11 @@ enum Command {
     Reload {
         /// Module to reload.
         name: String,
+        /// Start the new process and make it ready before the old one stops: calls keep
+        /// being answered throughout, and a new version that fails to start leaves the old
+        /// one serving.
+        #[arg(long)]
+        hot: bool,
     },
     /// List modules: name, version, state, pid, uptime, restarts.
     List {
@@ -634,9 +639,8 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
             name,
             no_dependents,
         } => block_on(cmd::unload::run(ctx, name, !no_dependents)),
-        Command::Reload { name } | Command::ReloadModule { name } => {
-            block_on(cmd::reload::run(ctx, name))
-        }
+        Command::Reload { name, hot } => block_on(cmd::reload::run(ctx, name, hot)),
+        Command::ReloadModule { name } => block_on(cmd::reload::run(ctx, name, false)),
         Command::List { loaded } | Command::ListModules { loaded } => {
             block_on(cmd::list::run(ctx, loaded))
         }

@@ -260,6 +260,40 @@ fn reload_starts_a_new_process() {
 }
 
 #[test]
+fn reload_hot_swaps_without_a_gap_and_says_how_long_it_took() {
+    let w = World::new();
+    w.stage("calc");
+    let _d = w.daemon(&["--load", "calc"]);
+    let before = w.pids();
+    let doc = w.cli_json(&["reload", "calc", "--hot"]);
+    assert_eq!(doc["reloaded"], "calc");
+    assert_eq!(doc["hot"], true);
+    assert_eq!(doc["state"], "ready");
+    assert_eq!(
+        doc["oldPid"].as_u64(),
+        before.first().map(|(_, p)| u64::from(*p))
+    );
+    assert_ne!(doc["pid"], doc["oldPid"]);
+    assert!(doc["startMs"].as_f64().is_some_and(|v| v > 0.0), "{doc}");
+    assert!(doc["retireMs"].as_f64().is_some(), "{doc}");
+    let out = w.cli(&["reload", "calc", "--hot"]);
+    out.ok();
+    assert!(
+        out.stdout.starts_with("reloaded calc (pid ")
+            && out.stdout.contains("hot: new process ready in"),
+        "{}",
+        out.stdout
+    );
+    let out = w.cli(&["call", "calc", "add", "1", "1"]);
+    out.ok();
+    assert_eq!(out.stdout, "2\n");
+    // A module nobody can swap: the error names it (exit 3, a module error).
+    let out = w.cli(&["reload", "nosuch", "--hot"]);
+    out.expect_code(3);
+    assert!(out.stderr.contains("nosuch"), "{}", out.stderr);
+}
+
+#[test]
 fn stats_reports_costs_and_calls_of_each_module_process() {
     let w = World::new();
     w.stage_all(&["calc", "kv"]);

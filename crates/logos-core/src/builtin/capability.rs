@@ -40,7 +40,34 @@ pub(crate) async fn handle(
     }
 }
 
+/// How often a token request is issued again when it raced a hot swap of its target (the
+/// target is still ready, in a new process, which needs its own grant).
+const SWAP_RETRIES: usize = 3;
+/// Part of the message of a token request that raced a stop, restart or swap.
+const RACED: &str = "stopped or restarted while the token was issued";
+
 async fn request_module(
+    inner: &Arc<Inner>,
+    caller: &Caller,
+    args: &[Value],
+) -> Result<Value, Fault> {
+    let mut tries = 0;
+    loop {
+        let result = request_module_once(inner, caller, args).await;
+        tries += 1;
+        let raced = matches!(&result, Err(f) if f.code == ErrorCode::Unavailable && f.message.contains(RACED));
+        let target = args.first().and_then(Value::as_str).unwrap_or_default();
+        if !raced || tries > SWAP_RETRIES || inner.registry().state(target) != State::Ready {
+            return result;
+        }
+        tracing::debug!(
+            target,
+            "the target was hot-swapped while its token was issued; issuing again"
+        );
+    }
+}
+
+async fn request_module_once(
     inner: &Arc<Inner>,
     caller: &Caller,
     args: &[Value],
@@ -184,7 +211,7 @@ async fn request_module(
             .await;
         return Err(Fault::new(
             ErrorCode::Unavailable,
-            format!("{me} or {target} stopped or restarted while the token was issued; ask again"),
+            format!("{me} or {target} {RACED}; ask again"),
         ));
     }
     tracing::debug!(caller = %me, target, "token minted");

@@ -1,7 +1,7 @@
 //! `core`: the RFC's Core Manager, served by the core over the protocol.
 //!
 //! Methods: `getLoadedPlugins`, `getKnownPlugins`, `loadPlugin(name)`,
-//! `unloadPlugin(name, cascade?)`, `reloadPlugin(name)`, `processPlugin(path)`,
+//! `unloadPlugin(name, cascade?)`, `reloadPlugin(name, hot?)`, `processPlugin(path)`,
 //! `getPluginMethods(name)`, plus `listModules`, `moduleInfo(name)`, `stats`, `faults` and
 //! `shutdown` for operators. Who may call what is decided before a call gets here
 //! (`conn::route_call` asks `policy.rs`: reading is open to every module, changing what runs
@@ -67,8 +67,14 @@ pub(crate) async fn handle(
                 .map_err(|e| e.to_fault())
         }
         "reloadPlugin" => {
-            at_most(&args, 1, &m(method))?;
+            at_most(&args, 2, &m(method))?;
             let name = name_arg(&args, 0, "name", &m(method))?.to_owned();
+            if bool_arg(&args, 1, "hot", &m(method))? {
+                return crate::supervisor::reload_hot(inner, &name)
+                    .await
+                    .map(|r| swap_report(&r))
+                    .map_err(|e| fault_for(caller, e));
+            }
             crate::supervisor::reload(inner, &name)
                 .await
                 .map(|()| Value::Bool(true))
@@ -495,6 +501,22 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
         v.insert("writers".to_owned(), w);
     }
     Ok(Value::Map(v))
+}
+
+/// `reloadPlugin(name, true)`'s answer: `{"oldPid", "pid", "startMs", "retireMs"}`.
+fn swap_report(r: &crate::supervisor::SwapReport) -> Value {
+    let ms = |d: std::time::Duration| Value::from(d.as_secs_f64() * 1000.0);
+    let pid = |p: Option<u32>| p.map_or(Value::Null, Value::from);
+    Value::Map(
+        [
+            ("oldPid".to_owned(), pid(r.old_pid)),
+            ("pid".to_owned(), pid(r.new_pid)),
+            ("startMs".to_owned(), ms(r.start)),
+            ("retireMs".to_owned(), ms(r.retire)),
+        ]
+        .into_iter()
+        .collect(),
+    )
 }
 
 #[cfg(test)]

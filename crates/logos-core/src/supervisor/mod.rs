@@ -175,6 +175,16 @@ pub(crate) async fn reload(inner: &Arc<Inner>, name: &str) -> Result<(), Error> 
     .await
 }
 
+/// Hot-swaps `name` (see [`operation`] and [`reload_hot_locked`]).
+pub(crate) async fn reload_hot(inner: &Arc<Inner>, name: &str) -> Result<SwapReport, Error> {
+    let name = name.to_owned();
+    operation(inner, move |inner| async move {
+        refuse_after_shutdown(&inner)?;
+        reload_hot_locked(&inner, &name).await
+    })
+    .await
+}
+
 /// Adds (or replaces) a known module from its manifest (`core.processPlugin`), under the
 /// lifecycle lock so no plan sees the set change midway. `Ok(Err(state))` when the module is
 /// loaded (or stopping) and so keeps the manifest it runs with.
@@ -307,6 +317,223 @@ async fn reload_locked(inner: &Arc<Inner>, name: &str) -> Result<(), Error> {
     load_locked(inner, &[name]).await
 }
 
+/// What a hot swap did and how long its steps took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapReport {
+    /// The process that served before (gone when the report is made).
+    pub old_pid: Option<u32>,
+    /// The process that serves now.
+    pub new_pid: Option<u32>,
+    /// From asking for the new process to its handshake: the part a cold start also pays,
+    /// during which the old process kept serving.
+    pub start: Duration,
+    /// From the switch until the old process had answered every call it had been sent and
+    /// exited.
+    pub retire: Duration,
+}
+
+/// Hot swap: starts a new process of `name` (metadata read again) beside the serving one,
+/// makes it ready, switches calls to it in one step under the registry lock, then lets the
+/// old process finish what it was sent and stops it. The module never leaves `ready`, so no
+/// call meets `unavailable`. If the new process fails to become ready it is gone, the old one
+/// still serves, and the error says why. A module that is not loaded is loaded (cold).
+async fn reload_hot_locked(inner: &Arc<Inner>, name: &str) -> Result<SwapReport, Error> {
+    if inner.registry().is_remote(name) {
+        return Err(Error::Remote {
+            module: name.to_owned(),
+            action: "reload",
+        });
+    }
+    rediscover(inner);
+    let plan = {
+        let registry = inner.registry();
+        if !registry.is_known(name) {
+            return Err(registry.unknown(name));
+        }
+        let state = registry.state(name);
+        if !state.is_loaded() && state != State::Stopping {
+            None
+        } else {
+            Some(swap_plan(&registry, name)?)
+        }
+    };
+    let Some((manifest, old_generation, old_pid)) = plan else {
+        let started = std::time::Instant::now();
+        load_locked(inner, &[name]).await?;
+        return Ok(SwapReport {
+            old_pid: None,
+            new_pid: inner.registry().record(name).and_then(|r| r.pid()),
+            start: started.elapsed(),
+            retire: Duration::ZERO,
+        });
+    };
+    let started = std::time::Instant::now();
+    let retired =
+        match start_process(inner, &manifest, old_generation + 1, Some(old_generation)).await {
+            Ok(Some(retired)) => retired,
+            Ok(None) => {
+                return Err(Error::HotSwap {
+                    module: name.to_owned(),
+                    old_pid,
+                    reason:
+                        "the new process became ready without a switch; this is a bug in logos-core"
+                            .to_owned(),
+                });
+            }
+            Err(spawn::Failure { error, .. }) => {
+                let _ = std::fs::remove_file(swap_socket_path(inner, name));
+                tracing::warn!(
+                    module = name,
+                    "hot swap failed; the old process keeps serving: {error}"
+                );
+                return Err(Error::HotSwap {
+                    module: name.to_owned(),
+                    old_pid,
+                    reason: error.to_string(),
+                });
+            }
+        };
+    let start = started.elapsed();
+    let switched = std::time::Instant::now();
+    retire(name, retired, inner.settings.stop_grace).await;
+    let retire = switched.elapsed();
+    // Dependents reconnect to the new process on their next call; `moduleUp` also tells
+    // their clients to subscribe again now rather than after their backoff.
+    inner
+        .hub
+        .publish(CORE_MODULE, "moduleUp", &[Value::from(name)]);
+    let new_pid = inner.registry().record(name).and_then(|r| r.pid());
+    tracing::info!(
+        module = name,
+        ?old_pid,
+        ?new_pid,
+        start_ms = start.as_millis() as u64,
+        retire_ms = retire.as_millis() as u64,
+        "hot swap done"
+    );
+    Ok(SwapReport {
+        old_pid,
+        new_pid,
+        start,
+        retire,
+    })
+}
+
+/// What a hot swap of a loaded `name` starts from: the re-read manifest, the serving
+/// process's generation and pid; refused when the module is not `ready` or the manifest does
+/// not fit the loaded set.
+fn swap_plan(
+    registry: &crate::registry::Registry,
+    name: &str,
+) -> Result<(Manifest, u64, Option<u32>), Error> {
+    let old_pid = registry.record(name).and_then(|r| r.pid());
+    let old_generation = registry.begin_swap(name).map_err(|state| Error::HotSwap {
+        module: name.to_owned(),
+        old_pid,
+        reason: format!(
+            "it is {state}, and only a ready module can be swapped; use `reload` without --hot"
+        ),
+    })?;
+    let manifest = registry
+        .manifest(name)
+        .cloned()
+        .ok_or_else(|| registry.unknown(name))?;
+    swap_fits(registry, &manifest).map_err(|reason| Error::HotSwap {
+        module: name.to_owned(),
+        old_pid,
+        reason,
+    })?;
+    Ok((manifest, old_generation, old_pid))
+}
+
+/// Whether the re-read manifest of a loaded module can replace it in place: its own
+/// dependencies are loaded in versions it accepts, and its loaded dependents accept its
+/// (possibly new) version. The reason when not.
+fn swap_fits(registry: &crate::registry::Registry, manifest: &Manifest) -> Result<(), String> {
+    let name = manifest.name.as_str();
+    let loaded = registry.loaded_versions();
+    for (dep, range) in &manifest.dependencies {
+        match loaded.get(dep.as_str()) {
+            None => return Err(format!("its dependency {dep} is not loaded")),
+            Some(v) if !range.matches(v) => {
+                return Err(format!("it needs {dep} {range}, and {dep} {v} is loaded"));
+            }
+            Some(_) => {}
+        }
+    }
+    for (other, m) in registry.known() {
+        if other == name || !loaded.contains_key(other.as_str()) {
+            continue;
+        }
+        if let Some(range) = m.dependencies.get(name)
+            && !range.matches(&manifest.version)
+        {
+            return Err(format!(
+                "loaded module {other} needs {name} {range}, and the new version is {}",
+                manifest.version
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where the new process of a hot swap listens until the switch moves it to the module's
+/// socket path (a name no module's socket can have: module socket names end in `.sock`).
+fn swap_socket_path(inner: &Inner, name: &str) -> std::path::PathBuf {
+    inner.modules_socket_dir().join(format!("{name}.sock.next"))
+}
+
+/// Stops the process a hot swap replaced: waits (up to `grace`) until every call the core
+/// sent it has its answer, then `shutdown` with `grace` (the SDK finishes calls of peers in
+/// flight), then SIGTERM and SIGKILL like [`stop_module`]. Its exit is an older
+/// generation's, so it is neither a crash nor a change of the module's state.
+async fn retire(name: &str, old: crate::registry::Retired, grace: Duration) {
+    let crate::registry::Retired {
+        session,
+        kill,
+        exited,
+        ..
+    } = old;
+    if let Some(s) = &session {
+        let deadline = tokio::time::Instant::now() + grace;
+        while s.calls_pending() > 0 && !s.is_closed() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        s.send_shutdown(grace);
+    }
+    let Some(mut exited) = exited else {
+        return;
+    };
+    let send = |sig| {
+        if let Some(k) = &kill {
+            let _ = k.send(sig);
+        }
+    };
+    if tokio::time::timeout(grace, exited.wait_for(|e| *e))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            module = name,
+            "replaced process did not exit within {grace:?} of shutdown; sending SIGTERM"
+        );
+        send(Signal::Term);
+        if tokio::time::timeout(TERM_GRACE, exited.wait_for(|e| *e))
+            .await
+            .is_err()
+        {
+            send(Signal::Kill);
+            let _ = exited.wait_for(|e| *e).await;
+        }
+    }
+    if let Some(s) = session {
+        s.close(Fault::new(
+            ErrorCode::Unavailable,
+            format!("this process of module {name} was replaced by a hot swap"),
+        ));
+    }
+}
+
 /// Stops every loaded module, leaves first, then closes the endpoint and removes files.
 async fn shutdown_locked(inner: &Arc<Inner>) {
     if inner.stopping.swap(true, Ordering::SeqCst) {
@@ -383,8 +610,8 @@ async fn start_module_or(inner: &Arc<Inner>, name: &str, failed_state: State) ->
         (manifest, generation, change)
     };
     announce(inner, change);
-    match start_process(inner, &manifest, generation).await {
-        Ok(()) => Ok(()),
+    match start_process(inner, &manifest, generation, None).await {
+        Ok(_) => Ok(()),
         Err(spawn::Failure { error, exit }) => {
             tracing::warn!(module = name, "start failed: {error}");
             let change = inner
@@ -399,11 +626,16 @@ async fn start_module_or(inner: &Arc<Inner>, name: &str, failed_state: State) ->
 /// Spawns the process of start `generation`, checks who it says it is, accepts its handshake
 /// and makes the module `ready`. On failure the process is gone; how it ended, if it ran and
 /// died by itself, comes with the error.
+///
+/// With `swap` (the generation of the process serving now) this is a hot swap's start: the
+/// new process listens on a side path, and instead of `ready` the registry switches the
+/// module to it ([`crate::registry::Registry::swap`]); the replaced process comes back.
 async fn start_process(
     inner: &Arc<Inner>,
     manifest: &Manifest,
     generation: u64,
-) -> Result<(), spawn::Failure> {
+    swap: Option<u64>,
+) -> Result<Option<crate::registry::Retired>, spawn::Failure> {
     let name = manifest.name.as_str().to_owned();
     let overrides = inner
         .settings
@@ -420,7 +652,10 @@ async fn start_process(
             runtime_dir: &inner.settings.runtime_dir,
             hidden: &inner.settings.hidden,
             data_dir: inner.settings.data_dir.join(&name),
-            socket_path: inner.socket_path(&name),
+            socket_path: match swap {
+                None => inner.socket_path(&name),
+                Some(_) => swap_socket_path(inner, &name),
+            },
             env: &overrides.env,
             limits: overrides.limits,
             log_filter: &inner.settings.module_log,
@@ -522,16 +757,47 @@ async fn start_process(
 
     let (kill_tx, kill_rx) = mpsc::unbounded_channel();
     let (exit_tx, exit_rx) = watch::channel(false);
-    let change = inner.registry().ready(
-        &name,
-        Running {
-            pid,
-            session: session.clone(),
-            interface,
-            kill: kill_tx,
-            exited: exit_rx,
-        },
-    );
+    let running = Running {
+        pid,
+        session: session.clone(),
+        interface,
+        kill: kill_tx,
+        exited: exit_rx,
+    };
+    let (change, retired) = match swap {
+        None => (inner.registry().ready(&name, running), None),
+        Some(old_generation) => {
+            let swapped = {
+                let mut registry = inner.registry();
+                // Under the registry's lock, so `requestModule` never pairs one process's pid
+                // with the other's socket.
+                match std::fs::rename(swap_socket_path(inner, &name), inner.socket_path(&name)) {
+                    Ok(()) => registry
+                        .swap(&name, old_generation, running)
+                        .ok_or_else(|| {
+                            "the old process stopped serving during the swap".to_owned()
+                        }),
+                    Err(e) => Err(format!(
+                        "cannot move the new process's socket in place: {e}"
+                    )),
+                }
+            };
+            match swapped {
+                Ok(retired) => (None, Some(retired)),
+                Err(reason) => {
+                    session.close(Fault::new(ErrorCode::Unavailable, "hot swap abandoned"));
+                    let stderr_tail = child.abandon().await;
+                    return Err(Error::StartFailed {
+                        module: name,
+                        reason,
+                        status: None,
+                        stderr_tail,
+                    }
+                    .into());
+                }
+            }
+        }
+    };
     if let Some(g) = inner.guardian.lock().as_mut() {
         g.started(pid, &name);
     }
@@ -542,9 +808,11 @@ async fn start_process(
     if inner.hub.has_subscribers(&name) {
         let _ = session.subscribe(&name, "");
     }
-    inner
-        .hub
-        .publish(CORE_MODULE, "moduleUp", &[Value::from(name.as_str())]);
+    if retired.is_none() {
+        inner
+            .hub
+            .publish(CORE_MODULE, "moduleUp", &[Value::from(name.as_str())]);
+    }
     let watcher_inner = Arc::clone(inner);
     let watcher_name = name.clone();
     tokio::spawn(async move {
@@ -563,7 +831,7 @@ async fn start_process(
         generation,
         session.clone(),
     ));
-    Ok(())
+    Ok(retired)
 }
 
 /// Waits for the child to exit, delivering signals asked for meanwhile. Owning the child until

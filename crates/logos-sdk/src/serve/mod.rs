@@ -52,6 +52,10 @@ pub const EXIT_PANIC: i32 = 101;
 const SIGTERM_GRACE: Duration = Duration::from_secs(1);
 /// How long replies already queued may take to reach their sockets before exit.
 const FLUSH_LIMIT: Duration = Duration::from_millis(500);
+/// How long a stopping module waits for its peers to close their connections after it sent
+/// them `shutdown` (a Rust SDK client closes as soon as its calls are answered; anyone else
+/// costs this much at most).
+const PEER_GOODBYE: Duration = Duration::from_millis(250);
 
 /// Runs module `T` as this process per the module process contract and returns the exit code:
 /// 0 after a shutdown, a closed control connection or SIGTERM; [`EXIT_START_FAILED`] when it
@@ -279,8 +283,13 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
             false
         }
     });
-    // Stop accepting before draining, so no new peer arrives while calls finish.
+    // Stop accepting before draining, so no new peer arrives while calls finish; tell the
+    // peers, so their next calls go elsewhere (a hot swap's new process) and not into a
+    // closing socket.
     let _ = accepting.await;
+    for peer in lock(&state.peers).values() {
+        peer.send_shutdown(reason.grace());
+    }
     drain(&state, reason.grace()).await;
     Ok(0)
 }
@@ -321,6 +330,14 @@ async fn wait_for_stop<T: Module>(
 
 /// Lets in-flight calls finish within `grace`, then gives queued replies a moment to leave.
 async fn drain<T: Module>(state: &Served<T>, grace: Duration) {
+    // Calls a peer sent before it read our `shutdown` are still arriving: serve them until the
+    // peer closes its side (bounded by `PEER_GOODBYE`).
+    let goodbye = tokio::time::Instant::now() + PEER_GOODBYE.min(grace);
+    while tokio::time::Instant::now() < goodbye
+        && lock(&state.peers).values().any(|s| !s.is_closed())
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let mut running = state.in_flight.subscribe();
     if tokio::time::timeout(grace, running.wait_for(|n| *n == 0))
         .await
