@@ -63,6 +63,7 @@ class Connection:
         self._dropped = 0
         self._changed = asyncio.Event()
         self._closing = False
+        self.retiring = False  # the peer said it is going: no new calls here (see `retire`)
         self.closed = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._writer_task = asyncio.ensure_future(self._write())
@@ -125,6 +126,21 @@ class Connection:
                 pass
             self._reader_task.cancel()
             self._finish()
+
+    def retire(self) -> None:
+        """Takes no new calls; closes once every call sent on it has its answer."""
+        if self.retiring:
+            return
+        self.retiring = True
+
+        async def close_when_answered() -> None:
+            while self._pending and not self.closed.is_set():
+                await asyncio.wait(list(self._pending.values()))
+            self.close()
+
+        task = asyncio.ensure_future(close_when_answered())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def close(self, code: str | None = None, message: str = "") -> None:
         """Closes once the queue is sent, after a final `error` id 0 if `code` is given (§6.5)."""
@@ -264,9 +280,14 @@ class Connection:
         elif kind == "pong":
             pass
         elif kind == "shutdown":
-            if not self.control:
+            if not self.control and not self.connecting:
                 raise _Violation("shutdown on a peer connection")
-            self.handler.on_shutdown(self, f[0])
+            if self.control:
+                self.handler.on_shutdown(self, f[0])
+            else:
+                # The module we call is going (stopping, or being hot-swapped, §9): new calls
+                # take a new connection, and this one closes once its calls are answered.
+                self.retire()
         elif kind.startswith("stream_"):
             await self._stream_frame(kind, f)
         else:  # hello, welcome

@@ -111,12 +111,12 @@ class Runtime:
         if target in BUILTINS:
             return self.control
         conn = self.peers.get(target)
-        if conn is not None and not conn.closed.is_set() and not conn._closing:
+        if conn is not None and not conn.closed.is_set() and not conn._closing and not conn.retiring:
             return conn
         lock = self._locks.setdefault(target, asyncio.Lock())
         async with lock:
             conn = self.peers.get(target)
-            if conn is not None and not conn.closed.is_set() and not conn._closing:
+            if conn is not None and not conn.closed.is_set() and not conn._closing and not conn.retiring:
                 return conn
             conn = await self._connect(target)
             self.peers[target] = conn

@@ -290,3 +290,39 @@ def test_streams_respect_credit(mod):
     core.send([10, 5, "echo"])
     assert core.recv_until(("error",))[1][:2] == [0, "protocol_error"]
     assert mod.wait() == 0  # the core's connection is gone: the module exits
+
+
+def test_a_callee_that_says_shutdown_gets_its_answers_in_and_a_new_connection_next(mod, tmp_path):
+    """A module being stopped or hot-swapped sends `shutdown` to the peers that called it
+    (protocol §9): calls in flight keep their answers, the old connection closes once they
+    are in, and the next call takes a new connection with a new token."""
+    mod.handshake()
+    core = mod.core
+    path = str(tmp_path / "calc.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    server.settimeout(DEADLINE)
+
+    def grant_and_accept(call_id: int, args: list) -> tuple[Peer, int]:
+        core.send([2, call_id, "sample", "ask", ["calc", "add", args], 0])
+        kind, f = core.recv_until(("call",))
+        assert f[1:4] == ["capability_module", "requestModule", ["calc"]]
+        core.send([3, f[0], {"module": "calc", "token": os.urandom(32), "endpoint": path, "pid": os.getpid()}])
+        calc = Peer(server.accept()[0])
+        assert calc.recv()[0] == "hello"
+        calc.send([1, 1, 1, "calc", {}])
+        kind, f = calc.recv_until(("call",))
+        assert f[1:4] == ["calc", "add", args]
+        return calc, f[0]
+
+    old, cid = grant_and_accept(1, [2, 3])
+    old.send([17, 250])  # going away, with this call still to answer
+    old.send([3, cid, 5])
+    assert core.recv_until(("reply", "error")) == ("reply", [1, 5])
+    old.sock.settimeout(DEADLINE)
+    assert old.sock.recv(100) == b"", "the retired connection closes once its calls are answered"
+    new, cid = grant_and_accept(2, [1, 1])
+    new.send([3, cid, 2])
+    assert core.recv_until(("reply", "error")) == ("reply", [2, 2])
+    server.close()
