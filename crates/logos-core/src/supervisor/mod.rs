@@ -726,22 +726,8 @@ async fn start_process(
         }
         .into());
     }
-    let interface = pending
-        .hello
-        .attrs
-        .get("interface")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let welcome = Welcome {
-        major: logos_wire::PROTOCOL_MAJOR,
-        minor: logos_wire::PROTOCOL_MINOR,
-        identity: CORE_MODULE.to_owned(),
-        attrs: [("module".to_owned(), Value::from(name.as_str()))]
-            .into_iter()
-            .collect(),
-    };
-    let handler = Arc::new(ModuleConn::new(inner, &name));
-    let session = match pending.accept(name.clone(), welcome, handler).await {
+    let (interface, accepted) = welcome_module(inner, &name, pending).await;
+    let session = match accepted {
         Ok(s) => s,
         Err(e) => {
             let stderr_tail = child.abandon().await;
@@ -832,6 +818,36 @@ async fn start_process(
         session.clone(),
     ));
     Ok(retired)
+}
+
+/// The core's side of a module's handshake, the same for a process it started and a remote
+/// module that joined: the interface the module declared in its hello (`null` if none), and
+/// the session once the core's welcome naming the module is taken.
+pub(super) async fn welcome_module(
+    inner: &Arc<Inner>,
+    name: &str,
+    pending: logos_session::PendingSession,
+) -> (
+    Value,
+    Result<logos_session::Session, logos_session::SessionError>,
+) {
+    let interface = pending
+        .hello
+        .attrs
+        .get("interface")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let welcome = Welcome {
+        major: logos_wire::PROTOCOL_MAJOR,
+        minor: logos_wire::PROTOCOL_MINOR,
+        identity: CORE_MODULE.to_owned(),
+        attrs: [("module".to_owned(), Value::from(name))]
+            .into_iter()
+            .collect(),
+    };
+    let handler = Arc::new(ModuleConn::new(inner, name));
+    let accepted = pending.accept(name.to_owned(), welcome, handler).await;
+    (interface, accepted)
 }
 
 /// Waits for the child to exit, delivering signals asked for meanwhile. Owning the child until

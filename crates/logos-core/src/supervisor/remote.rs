@@ -12,7 +12,6 @@
 //! back by connecting again. Never signals a process.
 
 use super::{announce, load_locked, operation, refuse_after_shutdown, revoke};
-use crate::conn::ModuleConn;
 use crate::manifest::Manifest;
 use crate::name::{CORE_MODULE, ModuleName};
 use crate::registry::{RemoteRunning, State};
@@ -20,7 +19,7 @@ use crate::remote::{Authenticated, Held, PeerSlot, Remote, ServerTls};
 use crate::state::Inner;
 use bytes::BytesMut;
 use logos_session::{Fault, PendingSession, Session};
-use logos_wire::{ErrorCode, Value, Welcome};
+use logos_wire::{ErrorCode, Value};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -217,22 +216,8 @@ async fn admit_locked(
     }
     let (generation, change) = inner.registry().begin_start(&name);
     announce(inner, change);
-    let interface = pending
-        .hello
-        .attrs
-        .get("interface")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let welcome = Welcome {
-        major: logos_wire::PROTOCOL_MAJOR,
-        minor: logos_wire::PROTOCOL_MINOR,
-        identity: CORE_MODULE.to_owned(),
-        attrs: [("module".to_owned(), Value::from(name.as_str()))]
-            .into_iter()
-            .collect(),
-    };
-    let handler = Arc::new(ModuleConn::new(inner, &name));
-    let session = match pending.accept(name.clone(), welcome, handler).await {
+    let (interface, accepted) = super::welcome_module(inner, &name, pending).await;
+    let session = match accepted {
         Ok(s) => s,
         Err(e) => {
             let change = inner
