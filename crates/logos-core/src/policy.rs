@@ -257,7 +257,11 @@ impl Policy {
             }
         } else if caller.dependencies.contains_key(target) {
             Rule::Dependency
-        } else if caller.permissions.contains(target) {
+        } else if caller
+            .permissions
+            .iter()
+            .any(|p| permits(p.as_str(), target))
+        {
             Rule::Permission
         } else if pair(&self.grants) {
             Rule::Granted
@@ -265,6 +269,25 @@ impl Policy {
             Rule::NotListed
         }
     }
+}
+
+/// Whether permission `p` lets its holder call `target`: `p` names `target`, or is one of
+/// `target`'s own permissions, `target.<scope>` (`p2p.register`), which the target module
+/// checks for itself and which imply calling it.
+pub fn permits(p: &str, target: &str) -> bool {
+    p == target || scope_of(p).is_some_and(|(module, _)| module == target)
+}
+
+/// Splits a scoped permission `module.scope` at its last dot; `None` when the scope is empty
+/// or holds anything but ASCII letters, digits, `_` and `-`.
+pub fn scope_of(p: &str) -> Option<(&str, &str)> {
+    let (module, scope) = p.rsplit_once('.')?;
+    let valid = !module.is_empty()
+        && !scope.is_empty()
+        && scope
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    valid.then_some((module, scope))
 }
 
 /// Checks that each of `manifest`'s permissions names a module that exists: a built-in
@@ -280,7 +303,9 @@ pub fn check_permissions(
     manifest: &Manifest,
     modules: &BTreeSet<String>,
 ) -> Result<(), ManifestError> {
-    let is_known = |p: &str| ModuleName::RESERVED.contains(&p) || modules.contains(p);
+    let is_module = |p: &str| ModuleName::RESERVED.contains(&p) || modules.contains(p);
+    // `p2p.register`: a permission the module `p2p` defines and checks itself.
+    let is_known = |p: &str| is_module(p) || scope_of(p).is_some_and(|(m, _)| is_module(m));
     // Indices come from the document as written, so the pointer names the right entry.
     let listed: Vec<(usize, String)> = match manifest.raw.get("permissions") {
         Some(Value::Array(items)) => items
@@ -311,7 +336,7 @@ pub fn check_permissions(
                 manifest.path.clone(),
                 Location::Field(format!("/permissions/{i}")),
                 format!(
-                    "{p:?} is not a known permission (known: {}); a permission names a module this one may call (a built-in or a module in the modules dirs), so fix the name or install that module{hint}",
+                    "{p:?} is not a known permission (known: {}); a permission names a module this one may call (a built-in or a module in the modules dirs) or one of that module's own permissions (\"p2p.register\"), so fix the name or install that module{hint}",
                     crate::error::list(&known)
                 ),
             )
@@ -501,6 +526,33 @@ mod tests {
         g.raw = serde_json::json!({ "permissions": ["chat", "capability_module"] });
         g.permissions = [n("chat"), n("capability_module")].into();
         assert!(check_permissions(&g, &modules).is_ok());
+    }
+
+    #[test]
+    fn a_modules_own_permission_names_it_and_lets_its_holder_call_it() {
+        let mut g = greeter();
+        g.raw =
+            serde_json::json!({ "permissions": ["chat.post", "nope.post", "chat.", "chat.a.b"] });
+        let modules: BTreeSet<String> = ["calc", "chat", "greeter"].map(String::from).into();
+        let faults = match check_permissions(&g, &modules) {
+            Err(e) => e.into_faults(),
+            Ok(()) => panic!("unknown permissions accepted"),
+        };
+        let pointers: Vec<&str> = faults.iter().filter_map(|f| f.pointer()).collect();
+        // "chat.a.b" is module "chat.a" scope "b": no such module either.
+        assert_eq!(
+            pointers,
+            ["/permissions/1", "/permissions/2", "/permissions/3"]
+        );
+
+        g.permissions = [n("chat.post")].into();
+        let policy = Policy::default();
+        assert!(policy.allows(&g, "chat").is_allowed());
+        assert_eq!(policy.allows(&g, "chat").rule(), Rule::Permission);
+        assert!(!policy.allows(&g, "kv").is_allowed());
+        assert!(permits("p2p.register", "p2p"));
+        assert!(!permits("p2p.register", "p2"));
+        assert!(!permits("p2p2.register", "p2p"));
     }
 
     #[test]

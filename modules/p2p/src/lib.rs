@@ -12,6 +12,8 @@
 //! | `config.rs` | [`Config`]: defaults, `p2p.json`, `LOGOS_P2P_*` variables |
 //! | `key.rs` | the identity key file (made on first start, 0600) |
 //! | `node.rs` | [`Node`]: the swarm and the task that drives it |
+//! | `hub.rs` | [`Hub`]: registrations, streams, owners, limits, events, shutdown |
+//! | `pump.rs` | one stream's bytes between libp2p and the owner's byte stream |
 //! | `error.rs` | [`P2pError`]: the stable error names |
 //!
 //! # Choices
@@ -25,16 +27,51 @@
 
 pub mod config;
 pub mod error;
+pub mod hub;
 pub mod key;
 pub mod node;
+pub mod pump;
 
 pub use config::Config;
 pub use error::P2pError;
+pub use hub::{Hub, Limits, Opened};
 pub use node::{Node, PeerInfo};
 
 use libp2p::{Multiaddr, PeerId};
-use logos_sdk::{Context, Fault, module};
+use logos_sdk::{Context, Events, Fault, Value, module};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Deadline of `accept` and `openStream` when the caller gives none.
+pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The events `p2p` sends, each to the owning module's connection only (for the interface;
+/// they are sent with `Context::emit_to`).
+#[derive(Debug, Events)]
+pub enum P2pEvent {
+    /// An inbound stream waits for `accept`.
+    StreamInbound {
+        registration: u64,
+        stream_id: u64,
+        protocol: String,
+        peer: String,
+    },
+    /// The remote finished its half of a stream.
+    StreamRemoteClosed { stream_id: u64 },
+    /// A stream was reset: `by` is `remote`, `local`, `timeout`, `node_shutdown`, `conn_down`
+    /// or `module_gone`.
+    StreamReset {
+        stream_id: u64,
+        by: String,
+        message: String,
+    },
+    /// The node stops within `graceMs`; streams still open then are reset.
+    NodeStopping { grace_ms: u64 },
+    /// The node stopped.
+    NodeStopped,
+    /// A registration ended without the owner asking (node stop).
+    RegistrationRevoked { registration: u64, reason: String },
+}
 
 /// Deadline of `dial` when the caller gives none.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,9 +81,21 @@ const LISTEN_WAIT: Duration = Duration::from_secs(10);
 /// The p2p module: a running libp2p node.
 pub struct P2p {
     node: Node,
+    hub: Arc<Hub>,
 }
 
-#[module]
+impl P2p {
+    fn stopping(&self) -> Result<(), P2pError> {
+        if self.hub.is_stopping() {
+            return Err(P2pError::NodeStopped(
+                "the libp2p node is shutting down".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[module(events = P2pEvent)]
 impl P2p {
     #[init]
     fn new(ctx: &Context) -> Result<Self, String> {
@@ -54,7 +103,13 @@ impl P2p {
         let key = key::load_or_create(&config.key_file)?;
         let node = Node::start(&config, key)?;
         tracing::info!(peer = %node.peer_id(), "libp2p node started");
-        Ok(P2p { node })
+        let hub = Hub::new(ctx.clone(), node.clone());
+        let stopping = Arc::clone(&hub);
+        ctx.on_shutdown(move |grace| {
+            let hub = Arc::clone(&stopping);
+            async move { hub.shutdown(grace).await }
+        });
+        Ok(P2p { node, hub })
     }
 
     /// This node's peer id (`12D3KooW…`).
@@ -89,6 +144,96 @@ impl P2p {
     /// Closes every connection to `peer`; `false` when it was not connected.
     pub async fn disconnect(&self, peer: &str) -> Result<bool, Fault> {
         Ok(self.node.disconnect(peer_id(peer)?).await?)
+    }
+
+    /// Registers `protocols` for the calling module (permission `p2p.register`) with
+    /// `options` `{maxPendingInbound, maxOpenInbound, acceptTimeoutMs}`; returns the
+    /// registration id.
+    pub async fn register_protocol(
+        &self,
+        protocols: Vec<String>,
+        options: Option<Value>,
+    ) -> Result<u64, Fault> {
+        self.stopping()?;
+        let caller = self.hub.caller()?;
+        self.hub.authorize(&caller, "register").await?;
+        let limits = Limits::from_value(options.as_ref())?;
+        Ok(self.hub.register(&caller, protocols, limits)?)
+    }
+
+    /// Ends registration `id`: its protocols are refused from now on, its pending streams
+    /// reset; accepted streams go on.
+    pub fn unregister_protocol(&self, id: u64) -> Result<(), Fault> {
+        let caller = self.hub.caller()?;
+        Ok(self.hub.unregister(&caller, id)?)
+    }
+
+    /// The next inbound stream of registration `id`, waiting at most `timeoutMs` (default
+    /// 10 000): `{streamId, protocol, peer}`. Its byte stream `p2p/<streamId>` is opened on
+    /// the caller's connection first.
+    pub async fn accept(&self, id: u64, timeout_ms: Option<u64>) -> Result<Opened, Fault> {
+        self.stopping()?;
+        let caller = self.hub.caller()?;
+        let timeout = timeout_ms.map_or(DEFAULT_STREAM_TIMEOUT, Duration::from_millis);
+        Ok(self.hub.accept(&caller, id, timeout).await?)
+    }
+
+    /// Resets inbound stream `streamId`, which waits for `accept`.
+    pub fn reject(&self, stream_id: u64) -> Result<(), Fault> {
+        let caller = self.hub.caller()?;
+        Ok(self.hub.reject(&caller, stream_id)?)
+    }
+
+    /// Opens a stream to `peer` for the first of `protocols` it supports (permission
+    /// `p2p.dial`), dialling `addrs` when not connected, all within `timeoutMs` (default
+    /// 10 000): `{streamId, protocol, peer}`, its byte stream opened as for `accept`.
+    pub async fn open_stream(
+        &self,
+        peer: &str,
+        protocols: Vec<String>,
+        addrs: Option<Vec<String>>,
+        timeout_ms: Option<u64>,
+    ) -> Result<Opened, Fault> {
+        self.stopping()?;
+        let caller = self.hub.caller()?;
+        self.hub.authorize(&caller, "dial").await?;
+        let peer = peer_id(peer)?;
+        let addrs = addrs
+            .unwrap_or_default()
+            .iter()
+            .map(|a| multiaddr(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout = timeout_ms.map_or(DEFAULT_STREAM_TIMEOUT, Duration::from_millis);
+        Ok(self
+            .hub
+            .open(&caller, peer, protocols, addrs, timeout)
+            .await?)
+    }
+
+    /// Resets stream `streamId` both ways (the remote sees a reset).
+    pub fn reset(&self, stream_id: u64) -> Result<(), Fault> {
+        let caller = self.hub.caller()?;
+        Ok(self.hub.command(&caller, stream_id, false)?)
+    }
+
+    /// Gives stream `streamId` up: our half is finished, what the remote still sends is
+    /// dropped, the slot is freed.
+    pub fn release(&self, stream_id: u64) -> Result<(), Fault> {
+        let caller = self.hub.caller()?;
+        Ok(self.hub.command(&caller, stream_id, true)?)
+    }
+
+    /// `{streamId, protocol, peer, direction, state, registration, owner, bytesIn, bytesOut,
+    /// remoteClosed, localClosed, openedAtMs}` of stream `streamId`.
+    pub fn stream_info(&self, stream_id: u64) -> Result<Value, Fault> {
+        let caller = self.hub.caller()?;
+        Ok(self.hub.info(&caller, stream_id)?)
+    }
+
+    /// Every registration: `[{registration, protocols, owner, pending, open, accepted,
+    /// refused, expired, limits}]`.
+    pub fn protocols(&self) -> Value {
+        self.hub.protocols()
     }
 }
 

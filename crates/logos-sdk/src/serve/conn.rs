@@ -8,6 +8,7 @@
 //! `mod.rs`; a handler only asks for it).
 
 use super::{Busy, Served, Stop};
+use crate::caller::Caller;
 use crate::context::lock;
 use crate::module::Module;
 use futures::FutureExt;
@@ -20,7 +21,12 @@ use std::time::Duration;
 
 impl<T: Module> Served<T> {
     /// Serves one incoming call.
-    pub(super) async fn dispatch(&self, kind: Kind, call: Call) -> Result<Value, Fault> {
+    pub(super) async fn dispatch(
+        &self,
+        kind: Kind,
+        session: Session,
+        call: Call,
+    ) -> Result<Value, Fault> {
         let Call {
             target,
             method,
@@ -47,7 +53,9 @@ impl<T: Module> Served<T> {
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
         let timer = self.stats.start(&method);
         let run = self.module.call(&self.ctx, &method, args);
-        let result = match AssertUnwindSafe(run).catch_unwind().await {
+        let caller = Caller::new(session, kind == Kind::Control);
+        let run = Caller::scope(caller, AssertUnwindSafe(run).catch_unwind());
+        let result = match run.await {
             Ok(result) => result,
             Err(panic) => {
                 let msg = panic_message(panic.as_ref());
@@ -113,14 +121,14 @@ pub(super) struct Conn<T> {
 }
 
 impl<T: Module> Handler for Conn<T> {
-    fn call(&self, _session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
+    fn call(&self, session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
         let state = Arc::clone(&self.state);
         let kind = self.kind;
         if kind == Kind::Control && call.method == "$dial" && call.target == *state.name {
             let answer = super::remote::dial(&state, call.args);
             return Box::pin(async move { answer });
         }
-        Box::pin(async move { state.dispatch(kind, call).await })
+        Box::pin(async move { state.dispatch(kind, session, call).await })
     }
 
     fn subscribe(&self, session: &Session, source: &str, event: &str) {

@@ -279,6 +279,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     });
     // Stop accepting before draining, so no new peer arrives while calls finish.
     let _ = accepting.await;
+    state.ctx.run_shutdown_hooks(reason.grace()).await;
     drain(&state, reason.grace()).await;
     Ok(0)
 }
