@@ -173,6 +173,7 @@ class Conn:
     """An established connection. Any thread queues frames; the writer thread sends them."""
     def __init__(self, sock, peer, control):
         self.sock, self.peer, self.control = sock, peer, control
+        self.access = None  # what a peer may call, from its grant; None: every method
         self.subs = set()  # (source, event) pairs the peer subscribed to; event "" = all
         self.cv = threading.Condition()
         self.out = collections.deque()  # (is_event, frame), oldest first
@@ -298,7 +299,7 @@ def run_method(method, args):
                                         f"expected {ty}, found {type_name(v)}")
     return function(*args)
 
-GRANTS = {}  # caller -> [(token, pid or None)], from $grant
+GRANTS = {}  # caller -> [(token, pid or None, access or None)], from $grant
 CONNS = set()  # established connections: the control connection and the peers
 LOCK = threading.Lock()  # guards GRANTS and CONNS
 STOPPING = threading.Event()  # set on `shutdown`: no new work
@@ -312,13 +313,15 @@ def emit(event, data):
 def reserved(method, args):
     """`$grant(caller, token, pid)` and `$revoke(module)`: from the core, on fd 3 only."""
     if method == "$grant":
-        caller, token, pid = (args + [None])[:3] if len(args) in (2, 3) else (None,) * 3
+        caller, token, pid, access = (args + [None, None])[:4] if len(args) in (2, 3, 4) else (None,) * 4
         if not (type(caller) is str and caller and type(token) is bytes and 0 < len(token) <= 1024
-                and (pid is None or (type(pid) is int and 0 < pid < 1 << 32))):
-            raise Fault("invalid_args", "$grant takes (caller: text, token: bytes, pid: int|null)")
+                and (pid is None or (type(pid) is int and 0 < pid < 1 << 32))
+                and (access is None or valid_access(access))):
+            raise Fault("invalid_args", "$grant takes (caller: text, token: bytes, pid: int|null, "
+                                        "access: {allow, deny, other}|null)")
         with LOCK:
             grants = GRANTS.setdefault(caller, [])
-            grants.append((token, pid)); del grants[:-64]  # bounded: the oldest go first
+            grants.append((token, pid, access)); del grants[:-64]  # bounded: the oldest go first
         return None
     if method == "$revoke":
         if len(args) != 1 or type(args[0]) is not str:
@@ -331,14 +334,29 @@ def reserved(method, args):
         return None
     raise Fault("unknown_method", f'unknown reserved method "{method}"')
 
+def valid_access(a):
+    """The fourth `$grant` argument: which methods the caller may call (issue 18)."""
+    return (type(a) is dict and set(a) <= {"allow", "deny", "other"}
+            and type(a.get("allow", [])) is list and all(type(m) is str for m in a.get("allow", []))
+            and type(a.get("deny", {})) is dict and all(type(v) is str for v in a.get("deny", {}).values())
+            and (a.get("other") is None or type(a.get("other")) is str))
+
+def refusal(access, method):
+    """None if `access` (None: every method) lets the caller call `method`, else why not."""
+    if access is None or method in access.get("allow", []): return None
+    if method in access.get("deny", {}): return access["deny"][method]
+    other = access.get("other")
+    return None if other is None else other.replace("{method}", method[:80])
+
 def check_grant(caller, token, pid):
-    """None if `token` was granted to `caller` (for `pid`, if the grant names one), else why
-    not. Every grant of the caller is compared, each in constant time. Hold LOCK."""
-    pids = [p for t, p in GRANTS.get(caller, []) if hmac.compare_digest(t, token)]
-    if not pids: return f'no live token granted to "{caller}" for module "{NAME}" matches'
-    if pids[0] is not None and pids[0] != pid:
-        return f'the token of "{caller}" is bound to pid {pids[0]}, not to pid {pid}'
-    return None
+    """(None, access) if `token` was granted to `caller` (for `pid`, if the grant names one),
+    else (why not, None). Every grant of the caller is compared, each in constant time. Hold
+    LOCK."""
+    found = [(p, a) for t, p, a in GRANTS.get(caller, []) if hmac.compare_digest(t, token)]
+    if not found: return f'no live token granted to "{caller}" for module "{NAME}" matches', None
+    if found[0][0] is not None and found[0][0] != pid:
+        return f'the token of "{caller}" is bound to pid {found[0][0]}, not to pid {pid}', None
+    return None, found[0][1]
 
 # -- 4. serving ----------------------------------------------------------------------------
 HANDSHAKE_TIMEOUT = 5.0
@@ -352,6 +370,10 @@ def call(conn, call_id, target, method, args):
             if not conn.control:
                 raise Fault("unauthorized", f"{NAME}.{method} is reserved for the core")
             result = reserved(method, args)
+        elif refusal(conn.access, method) is not None:
+            why = refusal(conn.access, method)
+            log(f"refused {conn.peer}'s call to {method[:80]}: {why}")
+            raise Fault("unauthorized", why)
         elif STOPPING.is_set():
             raise Fault("unavailable", f"{NAME} is shutting down")
         else:
@@ -431,9 +453,10 @@ def peer(sock):
     cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid = struct.unpack("3i", cred)[0]  # (pid, uid, gid) of the connecting process
     with LOCK:  # check and register at once, so that no $revoke slips in between
-        why = check_grant(caller, token, pid)
+        why, access = check_grant(caller, token, pid)
         if why is None:
             conn = Conn(sock, caller, control=False)
+            conn.access = access
             conn.send(frame([1, 1, 0, NAME, {}]))  # welcome
             CONNS.add(conn)
     if why is not None: return refuse(sock, "unauthorized", why)

@@ -5,7 +5,7 @@
 //! cannot put a cdylib next to its metadata; a module whose `main` is already in its source dir
 //! (one written in another language, e.g. `modules/pyecho`) is copied verbatim. `run` stages,
 //! then runs `logoscore run` on that directory with the example modules loaded ([`EXAMPLES`]);
-//! `--all` loads the test modules (probe, relay) too. Everything staged stays known either way,
+//! `--all` loads the test modules (probe, relay, hostile) too. Everything staged stays known either way,
 //! so `logoscore load probe` works later. Never used by the core at run time.
 
 use anyhow::{Context, Result, bail};

@@ -21,6 +21,7 @@
 mod baseline;
 mod capi;
 mod child;
+mod contexts;
 mod module;
 mod qt;
 mod remote;
@@ -58,6 +59,8 @@ enum Group {
     Restart,
     /// The Rust API call and the C API call.
     Api,
+    /// A delegated contexts script end to end against a bare Rhai evaluation.
+    Contexts,
     /// A local module → remote module (loopback TLS) call and stream against raw TLS.
     Remote,
 }
@@ -242,6 +245,25 @@ async fn bench(args: &Args) -> Result<Report> {
             }
             Err(e) => rows.push(Row::failed("rust_api", "Rust API call", &e)),
         }
+    }
+    if wants(Group::Contexts) {
+        progress("contexts: delegated script vs bare eval, in process");
+        let n = if args.quick { 100 } else { 3000 };
+        rows.push(
+            tokio::task::spawn_blocking(move || contexts::row(n))
+                .await
+                .map_err(|e| anyhow::anyhow!("contexts task: {e}"))
+                .and_then(|r| r)
+                .unwrap_or_else(|e| {
+                    Row::failed("contexts", "delegated script end to end, in process", &e)
+                }),
+        );
+        progress("contexts: delegated script vs bare eval, module call");
+        rows.push(
+            contexts::module_row(&world, n)
+                .await
+                .unwrap_or_else(|e| Row::failed(contexts::MODULE_ID, contexts::MODULE_NAME, &e)),
+        );
     }
     if wants(Group::Remote) {
         progress("remote module over loopback TLS");

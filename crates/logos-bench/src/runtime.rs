@@ -157,6 +157,9 @@ pub struct World {
     /// `logos_host` and the `probe` library are built beside this executable, and `probe`
     /// is staged: the start row also measures a library module.
     host_probe: bool,
+    /// The `contexts` executable is built beside this one and staged (the
+    /// `contexts_module` row).
+    pub contexts: bool,
     dir: tempfile::TempDir,
     /// The core's runtime dir (sockets), on a RAM file system when there is one.
     _run: tempfile::TempDir,
@@ -236,6 +239,18 @@ impl World {
             std::fs::write(dir.join("metadata.json"), meta.to_string())?;
             std::os::unix::fs::symlink(&probe, dir.join("libprobe.so"))?;
         }
+        // The contexts worker module, when built (its metadata says its crate's version).
+        let contexts_exe = built.join("contexts");
+        let contexts = contexts_exe.is_file();
+        if contexts {
+            let dir = modules.join("contexts");
+            std::fs::create_dir_all(&dir)?;
+            let meta = serde_json::json!({
+                "name": "contexts", "version": "1.0.0", "main": "contexts", "restart": "never",
+            });
+            std::fs::write(dir.join("metadata.json"), meta.to_string())?;
+            std::os::unix::fs::symlink(&contexts_exe, dir.join("contexts"))?;
+        }
         let mut restart = RestartSettings::default();
         restart.initial = BACKOFF;
         restart.max = BACKOFF;
@@ -270,6 +285,7 @@ impl World {
         Ok(World {
             core,
             host_probe,
+            contexts,
             dir,
             _run: run,
         })

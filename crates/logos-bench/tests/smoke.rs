@@ -47,6 +47,8 @@ fn quick_json_run_measures_every_row() {
         "restart",
         "rust_api",
         "capi",
+        "contexts",
+        "contexts_module",
     ] {
         assert!(ids.contains(&id), "row {id} missing from {ids:?}");
     }

@@ -129,6 +129,9 @@ pub(crate) fn parse(policy_json: &str) -> Result<Option<Vec<Restriction>>, Error
         };
         out.push((target.clone(), callers));
     }
+    // Sorted by module, whatever order serde_json's map keeps (a dependency elsewhere in the
+    // workspace, cedar-policy-core, turns on its `preserve_order`).
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Some(out))
 }
 

@@ -104,7 +104,25 @@ pub(crate) fn modules_info(rows: &[ModuleRow], graph: &Graph) -> String {
             })
         })
         .collect();
-    Json::Array(items).to_string()
+    sorted_text(Json::Array(items))
+}
+
+/// `json` as text with every object's keys in name order, as the reference writes them (Qt's
+/// JSON objects are sorted), whichever order serde_json's map keeps: a dependency elsewhere
+/// in the workspace (cedar-policy-core) turns on its `preserve_order`.
+fn sorted_text(json: Json) -> String {
+    fn sort(j: Json) -> Json {
+        match j {
+            Json::Object(m) => {
+                let sorted: BTreeMap<String, Json> =
+                    m.into_iter().map(|(k, v)| (k, sort(v))).collect();
+                Json::Object(sorted.into_iter().collect())
+            }
+            Json::Array(items) => Json::Array(items.into_iter().map(sort).collect()),
+            other => other,
+        }
+    }
+    sort(json).to_string()
 }
 
 /// What the core measured of one running module process.
@@ -156,7 +174,7 @@ pub(crate) fn module_stats(usage: &[Usage], samples: &mut Samples, now: Instant)
         }));
     }
     *samples = seen;
-    Json::Array(items).to_string()
+    sorted_text(Json::Array(items))
 }
 
 fn round2(x: f64) -> f64 {

@@ -25,6 +25,32 @@ pub struct ModuleSettings {
     pub limits: Limits,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The operator's grant of file system paths outside the module's own dirs: each path the
+    /// module declares in its metadata (`filesystem`) must lie beneath one of these.
+    pub filesystem: FsGrant,
+    /// The operator's grant of the network (IP sockets) to a module whose metadata says
+    /// `"network": true`. Without both it has none.
+    pub network: bool,
+    /// The operator's confirmation that the module is protected (its metadata says
+    /// `"protected": true`; an unconfirmed claim refuses the load). Also protects a module
+    /// whose metadata does not ask for it.
+    pub protected: bool,
+    /// For a protected module: the modules that may call its write methods (those not marked
+    /// read-only). Listing a module here also lets it call the protected module.
+    pub writers: Vec<String>,
+}
+
+/// File system paths an operator grants one module (docs/security.md, "Declared
+/// confinement"). A grant only confirms what the module declares in its metadata: a declared
+/// path outside the module's own dirs is allowed when it lies beneath a granted one of the
+/// same kind (a `write` grant also covers reading). Nothing is given that was not declared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsGrant {
+    /// Paths the module may read beneath.
+    pub read: Vec<PathBuf>,
+    /// Paths the module may read and write beneath.
+    pub write: Vec<PathBuf>,
 }
 
 /// Restart timing: exponential backoff from `initial` to `max`, and at most `budget` crash
@@ -142,6 +168,10 @@ pub(crate) struct Settings {
     pub modules: HashMap<String, ModuleSettings>,
     pub grants: Vec<(String, String)>,
     pub denies: Vec<(String, String)>,
+    /// (caller, target, methods) granted beyond the metadata.
+    pub method_grants: Vec<(String, String, Vec<String>)>,
+    /// (caller, target, methods) denied whatever else allows them.
+    pub method_denies: Vec<(String, String, Vec<String>)>,
     pub restrictions: Vec<(String, Vec<String>)>,
     pub restart: RestartSettings,
     pub session: logos_session::Config,
@@ -149,6 +179,8 @@ pub(crate) struct Settings {
     pub landlock: bool,
     /// Paths confined modules may not read besides the runtime dir.
     pub hidden: Vec<PathBuf>,
+    /// Refuse to start modules that would run unconfined (no Landlock).
+    pub strict_confinement: bool,
     pub operator_tokens: Option<PathBuf>,
     pub access_group: Option<u32>,
     /// Where remote modules connect (`host:port`), when they may.
@@ -214,10 +246,13 @@ pub struct Builder {
     modules: HashMap<String, ModuleSettings>,
     grants: Vec<(String, String)>,
     denies: Vec<(String, String)>,
+    method_grants: Vec<(String, String, Vec<String>)>,
+    method_denies: Vec<(String, String, Vec<String>)>,
     restrictions: Vec<(String, Vec<String>)>,
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
     landlock: Option<bool>,
+    strict_confinement: bool,
     hidden: Vec<PathBuf>,
     operator_tokens: Option<PathBuf>,
     access_group: Option<u32>,
@@ -319,6 +354,39 @@ impl Builder {
         self
     }
 
+    /// Lets `caller` call these `methods` of `target` beyond its metadata (widening a
+    /// method-level permission, or granting a module it does not name at all, for these
+    /// methods only). Built-in `core` methods that change what runs count too.
+    pub fn grant_methods<S: Into<String>>(
+        mut self,
+        caller: impl Into<String>,
+        target: impl Into<String>,
+        methods: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.method_grants.push((
+            caller.into(),
+            target.into(),
+            methods.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
+    /// Forbids `caller` to call these `methods` of `target`, whatever its metadata and the
+    /// grants say (narrowing). The target refuses them with `unauthorized` naming this rule.
+    pub fn deny_methods<S: Into<String>>(
+        mut self,
+        caller: impl Into<String>,
+        target: impl Into<String>,
+        methods: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.method_denies.push((
+            caller.into(),
+            target.into(),
+            methods.into_iter().map(Into::into).collect(),
+        ));
+        self
+    }
+
     /// Lets only `allowed_callers` call `target` (the reference implementation's access
     /// policy restriction): their metadata and grants no longer matter for calls to `target`,
     /// and a module not listed may not call it even if it depends on it. Denies still win. A
@@ -354,6 +422,14 @@ impl Builder {
     /// `confinement: none`. Meant for tests of that path and for debugging a module.
     pub fn landlock(mut self, enabled: bool) -> Self {
         self.landlock = Some(enabled);
+        self
+    }
+
+    /// Refuses to start a module that would run unconfined, i.e. where the kernel has no
+    /// Landlock (or it is turned off): its load fails with [`Error::Unconfined`] instead of
+    /// the warning. Default: `false` (warn once, report `confinement: none`, run).
+    pub fn strict_confinement(mut self, strict: bool) -> Self {
+        self.strict_confinement = strict;
         self
     }
 
@@ -394,12 +470,40 @@ impl Builder {
             setting: setting.to_owned(),
             reason,
         };
-        for name in self.modules.keys() {
+        for (name, m) in &self.modules {
             ModuleName::new(name).map_err(|e| config("modules", e.to_string()))?;
+            for w in &m.writers {
+                ModuleName::new(w).map_err(|e| config("writers", format!("{name}: {e}")))?;
+            }
+            if !m.writers.is_empty() && !m.protected {
+                return Err(config(
+                    "writers",
+                    format!(
+                        "{name} lists writers but is not protected; set protected = true or remove the writers"
+                    ),
+                ));
+            }
         }
         for (a, b) in self.grants.iter().chain(&self.denies) {
             for n in [a, b] {
                 ModuleName::new(n).map_err(|e| config("grant/deny", e.to_string()))?;
+            }
+        }
+        for (a, b, methods) in self.method_grants.iter().chain(&self.method_denies) {
+            for n in [a, b] {
+                ModuleName::new(n).map_err(|e| config("grant/deny", e.to_string()))?;
+            }
+            if methods.is_empty() {
+                return Err(config(
+                    "grant/deny",
+                    format!(
+                        "{a} -> {b}: methods is empty; list methods, or leave methods out to mean every method"
+                    ),
+                ));
+            }
+            for m in methods {
+                crate::manifest::check_method_name(m)
+                    .map_err(|e| config("grant/deny", format!("{a} -> {b}: {e}")))?;
             }
         }
         for (target, callers) in &self.restrictions {
@@ -468,12 +572,15 @@ impl Builder {
             modules: self.modules,
             grants: self.grants,
             denies: self.denies,
+            method_grants: self.method_grants,
+            method_denies: self.method_denies,
             restrictions: self.restrictions,
             restart,
             session,
             landlock: self
                 .landlock
                 .unwrap_or_else(|| std::env::var_os("LOGOS_LANDLOCK").is_none_or(|v| v != "off")),
+            strict_confinement: self.strict_confinement,
             hidden: self
                 .hidden
                 .into_iter()

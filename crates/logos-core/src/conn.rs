@@ -64,6 +64,12 @@ pub(crate) async fn route_call(
 ) -> Result<Value, Fault> {
     crate::name::check_name_len(target).map_err(|e| e.to_fault())?;
     if let Caller::Module(me) = caller
+        && target == CORE_MODULE
+        && method == DENIED_REPORT
+    {
+        return denied_report(inner, me, args);
+    }
+    if let Caller::Module(me) = caller
         && (target == CORE_MODULE || target == CAPABILITY_MODULE)
     {
         may_call_builtin(inner, me, target, method)?;
@@ -179,6 +185,36 @@ pub(crate) fn want_events(inner: &Inner, source: &str) {
     if let Some(s) = session {
         let _ = s.subscribe(source, "");
     }
+}
+
+/// What a module calls on its control connection to report a call it refused because the
+/// core's access decision (the `access` of `$grant`) does not allow it.
+pub(crate) const DENIED_REPORT: &str = "$denied";
+
+/// `core.$denied(caller, method)` from module `me`: counts the refusal as a policy denial of
+/// `caller` to `me` (an unknown caller counts as `other`) and logs it. `me` comes from the
+/// connection, so a module can only report refusals of calls to itself.
+fn denied_report(inner: &Inner, me: &str, args: Vec<Value>) -> Result<Value, Fault> {
+    let [Value::Text(caller), Value::Text(method)] = args.as_slice() else {
+        return Err(Fault::new(
+            ErrorCode::InvalidArgs,
+            "$denied takes (caller: text, method: text)",
+        ));
+    };
+    let caller = if inner.registry().is_known(caller) {
+        caller.as_str()
+    } else {
+        crate::counters::OTHER
+    };
+    tracing::warn!(
+        caller,
+        target = me,
+        method = cut(method),
+        "access denied: {me} refused {caller}'s call to {me}.{} (not in its grant)",
+        cut(method)
+    );
+    inner.counters.denied(caller, me);
+    Ok(Value::Null)
 }
 
 /// Puts a module's call to a built-in to the access policy (a configured deny of `core` or

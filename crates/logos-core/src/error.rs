@@ -239,6 +239,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The module may not start as confined as required: a declared path is not granted or
+    /// would expose what modules may never reach, or strict confinement is on and the kernel
+    /// cannot confine it.
+    #[error("module {module} may not start: {reason}")]
+    Unconfined {
+        /// The module.
+        module: String,
+        /// What is missing and how to fix it.
+        reason: String,
+    },
+
     /// The module's process started but exited or broke the handshake before it was ready.
     #[error(
         "module {module} failed to start: {reason}{}{}",
@@ -327,6 +338,7 @@ impl Error {
             Error::PrivateDir { .. } => ErrorCode::Unavailable,
             Error::ClientToken { .. } => ErrorCode::Unauthorized,
             Error::Spawn { .. } => ErrorCode::Unavailable,
+            Error::Unconfined { .. } => ErrorCode::Unauthorized,
             Error::StartFailed { .. } => ErrorCode::Unavailable,
             Error::StartTimeout { .. } => ErrorCode::Timeout,
             Error::Call { fault, .. } => fault.code,

@@ -31,6 +31,7 @@
 mod api;
 mod builder;
 mod builtin;
+mod confine;
 mod conn;
 mod counters;
 mod discovery;
@@ -53,13 +54,14 @@ mod token;
 
 pub use crate::api::Core;
 pub use crate::builder::{
-    Builder, ModuleSettings, RemoteLimits, RestartSettings, default_data_dir, default_runtime_dir,
+    Builder, FsGrant, ModuleSettings, RemoteLimits, RestartSettings, default_data_dir,
+    default_runtime_dir,
 };
 pub use crate::error::Error;
 pub use crate::events::{Notification, Subscription};
 pub use crate::manifest::{
-    Location, METADATA_FILE, MODULE_TYPES, Manifest, ManifestError, ManifestFault, ModuleKind,
-    RestartPolicy,
+    FsPaths, Location, MAX_DECLARED_PATHS, MAX_METHOD_NAME, METADATA_FILE, MODULE_TYPES, Manifest,
+    ManifestError, ManifestFault, Methods, ModuleKind, RestartPolicy, check_method_name,
 };
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};

@@ -61,7 +61,7 @@ pub const METADATA_FILE: &str = "metadata.json";
 pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
 
 /// Fields this runtime understands; anything else is kept in `raw` and logged at debug.
-const KNOWN_FIELDS: [&str; 11] = [
+const KNOWN_FIELDS: [&str; 14] = [
     "name",
     "version",
     "description",
@@ -73,6 +73,9 @@ const KNOWN_FIELDS: [&str; 11] = [
     "main",
     "restart",
     "permissions",
+    "filesystem",
+    "network",
+    "protected",
 ];
 
 /// The values of `type` this core accepts: it runs back-end modules only. The reference
@@ -161,9 +164,23 @@ pub struct Manifest {
     pub main: PathBuf,
     /// `restart` (default `on-failure`).
     pub restart: RestartPolicy,
-    /// `permissions`: modules it may call beyond its dependencies (`core` also lets it change
-    /// what runs). Each must name a known module or a built-in, checked at load.
+    /// The modules `permissions` names (`"calc"`, `"calc.*"`, `"calc.add"` all name calc):
+    /// modules it may call beyond its dependencies (`core` also lets it change what runs).
+    /// Each must name a known module or a built-in, checked at load.
     pub permissions: BTreeSet<ModuleName>,
+    /// What `permissions` grants of each module it names: every method, or the listed ones.
+    /// Method entries for a dependency narrow it to those methods.
+    pub access: BTreeMap<ModuleName, Methods>,
+    /// `filesystem`: paths beyond its own dirs the module needs (docs/security.md, "Declared
+    /// confinement"). Those outside its module and data dirs need an operator grant.
+    pub filesystem: FsPaths,
+    /// `network`: the module needs IP sockets (default `false`); takes effect only with the
+    /// operator's grant.
+    pub network: bool,
+    /// `protected`: the module holds state others must not change (consensus, a wallet):
+    /// only writers the operator lists may call its methods not marked read-only. Needs the
+    /// operator's confirmation (default `false`).
+    pub protected: bool,
     /// The module directory, absolute.
     pub dir: PathBuf,
     /// The metadata file as it was found, for messages.
@@ -250,7 +267,11 @@ impl Manifest {
             given => c.main(given, &abs_dir),
         };
         let restart = c.restart(obj.get("restart"));
-        let permissions = c.permissions(obj.get("permissions"));
+        let access = c.permissions(obj.get("permissions"));
+        let permissions = access.keys().cloned().collect();
+        let filesystem = c.filesystem(obj.get("filesystem"), &abs_dir);
+        let network = c.flag(obj.get("network"), "network");
+        let protected = c.flag(obj.get("protected"), "protected");
 
         match (name, version, main) {
             (Some(name), Some(version), Some(main)) if c.faults.is_empty() => Ok(Manifest {
@@ -265,6 +286,10 @@ impl Manifest {
                 main,
                 restart,
                 permissions,
+                access,
+                filesystem,
+                network,
+                protected,
                 dir: abs_dir,
                 path,
                 raw,
@@ -324,7 +349,8 @@ impl Manifest {
         let dependencies = c.dependencies(obj.get("dependencies"), Some(name.as_str()));
         let capabilities = c.string_list(obj, "capabilities");
         let include = c.string_list(obj, "include");
-        let permissions = c.permissions(obj.get("permissions"));
+        let access = c.permissions(obj.get("permissions"));
+        let permissions = access.keys().cloned().collect();
         match version {
             Some(version) if c.faults.is_empty() => Ok(Manifest {
                 name: name.clone(),
@@ -338,6 +364,12 @@ impl Manifest {
                 main: PathBuf::new(),
                 restart: RestartPolicy::Never,
                 permissions,
+                access,
+                // Confinement is the remote machine's business: this core starts no process
+                // for it, so declared paths, network and protection mean nothing here.
+                filesystem: FsPaths::default(),
+                network: false,
+                protected: false,
                 dir,
                 path,
                 raw,
@@ -394,6 +426,10 @@ impl Manifest {
             main: dir.join(format!("lib{name}.so")),
             restart: RestartPolicy::OnFailure,
             permissions: BTreeSet::new(),
+            access: BTreeMap::new(),
+            filesystem: FsPaths::default(),
+            network: false,
+            protected: false,
             path: dir.join(METADATA_FILE),
             dir,
             raw: Value::Null,
@@ -401,6 +437,90 @@ impl Manifest {
         }
     }
 }
+
+/// Which methods of one module a permission or a grant covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Methods {
+    /// Every method (`"calc"`, `"calc.*"`, a grant without `methods`).
+    All,
+    /// Only these.
+    Only(BTreeSet<String>),
+}
+
+impl Methods {
+    /// Only the given methods.
+    pub fn only(methods: impl IntoIterator<Item = String>) -> Methods {
+        Methods::Only(methods.into_iter().collect())
+    }
+
+    /// Whether `method` is covered.
+    pub fn contains(&self, method: &str) -> bool {
+        match self {
+            Methods::All => true,
+            Methods::Only(set) => set.contains(method),
+        }
+    }
+
+    /// Adds what `other` covers.
+    pub fn add(&mut self, other: &Methods) {
+        match (&mut *self, other) {
+            (Methods::All, _) => {}
+            (_, Methods::All) => *self = Methods::All,
+            (Methods::Only(a), Methods::Only(b)) => a.extend(b.iter().cloned()),
+        }
+    }
+}
+
+/// Longest method name a permission may name.
+pub const MAX_METHOD_NAME: usize = 64;
+
+/// Checks a method name as a permission or grant may name it: 1 to 64 ASCII letters, digits,
+/// `_` or `-`. The error says why not.
+pub fn check_method_name(m: &str) -> Result<(), String> {
+    if m.is_empty() {
+        return Err(
+            "the method name is empty; write MODULE.METHOD or MODULE.* for every method".into(),
+        );
+    }
+    if m.len() > MAX_METHOD_NAME {
+        return Err(format!(
+            "the method name is longer than {MAX_METHOD_NAME} bytes"
+        ));
+    }
+    if m.starts_with('$') {
+        return Err("methods starting with '$' are reserved for the core and never granted".into());
+    }
+    if !m
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "{m:?} is not a method name (ASCII letters, digits, '_' and '-' only)"
+        ));
+    }
+    Ok(())
+}
+
+/// The `filesystem` field of a manifest: paths a module declares it reads or writes, each
+/// absolute (a relative one is taken from the module directory) and free of `..`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsPaths {
+    /// `filesystem.read`: read (and execute) beneath each path.
+    pub read: Vec<PathBuf>,
+    /// `filesystem.write`: read, write, create and remove beneath each path.
+    pub write: Vec<PathBuf>,
+}
+
+impl FsPaths {
+    /// Whether nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty() && self.write.is_empty()
+    }
+}
+
+/// Most paths one `filesystem` list may hold: each becomes a Landlock rule.
+pub const MAX_DECLARED_PATHS: usize = 64;
 
 /// `libx.so` and `libx.so.1.2` are libraries; `x.so.py` is not.
 fn is_shared_library(path: &Path) -> bool {
@@ -517,6 +637,36 @@ fn read_limited(path: &Path) -> Result<String, String> {
             e.utf8_error().valid_up_to()
         )
     })
+}
+
+/// A declared path made absolute (relative ones from the module directory). The error is the
+/// fault text.
+fn declared_path(s: &str, abs_dir: &Path) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err(
+            "is empty; give an absolute path, or one relative to the module directory".into(),
+        );
+    }
+    if s.contains('\0') {
+        return Err(format!("{s:?} contains a NUL character; paths cannot"));
+    }
+    let p = Path::new(s);
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "{s:?} contains \"..\"; write the path without it, so what is granted is plain to read"
+        ));
+    }
+    let mut full = if p.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        abs_dir.to_path_buf()
+    };
+    for c in p.components() {
+        if let Component::Normal(part) = c {
+            full.push(part);
+        }
+    }
+    Ok(full)
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -806,33 +956,135 @@ impl Checker<'_> {
         deps
     }
 
-    fn permissions(&mut self, v: Option<&Value>) -> BTreeSet<ModuleName> {
-        let mut out = BTreeSet::new();
+    /// `permissions`: entries `"calc"` or `"calc.*"` (every method of calc) and `"calc.add"`
+    /// (that method). Returns what each named module grants.
+    fn permissions(&mut self, v: Option<&Value>) -> BTreeMap<ModuleName, Methods> {
+        let mut out: BTreeMap<ModuleName, Methods> = BTreeMap::new();
         match v {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     let pointer = format!("/permissions/{i}");
-                    match item {
-                        Value::String(s) => {
-                            if let Some(n) = self.listed_name(&pointer, s) {
-                                out.insert(n);
-                            }
-                        }
-                        other => self.fault(
+                    let Value::String(s) = item else {
+                        self.fault(
                             pointer,
-                            format!("must be a module name, found {}", json_kind(other)),
-                        ),
-                    }
+                            format!(
+                                "must be a module name or MODULE.METHOD, found {}",
+                                json_kind(item)
+                            ),
+                        );
+                        continue;
+                    };
+                    let (module, method) = match s.split_once('.') {
+                        Some((m, method)) => (m, Some(method)),
+                        None => (s.as_str(), None),
+                    };
+                    let Some(n) = self.listed_name(&pointer, module) else {
+                        continue;
+                    };
+                    let methods = match method {
+                        None | Some("*") => Methods::All,
+                        Some(m) => match check_method_name(m) {
+                            Ok(()) => Methods::only([m.to_owned()]),
+                            Err(why) => {
+                                self.fault(pointer, format!("{s:?}: {why}"));
+                                continue;
+                            }
+                        },
+                    };
+                    out.entry(n)
+                        .and_modify(|e| e.add(&methods))
+                        .or_insert(methods);
                 }
             }
             Some(other) => self.fault(
                 "/permissions",
                 format!(
-                    "must be a list of module names this module may call, like [\"chat\"], found {}",
+                    "must be a list of what this module may call, modules or MODULE.METHOD, like [\"chat\", \"calc.add\"], found {}",
                     json_kind(other)
                 ),
             ),
+        }
+        out
+    }
+
+    /// An optional boolean field, `false` when absent.
+    fn flag(&mut self, v: Option<&Value>, field: &str) -> bool {
+        match v {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.fault(
+                    format!("/{field}"),
+                    format!("must be true or false, found {}", json_kind(other)),
+                );
+                false
+            }
+        }
+    }
+
+    /// `filesystem`: `{"read": [path…], "write": [path…]}`, both optional.
+    fn filesystem(&mut self, v: Option<&Value>, abs_dir: &Path) -> FsPaths {
+        let mut out = FsPaths::default();
+        let map = match v {
+            None | Some(Value::Null) => return out,
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                self.fault(
+                    "/filesystem",
+                    format!(
+                        "must be an object like {{\"read\": [\"/usr/share/foo\"], \"write\": [\"/var/cache/foo\"]}}, found {}",
+                        json_kind(other)
+                    ),
+                );
+                return out;
+            }
+        };
+        for (key, value) in map {
+            let list = match key.as_str() {
+                "read" => &mut out.read,
+                "write" => &mut out.write,
+                _ => {
+                    self.fault(
+                        format!("/filesystem/{}", pointer_key(key)),
+                        format!("{key:?} is not a kind of access (expected \"read\" or \"write\")"),
+                    );
+                    continue;
+                }
+            };
+            let Value::Array(items) = value else {
+                self.fault(
+                    format!("/filesystem/{key}"),
+                    format!("must be a list of paths, found {}", json_kind(value)),
+                );
+                continue;
+            };
+            if items.len() > MAX_DECLARED_PATHS {
+                self.fault(
+                    format!("/filesystem/{key}"),
+                    format!(
+                        "lists {} paths, more than {MAX_DECLARED_PATHS}; declare the directories that hold them instead",
+                        items.len()
+                    ),
+                );
+                continue;
+            }
+            let mut paths = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let pointer = format!("/filesystem/{key}/{i}");
+                let Value::String(s) = item else {
+                    self.fault(
+                        pointer,
+                        format!("must be a path, found {}", json_kind(item)),
+                    );
+                    continue;
+                };
+                match declared_path(s, abs_dir) {
+                    Ok(p) => paths.push(p),
+                    Err(problem) => self.fault(pointer, problem),
+                }
+            }
+            *list = paths;
         }
         out
     }

@@ -1,7 +1,12 @@
-//! Access decisions: may module A call module B?
+//! Access decisions: may module A call module B, and which of B's methods?
 //!
 //! Owns the rule of DESIGN.md §5: a module may call what its `dependencies` and `permissions`
 //! name; configuration may grant more pairs and deny any pair, and a deny beats everything.
+//! Since issue 18 decisions are per method: a permission may name methods (`"calc.add"`,
+//! `"kv.*"`), and method entries for a dependency narrow it to them; a configured grant may
+//! add methods of a target (`methods = [...]`) and a configured deny may take methods away.
+//! [`Policy::access`] is what a caller may call of a target, sent with its token to the
+//! target, which refuses every other method (`capability.rs`, the SDK's `serve/grant.rs`).
 //! Configuration may also restrict a module to an explicit list of callers (the reference
 //! implementation's access policy, `restrictions: {target: {allowedCallers: [...]}}`): that
 //! list replaces the manifest rules and grants for calls to it; denies still win.
@@ -20,7 +25,7 @@
 //! dirs or a built-in. Anything else is a typo that would silently grant nothing, so loading
 //! refuses it.
 
-use crate::manifest::{Location, Manifest, ManifestError, ManifestFault};
+use crate::manifest::{Location, Manifest, ManifestError, ManifestFault, Methods};
 use crate::name::{CORE_MODULE, ModuleName};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +66,13 @@ pub enum Rule {
     /// A method of `core` that changes what runs ([`CORE_MUTATING`]), and neither the
     /// caller's permissions nor a grant name `core`.
     CoreUnpermitted,
+    /// The caller may call the target, but its permissions and grants name other methods.
+    MethodNotPermitted,
+    /// A configured deny names this method of the target.
+    MethodDenied,
+    /// The target is protected, the method is not read-only and the caller is not one of
+    /// its writers.
+    ProtectedWrite,
 }
 
 impl Rule {
@@ -68,7 +80,13 @@ impl Rule {
     pub fn allows(self) -> bool {
         !matches!(
             self,
-            Rule::Denied | Rule::Restricted | Rule::NotListed | Rule::CoreUnpermitted
+            Rule::Denied
+                | Rule::Restricted
+                | Rule::NotListed
+                | Rule::CoreUnpermitted
+                | Rule::MethodNotPermitted
+                | Rule::MethodDenied
+                | Rule::ProtectedWrite
         )
     }
 }
@@ -81,6 +99,8 @@ pub struct Decision {
     /// The method, when the decision was about one ([`Policy::allows_call`]).
     method: Option<String>,
     rule: Rule,
+    /// For [`Rule::MethodNotPermitted`]: the methods the caller may call.
+    only: Vec<String>,
 }
 
 impl Decision {
@@ -147,8 +167,33 @@ impl fmt::Display for Decision {
             ),
             Rule::CoreUnpermitted => write!(
                 f,
-                "{a} may not call {b}.{}: it changes what runs, which needs \"{b}\" in the \"permissions\" of {a}'s metadata.json or a grant of {a} -> {b} in the configuration",
-                self.method.as_deref().unwrap_or("?")
+                "{a} may not call {b}.{m}: it changes what runs, which needs \"{b}\" or \"{b}.{m}\" in the \"permissions\" of {a}'s metadata.json or a grant of {a} -> {b} in the configuration",
+                m = self.method.as_deref().unwrap_or("?")
+            ),
+            Rule::MethodNotPermitted => write!(
+                f,
+                "{a} may not call {b}.{m}: {a} may call only {list} of {b} (the \"permissions\" in {a}'s metadata.json and the grants name those); add \"{b}.{m}\" to its permissions or grant it with [[grant]] caller = \"{a}\", target = \"{b}\", methods = [\"{m}\"]",
+                m = self.method.as_deref().unwrap_or("?"),
+                list = if self.only.is_empty() {
+                    "no method".to_owned()
+                } else {
+                    self.only.join(", ")
+                },
+            ),
+            Rule::ProtectedWrite => write!(
+                f,
+                "{a} may not call {b}.{m}: {b} is protected and only its writers ({list}) may call its methods not marked read-only; an operator adds {a} with [modules.{b}] writers = [..., \"{a}\"]",
+                m = self.method.as_deref().unwrap_or("?"),
+                list = if self.only.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.only.join(", ")
+                },
+            ),
+            Rule::MethodDenied => write!(
+                f,
+                "{a} may not call {b}.{m}: denied by configuration ([[deny]] caller = \"{a}\", target = \"{b}\", methods = [\"{m}\"]); remove it from the deny to allow it",
+                m = self.method.as_deref().unwrap_or("?")
             ),
         }
     }
@@ -158,10 +203,14 @@ impl fmt::Display for Decision {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct Policy {
-    grants: BTreeSet<(ModuleName, ModuleName)>,
-    denies: BTreeSet<(ModuleName, ModuleName)>,
+    /// (caller, target) → the methods granted.
+    grants: BTreeMap<(ModuleName, ModuleName), Methods>,
+    /// (caller, target) → the methods denied (`All`: the whole pair).
+    denies: BTreeMap<(ModuleName, ModuleName), Methods>,
     /// Target → the only callers it accepts.
     restrictions: BTreeMap<ModuleName, BTreeSet<ModuleName>>,
+    /// Protected target → the modules that may call its write methods.
+    protected: BTreeMap<ModuleName, BTreeSet<ModuleName>>,
 }
 
 impl Policy {
@@ -172,14 +221,41 @@ impl Policy {
     }
 
     /// Also allows `caller` to call `target`.
-    pub fn with_grant(mut self, caller: ModuleName, target: ModuleName) -> Self {
-        self.grants.insert((caller, target));
+    pub fn with_grant(self, caller: ModuleName, target: ModuleName) -> Self {
+        self.with_grant_methods(caller, target, Methods::All)
+    }
+
+    /// Also allows `caller` to call `methods` of `target` (widening what its metadata says).
+    pub fn with_grant_methods(
+        mut self,
+        caller: ModuleName,
+        target: ModuleName,
+        methods: Methods,
+    ) -> Self {
+        self.grants
+            .entry((caller, target))
+            .and_modify(|m| m.add(&methods))
+            .or_insert(methods);
         self
     }
 
     /// Forbids `caller` to call `target`, whatever else allows it.
-    pub fn with_deny(mut self, caller: ModuleName, target: ModuleName) -> Self {
-        self.denies.insert((caller, target));
+    pub fn with_deny(self, caller: ModuleName, target: ModuleName) -> Self {
+        self.with_deny_methods(caller, target, Methods::All)
+    }
+
+    /// Forbids `caller` to call `methods` of `target` (narrowing what its metadata says),
+    /// whatever else allows them.
+    pub fn with_deny_methods(
+        mut self,
+        caller: ModuleName,
+        target: ModuleName,
+        methods: Methods,
+    ) -> Self {
+        self.denies
+            .entry((caller, target))
+            .and_modify(|m| m.add(&methods))
+            .or_insert(methods);
         self
     }
 
@@ -197,7 +273,28 @@ impl Policy {
         self
     }
 
-    /// Decides whether the module described by `caller` may call `target`.
+    /// Protects `target`: only `writers` may call its methods not marked read-only (the
+    /// others may call its read-only methods, as far as the other rules let them). Listing a
+    /// writer also grants it the target.
+    pub fn with_protected(
+        mut self,
+        target: ModuleName,
+        writers: impl IntoIterator<Item = ModuleName>,
+    ) -> Self {
+        self.protected.insert(target, writers.into_iter().collect());
+        self
+    }
+
+    /// The writers of `target` when it is protected.
+    pub fn writers(&self, target: &str) -> Option<&BTreeSet<ModuleName>> {
+        self.protected
+            .iter()
+            .find(|(t, _)| t.as_str() == target)
+            .map(|(_, w)| w)
+    }
+
+    /// Decides whether the module described by `caller` may call `target` at all (some
+    /// method of it): what `capability_module.requestModule` asks before minting a token.
     ///
     /// `caller` must be the manifest of the module identified by its connection, never one
     /// named by the module itself. `target` may be any text (it usually comes from a request);
@@ -205,107 +302,248 @@ impl Policy {
     pub fn allows(&self, caller: &Manifest, target: &str) -> Decision {
         // Requests come from outside: never keep an unbounded string.
         let target: String = target.chars().take(80).collect();
-        let rule = self.rule(caller, &target);
+        let (rule, _) = self.access(caller, &target);
         Decision {
             caller: caller.name.clone(),
             target,
             method: None,
             rule,
+            only: Vec::new(),
         }
+    }
+
+    /// What `caller` may call of `target`: the rule that lets it (or refuses it) and the
+    /// methods. Configured method denies are not subtracted here (see
+    /// [`Policy::allows_call`]); a refusing rule comes with `Methods::Only` of nothing.
+    pub fn access(&self, caller: &Manifest, target: &str) -> (Rule, Methods) {
+        let none = || Methods::Only(BTreeSet::new());
+        let pair = (caller.name.clone(), target);
+        let key = |map: &BTreeMap<(ModuleName, ModuleName), Methods>| {
+            map.iter()
+                .find(|((c, t), _)| *c == pair.0 && t.as_str() == pair.1)
+                .map(|(_, m)| m.clone())
+        };
+        if key(&self.denies) == Some(Methods::All) {
+            return (Rule::Denied, none());
+        }
+        if caller.name == target {
+            return (Rule::SameModule, Methods::All);
+        }
+        if ModuleName::RESERVED.contains(&target) {
+            return (Rule::BuiltIn, Methods::All);
+        }
+        if let Some(allowed) = self.restrictions.get(target) {
+            return if allowed.contains(&caller.name) {
+                (Rule::Granted, Methods::All)
+            } else {
+                (Rule::Restricted, none())
+            };
+        }
+        let declared = caller
+            .access
+            .iter()
+            .find(|(n, _)| n.as_str() == target)
+            .map(|(_, m)| m.clone());
+        let (mut rule, mut methods) = match declared {
+            Some(m) => (Rule::Permission, m),
+            None if caller.dependencies.contains_key(target) => (Rule::Dependency, Methods::All),
+            None => (Rule::NotListed, none()),
+        };
+        let writer = self
+            .writers(target)
+            .is_some_and(|w| w.contains(&caller.name));
+        let granted = match (key(&self.grants), writer) {
+            (_, true) => Some(Methods::All),
+            (g, false) => g,
+        };
+        if let Some(granted) = granted {
+            if rule == Rule::NotListed {
+                rule = Rule::Granted;
+            }
+            methods.add(&granted);
+        }
+        (rule, methods)
     }
 
     /// Decides whether the module described by `caller` may call `method` of `target`: the
-    /// rules of [`Policy::allows`], and for the methods of `core` that change what runs
-    /// ([`CORE_MUTATING`]) `"core"` in the caller's permissions or a configured grant of the
-    /// pair (a deny still beats both).
+    /// rules of [`Policy::allows`], then the methods its permissions and grants name, then
+    /// configured method denies; for the methods of `core` that change what runs
+    /// ([`CORE_MUTATING`]) `"core"` (or `"core.METHOD"`) in the caller's permissions or a
+    /// configured grant of `core` (covering the method) is needed (a deny still beats both).
     pub fn allows_call(&self, caller: &Manifest, target: &str, method: &str) -> Decision {
-        let mut decision = self.allows(caller, target);
-        if decision.target == CORE_MODULE && CORE_MUTATING.contains(&method) {
-            decision.rule = if decision.rule == Rule::Denied {
-                Rule::Denied
-            } else if caller.permissions.iter().any(|p| p.as_str() == CORE_MODULE) {
-                Rule::Permission
-            } else if self
-                .grants
-                .iter()
-                .any(|(c, t)| *c == caller.name && t.as_str() == CORE_MODULE)
-            {
-                Rule::Granted
-            } else {
-                Rule::CoreUnpermitted
-            };
-        }
-        decision.method = Some(method.chars().take(80).collect());
-        decision
-    }
-
-    fn rule(&self, caller: &Manifest, target: &str) -> Rule {
-        let pair = |set: &BTreeSet<(ModuleName, ModuleName)>| {
-            set.iter().any(|(c, t)| *c == caller.name && t == target)
-        };
-        if pair(&self.denies) {
-            Rule::Denied
-        } else if caller.name == target {
-            Rule::SameModule
-        } else if ModuleName::RESERVED.contains(&target) {
-            Rule::BuiltIn
-        } else if let Some(allowed) = self.restrictions.get(target) {
-            if allowed.contains(&caller.name) {
-                Rule::Granted
-            } else {
-                Rule::Restricted
+        let target: String = target.chars().take(80).collect();
+        let method: String = method.chars().take(80).collect();
+        let (mut rule, methods) = self.access(caller, &target);
+        let mut only = Vec::new();
+        if rule.allows() {
+            if target == CORE_MODULE && CORE_MUTATING.contains(&method.as_str()) {
+                let declared = caller
+                    .access
+                    .iter()
+                    .any(|(n, m)| n.as_str() == CORE_MODULE && m.contains(&method));
+                let granted = self.grants.iter().any(|((c, t), m)| {
+                    *c == caller.name && t.as_str() == CORE_MODULE && m.contains(&method)
+                });
+                rule = if declared {
+                    Rule::Permission
+                } else if granted {
+                    Rule::Granted
+                } else {
+                    Rule::CoreUnpermitted
+                };
+            } else if !methods.contains(&method) {
+                rule = Rule::MethodNotPermitted;
+                if let Methods::Only(set) = &methods {
+                    only = set.iter().cloned().collect();
+                }
             }
-        } else if caller.dependencies.contains_key(target) {
-            Rule::Dependency
-        } else if caller
-            .permissions
-            .iter()
-            .any(|p| permits(p.as_str(), target))
-        {
-            Rule::Permission
-        } else if pair(&self.grants) {
-            Rule::Granted
-        } else {
-            Rule::NotListed
+            let denied = self.denies.iter().any(|((c, t), m)| {
+                *c == caller.name && t.as_str() == target && m.contains(&method)
+            });
+            if denied && rule.allows() {
+                rule = Rule::MethodDenied;
+            }
         }
+        Decision {
+            caller: caller.name.clone(),
+            target,
+            method: Some(method),
+            rule,
+            only,
+        }
+    }
+
+    /// Whether `caller` may call `method` of the protected `target` (`read_only`: the
+    /// interface marks it so): `None` when it may (not protected, a writer, or read-only),
+    /// else the refusal.
+    pub fn protected_refusal(
+        &self,
+        caller: &Manifest,
+        target: &str,
+        method: &str,
+        read_only: bool,
+    ) -> Option<Decision> {
+        let writers = self.writers(target)?;
+        if read_only || writers.contains(&caller.name) || caller.name == target {
+            return None;
+        }
+        Some(Decision {
+            caller: caller.name.clone(),
+            target: target.chars().take(80).collect(),
+            method: Some(method.chars().take(80).collect()),
+            rule: Rule::ProtectedWrite,
+            only: writers.iter().map(|w| w.as_str().to_owned()).collect(),
+        })
+    }
+
+    /// What `caller` may call of `target`, whose interface lists `interface` (each method's
+    /// name and whether it is read-only), as the target must enforce it: `None` when every
+    /// method is allowed, else each allowed method, each refused one with the reason, and the
+    /// reason for any other name. Sent to the target with the token (`$grant`).
+    pub fn grant_for(
+        &self,
+        caller: &Manifest,
+        target: &str,
+        interface: &[(String, bool)],
+    ) -> Option<MethodGrant> {
+        let (rule, methods) = self.access(caller, target);
+        let method_denies = self
+            .denies
+            .iter()
+            .any(|((c, t), _)| *c == caller.name && t.as_str() == target);
+        let guarded = self
+            .writers(target)
+            .is_some_and(|w| !w.contains(&caller.name));
+        if rule.allows() && methods == Methods::All && !method_denies && !guarded {
+            return None;
+        }
+        let mut grant = MethodGrant::default();
+        for (m, read_only) in interface {
+            let d = self.allows_call(caller, target, m);
+            let d = match self.protected_refusal(caller, target, m, *read_only) {
+                Some(p) if d.is_allowed() => p,
+                _ => d,
+            };
+            if d.is_allowed() {
+                grant.allow.push(m.clone());
+            } else {
+                grant.deny.insert(m.clone(), d.to_string());
+            }
+        }
+        // Methods named by permissions or grants that the interface does not list (an
+        // interface not known yet, a method added later): decided by name, never read-only.
+        if let Methods::Only(named) = &methods {
+            for m in named
+                .iter()
+                .filter(|m| !interface.iter().any(|(i, _)| i == *m))
+            {
+                let d = self.allows_call(caller, target, m);
+                if d.is_allowed() && self.protected_refusal(caller, target, m, false).is_none() {
+                    grant.allow.push(m.clone());
+                }
+            }
+        }
+        // "{method}" is no method name, so no grant or deny names it: the target puts the
+        // name it was called with in its place. A name outside the interface is no read-only
+        // method either.
+        let other = self.allows_call(caller, target, "{method}");
+        let other = match self.protected_refusal(caller, target, "{method}", false) {
+            Some(p) if other.is_allowed() => p,
+            _ => other,
+        };
+        grant.other = (!other.is_allowed()).then(|| other.to_string());
+        Some(grant)
     }
 }
 
-/// Whether permission `p` lets its holder call `target`: `p` names `target`, or is one of
-/// `target`'s own permissions, `target.<scope>` (`p2p.register`), which the target module
-/// checks for itself and which imply calling it.
-pub fn permits(p: &str, target: &str) -> bool {
-    p == target || scope_of(p).is_some_and(|(module, _)| module == target)
+/// What a target module must enforce for one caller ([`Policy::grant_for`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MethodGrant {
+    /// Methods the caller may call.
+    pub allow: Vec<String>,
+    /// Methods of the interface it may not, each with the reason naming the rule.
+    pub deny: BTreeMap<String, String>,
+    /// The reason for any other method name, with `{method}` where the name goes; `None`
+    /// when other names may be called (they are not the target's methods anyway).
+    pub other: Option<String>,
 }
 
-/// Splits a scoped permission `module.scope` at its last dot; `None` when the scope is empty
-/// or holds anything but ASCII letters, digits, `_` and `-`.
-pub fn scope_of(p: &str) -> Option<(&str, &str)> {
-    let (module, scope) = p.rsplit_once('.')?;
-    let valid = !module.is_empty()
-        && !scope.is_empty()
-        && scope
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
-    valid.then_some((module, scope))
-}
+/// Every method of the built-in `core`.
+pub const CORE_METHODS: [&str; 12] = [
+    "getLoadedPlugins",
+    "getKnownPlugins",
+    "loadPlugin",
+    "unloadPlugin",
+    "reloadPlugin",
+    "processPlugin",
+    "getPluginMethods",
+    "listModules",
+    "moduleInfo",
+    "stats",
+    "faults",
+    "shutdown",
+];
+
+/// Every method of the built-in `capability_module`.
+pub const CAPABILITY_METHODS: [&str; 1] = ["requestModule"];
 
 /// Checks that each of `manifest`'s permissions names a module that exists: a built-in
 /// (`core`, `capability_module`) or one of `modules` (every module found in the modules dirs,
-/// whether its metadata is valid or not, plus any registered by path).
+/// whether its metadata is valid or not, plus any registered by path); and that each method
+/// it names (`"calc.add"`) exists: for the built-ins always, for another module when its
+/// interface is known (`interfaces`: method names of the modules that have run).
 ///
 /// # Errors
 ///
 /// A [`ManifestError`] with one fault per unknown permission, located at
-/// `/permissions/<index>` of the module's `metadata.json`, listing the known permission names
-/// and the closest one.
+/// `/permissions/<index>` of the module's `metadata.json`, listing the known names and the
+/// closest one.
 pub fn check_permissions(
     manifest: &Manifest,
     modules: &BTreeSet<String>,
+    interfaces: &BTreeMap<String, BTreeSet<String>>,
 ) -> Result<(), ManifestError> {
-    let is_module = |p: &str| ModuleName::RESERVED.contains(&p) || modules.contains(p);
-    // `p2p.register`: a permission the module `p2p` defines and checks itself.
-    let is_known = |p: &str| is_module(p) || scope_of(p).is_some_and(|(m, _)| is_module(m));
+    let is_known = |p: &str| ModuleName::RESERVED.contains(&p) || modules.contains(p);
     // Indices come from the document as written, so the pointer names the right entry.
     let listed: Vec<(usize, String)> = match manifest.raw.get("permissions") {
         Some(Value::Array(items)) => items
@@ -325,23 +563,56 @@ pub fn check_permissions(
         .map(|s| (*s).to_owned())
         .chain(modules.iter().cloned())
         .collect();
-    let faults = listed
-        .into_iter()
-        .filter(|(_, p)| !is_known(p))
-        .map(|(i, p)| {
-            let hint = crate::name::closest(&p, &known)
+    let builtin_methods = |m: &str| -> Option<BTreeSet<String>> {
+        let list: &[&str] = match m {
+            CORE_MODULE => &CORE_METHODS,
+            crate::name::CAPABILITY_MODULE => &CAPABILITY_METHODS,
+            _ => return None,
+        };
+        Some(list.iter().map(|s| (*s).to_owned()).collect())
+    };
+    let mut faults = Vec::new();
+    for (i, p) in listed {
+        let (module, method) = match p.split_once('.') {
+            Some((m, method)) => (m, Some(method)),
+            None => (p.as_str(), None),
+        };
+        let at = Location::Field(format!("/permissions/{i}"));
+        if !is_known(module) {
+            let hint = crate::name::closest(module, &known)
                 .map(|c| format!("; did you mean {c:?}?"))
                 .unwrap_or_default();
-            ManifestFault::new(
+            faults.push(ManifestFault::new(
                 manifest.path.clone(),
-                Location::Field(format!("/permissions/{i}")),
+                at,
                 format!(
-                    "{p:?} is not a known permission (known: {}); a permission names a module this one may call (a built-in or a module in the modules dirs) or one of that module's own permissions (\"p2p.register\"), so fix the name or install that module{hint}",
+                    "{p:?} is not a known permission (known: {}); a permission names a module this one may call (a built-in or a module in the modules dirs), or MODULE.METHOD, so fix the name or install that module{hint}",
                     crate::error::list(&known)
                 ),
-            )
-        })
-        .collect();
+            ));
+            continue;
+        }
+        let Some(method) = method.filter(|m| *m != "*") else {
+            continue;
+        };
+        let methods = builtin_methods(module).or_else(|| interfaces.get(module).cloned());
+        if let Some(methods) = methods
+            && !methods.contains(method)
+        {
+            let names: Vec<String> = methods.iter().cloned().collect();
+            let hint = crate::name::closest(method, &names)
+                .map(|c| format!("; did you mean {module}.{c}?"))
+                .unwrap_or_default();
+            faults.push(ManifestFault::new(
+                manifest.path.clone(),
+                at,
+                format!(
+                    "{p:?} names no method of {module} (it has: {}){hint}",
+                    crate::error::list(&names)
+                ),
+            ));
+        }
+    }
     match ManifestError::from_faults(manifest.path.clone(), faults) {
         Some(e) => Err(e),
         None => Ok(()),
@@ -360,9 +631,15 @@ mod tests {
         }
     }
 
+    /// What a `permissions` entry does to a manifest.
+    fn permit(m: &mut Manifest, target: &str, methods: Methods) {
+        m.permissions.insert(n(target));
+        m.access.insert(n(target), methods);
+    }
+
     fn greeter() -> Manifest {
         let mut m = Manifest::for_test("greeter", "1.0.0", &[("calc", "^1")]);
-        m.permissions.insert(n("chat"));
+        permit(&mut m, "chat", Methods::All);
         m
     }
 
@@ -427,7 +704,7 @@ mod tests {
             assert!(reason.contains("\"permissions\""), "{reason}");
         }
         let mut admin = greeter();
-        admin.permissions.insert(n("core"));
+        permit(&mut admin, "core", Methods::All);
         assert_eq!(
             p.allows_call(&admin, "core", "loadPlugin").rule(),
             Rule::Permission
@@ -451,6 +728,82 @@ mod tests {
                 .rule(),
             Rule::Denied
         );
+    }
+
+    #[test]
+    fn methods_are_granted_narrowed_and_widened() {
+        let mut g = greeter();
+        // A method entry for a dependency narrows it.
+        permit(&mut g, "calc", Methods::only(["add".to_owned()]));
+        permit(&mut g, "core", Methods::only(["unloadPlugin".to_owned()]));
+        let p = Policy::new()
+            .with_grant_methods(n("greeter"), n("calc"), Methods::only(["sub".to_owned()]))
+            .with_grant_methods(n("greeter"), n("kv"), Methods::only(["get".to_owned()]))
+            .with_deny_methods(n("greeter"), n("chat"), Methods::only(["send".to_owned()]));
+        let rule = |t: &str, m: &str| p.allows_call(&g, t, m).rule();
+        assert_eq!(rule("calc", "add"), Rule::Permission);
+        assert_eq!(rule("calc", "sub"), Rule::Permission);
+        assert_eq!(rule("calc", "mul"), Rule::MethodNotPermitted);
+        assert_eq!(rule("kv", "get"), Rule::Granted);
+        assert_eq!(rule("kv", "set"), Rule::MethodNotPermitted);
+        assert_eq!(rule("chat", "history"), Rule::Permission);
+        assert_eq!(rule("chat", "send"), Rule::MethodDenied);
+        assert_eq!(rule("core", "unloadPlugin"), Rule::Permission);
+        assert_eq!(rule("core", "loadPlugin"), Rule::CoreUnpermitted);
+        assert_eq!(rule("core", "listModules"), Rule::BuiltIn);
+        let why = p.allows_call(&g, "calc", "mul").to_string();
+        assert!(
+            why.starts_with(
+                "greeter may not call calc.mul: greeter may call only add, sub of calc"
+            ),
+            "{why}"
+        );
+        // What calc must enforce for greeter.
+        let iface: Vec<(String, bool)> = ["add", "div", "mul", "sub"]
+            .map(|m| (m.to_owned(), false))
+            .into();
+        let grant = p.grant_for(&g, "calc", &iface).unwrap_or_default();
+        assert_eq!(grant.allow, ["add", "sub"]);
+        assert_eq!(grant.deny.keys().collect::<Vec<_>>(), ["div", "mul"]);
+        let other = grant.other.unwrap_or_default();
+        assert!(other.contains("calc.{method}"), "{other}");
+        // Every method, no method deny: nothing to enforce.
+        assert_eq!(p.grant_for(&greeter(), "calc", &iface), None);
+        // An interface not known: the named methods are still allowed by name.
+        let blind = p.grant_for(&g, "calc", &[]).unwrap_or_default();
+        assert_eq!(blind.allow, ["add", "sub"]);
+        let chat = p.grant_for(
+            &g,
+            "chat",
+            &[("send".into(), false), ("history".into(), true)],
+        );
+        assert_eq!(chat.map(|c| c.allow), Some(vec!["history".to_owned()]));
+    }
+
+    #[test]
+    fn a_protected_module_serves_writes_to_its_writers_only() {
+        let mut g = greeter();
+        permit(&mut g, "kv", Methods::All);
+        let node = Manifest::for_test("node", "1.0.0", &[]);
+        let p = Policy::new().with_protected(n("kv"), [n("node")]);
+        let iface = [("get".to_owned(), true), ("set".to_owned(), false)];
+        let grant = p.grant_for(&g, "kv", &iface).unwrap_or_default();
+        assert_eq!(grant.allow, ["get"]);
+        let why = &grant.deny["set"];
+        assert!(
+            why.starts_with(
+                "greeter may not call kv.set: kv is protected and only its writers (node)"
+            ),
+            "{why}"
+        );
+        assert!(grant.other.is_some_and(|o| o.contains("kv is protected")));
+        // The writer is granted kv by being listed, and may write.
+        assert_eq!(p.allows(&node, "kv").rule(), Rule::Granted);
+        assert_eq!(p.grant_for(&node, "kv", &iface), None);
+        // The operator's method deny still beats being a writer.
+        let p = p.with_deny_methods(n("node"), n("kv"), Methods::only(["set".to_owned()]));
+        let grant = p.grant_for(&node, "kv", &iface).unwrap_or_default();
+        assert_eq!(grant.allow, ["get"]);
     }
 
     #[test]
@@ -504,7 +857,7 @@ mod tests {
             g.permissions.insert(n(p));
         }
         let modules: BTreeSet<String> = ["calc", "chat", "greeter"].map(String::from).into();
-        let faults = match check_permissions(&g, &modules) {
+        let faults = match check_permissions(&g, &modules, &BTreeMap::new()) {
             Err(e) => e.into_faults(),
             Ok(()) => panic!("unknown permissions accepted"),
         };
@@ -525,34 +878,18 @@ mod tests {
 
         g.raw = serde_json::json!({ "permissions": ["chat", "capability_module"] });
         g.permissions = [n("chat"), n("capability_module")].into();
-        assert!(check_permissions(&g, &modules).is_ok());
-    }
+        assert!(check_permissions(&g, &modules, &BTreeMap::new()).is_ok());
 
-    #[test]
-    fn a_modules_own_permission_names_it_and_lets_its_holder_call_it() {
-        let mut g = greeter();
-        g.raw =
-            serde_json::json!({ "permissions": ["chat.post", "nope.post", "chat.", "chat.a.b"] });
-        let modules: BTreeSet<String> = ["calc", "chat", "greeter"].map(String::from).into();
-        let faults = match check_permissions(&g, &modules) {
+        g.raw = serde_json::json!({ "permissions": ["calc.add", "calc.pow", "core.loadPlugin", "core.nope", "chat.anything"] });
+        let interfaces =
+            BTreeMap::from([("calc".to_owned(), ["add", "sub"].map(String::from).into())]);
+        let faults = match check_permissions(&g, &modules, &interfaces) {
             Err(e) => e.into_faults(),
-            Ok(()) => panic!("unknown permissions accepted"),
+            Ok(()) => panic!("unknown methods accepted"),
         };
         let pointers: Vec<&str> = faults.iter().filter_map(|f| f.pointer()).collect();
-        // "chat.a.b" is module "chat.a" scope "b": no such module either.
-        assert_eq!(
-            pointers,
-            ["/permissions/1", "/permissions/2", "/permissions/3"]
-        );
-
-        g.permissions = [n("chat.post")].into();
-        let policy = Policy::default();
-        assert!(policy.allows(&g, "chat").is_allowed());
-        assert_eq!(policy.allows(&g, "chat").rule(), Rule::Permission);
-        assert!(!policy.allows(&g, "kv").is_allowed());
-        assert!(permits("p2p.register", "p2p"));
-        assert!(!permits("p2p.register", "p2"));
-        assert!(!permits("p2p2.register", "p2p"));
+        // chat has not run: its methods are not known yet, so not checked.
+        assert_eq!(pointers, ["/permissions/1", "/permissions/3"]);
     }
 
     #[test]

@@ -413,11 +413,18 @@ impl Registry {
             .chain(self.invalid.keys())
             .cloned()
             .collect();
+        // Method names are checked against the interfaces of modules that have run.
+        let interfaces: BTreeMap<String, BTreeSet<String>> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.interface().is_some())
+            .map(|(n, r)| (n.clone(), crate::stats::method_names(r.interface())))
+            .collect();
         for name in plan.modules() {
             let Some(manifest) = self.known.get(name.as_str()) else {
                 continue;
             };
-            if let Err(error) = crate::policy::check_permissions(manifest, &modules) {
+            if let Err(error) = crate::policy::check_permissions(manifest, &modules, &interfaces) {
                 return Err(Error::InvalidMetadata {
                     chain: self.chain_to(requested, name.as_str()),
                     error,

@@ -70,6 +70,23 @@ impl Inner {
         for (a, b) in settings.denies.iter().filter_map(names) {
             policy = policy.with_deny(a, b);
         }
+        let only = |ms: &[String]| crate::manifest::Methods::only(ms.iter().cloned());
+        for (a, b, ms) in &settings.method_grants {
+            if let Some((a, b)) = names(&(a.clone(), b.clone())) {
+                policy = policy.with_grant_methods(a, b, only(ms));
+            }
+        }
+        for (a, b, ms) in &settings.method_denies {
+            if let Some((a, b)) = names(&(a.clone(), b.clone())) {
+                policy = policy.with_deny_methods(a, b, only(ms));
+            }
+        }
+        for (target, m) in settings.modules.iter().filter(|(_, m)| m.protected) {
+            if let Ok(t) = ModuleName::new(target) {
+                let writers = m.writers.iter().filter_map(|w| ModuleName::new(w).ok());
+                policy = policy.with_protected(t, writers);
+            }
+        }
         for (target, callers) in &settings.restrictions {
             if let Ok(t) = ModuleName::new(target) {
                 let callers = callers.iter().filter_map(|c| ModuleName::new(c).ok());

@@ -289,7 +289,7 @@ fn read_served(v: &Value, interface: &BTreeSet<String>) -> Served {
 }
 
 /// Method names of a registered interface.
-fn method_names(interface: Option<&Value>) -> BTreeSet<String> {
+pub(crate) fn method_names(interface: Option<&Value>) -> BTreeSet<String> {
     interface
         .and_then(|i| i.get("methods"))
         .and_then(Value::as_list)
@@ -297,6 +297,22 @@ fn method_names(interface: Option<&Value>) -> BTreeSet<String> {
         .iter()
         .filter_map(|m| m.get("name").and_then(Value::as_str))
         .map(str::to_owned)
+        .collect()
+}
+
+/// Method names of a registered interface, each with whether it is marked read-only
+/// (`"readOnly": true`).
+pub(crate) fn methods_read_only(interface: Option<&Value>) -> Vec<(String, bool)> {
+    interface
+        .and_then(|i| i.get("methods"))
+        .and_then(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| {
+            let name = m.get("name").and_then(Value::as_str)?;
+            let ro = m.get("readOnly").and_then(Value::as_bool) == Some(true);
+            Some((name.to_owned(), ro))
+        })
         .collect()
 }
 

@@ -251,7 +251,10 @@ async fn a_python_module_serves_peers_that_hold_a_granted_token_and_only_those()
     let mut meta: serde_json::Value = serde_json::from_str(&meta).expect("json");
     meta["permissions"] = serde_json::json!(["pyecho"]);
     w.write_metadata("probe", &meta.to_string());
-    let core = w.start().await;
+    // … except `upper` (issue 18: pyecho enforces the method grant that comes with the token).
+    let core = w
+        .start_with(w.builder().deny_methods("probe", "pyecho", ["upper"]))
+        .await;
     core.load_many(&["pyecho", "probe"]).await.expect("load");
 
     // probe (the Rust SDK) gets a token from the core, which hands it to pyecho with `$grant`;
@@ -316,6 +319,23 @@ async fn a_python_module_serves_peers_that_hold_a_granted_token_and_only_those()
             .await
             .expect("still serving"),
         int(4)
+    );
+
+    // The method grant: echo is served, upper refused by pyecho with the operator's rule.
+    let invoke = |method: &str| {
+        core.call(
+            "probe",
+            "invoke",
+            vec![text("pyecho"), text(method), Value::List(vec![text("ab")])],
+        )
+    };
+    assert_eq!(invoke("echo").await.expect("echo"), text("ab"));
+    let e = invoke("upper").await.expect_err("upper is denied");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+    assert!(
+        e.to_string()
+            .contains(r#"[[deny]] caller = "probe", target = "pyecho", methods = ["upper"]"#),
+        "{e}"
     );
 
     // Unloading probe revokes its tokens at pyecho (`$revoke`); pyecho keeps running and

@@ -52,6 +52,11 @@ mod names;
 ///   whose variants are listed in the interface.
 /// - `#[logos(name = "wireName")]` on a method overrides its wire name.
 /// - `#[logos(skip)]` on a `pub fn` keeps it out of the interface.
+/// - `#[read_only]` on an exported method says it changes no state: the interface marks it
+///   `"readOnly": true`, and when the module is protected (`"protected": true`, confirmed by
+///   the operator) every caller allowed to call it may, while the other methods are kept for
+///   the writers the operator lists (docs/security.md, "Protected modules"). The SDK does not
+///   check the claim: marking a writing method read-only opens it to every caller.
 /// - `#[init]` on one associated function marks the constructor, called once at start-up
 ///   before the module connects to the core: `fn new(ctx: &Context) -> Result<Self, E>` (with
 ///   `E: Display`; an error stops the module with a non-zero exit), or `-> Self`, with or

@@ -99,6 +99,8 @@ struct Method {
     params: Vec<Param>,
     output: ReturnType,
     span: Span,
+    /// Marked `#[read_only]`.
+    read_only: bool,
 }
 
 struct Param {
@@ -142,6 +144,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     for item in &mut block.items {
         let ImplItem::Fn(f) = item else { continue };
         let is_init = take_init_attr(&mut f.attrs);
+        let read_only = take_read_only_attr(&mut f.attrs);
         let attrs = match take_logos_attrs(&mut f.attrs) {
             Ok(a) => a,
             Err(e) => {
@@ -150,6 +153,12 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             }
         };
         if let Some(init_attr_span) = is_init {
+            if let Some(span) = read_only {
+                errors.push(syn::Error::new(
+                    span,
+                    "#[read_only] marks exported methods, not the #[init] constructor",
+                ));
+            }
             if let Some(span) = attrs.span {
                 errors.push(syn::Error::new(
                     span,
@@ -174,6 +183,12 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             continue;
         }
         if !exported {
+            if let Some(span) = read_only {
+                errors.push(syn::Error::new(
+                    span,
+                    "#[read_only] only applies to `pub fn` methods taking `&self` or `&mut self`; only those are exported",
+                ));
+            }
             if let Some(span) = attrs.span {
                 errors.push(syn::Error::new(
                     span,
@@ -183,7 +198,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             continue;
         }
         match read_method(f, &attrs) {
-            Ok(m) => methods.push(m),
+            Ok(mut m) => {
+                m.read_only = read_only.is_some();
+                methods.push(m);
+            }
             Err(e) => errors.push(e),
         }
     }
@@ -331,6 +349,13 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     })
 }
 
+/// Removes `#[read_only]` and returns its span if present.
+fn take_read_only_attr(attrs: &mut Vec<Attribute>) -> Option<Span> {
+    let pos = attrs.iter().position(|a| a.path().is_ident("read_only"))?;
+    let attr = attrs.remove(pos);
+    Some(attr.span())
+}
+
 /// Removes `#[init]` and returns its span if present.
 fn take_init_attr(attrs: &mut Vec<Attribute>) -> Option<Span> {
     let pos = attrs.iter().position(|a| a.path().is_ident("init"))?;
@@ -446,6 +471,7 @@ fn read_method(f: &ImplItemFn, attrs: &MethodAttrs) -> syn::Result<Method> {
         params,
         output: sig.output.clone(),
         span: sig.ident.span(),
+        read_only: false,
     })
 }
 
@@ -595,11 +621,13 @@ fn method_info(index: usize, m: &Method, self_ty: &Type) -> TokenStream {
     let wire = &m.wire;
     let returns = return_type_name(&m.output);
     let params = params_const_name(index);
+    let read_only = m.read_only;
     quote! {
         ::logos_sdk::MethodInfo {
             name: #wire,
             params: <#self_ty>::#params,
             returns: #returns,
+            read_only: #read_only,
         }
     }
 }

@@ -36,7 +36,8 @@ pub trait Module: Send + Sync + Sized + 'static {
     fn events() -> &'static [EventInfo];
 
     /// The interface map sent to the core in `hello` and returned by `core.getPluginMethods`:
-    /// `{"name", "version", "methods": [{"name", "params": [{"name", "type"}], "returns"}],
+    /// `{"name", "version", "methods": [{"name", "params": [{"name", "type"}], "returns",
+    /// "readOnly"?}],
     /// "events": [{"name", "params": [...]}]}` (docs/architecture.md §5).
     fn interface() -> Value {
         interface_value(Self::NAME, Self::VERSION, Self::methods(), Self::events())
@@ -121,6 +122,10 @@ pub struct MethodInfo {
     pub params: &'static [ParamInfo],
     /// Logos type name of the result (`null` when the method returns nothing).
     pub returns: &'static str,
+    /// Marked `#[read_only]`: it changes no state, so a protected module serves it to every
+    /// caller allowed to call it, not only to its writers (docs/security.md, "Protected
+    /// modules"). In the interface as `"readOnly": true`.
+    pub read_only: bool,
 }
 
 /// One event in the interface.
@@ -156,11 +161,15 @@ pub fn interface_value(
     let methods = methods
         .iter()
         .map(|m| {
-            Value::Map(BTreeMap::from([
+            let mut entry = BTreeMap::from([
                 ("name".to_owned(), Value::from(m.name)),
                 ("params".to_owned(), params_value(m.params)),
                 ("returns".to_owned(), Value::from(m.returns)),
-            ]))
+            ]);
+            if m.read_only {
+                entry.insert("readOnly".to_owned(), Value::Bool(true));
+            }
+            Value::Map(entry)
         })
         .collect();
     let events = events

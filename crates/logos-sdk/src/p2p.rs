@@ -222,8 +222,10 @@ struct Opened {
 }
 
 impl P2p {
-    /// The node of this module's core (the module named `p2p`; this module needs
-    /// `p2p.register` and/or `p2p.dial` in its permissions).
+    /// The node of this module's core (the module named `p2p`). This module may call the
+    /// methods of `p2p` its permissions and the operator's grants name: `"p2p"` (all of them,
+    /// as a dependency does), or e.g. `"p2p.registerProtocol"`, `"p2p.accept"` to serve and
+    /// `"p2p.openStream"` to dial (docs/p2p.md, "Access").
     pub fn new(ctx: &Context) -> P2p {
         P2p {
             client: ctx.client(P2P_MODULE),
@@ -272,7 +274,7 @@ impl P2p {
     /// (exit, restart, unload) or with [`Registration::unregister`].
     ///
     /// # Errors
-    /// `already_registered`, `unauthorized` (no `p2p.register` permission), `invalid_args`,
+    /// `already_registered`, `unauthorized` (`p2p.registerProtocol` not granted), `invalid_args`,
     /// `node_stopped`.
     pub async fn register(
         &self,
@@ -293,8 +295,8 @@ impl P2p {
     /// (and any address the node knows) when it is not connected.
     ///
     /// # Errors
-    /// `unsupported_protocol`, `dial_failed`, `timeout`, `unauthorized` (no `p2p.dial`
-    /// permission), `node_stopped`.
+    /// `unsupported_protocol`, `dial_failed`, `timeout`, `unauthorized` (`p2p.openStream`
+    /// not granted), `node_stopped`.
     pub async fn open_stream(
         &self,
         peer: &str,

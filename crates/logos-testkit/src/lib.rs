@@ -62,12 +62,12 @@ pub fn stage_module(modules_dir: &Path, name: &str) {
         .expect("metadata.json has a text \"main\"");
     stage_files(&src, &dest, &meta, main);
     let named = json["permissions"].as_array().cloned().unwrap_or_default();
-    for other in named.iter().filter_map(serde_json::Value::as_str) {
-        // `p2p.register` is a permission of module `p2p`.
-        let other = match other.rsplit_once('.') {
-            Some((module, _)) if !workspace().join("modules").join(other).exists() => module,
-            _ => other,
-        };
+    // "calc.add" names module calc.
+    let modules = named
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .map(|p| p.split_once('.').map_or(p, |(m, _)| m));
+    for other in modules {
         if !matches!(other, "core" | "capability_module") {
             stage_module(modules_dir, other);
         }

@@ -31,6 +31,22 @@
 //! call_timeout = "5s"
 //! env = { RUST_BACKTRACE = "1" }
 //! limits = { address_space = "1GiB", open_files = 256, processes = 64 }
+//! filesystem = { read = ["/srv/calc"] }  # grants what its metadata declares
+//!
+//! [[grant]]                           # greeter may also call calc.mul
+//! caller = "greeter"
+//! target = "calc"
+//! methods = ["mul"]                   # left out: every method
+//!
+//! [[deny]]                            # … and never kv.set (a deny beats every grant)
+//! caller = "greeter"
+//! target = "kv"
+//! methods = ["set"]
+//! network = true                      # grants "network": true of its metadata
+//!
+//! [modules.wallet]
+//! protected = true                    # confirms "protected": true of its metadata
+//! writers = ["node"]                  # only node may call its write methods
 //! ```
 
 use logos_core::ModuleName;
@@ -209,6 +225,8 @@ pub(crate) struct Config {
     pub http_tls_key: Option<PathBuf>,
     /// Require an operator token for `/metrics` on loopback too.
     pub http_metrics_auth: Option<bool>,
+    /// Refuse to start modules that would run unconfined (no Landlock).
+    pub strict_confinement: Option<bool>,
     /// Where remote modules connect (`host:port`, TLS 1.3); off when absent.
     pub listen: Option<String>,
     /// Bounds of the remote module listener.
@@ -277,6 +295,28 @@ pub(crate) struct ModuleConfig {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Paths outside its own dirs the module may use, confirming its metadata's `filesystem`.
+    #[serde(default)]
+    pub filesystem: FilesystemConfig,
+    /// Grants the network to a module whose metadata declares `"network": true`.
+    #[serde(default)]
+    pub network: bool,
+    /// Confirms (or imposes) that the module is protected.
+    #[serde(default)]
+    pub protected: bool,
+    /// For a protected module: the modules that may call its write methods.
+    #[serde(default)]
+    pub writers: Vec<Name>,
+}
+
+/// `[modules.<name>.filesystem]`: `read = [...]`, `write = [...]`, relative to this file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilesystemConfig {
+    #[serde(default)]
+    pub read: Vec<PathBuf>,
+    #[serde(default)]
+    pub write: Vec<PathBuf>,
 }
 
 /// `[modules.<name>.limits]`.
@@ -291,12 +331,14 @@ pub(crate) struct LimitsConfig {
     pub processes: Option<u64>,
 }
 
-/// One grant or deny.
+/// One grant or deny: the whole target, or only `methods` of it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Rule {
     pub caller: Name,
     pub target: Name,
+    /// Only these methods (a grant widens, a deny narrows); absent: every method.
+    pub methods: Option<Vec<String>>,
 }
 
 /// A config file that cannot be used.
@@ -382,6 +424,10 @@ impl Config {
         config.runtime_dir.iter_mut().for_each(absolute);
         config.data_dir.iter_mut().for_each(absolute);
         config.host.iter_mut().for_each(absolute);
+        for m in config.modules.values_mut() {
+            m.filesystem.read.iter_mut().for_each(absolute);
+            m.filesystem.write.iter_mut().for_each(absolute);
+        }
         Ok(config)
     }
 
@@ -622,6 +668,10 @@ restart = "never"
 call_timeout = "1.5s"
 env = { A = "1" }
 limits = { address_space = "1GiB", open_files = 64 }
+filesystem = { read = ["/srv/calc", "share"], write = ["/var/cache/calc"] }
+network = true
+protected = true
+writers = ["greeter"]
 
 [[grant]]
 caller = "chat"
@@ -641,6 +691,14 @@ target = "kv"
         assert_eq!(calc.call_timeout, Some(Dur(Duration::from_millis(1500))));
         assert_eq!(calc.limits.address_space, Some(Size(1 << 30)));
         assert_eq!(calc.limits.open_files, Some(64));
+        assert_eq!(
+            calc.filesystem.read,
+            [PathBuf::from("/srv/calc"), PathBuf::from("/etc/share")]
+        );
+        assert_eq!(calc.filesystem.write, [PathBuf::from("/var/cache/calc")]);
+        assert!(calc.network);
+        assert!(calc.protected);
+        assert_eq!(calc.writers[0], "greeter");
         assert_eq!(c.grant[0].target, "kv");
         assert_eq!(c.restart.as_ref().and_then(|r| r.budget), Some(3));
     }
@@ -664,6 +722,21 @@ target = "kv"
         assert_eq!(line, Some(3));
         assert_eq!(key.as_deref(), Some("modules.calc.timeout"));
         assert!(message.contains("call_timeout"), "{message}");
+    }
+
+    #[test]
+    fn strict_confinement_and_filesystem_grants_are_checked() {
+        assert_eq!(
+            parse("strict_confinement = true\n")
+                .ok()
+                .and_then(|c| c.strict_confinement),
+            Some(true)
+        );
+        let (line, key, message) =
+            invalid("[modules.calc]\nfilesystem = { read = [\"/a\"], exec = [\"/b\"] }\n");
+        assert_eq!(line, Some(2));
+        assert_eq!(key.as_deref(), Some("modules.calc.filesystem.exec"));
+        assert!(message.contains("`read` or `write`"), "{message}");
     }
 
     #[test]

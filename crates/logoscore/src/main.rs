@@ -257,6 +257,9 @@ enum Command {
         /// The token's name.
         name: String,
     },
+    /// Peer contexts through the `contexts` module: keygen, create, list, info,
+    /// install-script, policy, submit, audit (docs/contexts.md).
+    Contexts(cmd::contexts::Args),
     /// Remote modules: issue, list and revoke the credentials modules on other machines
     /// join this core with (it must run with --listen).
     Remote {
@@ -319,7 +322,7 @@ impl Command {
             Command::Reload { .. } | Command::ReloadModule { .. } => Verb::Reload,
             Command::List { .. } | Command::ListModules { .. } => Verb::List,
             Command::Info { .. } | Command::ModuleInfo { .. } => Verb::Info,
-            Command::Call { .. } | Command::Module { .. } => Verb::Call,
+            Command::Call { .. } | Command::Module { .. } | Command::Contexts(_) => Verb::Call,
             Command::Watch { .. } => Verb::Watch,
             Command::Stats => Verb::Stats,
             Command::Stop => Verb::Stop,
@@ -677,6 +680,7 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
         } => cmd::tokens::issue(ctx, &name, expires.as_deref(), local_only, replace),
         Command::ListTokens => cmd::tokens::list(ctx),
         Command::RevokeToken { name } => cmd::tokens::revoke(ctx, &name),
+        Command::Contexts(args) => block_on(cmd::contexts::run(ctx, args)),
         Command::Completions { shell } => cmd::completions::run(shell),
         Command::Man { out_dir } => cmd::man::run(out_dir),
         Command::Remote { cmd } => block_on(cmd::remote::run(ctx, cmd)),

@@ -52,14 +52,17 @@ fn an_executable_saying_another_version_is_refused_at_the_handshake() {
         r#"{"name": "calc", "version": "2.0.0", "main": "run.sh", "restart": "never"}"#,
     );
     // An executable module: the core runs the script, which runs calc (version 1.0.0) without
-    // telling logos_host what to expect, so only the handshake can catch it.
+    // telling logos_host what to expect, so only the handshake can catch it. The library is
+    // linked into the module dir, as staging does: a confined module reads its own dir (and
+    // what the operator's links there point to), not the target dir.
+    std::os::unix::fs::symlink(target_dir().join("libcalc.so"), dir.join("libcalc.so")).unwrap();
     let script = dir.join("run.sh");
     std::fs::write(
         &script,
         format!(
             "#!/bin/sh\nexec '{}' --module '{}' --name calc\n",
             target_dir().join("logos_host").display(),
-            target_dir().join("libcalc.so").display()
+            dir.join("libcalc.so").display()
         ),
     )
     .unwrap();

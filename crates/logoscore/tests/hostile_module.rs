@@ -191,3 +191,229 @@ exit 0"#,
     assert!(report.lines().any(|l| l == "data=allowed"), "{report}");
     w.cfg_cli(&["stop"]).ok();
 }
+
+/// Every attempt of the `hostile` module's `attack`, in its report.
+const ATTACKS: [&str; 14] = [
+    "read_secret",
+    "read_neighbour_data",
+    "write_outside",
+    "tcp_connect",
+    "ptrace_neighbour",
+    "ptrace_protected",
+    "read_protected_memory",
+    "signal_core",
+    "signal_protected",
+    "call_protected_write",
+    "call_outside_grant",
+    "unload_plugin",
+    "token_in_another_name",
+    "spoof_identity",
+];
+
+/// The config of the hostile-module runs: strict confinement, kv protected with greeter as
+/// its only writer.
+const STRICT_CONFIG: &str =
+    "strict_confinement = true\n\n[modules.kv]\nprotected = true\nwriters = [\"greeter\"]\n";
+
+/// Stages calc, kv (protected by its metadata), greeter, chat and hostile, and plants what
+/// hostile will reach for: a shadow-like secret and a file in kv's data dir.
+fn hostile_world() -> World {
+    let w = World::new();
+    w.stage_all(&["calc", "kv", "greeter", "chat", "hostile"]);
+    let meta = w.modules.join("kv/metadata.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    json["protected"] = true.into();
+    std::fs::write(&meta, json.to_string()).unwrap();
+    std::fs::create_dir_all(w.dir.path().join("secrets")).unwrap();
+    std::fs::write(
+        w.dir.path().join("secrets/shadow"),
+        "root:$6$salt$hash:19000::::::\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(w.data.join("kv")).unwrap();
+    std::fs::write(w.data.join("kv/planted"), "kv's private state\n").unwrap();
+    w
+}
+
+fn pid_of(w: &World, module: &str) -> u32 {
+    w.pids()
+        .into_iter()
+        .find(|(n, _)| n == module)
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("{module} runs"))
+}
+
+/// Issue 18, Tests: a hostile module tries everything the issue lists against a real daemon
+/// (strict confinement, kv protected); every attempt fails and is logged, kv's state, calc
+/// and the core are untouched, and greeter (kv's writer) still works.
+#[test]
+fn issue_18_a_hostile_module_is_refused_everything_and_every_refusal_is_logged() {
+    let w = hostile_world();
+    let config = w.write("logoscore.toml", STRICT_CONFIG);
+    let d = w.daemon(&[
+        "-c",
+        config.to_str().unwrap(),
+        "--load",
+        "calc",
+        "--load",
+        "kv",
+    ]);
+    w.cli(&["call", "kv", "set", "balance", "100"]).ok();
+    let keys_before = w.cli_json(&["call", "kv", "keys"])["result"].clone();
+    let (calc_pid, kv_pid) = (pid_of(&w, "calc"), pid_of(&w, "kv"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    w.cli(&["load", "hostile"]).ok();
+    let plan = serde_json::json!({
+        "secret": w.dir.path().join("secrets/shadow"),
+        "neighbourFile": w.data.join("kv/planted"),
+        "outside": w.dir.path().join("pwned"),
+        "tcpPort": port,
+        "corePid": d.proc.pid(),
+        "neighbourPid": calc_pid,
+        "protectedPid": kv_pid,
+        "protected": "kv",
+        "protectedWrite": "set",
+        "granted": "calc",
+        "outsideGrant": "mul",
+        "impersonate": "greeter",
+    });
+    let out = w.cli_json(&["call", "hostile", "attack", &format!("json:{plan}")]);
+    let report = &out["result"];
+    for what in ATTACKS {
+        let outcome = report[what].as_str().unwrap_or_default();
+        assert!(
+            outcome.starts_with("denied: "),
+            "{what} was not denied: {outcome}\n{report:#}"
+        );
+    }
+    // Refused for the right reasons.
+    for (what, why) in [
+        ("read_secret", "Permission denied"),
+        ("tcp_connect", "Operation not permitted"),
+        ("ptrace_protected", "Operation not permitted"),
+        ("read_protected_memory", "Operation not permitted"),
+        (
+            "call_protected_write",
+            "kv is protected and only its writers (greeter)",
+        ),
+        ("call_outside_grant", "hostile may call only add of calc"),
+        ("unload_plugin", "hostile may not call core.unloadPlugin"),
+        (
+            "token_in_another_name",
+            "you are \"hostile\", not \"greeter\"",
+        ),
+        ("spoof_identity", "calc refused"),
+    ] {
+        let outcome = report[what].as_str().unwrap_or_default();
+        assert!(outcome.contains(why), "{what}: {outcome}");
+    }
+    assert!(listener.accept().is_err(), "a TCP connection arrived");
+    assert!(!w.dir.path().join("pwned").exists());
+
+    // Nothing changed: kv's state, the processes, the core; kv's writer still writes.
+    assert_eq!(w.cli_json(&["call", "kv", "keys"])["result"], keys_before);
+    assert_eq!(w.cli_json(&["call", "kv", "get", "balance"])["result"], 100);
+    let pids = w.pids();
+    assert!(pids.contains(&("calc".to_owned(), calc_pid)), "{pids:?}");
+    assert!(pids.contains(&("kv".to_owned(), kv_pid)), "{pids:?}");
+    assert_eq!(w.cli_json(&["call", "calc", "add", "2", "3"])["result"], 5);
+    let info = w.cli(&["info", "hostile"]);
+    info.ok();
+    for line in [
+        "confinement: landlock v",
+        "network: off",
+        "seccomp: baseline",
+    ] {
+        assert!(info.stdout.contains(line), "{line}: {}", info.stdout);
+    }
+    assert!(
+        w.cli(&["info", "kv"])
+            .stdout
+            .contains("protected: yes (writers: greeter)"),
+        "kv is not shown protected"
+    );
+
+    // Every attempt is in the core's log: the module's own account of each (its stderr,
+    // forwarded by the core), and for those the core or the target decides, their refusal.
+    let log = d.proc.stderr_text();
+    for what in ATTACKS {
+        assert!(
+            log.contains(&format!("hostile attempt {what}: denied")),
+            "{what} is not in the log:\n{log}"
+        );
+    }
+    for line in [
+        "hostile may not call core.unloadPlugin",
+        "module asked for a token in another module's name",
+        "refused a peer connection",
+        "kv refused hostile's call to kv.set",
+        "calc refused hostile's call to calc.mul",
+    ] {
+        assert!(log.contains(line), "{line:?} is not in the log:\n{log}");
+    }
+    w.cli(&["stop"]).ok();
+}
+
+/// Issue 18, Tests, the fallback: with Landlock unavailable (simulated with
+/// `LOGOS_LANDLOCK=off`) `info` reports `confinement: none`, and strict mode refuses to start
+/// the hostile module (and the protected kv, which needs Landlock's signal scoping anyway).
+#[test]
+fn issue_18_without_landlock_confinement_is_none_and_strict_mode_refuses_the_hostile_module() {
+    let w = hostile_world();
+    let run = |config: &std::path::Path| {
+        let mut cmd = w.command();
+        cmd.env("LOGOS_LANDLOCK", "off")
+            .arg("--json")
+            .arg("run")
+            .arg("-c")
+            .arg(config)
+            .arg("-m")
+            .arg(&w.modules)
+            .arg("--data-dir")
+            .arg(&w.data);
+        let mut d = support::Daemon::spawn(cmd);
+        d.ready = d.wait_ready();
+        d
+    };
+
+    // Not strict: the module runs, unconfined, and says so.
+    let lax = w.write("lax.toml", "");
+    let d = run(&lax);
+    w.cli(&["load", "hostile"]).ok();
+    let info = w.cli(&["info", "hostile"]);
+    info.ok();
+    assert!(info.stdout.contains("confinement: none"), "{}", info.stdout);
+    assert!(
+        d.proc
+            .stderr_text()
+            .contains("modules can read the operator's client token")
+    );
+    w.cli(&["stop"]).ok();
+    drop(d);
+
+    // Strict: refused before it runs, naming why; so is the protected kv.
+    let strict = w.write("logoscore.toml", STRICT_CONFIG);
+    let _d = run(&strict);
+    let out = w.cli(&["load", "hostile"]);
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains("strict_confinement is on"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("would run unconfined"),
+        "{}",
+        out.stderr
+    );
+    assert!(!w.pids().iter().any(|(n, _)| n == "hostile"));
+    let out = w.cli(&["load", "kv"]);
+    out.expect_code(3);
+    assert!(out.stderr.contains("may not start"), "{}", out.stderr);
+    w.cli(&["info", "hostile"]).ok();
+    w.cli(&["stop"]).ok();
+}

@@ -48,7 +48,7 @@ fn p2p_fails(w: &World, args: &[&str], name: &str) -> String {
 
 /// Starts a node and returns (peer id as `str:` argument, its address list as JSON).
 fn start(w: &World) -> (Daemon, String, String) {
-    let d = w.daemon(&["--load", "p2p"]);
+    let d = w.daemon_config(P2P_NETWORK, &["--load", "p2p"]);
     let id = p2p(w, &["peerId"]).as_str().unwrap().to_owned();
     let addr = p2p(w, &["listenAddrs"])[0].as_str().unwrap().to_owned();
     (d, format!("str:{id}"), format!("[\"{addr}\"]"))

@@ -44,8 +44,8 @@ fn peers(w: &World) -> Vec<String> {
 #[test]
 fn issue_12_two_cores_dial_each_other_and_disconnect() {
     let (a, b) = (node_world(), node_world());
-    let _da = a.daemon(&["--load", "p2p"]);
-    let _db = b.daemon(&["--load", "p2p"]);
+    let _da = a.daemon_config(P2P_NETWORK, &["--load", "p2p"]);
+    let _db = b.daemon_config(P2P_NETWORK, &["--load", "p2p"]);
     let id_a = call(&a, &["peerId"]).as_str().unwrap().to_owned();
     let id_b = call(&b, &["peerId"]).as_str().unwrap().to_owned();
     assert!(id_a.starts_with("12D3KooW"), "{id_a}");
@@ -103,19 +103,19 @@ fn issue_12_the_identity_is_made_once_0600_and_kept() {
     let w = node_world();
     let key = w.data.join("p2p/identity.key");
     let first = {
-        let _d = w.daemon(&["--load", "p2p"]);
+        let _d = w.daemon_config(P2P_NETWORK, &["--load", "p2p"]);
         call(&w, &["peerId"])
     };
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", key.display());
-    let _d = w.daemon(&["--load", "p2p"]);
+    let _d = w.daemon_config(P2P_NETWORK, &["--load", "p2p"]);
     assert_eq!(call(&w, &["peerId"]), first);
 }
 
 #[test]
 fn issue_12_dial_failures_are_named() {
     let w = node_world();
-    let _d = w.daemon(&["--load", "p2p"]);
+    let _d = w.daemon_config(P2P_NETWORK, &["--load", "p2p"]);
     // A port nothing listens on (bound then closed): refused at once.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -136,7 +136,7 @@ fn issue_12_dial_failures_are_named() {
 fn issue_12_bad_config_and_open_key_files_stop_the_module_with_the_reason() {
     let w = node_world();
     std::fs::write(w.data.join("p2p/p2p.json"), r#"{"listen": ["/ip4/1.2.3"]}"#).unwrap();
-    let _d = w.daemon(&[]);
+    let _d = w.daemon_config(P2P_NETWORK, &[]);
     let out = w.cli(&["load", "p2p"]);
     out.expect_code(3);
     let text = format!("{}{}", out.stdout, out.stderr);
@@ -154,4 +154,20 @@ fn issue_12_bad_config_and_open_key_files_stop_the_module_with_the_reason() {
     out.expect_code(3);
     let text = format!("{}{}", out.stdout, out.stderr);
     assert!(text.contains("chmod 600"), "{text}");
+}
+
+/// `p2p` declares `"network": true`; without the operator's grant its load is refused
+/// naming the config line, before any process starts (docs/security.md).
+#[test]
+fn issue_12_the_node_needs_the_operators_network_grant() {
+    let w = node_world();
+    let _d = w.daemon(&[]);
+    let out = w.cli(&["load", "p2p"]);
+    out.expect_code(3);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("declares \"network\": true and the operator has not granted it"),
+        "{text}"
+    );
+    assert!(text.contains("[modules.p2p] network = true"), "{text}");
 }

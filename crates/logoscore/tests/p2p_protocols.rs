@@ -74,8 +74,8 @@ fn b64url(data: &[u8]) -> String {
 #[test]
 fn issue_12_a_stream_reaches_the_echo_module_of_the_other_node_and_comes_back() {
     let (a, b) = (node_world(), node_world());
-    let _da = a.daemon(&["--load", "p2p-echo"]);
-    let _db = b.daemon(&["--load", "p2p-echo"]);
+    let _da = a.daemon_config(P2P_NETWORK, &["--load", "p2p-echo"]);
+    let _db = b.daemon_config(P2P_NETWORK, &["--load", "p2p-echo"]);
     let reg = echo_registered(&a);
     let id_a = call(&a, "p2p", &["peerId"]).as_str().unwrap().to_owned();
     let addr_a = call(&a, "p2p", &["listenAddrs"])[0]
@@ -106,7 +106,7 @@ fn issue_12_a_stream_reaches_the_echo_module_of_the_other_node_and_comes_back() 
 #[test]
 fn issue_12_a_registration_dies_with_its_module_and_comes_back_with_it() {
     let w = node_world();
-    let _d = w.daemon(&["--load", "p2p-echo"]);
+    let _d = w.daemon_config(P2P_NETWORK, &["--load", "p2p-echo"]);
     let first = echo_registered(&w);
     let pid = w
         .pids()
@@ -130,17 +130,22 @@ fn issue_12_a_registration_dies_with_its_module_and_comes_back_with_it() {
     );
 }
 
+/// Who may register and dial is a method grant like any other (docs/p2p.md, "Access"):
+/// p2p-echo's permissions narrow its dependency to the methods it uses, an operator's deny
+/// takes `registerProtocol` away, and each refusal names the rule; `p2p` never ran the
+/// refused method.
 #[test]
-fn issue_12_registering_and_dialling_need_their_permissions() {
+fn issue_12_registering_and_dialling_are_method_grants() {
     let w = node_world();
-    // p2p-echo as installed by someone who left its permissions out.
+    // p2p-echo as installed by someone who left `openStream` out of its permissions.
     let meta = std::fs::read_to_string(w.modules.join("p2p-echo/metadata.json")).unwrap();
-    let meta = meta.replace(
-        r#""permissions": ["p2p.register", "p2p.dial"]"#,
-        r#""permissions": []"#,
-    );
+    let meta = meta.replace(r#", "p2p.openStream""#, "");
+    assert!(!meta.contains("openStream"));
     std::fs::write(w.modules.join("p2p-echo/metadata.json"), meta).unwrap();
-    let _d = w.daemon(&["--load", "p2p-echo"]);
+    let config = format!(
+        "{P2P_NETWORK}\n[[deny]]\ncaller = \"p2p-echo\"\ntarget = \"p2p\"\nmethods = [\"registerProtocol\"]\n"
+    );
+    let d = w.daemon_config(&config, &["--load", "p2p-echo"]);
     let id = call(&w, "p2p", &["peerId"]).as_str().unwrap().to_owned();
     let out = w.cli(&[
         "call",
@@ -152,13 +157,14 @@ fn issue_12_registering_and_dialling_need_their_permissions() {
     ]);
     out.expect_code(4);
     assert!(
-        out.stderr
-            .contains(r#"unauthorized: module \"p2p-echo\" lacks the permission \"p2p.dial\""#)
-            || out
-                .stderr
-                .contains(r#"unauthorized: module "p2p-echo" lacks the permission "p2p.dial""#),
+        out.stderr.contains("p2p-echo may not call p2p.openStream"),
         "{}",
         out.stderr
+    );
+    // The echo's register loop keeps being refused by the operator's deny.
+    d.proc.wait_stderr(
+        "p2p refused p2p-echo's call to p2p.registerProtocol",
+        Duration::from_secs(30),
     );
     assert!(registrations(&w).is_empty());
 }

@@ -400,3 +400,58 @@ fn issue_11_a_remote_module_cannot_act_as_another_module_or_as_the_operator() {
     );
     wait_state(&w, "probe", "ready");
 }
+
+#[test]
+fn issue_18_method_grants_hold_on_relayed_connections_both_ways() {
+    let w = World::new();
+    w.stage_all(&["relay", "chat"]);
+    let d = core(
+        &w,
+        "[[deny]]\ncaller = \"probe\"\ntarget = \"chat\"\nmethods = [\"send\"]\n\n\
+         [[deny]]\ncaller = \"relay\"\ntarget = \"probe\"\nmethods = [\"pid\"]\n",
+        &["relay", "chat"],
+    );
+    let _probe = remote(&w, "probe", &["--allow", "relay", "--allow", "chat"]);
+
+    // A remote caller, relayed by the core to a local target: the target enforces the grant.
+    assert!(
+        w.cli_json(&["call", "probe", "invoke", "chat", "history", "[5]"])["result"].is_array(),
+        "an allowed method of chat answers the remote probe"
+    );
+    let out = w.cli(&[
+        "call",
+        "probe",
+        "invoke",
+        "chat",
+        "send",
+        "[\"probe\", \"hi\"]",
+    ]);
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("denied by configuration"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        w.cli_json(&["call", "chat", "history", "5"])["result"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "the denied send never ran"
+    );
+
+    // A local caller, relayed by the core to the remote target: the remote SDK enforces it.
+    assert_eq!(
+        w.cli_json(&["call", "relay", "forward", "probe", "echo", "[7]"])["result"],
+        7
+    );
+    let out = w.cli(&["call", "relay", "forward", "probe", "pid", "[]"]);
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("denied by configuration"),
+        "{}",
+        out.stderr
+    );
+    // Both refusals reach the core (counted there), the remote one over its control link.
+    logged(&d, "chat refused probe's call to chat.send");
+    logged(&d, "probe refused relay's call to probe.pid");
+}

@@ -101,6 +101,7 @@ impl Kv {
     }
 
     /// The value under `key`, or null.
+    #[read_only]
     pub async fn get(&self, key: String) -> Option<Value> {
         self.entries.lock().await.get(&key).cloned()
     }
@@ -119,6 +120,7 @@ impl Kv {
     }
 
     /// Every key, sorted.
+    #[read_only]
     pub async fn keys(&self) -> Vec<String> {
         self.entries.lock().await.keys().cloned().collect()
     }

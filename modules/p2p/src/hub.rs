@@ -17,7 +17,7 @@ use futures::StreamExt;
 use libp2p::{PeerId, Stream, StreamProtocol};
 use logos_sdk::{Caller, Context, Value};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -169,8 +169,6 @@ struct State {
     streams: HashMap<u64, Entry>,
     /// Connections whose closing is watched.
     watched: HashSet<u64>,
-    /// Permissions per connection, read from the caller's metadata once.
-    permissions: HashMap<u64, BTreeSet<String>>,
 }
 
 impl State {
@@ -231,58 +229,6 @@ impl Hub {
         self.ctx
             .caller()
             .ok_or_else(|| P2pError::Unauthorized("no calling connection".into()))
-    }
-
-    /// Checks that `caller` holds `p2p.<scope>`: operators (the core's connection) always
-    /// do; a module when its metadata's `permissions` list it.
-    ///
-    /// # Errors
-    /// `unauthorized` naming the permission and where to add it.
-    pub async fn authorize(&self, caller: &Caller, scope: &str) -> Result<(), P2pError> {
-        if caller.is_core() {
-            return Ok(());
-        }
-        let wanted = format!("{}.{scope}", self.ctx.name());
-        let known = self.lock().permissions.get(&caller.connection()).cloned();
-        let perms = match known {
-            Some(p) => p,
-            None => {
-                let info: Value = self
-                    .ctx
-                    .core()
-                    .call("moduleInfo", (caller.name(),))
-                    .await
-                    .map_err(|f| {
-                        P2pError::Unauthorized(format!(
-                            "cannot read the permissions of module {:?}: {f}",
-                            caller.name()
-                        ))
-                    })?;
-                let perms: BTreeSet<String> = info
-                    .get("metadata")
-                    .and_then(|m| m.get("permissions"))
-                    .and_then(Value::as_list)
-                    .map(|l| {
-                        l.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                self.lock()
-                    .permissions
-                    .insert(caller.connection(), perms.clone());
-                perms
-            }
-        };
-        if perms.contains(&wanted) {
-            Ok(())
-        } else {
-            Err(P2pError::Unauthorized(format!(
-                "module {:?} lacks the permission {wanted:?}; add it to \"permissions\" in its metadata.json",
-                caller.name()
-            )))
-        }
     }
 
     /// Starts watching `caller`'s connection once: when it closes, its registrations and
@@ -897,7 +843,6 @@ impl Hub {
         let (regs, streams) = {
             let mut st = self.lock();
             st.watched.remove(&conn);
-            st.permissions.remove(&conn);
             let regs: Vec<u64> = st
                 .registrations
                 .iter()

@@ -24,6 +24,12 @@
 //!   beside the swarm task, so opening or accepting a stream never goes through that task.
 //! - **Methods never wait on the swarm task for long**: they send it a command and await a
 //!   oneshot answer under their own deadline; the task answers from its tables at once.
+//! - **No access checks of its own**: who may register protocols or open streams is a
+//!   method grant (`"p2p.registerProtocol"`, `"p2p.openStream"` in a caller's permissions,
+//!   the operator's `[[grant]]`/`[[deny]]` with `methods`), decided by the core and enforced
+//!   by the SDK before a method runs (docs/security.md, "Methods"). What a caller may do
+//!   with a registration or stream it was granted is decided here: only its owner's
+//!   connection touches it.
 
 pub mod config;
 pub mod error;
@@ -146,8 +152,7 @@ impl P2p {
         Ok(self.node.disconnect(peer_id(peer)?).await?)
     }
 
-    /// Registers `protocols` for the calling module (permission `p2p.register`) with
-    /// `options` `{maxPendingInbound, maxOpenInbound, acceptTimeoutMs}`; returns the
+    /// Registers `protocols` for the calling module with `options` `{maxPendingInbound, maxOpenInbound, acceptTimeoutMs}`; returns the
     /// registration id.
     pub async fn register_protocol(
         &self,
@@ -156,7 +161,6 @@ impl P2p {
     ) -> Result<u64, Fault> {
         self.stopping()?;
         let caller = self.hub.caller()?;
-        self.hub.authorize(&caller, "register").await?;
         let limits = Limits::from_value(options.as_ref())?;
         Ok(self.hub.register(&caller, protocols, limits)?)
     }
@@ -184,8 +188,7 @@ impl P2p {
         Ok(self.hub.reject(&caller, stream_id)?)
     }
 
-    /// Opens a stream to `peer` for the first of `protocols` it supports (permission
-    /// `p2p.dial`), dialling `addrs` when not connected, all within `timeoutMs` (default
+    /// Opens a stream to `peer` for the first of `protocols` it supports, dialling `addrs` when not connected, all within `timeoutMs` (default
     /// 10 000): `{streamId, protocol, peer}`, its byte stream opened as for `accept`.
     pub async fn open_stream(
         &self,
@@ -196,7 +199,6 @@ impl P2p {
     ) -> Result<Opened, Fault> {
         self.stopping()?;
         let caller = self.hub.caller()?;
-        self.hub.authorize(&caller, "dial").await?;
         let peer = peer_id(peer)?;
         let addrs = addrs
             .unwrap_or_default()

@@ -3,7 +3,8 @@
 //! `requestModule(target)`: the caller is the module on whose control connection the request
 //! arrived, never an argument. The access policy is checked, a token bound to exactly
 //! (caller, target) is minted, handed to the target over its control connection (`$grant`,
-//! with the caller's pid), and returned to the caller with the target's endpoint and pid (which
+//! with the caller's pid and, unless the caller may call every method, which methods it may
+//! call and why not the others: `Policy::grant_for` over the target's interface), and returned to the caller with the target's endpoint and pid (which
 //! the caller checks with `SO_PEERCRED` before it sends the token). A second
 //! argument naming the caller (the RFC's form) is accepted only if it names the caller itself.
 //!
@@ -14,6 +15,7 @@
 use crate::builtin::{at_most, name_arg};
 use crate::conn::Caller;
 use crate::name::ModuleName;
+use crate::policy::MethodGrant;
 use crate::registry::State;
 use crate::state::Inner;
 use logos_session::Fault;
@@ -62,7 +64,15 @@ async fn request_module(
             ));
         }
     }
-    let (target_session, caller_pid, target_pid, generations, caller_remote, target_remote) = {
+    let (
+        target_session,
+        caller_pid,
+        target_pid,
+        generations,
+        method_grant,
+        caller_remote,
+        target_remote,
+    ) = {
         let registry = inner.registry();
         if !registry.is_known(target) {
             return Err(registry.unknown(target).to_fault());
@@ -79,6 +89,11 @@ async fn request_module(
             inner.counters.denied(me, target);
             return Err(Fault::new(ErrorCode::Unauthorized, decision.to_string()));
         }
+        let interface =
+            crate::stats::methods_read_only(registry.record(target).and_then(|r| r.interface()));
+        let method_grant = inner
+            .policy()
+            .grant_for(caller_manifest, target, &interface);
         let caller_rec = registry.record(me.as_str());
         let caller_state = caller_rec.map_or(State::Known, |r| r.state());
         if !may_hold_tokens(caller_state) {
@@ -110,6 +125,7 @@ async fn request_module(
             caller_rec.and_then(|r| r.pid()),
             rec.and_then(|r| r.pid()),
             generations,
+            method_grant,
             caller_rec.is_some_and(|r| r.remote().is_some()),
             rec.is_some_and(|r| r.remote().is_some()),
         )
@@ -135,11 +151,16 @@ async fn request_module(
     let token = pair
         .and_then(|(c, t)| inner.tokens().mint(&c, &t))
         .map_err(|e| e.to_fault())?;
-    let grant = vec![
+    let mut grant = vec![
         Value::from(me.as_str()),
         Value::Bytes(token.as_bytes().to_vec()),
         caller_pid.map_or(Value::Null, Value::from),
     ];
+    // Left out when every method is allowed, so a module written before method grants
+    // existed (taking three arguments) keeps working for the callers it serves in full.
+    if let Some(g) = &method_grant {
+        grant.push(grant_value(g));
+    }
     target_session
         .call(target, "$grant", grant, Duration::from_secs(5))
         .await
@@ -183,6 +204,31 @@ async fn request_module(
         target_pid.map_or(Value::Null, Value::from),
     );
     Ok(Value::Map(reply))
+}
+
+/// A [`MethodGrant`] as the fourth argument of `$grant` (docs/architecture.md, "Module
+/// process contract" §6): `{"allow": [method], "deny": {method: reason}, "other": reason |
+/// null}`.
+fn grant_value(g: &MethodGrant) -> Value {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "allow".to_owned(),
+        Value::List(g.allow.iter().map(|a| Value::from(a.as_str())).collect()),
+    );
+    m.insert(
+        "deny".to_owned(),
+        Value::Map(
+            g.deny
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect(),
+        ),
+    );
+    m.insert(
+        "other".to_owned(),
+        g.other.as_deref().map_or(Value::Null, Value::from),
+    );
+    Value::Map(m)
 }
 
 /// Whether a module in `state` may be given a token: ready, or starting (its handshake is

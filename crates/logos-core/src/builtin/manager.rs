@@ -443,6 +443,23 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
                     .collect(),
             ),
         );
+        let paths = |ps: &[std::path::PathBuf]| {
+            Value::List(
+                ps.iter()
+                    .map(|p| Value::from(p.display().to_string()))
+                    .collect(),
+            )
+        };
+        v.insert(
+            "filesystem".to_owned(),
+            Value::Map(
+                [
+                    ("read".to_owned(), paths(&manifest.filesystem.read)),
+                    ("write".to_owned(), paths(&manifest.filesystem.write)),
+                ]
+                .into(),
+            ),
+        );
     }
     if let Some(r) = m.record(name) {
         v.insert(
@@ -454,6 +471,29 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
         "confinement".to_owned(),
         Value::from(crate::sys::confinement(inner.settings.landlock).to_string()),
     );
+    v.insert(
+        "seccomp".to_owned(),
+        Value::from(if crate::sys::seccomp_available() {
+            "baseline"
+        } else {
+            "unavailable"
+        }),
+    );
+    if let Some(manifest) = m.manifest(name) {
+        let granted = inner.settings.modules.get(name).is_some_and(|o| o.network);
+        v.insert(
+            "network".to_owned(),
+            Value::from(manifest.network && granted),
+        );
+    }
+    let writers = inner
+        .policy()
+        .writers(name)
+        .map(|w| Value::List(w.iter().map(|n| Value::from(n.as_str())).collect()));
+    v.insert("protected".to_owned(), Value::Bool(writers.is_some()));
+    if let Some(w) = writers {
+        v.insert("writers".to_owned(), w);
+    }
     Ok(Value::Map(v))
 }
 

@@ -427,6 +427,17 @@ async fn start_process(
             start_timeout: inner.settings.start_timeout,
             session: inner.settings.session.clone(),
             confine: inner.settings.landlock,
+            strict: inner.settings.strict_confinement,
+            grant: &overrides.filesystem,
+            network: overrides.network,
+            protected_data: inner
+                .settings
+                .modules
+                .iter()
+                .filter(|(n, m)| m.protected && n.as_str() != name.as_str())
+                .map(|(n, _)| inner.settings.data_dir.join(n))
+                .collect(),
+            protected: overrides.protected,
         })
         .await;
     let child::Spawned { child, pending } = spawned?;

@@ -48,9 +48,22 @@ pub(crate) struct SpawnRequest<'a> {
     pub log_filter: &'a str,
     pub start_timeout: Duration,
     pub session: SessionConfig,
-    /// Apply the default Landlock ruleset (where the kernel has Landlock).
+    /// Apply the module's Landlock ruleset (where the kernel has Landlock).
     pub confine: bool,
+    /// Refuse to start the module when it would run unconfined.
+    pub strict: bool,
+    /// The operator's file system grant for this module.
+    pub grant: &'a crate::builder::FsGrant,
+    /// The operator's network grant for this module.
+    pub network: bool,
+    /// Data dirs of the protected modules other than this one.
+    pub protected_data: Vec<PathBuf>,
+    /// The operator confirmed this module as protected.
+    pub protected: bool,
 }
+
+/// The Landlock ABI that scopes signals to a module's own domain.
+const SIGNAL_SCOPE_ABI: u32 = 6;
 
 /// Variables of the core's environment a module inherits (besides its own `LOGOS_*` ones and
 /// its configured `env`).
@@ -185,19 +198,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         std::os::unix::net::UnixStream::pair().map_err(|e| spawn_err("socketpair", e))?;
     let listener = bind_listener(&req.socket_path)
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
-    let ruleset = if req.confine {
-        let hidden: Vec<&Path> = std::iter::once(req.runtime_dir)
-            .chain(req.hidden.iter().map(PathBuf::as_path))
-            .collect();
-        sys::landlock_ruleset(&hidden, &req.data_dir).map_err(|e| {
-            Failure::from(Error::Spawn {
-                module: name.clone(),
-                reason: format!("preparing its Landlock ruleset: {e}"),
-            })
-        })?
-    } else {
-        None
-    };
+    let (ruleset, seccomp) = confine(&req, &name).map_err(Failure::from)?;
     let cgroup = Cgroup::create(req.runtime_dir, &name);
     let cgroup_procs = match cgroup.as_ref().map(Cgroup::procs) {
         Some(Ok(fd)) => Some(fd),
@@ -237,6 +238,10 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if req.protected {
+        // Asks the SDK to make the process non-dumpable after exec (`exec` resets the flag).
+        cmd.env("LOGOS_PROTECTED", "1");
+    }
     let control: OwnedFd = child_end.into();
     let listen: OwnedFd = listener.into();
     sys::configure_child(
@@ -245,6 +250,8 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             fds: [control, listen],
             limits: req.limits,
             ruleset,
+            seccomp,
+            drop_capabilities: sys::uid() == 0,
             cgroup: cgroup_procs,
         },
     );
@@ -352,6 +359,85 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             .into())
         }
     }
+}
+
+/// The module's Landlock ruleset (`None` where it runs without Landlock, refused in strict
+/// mode) and seccomp filter (`None` where the kernel has no seccomp, also refused in strict
+/// mode).
+fn confine(
+    req: &SpawnRequest<'_>,
+    name: &str,
+) -> Result<(Option<sys::PreparedRuleset>, Option<sys::SeccompProgram>), Error> {
+    let withheld: Vec<&Path> = std::iter::once(req.runtime_dir)
+        .chain(req.hidden.iter().map(PathBuf::as_path))
+        .collect();
+    // Checked even where nothing will enforce it: a declaration the operator did not grant
+    // is refused the same on every kernel.
+    let plan = crate::confine::plan(&crate::confine::Request {
+        manifest: req.manifest,
+        data_dir: &req.data_dir,
+        host: req.host,
+        withheld: &withheld,
+        protected_data: &req.protected_data,
+        grant: req.grant,
+    })?;
+    let network = crate::confine::network(req.manifest, req.network)?;
+    if req.manifest.protected && !req.protected {
+        return Err(Error::Unconfined {
+            module: name.to_owned(),
+            reason: format!(
+                "its metadata says \"protected\": true and the operator has not confirmed it; confirm it with [modules.{name}] protected = true and list the modules that may call its write methods with writers = [...] (ModuleSettings::protected, ::writers), or remove it from {}",
+                req.manifest.path.display()
+            ),
+        });
+    }
+    if req.protected {
+        // Signals between modules of one uid are stopped only by Landlock's scoping.
+        let level = sys::confinement(req.confine);
+        if !matches!(level, sys::Confinement::Landlock { abi } if abi >= SIGNAL_SCOPE_ABI) {
+            return Err(Error::Unconfined {
+                module: name.to_owned(),
+                reason: format!(
+                    "it is protected, and with confinement {level} nothing keeps other modules from signalling it; protected modules need Landlock ABI {SIGNAL_SCOPE_ABI} or newer (Linux 6.12+)"
+                ),
+            });
+        }
+    }
+    let ruleset = if req.confine {
+        sys::landlock_ruleset(&plan, network).map_err(|e| Error::Spawn {
+            module: name.to_owned(),
+            reason: format!("preparing its Landlock ruleset: {e}"),
+        })?
+    } else {
+        None
+    };
+    if ruleset.is_none() && req.strict {
+        let why = if req.confine {
+            "this kernel has no Landlock"
+        } else {
+            "Landlock is turned off (LOGOS_LANDLOCK=off or Builder::landlock(false))"
+        };
+        return Err(Error::Unconfined {
+            module: name.to_owned(),
+            reason: format!(
+                "strict_confinement is on and {why}, so it would run unconfined; run a kernel with Landlock (Linux 5.13+, `lsm=...,landlock`) or turn strict_confinement off"
+            ),
+        });
+    }
+    let seccomp = if sys::seccomp_available() {
+        Some(sys::seccomp_program(network).map_err(|e| Error::Spawn {
+            module: name.to_owned(),
+            reason: format!("compiling its seccomp filter: {e}"),
+        })?)
+    } else if req.strict {
+        return Err(Error::Unconfined {
+            module: name.to_owned(),
+            reason: "strict_confinement is on and this kernel has no seccomp filters, so nothing would keep it from ptrace, mount or the network; run a kernel with CONFIG_SECCOMP_FILTER or turn strict_confinement off".to_owned(),
+        });
+    } else {
+        None
+    };
+    Ok((ruleset, seccomp))
 }
 
 /// The failure of a process that exited by itself before its `hello`: a crash at start.

@@ -1,48 +1,43 @@
-//! The default Landlock ruleset of a module process (issue 10, item 1; docs/security.md).
+//! A module process's Landlock ruleset (issue 10, item 1; issue 18; docs/security.md).
 //!
-//! Owns which paths a module may read, write and execute, and preparing that ruleset as a
-//! kernel object *in the core*, so the child between `fork` and `exec` only has to call
+//! Owns preparing the ruleset of a [`FsPlan`] (which `confine.rs` decided) as a kernel object
+//! *in the core*, so the child between `fork` and `exec` only has to call
 //! `prctl(PR_SET_NO_NEW_PRIVS)` and `landlock_restrict_self` (see `linux.rs`). Never applies a
-//! ruleset to the core itself and never decides whether modules are confined: the caller says.
+//! ruleset to the core itself, and never decides which paths a module gets or whether modules
+//! are confined: the caller says.
 //!
-//! # What a module may do
+//! # What the ruleset enforces
 //!
-//! - **Read and execute** everything except the runtime dir (`client.token`, `core.sock`, the
-//!   sockets dir) and the other places the operator's tokens live (a `logoscore` config dir's
-//!   `daemon/` and `client/`, given with `Builder::hide_from_modules`). Landlock only grants, so "everything but one directory" is built from its
-//!   ancestors: for each ancestor of the runtime dir, from `/` down, every entry *other than*
-//!   the next ancestor is granted read and execute beneath it. The ancestors themselves get no
-//!   rule, so a module cannot list `/`, `/tmp` or whichever directories lead to the runtime dir
-//!   (it can still open anything inside their other entries), and an entry created in one of
-//!   them after the module started is not readable by it. Issue 18 will narrow reads further to
-//!   paths a module declares.
-//! - **Write** only beneath its data dir (every right there, renames included), plus the
-//!   character devices programs expect to open for writing (`/dev/null`, `/dev/zero`,
-//!   `/dev/full`). Its stdout and stderr are pipes the core opened, so they need no rule.
-//! - **Create or remove nothing** anywhere else: in particular no socket can be unlinked or bound
-//!   in the sockets dir. A module's own listening socket is bound by the core and handed over
-//!   as fd 4, so it needs no such right. Connecting to another module's socket is not a file
-//!   system access Landlock governs (before ABI 9), so calls between modules keep working.
+//! - **Read and execute** beneath each `read` path of the plan, and nothing else: no listing
+//!   or reading of any other directory or file (the runtime dir, other modules' data dirs,
+//!   `/etc/shadow`, the operator's home).
+//! - **Write, create, remove, rename** beneath each `write` path (the data dir first), and
+//!   opening the plan's devices (`/dev/null`, …) for writing. Its stdout and stderr are pipes
+//!   the core opened, so they need no rule. No socket can be created or removed in the sockets
+//!   dir; a module's own listening socket is bound by the core and handed over as fd 4.
+//!   Connecting to another module's socket is not a file system access Landlock governs
+//!   (before ABI 9), so calls between modules keep working.
+//! - **No TCP** `bind` or `connect` for a module without network (ABI 4 network rules).
 //! - **Signal** only processes of its own Landlock domain (ABI 6 scoping): its own children,
-//!   not the core, not other modules.
+//!   not the core, not other modules. Landlock also keeps every domain from `ptrace`-ing a
+//!   process outside it, whatever the module's capabilities.
 //!
 //! The rights handled are those of ABI 7 (the newest this code was tested with), requested
 //! best-effort: an older kernel enforces what it knows. `PR_SET_NO_NEW_PRIVS` comes with it, so
-//! a module cannot gain privileges through a set-uid program.
+//! a module cannot gain privileges through a set-uid program. Path walks are not restricted
+//! (Landlock has no "search" right), so a module may `stat` what it cannot open.
 
+use crate::confine::FsPlan;
 use landlock::{
-    ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetError, Scope,
+    ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetError, Scope,
 };
 use std::fmt;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The Landlock ABI whose rights this ruleset handles.
 const TESTED_ABI: ABI = ABI::V7;
-
-/// Character devices a module may open for writing.
-const WRITABLE_DEVICES: [&str; 3] = ["/dev/null", "/dev/zero", "/dev/full"];
 
 /// How module processes are confined, as reported by `core.moduleInfo` and `logoscore info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +92,8 @@ fn kernel_abi() -> Option<u32> {
 #[derive(Debug)]
 pub struct PreparedRuleset(pub(crate) OwnedFd);
 
-/// Builds the default ruleset of a module whose data dir is `data_dir`, denying every path in
-/// `hidden` (the runtime dir, and wherever else the operator's tokens live).
+/// Builds the ruleset of `plan`; without `network`, TCP `bind` and `connect` are refused
+/// too where the kernel has Landlock network rules (ABI 4).
 ///
 /// Returns `Ok(None)` when the kernel has no Landlock (nothing to enforce).
 ///
@@ -106,128 +101,44 @@ pub struct PreparedRuleset(pub(crate) OwnedFd);
 ///
 /// The `landlock` crate's error when the kernel refuses the ruleset. Paths that cannot be
 /// opened (gone meanwhile, or not ours to open) or take no rule are left out (and so stay
-/// unreadable), never an error.
-pub fn prepare(hidden: &[&Path], data_dir: &Path) -> Result<Option<PreparedRuleset>, RulesetError> {
+/// unreachable), never an error.
+pub fn prepare(plan: &FsPlan, network: bool) -> Result<Option<PreparedRuleset>, RulesetError> {
     let read = AccessFs::from_read(TESTED_ABI) | AccessFs::IoctlDev;
     let all = AccessFs::from_all(TESTED_ABI);
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(all)?
-        .scope(Scope::Signal)?
-        .create()?;
+        .handle_access(all)?;
+    if !network {
+        // Handled with no rule: no TCP bind or connect at all (ABI 4; older kernels skip it,
+        // and the seccomp filter refuses the sockets anyway).
+        ruleset = ruleset.handle_access(AccessNet::from_all(TESTED_ABI))?;
+    }
+    let mut ruleset = ruleset.scope(Scope::Signal)?.create()?;
     let mut grant = |path: &Path, access| {
-        // A path the kernel takes no rule for (an entry on an internal file system, e.g. a
-        // link into /proc/<pid>/ns) only stays unreadable: skip it, keep the ruleset.
+        // A path the kernel takes no rule for only stays unreachable: skip it, keep the
+        // ruleset. (For a file the crate narrows directory rights to file rights.)
         if let Ok(fd) = PathFd::new(path)
             && let Err(e) = (&mut ruleset).add_rule(PathBeneath::new(fd, access))
         {
             tracing::debug!(path = %path.display(), "no Landlock rule for this path: {e}");
         }
     };
-    for root in readable_roots(hidden) {
-        grant(&root, read);
+    for p in &plan.read {
+        grant(p, read);
     }
-    for device in WRITABLE_DEVICES {
-        grant(Path::new(device), AccessFs::from_file(TESTED_ABI));
+    for device in &plan.devices {
+        grant(device, AccessFs::from_file(TESTED_ABI));
     }
-    grant(data_dir, all);
+    for p in &plan.write {
+        grant(p, all);
+    }
     let fd: Option<OwnedFd> = ruleset.into();
     Ok(fd.map(PreparedRuleset))
-}
-
-/// Every path whose hierarchy a module may read: for each directory on the way to a hidden
-/// path (the canonical runtime dir, the operator's token files), every entry that is neither
-/// hidden nor itself on the way to a hidden path.
-fn readable_roots(hidden: &[&Path]) -> Vec<PathBuf> {
-    let hidden: Vec<PathBuf> = hidden
-        .iter()
-        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
-        .collect();
-    // Directories on the way to a hidden path (the hidden paths excluded): these get no rule
-    // of their own, only their other entries do.
-    let mut on_the_way: Vec<&Path> = hidden
-        .iter()
-        .flat_map(|h| h.ancestors().skip(1))
-        .filter(|a| !hidden.iter().any(|h| a.starts_with(h)))
-        .collect();
-    on_the_way.sort();
-    on_the_way.dedup();
-    let mut roots = Vec::new();
-    for parent in &on_the_way {
-        let Ok(entries) = std::fs::read_dir(parent) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let withheld = hidden.contains(&path) || on_the_way.contains(&path.as_path());
-            if !withheld {
-                roots.push(path);
-            }
-        }
-    }
-    roots
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    #[test]
-    fn everything_but_the_runtime_dir_and_its_ancestors_is_readable() -> TestResult {
-        let tmp = tempfile::tempdir()?;
-        let base = std::fs::canonicalize(tmp.path())?;
-        for d in ["a/run/modules", "a/data/calc", "a/modules", "b"] {
-            std::fs::create_dir_all(base.join(d))?;
-        }
-        std::fs::write(base.join("a/notes"), "")?;
-        let roots = readable_roots(&[&base.join("a/run")]);
-        for granted in ["a/data", "a/modules", "a/notes", "b"] {
-            assert!(roots.contains(&base.join(granted)), "{granted}: {roots:?}");
-        }
-        for denied in ["a/run", "a", "a/run/modules"] {
-            assert!(!roots.contains(&base.join(denied)), "{denied}: {roots:?}");
-        }
-        assert!(
-            !roots.iter().any(|r| base.starts_with(r)),
-            "no ancestor of the runtime dir is granted: {roots:?}"
-        );
-        assert!(roots.contains(&PathBuf::from("/usr")), "{roots:?}");
-        Ok(())
-    }
-
-    #[test]
-    fn several_hidden_paths_are_all_withheld() -> TestResult {
-        let tmp = tempfile::tempdir()?;
-        let base = std::fs::canonicalize(tmp.path())?;
-        for d in [
-            "cfg/run",
-            "cfg/daemon",
-            "cfg/client",
-            "cfg/data/calc",
-            "other",
-        ] {
-            std::fs::create_dir_all(base.join(d))?;
-        }
-        let hidden = [
-            base.join("cfg/run"),
-            base.join("cfg/daemon"),
-            base.join("cfg/client"),
-        ];
-        let refs: Vec<&Path> = hidden.iter().map(PathBuf::as_path).collect();
-        let roots = readable_roots(&refs);
-        assert!(roots.contains(&base.join("cfg/data")), "{roots:?}");
-        assert!(roots.contains(&base.join("other")), "{roots:?}");
-        for h in &hidden {
-            assert!(
-                !roots.iter().any(|r| h.starts_with(r)),
-                "{} is readable: {roots:?}",
-                h.display()
-            );
-        }
-        Ok(())
-    }
 
     #[test]
     fn confinement_is_reported_as_operators_read_it() {

@@ -77,6 +77,13 @@ pub struct ChildSetup {
     /// The Landlock ruleset to enforce ([`crate::sys::landlock_ruleset`]); `None` runs the
     /// module unconfined.
     pub ruleset: Option<PreparedRuleset>,
+    /// The seccomp filter to install last ([`crate::sys::seccomp_program`]); `None` installs
+    /// none.
+    pub seccomp: Option<crate::sys::SeccompProgram>,
+    /// Empty the capability bounding, inheritable and ambient sets, so the module (run by a
+    /// core that is root) starts with no capability at all: no `CAP_KILL`, `CAP_SYS_PTRACE`,
+    /// `CAP_DAC_OVERRIDE`, … to reach past its confinement.
+    pub drop_capabilities: bool,
     /// `cgroup.procs` of the module's cgroup ([`Cgroup::procs`](crate::sys::Cgroup::procs)),
     /// which the child joins before anything else; `None` leaves it in the core's cgroup.
     pub cgroup: Option<OwnedFd>,
@@ -112,6 +119,8 @@ fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid)
         fds,
         limits,
         ruleset,
+        seccomp,
+        drop_capabilities,
         cgroup,
     } = setup;
     let prepared = Prepared {
@@ -119,6 +128,8 @@ fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid)
         limits: prepare_limits(&limits),
         fds,
         ruleset: ruleset.map(|r| r.0),
+        seccomp: seccomp.map(|p| p.0),
+        drop_capabilities,
         cgroup,
         fd_ceiling: fd_ceiling(),
     };
@@ -138,6 +149,8 @@ struct Prepared {
     limits: [Option<(Resource, Rlimit)>; 3],
     fds: [OwnedFd; 2],
     ruleset: Option<OwnedFd>,
+    seccomp: Option<seccompiler::BpfProgram>,
+    drop_capabilities: bool,
     cgroup: Option<OwnedFd>,
     /// Highest fd number to mark close-on-exec one by one when `close_range` is missing.
     fd_ceiling: RawFd,
@@ -164,8 +177,112 @@ impl Prepared {
         for (resource, limit) in self.limits.iter().flatten() {
             process::setrlimit(*resource, *limit)?;
         }
+        if self.drop_capabilities {
+            drop_capabilities()?;
+        }
+        // Last: from here on the filter applies, to these calls too.
+        if let Some(filter) = &self.seccomp {
+            install_seccomp(filter)?;
+        }
         Ok(())
     }
+}
+
+/// `struct __user_cap_header_struct` of `<linux/capability.h>`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Empties the bounding, ambient and inheritable capability sets, so that `exec` gives the
+/// process none (for uid 0, the new permitted set is the inheritable set plus the bounding
+/// set). Needs `CAP_SETPCAP`, which a root core has. Async-signal-safe: raw system calls on
+/// stack values.
+fn drop_capabilities() -> io::Result<()> {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    // 64 is beyond every capability (CAP_LAST_CAP is 40 in Linux 6.x): EINVAL ends the loop.
+    for cap in 0..64 {
+        // SAFETY: PR_CAPBSET_DROP takes a number and touches no memory of ours.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(e);
+        }
+    }
+    // SAFETY: as above; clears the ambient set.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget writes two `CapData` (version 3) into `data` and may write the header's
+    // version; both live on this stack frame for the call.
+    if unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for d in &mut data {
+        d.inheritable = 0;
+    }
+    // SAFETY: capset reads the header and two `CapData` from this stack frame.
+    if unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Installs `filter` on this (single-threaded, forked) process. Async-signal-safe: the
+/// program was compiled before the fork; this builds a two-field struct on the stack and
+/// makes two system calls.
+fn install_seccomp(filter: &[seccompiler::sock_filter]) -> io::Result<()> {
+    // Unprivileged processes may install a filter only under no_new_privs (Landlock set it
+    // already when the module is confined; it costs nothing to set again).
+    rustix::thread::set_no_new_privs(true)?;
+    let len = libc::c_ushort::try_from(filter.len()).map_err(|_| rustix::io::Errno::INVAL)?;
+    let prog = libc::sock_fprog {
+        len,
+        // seccompiler's `sock_filter` is `#[repr(C)]` with the kernel's layout, as libc's is.
+        filter: filter.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+    };
+    // SAFETY: seccomp(SET_MODE_FILTER) reads `prog` and the `len` instructions it points to,
+    // both alive for the call (`filter` is owned by the pre-exec closure); it writes nothing
+    // of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_LOG,
+            std::ptr::from_ref(&prog),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Enforces the Landlock ruleset `fd` on this (single-threaded, forked) process.
@@ -665,6 +782,8 @@ mod tests {
                 fds: [fa, fb],
                 limits,
                 ruleset: None,
+                seccomp: None,
+                drop_capabilities: false,
                 cgroup: None,
             },
         );
@@ -716,6 +835,8 @@ mod tests {
                 fds: [child_end.into(), listen.into()],
                 limits: Limits::default(),
                 ruleset: None,
+                seccomp: None,
+                drop_capabilities: false,
                 cgroup: None,
             },
         );
@@ -750,6 +871,8 @@ mod tests {
                     fds: [a.into(), b.into()],
                     limits: Limits::default(),
                     ruleset: None,
+                    seccomp: None,
+                    drop_capabilities: false,
                     cgroup: None,
                 },
             );
@@ -774,6 +897,8 @@ mod tests {
                 fds: [a.into(), b.into()],
                 limits: Limits::default(),
                 ruleset: None,
+                seccomp: None,
+                drop_capabilities: false,
                 cgroup: None,
             },
             not_the_parent,

@@ -7,8 +7,8 @@
 //!
 //! Only Linux is implemented: `linux.rs` (parent-death signals, process groups, resource limits
 //! and fd inheritance for module processes, process-group signals, process usage from `/proc`,
-//! private files and directories), `landlock.rs` (the default ruleset of a module process) and
-//! `cgroup.rs` (a cgroup v2 per module process).
+//! private files and directories), `landlock.rs` (the Landlock ruleset of a module process), `cgroup.rs` (a cgroup v2 per module process) and `seccomp.rs` (the system calls a module
+//! may not make).
 
 #[cfg(target_os = "linux")]
 mod cgroup;
@@ -16,15 +16,21 @@ mod cgroup;
 mod landlock;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+mod seccomp;
 
 #[cfg(target_os = "linux")]
 pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgroup_pattern};
 #[cfg(target_os = "linux")]
-pub use landlock::{Confinement, confinement, prepare as landlock_ruleset};
+pub use landlock::{Confinement, PreparedRuleset, confinement, prepare as landlock_ruleset};
 #[cfg(target_os = "linux")]
 pub use linux::{
     ChildSetup, Limits, ProcessUsage, Signal, configure_child, create_private_dir,
     create_private_file, detach_session, file_mode, kill_group, process_usage, pss_bytes, uid,
+};
+#[cfg(target_os = "linux")]
+pub use seccomp::{
+    Program as SeccompProgram, available as seccomp_available, compile as seccomp_program,
 };
 
 #[cfg(not(target_os = "linux"))]

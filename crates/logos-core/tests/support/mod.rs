@@ -89,11 +89,15 @@ impl World {
         let dir = self.modules.join(name);
         let meta = std::fs::read_to_string(dir.join("metadata.json")).expect("metadata.json");
         let mut json: serde_json::Value = serde_json::from_str(&meta).expect("metadata json");
-        let lib = target_dir().join(json["main"].as_str().expect("main"));
+        // Through the link staging made in the module dir: a confined module reads its own
+        // dir (and what the operator's links there point to), not the target dir.
+        let lib = dir.join(json["main"].as_str().expect("main"));
         json["main"] = "run.sh".into();
         json["restart"] = restart.into();
         std::fs::write(dir.join("metadata.json"), json.to_string()).expect("write metadata");
-        let flag = self.dir.path().join(format!("{name}.broken"));
+        // In the module dir, which the module may read (it cannot read the rest of the
+        // test's temp dir).
+        let flag = dir.join("broken");
         let script = format!(
             "#!/bin/sh\nif [ -e '{flag}' ]; then echo \"refusing to start: $(cat '{flag}')\" >&2; exit 7; fi\nexec '{host}' --module '{lib}' --name '{name}'\n",
             flag = flag.display(),

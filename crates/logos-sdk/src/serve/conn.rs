@@ -7,6 +7,7 @@
 //! a connection (that is `grant.rs`) and never decides when the process stops (that is
 //! `mod.rs`; a handler only asks for it).
 
+use super::grant::Access;
 use super::{Busy, Served, Stop};
 use crate::caller::Caller;
 use crate::context::lock;
@@ -20,10 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl<T: Module> Served<T> {
-    /// Serves one incoming call.
+    /// Serves one incoming call that arrived on `session`. `access` is what the core allowed
+    /// the peer (`None` on the control connection, or when it may call every method).
     pub(super) async fn dispatch(
         &self,
         kind: Kind,
+        access: Option<&Access>,
         session: Session,
         call: Call,
     ) -> Result<Value, Fault> {
@@ -49,6 +52,10 @@ impl<T: Module> Served<T> {
                 )),
             };
         }
+        if let Some(why) = access.and_then(|a| a.refusal(&method)) {
+            self.denied(&session.peer().identity, &method, &why);
+            return Err(Fault::new(ErrorCode::Unauthorized, why));
+        }
         let _busy = Busy::enter(&self.in_flight);
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
         let timer = self.stats.start(&method);
@@ -70,7 +77,23 @@ impl<T: Module> Served<T> {
         result
     }
 
-    /// `$grant(caller, token, pid)`, `$revoke(module)` and `$stats()`, control connection only.
+    /// Logs a call the core's access decision refuses and tells the core, which counts it
+    /// (`logos_policy_denials_total`) and logs it with both names. Never waits for the core.
+    fn denied(&self, peer: &str, method: &str, why: &str) {
+        let method: String = method.chars().take(80).collect();
+        tracing::warn!(caller = %peer, %method, "refused a call: {why}");
+        if let Some(control) = lock(&self.control).clone() {
+            let args = vec![Value::from(peer), Value::from(method.as_str())];
+            tokio::spawn(async move {
+                let _ = control
+                    .call("core", "$denied", args, Duration::from_secs(5))
+                    .await;
+            });
+        }
+    }
+
+    /// `$grant(caller, token, pid, access)`, `$revoke(module)` and `$stats()`, control
+    /// connection only.
     fn reserved(&self, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
         match method {
             "$grant" => self.grant(args),
@@ -118,6 +141,8 @@ pub(super) enum Kind {
 pub(super) struct Conn<T> {
     pub(super) state: Arc<Served<T>>,
     pub(super) kind: Kind,
+    /// What the peer may call; `None` on the control connection or for every method.
+    pub(super) access: Option<Arc<Access>>,
 }
 
 impl<T: Module> Handler for Conn<T> {
@@ -128,7 +153,8 @@ impl<T: Module> Handler for Conn<T> {
             let answer = super::remote::dial(&state, call.args);
             return Box::pin(async move { answer });
         }
-        Box::pin(async move { state.dispatch(kind, session, call).await })
+        let access = self.access.clone();
+        Box::pin(async move { state.dispatch(kind, access.as_deref(), session, call).await })
     }
 
     fn subscribe(&self, session: &Session, source: &str, event: &str) {

@@ -15,7 +15,7 @@ use crate::context::lock;
 use crate::module::Module;
 use logos_session::{Acceptor, DEFAULT_MAX_HANDSHAKES, Fault, PendingSession, Session, Ticket};
 use logos_wire::{Attrs, ErrorCode, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value, Welcome};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 use tokio::net::{UnixListener, UnixStream};
@@ -29,6 +29,90 @@ const MAX_TOKEN_LEN: usize = 1024;
 struct Grant {
     token: Vec<u8>,
     pid: Option<u32>,
+    /// Which methods its caller may call; `None`: every method.
+    access: Option<Arc<Access>>,
+}
+
+/// Most methods an access list may name (an interface is far smaller; this bounds memory).
+const MAX_ACCESS_METHODS: usize = 4096;
+/// Longest refusal reason kept.
+const MAX_REASON_LEN: usize = 4096;
+
+/// Which methods one caller may call, as the core decided it (the fourth argument of
+/// `$grant`, docs/architecture.md "Module process contract" §6): the allowed methods, the
+/// reason for each refused method of the interface, and the reason for any other name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Access {
+    allow: HashSet<String>,
+    deny: HashMap<String, String>,
+    /// With `{method}` where the called name goes; `None`: other names may be called.
+    other: Option<String>,
+}
+
+impl Access {
+    /// `None` when `method` may be called, else the reason it may not.
+    pub(super) fn refusal(&self, method: &str) -> Option<String> {
+        if self.allow.contains(method) {
+            return None;
+        }
+        if let Some(why) = self.deny.get(method) {
+            return Some(why.clone());
+        }
+        let shown: String = method.chars().take(80).collect();
+        self.other.as_ref().map(|o| o.replace("{method}", &shown))
+    }
+
+    /// Reads `{"allow": [text], "deny": {text: text}, "other": text | null}`; `null` is
+    /// `None` (every method).
+    fn from_value(v: Value) -> Result<Option<Access>, String> {
+        let Value::Map(mut m) = v else {
+            return match v {
+                Value::Null => Ok(None),
+                _ => Err("access must be a map or null".to_owned()),
+            };
+        };
+        let text = |v: Value, what: &str| match v {
+            Value::Text(t) if t.len() <= MAX_REASON_LEN => Ok(t),
+            _ => Err(format!(
+                "{what} must be text of at most {MAX_REASON_LEN} bytes"
+            )),
+        };
+        let mut access = Access::default();
+        match m.remove("allow") {
+            Some(Value::List(items)) if items.len() <= MAX_ACCESS_METHODS => {
+                for i in items {
+                    access.allow.insert(text(i, "an allowed method")?);
+                }
+            }
+            None => {}
+            _ => {
+                return Err(format!(
+                    "allow must be a list of at most {MAX_ACCESS_METHODS} methods"
+                ));
+            }
+        }
+        match m.remove("deny") {
+            Some(Value::Map(items)) if items.len() <= MAX_ACCESS_METHODS => {
+                for (k, v) in items {
+                    access.deny.insert(k, text(v, "a reason")?);
+                }
+            }
+            None => {}
+            _ => {
+                return Err(format!(
+                    "deny must be a map of at most {MAX_ACCESS_METHODS} methods"
+                ));
+            }
+        }
+        access.other = match m.remove("other") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(text(v, "other")?),
+        };
+        if let Some(k) = m.keys().next() {
+            return Err(format!("access has an unknown key {k:?}"));
+        }
+        Ok(Some(access))
+    }
 }
 
 /// The live grants of a serving module: caller → its grants.
@@ -43,7 +127,7 @@ impl Grants {
         caller: &str,
         token: &[u8],
         pid: Option<u32>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<Arc<Access>>, String> {
         check_grant(name, &lock(&self.0), caller, token, pid)
     }
 }
@@ -83,13 +167,16 @@ pub(super) async fn admit_pending<T: Module>(state: Arc<Served<T>>, pending: Pen
     let caller = pending.hello.identity.clone();
     let token = pending.hello.token.clone();
     let pid = pending.pid;
-    if let Err(why) = state.check_grant(&caller, &token, pid) {
-        tracing::warn!(%caller, ?pid, "refused a peer connection: {why}");
-        pending
-            .refuse(Fault::new(ErrorCode::Unauthorized, why))
-            .await;
-        return;
-    }
+    let access = match state.check_grant(&caller, &token, pid) {
+        Ok(access) => access,
+        Err(why) => {
+            tracing::warn!(%caller, ?pid, "refused a peer connection: {why}");
+            pending
+                .refuse(Fault::new(ErrorCode::Unauthorized, why))
+                .await;
+            return;
+        }
+    };
     let welcome = Welcome {
         major: PROTOCOL_MAJOR,
         minor: PROTOCOL_MINOR,
@@ -99,6 +186,7 @@ pub(super) async fn admit_pending<T: Module>(state: Arc<Served<T>>, pending: Pen
     let handler = Arc::new(Conn {
         state: Arc::clone(&state),
         kind: Kind::Peer,
+        access,
     });
     match pending.accept(caller.clone(), welcome, handler).await {
         Ok(session) => {
@@ -121,15 +209,26 @@ pub(super) async fn admit_pending<T: Module>(state: Arc<Served<T>>, pending: Pen
 }
 
 impl<T: Module> Served<T> {
-    fn check_grant(&self, caller: &str, token: &[u8], pid: Option<u32>) -> Result<(), String> {
+    fn check_grant(
+        &self,
+        caller: &str,
+        token: &[u8],
+        pid: Option<u32>,
+    ) -> Result<Option<Arc<Access>>, String> {
         self.grants.check(&self.name, caller, token, pid)
     }
 
-    /// `$grant(caller, token, pid)`: accept `caller` with `token` (from `pid`, if given).
+    /// `$grant(caller, token, pid, access)`: accept `caller` with `token` (from `pid`, if
+    /// given), for the methods `access` allows (every one when it is null or left out).
     pub(super) fn grant(&self, args: Vec<Value>) -> Result<Value, Fault> {
-        let (caller, token, pid) = grant_args(args)?;
-        tracing::debug!(%caller, ?pid, "token granted");
-        add_grant(&mut lock(&self.grants.0), caller, Grant { token, pid });
+        let (caller, token, pid, access) = grant_args(args)?;
+        tracing::debug!(%caller, ?pid, restricted = access.is_some(), "token granted");
+        let access = access.map(Arc::new);
+        add_grant(
+            &mut lock(&self.grants.0),
+            caller,
+            Grant { token, pid, access },
+        );
         Ok(Value::Null)
     }
 
@@ -183,7 +282,7 @@ fn check_grant(
     caller: &str,
     token: &[u8],
     pid: Option<u32>,
-) -> Result<(), String> {
+) -> Result<Option<Arc<Access>>, String> {
     if caller.is_empty() || token.is_empty() {
         return Err(format!(
             "module \"{name}\" accepts only connections that name their caller and present a token from capability_module.requestModule"
@@ -211,16 +310,22 @@ fn check_grant(
             "the token of \"{caller}\" is bound to pid {want}, but the connection comes from {}",
             pid.map_or_else(|| "an unknown pid".to_owned(), |p| format!("pid {p}"))
         )),
-        Some(_) => Ok(()),
+        Some(g) => Ok(g.access.clone()),
     }
 }
 
-/// Reads `(caller: text, token: bytes, pid: int | null)`; `pid` may be left out.
-fn grant_args(args: Vec<Value>) -> Result<(String, Vec<u8>, Option<u32>), Fault> {
+/// What `$grant` carries: caller, token, pid, access.
+type GrantArgs = (String, Vec<u8>, Option<u32>, Option<Access>);
+
+/// Reads `(caller: text, token: bytes, pid: int | null, access: map | null)`; `pid` and
+/// `access` may be left out.
+fn grant_args(args: Vec<Value>) -> Result<GrantArgs, Fault> {
     let bad = |why: &str| {
         Fault::new(
             ErrorCode::InvalidArgs,
-            format!("$grant takes (caller: text, token: bytes, pid: int | null): {why}"),
+            format!(
+                "$grant takes (caller: text, token: bytes, pid: int | null, access: map | null): {why}"
+            ),
         )
     };
     let mut it = args.into_iter();
@@ -239,10 +344,14 @@ fn grant_args(args: Vec<Value>) -> Result<(String, Vec<u8>, Option<u32>), Fault>
             None => return Err(bad("pid must be a process id or null")),
         },
     };
+    let access = match it.next() {
+        None => None,
+        Some(v) => Access::from_value(v).map_err(|why| bad(&why))?,
+    };
     if it.next().is_some() {
         return Err(bad("too many arguments"));
     }
-    Ok((caller, token, pid))
+    Ok((caller, token, pid, access))
 }
 
 #[cfg(test)]
@@ -255,6 +364,7 @@ mod tests {
         let grant = |t: u8, pid| Grant {
             token: vec![t; 32],
             pid,
+            access: None,
         };
         add_grant(&mut grants, "probe".into(), grant(1, Some(10)));
         assert!(check_grant("relay", &grants, "probe", &[1; 32], Some(10)).is_ok());
@@ -286,7 +396,7 @@ mod tests {
             Value::from(42u32),
         ])
         .unwrap();
-        assert_eq!(ok, ("greeter".to_owned(), vec![1; 32], Some(42)));
+        assert_eq!(ok, ("greeter".to_owned(), vec![1; 32], Some(42), None));
         let no_pid =
             grant_args(vec![Value::from("a"), Value::Bytes(vec![1]), Value::Null]).unwrap();
         assert_eq!(no_pid.2, None);
@@ -303,11 +413,52 @@ mod tests {
                 Value::Bytes(vec![1]),
                 Value::Null,
                 Value::Null,
+                Value::Null,
+            ],
+            vec![
+                Value::from("a"),
+                Value::Bytes(vec![1]),
+                Value::Null,
+                Value::from("all"),
             ],
         ] {
             let f = grant_args(bad).unwrap_err();
             assert_eq!(f.code, ErrorCode::InvalidArgs);
         }
+    }
+
+    #[test]
+    fn access_lists_decide_per_method() {
+        let v = Value::Map(
+            [
+                ("allow".to_owned(), Value::List(vec![Value::from("add")])),
+                (
+                    "deny".to_owned(),
+                    Value::Map([("mul".to_owned(), Value::from("no mul: rule"))].into()),
+                ),
+                ("other".to_owned(), Value::from("no {method}: only add")),
+            ]
+            .into(),
+        );
+        let (_, _, _, access) = grant_args(vec![
+            Value::from("greeter"),
+            Value::Bytes(vec![1]),
+            Value::Null,
+            v,
+        ])
+        .unwrap();
+        let a = access.unwrap();
+        assert_eq!(a.refusal("add"), None);
+        assert_eq!(a.refusal("mul").as_deref(), Some("no mul: rule"));
+        assert_eq!(a.refusal("pow").as_deref(), Some("no pow: only add"));
+        let open = Access::from_value(Value::Map(
+            [("allow".to_owned(), Value::List(vec![]))].into(),
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(open.refusal("anything"), None);
+        assert!(Access::from_value(Value::Map([("typo".to_owned(), Value::Null)].into())).is_err());
+        assert_eq!(Access::from_value(Value::Null), Ok(None));
     }
 
     #[test]
@@ -318,18 +469,20 @@ mod tests {
                 Grant {
                     token: vec![1; 32],
                     pid: None,
+                    access: None,
                 },
                 Grant {
                     token: vec![2; 32],
                     pid: Some(77),
+                    access: None,
                 },
             ],
         )]);
         let check =
             |caller: &str, token: &[u8], pid| check_grant("calc", &grants, caller, token, pid);
-        assert_eq!(check("greeter", &[1; 32], Some(5)), Ok(()));
-        assert_eq!(check("greeter", &[1; 32], None), Ok(()));
-        assert_eq!(check("greeter", &[2; 32], Some(77)), Ok(()));
+        assert_eq!(check("greeter", &[1; 32], Some(5)), Ok(None));
+        assert_eq!(check("greeter", &[1; 32], None), Ok(None));
+        assert_eq!(check("greeter", &[2; 32], Some(77)), Ok(None));
         let e = check("greeter", &[2; 32], Some(78)).unwrap_err();
         assert!(e.contains("bound to pid 77") && e.contains("pid 78"), "{e}");
         let e = check("greeter", &[3; 32], None).unwrap_err();

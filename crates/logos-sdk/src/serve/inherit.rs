@@ -20,6 +20,26 @@ pub const DEFAULT_LISTEN_FD: RawFd = 4;
 /// Set when a `run` took the inherited descriptors: they can be owned once per process.
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
+/// For a protected module (`LOGOS_PROTECTED=1`, docs/security.md "Protected modules"):
+/// `PR_SET_DUMPABLE` 0, so processes of the same uid without `CAP_SYS_PTRACE` can neither
+/// trace it nor read its memory, environment or descriptors through `/proc`, and it leaves no
+/// core dump. Set here, after `exec`, because `exec` resets the flag. Returns whether it was
+/// set.
+pub(super) fn harden() -> bool {
+    if std::env::var_os("LOGOS_PROTECTED").is_none_or(|v| v != "1") {
+        return false;
+    }
+    // SAFETY: PR_SET_DUMPABLE takes a number and touches no memory of ours.
+    let ok = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } == 0;
+    if !ok {
+        tracing::warn!(
+            "could not make this protected module non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    ok
+}
+
 /// Logs to stderr (the core keeps its tail), filtered by `LOGOS_LOG` (default `info`).
 pub(super) fn init_tracing() {
     use std::io::IsTerminal;

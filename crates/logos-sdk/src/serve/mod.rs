@@ -81,6 +81,7 @@ pub fn run<T: Module>() -> i32 {
 /// ```
 pub fn run_named<T: Module>(name: &str) -> i32 {
     inherit::init_tracing();
+    inherit::harden();
     if let Some(credential) = remote::credential_path() {
         return remote::run::<T>(name, &credential);
     }
@@ -249,6 +250,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     let handler = Arc::new(Conn {
         state: Arc::clone(&state),
         kind: Kind::Control,
+        access: None,
     });
     let config = state.ctx.inner.session_config();
     let (session, welcome) = logos_session::connect(control, hello, handler, config)

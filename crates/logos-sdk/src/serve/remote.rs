@@ -238,6 +238,7 @@ async fn connection<T: Module>(
     let handler = Arc::new(Conn {
         state: Arc::clone(state),
         kind: Kind::Control,
+        access: None,
     });
     let session = match logos_session::connect_over(
         transport,

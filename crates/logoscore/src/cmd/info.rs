@@ -77,6 +77,36 @@ fn render(name: &str, info: &Value) -> String {
     if let Some(c) = info.get("confinement").and_then(Value::as_str) {
         let _ = writeln!(s, "  confinement: {c}");
     }
+    if let Some(n) = info.get("network").and_then(Value::as_bool) {
+        let _ = writeln!(
+            s,
+            "  network: {}",
+            if n {
+                "on (declared and granted)"
+            } else {
+                "off"
+            }
+        );
+    }
+    if info.get("protected").and_then(Value::as_bool) == Some(true) {
+        let _ = writeln!(s, "  protected: yes (writers: {})", list("writers"));
+    }
+    if let Some(sc) = info.get("seccomp").and_then(Value::as_str) {
+        let _ = writeln!(s, "  seccomp: {sc}");
+    }
+    for kind in ["read", "write"] {
+        let paths: Vec<String> = info
+            .get("filesystem")
+            .and_then(|f| f.get(kind))
+            .and_then(Value::as_list)
+            .unwrap_or_default()
+            .iter()
+            .map(output::value_text)
+            .collect();
+        if !paths.is_empty() {
+            let _ = writeln!(s, "  filesystem {kind}: {}", paths.join(", "));
+        }
+    }
     if let Some(p) = meta
         .and_then(|m| m.get("permissions"))
         .and_then(Value::as_list)

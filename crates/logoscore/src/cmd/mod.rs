@@ -6,6 +6,7 @@
 pub(crate) mod call;
 pub(crate) mod check;
 pub(crate) mod completions;
+pub(crate) mod contexts;
 pub(crate) mod info;
 pub(crate) mod install;
 pub(crate) mod key;

@@ -241,6 +241,9 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     if let Some(r) = &file.restart {
         b = b.restart(r.settings());
     }
+    if let Some(strict) = file.strict_confinement {
+        b = b.strict_confinement(strict);
+    }
     for (name, m) in &file.modules {
         let mut s = ModuleSettings::default();
         s.restart = m.restart.map(|r| r.policy());
@@ -249,13 +252,24 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
         s.limits.address_space = m.limits.address_space.map(|s| s.0);
         s.limits.open_files = m.limits.open_files;
         s.limits.processes = m.limits.processes;
+        s.filesystem.read = m.filesystem.read.clone();
+        s.filesystem.write = m.filesystem.write.clone();
+        s.network = m.network;
+        s.protected = m.protected;
+        s.writers = m.writers.iter().map(|w| w.as_str().to_owned()).collect();
         b = b.module(name.as_str(), s);
     }
     for r in &file.grant {
-        b = b.grant(r.caller.as_str(), r.target.as_str());
+        b = match &r.methods {
+            None => b.grant(r.caller.as_str(), r.target.as_str()),
+            Some(ms) => b.grant_methods(r.caller.as_str(), r.target.as_str(), ms),
+        };
     }
     for r in &file.deny {
-        b = b.deny(r.caller.as_str(), r.target.as_str());
+        b = match &r.methods {
+            None => b.deny(r.caller.as_str(), r.target.as_str()),
+            Some(ms) => b.deny_methods(r.caller.as_str(), r.target.as_str(), ms),
+        };
     }
     let tls = match (
         args.http_tls_cert
