@@ -249,6 +249,22 @@ impl ByteStream {
         // `Drop` sees the reset and sends nothing more.
     }
 
+    /// Ready with the error once the stream is reset (by either side) or its connection
+    /// closes, whatever its halves did: for a relay that has read this stream to its end and
+    /// must still notice it being aborted. It shares the read side's waker, so call it only
+    /// once reading is over (after end of file).
+    pub fn poll_aborted(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let mut st = lock(&self.shared.state);
+        if let Some(e) = self.error(&st) {
+            return Poll::Ready(e);
+        }
+        if let Some(reason) = &st.conn_closed {
+            return Poll::Ready(self.closed_error(reason));
+        }
+        store_waker(&mut st.read_waker, cx);
+        Poll::Pending
+    }
+
     /// Bytes written by this side and not yet acknowledged by credit (always ≤ the window).
     pub fn unacknowledged(&self) -> u64 {
         let st = lock(&self.shared.state);

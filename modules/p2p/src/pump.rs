@@ -283,6 +283,16 @@ fn poll_pump(
             }
         }
 
+        // The owner finished its half but may still reset the stream (`closeWithEof` past
+        // its deadline) or go away while the remote keeps its half open: notice it, or the
+        // stream would wait on the remote forever.
+        if down.eof
+            && !up.done
+            && let Poll::Ready(e) = owner.poll_aborted(cx)
+        {
+            return Poll::Ready(owner_failed(&e));
+        }
+
         if up.done && down.done {
             return Poll::Ready(End::Finished);
         }
