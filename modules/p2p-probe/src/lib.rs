@@ -181,6 +181,30 @@ impl P2pProbe {
         Ok(String::from_utf8_lossy(&got).into_owned())
     }
 
+    /// Writes `text` on stream `id` as one length-prefixed message (unsigned varint length).
+    pub async fn write_lp(&self, id: u64, text: String) -> Result<(), P2pError> {
+        let held = self.held(id)?;
+        let mut guard = held.lock().await;
+        let s = guard.as_mut().ok_or_else(|| not_held(id))?;
+        s.write_lp(text.as_bytes()).await
+    }
+
+    /// One length-prefixed message of at most `maxSize` bytes from stream `id` within
+    /// `timeoutMs`, as text.
+    pub async fn read_lp(
+        &self,
+        id: u64,
+        max_size: u64,
+        timeout_ms: u64,
+    ) -> Result<String, P2pError> {
+        let held = self.held(id)?;
+        let mut guard = held.lock().await;
+        let s = guard.as_mut().ok_or_else(|| not_held(id))?;
+        let max = usize::try_from(max_size).unwrap_or(usize::MAX);
+        let got = s.read_lp(max, ms(timeout_ms)).await?;
+        Ok(String::from_utf8_lossy(&got).into_owned())
+    }
+
     /// Half-closes stream `id` (reads go on).
     pub async fn close(&self, id: u64) -> Result<(), P2pError> {
         let held = self.held(id)?;
