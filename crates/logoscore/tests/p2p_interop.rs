@@ -6,11 +6,16 @@
 //!   libp2p 3 wants Node ≥ 22 and the machine has Node 20, so the lockfile also pins the npm
 //!   package `node` (22.x), which ships a Node 22 binary; the peer runs on it.
 //!
+//! - **py-libp2p 0.8.1** (PyPI `libp2p`, TCP + Noise + Yamux) from
+//!   `tests/p2p_interop/py-libp2p/requirements.txt`, installed into a venv under
+//!   `target/venv/` by the test (once; later runs reuse it).
+//!
 //! Each direction exchanges length-prefixed messages (unsigned varint, as js-libp2p's
 //! `lpStream`) both ways, one of them 1 MiB: the peer dials our module, and our module dials
 //! the peer's handler. Resets cross both ways: js `abort()` → our module's read fails `reset`
 //! and it gets `streamReset [id, "remote"]`; our `reset` → the js handler fails with
-//! `StreamResetError`. A set-up failure (npm, the registry, Node) fails the test with the
+//! `StreamResetError` (js only: py-libp2p 0.8 reports a reset as the end of the stream). A
+//! set-up failure (npm, the registry, Node) fails the test with the
 //! reason; nothing is skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,8 +38,8 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/p2p_interop")
 }
 
-/// A world with `p2p` and `p2p-probe` on loopback, the daemon running.
-fn node() -> (World, Daemon, String, String) {
+/// A world with `p2p` and `p2p-probe` on loopback, the daemon running, and its address.
+fn node() -> (World, Daemon, String) {
     let w = World::new();
     w.stage_all(&["p2p", "p2p-probe"]);
     let dir = w.data.join("p2p");
@@ -45,12 +50,11 @@ fn node() -> (World, Daemon, String, String) {
     )
     .unwrap();
     let d = w.daemon_config(P2P_NETWORK, &["--load", "p2p", "--load", "p2p-probe"]);
-    let id = call(&w, "p2p", &["peerId"]).as_str().unwrap().to_owned();
     let addr = call(&w, "p2p", &["listenAddrs"])[0]
         .as_str()
         .unwrap()
         .to_owned();
-    (w, d, id, addr)
+    (w, d, addr)
 }
 
 #[track_caller]
@@ -159,8 +163,18 @@ fn js_peer(w: &World) -> Peer {
     Peer::spawn(cmd, "js-libp2p")
 }
 
+/// The py-libp2p peer: a venv with the pinned `libp2p` (once, cached under `target/venv/`)
+/// running `peer.py`.
+fn py_peer() -> Peer {
+    let dir = interop_dir().join("py-libp2p");
+    let venv = logos_testkit::install::python_venv(&dir.join("requirements.txt"));
+    let mut cmd = Command::new(venv.join("bin/python"));
+    cmd.arg(dir.join("peer.py")).arg(PROTOCOL);
+    Peer::spawn(cmd, "py-libp2p")
+}
+
 /// Data both ways, both directions: the peer dials our module, our module dials the peer.
-fn exchange_both_ways(w: &World, our_id: &str, our_addr: &str, peer: &mut Peer) {
+fn exchange_both_ways(w: &World, our_addr: &str, peer: &mut Peer) {
     let reg = call(w, "p2p-probe", &["register", &format!("[\"{PROTOCOL}\"]")]).to_string();
     let (big_in, big_out) = (letters(1 << 20, 0), letters(1 << 20, 5));
 
@@ -230,19 +244,25 @@ fn exchange_both_ways(w: &World, our_id: &str, our_addr: &str, peer: &mut Peer) 
         serde_json::json!([{"ok": true, "messages": 2}]),
         "{handled}"
     );
-    let _ = our_id;
 }
 
 #[test]
 fn issue_12_js_libp2p_and_our_module_exchange_length_prefixed_messages_both_ways() {
-    let (w, _d, id, addr) = node();
+    let (w, _d, addr) = node();
     let mut js = js_peer(&w);
-    exchange_both_ways(&w, &id, &addr, &mut js);
+    exchange_both_ways(&w, &addr, &mut js);
+}
+
+#[test]
+fn issue_12_py_libp2p_and_our_module_exchange_length_prefixed_messages_both_ways() {
+    let (w, _d, addr) = node();
+    let mut py = py_peer();
+    exchange_both_ways(&w, &addr, &mut py);
 }
 
 #[test]
 fn issue_12_resets_cross_between_js_libp2p_and_our_module() {
-    let (w, _d, _id, addr) = node();
+    let (w, _d, addr) = node();
     let mut js = js_peer(&w);
     let reg = call(&w, "p2p-probe", &["register", &format!("[\"{PROTOCOL}\"]")]).to_string();
 
