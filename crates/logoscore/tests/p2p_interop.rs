@@ -10,6 +10,10 @@
 //!   `tests/p2p_interop/py-libp2p/requirements.txt`, installed into a venv under
 //!   `target/venv/` by the test (once; later runs reuse it).
 //!
+//! - **A remote module**: `p2p-echo` run by `logos_host --remote` against a core with `p2p`
+//!   (issue 11): a js peer's stream to `/logos/echo/1.0.0` reaches it and is echoed, and
+//!   killing that process resets the js stream.
+//!
 //! Each direction exchanges length-prefixed messages (unsigned varint, as js-libp2p's
 //! `lpStream`) both ways, one of them 1 MiB: the peer dials our module, and our module dials
 //! the peer's handler. Resets cross both ways: js `abort()` → our module's read fails `reset`
@@ -20,6 +24,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod remote_support;
 mod support;
 
 use std::io::Write as _;
@@ -314,4 +319,63 @@ fn issue_12_resets_cross_between_js_libp2p_and_our_module() {
         handled["handled"][0]["error"], "StreamResetError",
         "{handled}"
     );
+}
+
+/// `p2p-echo` runs as a remote module (`logos_host --remote`, its own temp dir, a credential
+/// allowing `p2p`): a js peer's stream to the core's node reaches it through `p2p` and the
+/// remote link and is echoed; SIGKILL of the remote process resets the js stream.
+#[test]
+fn issue_12_a_js_stream_reaches_a_remote_module_and_is_reset_when_it_dies() {
+    let w = World::new();
+    w.stage("p2p");
+    let dir = w.data.join("p2p");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("p2p.json"),
+        r#"{"listen": ["/ip4/127.0.0.1/tcp/0"]}"#,
+    )
+    .unwrap();
+    let _d = remote_support::core(&w, P2P_NETWORK, &["p2p"]);
+    let addr = call(&w, "p2p", &["listenAddrs"])[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut echo = remote_support::remote(&w, "p2p-echo", &["--allow", "p2p"]);
+    wait_for(
+        "the remote p2p-echo to register its protocol",
+        Duration::from_secs(30),
+        || {
+            call(&w, "p2p", &["protocols"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["protocols"][0] == "/logos/echo/1.0.0" && r["owner"] == "p2p-echo")
+        },
+    );
+    let mut js = js_peer(&w);
+    let big = letters(1 << 20, 3);
+    let answer = js.ask(&serde_json::json!({
+        "op": "exchange",
+        "addr": addr,
+        "protocol": "/logos/echo/1.0.0",
+        "send": ["through a remote module", big],
+    }));
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["got"][0], "through a remote module");
+    assert!(
+        answer["got"][1].as_str() == Some(big.as_str()),
+        "1 MiB echo differs"
+    );
+
+    // A stream held open, then the remote process is killed: the js side sees a reset.
+    let held = js.ask(&serde_json::json!({
+        "op": "hold",
+        "addr": addr,
+        "protocol": "/logos/echo/1.0.0",
+        "send": "still there?",
+    }));
+    assert_eq!(held["got"], "still there?", "{held}");
+    echo.proc.kill();
+    let end = js.ask(&serde_json::json!({"op": "waitEnd", "id": held["id"]}));
+    assert_eq!(end["error"], "StreamResetError", "{end}");
 }

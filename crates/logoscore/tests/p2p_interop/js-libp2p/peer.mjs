@@ -10,6 +10,11 @@
 //                                                 abort(): {ok, got: text}
 //   {"op": "handled"}                             what the handler saw: {ok, handled: [...]},
 //                                                 each {ok, messages} or {error, message}
+//   {"op": "hold", "addr", "send": text}          send one message, read one back, keep the
+//                                                 stream open: {ok, got, id}
+//   {"op": "waitEnd", "id"}                       how the held stream ended: {ok, end: "eof"}
+//                                                 (the remote finished) or the error
+// "exchange", "abortAfterReply" and "hold" take an optional "protocol" (default PROTOCOL).
 // Errors answer {ok: false, error: <error class name>, message}. Never decides a test's
 // outcome: it reports what js-libp2p did.
 
@@ -61,14 +66,17 @@ await node.handle(PROTOCOL, async (stream) => {
   }
 })
 
-async function open (addr) {
-  return node.dialProtocol(multiaddr(addr), PROTOCOL)
+async function open (addr, protocol) {
+  return node.dialProtocol(multiaddr(addr), protocol ?? PROTOCOL)
 }
+
+const held = new Map()
+let nextHeld = 0
 
 async function run (cmd) {
   switch (cmd.op) {
     case 'exchange': {
-      const stream = await open(cmd.addr)
+      const stream = await open(cmd.addr, cmd.protocol)
       const lp = lpStream(stream, { maxDataLength: MAX })
       for (const m of cmd.send) await lp.write(enc.encode(m))
       await stream.close()
@@ -77,12 +85,34 @@ async function run (cmd) {
       return { ok: true, got }
     }
     case 'abortAfterReply': {
-      const stream = await open(cmd.addr)
+      const stream = await open(cmd.addr, cmd.protocol)
       const lp = lpStream(stream, { maxDataLength: MAX })
       await lp.write(enc.encode(cmd.send))
       const got = await readMessage(lp)
       stream.abort(new Error('aborted by the interop test'))
       return { ok: true, got }
+    }
+    case 'hold': {
+      const stream = await open(cmd.addr, cmd.protocol)
+      // How the stream ends, from its events: a reset that arrives while no read is
+      // pending reads as a plain end of file through lpStream, so watch the stream itself.
+      const ended = new Promise((resolve) => {
+        stream.addEventListener('close', (evt) => resolve(evt.error != null
+          ? { ok: false, error: evt.error.name, message: String(evt.error.message) }
+          : { ok: true, end: 'closed' }), { once: true })
+        stream.addEventListener('remoteCloseWrite', () => resolve({ ok: true, end: 'eof' }), { once: true })
+      })
+      const lp = lpStream(stream, { maxDataLength: MAX })
+      await lp.write(enc.encode(cmd.send))
+      const got = await readMessage(lp)
+      const id = ++nextHeld
+      held.set(id, ended)
+      return { ok: true, got, id }
+    }
+    case 'waitEnd': {
+      const ended = held.get(cmd.id)
+      held.delete(cmd.id)
+      return await ended
     }
     case 'handled':
       return { ok: true, handled }
