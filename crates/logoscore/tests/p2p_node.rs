@@ -171,3 +171,59 @@ fn issue_12_the_node_needs_the_operators_network_grant() {
     );
     assert!(text.contains("[modules.p2p] network = true"), "{text}");
 }
+
+/// `logoscore p2p id|addrs|peers|dial ADDR|protocols`: the shortcuts print what the methods
+/// answer, for people and with `--json`.
+#[test]
+fn issue_12_the_logoscore_p2p_shortcuts() {
+    let (a, b) = (node_world(), node_world());
+    let _da = a.daemon_config(P2P_NETWORK, &["--load", "p2p"]);
+    let _db = b.daemon_config(P2P_NETWORK, &["--load", "p2p"]);
+    let id_a = call(&a, &["peerId"]).as_str().unwrap().to_owned();
+    let id_b = call(&b, &["peerId"]).as_str().unwrap().to_owned();
+
+    let out = a.cli(&["p2p", "id"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), id_a);
+    let out = b.cli(&["p2p", "addrs"]);
+    out.ok();
+    let addr_b = out.stdout.lines().next().unwrap().to_owned();
+    assert!(
+        addr_b.starts_with("/ip4/127.0.0.1/tcp/") && addr_b.ends_with(&format!("/p2p/{id_b}")),
+        "{}",
+        out.stdout
+    );
+
+    let out = a.cli(&["p2p", "dial", &addr_b, "--timeout", "10s"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), id_b);
+    let out = a.cli(&["p2p", "peers"]);
+    out.ok();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with(&id_b) && l.contains("outbound")),
+        "{}",
+        out.stdout
+    );
+    let doc = a.cli_json(&["p2p", "peers"]);
+    assert!(
+        doc.as_array().unwrap().iter().any(|p| p["peer"] == id_b),
+        "{doc}"
+    );
+
+    call(&a, &["registerProtocol", r#"["/shortcut/1.0.0"]"#]);
+    let out = a.cli(&["p2p", "protocols"]);
+    out.ok();
+    assert!(
+        out.stdout
+            .contains("core  /shortcut/1.0.0  pending 0  open 0"),
+        "{}",
+        out.stdout
+    );
+
+    // A bad address is the node's error, with the method named.
+    let out = a.cli(&["p2p", "dial", "/ip4/nope"]);
+    out.expect_code(4);
+    assert!(out.stderr.contains("is not a multiaddr"), "{}", out.stderr);
+}

@@ -13,6 +13,7 @@ pub(crate) mod key;
 pub(crate) mod list;
 pub(crate) mod load;
 pub(crate) mod man;
+pub(crate) mod p2p;
 pub(crate) mod pack;
 pub(crate) mod publish;
 pub(crate) mod registry;
