@@ -328,9 +328,7 @@ impl P2p {
             id: opened.stream_id,
             protocol: opened.protocol,
             peer: opened.peer,
-            io,
-            buf: Vec::new(),
-            eof: false,
+            r: Reader::new(io),
         })
     }
 
@@ -395,27 +393,58 @@ pub struct P2pStream {
     id: u64,
     protocol: String,
     peer: String,
-    io: ByteStream,
-    /// Bytes read from the byte stream and not handed out yet.
+    r: Reader<ByteStream>,
+}
+
+/// Where a [`Reader`] reads from: the owner's runtime byte stream ([`P2pStream`]), or the
+/// `p2p` module's own end of a stream whose data moves by calls.
+pub trait Source: tokio::io::AsyncRead + Unpin {
+    /// What a read error of this source means.
+    fn error(&self, e: &io::Error) -> P2pError;
+
+    /// At end of file: `None` for a clean finish of the remote, else the error the end
+    /// really was (a reset this source learns of only then).
+    fn ended(&self) -> Option<P2pError> {
+        None
+    }
+}
+
+impl Source for ByteStream {
+    fn error(&self, e: &io::Error) -> P2pError {
+        P2pError::from_io(e)
+    }
+}
+
+/// Buffered reads of one stream the way nim's `LPStream` reads (`read`, `read_exactly`,
+/// `read_lp`, `read_to_end`), each with an optional timeout. A read that times out loses
+/// nothing: what arrived stays buffered for the next read.
+#[derive(Debug)]
+pub struct Reader<S> {
+    io: S,
+    /// Bytes read from `io` and not handed out yet.
     buf: Vec<u8>,
-    /// The remote finished (end of file seen on the byte stream).
+    /// The remote finished (end of file seen on `io`).
     eof: bool,
 }
 
-impl P2pStream {
-    /// The stream id in `p2p`.
-    pub fn id(&self) -> u64 {
-        self.id
+impl<S: Source> Reader<S> {
+    /// A reader of `io`, with nothing buffered.
+    pub fn new(io: S) -> Reader<S> {
+        Reader {
+            io,
+            buf: Vec::new(),
+            eof: false,
+        }
     }
 
-    /// The negotiated protocol.
-    pub fn protocol(&self) -> &str {
-        &self.protocol
+    /// The source, for writes and resets.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
     }
 
-    /// The remote peer's id.
-    pub fn peer(&self) -> &str {
-        &self.peer
+    /// The source and the bytes buffered but not read yet.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.io, self.buf)
     }
 
     /// Reads more into the buffer; `Ok(false)` at end of file.
@@ -428,10 +457,13 @@ impl P2pStream {
             .io
             .read(&mut chunk)
             .await
-            .map_err(|e| P2pError::from_io(&e))?;
+            .map_err(|e| self.io.error(&e))?;
         if n == 0 {
             self.eof = true;
-            return Ok(false);
+            return match self.io.ended() {
+                Some(e) => Err(e),
+                None => Ok(false),
+            };
         }
         self.buf.extend_from_slice(&chunk[..n]);
         Ok(true)
@@ -479,7 +511,7 @@ impl P2pStream {
     ///
     /// # Errors
     /// `incomplete` when the remote finished first (the bytes stay readable), else as
-    /// [`P2pStream::read`].
+    /// [`Reader::read`].
     pub async fn read_exactly(
         &mut self,
         n: usize,
@@ -504,7 +536,7 @@ impl P2pStream {
     ///
     /// # Errors
     /// `invalid_varint`, `limit` (the prefix announces more than `max_size`), `incomplete`,
-    /// `eof` (finished before any byte of a message), else as [`P2pStream::read`].
+    /// `eof` (finished before any byte of a message), else as [`Reader::read`].
     pub async fn read_lp(
         &mut self,
         max_size: usize,
@@ -562,7 +594,7 @@ impl P2pStream {
     /// Everything until the remote finishes, at most `limit` bytes.
     ///
     /// # Errors
-    /// `limit` when more arrives, else as [`P2pStream::read`] (never `eof`).
+    /// `limit` when more arrives, else as [`Reader::read`] (never `eof`).
     pub async fn read_to_end(
         &mut self,
         limit: usize,
@@ -582,12 +614,91 @@ impl P2pStream {
         .await
     }
 
+    /// Reads and discards everything until the remote finishes (for `closeWithEof`).
+    ///
+    /// # Errors
+    /// As [`Reader::read`] (never `eof`).
+    pub async fn drain(&mut self) -> Result<(), P2pError> {
+        self.buf.clear();
+        while self.fill().await? {
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl P2pStream {
+    /// The stream id in `p2p`.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The negotiated protocol.
+    pub fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    /// The remote peer's id.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// At least one and at most `max` bytes (nim `readOnce`).
+    ///
+    /// # Errors
+    /// `eof` when the remote finished and nothing is left; `timeout` (nothing is lost);
+    /// `reset`, `conn_down`, `node_stopped`.
+    pub async fn read(
+        &mut self,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, P2pError> {
+        self.r.read(max, timeout).await
+    }
+
+    /// Exactly `n` bytes (nim `readExactly`).
+    ///
+    /// # Errors
+    /// As [`Reader::read_exactly`].
+    pub async fn read_exactly(
+        &mut self,
+        n: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, P2pError> {
+        self.r.read_exactly(n, timeout).await
+    }
+
+    /// One length-prefixed message of at most `max_size` bytes (nim `readLp`).
+    ///
+    /// # Errors
+    /// As [`Reader::read_lp`].
+    pub async fn read_lp(
+        &mut self,
+        max_size: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, P2pError> {
+        self.r.read_lp(max_size, timeout).await
+    }
+
+    /// Everything until the remote finishes, at most `limit` bytes.
+    ///
+    /// # Errors
+    /// As [`Reader::read_to_end`].
+    pub async fn read_to_end(
+        &mut self,
+        limit: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, P2pError> {
+        self.r.read_to_end(limit, timeout).await
+    }
+
     /// Writes all of `data`, waiting for credit (the remote's pace).
     ///
     /// # Errors
     /// `closed` after [`P2pStream::close`], `reset`, `conn_down`, `node_stopped`.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), P2pError> {
-        self.io
+        self.r
+            .io
             .write_all(data)
             .await
             .map_err(|e| P2pError::from_io(&e))
@@ -608,7 +719,11 @@ impl P2pStream {
     /// # Errors
     /// `reset`, `node_stopped`.
     pub async fn close(&mut self) -> Result<(), P2pError> {
-        self.io.shutdown().await.map_err(|e| P2pError::from_io(&e))
+        self.r
+            .io
+            .shutdown()
+            .await
+            .map_err(|e| P2pError::from_io(&e))
     }
 
     /// Half-closes and waits for the remote to finish too, discarding what it still sends
@@ -618,14 +733,7 @@ impl P2pStream {
     /// `timeout` (then reset), `reset`, `node_stopped`.
     pub async fn close_with_eof(mut self, timeout: Duration) -> Result<(), P2pError> {
         self.close().await?;
-        let drained = tokio::time::timeout(timeout, async {
-            self.buf.clear();
-            while self.fill().await? {
-                self.buf.clear();
-            }
-            Ok::<(), P2pError>(())
-        })
-        .await;
+        let drained = tokio::time::timeout(timeout, self.r.drain()).await;
         match drained {
             Ok(r) => r,
             Err(_) => {
@@ -643,7 +751,8 @@ impl P2pStream {
 
     /// Aborts the stream both ways; the remote sees a reset (nim `reset`).
     pub fn reset(self) {
-        self.io
+        self.r
+            .io
             .reset(ErrorCode::Cancelled, "local: reset by the module");
     }
 
@@ -658,7 +767,7 @@ impl P2pStream {
     /// The runtime byte stream underneath, for `AsyncRead`/`AsyncWrite` use. Bytes already
     /// buffered by reads of this helper are returned with it.
     pub fn into_inner(self) -> (ByteStream, Vec<u8>) {
-        (self.io, self.buf)
+        self.r.into_parts()
     }
 }
 

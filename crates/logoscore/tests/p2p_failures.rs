@@ -432,3 +432,120 @@ fn issue_12_close_with_eof_against_a_peer_that_never_closes_times_out() {
         p2p(&p.a, &["protocols"])[0]["open"] == 0
     });
 }
+
+// ---- the data methods: streams moved with calls ({"via": "calls"}) ----
+
+/// `b64url` of `text`'s bytes, as `--json` prints bytes.
+fn bytes_json(text: &str) -> serde_json::Value {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    serde_json::json!({ "_bytes": out })
+}
+
+/// `text` as a bytes argument of `logoscore call`.
+fn bytes_arg(text: &str) -> String {
+    let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{{\"$bytes\": \"{hex}\"}}")
+}
+
+/// Operators (no byte streams on the core's connection) move a stream's data with calls:
+/// both ends `{"via": "calls"}`, bytes and length-prefixed messages both ways, a read
+/// timeout that loses nothing, half-close to `eof`, `closeWithEof`, a remote reset under a
+/// pending read (`reset`, also for a read that comes after it), `closeWithEof` timing out,
+/// and bad options and unknown streams named.
+#[test]
+fn issue_12_streams_moved_with_calls() {
+    let (a, b) = (node_world(), node_world());
+    let (_da, id_a, addrs_a) = start(&a);
+    let (_db, _, _) = start(&b);
+    let calls = r#"{"via": "calls"}"#;
+    let reg = p2p(&a, &["registerProtocol", r#"["/calls/1.0.0"]"#]).to_string();
+    let open = |b: &World| {
+        p2p(
+            b,
+            &[
+                "openStream",
+                &id_a,
+                r#"["/calls/1.0.0"]"#,
+                &addrs_a,
+                "5000",
+                calls,
+            ],
+        )["streamId"]
+            .to_string()
+    };
+    let sb = open(&b);
+    let sa = p2p(&a, &["accept", &reg, "5000", calls])["streamId"].to_string();
+
+    // A read with nothing there times out; the bytes written next all arrive, in order.
+    p2p_fails(&a, &["read", &sa, "100", "200"], "timeout");
+    p2p(&b, &["write", &sb, &bytes_arg("hello, ")]);
+    p2p_fails(&a, &["readExactly", &sa, "12", "300"], "timeout");
+    p2p(&b, &["write", &sb, &bytes_arg("world")]);
+    assert_eq!(
+        p2p(&a, &["readExactly", &sa, "12", "5000"]),
+        bytes_json("hello, world")
+    );
+    p2p(&a, &["writeLp", &sa, &bytes_arg("a message")]);
+    assert_eq!(
+        p2p(&b, &["readLp", &sb, "100", "5000"]),
+        bytes_json("a message")
+    );
+    // B finishes its half: A reads to eof, then closes with EOF at once.
+    p2p(&b, &["close", &sb]);
+    p2p_fails(&b, &["write", &sb, &bytes_arg("late")], "closed");
+    p2p_fails(&a, &["read", &sa, "100", "5000"], "eof");
+    p2p(&a, &["closeWithEof", &sa, "5000"]);
+    p2p_fails(&b, &["read", &sb, "100", "5000"], "eof");
+
+    // A remote reset fails a pending read with `reset`.
+    let sb = open(&b);
+    let sa = p2p(&a, &["accept", &reg, "5000", calls])["streamId"].to_string();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| a.cli(&["call", "p2p", "read", &sa, "100", "30000"]));
+        p2p(&b, &["write", &sb, &bytes_arg("x")]);
+        // Once A read the "x", its next read waits; B resets under it.
+        let first = reader.join().unwrap();
+        first.ok();
+        let reader = scope.spawn(|| a.cli(&["call", "p2p", "read", &sa, "100", "30000"]));
+        wait_for("A's read to wait", Duration::from_secs(10), || {
+            p2p(&a, &["streamInfo", &sa])["bytesIn"] == 1
+        });
+        p2p(&b, &["reset", &sb]);
+        let out = reader.join().unwrap();
+        out.expect_code(4);
+        assert!(out.stderr.contains("reset: "), "{}", out.stderr);
+    });
+
+    // closeWithEof against a peer that never closes: timeout, and the stream is gone.
+    let _sb = open(&b);
+    let sa = p2p(&a, &["accept", &reg, "5000", calls])["streamId"].to_string();
+    p2p_fails(&a, &["closeWithEof", &sa, "300"], "timeout");
+    wait_for("A's stream to go", Duration::from_secs(10), || {
+        a.cli(&["call", "p2p", "streamInfo", &sa]).code == Some(4)
+    });
+
+    // A stream moved over a byte stream is not for the data methods; bad options are named.
+    let out = a.cli(&[
+        "call",
+        "p2p",
+        "accept",
+        &reg,
+        "100",
+        r#"{"via": "pigeons"}"#,
+    ]);
+    out.expect_code(4);
+    assert!(
+        out.stderr.contains(r#""via" is "stream""#),
+        "{}",
+        out.stderr
+    );
+    p2p_fails(&a, &["read", "999", "1", "100"], "not_found");
+}

@@ -10,6 +10,7 @@
 //! and the per-protocol accept tasks only ever wait for microseconds. Never reads or writes
 //! stream data: `pump.rs` does.
 
+use crate::calls::{self, CallOwner, CallSide};
 use crate::error::P2pError;
 use crate::node::Node;
 use crate::pump::{self, By, Command, Counters, End};
@@ -130,7 +131,29 @@ enum Phase {
     Open {
         commands: mpsc::Sender<Command>,
         counters: Arc<Counters>,
+        /// The calls' end, when the owner moves the data with calls.
+        calls: Option<Arc<CallSide>>,
     },
+}
+
+/// How the owner moves a stream's data: over the runtime byte stream `p2p/<id>` on its
+/// connection, or with the data methods (`read`, `write`, …) (`calls.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Via {
+    /// A runtime byte stream.
+    #[default]
+    Stream,
+    /// Calls.
+    Calls,
+}
+
+/// Ended streams moved with calls kept for their owners' next calls.
+const FINISHED_KEPT: usize = 1024;
+
+/// The owner's side of a pump about to start.
+enum OwnerSide {
+    Stream(logos_sdk::ByteStream),
+    Calls(CallOwner),
 }
 
 struct Entry {
@@ -169,6 +192,9 @@ struct State {
     streams: HashMap<u64, Entry>,
     /// Connections whose closing is watched.
     watched: HashSet<u64>,
+    /// Streams moved with calls that ended, newest last, so their owner's next read learns
+    /// how (a reset is `reset`, not `not_found`): (stream, owner's connection, calls' end).
+    finished: VecDeque<(u64, u64, Arc<CallSide>)>,
 }
 
 impl State {
@@ -438,6 +464,7 @@ impl Hub {
         caller: &Caller,
         reg: u64,
         timeout: Duration,
+        via: Via,
     ) -> Result<Opened, P2pError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let (id, stream) = loop {
@@ -493,22 +520,30 @@ impl Hub {
                 )));
             }
         };
-        self.start(caller, id, stream)
+        self.start(caller, id, stream, via)
     }
 
-    /// Opens the owner's byte stream for entry `id` and starts its pump.
+    /// Opens the owner's side of entry `id` (its byte stream, or the pipe of `calls.rs`) and
+    /// starts its pump.
     fn start(
         self: &Arc<Self>,
         caller: &Caller,
         id: u64,
         stream: Stream,
+        via: Via,
     ) -> Result<Opened, P2pError> {
-        let bytes = match caller.open_stream(&format!("p2p/{id}")) {
-            Ok(b) => b,
-            Err(e) => {
-                self.ended(id, &End::Reset(By::ModuleGone, e.to_string()));
-                return Err(P2pError::Closed(e.to_string()));
+        let (owner_side, calls) = match via {
+            Via::Calls => {
+                let (owner, side) = calls::pipe();
+                (OwnerSide::Calls(owner), Some(side))
             }
+            Via::Stream => match caller.open_stream(&format!("p2p/{id}")) {
+                Ok(b) => (OwnerSide::Stream(b), None),
+                Err(e) => {
+                    self.ended(id, &End::Reset(By::ModuleGone, e.to_string()));
+                    return Err(P2pError::Closed(e.to_string()));
+                }
+            },
         };
         let (tx, rx) = mpsc::channel(4);
         let counters = Arc::new(Counters::default());
@@ -520,6 +555,7 @@ impl Hub {
             e.phase = Phase::Open {
                 commands: tx,
                 counters: Arc::clone(&counters),
+                calls,
             };
             let opened = Opened {
                 stream_id: id,
@@ -538,7 +574,10 @@ impl Hub {
                     h.emit(&owner, event::STREAM_REMOTE_CLOSED, vec![Value::from(id)]);
                 }
             };
-            let end = pump::run(stream, bytes, rx, counters, remote_fin).await;
+            let end = match owner_side {
+                OwnerSide::Stream(b) => pump::run(stream, b, rx, counters, remote_fin).await,
+                OwnerSide::Calls(c) => pump::run(stream, c, rx, counters, remote_fin).await,
+            };
             if let Some(hub) = hub.upgrade() {
                 hub.ended(id, &end);
             }
@@ -559,6 +598,16 @@ impl Hub {
                     .and_then(|r| st.registrations.get_mut(&r))
             {
                 r.open = r.open.saturating_sub(1);
+            }
+            if let Phase::Open {
+                calls: Some(side), ..
+            } = &entry.phase
+            {
+                if st.finished.len() >= FINISHED_KEPT {
+                    st.finished.pop_front();
+                }
+                let side = Arc::clone(side);
+                st.finished.push_back((id, entry.owner.connection(), side));
             }
             entry
         };
@@ -589,6 +638,7 @@ impl Hub {
         protocols: Vec<String>,
         addrs: Vec<libp2p::Multiaddr>,
         timeout: Duration,
+        via: Via,
     ) -> Result<Opened, P2pError> {
         if protocols.is_empty() {
             return Err(P2pError::InvalidArgs(
@@ -651,7 +701,7 @@ impl Hub {
             );
             id
         };
-        self.start(caller, id, stream)
+        self.start(caller, id, stream, via)
     }
 
     /// Looks up stream `id` for `caller` and hands it to `f`.
@@ -673,6 +723,32 @@ impl Hub {
             )));
         }
         Ok(f(&mut st, id))
+    }
+
+    /// The calls' end of stream `id`, for the data methods.
+    ///
+    /// # Errors
+    /// `not_found` (no such stream, or it moves its data over its byte stream),
+    /// `unauthorized`.
+    pub fn call_side(&self, caller: &Caller, id: u64) -> Result<Arc<CallSide>, P2pError> {
+        {
+            let st = self.lock();
+            if !st.streams.contains_key(&id)
+                && let Some((_, conn, side)) = st.finished.iter().find(|(s, _, _)| *s == id)
+                && (caller.is_core() || *conn == caller.connection())
+            {
+                return Ok(Arc::clone(side));
+            }
+        }
+        self.with_stream(caller, id, |st, id| match st.streams.get(&id).map(|e| &e.phase) {
+            Some(Phase::Open {
+                calls: Some(side), ..
+            }) => Ok(Arc::clone(side)),
+            Some(Phase::Open { calls: None, .. }) => Err(P2pError::NotFound(format!(
+                "stream {id} moves its data over its byte stream p2p/{id}, not with calls; accept or open it with {{\"via\": \"calls\"}} for that"
+            ))),
+            _ => Err(P2pError::NotFound(format!("stream {id} is not open"))),
+        })?
     }
 
     /// `reject(streamId)`: resets a stream still waiting for `accept`.
@@ -843,6 +919,7 @@ impl Hub {
         let (regs, streams) = {
             let mut st = self.lock();
             st.watched.remove(&conn);
+            st.finished.retain(|(_, c, _)| *c != conn);
             let regs: Vec<u64> = st
                 .registrations
                 .iter()

@@ -14,6 +14,7 @@
 //! | `node.rs` | [`Node`]: the swarm and the task that drives it |
 //! | `hub.rs` | [`Hub`]: registrations, streams, owners, limits, events, shutdown |
 //! | `pump.rs` | one stream's bytes between libp2p and the owner's byte stream |
+//! | `calls.rs` | the owner's side of a stream whose data moves with calls |
 //! | `error.rs` | [`P2pError`]: the stable error names |
 //!
 //! # Choices
@@ -31,6 +32,7 @@
 //!   with a registration or stream it was granted is decided here: only its owner's
 //!   connection touches it.
 
+pub mod calls;
 pub mod config;
 pub mod error;
 pub mod hub;
@@ -40,11 +42,11 @@ pub mod pump;
 
 pub use config::Config;
 pub use error::P2pError;
-pub use hub::{Hub, Limits, Opened};
+pub use hub::{Hub, Limits, Opened, Via};
 pub use node::{Node, PeerInfo};
 
 use libp2p::{Multiaddr, PeerId};
-use logos_sdk::{Context, Events, Fault, Value, module};
+use logos_sdk::{ByteBuf, Context, ErrorCode, Events, Fault, Value, module};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +85,41 @@ pub enum P2pEvent {
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `listenAddrs` waits for the listeners to bind.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Default `maxBytes` of `read`.
+const DEFAULT_READ: u64 = 64 * 1024;
+
+/// Reads `{"via": "stream"|"calls"}` (every key optional) of `accept` and `openStream`.
+fn via(options: Option<&Value>) -> Result<Via, P2pError> {
+    let Some(options) = options else {
+        return Ok(Via::Stream);
+    };
+    let Value::Map(m) = options else {
+        return Err(P2pError::InvalidArgs(
+            "the options are a map, e.g. {\"via\": \"calls\"}".into(),
+        ));
+    };
+    if let Some(k) = m.keys().find(|k| k.as_str() != "via") {
+        return Err(P2pError::InvalidArgs(format!(
+            "unknown option {k:?}; the only option is \"via\": \"stream\" or \"calls\""
+        )));
+    }
+    match m.get("via").map(|v| v.as_str()) {
+        None | Some(Some("stream")) => Ok(Via::Stream),
+        Some(Some("calls")) => Ok(Via::Calls),
+        Some(_) => Err(P2pError::InvalidArgs(
+            "\"via\" is \"stream\" (a runtime byte stream, the default) or \"calls\" (the data methods)".into(),
+        )),
+    }
+}
+
+fn ms_or(ms: Option<u64>, default: Duration) -> Duration {
+    ms.map_or(default, Duration::from_millis)
+}
+
+fn size(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
 
 /// The p2p module: a running libp2p node.
 pub struct P2p {
@@ -175,11 +212,17 @@ impl P2p {
     /// The next inbound stream of registration `id`, waiting at most `timeoutMs` (default
     /// 10 000): `{streamId, protocol, peer}`. Its byte stream `p2p/<streamId>` is opened on
     /// the caller's connection first.
-    pub async fn accept(&self, id: u64, timeout_ms: Option<u64>) -> Result<Opened, Fault> {
+    pub async fn accept(
+        &self,
+        id: u64,
+        timeout_ms: Option<u64>,
+        options: Option<Value>,
+    ) -> Result<Opened, Fault> {
         self.stopping()?;
         let caller = self.hub.caller()?;
+        let via = via(options.as_ref())?;
         let timeout = timeout_ms.map_or(DEFAULT_STREAM_TIMEOUT, Duration::from_millis);
-        Ok(self.hub.accept(&caller, id, timeout).await?)
+        Ok(self.hub.accept(&caller, id, timeout, via).await?)
     }
 
     /// Resets inbound stream `streamId`, which waits for `accept`.
@@ -196,9 +239,11 @@ impl P2p {
         protocols: Vec<String>,
         addrs: Option<Vec<String>>,
         timeout_ms: Option<u64>,
+        options: Option<Value>,
     ) -> Result<Opened, Fault> {
         self.stopping()?;
         let caller = self.hub.caller()?;
+        let via = via(options.as_ref())?;
         let peer = peer_id(peer)?;
         let addrs = addrs
             .unwrap_or_default()
@@ -208,7 +253,7 @@ impl P2p {
         let timeout = timeout_ms.map_or(DEFAULT_STREAM_TIMEOUT, Duration::from_millis);
         Ok(self
             .hub
-            .open(&caller, peer, protocols, addrs, timeout)
+            .open(&caller, peer, protocols, addrs, timeout, via)
             .await?)
     }
 
@@ -236,6 +281,112 @@ impl P2p {
     /// refused, expired, limits}]`.
     pub fn protocols(&self) -> Value {
         self.hub.protocols()
+    }
+
+    /// At least one and at most `maxBytes` (default 64 KiB) bytes of stream `streamId`
+    /// (accepted or opened with `{"via": "calls"}`), waiting at most `timeoutMs` (10 000).
+    pub async fn read(
+        &self,
+        stream_id: u64,
+        max_bytes: Option<u64>,
+        timeout_ms: Option<u64>,
+    ) -> Result<ByteBuf, Fault> {
+        let side = self.hub.call_side(&self.hub.caller()?, stream_id)?;
+        let mut r = side.reader.lock().await;
+        let max = size(max_bytes.unwrap_or(DEFAULT_READ));
+        let timeout = ms_or(timeout_ms, DEFAULT_STREAM_TIMEOUT);
+        Ok(ByteBuf::from(r.read(max, Some(timeout)).await?))
+    }
+
+    /// Exactly `n` bytes of stream `streamId` within `timeoutMs` (10 000).
+    pub async fn read_exactly(
+        &self,
+        stream_id: u64,
+        n: u64,
+        timeout_ms: Option<u64>,
+    ) -> Result<ByteBuf, Fault> {
+        let side = self.hub.call_side(&self.hub.caller()?, stream_id)?;
+        let mut r = side.reader.lock().await;
+        let timeout = ms_or(timeout_ms, DEFAULT_STREAM_TIMEOUT);
+        Ok(ByteBuf::from(r.read_exactly(size(n), Some(timeout)).await?))
+    }
+
+    /// One length-prefixed message (unsigned varint) of at most `maxSize` bytes of stream
+    /// `streamId` within `timeoutMs` (10 000).
+    pub async fn read_lp(
+        &self,
+        stream_id: u64,
+        max_size: u64,
+        timeout_ms: Option<u64>,
+    ) -> Result<ByteBuf, Fault> {
+        let side = self.hub.call_side(&self.hub.caller()?, stream_id)?;
+        let mut r = side.reader.lock().await;
+        let timeout = ms_or(timeout_ms, DEFAULT_STREAM_TIMEOUT);
+        Ok(ByteBuf::from(
+            r.read_lp(size(max_size), Some(timeout)).await?,
+        ))
+    }
+
+    /// Writes `data` on stream `streamId`, waiting at most `timeoutMs` (10 000) for the
+    /// remote to take it.
+    pub async fn write(
+        &self,
+        stream_id: u64,
+        data: ByteBuf,
+        timeout_ms: Option<u64>,
+    ) -> Result<(), Fault> {
+        let side = self.hub.call_side(&self.hub.caller()?, stream_id)?;
+        let timeout = ms_or(timeout_ms, DEFAULT_STREAM_TIMEOUT);
+        Ok(side.write(&data, timeout).await?)
+    }
+
+    /// Writes `data` on stream `streamId` as one length-prefixed message.
+    pub async fn write_lp(
+        &self,
+        stream_id: u64,
+        data: ByteBuf,
+        timeout_ms: Option<u64>,
+    ) -> Result<(), Fault> {
+        let side = self.hub.call_side(&self.hub.caller()?, stream_id)?;
+        let timeout = ms_or(timeout_ms, DEFAULT_STREAM_TIMEOUT);
+        Ok(side.write_lp(&data, timeout).await?)
+    }
+
+    /// Half-closes stream `streamId`: no more writes; reads go on.
+    pub async fn close(&self, stream_id: u64) -> Result<(), Fault> {
+        let side = self.hub.call_side(&self.hub.caller()?, stream_id)?;
+        Ok(side.close().await?)
+    }
+
+    /// Half-closes stream `streamId` and waits at most `timeoutMs` (10 000) for the remote
+    /// to finish too, discarding what it still sends; past that the stream is reset and
+    /// the call fails with `timeout`.
+    pub async fn close_with_eof(
+        &self,
+        stream_id: u64,
+        timeout_ms: Option<u64>,
+    ) -> Result<(), Fault> {
+        let caller = self.hub.caller()?;
+        let side = self.hub.call_side(&caller, stream_id)?;
+        side.close().await?;
+        let timeout = ms_or(timeout_ms, DEFAULT_STREAM_TIMEOUT);
+        let drained = {
+            let mut r = side.reader.lock().await;
+            tokio::time::timeout(timeout, r.drain()).await
+        };
+        match drained {
+            Ok(r) => Ok(r?),
+            Err(_) => {
+                let _ = self.hub.command(&caller, stream_id, false);
+                Err(Fault::new(
+                    ErrorCode::MethodFailed,
+                    format!(
+                        "timeout: the remote did not finish within {} ms; the stream was reset",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+        }
     }
 }
 

@@ -14,6 +14,9 @@
 //! apart from a clean finish while our write half is open. The probe may put one empty data
 //! frame on the wire, which every Yamux reads as nothing.
 //!
+//! The owner's side is an [`Owner`]: the module's runtime byte stream, or for a module that
+//! moves the data with calls, the in-process pipe of `calls.rs`.
+//!
 //! Never decides anything about ownership or limits: the hub (`hub.rs`) does, and tells the
 //! pump through [`Command`].
 
@@ -90,6 +93,41 @@ pub enum End {
     Released,
 }
 
+/// The owner's side of a pump.
+pub trait Owner: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
+    /// Ready with an error once the owner aborted the stream or went away, also after it
+    /// finished writing (when the pump no longer reads it).
+    fn poll_aborted(&mut self, cx: &mut Context<'_>) -> Poll<io::Error>;
+
+    /// Whether `e`, an error of this owner, is its own reset (else the owner is gone).
+    fn is_reset(&self, e: &io::Error) -> bool;
+
+    /// Tells the owner how the stream ended; dropped afterwards.
+    fn ended(self, end: &End);
+}
+
+impl Owner for ByteStream {
+    fn poll_aborted(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        ByteStream::poll_aborted(self, cx)
+    }
+
+    fn is_reset(&self, e: &io::Error) -> bool {
+        StreamReset::of(e).is_some()
+    }
+
+    fn ended(self, end: &End) {
+        match end {
+            End::Finished => {}
+            End::Released => self.reset(ErrorCode::Cancelled, "local: released by the module"),
+            // The owner reset its byte stream or its connection is gone: nothing to tell it.
+            End::Reset(By::Local | By::ModuleGone, _) => {}
+            End::Reset(by, detail) => {
+                self.reset(ErrorCode::Cancelled, &format!("{by}: {detail}"));
+            }
+        }
+    }
+}
+
 /// Figures of one stream, shared with the hub for `streamInfo`.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -128,9 +166,9 @@ impl Dir {
 
 /// Copies between `net` and `owner` until the stream ends; then resets what needs resetting.
 /// `remote_fin` runs once when the remote finishes its half.
-pub async fn run(
+pub async fn run<O: Owner>(
     mut net: Stream,
-    mut owner: ByteStream,
+    mut owner: O,
     mut commands: mpsc::Receiver<Command>,
     counters: Arc<Counters>,
     remote_fin: impl Fn(),
@@ -150,25 +188,17 @@ pub async fn run(
         )
     })
     .await;
-    match &end {
-        End::Finished => {}
-        End::Released => owner.reset(ErrorCode::Cancelled, "local: released by the module"),
-        End::Reset(By::Local, _) | End::Reset(By::ModuleGone, _) => {
-            // The owner reset its byte stream or its connection is gone: nothing to tell it.
-            drop(owner);
-        }
-        End::Reset(by, detail) => owner.reset(ErrorCode::Cancelled, &format!("{by}: {detail}")),
-    }
+    owner.ended(&end);
     // Dropping a Yamux stream whose write half is open sends RST to the remote.
     drop(net);
     end
 }
 
 #[allow(clippy::too_many_arguments)]
-fn poll_pump(
+fn poll_pump<O: Owner>(
     cx: &mut Context<'_>,
     net: &mut Stream,
-    owner: &mut ByteStream,
+    owner: &mut O,
     commands: &mut mpsc::Receiver<Command>,
     up: &mut Dir,
     down: &mut Dir,
@@ -202,7 +232,7 @@ fn poll_pump(
                         counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(owner_failed(&e)),
+                    Poll::Ready(Err(e)) => return Poll::Ready(owner_failed(owner, &e)),
                     Poll::Pending => {}
                 }
             } else if up.eof {
@@ -213,7 +243,7 @@ fn poll_pump(
                         remote_fin();
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(owner_failed(&e)),
+                    Poll::Ready(Err(e)) => return Poll::Ready(owner_failed(owner, &e)),
                     Poll::Pending => {}
                 }
             } else {
@@ -277,7 +307,7 @@ fn poll_pump(
                         }
                         progress = true;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(owner_failed(&e)),
+                    Poll::Ready(Err(e)) => return Poll::Ready(owner_failed(owner, &e)),
                     Poll::Pending => {}
                 }
             }
@@ -290,7 +320,7 @@ fn poll_pump(
             && !up.done
             && let Poll::Ready(e) = owner.poll_aborted(cx)
         {
-            return Poll::Ready(owner_failed(&e));
+            return Poll::Ready(owner_failed(owner, &e));
         }
 
         if up.done && down.done {
@@ -320,9 +350,9 @@ fn net_failed(net: &mut Stream, cx: &mut Context<'_>, e: &io::Error) -> End {
     }
 }
 
-/// The owner's byte stream failed: it reset it, or its connection to `p2p` closed.
-fn owner_failed(e: &io::Error) -> End {
-    if StreamReset::of(e).is_some() {
+/// The owner's side failed: it reset it, or its connection to `p2p` closed.
+fn owner_failed<O: Owner>(owner: &O, e: &io::Error) -> End {
+    if owner.is_reset(e) {
         End::Reset(By::Local, "reset by the module".to_owned())
     } else {
         End::Reset(
