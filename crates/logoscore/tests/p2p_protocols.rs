@@ -168,3 +168,52 @@ fn issue_12_registering_and_dialling_are_method_grants() {
     );
     assert!(registrations(&w).is_empty());
 }
+
+/// The example chat: B's `p2p-chat` sends to A's over `/logos/chat/1.0.0`; A's module
+/// emits `chatMessage [B's peer id, text]` (seen by `logoscore watch`) and keeps it.
+#[test]
+fn issue_12_the_chat_example_delivers_messages_as_events() {
+    let (a, b) = (node_world(), node_world());
+    a.stage("p2p-chat");
+    b.stage("p2p-chat");
+    let _da = a.daemon_config(P2P_NETWORK, &["--load", "p2p-chat"]);
+    let _db = b.daemon_config(P2P_NETWORK, &["--load", "p2p-chat"]);
+    let id_a = call(&a, "p2p", &["peerId"]).as_str().unwrap().to_owned();
+    let id_b = call(&b, "p2p", &["peerId"]).as_str().unwrap().to_owned();
+    let addrs_a = format!(
+        "[\"{}\"]",
+        call(&a, "p2p", &["listenAddrs"])[0].as_str().unwrap()
+    );
+    wait_for("A's chat to register", Duration::from_secs(30), || {
+        registrations(&a)
+            .iter()
+            .any(|r| r["protocols"][0] == "/logos/chat/1.0.0")
+    });
+    let mut cmd = a.command();
+    cmd.args(["--json", "watch", "p2p-chat", "chatMessage"]);
+    let watch = Proc::spawn(&mut cmd);
+    watch.wait_stderr("watching", COMMAND);
+
+    for text in ["hello, A", "second message"] {
+        call(
+            &b,
+            "p2p-chat",
+            &[
+                "send",
+                &format!("str:{id_a}"),
+                &addrs_a,
+                &format!("str:{text}"),
+            ],
+        );
+    }
+    for text in ["hello, A", "second message"] {
+        let line = watch.next_line(COMMAND).expect("a chatMessage event");
+        let ev: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(ev["event"], "chatMessage", "{ev}");
+        assert_eq!(ev["args"], serde_json::json!([id_b, text]), "{ev}");
+    }
+    assert_eq!(
+        call(&a, "p2p-chat", &["history"]),
+        serde_json::json!([[id_b, "hello, A"], [id_b, "second message"]])
+    );
+}
