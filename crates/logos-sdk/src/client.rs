@@ -16,10 +16,10 @@ use logos_session::{ByteStream, Fault, Handler, Session, SessionError, Transport
 use logos_wire::{Attrs, ErrorCode, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
 
@@ -74,6 +74,76 @@ struct Shared {
     wake: Notify,
     /// A re-subscription task is running.
     maintaining: AtomicBool,
+    /// Streams the target opened on this connection that no `on_stream` handler took.
+    mailbox: Arc<Mailbox>,
+}
+
+/// Streams parked at most this long for [`Client::take_stream`]; older ones are reset.
+const PARK_TTL: Duration = Duration::from_secs(60);
+/// Streams parked at most at once per target; one more is reset with `limit`.
+const PARK_MAX: usize = 256;
+
+/// Streams opened by a target on the connection this module made to it (a `p2p` node handing
+/// over a libp2p stream), waiting for [`Client::take_stream`].
+#[derive(Default)]
+struct Mailbox {
+    streams: Mutex<HashMap<String, (Instant, ByteStream)>>,
+    arrived: Notify,
+}
+
+impl Mailbox {
+    fn park(&self, protocol: String, stream: ByteStream) {
+        let mut expired = Vec::new();
+        let refused = {
+            let mut streams = lock(&self.streams);
+            let stale: Vec<String> = streams
+                .iter()
+                .filter(|(_, (at, _))| at.elapsed() > PARK_TTL)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for p in stale {
+                if let Some((_, s)) = streams.remove(&p) {
+                    expired.push(s);
+                }
+            }
+            if streams.len() >= PARK_MAX && !streams.contains_key(&protocol) {
+                Some(stream)
+            } else {
+                if let Some((_, old)) = streams.insert(protocol, (Instant::now(), stream)) {
+                    expired.push(old);
+                }
+                None
+            }
+        };
+        for s in expired {
+            s.reset(
+                ErrorCode::Timeout,
+                "stream was never taken by the module it was opened to",
+            );
+        }
+        if let Some(s) = refused {
+            s.reset(
+                ErrorCode::Limit,
+                &format!("{PARK_MAX} streams already wait to be taken"),
+            );
+        }
+        self.arrived.notify_waiters();
+    }
+
+    async fn take(&self, protocol: &str, within: Duration) -> Option<ByteStream> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some((_, s)) = lock(&self.streams).remove(protocol) {
+                return Some(s);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
+            }
+        }
+    }
 }
 
 impl Client {
@@ -87,6 +157,7 @@ impl Client {
                 events: Mutex::new(BTreeSet::new()),
                 wake: Notify::new(),
                 maintaining: AtomicBool::new(false),
+                mailbox: Arc::default(),
             }),
             timeout: DEFAULT_TIMEOUT,
         }
@@ -224,6 +295,34 @@ impl Client {
         })
     }
 
+    /// Takes the stream for `protocol` that the target opened on this client's connection,
+    /// waiting for it at most `within`. Streams the target opens back (a `p2p` node handing
+    /// over an accepted libp2p stream) go to an [`on_stream`](crate::Context::on_stream)
+    /// handler for their protocol if there is one, else they wait here (at most 60 s, and at
+    /// most 256 at once per target).
+    ///
+    /// # Errors
+    /// `timeout` when no such stream arrived within `within`.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a stream that arrives later stays parked.
+    pub async fn take_stream(&self, protocol: &str, within: Duration) -> Result<ByteStream, Fault> {
+        self.shared
+            .mailbox
+            .take(protocol, within)
+            .await
+            .ok_or_else(|| {
+                Fault::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "module \"{}\" opened no \"{protocol}\" stream within {} ms",
+                        self.shared.target,
+                        within.as_millis()
+                    ),
+                )
+            })
+    }
+
     /// Subscribes this module to `event` of the target (from `Context::on_event`).
     pub(crate) fn add_event(&self, event: &str) {
         let fresh = {
@@ -279,7 +378,8 @@ impl Client {
         if let Some(s) = self.shared.live_session() {
             return Ok(s);
         }
-        let (session, retiring) = connect(&ctx, &control, target, self.timeout).await?;
+        let mailbox = Arc::clone(&self.shared.mailbox);
+        let (session, retiring) = connect(&ctx, &control, target, self.timeout, mailbox).await?;
         self.shared.install(&session, retiring);
         let shared = Arc::clone(&self.shared);
         let watched = session.clone();
@@ -376,6 +476,7 @@ async fn connect(
     control: &Session,
     target: &str,
     timeout: Duration,
+    mailbox: Arc<Mailbox>,
 ) -> Result<(Session, Arc<AtomicBool>), Fault> {
     let mut tries = 0;
     // What went wrong first is what the caller hears if no attempt succeeds: a process that
@@ -383,7 +484,7 @@ async fn connect(
     let mut first: Option<Fault> = None;
     loop {
         tries += 1;
-        match connect_once(ctx, control, target, timeout).await {
+        match connect_once(ctx, control, target, timeout, Arc::clone(&mailbox)).await {
             // The socket is served by another pid than the grant named: the target was
             // hot-swapped between the grant and the connect (the core moves the new process's
             // socket in place as it switches). Nothing was sent; ask again. A real
@@ -421,6 +522,7 @@ async fn connect_once(
     control: &Session,
     target: &str,
     timeout: Duration,
+    mailbox: Arc<Mailbox>,
 ) -> Result<(Session, Arc<AtomicBool>), Connect> {
     let grant = control
         .call(
@@ -469,6 +571,7 @@ async fn connect_once(
         ctx: Arc::downgrade(ctx),
         target: target.to_owned(),
         retiring: Arc::clone(&retiring),
+        mailbox,
     });
     let (session, welcome) =
         logos_session::connect_over(stream, leftover, hello, handler, ctx.session_config())
@@ -593,12 +696,14 @@ fn check_peer(target: &str, path: &str, pid: u32, stream: &UnixStream) -> Result
     ))
 }
 
-/// Handler of a connection this module opened: it only receives the target's events.
+/// Handler of a connection this module opened: it receives the target's events and the
+/// streams the target opens back.
 struct TargetEvents {
     ctx: Weak<Inner>,
     target: String,
     /// Set when the target sends `shutdown`; shared with the client's `live` slot.
     retiring: Arc<AtomicBool>,
+    mailbox: Arc<Mailbox>,
 }
 
 /// How often a retiring connection checks whether its calls are all answered.
@@ -645,6 +750,28 @@ impl Handler for TargetEvents {
                 format!("module \"{target}\" is going away"),
             ));
         });
+    }
+
+    fn stream(&self, _session: &Session, protocol: String, stream: ByteStream) {
+        let handler = self
+            .ctx
+            .upgrade()
+            .and_then(|c| crate::context::stream_handler_of(&c, &protocol));
+        match handler {
+            Some(handler) => {
+                let fut = handler(stream);
+                let target = self.target.clone();
+                tokio::spawn(async move {
+                    if futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut))
+                        .await
+                        .is_err()
+                    {
+                        tracing::error!(%target, %protocol, "stream handler panicked");
+                    }
+                });
+            }
+            None => self.mailbox.park(protocol, stream),
+        }
     }
 }
 

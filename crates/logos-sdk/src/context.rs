@@ -7,6 +7,7 @@
 //! may connect: that is `serve/grant.rs`; never connects to other modules itself: that is
 //! `client.rs`.
 
+use crate::caller::Caller;
 use crate::client::Client;
 use crate::error::Error;
 use crate::module::Events;
@@ -20,6 +21,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Names served by the core itself over the control connection.
@@ -41,6 +43,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 type EventFn = dyn Fn(Vec<Value>) -> Option<BoxFuture<'static, ()>> + Send + Sync;
 /// A stream handler, erased.
 type StreamFn = dyn Fn(ByteStream) -> BoxFuture<'static, ()> + Send + Sync;
+/// A shutdown hook, erased: gets the grace period.
+type ShutdownFn = dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync;
 
 struct Route {
     source: String,
@@ -69,6 +73,8 @@ pub(crate) struct Inner {
     /// `(source, event)` pairs of built-ins (`core`) subscribed on the control connection.
     core_subscriptions: Mutex<BTreeSet<(String, String)>>,
     streams: Mutex<HashMap<String, Arc<StreamFn>>>,
+    /// Run once when the module stops, before in-flight calls are drained.
+    shutdown: Mutex<Vec<Arc<ShutdownFn>>>,
     clients: Mutex<HashMap<String, Client>>,
     unhealthy: Mutex<Option<String>>,
     /// Events emitted, and deliveries dropped because a subscriber's queue was full (`$stats`).
@@ -229,6 +235,7 @@ impl Context {
                 routes: Mutex::new(Vec::new()),
                 core_subscriptions: Mutex::new(BTreeSet::new()),
                 streams: Mutex::new(HashMap::new()),
+                shutdown: Mutex::new(Vec::new()),
                 clients: Mutex::new(HashMap::new()),
                 unhealthy: Mutex::new(None),
                 events_emitted: AtomicU64::new(0),
@@ -300,6 +307,44 @@ impl Context {
                 .fetch_add(dropped as u64, Ordering::Relaxed);
         }
         delivered
+    }
+
+    /// Sends event `event` with `data` to the one connection `caller` came in on, if it
+    /// subscribed to that event (or to all of this module's events); `true` when it was
+    /// queued. For events meant for one module only (its own registration's news), which
+    /// [`Context::emit_raw`] would send to every subscriber.
+    pub fn emit_to(&self, caller: &Caller, event: &str, data: Vec<Value>) -> bool {
+        let wants = lock(&self.inner.subscribers)
+            .get(&caller.connection())
+            .is_some_and(|sub| sub.events.contains(event) || sub.events.contains(""));
+        if !wants || caller.is_closed() {
+            return false;
+        }
+        self.inner.events_emitted.fetch_add(1, Ordering::Relaxed);
+        let sent = caller.session().send_event(&self.inner.name, event, data);
+        if !sent {
+            self.inner.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// The connection of the method call running in this task: who is calling. `None`
+    /// outside a method call (in `#[init]`, in a task the method spawned, in unit tests
+    /// calling [`Module::call`](crate::Module::call) directly).
+    pub fn caller(&self) -> Option<Caller> {
+        Caller::current()
+    }
+
+    /// Runs `hook` once when the module is asked to stop (the core's `shutdown`, SIGTERM, the
+    /// core going away), with the grace period, before running calls are drained: the place
+    /// to tell peers and close what the module holds. The module waits for the hooks at most
+    /// the grace period.
+    pub fn on_shutdown<F, Fut>(&self, hook: F)
+    where
+        F: Fn(Duration) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        lock(&self.inner.shutdown).push(Arc::new(move |grace| hook(grace).boxed()));
     }
 
     /// Resolves once every event emitted so far has been handed to the sockets of its
@@ -493,10 +538,39 @@ impl Context {
         self.inner.dispatch_event(source, event, data);
     }
 
+    /// Runs the shutdown hooks, all at once, for at most `grace`.
+    pub(crate) async fn run_shutdown_hooks(&self, grace: Duration) {
+        let hooks: Vec<Arc<ShutdownFn>> = lock(&self.inner.shutdown).drain(..).collect();
+        if hooks.is_empty() {
+            return;
+        }
+        let all = futures::future::join_all(
+            hooks
+                .iter()
+                .map(|h| AssertUnwindSafe(h(grace)).catch_unwind()),
+        );
+        match tokio::time::timeout(grace, all).await {
+            Ok(done) => {
+                if done.iter().any(Result::is_err) {
+                    tracing::error!("a shutdown hook panicked");
+                }
+            }
+            Err(_) => tracing::warn!(
+                "shutdown hooks still running after the {} ms grace",
+                grace.as_millis()
+            ),
+        }
+    }
+
     /// The handler for streams of `protocol`, if any.
     pub(crate) fn stream_handler(&self, protocol: &str) -> Option<Arc<StreamFn>> {
         lock(&self.inner.streams).get(protocol).cloned()
     }
+}
+
+/// The handler for streams of `protocol` registered on the context `inner`, if any.
+pub(crate) fn stream_handler_of(inner: &Inner, protocol: &str) -> Option<Arc<StreamFn>> {
+    lock(&inner.streams).get(protocol).cloned()
 }
 
 pub(crate) fn subscribe_logged(session: &Session, source: &str, event: &str) {

@@ -65,6 +65,9 @@ pub enum Error {
         #[source]
         source: WireError,
     },
+    /// The connection something was to be sent on has closed.
+    #[error("connection closed: {0}")]
+    Closed(String),
 }
 
 impl From<Error> for Fault {

@@ -4,7 +4,7 @@
 //!
 //! `module.rs` the [`Module`] and [`Events`] traits (what `#[module]` and `#[derive(Events)]`
 //! implement); `instance.rs` [`Instance`], how a module is held and locked while calls run;
-//! `context.rs` [`Context`]; `client.rs` [`Client`], reconnect and re-subscribe;
+//! `context.rs` [`Context`]; `caller.rs` [`Caller`], the connection a call came in on; `client.rs` [`Client`], reconnect and re-subscribe;
 //! `serve/` the module-side runtime ([`run`], [`run_named`], [`main`]): `mod.rs` the serve loop
 //! and drain, `inherit.rs` descriptors and logging, `grant.rs` peer admission and grants,
 //! `conn.rs` one connection's handler; `stats.rs` counts of served calls and their latency for
@@ -16,6 +16,7 @@
 extern crate self as logos_sdk;
 
 pub mod abi;
+mod caller;
 mod client;
 mod context;
 mod error;
@@ -23,9 +24,11 @@ mod error;
 pub mod export;
 mod instance;
 mod module;
+pub mod p2p;
 mod serve;
 mod stats;
 
+pub use caller::Caller;
 pub use client::{Client, DEFAULT_TIMEOUT};
 pub use context::Context;
 pub use error::Error;
@@ -37,7 +40,7 @@ pub use serve::{
 };
 
 pub use logos_sdk_macros::{Events, module};
-pub use logos_session::{ByteStream, Fault};
+pub use logos_session::{ByteStream, Fault, StreamReset};
 pub use logos_wire::{ErrorCode, Value};
 pub use serde_bytes::ByteBuf;
 

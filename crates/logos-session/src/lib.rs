@@ -93,5 +93,5 @@ pub use handshake::{
 };
 pub use session::{Peer, Session};
 pub use socket::Transport;
-pub use stream::ByteStream;
+pub use stream::{ByteStream, StreamReset};
 pub use traffic::{Traffic, TrafficFigures};

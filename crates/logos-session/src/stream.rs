@@ -49,6 +49,46 @@ enum Reset {
     Peer { code: ErrorCode, message: String },
 }
 
+/// What a reset stream's reads and writes fail with: the inner error of their
+/// [`io::ErrorKind::ConnectionReset`] errors, so a reader can learn who reset the stream and
+/// with which code and message (`e.get_ref().and_then(|e| e.downcast_ref::<StreamReset>())`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReset {
+    /// The stream's id on its connection.
+    pub stream: u64,
+    /// `true` when the peer reset it (then `code` and `message` are the peer's), `false` when
+    /// this side did.
+    pub by_peer: bool,
+    /// The peer's code (`cancelled` for a local reset).
+    pub code: ErrorCode,
+    /// The peer's message (empty for a local reset).
+    pub message: String,
+}
+
+impl fmt::Display for StreamReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.by_peer {
+            write!(
+                f,
+                "stream {} reset by peer: {}: {}",
+                self.stream, self.code, self.message
+            )
+        } else {
+            write!(f, "stream {} was reset", self.stream)
+        }
+    }
+}
+
+impl std::error::Error for StreamReset {}
+
+impl StreamReset {
+    /// The reset behind `e`, if `e` is a reset stream's error.
+    pub fn of(e: &io::Error) -> Option<&StreamReset> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<StreamReset>())
+    }
+}
+
 /// State of one stream shared by its [`ByteStream`] and the connection's reader.
 struct State {
     /// Received data not yet read by the application.
@@ -209,6 +249,22 @@ impl ByteStream {
         // `Drop` sees the reset and sends nothing more.
     }
 
+    /// Ready with the error once the stream is reset (by either side) or its connection
+    /// closes, whatever its halves did: for a relay that has read this stream to its end and
+    /// must still notice it being aborted. It shares the read side's waker, so call it only
+    /// once reading is over (after end of file).
+    pub fn poll_aborted(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let mut st = lock(&self.shared.state);
+        if let Some(e) = self.error(&st) {
+            return Poll::Ready(e);
+        }
+        if let Some(reason) = &st.conn_closed {
+            return Poll::Ready(self.closed_error(reason));
+        }
+        store_waker(&mut st.read_waker, cx);
+        Poll::Pending
+    }
+
     /// Bytes written by this side and not yet acknowledged by credit (always ≤ the window).
     pub fn unacknowledged(&self) -> u64 {
         let st = lock(&self.shared.state);
@@ -228,18 +284,23 @@ impl ByteStream {
     }
 
     fn error(&self, st: &State) -> Option<io::Error> {
-        let id = self.shared.id;
-        match &st.reset {
-            Some(Reset::Peer { code, message }) => Some(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                format!("stream {id} reset by peer: {code}: {message}"),
-            )),
-            Some(Reset::Local) => Some(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                format!("stream {id} was reset"),
-            )),
-            None => None,
-        }
+        let stream = self.shared.id;
+        let reset = match &st.reset {
+            Some(Reset::Peer { code, message }) => StreamReset {
+                stream,
+                by_peer: true,
+                code: *code,
+                message: message.clone(),
+            },
+            Some(Reset::Local) => StreamReset {
+                stream,
+                by_peer: false,
+                code: ErrorCode::Cancelled,
+                message: String::new(),
+            },
+            None => return None,
+        };
+        Some(io::Error::new(io::ErrorKind::ConnectionReset, reset))
     }
 
     fn closed_error(&self, reason: &str) -> io::Error {

@@ -265,6 +265,9 @@ enum Command {
     /// Peer contexts through the `contexts` module: keygen, create, list, info,
     /// install-script, policy, submit, audit (docs/contexts.md).
     Contexts(cmd::contexts::Args),
+    /// The libp2p node (the `p2p` module): id, addrs, peers, dial ADDR, protocols
+    /// (docs/p2p.md).
+    P2p(cmd::p2p::Args),
     /// Remote modules: issue, list and revoke the credentials modules on other machines
     /// join this core with (it must run with --listen).
     Remote {
@@ -332,7 +335,10 @@ impl Command {
             Command::Reload { .. } | Command::ReloadModule { .. } => Verb::Reload,
             Command::List { .. } | Command::ListModules { .. } => Verb::List,
             Command::Info { .. } | Command::ModuleInfo { .. } | Command::Bindings(_) => Verb::Info,
-            Command::Call { .. } | Command::Module { .. } | Command::Contexts(_) => Verb::Call,
+            Command::Call { .. }
+            | Command::Module { .. }
+            | Command::Contexts(_)
+            | Command::P2p(_) => Verb::Call,
             Command::Watch { .. } => Verb::Watch,
             Command::Stats => Verb::Stats,
             Command::Stop => Verb::Stop,
@@ -690,6 +696,7 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
         Command::ListTokens => cmd::tokens::list(ctx),
         Command::RevokeToken { name } => cmd::tokens::revoke(ctx, &name),
         Command::Contexts(args) => block_on(cmd::contexts::run(ctx, args)),
+        Command::P2p(args) => block_on(cmd::p2p::run(ctx, args)),
         Command::Completions { shell } => cmd::completions::run(shell),
         Command::Man { out_dir } => cmd::man::run(out_dir),
         Command::Remote { cmd } => block_on(cmd::remote::run(ctx, cmd)),

@@ -9,6 +9,7 @@
 
 use super::grant::Access;
 use super::{Busy, Served, Stop};
+use crate::caller::Caller;
 use crate::context::lock;
 use crate::module::Module;
 use futures::FutureExt;
@@ -20,13 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl<T: Module> Served<T> {
-    /// Serves one incoming call. `access` is what the core allowed the peer (`None` on the
-    /// control connection, or when it may call every method).
+    /// Serves one incoming call that arrived on `session`. `access` is what the core allowed
+    /// the peer (`None` on the control connection, or when it may call every method).
     pub(super) async fn dispatch(
         &self,
         kind: Kind,
         access: Option<&Access>,
-        peer: &str,
+        session: Session,
         call: Call,
     ) -> Result<Value, Fault> {
         let Call {
@@ -52,14 +53,16 @@ impl<T: Module> Served<T> {
             };
         }
         if let Some(why) = access.and_then(|a| a.refusal(&method)) {
-            self.denied(peer, &method, &why);
+            self.denied(&session.peer().identity, &method, &why);
             return Err(Fault::new(ErrorCode::Unauthorized, why));
         }
         let _busy = Busy::enter(&self.in_flight);
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
         let timer = self.stats.start(&method);
         let run = self.module.call(&self.ctx, &method, args);
-        let result = match AssertUnwindSafe(run).catch_unwind().await {
+        let caller = Caller::new(session, kind == Kind::Control);
+        let run = Caller::scope(caller, AssertUnwindSafe(run).catch_unwind());
+        let result = match run.await {
             Ok(result) => result,
             Err(panic) => {
                 let msg = panic_message(panic.as_ref());
@@ -151,10 +154,7 @@ impl<T: Module> Handler for Conn<T> {
             return Box::pin(async move { answer });
         }
         let access = self.access.clone();
-        Box::pin(async move {
-            let peer = session.peer().identity.clone();
-            state.dispatch(kind, access.as_deref(), &peer, call).await
-        })
+        Box::pin(async move { state.dispatch(kind, access.as_deref(), session, call).await })
     }
 
     fn subscribe(&self, session: &Session, source: &str, event: &str) {

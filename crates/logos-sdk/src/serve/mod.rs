@@ -287,6 +287,9 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     // peers, so their next calls go elsewhere (a hot swap's new process) and not into a
     // closing socket.
     let _ = accepting.await;
+    // The module's own shutdown hooks first (a p2p node tells its owners it is stopping),
+    // while peers still take events; then the peers are told.
+    state.ctx.run_shutdown_hooks(reason.grace()).await;
     for peer in lock(&state.peers).values() {
         peer.send_shutdown(reason.grace());
     }

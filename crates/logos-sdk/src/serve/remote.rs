@@ -196,6 +196,7 @@ async fn serve<T: Module>(
     };
     tracing::info!(module = name, "stopping: {reason}");
     state.request_stop(reason.clone());
+    state.ctx.run_shutdown_hooks(reason.grace()).await;
     drain(&state, reason.grace()).await;
     let control = lock(&state.control).take();
     if let Some(s) = control {

@@ -15,6 +15,7 @@ pub(crate) mod list;
 pub(crate) mod load;
 pub(crate) mod man;
 pub(crate) mod new;
+pub(crate) mod p2p;
 pub(crate) mod pack;
 pub(crate) mod publish;
 pub(crate) mod registry;

@@ -122,10 +122,17 @@ pub fn spawn_remote(module: &str, credential: &Path) -> Remote {
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
+    // The library its metadata names (`p2p-echo`'s is `libp2p_echo.so`).
+    let meta = std::fs::read_to_string(mods.join(module).join("metadata.json")).expect("metadata");
+    let meta: serde_json::Value = serde_json::from_str(&meta).expect("metadata is JSON");
+    let main = meta["main"]
+        .as_str()
+        .expect("metadata names its main")
+        .to_owned();
     let mut cmd = Command::new(target_dir().join("logos_host"));
     cmd.arg("--remote")
         .arg(&copy)
-        .arg(mods.join(module).join(format!("lib{module}.so")))
+        .arg(mods.join(module).join(main))
         .current_dir(&data)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -17,6 +17,10 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The operator's grant of the network to `p2p` (it declares `"network": true`), as
+/// docs/security.md says an operator writes it in `logoscore.toml`.
+pub const P2P_NETWORK: &str = "[modules.p2p]\nnetwork = true\n";
+
 /// Deadline of a client command.
 pub const COMMAND: Duration = Duration::from_secs(60);
 /// Deadline of the daemon becoming ready (spawning and handshaking every boot module).
@@ -168,6 +172,14 @@ impl World {
         let mut d = Daemon::spawn(cmd);
         d.ready = d.wait_ready();
         d
+    }
+
+    /// [`World::daemon`] with `-c <temp dir>/logoscore.toml` holding `config`.
+    pub fn daemon_config(&self, config: &str, args: &[&str]) -> Daemon {
+        let path = self.write("logoscore.toml", config);
+        let mut all = vec!["-c", path.to_str().expect("UTF-8 temp dir")];
+        all.extend_from_slice(args);
+        self.daemon(&all)
     }
 
     /// This world's config dir (the reference's `--config-dir`), not created.
