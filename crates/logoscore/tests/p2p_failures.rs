@@ -18,13 +18,7 @@ use support::*;
 fn node_world() -> World {
     let w = World::new();
     w.stage("p2p");
-    let dir = w.data.join("p2p");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("p2p.json"),
-        r#"{"listen": ["/ip4/127.0.0.1/tcp/0"]}"#,
-    )
-    .unwrap();
+    w.p2p_on_loopback();
     w
 }
 

@@ -47,13 +47,7 @@ fn interop_dir() -> PathBuf {
 fn node() -> (World, Daemon, String) {
     let w = World::new();
     w.stage_all(&["p2p", "p2p-probe"]);
-    let dir = w.data.join("p2p");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("p2p.json"),
-        r#"{"listen": ["/ip4/127.0.0.1/tcp/0"]}"#,
-    )
-    .unwrap();
+    w.p2p_on_loopback();
     let d = w.daemon_config(P2P_NETWORK, &["--load", "p2p", "--load", "p2p-probe"]);
     let addr = call(&w, "p2p", &["listenAddrs"])[0]
         .as_str()
@@ -328,13 +322,7 @@ fn issue_12_resets_cross_between_js_libp2p_and_our_module() {
 fn issue_12_a_js_stream_reaches_a_remote_module_and_is_reset_when_it_dies() {
     let w = World::new();
     w.stage("p2p");
-    let dir = w.data.join("p2p");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("p2p.json"),
-        r#"{"listen": ["/ip4/127.0.0.1/tcp/0"]}"#,
-    )
-    .unwrap();
+    w.p2p_on_loopback();
     let _d = remote_support::core(&w, P2P_NETWORK, &["p2p"]);
     let addr = call(&w, "p2p", &["listenAddrs"])[0]
         .as_str()

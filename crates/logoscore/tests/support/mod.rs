@@ -103,6 +103,18 @@ impl World {
         self
     }
 
+    /// Writes `<data>/p2p/p2p.json` so the `p2p` module listens on loopback only (issue 12).
+    pub fn p2p_on_loopback(&self) -> &Self {
+        let dir = self.data.join("p2p");
+        std::fs::create_dir_all(&dir).expect("p2p's data dir");
+        std::fs::write(
+            dir.join("p2p.json"),
+            r#"{"listen": ["/ip4/127.0.0.1/tcp/0"]}"#,
+        )
+        .expect("p2p.json");
+        self
+    }
+
     pub fn stage_all(&self, names: &[&str]) -> &Self {
         for n in names {
             self.stage(n);
