@@ -23,26 +23,13 @@ fn node_world() -> World {
 }
 
 fn p2p(w: &World, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["call", "p2p"];
-    all.extend_from_slice(args);
-    let doc = w.cli_json(&all);
-    assert_eq!(doc["status"], "ok", "{doc}");
-    doc["result"].clone()
+    w.call_result("p2p", args)
 }
 
 /// A `p2p` call that must fail with the stable error `name`.
 #[track_caller]
 fn p2p_fails(w: &World, args: &[&str], name: &str) -> String {
-    let mut all = vec!["call", "p2p"];
-    all.extend_from_slice(args);
-    let out = w.cli(&all);
-    out.expect_code(4);
-    assert!(
-        out.stderr.contains(&format!("{name}: ")),
-        "expected {name}:\n{}",
-        out.stderr
-    );
-    out.stderr.clone()
+    w.call_fails("p2p", args, name)
 }
 
 /// Starts a node and returns (peer id as `str:` argument, its address list as JSON).
@@ -220,26 +207,13 @@ fn start_probe(w: &World) -> (Daemon, String, String) {
 }
 
 fn probe(w: &World, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["call", "p2p-probe"];
-    all.extend_from_slice(args);
-    let doc = w.cli_json(&all);
-    assert_eq!(doc["status"], "ok", "{doc}");
-    doc["result"].clone()
+    w.call_result("p2p-probe", args)
 }
 
 /// A `p2p-probe` call that must fail with the stable error `name`; returns the message.
 #[track_caller]
 fn probe_fails(w: &World, args: &[&str], name: &str) -> String {
-    let mut all = vec!["call", "p2p-probe"];
-    all.extend_from_slice(args);
-    let out = w.cli(&all);
-    out.expect_code(4);
-    assert!(
-        out.stderr.contains(&format!("{name}: ")),
-        "expected {name}:\n{}",
-        out.stderr
-    );
-    out.stderr.clone()
+    w.call_fails("p2p-probe", args, name)
 }
 
 /// The events p2p-probe logged, as `[name, data…]` lists.

@@ -58,25 +58,13 @@ fn node() -> (World, Daemon, String) {
 
 #[track_caller]
 fn call(w: &World, module: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["call", module];
-    all.extend_from_slice(args);
-    let doc = w.cli_json(&all);
-    assert_eq!(doc["status"], "ok", "{doc}");
-    doc["result"].clone()
+    w.call_result(module, args)
 }
 
 /// A `p2p-probe` call that must fail with the stable error `name`.
 #[track_caller]
 fn probe_fails(w: &World, args: &[&str], name: &str) {
-    let mut all = vec!["call", "p2p-probe"];
-    all.extend_from_slice(args);
-    let out = w.cli(&all);
-    out.expect_code(4);
-    assert!(
-        out.stderr.contains(&format!("{name}: ")),
-        "expected {name}:\n{}",
-        out.stderr
-    );
+    w.call_fails("p2p-probe", args, name);
 }
 
 /// `text` as a `json:@file` argument (1 MiB does not fit on a command line).

@@ -19,11 +19,7 @@ fn node_world() -> World {
 }
 
 fn call(w: &World, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["call", "p2p"];
-    all.extend_from_slice(args);
-    let doc = w.cli_json(&all);
-    assert_eq!(doc["status"], "ok", "{doc}");
-    doc["result"].clone()
+    w.call_result("p2p", args)
 }
 
 fn peers(w: &World) -> Vec<String> {

@@ -18,11 +18,7 @@ fn node_world() -> World {
 }
 
 fn call(w: &World, module: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["call", module];
-    all.extend_from_slice(args);
-    let doc = w.cli_json(&all);
-    assert_eq!(doc["status"], "ok", "{doc}");
-    doc["result"].clone()
+    w.call_result(module, args)
 }
 
 fn registrations(w: &World) -> Vec<serde_json::Value> {

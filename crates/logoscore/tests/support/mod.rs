@@ -170,6 +170,31 @@ impl World {
         out.json()
     }
 
+    /// `call MODULE ARGS…` that must succeed; its result.
+    #[track_caller]
+    pub fn call_result(&self, module: &str, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["call", module];
+        all.extend_from_slice(args);
+        let doc = self.cli_json(&all);
+        assert_eq!(doc["status"], "ok", "{doc}");
+        doc["result"].clone()
+    }
+
+    /// `call MODULE ARGS…` that must fail (exit 4) with the stable error `name`; its stderr.
+    #[track_caller]
+    pub fn call_fails(&self, module: &str, args: &[&str], name: &str) -> String {
+        let mut all = vec!["call", module];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        out.expect_code(4);
+        assert!(
+            out.stderr.contains(&format!("{name}: ")),
+            "expected {name}:\n{}",
+            out.stderr
+        );
+        out.stderr.clone()
+    }
+
     /// Starts `logoscore --json run -m <modules> --data-dir <data> ARGS…` and waits for its
     /// readiness document.
     pub fn daemon(&self, args: &[&str]) -> Daemon {
