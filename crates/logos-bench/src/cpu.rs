@@ -2,7 +2,10 @@
 //! what it costs: a busy-polling exchange can beat a blocking one on latency while burning a
 //! CPU, and the report must say both.
 //!
-//! Owns reading `/proc` (`schedstat`: nanoseconds on a CPU, per thread). Never measures wall
+//! Owns reading `/proc` (`schedstat`: nanoseconds on a CPU, per thread). Not
+//! `logos_core::process_usage`'s `cpu_time` on purpose: that comes from `/proc/PID/stat` in
+//! clock ticks (10 ms here), too coarse for a loop of a few hundred milliseconds divided
+//! into microseconds per call. Never measures wall
 //! time and never fails a row: a figure that cannot be read is `None`. Threads that exit
 //! between two readings take their time with them, which only matters for short-lived
 //! threads (none of the measured loops start any).
