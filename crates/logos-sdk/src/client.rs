@@ -556,7 +556,13 @@ async fn connect_once(
                 )
             })?;
             check_peer(target, &path, pid, &stream).map_err(Connect::Retry)?;
-            (Transport::unix(stream), bytes::BytesMut::new(), path)
+            let transport = Transport::unix(stream).map_err(|e| {
+                Fault::new(
+                    ErrorCode::Unavailable,
+                    format!("cannot use the connection to module \"{target}\" at {path}: {e}"),
+                )
+            })?;
+            (transport, bytes::BytesMut::new(), path)
         }
     };
     let hello = Hello {

@@ -169,7 +169,7 @@ pub async fn connect(
     config: Config,
 ) -> Result<(Session, Welcome), SessionError> {
     connect_over(
-        Transport::unix(stream),
+        Transport::unix(stream)?,
         BytesMut::new(),
         hello,
         handler,
@@ -255,7 +255,7 @@ pub async fn read_hello(
     stream: UnixStream,
     config: Config,
 ) -> Result<PendingSession, SessionError> {
-    read_hello_until(Socket::Unix(stream), BytesMut::new(), config, None).await
+    read_hello_until(Socket::unix(stream)?, BytesMut::new(), config, None).await
 }
 
 /// [`read_hello`] over any [`Transport`] (e.g. an established TLS connection); `buf` holds
@@ -289,7 +289,7 @@ pub async fn read_hello_admitted(
     mut ticket: Ticket,
 ) -> Result<PendingSession, SessionError> {
     read_hello_until(
-        Socket::Unix(stream),
+        Socket::unix(stream)?,
         BytesMut::new(),
         config,
         Some(&mut ticket),

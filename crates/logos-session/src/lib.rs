@@ -81,6 +81,7 @@ mod session;
 mod socket;
 mod stream;
 mod traffic;
+mod unix_socket;
 mod writer;
 
 pub use admission::{Acceptor, Admission, DEFAULT_MAX_HANDSHAKES, Ticket};

@@ -83,6 +83,7 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
     // when the socket runs dry, so the clock is read once per read, not once per frame.
     let mut poll_until: Option<Instant> = None;
     let mut calls_seen = false;
+    let poll_turn = PollTurn::choose(&sock);
     loop {
         loop {
             match decoder.decode(&mut buf) {
@@ -130,9 +131,10 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
                 }
                 if poll_until.is_some_and(|until| Instant::now() < until) {
                     // Let another process on this CPU run (the peer, perhaps), then let the
-                    // runtime run ready tasks and look at the sockets without sleeping.
+                    // runtime run the tasks that are ready (the call just dispatched, the
+                    // caller just answered) before reading again.
                     std::thread::yield_now();
-                    tokio::task::yield_now().await;
+                    poll_turn.pass().await;
                     continue;
                 }
                 poll_until = None;
@@ -151,6 +153,56 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
                 inner.shut(format!("read failed: {e}"), None);
                 return;
             }
+        }
+    }
+}
+
+/// How the poll loop gives the other tasks of its runtime their turn.
+///
+/// `tokio::task::yield_now` defers the task's wake-up until the runtime has looked at its
+/// sockets and timers, which costs a zero-timeout `epoll_wait` on every turn of the loop: a
+/// third system call beside the `recv` that found nothing and the `sched_yield` (10 % of a
+/// module's CPU in the round-trip profile, docs/perf/rtt.svg). On a Unix socket this loop
+/// reads the kernel directly (`unix_socket.rs`), so it does not need the reactor's turn (a
+/// TLS socket's reads go through tokio's cached readiness and do); on a current-thread runtime (every
+/// module's, see `logos_sdk::serve`) a task that wakes itself goes to the back of the run
+/// queue, behind every task that is ready, and the runtime still polls its reactor every
+/// `event_interval` ticks, so other sockets and timers wait at most that long, and only
+/// within the `busy_poll` window. A multi-threaded runtime (the core's) keeps
+/// `yield_now`: there a self-woken task can land in the worker's LIFO slot and be polled
+/// again before the tasks it should let run.
+#[derive(Clone, Copy)]
+enum PollTurn {
+    SelfWake,
+    Deferred,
+}
+
+impl PollTurn {
+    fn choose(sock: &Socket) -> Self {
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        match flavor {
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) if sock.reads_without_reactor() => {
+                PollTurn::SelfWake
+            }
+            _ => PollTurn::Deferred,
+        }
+    }
+
+    async fn pass(self) {
+        match self {
+            PollTurn::SelfWake => {
+                let mut woken = false;
+                std::future::poll_fn(|cx| {
+                    if std::mem::replace(&mut woken, true) {
+                        std::task::Poll::Ready(())
+                    } else {
+                        cx.waker().wake_by_ref();
+                        std::task::Poll::Pending
+                    }
+                })
+                .await
+            }
+            PollTurn::Deferred => tokio::task::yield_now().await,
         }
     }
 }

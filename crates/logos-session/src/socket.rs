@@ -20,7 +20,7 @@
 use bytes::BytesMut;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, Weak};
-use tokio::io::AsyncWriteExt;
+use crate::unix_socket::UnixSocket;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
@@ -35,8 +35,12 @@ pub struct Transport(pub(crate) Socket);
 
 impl Transport {
     /// A Unix stream socket (a module's inherited control connection, a peer connection).
-    pub fn unix(stream: UnixStream) -> Transport {
-        Transport(Socket::Unix(stream))
+    /// Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// The OS error of moving the socket to this crate's registration with the reactor.
+    pub fn unix(stream: UnixStream) -> io::Result<Transport> {
+        Ok(Transport(Socket::unix(stream)?))
     }
 
     /// An established TLS connection (handshake done) over `tcp`. Plaintext `rustls` already
@@ -56,11 +60,29 @@ impl std::fmt::Debug for Transport {
 }
 
 pub(crate) enum Socket {
-    Unix(UnixStream),
+    Unix(UnixSocket),
     Tls(Arc<TlsSocket>),
 }
 
 impl Socket {
+    /// A Unix stream socket, taken over from tokio's registration (see `unix_socket.rs`).
+    pub(crate) fn unix(stream: UnixStream) -> io::Result<Socket> {
+        UnixSocket::new(stream).map(Socket::Unix)
+    }
+
+    /// `true` when [`Socket::try_read_buf`] asks the kernel each time, so a poll loop sees new
+    /// data without a reactor turn; TLS reads go through tokio's cached readiness.
+    pub(crate) fn reads_without_reactor(&self) -> bool {
+        matches!(self, Socket::Unix(_))
+    }
+
+    /// The writer has nothing queued (see [`UnixSocket::write_idle`]).
+    pub(crate) fn write_idle(&self) {
+        if let Socket::Unix(s) = self {
+            s.write_idle();
+        }
+    }
+
     /// Reads what is there into `buf`'s spare capacity; `WouldBlock` when nothing is.
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
@@ -110,7 +132,7 @@ impl Socket {
     /// Closes the sending side: `shutdown(SHUT_WR)`, or a TLS close_notify.
     pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
         match self {
-            Socket::Unix(s) => s.shutdown().await,
+            Socket::Unix(s) => s.shutdown_write(),
             Socket::Tls(t) => {
                 t.close_notify();
                 t.flush().await
@@ -120,18 +142,9 @@ impl Socket {
 
     /// The peer's pid and uid (`SO_PEERCRED`); none over TCP.
     pub(crate) fn peer_creds(&self) -> (Option<u32>, Option<u32>) {
-        let Socket::Unix(stream) = self else {
-            return (None, None);
-        };
-        match stream.peer_cred() {
-            Ok(cred) => (
-                cred.pid().and_then(|pid| u32::try_from(pid).ok()),
-                Some(cred.uid()),
-            ),
-            Err(e) => {
-                tracing::debug!("SO_PEERCRED unavailable: {e}");
-                (None, None)
-            }
+        match self {
+            Socket::Unix(s) => s.peer_creds(),
+            Socket::Tls(_) => (None, None),
         }
     }
 }

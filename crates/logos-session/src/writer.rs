@@ -25,7 +25,8 @@
 //! once (no hop on the latency path); a burst of N frames costs two `write`s instead of N, and
 //! wakes the peer about twice instead of N times. The writer finds nothing queued after a
 //! lone frame and hands the socket straight back. Only senders running in a task coalesce:
-//! one outside every task (a thread driving a single call) writes through. Only small frames do this
+//! one outside every task (a thread driving a single call) writes through, and so do
+//! heartbeat pings and pongs, which never come in bursts. Only small frames do this
 //! ([`COALESCE_BELOW`]): bulk stream data keeps writing through.
 //!
 //! The outbox has three lanes:
@@ -103,6 +104,14 @@ pub(crate) enum NotSent {
     /// The message breaks a protocol limit (nesting depth, frame size); nothing was queued
     /// and the connection is unaffected.
     Unencodable(WireError),
+}
+
+/// Frames that never come in a burst, so a direct write of one does not wait for the writer
+/// task to coalesce the frames after it: heartbeat pings and their pongs, once a second per
+/// module, where the hand-off would be a task wake-up (on the core's multi-threaded runtime,
+/// often another worker thread's) for nothing.
+fn is_lone(msg: &Message) -> bool {
+    matches!(msg, Message::Ping { .. } | Message::Pong { .. })
 }
 
 /// Outcome of a push made under the lock; I/O errors are acted on after unlocking.
@@ -245,7 +254,10 @@ impl Outbox {
                 if self.scratch.capacity() > RETAIN {
                     self.scratch = Vec::new();
                 }
-                if written < COALESCE_BELOW && tokio::task::try_id().is_some() {
+                if written < COALESCE_BELOW
+                    && tokio::task::try_id().is_some()
+                    && !is_lone(msg)
+                {
                     // Frames sent before the writer task gets to run (the rest of a burst:
                     // replies to calls read in one go, a pipelining caller) are queued and go
                     // out together in one write; see "Coalescing" in the module docs. A
@@ -606,6 +618,7 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
         let pos = match next {
             Next::Exit => break,
             Next::Idle => {
+                sock.write_idle();
                 inner.progress.notify_waiters();
                 inner.wake.notified().await;
                 continue;
@@ -693,7 +706,7 @@ mod tests {
     fn queued_outbox() -> (Outbox, UnixStream) {
         let (a, b) = UnixStream::pair().unwrap();
         let mut out = Outbox::new(
-            Arc::new(Socket::Unix(a)),
+            Arc::new(Socket::unix(a).expect("register")),
             logos_wire::codec::DEFAULT_MAX_FRAME,
         );
         out.active = true;
@@ -743,7 +756,7 @@ mod tests {
     #[tokio::test]
     async fn unencodable_or_oversized_messages_are_refused_without_queueing() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let mut out = Outbox::new(Arc::new(Socket::Unix(a)), 64);
+        let mut out = Outbox::new(Arc::new(Socket::unix(a).expect("register")), 64);
         out.active = true;
         let wake = Notify::new();
         let big = Message::Event {

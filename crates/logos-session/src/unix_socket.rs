@@ -1,0 +1,281 @@
+//! [`UnixSocket`]: a Unix stream socket registered with the reactor for readability only.
+//!
+//! Owns the registration of a Unix connection with tokio's reactor and its three system
+//! calls: `read` into a buffer's spare room, `write`, and waiting for either. Never buffers,
+//! never interprets bytes, never decides when to wait: `reader.rs` and `writer.rs` do.
+//!
+//! # Why not `tokio::net::UnixStream`
+//!
+//! Two costs of tokio's stream, both measured (docs/performance.md, issue 17):
+//!
+//! - **A wake-up per frame the peer reads.** tokio registers every socket for readability and
+//!   writability, edge-triggered. A Unix socket signals "writable" to its epoll waiters each
+//!   time the *peer* consumes data (`unix_write_space`, unlike TCP, which only does so after
+//!   the sender ran out of room), so every frame we send wakes our process once more when the
+//!   peer reads it: an idle module answering a heartbeat woke twice, and the core twice per
+//!   module per second. Here the socket is registered for readability only; a second,
+//!   writable-only registration of a duplicate descriptor exists only while the writer waits
+//!   for room ([`UnixSocket::writable`]) and is dropped when the writer goes idle
+//!   ([`UnixSocket::write_idle`]).
+//! - **No read without the reactor.** tokio's `try_read` returns `WouldBlock` without a
+//!   system call while its cached readiness says "not readable", and that cache is refreshed
+//!   only by a reactor turn (an `epoll_wait`). The session's poll loop (`Config::busy_poll`)
+//!   therefore paid an `epoll_wait` per turn to see new data. [`UnixSocket::try_read_buf`]
+//!   always asks the kernel, so polling costs one `recv` per turn, as in a raw ping-pong.
+//!   [`UnixSocket::readable`] stays correct with that: it trusts a readiness event only after
+//!   a peek under the readiness guard, so no event is lost between a failed read and the wait.
+
+use bytes::BytesMut;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// A connected Unix stream socket (non-blocking), see the module docs.
+pub(crate) struct UnixSocket {
+    io: AsyncFd<StdUnixStream>,
+    /// The writable-only registration, while the writer waits for room.
+    write_wait: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
+    /// The peer's pid and uid, read at connection time (`SO_PEERCRED`).
+    peer: (Option<u32>, Option<u32>),
+}
+
+impl UnixSocket {
+    /// Takes over `stream` from tokio's reactor. Must be called within a tokio runtime.
+    pub(crate) fn new(stream: tokio::net::UnixStream) -> io::Result<UnixSocket> {
+        let peer = match stream.peer_cred() {
+            Ok(cred) => (
+                cred.pid().and_then(|pid| u32::try_from(pid).ok()),
+                Some(cred.uid()),
+            ),
+            Err(e) => {
+                tracing::debug!("SO_PEERCRED unavailable: {e}");
+                (None, None)
+            }
+        };
+        // `into_std` deregisters it and leaves it non-blocking.
+        let std = stream.into_std()?;
+        Ok(UnixSocket {
+            io: register(std, Interest::READABLE)?,
+            write_wait: Mutex::new(None),
+            peer,
+        })
+    }
+
+    /// Reads what is there into `buf`'s spare room; `WouldBlock` when nothing is. Always a
+    /// system call: see "No read without the reactor".
+    pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let spare = buf.spare_capacity_mut();
+        let (filled, _) = rustix::io::read(self.io.get_ref(), spare)?;
+        let n = filled.len();
+        // SAFETY: `rustix::io::read` returned the first `n` bytes of the spare capacity as
+        // initialised (read(2) wrote them), so the length may grow over them.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
+    }
+
+    /// Waits until a read may make progress (data, end of stream or an error).
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        loop {
+            let mut guard = self.io.readable().await?;
+            // The readiness may predate the read that just found nothing: look (without
+            // taking anything) under the guard, which clears it if there is nothing after all.
+            match guard.try_io(|s| peek(s.get_ref())) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.io.get_ref()).write(buf)
+    }
+
+    /// Waits until a write may make progress, through a writable-only registration that
+    /// lives until [`UnixSocket::write_idle`].
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        let registration = {
+            let mut slot = self.write_wait.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*slot {
+                Some(r) => Arc::clone(r),
+                None => {
+                    let dup = self.io.get_ref().as_fd().try_clone_to_owned()?;
+                    let r = Arc::new(register(dup, Interest::WRITABLE)?);
+                    *slot = Some(Arc::clone(&r));
+                    r
+                }
+            }
+        };
+        loop {
+            let mut guard = registration.writable().await?;
+            match guard.try_io(|fd| room(fd.get_ref())) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// The writer has nothing queued: stop being woken when the peer reads.
+    pub(crate) fn write_idle(&self) {
+        let dropped = self
+            .write_wait
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(dropped);
+    }
+
+    /// Closes the sending side.
+    pub(crate) fn shutdown_write(&self) -> io::Result<()> {
+        self.io.get_ref().shutdown(std::net::Shutdown::Write)
+    }
+
+    /// The peer's pid and uid (`SO_PEERCRED`), read when the connection was taken over.
+    pub(crate) fn peer_creds(&self) -> (Option<u32>, Option<u32>) {
+        self.peer
+    }
+}
+
+/// Registers an owned descriptor with the reactor for `interest`.
+fn register<T: std::os::fd::AsRawFd + OwnedDescriptor>(
+    owned: T,
+    interest: Interest,
+) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `T` owns its descriptor (`OwnedDescriptor`: std's `UnixStream` and `OwnedFd`),
+    // so the fd stays open, keeps referring to the same open file description and is what
+    // `as_raw_fd` returns for as long as the `AsyncFd` owns it.
+    unsafe { AsyncFd::register_with_interest(owned, interest) }.map_err(io::Error::from)
+}
+
+/// Types that own exactly one descriptor for their whole life (what `register` relies on).
+trait OwnedDescriptor {}
+impl OwnedDescriptor for StdUnixStream {}
+impl OwnedDescriptor for OwnedFd {}
+
+/// `Ok` when a read would not block (data, end of stream, or an error to report).
+fn peek(s: &StdUnixStream) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    match rustix::net::recv(
+        s,
+        &mut byte[..],
+        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) if e == rustix::io::Errno::INTR => Err(io::ErrorKind::WouldBlock.into()),
+        // The read will report it.
+        Err(_) => Ok(()),
+    }
+}
+
+/// `Ok` when a write would not block (room, or an error the write will report).
+fn room(fd: &OwnedFd) -> io::Result<()> {
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::OUT)];
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&now)) {
+        Ok(_) if fds[0].revents().is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+        Ok(_) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INTR => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn pair() -> (UnixSocket, UnixSocket) {
+        let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
+        (
+            UnixSocket::new(a).expect("register a"),
+            UnixSocket::new(b).expect("register b"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_read_asks_the_kernel_even_when_no_readiness_event_was_seen() {
+        let (a, b) = pair();
+        let mut buf = BytesMut::with_capacity(64);
+        let e = a.try_read_buf(&mut buf).expect_err("nothing sent yet");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        b.try_write(b"ping").expect("write");
+        // No reactor turn between the write and this read: tokio's stream would say
+        // WouldBlock from its cached readiness here.
+        assert_eq!(a.try_read_buf(&mut buf).expect("read"), 4);
+        assert_eq!(&buf[..], b"ping");
+    }
+
+    #[tokio::test]
+    async fn readable_wakes_for_data_sent_after_a_failed_read() {
+        let (a, b) = pair();
+        let mut buf = BytesMut::with_capacity(64);
+        assert!(a.try_read_buf(&mut buf).is_err());
+        let reader = async {
+            a.readable().await.expect("readable");
+            a.try_read_buf(&mut buf).expect("read")
+        };
+        let writer = async {
+            tokio::task::yield_now().await;
+            b.try_write(b"late").expect("write");
+        };
+        let (n, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(reader, writer)
+        })
+        .await
+        .expect("readable never fired");
+        assert_eq!(n, 4);
+    }
+
+    #[tokio::test]
+    async fn readable_reports_the_end_of_the_stream() {
+        let (a, b) = pair();
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(10), a.readable())
+            .await
+            .expect("no wake-up for the peer's close")
+            .expect("readable");
+        let mut buf = BytesMut::with_capacity(8);
+        assert_eq!(a.try_read_buf(&mut buf).expect("eof"), 0);
+    }
+
+    #[tokio::test]
+    async fn writable_waits_for_room_and_write_idle_drops_the_registration() {
+        let (a, b) = pair();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0usize;
+        loop {
+            match a.try_write(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        let drain = async {
+            let mut buf = BytesMut::with_capacity(256 * 1024);
+            let mut got = 0;
+            while got < 1024 {
+                b.readable().await.expect("readable");
+                buf.clear();
+                got += b.try_read_buf(&mut buf).expect("read");
+            }
+            got
+        };
+        let (ready, got) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(a.writable(), drain)
+        })
+        .await
+        .expect("writable never fired");
+        ready.expect("writable");
+        assert!(got > 0 && sent > 0);
+        assert!(a.write_wait.lock().expect("lock").is_some());
+        a.write_idle();
+        assert!(a.write_wait.lock().expect("lock").is_none());
+    }
+}
