@@ -841,8 +841,64 @@ pub async fn load(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         rows.push(load_row(shape, &per_module));
     }
     rows.extend(rss_row);
+    rows.push(rss_host(w, plan).await);
     rows.extend(idle_row);
     Ok(rows)
+}
+
+/// Resident and proportional memory of an idle library module run by `logos_host` (probe):
+/// what a module built the usual way costs, where the `rss` row's modules are this whole
+/// benchmark binary (its text, most of their RSS, is the core's and the benchmark's code).
+async fn rss_host(w: &World, plan: &Plan) -> Row {
+    const ID: &str = "rss_host";
+    const NAME: &str = "idle library module via logos_host (probe): RSS";
+    if !w.host_probe {
+        return Row::skipped(
+            ID,
+            NAME,
+            "logos_host and libprobe.so are not built beside this binary \
+             (cargo build --release -p logos-host -p probe)",
+        );
+    }
+    let measured = async {
+        w.ensure_loaded(&["probe"]).await?;
+        tokio::time::sleep(if plan.quick {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(500)
+        })
+        .await;
+        let pid = w.pid("probe")?;
+        let rss = logos_core::process_usage(pid)
+            .and_then(|u| u.rss_bytes)
+            .ok_or_else(|| anyhow!("the memory of probe (pid {pid}) could not be read"))?;
+        let pss = logos_core::pss_bytes(pid);
+        Ok::<_, anyhow::Error>((rss as f64, pss))
+    };
+    match measured.await {
+        Ok((rss, pss)) => {
+            let mut row = Row::new(ID, NAME);
+            row.ours = Some(Figure {
+                value: rss,
+                p99: None,
+                unit: Unit::Bytes,
+            });
+            row.target = Some("≤ 4 MiB per module".into());
+            row.status = Status::check(rss <= 4.0 * 1024.0 * 1024.0);
+            row.note = Some(match pss {
+                Some(pss) => format!(
+                    "PSS {}",
+                    crate::report::format_value(pss as f64, Unit::Bytes)
+                ),
+                None => "PSS unreadable".into(),
+            });
+            if let Some(pss) = pss {
+                row.extra("pss_bytes", pss as f64);
+            }
+            row
+        }
+        Err(e) => Row::failed(ID, NAME, &e),
+    }
 }
 
 /// CPU used by the core and every loaded module while nothing calls anything: heartbeats,

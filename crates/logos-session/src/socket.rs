@@ -17,10 +17,10 @@
 //! reaches the peer. A write is refused (`WouldBlock`) while records are still waiting, so
 //! at most one write's worth (≤ 64 KiB of plaintext per call) is ever buffered here.
 
+use crate::unix_socket::UnixSocket;
 use bytes::BytesMut;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, Weak};
-use crate::unix_socket::UnixSocket;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
@@ -126,6 +126,7 @@ impl Socket {
                 Err(e) => return Err(e),
             }
         }
+        self.write_idle();
         Ok(())
     }
 

@@ -98,7 +98,10 @@ impl UnixSocket {
     /// lives until [`UnixSocket::write_idle`].
     pub(crate) async fn writable(&self) -> io::Result<()> {
         let registration = {
-            let mut slot = self.write_wait.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut slot = self
+                .write_wait
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match &*slot {
                 Some(r) => Arc::clone(r),
                 None => {
@@ -173,7 +176,10 @@ fn peek(s: &StdUnixStream) -> io::Result<()> {
 
 /// `Ok` when a write would not block (room, or an error the write will report).
 fn room(fd: &OwnedFd) -> io::Result<()> {
-    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::OUT)];
+    let mut fds = [rustix::event::PollFd::new(
+        fd,
+        rustix::event::PollFlags::OUT,
+    )];
     let now = rustix::event::Timespec {
         tv_sec: 0,
         tv_nsec: 0,

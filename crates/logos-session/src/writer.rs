@@ -254,10 +254,7 @@ impl Outbox {
                 if self.scratch.capacity() > RETAIN {
                     self.scratch = Vec::new();
                 }
-                if written < COALESCE_BELOW
-                    && tokio::task::try_id().is_some()
-                    && !is_lone(msg)
-                {
+                if written < COALESCE_BELOW && tokio::task::try_id().is_some() && !is_lone(msg) {
                     // Frames sent before the writer task gets to run (the rest of a burst:
                     // replies to calls read in one go, a pipelining caller) are queued and go
                     // out together in one write; see "Coalescing" in the module docs. A
