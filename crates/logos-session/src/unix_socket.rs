@@ -91,7 +91,7 @@ impl UnixSocket {
 
     /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.io.get_ref()).write(buf)
+        self.io.get_ref().write(buf)
     }
 
     /// Waits until a write may make progress, through a writable-only registration that
