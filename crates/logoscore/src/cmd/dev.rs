@@ -335,9 +335,13 @@ impl Out {
         };
         let socket = host.socket();
         let text = format!(
-            "dev: {} ({}) in {}{}; building",
+            "dev: {} ({}) in {}{}",
             p.name,
-            if lang == "rust" { "cargo" } else { "no build" },
+            if lang == "rust" {
+                "cargo build"
+            } else {
+                "no build step"
+            },
             p.dir.display(),
             socket
                 .as_ref()
