@@ -49,6 +49,13 @@ pub(crate) struct DevArgs {
     /// Where modules keep their data, for the core dev starts. [default: the core's]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Build with cargo's release profile.
+    #[arg(long)]
+    pub release: bool,
+    /// Build once, write the module dir (metadata.json and what the core runs) to
+    /// DIR/<name>, and exit: what `logoscore pack` and a modules dir take. Serves nothing.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["attach", "modules_dirs", "data_dir"])]
+    pub out: Option<PathBuf>,
 }
 
 pub(crate) fn run(ctx: &Ctx, args: DevArgs) -> Result<(), Error> {
@@ -70,7 +77,40 @@ pub(crate) fn run(ctx: &Ctx, args: DevArgs) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
-    rt.block_on(dev(ctx, args))
+    match args.out.clone() {
+        Some(out) => rt.block_on(build_once(ctx, &args, &out)),
+        None => rt.block_on(dev(ctx, args)),
+    }
+}
+
+/// `--out DIR`: one build, staged into `DIR/<name>`.
+async fn build_once(ctx: &Ctx, args: &DevArgs, out: &Path) -> Result<(), Error> {
+    let project = Project::open(&args.path).await?;
+    let stage = Stage::at(out, &project.name)?;
+    let o = Out {
+        json: ctx.json,
+        color: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        release: args.release,
+    };
+    let started = Instant::now();
+    if let Err(failure) = put(&project, &[], &stage, &o, &mut Serving::default()).await? {
+        return Err(Error::Usage(format!(
+            "{} was not built: {failure}",
+            project.name
+        )));
+    }
+    let dir = stage.dir().display().to_string();
+    o.emit(
+        serde_json::json!({
+            "event": "built", "module": project.name, "dir": dir,
+            "buildMs": ms(started.elapsed()),
+        }),
+        &format!(
+            "dev: {} built into {dir} in {:.0} ms (`logoscore pack {dir}` makes a package of it)",
+            project.name,
+            ms(started.elapsed())
+        ),
+    )
 }
 
 /// Logs on stderr: the module's own output and the core's warnings; `-v` or `RUST_LOG` for
@@ -142,15 +182,16 @@ async fn dev(ctx: &Ctx, args: DevArgs) -> Result<(), Error> {
             data_dir: args.data_dir.as_deref().map(Path::to_path_buf),
         })
         .await?;
-        return serve(ctx, project, stage, host, &mut signals).await;
+        return serve(ctx, args.release, project, stage, host, &mut signals).await;
     };
     let stage = Stage::new(&project.name)?;
-    serve(ctx, project, stage, host, &mut signals).await
+    serve(ctx, args.release, project, stage, host, &mut signals).await
 }
 
 /// Builds, serves, watches and swaps until a signal.
 async fn serve(
     ctx: &Ctx,
+    release: bool,
     project: Project,
     stage: Stage,
     host: Host,
@@ -159,6 +200,7 @@ async fn serve(
     let out = Out {
         json: ctx.json,
         color: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        release,
     };
     let target_dir = match &project.kind {
         Kind::Cargo(pkg) => Some(pkg.target_dir.clone()),
@@ -229,41 +271,11 @@ async fn round(
     out: &Out,
 ) -> Result<(), Error> {
     let edit = Instant::now();
-    let unchanged = match &project.kind {
-        Kind::Cargo(pkg) => match build::build(pkg, out.color).await? {
-            build::Outcome::Failed { output, took } => {
-                return out.build_failed(project, &output, took, serving.pid);
-            }
-            build::Outcome::Built {
-                library,
-                fresh,
-                warnings,
-                ..
-            } => {
-                if let Some(w) = warnings {
-                    eprint!("{w}");
-                }
-                stage.put_file(&project.main, &library)?;
-                fresh
-            }
-        },
-        Kind::Files => {
-            let skip = |p: &Path| watch::ignored(&project.dir, extra, p);
-            let print = stage.put_tree(&project.dir, &skip)?;
-            let same = serving.files == Some(print);
-            serving.files = Some(print);
-            same
-        }
+    let (text, unchanged) = match put(project, extra, stage, out, serving).await? {
+        Ok(staged) => staged,
+        Err(_) => return Ok(()),
     };
     let built = edit.elapsed();
-    let text = match project::read_metadata(&project.dir) {
-        Ok(t) => t,
-        Err(e) => return out.refused(project, "metadata", &e.to_string(), serving.pid),
-    };
-    if let Err(faults) = project::check_staged(project, stage.dir(), &text) {
-        return out.refused(project, "metadata", &faults, serving.pid);
-    }
-    stage.put_text(Path::new("metadata.json"), &text)?;
     let swap_started = Instant::now();
     if !serving.loaded || !host.is_ready(&project.name).await {
         let step = if serving.loaded {
@@ -307,11 +319,64 @@ async fn round(
     }
 }
 
+/// Builds and stages the project with its checked metadata: `Ok((metadata, unchanged))`,
+/// or `Err(why)` once the failure is printed (a failed build, bad metadata), leaving what was
+/// served before in place.
+async fn put(
+    project: &Project,
+    extra: &[PathBuf],
+    stage: &Stage,
+    out: &Out,
+    serving: &mut Serving,
+) -> Result<Result<(String, bool), String>, Error> {
+    let unchanged = match &project.kind {
+        Kind::Cargo(pkg) => match build::build(pkg, out.release, out.color).await? {
+            build::Outcome::Failed { output, took } => {
+                out.build_failed(project, &output, took, serving.pid)?;
+                return Ok(Err("the build failed (compiler output above)".into()));
+            }
+            build::Outcome::Built {
+                library,
+                fresh,
+                warnings,
+            } => {
+                if let Some(w) = warnings {
+                    eprint!("{w}");
+                }
+                stage.put_file(&project.main, &library)?;
+                fresh
+            }
+        },
+        Kind::Files => {
+            let skip = |p: &Path| watch::ignored(&project.dir, extra, p);
+            let print = stage.put_tree(&project.dir, &skip)?;
+            let same = serving.files == Some(print);
+            serving.files = Some(print);
+            same
+        }
+    };
+    let text = match project::read_metadata(&project.dir) {
+        Ok(t) => t,
+        Err(e) => {
+            out.refused(project, "metadata", &e.to_string(), serving.pid)?;
+            return Ok(Err(e.to_string()));
+        }
+    };
+    if let Err(faults) = project::check_staged(project, stage.dir(), &text) {
+        out.refused(project, "metadata", &faults, serving.pid)?;
+        return Ok(Err(faults));
+    }
+    stage.put_text(Path::new("metadata.json"), &text)?;
+    Ok(Ok((text, unchanged)))
+}
+
 /// What `dev` prints: lines for people on stdout (compiler output on stderr), or one JSON
 /// document per step with `--json`.
 struct Out {
     json: bool,
     color: bool,
+    /// cargo's release profile.
+    release: bool,
 }
 
 fn ms(d: Duration) -> f64 {

@@ -35,22 +35,29 @@ pub(crate) enum Outcome {
 ///
 /// # Cancel safety
 /// Dropping the future stops cargo and its compilers (SIGTERM to their process group).
-pub(crate) async fn build(pkg: &CargoPackage, color: bool) -> Result<Outcome, Error> {
+pub(crate) async fn build(
+    pkg: &CargoPackage,
+    release: bool,
+    color: bool,
+) -> Result<Outcome, Error> {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(&pkg.cargo);
-    cmd.args(["build", "--lib", "--message-format=json-render-diagnostics"])
-        .arg(if color {
-            "--color=always"
-        } else {
-            "--color=never"
-        })
-        .arg("--manifest-path")
-        .arg(&pkg.manifest)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    cmd.args(["build", "--lib", "--message-format=json-render-diagnostics"]);
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.arg(if color {
+        "--color=always"
+    } else {
+        "--color=never"
+    })
+    .arg("--manifest-path")
+    .arg(&pkg.manifest)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| no_cargo(&pkg.cargo, &e))?;
     let group = Group(child.id());
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 
 /// The staging dir.
 pub(crate) struct Stage {
-    /// Removed when the stage is dropped.
-    root: tempfile::TempDir,
+    /// Removed when the stage is dropped (none for a dir given with `--out`).
+    _temp: Option<tempfile::TempDir>,
+    /// Holds `<name>/`.
+    root: PathBuf,
     /// `<root>/modules/<name>`.
     dir: PathBuf,
 }
@@ -25,15 +27,42 @@ impl Stage {
             .prefix("logos-dev-")
             .tempdir()
             .map_err(|e| Error::io("cannot create a staging dir", e))?;
-        let dir = root.path().join("modules").join(name);
+        let modules = root.path().join("modules");
+        let dir = modules.join(name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-        Ok(Stage { root, dir })
+        Ok(Stage {
+            _temp: Some(root),
+            root: modules,
+            dir,
+        })
+    }
+
+    /// A staging dir `<out>/<name>` that stays (`dev --out`): a module dir made by an earlier
+    /// `--out` is replaced; any other non-empty dir there is refused.
+    pub fn at(out: &Path, name: &str) -> Result<Stage, Error> {
+        let dir = out.join(name);
+        if dir.join("metadata.json").is_file() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| Error::io(format!("cannot replace {}", dir.display()), e))?;
+        } else if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(Error::Usage(format!(
+                "{} exists and is not a module dir; give another --out",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        Ok(Stage {
+            _temp: None,
+            root: out.to_path_buf(),
+            dir,
+        })
     }
 
     /// The modules dir to give the core (holds only this module).
     pub fn modules_dir(&self) -> PathBuf {
-        self.root.path().join("modules")
+        self.root.clone()
     }
 
     /// The module's dir.
