@@ -107,18 +107,21 @@ fn dev_command(w: &World, project: &Path) -> Command {
     cmd
 }
 
+/// Every answer of a [`Caller`], with when it came: the result, or the failure.
+type Answers = Arc<Mutex<Vec<(Instant, Result<String, String>)>>>;
+
 /// A client calling `module.greet("Ada")` in a loop, one `logoscore call` per call, until
 /// stopped; every answer is kept with when it came.
 struct Caller {
     stop: Arc<AtomicBool>,
-    answers: Arc<Mutex<Vec<(Instant, Result<String, String>)>>>,
+    answers: Answers,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Caller {
     fn start(w: &World, module: &str) -> Caller {
         let stop = Arc::new(AtomicBool::new(false));
-        let answers = Arc::new(Mutex::new(Vec::new()));
+        let answers: Answers = Arc::new(Mutex::new(Vec::new()));
         let mut base = w.command();
         base.args(["--json", "call", module, "greet", "Ada"]);
         let (s, a) = (Arc::clone(&stop), Arc::clone(&answers));
@@ -486,4 +489,38 @@ fn dev_refuses_what_it_cannot_serve_with_a_clear_error() {
     assert_eq!(refused["serving"].as_u64(), pid);
     assert_eq!(w.call_result("lonely", &["greet", "Ada"]), "hello, Ada");
     dev.stop();
+}
+
+#[test]
+fn dev_ends_with_its_core_and_with_an_attached_core_that_goes_away() {
+    let w = World::new();
+    new_project(&w, w.dir.path(), &["ender", "--lang", "python"]);
+    let project = w.dir.path().join("ender");
+
+    // `logoscore stop` stops dev's own core: dev ends cleanly, and so does the module.
+    let mut dev = Dev::start(&w, &project, &[]);
+    let pid = dev.wait("ready", EDIT)["pid"].as_u64().unwrap() as u32;
+    w.cli(&["stop"]).ok();
+    let stopped = dev.wait("stopped", EXIT);
+    assert_eq!(stopped["why"], "the core was stopped", "{stopped}");
+    let status = dev.proc.wait(EXIT).expect("dev exits");
+    assert!(status.success(), "{status:?}\n{}", dev.proc.stderr_text());
+    assert!(!alive(pid));
+
+    // An attached core that stops: dev says so and exits 2 (cannot reach the core).
+    let mut daemon = w.daemon(&[]);
+    let mut dev = Dev::start(&w, &project, &["--attach"]);
+    dev.wait("ready", EDIT);
+    w.cli(&["stop"]).ok();
+    daemon.wait_exit(EXIT);
+    dev.wait("stopped", EXIT);
+    let status = dev.proc.wait(EXIT).expect("dev exits");
+    assert_eq!(status.code(), Some(2), "{}", dev.proc.stderr_text());
+    assert!(
+        dev.proc
+            .stderr_text()
+            .contains("lost the connection to the core"),
+        "{}",
+        dev.proc.stderr_text()
+    );
 }

@@ -220,33 +220,33 @@ async fn serve(
     out.starting(&project, &host)?;
     let mut serving = Serving::default();
     let mut first = true;
-    let result = loop {
+    let result: Result<String, Error> = 'serve: loop {
         if !first {
             let changed = tokio::select! {
                 c = watch.changed() => c.is_some(),
-                sig = signals.recv() => break Ok(sig),
+                sig = signals.recv() => break 'serve Ok(sig.to_owned()),
+                gone = host.ended() => break 'serve gone,
             };
             if !changed {
-                break Ok("the watch ended");
+                break 'serve Ok("the watch ended".to_owned());
             }
         }
         first = false;
-        let step = round(&project, &extra, &stage, &host, &mut serving, &out);
-        tokio::select! {
-            r = step => if let Err(e) = r { break Err(e) },
-            sig = signals.recv() => break Ok(sig),
-        }
-        // Edits made during the round are served by the next one at once.
-        if watch.pending().await {
+        // Edits made during a round are served by the next one at once.
+        loop {
             let step = round(&project, &extra, &stage, &host, &mut serving, &out);
             tokio::select! {
-                r = step => if let Err(e) = r { break Err(e) },
-                sig = signals.recv() => break Ok(sig),
+                r = step => if let Err(e) = r { break 'serve Err(e) },
+                sig = signals.recv() => break 'serve Ok(sig.to_owned()),
+                gone = host.ended() => break 'serve gone,
+            }
+            if !watch.pending().await {
+                break;
             }
         }
     };
     let why = match &result {
-        Ok(sig) => (*sig).to_owned(),
+        Ok(why) => why.clone(),
         Err(e) => e.to_string(),
     };
     let close = host.close(&project.name, serving.loaded);
@@ -290,7 +290,10 @@ async fn round(
                 serving.metadata = Some(text);
                 out.ready(project, pid, built, swap_started.elapsed(), host)
             }
-            Err(e) => out.refused(project, "load", &format!("{e:#}"), None),
+            Err(e) => {
+                let e = fatal(e)?;
+                out.refused(project, "load", &format!("{e:#}"), None)
+            }
         }
     } else if serving.metadata.as_deref() != Some(text.as_str()) {
         match host.cold_reload(&project.name, stage.dir()).await {
@@ -301,6 +304,7 @@ async fn round(
                 out.reloaded(project, old, pid, built, swap_started.elapsed())
             }
             Err(e) => {
+                let e = fatal(e)?;
                 serving.loaded = false;
                 serving.pid = None;
                 out.refused(project, "reload", &format!("{e:#}"), None)
@@ -314,8 +318,20 @@ async fn round(
                 serving.pid = s.new_pid;
                 out.swapped(project, s, built, swap_started.elapsed())
             }
-            Err(e) => out.refused(project, "swap", &format!("{e:#}"), serving.pid),
+            Err(e) => {
+                let e = fatal(e)?;
+                out.refused(project, "swap", &format!("{e:#}"), serving.pid)
+            }
         }
+    }
+}
+
+/// `Err` for the errors `dev` cannot go on after (the attached core went away or refused
+/// this client); others come back to be reported.
+fn fatal(e: Error) -> Result<Error, Error> {
+    match e {
+        Error::Lost { .. } | Error::Refused { .. } => Err(e),
+        other => Ok(other),
     }
 }
 

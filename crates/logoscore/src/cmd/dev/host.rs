@@ -72,6 +72,23 @@ impl Host {
         Ok(Host::Attached(Client::connect(ctx).await?))
     }
 
+    /// Resolves when the core has gone: `Ok` when an own core was stopped (`logoscore
+    /// stop`), [`Error::Lost`] when the attached core's connection closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn ended(&self) -> Result<String, Error> {
+        match self {
+            Host::Own(core) => {
+                core.stopped().await;
+                Ok("the core was stopped".to_owned())
+            }
+            Host::Attached(client) => Err(Error::Lost {
+                reason: client.on_close().await,
+            }),
+        }
+    }
+
     /// The control socket clients reach the core at.
     pub fn socket(&self) -> Option<PathBuf> {
         match self {
