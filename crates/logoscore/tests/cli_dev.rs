@@ -524,3 +524,47 @@ fn dev_ends_with_its_core_and_with_an_attached_core_that_goes_away() {
         dev.proc.stderr_text()
     );
 }
+
+#[test]
+fn dev_loads_the_dependencies_from_the_modules_dirs_and_reloads_on_a_metadata_edit() {
+    let w = World::new();
+    w.stage("calc");
+    new_project(&w, w.dir.path(), &["needy", "--lang", "python"]);
+    let project = w.dir.path().join("needy");
+    let metadata = project.join("metadata.json");
+    edit(
+        &metadata,
+        "\"dependencies\": {}",
+        "\"dependencies\": {\"calc\": \"^1\"}",
+    );
+    let modules = w.modules.to_str().unwrap();
+
+    // Without the dir that holds calc, the load fails and says why; nothing is served.
+    let mut dev = Dev::start(&w, &project, &[]);
+    let failed = dev.wait("loadFailed", EDIT);
+    assert!(
+        failed["error"].as_str().unwrap().contains("calc"),
+        "{failed}"
+    );
+    dev.stop();
+
+    let mut dev = Dev::start(&w, &project, &["-m", modules]);
+    let pid = dev.wait("ready", EDIT)["pid"].as_u64();
+    let mut loaded: Vec<String> = w
+        .cli_json(&["list", "--loaded"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_owned())
+        .collect();
+    loaded.sort();
+    assert_eq!(loaded, ["calc", "needy"]);
+    // A metadata edit is served by a cold reload (a hot swap keeps the loaded metadata).
+    edit(&metadata, "greets, and", "greets warmly, and");
+    let reloaded = dev.wait("reloaded", EDIT);
+    assert_eq!(reloaded["oldPid"].as_u64(), pid, "{reloaded}");
+    let info = w.cli_json(&["info", "needy"]).to_string();
+    assert!(info.contains("greets warmly"), "{info}");
+    dev.stop();
+    assert!(!w.socket().exists());
+}

@@ -146,46 +146,44 @@ struct Serving {
 async fn dev(ctx: &Ctx, args: DevArgs) -> Result<(), Error> {
     let mut signals = Signals::new()?;
     let project = Project::open(&args.path).await?;
+    let stage = Stage::new(&project.name)?;
     let host = if args.attach {
         Host::attach(ctx).await?
     } else {
-        let runtime_dir = crate::client::RuntimeDir::resolve(ctx.runtime_dir.as_deref()).path;
-        let extra_dirs: Vec<PathBuf> = if args.modules_dirs.is_empty() {
-            crate::cmd::run::default_modules_dirs()
-                .into_iter()
-                .filter(|d| d.is_dir())
-                .take(1)
-                .collect()
-        } else {
-            let mut dirs = Vec::new();
-            for d in &args.modules_dirs {
-                if !d.is_dir() {
-                    return Err(Error::Usage(format!(
-                        "modules dir {} does not exist or is not a directory; it should hold <name>/metadata.json module dirs",
-                        d.display()
-                    )));
-                }
-                dirs.push(
-                    std::path::absolute(d)
-                        .map_err(|e| Error::io(format!("cannot resolve {}", d.display()), e))?,
-                );
-            }
-            dirs
-        };
-        // The staging dir is created below; its path is fixed now.
-        let stage = Stage::new(&project.name)?;
         let mut modules_dirs = vec![stage.modules_dir()];
-        modules_dirs.extend(extra_dirs);
-        let host = Host::start(OwnCore {
-            runtime_dir,
+        modules_dirs.extend(dependency_dirs(&args.modules_dirs)?);
+        Host::start(OwnCore {
+            runtime_dir: crate::client::RuntimeDir::resolve(ctx.runtime_dir.as_deref()).path,
             modules_dirs,
-            data_dir: args.data_dir.as_deref().map(Path::to_path_buf),
+            data_dir: args.data_dir.clone(),
         })
-        .await?;
-        return serve(ctx, args.release, project, stage, host, &mut signals).await;
+        .await?
     };
-    let stage = Stage::new(&project.name)?;
     serve(ctx, args.release, project, stage, host, &mut signals).await
+}
+
+/// Where the core dev starts finds the module's dependencies: each `-m DIR` (checked), else
+/// the first default modules dir of `run` that exists.
+fn dependency_dirs(given: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    if given.is_empty() {
+        return Ok(crate::cmd::run::default_modules_dirs()
+            .into_iter()
+            .filter(|d| d.is_dir())
+            .take(1)
+            .collect());
+    }
+    given
+        .iter()
+        .map(|d| {
+            if !d.is_dir() {
+                return Err(Error::Usage(format!(
+                    "modules dir {} does not exist or is not a directory; it should hold <name>/metadata.json module dirs",
+                    d.display()
+                )));
+            }
+            std::path::absolute(d).map_err(|e| Error::io(format!("cannot resolve {}", d.display()), e))
+        })
+        .collect()
 }
 
 /// Builds, serves, watches and swaps until a signal.
