@@ -282,6 +282,9 @@ enum Command {
     /// Create a module project: a Rust crate or a Python module with a hello method, an
     /// event, metadata.json and a test.
     New(cmd::new::NewArgs),
+    /// Build, serve and watch a module project: every saved edit is rebuilt and hot-swapped
+    /// in (a failed build leaves the old version serving). Ctrl-C stops.
+    Dev(cmd::dev::DevArgs),
     /// Generate a typed client (Rust, Python or TypeScript) of a module from its interface.
     Bindings(cmd::bindings::BindingsArgs),
     /// Build a signed package (.lgx) from a module dir.
@@ -346,6 +349,7 @@ impl Command {
                 Verb::Tokens
             }
             Command::Completions { .. } | Command::Man { .. } | Command::New(_) => Verb::Local,
+            Command::Dev(_) => Verb::Load,
             Command::Remote { .. } => Verb::Tokens,
             Command::Key { .. }
             | Command::Pack(_)
@@ -702,6 +706,7 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
         Command::Remote { cmd } => block_on(cmd::remote::run(ctx, cmd)),
         Command::Key { cmd } => cmd::key::run(ctx, pkg, cmd),
         Command::New(args) => cmd::new::run(ctx, args),
+        Command::Dev(args) => cmd::dev::run(ctx, args),
         Command::Bindings(args) => block_on(cmd::bindings::run(ctx, args)),
         Command::Pack(args) => cmd::pack::run(ctx, pkg, args),
         Command::Packages(c) => cmd::install::run(ctx, pkg, c),

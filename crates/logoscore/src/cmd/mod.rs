@@ -8,6 +8,7 @@ pub(crate) mod call;
 pub(crate) mod check;
 pub(crate) mod completions;
 pub(crate) mod contexts;
+pub(crate) mod dev;
 pub(crate) mod info;
 pub(crate) mod install;
 pub(crate) mod key;

@@ -343,7 +343,7 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
 
 /// `$XDG_DATA_HOME/logos/modules` (else `~/.local/share/logos/modules`), then
 /// `/usr/local/lib/logos/modules`.
-fn default_modules_dirs() -> Vec<PathBuf> {
+pub(crate) fn default_modules_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         dirs.push(PathBuf::from(d).join("logos/modules"));
