@@ -25,6 +25,7 @@ mod compare;
 mod contexts;
 mod cpu;
 mod module;
+mod p2p;
 mod poll_io;
 mod qt;
 mod remote;
@@ -68,6 +69,9 @@ enum Group {
     Contexts,
     /// A local module → remote module (loopback TLS) call and stream against raw TLS.
     Remote,
+    /// 64 MiB from a libp2p peer to an external module, and accept-to-first-byte, against an
+    /// in-process rust-libp2p handler.
+    P2p,
 }
 
 /// Measures the logos runtime against baselines taken in the same run.
@@ -295,6 +299,10 @@ async fn bench(args: &Args) -> Result<Report> {
             Ok(r) => rows.extend(r),
             Err(e) => rows.push(Row::failed("remote", "remote module", &e)),
         }
+    }
+    if wants(Group::P2p) {
+        progress("libp2p stream to an external module vs an in-process handler");
+        rows.extend(p2p::rows(&plan).await);
     }
     progress("stopping");
     world.close().await;

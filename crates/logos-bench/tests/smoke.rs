@@ -52,6 +52,8 @@ fn quick_json_run_measures_every_row() {
         "capi",
         "contexts",
         "contexts_module",
+        "p2p_stream",
+        "p2p_first_byte",
     ] {
         assert!(ids.contains(&id), "row {id} missing from {ids:?}");
     }

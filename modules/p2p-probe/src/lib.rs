@@ -6,7 +6,9 @@
 //! and `closeWithEof`s them on request; and logs every `p2p` event it receives, in order. It
 //! is not a dependent of `p2p` (its metadata grants it `p2p.*`), so unloading `p2p` leaves
 //! it running to report what it saw. Data crosses as UTF-8 text, which is all the tests
-//! need. Never an example to copy: it holds streams until told otherwise.
+//! need. One bulk mode, `sink`, reads streams through the runtime byte stream at full speed
+//! (what `logos-bench`'s `p2p_stream` row measures). Never an example to copy: it holds
+//! streams until told otherwise.
 
 use logos_sdk::p2p::{Options, P2p, P2pError, P2pStream, Registration};
 use logos_sdk::{Context, Value, module};
@@ -14,6 +16,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Size of each read of a `sink` stream (the runtime's stream window).
+const SINK_READ: usize = 256 * 1024;
 
 /// The `p2p` events this probe logs.
 pub const EVENTS: [&str; 6] = [
@@ -230,6 +236,26 @@ impl P2pProbe {
         Ok(())
     }
 
+    /// Registers `protocol` as a sink and returns the registration id: every inbound stream is
+    /// read to its end straight from the runtime byte stream, then the byte count goes back
+    /// (u64 little-endian) and our half is closed.
+    pub async fn sink(&self, ctx: &Context, protocol: String) -> Result<u64, P2pError> {
+        let reg = P2p::new(ctx)
+            .register(&[protocol.as_str()], Options::default())
+            .await?;
+        let id = reg.id();
+        tokio::spawn(async move {
+            loop {
+                match reg.accept(Duration::from_secs(3600)).await {
+                    Ok(s) => drop(tokio::spawn(sink(s))),
+                    Err(e) if e.is("timeout") => {}
+                    Err(e) => return tracing::info!("sink registration ended: {e}"),
+                }
+            }
+        });
+        Ok(id)
+    }
+
     /// How many reads wait for data right now.
     pub fn reading(&self) -> u64 {
         self.reading.load(Ordering::SeqCst)
@@ -253,6 +279,24 @@ impl P2pProbe {
             .get(&id)
             .cloned()
             .ok_or_else(|| not_held(id))
+    }
+}
+
+/// Reads `s` to its end, then writes the count back and closes.
+async fn sink(s: P2pStream) {
+    let id = s.id();
+    let (mut io, buffered) = s.into_inner();
+    let mut received = buffered.len() as u64;
+    let mut buf = vec![0u8; SINK_READ];
+    loop {
+        match io.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => received += n as u64,
+            Err(e) => return tracing::debug!(stream = id, "sink stream ended: {e}"),
+        }
+    }
+    if io.write_all(&received.to_le_bytes()).await.is_ok() {
+        let _ = io.shutdown().await;
     }
 }
 
