@@ -661,11 +661,20 @@ impl Registry {
     /// `ready`, and the old process's facts come back for the supervisor to stop. `None` when
     /// the old process stopped serving meanwhile (crashed): the swap must be undone. From here
     /// on the old process's exit is that of an older generation, which changes nothing.
-    pub fn swap(&mut self, name: &str, old_generation: u64, running: Running) -> Option<Retired> {
+    /// `manifest`, the metadata the new process started with, replaces the old one.
+    pub fn swap(
+        &mut self,
+        name: &str,
+        old_generation: u64,
+        running: Running,
+        manifest: Manifest,
+    ) -> Option<Retired> {
         let rec = self.records.get_mut(name)?;
         if rec.state() != State::Ready || rec.generation != old_generation {
             return None;
         }
+        self.known.insert(name.to_owned(), manifest);
+        let rec = self.records.get_mut(name)?;
         rec.generation = old_generation + 1;
         let retired = Retired {
             pid: rec.pid.replace(running.pid),

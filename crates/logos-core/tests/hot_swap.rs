@@ -131,6 +131,49 @@ async fn a_new_version_that_fails_to_start_leaves_the_old_one_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swap_reads_the_metadata_again_and_refuses_unreadable_metadata() {
+    let mut world = World::new();
+    world.stage("probe");
+    let core = world.start().await;
+    core.load("probe").await.expect("load probe");
+    assert_eq!(core.module("probe").unwrap().version, "1.0.0");
+    let before = pid_of(&core, "probe");
+    let meta = world.modules.join("probe").join("metadata.json");
+    let original = std::fs::read_to_string(&meta).expect("metadata");
+
+    // The new process starts with the metadata as it is now: a version bump without a
+    // rebuild is caught by the library's own version check (the loaded manifest, kept across
+    // rescans, would have let it through), and the old process keeps serving.
+    std::fs::write(&meta, original.replace("\"1.0.0\"", "\"1.1.0\"")).expect("bump");
+    let err = core
+        .reload_hot("probe")
+        .await
+        .expect_err("1.1.0 metadata, 1.0.0 library");
+    let msg = err.to_string();
+    assert!(msg.contains("1.1.0") && msg.contains("1.0.0"), "{msg}");
+    assert_eq!(pid_of(&core, "probe"), before);
+    std::fs::write(&meta, &original).expect("restore");
+    let report = core
+        .reload_hot("probe")
+        .await
+        .expect("swap with agreeing metadata");
+    assert_ne!(report.new_pid, Some(before));
+    assert_eq!(core.module("probe").unwrap().version, "1.0.0");
+
+    // Metadata that no longer parses: refused, naming the file; the old process keeps serving.
+    let serving = pid_of(&core, "probe");
+    std::fs::write(&meta, "{ not json").expect("break");
+    let err = core.reload_hot("probe").await.expect_err("bad metadata");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::HotSwap { .. }) && msg.contains("metadata.json"),
+        "{msg}"
+    );
+    assert_eq!(pid_of(&core, "probe"), serving);
+    core.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_that_is_not_ready_is_refused_and_one_not_loaded_is_loaded() {
     let mut world = World::new();
     world.stage("probe");

@@ -434,10 +434,27 @@ fn swap_plan(
             "it is {state}, and only a ready module can be swapped; use `reload` without --hot"
         ),
     })?;
-    let manifest = registry
+    let loaded = registry
         .manifest(name)
-        .cloned()
         .ok_or_else(|| registry.unknown(name))?;
+    // A loaded module keeps the manifest it runs with across rescans; the swap is when the
+    // new version's metadata takes over, so it is read again here.
+    let manifest = Manifest::load(&loaded.dir).map_err(|e| Error::HotSwap {
+        module: name.to_owned(),
+        old_pid,
+        reason: format!("its metadata cannot be read again: {e}"),
+    })?;
+    if manifest.name != loaded.name {
+        return Err(Error::HotSwap {
+            module: name.to_owned(),
+            old_pid,
+            reason: format!(
+                "{} now names the module \"{}\"; a swap keeps the name (unload and load instead)",
+                manifest.path.display(),
+                manifest.name.as_str()
+            ),
+        });
+    }
     swap_fits(registry, &manifest).map_err(|reason| Error::HotSwap {
         module: name.to_owned(),
         old_pid,
@@ -759,7 +776,7 @@ async fn start_process(
                 // with the other's socket.
                 match std::fs::rename(swap_socket_path(inner, &name), inner.socket_path(&name)) {
                     Ok(()) => registry
-                        .swap(&name, old_generation, running)
+                        .swap(&name, old_generation, running, manifest.clone())
                         .ok_or_else(|| {
                             "the old process stopped serving during the swap".to_owned()
                         }),
