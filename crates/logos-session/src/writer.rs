@@ -75,8 +75,14 @@ pub(crate) const STREAM_HIGH_WATER: usize = 4 * DATA_BATCH;
 /// (see "Coalescing"): for bigger frames the syscall is already cheap per byte, and queueing
 /// them would cost a copy.
 const COALESCE_BELOW: usize = 16 * 1024;
-/// A buffer bigger than this is freed rather than kept for reuse once empty.
-const RETAIN: usize = 1024 * 1024;
+/// A buffer bigger than this is freed rather than kept for reuse once empty. Large enough
+/// that a connection moving 1 MiB payloads keeps its encode buffers: at 1 MiB (a frame of a
+/// 1 MiB payload is a few bytes more) every big call freed and re-grew them, and glibc's heap
+/// grew and trimmed around each, faulting in and zeroing fresh pages every time (1 MiB round
+/// trip 3.0–3.3 ms → 0.62–0.69 ms, docs/performance.md). The price: a connection that once
+/// sent big frames holds up to this much per buffer (scratch, control lane, writer batch)
+/// until it closes; idle connections that never did hold nothing extra.
+const RETAIN: usize = 4 * 1024 * 1024;
 
 /// Queued bytes past which a peer that provokes frames without reading them is cut off.
 pub(crate) fn hard_cap(max_frame: usize) -> usize {
