@@ -270,6 +270,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         core = %welcome.identity,
         "ready"
     );
+    state.ctx.inner.spans().start(&session, &welcome.attrs);
     state.ctx.start(session);
 
     let accepting = tokio::spawn(grant::accept_loop(Arc::clone(&state), listener));
