@@ -176,9 +176,7 @@ pub(crate) async fn call_module(
         .call_traced(target, method, args, timeout, trace)
         .await;
     if let Some(span) = &span {
-        inner
-            .spans
-            .record_core(span, result.as_ref().map(|_| ()));
+        inner.spans.record_core(span, result.as_ref().map(|_| ()));
     }
     if let Err(f) = &result
         && f.code == ErrorCode::Unavailable

@@ -66,8 +66,8 @@ pub use crate::manifest::{
 };
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
-pub use crate::spans::{DEFAULT_SPANS, Filter as SpanFilter, Node as CallNode, Span, SpanKind};
 pub use crate::remote::{Granted, RemoteCredentialInfo};
+pub use crate::spans::{DEFAULT_SPANS, Filter as SpanFilter, Node as CallNode, Span, SpanKind};
 pub use crate::stats::{
     Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
     StreamFigures,

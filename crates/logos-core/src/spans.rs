@@ -142,9 +142,9 @@ impl Store {
         };
         let dropped = match dropped {
             None => 0,
-            Some(Value::UInt(n)) => n,
-            Some(Value::Int(n)) if n >= 0 => n.unsigned_abs(),
-            Some(other) => return Err(bad(format!("dropped must be a uint, found {other}"))),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| bad(format!("dropped must be a uint, found {v}")))?,
         };
         if list.len() > MAX_REPORT {
             return Err(bad(format!(
@@ -159,7 +159,11 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
-            tracing::debug!(module = me, dropped, "module dropped spans (its queue was full)");
+            tracing::debug!(
+                module = me,
+                dropped,
+                "module dropped spans (its queue was full)"
+            );
         }
         self.push_all(spans);
         Ok(Value::Null)
@@ -265,7 +269,10 @@ fn cut(s: &str) -> String {
 /// One span of a report; the error names the field.
 fn decode(me: &str, v: Value) -> Result<Span, String> {
     let Value::Map(mut m) = v else {
-        return Err(format!("(the span): expected a map, found {}", v.type_name()));
+        return Err(format!(
+            "(the span): expected a map, found {}",
+            v.type_name()
+        ));
     };
     let mut take = |k: &str| m.remove(k).unwrap_or(Value::Null);
     fn id<const N: usize>(field: &str, v: Value) -> Result<[u8; N], String> {
@@ -291,11 +298,8 @@ fn decode(me: &str, v: Value) -> Result<Span, String> {
         }
     }
     fn uint(field: &str, v: Value) -> Result<u64, String> {
-        match v {
-            Value::UInt(n) => Ok(n),
-            Value::Int(n) if n >= 0 => Ok(n.unsigned_abs()),
-            other => Err(format!("{field}: expected uint, found {}", other.type_name())),
-        }
+        v.as_u64()
+            .ok_or_else(|| format!("{field}: expected uint, found {}", v.type_name()))
     }
     let trace_id = id::<16>("trace", take("trace"))?;
     let span_id = id::<8>("span", take("span"))?;
@@ -441,10 +445,7 @@ fn assemble(spans: &[&Span]) -> Vec<Node> {
             None => roots.push(*s),
         }
     }
-    let mut nodes: Vec<Node> = roots
-        .into_iter()
-        .map(|r| node(r, &children, 0))
-        .collect();
+    let mut nodes: Vec<Node> = roots.into_iter().map(|r| node(r, &children, 0)).collect();
     nodes.sort_by_key(|n| n.start_ns);
     nodes
 }
@@ -495,7 +496,9 @@ fn node(s: &Span, children: &HashMap<[u8; 8], Vec<&Span>>, depth: usize) -> Node
         duration_ns: s.duration_ns,
         served_ns,
         start_ns: s.start_ns,
-        error: server.and_then(|x| x.error.clone()).or_else(|| s.error.clone()),
+        error: server
+            .and_then(|x| x.error.clone())
+            .or_else(|| s.error.clone()),
         span: s.span_id,
         children: child_nodes,
     }
@@ -542,18 +545,12 @@ fn filter_of(args: &[Value], method: &str) -> Result<Filter, Fault> {
     };
     let mut f = Filter::default();
     for (k, v) in opts {
-        match (k.as_str(), v) {
-            ("module", Value::Text(t)) => f.module = Some(t.clone()),
-            ("slow_ms", Value::UInt(n)) => f.slow = Some(Duration::from_millis(*n)),
-            ("slow_ms", Value::Int(n)) if *n >= 0 => {
-                f.slow = Some(Duration::from_millis(n.unsigned_abs()));
-            }
-            ("slow_us", Value::UInt(n)) => f.slow = Some(Duration::from_micros(*n)),
-            ("limit", Value::UInt(n)) => f.limit = Some(usize::try_from(*n).unwrap_or(usize::MAX)),
-            ("limit", Value::Int(n)) if *n >= 0 => {
-                f.limit = Some(usize::try_from(*n).unwrap_or(usize::MAX));
-            }
-            (k, v) => {
+        match (k.as_str(), v, v.as_u64()) {
+            ("module", Value::Text(t), _) => f.module = Some(t.clone()),
+            ("slow_ms", _, Some(n)) => f.slow = Some(Duration::from_millis(n)),
+            ("slow_us", _, Some(n)) => f.slow = Some(Duration::from_micros(n)),
+            ("limit", _, Some(n)) => f.limit = Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            (k, v, _) => {
                 return Err(bad(format!(
                     "option {k:?} = {v} is not one of module (text), slow_ms, slow_us, limit (uint)"
                 )));
@@ -676,7 +673,10 @@ mod tests {
         let mut m = BTreeMap::new();
         m.insert("trace".to_owned(), Value::Bytes(vec![1u8; 15].into()));
         let e = store
-            .report("calc", vec![Value::List(vec![Value::Map(m)]), Value::UInt(0)])
+            .report(
+                "calc",
+                vec![Value::List(vec![Value::Map(m)]), Value::UInt(0)],
+            )
             .unwrap_err();
         assert!(e.message.contains("spans[0].trace"), "{}", e.message);
         assert_eq!(store.snapshot().len(), 0);

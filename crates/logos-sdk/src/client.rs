@@ -257,11 +257,8 @@ impl Client {
         // The outgoing call's span: a child of the call this task serves, if any.
         let parent = crate::trace::current();
         let ctx = crate::trace::child_of(parent.as_ref());
-        let open = crate::trace::Open::start(
-            ctx,
-            parent.map(|p| p.span_id),
-            crate::trace::Kind::Client,
-        );
+        let open =
+            crate::trace::Open::start(ctx, parent.map(|p| p.span_id), crate::trace::Kind::Client);
         let result = self.send_call(method, args, Some(ctx)).await;
         self.shared
             .spans

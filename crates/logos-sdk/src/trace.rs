@@ -18,8 +18,8 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -61,14 +61,16 @@ fn seed() -> u64 {
 
 /// A random non-zero 64-bit number (splitmix64 over a per-thread seed).
 fn next_u64() -> u64 {
-    SEED.with(|s| loop {
-        let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        s.set(z);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        if z != 0 {
-            return z;
+    SEED.with(|s| {
+        loop {
+            let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            s.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            if z != 0 {
+                return z;
+            }
         }
     })
 }

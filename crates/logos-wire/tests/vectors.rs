@@ -374,7 +374,10 @@ impl Fields {
                 span_id: s.as_slice().try_into().unwrap(),
                 flags: u8::try_from(*f).unwrap(),
             }),
-            other => panic!("{}: {name} must be [bytes16, bytes8, flags], found {other:?}", self.ctx),
+            other => panic!(
+                "{}: {name} must be [bytes16, bytes8, flags], found {other:?}",
+                self.ctx
+            ),
         }
     }
     fn done(self) {

@@ -15,12 +15,12 @@ use crate::module::Module;
 use crate::trace;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tracing::Instrument as _;
 use logos_session::{ByteStream, Fault, Handler, Session};
 use logos_wire::{Call, ErrorCode, Value};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 impl<T: Module> Served<T> {
     /// Serves one incoming call that arrived on `session`. `access` is what the core allowed
