@@ -427,7 +427,7 @@ pub fn trees(spans: &[Span], filter: &Filter) -> Vec<(String, Node)> {
             out.push((hex(&trace), root));
         }
     }
-    out.sort_by(|a, b| b.1.start_ns.cmp(&a.1.start_ns));
+    out.sort_by_key(|t| std::cmp::Reverse(t.1.start_ns));
     if let Some(n) = filter.limit {
         out.truncate(n);
     }
@@ -671,7 +671,7 @@ mod tests {
     fn a_bad_report_names_the_span_and_field() {
         let store = Store::new(10);
         let mut m = BTreeMap::new();
-        m.insert("trace".to_owned(), Value::Bytes(vec![1u8; 15].into()));
+        m.insert("trace".to_owned(), Value::Bytes(vec![1u8; 15]));
         let e = store
             .report(
                 "calc",
