@@ -95,6 +95,11 @@ impl Inner {
         &self.spans
     }
 
+    /// Starts span reports if the core's `welcome` asked for them.
+    pub(crate) fn start_spans(&self, welcome_attrs: &logos_wire::Attrs) {
+        self.spans.start(self.control.subscribe(), welcome_attrs);
+    }
+
     pub(crate) fn is_detached(&self) -> bool {
         self.detached
     }

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 tokio::task_local! {
     static CURRENT: TraceContext;
@@ -207,17 +207,22 @@ impl Spans {
         }
     }
 
-    /// Starts reporting to the core on `control` when its `welcome` attrs ask for spans.
-    /// Called once, when the control connection is up.
-    pub(crate) fn start(&self, control: &Session, welcome_attrs: &BTreeMap<String, Value>) {
+    /// Starts reporting to the core when its `welcome` attrs ask for spans. `control` follows
+    /// the control connection (a remote module's link is replaced when it reconnects). Called
+    /// each time the control connection is up; the reporter starts once.
+    pub(crate) fn start(
+        &self,
+        control: watch::Receiver<Option<Session>>,
+        welcome_attrs: &BTreeMap<String, Value>,
+    ) {
         if welcome_attrs.get("spans") != Some(&Value::Bool(true)) {
             return;
         }
+        self.enabled.store(true, Ordering::Relaxed);
         let Some(rx) = self.rx.lock().ok().and_then(|mut rx| rx.take()) else {
             return;
         };
-        self.enabled.store(true, Ordering::Relaxed);
-        tokio::spawn(report(control.clone(), rx, Arc::clone(&self.dropped)));
+        tokio::spawn(report(control, rx, Arc::clone(&self.dropped)));
     }
 }
 
@@ -226,9 +231,14 @@ fn cut(s: &str) -> String {
     s.chars().take(200).collect()
 }
 
-/// The reporter: waits for a span, gathers for [`GATHER`], sends one `$spans` call, and so
-/// on until the control connection or the queue closes.
-async fn report(control: Session, mut rx: mpsc::Receiver<Finished>, dropped: Arc<AtomicU64>) {
+/// The reporter: waits for a span, gathers for [`GATHER`], sends one `$spans` call on the
+/// current control connection, and so on until the queue closes (the module's context is
+/// gone). A batch with no live control connection is dropped and counted.
+async fn report(
+    control: watch::Receiver<Option<Session>>,
+    mut rx: mpsc::Receiver<Finished>,
+    dropped: Arc<AtomicU64>,
+) {
     let mut batch = Vec::with_capacity(64);
     while let Some(first) = rx.recv().await {
         batch.push(encode(first));
@@ -239,12 +249,15 @@ async fn report(control: Session, mut rx: mpsc::Receiver<Finished>, dropped: Arc
                 Err(_) => break,
             }
         }
+        let live = control.borrow().clone().filter(|s| !s.is_closed());
+        let Some(control) = live else {
+            dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+            continue;
+        };
         let spans = Value::List(std::mem::take(&mut batch));
         // Spans the full queue refused since the last report.
         let args = vec![spans, Value::UInt(dropped.swap(0, Ordering::Relaxed))];
-        if control.is_closed() {
-            return;
-        }
         if let Err(e) = control
             .call("core", REPORT_METHOD, args, Duration::from_secs(5))
             .await

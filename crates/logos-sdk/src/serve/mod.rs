@@ -270,8 +270,8 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         core = %welcome.identity,
         "ready"
     );
-    state.ctx.inner.spans().start(&session, &welcome.attrs);
     state.ctx.start(session);
+    state.ctx.inner.start_spans(&welcome.attrs);
 
     let accepting = tokio::spawn(grant::accept_loop(Arc::clone(&state), listener));
     let reason = wait_for_stop(&state, sigterm).await;
