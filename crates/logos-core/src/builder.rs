@@ -177,6 +177,8 @@ pub(crate) struct Settings {
     pub session: logos_session::Config,
     /// Confine modules with the default Landlock ruleset (where the kernel has Landlock).
     pub landlock: bool,
+    /// Spans kept for `core.getTraces` (0: modules report none).
+    pub spans: usize,
     /// Paths confined modules may not read besides the runtime dir.
     pub hidden: Vec<PathBuf>,
     /// Refuse to start modules that would run unconfined (no Landlock).
@@ -252,6 +254,7 @@ pub struct Builder {
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
     landlock: Option<bool>,
+    spans: Option<usize>,
     strict_confinement: bool,
     hidden: Vec<PathBuf>,
     operator_tokens: Option<PathBuf>,
@@ -425,6 +428,16 @@ impl Builder {
         self
     }
 
+    /// How many recent spans of calls the core keeps for `core.getTraces` and `logoscore
+    /// trace` (docs/tracing.md); the oldest go first. `0` turns span reports off: modules
+    /// are told in `welcome` not to send any, and the core records none of its own. Default:
+    /// [`DEFAULT_SPANS`](crate::DEFAULT_SPANS), or the environment variable `LOGOS_SPANS`
+    /// (a number, or `off`) when the core is built.
+    pub fn spans(mut self, capacity: usize) -> Self {
+        self.spans = Some(capacity);
+        self
+    }
+
     /// Refuses to start a module that would run unconfined, i.e. where the kernel has no
     /// Landlock (or it is turned off): its load fails with [`Error::Unconfined`] instead of
     /// the warning. Default: `false` (warn once, report `confinement: none`, run).
@@ -580,6 +593,7 @@ impl Builder {
             landlock: self
                 .landlock
                 .unwrap_or_else(|| std::env::var_os("LOGOS_LANDLOCK").is_none_or(|v| v != "off")),
+            spans: self.spans.unwrap_or_else(spans_from_env),
             strict_confinement: self.strict_confinement,
             hidden: self
                 .hidden
@@ -613,6 +627,21 @@ pub fn default_data_dir() -> PathBuf {
         return PathBuf::from(h).join(".local/share/logos");
     }
     default_runtime_dir().join("data")
+}
+
+/// `LOGOS_SPANS`: a count, or `off` (0); anything else (or unset) is the default.
+fn spans_from_env() -> usize {
+    match std::env::var("LOGOS_SPANS") {
+        Ok(v) if v == "off" => 0,
+        Ok(v) => v.parse().unwrap_or_else(|_| {
+            tracing::warn!(
+                "LOGOS_SPANS={v:?} is neither a number nor \"off\"; keeping {} spans",
+                crate::DEFAULT_SPANS
+            );
+            crate::DEFAULT_SPANS
+        }),
+        Err(_) => crate::DEFAULT_SPANS,
+    }
 }
 
 #[cfg(test)]

@@ -70,6 +70,12 @@ pub(crate) async fn route_call(
         return denied_report(inner, me, args);
     }
     if let Caller::Module(me) = caller
+        && target == CORE_MODULE
+        && method == SPANS_REPORT
+    {
+        return inner.spans.report(me, args);
+    }
+    if let Caller::Module(me) = caller
         && (target == CORE_MODULE || target == CAPABILITY_MODULE)
     {
         may_call_builtin(inner, me, target, method)?;
@@ -160,7 +166,18 @@ pub(crate) async fn call_module(
         ));
     };
     let timeout = timeout.unwrap_or_else(|| inner.settings.call_timeout(target));
-    let result = session.call(target, method, args, timeout).await;
+    // The core's span of the call: the root of a trace, or a child of the operator's context.
+    let span = inner
+        .spans
+        .enabled()
+        .then(|| crate::spans::CoreSpan::open(target, method));
+    let trace = span.as_ref().map(|s| s.ctx).or_else(crate::spans::incoming);
+    let result = session
+        .call_traced(target, method, args, timeout, trace)
+        .await;
+    if let Some(span) = &span {
+        inner.spans.record_core(span, result.as_ref().map(|_| ()));
+    }
     if let Err(f) = &result
         && f.code == ErrorCode::Unavailable
         && session.is_closed()
@@ -186,6 +203,10 @@ pub(crate) fn want_events(inner: &Inner, source: &str) {
         let _ = s.subscribe(source, "");
     }
 }
+
+/// What a module calls on its control connection to report finished spans of calls
+/// (docs/tracing.md); the reporter is the connection's module, never a name in the report.
+pub(crate) const SPANS_REPORT: &str = "$spans";
 
 /// What a module calls on its control connection to report a call it refused because the
 /// core's access decision (the `access` of `$grant`) does not allow it.
@@ -396,12 +417,15 @@ impl Handler for ClientConn {
         Box::pin(async move {
             allowed?;
             let inner = inner.upgrade().ok_or_else(gone)?;
-            route_call(
-                &inner,
-                &Caller::Client,
-                &call.target,
-                &call.method,
-                call.args,
+            crate::spans::scope(
+                call.trace,
+                route_call(
+                    &inner,
+                    &Caller::Client,
+                    &call.target,
+                    &call.method,
+                    call.args,
+                ),
             )
             .await
         })

@@ -44,6 +44,7 @@ mod policy;
 mod registry;
 mod remote;
 mod resolver;
+mod spans;
 mod state;
 mod stats;
 mod supervisor;
@@ -66,6 +67,7 @@ pub use crate::manifest::{
 pub use crate::name::{CAPABILITY_MODULE, CORE_MODULE, ModuleName};
 pub use crate::registry::{ExitReport, ModuleInfo, State};
 pub use crate::remote::{Granted, RemoteCredentialInfo};
+pub use crate::spans::{DEFAULT_SPANS, Filter as SpanFilter, Node as CallNode, Span, SpanKind};
 pub use crate::stats::{
     Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
     StreamFigures,

@@ -509,7 +509,7 @@ pub struct MethodGrant {
 }
 
 /// Every method of the built-in `core`.
-pub const CORE_METHODS: [&str; 12] = [
+pub const CORE_METHODS: [&str; 14] = [
     "getLoadedPlugins",
     "getKnownPlugins",
     "loadPlugin",
@@ -522,6 +522,8 @@ pub const CORE_METHODS: [&str; 12] = [
     "stats",
     "faults",
     "shutdown",
+    "getTraces",
+    "getSpans",
 ];
 
 /// Every method of the built-in `capability_module`.

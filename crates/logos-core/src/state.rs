@@ -55,11 +55,14 @@ pub(crate) struct Inner {
     pub spawn: Box<dyn Spawn>,
     /// The remote module listener and its state, once started (`Builder::listen`).
     pub remote: std::sync::OnceLock<Arc<crate::remote::Remote>>,
+    /// Recent spans of calls (`core.getTraces`).
+    pub spans: crate::spans::Store,
 }
 
 impl Inner {
     /// The state of a core built from `settings`, not started.
     pub fn new(settings: Settings) -> Inner {
+        let spans = crate::spans::Store::new(settings.spans);
         // Names were validated by the builder; an invalid one cannot reach here.
         let names =
             |(a, b): &(String, String)| Some((ModuleName::new(a).ok()?, ModuleName::new(b).ok()?));
@@ -113,6 +116,7 @@ impl Inner {
             stopped_tx: tokio::sync::watch::Sender::new(false),
             spawn: Box::new(Os),
             remote: std::sync::OnceLock::new(),
+            spans,
         }
     }
 

@@ -60,6 +60,8 @@ impl std::fmt::Debug for Client {
 
 struct Shared {
     ctx: Weak<Inner>,
+    /// Where this client's call spans go (the module's span queue).
+    spans: Arc<crate::trace::Spans>,
     target: String,
     /// The current connection, if any (closed ones are replaced on next use), and whether
     /// the target asked it to go away (`shutdown`: its process is being replaced or
@@ -148,9 +150,13 @@ impl Mailbox {
 
 impl Client {
     pub(crate) fn new(ctx: Weak<Inner>, target: &str) -> Client {
+        let spans = ctx
+            .upgrade()
+            .map_or_else(Arc::default, |inner| Arc::clone(inner.spans()));
         Client {
             shared: Arc::new(Shared {
                 ctx,
+                spans,
                 target: target.to_owned(),
                 live: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
@@ -244,16 +250,43 @@ impl Client {
     /// Dropping the future cancels the call on the target.
     pub async fn call_raw(&self, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
         let target = &self.shared.target;
+        if is_builtin(target) {
+            // Calls to the core's built-ins are plumbing, not part of a trace.
+            return self.send_call(method, args, None).await;
+        }
+        // The outgoing call's span: a child of the call this task serves, if any.
+        let parent = crate::trace::current();
+        let ctx = crate::trace::child_of(parent.as_ref());
+        let open =
+            crate::trace::Open::start(ctx, parent.map(|p| p.span_id), crate::trace::Kind::Client);
+        let result = self.send_call(method, args, Some(ctx)).await;
+        self.shared
+            .spans
+            .finish(open, target, method, result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn send_call(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        trace: Option<logos_wire::TraceContext>,
+    ) -> Result<Value, Fault> {
+        let target = &self.shared.target;
         if !is_builtin(target)
             && let Some(session) = self.shared.live_session()
         {
             // Connected: `Session::call` enforces the deadline itself, so the hot path pays
             // for one timer, not two.
-            return session.call(target, method, args, self.timeout).await;
+            return session
+                .call_traced(target, method, args, self.timeout, trace)
+                .await;
         }
         let attempt = async {
             let session = self.session().await?;
-            session.call(target, method, args, self.timeout).await
+            session
+                .call_traced(target, method, args, self.timeout, trace)
+                .await
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,

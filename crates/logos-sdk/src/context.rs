@@ -82,11 +82,22 @@ pub(crate) struct Inner {
     events_dropped: AtomicU64,
     /// Streams and stream bytes of every connection of this process (`$stats`).
     traffic: Arc<Traffic>,
+    /// Finished spans of calls, waiting to be reported to the core.
+    spans: Arc<crate::trace::Spans>,
 }
 
 impl Inner {
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn spans(&self) -> &Arc<crate::trace::Spans> {
+        &self.spans
+    }
+
+    /// Starts span reports if the core's `welcome` asked for them.
+    pub(crate) fn start_spans(&self, welcome_attrs: &logos_wire::Attrs) {
+        self.spans.start(self.control.subscribe(), welcome_attrs);
     }
 
     pub(crate) fn is_detached(&self) -> bool {
@@ -241,6 +252,7 @@ impl Context {
                 events_emitted: AtomicU64::new(0),
                 events_dropped: AtomicU64::new(0),
                 traffic: Arc::new(Traffic::default()),
+                spans: Arc::default(),
             }),
         }
     }

@@ -8,7 +8,7 @@
 //! `serve/` the module-side runtime ([`run`], [`run_named`], [`main`]): `mod.rs` the serve loop
 //! and drain, `inherit.rs` descriptors and logging, `grant.rs` peer admission and grants,
 //! `conn.rs` one connection's handler; `stats.rs` counts of served calls and their latency for
-//! the core's `$stats`; `abi.rs` the C ABI `logos_host`
+//! the core's `$stats`; `trace.rs` spans of incoming and outgoing calls and their reports to the core; `abi.rs` the C ABI `logos_host`
 //! loads; `export.rs` hidden support for generated code; `error.rs` [`Error`]. This file only
 //! declares and re-exports.
 
@@ -27,6 +27,7 @@ mod module;
 pub mod p2p;
 mod serve;
 mod stats;
+mod trace;
 
 pub use caller::Caller;
 pub use client::{Client, DEFAULT_TIMEOUT};

@@ -339,7 +339,27 @@ impl Session {
         args: Vec<Value>,
         timeout: Duration,
     ) -> Result<Value, Fault> {
+        self.call_traced(target, method, args, timeout, None).await
+    }
+
+    /// [`Session::call`] carrying the caller's trace context (protocol 1.2). The context is
+    /// left out for a peer that announced a minor below 2, which would refuse it.
+    ///
+    /// # Errors
+    /// As for [`Session::call`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call on the peer.
+    pub async fn call_traced(
+        &self,
+        target: &str,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+        trace: Option<logos_wire::TraceContext>,
+    ) -> Result<Value, Fault> {
         let inner = &*self.inner;
+        let trace = trace.filter(|_| inner.peer.minor >= logos_wire::handshake::TRACE_MINOR);
         let deadline = deadline_after(timeout);
         let id = inner.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -361,6 +381,7 @@ impl Session {
             method: method.to_owned(),
             args,
             timeout_ms,
+            trace,
         });
         let timed_out = || {
             Fault::new(

@@ -128,6 +128,7 @@ async fn incoming_deadline_is_enforced_by_the_callee() {
             method: "hang".into(),
             args: vec![],
             timeout_ms,
+            trace: None,
         })
     };
     raw.send(&call(1, 50)).await;
@@ -158,6 +159,7 @@ async fn cancel_from_the_peer_drops_the_handler_and_sends_nothing() {
         method: "hang".into(),
         args: vec![],
         timeout_ms: 60_000,
+        trace: None,
     }))
     .await;
     assert_eq!(soon("call started", started.recv()).await, Some(5));
@@ -178,6 +180,7 @@ async fn cancel_from_the_peer_drops_the_handler_and_sends_nothing() {
         method: "hang".into(),
         args: vec![],
         timeout_ms: 60_000,
+        trace: None,
     }))
     .await;
     assert_eq!(soon("call restarted", started.recv()).await, Some(5));
@@ -379,6 +382,7 @@ async fn duplicate_in_flight_id_is_a_protocol_error() {
         method: "hang".into(),
         args: vec![],
         timeout_ms: 60_000,
+        trace: None,
     });
     raw.send(&call).await;
     soon("call started", started.recv()).await.unwrap();

@@ -231,6 +231,7 @@ async fn error_codes_newer_than_the_peers_minor_are_mapped_down() {
             method: "loadPlugin".into(),
             args: vec![Value::from("calc")],
             timeout_ms: 0,
+            trace: None,
         }))
         .await;
         let (code, message) = raw

@@ -114,6 +114,7 @@ async fn call_id_zero_is_a_protocol_error() {
         method: "m".into(),
         args: vec![],
         timeout_ms: 0,
+        trace: None,
     }))
     .await;
     expect_closed_with(&mut raw, &session, ErrorCode::ProtocolError, "id 0").await;
@@ -245,6 +246,7 @@ async fn a_peer_that_calls_without_reading_meets_limit_not_our_memory() {
             method: "big".into(),
             args: vec![],
             timeout_ms: 60_000,
+            trace: None,
         })
     };
     raw.send(&call(1)).await;

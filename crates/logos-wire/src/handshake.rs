@@ -7,8 +7,11 @@ use crate::error::WireError;
 /// Protocol major version. A peer with another major is refused.
 pub const PROTOCOL_MAJOR: u16 = 1;
 /// Protocol minor version. Minors are compatible in both directions; a side sends nothing
-/// newer than the minor its peer announced. 1.1 added the `invalid_metadata` error code.
-pub const PROTOCOL_MINOR: u16 = 1;
+/// newer than the minor its peer announced. 1.1 added the `invalid_metadata` error code; 1.2
+/// the optional `trace` item of `call`.
+pub const PROTOCOL_MINOR: u16 = 2;
+/// The first minor whose `call` may carry a `trace` item.
+pub const TRACE_MINOR: u16 = 2;
 /// Default cap on a `hello` or `welcome` frame body read before the peer is authenticated
 /// (64 KiB), far below the frame cap: an unauthenticated peer must not make the receiver
 /// reserve, and decode into values, 16 MiB (docs/protocol.md §5.1).

@@ -1,7 +1,7 @@
 //! `logos-wire`: the logos-core wire protocol.
 //!
 //! [`Value`] is the data model, [`Message`] the message kinds, [`codec`] the frame and CBOR
-//! encoding, [`ErrorCode`] the stable error codes, [`handshake`] the version check, [`credit`] the
+//! encoding, [`ErrorCode`] the stable error codes, [`handshake`] the version check, [`trace`] the trace context a call may carry, [`credit`] the
 //! stream flow-control constants. `docs/protocol.md` is the normative text; `tests/vectors.rs`
 //! replays its byte-exact vectors. This crate does no I/O and holds no policy.
 
@@ -11,6 +11,7 @@ pub mod credit;
 pub mod error;
 pub mod handshake;
 pub mod message;
+pub mod trace;
 pub mod value;
 
 pub use code::ErrorCode;
@@ -21,5 +22,6 @@ pub use codec::{
 pub use error::WireError;
 pub use handshake::{MAX_HANDSHAKE_FRAME, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 pub use message::{Attrs, Call, Hello, Message, Welcome};
+pub use trace::TraceContext;
 pub use value::Value;
 pub use value::typed::{from_value, from_value_mut, to_value};

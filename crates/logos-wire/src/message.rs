@@ -7,7 +7,7 @@
 //! |-----:|---------------|--------------|
 //! |  0   | hello         | `[0, major, minor, identity:text, token:bytes, attrs:map]` |
 //! |  1   | welcome       | `[1, major, minor, identity:text, attrs:map]` |
-//! |  2   | call          | `[2, id:uint, target:text, method:text, args:array, timeout_ms:uint]` |
+//! |  2   | call          | `[2, id:uint, target:text, method:text, args:array, timeout_ms:uint, (trace)]` |
 //! |  3   | reply         | `[3, id:uint, value]` |
 //! |  4   | error         | `[4, id:uint, code:text, message:text]` (id 0 = the connection itself) |
 //! |  5   | cancel        | `[5, id:uint]` |
@@ -23,8 +23,11 @@
 //! | 15   | ping          | `[15, nonce:uint]` |
 //! | 16   | pong          | `[16, nonce:uint, unhealthy:(null / text)]` |
 //! | 17   | shutdown      | `[17, grace_ms:uint]` |
+//!
+//! `trace` (since 1.2, optional) is `[trace_id:bytes(16), span_id:bytes(8), flags:uint(≤255)]`.
 
 use crate::code::ErrorCode;
+use crate::trace::TraceContext;
 use crate::value::Value;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -75,6 +78,9 @@ pub struct Call {
     pub args: Vec<Value>,
     /// Relative deadline in milliseconds; 0 means the receiver's default.
     pub timeout_ms: u64,
+    /// The caller's trace context (protocol 1.2): absent on the wire when `None`, and never
+    /// sent to a peer that announced a minor below 2.
+    pub trace: Option<TraceContext>,
 }
 
 /// Every message of the protocol.

@@ -362,6 +362,24 @@ impl Fields {
             other => panic!("{}: {name} must be a map, found {other}", self.ctx),
         }
     }
+    /// An optional call `trace`: `[h'<16 bytes>', h'<8 bytes>', flags]`.
+    fn trace(&mut self, name: &str) -> Option<logos_wire::TraceContext> {
+        let d = self.map.remove(name)?;
+        let Diag::List(items) = d else {
+            panic!("{}: {name} must be a list", self.ctx)
+        };
+        match items.as_slice() {
+            [Diag::Bytes(t), Diag::Bytes(s), Diag::Int(f)] => Some(logos_wire::TraceContext {
+                trace_id: t.as_slice().try_into().unwrap(),
+                span_id: s.as_slice().try_into().unwrap(),
+                flags: u8::try_from(*f).unwrap(),
+            }),
+            other => panic!(
+                "{}: {name} must be [bytes16, bytes8, flags], found {other:?}",
+                self.ctx
+            ),
+        }
+    }
     fn done(self) {
         assert!(
             self.map.is_empty(),
@@ -417,6 +435,7 @@ fn parse_message(s: &str, ctx: &str) -> Message {
             method: f.text("method"),
             args: f.list("args"),
             timeout_ms: f.uint("timeout_ms"),
+            trace: f.trace("trace"),
         }),
         "reply" => Message::Reply {
             id: f.uint("id"),

@@ -227,6 +227,8 @@ pub(crate) struct Config {
     pub http_metrics_auth: Option<bool>,
     /// Refuse to start modules that would run unconfined (no Landlock).
     pub strict_confinement: Option<bool>,
+    /// Recent spans of calls kept for `logoscore trace` (0: modules report none).
+    pub spans: Option<usize>,
     /// Where remote modules connect (`host:port`, TLS 1.3); off when absent.
     pub listen: Option<String>,
     /// Bounds of the remote module listener.

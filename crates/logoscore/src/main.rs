@@ -183,6 +183,24 @@ enum Command {
     /// Cost and service of the core and each module: RSS, CPU time, restarts, calls served,
     /// errors and call latency (p50, p99), next to their state.
     Stats,
+    /// Recent call trees across modules (caller → callee → nested calls, with durations and
+    /// errors), from the spans modules report to the core; or export them to an
+    /// OpenTelemetry collector with --otlp. See docs/tracing.md.
+    Trace {
+        /// Only trees in which this module made or served a call.
+        #[arg(long, value_name = "MODULE")]
+        module: Option<String>,
+        /// Only trees whose root call took at least this long (e.g. 10ms, 250us, 1s).
+        #[arg(long, value_name = "DURATION", value_parser = cmd::trace::parse_threshold)]
+        slow: Option<std::time::Duration>,
+        /// At most this many trees, the most recent.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Send the spans (of the trees that match) to this OTLP/HTTP collector instead,
+        /// e.g. http://127.0.0.1:4318 (`/v1/traces` is added to a URL without a path).
+        #[arg(long, value_name = "URL")]
+        otlp: Option<String>,
+    },
     /// Stop the core: every module in reverse dependency order, then the core itself.
     Stop,
     /// Is a core running? Its pid, uptime, version and a summary of its modules (exit 1 when
@@ -343,7 +361,7 @@ impl Command {
             | Command::Contexts(_)
             | Command::P2p(_) => Verb::Call,
             Command::Watch { .. } => Verb::Watch,
-            Command::Stats => Verb::Stats,
+            Command::Stats | Command::Trace { .. } => Verb::Stats,
             Command::Stop => Verb::Stop,
             Command::IssueToken { .. } | Command::ListTokens | Command::RevokeToken { .. } => {
                 Verb::Tokens
@@ -689,6 +707,20 @@ fn dispatch(ctx: &Ctx, pkg: &packages::PkgArgs, command: Command) -> Result<(), 
             block_on(cmd::watch::run(ctx, module, event))
         }
         Command::Stats => block_on(cmd::stats::run(ctx)),
+        Command::Trace {
+            module,
+            slow,
+            limit,
+            otlp,
+        } => block_on(cmd::trace::run(
+            ctx,
+            cmd::trace::Args {
+                module,
+                slow,
+                limit,
+                otlp,
+            },
+        )),
         Command::Stop => block_on(cmd::stop::run(ctx)),
         Command::Status => block_on(cmd::status::run(ctx)),
         Command::IssueToken {

@@ -295,6 +295,21 @@ def _check(t: int, v) -> bool:
     return True
 
 
+def check_trace(t) -> list:
+    """A call's `trace` item, `[trace_id: 16 bytes, span_id: 8 bytes, flags: 0..255]` with no
+    all-zero id (§6.6); raises Malformed naming the part that is wrong."""
+    if type(t) is not list or len(t) != 3:
+        raise Malformed("call.trace", "expected [trace_id, span_id, flags]")
+    for where, v, size in (("call.trace.trace_id", t[0], 16), ("call.trace.span_id", t[1], 8)):
+        if type(v) is not bytes or len(v) != size:
+            raise Malformed(where, f"expected {size} bytes, found {v!r:.40}")
+        if not any(v):
+            raise Malformed(where, "an all-zero id is invalid")
+    if type(t[2]) is not int or not 0 <= t[2] <= 255:
+        raise Malformed("call.trace.flags", f"expected 0..255, found {t[2]!r:.40}")
+    return t
+
+
 def decode_message(body: bytes) -> tuple[str, list]:
     """Decodes one frame body into (kind name, fields) or raises Malformed naming where."""
     b = bytes(body)
@@ -323,7 +338,8 @@ def decode_message(body: bytes) -> tuple[str, list]:
     if type(kind) is not int or not 0 <= kind < len(LAYOUTS):
         raise Malformed("message.kind", f"unknown message kind {kind!r}")
     name, layout = LAYOUTS[kind]
-    if n != 1 + len(layout):
+    traced = name == "call" and n == 2 + len(layout)  # the optional trace (§6.6, since 1.2)
+    if n != 1 + len(layout) and not traced:
         raise Malformed(name, f"{n - 1} fields, expected {len(layout)}")
     fields = []
     for field, t in layout:
@@ -334,6 +350,12 @@ def decode_message(body: bytes) -> tuple[str, list]:
         if not _check(t, v):
             raise Malformed(f"{name}.{field}", f"wrong type {type(v).__name__}")
         fields.append(v)
+    if traced:
+        try:
+            t, i = _item(b, i, 0)
+        except _Bad as e:
+            raise Malformed("call.trace", str(e)) from None
+        fields.append(check_trace(t))
     if i != len(b):
         raise Malformed("message", "trailing bytes")
     if name == "stream_data" and len(fields[1]) > MAX_CHUNK:

@@ -13,7 +13,7 @@ import collections
 import logging
 from typing import Any, Awaitable, Callable, Protocol
 
-from . import codec
+from . import codec, trace
 from .fault import Fault
 from .stream import ByteStream
 
@@ -51,6 +51,7 @@ class Connection:
         self.peer, self.control, self.connecting = peer, control, connecting
         self.handler, self.source = handler, source
         self.access: dict | None = None  # what the peer may call (its grant); None: everything
+        self.peer_minor = 0  # the minor the peer announced: `trace` goes only to 1.2+ (§5.2)
         self.subs: set[tuple[str, str]] = set()
         self._next_call = 1
         self._pending: dict[int, asyncio.Future] = {}
@@ -177,8 +178,10 @@ class Connection:
 
     # -- calling the peer ------------------------------------------------------------------
 
-    async def call(self, target: str, method: str, args: list, timeout: float = 30.0) -> Any:
-        """Calls `target.method(*args)` on the peer; the result, or Fault."""
+    async def call(self, target: str, method: str, args: list, timeout: float = 30.0,
+                   ctx: list | None = None) -> Any:
+        """Calls `target.method(*args)` on the peer; the result, or Fault. `ctx` is the
+        trace context to send (§6.6), left out for a peer older than 1.2."""
         if self._closing:
             raise Fault("unavailable", f"the connection to {self.peer} is closed")
         cid = self._next_call
@@ -186,8 +189,11 @@ class Connection:
         fut = asyncio.get_running_loop().create_future()
         self._pending[cid] = fut
         ms = max(1, int(timeout * 1000))
+        msg = [2, cid, target, method, list(args), ms]
+        if ctx is not None and self.peer_minor >= 2:
+            msg.append(ctx)
         try:
-            await self.send([2, cid, target, method, list(args), ms])
+            await self.send(msg)
             return await asyncio.wait_for(asyncio.shield(fut), timeout + CALLER_SLACK)
         except asyncio.TimeoutError:
             self.post([5, cid])
@@ -242,7 +248,8 @@ class Connection:
     async def _dispatch(self, kind: str, f: list) -> bool:
         """Handles one message; False when the connection is over."""
         if kind == "call":
-            cid, target, method, args, timeout_ms = f
+            cid, target, method, args, timeout_ms = f[:5]
+            parent = f[5] if len(f) > 5 else None
             if cid == 0:
                 raise _Violation("a call with id 0")
             if cid in self._running:
@@ -250,7 +257,8 @@ class Connection:
             if len(self._running) >= MAX_IN_FLIGHT:
                 await self.send([4, cid, "limit", f"more than {MAX_IN_FLIGHT} calls in flight"])
                 return True
-            task = asyncio.ensure_future(self._serve(cid, target, method, args, timeout_ms or DEFAULT_TIMEOUT_MS))
+            task = asyncio.ensure_future(self._serve(cid, target, method, args, timeout_ms or DEFAULT_TIMEOUT_MS,
+                                                     parent))
             self._running[cid] = task
         elif kind in ("reply", "error"):
             cid = f[0]
@@ -333,7 +341,15 @@ class Connection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, cid: int, target: str, method: str, args: list, timeout_ms: int) -> None:
+    async def _serve(self, cid: int, target: str, method: str, args: list, timeout_ms: int,
+                     parent: list | None = None) -> None:
+        # This call's span, current while the method runs (this task's own context copy), so
+        # the calls it makes are its children. Reserved `$` methods are plumbing: no span.
+        span = None
+        if not method.startswith("$"):
+            ctx = trace.child_of(parent)
+            trace.CURRENT.set(ctx)
+            span = trace.Span(ctx, parent, "server", target, method)
         try:
             value = await asyncio.wait_for(self.handler.on_call(self, target, method, args), timeout_ms / 1000)
             reply = [3, cid, value]
@@ -354,6 +370,8 @@ class Connection:
             reply = [4, cid, "method_failed", f"{self.source}.{method} failed: {e}"]
         finally:
             self._running.pop(cid, None)
+        if span is not None:
+            span.finish(f"{reply[2]}: {reply[3]}" if reply[0] == 4 else None)
         try:
             await self.send(reply)
         except Fault:

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any, Callable
 
+from . import trace
 from .fault import Fault
 from .stream import ByteStream
 
@@ -70,7 +71,18 @@ class Context:
         if self._runtime is None:
             raise Fault("unavailable", f"{self.name} runs standalone: no core to reach {target!r} through")
         conn = await self._runtime.connection_to(target)
-        return await conn.call(target, method, list(args), timeout)
+        if target in ("core", "capability_module"):
+            return await conn.call(target, method, list(args), timeout)
+        parent = trace.CURRENT.get()
+        ctx = trace.child_of(parent)
+        span = trace.Span(ctx, parent, "client", target, method)
+        try:
+            result = await conn.call(target, method, list(args), timeout, ctx)
+        except Fault as f:
+            span.finish(f"{f.code}: {f.message}")
+            raise
+        span.finish()
+        return result
 
     def client(self, target: str, timeout: float = DEFAULT_TIMEOUT) -> Client:
         return Client(self, target, timeout)

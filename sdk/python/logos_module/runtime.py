@@ -21,7 +21,7 @@ import struct
 import sys
 from typing import Any
 
-from . import codec
+from . import codec, trace
 from .connection import Connection, read_one
 from .context import Context
 from .fault import Fault
@@ -31,7 +31,7 @@ from .types import convert
 log = logging.getLogger("logos_module")
 
 #: The protocol version this SDK speaks (docs/protocol.md §5.2).
-PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 1
+PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 2
 #: A hello or welcome must arrive within this (docs/protocol.md §5.1).
 HANDSHAKE_TIMEOUT = 5.0
 #: Modules served by the core itself, reached over the control connection.
@@ -167,8 +167,10 @@ class Runtime:
             writer.write(codec.frame([4, 0, "protocol_error", why]))
             writer.close()
             raise Fault("protocol_error", why)
-        return Connection(reader, writer, peer=target, control=False, connecting=True,
+        conn = Connection(reader, writer, peer=target, control=False, connecting=True,
                           handler=_Caller(self), source=self.name)
+        conn.peer_minor = f[1]
+        return conn
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -283,6 +285,7 @@ class Runtime:
         conn = Connection(reader, writer, peer=caller, control=False, connecting=False,
                           handler=_Server(self), source=self.name)
         conn.access = access
+        conn.peer_minor = minor
         conn.post([1, PROTOCOL_MAJOR, PROTOCOL_MINOR, self.name, {}])  # welcome, the first frame
         self.served.add(conn)
         await conn.closed.wait()
@@ -431,7 +434,9 @@ async def serve(cls: type, *, control_fd: int = 3, listen_fd: int = 4) -> int:
         return 1
     rt.control = Connection(reader, writer, peer="core", control=True, connecting=True,
                             handler=_Server(rt), source=name)
+    rt.control.peer_minor = f[1]
     rt.served.add(rt.control)
+    trace.REPORTER.start(rt, f[3] if isinstance(f[3], dict) else {})
     for source, event in list(rt.wanted):
         rt._apply(source, event)
     server = await asyncio.start_unix_server(rt.accept_peer, sock=listener)

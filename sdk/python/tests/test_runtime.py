@@ -83,12 +83,12 @@ class Module:
         listener.close()
         self.core = Peer(core_end)
 
-    def handshake(self) -> dict:
+    def handshake(self, minor: int = 1, welcome: dict | None = None) -> dict:
         kind, f = self.core.recv()
         assert kind == "hello", (kind, f)
-        major, minor, identity, token, attrs = f
+        major, _minor, identity, token, attrs = f
         assert (major, identity, token) == (1, "sample", b"")
-        self.core.send([1, 1, 1, "core", {"module": "sample"}])
+        self.core.send([1, 1, minor, "core", {"module": "sample", **(welcome or {})}])
         return attrs
 
     def wait(self) -> int:
@@ -191,7 +191,7 @@ def test_peers_need_a_granted_token_from_the_granted_pid(mod):
         assert p.recv()[1][1] == "unauthorized"
     p = Peer(connect(mod))
     p.send([0, 1, 1, "chat", token, {}])
-    assert p.recv() == ("welcome", [1, 1, "sample", {}])
+    assert p.recv() == ("welcome", [1, 2, "sample", {}])
     assert p.call("sample", "greet", "peer") == ("ok", "hello, peer")
     assert p.call("sample", "half", 2) == ("unauthorized", "half is the operator's")
     # the refusal is reported to the core
@@ -325,4 +325,68 @@ def test_a_callee_that_says_shutdown_gets_its_answers_in_and_a_new_connection_ne
     new, cid = grant_and_accept(2, [1, 1])
     new.send([3, cid, 2])
     assert core.recv_until(("reply", "error")) == ("reply", [2, 2])
+    server.close()
+
+
+def test_trace_context_propagates_and_spans_are_reported(mod, tmp_path):
+    """A traced call to `ask` makes a child call to calc carrying the same trace; calc at 1.1
+    gets none (old peer); both spans reach the core in a `$spans` report."""
+    mod.handshake(minor=2, welcome={"spans": True})
+    core = mod.core
+    path = str(tmp_path / "calc.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    server.settimeout(DEADLINE)
+    token = os.urandom(32)
+    tid, sid = bytes(range(1, 17)), bytes(range(1, 9))
+    core.send([2, 1, "sample", "ask", ["calc", "add", [2, 3]], 0, [tid, sid, 1]])
+    kind, f = core.recv_until(("call",))
+    assert len(f) == 5, "calls to the built-ins carry no trace"
+    core.send([3, f[0], {"module": "calc", "token": token, "endpoint": path, "pid": os.getpid()}])
+    calc = Peer(server.accept()[0])
+    kind, f = calc.recv()
+    assert kind == "hello" and f[1] == 2, "the SDK announces 1.2"
+    calc.send([1, 1, 2, "calc", {}])
+    kind, f = calc.recv_until(("call",))
+    assert len(f) == 6, f
+    trace = f[5]
+    assert trace[0] == tid and trace[1] != sid and trace[2] == 1
+    calc.send([4, f[0], "method_failed", "no"])
+    assert core.recv_until(("reply", "error"))[0] == "error"
+    kind, f = core.recv_until(("call",))
+    assert f[1:3] == ["core", "$spans"], f
+    spans, dropped = f[3]
+    assert dropped == 0
+    by_kind = {s["kind"]: s for s in spans}
+    server_span, client_span = by_kind["server"], by_kind["client"]
+    assert server_span["trace"] == tid and server_span["parent"] == sid
+    assert (server_span["target"], server_span["method"]) == ("sample", "ask")
+    assert client_span["parent"] == server_span["span"] and client_span["span"] == trace[1]
+    assert client_span["error"] == "method_failed: no"
+    assert client_span["duration_ns"] > 0
+    calc.sock.close()
+    server.close()
+
+
+def test_no_trace_to_an_old_peer(mod, tmp_path):
+    mod.handshake(minor=2)
+    core = mod.core
+    path = str(tmp_path / "calc.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    server.settimeout(DEADLINE)
+    token = os.urandom(32)
+    core.send([2, 1, "sample", "ask", ["calc", "add", [2, 3]], 0, [bytes(range(1, 17)), bytes(range(1, 9)), 1]])
+    kind, f = core.recv_until(("call",))
+    core.send([3, f[0], {"module": "calc", "token": token, "endpoint": path, "pid": os.getpid()}])
+    calc = Peer(server.accept()[0])
+    calc.recv()
+    calc.send([1, 1, 1, "calc", {}])  # a 1.1 peer
+    kind, f = calc.recv_until(("call",))
+    assert len(f) == 5, "no trace item for a 1.1 peer"
+    calc.send([3, f[0], 5])
+    assert core.recv_until(("reply", "error")) == ("reply", [1, 5])
+    calc.sock.close()
     server.close()

@@ -101,8 +101,10 @@ def parse_message(text: str) -> tuple[str, list]:
     """`<kind> {field: value, ...}` as (kind, fields in §4 order)."""
     kind, _, rest = text.partition(" ")
     fields = Diag(rest).value()
-    layout = codec.LAYOUTS[codec.KINDS[kind]][1]
-    assert [f for f, _ in layout] == list(fields), f"{kind}: fields {list(fields)}"
+    layout = [f for f, _ in codec.LAYOUTS[codec.KINDS[kind]][1]]
+    if kind == "call" and "trace" in fields:  # optional since 1.2 (§6.6)
+        layout.append("trace")
+    assert layout == list(fields), f"{kind}: fields {list(fields)}"
     return kind, list(fields.values())
 
 

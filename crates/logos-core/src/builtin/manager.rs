@@ -128,6 +128,14 @@ pub(crate) async fn handle(
             }
             remote_method(inner, method, &args)
         }
+        "getTraces" => {
+            at_most(&args, 1, &m(method))?;
+            crate::spans::get_traces(&inner.spans, &args)
+        }
+        "getSpans" => {
+            at_most(&args, 1, &m(method))?;
+            crate::spans::get_spans(&inner.spans, &args)
+        }
         "faults" => Ok(Value::List(
             inner
                 .registry()

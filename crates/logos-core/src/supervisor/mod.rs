@@ -858,9 +858,13 @@ pub(super) async fn welcome_module(
         major: logos_wire::PROTOCOL_MAJOR,
         minor: logos_wire::PROTOCOL_MINOR,
         identity: CORE_MODULE.to_owned(),
-        attrs: [("module".to_owned(), Value::from(name))]
-            .into_iter()
-            .collect(),
+        // `spans`: whether the module should report spans of its calls (docs/tracing.md).
+        attrs: [
+            ("module".to_owned(), Value::from(name)),
+            ("spans".to_owned(), Value::Bool(inner.spans.enabled())),
+        ]
+        .into_iter()
+        .collect(),
     };
     let handler = Arc::new(ModuleConn::new(inner, name));
     let accepted = pending.accept(name.to_owned(), welcome, handler).await;

@@ -12,6 +12,7 @@ use super::{Busy, Served, Stop};
 use crate::caller::Caller;
 use crate::context::lock;
 use crate::module::Module;
+use crate::trace;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use logos_session::{ByteStream, Fault, Handler, Session};
@@ -19,6 +20,7 @@ use logos_wire::{Call, ErrorCode, Value};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 impl<T: Module> Served<T> {
     /// Serves one incoming call that arrived on `session`. `access` is what the core allowed
@@ -34,6 +36,7 @@ impl<T: Module> Served<T> {
             target,
             method,
             args,
+            trace: parent,
             ..
         } = call;
         let name = &*self.name;
@@ -59,9 +62,21 @@ impl<T: Module> Served<T> {
         let _busy = Busy::enter(&self.in_flight);
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
         let timer = self.stats.start(&method);
+        // This call's span: a child of the caller's (or the root of a new trace), current
+        // while the method runs so the calls it makes are its children.
+        let ctx = trace::child_of(parent.as_ref());
+        let open = trace::Open::start(ctx, parent.map(|p| p.span_id), trace::Kind::Server);
+        let span = tracing::debug_span!(
+            "call",
+            module = name,
+            method = %method,
+            trace = %trace::Hex(&ctx.trace_id),
+            span = %trace::Hex(&ctx.span_id),
+        );
         let run = self.module.call(&self.ctx, &method, args);
         let caller = Caller::new(session, kind == Kind::Control);
         let run = Caller::scope(caller, AssertUnwindSafe(run).catch_unwind());
+        let run = trace::scope(ctx, run).instrument(span);
         let result = match run.await {
             Ok(result) => result,
             Err(panic) => {
@@ -74,6 +89,10 @@ impl<T: Module> Served<T> {
             }
         };
         timer.finish(result.as_ref().err().map(|f| f.code));
+        self.ctx
+            .inner
+            .spans()
+            .finish(open, name, &method, result.as_ref().map(|_| ()));
         result
     }
 

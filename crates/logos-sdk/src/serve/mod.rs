@@ -271,6 +271,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         "ready"
     );
     state.ctx.start(session);
+    state.ctx.inner.start_spans(&welcome.attrs);
 
     let accepting = tokio::spawn(grant::accept_loop(Arc::clone(&state), listener));
     let reason = wait_for_stop(&state, sigterm).await;

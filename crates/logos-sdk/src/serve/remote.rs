@@ -249,7 +249,10 @@ async fn connection<T: Module>(
     )
     .await
     {
-        Ok((s, _)) => s,
+        Ok((s, welcome)) => {
+            state.ctx.inner.start_spans(&welcome.attrs);
+            s
+        }
         Err(SessionError::Refused(f)) if f.code != ErrorCode::Unavailable => {
             return Ended::Fatal(format!("the core at {addr} refused this module: {f}"));
         }

@@ -12,6 +12,7 @@ use crate::code::ErrorCode;
 use crate::credit::MAX_CHUNK;
 use crate::error::WireError;
 use crate::message::{Attrs, Call, Hello, KIND_NAMES, Message, Welcome};
+use crate::trace::TraceContext;
 use crate::value::Value;
 use bytes::Bytes;
 use minicbor::Decoder;
@@ -316,6 +317,56 @@ impl<'b> Reader<'b> {
         }
     }
 
+    /// A call's `trace` item: `[trace_id:bytes(16), span_id:bytes(8), flags:uint(≤255)]`.
+    fn trace(&mut self) -> Result<TraceContext, WireError> {
+        let at = self.pos();
+        let n = self.array("call.trace")?;
+        if n != 3 {
+            return Err(Self::fail(
+                "call.trace",
+                at,
+                format!("call.trace is [trace_id, span_id, flags], found {n} items"),
+            ));
+        }
+        let mut trace_id = [0u8; 16];
+        let mut span_id = [0u8; 8];
+        self.fixed_id("call.trace.trace_id", &mut trace_id)?;
+        self.fixed_id("call.trace.span_id", &mut span_id)?;
+        let at = self.pos();
+        let flags = self.uint("call.trace.flags")?;
+        let flags = u8::try_from(flags).map_err(|_| {
+            Self::fail(
+                "call.trace.flags",
+                at,
+                format!("{flags} is out of range (flags are one byte, 0..=255)"),
+            )
+        })?;
+        Ok(TraceContext {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+
+    /// A byte string of exactly `out.len()` bytes, not all zero (W3C: an all-zero id is
+    /// invalid).
+    fn fixed_id(&mut self, what: &str, out: &mut [u8]) -> Result<(), WireError> {
+        let at = self.pos();
+        let raw = self.bytes(what)?;
+        if raw.len() != out.len() {
+            return Err(Self::fail(
+                what,
+                at,
+                format!("expected {} bytes, found {}", out.len(), raw.len()),
+            ));
+        }
+        if raw.iter().all(|&b| b == 0) {
+            return Err(Self::fail(what, at, "an all-zero id is invalid"));
+        }
+        out.copy_from_slice(raw);
+        Ok(())
+    }
+
     /// One whole message body.
     pub(super) fn message(&mut self) -> Result<Message, WireError> {
         let n = self.array("message")?;
@@ -337,7 +388,9 @@ impl<'b> Reader<'b> {
             ));
         };
         let (name, want) = (KIND_NAMES[k], ARITY[k]);
-        if n != want {
+        // A call may carry one optional trailing item, `trace` (protocol 1.2).
+        let traced = k == 2 && n == want + 1;
+        if n != want && !traced {
             return Err(Self::fail(
                 name,
                 at,
@@ -364,6 +417,7 @@ impl<'b> Reader<'b> {
                 method: self.text("call.method")?.to_owned(),
                 args: self.list("call.args", 0)?,
                 timeout_ms: self.uint("call.timeout_ms")?,
+                trace: if traced { Some(self.trace()?) } else { None },
             }),
             3 => Message::Reply {
                 id: self.uint("reply.id")?,

@@ -47,12 +47,18 @@ pub(super) fn message<W: Write<Error = Infallible>>(msg: &Message, w: W) -> Resu
             attrs(e, &w.attrs, "welcome.attrs")?;
         }
         Message::Call(c) => {
-            head(e, 6, kind)?;
+            head(e, if c.trace.is_some() { 7 } else { 6 }, kind)?;
             put(e.u64(c.id))?;
             put(e.str(&c.target))?;
             put(e.str(&c.method))?;
             list(e, &c.args, "call.args", 0)?;
             put(e.u64(c.timeout_ms))?;
+            if let Some(t) = &c.trace {
+                put(e.array(3))?;
+                put(e.bytes(&t.trace_id))?;
+                put(e.bytes(&t.span_id))?;
+                put(e.u8(t.flags))?;
+            }
         }
         Message::Reply { id, value: v } => {
             head(e, 3, kind)?;

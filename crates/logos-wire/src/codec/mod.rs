@@ -268,6 +268,19 @@ mod tests {
                 method: "add".into(),
                 args: vec![Value::Int(1), Value::Int(-2), Value::Float(0.5)],
                 timeout_ms: 30_000,
+                trace: None,
+            }),
+            Message::Call(Call {
+                id: 2,
+                target: "calc".into(),
+                method: "add".into(),
+                args: vec![],
+                timeout_ms: 0,
+                trace: Some(crate::TraceContext {
+                    trace_id: [7; 16],
+                    span_id: [9; 8],
+                    flags: 1,
+                }),
             }),
             Message::Reply {
                 id: u64::MAX,
@@ -516,6 +529,7 @@ mod tests {
             method: "m".into(),
             args: vec![nested(MAX_DEPTH - 1)],
             timeout_ms: 0,
+            trace: None,
         });
         assert_eq!(decode_message(&body(&args_ok)).unwrap(), args_ok);
         let mut raw = hex("83 03 01");

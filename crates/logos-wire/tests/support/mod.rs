@@ -105,15 +105,26 @@ pub fn message() -> impl Strategy<Value = Message> {
             text(),
             text(),
             vec(value(), 0..4),
-            any::<u64>()
+            any::<u64>(),
+            proptest::option::of((any::<[u8; 16]>(), any::<[u8; 8]>(), any::<u8>()))
         )
             .prop_map(
-                |(id, target, method, args, timeout_ms)| Message::Call(Call {
+                |(id, target, method, args, timeout_ms, trace)| Message::Call(Call {
                     id,
                     target,
                     method,
                     args,
                     timeout_ms,
+                    // All-zero ids are refused on decode (W3C); make them non-zero.
+                    trace: trace.map(|(mut trace_id, mut span_id, flags)| {
+                        trace_id[0] |= 1;
+                        span_id[0] |= 1;
+                        logos_wire::TraceContext {
+                            trace_id,
+                            span_id,
+                            flags,
+                        }
+                    }),
                 })
             ),
         (any::<u64>(), value()).prop_map(|(id, value)| Message::Reply { id, value }),

@@ -29,6 +29,7 @@ pub(crate) mod stats;
 pub(crate) mod status;
 pub(crate) mod stop;
 pub(crate) mod tokens;
+pub(crate) mod trace;
 pub(crate) mod unload;
 pub(crate) mod watch;
 

@@ -1,0 +1,684 @@
+//! Recent spans of calls across modules, and the call trees built from them
+//! (docs/tracing.md).
+//!
+//! Owns the bounded ring of [`Span`]s (the oldest is evicted when it is full), the decoding
+//! of a module's `core.$spans` report (the reporter's name comes from its connection, never
+//! from the report), the core's own spans (a root span for each call an operator or embedder
+//! makes), the task-local trace context of an operator's call, and the assembly of spans into
+//! [`Node`] trees: a caller's `client` span and the callee's `server` span of one call become
+//! one node with both durations. Never talks to a socket or a collector: `core.getTraces`
+//! and `core.getSpans` serve what is here, and the CLI exports.
+
+use logos_session::Fault;
+use logos_wire::{ErrorCode, TraceContext, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Spans kept by default (`Builder::spans`, `LOGOS_SPANS`).
+pub const DEFAULT_SPANS: usize = 4096;
+/// Most spans accepted in one report (the SDK sends at most 1024).
+const MAX_REPORT: usize = 4096;
+/// Longest name or error text kept from a report.
+const MAX_TEXT: usize = 256;
+
+tokio::task_local! {
+    static INCOMING: Option<TraceContext>;
+}
+
+/// Runs `fut` (an operator's or embedder's call) with the trace context its call carried.
+pub(crate) fn scope<F: Future>(
+    ctx: Option<TraceContext>,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    INCOMING.scope(ctx, fut)
+}
+
+/// The trace context the running operator call carried, if any.
+pub(crate) fn incoming() -> Option<TraceContext> {
+    INCOMING.try_with(|c| *c).ok().flatten()
+}
+
+/// Which side of a call a span covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// The callee's span: from the call's arrival to its answer.
+    Server,
+    /// The caller's span: from sending the call to receiving the answer.
+    Client,
+}
+
+impl SpanKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+        }
+    }
+}
+
+/// One finished span of one call, as a module (or the core) reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    /// The trace it belongs to.
+    pub trace_id: [u8; 16],
+    /// Its id.
+    pub span_id: [u8; 8],
+    /// The span it is a child of, if any.
+    pub parent: Option<[u8; 8]>,
+    /// Who recorded it: the module's name (from its connection) or `core`.
+    pub module: String,
+    /// Caller's or callee's side.
+    pub kind: SpanKind,
+    /// The called module.
+    pub target: String,
+    /// The called method.
+    pub method: String,
+    /// Start, in nanoseconds since the Unix epoch.
+    pub start_ns: u64,
+    /// How long it took.
+    pub duration_ns: u64,
+    /// `code: message` when the call failed.
+    pub error: Option<String>,
+}
+
+/// The ring of recent spans.
+pub(crate) struct Store {
+    capacity: usize,
+    ring: Mutex<VecDeque<Span>>,
+    /// Spans modules could not queue (their queue was full), as they reported.
+    dropped: AtomicU64,
+    /// Spans pushed out of the ring by newer ones.
+    evicted: AtomicU64,
+}
+
+impl Store {
+    pub(crate) fn new(capacity: usize) -> Store {
+        Store {
+            capacity,
+            ring: Mutex::new(VecDeque::with_capacity(capacity.min(DEFAULT_SPANS))),
+            dropped: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// `false` when spans are off (capacity 0): modules are told not to report.
+    pub(crate) fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    fn push_all(&self, spans: impl IntoIterator<Item = Span>) {
+        if !self.enabled() {
+            return;
+        }
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        for span in spans {
+            if ring.len() >= self.capacity {
+                ring.pop_front();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+            ring.push_back(span);
+        }
+    }
+
+    /// Every span in the ring, oldest first.
+    pub(crate) fn snapshot(&self) -> Vec<Span> {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        ring.iter().cloned().collect()
+    }
+
+    /// Takes `core.$spans(spans, dropped)` from module `me`.
+    ///
+    /// # Errors
+    /// `invalid_args` naming the first bad span and field; nothing of a bad report is kept.
+    pub(crate) fn report(&self, me: &str, args: Vec<Value>) -> Result<Value, Fault> {
+        let bad = |why: String| Fault::new(ErrorCode::InvalidArgs, format!("$spans: {why}"));
+        let mut args = args.into_iter();
+        let (Some(Value::List(list)), dropped, None) = (args.next(), args.next(), args.next())
+        else {
+            return Err(bad("takes (spans: list, dropped: uint)".into()));
+        };
+        let dropped = match dropped {
+            None => 0,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| bad(format!("dropped must be a uint, found {v}")))?,
+        };
+        if list.len() > MAX_REPORT {
+            return Err(bad(format!(
+                "{} spans in one report; at most {MAX_REPORT}",
+                list.len()
+            )));
+        }
+        let spans = list
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| decode(me, v).map_err(|e| bad(format!("spans[{i}].{e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            tracing::debug!(
+                module = me,
+                dropped,
+                "module dropped spans (its queue was full)"
+            );
+        }
+        self.push_all(spans);
+        Ok(Value::Null)
+    }
+
+    /// Records the core's own span of a call it made for an operator or embedder.
+    pub(crate) fn record_core(&self, open: &CoreSpan, result: Result<(), &Fault>) {
+        if !self.enabled() {
+            return;
+        }
+        let duration = open.started.elapsed();
+        self.push_all([Span {
+            trace_id: open.ctx.trace_id,
+            span_id: open.ctx.span_id,
+            parent: open.parent,
+            module: crate::name::CORE_MODULE.to_owned(),
+            kind: SpanKind::Client,
+            target: open.target.clone(),
+            method: open.method.clone(),
+            start_ns: unix_ns(open.start),
+            duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+            error: result
+                .err()
+                .map(|f| format!("{}: {}", f.code.as_str(), cut(&f.message))),
+        }]);
+    }
+
+    /// `{spans, capacity, dropped, evicted}` figures for `core.getTraces`.
+    fn figures(&self, kept: usize) -> Vec<(&'static str, Value)> {
+        vec![
+            ("spans", Value::UInt(kept as u64)),
+            ("capacity", Value::UInt(self.capacity as u64)),
+            ("dropped", Value::UInt(self.dropped.load(Ordering::Relaxed))),
+            ("evicted", Value::UInt(self.evicted.load(Ordering::Relaxed))),
+        ]
+    }
+}
+
+/// The core's span of one call it makes, being timed.
+pub(crate) struct CoreSpan {
+    /// The context sent with the call (its `span_id` is this span).
+    pub ctx: TraceContext,
+    parent: Option<[u8; 8]>,
+    target: String,
+    method: String,
+    start: SystemTime,
+    started: std::time::Instant,
+}
+
+impl CoreSpan {
+    /// Opens the core's span of `target.method`: a child of the operator's context, or a root.
+    pub(crate) fn open(target: &str, method: &str) -> CoreSpan {
+        let parent = incoming();
+        let ctx = TraceContext {
+            trace_id: parent.map_or_else(new_trace_id, |p| p.trace_id),
+            span_id: new_span_id(),
+            flags: parent.map_or(logos_wire::trace::FLAG_SAMPLED, |p| p.flags),
+        };
+        CoreSpan {
+            ctx,
+            parent: parent.map(|p| p.span_id),
+            target: target.to_owned(),
+            method: method.to_owned(),
+            start: SystemTime::now(),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    loop {
+        if getrandom::fill(&mut b).is_err() {
+            // No entropy source: the time still makes ids unique enough for a trace.
+            let t = unix_ns(SystemTime::now()).to_be_bytes();
+            for (i, x) in b.iter_mut().enumerate() {
+                *x = t[i % 8] ^ (i as u8);
+            }
+        }
+        if b.iter().any(|&x| x != 0) {
+            return b;
+        }
+    }
+}
+
+fn new_trace_id() -> [u8; 16] {
+    random()
+}
+
+fn new_span_id() -> [u8; 8] {
+    random()
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn cut(s: &str) -> String {
+    s.chars().take(MAX_TEXT).collect()
+}
+
+/// One span of a report; the error names the field.
+fn decode(me: &str, v: Value) -> Result<Span, String> {
+    let Value::Map(mut m) = v else {
+        return Err(format!(
+            "(the span): expected a map, found {}",
+            v.type_name()
+        ));
+    };
+    let mut take = |k: &str| m.remove(k).unwrap_or(Value::Null);
+    fn id<const N: usize>(field: &str, v: Value) -> Result<[u8; N], String> {
+        match v {
+            Value::Bytes(b) if b.len() == N && b.iter().any(|&x| x != 0) => {
+                let mut out = [0u8; N];
+                out.copy_from_slice(&b);
+                Ok(out)
+            }
+            other => Err(format!(
+                "{field}: expected {N} bytes, not all zero, found {}",
+                other.type_name()
+            )),
+        }
+    }
+    fn text(field: &str, v: Value) -> Result<String, String> {
+        match v {
+            Value::Text(t) if !t.is_empty() => Ok(cut(&t)),
+            other => Err(format!(
+                "{field}: expected non-empty text, found {}",
+                other.type_name()
+            )),
+        }
+    }
+    fn uint(field: &str, v: Value) -> Result<u64, String> {
+        v.as_u64()
+            .ok_or_else(|| format!("{field}: expected uint, found {}", v.type_name()))
+    }
+    let trace_id = id::<16>("trace", take("trace"))?;
+    let span_id = id::<8>("span", take("span"))?;
+    let parent = match take("parent") {
+        Value::Null => None,
+        v => Some(id::<8>("parent", v)?),
+    };
+    let kind = match take("kind") {
+        Value::Text(t) if t == "server" => SpanKind::Server,
+        Value::Text(t) if t == "client" => SpanKind::Client,
+        other => {
+            return Err(format!(
+                "kind: expected \"server\" or \"client\", found {other}"
+            ));
+        }
+    };
+    let target = text("target", take("target"))?;
+    let method = text("method", take("method"))?;
+    let start_ns = uint("start_ns", take("start_ns"))?;
+    let duration_ns = uint("duration_ns", take("duration_ns"))?;
+    let error = match take("error") {
+        Value::Null => None,
+        Value::Text(t) => Some(cut(&t)),
+        other => {
+            return Err(format!(
+                "error: expected null or text, found {}",
+                other.type_name()
+            ));
+        }
+    };
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent,
+        module: me.to_owned(),
+        kind,
+        target,
+        method,
+        start_ns,
+        duration_ns,
+        error,
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    logos_wire::trace::to_hex(b)
+}
+
+/// One span as `core.getSpans` serves it (ids in hex).
+pub fn span_value(s: &Span) -> Value {
+    let mut m = BTreeMap::new();
+    m.insert("trace".into(), Value::from(hex(&s.trace_id)));
+    m.insert("span".into(), Value::from(hex(&s.span_id)));
+    m.insert(
+        "parent".into(),
+        s.parent.map_or(Value::Null, |p| Value::from(hex(&p))),
+    );
+    m.insert("module".into(), Value::from(s.module.as_str()));
+    m.insert("kind".into(), Value::from(s.kind.as_str()));
+    m.insert("target".into(), Value::from(s.target.as_str()));
+    m.insert("method".into(), Value::from(s.method.as_str()));
+    m.insert("start_ns".into(), Value::UInt(s.start_ns));
+    m.insert("duration_ns".into(), Value::UInt(s.duration_ns));
+    m.insert(
+        "error".into(),
+        s.error.as_deref().map_or(Value::Null, Value::from),
+    );
+    Value::Map(m)
+}
+
+/// One call in a call tree: the caller's and the callee's view of it merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// `target.method`.
+    pub call: String,
+    /// Who made the call (`core` for operators), when the caller reported it.
+    pub caller: Option<String>,
+    /// The module that served it, when it reported it.
+    pub served_by: Option<String>,
+    /// Duration as the caller saw it (else as the callee did).
+    pub duration_ns: u64,
+    /// Time the callee spent, when it reported it.
+    pub served_ns: Option<u64>,
+    /// Start, nanoseconds since the Unix epoch.
+    pub start_ns: u64,
+    /// The failure, from the callee's span, else the caller's.
+    pub error: Option<String>,
+    /// The span id the node is known by (the caller's span when there is one).
+    pub span: [u8; 8],
+    /// Calls made while serving this one, in start order.
+    pub children: Vec<Node>,
+}
+
+/// What `core.getTraces` filters on.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only trees in which this module made, or served, a call.
+    pub module: Option<String>,
+    /// Only trees whose root took at least this long.
+    pub slow: Option<Duration>,
+    /// At most this many trees, most recent first.
+    pub limit: Option<usize>,
+}
+
+/// Assembles `spans` into call trees, most recent root first, filtered.
+pub fn trees(spans: &[Span], filter: &Filter) -> Vec<(String, Node)> {
+    let mut by_trace: HashMap<[u8; 16], Vec<&Span>> = HashMap::new();
+    for s in spans {
+        by_trace.entry(s.trace_id).or_default().push(s);
+    }
+    let mut out: Vec<(String, Node)> = Vec::new();
+    for (trace, spans) in by_trace {
+        if let Some(m) = &filter.module
+            && !spans.iter().any(|s| &s.module == m || &s.target == m)
+        {
+            continue;
+        }
+        for root in assemble(&spans) {
+            if filter
+                .slow
+                .is_some_and(|t| u128::from(root.duration_ns) < t.as_nanos())
+            {
+                continue;
+            }
+            out.push((hex(&trace), root));
+        }
+    }
+    out.sort_by_key(|t| std::cmp::Reverse(t.1.start_ns));
+    if let Some(n) = filter.limit {
+        out.truncate(n);
+    }
+    out
+}
+
+/// The trees of one trace.
+fn assemble(spans: &[&Span]) -> Vec<Node> {
+    let ids: HashMap<[u8; 8], &Span> = spans.iter().map(|s| (s.span_id, *s)).collect();
+    let mut children: HashMap<[u8; 8], Vec<&Span>> = HashMap::new();
+    let mut roots = Vec::new();
+    for s in spans {
+        match s.parent.filter(|p| ids.contains_key(p) && *p != s.span_id) {
+            Some(p) => children.entry(p).or_default().push(*s),
+            None => roots.push(*s),
+        }
+    }
+    let mut nodes: Vec<Node> = roots.into_iter().map(|r| node(r, &children, 0)).collect();
+    nodes.sort_by_key(|n| n.start_ns);
+    nodes
+}
+
+/// Deepest tree built; a report making a longer parent chain is cut there.
+const MAX_TREE_DEPTH: usize = 64;
+
+fn node(s: &Span, children: &HashMap<[u8; 8], Vec<&Span>>, depth: usize) -> Node {
+    let kids = children.get(&s.span_id).map(Vec::as_slice).unwrap_or(&[]);
+    // A client span whose callee reported too: one node, the callee's children below it.
+    let server = (s.kind == SpanKind::Client)
+        .then(|| {
+            kids.iter().find(|k| {
+                k.kind == SpanKind::Server && k.target == s.target && k.method == s.method
+            })
+        })
+        .flatten();
+    let mut below: Vec<&Span> = kids
+        .iter()
+        .filter(|k| Some(**k) != server.copied())
+        .copied()
+        .collect();
+    if let Some(srv) = server {
+        below.extend(children.get(&srv.span_id).map(Vec::as_slice).unwrap_or(&[]));
+    }
+    let mut child_nodes = if depth < MAX_TREE_DEPTH {
+        below
+            .into_iter()
+            .map(|k| node(k, children, depth + 1))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    child_nodes.sort_by_key(|n: &Node| n.start_ns);
+    let (caller, served_by, served_ns) = match (s.kind, server) {
+        (SpanKind::Client, Some(srv)) => (
+            Some(s.module.clone()),
+            Some(srv.module.clone()),
+            Some(srv.duration_ns),
+        ),
+        (SpanKind::Client, None) => (Some(s.module.clone()), None, None),
+        (SpanKind::Server, _) => (None, Some(s.module.clone()), Some(s.duration_ns)),
+    };
+    Node {
+        call: format!("{}.{}", s.target, s.method),
+        caller,
+        served_by,
+        duration_ns: s.duration_ns,
+        served_ns,
+        start_ns: s.start_ns,
+        error: server
+            .and_then(|x| x.error.clone())
+            .or_else(|| s.error.clone()),
+        span: s.span_id,
+        children: child_nodes,
+    }
+}
+
+/// A tree as `core.getTraces` serves it.
+pub fn node_value(n: &Node) -> Value {
+    let mut m = BTreeMap::new();
+    m.insert("call".into(), Value::from(n.call.as_str()));
+    m.insert(
+        "caller".into(),
+        n.caller.as_deref().map_or(Value::Null, Value::from),
+    );
+    m.insert(
+        "served_by".into(),
+        n.served_by.as_deref().map_or(Value::Null, Value::from),
+    );
+    m.insert("duration_ns".into(), Value::UInt(n.duration_ns));
+    m.insert(
+        "served_ns".into(),
+        n.served_ns.map_or(Value::Null, Value::UInt),
+    );
+    m.insert("start_ns".into(), Value::UInt(n.start_ns));
+    m.insert(
+        "error".into(),
+        n.error.as_deref().map_or(Value::Null, Value::from),
+    );
+    m.insert("span".into(), Value::from(hex(&n.span)));
+    m.insert(
+        "children".into(),
+        Value::List(n.children.iter().map(node_value).collect()),
+    );
+    Value::Map(m)
+}
+
+/// Reads the options map of `core.getTraces` / `core.getSpans`.
+fn filter_of(args: &[Value], method: &str) -> Result<Filter, Fault> {
+    let bad = |why: String| Fault::new(ErrorCode::InvalidArgs, format!("core.{method}: {why}"));
+    let opts = match args {
+        [] => return Ok(Filter::default()),
+        [Value::Map(m)] => m,
+        [Value::Null] => return Ok(Filter::default()),
+        _ => return Err(bad("takes one options map {module, slow_ms, limit}".into())),
+    };
+    let mut f = Filter::default();
+    for (k, v) in opts {
+        match (k.as_str(), v, v.as_u64()) {
+            ("module", Value::Text(t), _) => f.module = Some(t.clone()),
+            ("slow_ms", _, Some(n)) => f.slow = Some(Duration::from_millis(n)),
+            ("slow_us", _, Some(n)) => f.slow = Some(Duration::from_micros(n)),
+            ("limit", _, Some(n)) => f.limit = Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            (k, v, _) => {
+                return Err(bad(format!(
+                    "option {k:?} = {v} is not one of module (text), slow_ms, slow_us, limit (uint)"
+                )));
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// `core.getTraces(options)`: `{traces: [{trace, root}], spans, capacity, dropped, evicted}`.
+pub(crate) fn get_traces(store: &Store, args: &[Value]) -> Result<Value, Fault> {
+    let filter = filter_of(args, "getTraces")?;
+    let spans = store.snapshot();
+    let traces = trees(&spans, &filter)
+        .iter()
+        .map(|(trace, root)| {
+            Value::Map(BTreeMap::from([
+                ("trace".to_owned(), Value::from(trace.as_str())),
+                ("root".to_owned(), node_value(root)),
+            ]))
+        })
+        .collect();
+    let mut m: BTreeMap<String, Value> = store
+        .figures(spans.len())
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    m.insert("traces".into(), Value::List(traces));
+    Ok(Value::Map(m))
+}
+
+/// `core.getSpans(options)`: the raw spans (of the traces the filter keeps), oldest first.
+pub(crate) fn get_spans(store: &Store, args: &[Value]) -> Result<Value, Fault> {
+    let filter = filter_of(args, "getSpans")?;
+    let spans = store.snapshot();
+    let keep: std::collections::HashSet<String> =
+        trees(&spans, &filter).into_iter().map(|(t, _)| t).collect();
+    Ok(Value::List(
+        spans
+            .iter()
+            .filter(|s| keep.contains(&hex(&s.trace_id)))
+            .map(span_value)
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn span(
+        id: u8,
+        parent: Option<u8>,
+        module: &str,
+        kind: SpanKind,
+        call: &str,
+        dur: u64,
+    ) -> Span {
+        let (target, method) = call.split_once('.').unwrap();
+        Span {
+            trace_id: [1; 16],
+            span_id: [id; 8],
+            parent: parent.map(|p| [p; 8]),
+            module: module.into(),
+            kind,
+            target: target.into(),
+            method: method.into(),
+            start_ns: u64::from(id),
+            duration_ns: dur,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn client_and_server_spans_merge_into_one_node() {
+        use SpanKind::*;
+        let spans = vec![
+            span(1, None, "core", Client, "greeter.sum", 900),
+            span(2, Some(1), "greeter", Server, "greeter.sum", 800),
+            span(3, Some(2), "greeter", Client, "calc.add", 300),
+            span(4, Some(3), "calc", Server, "calc.add", 100),
+        ];
+        let t = trees(&spans, &Filter::default());
+        assert_eq!(t.len(), 1);
+        let root = &t[0].1;
+        assert_eq!(root.call, "greeter.sum");
+        assert_eq!(root.caller.as_deref(), Some("core"));
+        assert_eq!(root.served_by.as_deref(), Some("greeter"));
+        assert_eq!((root.duration_ns, root.served_ns), (900, Some(800)));
+        assert_eq!(root.children.len(), 1);
+        let add = &root.children[0];
+        assert_eq!(add.call, "calc.add");
+        assert_eq!((add.duration_ns, add.served_ns), (300, Some(100)));
+    }
+
+    #[test]
+    fn filters_and_ring_bound() {
+        use SpanKind::*;
+        let store = Store::new(3);
+        store.push_all((1..=5).map(|i| span(i, None, "a", Server, "a.m", 10)));
+        assert_eq!(store.snapshot().len(), 3);
+        assert_eq!(store.evicted.load(Ordering::Relaxed), 2);
+        let spans = vec![span(1, None, "a", Server, "a.m", 5_000_000)];
+        let slow = Filter {
+            slow: Some(Duration::from_millis(10)),
+            ..Filter::default()
+        };
+        assert!(trees(&spans, &slow).is_empty());
+        let other = Filter {
+            module: Some("b".into()),
+            ..Filter::default()
+        };
+        assert!(trees(&spans, &other).is_empty());
+    }
+
+    #[test]
+    fn a_bad_report_names_the_span_and_field() {
+        let store = Store::new(10);
+        let mut m = BTreeMap::new();
+        m.insert("trace".to_owned(), Value::Bytes(vec![1u8; 15]));
+        let e = store
+            .report(
+                "calc",
+                vec![Value::List(vec![Value::Map(m)]), Value::UInt(0)],
+            )
+            .unwrap_err();
+        assert!(e.message.contains("spans[0].trace"), "{}", e.message);
+        assert_eq!(store.snapshot().len(), 0);
+    }
+}

@@ -1,0 +1,342 @@
+//! Spans of calls across modules: the trace context of the call running in this task, the
+//! span this process opens for each incoming and outgoing call, and the reporter that sends
+//! finished spans to the core (docs/tracing.md).
+//!
+//! Owns the task-local [`TraceContext`] (set by `serve/conn.rs` around each served call, read
+//! by `client.rs` so a call made while handling a call is its child), span ids, and the
+//! bounded queue of finished spans. Never blocks a call: recording a span is one `try_send`
+//! into a bounded channel; when it is full the span is dropped and counted, and the count
+//! travels with the next report. Reports are batched by one task per process, off the
+//! call path, as `core.$spans(spans, dropped)` on the control connection. Reporting is on only
+//! when the core's `welcome` says `"spans": true`, so an older core (or one configured with
+//! spans off) costs nothing beyond the propagation of the context.
+
+use logos_session::{Fault, Session};
+use logos_wire::trace::FLAG_SAMPLED;
+use logos_wire::{TraceContext, Value};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// Finished spans waiting for the reporter; beyond this they are dropped and counted.
+pub(crate) const QUEUE: usize = 8192;
+/// Most spans in one report.
+const MAX_BATCH: usize = 1024;
+/// How long the reporter gathers spans after the first one of a batch arrives.
+const GATHER: Duration = Duration::from_millis(100);
+/// The reserved core method that receives reports.
+pub(crate) const REPORT_METHOD: &str = "$spans";
+
+/// The trace context of the call this task is serving, if any.
+pub(crate) fn current() -> Option<TraceContext> {
+    CURRENT.try_with(|c| *c).ok()
+}
+
+/// Runs `fut` with `ctx` as the current trace context.
+pub(crate) fn scope<F: Future>(ctx: TraceContext, fut: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(ctx, fut)
+}
+
+thread_local! {
+    static SEED: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    // Unique, not secret: the time, the pid and a stack address, mixed by splitmix below.
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    t ^ (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64)
+}
+
+/// A random non-zero 64-bit number (splitmix64 over a per-thread seed).
+fn next_u64() -> u64 {
+    SEED.with(|s| {
+        loop {
+            let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            s.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            if z != 0 {
+                return z;
+            }
+        }
+    })
+}
+
+/// A new span id.
+pub(crate) fn new_span_id() -> [u8; 8] {
+    next_u64().to_be_bytes()
+}
+
+/// A new trace id.
+pub(crate) fn new_trace_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&next_u64().to_be_bytes());
+    id[8..].copy_from_slice(&next_u64().to_be_bytes());
+    id
+}
+
+/// The context of a new span: a child of `parent` (same trace), or the root of a new trace.
+pub(crate) fn child_of(parent: Option<&TraceContext>) -> TraceContext {
+    match parent {
+        Some(p) => TraceContext {
+            trace_id: p.trace_id,
+            span_id: new_span_id(),
+            flags: p.flags,
+        },
+        None => TraceContext {
+            trace_id: new_trace_id(),
+            span_id: new_span_id(),
+            flags: FLAG_SAMPLED,
+        },
+    }
+}
+
+/// Lower-case hex of an id for `tracing` fields, formatted only if a subscriber records it.
+pub(crate) struct Hex<'a>(pub &'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which side of a call a span is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// This process served the call.
+    Server,
+    /// This process made the call.
+    Client,
+}
+
+/// A span being timed. [`Open::finish`] hands it to the reporter.
+pub(crate) struct Open {
+    pub ctx: TraceContext,
+    parent: Option<[u8; 8]>,
+    kind: Kind,
+    start: SystemTime,
+    started: Instant,
+}
+
+impl Open {
+    /// Starts timing the span `ctx`, child of `parent`.
+    pub(crate) fn start(ctx: TraceContext, parent: Option<[u8; 8]>, kind: Kind) -> Open {
+        Open {
+            ctx,
+            parent,
+            kind,
+            start: SystemTime::now(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A finished span as it is queued for the reporter.
+struct Finished {
+    open: Open,
+    duration: Duration,
+    target: String,
+    method: String,
+    error: Option<String>,
+}
+
+/// The span queue of one process and the switch the core's `welcome` sets.
+pub(crate) struct Spans {
+    enabled: AtomicBool,
+    tx: mpsc::Sender<Finished>,
+    rx: Mutex<Option<mpsc::Receiver<Finished>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Default for Spans {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Spans {
+            enabled: AtomicBool::new(false),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Spans {
+    /// `true` when finished spans are reported (the core asked for them).
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Queues a finished span; never waits. A full queue drops it and counts the drop.
+    pub(crate) fn finish(
+        &self,
+        open: Open,
+        target: &str,
+        method: &str,
+        result: Result<(), &Fault>,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        let finished = Finished {
+            duration: open.started.elapsed(),
+            open,
+            target: target.to_owned(),
+            method: method.to_owned(),
+            error: result
+                .err()
+                .map(|f| format!("{}: {}", f.code.as_str(), cut(&f.message))),
+        };
+        if self.tx.try_send(finished).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts reporting to the core when its `welcome` attrs ask for spans. `control` follows
+    /// the control connection (a remote module's link is replaced when it reconnects). Called
+    /// each time the control connection is up; the reporter starts once.
+    pub(crate) fn start(
+        &self,
+        control: watch::Receiver<Option<Session>>,
+        welcome_attrs: &BTreeMap<String, Value>,
+    ) {
+        if welcome_attrs.get("spans") != Some(&Value::Bool(true)) {
+            return;
+        }
+        self.enabled.store(true, Ordering::Relaxed);
+        let Some(rx) = self.rx.lock().ok().and_then(|mut rx| rx.take()) else {
+            return;
+        };
+        tokio::spawn(report(control, rx, Arc::clone(&self.dropped)));
+    }
+}
+
+/// Longest error message kept in a span.
+fn cut(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// The reporter: waits for a span, gathers for [`GATHER`], sends one `$spans` call on the
+/// current control connection, and so on until the queue closes (the module's context is
+/// gone). A batch with no live control connection is dropped and counted.
+async fn report(
+    control: watch::Receiver<Option<Session>>,
+    mut rx: mpsc::Receiver<Finished>,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        batch.push(encode(first));
+        tokio::time::sleep(GATHER).await;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(f) => batch.push(encode(f)),
+                Err(_) => break,
+            }
+        }
+        let live = control.borrow().clone().filter(|s| !s.is_closed());
+        let Some(control) = live else {
+            dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch.clear();
+            continue;
+        };
+        let spans = Value::List(std::mem::take(&mut batch));
+        // Spans the full queue refused since the last report.
+        let args = vec![spans, Value::UInt(dropped.swap(0, Ordering::Relaxed))];
+        if let Err(e) = control
+            .call("core", REPORT_METHOD, args, Duration::from_secs(5))
+            .await
+        {
+            tracing::debug!("span report not taken by the core: {e}");
+        }
+    }
+}
+
+/// One span as the `$spans` report carries it (docs/tracing.md §Reports).
+fn encode(f: Finished) -> Value {
+    let start_ns = f
+        .open
+        .start
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let mut m = BTreeMap::new();
+    m.insert(
+        "trace".to_owned(),
+        Value::Bytes(f.open.ctx.trace_id.to_vec()),
+    );
+    m.insert("span".to_owned(), Value::Bytes(f.open.ctx.span_id.to_vec()));
+    m.insert(
+        "parent".to_owned(),
+        f.open
+            .parent
+            .map_or(Value::Null, |p| Value::Bytes(p.to_vec())),
+    );
+    m.insert(
+        "kind".to_owned(),
+        Value::from(match f.open.kind {
+            Kind::Server => "server",
+            Kind::Client => "client",
+        }),
+    );
+    m.insert("target".to_owned(), Value::from(f.target));
+    m.insert("method".to_owned(), Value::from(f.method));
+    m.insert("start_ns".to_owned(), Value::UInt(start_ns));
+    m.insert(
+        "duration_ns".to_owned(),
+        Value::UInt(u64::try_from(f.duration.as_nanos()).unwrap_or(u64::MAX)),
+    );
+    m.insert("error".to_owned(), f.error.map_or(Value::Null, Value::from));
+    Value::Map(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_non_zero_and_differ() {
+        let a = new_span_id();
+        let b = new_span_id();
+        assert_ne!(a, [0; 8]);
+        assert_ne!(a, b);
+        assert_ne!(new_trace_id(), new_trace_id());
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace() {
+        let root = child_of(None);
+        let child = child_of(Some(&root));
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_ne!(child.span_id, root.span_id);
+        assert!(root.sampled());
+    }
+
+    #[tokio::test]
+    async fn disabled_spans_cost_nothing_and_a_full_queue_drops() {
+        let spans = Spans::default();
+        let open = Open::start(child_of(None), None, Kind::Server);
+        spans.finish(open, "a", "m", Ok(()));
+        assert_eq!(spans.tx.capacity(), QUEUE, "nothing queued while disabled");
+        spans.enabled.store(true, Ordering::Relaxed);
+        for _ in 0..QUEUE + 5 {
+            let open = Open::start(child_of(None), None, Kind::Server);
+            spans.finish(open, "a", "m", Ok(()));
+        }
+        assert_eq!(spans.dropped.load(Ordering::Relaxed), 5);
+    }
+}
