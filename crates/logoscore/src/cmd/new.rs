@@ -81,7 +81,7 @@ const PYTHON: [Template; 5] = [
 ];
 
 /// The Python SDK's package, copied verbatim into a Python project.
-const PYTHON_SDK: [Template; 9] = [
+const PYTHON_SDK: [Template; 10] = [
     (
         "__init__.py",
         include_str!("../../../../sdk/python/logos_module/__init__.py"),
@@ -113,6 +113,10 @@ const PYTHON_SDK: [Template; 9] = [
     (
         "stream.py",
         include_str!("../../../../sdk/python/logos_module/stream.py"),
+    ),
+    (
+        "trace.py",
+        include_str!("../../../../sdk/python/logos_module/trace.py"),
     ),
     (
         "types.py",
