@@ -19,6 +19,7 @@ mod project;
 mod stage;
 mod watch;
 
+use super::run::Signals;
 use crate::Ctx;
 use crate::error::Error;
 use crate::output;
@@ -27,7 +28,6 @@ use project::{Kind, Project};
 use stage::Stage;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{SignalKind, signal};
 
 /// Bound on stopping (the core's modules, or the unload on an attached core).
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -617,27 +617,4 @@ fn clock() -> String {
         .map_or(0, |d| d.as_secs());
     let day = secs % 86_400;
     format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
-}
-
-/// SIGINT and SIGTERM as one stream.
-struct Signals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Signals, Error> {
-        let sig = |k| signal(k).map_err(|e| Error::io("cannot handle SIGINT/SIGTERM", e));
-        Ok(Signals {
-            int: sig(SignalKind::interrupt())?,
-            term: sig(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-        }
-    }
 }

@@ -414,14 +414,14 @@ fn init_logging(
     Ok(())
 }
 
-/// SIGINT and SIGTERM as one stream.
-struct Signals {
+/// SIGINT and SIGTERM as one stream (also `logoscore dev`'s).
+pub(crate) struct Signals {
     int: Signal,
     term: Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Signals, Error> {
+    pub(crate) fn new() -> Result<Signals, Error> {
         let sig = |k| signal(k).map_err(|e| Error::io("cannot handle SIGINT/SIGTERM", e));
         Ok(Signals {
             int: sig(SignalKind::interrupt())?,
@@ -429,7 +429,7 @@ impl Signals {
         })
     }
 
-    async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.int.recv() => "SIGINT",
             _ = self.term.recv() => "SIGTERM",
