@@ -254,15 +254,26 @@ fn round_trip_publish_install_load_call_lock_and_conflict() {
         &unsigned.display().to_string(),
     ])
     .ok();
-    let o = p.run(&[
+    // Publish unpacks the package into a temp dir to read it: gone on a refusal too.
+    let tmp = p.w.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut c = p.cmd(&p.pkg);
+    c.env("TMPDIR", &tmp).args([
         "publish",
         &unsigned.display().to_string(),
         "--registry",
         r,
         "--no-check",
     ]);
+    let o = finish(c, COMMAND);
     o.expect_code(1);
     assert!(o.stderr.contains("not signed"), "{}", o.stderr);
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "publish left {left:?} behind");
     let o = p.run(&["install", &unsigned.display().to_string()]);
     o.expect_code(1);
     assert!(

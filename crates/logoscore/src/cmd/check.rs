@@ -46,7 +46,7 @@ pub(crate) fn run(ctx: &Ctx, pkg: &PkgArgs, args: CheckArgs) -> Result<(), Error
         let (dir, name) = if args.target.is_file() {
             let bytes = std::fs::read(&args.target)
                 .map_err(|e| Error::io(format!("cannot read {}", args.target.display()), e))?;
-            let dest = tmp.join("pkg");
+            let dest = tmp.path().join("pkg");
             std::fs::create_dir_all(&dest)
                 .map_err(|e| Error::io("cannot create a temporary dir", e))?;
             let mut verdict = None;
@@ -106,7 +106,7 @@ pub(crate) fn run(ctx: &Ctx, pkg: &PkgArgs, args: CheckArgs) -> Result<(), Error
             report.items,
         ))
     })();
-    let _ = std::fs::remove_dir_all(&tmp);
+    drop(tmp);
     let report = result?;
     if report.status == Status::Fail {
         let mut done = serde_json::Map::new();
@@ -206,7 +206,7 @@ pub(crate) fn check_dir(
     let cfg = p.config.check.clone();
     let installed = p.store_dir.join("modules");
     let tmp = crate::cmd::publish::tempdir()?;
-    let modules = tmp.join("m");
+    let modules = tmp.path().join("m");
     std::fs::create_dir_all(&modules).map_err(|e| Error::io("cannot create a temporary dir", e))?;
     std::os::unix::fs::symlink(dir, modules.join(name))
         .map_err(|e| Error::io("cannot stage the module", e))?;
@@ -230,8 +230,15 @@ pub(crate) fn check_dir(
     if installed.is_dir() {
         dirs.push(installed);
     }
-    let r = rt.block_on(run_checks(&tmp, &dirs, name, &cfg, &denials, progress));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let r = rt.block_on(run_checks(
+        tmp.path(),
+        &dirs,
+        name,
+        &cfg,
+        &denials,
+        progress,
+    ));
+    drop(tmp);
     r
 }
 

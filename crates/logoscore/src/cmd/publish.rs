@@ -31,7 +31,7 @@ pub(crate) fn run(ctx: &Ctx, pkg: &PkgArgs, args: PublishArgs) -> Result<(), Err
     let bytes = std::fs::read(&args.file)
         .map_err(|e| Error::io(format!("cannot read {}", args.file.display()), e))?;
     let tmp = tempdir()?;
-    let src = tmp.join("module");
+    let src = tmp.path().join("module");
     std::fs::create_dir_all(&src).map_err(|e| Error::io("cannot create a temporary dir", e))?;
     let mut check =
         |m: &logos_pkg::Manifest, b: &[u8], s: Option<&[u8]>| -> logos_pkg::Result<()> {
@@ -90,7 +90,7 @@ pub(crate) fn run(ctx: &Ctx, pkg: &PkgArgs, args: PublishArgs) -> Result<(), Err
             "the package's files changed while re-signing it; try again".into(),
         ));
     }
-    let _ = std::fs::remove_dir_all(&tmp);
+    drop(tmp);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,19 +122,11 @@ pub(crate) fn run(ctx: &Ctx, pkg: &PkgArgs, args: PublishArgs) -> Result<(), Err
     Ok(())
 }
 
-/// A fresh private temporary dir.
-pub(crate) fn tempdir() -> Result<PathBuf, Error> {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    let d = std::env::temp_dir().join(format!(
-        "logoscore-{}-{}",
-        std::process::id(),
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    ));
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&d)
-        .map_err(|e| Error::io(format!("cannot create {}", d.display()), e))?;
-    Ok(d)
+/// A fresh private (0700) temporary dir, removed when dropped: on every return, errors
+/// included, so a refused package leaves nothing behind in the temp dir.
+pub(crate) fn tempdir() -> Result<tempfile::TempDir, Error> {
+    tempfile::Builder::new()
+        .prefix("logoscore-")
+        .tempdir()
+        .map_err(|e| Error::io("cannot create a temporary dir", e))
 }
