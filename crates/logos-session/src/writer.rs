@@ -765,7 +765,7 @@ mod tests {
         let big = Message::Event {
             source: "s".into(),
             event: "e".into(),
-            data: vec![Value::Bytes(vec![0; 100])],
+            data: vec![Value::Bytes(vec![0; 100].into())],
         };
         assert!(matches!(
             out.push(Lane::Event, &big, &wake),

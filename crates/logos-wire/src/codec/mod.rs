@@ -233,6 +233,37 @@ mod tests {
         out
     }
 
+    #[test]
+    fn large_bytes_are_slices_of_the_frame_and_small_ones_copies() {
+        let big = vec![0xab; decode::SHARE_MIN];
+        let small = vec![0xcd; decode::SHARE_MIN - 1];
+        let msg = Message::Event {
+            source: "a".into(),
+            event: "e".into(),
+            data: vec![Value::from(big.clone()), Value::from(small.clone())],
+        };
+        let mut frame = Vec::new();
+        encode_frame(&msg, &mut frame).unwrap();
+        let mut buf = BytesMut::from(&frame[..]);
+        let read = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        let Some(Message::Event { data, .. }) = FrameDecoder::default().decode(&mut buf).unwrap()
+        else {
+            panic!("not an event");
+        };
+        let [Value::Bytes(b), Value::Bytes(s)] = &data[..] else {
+            panic!("{data:?}");
+        };
+        assert_eq!((&b[..], &s[..]), (&big[..], &small[..]));
+        assert!(
+            read.contains(&(b.as_ptr() as usize)),
+            "a copy of the large value"
+        );
+        assert!(
+            !read.contains(&(s.as_ptr() as usize)),
+            "the small value pins the frame"
+        );
+    }
+
     fn malformed(r: Result<impl std::fmt::Debug, WireError>) -> (String, usize, String) {
         match r {
             Err(WireError::Malformed {
@@ -303,7 +334,7 @@ mod tests {
             Message::Event {
                 source: "chat".into(),
                 event: "message".into(),
-                data: vec![Value::from("hi"), Value::Bytes(vec![0, 255])],
+                data: vec![Value::from("hi"), Value::Bytes(vec![0, 255].into())],
             },
             Message::Lagged {
                 source: "core".into(),
