@@ -364,7 +364,7 @@ pub async fn module_row(world: &World, n: usize) -> Result<Row> {
             ctx.clone(),
             Value::Text("bench".into()),
             Value::Text(SCRIPT.into()),
-            Value::Bytes(peers.install_signature().to_vec()),
+            Value::Bytes(peers.install_signature().to_vec().into()),
         ],
     )
     .await?;
@@ -373,7 +373,7 @@ pub async fn module_row(world: &World, n: usize) -> Result<Row> {
         vec![
             ctx,
             Value::Text(peers.policy()),
-            Value::Bytes(peers.policy_signature().to_vec()),
+            Value::Bytes(peers.policy_signature().to_vec().into()),
         ],
     )
     .await?;
@@ -383,7 +383,7 @@ pub async fn module_row(world: &World, n: usize) -> Result<Row> {
     let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut rtt, mut eval, mut verify) = (Vec::new(), Vec::new(), Vec::new());
     for (i, env) in envelopes.iter().enumerate() {
-        let bytes = Value::Bytes(env.to_bytes());
+        let bytes = Value::Bytes(env.to_bytes().into());
         let t = Instant::now();
         let r = call("submit", vec![bytes]).await?;
         keep(&mut ours, i, t.elapsed().as_nanos() as f64);

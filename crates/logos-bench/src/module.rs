@@ -148,7 +148,7 @@ impl Bench {
             )));
         }
         let client = ctx.client(&target).with_timeout(CALL_TIMEOUT);
-        let payload = Value::Bytes(vec![0x5a; size as usize]);
+        let payload = Value::Bytes(vec![0x5a; size as usize].into());
         for _ in 0..(n / 10).clamp(10, 2_000) {
             client.call_raw("echo", vec![payload.clone()]).await?;
         }
@@ -180,7 +180,7 @@ impl Bench {
             ));
         }
         let client = ctx.client(&target).with_timeout(CALL_TIMEOUT);
-        let payload = Value::Bytes(vec![0x5a; size as usize]);
+        let payload = Value::Bytes(vec![0x5a; size as usize].into());
         for _ in 0..100 {
             client.call_raw("echo", vec![payload.clone()]).await?;
         }

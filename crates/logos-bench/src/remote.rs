@@ -251,7 +251,7 @@ async fn measure(setup: &Arc<Setup>, plan: &Plan) -> Result<Vec<Row>> {
     let bytes = plan.stream_bytes;
     let (mut ours, mut raw, mut direct) = (Vec::new(), Vec::new(), Vec::new());
     let (mut ours_bps, mut raw_bps) = (Vec::new(), Vec::new());
-    let payload = Value::Bytes(vec![0x5a; PAYLOAD]);
+    let payload = Value::Bytes(vec![0x5a; PAYLOAD].into());
     for _ in 0..(n / 10).clamp(10, 2_000) {
         setup
             .core

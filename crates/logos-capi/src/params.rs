@@ -403,7 +403,7 @@ mod tests {
             Value::Bool(false),
             Value::from(-7),
             Value::UInt(u64::MAX),
-            Value::Bytes(vec![1, 2, 255]),
+            Value::Bytes(vec![1, 2, 255].into()),
             Value::List(vec![Value::from(1), Value::List(vec![])]),
             Value::from_json(serde_json::json!({"k": [1, "v"], "z": {}})),
         ];

@@ -289,7 +289,7 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
         Value::UInt(u) => Dynamic::from_float(*u as f64),
         Value::Float(f) => Dynamic::from_float(*f),
         Value::Text(s) => Dynamic::from(s.clone()),
-        Value::Bytes(b) => Dynamic::from_blob(b.clone()),
+        Value::Bytes(b) => Dynamic::from_blob(b.to_vec()),
         Value::List(items) => Dynamic::from_array(items.iter().map(to_dynamic).collect()),
         Value::Map(m) => Dynamic::from_map(
             m.iter()
@@ -323,7 +323,9 @@ pub fn from_dynamic(d: &Dynamic) -> Result<Value, Error> {
         return Ok(Value::Text(d.clone().into_string().unwrap_or_default()));
     }
     if d.is_blob() {
-        return Ok(Value::Bytes(d.clone().into_blob().unwrap_or_default()));
+        return Ok(Value::Bytes(
+            d.clone().into_blob().unwrap_or_default().into(),
+        ));
     }
     if d.is_array() {
         let a = d.clone().into_array().unwrap_or_default();

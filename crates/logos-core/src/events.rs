@@ -483,7 +483,7 @@ mod tests {
         use futures::FutureExt;
         let hub = Arc::new(Hub::default());
         let mut sub = hub.subscribe_local("m", "");
-        let big = |i: i64| vec![Value::Int(i), Value::Bytes(vec![0; 1024 * 1024])];
+        let big = |i: i64| vec![Value::Int(i), Value::Bytes(vec![0; 1024 * 1024].into())];
         // Far fewer events than SUBSCRIPTION_QUEUE, far more bytes than SUBSCRIPTION_BYTES.
         let total = 40;
         for i in 0..total {

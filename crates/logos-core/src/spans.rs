@@ -671,7 +671,7 @@ mod tests {
     fn a_bad_report_names_the_span_and_field() {
         let store = Store::new(10);
         let mut m = BTreeMap::new();
-        m.insert("trace".to_owned(), Value::Bytes(vec![1u8; 15]));
+        m.insert("trace".to_owned(), Value::Bytes(vec![1u8; 15].into()));
         let e = store
             .report(
                 "calc",

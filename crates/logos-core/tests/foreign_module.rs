@@ -38,7 +38,10 @@ fn nested_value() -> Value {
             Value::List(vec![text("deep"), Value::Map(inner)]),
         ]),
     );
-    m.insert("bytes".to_owned(), Value::Bytes(vec![0, 1, 0xfe, 0xff]));
+    m.insert(
+        "bytes".to_owned(),
+        Value::Bytes(vec![0, 1, 0xfe, 0xff].into()),
+    );
     m.insert("negative".to_owned(), int(-7));
     m.insert("float".to_owned(), Value::Float(0.1));
     m.insert("text".to_owned(), text("héllo wörld €"));
@@ -283,8 +286,8 @@ async fn a_python_module_serves_peers_that_hold_a_granted_token_and_only_those()
         other => panic!("expected token bytes, got {other}"),
     };
     for (claimed, token) in [
-        ("probe", token.as_slice()),
-        ("greeter", token.as_slice()),
+        ("probe", &token[..]),
+        ("greeter", &token[..]),
         ("probe", &[7u8; 32][..]),
         ("probe", &[][..]),
     ] {

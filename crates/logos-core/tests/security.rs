@@ -41,7 +41,7 @@ async fn connect_as(socket: &Path, identity: &str, token: &[u8]) -> Result<(), S
 
 fn token_of(v: Value) -> Vec<u8> {
     match v {
-        Value::Bytes(b) => b,
+        Value::Bytes(b) => b.to_vec(),
         other => panic!("expected token bytes, got {other}"),
     }
 }

@@ -69,7 +69,7 @@ impl Purpose {
             }
             Purpose::Accept { ticket } => {
                 a.insert(LINK.to_owned(), Value::from("accept"));
-                a.insert("ticket".to_owned(), Value::Bytes(ticket.clone()));
+                a.insert("ticket".to_owned(), Value::Bytes(ticket.clone().into()));
             }
         }
         a
@@ -89,7 +89,9 @@ impl Purpose {
                 _ => Err("a call link needs attrs.target, a module name".to_owned()),
             },
             Some("accept") => match attrs.get("ticket") {
-                Some(Value::Bytes(t)) if t.len() == 16 => Ok(Purpose::Accept { ticket: t.clone() }),
+                Some(Value::Bytes(t)) if t.len() == 16 => Ok(Purpose::Accept {
+                    ticket: t.to_vec(),
+                }),
                 _ => Err("an accept link needs attrs.ticket, 16 bytes from $dial".to_owned()),
             },
             Some(other) => Err(format!(

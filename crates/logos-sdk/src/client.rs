@@ -682,7 +682,7 @@ struct Grant {
 /// Reads `{"module", "token": bytes, "endpoint": text, "pid": int}` from `requestModule`.
 fn read_grant(target: &str, grant: &Value) -> Result<Grant, Fault> {
     let token = match grant.get("token") {
-        Some(Value::Bytes(b)) if !b.is_empty() => Some(b.clone()),
+        Some(Value::Bytes(b)) if !b.is_empty() => Some(b.to_vec()),
         _ => None,
     };
     let endpoint = grant.get("endpoint").and_then(Value::as_str);
@@ -823,7 +823,7 @@ mod tests {
     fn grant_is_read() {
         let grant = Value::Map(BTreeMap::from([
             ("module".to_owned(), Value::from("calc")),
-            ("token".to_owned(), Value::Bytes(vec![7; 32])),
+            ("token".to_owned(), Value::Bytes(vec![7; 32].into())),
             (
                 "endpoint".to_owned(),
                 Value::from("/run/logos/modules/calc.sock"),
@@ -839,7 +839,7 @@ mod tests {
     #[test]
     fn a_grant_without_the_targets_pid_is_a_protocol_error() {
         let grant = Value::Map(BTreeMap::from([
-            ("token".to_owned(), Value::Bytes(vec![7; 32])),
+            ("token".to_owned(), Value::Bytes(vec![7; 32].into())),
             ("endpoint".to_owned(), Value::from("/run/calc.sock")),
         ]));
         let f = read_grant("calc", &grant).unwrap_err();

@@ -347,7 +347,7 @@ mod tests {
                 ty: "bytes",
             },
         ];
-        let mut args = vec![Value::from("Ada"), Value::Bytes(vec![1, 2])];
+        let mut args = vec![Value::from("Ada"), Value::Bytes(vec![1, 2].into())];
         let mut r = ArgReader::new("greeter", "greet", GREET, &mut args).unwrap();
         let name: &str = r.decode().unwrap();
         let data: &[u8] = r.decode().unwrap();

@@ -277,14 +277,17 @@ fn encode(f: Finished) -> Value {
     let mut m = BTreeMap::new();
     m.insert(
         "trace".to_owned(),
-        Value::Bytes(f.open.ctx.trace_id.to_vec()),
+        Value::Bytes(f.open.ctx.trace_id.to_vec().into()),
     );
-    m.insert("span".to_owned(), Value::Bytes(f.open.ctx.span_id.to_vec()));
+    m.insert(
+        "span".to_owned(),
+        Value::Bytes(f.open.ctx.span_id.to_vec().into()),
+    );
     m.insert(
         "parent".to_owned(),
         f.open
             .parent
-            .map_or(Value::Null, |p| Value::Bytes(p.to_vec())),
+            .map_or(Value::Null, |p| Value::Bytes(p.to_vec().into())),
     );
     m.insert(
         "kind".to_owned(),

@@ -138,7 +138,7 @@ async fn methods_dispatch_by_wire_name() {
     );
     assert_eq!(
         call(&toy, &ctx, "blob", vec![9.into()]).await,
-        Ok(Value::Bytes(vec![9, 9, 9]))
+        Ok(Value::Bytes(vec![9, 9, 9].into()))
     );
     assert_eq!(
         call(&toy, &ctx, "record", vec!["one".into()]).await,

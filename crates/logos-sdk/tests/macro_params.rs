@@ -107,11 +107,15 @@ async fn borrowed_parameters_borrow_the_call_arguments() {
         Ok(Value::from("Hello, Ada!"))
     );
     assert_eq!(
-        call("size", vec![Value::Bytes(vec![1, 2, 3]), "blob".into()]).await,
+        call(
+            "size",
+            vec![Value::Bytes(vec![1, 2, 3].into()), "blob".into()]
+        )
+        .await,
         Ok(Value::from("blob: 3"))
     );
     assert_eq!(
-        call("size", vec![Value::Bytes(vec![])]).await,
+        call("size", vec![Value::Bytes(vec![].into())]).await,
         Ok(Value::from("data: 0"))
     );
     let greeting = map(&[("to", "bob".into()), ("times", 2.into())]);

@@ -135,7 +135,7 @@ async fn peers_need_a_live_token_for_exactly_their_name() {
         .call(
             "calc",
             "$grant",
-            vec!["x".into(), Value::Bytes(vec![1]), Value::Null],
+            vec!["x".into(), Value::Bytes(vec![1].into()), Value::Null],
             LONG,
         )
         .await
@@ -268,9 +268,9 @@ async fn panics_fail_the_call_not_the_module() {
     assert_eq!(f.code, ErrorCode::MethodFailed);
     assert!(f.message.contains("boom"), "{}", f.message);
     assert_eq!(
-        core.call("probe", "echo", vec![Value::Bytes(vec![1, 2])])
+        core.call("probe", "echo", vec![Value::Bytes(vec![1, 2].into())])
             .await,
-        Ok(Value::Bytes(vec![1, 2]))
+        Ok(Value::Bytes(vec![1, 2].into()))
     );
 }
 
@@ -392,9 +392,13 @@ async fn clients_reconnect_and_resubscribe_after_a_restart() {
 async fn kv_persists_across_restarts() {
     let core = FakeCore::new();
     core.start("kv").await;
-    core.call("kv", "set", vec!["k".into(), Value::Bytes(vec![0, 255])])
-        .await
-        .unwrap();
+    core.call(
+        "kv",
+        "set",
+        vec!["k".into(), Value::Bytes(vec![0, 255].into())],
+    )
+    .await
+    .unwrap();
     core.call("kv", "set", vec!["n".into(), Value::from(5)])
         .await
         .unwrap();
@@ -406,7 +410,7 @@ async fn kv_persists_across_restarts() {
     core.start("kv").await;
     assert_eq!(
         core.call("kv", "get", vec!["k".into()]).await,
-        Ok(Value::Bytes(vec![0, 255]))
+        Ok(Value::Bytes(vec![0, 255].into()))
     );
     assert_eq!(
         core.call("kv", "get", vec!["n".into()]).await,

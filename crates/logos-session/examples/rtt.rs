@@ -71,7 +71,7 @@ async fn session_rtt(rounds: u32) -> Duration {
         .await
         .unwrap();
     let _server = server.await.unwrap();
-    let arg = Value::Bytes(vec![0; 32]);
+    let arg = Value::Bytes(vec![0; 32].into());
     let start = Instant::now();
     for _ in 0..rounds {
         client

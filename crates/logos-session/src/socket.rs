@@ -107,6 +107,18 @@ impl Socket {
         }
     }
 
+    /// Writes what the socket takes now from `bufs` in order: one `writev` on a Unix socket;
+    /// over TLS the first non-empty buffer (records are built from copies anyway).
+    pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Unix(s) => s.try_write_vectored(bufs),
+            Socket::Tls(t) => match bufs.iter().find(|b| !b.is_empty()) {
+                Some(b) => t.try_write(b),
+                None => Ok(0),
+            },
+        }
+    }
+
     /// Waits until a write may make progress.
     pub(crate) async fn writable(&self) -> io::Result<()> {
         match self {

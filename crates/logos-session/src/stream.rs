@@ -16,7 +16,7 @@
 use crate::reader::violation;
 use crate::session::{Inner, Session, lock};
 use crate::writer::Lane;
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use logos_wire::credit::MAX_CHUNK;
 use logos_wire::{ErrorCode, Message};
 use std::collections::{HashMap, VecDeque};
@@ -183,7 +183,15 @@ fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
 pub struct ByteStream {
     shared: Arc<Shared>,
     inner: Arc<Inner>,
+    /// Where written bytes are copied before they are sent (`AsyncWrite` lends them): chunks
+    /// are split off it, and it is refilled [`SEND_ARENA`] at a time, so a bulk writer
+    /// copies into warm memory instead of a fresh allocation (and fresh pages) per chunk.
+    send_buf: BytesMut,
 }
+
+/// How much [`ByteStream::send_buf`] reserves when it runs out: one window. Pages a stream
+/// never writes to are never touched, so a stream that writes little costs little.
+const SEND_ARENA: usize = 256 * 1024;
 
 impl fmt::Debug for ByteStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -210,6 +218,7 @@ impl ByteStream {
             t.stream_opened();
         }
         Some(ByteStream {
+            send_buf: BytesMut::new(),
             shared,
             inner: inner.clone(),
         })
@@ -451,9 +460,13 @@ impl AsyncWrite for ByteStream {
             st.written += n as u64;
             n
         };
+        if this.send_buf.capacity() < n {
+            this.send_buf.reserve(SEND_ARENA.max(n));
+        }
+        this.send_buf.extend_from_slice(&buf[..n]);
         let frame = Message::StreamData {
             stream: this.shared.id,
-            data: Bytes::copy_from_slice(&buf[..n]),
+            data: this.send_buf.split().freeze(),
         };
         match this.inner.send(Lane::Stream, &frame) {
             Ok(()) => {

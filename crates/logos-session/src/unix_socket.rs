@@ -94,6 +94,11 @@ impl UnixSocket {
         self.io.get_ref().write(buf)
     }
 
+    /// [`UnixSocket::try_write`] from several buffers in one `writev`.
+    pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.io.get_ref().write_vectored(bufs)
+    }
+
     /// Waits until a write may make progress, through a writable-only registration that
     /// lives until [`UnixSocket::write_idle`].
     pub(crate) async fn writable(&self) -> io::Result<()> {

@@ -38,7 +38,10 @@
 //!   [`Config::event_queue_bytes`](crate::Config) of their bytes: memory stays bounded however
 //!   slowly the peer reads, and drops are reported as `lagged` ahead of the next event that
 //!   fits.
-//! * `data`: `stream_data` and `stream_fin` frames, per stream in order. Each writer batch
+//! * `data`: `stream_data` and `stream_fin` frames, per stream in order, each kept as its
+//!   encoded head and the payload `Bytes` the stream handed over: the writer sends them with
+//!   one vectored write (`writev`) after the control bytes, so stream data is never copied
+//!   into a frame or a batch ([`DataFrame`]). Each writer batch
 //!   takes all of `ctrl` and then at most [`DATA_BATCH`] bytes of stream frames, so a call
 //!   never waits behind more than one batch of bulk data, and control traffic cannot starve
 //!   streams either (every batch carries some data). Credit caps each stream at one window,
@@ -55,7 +58,8 @@
 use crate::Fault;
 use crate::session::{Inner, deadline_after, lock};
 use crate::socket::Socket;
-use logos_wire::{ErrorCode, Message, Value, WireError, encode_frame};
+use bytes::Bytes;
+use logos_wire::{ErrorCode, Message, Value, WireError, encode_frame, encode_stream_data_head};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
@@ -83,6 +87,97 @@ const COALESCE_BELOW: usize = 16 * 1024;
 /// sent big frames holds up to this much per buffer (scratch, control lane, writer batch)
 /// until it closes; idle connections that never did hold nothing extra.
 const RETAIN: usize = 4 * 1024 * 1024;
+
+/// Most buffers handed to one `writev` (the kernel's `IOV_MAX` is 1024).
+const MAX_IOV: usize = 256;
+
+/// A frame of the stream lane: `head` (a `stream_data` frame up to its payload, or a whole
+/// small frame such as `stream_fin`) and the payload left where the stream put it, so it
+/// reaches the socket without a copy in between.
+pub(crate) struct DataFrame {
+    head: Vec<u8>,
+    payload: Bytes,
+}
+
+impl DataFrame {
+    /// The frame of `msg`, refusing bodies over `max_frame`.
+    fn of(msg: &Message, max_frame: usize) -> Result<DataFrame, WireError> {
+        match msg {
+            Message::StreamData { stream, data } => {
+                let mut head = Vec::with_capacity(24);
+                let body = encode_stream_data_head(*stream, data.len(), &mut head)?;
+                if body > max_frame {
+                    return Err(WireError::FrameTooLarge {
+                        len: body,
+                        max: max_frame,
+                    });
+                }
+                Ok(DataFrame {
+                    head,
+                    payload: data.clone(),
+                })
+            }
+            other => {
+                let mut head = Vec::new();
+                encode_capped(other, &mut head, max_frame)?;
+                Ok(DataFrame {
+                    head,
+                    payload: Bytes::new(),
+                })
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.head.len() + self.payload.len()
+    }
+
+    /// The bytes of the frame from `from` on, appended to `out`.
+    fn copy_rest(&self, from: usize, out: &mut Vec<u8>) {
+        if from < self.head.len() {
+            out.extend_from_slice(&self.head[from..]);
+            out.extend_from_slice(&self.payload);
+        } else {
+            out.extend_from_slice(&self.payload[from - self.head.len()..]);
+        }
+    }
+}
+
+/// Writes as much of `bufs` as the socket takes right now, advancing `bufs` past it; never
+/// waits. Returns the bytes written.
+fn try_write_vectored_now(sock: &Socket, bufs: &mut &mut [io::IoSlice<'_>]) -> io::Result<usize> {
+    let mut written = 0;
+    while !bufs.is_empty() {
+        let n = bufs.len().min(MAX_IOV);
+        match sock.try_write_vectored(&bufs[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => {
+                written += k;
+                io::IoSlice::advance_slices(bufs, k);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// The non-empty parts of `frames`, in order, after `first`.
+fn slices<'a>(first: &'a [u8], frames: &'a [DataFrame], out: &mut Vec<io::IoSlice<'a>>) {
+    out.clear();
+    if !first.is_empty() {
+        out.push(io::IoSlice::new(first));
+    }
+    for f in frames {
+        if !f.head.is_empty() {
+            out.push(io::IoSlice::new(&f.head));
+        }
+        if !f.payload.is_empty() {
+            out.push(io::IoSlice::new(&f.payload));
+        }
+    }
+}
 
 /// Queued bytes past which a peer that provokes frames without reading them is cut off.
 pub(crate) fn hard_cap(max_frame: usize) -> usize {
@@ -160,8 +255,8 @@ pub(crate) struct Outbox {
     /// Control lane.
     ctrl: Vec<u8>,
     ctrl_events: Events,
-    /// Stream lane: one encoded frame per entry.
-    data: VecDeque<Vec<u8>>,
+    /// Stream lane: one frame per entry, payloads not copied.
+    data: VecDeque<DataFrame>,
     data_bytes: usize,
     /// Encode buffer of the direct path, reused.
     scratch: Vec<u8>,
@@ -244,6 +339,9 @@ impl Outbox {
         if self.closing {
             return Pushed::Gone;
         }
+        if !self.active && lane == Lane::Stream {
+            return self.push_stream_now(msg, wake);
+        }
         if !self.active {
             let Some(sock) = self.sock.as_ref() else {
                 return Pushed::Gone;
@@ -292,13 +390,10 @@ impl Outbox {
                     self.ctrl_events = self.ctrl_events.plus(Events::one(self.ctrl.len() - start));
                 })
             }
-            Lane::Stream => {
-                let mut frame = Vec::new();
-                encode_capped(msg, &mut frame, self.max_frame).map(|()| {
-                    self.data_bytes += frame.len();
-                    self.data.push_back(frame);
-                })
-            }
+            Lane::Stream => DataFrame::of(msg, self.max_frame).map(|frame| {
+                self.data_bytes += frame.len();
+                self.data.push_back(frame);
+            }),
         };
         match encoded {
             Ok(()) => Pushed::Ok,
@@ -306,8 +401,43 @@ impl Outbox {
         }
     }
 
-    /// Moves the next batch into `batch` (empty on entry); returns where writing starts.
-    fn take_batch(&mut self, batch: &mut Vec<u8>) -> usize {
+    /// The direct path for a stream frame: head and payload in one vectored write, without
+    /// encoding the payload into `scratch`. Only the unwritten rest of a frame the socket
+    /// pushed back is copied (into `head`, for the writer task).
+    fn push_stream_now(&mut self, msg: &Message, wake: &tokio::sync::Notify) -> Pushed {
+        let Some(sock) = self.sock.as_ref() else {
+            return Pushed::Gone;
+        };
+        let frame = match DataFrame::of(msg, self.max_frame) {
+            Ok(f) => f,
+            Err(e) => return Pushed::Unencodable(e),
+        };
+        let mut parts = Vec::with_capacity(2);
+        slices(&[], std::slice::from_ref(&frame), &mut parts);
+        let written = match try_write_vectored_now(sock, &mut &mut parts[..]) {
+            Ok(n) => n,
+            Err(e) => return Pushed::Failed(e),
+        };
+        if written == frame.len() {
+            if written < COALESCE_BELOW && tokio::task::try_id().is_some() {
+                // As for small control frames (see "Coalescing").
+                self.active = true;
+                wake.notify_one();
+            }
+            return Pushed::Ok;
+        }
+        self.head.clear();
+        frame.copy_rest(written, &mut self.head);
+        self.head_pos = 0;
+        self.head_events = Events::NONE;
+        self.active = true;
+        wake.notify_one();
+        Pushed::Ok
+    }
+
+    /// Moves the next batch into `batch` (control bytes, empty on entry) and `frames` (stream
+    /// frames, empty on entry); returns where writing starts in `batch`.
+    fn take_batch(&mut self, batch: &mut Vec<u8>, frames: &mut Vec<DataFrame>) -> usize {
         let mut pos = 0;
         let mut events = Events::NONE;
         if self.head_pos < self.head.len() {
@@ -338,14 +468,14 @@ impl Outbox {
             };
             budget = budget.saturating_sub(frame.len());
             self.data_bytes -= frame.len();
-            batch.extend_from_slice(&frame);
+            frames.push(frame);
         }
         if self.data_bytes < STREAM_HIGH_WATER {
             for w in self.stream_waiters.drain(..) {
                 w.wake();
             }
         }
-        self.writing = batch.len() - pos;
+        self.writing = batch.len() - pos + frames.iter().map(DataFrame::len).sum::<usize>();
         self.writing_events = events;
         pos
     }
@@ -591,9 +721,11 @@ enum Next {
 /// `handshake_timeout`) or discards, and exits, dropping its reference to the socket.
 pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
     let mut batch: Vec<u8> = Vec::new();
+    let mut frames: Vec<DataFrame> = Vec::new();
     let mut deadline: Option<Instant> = None;
     loop {
         batch.clear();
+        frames.clear();
         if batch.capacity() > RETAIN {
             batch = Vec::new();
         }
@@ -604,8 +736,8 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
             if out.discard {
                 Next::Exit
             } else {
-                let pos = out.take_batch(&mut batch);
-                if pos < batch.len() {
+                let pos = out.take_batch(&mut batch, &mut frames);
+                if pos < batch.len() || !frames.is_empty() {
                     if out.closing && deadline.is_none() {
                         deadline = Some(deadline_after(inner.config.handshake_timeout));
                     }
@@ -628,7 +760,7 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
             }
             Next::Write(pos) => pos,
         };
-        if let Err(e) = write_batch(&inner, &sock, &batch[pos..], &mut deadline).await {
+        if let Err(e) = write_batch(&inner, &sock, &batch[pos..], &frames, &mut deadline).await {
             inner.shut(format!("write failed: {e}"), None);
             break;
         }
@@ -649,18 +781,23 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
     tracing::debug!(session = inner.id, "writer finished");
 }
 
-/// Writes all of `buf`, waiting for writability. Gives up when the connection is closed
-/// without a final frame, or when the close `deadline` passes.
+/// Writes all of `buf` and then `frames` (vectored), waiting for writability. Gives up when
+/// the connection is closed without a final frame, or when the close `deadline` passes.
 async fn write_batch(
     inner: &Inner,
     sock: &Socket,
-    mut buf: &[u8],
+    buf: &[u8],
+    frames: &[DataFrame],
     deadline: &mut Option<Instant>,
 ) -> io::Result<()> {
-    while !buf.is_empty() {
-        match sock.try_write(buf) {
+    let mut all = Vec::with_capacity(1 + 2 * frames.len());
+    slices(buf, frames, &mut all);
+    let mut bufs = &mut all[..];
+    while !bufs.is_empty() {
+        let n = bufs.len().min(MAX_IOV);
+        match sock.try_write_vectored(&bufs[..n]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
             Err(_) => match *deadline {
@@ -723,7 +860,17 @@ mod tests {
         while let Some(m) = dec.decode(&mut buf).unwrap() {
             kinds.push(m.kind_name());
         }
+        assert!(buf.is_empty(), "a partial frame is left");
         kinds
+    }
+
+    /// The bytes a batch puts on the wire: the control bytes, then each stream frame.
+    fn wire(batch: &[u8], frames: &[DataFrame]) -> Vec<u8> {
+        let mut all = batch.to_vec();
+        for f in frames {
+            f.copy_rest(0, &mut all);
+        }
+        all
     }
 
     #[tokio::test]
@@ -742,18 +889,78 @@ mod tests {
             out.push(Lane::Ctrl, &Message::Ping { nonce: 1 }, &wake),
             Pushed::Ok
         ));
-        let mut batch = Vec::new();
-        let pos = out.take_batch(&mut batch);
+        let (mut batch, mut frames) = (Vec::new(), Vec::new());
+        let pos = out.take_batch(&mut batch, &mut frames);
         assert_eq!(pos, 0);
-        let k = kinds(&batch);
+        // The payloads are the stream's own buffers, not copies.
+        assert!(frames.iter().all(|f| f.payload.as_ptr() == chunk.as_ptr()));
+        let k = kinds(&wire(&batch, &frames));
         assert_eq!(k[0], "ping", "control goes first");
         let data = k.iter().filter(|k| **k == "stream_data").count();
         assert_eq!(data, DATA_BATCH / (64 * 1024), "{k:?}");
-        assert_eq!(out.queued(), batch.len() + out.data_bytes);
+        assert_eq!(out.queued(), wire(&batch, &frames).len() + out.data_bytes);
         // The next batch carries on with the data.
-        batch.clear();
-        out.take_batch(&mut batch);
-        assert_eq!(kinds(&batch).len(), 4);
+        let (mut batch, mut frames) = (Vec::new(), Vec::new());
+        out.take_batch(&mut batch, &mut frames);
+        assert_eq!(kinds(&wire(&batch, &frames)).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn stream_frames_reach_the_peer_whole_and_in_order_through_vectored_writes() {
+        // A peer that reads slowly: the direct path's vectored write is cut short, its rest
+        // and the queued frames go out as the writer task sends them, and the bytes must
+        // arrive exactly as `encode_frame` would have put them, in order.
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let sock = Arc::new(Socket::unix(UnixStream::from_std(a).unwrap()).expect("register"));
+        let mut out = Outbox::new(Arc::clone(&sock), logos_wire::codec::DEFAULT_MAX_FRAME);
+        let wake = Notify::new();
+        let mut sent = Vec::new();
+        for i in 0..40u8 {
+            let data = Message::StreamData {
+                stream: 7,
+                data: Bytes::from(vec![i; 60_000 + usize::from(i)]),
+            };
+            encode_frame(&data, &mut sent).unwrap();
+            assert!(matches!(out.push(Lane::Stream, &data, &wake), Pushed::Ok));
+        }
+        assert!(out.active, "the socket never pushed back");
+        let expected = sent.len();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut b = b;
+            let mut got = Vec::new();
+            let mut buf = vec![0; 7_000];
+            while got.len() < expected {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+                let n = b.read(&mut buf).unwrap();
+                assert!(n > 0, "closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        // What the writer task does: the rest of the direct write, then batches, each written
+        // whole (retrying while the socket is full).
+        let mut first = std::mem::take(&mut out.head);
+        loop {
+            let (mut batch, mut frames) = (Vec::new(), Vec::new());
+            let pos = out.take_batch(&mut batch, &mut frames);
+            first.extend_from_slice(&batch[pos..]);
+            if first.is_empty() && frames.is_empty() {
+                break;
+            }
+            let mut all = Vec::new();
+            slices(&first, &frames, &mut all);
+            let mut bufs = &mut all[..];
+            while !bufs.is_empty() {
+                try_write_vectored_now(&sock, &mut bufs).unwrap();
+                std::thread::yield_now();
+            }
+            first.clear();
+        }
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), sent.len());
+        assert!(got == sent, "frames arrived altered or out of order");
     }
 
     #[tokio::test]
@@ -765,7 +972,7 @@ mod tests {
         let big = Message::Event {
             source: "s".into(),
             event: "e".into(),
-            data: vec![Value::Bytes(vec![0; 100])],
+            data: vec![Value::Bytes(vec![0; 100].into())],
         };
         assert!(matches!(
             out.push(Lane::Event, &big, &wake),
@@ -785,8 +992,8 @@ mod tests {
             out.push(Lane::Ctrl, &Message::Ping { nonce: 1 }, &wake),
             Pushed::Gone
         ));
-        let mut batch = Vec::new();
-        out.take_batch(&mut batch);
+        let (mut batch, mut frames) = (Vec::new(), Vec::new());
+        out.take_batch(&mut batch, &mut frames);
         assert_eq!(kinds(&batch), vec!["error"]);
     }
 }

@@ -160,7 +160,7 @@ async fn issue_10_events_for_a_slow_reader_are_bounded_in_bytes_and_reported_as_
     // than its 16 MiB byte budget.
     let (mut raw, session) = raw().await;
     let budget = Config::default().event_queue_bytes;
-    let payload = vec![Value::Bytes(vec![3; 64 * 1024])];
+    let payload = vec![Value::Bytes(vec![3; 64 * 1024].into())];
     let mut accepted = 0u64;
     let mut refused = 0u64;
     for _ in 0..600 {
@@ -225,7 +225,7 @@ async fn issue_10_a_hello_just_under_the_handshake_cap_is_accepted() {
     let mut h = hello("big");
     h.attrs.insert(
         "pad".into(),
-        Value::Bytes(vec![0; MAX_HANDSHAKE_FRAME - 100]),
+        Value::Bytes(vec![0; MAX_HANDSHAKE_FRAME - 100].into()),
     );
     RawPeer::new(a).send(&Message::Hello(h)).await;
     let pending = soon("read_hello", server).await.unwrap().unwrap();

@@ -485,7 +485,7 @@ async fn oversized_call_is_refused_locally_and_the_connection_survives() {
     let (alice, _bob) = pair_with(Arc::new(Refuse), Arc::new(Refuse), config).await;
     let err = soon(
         "big call",
-        alice.call("bob", "x", vec![Value::Bytes(vec![0; 4096])], SOON),
+        alice.call("bob", "x", vec![Value::Bytes(vec![0; 4096].into())], SOON),
     )
     .await
     .unwrap_err();

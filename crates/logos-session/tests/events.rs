@@ -59,7 +59,7 @@ async fn flood_to_a_stalled_subscriber_stays_bounded_then_reports_lagged_in_orde
     config.event_queue = QUEUE;
     let (alice, _bob) = pair_with(Arc::new(Refuse), Arc::new(probe), config).await;
 
-    let payload = Value::Bytes(vec![0xab; PAYLOAD]);
+    let payload = Value::Bytes(vec![0xab; PAYLOAD].into());
     let mut dropped = 0u64;
     let mut max_bytes = 0;
     for i in 0..FLOOD {

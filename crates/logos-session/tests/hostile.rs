@@ -65,7 +65,7 @@ async fn a_smaller_configured_cap_is_enforced() {
     raw.send(&Message::Event {
         source: "s".into(),
         event: "e".into(),
-        data: vec![Value::Bytes(vec![0; 200])],
+        data: vec![Value::Bytes(vec![0; 200].into())],
     })
     .await;
     expect_closed_with(&mut raw, &session, ErrorCode::Limit, "limit of 100").await;
@@ -234,7 +234,7 @@ async fn a_peer_that_calls_without_reading_meets_limit_not_our_memory() {
     let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
     let (probe, _seen) = Probe::new(move |_, call: logos_wire::Call| {
         let _ = entered_tx.send(call.id);
-        async move { Ok(Value::Bytes(vec![1; BIG])) }
+        async move { Ok(Value::Bytes(vec![1; BIG].into())) }
     });
     let mut config = Config::default();
     config.max_calls_in_flight = 1;
@@ -266,7 +266,7 @@ async fn a_peer_that_calls_without_reading_meets_limit_not_our_memory() {
     while answers.len() < 3 {
         match raw.recv().await.expect("answers before EOF") {
             Message::Reply { id, value } => {
-                assert_eq!(value, Value::Bytes(vec![1; BIG]));
+                assert_eq!(value, Value::Bytes(vec![1; BIG].into()));
                 answers.insert(id, None);
             }
             Message::Error { id, code, .. } => {

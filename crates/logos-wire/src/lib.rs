@@ -17,7 +17,7 @@ pub mod value;
 pub use code::ErrorCode;
 pub use codec::{
     FrameDecoder, decode_message, decode_value, encode_frame, encode_frame_into, encode_message,
-    encode_value,
+    encode_stream_data_head, encode_value,
 };
 pub use error::WireError;
 pub use handshake::{MAX_HANDSHAKE_FRAME, PROTOCOL_MAJOR, PROTOCOL_MINOR};

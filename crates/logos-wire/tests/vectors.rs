@@ -293,7 +293,7 @@ fn to_value(d: &Diag, ctx: &str) -> Value {
         },
         Diag::Float(x) => Value::Float(*x),
         Diag::Text(s) => Value::Text(s.clone()),
-        Diag::Bytes(b) => Value::Bytes(b.clone()),
+        Diag::Bytes(b) => Value::Bytes(b.clone().into()),
         Diag::List(items) => Value::List(items.iter().map(|i| to_value(i, ctx)).collect()),
         Diag::Map(entries) => Value::Map(
             entries

@@ -266,7 +266,10 @@ mod tests {
 
     #[test]
     fn bytes_are_base64url_in_output() {
-        let v = Value::List(vec![Value::Bytes(vec![0, 0x10, 0xff, 0x80]), Value::Int(1)]);
+        let v = Value::List(vec![
+            Value::Bytes(vec![0, 0x10, 0xff, 0x80].into()),
+            Value::Int(1),
+        ]);
         assert_eq!(value_json(&v), serde_json::json!([{"_bytes": "ABD_gA"}, 1]));
     }
 

@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn event_data_is_keyed_by_position() {
-        let data = [Value::from(1), Value::Bytes(vec![1])];
+        let data = [Value::from(1), Value::Bytes(vec![1].into())];
         assert_eq!(
             event_data(&data),
             json!({"arg0": 1, "arg1": {"_bytes": "AQ"}})

@@ -157,7 +157,7 @@ impl World {
                 Value::Text(p.ctx().to_string()),
                 Value::Text(name.into()),
                 Value::Text(source.into()),
-                Value::Bytes(sig.to_vec()),
+                Value::Bytes(sig.to_vec().into()),
             ],
         )
         .await
@@ -176,7 +176,7 @@ impl World {
             vec![
                 Value::Text(p.ctx().to_string()),
                 Value::Text(text.into()),
-                Value::Bytes(sig.to_vec()),
+                Value::Bytes(sig.to_vec().into()),
             ],
         )
         .await
@@ -184,7 +184,7 @@ impl World {
     }
 
     async fn submit(&self, target: &Peer, env: &SignedEnvelope) -> Result<Value, String> {
-        self.call(target, "submit", vec![Value::Bytes(env.to_bytes())])
+        self.call(target, "submit", vec![Value::Bytes(env.to_bytes().into())])
             .await
     }
 
@@ -212,7 +212,7 @@ impl World {
                 vec![
                     Value::Text(p.ctx().to_string()),
                     Value::UInt(exp),
-                    Value::Bytes(sig.to_vec()),
+                    Value::Bytes(sig.to_vec().into()),
                     Value::UInt(0),
                     Value::UInt(1000),
                 ],

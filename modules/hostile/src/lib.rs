@@ -225,7 +225,7 @@ async fn spoof(ctx: &Context, target: &str, other: &str) -> Result<String, Strin
         major: logos_wire::PROTOCOL_MAJOR,
         minor: logos_wire::PROTOCOL_MINOR,
         identity: other.to_owned(),
-        token: bytes::Bytes::from(token.clone()),
+        token: token.clone(),
         attrs: logos_wire::Attrs::new(),
     };
     let handler = std::sync::Arc::new(logos_session::Refuse);

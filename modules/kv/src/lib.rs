@@ -138,7 +138,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = Context::standalone("kv", dir.path());
         let kv = Kv::init(&ctx).unwrap();
-        kv.set("a".into(), Value::Bytes(vec![1, 2])).await.unwrap();
+        kv.set("a".into(), Value::Bytes(vec![1, 2].into()))
+            .await
+            .unwrap();
         kv.set("b".into(), Value::from(7)).await.unwrap();
         kv.set("a".into(), Value::from("text")).await.unwrap();
         assert!(kv.delete("b".into()).await.unwrap());

@@ -180,7 +180,7 @@ async fn request_module_once(
         .map_err(|e| e.to_fault())?;
     let mut grant = vec![
         Value::from(me.as_str()),
-        Value::Bytes(token.as_bytes().to_vec()),
+        Value::Bytes(token.as_bytes().to_vec().into()),
         caller_pid.map_or(Value::Null, Value::from),
     ];
     // Left out when every method is allowed, so a module written before method grants
@@ -217,7 +217,10 @@ async fn request_module_once(
     tracing::debug!(caller = %me, target, "token minted");
     let mut reply = BTreeMap::new();
     reply.insert("module".to_owned(), Value::from(target));
-    reply.insert("token".to_owned(), Value::Bytes(token.as_bytes().to_vec()));
+    reply.insert(
+        "token".to_owned(),
+        Value::Bytes(token.as_bytes().to_vec().into()),
+    );
     let endpoint = if caller_remote {
         // The remote caller opens a `call` link to the core naming the target.
         format!("link:{target}")

@@ -190,7 +190,7 @@ async fn dial_back(
         .call(
             target,
             "$dial",
-            vec![Value::Bytes(ticket.to_vec())],
+            vec![Value::Bytes(ticket.to_vec().into())],
             PEER_HANDSHAKE,
         )
         .await;

@@ -334,7 +334,7 @@ fn grant_args(args: Vec<Value>) -> Result<GrantArgs, Fault> {
         _ => return Err(bad("caller must be non-empty text")),
     };
     let token = match it.next() {
-        Some(Value::Bytes(t)) if !t.is_empty() && t.len() <= MAX_TOKEN_LEN => t,
+        Some(Value::Bytes(t)) if !t.is_empty() && t.len() <= MAX_TOKEN_LEN => t.to_vec(),
         _ => return Err(bad("token must be 1 to 1024 bytes")),
     };
     let pid = match it.next() {
@@ -392,32 +392,40 @@ mod tests {
     fn grant_args_are_checked() {
         let ok = grant_args(vec![
             Value::from("greeter"),
-            Value::Bytes(vec![1; 32]),
+            Value::Bytes(vec![1; 32].into()),
             Value::from(42u32),
         ])
         .unwrap();
         assert_eq!(ok, ("greeter".to_owned(), vec![1; 32], Some(42), None));
-        let no_pid =
-            grant_args(vec![Value::from("a"), Value::Bytes(vec![1]), Value::Null]).unwrap();
+        let no_pid = grant_args(vec![
+            Value::from("a"),
+            Value::Bytes(vec![1].into()),
+            Value::Null,
+        ])
+        .unwrap();
         assert_eq!(no_pid.2, None);
-        let omitted = grant_args(vec![Value::from("a"), Value::Bytes(vec![1])]).unwrap();
+        let omitted = grant_args(vec![Value::from("a"), Value::Bytes(vec![1].into())]).unwrap();
         assert_eq!(omitted.2, None);
         for bad in [
             vec![],
-            vec![Value::from(""), Value::Bytes(vec![1])],
+            vec![Value::from(""), Value::Bytes(vec![1].into())],
             vec![Value::from("a"), Value::from("text token")],
-            vec![Value::from("a"), Value::Bytes(vec![])],
-            vec![Value::from("a"), Value::Bytes(vec![1]), Value::from(-1)],
+            vec![Value::from("a"), Value::Bytes(vec![].into())],
             vec![
                 Value::from("a"),
-                Value::Bytes(vec![1]),
+                Value::Bytes(vec![1].into()),
+                Value::from(-1),
+            ],
+            vec![
+                Value::from("a"),
+                Value::Bytes(vec![1].into()),
                 Value::Null,
                 Value::Null,
                 Value::Null,
             ],
             vec![
                 Value::from("a"),
-                Value::Bytes(vec![1]),
+                Value::Bytes(vec![1].into()),
                 Value::Null,
                 Value::from("all"),
             ],
@@ -442,7 +450,7 @@ mod tests {
         );
         let (_, _, _, access) = grant_args(vec![
             Value::from("greeter"),
-            Value::Bytes(vec![1]),
+            Value::Bytes(vec![1].into()),
             Value::Null,
             v,
         ])

@@ -323,7 +323,7 @@ pub(super) fn dial<T: Module>(state: &Arc<Served<T>>, args: Vec<Value>) -> Resul
         ));
     };
     let ticket = match args.as_slice() {
-        [Value::Bytes(t)] if t.len() == 16 => t.clone(),
+        [Value::Bytes(t)] if t.len() == 16 => t.to_vec(),
         _ => {
             return Err(Fault::new(
                 ErrorCode::InvalidArgs,

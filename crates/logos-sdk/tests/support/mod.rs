@@ -346,7 +346,7 @@ async fn grant(
             "$grant",
             vec![
                 Value::from(caller),
-                Value::Bytes(token.clone()),
+                Value::Bytes(token.clone().into()),
                 pid.map_or(Value::Null, Value::from),
             ],
             Duration::from_secs(5),
@@ -385,7 +385,7 @@ impl Handler for ControlHandler {
                     let token = grant(&state, &caller, target, pid).await?;
                     Ok(Value::Map(BTreeMap::from([
                         ("module".to_owned(), Value::from(target)),
-                        ("token".to_owned(), Value::Bytes(token)),
+                        ("token".to_owned(), Value::Bytes(token.into())),
                         (
                             "endpoint".to_owned(),
                             Value::from(

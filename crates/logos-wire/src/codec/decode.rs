@@ -17,6 +17,12 @@ use crate::value::Value;
 use bytes::Bytes;
 use minicbor::Decoder;
 use minicbor::data::Type;
+
+/// Byte strings in values from this size on are slices of the frame (no copy); smaller ones
+/// are copied (see `Reader::value_bytes`). A slice keeps its frame's buffer alive, and a
+/// session reads into buffers of at least 64 KiB: from 64 KiB on, a value kept by the
+/// application holds at most about twice its size, where a 4 KiB one could hold 16 times.
+pub(crate) const SHARE_MIN: usize = 64 * 1024;
 use std::collections::BTreeMap;
 
 /// Most list slots reserved up front; longer lists grow as their items actually decode.
@@ -145,6 +151,16 @@ impl<'b> Reader<'b> {
         })
     }
 
+    /// A byte string inside a value: a slice of the frame from [`SHARE_MIN`] bytes on, a copy
+    /// below, so a small value kept by the application does not pin a whole read buffer.
+    fn value_bytes(&mut self, what: &str) -> Result<Bytes, WireError> {
+        let b = self.bytes(what)?;
+        Ok(match self.owner {
+            Some(owner) if b.len() >= SHARE_MIN => owner.slice_ref(b),
+            _ => Bytes::copy_from_slice(b),
+        })
+    }
+
     fn error_code(&mut self, what: &str) -> Result<ErrorCode, WireError> {
         let at = self.pos();
         let s = self.text(what)?;
@@ -249,7 +265,7 @@ impl<'b> Reader<'b> {
             Type::F16 => Value::Float(self.f16(what)?),
             Type::F32 | Type::F64 => Value::Float(self.d.f64().map_err(cbor)?),
             Type::String => Value::Text(self.text(what)?.to_owned()),
-            Type::Bytes => Value::Bytes(self.bytes(what)?.to_vec()),
+            Type::Bytes => Value::Bytes(self.value_bytes(what)?),
             Type::Array => Value::List(self.list(what, level)?),
             Type::Map => Value::Map(self.map_value(what, level)?),
             other => return Err(self.mismatch(what, "a value", other)),

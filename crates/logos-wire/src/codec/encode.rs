@@ -159,6 +159,48 @@ pub(super) fn value_to<W: Write<Error = Infallible>>(v: &Value, w: W) -> Result<
 }
 
 /// The message array head and its kind number.
+/// The CBOR body of `stream_data [stream, data]` up to, not including, the `len` payload
+/// bytes: with them appended, byte for byte what [`message`] writes for it.
+pub(super) fn stream_data_head(
+    stream: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    if len > MAX_CHUNK {
+        return Err(WireError::Unencodable {
+            what: "stream_data.data".into(),
+            reason: format!(
+                "{len} bytes exceed the chunk limit of {MAX_CHUNK} bytes; split the data"
+            ),
+        });
+    }
+    let kind = u64::from(
+        Message::StreamData {
+            stream,
+            data: bytes::Bytes::new(),
+        }
+        .kind(),
+    );
+    let mut e = Encoder::new(&mut *out);
+    head(&mut e, 3, kind)?;
+    put(e.u64(stream))?;
+    // A byte string's head (major type 2) with the shortest length form, as `Encoder::bytes`
+    // writes it (`len` is at most MAX_CHUNK, so the 8-byte form never comes).
+    let n = len as u64;
+    if n < 24 {
+        out.push(0x40 | n as u8);
+    } else if n <= 0xff {
+        out.extend_from_slice(&[0x58, n as u8]);
+    } else if n <= 0xffff {
+        out.push(0x59);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0x5a);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+    Ok(())
+}
+
 fn head<W: Write<Error = Infallible>>(
     e: &mut Enc<W>,
     len: u64,

@@ -76,6 +76,44 @@ pub fn encode_frame_into(msg: &Message, out: &mut BytesMut) -> Result<usize, Wir
     body
 }
 
+/// The frame of `stream_data [stream, data]` without its `len` payload bytes: the length
+/// prefix and the CBOR up to the payload, appended to `out`; returns the whole body length
+/// (payload included). `head` followed by the payload is byte for byte [`encode_frame`] of the
+/// message, so a writer can send the payload from where it lies (a vectored write) instead of
+/// copying it into a frame.
+///
+/// # Errors
+/// [`WireError::Unencodable`] when `len` exceeds [`crate::credit::MAX_CHUNK`]; `out` is left
+/// as it was.
+pub fn encode_stream_data_head(
+    stream: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize, WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    if let Err(e) = encode::stream_data_head(stream, len, out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let body = out.len() - start - LEN_PREFIX + len;
+    // Within MAX_CHUNK plus a head of at most 20 bytes: always fits the prefix.
+    let prefix = u32::try_from(body).map_err(|_| WireError::FrameTooLarge {
+        len: body,
+        max: MAX_PREFIXED,
+    });
+    match prefix {
+        Ok(p) => {
+            out[start..start + LEN_PREFIX].copy_from_slice(&p.to_be_bytes());
+            Ok(body)
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Patches the length prefix at `start` once the body after it is written.
 fn prefix(out: &mut [u8], start: usize) -> Result<usize, WireError> {
     let body = out.len() - start - LEN_PREFIX;
@@ -233,6 +271,65 @@ mod tests {
         out
     }
 
+    #[test]
+    fn large_bytes_are_slices_of_the_frame_and_small_ones_copies() {
+        let big = vec![0xab; decode::SHARE_MIN];
+        let small = vec![0xcd; decode::SHARE_MIN - 1];
+        let msg = Message::Event {
+            source: "a".into(),
+            event: "e".into(),
+            data: vec![Value::from(big.clone()), Value::from(small.clone())],
+        };
+        let mut frame = Vec::new();
+        encode_frame(&msg, &mut frame).unwrap();
+        let mut buf = BytesMut::from(&frame[..]);
+        let read = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        let Some(Message::Event { data, .. }) = FrameDecoder::default().decode(&mut buf).unwrap()
+        else {
+            panic!("not an event");
+        };
+        let [Value::Bytes(b), Value::Bytes(s)] = &data[..] else {
+            panic!("{data:?}");
+        };
+        assert_eq!((&b[..], &s[..]), (&big[..], &small[..]));
+        assert!(
+            read.contains(&(b.as_ptr() as usize)),
+            "a copy of the large value"
+        );
+        assert!(
+            !read.contains(&(s.as_ptr() as usize)),
+            "the small value pins the frame"
+        );
+    }
+
+    #[test]
+    fn a_stream_data_head_and_its_payload_are_the_encoded_frame() {
+        for len in [0, 1, 23, 24, 255, 256, 65_535, crate::credit::MAX_CHUNK] {
+            for stream in [0, 23, 24, 1 << 40, u64::MAX] {
+                let data = Bytes::from(vec![0x5a; len]);
+                let mut whole = Vec::new();
+                let body = encode_frame(
+                    &Message::StreamData {
+                        stream,
+                        data: data.clone(),
+                    },
+                    &mut whole,
+                )
+                .unwrap();
+                let mut head = vec![9];
+                assert_eq!(
+                    encode_stream_data_head(stream, len, &mut head).unwrap(),
+                    body
+                );
+                head.extend_from_slice(&data);
+                assert_eq!(head[1..], whole[..], "stream {stream}, {len} bytes");
+            }
+        }
+        let mut out = vec![1];
+        assert!(encode_stream_data_head(1, crate::credit::MAX_CHUNK + 1, &mut out).is_err());
+        assert_eq!(out, [1]);
+    }
+
     fn malformed(r: Result<impl std::fmt::Debug, WireError>) -> (String, usize, String) {
         match r {
             Err(WireError::Malformed {
@@ -303,7 +400,7 @@ mod tests {
             Message::Event {
                 source: "chat".into(),
                 event: "message".into(),
-                data: vec![Value::from("hi"), Value::Bytes(vec![0, 255])],
+                data: vec![Value::from("hi"), Value::Bytes(vec![0, 255].into())],
             },
             Message::Lagged {
                 source: "core".into(),

@@ -21,7 +21,7 @@ impl Value {
     /// use logos_wire::Value;
     /// let v = Value::from_json(serde_json::json!({"n": 18446744073709551615u64, "b": {"$bytes": "00ff"}}));
     /// assert_eq!(v.get("n"), Some(&Value::UInt(u64::MAX)));
-    /// assert_eq!(v.get("b"), Some(&Value::Bytes(vec![0, 255])));
+    /// assert_eq!(v.get("b"), Some(&Value::Bytes(vec![0, 255].into())));
     /// ```
     pub fn from_json(json: serde_json::Value) -> Value {
         match json {
@@ -34,7 +34,7 @@ impl Value {
             }
             serde_json::Value::Object(obj) => {
                 if let Some(bytes) = bytes_object(&obj) {
-                    return Value::Bytes(bytes);
+                    return Value::Bytes(bytes.into());
                 }
                 Value::Map(
                     obj.into_iter()
@@ -51,7 +51,7 @@ impl Value {
     ///
     /// ```
     /// use logos_wire::Value;
-    /// assert_eq!(Value::Bytes(vec![0xab]).to_json(), serde_json::json!({"$bytes": "ab"}));
+    /// assert_eq!(Value::Bytes(vec![0xab].into()).to_json(), serde_json::json!({"$bytes": "ab"}));
     /// assert_eq!(Value::Float(f64::NAN).to_json(), serde_json::Value::Null);
     /// ```
     pub fn to_json(&self) -> serde_json::Value {
@@ -139,16 +139,16 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_through_the_dollar_object() {
-        let v = Value::Bytes(vec![0x00, 0x7f, 0x80, 0xff]);
+        let v = Value::Bytes(vec![0x00, 0x7f, 0x80, 0xff].into());
         assert_eq!(v.to_json(), json!({"$bytes": "007f80ff"}));
         assert_eq!(Value::from_json(v.to_json()), v);
         assert_eq!(
             Value::from_json(json!({"$bytes": "ABcd"})),
-            Value::Bytes(vec![0xab, 0xcd])
+            Value::Bytes(vec![0xab, 0xcd].into())
         );
         assert_eq!(
             Value::from_json(json!({"$bytes": ""})),
-            Value::Bytes(vec![])
+            Value::Bytes(vec![].into())
         );
     }
 

@@ -28,8 +28,10 @@ pub enum Value {
     Float(f64),
     /// UTF-8 text.
     Text(String),
-    /// Raw bytes (never base64 on the wire).
-    Bytes(Vec<u8>),
+    /// Raw bytes (never base64 on the wire). Shared, not copied: a large byte string decoded
+    /// from a frame is a slice of that frame, and cloning one (to send it on) is a reference
+    /// count, so a 1 MiB payload crosses a module without a copy in user space.
+    Bytes(bytes::Bytes),
     /// An ordered list.
     List(Vec<Value>),
     /// A map with text keys, kept sorted (deterministic encoding).
@@ -189,6 +191,12 @@ impl From<&str> for Value {
 
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v.into())
+    }
+}
+
+impl From<bytes::Bytes> for Value {
+    fn from(v: bytes::Bytes) -> Self {
         Value::Bytes(v)
     }
 }
@@ -223,7 +231,7 @@ impl fmt::Display for Value {
             Value::Text(s) => write!(f, "{s:?}"),
             Value::Bytes(b) => {
                 f.write_str("h'")?;
-                for byte in b {
+                for byte in b.iter() {
                     write!(f, "{byte:02x}")?;
                 }
                 f.write_str("'")

@@ -53,7 +53,7 @@ pub fn scalar() -> impl Strategy<Value = Value> {
         int(),
         float().prop_map(Value::Float),
         any::<String>().prop_map(Value::Text),
-        vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
+        vec(any::<u8>(), 0..40).prop_map(Value::from),
     ]
 }
 

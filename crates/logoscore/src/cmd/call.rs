@@ -144,7 +144,7 @@ fn json_value(json: serde_json::Value) -> Result<Value, String> {
                     );
                     return engine
                         .decode(text)
-                        .map(Value::Bytes)
+                        .map(Value::from)
                         .map_err(|e| format!("\"_bytes\": {text:?} is not base64url: {e}"));
                 }
                 if let Some(v) = obj.get("$bytes") {
@@ -236,7 +236,10 @@ mod tests {
             ok("[1,\"a\"]"),
             Value::List(vec![Value::Int(1), Value::Text("a".into())])
         );
-        assert_eq!(ok("{\"$bytes\":\"00ff\"}"), Value::Bytes(vec![0, 255]));
+        assert_eq!(
+            ok("{\"$bytes\":\"00ff\"}"),
+            Value::Bytes(vec![0, 255].into())
+        );
     }
 
     #[test]
@@ -317,17 +320,20 @@ mod tests {
     fn bytes_in_both_spellings() {
         assert_eq!(
             ok("json:{\"_bytes\":\"aGVsbG8\"}"),
-            Value::Bytes(b"hello".to_vec())
+            Value::from(b"hello".to_vec())
         );
         assert_eq!(
             ok("json:{\"_bytes\":\"ABD_gA==\"}"),
-            Value::Bytes(vec![0, 0x10, 0xff, 0x80])
+            Value::Bytes(vec![0, 0x10, 0xff, 0x80].into())
         );
-        assert_eq!(ok("json:{\"_bytes\":\"\"}"), Value::Bytes(vec![]));
-        assert_eq!(ok("{\"$bytes\":\"00ff\"}"), Value::Bytes(vec![0, 255]));
+        assert_eq!(ok("json:{\"_bytes\":\"\"}"), Value::Bytes(vec![].into()));
+        assert_eq!(
+            ok("{\"$bytes\":\"00ff\"}"),
+            Value::Bytes(vec![0, 255].into())
+        );
         assert_eq!(
             ok("json:[{\"_bytes\":\"AQ\"}]"),
-            Value::List(vec![Value::Bytes(vec![1])])
+            Value::List(vec![Value::Bytes(vec![1].into())])
         );
         assert!(refused("json:{\"_bytes\":\"!!\"}").contains("not base64url"));
         assert!(refused("json:{\"_bytes\":5}").contains("base64url string"));

@@ -206,7 +206,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                         Value::Text(id.to_string()),
                         Value::Text(name.clone()),
                         Value::Text(source.clone()),
-                        Value::Bytes(sig.to_vec()),
+                        Value::Bytes(sig.to_vec().into()),
                     ],
                 )
                 .await?;
@@ -252,7 +252,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                     vec![
                         Value::Text(id.to_string()),
                         Value::Text(text),
-                        Value::Bytes(sig.to_vec()),
+                        Value::Bytes(sig.to_vec().into()),
                     ],
                 )
                 .await?;
@@ -327,7 +327,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                 &k,
             );
             let v = conn
-                .call("submit", vec![Value::Bytes(env.to_bytes())])
+                .call("submit", vec![Value::Bytes(env.to_bytes().into())])
                 .await?;
             print(ctx, &v)
         }
@@ -345,7 +345,7 @@ pub(crate) async fn run(ctx: &Ctx, args: Args) -> Result<(), Error> {
                     vec![
                         Value::Text(id.to_string()),
                         Value::UInt(exp),
-                        Value::Bytes(sig.to_vec()),
+                        Value::Bytes(sig.to_vec().into()),
                         Value::UInt(after),
                         Value::UInt(1000),
                     ],

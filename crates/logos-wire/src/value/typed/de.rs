@@ -194,7 +194,7 @@ impl<'de> de::Deserializer<'de> for Deserializer<'de> {
             Value::UInt(u) => visitor.visit_u64(*u),
             Value::Float(x) => visitor.visit_f64(*x),
             Value::Text(s) => visitor.visit_string(std::mem::take(s)),
-            Value::Bytes(b) => visitor.visit_byte_buf(std::mem::take(b)),
+            Value::Bytes(b) => visitor.visit_byte_buf(Vec::from(std::mem::take(b))),
             Value::List(items) => visit_list(items, visitor),
             Value::Map(m) => visit_map(m, visitor),
         }
@@ -267,7 +267,7 @@ impl<'de> de::Deserializer<'de> for Deserializer<'de> {
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         match self.value {
-            Value::Bytes(b) => visitor.visit_byte_buf(std::mem::take(b)),
+            Value::Bytes(b) => visitor.visit_byte_buf(Vec::from(std::mem::take(b))),
             other => Err(mismatch("bytes", other)),
         }
     }
@@ -401,7 +401,7 @@ fn describe(v: &Value) -> String {
 /// Turns bytes into a list of ints in place, for list targets reading bytes.
 fn bytes_as_list(value: &mut Value) {
     if let Value::Bytes(b) = value {
-        let items = std::mem::take(b).into_iter().map(Value::from).collect();
+        let items = b.iter().map(|x| Value::from(*x)).collect();
         *value = Value::List(items);
     }
 }

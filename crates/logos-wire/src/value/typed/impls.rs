@@ -93,10 +93,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Text(v))
     }
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Value, E> {
-        Ok(Value::Bytes(v.to_vec()))
+        Ok(Value::Bytes(bytes::Bytes::copy_from_slice(v)))
     }
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Value, E> {
-        Ok(Value::Bytes(v))
+        Ok(Value::Bytes(v.into()))
     }
     fn visit_none<E: de::Error>(self) -> Result<Value, E> {
         Ok(Value::Null)

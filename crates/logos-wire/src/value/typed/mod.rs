@@ -75,7 +75,7 @@ pub fn from_value<T: serde::de::DeserializeOwned>(mut value: Value) -> Result<T,
 ///
 /// ```
 /// use logos_wire::{Value, from_value_mut};
-/// let mut v = Value::List(vec!["chat".into(), Value::Bytes(vec![1, 2])]);
+/// let mut v = Value::List(vec!["chat".into(), Value::Bytes(vec![1, 2].into())]);
 /// let (name, data): (&str, &[u8]) = from_value_mut(&mut v)?;
 /// assert_eq!((name, data), ("chat", &[1u8, 2][..]));
 /// # Ok::<(), logos_wire::WireError>(())
@@ -192,7 +192,7 @@ mod tests {
             ("id", Value::UInt(u64::MAX)),
             ("title", "t".into()),
             ("tags", Value::List(vec!["a".into(), "b".into()])),
-            ("body", Value::Bytes(vec![1, 2, 3])),
+            ("body", Value::Bytes(vec![1, 2, 3].into())),
             (
                 "shape",
                 map(&[("Named", map(&[("name", "tri".into()), ("sides", 3.into())]))]),
@@ -314,9 +314,12 @@ mod tests {
 
     #[test]
     fn bytes_and_plain_byte_vectors() {
-        assert_eq!(to_value(&Buf(vec![9])).unwrap(), Value::Bytes(vec![9]));
         assert_eq!(
-            from_value::<Buf>(Value::Bytes(vec![9])).unwrap(),
+            to_value(&Buf(vec![9])).unwrap(),
+            Value::Bytes(vec![9].into())
+        );
+        assert_eq!(
+            from_value::<Buf>(Value::Bytes(vec![9].into())).unwrap(),
             Buf(vec![9])
         );
         assert_eq!(err::<Buf>(Value::from("09")), "expected bytes, found text");
@@ -326,15 +329,15 @@ mod tests {
             Value::List(vec![1.into(), 2.into()])
         );
         assert_eq!(
-            from_value::<Vec<u8>>(Value::Bytes(vec![1, 2])).unwrap(),
+            from_value::<Vec<u8>>(Value::Bytes(vec![1, 2].into())).unwrap(),
             [1, 2]
         );
         assert_eq!(
-            from_value::<[u8; 2]>(Value::Bytes(vec![1, 2])).unwrap(),
+            from_value::<[u8; 2]>(Value::Bytes(vec![1, 2].into())).unwrap(),
             [1, 2]
         );
         assert_eq!(
-            err::<[u8; 2]>(Value::Bytes(vec![1, 2, 3])),
+            err::<[u8; 2]>(Value::Bytes(vec![1, 2, 3].into())),
             "expected a list of 2 items, found 3"
         );
     }
@@ -356,7 +359,7 @@ mod tests {
     #[test]
     fn value_is_its_own_serde_type() {
         let v = map(&[
-            ("b", Value::Bytes(vec![0, 1])),
+            ("b", Value::Bytes(vec![0, 1].into())),
             ("big", Value::UInt(u64::MAX)),
             (
                 "l",
@@ -414,7 +417,7 @@ mod tests {
     fn in_place_conversion_lends_what_the_target_borrows_and_moves_what_it_owns() {
         let mut v = map(&[
             ("name", "chat".into()),
-            ("data", Value::Bytes(vec![7, 8])),
+            ("data", Value::Bytes(vec![7, 8].into())),
             ("owned", "kept".into()),
             ("tags", Value::List(vec!["a".into(), "b".into()])),
         ]);
@@ -442,7 +445,7 @@ mod tests {
         let mut v = Value::Int(5);
         let e = from_value_mut::<&str>(&mut v).unwrap_err();
         assert_eq!(e.to_string(), "expected text, found int");
-        let mut v = Value::List(vec!["a".into(), Value::Bytes(vec![1])]);
+        let mut v = Value::List(vec!["a".into(), Value::Bytes(vec![1].into())]);
         let e = from_value_mut::<(&str, &str)>(&mut v).unwrap_err();
         assert_eq!(e.to_string(), "[1]: expected text, found bytes");
         let mut v = map(&[("name", 1.into())]);

@@ -93,7 +93,7 @@ impl ser::Serializer for Serializer {
         Ok(Value::Text(v.to_owned()))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Value> {
-        Ok(Value::Bytes(v.to_vec()))
+        Ok(Value::Bytes(bytes::Bytes::copy_from_slice(v)))
     }
     fn serialize_none(self) -> Result<Value> {
         Ok(Value::Null)
