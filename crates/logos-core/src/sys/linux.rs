@@ -108,31 +108,20 @@ pub struct ChildSetup {
 ///
 /// Works for `tokio::process::Command` too: pass `cmd.as_std_mut()`, or configure the std
 /// command and convert it with `tokio::process::Command::from`.
+#[cfg(test)]
 pub fn configure_child(cmd: &mut Command, setup: ChildSetup) {
     configure_child_for_parent(cmd, setup, process::getpid());
 }
 
 /// [`configure_child`] with the parent pid to compare against given explicitly (tests pass a
 /// wrong one to exercise the parent-died path).
+#[cfg(test)]
 fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid) {
-    let ChildSetup {
-        fds,
-        limits,
-        ruleset,
-        seccomp,
-        drop_capabilities,
-        cgroup,
-    } = setup;
-    let prepared = Prepared {
-        parent,
-        limits: prepare_limits(&limits),
-        fds,
-        ruleset: ruleset.map(|r| r.0),
-        seccomp: seccomp.map(|p| p.0),
-        drop_capabilities,
-        cgroup,
-        fd_ceiling: fd_ceiling(),
-    };
+    install(cmd, Prepared::new(setup, parent));
+}
+
+/// Installs `prepared` as `cmd`'s pre-exec step.
+pub(super) fn install(cmd: &mut Command, prepared: Prepared) {
     // SAFETY: `pre_exec` requires the closure to be safe to run between fork and exec in a
     // possibly multi-threaded process. `Prepared::in_child` allocates nothing, takes no lock
     // and makes only async-signal-safe system calls (prctl, getppid, write, setpgid,
@@ -144,21 +133,45 @@ fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid)
 }
 
 /// Everything the child needs, computed in the parent.
-struct Prepared {
+pub(super) struct Prepared {
     parent: Pid,
     limits: [Option<(Resource, Rlimit)>; 3],
     fds: [OwnedFd; 2],
     ruleset: Option<OwnedFd>,
     seccomp: Option<seccompiler::BpfProgram>,
     drop_capabilities: bool,
-    cgroup: Option<OwnedFd>,
+    /// `cgroup.procs` to join by writing `0`; `None` when the child was created in its
+    /// cgroup (`clone3`, see `spawn.rs`) or runs without one.
+    pub(super) cgroup: Option<OwnedFd>,
     /// Highest fd number to mark close-on-exec one by one when `close_range` is missing.
     fd_ceiling: RawFd,
 }
 
 impl Prepared {
-    /// Runs in the forked child. Async-signal-safe: see `configure_child_for_parent`.
-    fn in_child(&self) -> io::Result<()> {
+    /// Computes what the child of this process (`parent`) will need, before it exists.
+    pub(super) fn new(setup: ChildSetup, parent: Pid) -> Prepared {
+        let ChildSetup {
+            fds,
+            limits,
+            ruleset,
+            seccomp,
+            drop_capabilities,
+            cgroup,
+        } = setup;
+        Prepared {
+            parent,
+            limits: prepare_limits(&limits),
+            fds,
+            ruleset: ruleset.map(|r| r.0),
+            seccomp: seccomp.map(|p| p.0),
+            drop_capabilities,
+            cgroup,
+            fd_ceiling: fd_ceiling(),
+        }
+    }
+
+    /// Runs in the forked child. Async-signal-safe: see [`install`].
+    pub(super) fn in_child(&self) -> io::Result<()> {
         process::set_parent_process_death_signal(Some(process::Signal::KILL))?;
         // The parent may have died before the signal was armed: then it never comes.
         if process::getppid() != Some(self.parent) {
