@@ -265,7 +265,16 @@ pub fn spawn_module(
                 Err(e) => refused(&e),
             }
         }
-        prepared.cgroup = Some(cgroup.procs()?);
+        prepared.cgroup = match cgroup.procs() {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::warn!(
+                    program = %launch.program.display(),
+                    "cannot open a module's cgroup.procs: {e}; the module runs without its cgroup"
+                );
+                None
+            }
+        };
     }
     forked(launch, prepared)
 }
