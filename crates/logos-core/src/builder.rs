@@ -183,6 +183,10 @@ pub(crate) struct Settings {
     pub hidden: Vec<PathBuf>,
     /// Refuse to start modules that would run unconfined (no Landlock).
     pub strict_confinement: bool,
+    /// How module processes are created: `clone3` into their cgroup where the kernel allows
+    /// (`Auto`), or always `fork` and a cgroup migration (`Migrate`, when the environment
+    /// variable `LOGOS_CLONE3` is `off` as the core is built: a switch to test that path).
+    pub spawn_mode: crate::sys::SpawnMode,
     pub operator_tokens: Option<PathBuf>,
     pub access_group: Option<u32>,
     /// Where remote modules connect (`host:port`), when they may.
@@ -595,6 +599,11 @@ impl Builder {
                 .unwrap_or_else(|| std::env::var_os("LOGOS_LANDLOCK").is_none_or(|v| v != "off")),
             spans: self.spans.unwrap_or_else(spans_from_env),
             strict_confinement: self.strict_confinement,
+            spawn_mode: if std::env::var_os("LOGOS_CLONE3").is_some_and(|v| v == "off") {
+                crate::sys::SpawnMode::Migrate
+            } else {
+                crate::sys::SpawnMode::Auto
+            },
             hidden: self
                 .hidden
                 .into_iter()

@@ -94,9 +94,13 @@ impl UnixSocket {
         self.io.get_ref().write(buf)
     }
 
-    /// [`UnixSocket::try_write`] from several buffers in one `writev`.
+    /// [`UnixSocket::try_write`] from several buffers in one `sendmsg`. With `MSG_NOSIGNAL`,
+    /// as std's `write` sends: a peer gone is an `EPIPE` error, never a `SIGPIPE`, which would
+    /// kill a process that does not ignore it (a C program embedding the C API).
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.io.get_ref().write_vectored(bufs)
+        let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
+        let mut control = rustix::net::SendAncillaryBuffer::default();
+        Ok(rustix::net::sendmsg(self.io.get_ref(), bufs, &mut control, flags)?)
     }
 
     /// Waits until a write may make progress, through a writable-only registration that

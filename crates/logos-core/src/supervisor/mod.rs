@@ -690,6 +690,7 @@ async fn start_process(
                 .map(|(n, _)| inner.settings.data_dir.join(n))
                 .collect(),
             protected: overrides.protected,
+            spawn_mode: inner.settings.spawn_mode,
         })
         .await;
     let child::Spawned { child, pending } = spawned?;

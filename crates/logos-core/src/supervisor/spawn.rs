@@ -17,15 +17,15 @@ use crate::manifest::{Manifest, ModuleKind};
 use crate::registry::ExitReport;
 use crate::supervisor::child::{Spawn, Spawned};
 use crate::supervisor::output::{self, Pipe, StderrTail};
-use crate::sys::{self, Cgroup, ChildSetup, Limits};
+use crate::sys::{self, Cgroup, ChildSetup, Limits, ModuleChild as Child};
 use futures::future::BoxFuture;
 use logos_session::Config as SessionConfig;
+use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::process::Child;
 use tokio::task::JoinHandle;
 
 /// How long a process whose control connection closed during the handshake has to exit by
@@ -60,6 +60,8 @@ pub(crate) struct SpawnRequest<'a> {
     pub protected_data: Vec<PathBuf>,
     /// The operator confirmed this module as protected.
     pub protected: bool,
+    /// How the process may be created (`clone3` into its cgroup, or always the fallback).
+    pub spawn_mode: sys::SpawnMode,
 }
 
 /// The Landlock ABI that scopes signals to a module's own domain.
@@ -200,74 +202,49 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
     let (ruleset, seccomp) = confine(&req, &name).map_err(Failure::from)?;
     let cgroup = Cgroup::create(req.runtime_dir, &name);
-    let cgroup_procs = match cgroup.as_ref().map(Cgroup::procs) {
-        Some(Ok(fd)) => Some(fd),
-        Some(Err(e)) => {
-            tracing::warn!(module = %name, "cannot open its cgroup: {e}; it runs without one");
-            None
-        }
-        None => None,
-    };
 
-    let mut cmd = match req.manifest.kind() {
-        ModuleKind::Library => {
-            let mut c = std::process::Command::new(req.host);
-            c.arg("--module")
-                .arg(&req.manifest.main)
-                .arg("--name")
-                .arg(&name)
-                .arg("--module-version")
-                .arg(req.manifest.version.to_string());
-            c
-        }
-        ModuleKind::Executable => std::process::Command::new(&req.manifest.main),
+    let (program, args) = match req.manifest.kind() {
+        ModuleKind::Library => (
+            req.host.to_path_buf(),
+            vec![
+                "--module".into(),
+                req.manifest.main.clone().into_os_string(),
+                "--name".into(),
+                name.clone().into(),
+                "--module-version".into(),
+                req.manifest.version.to_string().into(),
+            ],
+        ),
+        ModuleKind::Executable => (req.manifest.main.clone(), Vec::new()),
     };
-    cmd.env_clear();
-    for var in INHERITED_ENV {
-        if let Some(value) = std::env::var_os(var) {
-            cmd.env(var, value);
-        }
-    }
-    cmd.current_dir(&req.data_dir)
-        .env("LOGOS_MODULE", &name)
-        .env("LOGOS_CONTROL_FD", "3")
-        .env("LOGOS_LISTEN_FD", "4")
-        .env("LOGOS_DATA_DIR", &req.data_dir)
-        .env("LOGOS_LOG", req.log_filter)
-        .envs(req.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if req.protected {
-        // Asks the SDK to make the process non-dumpable after exec (`exec` resets the flag).
-        cmd.env("LOGOS_PROTECTED", "1");
-    }
+    let launch = sys::Launch {
+        program,
+        args,
+        env: module_env(&req, &name),
+        cwd: req.data_dir.clone(),
+    };
     let control: OwnedFd = child_end.into();
     let listen: OwnedFd = listener.into();
-    sys::configure_child(
-        &mut cmd,
-        ChildSetup {
-            fds: [control, listen],
-            limits: req.limits,
-            ruleset,
-            seccomp,
-            drop_capabilities: sys::uid() == 0,
-            cgroup: cgroup_procs,
-        },
-    );
-    let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
+    let setup = ChildSetup {
+        fds: [control, listen],
+        limits: req.limits,
+        ruleset,
+        seccomp,
+        drop_capabilities: sys::uid() == 0,
+        cgroup: None,
+    };
     let spawned_at = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| {
-        spawn_err(
-            &format!("starting {}", command_text(req.manifest, req.host)),
-            e,
-        )
-    })?;
-    // The child-side descriptors were moved into the pre-exec setup and are closed in this
-    // process when `cmd` drops here.
-    drop(cmd);
+    // The child-side descriptors are moved into the setup and closed in this process once the
+    // child has them.
+    let mut child =
+        sys::spawn_module(&launch, setup, cgroup.as_ref(), req.spawn_mode).map_err(|e| {
+            spawn_err(
+                &format!("starting {}", command_text(req.manifest, req.host)),
+                e,
+            )
+        })?;
     let pid = child.id().unwrap_or(0);
+    tracing::debug!(module = %name, pid, created = ?child.created(), "module process started");
 
     let stderr = StderrTail::default();
     let mut forwarders: Vec<JoinHandle<()>> = Vec::new();
@@ -359,6 +336,39 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
             .into())
         }
     }
+}
+
+/// The module's whole environment: the allowlist of the core's, its `LOGOS_*` variables, its
+/// configured `env` (which may override the others).
+fn module_env(req: &SpawnRequest<'_>, name: &str) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = INHERITED_ENV
+        .iter()
+        .filter_map(|var| Some((OsString::from(var), std::env::var_os(var)?)))
+        .collect();
+    env.extend([
+        ("LOGOS_MODULE".into(), name.into()),
+        ("LOGOS_CONTROL_FD".into(), "3".into()),
+        ("LOGOS_LISTEN_FD".into(), "4".into()),
+        (
+            "LOGOS_DATA_DIR".into(),
+            req.data_dir.clone().into_os_string(),
+        ),
+        ("LOGOS_LOG".into(), req.log_filter.into()),
+    ]);
+    env.extend(req.env.iter().map(|(k, v)| (k.into(), v.into())));
+    if req.protected {
+        // Asks the SDK to make the process non-dumpable after exec (`exec` resets the flag).
+        env.push(("LOGOS_PROTECTED".into(), "1".into()));
+    }
+    // One entry per name, the last one set winning, as `Command::env` does.
+    let mut seen = std::collections::HashSet::new();
+    let mut unique: Vec<(OsString, OsString)> = env
+        .into_iter()
+        .rev()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect();
+    unique.reverse();
+    unique
 }
 
 /// The module's Landlock ruleset (`None` where it runs without Landlock, refused in strict

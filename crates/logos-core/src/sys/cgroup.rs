@@ -4,8 +4,10 @@
 //! Owns finding where this core may create cgroups (a child of its own cgroup in the cgroup v2
 //! hierarchy, which works as root, under systemd with `Delegate=yes`, or in any writable v2
 //! subtree), creating one per module start, killing everything in it (`cgroup.kill`) and
-//! removing it. The child joins its cgroup between `fork` and `exec` by writing `0` to a
-//! `cgroup.procs` fd opened here (see `linux.rs`), so nothing of the module ever runs outside.
+//! removing it. The child is created in its cgroup by `clone3` with `CLONE_INTO_CGROUP` and the
+//! directory fd opened here, or, where that is refused, joins it between `fork` and `exec` by
+//! writing `0` to a `cgroup.procs` fd opened here (see `process.rs`, `linux.rs`), so nothing
+//! of the module ever runs outside.
 //! Never decides when to kill: the supervisor does.
 //!
 //! Where no writable cgroup v2 exists (no v2 mount, no delegation, a kernel before 5.14 without
@@ -64,6 +66,25 @@ impl Cgroup {
             .write(true)
             .open(self.dir.join("cgroup.procs"))?;
         Ok(f.into())
+    }
+
+    /// The cgroup's directory.
+    #[cfg(test)]
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cgroup's directory opened, for `clone3` with `CLONE_INTO_CGROUP`.
+    ///
+    /// # Errors
+    /// The OS error of `open`.
+    pub fn dir_fd(&self) -> io::Result<OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        Ok(rustix::fs::open(
+            &self.dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
     }
 
     /// SIGKILLs every process in the cgroup. Returns whether the kernel took the request.

@@ -1,17 +1,18 @@
 //! Linux implementation of the OS seam (see `sys/mod.rs`).
 //!
-//! Owns what happens in a module process between `fork` and `exec` ([`configure_child`]): the
-//! parent-death signal, joining its cgroup, its own process group, the Landlock ruleset, the
-//! fds of the module process contract (control connection at fd 3, listening socket at fd 4,
-//! every other fd closed at exec) and resource limits. Also owns signalling a
-//! module's process group, reading what a process costs from `/proc` ([`process_usage`]), and
-//! creating private (0700 / 0600) directories and files. Never
-//! decides which limits, fds or signals to use, and never spawns by itself: the supervisor
-//! builds the `Command` and spawns it.
+//! Owns what happens in a module process between `fork` (or `clone3`, see `process.rs`) and
+//! `exec` ([`Prepared::in_child`]): the parent-death signal, joining its cgroup (when it was
+//! not created in it), its own process group, the Landlock ruleset, the fds of the module
+//! process contract (control connection at fd 3, listening socket at fd 4, every other fd
+//! closed at exec) and resource limits. Also owns signalling a module's process group, reading
+//! what a process costs from `/proc` ([`process_usage`]), and creating private (0700 / 0600)
+//! directories and files. Never decides which limits, fds or signals to use, and never spawns
+//! by itself: `process.rs` creates the process and runs these steps in it.
 //!
 //! # Between fork and exec
 //!
-//! The closure installed with `pre_exec` runs in the child of a multi-threaded process, where
+//! [`Prepared::in_child`] (installed with `pre_exec` on the fork path, called directly after
+//! `clone3` on the other) runs in the child of a multi-threaded process, where
 //! only async-signal-safe calls are allowed: no allocation, no locks, no `std::io` printing.
 //! Everything it needs (the parent's pid, the clamped limits) is computed before the fork, and
 //! it calls raw system calls only: rustix (its `linux_raw` backend issues syscalls directly) and
@@ -66,7 +67,7 @@ pub struct Limits {
     pub processes: Option<u64>,
 }
 
-/// What [`configure_child`] sets up in a module process.
+/// What [`crate::sys::spawn_module`] sets up in a module process.
 #[derive(Debug)]
 pub struct ChildSetup {
     /// Moved to fd 3 ([`CONTROL_FD`]) and fd 4 ([`LISTEN_FD`]) in the child, close-on-exec
@@ -86,12 +87,15 @@ pub struct ChildSetup {
     pub drop_capabilities: bool,
     /// `cgroup.procs` of the module's cgroup ([`Cgroup::procs`](crate::sys::Cgroup::procs)),
     /// which the child joins before anything else; `None` leaves it in the core's cgroup.
+    /// `spawn_module` fills it itself when it must (it is given the cgroup).
     pub cgroup: Option<OwnedFd>,
 }
 
-/// Prepares `cmd` so the process it spawns follows the module process contract.
+/// Prepares `cmd` so the process it spawns follows the module process contract (the fork path
+/// of [`crate::sys::spawn_module`], kept for the tests of these steps).
 ///
-/// In the child, before `exec`, in this order:
+/// In the child, before `exec`, in this order (on the `clone3` path the same, step 2 done by
+/// the clone):
 /// 1. parent-death signal set to `SIGKILL`; if the parent already died (the child's parent pid
 ///    is no longer the pid captured here), the spawn fails with `ESRCH` and the child exits;
 /// 2. joins `setup.cgroup` (writes `0` to that `cgroup.procs`);
@@ -106,33 +110,20 @@ pub struct ChildSetup {
 ///    the core opened without `O_CLOEXEC` never reach a module;
 /// 7. the resource limits (last, so a low open-files limit cannot stop step 5).
 ///
-/// Works for `tokio::process::Command` too: pass `cmd.as_std_mut()`, or configure the std
-/// command and convert it with `tokio::process::Command::from`.
+#[cfg(test)]
 pub fn configure_child(cmd: &mut Command, setup: ChildSetup) {
     configure_child_for_parent(cmd, setup, process::getpid());
 }
 
 /// [`configure_child`] with the parent pid to compare against given explicitly (tests pass a
 /// wrong one to exercise the parent-died path).
+#[cfg(test)]
 fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid) {
-    let ChildSetup {
-        fds,
-        limits,
-        ruleset,
-        seccomp,
-        drop_capabilities,
-        cgroup,
-    } = setup;
-    let prepared = Prepared {
-        parent,
-        limits: prepare_limits(&limits),
-        fds,
-        ruleset: ruleset.map(|r| r.0),
-        seccomp: seccomp.map(|p| p.0),
-        drop_capabilities,
-        cgroup,
-        fd_ceiling: fd_ceiling(),
-    };
+    install(cmd, Prepared::new(setup, parent));
+}
+
+/// Installs `prepared` as `cmd`'s pre-exec step.
+pub(super) fn install(cmd: &mut Command, prepared: Prepared) {
     // SAFETY: `pre_exec` requires the closure to be safe to run between fork and exec in a
     // possibly multi-threaded process. `Prepared::in_child` allocates nothing, takes no lock
     // and makes only async-signal-safe system calls (prctl, getppid, write, setpgid,
@@ -144,21 +135,45 @@ fn configure_child_for_parent(cmd: &mut Command, setup: ChildSetup, parent: Pid)
 }
 
 /// Everything the child needs, computed in the parent.
-struct Prepared {
+pub(super) struct Prepared {
     parent: Pid,
     limits: [Option<(Resource, Rlimit)>; 3],
     fds: [OwnedFd; 2],
     ruleset: Option<OwnedFd>,
     seccomp: Option<seccompiler::BpfProgram>,
     drop_capabilities: bool,
-    cgroup: Option<OwnedFd>,
+    /// `cgroup.procs` to join by writing `0`; `None` when the child was created in its
+    /// cgroup (`clone3`, see `spawn.rs`) or runs without one.
+    pub(super) cgroup: Option<OwnedFd>,
     /// Highest fd number to mark close-on-exec one by one when `close_range` is missing.
     fd_ceiling: RawFd,
 }
 
 impl Prepared {
-    /// Runs in the forked child. Async-signal-safe: see `configure_child_for_parent`.
-    fn in_child(&self) -> io::Result<()> {
+    /// Computes what the child of this process (`parent`) will need, before it exists.
+    pub(super) fn new(setup: ChildSetup, parent: Pid) -> Prepared {
+        let ChildSetup {
+            fds,
+            limits,
+            ruleset,
+            seccomp,
+            drop_capabilities,
+            cgroup,
+        } = setup;
+        Prepared {
+            parent,
+            limits: prepare_limits(&limits),
+            fds,
+            ruleset: ruleset.map(|r| r.0),
+            seccomp: seccomp.map(|p| p.0),
+            drop_capabilities,
+            cgroup,
+            fd_ceiling: fd_ceiling(),
+        }
+    }
+
+    /// Runs in the forked child. Async-signal-safe: see [`install`].
+    pub(super) fn in_child(&self) -> io::Result<()> {
         process::set_parent_process_death_signal(Some(process::Signal::KILL))?;
         // The parent may have died before the signal was armed: then it never comes.
         if process::getppid() != Some(self.parent) {
@@ -454,7 +469,7 @@ impl Signal {
 }
 
 /// Sends `signal` to the process group led by `pid` (a module process set up by
-/// [`configure_child`] leads its own group). Returns whether it was delivered; `false` when
+/// [`crate::sys::spawn_module`] leads its own group). Returns whether it was delivered; `false` when
 /// the group no longer exists or `pid` is not a valid pid.
 pub fn kill_group(pid: u32, signal: Signal) -> bool {
     match pid_of(pid) {
@@ -530,7 +545,7 @@ pub fn uid() -> u32 {
 
 /// Prepares `cmd` so its process starts a new session (`setsid`): no controlling terminal and
 /// its own process group, so a terminal's Ctrl-C or hang-up does not reach it. Unlike
-/// [`configure_child`] it sets no parent-death signal: for helpers that must outlive the core
+/// [`crate::sys::spawn_module`] it sets no parent-death signal: for helpers that must outlive the core
 /// (the guardian that cleans up after a crashed core).
 pub fn detach_session(cmd: &mut Command) {
     // SAFETY: the closure runs between fork and exec; `setsid` is async-signal-safe, and the

@@ -7,7 +7,8 @@
 //!
 //! Only Linux is implemented: `linux.rs` (parent-death signals, process groups, resource limits
 //! and fd inheritance for module processes, process-group signals, process usage from `/proc`,
-//! private files and directories), `landlock.rs` (the Landlock ruleset of a module process), `cgroup.rs` (a cgroup v2 per module process) and `seccomp.rs` (the system calls a module
+//! private files and directories), `landlock.rs` (the Landlock ruleset of a module process), `cgroup.rs` (a cgroup v2 per module process), `process.rs` (creating a module process, in its
+//! cgroup by `clone3` where it can, and waiting for it) and `seccomp.rs` (the system calls a module
 //! may not make).
 
 #[cfg(target_os = "linux")]
@@ -17,6 +18,8 @@ mod landlock;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
+mod process;
+#[cfg(target_os = "linux")]
 mod seccomp;
 
 #[cfg(target_os = "linux")]
@@ -25,9 +28,11 @@ pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgr
 pub use landlock::{Confinement, PreparedRuleset, confinement, prepare as landlock_ruleset};
 #[cfg(target_os = "linux")]
 pub use linux::{
-    ChildSetup, Limits, ProcessUsage, Signal, configure_child, create_private_dir,
-    create_private_file, detach_session, file_mode, kill_group, process_usage, pss_bytes, uid,
+    ChildSetup, Limits, ProcessUsage, Signal, create_private_dir, create_private_file,
+    detach_session, file_mode, kill_group, process_usage, pss_bytes, uid,
 };
+#[cfg(target_os = "linux")]
+pub use process::{Launch, ModuleChild, SpawnMode, spawn_module};
 #[cfg(target_os = "linux")]
 pub use seccomp::{
     Program as SeccompProgram, available as seccomp_available, compile as seccomp_program,
