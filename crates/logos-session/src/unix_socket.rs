@@ -100,7 +100,12 @@ impl UnixSocket {
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
         let mut control = rustix::net::SendAncillaryBuffer::default();
-        Ok(rustix::net::sendmsg(self.io.get_ref(), bufs, &mut control, flags)?)
+        Ok(rustix::net::sendmsg(
+            self.io.get_ref(),
+            bufs,
+            &mut control,
+            flags,
+        )?)
     }
 
     /// Waits until a write may make progress, through a writable-only registration that
