@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub remote: std::sync::OnceLock<Arc<crate::remote::Remote>>,
     /// Recent spans of calls (`core.getTraces`).
     pub spans: crate::spans::Store,
+    /// Origin of the grid all module heartbeats fall on (`supervisor::next_beat`).
+    pub beat_epoch: tokio::time::Instant,
 }
 
 impl Inner {
@@ -117,6 +119,7 @@ impl Inner {
             spawn: Box::new(Os),
             remote: std::sync::OnceLock::new(),
             spans,
+            beat_epoch: tokio::time::Instant::now(),
         }
     }
 
