@@ -43,12 +43,9 @@ async fn read_message(
             Err(e) => return Err(ReadFailure::Wire(e)),
         }
         buf.reserve(READ_CHUNK);
-        match stream.try_read_buf(buf) {
+        match stream.read_buf_when_ready(buf).await {
             Ok(0) => return Err(ReadFailure::Eof),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                stream.readable().await.map_err(ReadFailure::Io)?;
-            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(ReadFailure::Io(e)),
         }

@@ -83,6 +83,8 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
     // when the socket runs dry, so the clock is read once per read, not once per frame.
     let mut poll_until: Option<Instant> = None;
     let mut calls_seen = false;
+    // The last read found nothing and the poll window is over: the next read waits.
+    let mut sleeping = false;
     let poll_turn = PollTurn::choose(&sock);
     loop {
         loop {
@@ -103,10 +105,25 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
         if inner.closed.load(Ordering::Acquire) {
             return;
         }
+        if calls_seen && !inner.config.busy_poll.is_zero() {
+            // Call traffic: look again without waiting, and poll if it ran dry (below).
+            sleeping = false;
+        }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match sock.try_read_buf(&mut buf) {
+        // Sleeping (the poll window is over): wait and read in one step, so a wake-up costs
+        // one `read`, and a read that finds nothing is the one that re-arms the wait.
+        let read = if sleeping {
+            tokio::select! {
+                biased;
+                _ = reason.wait_for(Option::is_some) => return,
+                read = sock.read_buf_when_ready(&mut buf) => read,
+            }
+        } else {
+            sock.try_read_buf(&mut buf)
+        };
+        match read {
             Ok(0) => {
                 if buf.is_empty() {
                     inner.shut("peer closed the connection", None);
@@ -138,16 +155,7 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
                     continue;
                 }
                 poll_until = None;
-                tokio::select! {
-                    biased;
-                    _ = reason.wait_for(Option::is_some) => return,
-                    ready = sock.readable() => {
-                        if let Err(e) = ready {
-                            inner.shut(format!("read failed: {e}"), None);
-                            return;
-                        }
-                    }
-                }
+                sleeping = true;
             }
             Err(e) => {
                 inner.shut(format!("read failed: {e}"), None);

@@ -91,11 +91,18 @@ impl Socket {
         }
     }
 
-    /// Waits until a read may make progress.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
+    /// Waits until there is something to read and reads it into `buf`'s spare capacity:
+    /// data, `Ok(0)` at the end of the stream, or an error; never `WouldBlock`. Cancel-safe.
+    pub(crate) async fn read_buf_when_ready(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Socket::Unix(s) => s.readable().await,
-            Socket::Tls(t) => t.tcp.readable().await,
+            Socket::Unix(s) => s.read_buf_when_ready(buf).await,
+            // TLS may hold decrypted bytes the TCP socket no longer signals: read first.
+            Socket::Tls(t) => loop {
+                match t.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => t.tcp.readable().await?,
+                    result => return result,
+                }
+            },
         }
     }
 

@@ -22,8 +22,11 @@
 //!   only by a reactor turn (an `epoll_wait`). The session's poll loop (`Config::busy_poll`)
 //!   therefore paid an `epoll_wait` per turn to see new data. [`UnixSocket::try_read_buf`]
 //!   always asks the kernel, so polling costs one `recv` per turn, as in a raw ping-pong.
-//!   [`UnixSocket::readable`] stays correct with that: it trusts a readiness event only after
-//!   a peek under the readiness guard, so no event is lost between a failed read and the wait.
+//!   [`UnixSocket::read_buf_when_ready`] stays correct with that: it reads under the
+//!   readiness guard, which clears a readiness event only when that read finds nothing, so
+//!   no event is lost between a failed read and the wait. (It used to peek under the guard
+//!   and leave the read to the caller: two system calls per wake-up, and a module under its
+//!   seccomp filter pays for each.)
 
 use bytes::BytesMut;
 use std::io::{self, Write};
@@ -67,22 +70,22 @@ impl UnixSocket {
     /// Reads what is there into `buf`'s spare room; `WouldBlock` when nothing is. Always a
     /// system call: see "No read without the reactor".
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        let spare = buf.spare_capacity_mut();
-        let (filled, _) = rustix::io::read(self.io.get_ref(), spare)?;
-        let n = filled.len();
-        // SAFETY: `rustix::io::read` returned the first `n` bytes of the spare capacity as
-        // initialised (read(2) wrote them), so the length may grow over them.
-        unsafe { buf.set_len(buf.len() + n) };
-        Ok(n)
+        read_into(self.io.get_ref(), buf)
     }
 
-    /// Waits until a read may make progress (data, end of stream or an error).
-    pub(crate) async fn readable(&self) -> io::Result<()> {
+    /// Waits until the socket has something, then reads it into `buf`'s spare room: data
+    /// (`Ok(n)`), the end of the stream (`Ok(0)`) or an error; never `WouldBlock`.
+    ///
+    /// The read is made under tokio's readiness guard, which clears the readiness only when
+    /// that read finds nothing, so no event is lost between a failed read and the wait; and
+    /// the read that confirms a wake-up is the one that takes the data (one system call per
+    /// wake-up, where a peek followed by a read made two). Cancel-safe: the read happens
+    /// within one poll, so a future dropped before it completes has taken nothing.
+    pub(crate) async fn read_buf_when_ready(&self, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
             let mut guard = self.io.readable().await?;
-            // The readiness may predate the read that just found nothing: look (without
-            // taking anything) under the guard, which clears it if there is nothing after all.
-            match guard.try_io(|s| peek(s.get_ref())) {
+            match guard.try_io(|s| read_into(s.get_ref(), buf)) {
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
@@ -172,20 +175,15 @@ trait OwnedDescriptor {}
 impl OwnedDescriptor for StdUnixStream {}
 impl OwnedDescriptor for OwnedFd {}
 
-/// `Ok` when a read would not block (data, end of stream, or an error to report).
-fn peek(s: &StdUnixStream) -> io::Result<()> {
-    let mut byte = [0u8; 1];
-    match rustix::net::recv(
-        s,
-        &mut byte[..],
-        rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
-    ) {
-        Ok(_) => Ok(()),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(io::ErrorKind::WouldBlock.into()),
-        Err(e) if e == rustix::io::Errno::INTR => Err(io::ErrorKind::WouldBlock.into()),
-        // The read will report it.
-        Err(_) => Ok(()),
-    }
+/// One `read` into `buf`'s spare room.
+fn read_into(s: &StdUnixStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let (filled, _) = rustix::io::read(s, spare)?;
+    let n = filled.len();
+    // SAFETY: `rustix::io::read` returned the first `n` bytes of the spare capacity as
+    // initialised (read(2) wrote them), so the length may grow over them.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 /// `Ok` when a write would not block (room, or an error the write will report).
@@ -233,14 +231,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn readable_wakes_for_data_sent_after_a_failed_read() {
+    async fn read_when_ready_wakes_for_data_sent_after_a_failed_read() {
         let (a, b) = pair();
         let mut buf = BytesMut::with_capacity(64);
         assert!(a.try_read_buf(&mut buf).is_err());
-        let reader = async {
-            a.readable().await.expect("readable");
-            a.try_read_buf(&mut buf).expect("read")
-        };
+        let reader = async { a.read_buf_when_ready(&mut buf).await.expect("read") };
         let writer = async {
             tokio::task::yield_now().await;
             b.try_write(b"late").expect("write");
@@ -249,20 +244,47 @@ mod tests {
             tokio::join!(reader, writer)
         })
         .await
-        .expect("readable never fired");
+        .expect("read_buf_when_ready never woke");
         assert_eq!(n, 4);
+        assert_eq!(&buf[..], b"late");
     }
 
     #[tokio::test]
-    async fn readable_reports_the_end_of_the_stream() {
+    async fn a_stale_readiness_does_not_end_the_wait_and_later_data_still_wakes_it() {
+        let (a, b) = pair();
+        let mut buf = BytesMut::with_capacity(64);
+        // Readiness recorded by the reactor, then the data taken by a read outside the
+        // guard: the readiness is stale now.
+        b.try_write(b"one").expect("write");
+        assert_eq!(
+            a.read_buf_when_ready(&mut buf).await.expect("first read"),
+            3
+        );
+        b.try_write(b"two").expect("write");
+        tokio::task::yield_now().await;
+        assert_eq!(a.try_read_buf(&mut buf).expect("second read"), 3);
+        let early =
+            tokio::time::timeout(Duration::from_millis(50), a.read_buf_when_ready(&mut buf)).await;
+        assert!(early.is_err(), "returned without data: {early:?}");
+        b.try_write(b"three").expect("write");
+        let n = tokio::time::timeout(Duration::from_secs(10), a.read_buf_when_ready(&mut buf))
+            .await
+            .expect("no wake-up for data after the stale readiness was cleared")
+            .expect("read");
+        assert_eq!(n, 5);
+        assert_eq!(&buf[..], b"onetwothree");
+    }
+
+    #[tokio::test]
+    async fn read_when_ready_reports_the_end_of_the_stream() {
         let (a, b) = pair();
         drop(b);
-        tokio::time::timeout(Duration::from_secs(10), a.readable())
+        let mut buf = BytesMut::with_capacity(8);
+        let n = tokio::time::timeout(Duration::from_secs(10), a.read_buf_when_ready(&mut buf))
             .await
             .expect("no wake-up for the peer's close")
-            .expect("readable");
-        let mut buf = BytesMut::with_capacity(8);
-        assert_eq!(a.try_read_buf(&mut buf).expect("eof"), 0);
+            .expect("read");
+        assert_eq!(n, 0);
     }
 
     #[tokio::test]
@@ -281,9 +303,8 @@ mod tests {
             let mut buf = BytesMut::with_capacity(256 * 1024);
             let mut got = 0;
             while got < 1024 {
-                b.readable().await.expect("readable");
                 buf.clear();
-                got += b.try_read_buf(&mut buf).expect("read");
+                got += b.read_buf_when_ready(&mut buf).await.expect("read");
             }
             got
         };
