@@ -412,8 +412,11 @@ impl Outbox {
             Ok(f) => f,
             Err(e) => return Pushed::Unencodable(e),
         };
-        let mut parts = Vec::with_capacity(2);
-        slices(&[], std::slice::from_ref(&frame), &mut parts);
+        // On the stack: this is every stream write's path while the socket keeps up.
+        let mut parts = [
+            io::IoSlice::new(&frame.head),
+            io::IoSlice::new(&frame.payload),
+        ];
         let written = match try_write_vectored_now(sock, &mut &mut parts[..]) {
             Ok(n) => n,
             Err(e) => return Pushed::Failed(e),

@@ -19,7 +19,7 @@ use minicbor::Decoder;
 use minicbor::data::Type;
 
 /// Byte strings in values from this size on are slices of the frame (no copy); smaller ones
-/// are copied (see `Reader::value_bytes`). A slice keeps its frame's buffer alive, and a
+/// are copied (see `Reader::shared_bytes`). A slice keeps its frame's buffer alive, and a
 /// session reads into buffers of at least 64 KiB: from 64 KiB on, a value kept by the
 /// application holds at most about twice its size, where a 4 KiB one could hold 16 times.
 pub(crate) const SHARE_MIN: usize = 64 * 1024;
@@ -142,21 +142,13 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// A byte string as shared `Bytes`: a slice of the frame when there is one, else a copy.
-    fn shared_bytes(&mut self, what: &str) -> Result<Bytes, WireError> {
+    /// A byte string as shared `Bytes`: a slice of the frame when there is one and the string
+    /// has at least `min` bytes, else a copy. Values pass [`SHARE_MIN`], so a small value kept
+    /// by the application does not pin a whole read buffer; stream data and tokens pass 0.
+    fn shared_bytes(&mut self, what: &str, min: usize) -> Result<Bytes, WireError> {
         let b = self.bytes(what)?;
         Ok(match self.owner {
-            Some(owner) => owner.slice_ref(b),
-            None => Bytes::copy_from_slice(b),
-        })
-    }
-
-    /// A byte string inside a value: a slice of the frame from [`SHARE_MIN`] bytes on, a copy
-    /// below, so a small value kept by the application does not pin a whole read buffer.
-    fn value_bytes(&mut self, what: &str) -> Result<Bytes, WireError> {
-        let b = self.bytes(what)?;
-        Ok(match self.owner {
-            Some(owner) if b.len() >= SHARE_MIN => owner.slice_ref(b),
+            Some(owner) if b.len() >= min => owner.slice_ref(b),
             _ => Bytes::copy_from_slice(b),
         })
     }
@@ -265,7 +257,7 @@ impl<'b> Reader<'b> {
             Type::F16 => Value::Float(self.f16(what)?),
             Type::F32 | Type::F64 => Value::Float(self.d.f64().map_err(cbor)?),
             Type::String => Value::Text(self.text(what)?.to_owned()),
-            Type::Bytes => Value::Bytes(self.value_bytes(what)?),
+            Type::Bytes => Value::Bytes(self.shared_bytes(what, SHARE_MIN)?),
             Type::Array => Value::List(self.list(what, level)?),
             Type::Map => Value::Map(self.map_value(what, level)?),
             other => return Err(self.mismatch(what, "a value", other)),
@@ -418,7 +410,7 @@ impl<'b> Reader<'b> {
                 major: self.u16("hello.major")?,
                 minor: self.u16("hello.minor")?,
                 identity: self.text("hello.identity")?.to_owned(),
-                token: self.shared_bytes("hello.token")?,
+                token: self.shared_bytes("hello.token", 0)?,
                 attrs: self.map_value("hello.attrs", 0)?,
             }),
             1 => Message::Welcome(Welcome {
@@ -471,7 +463,7 @@ impl<'b> Reader<'b> {
             11 => {
                 let stream = self.uint("stream_data.stream")?;
                 let at = self.pos();
-                let data = self.shared_bytes("stream_data.data")?;
+                let data = self.shared_bytes("stream_data.data", 0)?;
                 if data.len() > MAX_CHUNK {
                     return Err(Self::fail(
                         "stream_data.data",
