@@ -219,15 +219,22 @@ def test_peers_need_a_granted_token_from_the_granted_pid(mod):
     assert core.call("sample", "greet", "still") == ("ok", "hello, still")
 
 
-def test_calls_out_use_a_token_and_check_the_pid(mod, tmp_path):
-    mod.handshake()
-    core = mod.core
-    # A "calc" served by this test process.
+def calc_listener(tmp_path) -> tuple[str, socket.socket]:
+    """A listening Unix socket for a "calc" served by this test process: its path and the
+    socket (accepts time out after DEADLINE)."""
     path = str(tmp_path / "calc.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(4)
     server.settimeout(DEADLINE)
+    return path, server
+
+
+def test_calls_out_use_a_token_and_check_the_pid(mod, tmp_path):
+    mod.handshake()
+    core = mod.core
+    # A "calc" served by this test process.
+    path, server = calc_listener(tmp_path)
     token = os.urandom(32)
     core.send([2, 1, "sample", "ask", ["calc", "add", [2, 3]], 0])
     kind, f = core.recv_until(("call",))
@@ -298,11 +305,7 @@ def test_a_callee_that_says_shutdown_gets_its_answers_in_and_a_new_connection_ne
     are in, and the next call takes a new connection with a new token."""
     mod.handshake()
     core = mod.core
-    path = str(tmp_path / "calc.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
-    server.settimeout(DEADLINE)
+    path, server = calc_listener(tmp_path)
 
     def grant_and_accept(call_id: int, args: list) -> tuple[Peer, int]:
         core.send([2, call_id, "sample", "ask", ["calc", "add", args], 0])
@@ -333,11 +336,7 @@ def test_trace_context_propagates_and_spans_are_reported(mod, tmp_path):
     gets none (old peer); both spans reach the core in a `$spans` report."""
     mod.handshake(minor=2, welcome={"spans": True})
     core = mod.core
-    path = str(tmp_path / "calc.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
-    server.settimeout(DEADLINE)
+    path, server = calc_listener(tmp_path)
     token = os.urandom(32)
     tid, sid = bytes(range(1, 17)), bytes(range(1, 9))
     core.send([2, 1, "sample", "ask", ["calc", "add", [2, 3]], 0, [tid, sid, 1]])
@@ -372,11 +371,7 @@ def test_trace_context_propagates_and_spans_are_reported(mod, tmp_path):
 def test_no_trace_to_an_old_peer(mod, tmp_path):
     mod.handshake(minor=2)
     core = mod.core
-    path = str(tmp_path / "calc.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(4)
-    server.settimeout(DEADLINE)
+    path, server = calc_listener(tmp_path)
     token = os.urandom(32)
     core.send([2, 1, "sample", "ask", ["calc", "add", [2, 3]], 0, [bytes(range(1, 17)), bytes(range(1, 9)), 1]])
     kind, f = core.recv_until(("call",))
