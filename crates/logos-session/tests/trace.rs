@@ -64,9 +64,16 @@ fn call(id: u64, trace: Option<TraceContext>) -> Message {
     })
 }
 
-#[tokio::test]
-async fn a_1_2_peer_gets_the_context_and_sends_it() {
-    let (mut raw, session, mut traces) = with_peer(2).await;
+/// A traced call from the session to a raw peer announcing minor `minor`, answered: the
+/// peer, the handler's trace channel, and the context the peer saw on the call.
+async fn traced_call_to(
+    minor: u16,
+) -> (
+    RawPeer,
+    mpsc::UnboundedReceiver<Option<TraceContext>>,
+    Option<TraceContext>,
+) {
+    let (mut raw, session, traces) = with_peer(minor).await;
     let out = tokio::spawn(async move {
         session
             .call_traced("raw", "m", vec![], SOON, Some(CTX))
@@ -78,13 +85,19 @@ async fn a_1_2_peer_gets_the_context_and_sends_it() {
             _ => None,
         })
         .await;
-    assert_eq!(trace, Some(CTX));
     raw.send(&Message::Reply {
         id,
         value: Value::Null,
     })
     .await;
     out.await.unwrap().unwrap();
+    (raw, traces, trace)
+}
+
+#[tokio::test]
+async fn a_1_2_peer_gets_the_context_and_sends_it() {
+    let (mut raw, mut traces, trace) = traced_call_to(2).await;
+    assert_eq!(trace, Some(CTX));
 
     raw.send(&call(1, Some(CTX))).await;
     assert_eq!(soon("the handler", traces.recv()).await, Some(Some(CTX)));
@@ -92,25 +105,8 @@ async fn a_1_2_peer_gets_the_context_and_sends_it() {
 
 #[tokio::test]
 async fn an_old_peer_gets_no_context_and_its_calls_work() {
-    let (mut raw, session, mut traces) = with_peer(1).await;
-    let out = tokio::spawn(async move {
-        session
-            .call_traced("raw", "m", vec![], SOON, Some(CTX))
-            .await
-    });
-    let (id, trace) = raw
-        .recv_until(|m| match m {
-            Message::Call(c) => Some((c.id, c.trace)),
-            _ => None,
-        })
-        .await;
+    let (mut raw, mut traces, trace) = traced_call_to(1).await;
     assert_eq!(trace, None, "a 1.1 peer would refuse a 7-item call");
-    raw.send(&Message::Reply {
-        id,
-        value: Value::Null,
-    })
-    .await;
-    out.await.unwrap().unwrap();
 
     // A 6-item call, as a 1.0/1.1 peer sends it: served, with no context.
     raw.send(&call(1, None)).await;
