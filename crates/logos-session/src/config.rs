@@ -69,6 +69,36 @@ pub struct Config {
     /// Where this connection counts its streams and stream bytes (default none). Give the
     /// connections of one process the same [`Traffic`] to get that process's totals.
     pub traffic: Option<Arc<Traffic>>,
+    /// Frames whose body is at least this many bytes go through shared memory instead of the
+    /// socket, on a Unix connection whose peer announced it takes them (docs/protocol.md
+    /// §3.1): the body is written once into a sealed memory file, whose descriptor travels
+    /// beside a 4-byte prefix, and the peer maps it instead of reading it through the socket.
+    /// `None` neither announces nor sends them. Default 256 KiB, where it starts to pay
+    /// (docs/performance.md, "Seventh step"); the environment variable `LOGOS_SHM` (`off`, or
+    /// a size in bytes) sets the default of every connection of a process.
+    pub shared_min: Option<usize>,
+}
+
+/// The default [`Config::shared_min`].
+pub const DEFAULT_SHARED_MIN: usize = 256 * 1024;
+
+/// [`Config::shared_min`]'s default: `LOGOS_SHM` (`off`/`0`, or bytes), read once per process;
+/// a value that is neither is ignored with a warning.
+fn default_shared_min() -> Option<usize> {
+    static FROM_ENV: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *FROM_ENV.get_or_init(|| match std::env::var("LOGOS_SHM") {
+        Err(_) => Some(DEFAULT_SHARED_MIN),
+        Ok(v) if v == "off" || v == "0" => None,
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                tracing::warn!(
+                    "LOGOS_SHM={v:?} is neither `off` nor a size in bytes; using {DEFAULT_SHARED_MIN}"
+                );
+                Some(DEFAULT_SHARED_MIN)
+            }
+        },
+    })
 }
 
 impl Default for Config {
@@ -85,6 +115,7 @@ impl Default for Config {
             max_streams: 1024,
             busy_poll: Duration::from_micros(50),
             traffic: None,
+            shared_min: default_shared_min(),
         }
     }
 }

@@ -194,6 +194,12 @@ pub async fn connect_over(
     let limit = config.handshake_timeout;
     let decoder = handshake_decoder(&config);
     let exchange = async {
+        let mut hello = hello;
+        if crate::session::announces_shared(&stream, &config) {
+            hello
+                .attrs
+                .insert(logos_wire::SHARED_ATTR.into(), logos_wire::Value::Bool(true));
+        }
         write_message(&stream, &Message::Hello(hello), limit).await?;
         Ok::<_, SessionError>(read_message(&stream, &mut buf, &decoder).await)
     };
@@ -414,6 +420,12 @@ impl PendingSession {
             config,
             buf,
         } = self;
+        let mut welcome = welcome;
+        if crate::session::announces_shared(&stream, &config) {
+            welcome
+                .attrs
+                .insert(logos_wire::SHARED_ATTR.into(), logos_wire::Value::Bool(true));
+        }
         write_message(
             &stream,
             &Message::Welcome(welcome),

@@ -78,6 +78,7 @@ mod handshake;
 mod incoming;
 mod reader;
 mod session;
+mod shm;
 mod socket;
 mod stream;
 mod traffic;
@@ -85,7 +86,7 @@ mod unix_socket;
 mod writer;
 
 pub use admission::{Acceptor, Admission, DEFAULT_MAX_HANDSHAKES, Ticket};
-pub use config::Config;
+pub use config::{Config, DEFAULT_SHARED_MIN};
 pub use error::SessionError;
 pub use fault::Fault;
 pub use handler::{Handler, Refuse};

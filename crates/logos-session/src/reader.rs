@@ -13,7 +13,7 @@ use crate::session::{Inner, Session};
 use crate::socket::Socket;
 use crate::{Fault, incoming, stream};
 use bytes::BytesMut;
-use logos_wire::{ErrorCode, FrameDecoder, Message, WireError};
+use logos_wire::{ErrorCode, Frame, FrameDecoder, Message, WireError};
 use std::io;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
@@ -88,7 +88,14 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
     let poll_turn = PollTurn::choose(&sock);
     loop {
         loop {
-            match decoder.decode(&mut buf) {
+            let frame = decoder.decode_frame(&mut buf, inner.shared_in);
+            let frame = match frame {
+                Ok(Some(Frame::Shared { len })) => shared(&inner, &sock, len).map(Some),
+                Ok(Some(Frame::Message(msg))) => Ok(Some(msg)),
+                Ok(None) => Ok(None),
+                Err(e) => Err(Some(e)),
+            };
+            match frame {
                 Ok(Some(msg)) => {
                     calls_seen |= is_call_traffic(&msg);
                     if dispatch(&session, msg).is_break() || inner.closed.load(Ordering::Acquire) {
@@ -96,10 +103,12 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
                     }
                 }
                 Ok(None) => break,
-                Err(e) => {
+                Err(Some(e)) => {
                     frame_error(&inner, &e);
                     return;
                 }
+                // Already closed with the reason.
+                Err(None) => return,
             }
         }
         if inner.closed.load(Ordering::Acquire) {
@@ -142,6 +151,11 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
                 tokio::task::consume_budget().await;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Descriptors sent beyond what the protocol allows (`unix_socket.rs`).
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = violation(&inner, e.to_string());
+                return;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if std::mem::take(&mut calls_seen) && !inner.config.busy_poll.is_zero() {
                     poll_until = Instant::now().checked_add(inner.config.busy_poll);
@@ -213,6 +227,25 @@ impl PollTurn {
             PollTurn::Deferred => tokio::task::yield_now().await,
         }
     }
+}
+
+/// The message of a shared frame of `len` bytes: its memory file is the oldest descriptor
+/// received (`shm.rs`). `Err(None)` when the connection was closed for a missing or bad file;
+/// `Err(Some(_))` for a body that does not decode.
+fn shared(inner: &Inner, sock: &Socket, len: usize) -> Result<Message, Option<WireError>> {
+    let Some(fd) = sock.take_fd() else {
+        let _ = violation(
+            inner,
+            format!("a shared frame of {len} bytes came without its memory file"),
+        );
+        return Err(None);
+    };
+    let body = crate::shm::map(fd, len).map_err(|message| {
+        let _ = violation(inner, message);
+        None
+    })?;
+    inner.shared_received.fetch_add(1, Ordering::Relaxed);
+    logos_wire::decode_body(&body).map_err(Some)
 }
 
 /// Calls and their answers: the traffic after which the next frame usually follows at once.

@@ -119,6 +119,10 @@ pub(crate) struct Inner {
     next_stream: AtomicU64,
     /// Set once [`Handler::closed`] has been called.
     pub(crate) handler_closed: AtomicBool,
+    /// This side announced it takes shared frames (`shm.rs`), so the reader accepts them.
+    pub(crate) shared_in: bool,
+    /// Shared frames received (the writer counts those it sends in the outbox).
+    pub(crate) shared_received: AtomicU64,
 }
 
 impl Inner {
@@ -282,12 +286,20 @@ impl Session {
         config: Config,
         connector: bool,
     ) -> Session {
+        let shared_in = announces_shared(&stream, &config);
+        let shared_out = if stream.carries_fds()
+            && peer.attrs.get(logos_wire::SHARED_ATTR) == Some(&logos_wire::Value::Bool(true))
+        {
+            config.shared_min
+        } else {
+            None
+        };
         let sock = Arc::new(stream);
         let (reason, _) = watch::channel(None);
         let inner = Arc::new(Inner {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             peer,
-            out: Mutex::new(Outbox::new(sock.clone(), config.max_frame)),
+            out: Mutex::new(Outbox::new(sock.clone(), config.max_frame, shared_out)),
             config,
             handler,
             connector,
@@ -302,6 +314,8 @@ impl Session {
             streams: Mutex::new(Streams::default()),
             next_stream: AtomicU64::new(if connector { 1 } else { 2 }),
             handler_closed: AtomicBool::new(false),
+            shared_in,
+            shared_received: AtomicU64::new(0),
         });
         tracing::debug!(session = inner.id, peer = %inner.peer.identity, "connection started");
         tokio::spawn(crate::writer::run(inner.clone(), sock.clone()));
@@ -317,6 +331,15 @@ impl Session {
     /// Who is on the other end.
     pub fn peer(&self) -> &Peer {
         &self.inner.peer
+    }
+
+    /// Frames that went through shared memory on this connection (docs/protocol.md §3.1):
+    /// `(sent, received)`.
+    pub fn shared_frames(&self) -> (u64, u64) {
+        (
+            lock(&self.inner.out).shared_sent(),
+            self.inner.shared_received.load(Ordering::Relaxed),
+        )
     }
 
     /// Calls `target.method(args)` on the peer and waits at most `timeout` (also sent as the
@@ -620,4 +643,10 @@ mod tests {
         assert_eq!(map.remove(&(7 * 500)), Some(500));
         assert!(!map.contains_key(&(7 * 500)));
     }
+}
+
+/// Does this side announce shared frames on `stream` (and so accept them)? Only over a Unix
+/// socket, and only when `config` allows them.
+pub(crate) fn announces_shared(stream: &Socket, config: &Config) -> bool {
+    stream.carries_fds() && config.shared_min.is_some()
 }

@@ -20,6 +20,7 @@
 use crate::unix_socket::UnixSocket;
 use bytes::BytesMut;
 use std::io::{self, Write};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
@@ -103,6 +104,45 @@ impl Socket {
                     result => return result,
                 }
             },
+        }
+    }
+
+    /// Can this connection carry shared frames (descriptors beside the bytes)? Only a Unix
+    /// socket can.
+    pub(crate) fn carries_fds(&self) -> bool {
+        matches!(self, Socket::Unix(_))
+    }
+
+    /// The next descriptor received with the bytes (see [`UnixSocket::take_fd`]).
+    pub(crate) fn take_fd(&self) -> Option<OwnedFd> {
+        match self {
+            Socket::Unix(s) => s.take_fd(),
+            Socket::Tls(_) => None,
+        }
+    }
+
+    /// Bytes written and not yet read by the peer, where the kernel says (Unix sockets).
+    pub(crate) fn unread(&self) -> Option<usize> {
+        match self {
+            Socket::Unix(s) => s.unread(),
+            Socket::Tls(_) => None,
+        }
+    }
+
+    /// [`Socket::try_write_vectored`] carrying descriptors with the first byte written (see
+    /// [`UnixSocket::try_write_with_fds`]); refused over TLS, which cannot carry them.
+    pub(crate) fn try_write_with_fds(
+        &self,
+        bufs: &[io::IoSlice<'_>],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<usize> {
+        match self {
+            Socket::Unix(s) => s.try_write_with_fds(bufs, fds),
+            Socket::Tls(_) if fds.is_empty() => self.try_write_vectored(bufs),
+            Socket::Tls(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a TLS connection cannot carry descriptors",
+            )),
         }
     }
 

@@ -1,8 +1,10 @@
 //! [`UnixSocket`]: a Unix stream socket registered with the reactor for readability only.
 //!
 //! Owns the registration of a Unix connection with tokio's reactor and its three system
-//! calls: `read` into a buffer's spare room, `write`, and waiting for either. Never buffers,
-//! never interprets bytes, never decides when to wait: `reader.rs` and `writer.rs` do.
+//! calls: a read into a buffer's spare room (`recvmsg`, keeping the descriptors of shared
+//! frames that come with the bytes, in order, see `shm.rs`), a write (optionally carrying
+//! descriptors), and waiting for either. Never buffers bytes, never interprets them, never
+//! decides when to wait: `reader.rs` and `writer.rs` do.
 //!
 //! # Why not `tokio::net::UnixStream`
 //!
@@ -29,12 +31,22 @@
 //!   seccomp filter pays for each.)
 
 use bytes::BytesMut;
+use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+/// Most descriptors one write carries, and so the most one read may bring (the writer never
+/// attaches more, `writer.rs`); a read whose descriptors did not fit is a protocol breach.
+pub(crate) const MAX_FDS_PER_WRITE: usize = 16;
+/// Most descriptors received and not yet claimed by their shared frames. A peer that sends
+/// more ahead of their frames is cut off.
+const MAX_QUEUED_FDS: usize = 4 * MAX_FDS_PER_WRITE;
+/// `cmsghdr` (16 bytes) plus `MAX_FDS_PER_WRITE` descriptors, in 8-byte words for alignment.
+const CONTROL_WORDS: usize = 2 + MAX_FDS_PER_WRITE / 2;
 
 /// A connected Unix stream socket (non-blocking), see the module docs.
 pub(crate) struct UnixSocket {
@@ -43,6 +55,8 @@ pub(crate) struct UnixSocket {
     write_wait: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
     /// The peer's pid and uid, read at connection time (`SO_PEERCRED`).
     peer: (Option<u32>, Option<u32>),
+    /// Descriptors received with the bytes (shared frames' memory files), oldest first.
+    fds: Mutex<VecDeque<OwnedFd>>,
 }
 
 impl UnixSocket {
@@ -64,13 +78,33 @@ impl UnixSocket {
             io: register(std, Interest::READABLE)?,
             write_wait: Mutex::new(None),
             peer,
+            fds: Mutex::new(VecDeque::new()),
         })
     }
 
     /// Reads what is there into `buf`'s spare room; `WouldBlock` when nothing is. Always a
     /// system call: see "No read without the reactor".
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        read_into(self.io.get_ref(), buf)
+        read_into(self.io.get_ref(), buf, &self.fds)
+    }
+
+    /// The oldest descriptor received and not yet taken: the memory file of the next shared
+    /// frame (descriptors come with, or ahead of, the bytes of their frame).
+    pub(crate) fn take_fd(&self) -> Option<OwnedFd> {
+        self.fds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
+    /// Bytes we wrote that the peer has not read yet (`SIOCOUTQ`); `None` if the kernel does
+    /// not say.
+    pub(crate) fn unread(&self) -> Option<usize> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a socket writes one `int` through the pointer, which
+        // points at a live `c_int`; the descriptor is owned by `self.io`.
+        let r = unsafe { libc::ioctl(self.io.get_ref().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if r == 0 { usize::try_from(n).ok() } else { None }
     }
 
     /// Waits until the socket has something, then reads it into `buf`'s spare room: data
@@ -84,7 +118,7 @@ impl UnixSocket {
     pub(crate) async fn read_buf_when_ready(&self, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
             let mut guard = self.io.readable().await?;
-            match guard.try_io(|s| read_into(s.get_ref(), buf)) {
+            match guard.try_io(|s| read_into(s.get_ref(), buf, &self.fds)) {
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(result) => return result,
                 Err(_would_block) => continue,
@@ -101,14 +135,32 @@ impl UnixSocket {
     /// as std's `write` sends: a peer gone is an `EPIPE` error, never a `SIGPIPE`, which would
     /// kill a process that does not ignore it (a C program embedding the C API).
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let flags = rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT;
-        let mut control = rustix::net::SendAncillaryBuffer::default();
-        Ok(rustix::net::sendmsg(
-            self.io.get_ref(),
-            bufs,
-            &mut control,
-            flags,
-        )?)
+        self.try_write_with_fds(bufs, &[])
+    }
+
+    /// [`UnixSocket::try_write_vectored`], carrying `fds` (`SCM_RIGHTS`, at most
+    /// [`MAX_FDS_PER_WRITE`]) with the first byte written: when it writes anything, the peer
+    /// receives them with that byte, and they must not be sent again.
+    pub(crate) fn try_write_with_fds(
+        &self,
+        bufs: &[io::IoSlice<'_>],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<usize> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        if fds.len() > MAX_FDS_PER_WRITE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} descriptors in one write (at most {MAX_FDS_PER_WRITE})", fds.len()),
+            ));
+        }
+        let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        let mut space =
+            [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_WRITE))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(io::Error::other("descriptors do not fit the control buffer"));
+        }
+        Ok(rustix::net::sendmsg(self.io.get_ref(), bufs, &mut control, flags)?)
     }
 
     /// Waits until a write may make progress, through a writable-only registration that
@@ -175,14 +227,90 @@ trait OwnedDescriptor {}
 impl OwnedDescriptor for StdUnixStream {}
 impl OwnedDescriptor for OwnedFd {}
 
-/// One `read` into `buf`'s spare room.
-fn read_into(s: &StdUnixStream, buf: &mut BytesMut) -> io::Result<usize> {
+/// One `recvmsg` into `buf`'s spare room; descriptors that came with the bytes go to the back
+/// of `fds`. An error (`InvalidData`) when they did not fit the control buffer or overflow
+/// [`MAX_QUEUED_FDS`]: either is a peer breaking the protocol.
+///
+/// `libc::recvmsg`, not rustix's: the data goes straight into the uninitialised spare room,
+/// as a `read` would, where rustix's `recvmsg` takes initialised buffers only.
+fn read_into(
+    s: &StdUnixStream,
+    buf: &mut BytesMut,
+    fds: &Mutex<VecDeque<OwnedFd>>,
+) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
-    let (filled, _) = rustix::io::read(s, spare)?;
-    let n = filled.len();
-    // SAFETY: `rustix::io::read` returned the first `n` bytes of the spare capacity as
-    // initialised (read(2) wrote them), so the length may grow over them.
+    let mut iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    let mut control = [0u64; CONTROL_WORDS];
+    // SAFETY: `msghdr` is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at one iovec over `buf`'s spare capacity (writable, `iov_len`
+    // bytes) and at `control` (writable, `msg_controllen` bytes), all live for the call; the
+    // socket is owned by the caller's `UnixStream`.
+    let n = unsafe {
+        libc::recvmsg(
+            s.as_raw_fd(),
+            &mut msg,
+            libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: recvmsg wrote the first `n` bytes of the spare capacity, so the length may grow
+    // over them.
     unsafe { buf.set_len(buf.len() + n) };
+    let mut got = Vec::new();
+    // SAFETY: `msg` is the header recvmsg filled; the CMSG_* macros walk its control buffer
+    // (still live) within `msg_controllen`.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is non-null and points at a header inside `control` (CMSG_FIRSTHDR /
+        // CMSG_NXTHDR check the bounds).
+        let (level, kind, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN(0) is a constant computation.
+            let head = unsafe { libc::CMSG_LEN(0) } as usize;
+            let count = (len as usize).saturating_sub(head) / std::mem::size_of::<libc::c_int>();
+            // SAFETY: an SCM_RIGHTS message's data holds `count` descriptors, inside `control`.
+            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+            for i in 0..count {
+                // SAFETY: within the message's data (above); unaligned read as the data of a
+                // control message is not guaranteed to be aligned for `c_int`.
+                let raw = unsafe { data.add(i).read_unaligned() };
+                // SAFETY: the kernel installed `raw` in this process for us (SCM_RIGHTS) and
+                // nothing else refers to it: this is its only owner.
+                got.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the peer sent more than {MAX_FDS_PER_WRITE} descriptors in one write"),
+        ));
+    }
+    if !got.is_empty() {
+        let mut queue = fds.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.len() + got.len() > MAX_QUEUED_FDS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the peer sent more than {MAX_QUEUED_FDS} descriptors ahead of their frames"
+                ),
+            ));
+        }
+        queue.extend(got);
+    }
     Ok(n)
 }
 

@@ -49,6 +49,18 @@
 //!   waits (`Pending`, woken by the writer) while more than [`STREAM_HIGH_WATER`] bytes are in
 //!   the lane.
 //!
+//! # Shared frames
+//!
+//! A frame whose body is at least [`Config::shared_min`](crate::Config) goes to a peer that
+//! takes them as a shared frame (`shm.rs`, docs/protocol.md §3.1): encoded as usual, then
+//! written into a sealed memory file, and replaced in the lane by its 4-byte prefix. The
+//! file's descriptor waits in `fds` and rides on the next write that sends anything (the
+//! direct path's, or the writer's next batch), so it reaches the peer with or before the
+//! prefix, in frame order. Only while the peer keeps up (at most [`SHARED_UNREAD`] bytes we
+//! wrote are unread) and at most [`MAX_FDS_PER_WRITE`] wait: otherwise the frame goes on the
+//! socket and counts against [`HIGH_WATER`] like any other, so a peer that stops reading
+//! still slows its callers instead of collecting memory files.
+//!
 //! Async senders (calls, replies) wait while more than [`HIGH_WATER`] bytes are queued, so a
 //! peer that stops reading slows its callers instead of growing our memory. Frames the peer
 //! provokes from the reader task (pongs, `limit` refusals) cannot wait (that would stop the
@@ -58,10 +70,15 @@
 use crate::Fault;
 use crate::session::{Inner, deadline_after, lock};
 use crate::socket::Socket;
+use crate::unix_socket::MAX_FDS_PER_WRITE;
 use bytes::Bytes;
-use logos_wire::{ErrorCode, Message, Value, WireError, encode_frame, encode_stream_data_head};
+use logos_wire::codec::LEN_PREFIX;
+use logos_wire::{
+    ErrorCode, Message, Value, WireError, encode_frame, encode_stream_data_head, shared_prefix,
+};
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use tokio::time::Instant;
@@ -87,6 +104,10 @@ const COALESCE_BELOW: usize = 16 * 1024;
 /// sent big frames holds up to this much per buffer (scratch, control lane, writer batch)
 /// until it closes; idle connections that never did hold nothing extra.
 const RETAIN: usize = 4 * 1024 * 1024;
+
+/// A frame goes shared only while at most this many bytes we wrote are unread by the peer
+/// (see "Shared frames"): a few prefixes in flight, never a backlog of memory files.
+const SHARED_UNREAD: usize = 16 * 1024;
 
 /// Most buffers handed to one `writev` (the kernel's `IOV_MAX` is 1024).
 const MAX_IOV: usize = 256;
@@ -179,6 +200,84 @@ fn slices<'a>(first: &'a [u8], frames: &'a [DataFrame], out: &mut Vec<io::IoSlic
     }
 }
 
+/// Turns the frame just encoded at `out[start..]` into a shared frame when it should be one
+/// (see "Shared frames" in the module docs): its memory file goes to `fds`, its prefix
+/// replaces it in `out`. `false` (the frame untouched) when not, or when the file could not be
+/// made, which only costs the socket path.
+fn share(
+    out: &mut Vec<u8>,
+    start: usize,
+    min: Option<usize>,
+    fds: &mut Vec<OwnedFd>,
+    sock: &Socket,
+) -> bool {
+    let Some(min) = min else {
+        return false;
+    };
+    let body = out.len() - start - LEN_PREFIX;
+    if body < min || fds.len() >= MAX_FDS_PER_WRITE {
+        return false;
+    }
+    if sock.unread().is_none_or(|unread| unread > SHARED_UNREAD) {
+        return false;
+    }
+    let Ok(prefix) = shared_prefix(body) else {
+        return false;
+    };
+    match crate::shm::seal(&out[start + LEN_PREFIX..]) {
+        Ok(fd) => {
+            out.truncate(start);
+            out.extend_from_slice(&prefix);
+            fds.push(fd);
+            true
+        }
+        Err(e) => {
+            tracing::debug!("a frame of {body} bytes goes on the socket: no memory file ({e})");
+            false
+        }
+    }
+}
+
+/// Writes `bufs` as [`Socket::try_write_vectored`], carrying `fds` with the first write that
+/// sends anything; they are sent (and cleared) once it has.
+fn write_carrying(
+    sock: &Socket,
+    bufs: &[io::IoSlice<'_>],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    if fds.is_empty() {
+        return sock.try_write_vectored(bufs);
+    }
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+    let n = sock.try_write_with_fds(bufs, &borrowed)?;
+    drop(borrowed);
+    if n > 0 {
+        fds.clear();
+    }
+    Ok(n)
+}
+
+/// [`try_write_now`] carrying `fds` (see [`write_carrying`]).
+fn try_write_now_carrying(
+    sock: &Socket,
+    buf: &[u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    if fds.is_empty() {
+        return try_write_now(sock, buf);
+    }
+    let first = loop {
+        match write_carrying(sock, &[io::IoSlice::new(buf)], fds) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(first + try_write_now(sock, &buf[first..])?)
+}
+
 /// Queued bytes past which a peer that provokes frames without reading them is cut off.
 pub(crate) fn hard_cap(max_frame: usize) -> usize {
     HIGH_WATER
@@ -269,10 +368,16 @@ pub(crate) struct Outbox {
     stream_waiters: Vec<Waker>,
     /// Largest frame body sent (`Config::max_frame`).
     max_frame: usize,
+    /// Smallest body sent as a shared frame; `None` when the peer does not take them.
+    shared_min: Option<usize>,
+    /// Memory files of shared frames queued, for the next write (see "Shared frames").
+    fds: Vec<OwnedFd>,
+    /// Shared frames sent.
+    shared_sent: u64,
 }
 
 impl Outbox {
-    pub(crate) fn new(sock: Arc<Socket>, max_frame: usize) -> Outbox {
+    pub(crate) fn new(sock: Arc<Socket>, max_frame: usize, shared_min: Option<usize>) -> Outbox {
         Outbox {
             sock: Some(sock),
             active: false,
@@ -291,7 +396,30 @@ impl Outbox {
             lagged: Vec::new(),
             stream_waiters: Vec::new(),
             max_frame,
+            shared_min,
+            fds: Vec::new(),
+            shared_sent: 0,
         }
+    }
+
+    /// Shared frames sent so far.
+    pub(crate) fn shared_sent(&self) -> u64 {
+        self.shared_sent
+    }
+
+    /// [`share`] for the frame at `lane[start..]`, counted.
+    fn share(&mut self, in_ctrl: bool, start: usize) -> bool {
+        let Some(sock) = self.sock.as_ref() else {
+            return false;
+        };
+        let out = if in_ctrl {
+            &mut self.ctrl
+        } else {
+            &mut self.scratch
+        };
+        let shared = share(out, start, self.shared_min, &mut self.fds, sock);
+        self.shared_sent += u64::from(shared);
+        shared
     }
 
     /// Bytes queued and not yet handed to the socket.
@@ -346,11 +474,13 @@ impl Outbox {
             let Some(sock) = self.sock.as_ref() else {
                 return Pushed::Gone;
             };
+            let sock = Arc::clone(sock);
             self.scratch.clear();
             if let Err(e) = encode_capped(msg, &mut self.scratch, self.max_frame) {
                 return Pushed::Unencodable(e);
             }
-            let written = match try_write_now(sock, &self.scratch) {
+            let shared = self.share(false, 0);
+            let written = match try_write_now_carrying(&sock, &self.scratch, &mut self.fds) {
                 Ok(n) => n,
                 Err(e) => return Pushed::Failed(e),
             };
@@ -358,7 +488,11 @@ impl Outbox {
                 if self.scratch.capacity() > RETAIN {
                     self.scratch = Vec::new();
                 }
-                if written < COALESCE_BELOW && tokio::task::try_id().is_some() && !is_lone(msg) {
+                if written < COALESCE_BELOW
+                    && !shared
+                    && tokio::task::try_id().is_some()
+                    && !is_lone(msg)
+                {
                     // Frames sent before the writer task gets to run (the rest of a burst:
                     // replies to calls read in one go, a pipelining caller) are queued and go
                     // out together in one write; see "Coalescing" in the module docs. A
@@ -382,14 +516,15 @@ impl Outbox {
             wake.notify_one();
             return Pushed::Ok;
         }
+        let start = self.ctrl.len();
         let encoded = match lane {
-            Lane::Ctrl => encode_capped(msg, &mut self.ctrl, self.max_frame),
-            Lane::Event => {
-                let start = self.ctrl.len();
-                encode_capped(msg, &mut self.ctrl, self.max_frame).map(|()| {
-                    self.ctrl_events = self.ctrl_events.plus(Events::one(self.ctrl.len() - start));
-                })
-            }
+            Lane::Ctrl => encode_capped(msg, &mut self.ctrl, self.max_frame).map(|()| {
+                self.share(true, start);
+            }),
+            Lane::Event => encode_capped(msg, &mut self.ctrl, self.max_frame).map(|()| {
+                self.share(true, start);
+                self.ctrl_events = self.ctrl_events.plus(Events::one(self.ctrl.len() - start));
+            }),
             Lane::Stream => DataFrame::of(msg, self.max_frame).map(|frame| {
                 self.data_bytes += frame.len();
                 self.data.push_back(frame);
@@ -440,7 +575,13 @@ impl Outbox {
 
     /// Moves the next batch into `batch` (control bytes, empty on entry) and `frames` (stream
     /// frames, empty on entry); returns where writing starts in `batch`.
-    fn take_batch(&mut self, batch: &mut Vec<u8>, frames: &mut Vec<DataFrame>) -> usize {
+    fn take_batch(
+        &mut self,
+        batch: &mut Vec<u8>,
+        frames: &mut Vec<DataFrame>,
+        fds: &mut Vec<OwnedFd>,
+    ) -> usize {
+        fds.append(&mut self.fds);
         let mut pos = 0;
         let mut events = Events::NONE;
         if self.head_pos < self.head.len() {
@@ -725,6 +866,7 @@ enum Next {
 pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
     let mut batch: Vec<u8> = Vec::new();
     let mut frames: Vec<DataFrame> = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
     let mut deadline: Option<Instant> = None;
     loop {
         batch.clear();
@@ -739,7 +881,7 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
             if out.discard {
                 Next::Exit
             } else {
-                let pos = out.take_batch(&mut batch, &mut frames);
+                let pos = out.take_batch(&mut batch, &mut frames, &mut fds);
                 if pos < batch.len() || !frames.is_empty() {
                     if out.closing && deadline.is_none() {
                         deadline = Some(deadline_after(inner.config.handshake_timeout));
@@ -763,7 +905,13 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
             }
             Next::Write(pos) => pos,
         };
-        if let Err(e) = write_batch(&inner, &sock, &batch[pos..], &frames, &mut deadline).await {
+        let written = write_batch(
+            &inner,
+            &sock,
+            (&batch[pos..], &frames, &mut fds),
+            &mut deadline,
+        );
+        if let Err(e) = written.await {
             inner.shut(format!("write failed: {e}"), None);
             break;
         }
@@ -784,13 +932,13 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>) {
     tracing::debug!(session = inner.id, "writer finished");
 }
 
-/// Writes all of `buf` and then `frames` (vectored), waiting for writability. Gives up when
-/// the connection is closed without a final frame, or when the close `deadline` passes.
+/// Writes all of `buf` and then `frames` (vectored), the first write carrying `fds`, waiting
+/// for writability. Gives up when the connection is closed without a final frame, or when the
+/// close `deadline` passes.
 async fn write_batch(
     inner: &Inner,
     sock: &Socket,
-    buf: &[u8],
-    frames: &[DataFrame],
+    (buf, frames, fds): (&[u8], &[DataFrame], &mut Vec<OwnedFd>),
     deadline: &mut Option<Instant>,
 ) -> io::Result<()> {
     let mut all = Vec::with_capacity(1 + 2 * frames.len());
@@ -798,7 +946,7 @@ async fn write_batch(
     let mut bufs = &mut all[..];
     while !bufs.is_empty() {
         let n = bufs.len().min(MAX_IOV);
-        match sock.try_write_vectored(&bufs[..n]) {
+        match write_carrying(sock, &bufs[..n], fds) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -851,6 +999,7 @@ mod tests {
         let mut out = Outbox::new(
             Arc::new(Socket::unix(a).expect("register")),
             logos_wire::codec::DEFAULT_MAX_FRAME,
+            None,
         );
         out.active = true;
         (out, b)
@@ -893,7 +1042,7 @@ mod tests {
             Pushed::Ok
         ));
         let (mut batch, mut frames) = (Vec::new(), Vec::new());
-        let pos = out.take_batch(&mut batch, &mut frames);
+        let pos = out.take_batch(&mut batch, &mut frames, &mut Vec::new());
         assert_eq!(pos, 0);
         // The payloads are the stream's own buffers, not copies.
         assert!(frames.iter().all(|f| f.payload.as_ptr() == chunk.as_ptr()));
@@ -904,7 +1053,7 @@ mod tests {
         assert_eq!(out.queued(), wire(&batch, &frames).len() + out.data_bytes);
         // The next batch carries on with the data.
         let (mut batch, mut frames) = (Vec::new(), Vec::new());
-        out.take_batch(&mut batch, &mut frames);
+        out.take_batch(&mut batch, &mut frames, &mut Vec::new());
         assert_eq!(kinds(&wire(&batch, &frames)).len(), 4);
     }
 
@@ -916,7 +1065,7 @@ mod tests {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let sock = Arc::new(Socket::unix(UnixStream::from_std(a).unwrap()).expect("register"));
-        let mut out = Outbox::new(Arc::clone(&sock), logos_wire::codec::DEFAULT_MAX_FRAME);
+        let mut out = Outbox::new(Arc::clone(&sock), logos_wire::codec::DEFAULT_MAX_FRAME, None);
         let wake = Notify::new();
         let mut sent = Vec::new();
         for i in 0..40u8 {
@@ -947,7 +1096,7 @@ mod tests {
         let mut first = std::mem::take(&mut out.head);
         loop {
             let (mut batch, mut frames) = (Vec::new(), Vec::new());
-            let pos = out.take_batch(&mut batch, &mut frames);
+            let pos = out.take_batch(&mut batch, &mut frames, &mut Vec::new());
             first.extend_from_slice(&batch[pos..]);
             if first.is_empty() && frames.is_empty() {
                 break;
@@ -969,7 +1118,7 @@ mod tests {
     #[tokio::test]
     async fn unencodable_or_oversized_messages_are_refused_without_queueing() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let mut out = Outbox::new(Arc::new(Socket::unix(a).expect("register")), 64);
+        let mut out = Outbox::new(Arc::new(Socket::unix(a).expect("register")), 64, None);
         out.active = true;
         let wake = Notify::new();
         let big = Message::Event {
@@ -996,7 +1145,7 @@ mod tests {
             Pushed::Gone
         ));
         let (mut batch, mut frames) = (Vec::new(), Vec::new());
-        out.take_batch(&mut batch, &mut frames);
+        out.take_batch(&mut batch, &mut frames, &mut Vec::new());
         assert_eq!(kinds(&batch), vec!["error"]);
     }
 }

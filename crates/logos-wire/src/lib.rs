@@ -16,8 +16,9 @@ pub mod value;
 
 pub use code::ErrorCode;
 pub use codec::{
-    FrameDecoder, decode_message, decode_value, encode_frame, encode_frame_into, encode_message,
-    encode_stream_data_head, encode_value,
+    Frame, FrameDecoder, SHARED_ATTR, SHARED_FLAG, decode_body, decode_message, decode_value,
+    encode_frame, encode_frame_into, encode_message, encode_stream_data_head, encode_value,
+    shared_prefix,
 };
 pub use error::WireError;
 pub use handshake::{MAX_HANDSHAKE_FRAME, PROTOCOL_MAJOR, PROTOCOL_MINOR};

@@ -43,6 +43,14 @@ pub const LEN_PREFIX: usize = 4;
 pub const MAX_DEPTH: usize = 64;
 /// Largest body a 4-byte length prefix can describe.
 const MAX_PREFIXED: usize = u32::MAX as usize;
+/// The length prefix's top bit marks a **shared frame** (docs/protocol.md §3.1): the body does
+/// not follow on the stream; it is the whole content of a sealed memory file whose descriptor
+/// travels beside the prefix (`SCM_RIGHTS` on a Unix socket), and the low 31 bits are its
+/// length. Only sent to a peer that announced it can take them (`hello`/`welcome` attribute
+/// [`SHARED_ATTR`]); anywhere else the prefix reads as a frame over any cap.
+pub const SHARED_FLAG: u32 = 1 << 31;
+/// The `hello`/`welcome` attribute by which a side says it takes shared frames (`true`).
+pub const SHARED_ATTR: &str = "shm";
 
 /// Appends one complete frame (length prefix + CBOR body) for `msg` to `out` and returns the
 /// body length, so a caller with a smaller cap than the prefix allows can compare it (and
@@ -171,6 +179,43 @@ pub fn decode_value(bytes: &[u8]) -> Result<Value, WireError> {
     Ok(v)
 }
 
+/// The 4-byte prefix announcing a shared frame of `len` body bytes (see [`SHARED_FLAG`]).
+///
+/// # Errors
+/// [`WireError::FrameTooLarge`] when `len` does not fit the 31 bits, [`WireError::EmptyFrame`]
+/// for 0.
+pub fn shared_prefix(len: usize) -> Result<[u8; LEN_PREFIX], WireError> {
+    if len == 0 {
+        return Err(WireError::EmptyFrame);
+    }
+    match u32::try_from(len) {
+        Ok(n) if n < SHARED_FLAG => Ok((n | SHARED_FLAG).to_be_bytes()),
+        _ => Err(WireError::FrameTooLarge {
+            len,
+            max: (SHARED_FLAG - 1) as usize,
+        }),
+    }
+}
+
+/// Decodes a frame body that arrived out of band (a shared frame's memory), exactly as
+/// [`FrameDecoder::decode`] decodes one read from the stream: byte fields share `body`.
+///
+/// # Errors
+/// [`WireError::Malformed`] naming the field and byte offset.
+pub fn decode_body(body: &Bytes) -> Result<Message, WireError> {
+    Reader::new(body, Some(body)).message()
+}
+
+/// One frame taken off a byte stream by [`FrameDecoder::decode_frame`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A frame whose body came on the stream, decoded.
+    Message(Message),
+    /// A shared frame's prefix: a body of `len` bytes waits in the memory file sent beside
+    /// it; decode it with [`decode_body`] once mapped.
+    Shared { len: usize },
+}
+
 /// Incremental frame splitter for a byte stream, with a frame-size cap.
 ///
 /// After it returns an error the stream is out of step: send `error` id 0 with
@@ -201,10 +246,45 @@ impl FrameDecoder {
     /// [`WireError::FrameTooLarge`], [`WireError::EmptyFrame`], [`WireError::Malformed`]. A bad
     /// frame is consumed from `buf`; an oversized or empty one is left there.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Message>, WireError> {
+        match self.decode_frame(buf, false)? {
+            Some(Frame::Message(msg)) => Ok(Some(msg)),
+            // Unreachable with `shared` off: the flag reads as an oversized length.
+            Some(Frame::Shared { len }) => Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// [`FrameDecoder::decode`], also taking shared frames when `shared` is set (this side
+    /// announced [`SHARED_ATTR`]): their prefix is consumed and returned as
+    /// [`Frame::Shared`], with the same cap and emptiness checks as a stream frame's length.
+    /// With `shared` off a shared prefix is refused as too large, as a peer that predates
+    /// shared frames refuses it.
+    ///
+    /// # Errors
+    /// As [`FrameDecoder::decode`].
+    pub fn decode_frame(&self, buf: &mut BytesMut, shared: bool) -> Result<Option<Frame>, WireError> {
         let Some(head) = buf.first_chunk::<LEN_PREFIX>() else {
             return Ok(None);
         };
-        let len = u32::from_be_bytes(*head) as usize;
+        let prefix = u32::from_be_bytes(*head);
+        if shared && prefix & SHARED_FLAG != 0 {
+            let len = (prefix & !SHARED_FLAG) as usize;
+            if len == 0 {
+                return Err(WireError::EmptyFrame);
+            }
+            if len > self.max_frame {
+                return Err(WireError::FrameTooLarge {
+                    len,
+                    max: self.max_frame,
+                });
+            }
+            buf.advance(LEN_PREFIX);
+            return Ok(Some(Frame::Shared { len }));
+        }
+        let len = prefix as usize;
         if len == 0 {
             return Err(WireError::EmptyFrame);
         }
@@ -222,7 +302,7 @@ impl FrameDecoder {
         let mut frame = buf.split_to(whole);
         frame.advance(LEN_PREFIX);
         let body: Bytes = frame.freeze();
-        Reader::new(&body, Some(&body)).message().map(Some)
+        decode_body(&body).map(|m| Some(Frame::Message(m)))
     }
 }
 
@@ -711,5 +791,62 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn shared_prefixes_are_taken_only_when_announced_and_checked_like_lengths() {
+        let dec = FrameDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&shared_prefix(700).unwrap());
+        encode_frame_into(&Message::Ping { nonce: 1 }, &mut buf).unwrap();
+        // Not announced: a shared prefix is an oversized frame, as to an older peer.
+        let mut off = buf.clone();
+        assert!(matches!(
+            dec.decode_frame(&mut off, false),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+        assert!(matches!(dec.decode(&mut off), Err(WireError::FrameTooLarge { .. })));
+        // Announced: the prefix alone is consumed, the next frame follows on the stream.
+        assert_eq!(
+            dec.decode_frame(&mut buf, true).unwrap(),
+            Some(Frame::Shared { len: 700 })
+        );
+        assert_eq!(
+            dec.decode_frame(&mut buf, true).unwrap(),
+            Some(Frame::Message(Message::Ping { nonce: 1 }))
+        );
+        assert!(buf.is_empty());
+        // The cap and emptiness hold for shared lengths too.
+        let mut big = BytesMut::from(&shared_prefix(1025).unwrap()[..]);
+        assert!(matches!(
+            dec.decode_frame(&mut big, true),
+            Err(WireError::FrameTooLarge { len: 1025, max: 1024 })
+        ));
+        let mut empty = BytesMut::from(&SHARED_FLAG.to_be_bytes()[..]);
+        assert!(matches!(dec.decode_frame(&mut empty, true), Err(WireError::EmptyFrame)));
+        assert!(matches!(shared_prefix(0), Err(WireError::EmptyFrame)));
+        assert!(matches!(
+            shared_prefix(SHARED_FLAG as usize),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_body_decoded_out_of_band_shares_its_memory_like_a_stream_frame() {
+        let payload = vec![9u8; 128 * 1024];
+        let msg = Message::Reply {
+            id: 4,
+            value: Value::Bytes(payload.clone().into()),
+        };
+        let mut frame = Vec::new();
+        encode_frame(&msg, &mut frame).unwrap();
+        let body = Bytes::copy_from_slice(&frame[LEN_PREFIX..]);
+        let Message::Reply { value: Value::Bytes(got), .. } = decode_body(&body).unwrap() else {
+            panic!("not a reply of bytes");
+        };
+        assert_eq!(&got[..], &payload[..]);
+        let within = body.as_ptr_range();
+        assert!(within.contains(&got.as_ptr()), "copied instead of shared");
+        assert!(decode_body(&Bytes::from_static(&[0x82, 0x0f])).is_err());
     }
 }

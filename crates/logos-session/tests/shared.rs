@@ -1,0 +1,236 @@
+//! Shared frames (docs/protocol.md §3.1): large calls and replies between two sessions on one
+//! machine go through sealed memory files, intact and counted; a side that does not announce
+//! them gets every frame on the socket; and a peer that abuses them (a prefix without its
+//! file, a file that could still change, a size that differs, a body that does not decode,
+//! descriptors piling up ahead of their frames) is cut off with `protocol_error` naming what
+//! was wrong. Real Unix sockets and real memfds; nothing sleeps to synchronise.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use bytes::Bytes;
+use logos_session::{Config, Session};
+use logos_wire::{Call, ErrorCode, Message, SHARED_ATTR, Value, shared_prefix};
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// Shared frames on from 256 KiB, whatever `LOGOS_SHM` says in the environment.
+fn on() -> Config {
+    let mut config = Config::default();
+    config.shared_min = Some(logos_session::DEFAULT_SHARED_MIN);
+    config
+}
+
+/// A 1 MiB pattern no two offsets of which (within 251 bytes) look alike.
+fn pattern(len: usize) -> Bytes {
+    (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into()
+}
+
+fn echo() -> Arc<Probe> {
+    let (probe, _seen) = Probe::new(|_, call: Call| async move {
+        Ok(call.args.into_iter().next().unwrap_or(Value::Null))
+    });
+    Arc::new(probe)
+}
+
+async fn call_echo(alice: &Session, value: Value) -> Value {
+    soon(
+        "the echo",
+        alice.call("bob", "echo", vec![value], Duration::from_secs(10)),
+    )
+    .await
+    .expect("echo")
+}
+
+#[tokio::test]
+async fn large_calls_and_replies_travel_in_shared_memory_intact() {
+    let (alice, bob) = pair_with(echo(), echo(), on()).await;
+    assert_eq!(
+        alice.peer().attrs.get(SHARED_ATTR),
+        Some(&Value::Bool(true)),
+        "bob announced shared frames"
+    );
+    let big = pattern(MIB);
+    for round in 1..=3u64 {
+        let back = call_echo(&alice, Value::Bytes(big.clone())).await;
+        assert_eq!(back, Value::Bytes(big.clone()), "round {round}");
+        assert_eq!(alice.shared_frames(), (round, round), "alice: call out, reply in");
+        assert_eq!(bob.shared_frames(), (round, round), "bob: call in, reply out");
+    }
+    // Below the threshold: on the socket as before.
+    let small = pattern(64 * 1024);
+    let back = call_echo(&alice, Value::Bytes(small.clone())).await;
+    assert_eq!(back, Value::Bytes(small));
+    assert_eq!(alice.shared_frames(), (3, 3));
+    // Many big calls at once: in order, each answered with its own bytes.
+    let calls = (0..20u8).map(|i| {
+        let mut v = big.to_vec();
+        v[0] = i;
+        let alice = alice.clone();
+        async move {
+            let back = call_echo(&alice, Value::Bytes(v.clone().into())).await;
+            assert_eq!(back, Value::Bytes(v.into()), "call {i}");
+        }
+    });
+    futures::future::join_all(calls).await;
+}
+
+#[tokio::test]
+async fn a_side_that_does_not_announce_them_gets_every_frame_on_the_socket() {
+    let mut off = on();
+    off.shared_min = None;
+    let (alice, bob) = {
+        // alice announces (default config), bob does not.
+        let (sa, sb) = tokio::net::UnixStream::pair().unwrap();
+        let server = tokio::spawn(async move {
+            let pending = logos_session::read_hello(sb, off).await.unwrap();
+            assert_eq!(
+                pending.hello.attrs.get(SHARED_ATTR),
+                Some(&Value::Bool(true)),
+                "alice announced"
+            );
+            pending
+                .accept("alice".into(), welcome("bob"), echo())
+                .await
+                .unwrap()
+        });
+        let (alice, w) = logos_session::connect(sa, hello("alice"), echo(), on())
+            .await
+            .unwrap();
+        assert_eq!(w.attrs.get(SHARED_ATTR), None, "bob did not announce");
+        (alice, soon("accept", server).await.unwrap())
+    };
+    let big = pattern(2 * MIB);
+    let back = call_echo(&alice, Value::Bytes(big.clone())).await;
+    assert_eq!(back, Value::Bytes(big));
+    assert_eq!(alice.shared_frames(), (0, 0));
+    assert_eq!(bob.shared_frames(), (0, 0));
+}
+
+/// Sends `bytes` with `fds` attached, as a hostile peer would.
+fn send_with_fds(sock: &tokio::net::UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(32))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    let n = rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::empty())
+        .expect("sendmsg");
+    assert_eq!(n, bytes.len());
+}
+
+/// A memfd holding `content`, with `seals`.
+fn memfd(content: &[u8], seals: SealFlags) -> OwnedFd {
+    let fd = rustix::fs::memfd_create(c"test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .expect("memfd");
+    rustix::io::write(&fd, content).expect("write");
+    rustix::fs::fcntl_add_seals(&fd, seals).expect("seals");
+    fd
+}
+
+/// The body of a `reply` frame, as a shared frame's file would hold it.
+fn reply_body() -> Vec<u8> {
+    let mut frame = Vec::new();
+    logos_wire::encode_frame(
+        &Message::Reply {
+            id: 1,
+            value: Value::from("x"),
+        },
+        &mut frame,
+    )
+    .unwrap();
+    frame.split_off(4)
+}
+
+const SEALED: SealFlags = SealFlags::WRITE
+    .union(SealFlags::SHRINK)
+    .union(SealFlags::GROW)
+    .union(SealFlags::SEAL);
+
+async fn expect_protocol_error(raw: &mut RawPeer, needle: &str) {
+    let (code, message) = raw
+        .closing_error()
+        .await
+        .expect("an error frame before EOF");
+    assert_eq!(code, ErrorCode::ProtocolError, "{message}");
+    assert!(message.contains(needle), "{message}");
+}
+
+async fn raw() -> RawPeer {
+    let (probe, _seen) = Probe::quiet();
+    let (raw, session) = raw_client(Arc::new(probe), on()).await;
+    // The session lives as long as its tasks; the raw peer watches it close.
+    drop(session);
+    raw
+}
+
+#[tokio::test]
+async fn a_prefix_without_its_memory_file_closes_the_connection() {
+    let mut raw = raw().await;
+    raw.send_bytes(&shared_prefix(300).unwrap()).await;
+    expect_protocol_error(&mut raw, "came without its memory file").await;
+}
+
+#[tokio::test]
+async fn a_memory_file_that_could_still_change_closes_the_connection() {
+    let mut raw = raw().await;
+    let body = reply_body();
+    let open = memfd(&body, SealFlags::SHRINK);
+    send_with_fds(
+        &raw.sock,
+        &shared_prefix(body.len()).unwrap(),
+        &[open.as_fd()],
+    );
+    expect_protocol_error(&mut raw, "not sealed against writing").await;
+}
+
+#[tokio::test]
+async fn a_memory_file_of_another_size_or_a_body_that_does_not_decode_closes_the_connection() {
+    let mut raw = raw().await;
+    let body = reply_body();
+    let fd = memfd(&body, SEALED);
+    send_with_fds(
+        &raw.sock,
+        &shared_prefix(body.len() + 1).unwrap(),
+        &[fd.as_fd()],
+    );
+    expect_protocol_error(&mut raw, "holds").await;
+
+    let mut raw = self::raw().await;
+    let garbage = memfd(&[0xff; 64], SEALED);
+    send_with_fds(&raw.sock, &shared_prefix(64).unwrap(), &[garbage.as_fd()]);
+    let (code, message) = raw.closing_error().await.expect("an error frame");
+    assert_eq!(code, ErrorCode::ProtocolError, "{message}");
+}
+
+#[tokio::test]
+async fn descriptors_piling_up_ahead_of_their_frames_close_the_connection() {
+    let mut raw = raw().await;
+    let fd = memfd(b"unused", SEALED);
+    let many: Vec<BorrowedFd<'_>> = (0..16).map(|_| fd.as_fd()).collect();
+    // Each write carries 16 descriptors and one byte of a ping frame that never completes.
+    let ping = {
+        let mut f = Vec::new();
+        logos_wire::encode_frame(&Message::Ping { nonce: 1 }, &mut f).unwrap();
+        f
+    };
+    for byte in &ping[..ping.len() - 1] {
+        send_with_fds(&raw.sock, std::slice::from_ref(byte), &many);
+    }
+    expect_protocol_error(&mut raw, "descriptors ahead of their frames").await;
+}
+
+#[tokio::test]
+async fn more_descriptors_in_one_write_than_allowed_close_the_connection() {
+    let mut raw = raw().await;
+    let fd = memfd(b"unused", SEALED);
+    let many: Vec<BorrowedFd<'_>> = (0..32).map(|_| fd.as_fd()).collect();
+    send_with_fds(&raw.sock, &[0], &many);
+    expect_protocol_error(&mut raw, "descriptors in one write").await;
+}
