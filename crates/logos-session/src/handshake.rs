@@ -196,9 +196,10 @@ pub async fn connect_over(
     let exchange = async {
         let mut hello = hello;
         if crate::session::announces_shared(&stream, &config) {
-            hello
-                .attrs
-                .insert(logos_wire::SHARED_ATTR.into(), logos_wire::Value::Bool(true));
+            hello.attrs.insert(
+                logos_wire::SHARED_ATTR.into(),
+                logos_wire::Value::Bool(true),
+            );
         }
         write_message(&stream, &Message::Hello(hello), limit).await?;
         Ok::<_, SessionError>(read_message(&stream, &mut buf, &decoder).await)
@@ -422,9 +423,10 @@ impl PendingSession {
         } = self;
         let mut welcome = welcome;
         if crate::session::announces_shared(&stream, &config) {
-            welcome
-                .attrs
-                .insert(logos_wire::SHARED_ATTR.into(), logos_wire::Value::Bool(true));
+            welcome.attrs.insert(
+                logos_wire::SHARED_ATTR.into(),
+                logos_wire::Value::Bool(true),
+            );
         }
         write_message(
             &stream,

@@ -147,7 +147,11 @@ mod tests {
         assert_eq!(&bytes[..], &body[..]);
         let tail = bytes.slice(200_000..);
         drop(bytes);
-        assert_eq!(&tail[..], &body[200_000..], "a slice keeps the mapping alive");
+        assert_eq!(
+            &tail[..],
+            &body[200_000..],
+            "a slice keeps the mapping alive"
+        );
     }
 
     #[test]
@@ -171,7 +175,10 @@ mod tests {
     fn a_size_other_than_announced_or_a_descriptor_other_than_a_memfd_is_refused() {
         let fd = seal(b"0123456789").expect("seal");
         let e = map(fd, 11).expect_err("size");
-        assert!(e.contains("announced 11 bytes") && e.contains("holds 10"), "{e}");
+        assert!(
+            e.contains("announced 11 bytes") && e.contains("holds 10"),
+            "{e}"
+        );
 
         let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
         let e = map(OwnedFd::from(a), 4).expect_err("socket");

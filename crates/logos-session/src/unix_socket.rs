@@ -104,7 +104,11 @@ impl UnixSocket {
         // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a socket writes one `int` through the pointer, which
         // points at a live `c_int`; the descriptor is owned by `self.io`.
         let r = unsafe { libc::ioctl(self.io.get_ref().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-        if r == 0 { usize::try_from(n).ok() } else { None }
+        if r == 0 {
+            usize::try_from(n).ok()
+        } else {
+            None
+        }
     }
 
     /// Waits until the socket has something, then reads it into `buf`'s spare room: data
@@ -150,17 +154,27 @@ impl UnixSocket {
         if fds.len() > MAX_FDS_PER_WRITE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{} descriptors in one write (at most {MAX_FDS_PER_WRITE})", fds.len()),
+                format!(
+                    "{} descriptors in one write (at most {MAX_FDS_PER_WRITE})",
+                    fds.len()
+                ),
             ));
         }
         let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
-        let mut space =
-            [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_WRITE))];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit();
+            rustix::cmsg_space!(ScmRights(MAX_FDS_PER_WRITE))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-            return Err(io::Error::other("descriptors do not fit the control buffer"));
+            return Err(io::Error::other(
+                "descriptors do not fit the control buffer",
+            ));
         }
-        Ok(rustix::net::sendmsg(self.io.get_ref(), bufs, &mut control, flags)?)
+        Ok(rustix::net::sendmsg(
+            self.io.get_ref(),
+            bufs,
+            &mut control,
+            flags,
+        )?)
     }
 
     /// Waits until a write may make progress, through a writable-only registration that
@@ -274,11 +288,12 @@ fn read_into(
     while !cmsg.is_null() {
         // SAFETY: `cmsg` is non-null and points at a header inside `control` (CMSG_FIRSTHDR /
         // CMSG_NXTHDR check the bounds).
-        let (level, kind, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+        let (level, kind, len) =
+            unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
         if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN(0) is a constant computation.
             let head = unsafe { libc::CMSG_LEN(0) } as usize;
-            let count = (len as usize).saturating_sub(head) / std::mem::size_of::<libc::c_int>();
+            let count = len.saturating_sub(head) / std::mem::size_of::<libc::c_int>();
             // SAFETY: an SCM_RIGHTS message's data holds `count` descriptors, inside `control`.
             let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
             for i in 0..count {

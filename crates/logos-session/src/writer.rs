@@ -258,11 +258,7 @@ fn write_carrying(
 }
 
 /// [`try_write_now`] carrying `fds` (see [`write_carrying`]).
-fn try_write_now_carrying(
-    sock: &Socket,
-    buf: &[u8],
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<usize> {
+fn try_write_now_carrying(sock: &Socket, buf: &[u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
     if fds.is_empty() {
         return try_write_now(sock, buf);
     }
@@ -1065,7 +1061,11 @@ mod tests {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let sock = Arc::new(Socket::unix(UnixStream::from_std(a).unwrap()).expect("register"));
-        let mut out = Outbox::new(Arc::clone(&sock), logos_wire::codec::DEFAULT_MAX_FRAME, None);
+        let mut out = Outbox::new(
+            Arc::clone(&sock),
+            logos_wire::codec::DEFAULT_MAX_FRAME,
+            None,
+        );
         let wake = Notify::new();
         let mut sent = Vec::new();
         for i in 0..40u8 {

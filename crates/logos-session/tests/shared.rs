@@ -31,7 +31,10 @@ fn on() -> Config {
 
 /// A 1 MiB pattern no two offsets of which (within 251 bytes) look alike.
 fn pattern(len: usize) -> Bytes {
-    (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into()
+    (0..len)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 fn echo() -> Arc<Probe> {
@@ -62,8 +65,16 @@ async fn large_calls_and_replies_travel_in_shared_memory_intact() {
     for round in 1..=3u64 {
         let back = call_echo(&alice, Value::Bytes(big.clone())).await;
         assert_eq!(back, Value::Bytes(big.clone()), "round {round}");
-        assert_eq!(alice.shared_frames(), (round, round), "alice: call out, reply in");
-        assert_eq!(bob.shared_frames(), (round, round), "bob: call in, reply out");
+        assert_eq!(
+            alice.shared_frames(),
+            (round, round),
+            "alice: call out, reply in"
+        );
+        assert_eq!(
+            bob.shared_frames(),
+            (round, round),
+            "bob: call in, reply out"
+        );
     }
     // Below the threshold: on the socket as before.
     let small = pattern(64 * 1024);
@@ -120,8 +131,13 @@ fn send_with_fds(sock: &tokio::net::UnixStream, bytes: &[u8], fds: &[BorrowedFd<
     let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(32))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-    let n = rustix::net::sendmsg(sock, &[IoSlice::new(bytes)], &mut control, SendFlags::empty())
-        .expect("sendmsg");
+    let n = rustix::net::sendmsg(
+        sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::empty(),
+    )
+    .expect("sendmsg");
     assert_eq!(n, bytes.len());
 }
 

@@ -265,7 +265,11 @@ impl FrameDecoder {
     ///
     /// # Errors
     /// As [`FrameDecoder::decode`].
-    pub fn decode_frame(&self, buf: &mut BytesMut, shared: bool) -> Result<Option<Frame>, WireError> {
+    pub fn decode_frame(
+        &self,
+        buf: &mut BytesMut,
+        shared: bool,
+    ) -> Result<Option<Frame>, WireError> {
         let Some(head) = buf.first_chunk::<LEN_PREFIX>() else {
             return Ok(None);
         };
@@ -805,7 +809,10 @@ mod tests {
             dec.decode_frame(&mut off, false),
             Err(WireError::FrameTooLarge { .. })
         ));
-        assert!(matches!(dec.decode(&mut off), Err(WireError::FrameTooLarge { .. })));
+        assert!(matches!(
+            dec.decode(&mut off),
+            Err(WireError::FrameTooLarge { .. })
+        ));
         // Announced: the prefix alone is consumed, the next frame follows on the stream.
         assert_eq!(
             dec.decode_frame(&mut buf, true).unwrap(),
@@ -820,10 +827,16 @@ mod tests {
         let mut big = BytesMut::from(&shared_prefix(1025).unwrap()[..]);
         assert!(matches!(
             dec.decode_frame(&mut big, true),
-            Err(WireError::FrameTooLarge { len: 1025, max: 1024 })
+            Err(WireError::FrameTooLarge {
+                len: 1025,
+                max: 1024
+            })
         ));
         let mut empty = BytesMut::from(&SHARED_FLAG.to_be_bytes()[..]);
-        assert!(matches!(dec.decode_frame(&mut empty, true), Err(WireError::EmptyFrame)));
+        assert!(matches!(
+            dec.decode_frame(&mut empty, true),
+            Err(WireError::EmptyFrame)
+        ));
         assert!(matches!(shared_prefix(0), Err(WireError::EmptyFrame)));
         assert!(matches!(
             shared_prefix(SHARED_FLAG as usize),
@@ -841,7 +854,11 @@ mod tests {
         let mut frame = Vec::new();
         encode_frame(&msg, &mut frame).unwrap();
         let body = Bytes::copy_from_slice(&frame[LEN_PREFIX..]);
-        let Message::Reply { value: Value::Bytes(got), .. } = decode_body(&body).unwrap() else {
+        let Message::Reply {
+            value: Value::Bytes(got),
+            ..
+        } = decode_body(&body).unwrap()
+        else {
             panic!("not a reply of bytes");
         };
         assert_eq!(&got[..], &payload[..]);
