@@ -610,6 +610,12 @@ impl Session {
     }
 }
 
+/// Does this side announce shared frames on `stream` (and so accept them)? Only over a Unix
+/// socket, and only when `config` allows them.
+pub(crate) fn announces_shared(stream: &Socket, config: &Config) -> bool {
+    stream.carries_fds() && config.shared_min.is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,10 +649,4 @@ mod tests {
         assert_eq!(map.remove(&(7 * 500)), Some(500));
         assert!(!map.contains_key(&(7 * 500)));
     }
-}
-
-/// Does this side announce shared frames on `stream` (and so accept them)? Only over a Unix
-/// socket, and only when `config` allows them.
-pub(crate) fn announces_shared(stream: &Socket, config: &Config) -> bool {
-    stream.carries_fds() && config.shared_min.is_some()
 }
