@@ -58,6 +58,7 @@ exit 0"#,
     let allowed = [
         "PATH",
         "LANG",
+        "LOGOS_SHM",
         "LOGOS_MODULE",
         "LOGOS_CONTROL_FD",
         "LOGOS_LISTEN_FD",

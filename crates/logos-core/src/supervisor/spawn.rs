@@ -7,8 +7,8 @@
 //! while watching for an early exit or the start timeout. Never decides what to do after a
 //! failure (that is `supervisor/mod.rs`) and never accepts the handshake itself.
 //!
-//! The environment starts empty: a module gets `PATH` and `LANG` from the core's environment
-//! (when set), its own `LOGOS_*` variables, and the `env` of its configuration. Nothing else
+//! The environment starts empty: a module gets `PATH`, `LANG` and `LOGOS_SHM` from the core's
+//! environment (when set), its own `LOGOS_*` variables, and the `env` of its configuration. Nothing else
 //! of the operator's environment reaches it, in particular not `LOGOS_RUNTIME_DIR` or anything
 //! else naming where the operator's client token lives.
 
@@ -68,8 +68,9 @@ pub(crate) struct SpawnRequest<'a> {
 const SIGNAL_SCOPE_ABI: u32 = 6;
 
 /// Variables of the core's environment a module inherits (besides its own `LOGOS_*` ones and
-/// its configured `env`).
-const INHERITED_ENV: [&str; 2] = ["PATH", "LANG"];
+/// its configured `env`). `LOGOS_SHM` is the operator's switch for shared frames
+/// (docs/protocol.md §2.1), which only works if both ends of a connection see it.
+const INHERITED_ENV: [&str; 3] = ["PATH", "LANG", "LOGOS_SHM"];
 
 /// Real module processes: [`spawn`] behind the supervisor's [`Spawn`] seam.
 #[derive(Debug, Default)]
