@@ -10,6 +10,7 @@
 //! warning naming the peer.
 
 use crate::session::{Inner, Session};
+use crate::shm::RingIn;
 use crate::socket::Socket;
 use crate::{Fault, incoming, stream};
 use bytes::BytesMut;
@@ -86,11 +87,13 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
     // The last read found nothing and the poll window is over: the next read waits.
     let mut sleeping = false;
     let poll_turn = PollTurn::choose(&sock);
+    // The peer's shared-frame ring, from its first shared frame on.
+    let mut ring: Option<RingIn> = None;
     loop {
         loop {
             let frame = decoder.decode_frame(&mut buf, inner.shared_in);
             let frame = match frame {
-                Ok(Some(Frame::Shared { len })) => shared(&inner, &sock, len).map(Some),
+                Ok(Some(Frame::Shared { len })) => shared(&inner, &sock, &mut ring, len).map(Some),
                 Ok(Some(Frame::Message(msg))) => Ok(Some(msg)),
                 Ok(None) => Ok(None),
                 Err(e) => Err(Some(e)),
@@ -229,18 +232,33 @@ impl PollTurn {
     }
 }
 
-/// The message of a shared frame of `len` bytes: its memory file is the oldest descriptor
-/// received (`shm.rs`). `Err(None)` when the connection was closed for a missing or bad file;
-/// `Err(Some(_))` for a body that does not decode.
-fn shared(inner: &Inner, sock: &Socket, len: usize) -> Result<Message, Option<WireError>> {
-    let Some(fd) = sock.take_fd() else {
-        let _ = violation(
-            inner,
-            format!("a shared frame of {len} bytes came without its memory file"),
-        );
-        return Err(None);
+/// The message of a shared frame of `len` bytes, copied out of the peer's ring (`shm.rs`),
+/// which the first shared frame's descriptor brings. `Err(None)` when the connection was
+/// closed for a missing or bad ring; `Err(Some(_))` for a body that does not decode.
+fn shared(
+    inner: &Inner,
+    sock: &Socket,
+    ring: &mut Option<RingIn>,
+    len: usize,
+) -> Result<Message, Option<WireError>> {
+    let ring = match ring {
+        Some(ring) => ring,
+        None => {
+            let Some(fd) = sock.take_fd() else {
+                let _ = violation(
+                    inner,
+                    format!("a shared frame of {len} bytes came without the ring it is in"),
+                );
+                return Err(None);
+            };
+            let opened = RingIn::open(fd).map_err(|message| {
+                let _ = violation(inner, message);
+                None
+            })?;
+            ring.insert(opened)
+        }
     };
-    let body = crate::shm::map(fd, len).map_err(|message| {
+    let body = ring.take(len).map_err(|message| {
         let _ = violation(inner, message);
         None
     })?;

@@ -1,24 +1,32 @@
-//! Shared frames: a large frame's body in a sealed memory file instead of on the socket
-//! (docs/protocol.md §3.1, docs/performance.md "Seventh step").
+//! Shared frames: large frame bodies through a ring of shared memory instead of the socket
+//! (docs/protocol.md §2.1, docs/performance.md "Seventh step").
 //!
-//! Owns the two ends of that hand-over: making the file from an encoded body ([`seal`], the
-//! sender) and mapping one a peer sent ([`map`], the receiver), with every check that makes
-//! the mapping safe to read as immutable bytes for as long as anything holds them. Never
-//! decides when a frame goes shared (`writer.rs`), never reads or writes the socket
-//! (`unix_socket.rs` carries the descriptors), never interprets the body (`logos-wire`).
+//! Owns the two ends of one direction's ring: [`RingOut`] (the sender's: it makes the memory
+//! file, places each body and copies it in) and [`RingIn`] (the receiver's: it maps the file
+//! the peer sent, copies each body out and hands the space back). Never decides when a frame
+//! goes shared (`writer.rs`), never touches the socket (`unix_socket.rs` carries the
+//! descriptor), never interprets a body (`logos-wire`).
 //!
-//! # Why it is safe to map a peer's file
+//! # Layout and placement
 //!
-//! A mapping of a file someone else can still write would be memory that changes under a
-//! `&[u8]`, and one of a file someone can shrink raises `SIGBUS` on access. So [`map`] takes
-//! only a memfd carrying the seals `F_SEAL_WRITE` (no write, no writable mapping, now or
-//! later: the kernel refuses the seal while one exists) and `F_SEAL_SHRINK`, whose size is
-//! exactly the length the frame announced. Anything else (another kind of descriptor, a seal
-//! missing, a size that differs) is refused with a message naming what was wrong, and the
-//! session closes the connection with `protocol_error`.
+//! The file is one header page, whose first 8 bytes are the receiver's `consumed` counter
+//! (total ring bytes handed back, native-endian, written with release ordering), followed by
+//! `cap` bytes of ring. Both sides place the n-th shared body by the same rule ([`place`]):
+//! right after the previous one, or at the ring's start when it would not fit before the end.
+//! So the socket needs to carry only each body's length; positions are never sent.
 //!
-//! The file's pages belong to the memory cgroup of the process that wrote them (the sender),
-//! so a module cannot make its peer pay for what it sends.
+//! # Why the receiver copies
+//!
+//! The sender can write the ring at any time, so nothing in it is read twice or borrowed:
+//! [`RingIn::take`] copies a body out once, into memory of its own, and only that copy is
+//! decoded. A sender that overwrites a body before it is taken only garbles its own frame
+//! (which then fails to decode, or arrives wrong). The file must be sealed against shrinking
+//! (a mapping of a file cut short faults with `SIGBUS` on access), which [`RingIn::open`]
+//! checks with its size before mapping it. The receiver's only write is the counter, which
+//! the sender reads as untrusted input: a counter beyond what was sent disables the ring.
+//!
+//! The ring's pages belong to the memory cgroup of the sender, which writes them first, so a
+//! module cannot make its peer pay for what it sends.
 
 use bytes::Bytes;
 use rustix::fs::{MemfdFlags, SealFlags};
@@ -26,111 +34,220 @@ use rustix::mm::{MapFlags, ProtFlags};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The seals a received file must carry (see the module docs).
-const REQUIRED: SealFlags = SealFlags::WRITE.union(SealFlags::SHRINK);
+/// The header: one page, holding the `consumed` counter.
+pub(crate) const HEADER: usize = 4096;
+/// Ring bytes of a sender's ring (4 MiB): four 1 MiB frames in flight. Its pages are touched
+/// (and then stay resident) only as far as frames have reached.
+pub(crate) const RING: usize = 4 * 1024 * 1024;
+/// Ring sizes a receiver accepts.
+const RING_MIN: usize = 64 * 1024;
+const RING_MAX: usize = 64 * 1024 * 1024;
 
-/// A sealed memory file holding `body`: written, then sealed against any change of content or
-/// size and against further sealing.
-///
-/// # Errors
-/// The OS error of `memfd_create`, the write or the seal (e.g. `EMFILE`, `ENOMEM`, a memory
-/// cgroup at its limit); the caller sends the frame on the socket instead.
-pub(crate) fn seal(body: &[u8]) -> io::Result<OwnedFd> {
-    let fd = rustix::fs::memfd_create(
-        c"logos-frame",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )?;
-    // Sized first, so the write fills pages of a file already that long instead of growing
-    // it page by page.
-    rustix::fs::ftruncate(&fd, body.len() as u64)?;
-    let mut at = 0;
-    while at < body.len() {
-        match rustix::io::pwrite(&fd, &body[at..], at as u64) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => at += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+/// Where the body after `head` (total ring bytes used so far) of `len` bytes goes in a ring of
+/// `cap`: its start as a total (its offset in the ring is that modulo `cap`), and the total
+/// after it. A body that would cross the ring's end starts at the next lap instead.
+fn place(head: u64, len: usize, cap: usize) -> (u64, u64) {
+    let (len, cap) = (len as u64, cap as u64);
+    let at = head % cap;
+    let start = if at + len > cap {
+        head + (cap - at)
+    } else {
+        head
+    };
+    (start, start + len)
+}
+
+/// The sending side of one connection's ring.
+pub(crate) struct RingOut {
+    map: Map,
+    cap: usize,
+    /// Total ring bytes placed.
+    head: u64,
+}
+
+impl RingOut {
+    /// A new ring of [`RING`] bytes, and the descriptor to send the peer with the prefix of
+    /// the first frame placed in it.
+    ///
+    /// # Errors
+    /// The OS error of making, sizing, sealing or mapping the file (`EMFILE`, `ENOMEM`, …);
+    /// the caller then sends frames on the socket.
+    pub(crate) fn create() -> io::Result<(RingOut, OwnedFd)> {
+        let fd = rustix::fs::memfd_create(
+            c"logos-ring",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        let len = HEADER + RING;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        let map = Map::new(&fd, len)?;
+        Ok((
+            RingOut {
+                map,
+                cap: RING,
+                head: 0,
+            },
+            fd,
+        ))
+    }
+
+    /// The largest body this ring takes (half of it, so wrapping never wastes more than the
+    /// body it makes room for).
+    pub(crate) fn max_body(&self) -> usize {
+        self.cap / 2
+    }
+
+    /// Copies `body` into the ring if it has room: `Ok(true)`; `Ok(false)` when the peer has
+    /// not yet taken enough of what is in it (the caller sends the frame on the socket).
+    ///
+    /// # Errors
+    /// The peer's counter says it took more than was ever placed: the ring cannot be trusted
+    /// and must not be used again.
+    pub(crate) fn put(&mut self, body: &[u8]) -> Result<bool, String> {
+        if body.is_empty() || body.len() > self.max_body() {
+            return Ok(false);
         }
+        let consumed = self.map.counter().load(Ordering::Acquire);
+        if consumed > self.head {
+            return Err(format!(
+                "the peer says it took {consumed} ring bytes of {} placed",
+                self.head
+            ));
+        }
+        let (start, end) = place(self.head, body.len(), self.cap);
+        if end - consumed > self.cap as u64 {
+            return Ok(false);
+        }
+        let at = HEADER + (start % self.cap as u64) as usize;
+        // SAFETY: `at + body.len()` ≤ HEADER + cap = the mapping's length (`place` never lets
+        // a body cross the ring's end), the mapping is writable and lives as long as `self`,
+        // and `body` is our own memory, so the two cannot overlap. The peer may read the same
+        // bytes concurrently only if it breaks the protocol, and it copies them (module docs).
+        unsafe {
+            std::ptr::copy_nonoverlapping(body.as_ptr(), self.map.ptr.as_ptr().add(at), body.len());
+        }
+        self.head = end;
+        Ok(true)
     }
-    rustix::fs::fcntl_add_seals(
-        &fd,
-        SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-    )?;
-    Ok(fd)
 }
 
-/// The `len` bytes of the memory file `fd`, mapped read-only and shared (no copy): the
-/// returned `Bytes` and every slice of it keep the mapping alive, and the last one dropped
-/// unmaps it. `fd` itself is closed on return: the mapping does not need it.
-///
-/// # Errors
-/// A message naming what is wrong with the file (see the module docs), for the session's
-/// `protocol_error`.
-pub(crate) fn map(fd: OwnedFd, len: usize) -> Result<Bytes, String> {
-    let seals = rustix::fs::fcntl_get_seals(&fd)
-        .map_err(|e| format!("the descriptor sent with a shared frame is not a memfd ({e})"))?;
-    if !seals.contains(REQUIRED) {
-        return Err(format!(
-            "the memory file of a shared frame is not sealed against writing and shrinking \
-             (seals {:#x})",
-            seals.bits()
-        ));
-    }
-    let size = rustix::fs::fstat(&fd)
-        .map_err(|e| format!("cannot read the size of a shared frame's memory file: {e}"))?
-        .st_size;
-    if u64::try_from(size).ok() != Some(len as u64) {
-        return Err(format!(
-            "a shared frame announced {len} bytes but its memory file holds {size}"
-        ));
-    }
-    // SAFETY: a new mapping chosen by the kernel (null hint), of `len` > 0 bytes (the wire
-    // decoder refuses empty frames) of a file at least that long that can neither shrink nor
-    // be written (checked above), read-only: no reference into it exists before this returns,
-    // and nothing can change or remove its pages while it is mapped.
-    let ptr = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            len,
-            ProtFlags::READ,
-            MapFlags::SHARED,
-            &fd,
-            0,
-        )
-    }
-    .map_err(|e| format!("cannot map a shared frame of {len} bytes: {e}"))?;
-    let ptr = NonNull::new(ptr.cast::<u8>())
-        .ok_or_else(|| String::from("mmap returned a null mapping"))?;
-    Ok(Bytes::from_owner(Mapping { ptr, len }))
+/// The receiving side of one connection's ring: the peer's file, mapped.
+pub(crate) struct RingIn {
+    map: Map,
+    cap: usize,
+    /// Total ring bytes taken.
+    head: u64,
 }
 
-/// A read-only mapping of a sealed memory file, unmapped on drop.
-struct Mapping {
+impl RingIn {
+    /// Maps the ring the peer sent, after checking it can be mapped safely (see the module
+    /// docs).
+    ///
+    /// # Errors
+    /// A message naming what is wrong with the file, for the session's `protocol_error`.
+    pub(crate) fn open(fd: OwnedFd) -> Result<RingIn, String> {
+        let seals = rustix::fs::fcntl_get_seals(&fd)
+            .map_err(|e| format!("the descriptor sent for shared frames is not a memfd ({e})"))?;
+        if !seals.contains(SealFlags::SHRINK) {
+            return Err(format!(
+                "the shared-frame ring is not sealed against shrinking (seals {:#x})",
+                seals.bits()
+            ));
+        }
+        let size = rustix::fs::fstat(&fd)
+            .map_err(|e| format!("cannot read the size of the shared-frame ring: {e}"))?
+            .st_size;
+        let cap = usize::try_from(size)
+            .ok()
+            .and_then(|s| s.checked_sub(HEADER))
+            .filter(|c| (RING_MIN..=RING_MAX).contains(c) && c % 4096 == 0)
+            .ok_or_else(|| {
+                format!(
+                    "the shared-frame ring holds {size} bytes: it must be a {HEADER}-byte \
+                     header and {RING_MIN} to {RING_MAX} bytes of ring, in whole pages"
+                )
+            })?;
+        let map = Map::new(&fd, HEADER + cap)
+            .map_err(|e| format!("cannot map the shared-frame ring: {e}"))?;
+        Ok(RingIn { map, cap, head: 0 })
+    }
+
+    /// Copies the next body, of `len` bytes, out of the ring and hands its space back.
+    ///
+    /// # Errors
+    /// `len` larger than the ring.
+    pub(crate) fn take(&mut self, len: usize) -> Result<Bytes, String> {
+        if len == 0 || len > self.cap {
+            return Err(format!(
+                "a shared frame of {len} bytes does not fit the ring of {} bytes",
+                self.cap
+            ));
+        }
+        let (start, end) = place(self.head, len, self.cap);
+        let at = HEADER + (start % self.cap as u64) as usize;
+        let mut body = Vec::with_capacity(len);
+        // SAFETY: `at + len` ≤ the mapping's length (as in `RingOut::put`), which is mapped
+        // and cannot shrink (sealed, checked in `open`); the destination is `len` bytes of
+        // fresh capacity. The source is copied once with a raw copy and never borrowed: the
+        // peer may change it at any moment (module docs), which can only change what we copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.map.ptr.as_ptr().add(at), body.as_mut_ptr(), len);
+            body.set_len(len);
+        }
+        self.head = end;
+        self.map.counter().store(end, Ordering::Release);
+        Ok(Bytes::from(body))
+    }
+}
+
+/// A shared, read-write mapping of a whole memory file, unmapped on drop.
+struct Map {
     ptr: NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: the mapping is read-only and its file is sealed against writes, so the bytes never
-// change and may be read from any thread; `Mapping` is the sole owner of the mapping.
-unsafe impl Send for Mapping {}
-// SAFETY: as for `Send`: shared access is reads of immutable memory.
-unsafe impl Sync for Mapping {}
+// SAFETY: `Map` is the sole owner of its mapping; every access goes through raw copies and
+// the header's atomic counter, which are sound from any thread.
+unsafe impl Send for Map {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Map {}
 
-impl AsRef<[u8]> for Mapping {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: `ptr` is a live mapping of `len` readable bytes (see `map`) that lives as
-        // long as `self`, and its contents never change (sealed file).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+impl Map {
+    fn new(fd: &OwnedFd, len: usize) -> io::Result<Map> {
+        // SAFETY: a new mapping chosen by the kernel (null hint) of `len` bytes of a file at
+        // least that long that cannot shrink (sealed by us, or checked by `RingIn::open`); no
+        // reference into it exists before this returns.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }?;
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("null mapping"))?;
+        Ok(Map { ptr, len })
+    }
+
+    /// The `consumed` counter at the start of the header.
+    fn counter(&self) -> &AtomicU64 {
+        // SAFETY: the mapping is page-aligned and at least a page long, so its first 8 bytes
+        // are a valid, aligned `u64` for as long as `self` lives; both processes access them
+        // only atomically (mapped shared memory supports lock-free atomics across processes).
+        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().cast::<u64>()) }
     }
 }
 
-impl Drop for Mapping {
+impl Drop for Map {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly the mapping made in `map`, unmapped only here; no
-        // slice of it outlives `self` (`Bytes::from_owner` drops the owner last).
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `Map::new`, unmapped only here,
+        // and nothing borrowed from it outlives `self` (bodies are copied out).
         if let Err(e) = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) } {
-            tracing::warn!("munmap of a shared frame failed: {e}");
+            tracing::warn!("munmap of a shared-frame ring failed: {e}");
         }
     }
 }
@@ -139,49 +256,80 @@ impl Drop for Mapping {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sealed_body_maps_back_byte_for_byte_without_its_descriptor() {
-        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let fd = seal(&body).expect("seal");
-        let bytes = map(fd, body.len()).expect("map");
-        assert_eq!(&bytes[..], &body[..]);
-        let tail = bytes.slice(200_000..);
-        drop(bytes);
-        assert_eq!(
-            &tail[..],
-            &body[200_000..],
-            "a slice keeps the mapping alive"
-        );
+    fn body(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
     }
 
     #[test]
-    fn a_file_that_could_still_change_is_refused() {
-        let open = rustix::fs::memfd_create(c"t", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
-            .expect("memfd");
-        rustix::io::write(&open, b"hello").expect("write");
-        let e = map(open, 5).expect_err("unsealed");
-        assert!(e.contains("not sealed"), "{e}");
-
-        let shrinkable =
-            rustix::fs::memfd_create(c"t", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
-                .expect("memfd");
-        rustix::io::write(&shrinkable, b"hello").expect("write");
-        rustix::fs::fcntl_add_seals(&shrinkable, SealFlags::WRITE).expect("seal");
-        let e = map(shrinkable, 5).expect_err("can shrink");
-        assert!(e.contains("shrinking"), "{e}");
+    fn bodies_go_round_the_ring_and_come_out_intact_in_order() {
+        let (mut out, fd) = RingOut::create().expect("ring");
+        let mut inn = RingIn::open(fd).expect("open");
+        // Sizes that do not divide the ring, so bodies wrap at odd places, for several laps.
+        let sizes = [300_000, 1_048_576, 5, 700_001, 2_000_000, 123_457];
+        for lap in 0..6u8 {
+            for (i, &len) in sizes.iter().enumerate() {
+                let b = body(len, lap ^ i as u8);
+                assert!(out.put(&b).expect("put"), "room for body {i} of lap {lap}");
+                assert_eq!(&inn.take(len).expect("take")[..], &b[..]);
+            }
+        }
     }
 
     #[test]
-    fn a_size_other_than_announced_or_a_descriptor_other_than_a_memfd_is_refused() {
-        let fd = seal(b"0123456789").expect("seal");
-        let e = map(fd, 11).expect_err("size");
+    fn a_full_ring_says_so_until_the_peer_takes_what_is_in_it() {
+        let (mut out, fd) = RingOut::create().expect("ring");
+        let mut inn = RingIn::open(fd).expect("open");
+        let b = body(RING / 2, 1);
+        assert!(out.put(&b).unwrap());
+        assert!(out.put(&b).unwrap());
+        assert!(!out.put(&body(10, 2)).unwrap(), "the ring is full");
         assert!(
-            e.contains("announced 11 bytes") && e.contains("holds 10"),
+            !out.put(&body(RING / 2 + 1, 3)).unwrap(),
+            "too big for this ring"
+        );
+        assert_eq!(&inn.take(b.len()).unwrap()[..], &b[..]);
+        assert!(out.put(&body(10, 2)).unwrap(), "room again");
+    }
+
+    #[test]
+    fn a_counter_beyond_what_was_placed_breaks_the_ring() {
+        let (mut out, fd) = RingOut::create().expect("ring");
+        let inn = RingIn::open(fd).expect("open");
+        inn.map.counter().store(1 << 40, Ordering::Release);
+        let e = out.put(&body(10, 0)).expect_err("lying peer");
+        assert!(
+            e.contains("took 1099511627776 ring bytes of 0 placed"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_ring_that_could_shrink_or_has_the_wrong_size_is_refused() {
+        let open = rustix::fs::memfd_create(c"t", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+            .expect("memfd");
+        rustix::fs::ftruncate(&open, (HEADER + RING) as u64).expect("size");
+        let e = RingIn::open(open).err().expect("can shrink");
+        assert!(e.contains("not sealed against shrinking"), "{e}");
+
+        let odd = rustix::fs::memfd_create(c"t", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+            .expect("memfd");
+        rustix::fs::ftruncate(&odd, (HEADER + 1000) as u64).expect("size");
+        rustix::fs::fcntl_add_seals(&odd, SealFlags::SHRINK).expect("seal");
+        let e = RingIn::open(odd).err().expect("size");
+        assert!(e.contains("holds 5096 bytes"), "{e}");
 
         let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-        let e = map(OwnedFd::from(a), 4).expect_err("socket");
+        let e = RingIn::open(OwnedFd::from(a)).err().expect("socket");
         assert!(e.contains("not a memfd"), "{e}");
+    }
+
+    #[test]
+    fn a_body_larger_than_the_ring_is_refused_by_the_receiver() {
+        let (_out, fd) = RingOut::create().expect("ring");
+        let mut inn = RingIn::open(fd).expect("open");
+        let e = inn.take(RING + 1).expect_err("too big");
+        assert!(e.contains("does not fit the ring"), "{e}");
     }
 }

@@ -121,14 +121,6 @@ impl Socket {
         }
     }
 
-    /// Bytes written and not yet read by the peer, where the kernel says (Unix sockets).
-    pub(crate) fn unread(&self) -> Option<usize> {
-        match self {
-            Socket::Unix(s) => s.unread(),
-            Socket::Tls(_) => None,
-        }
-    }
-
     /// [`Socket::try_write_vectored`] carrying descriptors with the first byte written (see
     /// [`UnixSocket::try_write_with_fds`]); refused over TLS, which cannot carry them.
     pub(crate) fn try_write_with_fds(

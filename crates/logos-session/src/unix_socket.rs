@@ -97,20 +97,6 @@ impl UnixSocket {
             .pop_front()
     }
 
-    /// Bytes we wrote that the peer has not read yet (`SIOCOUTQ`); `None` if the kernel does
-    /// not say.
-    pub(crate) fn unread(&self) -> Option<usize> {
-        let mut n: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (= TIOCOUTQ) on a socket writes one `int` through the pointer, which
-        // points at a live `c_int`; the descriptor is owned by `self.io`.
-        let r = unsafe { libc::ioctl(self.io.get_ref().as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-        if r == 0 {
-            usize::try_from(n).ok()
-        } else {
-            None
-        }
-    }
-
     /// Waits until the socket has something, then reads it into `buf`'s spare room: data
     /// (`Ok(n)`), the end of the stream (`Ok(0)`) or an error; never `WouldBlock`.
     ///

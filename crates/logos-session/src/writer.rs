@@ -52,14 +52,15 @@
 //! # Shared frames
 //!
 //! A frame whose body is at least [`Config::shared_min`](crate::Config) goes to a peer that
-//! takes them as a shared frame (`shm.rs`, docs/protocol.md §3.1): encoded as usual, then
-//! written into a sealed memory file, and replaced in the lane by its 4-byte prefix. The
-//! file's descriptor waits in `fds` and rides on the next write that sends anything (the
-//! direct path's, or the writer's next batch), so it reaches the peer with or before the
-//! prefix, in frame order. Only while the peer keeps up (at most [`SHARED_UNREAD`] bytes we
-//! wrote are unread) and at most [`MAX_FDS_PER_WRITE`] wait: otherwise the frame goes on the
-//! socket and counts against [`HIGH_WATER`] like any other, so a peer that stops reading
-//! still slows its callers instead of collecting memory files.
+//! takes them as a shared frame (`shm.rs`, docs/protocol.md §2.1): encoded as usual, copied
+//! into this connection's ring of shared memory, and replaced in the lane by its 4-byte
+//! prefix, so lane order is ring order. The ring is made at the first such frame; its
+//! descriptor waits in `fds` and rides on the next write that sends anything (the direct
+//! path's, or the writer's next batch), so it reaches the peer with or before that frame's
+//! prefix. When the ring has no room (the peer has not taken enough of it yet) or the body is
+//! over half the ring, the frame goes on the socket like any other and counts against
+//! [`HIGH_WATER`], so a peer that stops reading still slows its callers: the ring bounds what
+//! shared frames can hold, whatever the peer does.
 //!
 //! Async senders (calls, replies) wait while more than [`HIGH_WATER`] bytes are queued, so a
 //! peer that stops reading slows its callers instead of growing our memory. Frames the peer
@@ -69,8 +70,8 @@
 
 use crate::Fault;
 use crate::session::{Inner, deadline_after, lock};
+use crate::shm::RingOut;
 use crate::socket::Socket;
-use crate::unix_socket::MAX_FDS_PER_WRITE;
 use bytes::Bytes;
 use logos_wire::codec::LEN_PREFIX;
 use logos_wire::{
@@ -104,10 +105,6 @@ const COALESCE_BELOW: usize = 16 * 1024;
 /// sent big frames holds up to this much per buffer (scratch, control lane, writer batch)
 /// until it closes; idle connections that never did hold nothing extra.
 const RETAIN: usize = 4 * 1024 * 1024;
-
-/// A frame goes shared only while at most this many bytes we wrote are unread by the peer
-/// (see "Shared frames"): a few prefixes in flight, never a backlog of memory files.
-const SHARED_UNREAD: usize = 16 * 1024;
 
 /// Most buffers handed to one `writev` (the kernel's `IOV_MAX` is 1024).
 const MAX_IOV: usize = 256;
@@ -200,42 +197,13 @@ fn slices<'a>(first: &'a [u8], frames: &'a [DataFrame], out: &mut Vec<io::IoSlic
     }
 }
 
-/// Turns the frame just encoded at `out[start..]` into a shared frame when it should be one
-/// (see "Shared frames" in the module docs): its memory file goes to `fds`, its prefix
-/// replaces it in `out`. `false` (the frame untouched) when not, or when the file could not be
-/// made, which only costs the socket path.
-fn share(
-    out: &mut Vec<u8>,
-    start: usize,
-    min: Option<usize>,
-    fds: &mut Vec<OwnedFd>,
-    sock: &Socket,
-) -> bool {
-    let Some(min) = min else {
-        return false;
-    };
-    let body = out.len() - start - LEN_PREFIX;
-    if body < min || fds.len() >= MAX_FDS_PER_WRITE {
-        return false;
-    }
-    if sock.unread().is_none_or(|unread| unread > SHARED_UNREAD) {
-        return false;
-    }
-    let Ok(prefix) = shared_prefix(body) else {
-        return false;
-    };
-    match crate::shm::seal(&out[start + LEN_PREFIX..]) {
-        Ok(fd) => {
-            out.truncate(start);
-            out.extend_from_slice(&prefix);
-            fds.push(fd);
-            true
-        }
-        Err(e) => {
-            tracing::debug!("a frame of {body} bytes goes on the socket: no memory file ({e})");
-            false
-        }
-    }
+/// The outbox's ring of shared memory (see "Shared frames").
+enum Ring {
+    /// Not made yet: no frame has needed it.
+    Unborn,
+    Live(RingOut),
+    /// Could not be made, or the peer broke it: frames go on the socket.
+    Off,
 }
 
 /// Writes `bufs` as [`Socket::try_write_vectored`], carrying `fds` with the first write that
@@ -366,8 +334,9 @@ pub(crate) struct Outbox {
     max_frame: usize,
     /// Smallest body sent as a shared frame; `None` when the peer does not take them.
     shared_min: Option<usize>,
-    /// Memory files of shared frames queued, for the next write (see "Shared frames").
+    /// The shared-frame ring's descriptor, until a write has carried it.
     fds: Vec<OwnedFd>,
+    ring: Ring,
     /// Shared frames sent.
     shared_sent: u64,
 }
@@ -394,6 +363,7 @@ impl Outbox {
             max_frame,
             shared_min,
             fds: Vec::new(),
+            ring: Ring::Unborn,
             shared_sent: 0,
         }
     }
@@ -403,9 +373,11 @@ impl Outbox {
         self.shared_sent
     }
 
-    /// [`share`] for the frame at `lane[start..]`, counted.
+    /// Turns the frame just encoded at `scratch[start..]` or `ctrl[start..]` into a shared
+    /// frame when it should be one (see "Shared frames"): its body goes into the ring, its
+    /// prefix replaces it. `false` (the frame untouched) otherwise.
     fn share(&mut self, in_ctrl: bool, start: usize) -> bool {
-        let Some(sock) = self.sock.as_ref() else {
+        let Some(min) = self.shared_min else {
             return false;
         };
         let out = if in_ctrl {
@@ -413,9 +385,42 @@ impl Outbox {
         } else {
             &mut self.scratch
         };
-        let shared = share(out, start, self.shared_min, &mut self.fds, sock);
-        self.shared_sent += u64::from(shared);
-        shared
+        let body = out.len() - start - LEN_PREFIX;
+        if body < min || body > crate::shm::RING / 2 {
+            return false;
+        }
+        let Ok(prefix) = shared_prefix(body) else {
+            return false;
+        };
+        if matches!(self.ring, Ring::Unborn) {
+            self.ring = match RingOut::create() {
+                Ok((ring, fd)) => {
+                    self.fds.push(fd);
+                    Ring::Live(ring)
+                }
+                Err(e) => {
+                    tracing::debug!("no shared-frame ring ({e}): large frames go on the socket");
+                    Ring::Off
+                }
+            };
+        }
+        let Ring::Live(ring) = &mut self.ring else {
+            return false;
+        };
+        match ring.put(&out[start + LEN_PREFIX..]) {
+            Ok(true) => {
+                out.truncate(start);
+                out.extend_from_slice(&prefix);
+                self.shared_sent += 1;
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!("shared-frame ring abandoned: {e}; large frames go on the socket");
+                self.ring = Ring::Off;
+                false
+            }
+        }
     }
 
     /// Bytes queued and not yet handed to the socket.

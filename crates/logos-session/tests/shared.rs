@@ -1,9 +1,11 @@
-//! Shared frames (docs/protocol.md §3.1): large calls and replies between two sessions on one
-//! machine go through sealed memory files, intact and counted; a side that does not announce
-//! them gets every frame on the socket; and a peer that abuses them (a prefix without its
-//! file, a file that could still change, a size that differs, a body that does not decode,
-//! descriptors piling up ahead of their frames) is cut off with `protocol_error` naming what
-//! was wrong. Real Unix sockets and real memfds; nothing sleeps to synchronise.
+//! Shared frames (docs/protocol.md §2.1): large calls and replies between two sessions on one
+//! machine go through a ring of shared memory, intact and counted; a ring made by hand by the
+//! protocol's rules is read and its space handed back; a side that does not announce them gets
+//! every frame on the socket; and a peer that abuses them (a prefix without a ring, a ring that
+//! could shrink or has a bad size, a body too big for it or that does not decode, a descriptor
+//! that is not a memfd, descriptors piling up ahead of their frames) is cut off with
+//! `protocol_error` naming what was wrong. Real Unix sockets and real memfds; nothing sleeps
+//! to synchronise.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -150,20 +152,6 @@ fn memfd(content: &[u8], seals: SealFlags) -> OwnedFd {
     fd
 }
 
-/// The body of a `reply` frame, as a shared frame's file would hold it.
-fn reply_body() -> Vec<u8> {
-    let mut frame = Vec::new();
-    logos_wire::encode_frame(
-        &Message::Reply {
-            id: 1,
-            value: Value::from("x"),
-        },
-        &mut frame,
-    )
-    .unwrap();
-    frame.split_off(4)
-}
-
 const SEALED: SealFlags = SealFlags::WRITE
     .union(SealFlags::SHRINK)
     .union(SealFlags::GROW)
@@ -186,43 +174,93 @@ async fn raw() -> RawPeer {
     raw
 }
 
+/// A ring file as a peer would make one: `HEADER` + `cap` bytes, with `seals`.
+fn ring(cap: usize, seals: SealFlags) -> OwnedFd {
+    let fd = rustix::fs::memfd_create(c"ring", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .expect("memfd");
+    rustix::fs::ftruncate(&fd, (HEADER + cap) as u64).expect("size");
+    rustix::fs::fcntl_add_seals(&fd, seals).expect("seals");
+    fd
+}
+
+const HEADER: usize = 4096;
+
+/// The receiver's `consumed` counter in a ring's header.
+fn consumed(ring: &OwnedFd) -> u64 {
+    let mut b = [0u8; 8];
+    rustix::io::pread(ring, &mut b, 0).expect("pread");
+    u64::from_ne_bytes(b)
+}
+
 #[tokio::test]
-async fn a_prefix_without_its_memory_file_closes_the_connection() {
+async fn a_ring_made_by_another_implementation_is_read_and_handed_back() {
+    let mut raw = raw().await;
+    let r = ring(64 * 1024, SealFlags::SHRINK | SealFlags::GROW);
+    // Two pings placed by the rule of docs/protocol.md §2.1: one after the other.
+    let mut bodies = Vec::new();
+    for nonce in [41u64, 42] {
+        let mut f = Vec::new();
+        logos_wire::encode_frame(&Message::Ping { nonce }, &mut f).unwrap();
+        bodies.push(f.split_off(4));
+    }
+    rustix::io::pwrite(&r, &bodies[0], HEADER as u64).expect("write");
+    rustix::io::pwrite(&r, &bodies[1], (HEADER + bodies[0].len()) as u64).expect("write");
+    let mut prefixes = shared_prefix(bodies[0].len()).unwrap().to_vec();
+    prefixes.extend_from_slice(&shared_prefix(bodies[1].len()).unwrap());
+    send_with_fds(&raw.sock, &prefixes, &[r.as_fd()]);
+    for nonce in [41u64, 42] {
+        let got = raw
+            .recv_until(|m| match m {
+                Message::Pong { nonce, .. } => Some(nonce),
+                _ => None,
+            })
+            .await;
+        assert_eq!(got, nonce);
+    }
+    assert_eq!(consumed(&r), (bodies[0].len() + bodies[1].len()) as u64);
+}
+
+#[tokio::test]
+async fn a_prefix_without_its_ring_closes_the_connection() {
     let mut raw = raw().await;
     raw.send_bytes(&shared_prefix(300).unwrap()).await;
-    expect_protocol_error(&mut raw, "came without its memory file").await;
+    expect_protocol_error(&mut raw, "came without the ring it is in").await;
 }
 
 #[tokio::test]
-async fn a_memory_file_that_could_still_change_closes_the_connection() {
+async fn a_ring_that_could_shrink_closes_the_connection() {
     let mut raw = raw().await;
-    let body = reply_body();
-    let open = memfd(&body, SealFlags::SHRINK);
-    send_with_fds(
-        &raw.sock,
-        &shared_prefix(body.len()).unwrap(),
-        &[open.as_fd()],
-    );
-    expect_protocol_error(&mut raw, "not sealed against writing").await;
+    let r = ring(64 * 1024, SealFlags::GROW);
+    send_with_fds(&raw.sock, &shared_prefix(10).unwrap(), &[r.as_fd()]);
+    expect_protocol_error(&mut raw, "not sealed against shrinking").await;
 }
 
 #[tokio::test]
-async fn a_memory_file_of_another_size_or_a_body_that_does_not_decode_closes_the_connection() {
+async fn a_ring_of_a_bad_size_a_body_too_big_for_it_or_one_that_does_not_decode_closes_it() {
     let mut raw = raw().await;
-    let body = reply_body();
-    let fd = memfd(&body, SEALED);
-    send_with_fds(
-        &raw.sock,
-        &shared_prefix(body.len() + 1).unwrap(),
-        &[fd.as_fd()],
-    );
-    expect_protocol_error(&mut raw, "holds").await;
+    let small = memfd(b"12345", SEALED);
+    send_with_fds(&raw.sock, &shared_prefix(5).unwrap(), &[small.as_fd()]);
+    expect_protocol_error(&mut raw, "holds 5 bytes").await;
 
     let mut raw = self::raw().await;
-    let garbage = memfd(&[0xff; 64], SEALED);
-    send_with_fds(&raw.sock, &shared_prefix(64).unwrap(), &[garbage.as_fd()]);
+    let r = ring(64 * 1024, SealFlags::SHRINK);
+    send_with_fds(&raw.sock, &shared_prefix(100_000).unwrap(), &[r.as_fd()]);
+    expect_protocol_error(&mut raw, "does not fit the ring").await;
+
+    let mut raw = self::raw().await;
+    let r = ring(64 * 1024, SealFlags::SHRINK);
+    rustix::io::pwrite(&r, &[0xff; 64], HEADER as u64).expect("write");
+    send_with_fds(&raw.sock, &shared_prefix(64).unwrap(), &[r.as_fd()]);
     let (code, message) = raw.closing_error().await.expect("an error frame");
     assert_eq!(code, ErrorCode::ProtocolError, "{message}");
+}
+
+#[tokio::test]
+async fn a_descriptor_that_is_not_a_memfd_closes_the_connection() {
+    let mut raw = raw().await;
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    send_with_fds(&raw.sock, &shared_prefix(10).unwrap(), &[a.as_fd()]);
+    expect_protocol_error(&mut raw, "not a memfd").await;
 }
 
 #[tokio::test]
