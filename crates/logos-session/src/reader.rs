@@ -87,13 +87,17 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
     // The last read found nothing and the poll window is over: the next read waits.
     let mut sleeping = false;
     let poll_turn = PollTurn::choose(&sock);
-    // The peer's shared-frame ring, from its first shared frame on.
+    // The peer's shared-frame ring, from its first shared frame on, and the buffer its
+    // bodies are copied into (kept, like `buf`, so copies land in warm memory).
     let mut ring: Option<RingIn> = None;
+    let mut ring_buf = BytesMut::new();
     loop {
         loop {
             let frame = decoder.decode_frame(&mut buf, inner.shared_in);
             let frame = match frame {
-                Ok(Some(Frame::Shared { len })) => shared(&inner, &sock, &mut ring, len).map(Some),
+                Ok(Some(Frame::Shared { len })) => {
+                    shared(&inner, &sock, (&mut ring, &mut ring_buf), len).map(Some)
+                }
                 Ok(Some(Frame::Message(msg))) => Ok(Some(msg)),
                 Ok(None) => Ok(None),
                 Err(e) => Err(Some(e)),
@@ -238,7 +242,7 @@ impl PollTurn {
 fn shared(
     inner: &Inner,
     sock: &Socket,
-    ring: &mut Option<RingIn>,
+    (ring, buf): (&mut Option<RingIn>, &mut BytesMut),
     len: usize,
 ) -> Result<Message, Option<WireError>> {
     let ring = match ring {
@@ -258,7 +262,7 @@ fn shared(
             ring.insert(opened)
         }
     };
-    let body = ring.take(len).map_err(|message| {
+    let body = ring.take(len, buf).map_err(|message| {
         let _ = violation(inner, message);
         None
     })?;

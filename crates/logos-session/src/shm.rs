@@ -28,7 +28,7 @@
 //! The ring's pages belong to the memory cgroup of the sender, which writes them first, so a
 //! module cannot make its peer pay for what it sends.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 use std::io;
@@ -174,11 +174,13 @@ impl RingIn {
         Ok(RingIn { map, cap, head: 0 })
     }
 
-    /// Copies the next body, of `len` bytes, out of the ring and hands its space back.
+    /// Copies the next body, of `len` bytes, out of the ring into `buf` (a buffer the caller
+    /// keeps, so the copy lands in memory already faulted in once the bodies it held are
+    /// dropped), hands the space back, and returns the copy.
     ///
     /// # Errors
     /// `len` larger than the ring.
-    pub(crate) fn take(&mut self, len: usize) -> Result<Bytes, String> {
+    pub(crate) fn take(&mut self, len: usize, buf: &mut BytesMut) -> Result<Bytes, String> {
         if len == 0 || len > self.cap {
             return Err(format!(
                 "a shared frame of {len} bytes does not fit the ring of {} bytes",
@@ -187,18 +189,24 @@ impl RingIn {
         }
         let (start, end) = place(self.head, len, self.cap);
         let at = HEADER + (start % self.cap as u64) as usize;
-        let mut body = Vec::with_capacity(len);
+        buf.clear();
+        buf.reserve(len);
         // SAFETY: `at + len` ≤ the mapping's length (as in `RingOut::put`), which is mapped
         // and cannot shrink (sealed, checked in `open`); the destination is `len` bytes of
-        // fresh capacity. The source is copied once with a raw copy and never borrowed: the
-        // peer may change it at any moment (module docs), which can only change what we copy.
+        // `buf`'s spare capacity (reserved above). The source is copied once with a raw copy
+        // and never borrowed: the peer may change it at any moment (module docs), which can
+        // only change what we copy.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.map.ptr.as_ptr().add(at), body.as_mut_ptr(), len);
-            body.set_len(len);
+            std::ptr::copy_nonoverlapping(
+                self.map.ptr.as_ptr().add(at),
+                buf.spare_capacity_mut().as_mut_ptr().cast::<u8>(),
+                len,
+            );
+            buf.set_len(len);
         }
         self.head = end;
         self.map.counter().store(end, Ordering::Release);
-        Ok(Bytes::from(body))
+        Ok(buf.split_to(len).freeze())
     }
 }
 
@@ -272,7 +280,8 @@ mod tests {
             for (i, &len) in sizes.iter().enumerate() {
                 let b = body(len, lap ^ i as u8);
                 assert!(out.put(&b).expect("put"), "room for body {i} of lap {lap}");
-                assert_eq!(&inn.take(len).expect("take")[..], &b[..]);
+                let got = inn.take(len, &mut BytesMut::new()).expect("take");
+                assert_eq!(&got[..], &b[..]);
             }
         }
     }
@@ -289,7 +298,10 @@ mod tests {
             !out.put(&body(RING / 2 + 1, 3)).unwrap(),
             "too big for this ring"
         );
-        assert_eq!(&inn.take(b.len()).unwrap()[..], &b[..]);
+        assert_eq!(
+            &inn.take(b.len(), &mut BytesMut::new()).unwrap()[..],
+            &b[..]
+        );
         assert!(out.put(&body(10, 2)).unwrap(), "room again");
     }
 
@@ -329,7 +341,9 @@ mod tests {
     fn a_body_larger_than_the_ring_is_refused_by_the_receiver() {
         let (_out, fd) = RingOut::create().expect("ring");
         let mut inn = RingIn::open(fd).expect("open");
-        let e = inn.take(RING + 1).expect_err("too big");
+        let e = inn
+            .take(RING + 1, &mut BytesMut::new())
+            .expect_err("too big");
         assert!(e.contains("does not fit the ring"), "{e}");
     }
 }

@@ -20,7 +20,13 @@ impl Serialize for Value {
             Value::UInt(u) => s.serialize_u64(*u),
             Value::Float(x) => s.serialize_f64(*x),
             Value::Text(t) => s.serialize_str(t),
-            Value::Bytes(b) => s.serialize_bytes(b),
+            Value::Bytes(b) => {
+                // Shared, not copied, when `s` is this crate's serializer (`pass.rs`).
+                super::pass::offer(b.clone());
+                let r = s.serialize_bytes(b);
+                super::pass::clear();
+                r
+            }
             Value::List(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for v in items {
@@ -41,7 +47,9 @@ impl Serialize for Value {
 
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor)
+        // Lets this crate's deserializer hand over byte strings whole (`pass.rs`); any other
+        // sees an ordinary newtype struct and the visitor reads the value as usual.
+        d.deserialize_newtype_struct(super::pass::TOKEN, ValueVisitor)
     }
 }
 
@@ -105,10 +113,13 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Value::deserialize(d)
+        d.deserialize_any(ValueVisitor)
     }
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Value::deserialize(d)
+        if let Some(b) = super::pass::claim_any() {
+            return Ok(Value::Bytes(b));
+        }
+        d.deserialize_any(ValueVisitor)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {

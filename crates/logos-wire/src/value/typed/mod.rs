@@ -10,6 +10,7 @@
 
 mod de;
 mod impls;
+mod pass;
 mod ser;
 
 use crate::error::WireError;
@@ -451,5 +452,37 @@ mod tests {
         let mut v = map(&[("name", 1.into())]);
         let e = from_value_mut::<HashMap<&str, &[u8]>>(&mut v).unwrap_err();
         assert_eq!(e.to_string(), "name: expected bytes, found int");
+    }
+
+    #[test]
+    fn value_bytes_pass_through_typed_conversion_shared_not_copied() {
+        let big = bytes::Bytes::from(vec![7u8; 100_000]);
+        let at = big.as_ptr();
+        let v: Value = from_value(Value::Bytes(big.clone())).unwrap();
+        assert!(matches!(&v, Value::Bytes(b) if b.as_ptr() == at && b.len() == 100_000));
+        let v = to_value(&v).unwrap();
+        assert!(matches!(&v, Value::Bytes(b) if b.as_ptr() == at));
+        // Nested, and beside other values, in both directions.
+        let list = Value::List(vec![Value::from(1), Value::Bytes(big.clone()), Value::Null]);
+        let back: Vec<Value> = from_value(list.clone()).unwrap();
+        assert!(matches!(&back[1], Value::Bytes(b) if b.as_ptr() == at));
+        assert_eq!(to_value(&back).unwrap(), list);
+        // Other targets read the same bytes as before.
+        let raw: Vec<u8> = from_value(Value::Bytes(big.clone())).unwrap();
+        assert_eq!(raw.len(), 100_000);
+        let opt: Option<Value> = from_value(Value::Bytes(big.clone())).unwrap();
+        assert_eq!(opt, Some(Value::Bytes(big.clone())));
+    }
+
+    #[test]
+    fn other_serde_formats_see_values_as_before() {
+        let v = Value::List(vec![Value::Bytes(vec![1, 2].into()), Value::from("x")]);
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(json, r#"[[1,2],"x"]"#);
+        let back: Value = serde_json::from_str(r#"{"a":[1,2],"b":null}"#).unwrap();
+        assert_eq!(back.get("b"), Some(&Value::Null));
+        // A bytes offer no serializer took is not left for the next conversion.
+        let n: Value = from_value(Value::from(5)).unwrap();
+        assert_eq!(n, Value::from(5));
     }
 }

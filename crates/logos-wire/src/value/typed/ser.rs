@@ -93,7 +93,10 @@ impl ser::Serializer for Serializer {
         Ok(Value::Text(v.to_owned()))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Value> {
-        Ok(Value::Bytes(bytes::Bytes::copy_from_slice(v)))
+        let shared = super::pass::claim(v);
+        Ok(Value::Bytes(
+            shared.unwrap_or_else(|| bytes::Bytes::copy_from_slice(v)),
+        ))
     }
     fn serialize_none(self) -> Result<Value> {
         Ok(Value::Null)
