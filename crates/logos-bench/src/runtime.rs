@@ -74,7 +74,7 @@ impl Plan {
                 load_sizes: vec![10, 25, 50, 100],
                 crashes: 20,
                 api_calls: 20_000,
-                payload_sizes: vec![1024, 16 * 1024, 256 * 1024, 1024 * 1024],
+                payload_sizes: vec![1024, 16 * 1024, 64 * 1024, 256 * 1024, 1024 * 1024],
                 payload_calls: 1_000,
             }
         }

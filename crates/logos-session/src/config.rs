@@ -69,18 +69,19 @@ pub struct Config {
     /// Where this connection counts its streams and stream bytes (default none). Give the
     /// connections of one process the same [`Traffic`] to get that process's totals.
     pub traffic: Option<Arc<Traffic>>,
-    /// Frames whose body is at least this many bytes go through shared memory instead of the
-    /// socket, on a Unix connection whose peer announced it takes them (docs/protocol.md
-    /// §3.1): the body is written once into a sealed memory file, whose descriptor travels
-    /// beside a 4-byte prefix, and the peer maps it instead of reading it through the socket.
-    /// `None` neither announces nor sends them. Default 256 KiB, where it starts to pay
-    /// (docs/performance.md, "Seventh step"); the environment variable `LOGOS_SHM` (`off`, or
-    /// a size in bytes) sets the default of every connection of a process.
+    /// Frames whose body is at least this many bytes (and at most half the ring, 2 MiB) go
+    /// through shared memory instead of the socket, on a Unix connection whose peer announced
+    /// it takes them (docs/protocol.md §2.1): the body is copied into this connection's ring
+    /// of shared memory (4 MiB, made at the first such frame) and the socket carries a 4-byte
+    /// prefix; the peer copies it out. `None` neither announces nor sends them. Default
+    /// 64 KiB, from where it measured faster (docs/performance.md, "Seventh step"); the
+    /// environment variable `LOGOS_SHM` (`off`, or a size in bytes) sets the default of every
+    /// connection of a process, and the core passes it on to the modules it starts.
     pub shared_min: Option<usize>,
 }
 
 /// The default [`Config::shared_min`].
-pub const DEFAULT_SHARED_MIN: usize = 256 * 1024;
+pub const DEFAULT_SHARED_MIN: usize = 64 * 1024;
 
 /// [`Config::shared_min`]'s default: `LOGOS_SHM` (`off`/`0`, or bytes), read once per process;
 /// a value that is neither is ignored with a warning.
