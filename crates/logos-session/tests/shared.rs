@@ -24,7 +24,7 @@ use support::*;
 
 const MIB: usize = 1024 * 1024;
 
-/// Shared frames on from 256 KiB, whatever `LOGOS_SHM` says in the environment.
+/// Shared frames on from the default 64 KiB, whatever `LOGOS_SHM` says in the environment.
 fn on() -> Config {
     let mut config = Config::default();
     config.shared_min = Some(logos_session::DEFAULT_SHARED_MIN);
@@ -79,7 +79,7 @@ async fn large_calls_and_replies_travel_in_shared_memory_intact() {
         );
     }
     // Below the threshold: on the socket as before.
-    let small = pattern(64 * 1024);
+    let small = pattern(16 * 1024);
     let back = call_echo(&alice, Value::Bytes(small.clone())).await;
     assert_eq!(back, Value::Bytes(small));
     assert_eq!(alice.shared_frames(), (3, 3));
