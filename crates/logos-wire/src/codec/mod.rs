@@ -275,29 +275,11 @@ impl FrameDecoder {
         };
         let prefix = u32::from_be_bytes(*head);
         if shared && prefix & SHARED_FLAG != 0 {
-            let len = (prefix & !SHARED_FLAG) as usize;
-            if len == 0 {
-                return Err(WireError::EmptyFrame);
-            }
-            if len > self.max_frame {
-                return Err(WireError::FrameTooLarge {
-                    len,
-                    max: self.max_frame,
-                });
-            }
+            let len = self.checked((prefix & !SHARED_FLAG) as usize)?;
             buf.advance(LEN_PREFIX);
             return Ok(Some(Frame::Shared { len }));
         }
-        let len = prefix as usize;
-        if len == 0 {
-            return Err(WireError::EmptyFrame);
-        }
-        if len > self.max_frame {
-            return Err(WireError::FrameTooLarge {
-                len,
-                max: self.max_frame,
-            });
-        }
+        let len = self.checked(prefix as usize)?;
         let whole = LEN_PREFIX + len;
         if buf.len() < whole {
             buf.reserve(whole - buf.len());
@@ -307,6 +289,20 @@ impl FrameDecoder {
         frame.advance(LEN_PREFIX);
         let body: Bytes = frame.freeze();
         decode_body(&body).map(|m| Some(Frame::Message(m)))
+    }
+
+    /// A frame's declared body length, refused when empty or over the cap.
+    fn checked(&self, len: usize) -> Result<usize, WireError> {
+        if len == 0 {
+            return Err(WireError::EmptyFrame);
+        }
+        if len > self.max_frame {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        Ok(len)
     }
 }
 
