@@ -126,6 +126,11 @@ async fn exercise() {
     }
     let back = server.call("client", "echo", vec![big.clone()], t).await;
     assert_eq!(back.unwrap(), Value::List(vec![big.clone()]));
+    // Shared frames need a Unix socket: over TLS neither side announces or sends them.
+    assert_eq!(client.peer().attrs.get(logos_wire::SHARED_ATTR), None);
+    assert_eq!(server.peer().attrs.get(logos_wire::SHARED_ATTR), None);
+    assert_eq!(client.shared_frames(), (0, 0));
+    assert_eq!(server.shared_frames(), (0, 0));
 
     // A stream far larger than the credit window.
     let mut stream = client.open_stream("count").unwrap();
