@@ -399,7 +399,7 @@ pub async fn rtt(w: &World, plan: &Plan, qt: Option<&Path>) -> Result<(Vec<Row>,
             cpu.add(trips.cpu_ns, trips.samples.len());
             samples.extend(trips.samples);
         }
-        let before = crate::cpu::processes_ns(&pids);
+        let before = crate::cpu::Snapshot::of(&pids);
         let v = w
             .call(
                 "bma",
@@ -407,9 +407,9 @@ pub async fn rtt(w: &World, plan: &Plan, qt: Option<&Path>) -> Result<(Vec<Row>,
                 vec!["bmb".into(), n.into(), PAYLOAD.into()],
             )
             .await?;
-        let after = crate::cpu::processes_ns(&pids);
+        let after = crate::cpu::Snapshot::of(&pids);
         let calls = n as usize + (n as usize / 10).clamp(10, 2_000);
-        ours_cpu.add(after.zip(before).map(|(a, b)| a.saturating_sub(b)), calls);
+        ours_cpu.add(after.zip(before).map(|(a, b)| a.since(&b)), calls);
         ours.extend(u64_list(&v)?);
         if let (Some(build), None) = (qt, &qt_error) {
             let build = build.to_path_buf();
@@ -920,12 +920,12 @@ async fn idle_cpu(w: &World, plan: &Plan, size: usize) -> Result<Row> {
     let modules = pids.len();
     // The core runs in this process (its other threads are idle while this row runs).
     pids.push(std::process::id());
-    let before = crate::cpu::processes_ns(&pids);
+    let before = crate::cpu::Snapshot::of(&pids);
     let t = Instant::now();
     tokio::time::sleep(window).await;
-    let after = crate::cpu::processes_ns(&pids);
+    let after = crate::cpu::Snapshot::of(&pids);
     let elapsed = t.elapsed().as_nanos() as f64;
-    let Some(spent) = after.zip(before).map(|(a, b)| a.saturating_sub(b)) else {
+    let Some(spent) = after.zip(before).map(|(a, b)| a.since(&b)) else {
         bail!("the CPU time of the core or a module could not be read (a module exited?)");
     };
     let share = spent as f64 / elapsed * 100.0;
