@@ -99,14 +99,16 @@ impl RingOut {
         self.cap / 2
     }
 
-    /// Copies `body` into the ring if it has room: `Ok(true)`; `Ok(false)` when the peer has
-    /// not yet taken enough of what is in it (the caller sends the frame on the socket).
+    /// Copies a body made of `parts` (one after the other) into the ring if it has room:
+    /// `Ok(true)`; `Ok(false)` when the peer has not yet taken enough of what is in it (the
+    /// caller sends the frame on the socket).
     ///
     /// # Errors
     /// The peer's counter says it took more than was ever placed: the ring cannot be trusted
     /// and must not be used again.
-    pub(crate) fn put(&mut self, body: &[u8]) -> Result<bool, String> {
-        if body.is_empty() || body.len() > self.max_body() {
+    pub(crate) fn put(&mut self, parts: &[&[u8]]) -> Result<bool, String> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len == 0 || len > self.max_body() {
             return Ok(false);
         }
         let consumed = self.map.counter().load(Ordering::Acquire);
@@ -116,17 +118,25 @@ impl RingOut {
                 self.head
             ));
         }
-        let (start, end) = place(self.head, body.len(), self.cap);
+        let (start, end) = place(self.head, len, self.cap);
         if end - consumed > self.cap as u64 {
             return Ok(false);
         }
-        let at = HEADER + (start % self.cap as u64) as usize;
-        // SAFETY: `at + body.len()` ≤ HEADER + cap = the mapping's length (`place` never lets
-        // a body cross the ring's end), the mapping is writable and lives as long as `self`,
-        // and `body` is our own memory, so the two cannot overlap. The peer may read the same
-        // bytes concurrently only if it breaks the protocol, and it copies them (module docs).
-        unsafe {
-            std::ptr::copy_nonoverlapping(body.as_ptr(), self.map.ptr.as_ptr().add(at), body.len());
+        let mut at = HEADER + (start % self.cap as u64) as usize;
+        for part in parts {
+            // SAFETY: the parts together end at `at + len` ≤ HEADER + cap = the mapping's
+            // length (`place` never lets a body cross the ring's end); the mapping is writable
+            // and lives as long as `self`, and `part` is our own memory, so the two cannot
+            // overlap. The peer may read the same bytes concurrently only if it breaks the
+            // protocol, and it copies them (module docs).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    part.as_ptr(),
+                    self.map.ptr.as_ptr().add(at),
+                    part.len(),
+                );
+            }
+            at += part.len();
         }
         self.head = end;
         Ok(true)
@@ -279,7 +289,10 @@ mod tests {
         for lap in 0..6u8 {
             for (i, &len) in sizes.iter().enumerate() {
                 let b = body(len, lap ^ i as u8);
-                assert!(out.put(&b).expect("put"), "room for body {i} of lap {lap}");
+                assert!(
+                    out.put(&[&b]).expect("put"),
+                    "room for body {i} of lap {lap}"
+                );
                 let got = inn.take(len, &mut BytesMut::new()).expect("take");
                 assert_eq!(&got[..], &b[..]);
             }
@@ -291,18 +304,19 @@ mod tests {
         let (mut out, fd) = RingOut::create().expect("ring");
         let mut inn = RingIn::open(fd).expect("open");
         let b = body(RING / 2, 1);
-        assert!(out.put(&b).unwrap());
-        assert!(out.put(&b).unwrap());
-        assert!(!out.put(&body(10, 2)).unwrap(), "the ring is full");
+        let (head, tail) = b.split_at(1000);
+        assert!(out.put(&[head, tail]).unwrap(), "a body in two parts");
+        assert!(out.put(&[&b]).unwrap());
+        assert!(!out.put(&[&body(10, 2)]).unwrap(), "the ring is full");
         assert!(
-            !out.put(&body(RING / 2 + 1, 3)).unwrap(),
+            !out.put(&[&body(RING / 2 + 1, 3)]).unwrap(),
             "too big for this ring"
         );
         assert_eq!(
             &inn.take(b.len(), &mut BytesMut::new()).unwrap()[..],
             &b[..]
         );
-        assert!(out.put(&body(10, 2)).unwrap(), "room again");
+        assert!(out.put(&[&body(10, 2)]).unwrap(), "room again");
     }
 
     #[test]
@@ -310,7 +324,7 @@ mod tests {
         let (mut out, fd) = RingOut::create().expect("ring");
         let inn = RingIn::open(fd).expect("open");
         inn.map.counter().store(1 << 40, Ordering::Release);
-        let e = out.put(&body(10, 0)).expect_err("lying peer");
+        let e = out.put(&[&body(10, 0)]).expect_err("lying peer");
         assert!(
             e.contains("took 1099511627776 ring bytes of 0 placed"),
             "{e}"

@@ -163,11 +163,15 @@ impl DataFrame {
 
 /// Writes as much of `bufs` as the socket takes right now, advancing `bufs` past it; never
 /// waits. Returns the bytes written.
-fn try_write_vectored_now(sock: &Socket, bufs: &mut &mut [io::IoSlice<'_>]) -> io::Result<usize> {
+fn try_write_vectored_now(
+    sock: &Socket,
+    bufs: &mut &mut [io::IoSlice<'_>],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
     let mut written = 0;
     while !bufs.is_empty() {
         let n = bufs.len().min(MAX_IOV);
-        match sock.try_write_vectored(&bufs[..n]) {
+        match write_carrying(sock, &bufs[..n], fds) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(k) => {
                 written += k;
@@ -332,13 +336,74 @@ pub(crate) struct Outbox {
     stream_waiters: Vec<Waker>,
     /// Largest frame body sent (`Config::max_frame`).
     max_frame: usize,
-    /// Smallest body sent as a shared frame; `None` when the peer does not take them.
-    shared_min: Option<usize>,
-    /// The shared-frame ring's descriptor, until a write has carried it.
+    /// Shared frames: the threshold, the ring, the count.
+    sharing: Sharing,
+    /// The ring's descriptor, until a write has carried it.
     fds: Vec<OwnedFd>,
+}
+
+/// The outbox's side of shared frames (see "Shared frames").
+struct Sharing {
+    /// Smallest body sent as a shared frame; `None` when the peer does not take them.
+    min: Option<usize>,
     ring: Ring,
     /// Shared frames sent.
-    shared_sent: u64,
+    sent: u64,
+}
+
+impl Sharing {
+    /// Copies a frame body made of `parts` into the ring and returns the prefix that replaces
+    /// the frame, when it should go shared; `None` (nothing copied) otherwise. Makes the ring
+    /// at the first such body, its descriptor going to `fds`.
+    fn put(&mut self, parts: &[&[u8]], fds: &mut Vec<OwnedFd>) -> Option<[u8; LEN_PREFIX]> {
+        let min = self.min?;
+        let body: usize = parts.iter().map(|p| p.len()).sum();
+        if body < min || body > crate::shm::RING / 2 {
+            return None;
+        }
+        let prefix = shared_prefix(body).ok()?;
+        if matches!(self.ring, Ring::Unborn) {
+            self.ring = match RingOut::create() {
+                Ok((ring, fd)) => {
+                    fds.push(fd);
+                    Ring::Live(ring)
+                }
+                Err(e) => {
+                    tracing::debug!("no shared-frame ring ({e}): large frames go on the socket");
+                    Ring::Off
+                }
+            };
+        }
+        let Ring::Live(ring) = &mut self.ring else {
+            return None;
+        };
+        match ring.put(parts) {
+            Ok(true) => {
+                self.sent += 1;
+                Some(prefix)
+            }
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!("shared-frame ring abandoned: {e}; large frames go on the socket");
+                self.ring = Ring::Off;
+                None
+            }
+        }
+    }
+
+    /// `frame`, or its shared form (the prefix alone) when it goes through the ring.
+    fn frame(&mut self, frame: DataFrame, fds: &mut Vec<OwnedFd>) -> DataFrame {
+        let Some(body) = frame.head.get(LEN_PREFIX..) else {
+            return frame;
+        };
+        match self.put(&[body, &frame.payload], fds) {
+            Some(prefix) => DataFrame {
+                head: prefix.to_vec(),
+                payload: Bytes::new(),
+            },
+            None => frame,
+        }
+    }
 }
 
 impl Outbox {
@@ -361,66 +426,38 @@ impl Outbox {
             lagged: Vec::new(),
             stream_waiters: Vec::new(),
             max_frame,
-            shared_min,
+            sharing: Sharing {
+                min: shared_min,
+                ring: Ring::Unborn,
+                sent: 0,
+            },
             fds: Vec::new(),
-            ring: Ring::Unborn,
-            shared_sent: 0,
         }
     }
 
     /// Shared frames sent so far.
     pub(crate) fn shared_sent(&self) -> u64 {
-        self.shared_sent
+        self.sharing.sent
     }
 
     /// Turns the frame just encoded at `scratch[start..]` or `ctrl[start..]` into a shared
     /// frame when it should be one (see "Shared frames"): its body goes into the ring, its
     /// prefix replaces it. `false` (the frame untouched) otherwise.
     fn share(&mut self, in_ctrl: bool, start: usize) -> bool {
-        let Some(min) = self.shared_min else {
-            return false;
-        };
         let out = if in_ctrl {
             &mut self.ctrl
         } else {
             &mut self.scratch
         };
-        let body = out.len() - start - LEN_PREFIX;
-        if body < min || body > crate::shm::RING / 2 {
-            return false;
-        }
-        let Ok(prefix) = shared_prefix(body) else {
-            return false;
-        };
-        if matches!(self.ring, Ring::Unborn) {
-            self.ring = match RingOut::create() {
-                Ok((ring, fd)) => {
-                    self.fds.push(fd);
-                    Ring::Live(ring)
-                }
-                Err(e) => {
-                    tracing::debug!("no shared-frame ring ({e}): large frames go on the socket");
-                    Ring::Off
-                }
-            };
-        }
-        let Ring::Live(ring) = &mut self.ring else {
+        let Some(prefix) = self
+            .sharing
+            .put(&[&out[start + LEN_PREFIX..]], &mut self.fds)
+        else {
             return false;
         };
-        match ring.put(&out[start + LEN_PREFIX..]) {
-            Ok(true) => {
-                out.truncate(start);
-                out.extend_from_slice(&prefix);
-                self.shared_sent += 1;
-                true
-            }
-            Ok(false) => false,
-            Err(e) => {
-                tracing::warn!("shared-frame ring abandoned: {e}; large frames go on the socket");
-                self.ring = Ring::Off;
-                false
-            }
-        }
+        out.truncate(start);
+        out.extend_from_slice(&prefix);
+        true
     }
 
     /// Bytes queued and not yet handed to the socket.
@@ -545,7 +582,7 @@ impl Outbox {
             return Pushed::Gone;
         };
         let frame = match DataFrame::of(msg, self.max_frame) {
-            Ok(f) => f,
+            Ok(f) => self.sharing.frame(f, &mut self.fds),
             Err(e) => return Pushed::Unencodable(e),
         };
         // On the stack: this is every stream write's path while the socket keeps up.
@@ -553,7 +590,7 @@ impl Outbox {
             io::IoSlice::new(&frame.head),
             io::IoSlice::new(&frame.payload),
         ];
-        let written = match try_write_vectored_now(sock, &mut &mut parts[..]) {
+        let written = match try_write_vectored_now(sock, &mut &mut parts[..], &mut self.fds) {
             Ok(n) => n,
             Err(e) => return Pushed::Failed(e),
         };
@@ -582,7 +619,6 @@ impl Outbox {
         frames: &mut Vec<DataFrame>,
         fds: &mut Vec<OwnedFd>,
     ) -> usize {
-        fds.append(&mut self.fds);
         let mut pos = 0;
         let mut events = Events::NONE;
         if self.head_pos < self.head.len() {
@@ -613,8 +649,11 @@ impl Outbox {
             };
             budget = budget.saturating_sub(frame.len());
             self.data_bytes -= frame.len();
-            frames.push(frame);
+            // Placed in the ring now, in the order the batch writes it: after every control
+            // frame queued so far (placed when queued), before any queued later.
+            frames.push(self.sharing.frame(frame, &mut self.fds));
         }
+        fds.append(&mut self.fds);
         if self.data_bytes < STREAM_HIGH_WATER {
             for w in self.stream_waiters.drain(..) {
                 w.wake();
@@ -1110,7 +1149,7 @@ mod tests {
             slices(&first, &frames, &mut all);
             let mut bufs = &mut all[..];
             while !bufs.is_empty() {
-                try_write_vectored_now(&sock, &mut bufs).unwrap();
+                try_write_vectored_now(&sock, &mut bufs, &mut Vec::new()).unwrap();
                 std::thread::yield_now();
             }
             first.clear();
