@@ -53,8 +53,11 @@
 //!
 //! A frame whose body is at least [`Config::shared_min`](crate::Config) goes to a peer that
 //! takes them as a shared frame (`shm.rs`, docs/protocol.md §2.1): encoded as usual, copied
-//! into this connection's ring of shared memory, and replaced in the lane by its 4-byte
-//! prefix, so lane order is ring order. The ring is made at the first such frame; its
+//! into this connection's ring of shared memory, and replaced by its 4-byte prefix. The ring
+//! must be filled in the order the prefixes reach the socket: control frames are placed when
+//! queued (the control lane keeps send order), stream frames when the writer takes them into
+//! a batch (after every control frame queued so far, which that batch writes first), and a
+//! direct write places its frame just before writing it (nothing is queued then). The ring is made at the first such frame; its
 //! descriptor waits in `fds` and rides on the next write that sends anything (the direct
 //! path's, or the writer's next batch), so it reaches the peer with or before that frame's
 //! prefix. When the ring has no room (the peer has not taken enough of it yet) or the body is
