@@ -62,12 +62,6 @@ pub fn process_ns(pid: u32) -> Option<u64> {
     read_any.then_some(total)
 }
 
-/// Nanoseconds on a CPU of all of `pids` together; `None` when any cannot be read.
-pub fn processes_ns(pids: &[u32]) -> Option<u64> {
-    pids.iter()
-        .try_fold(0u64, |sum, &pid| Some(sum.saturating_add(process_ns(pid)?)))
-}
-
 /// Nanoseconds on a CPU of the calling thread.
 pub fn thread_ns() -> Option<u64> {
     schedstat_ns(Path::new("/proc/thread-self/schedstat"))
@@ -139,6 +133,6 @@ mod tests {
         assert!(spent > 0, "{spent}");
         let me = process_ns(std::process::id()).expect("this process");
         assert!(me >= spent, "{me} < {spent}");
-        assert_eq!(processes_ns(&[u32::MAX]), None);
+        assert_eq!(process_ns(u32::MAX), None);
     }
 }

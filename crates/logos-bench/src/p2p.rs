@@ -493,10 +493,10 @@ impl Setup {
         Ok((peer, addr))
     }
 
-    /// CPU time of the `p2p` and `p2p-probe` processes, in ns.
-    fn cpu_ns(&self) -> Option<u64> {
+    /// CPU time of the `p2p` and `p2p-probe` processes, thread by thread.
+    fn cpu(&self) -> Option<crate::cpu::Snapshot> {
         let pid = |n: &str| self.core.module(n).ok().and_then(|m| m.pid);
-        crate::cpu::processes_ns(&[pid("p2p")?, pid("p2p-probe")?])
+        crate::cpu::Snapshot::of(&[pid("p2p")?, pid("p2p-probe")?])
     }
 }
 
@@ -596,12 +596,13 @@ async fn measure(setup: &Setup, plan: &Plan) -> Result<Vec<Row>> {
             .context("in-process sink")?;
         base.add(bytes, took, diff(before, inproc.cpu_ns()));
 
-        let before = setup.cpu_ns();
+        let before = setup.cpu();
         let took = client
             .run(send(client.control.clone(), setup.peer, bytes))
             .await
             .context("external sink (p2p → p2p-probe)")?;
-        ext.add(bytes, took, diff(before, setup.cpu_ns()));
+        let spent = setup.cpu().zip(before).map(|(after, b)| after.since(&b));
+        ext.add(bytes, took, spent);
 
         for _ in 0..samples {
             let t = client
