@@ -330,12 +330,20 @@ async fn link_ended(inner: &Arc<Inner>, name: &str, generation: u64, reason: &st
 
 /// Pings a remote module; closes its link after [`MISSED_HEARTBEATS`] pings in a row were
 /// not answered within one interval each.
+///
+/// An answered ping waits for the next tick of the core's shared heartbeat grid
+/// (`super::next_beat`), as local modules' heartbeats do, so the core wakes once per beat for
+/// all of them; an unanswered one is followed at once by the next, so a silent peer is still
+/// found within three intervals of the first missed ping.
 async fn heartbeat(inner: Arc<Inner>, name: String, generation: u64, session: Session) {
     let every = inner.settings.heartbeat;
     let mut missed = 0;
     let mut last_health: Option<String> = None;
     loop {
-        let started = tokio::time::Instant::now();
+        if missed == 0 {
+            let now = tokio::time::Instant::now();
+            tokio::time::sleep_until(super::next_beat(inner.beat_epoch, every, now)).await;
+        }
         if session.is_closed() || super::current_generation(&inner, &name) != Some(generation) {
             return;
         }
@@ -348,7 +356,6 @@ async fn heartbeat(inner: Arc<Inner>, name: String, generation: u64, session: Se
                         .set_health(&name, generation, health.clone());
                     last_health = health;
                 }
-                tokio::time::sleep_until(started + every).await;
             }
             Err(f) if f.code == ErrorCode::Timeout => {
                 missed += 1;
