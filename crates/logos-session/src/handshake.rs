@@ -195,12 +195,7 @@ pub async fn connect_over(
     let decoder = handshake_decoder(&config);
     let exchange = async {
         let mut hello = hello;
-        if crate::session::announces_shared(&stream, &config) {
-            hello.attrs.insert(
-                logos_wire::SHARED_ATTR.into(),
-                logos_wire::Value::Bool(true),
-            );
-        }
+        crate::session::announce_shared(&stream, &config, &mut hello.attrs);
         write_message(&stream, &Message::Hello(hello), limit).await?;
         Ok::<_, SessionError>(read_message(&stream, &mut buf, &decoder).await)
     };
@@ -422,12 +417,7 @@ impl PendingSession {
             buf,
         } = self;
         let mut welcome = welcome;
-        if crate::session::announces_shared(&stream, &config) {
-            welcome.attrs.insert(
-                logos_wire::SHARED_ATTR.into(),
-                logos_wire::Value::Bool(true),
-            );
-        }
+        crate::session::announce_shared(&stream, &config, &mut welcome.attrs);
         write_message(
             &stream,
             &Message::Welcome(welcome),

@@ -616,6 +616,14 @@ pub(crate) fn announces_shared(stream: &Socket, config: &Config) -> bool {
     stream.carries_fds() && config.shared_min.is_some()
 }
 
+/// Puts the `"shm"` attribute in this side's `hello` or `welcome` when it announces shared
+/// frames ([`announces_shared`]).
+pub(crate) fn announce_shared(stream: &Socket, config: &Config, attrs: &mut Attrs) {
+    if announces_shared(stream, config) {
+        attrs.insert(logos_wire::SHARED_ATTR.into(), Value::Bool(true));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

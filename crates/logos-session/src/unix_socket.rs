@@ -41,7 +41,7 @@ use tokio::io::unix::AsyncFd;
 
 /// Most descriptors one write carries, and so the most one read may bring (the writer never
 /// attaches more, `writer.rs`); a read whose descriptors did not fit is a protocol breach.
-pub(crate) const MAX_FDS_PER_WRITE: usize = 16;
+const MAX_FDS_PER_WRITE: usize = 16;
 /// Most descriptors received and not yet claimed by their shared frames. A peer that sends
 /// more ahead of their frames is cut off.
 const MAX_QUEUED_FDS: usize = 4 * MAX_FDS_PER_WRITE;

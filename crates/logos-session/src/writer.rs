@@ -232,21 +232,13 @@ fn write_carrying(
     Ok(n)
 }
 
-/// [`try_write_now`] carrying `fds` (see [`write_carrying`]).
+/// [`try_write_now`] carrying `fds` (see [`write_carrying`]): a contiguous `send` when there
+/// are none, as before shared frames.
 fn try_write_now_carrying(sock: &Socket, buf: &[u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
     if fds.is_empty() {
         return try_write_now(sock, buf);
     }
-    let first = loop {
-        match write_carrying(sock, &[io::IoSlice::new(buf)], fds) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    };
-    Ok(first + try_write_now(sock, &buf[first..])?)
+    try_write_vectored_now(sock, &mut &mut [io::IoSlice::new(buf)][..], fds)
 }
 
 /// Queued bytes past which a peer that provokes frames without reading them is cut off.
@@ -512,16 +504,18 @@ impl Outbox {
             return self.push_stream_now(msg, wake);
         }
         if !self.active {
-            let Some(sock) = self.sock.as_ref() else {
+            if self.sock.is_none() {
                 return Pushed::Gone;
-            };
-            let sock = Arc::clone(sock);
+            }
             self.scratch.clear();
             if let Err(e) = encode_capped(msg, &mut self.scratch, self.max_frame) {
                 return Pushed::Unencodable(e);
             }
             let shared = self.share(false, 0);
-            let written = match try_write_now_carrying(&sock, &self.scratch, &mut self.fds) {
+            let Some(sock) = self.sock.as_ref() else {
+                return Pushed::Gone;
+            };
+            let written = match try_write_now_carrying(sock, &self.scratch, &mut self.fds) {
                 Ok(n) => n,
                 Err(e) => return Pushed::Failed(e),
             };

@@ -299,10 +299,12 @@ impl<'de> de::Deserializer<'de> for Deserializer<'de> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value> {
-        if name == super::pass::TOKEN
-            && let Value::Bytes(b) = self.value
-        {
-            // A `Value` asking for itself: its bytes move over whole (`pass.rs`).
+        if name == super::pass::TOKEN {
+            // A `Value` asking for itself (`pass.rs`): its bytes move over whole; anything
+            // else is read directly, without the visitor looking in the hand-over slot.
+            let Value::Bytes(b) = self.value else {
+                return self.deserialize_any(visitor);
+            };
             super::pass::offer(std::mem::take(b));
             let r = visitor.visit_newtype_struct(serde::de::value::UnitDeserializer::new());
             super::pass::clear();
