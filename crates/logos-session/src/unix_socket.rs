@@ -25,8 +25,8 @@
 //!   therefore paid an `epoll_wait` per turn to see new data. [`UnixSocket::try_read_buf`]
 //!   always asks the kernel, so polling costs one `recv` per turn, as in a raw ping-pong.
 //!   [`UnixSocket::read_buf_when_ready`] stays correct with that: it reads under the
-//!   readiness guard, which clears a readiness event only when that read finds nothing, so
-//!   no event is lost between a failed read and the wait. (It used to peek under the guard
+//!   readiness guard, which clears a readiness event only when that read finds nothing or
+//!   drains the socket (a short read), so no event is lost between a read and the wait. (It used to peek under the guard
 //!   and leave the read to the caller: two system calls per wake-up, and a module under its
 //!   seccomp filter pays for each.)
 
@@ -85,7 +85,7 @@ impl UnixSocket {
     /// Reads what is there into `buf`'s spare room; `WouldBlock` when nothing is. Always a
     /// system call: see "No read without the reactor".
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        read_into(self.io.get_ref(), buf, &self.fds)
+        read_into(self.io.get_ref(), buf, &self.fds).map(|r| r.bytes)
     }
 
     /// The oldest descriptor received and not yet taken: the memory file of the next shared
@@ -100,17 +100,31 @@ impl UnixSocket {
     /// Waits until the socket has something, then reads it into `buf`'s spare room: data
     /// (`Ok(n)`), the end of the stream (`Ok(0)`) or an error; never `WouldBlock`.
     ///
-    /// The read is made under tokio's readiness guard, which clears the readiness only when
-    /// that read finds nothing, so no event is lost between a failed read and the wait; and
-    /// the read that confirms a wake-up is the one that takes the data (one system call per
-    /// wake-up, where a peek followed by a read made two). Cancel-safe: the read happens
-    /// within one poll, so a future dropped before it completes has taken nothing.
+    /// The read is made under tokio's readiness guard, so the read that confirms a wake-up is
+    /// the one that takes the data (one system call per wake-up, where a peek followed by a
+    /// read made two). The readiness is cleared when that read finds nothing, or when it
+    /// *drained* the socket: a read that filled less than the room it was given, carrying no
+    /// descriptors. A Unix stream read stops early only at the end of the queued data or after
+    /// a message that carries descriptors (no `SO_PASSCRED` here, so never at a credentials
+    /// boundary), and the registration is edge-triggered, so data that arrives after the read
+    /// raises a new event; tokio clears only the event the guard saw, never a newer one (its
+    /// own `PollEvented` reads make the same use of a short read). An idle module's
+    /// heartbeat so costs one read, not a read and a second that finds nothing.
+    /// Cancel-safe: the read happens within one poll, so a future dropped before it
+    /// completes has taken nothing.
     pub(crate) async fn read_buf_when_ready(&self, buf: &mut BytesMut) -> io::Result<usize> {
         loop {
             let mut guard = self.io.readable().await?;
+            let room = buf.spare_capacity_mut().len();
             match guard.try_io(|s| read_into(s.get_ref(), buf, &self.fds)) {
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(result) => return result,
+                Ok(Ok(read)) => {
+                    if read.drained(room) {
+                        guard.clear_ready();
+                    }
+                    return Ok(read.bytes);
+                }
+                Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
         }
@@ -233,11 +247,26 @@ impl OwnedDescriptor for OwnedFd {}
 ///
 /// `libc::recvmsg`, not rustix's: the data goes straight into the uninitialised spare room,
 /// as a `read` would, where rustix's `recvmsg` takes initialised buffers only.
+/// What one `recvmsg` took.
+struct Received {
+    bytes: usize,
+    fds: usize,
+}
+
+impl Received {
+    /// The socket had nothing more when this read returned: some bytes, fewer than `room`,
+    /// and no descriptors (a read stops after a message carrying descriptors even if more
+    /// data waits behind it).
+    fn drained(&self, room: usize) -> bool {
+        self.bytes > 0 && self.bytes < room && self.fds == 0
+    }
+}
+
 fn read_into(
     s: &StdUnixStream,
     buf: &mut BytesMut,
     fds: &Mutex<VecDeque<OwnedFd>>,
-) -> io::Result<usize> {
+) -> io::Result<Received> {
     let spare = buf.spare_capacity_mut();
     let mut iov = libc::iovec {
         iov_base: spare.as_mut_ptr().cast(),
@@ -300,6 +329,10 @@ fn read_into(
             format!("the peer sent more than {MAX_FDS_PER_WRITE} descriptors in one write"),
         ));
     }
+    let received = Received {
+        bytes: n,
+        fds: got.len(),
+    };
     if !got.is_empty() {
         let mut queue = fds.lock().unwrap_or_else(PoisonError::into_inner);
         if queue.len() + got.len() > MAX_QUEUED_FDS {
@@ -312,7 +345,7 @@ fn read_into(
         }
         queue.extend(got);
     }
-    Ok(n)
+    Ok(received)
 }
 
 /// `Ok` when a write would not block (room, or an error the write will report).
@@ -402,6 +435,70 @@ mod tests {
             .expect("read");
         assert_eq!(n, 5);
         assert_eq!(&buf[..], b"onetwothree");
+    }
+
+    #[tokio::test]
+    async fn a_draining_read_clears_the_readiness_and_later_data_still_wakes_it() {
+        let (a, b) = pair();
+        let mut buf = BytesMut::with_capacity(64);
+        b.try_write(b"one").expect("write");
+        assert_eq!(a.read_buf_when_ready(&mut buf).await.expect("read"), 3);
+        // The short read cleared the readiness: waiting again makes no read that finds
+        // nothing...
+        let still_ready = tokio::select! {
+            biased;
+            _ = a.io.readable() => true,
+            () = std::future::ready(()) => false,
+        };
+        assert!(!still_ready, "a draining read left the readiness set");
+        let early =
+            tokio::time::timeout(Duration::from_millis(50), a.read_buf_when_ready(&mut buf)).await;
+        assert!(early.is_err(), "returned without data: {early:?}");
+        // ...and data written after it raises a new event.
+        b.try_write(b"two").expect("write");
+        let n = tokio::time::timeout(Duration::from_secs(10), a.read_buf_when_ready(&mut buf))
+            .await
+            .expect("no wake-up for data after a draining read")
+            .expect("read");
+        assert_eq!(n, 3);
+        assert_eq!(&buf[..], b"onetwo");
+    }
+
+    #[tokio::test]
+    async fn a_read_that_fills_its_room_keeps_the_readiness_for_the_rest() {
+        let (a, b) = pair();
+        b.try_write(&[1u8; 96]).expect("write");
+        let mut first = BytesMut::with_capacity(32);
+        let room = first.spare_capacity_mut().len();
+        assert_eq!(a.read_buf_when_ready(&mut first).await.expect("read"), room);
+        // No new data will come: if the full read had cleared the readiness, this would wait
+        // for an event that never arrives.
+        let mut rest = BytesMut::with_capacity(256);
+        let n = tokio::time::timeout(Duration::from_secs(10), a.read_buf_when_ready(&mut rest))
+            .await
+            .expect("the rest of the data was stranded")
+            .expect("read");
+        assert_eq!(room + n, 96);
+    }
+
+    #[tokio::test]
+    async fn a_short_read_that_carries_descriptors_keeps_the_readiness() {
+        let (a, b) = pair();
+        let file = std::fs::File::open("/dev/null").expect("open");
+        // The kernel ends a read after the bytes that came with descriptors, so this read is
+        // short although "two" waits behind it.
+        b.try_write_with_fds(&[io::IoSlice::new(b"one")], &[file.as_fd()])
+            .expect("write with a descriptor");
+        b.try_write(b"two").expect("write");
+        let mut buf = BytesMut::with_capacity(64);
+        assert_eq!(a.read_buf_when_ready(&mut buf).await.expect("read"), 3);
+        assert!(a.take_fd().is_some(), "the descriptor was not queued");
+        let n = tokio::time::timeout(Duration::from_secs(10), a.read_buf_when_ready(&mut buf))
+            .await
+            .expect("the bytes behind the descriptors were stranded")
+            .expect("read");
+        assert_eq!(n, 3);
+        assert_eq!(&buf[..], b"onetwo");
     }
 
     #[tokio::test]
