@@ -57,8 +57,10 @@ pub(crate) struct Inner {
     pub remote: std::sync::OnceLock<Arc<crate::remote::Remote>>,
     /// Recent spans of calls (`core.getTraces`).
     pub spans: crate::spans::Store,
-    /// Origin of the grid all module heartbeats fall on (`supervisor::next_beat`).
+    /// Origin of the grid all module heartbeats fall on (`supervisor::heartbeat::next_beat`).
     pub beat_epoch: tokio::time::Instant,
+    /// The local modules' heartbeats (`supervisor::heartbeat`).
+    pub heartbeats: crate::supervisor::heartbeat::Heartbeats,
 }
 
 impl Inner {
@@ -120,6 +122,7 @@ impl Inner {
             remote: std::sync::OnceLock::new(),
             spans,
             beat_epoch: tokio::time::Instant::now(),
+            heartbeats: Default::default(),
         }
     }
 

@@ -263,13 +263,38 @@ impl Drop for CallGuard<'_> {
     }
 }
 
-/// Forgets an abandoned ping.
-struct PingGuard<'a> {
-    inner: &'a Inner,
+/// A `ping` sent and not yet answered ([`Session::send_ping`]): its answer is looked at
+/// with [`PendingPing::answer`], without a task or a timer of its own. Dropping it forgets
+/// the ping; a late `pong` is ignored.
+pub struct PendingPing {
+    inner: Arc<Inner>,
     nonce: u64,
+    rx: oneshot::Receiver<Option<String>>,
 }
 
-impl Drop for PingGuard<'_> {
+impl PendingPing {
+    /// The `pong`, if it came: `Some(Ok(None))` healthy, `Some(Ok(Some(reason)))`
+    /// unhealthy, `Some(Err(unavailable))` when the connection ended first, `None` while
+    /// unanswered.
+    pub fn answer(&mut self) -> Option<Result<Option<String>, Fault>> {
+        match self.rx.try_recv() {
+            Ok(health) => Some(Ok(health)),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(self.inner.unavailable())),
+        }
+    }
+}
+
+impl fmt::Debug for PendingPing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingPing")
+            .field("peer", &self.inner.peer.identity)
+            .field("nonce", &self.nonce)
+            .finish()
+    }
+}
+
+impl Drop for PendingPing {
     fn drop(&mut self) {
         lock(&self.inner.pending).pings.remove(&self.nonce);
     }
@@ -514,7 +539,28 @@ impl Session {
     /// # Cancel safety
     /// Dropping the future forgets the ping; a late `pong` is ignored.
     pub async fn ping(&self, timeout: Duration) -> Result<Option<String>, Fault> {
-        let inner = &*self.inner;
+        let mut ping = self.send_ping()?;
+        match tokio::time::timeout(timeout, &mut ping.rx).await {
+            Ok(Ok(health)) => Ok(health),
+            Ok(Err(_)) => Err(self.inner.unavailable()),
+            Err(_) => Err(Fault::new(
+                ErrorCode::Timeout,
+                format!(
+                    "ping to {} not answered within {timeout:?}",
+                    self.inner.peer.identity
+                ),
+            )),
+        }
+    }
+
+    /// Sends `ping` and returns at once; the answer is read later from the
+    /// [`PendingPing`]. For a caller that checks many connections on one timer (the core's
+    /// heartbeats) instead of a task and a timeout per ping.
+    ///
+    /// # Errors
+    /// `unavailable` when the connection has ended.
+    pub fn send_ping(&self) -> Result<PendingPing, Fault> {
+        let inner = &self.inner;
         let nonce = inner.next_nonce.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -525,21 +571,15 @@ impl Session {
             }
             p.pings.insert(nonce, tx);
         }
-        let _guard = PingGuard { inner, nonce };
+        let ping = PendingPing {
+            inner: Arc::clone(inner),
+            nonce,
+            rx,
+        };
         if inner.send(Lane::Ctrl, &Message::Ping { nonce }).is_err() {
             return Err(inner.unavailable());
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(health)) => Ok(health),
-            Ok(Err(_)) => Err(inner.unavailable()),
-            Err(_) => Err(Fault::new(
-                ErrorCode::Timeout,
-                format!(
-                    "ping to {} not answered within {timeout:?}",
-                    inner.peer.identity
-                ),
-            )),
-        }
+        Ok(ping)
     }
 
     /// Asks the peer to shut down within `grace`. Ignored if the connection is closed.

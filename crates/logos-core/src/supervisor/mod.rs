@@ -11,6 +11,7 @@
 pub(crate) mod backoff;
 pub(crate) mod child;
 pub(crate) mod guardian;
+pub(crate) mod heartbeat;
 pub(crate) mod output;
 pub(crate) mod remote;
 pub(crate) mod spawn;
@@ -829,12 +830,7 @@ async fn start_process(
             on_crash(&watcher_inner, &watcher_name, generation, report).await;
         }
     });
-    tokio::spawn(heartbeat(
-        Arc::clone(inner),
-        name.clone(),
-        generation,
-        session.clone(),
-    ));
+    heartbeat::watch(inner, name.clone(), generation, session.clone());
     Ok(retired)
 }
 
@@ -884,78 +880,6 @@ async fn watch_child(
             Some(sig) = kill_rx.recv() => child.signal(sig),
         }
     }
-}
-
-/// Pings a module on its control connection; kills it after repeated misses.
-async fn heartbeat(
-    inner: Arc<Inner>,
-    name: String,
-    generation: u64,
-    session: logos_session::Session,
-) {
-    let every = inner.settings.heartbeat;
-    let mut missed = 0;
-    let mut last_health: Option<String> = None;
-    loop {
-        tokio::time::sleep_until(next_beat(
-            inner.beat_epoch,
-            every,
-            tokio::time::Instant::now(),
-        ))
-        .await;
-        if session.is_closed() || current_generation(&inner, &name) != Some(generation) {
-            return;
-        }
-        match session.ping(every * 2).await {
-            Ok(health) => {
-                missed = 0;
-                if health != last_health {
-                    match &health {
-                        Some(reason) => {
-                            tracing::warn!(module = %name, "module reports itself unhealthy: {reason}")
-                        }
-                        None => {
-                            tracing::info!(module = %name, "module reports itself healthy again")
-                        }
-                    }
-                    inner
-                        .registry()
-                        .set_health(&name, generation, health.clone());
-                    last_health = health;
-                }
-            }
-            Err(f) if f.code == ErrorCode::Timeout => {
-                missed += 1;
-                if missed >= MISSED_HEARTBEATS {
-                    tracing::error!(module = %name, "module missed {missed} heartbeats; killing it");
-                    signal(&inner, &name, Signal::Kill);
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-/// The first beat of the core's shared grid (`epoch` + k × `every`) after `now`.
-///
-/// Every module's heartbeat falls on the same ticks, so the core wakes once per beat for all
-/// of its modules' timers, and their pongs arrive together (one `epoll_wait` returns many),
-/// instead of once per module spread over the second. The interval and the number of misses
-/// that kill a module are unchanged: a ping that timed out is followed by the next tick, one
-/// interval later, as before; only a module's first ping comes sooner (within one interval
-/// of its start instead of exactly one).
-fn next_beat(
-    epoch: tokio::time::Instant,
-    every: Duration,
-    now: tokio::time::Instant,
-) -> tokio::time::Instant {
-    let every_ns = every.as_nanos().max(1);
-    let ticks = now.saturating_duration_since(epoch).as_nanos() / every_ns + 1;
-    u64::try_from(ticks * every_ns)
-        .ok()
-        .and_then(|ns| epoch.checked_add(Duration::from_nanos(ns)))
-        .unwrap_or(now + every)
 }
 
 fn current_generation(inner: &Inner, name: &str) -> Option<u64> {
@@ -1412,24 +1336,6 @@ mod tests {
 
     /// A known module of a test: name, restart policy, dependencies (name, range).
     type Known<'a> = (&'a str, RestartPolicy, &'a [(&'a str, &'a str)]);
-
-    #[test]
-    fn heartbeats_fall_on_the_shared_grid_strictly_after_now() {
-        let epoch = tokio::time::Instant::now();
-        let every = Duration::from_secs(1);
-        let at = |ms| epoch + Duration::from_millis(ms);
-        assert_eq!(next_beat(epoch, every, epoch), at(1000));
-        assert_eq!(next_beat(epoch, every, at(1)), at(1000));
-        assert_eq!(next_beat(epoch, every, at(999)), at(1000));
-        assert_eq!(next_beat(epoch, every, at(1000)), at(2000));
-        // A ping that timed out (two intervals after its tick): the next tick, one interval on.
-        assert_eq!(next_beat(epoch, every, at(3001)), at(4000));
-        // Modules started at different moments share the ticks.
-        assert_eq!(
-            next_beat(epoch, every, at(5123)),
-            next_beat(epoch, every, at(5987))
-        );
-    }
 
     /// A core whose module processes are fakes, with `modules` known.
     fn core(

@@ -332,7 +332,7 @@ async fn link_ended(inner: &Arc<Inner>, name: &str, generation: u64, reason: &st
 /// not answered within one interval each.
 ///
 /// An answered ping waits for the next tick of the core's shared heartbeat grid
-/// (`super::next_beat`), as local modules' heartbeats do, so the core wakes once per beat for
+/// (`super::heartbeat::next_beat`), as local modules' heartbeats do, so the core wakes once per beat for
 /// all of them; an unanswered one is followed at once by the next, so a silent peer is still
 /// found within three intervals of the first missed ping.
 async fn heartbeat(inner: Arc<Inner>, name: String, generation: u64, session: Session) {
@@ -342,7 +342,8 @@ async fn heartbeat(inner: Arc<Inner>, name: String, generation: u64, session: Se
     loop {
         if missed == 0 {
             let now = tokio::time::Instant::now();
-            tokio::time::sleep_until(super::next_beat(inner.beat_epoch, every, now)).await;
+            tokio::time::sleep_until(super::heartbeat::next_beat(inner.beat_epoch, every, now))
+                .await;
         }
         if session.is_closed() || super::current_generation(&inner, &name) != Some(generation) {
             return;

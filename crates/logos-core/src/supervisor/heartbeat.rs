@@ -1,0 +1,224 @@
+//! The heartbeats of local modules: one task and one timer for all of them.
+//!
+//! Every `heartbeat` interval, on the core's shared grid ([`next_beat`]), the task looks at
+//! each module's last `ping`: answered (record the health the `pong` carried, send the
+//! next), unanswered for two intervals (a miss; the third miss in a row kills the process,
+//! and the supervisor's crash handling restarts it), or still within its time (wait). A
+//! module joins with [`watch`] when it becomes ready and leaves at the first tick that finds
+//! its connection closed or its record at another generation.
+//!
+//! Why one task: with a task per module, each beat cost the core per module a task woken by
+//! its timer, a timeout timer armed and cancelled around the ping, and a second wake-up for
+//! the `pong`. Arming a timer that falls before the runtime's next planned wake-up also
+//! writes the runtime's eventfd, so an idle core with 100 modules made about 100 extra
+//! system calls per beat (`strace`, docs/performance.md). Here a `pong` only fills a
+//! one-shot slot ([`logos_session::PendingPing`]) that nothing awaits, and the only timer is
+//! this task's.
+//!
+//! Never signals anything but [`Signal::Kill`] after the misses, and never holds the
+//! registry lock while it sends or records.
+
+use super::{MISSED_HEARTBEATS, signal};
+use crate::state::Inner;
+use crate::sys::Signal;
+use logos_session::{PendingPing, Session};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Modules waiting to join the heartbeat task, and whether that task is running.
+#[derive(Default)]
+pub(crate) struct Heartbeats {
+    joining: Mutex<Joining>,
+}
+
+#[derive(Default)]
+struct Joining {
+    beats: Vec<Beat>,
+    running: bool,
+}
+
+/// One module's heartbeat state.
+struct Beat {
+    name: String,
+    generation: u64,
+    session: Session,
+    missed: u32,
+    last_health: Option<String>,
+    /// The ping in flight and the tick it was sent on.
+    ping: Option<(Instant, PendingPing)>,
+}
+
+/// Starts the heartbeat of `name` (at `generation`) on its control connection `session`,
+/// and the heartbeat task if it is not running.
+pub(crate) fn watch(inner: &Arc<Inner>, name: String, generation: u64, session: Session) {
+    let mut joining = inner
+        .heartbeats
+        .joining
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    joining.beats.push(Beat {
+        name,
+        generation,
+        session,
+        missed: 0,
+        last_health: None,
+        ping: None,
+    });
+    if !joining.running {
+        joining.running = true;
+        tokio::spawn(run(Arc::downgrade(inner)));
+    }
+}
+
+/// The heartbeat task: ends when no module is left to watch (the next [`watch`] starts it
+/// again) or when the core is gone.
+async fn run(core: Weak<Inner>) {
+    // Dropped with the task (its runtime shut down, say) the guard lets the next `watch`
+    // start a new one.
+    let mut running = Running(Some(core.clone()));
+    let mut beats: Vec<Beat> = Vec::new();
+    loop {
+        let Some((epoch, every)) = core
+            .upgrade()
+            .map(|inner| (inner.beat_epoch, inner.settings.heartbeat))
+        else {
+            return;
+        };
+        let tick = next_beat(epoch, every, Instant::now());
+        tokio::time::sleep_until(tick).await;
+        let Some(inner) = core.upgrade() else {
+            return;
+        };
+        {
+            let mut joining = inner
+                .heartbeats
+                .joining
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            beats.append(&mut joining.beats);
+            if beats.is_empty() {
+                joining.running = false;
+                running.0 = None;
+                return;
+            }
+        }
+        // Connections that ended and records that moved on leave before anything is sent,
+        // under one look at the registry.
+        {
+            let registry = inner.registry();
+            beats.retain(|b| {
+                !b.session.is_closed()
+                    && registry.record(&b.name).map(|r| r.generation()) == Some(b.generation)
+            });
+        }
+        beats.retain_mut(|b| b.tick(&inner, tick, every));
+    }
+}
+
+/// Marks the heartbeat task stopped when it ends other than by finding nothing to watch.
+struct Running(Option<Weak<Inner>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take().and_then(|core| core.upgrade()) {
+            inner
+                .heartbeats
+                .joining
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .running = false;
+        }
+    }
+}
+
+impl Beat {
+    /// Looks at the last ping at `tick`; `false` when this module leaves the heartbeat.
+    fn tick(&mut self, inner: &Inner, tick: Instant, every: Duration) -> bool {
+        if let Some((sent, ping)) = &mut self.ping {
+            match ping.answer() {
+                Some(Ok(health)) => {
+                    self.missed = 0;
+                    self.record_health(inner, health);
+                }
+                // The connection ended: the supervisor's exit handling takes over.
+                Some(Err(_)) => return false,
+                None if tick.saturating_duration_since(*sent) >= every * 2 => {
+                    self.missed += 1;
+                    if self.missed >= MISSED_HEARTBEATS {
+                        tracing::error!(
+                            module = %self.name,
+                            "module missed {} heartbeats; killing it",
+                            self.missed
+                        );
+                        signal(inner, &self.name, Signal::Kill);
+                        return false;
+                    }
+                }
+                // Unanswered but within its two intervals.
+                None => return true,
+            }
+        }
+        match self.session.send_ping() {
+            Ok(ping) => {
+                self.ping = Some((tick, ping));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn record_health(&mut self, inner: &Inner, health: Option<String>) {
+        if health == self.last_health {
+            return;
+        }
+        match &health {
+            Some(reason) => {
+                tracing::warn!(module = %self.name, "module reports itself unhealthy: {reason}")
+            }
+            None => tracing::info!(module = %self.name, "module reports itself healthy again"),
+        }
+        inner
+            .registry()
+            .set_health(&self.name, self.generation, health.clone());
+        self.last_health = health;
+    }
+}
+
+/// The first beat of the core's shared grid (`epoch` + k × `every`) after `now`.
+///
+/// Every heartbeat falls on the same ticks (the local modules' task above, and each remote
+/// module's), so the core wakes once per beat for all of its modules, and their pongs
+/// arrive together (one `epoll_wait` returns many), instead of once per module spread over
+/// the second.
+pub(crate) fn next_beat(epoch: Instant, every: Duration, now: Instant) -> Instant {
+    let every_ns = every.as_nanos().max(1);
+    let ticks = now.saturating_duration_since(epoch).as_nanos() / every_ns + 1;
+    u64::try_from(ticks * every_ns)
+        .ok()
+        .and_then(|ns| epoch.checked_add(Duration::from_nanos(ns)))
+        .unwrap_or(now + every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_fall_on_the_shared_grid_strictly_after_now() {
+        let epoch = Instant::now();
+        let every = Duration::from_secs(1);
+        let at = |ms| epoch + Duration::from_millis(ms);
+        assert_eq!(next_beat(epoch, every, epoch), at(1000));
+        assert_eq!(next_beat(epoch, every, at(1)), at(1000));
+        assert_eq!(next_beat(epoch, every, at(999)), at(1000));
+        assert_eq!(next_beat(epoch, every, at(1000)), at(2000));
+        // A task that woke late: the next tick, not one interval after it woke.
+        assert_eq!(next_beat(epoch, every, at(3001)), at(4000));
+        // Modules started at different moments share the ticks.
+        assert_eq!(
+            next_beat(epoch, every, at(5123)),
+            next_beat(epoch, every, at(5987))
+        );
+    }
+}
