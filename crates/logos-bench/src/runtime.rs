@@ -910,7 +910,7 @@ async fn idle_cpu(w: &World, plan: &Plan, size: usize) -> Result<Row> {
     } else {
         Duration::from_secs(5)
     };
-    let mut pids: Vec<u32> = w
+    let pids: Vec<u32> = w
         .core
         .modules()
         .into_iter()
@@ -918,16 +918,27 @@ async fn idle_cpu(w: &World, plan: &Plan, size: usize) -> Result<Row> {
         .filter_map(|m| m.pid)
         .collect();
     let modules = pids.len();
-    // The core runs in this process (its other threads are idle while this row runs).
-    pids.push(std::process::id());
-    let before = crate::cpu::Snapshot::of(&pids);
+    // The core runs in this process (its other threads are idle while this row runs). Its
+    // time is read last before the window and first after it, from the process CPU clock:
+    // reading the modules' `/proc` files costs this process a few milliseconds that belong
+    // to the measurement, not to the core, and this process's own `schedstat` would hand
+    // part of that cost to the window (`cpu::own_process_ns`).
+    let modules_before = crate::cpu::Snapshot::of(&pids);
+    let core_before = crate::cpu::own_process_ns();
     let t = Instant::now();
     tokio::time::sleep(window).await;
-    let after = crate::cpu::Snapshot::of(&pids);
+    let core_after = crate::cpu::own_process_ns();
     let elapsed = t.elapsed().as_nanos() as f64;
-    let Some(spent) = after.zip(before).map(|(a, b)| a.since(&b)) else {
+    let modules_after = crate::cpu::Snapshot::of(&pids);
+    let (Some(modules_spent), Some(core_spent)) = (
+        modules_after.zip(modules_before).map(|(a, b)| a.since(&b)),
+        core_after
+            .zip(core_before)
+            .map(|(a, b)| a.saturating_sub(b)),
+    ) else {
         bail!("the CPU time of the core or a module could not be read (a module exited?)");
     };
+    let spent = modules_spent + core_spent;
     let share = spent as f64 / elapsed * 100.0;
     let mut row = Row::new(
         "idle_cpu",
@@ -937,11 +948,15 @@ async fn idle_cpu(w: &World, plan: &Plan, size: usize) -> Result<Row> {
     row.target = Some("≤ 0.5 % of one CPU (5 ms of CPU each second)".into());
     row.status = Status::check(share <= 0.5);
     row.note = Some(format!(
-        "{share:.2} % of one CPU over {:.1} s with {size} fan modules loaded: {} of CPU per second, heartbeats included",
+        "{share:.2} % of one CPU over {:.1} s with {size} fan modules loaded: {} of CPU per second (the core {}, the modules {}), heartbeats included",
         elapsed / 1e9,
         crate::report::format_value(spent as f64 / elapsed * 1e9, Unit::Nanos),
+        crate::report::format_value(core_spent as f64 / elapsed * 1e9, Unit::Nanos),
+        crate::report::format_value(modules_spent as f64 / elapsed * 1e9, Unit::Nanos),
     ));
     row.extra("percent_of_one_cpu", share)
+        .extra("core_ns_per_s", core_spent as f64 / elapsed * 1e9)
+        .extra("modules_ns_per_s", modules_spent as f64 / elapsed * 1e9)
         .extra("modules", modules as u64)
         .extra("window_s", elapsed / 1e9);
     Ok(row)
