@@ -49,6 +49,17 @@ struct Beat {
     ping: Option<(Instant, PendingPing)>,
 }
 
+impl Heartbeats {
+    /// Whether the heartbeat task is running (tests).
+    #[cfg(test)]
+    pub(crate) fn is_running(&self) -> bool {
+        self.joining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .running
+    }
+}
+
 /// Starts the heartbeat of `name` (at `generation`) on its control connection `session`,
 /// and the heartbeat task if it is not running.
 pub(crate) fn watch(inner: &Arc<Inner>, name: String, generation: u64, session: Session) {

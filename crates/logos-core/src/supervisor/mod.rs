@@ -1571,6 +1571,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_heartbeat_task_starts_again_after_it_had_nothing_to_watch() -> TestResult {
+        let (core, world) = core(
+            crate::Core::builder()
+                .heartbeat(Duration::from_millis(20))
+                .restart(fast_restarts(3)),
+            &[
+                ("a", RestartPolicy::OnFailure, &[]),
+                ("b", RestartPolicy::OnFailure, &[]),
+            ],
+        )?;
+        load(&core.inner, &["a"]).await?;
+        unload(&core.inner, "a", false).await?;
+        // With no module left the task ends at its next tick.
+        until("the heartbeat task ended", || {
+            !core.inner.heartbeats.is_running()
+        })
+        .await;
+        world.plan("b", [Fake::Hung]);
+        load(&core.inner, &["b"]).await?;
+        let hung = info(&core, "b").pid.ok_or("no pid")?;
+        until("b killed by a new heartbeat task and restarted", || {
+            let i = info(&core, "b");
+            i.state == State::Ready && i.pid != Some(hung)
+        })
+        .await;
+        assert_eq!(world.signals(), [(hung, Signal::Kill)]);
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_module_answering_within_two_intervals_is_never_killed() -> TestResult {
+        let (core, world) = core(
+            crate::Core::builder().heartbeat(Duration::from_millis(100)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        load(&core.inner, &["a"]).await?;
+        let pid = info(&core, "a").pid.ok_or("no pid")?;
+        // An absence can only be watched for a while: ten intervals of answered pings, where
+        // pongs that were never taken for answers would have killed it after six.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(world.signals().is_empty(), "{:?}", world.signals());
+        assert_eq!(info(&core, "a").pid, Some(pid));
+        assert_eq!(info(&core, "a").state, State::Ready);
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn health_from_pongs_reaches_module_info() -> TestResult {
         let (core, world) = core(
             crate::Core::builder().heartbeat(Duration::from_millis(20)),
