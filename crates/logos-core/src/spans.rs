@@ -10,6 +10,7 @@
 //! and `core.getSpans` serve what is here, and the CLI exports.
 
 use logos_session::Fault;
+use logos_wire::trace::{new_span_id, new_trace_id};
 use logos_wire::{ErrorCode, TraceContext, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
@@ -231,30 +232,6 @@ impl CoreSpan {
             started: std::time::Instant::now(),
         }
     }
-}
-
-fn random<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    loop {
-        if getrandom::fill(&mut b).is_err() {
-            // No entropy source: the time still makes ids unique enough for a trace.
-            let t = unix_ns(SystemTime::now()).to_be_bytes();
-            for (i, x) in b.iter_mut().enumerate() {
-                *x = t[i % 8] ^ (i as u8);
-            }
-        }
-        if b.iter().any(|&x| x != 0) {
-            return b;
-        }
-    }
-}
-
-fn new_trace_id() -> [u8; 16] {
-    random()
-}
-
-fn new_span_id() -> [u8; 8] {
-    random()
 }
 
 fn unix_ns(t: SystemTime) -> u64 {

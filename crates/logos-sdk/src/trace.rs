@@ -12,9 +12,8 @@
 //! spans off) costs nothing beyond the propagation of the context.
 
 use logos_session::{Fault, Session};
-use logos_wire::trace::FLAG_SAMPLED;
+use logos_wire::trace::{FLAG_SAMPLED, new_span_id, new_trace_id};
 use logos_wire::{TraceContext, Value};
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -44,48 +43,6 @@ pub(crate) fn current() -> Option<TraceContext> {
 /// Runs `fut` with `ctx` as the current trace context.
 pub(crate) fn scope<F: Future>(ctx: TraceContext, fut: F) -> impl Future<Output = F::Output> {
     CURRENT.scope(ctx, fut)
-}
-
-thread_local! {
-    static SEED: Cell<u64> = Cell::new(seed());
-}
-
-fn seed() -> u64 {
-    // Unique, not secret: the time, the pid and a stack address, mixed by splitmix below.
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let local = 0u8;
-    t ^ (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64)
-}
-
-/// A random non-zero 64-bit number (splitmix64 over a per-thread seed).
-fn next_u64() -> u64 {
-    SEED.with(|s| {
-        loop {
-            let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-            s.set(z);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            if z != 0 {
-                return z;
-            }
-        }
-    })
-}
-
-/// A new span id.
-pub(crate) fn new_span_id() -> [u8; 8] {
-    next_u64().to_be_bytes()
-}
-
-/// A new trace id.
-pub(crate) fn new_trace_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&next_u64().to_be_bytes());
-    id[8..].copy_from_slice(&next_u64().to_be_bytes());
-    id
 }
 
 /// The context of a new span: a child of `parent` (same trace), or the root of a new trace.
@@ -310,15 +267,6 @@ fn encode(f: Finished) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_non_zero_and_differ() {
-        let a = new_span_id();
-        let b = new_span_id();
-        assert_ne!(a, [0; 8]);
-        assert_ne!(a, b);
-        assert_ne!(new_trace_id(), new_trace_id());
-    }
 
     #[test]
     fn a_child_keeps_the_trace() {

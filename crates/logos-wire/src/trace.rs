@@ -2,10 +2,13 @@
 //! §6.6, since protocol 1.2).
 //!
 //! Owns the shape, its validity rules (16-byte trace id and 8-byte span id, neither all zero,
-//! flags one byte) and its text form `00-<trace>-<span>-<flags>` for logs and the CLI. Never
-//! decides what a span is or where spans go: that is the SDKs' and the core's business.
+//! flags one byte), its text form `00-<trace>-<span>-<flags>` for logs and the CLI, and new
+//! ids ([`new_trace_id`], [`new_span_id`]) for the core and the SDK alike. Never decides what
+//! a span is or where spans go: that is the SDKs' and the core's business.
 
+use std::cell::Cell;
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The W3C `sampled` flag (bit 0 of the flags byte).
 pub const FLAG_SAMPLED: u8 = 0x01;
@@ -99,9 +102,71 @@ impl fmt::Display for TraceContext {
     }
 }
 
+thread_local! {
+    static SEED: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    // Unique, not secret: the time, the pid and a stack address (one per thread), mixed by
+    // splitmix below.
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    t ^ (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64)
+}
+
+/// A non-zero 64-bit number, splitmix64 over a per-thread seed.
+///
+/// Ids must be unique, not unpredictable (a trace id grants nothing), so they cost no system
+/// call: the core used to draw each one from `getrandom`, two system calls on every call an
+/// embedder made.
+fn next_u64() -> u64 {
+    SEED.with(|s| {
+        loop {
+            let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            s.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            if z != 0 {
+                return z;
+            }
+        }
+    })
+}
+
+/// A new span id (never all zero).
+pub fn new_span_id() -> [u8; 8] {
+    next_u64().to_be_bytes()
+}
+
+/// A new trace id (never all zero).
+pub fn new_trace_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&next_u64().to_be_bytes());
+    id[8..].copy_from_slice(&next_u64().to_be_bytes());
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_non_zero_and_differ_within_and_across_threads() {
+        let a = new_span_id();
+        let b = new_span_id();
+        assert_ne!(a, [0; 8]);
+        assert_ne!(a, b);
+        assert_ne!(new_trace_id(), new_trace_id());
+        let here: std::collections::HashSet<[u8; 8]> = (0..1000).map(|_| new_span_id()).collect();
+        let there = std::thread::spawn(|| (0..1000).map(|_| new_span_id()).collect::<Vec<_>>())
+            .join()
+            .expect("thread");
+        assert_eq!(here.len(), 1000);
+        assert!(there.iter().all(|id| !here.contains(id)));
+    }
 
     #[test]
     fn text_form_round_trips() {
