@@ -106,8 +106,9 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
             };
             match frame {
                 Ok(Some(msg)) => {
-                    calls_seen |= is_call_traffic(&msg);
-                    answered |= is_answer(&msg);
+                    let answer = is_answer(&msg);
+                    answered |= answer;
+                    calls_seen |= answer || matches!(msg, Message::Call(_));
                     if dispatch(&session, msg).is_break() || inner.closed.load(Ordering::Acquire) {
                         return;
                     }
@@ -291,12 +292,8 @@ fn shared(
     logos_wire::decode_body(&body).map_err(Some)
 }
 
-/// Calls and their answers: the traffic after which the next frame usually follows at once.
-fn is_call_traffic(msg: &Message) -> bool {
-    matches!(msg, Message::Call(_)) || is_answer(msg)
-}
-
-/// A reply or a call's error: it wakes whoever awaits that call.
+/// A reply or a call's error: it wakes whoever awaits that call. With calls, the traffic
+/// after which the next frame usually follows at once (`calls_seen`).
 fn is_answer(msg: &Message) -> bool {
     matches!(msg, Message::Reply { .. }) || matches!(msg, Message::Error { id, .. } if *id != 0)
 }

@@ -78,24 +78,22 @@ pub(crate) fn watch(inner: &Arc<Inner>, name: String, generation: u64, session: 
     });
     if !joining.running {
         joining.running = true;
-        tokio::spawn(run(Arc::downgrade(inner)));
+        tokio::spawn(run(
+            Arc::downgrade(inner),
+            inner.beat_epoch,
+            inner.settings.heartbeat,
+        ));
     }
 }
 
 /// The heartbeat task: ends when no module is left to watch (the next [`watch`] starts it
 /// again) or when the core is gone.
-async fn run(core: Weak<Inner>) {
+async fn run(core: Weak<Inner>, epoch: Instant, every: Duration) {
     // Dropped with the task (its runtime shut down, say) the guard lets the next `watch`
     // start a new one.
     let mut running = Running(Some(core.clone()));
     let mut beats: Vec<Beat> = Vec::new();
     loop {
-        let Some((epoch, every)) = core
-            .upgrade()
-            .map(|inner| (inner.beat_epoch, inner.settings.heartbeat))
-        else {
-            return;
-        };
         let tick = next_beat(epoch, every, Instant::now());
         tokio::time::sleep_until(tick).await;
         let Some(inner) = core.upgrade() else {
