@@ -98,18 +98,21 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
             let frame = decoder.decode_frame(&mut buf, inner.shared_in);
             let frame = match frame {
                 Ok(Some(Frame::Shared { len })) => {
-                    shared(&inner, &sock, (&mut ring, &mut ring_buf), len).map(Some)
+                    shared(&inner, &sock, (&mut ring, &mut ring_buf), len)
+                        .map(|msg| Some((msg, Body::Own)))
                 }
-                Ok(Some(Frame::Message(msg))) => Ok(Some(msg)),
+                Ok(Some(Frame::Message(msg))) => Ok(Some((msg, Body::InRead))),
                 Ok(None) => Ok(None),
                 Err(e) => Err(Some(e)),
             };
             match frame {
-                Ok(Some(msg)) => {
+                Ok(Some((msg, body))) => {
                     let answer = is_answer(&msg);
                     answered |= answer;
                     calls_seen |= answer || matches!(msg, Message::Call(_));
-                    if dispatch(&session, msg).is_break() || inner.closed.load(Ordering::Acquire) {
+                    if dispatch(&session, msg, body).is_break()
+                        || inner.closed.load(Ordering::Acquire)
+                    {
                         return;
                     }
                 }
@@ -292,6 +295,16 @@ fn shared(
     logos_wire::decode_body(&body).map_err(Some)
 }
 
+/// Where a decoded frame's byte strings live, which decides whether keeping one is cheap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// Slices of the socket's read buffer (at least 64 KiB): a small one kept for long would
+    /// pin the whole buffer.
+    InRead,
+    /// In the frame's own copy out of the ring (`RingIn::take`), about the frame's size.
+    Own,
+}
+
 /// A reply or a call's error: it wakes whoever awaits that call. With calls, the traffic
 /// after which the next frame usually follows at once (`calls_seen`).
 fn is_answer(msg: &Message) -> bool {
@@ -316,7 +329,7 @@ fn frame_error(inner: &Inner, e: &WireError) {
 }
 
 /// Acts on one message from the peer. `Break` when the connection is closing.
-fn dispatch(session: &Session, msg: Message) -> ControlFlow<()> {
+fn dispatch(session: &Session, msg: Message, body: Body) -> ControlFlow<()> {
     let inner = &*session.inner;
     tracing::debug!(session = inner.id, kind = msg.kind_name(), "frame in");
     match msg {
@@ -362,7 +375,9 @@ fn dispatch(session: &Session, msg: Message) -> ControlFlow<()> {
         Message::StreamOpen { stream, protocol } => {
             return stream::on_open(session, stream, protocol);
         }
-        Message::StreamData { stream, data } => return stream::on_data(inner, stream, data),
+        Message::StreamData { stream, data } => {
+            return stream::on_data(inner, stream, data, body);
+        }
         Message::StreamCredit { stream, bytes } => {
             return stream::on_credit(inner, stream, bytes);
         }

@@ -186,7 +186,8 @@ impl RingIn {
 
     /// Copies the next body, of `len` bytes, out of the ring into `buf` (a buffer the caller
     /// keeps, so the copy lands in memory already faulted in once the bodies it held are
-    /// dropped), hands the space back, and returns the copy.
+    /// dropped), hands the space back, and returns the copy. The copy's allocation is at most
+    /// twice its size, so a receiver may keep it as it is.
     ///
     /// # Errors
     /// `len` larger than the ring.
@@ -201,6 +202,11 @@ impl RingIn {
         let at = HEADER + (start % self.cap as u64) as usize;
         buf.clear();
         buf.reserve(len);
+        if buf.capacity() > 2 * len {
+            // A buffer grown by a big body is not reused for a much smaller one: the copy may
+            // be kept (an unread stream chunk), and must not pin many times its size.
+            *buf = BytesMut::with_capacity(len);
+        }
         // SAFETY: `at + len` ≤ the mapping's length (as in `RingOut::put`), which is mapped
         // and cannot shrink (sealed, checked in `open`); the destination is `len` bytes of
         // `buf`'s spare capacity (reserved above). The source is copied once with a raw copy
@@ -297,6 +303,26 @@ mod tests {
                 assert_eq!(&got[..], &b[..]);
             }
         }
+    }
+
+    #[test]
+    fn a_small_body_is_not_copied_into_a_buffer_a_big_one_grew() {
+        let (mut out, fd) = RingOut::create().expect("ring");
+        let mut inn = RingIn::open(fd).expect("open");
+        let mut buf = BytesMut::new();
+        for len in [1_048_576, 65_600] {
+            let b = body(len, 9);
+            assert!(out.put(&[&b]).expect("put"));
+            let got = inn.take(len, &mut buf).expect("take");
+            assert_eq!(&got[..], &b[..]);
+        }
+        // The 64 KiB copy may be kept for as long as a stream's reader takes: it must sit in
+        // an allocation of about its size, not in what is left of the 1 MiB one.
+        assert!(
+            buf.capacity() < 65_600,
+            "{} bytes left beside the small copy",
+            buf.capacity()
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Credit goes back to the peer as the application reads: once at least half a window has
 //! been consumed, one `stream_credit` returns all of it.
 
-use crate::reader::violation;
+use crate::reader::{Body, violation};
 use crate::session::{Inner, Session, lock};
 use crate::writer::Lane;
 use bytes::{Buf, Bytes, BytesMut};
@@ -183,9 +183,11 @@ fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
 pub struct ByteStream {
     shared: Arc<Shared>,
     inner: Arc<Inner>,
-    /// Where written bytes are copied before they are sent (`AsyncWrite` lends them): chunks
-    /// are split off it, and it is refilled [`SEND_ARENA`] at a time, so a bulk writer
-    /// copies into warm memory instead of a fresh allocation (and fresh pages) per chunk.
+    /// Where written bytes are copied before they are sent (`AsyncWrite` lends them), unless
+    /// the chunk goes through the ring of shared memory, which takes them straight from the
+    /// writer's buffer: chunks are split off it, and it is refilled [`SEND_ARENA`] at a time,
+    /// so a bulk writer copies into warm memory instead of a fresh allocation (and fresh
+    /// pages) per chunk.
     send_buf: BytesMut,
 }
 
@@ -460,15 +462,22 @@ impl AsyncWrite for ByteStream {
             st.written += n as u64;
             n
         };
-        if this.send_buf.capacity() < n {
-            this.send_buf.reserve(SEND_ARENA.max(n));
-        }
-        this.send_buf.extend_from_slice(&buf[..n]);
-        let frame = Message::StreamData {
-            stream: this.shared.id,
-            data: this.send_buf.split().freeze(),
+        // Through the ring when the chunk goes shared: copied there from `buf` itself.
+        let sent = match this.inner.send_stream_shared(this.shared.id, &buf[..n]) {
+            Some(sent) => sent,
+            None => {
+                if this.send_buf.capacity() < n {
+                    this.send_buf.reserve(SEND_ARENA.max(n));
+                }
+                this.send_buf.extend_from_slice(&buf[..n]);
+                let frame = Message::StreamData {
+                    stream: this.shared.id,
+                    data: this.send_buf.split().freeze(),
+                };
+                this.inner.send(Lane::Stream, &frame)
+            }
         };
-        match this.inner.send(Lane::Stream, &frame) {
+        match sent {
             Ok(()) => {
                 if let Some(t) = &this.inner.config.traffic {
                     t.wrote(n);
@@ -564,7 +573,7 @@ pub(crate) fn on_open(session: &Session, id: u64, protocol: String) -> ControlFl
 }
 
 /// `stream_data` from the peer.
-pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes) -> ControlFlow<()> {
+pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes, body: Body) -> ControlFlow<()> {
     let Some(shared) = find(inner, id) else {
         // Reset (or dropped) here while the data was on its way.
         tracing::debug!(
@@ -606,9 +615,15 @@ pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes) -> ControlFlow<()> {
         }
         st.recv_allowed -= len;
         if !data.is_empty() {
-            // Copied out of the frame buffer: a small unread chunk must not keep a large read
-            // allocation alive, or a peer could pin far more memory than the window.
-            st.recv.push_back(Bytes::copy_from_slice(&data));
+            st.recv.push_back(match body {
+                // Copied out of the read buffer: a small unread chunk must not keep a large
+                // read allocation alive, or a peer could pin far more memory than the window.
+                Body::InRead => Bytes::copy_from_slice(&data),
+                // Already a copy of its own (out of the ring, `reader::shared`), in a buffer
+                // at most twice its frame's size (`RingIn::take`): kept as it is, which saves
+                // the stream a copy.
+                Body::Own => data,
+            });
         }
         st.read_waker.take()
     };

@@ -54,10 +54,13 @@
 //! A frame whose body is at least [`Config::shared_min`](crate::Config) goes to a peer that
 //! takes them as a shared frame (`shm.rs`, docs/protocol.md §2.1): encoded as usual, copied
 //! into this connection's ring of shared memory, and replaced by its 4-byte prefix. The ring
-//! must be filled in the order the prefixes reach the socket: control frames are placed when
-//! queued (the control lane keeps send order), stream frames when the writer takes them into
-//! a batch (after every control frame queued so far, which that batch writes first), and a
-//! direct write places its frame just before writing it (nothing is queued then). The ring is made at the first such frame; its
+//! must be filled in the order the prefixes reach the socket. Every frame is placed when it
+//! enters the outbox (a direct write just before writing it: nothing is queued then), and a
+//! batch writes the whole control lane before any stream frame, so a control frame is placed
+//! only while no placed stream frame waits in the stream lane (otherwise it goes on the
+//! socket). A stream chunk is copied into the ring straight from the writer's buffer
+//! ([`Inner::send_stream_shared`]): no copy into a frame or an arena first, so a shared
+//! chunk costs the sender one copy, as a socket write does. The ring is made at the first such frame; its
 //! descriptor waits in `fds` and rides on the next write that sends anything (the direct
 //! path's, or the writer's next batch), so it reaches the peer with or before that frame's
 //! prefix. When the ring has no room (the peer has not taken enough of it yet) or the body is
@@ -118,6 +121,8 @@ const MAX_IOV: usize = 256;
 pub(crate) struct DataFrame {
     head: Vec<u8>,
     payload: Bytes,
+    /// The frame's body is in the ring; `head` is its prefix.
+    shared: bool,
 }
 
 impl DataFrame {
@@ -136,6 +141,7 @@ impl DataFrame {
                 Ok(DataFrame {
                     head,
                     payload: data.clone(),
+                    shared: false,
                 })
             }
             other => {
@@ -144,8 +150,18 @@ impl DataFrame {
                 Ok(DataFrame {
                     head,
                     payload: Bytes::new(),
+                    shared: false,
                 })
             }
+        }
+    }
+
+    /// A frame whose body is already in the ring: only its prefix goes on the socket.
+    fn shared(prefix: [u8; LEN_PREFIX]) -> DataFrame {
+        DataFrame {
+            head: prefix.to_vec(),
+            payload: Bytes::new(),
+            shared: true,
         }
     }
 
@@ -320,6 +336,9 @@ pub(crate) struct Outbox {
     /// Stream lane: one frame per entry, payloads not copied.
     data: VecDeque<DataFrame>,
     data_bytes: usize,
+    /// Frames of the stream lane whose bodies are in the ring: while there are any, control
+    /// frames go on the socket (see "Shared frames").
+    data_shared: usize,
     /// Encode buffer of the direct path, reused.
     scratch: Vec<u8>,
     /// Bytes and events in the batch the writer is writing now.
@@ -392,10 +411,7 @@ impl Sharing {
             return frame;
         };
         match self.put(&[body, &frame.payload], fds) {
-            Some(prefix) => DataFrame {
-                head: prefix.to_vec(),
-                payload: Bytes::new(),
-            },
+            Some(prefix) => DataFrame::shared(prefix),
             None => frame,
         }
     }
@@ -415,6 +431,7 @@ impl Outbox {
             ctrl_events: Events::NONE,
             data: VecDeque::new(),
             data_bytes: 0,
+            data_shared: 0,
             scratch: Vec::new(),
             writing: 0,
             writing_events: Events::NONE,
@@ -439,6 +456,11 @@ impl Outbox {
     /// frame when it should be one (see "Shared frames"): its body goes into the ring, its
     /// prefix replaces it. `false` (the frame untouched) otherwise.
     fn share(&mut self, in_ctrl: bool, start: usize) -> bool {
+        if self.data_shared > 0 {
+            // A batch writes the control lane first: placed now, this body would sit in the
+            // ring after stream bodies whose prefixes the socket gets after its own.
+            return false;
+        }
         let out = if in_ctrl {
             &mut self.ctrl
         } else {
@@ -477,6 +499,7 @@ impl Outbox {
         self.lagged.clear();
         self.data.clear();
         self.data_bytes = 0;
+        self.data_shared = 0;
         // Waiting stream writers find the connection closed.
         for w in self.stream_waiters.drain(..) {
             w.wake();
@@ -561,8 +584,8 @@ impl Outbox {
                 self.ctrl_events = self.ctrl_events.plus(Events::one(self.ctrl.len() - start));
             }),
             Lane::Stream => DataFrame::of(msg, self.max_frame).map(|frame| {
-                self.data_bytes += frame.len();
-                self.data.push_back(frame);
+                let frame = self.sharing.frame(frame, &mut self.fds);
+                self.queue_data(frame);
             }),
         };
         match encoded {
@@ -575,12 +598,21 @@ impl Outbox {
     /// encoding the payload into `scratch`. Only the unwritten rest of a frame the socket
     /// pushed back is copied (into `head`, for the writer task).
     fn push_stream_now(&mut self, msg: &Message, wake: &tokio::sync::Notify) -> Pushed {
-        let Some(sock) = self.sock.as_ref() else {
+        if self.sock.is_none() {
             return Pushed::Gone;
-        };
+        }
         let frame = match DataFrame::of(msg, self.max_frame) {
             Ok(f) => self.sharing.frame(f, &mut self.fds),
             Err(e) => return Pushed::Unencodable(e),
+        };
+        self.write_data_now(frame, wake)
+    }
+
+    /// Writes a stream-lane frame now (nothing is queued); the writer task takes over the
+    /// rest when the socket pushes back.
+    fn write_data_now(&mut self, frame: DataFrame, wake: &tokio::sync::Notify) -> Pushed {
+        let Some(sock) = self.sock.as_ref() else {
+            return Pushed::Gone;
         };
         // On the stack: this is every stream write's path while the socket keeps up.
         let mut parts = [
@@ -606,6 +638,46 @@ impl Outbox {
         self.active = true;
         wake.notify_one();
         Pushed::Ok
+    }
+
+    /// Appends a frame to the stream lane.
+    fn queue_data(&mut self, frame: DataFrame) {
+        if frame.shared {
+            self.data_shared += 1;
+        }
+        self.data_bytes += frame.len();
+        self.data.push_back(frame);
+    }
+
+    /// Sends `data` as stream `stream`'s next `stream_data` frame through the ring, copied
+    /// there straight from the caller's buffer; `None` (nothing sent, nothing placed) when
+    /// that frame does not go shared, for the caller to send it the usual way.
+    fn push_stream_shared(
+        &mut self,
+        stream: u64,
+        data: &[u8],
+        wake: &tokio::sync::Notify,
+    ) -> Option<Pushed> {
+        if self.closing || self.sock.is_none() {
+            return Some(Pushed::Gone);
+        }
+        if data.len() < self.sharing.min? / 2 {
+            return None;
+        }
+        // `scratch` is free between pushes: the frame's head is encoded there.
+        self.scratch.clear();
+        let body = encode_stream_data_head(stream, data.len(), &mut self.scratch).ok()?;
+        if body > self.max_frame {
+            return None;
+        }
+        let head = self.scratch.get(LEN_PREFIX..)?;
+        let prefix = self.sharing.put(&[head, data], &mut self.fds)?;
+        let frame = DataFrame::shared(prefix);
+        if self.active {
+            self.queue_data(frame);
+            return Some(Pushed::Ok);
+        }
+        Some(self.write_data_now(frame, wake))
     }
 
     /// Moves the next batch into `batch` (control bytes, empty on entry) and `frames` (stream
@@ -646,9 +718,10 @@ impl Outbox {
             };
             budget = budget.saturating_sub(frame.len());
             self.data_bytes -= frame.len();
-            // Placed in the ring now, in the order the batch writes it: after every control
-            // frame queued so far (placed when queued), before any queued later.
-            frames.push(self.sharing.frame(frame, &mut self.fds));
+            if frame.shared {
+                self.data_shared -= 1;
+            }
+            frames.push(frame);
         }
         fds.append(&mut self.fds);
         if self.data_bytes < STREAM_HIGH_WATER {
@@ -704,6 +777,19 @@ impl Inner {
     pub(crate) fn send(&self, lane: Lane, msg: &Message) -> Result<(), NotSent> {
         let pushed = lock(&self.out).push(lane, msg, &self.wake);
         self.pushed(pushed)
+    }
+
+    /// Sends `data` as stream `stream`'s next `stream_data` frame through the ring of shared
+    /// memory, copied there from `data` itself; `None` (nothing sent) when it would not go
+    /// shared (no ring, no room in it, too small), for the caller to copy it into a
+    /// [`Message::StreamData`] and [`Inner::send`] that.
+    pub(crate) fn send_stream_shared(
+        &self,
+        stream: u64,
+        data: &[u8],
+    ) -> Option<Result<(), NotSent>> {
+        let pushed = lock(&self.out).push_stream_shared(stream, data, &self.wake)?;
+        Some(self.pushed(pushed))
     }
 
     /// Sends `msg` without waiting if fewer than [`HIGH_WATER`] bytes are queued; `Ok(false)`
@@ -1092,6 +1178,100 @@ mod tests {
         let (mut batch, mut frames) = (Vec::new(), Vec::new());
         out.take_batch(&mut batch, &mut frames, &mut Vec::new());
         assert_eq!(kinds(&wire(&batch, &frames)).len(), 4);
+    }
+
+    /// What the peer gets from `batch` and `frames` (a writer batch): each frame decoded, a
+    /// shared one read out of `ring` by the receiver's rule; `(kind, body size, shared)`.
+    fn delivered(
+        batch: &[u8],
+        frames: &[DataFrame],
+        ring: &mut crate::shm::RingIn,
+    ) -> Vec<(&'static str, usize, bool)> {
+        let mut buf = BytesMut::from(&wire(batch, frames)[..]);
+        let dec = FrameDecoder::default();
+        let mut got = Vec::new();
+        while let Some(frame) = dec.decode_frame(&mut buf, true).unwrap() {
+            let (msg, shared) = match frame {
+                logos_wire::Frame::Shared { len } => {
+                    let body = ring.take(len, &mut BytesMut::new()).unwrap();
+                    (logos_wire::decode_body(&body).unwrap(), true)
+                }
+                logos_wire::Frame::Message(msg) => (msg, false),
+            };
+            let size = match &msg {
+                Message::StreamData { data, .. } => data.len(),
+                Message::Call(call) => match call.args.first() {
+                    Some(Value::Bytes(b)) => b.len(),
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            got.push((msg.kind_name(), size, shared));
+        }
+        assert!(buf.is_empty(), "a partial frame is left");
+        got
+    }
+
+    #[tokio::test]
+    async fn the_ring_is_filled_in_the_order_the_prefixes_reach_the_socket() {
+        const K: usize = 64 * 1024;
+        let (a, _peer) = UnixStream::pair().unwrap();
+        let mut out = Outbox::new(
+            Arc::new(Socket::unix(a).expect("register")),
+            logos_wire::codec::DEFAULT_MAX_FRAME,
+            Some(K),
+        );
+        out.active = true;
+        let wake = Notify::new();
+        let call = |len: usize| {
+            Message::Call(logos_wire::Call {
+                id: 1,
+                target: "t".into(),
+                method: "m".into(),
+                args: vec![Value::Bytes(Bytes::from(vec![3u8; len]))],
+                timeout_ms: 0,
+                trace: None,
+            })
+        };
+        // Two stream chunks placed straight from the caller's buffer, then a large call: a
+        // batch writes control first, so the call must not take the ring behind them.
+        for byte in [1u8, 2] {
+            let sent = out.push_stream_shared(5, &[byte; K], &wake);
+            assert!(matches!(sent, Some(Pushed::Ok)));
+        }
+        assert!(matches!(
+            out.push(Lane::Ctrl, &call(200_000), &wake),
+            Pushed::Ok
+        ));
+        let (mut batch, mut frames, mut fds) = (Vec::new(), Vec::new(), Vec::new());
+        out.take_batch(&mut batch, &mut frames, &mut fds);
+        let mut ring =
+            crate::shm::RingIn::open(fds.pop().expect("the ring's descriptor")).expect("the ring");
+        assert_eq!(
+            delivered(&batch, &frames, &mut ring),
+            [
+                ("call", 200_000, false),
+                ("stream_data", K, true),
+                ("stream_data", K, true),
+            ]
+        );
+        // With no placed chunk waiting, a large call takes the ring again, and a stream frame
+        // queued after it lands behind it.
+        assert!(matches!(
+            out.push(Lane::Ctrl, &call(100_000), &wake),
+            Pushed::Ok
+        ));
+        let chunk = Message::StreamData {
+            stream: 5,
+            data: Bytes::from(vec![4u8; K]),
+        };
+        assert!(matches!(out.push(Lane::Stream, &chunk, &wake), Pushed::Ok));
+        let (mut batch, mut frames) = (Vec::new(), Vec::new());
+        out.take_batch(&mut batch, &mut frames, &mut fds);
+        assert_eq!(
+            delivered(&batch, &frames, &mut ring),
+            [("call", 100_000, true), ("stream_data", K, true)]
+        );
     }
 
     #[tokio::test]
