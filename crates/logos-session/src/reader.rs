@@ -10,7 +10,7 @@
 //! warning naming the peer.
 
 use crate::session::{Inner, Session};
-use crate::shm::RingIn;
+use crate::shm::{Lease, RingIn};
 use crate::socket::Socket;
 use crate::{Fault, incoming, stream};
 use bytes::BytesMut;
@@ -98,21 +98,24 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
             let frame = decoder.decode_frame(&mut buf, inner.shared_in);
             let frame = match frame {
                 Ok(Some(Frame::Shared { len })) => {
-                    shared(&inner, &sock, (&mut ring, &mut ring_buf), len)
-                        .map(|msg| Some((msg, Body::Own)))
+                    shared(&inner, &sock, (&mut ring, &mut ring_buf), len).map(Some)
                 }
-                Ok(Some(Frame::Message(msg))) => Ok(Some((msg, Body::InRead))),
+                Ok(Some(Frame::Message(msg))) => Ok(Some(In::Message(msg))),
                 Ok(None) => Ok(None),
                 Err(e) => Err(Some(e)),
             };
             match frame {
-                Ok(Some((msg, body))) => {
+                Ok(Some(In::Lent(id, payload))) => {
+                    let chunk = stream::on_chunk(&inner, id, stream::Chunk::Lent(payload));
+                    if chunk.is_break() || inner.closed.load(Ordering::Acquire) {
+                        return;
+                    }
+                }
+                Ok(Some(In::Message(msg))) => {
                     let answer = is_answer(&msg);
                     answered |= answer;
                     calls_seen |= answer || matches!(msg, Message::Call(_));
-                    if dispatch(&session, msg, body).is_break()
-                        || inner.closed.load(Ordering::Acquire)
-                    {
+                    if dispatch(&session, msg).is_break() || inner.closed.load(Ordering::Acquire) {
                         return;
                     }
                 }
@@ -261,15 +264,25 @@ impl PollTurn {
     }
 }
 
-/// The message of a shared frame of `len` bytes, copied out of the peer's ring (`shm.rs`),
-/// which the first shared frame's descriptor brings. `Err(None)` when the connection was
-/// closed for a missing or bad ring; `Err(Some(_))` for a body that does not decode.
+/// A frame as the reader takes it.
+enum In {
+    /// Decoded.
+    Message(Message),
+    /// A `stream_data` whose payload stays in the peer's ring until the stream's reader
+    /// copies it out: the stream and the payload.
+    Lent(u64, Lease),
+}
+
+/// A shared frame of `len` bytes out of the peer's ring (`shm.rs`), which the first shared
+/// frame's descriptor brings: a stream chunk's payload lent where it lies, anything else
+/// copied out and decoded. `Err(None)` when the connection was closed for a missing or bad
+/// ring; `Err(Some(_))` for a body that does not decode.
 fn shared(
     inner: &Inner,
     sock: &Socket,
     (ring, buf): (&mut Option<RingIn>, &mut BytesMut),
     len: usize,
-) -> Result<Message, Option<WireError>> {
+) -> Result<In, Option<WireError>> {
     let ring = match ring {
         Some(ring) => ring,
         None => {
@@ -287,22 +300,23 @@ fn shared(
             ring.insert(opened)
         }
     };
-    let body = ring.take(len, buf).map_err(|message| {
+    let refuse = |message: String| {
         let _ = violation(inner, message);
         None
-    })?;
+    };
+    // The head is decoded from a copy of its own (the peer can change the ring at any time).
+    let mut head = [0u8; logos_wire::STREAM_DATA_HEAD_MAX];
+    let head = ring.peek(len, &mut head).map_err(refuse)?;
+    if let Some((id, offset)) = logos_wire::stream_data_payload(head, len) {
+        let payload = ring.lend(len, offset).map_err(refuse)?;
+        inner.shared_received.fetch_add(1, Ordering::Relaxed);
+        return Ok(In::Lent(id, payload));
+    }
+    let body = ring.take(len, buf).map_err(refuse)?;
     inner.shared_received.fetch_add(1, Ordering::Relaxed);
-    logos_wire::decode_body(&body).map_err(Some)
-}
-
-/// Where a decoded frame's byte strings live, which decides whether keeping one is cheap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Body {
-    /// Slices of the socket's read buffer (at least 64 KiB): a small one kept for long would
-    /// pin the whole buffer.
-    InRead,
-    /// In the frame's own copy out of the ring (`RingIn::take`), about the frame's size.
-    Own,
+    logos_wire::decode_body(&body)
+        .map(In::Message)
+        .map_err(Some)
 }
 
 /// A reply or a call's error: it wakes whoever awaits that call. With calls, the traffic
@@ -329,7 +343,7 @@ fn frame_error(inner: &Inner, e: &WireError) {
 }
 
 /// Acts on one message from the peer. `Break` when the connection is closing.
-fn dispatch(session: &Session, msg: Message, body: Body) -> ControlFlow<()> {
+fn dispatch(session: &Session, msg: Message) -> ControlFlow<()> {
     let inner = &*session.inner;
     tracing::debug!(session = inner.id, kind = msg.kind_name(), "frame in");
     match msg {
@@ -375,9 +389,7 @@ fn dispatch(session: &Session, msg: Message, body: Body) -> ControlFlow<()> {
         Message::StreamOpen { stream, protocol } => {
             return stream::on_open(session, stream, protocol);
         }
-        Message::StreamData { stream, data } => {
-            return stream::on_data(inner, stream, data, body);
-        }
+        Message::StreamData { stream, data } => return stream::on_data(inner, stream, data),
         Message::StreamCredit { stream, bytes } => {
             return stream::on_credit(inner, stream, bytes);
         }

@@ -19,7 +19,12 @@
 //!
 //! The sender can write the ring at any time, so nothing in it is read twice or borrowed:
 //! [`RingIn::take`] copies a body out once, into memory of its own, and only that copy is
-//! decoded. A sender that overwrites a body before it is taken only garbles its own frame
+//! decoded. A stream chunk's payload is the one exception to *when* it is copied, not to
+//! *how*: [`RingIn::lend`] leaves it in the ring as a [`Lease`] (its head already decoded
+//! from a private copy, [`RingIn::peek`]), and the stream's reader copies it once, straight
+//! into the application's buffer. Its space is handed back when the lease is dropped; the
+//! counter only ever moves over bodies that are all done with, so a chunk nobody reads yet
+//! holds back the space after it too, and the sender sends on the socket meanwhile. A sender that overwrites a body before it is taken only garbles its own frame
 //! (which then fails to decode, or arrives wrong). The file must be sealed against shrinking
 //! (a mapping of a file cut short faults with `SIGBUS` on access), which [`RingIn::open`]
 //! checks with its size before mapping it. The receiver's only write is the counter, which
@@ -31,10 +36,12 @@
 use bytes::{Bytes, BytesMut};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The header: one page, holding the `consumed` counter.
 pub(crate) const HEADER: usize = 4096;
@@ -145,10 +152,42 @@ impl RingOut {
 
 /// The receiving side of one connection's ring: the peer's file, mapped.
 pub(crate) struct RingIn {
-    map: Map,
+    ring: Arc<Received>,
     cap: usize,
-    /// Total ring bytes taken.
+    /// Total ring bytes taken or lent.
     head: u64,
+}
+
+/// The peer's ring as the receiver and its [`Lease`]s share it.
+struct Received {
+    map: Map,
+    /// Bodies taken since the oldest one still lent out, in ring order: where each ends (a
+    /// total) and whether it is done with. Empty while nothing is lent.
+    pending: Mutex<VecDeque<(u64, bool)>>,
+}
+
+impl Received {
+    /// The body ending at `end` is done with: hands back every body up to the first one
+    /// still lent.
+    fn done(&self, end: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.is_empty() {
+            self.map.counter().store(end, Ordering::Release);
+            return;
+        }
+        match pending.iter_mut().find(|(e, _)| *e == end) {
+            Some(entry) => entry.1 = true,
+            None => pending.push_back((end, true)),
+        }
+        let mut handed = None;
+        while let Some(&(e, true)) = pending.front() {
+            handed = Some(e);
+            pending.pop_front();
+        }
+        if let Some(e) = handed {
+            self.map.counter().store(e, Ordering::Release);
+        }
+    }
 }
 
 impl RingIn {
@@ -181,7 +220,44 @@ impl RingIn {
             })?;
         let map = Map::new(&fd, HEADER + cap)
             .map_err(|e| format!("cannot map the shared-frame ring: {e}"))?;
-        Ok(RingIn { map, cap, head: 0 })
+        Ok(RingIn {
+            ring: Arc::new(Received {
+                map,
+                pending: Mutex::new(VecDeque::new()),
+            }),
+            cap,
+            head: 0,
+        })
+    }
+
+    /// Where the next body, of `len` bytes, lies: its offset in the mapping and the total
+    /// after it.
+    fn next(&self, len: usize) -> Result<(usize, u64), String> {
+        if len == 0 || len > self.cap {
+            return Err(format!(
+                "a shared frame of {len} bytes does not fit the ring of {} bytes",
+                self.cap
+            ));
+        }
+        let (start, end) = place(self.head, len, self.cap);
+        Ok((HEADER + (start % self.cap as u64) as usize, end))
+    }
+
+    /// Copies the first bytes of the next body, of `len` bytes, into `out` (as many as fit)
+    /// without taking it, and returns them: for deciding how to take it.
+    ///
+    /// # Errors
+    /// `len` larger than the ring.
+    pub(crate) fn peek<'o>(&self, len: usize, out: &'o mut [u8]) -> Result<&'o [u8], String> {
+        let (at, _) = self.next(len)?;
+        let n = len.min(out.len());
+        // SAFETY: `at + n` ≤ `at + len` ≤ the mapping's length (as in `RingOut::put`), mapped
+        // and sealed against shrinking (`open`); the destination is `n` bytes of `out`. A raw
+        // copy, never a borrow, of memory the peer may change (module docs).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ring.map.ptr.as_ptr().add(at), out.as_mut_ptr(), n);
+        }
+        Ok(&out[..n])
     }
 
     /// Copies the next body, of `len` bytes, out of the ring into `buf` (a buffer the caller
@@ -192,19 +268,13 @@ impl RingIn {
     /// # Errors
     /// `len` larger than the ring.
     pub(crate) fn take(&mut self, len: usize, buf: &mut BytesMut) -> Result<Bytes, String> {
-        if len == 0 || len > self.cap {
-            return Err(format!(
-                "a shared frame of {len} bytes does not fit the ring of {} bytes",
-                self.cap
-            ));
-        }
-        let (start, end) = place(self.head, len, self.cap);
-        let at = HEADER + (start % self.cap as u64) as usize;
+        let (at, end) = self.next(len)?;
         buf.clear();
         buf.reserve(len);
         if buf.capacity() > 2 * len {
             // A buffer grown by a big body is not reused for a much smaller one: the copy may
-            // be kept (an unread stream chunk), and must not pin many times its size.
+            // be kept (a byte string decoded as a slice of it), and must not pin many times
+            // its size.
             *buf = BytesMut::with_capacity(len);
         }
         // SAFETY: `at + len` ≤ the mapping's length (as in `RingOut::put`), which is mapped
@@ -214,15 +284,82 @@ impl RingIn {
         // only change what we copy.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                self.map.ptr.as_ptr().add(at),
+                self.ring.map.ptr.as_ptr().add(at),
                 buf.spare_capacity_mut().as_mut_ptr().cast::<u8>(),
                 len,
             );
             buf.set_len(len);
         }
         self.head = end;
-        self.map.counter().store(end, Ordering::Release);
+        self.ring.done(end);
         Ok(buf.split_to(len).freeze())
+    }
+
+    /// Takes the next body, of `len` bytes, without copying it: a [`Lease`] on its bytes
+    /// from `skip` on (the part after a head decoded from [`RingIn::peek`]). Its space is
+    /// handed back when the lease is dropped.
+    ///
+    /// # Errors
+    /// `len` larger than the ring, or `skip` beyond it.
+    pub(crate) fn lend(&mut self, len: usize, skip: usize) -> Result<Lease, String> {
+        let (at, end) = self.next(len)?;
+        if skip > len {
+            return Err(format!("{skip} bytes skipped of a {len}-byte shared frame"));
+        }
+        self.head = end;
+        self.ring
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back((end, false));
+        Ok(Lease {
+            ring: Arc::clone(&self.ring),
+            at: at + skip,
+            left: len - skip,
+            end,
+        })
+    }
+}
+
+/// Bytes of a body left in the ring ([`RingIn::lend`]): copied out once, in order, by
+/// [`Lease::copy_to`]; the body's space goes back to the sender when this is dropped.
+pub(crate) struct Lease {
+    ring: Arc<Received>,
+    /// Offset in the mapping of the next byte, and how many are left.
+    at: usize,
+    left: usize,
+    /// Where the body ends, as a ring total.
+    end: u64,
+}
+
+impl Lease {
+    /// Bytes not yet copied out.
+    pub(crate) fn len(&self) -> usize {
+        self.left
+    }
+
+    /// Copies the next bytes into `out`, as many as fit; returns how many.
+    pub(crate) fn copy_to(&mut self, out: &mut [u8]) -> usize {
+        let n = self.left.min(out.len());
+        // SAFETY: `at + left` never passes the body's end, which `RingIn::next` placed inside
+        // the mapping; the mapping lives as long as `ring`, which this lease holds. A raw copy
+        // of memory the peer may change (module docs), into `n` bytes of `out`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ring.map.ptr.as_ptr().add(self.at),
+                out.as_mut_ptr(),
+                n,
+            );
+        }
+        self.at += n;
+        self.left -= n;
+        n
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.ring.done(self.end);
     }
 }
 
@@ -316,13 +453,72 @@ mod tests {
             let got = inn.take(len, &mut buf).expect("take");
             assert_eq!(&got[..], &b[..]);
         }
-        // The 64 KiB copy may be kept for as long as a stream's reader takes: it must sit in
-        // an allocation of about its size, not in what is left of the 1 MiB one.
+        // The 64 KiB copy may be kept (a byte string sliced from it, held by a handler): it
+        // must sit in an allocation of about its size, not in what is left of the 1 MiB one.
         assert!(
             buf.capacity() < 65_600,
             "{} bytes left beside the small copy",
             buf.capacity()
         );
+    }
+
+    #[test]
+    fn a_lent_body_is_copied_out_in_pieces_and_its_space_comes_back_in_ring_order() {
+        let (mut out, fd) = RingOut::create().expect("ring");
+        let mut inn = RingIn::open(fd).expect("open");
+        let half = RING / 2;
+        let (a, b, c) = (body(half - 10, 1), body(1000, 2), body(half - 2000, 3));
+        for x in [&a, &b, &c] {
+            assert!(out.put(&[x]).expect("put"));
+        }
+        assert!(!out.put(&[&body(5000, 4)]).unwrap(), "full");
+        // The first body lent past a 10-byte head, the second taken, the third lent whole.
+        let mut head = [0u8; 10];
+        assert_eq!(inn.peek(a.len(), &mut head).unwrap(), &a[..10]);
+        let mut first = inn.lend(a.len(), 10).expect("lend");
+        assert_eq!(
+            &inn.take(b.len(), &mut BytesMut::new()).unwrap()[..],
+            &b[..]
+        );
+        let mut third = inn.lend(c.len(), 0).expect("lend");
+        assert_eq!(
+            inn_counter(&inn),
+            0,
+            "nothing handed back while the first is lent"
+        );
+        let mut got = vec![0u8; 7];
+        assert_eq!(first.copy_to(&mut got), 7);
+        let mut rest = vec![0u8; a.len()];
+        let n = first.copy_to(&mut rest);
+        assert_eq!(n, a.len() - 17);
+        assert_eq!(first.len(), 0);
+        got.extend_from_slice(&rest[..n]);
+        assert_eq!(got, a[10..]);
+        let mut all = vec![0u8; c.len()];
+        assert_eq!(third.copy_to(&mut all), c.len());
+        assert_eq!(all, c);
+        drop(third);
+        assert_eq!(
+            inn_counter(&inn),
+            0,
+            "the third is done, but the first is still lent"
+        );
+        assert!(!out.put(&[&body(5000, 4)]).unwrap(), "still full");
+        drop(first);
+        let total = place(
+            place(place(0, a.len(), RING).1, b.len(), RING).1,
+            c.len(),
+            RING,
+        )
+        .1;
+        assert_eq!(inn_counter(&inn), total, "all three handed back at once");
+        assert!(out.put(&[&body(5000, 4)]).unwrap(), "room again");
+        let lent = inn.lend(5000, 5001).err().expect("skip past the body");
+        assert!(lent.contains("5001 bytes skipped"), "{lent}");
+    }
+
+    fn inn_counter(inn: &RingIn) -> u64 {
+        inn.ring.map.counter().load(Ordering::Acquire)
     }
 
     #[test]
@@ -349,7 +545,7 @@ mod tests {
     fn a_counter_beyond_what_was_placed_breaks_the_ring() {
         let (mut out, fd) = RingOut::create().expect("ring");
         let inn = RingIn::open(fd).expect("open");
-        inn.map.counter().store(1 << 40, Ordering::Release);
+        inn.ring.map.counter().store(1 << 40, Ordering::Release);
         let e = out.put(&[&body(10, 0)]).expect_err("lying peer");
         assert!(
             e.contains("took 1099511627776 ring bytes of 0 placed"),

@@ -13,8 +13,9 @@
 //! Credit goes back to the peer as the application reads: once at least half a window has
 //! been consumed, one `stream_credit` returns all of it.
 
-use crate::reader::{Body, violation};
+use crate::reader::violation;
 use crate::session::{Inner, Session, lock};
+use crate::shm::Lease;
 use crate::writer::Lane;
 use bytes::{Buf, Bytes, BytesMut};
 use logos_wire::credit::MAX_CHUNK;
@@ -89,10 +90,43 @@ impl StreamReset {
     }
 }
 
+/// Received bytes not yet read by the application.
+pub(crate) enum Chunk {
+    /// A copy of its own.
+    Own(Bytes),
+    /// A payload left in the peer's ring of shared memory, copied out only when read
+    /// (`shm.rs`): the receiving side's one copy.
+    Lent(Lease),
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Own(b) => b.len(),
+            Chunk::Lent(l) => l.len(),
+        }
+    }
+
+    /// Moves the next bytes into `buf`, as many as fit.
+    fn read_into(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = self.len().min(buf.remaining());
+        match self {
+            Chunk::Own(b) => {
+                buf.put_slice(&b[..n]);
+                b.advance(n);
+            }
+            Chunk::Lent(l) => {
+                let copied = l.copy_to(buf.initialize_unfilled_to(n));
+                buf.advance(copied);
+            }
+        }
+    }
+}
+
 /// State of one stream shared by its [`ByteStream`] and the connection's reader.
 struct State {
     /// Received data not yet read by the application.
-    recv: VecDeque<Bytes>,
+    recv: VecDeque<Chunk>,
     /// Bytes the peer may still send (credit we granted and it has not used).
     recv_allowed: u64,
     /// Bytes the application read that have not been returned as credit yet.
@@ -372,11 +406,10 @@ impl AsyncRead for ByteStream {
                 let Some(front) = st.recv.front_mut() else {
                     break;
                 };
-                let n = front.len().min(buf.remaining());
-                buf.put_slice(&front[..n]);
-                front.advance(n);
-                read += n;
-                if front.is_empty() {
+                let before = buf.filled().len();
+                front.read_into(buf);
+                read += buf.filled().len() - before;
+                if front.len() == 0 {
                     st.recv.pop_front();
                 }
             }
@@ -573,7 +606,14 @@ pub(crate) fn on_open(session: &Session, id: u64, protocol: String) -> ControlFl
 }
 
 /// `stream_data` from the peer.
-pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes, body: Body) -> ControlFlow<()> {
+pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes) -> ControlFlow<()> {
+    // Copied out of the frame buffer: a small unread chunk must not keep a large read
+    // allocation alive, or a peer could pin far more memory than the window.
+    on_chunk(inner, id, Chunk::Own(Bytes::copy_from_slice(&data)))
+}
+
+/// `stream_data` on stream `id`, its payload `data`.
+pub(crate) fn on_chunk(inner: &Inner, id: u64, data: Chunk) -> ControlFlow<()> {
     let Some(shared) = find(inner, id) else {
         // Reset (or dropped) here while the data was on its way.
         tracing::debug!(
@@ -614,16 +654,8 @@ pub(crate) fn on_data(inner: &Inner, id: u64, data: Bytes, body: Body) -> Contro
             );
         }
         st.recv_allowed -= len;
-        if !data.is_empty() {
-            st.recv.push_back(match body {
-                // Copied out of the read buffer: a small unread chunk must not keep a large
-                // read allocation alive, or a peer could pin far more memory than the window.
-                Body::InRead => Bytes::copy_from_slice(&data),
-                // Already a copy of its own (out of the ring, `reader::shared`), in a buffer
-                // at most twice its frame's size (`RingIn::take`): kept as it is, which saves
-                // the stream a copy.
-                Body::Own => data,
-            });
+        if len > 0 {
+            st.recv.push_back(data);
         }
         st.read_waker.take()
     };

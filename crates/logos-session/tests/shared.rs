@@ -341,3 +341,45 @@ async fn stream_chunks_go_through_the_ring_in_order_with_calls_between_them() {
     );
     assert_eq!(sent, received);
 }
+
+#[tokio::test]
+async fn stream_chunks_nobody_read_give_their_ring_space_back_when_the_stream_goes() {
+    use tokio::io::AsyncWriteExt;
+    let (probe, mut seen) = Probe::new(|_, call: Call| async move {
+        Ok(call.args.into_iter().next().unwrap_or(Value::Null))
+    });
+    let (alice, bob) = pair_with(echo(), Arc::new(probe), on()).await;
+    let mut out = alice.open_stream("bulk").unwrap();
+    let incoming = next_seen(&mut seen, |s| match s {
+        Seen::Stream(p, stream) if p == "bulk" => Some(stream),
+        _ => None,
+    })
+    .await;
+    // One window of chunks, left in bob's share of the ring: nobody reads them.
+    let window = 256 * 1024;
+    let data = pattern(window);
+    soon("one window written", async {
+        for chunk in data.chunks(64 * 1024) {
+            out.write_all(chunk).await.unwrap();
+        }
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bob.shared_frames().1 < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the chunks never came"
+        );
+        tokio::task::yield_now().await;
+    }
+    drop(incoming);
+    // Twice the ring's size of calls, one at a time: each goes through the ring only if
+    // every byte before it (the dropped chunks included) has been handed back.
+    let (sent_before, _) = alice.shared_frames();
+    let big = Value::Bytes(pattern(MIB));
+    for _ in 0..8 {
+        assert_eq!(call_echo(&alice, big.clone()).await, big);
+    }
+    assert_eq!(alice.shared_frames().0 - sent_before, 8);
+    drop(out);
+}

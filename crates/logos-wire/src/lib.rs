@@ -16,9 +16,9 @@ pub mod value;
 
 pub use code::ErrorCode;
 pub use codec::{
-    Frame, FrameDecoder, SHARED_ATTR, SHARED_FLAG, decode_body, decode_message, decode_value,
-    encode_frame, encode_frame_into, encode_message, encode_stream_data_head, encode_value,
-    shared_prefix,
+    Frame, FrameDecoder, SHARED_ATTR, SHARED_FLAG, STREAM_DATA_HEAD_MAX, decode_body,
+    decode_message, decode_value, encode_frame, encode_frame_into, encode_message,
+    encode_stream_data_head, encode_value, shared_prefix, stream_data_payload,
 };
 pub use error::WireError;
 pub use handshake::{MAX_HANDSHAKE_FRAME, PROTOCOL_MAJOR, PROTOCOL_MINOR};

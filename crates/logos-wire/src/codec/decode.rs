@@ -375,6 +375,34 @@ impl<'b> Reader<'b> {
         Ok(())
     }
 
+    /// The head of a `stream_data` body (see [`super::stream_data_payload`]): its stream and
+    /// where the payload's byte string starts and how long it says it is. `None` for anything
+    /// else, or a head cut short.
+    pub(super) fn stream_data_head(&mut self) -> Option<(u64, usize, u64)> {
+        if self.array("message").ok()? != 3 || self.uint("message.kind").ok()? != 11 {
+            return None;
+        }
+        let stream = self.uint("stream_data.stream").ok()?;
+        let at = self.pos();
+        let input = self.d.input();
+        let first = *input.get(at)?;
+        if first >> 5 != 2 {
+            return None;
+        }
+        // A byte string's length: in the first byte, or in the 1, 2, 4 or 8 after it.
+        let (len, start) = match first & 0x1f {
+            n @ 0..=23 => (u64::from(n), at + 1),
+            info @ 24..=27 => {
+                let size = 1usize << (info - 24);
+                let raw = input.get(at + 1..at + 1 + size)?;
+                let len = raw.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
+                (len, at + 1 + size)
+            }
+            _ => return None,
+        };
+        Some((stream, start, len))
+    }
+
     /// One whole message body.
     pub(super) fn message(&mut self) -> Result<Message, WireError> {
         let n = self.array("message")?;

@@ -206,6 +206,25 @@ pub fn decode_body(body: &Bytes) -> Result<Message, WireError> {
     Reader::new(body, Some(body)).message()
 }
 
+/// The most bytes of a body [`stream_data_payload`] needs to see.
+pub const STREAM_DATA_HEAD_MAX: usize = 32;
+
+/// Where a `stream_data` message's payload lies in a body of `body_len` bytes whose first
+/// bytes are `head` (at least the body's first [`STREAM_DATA_HEAD_MAX`] bytes, or all of
+/// it): `Some((stream, offset))`, the payload running from `offset` to the body's end, when
+/// the body is a `stream_data` whose payload fits [`crate::credit::MAX_CHUNK`] and ends
+/// exactly where the body does. `None` for any other body, which [`decode_body`] then decodes
+/// (and refuses, if it is bad). For a receiver that reads a large body from memory it does
+/// not own (a shared frame): it decodes the head from a private copy and copies the payload
+/// once, to where it is read.
+pub fn stream_data_payload(head: &[u8], body_len: usize) -> Option<(u64, usize)> {
+    let (stream, offset, len) = decode::Reader::new(head, None).stream_data_head()?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= crate::credit::MAX_CHUNK)?;
+    (offset.checked_add(len)? == body_len).then_some((stream, offset))
+}
+
 /// One frame taken off a byte stream by [`FrameDecoder::decode_frame`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
@@ -408,6 +427,41 @@ mod tests {
         let mut out = vec![1];
         assert!(encode_stream_data_head(1, crate::credit::MAX_CHUNK + 1, &mut out).is_err());
         assert_eq!(out, [1]);
+    }
+
+    #[test]
+    fn a_stream_data_payload_is_found_from_the_head_alone_as_decode_body_finds_it() {
+        for len in [0, 1, 23, 24, 255, 256, 65_535, crate::credit::MAX_CHUNK] {
+            for stream in [0, 23, 24, 1 << 40, u64::MAX] {
+                let data = Bytes::from(vec![0x5a; len]);
+                let mut frame = Vec::new();
+                encode_frame(&Message::StreamData { stream, data }, &mut frame).unwrap();
+                let body = &frame[LEN_PREFIX..];
+                let head = &body[..body.len().min(STREAM_DATA_HEAD_MAX)];
+                let (got, offset) = stream_data_payload(head, body.len())
+                    .unwrap_or_else(|| panic!("stream {stream}, {len} bytes"));
+                assert_eq!((got, body.len() - offset), (stream, len));
+                let decoded = decode_body(&Bytes::copy_from_slice(body)).unwrap();
+                let Message::StreamData { data, .. } = decoded else {
+                    panic!("{decoded:?}")
+                };
+                assert_eq!(&body[offset..], &data[..]);
+                // A body of another length than the head says is not taken for one.
+                assert_eq!(stream_data_payload(head, body.len() + 1), None);
+                assert_eq!(stream_data_payload(head, body.len() - 1), None);
+            }
+        }
+        // Other messages, a byte string longer than a chunk, a head cut before its length.
+        let mut fin = Vec::new();
+        encode_frame(&Message::StreamFin { stream: 3 }, &mut fin).unwrap();
+        assert_eq!(stream_data_payload(&fin[LEN_PREFIX..], fin.len() - 4), None);
+        let big = [0x83, 0x0b, 0x05, 0x5a, 0x00, 0x01, 0x11, 0x70];
+        assert_eq!(stream_data_payload(&big, 8 + 0x0001_1170), None);
+        assert_eq!(
+            stream_data_payload(&[0x83, 0x0b, 0x05, 0x59, 0x01], 300),
+            None
+        );
+        assert_eq!(stream_data_payload(&[], 300), None);
     }
 
     fn malformed(r: Result<impl std::fmt::Debug, WireError>) -> (String, usize, String) {
