@@ -158,6 +158,8 @@ fn run_on<T: Send + 'static>(
 /// is entered, not before the call.
 fn drive<T>(rt: &tokio::runtime::Handle, fut: impl Future<Output = T>) -> T {
     let _context = rt.enter();
+    // This thread polls for the answer itself (below), so the connection's reader need not.
+    let _polling = logos::PollingCaller::mark();
     let signal = Arc::new(Signal {
         woken: AtomicBool::new(false),
         thread: std::thread::current(),

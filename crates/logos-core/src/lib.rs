@@ -75,5 +75,5 @@ pub use crate::stats::{
 pub use crate::supervisor::SwapReport;
 pub use crate::sys::{Confinement, Limits, ProcessUsage, confinement, process_usage, pss_bytes};
 pub use crate::token::{TOKEN_LEN, Token, read_client_token};
-pub use logos_session::Fault;
+pub use logos_session::{Fault, PollingCaller};
 pub use logos_wire::{ErrorCode, Value};

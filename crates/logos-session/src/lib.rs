@@ -93,7 +93,7 @@ pub use handler::{Handler, Refuse};
 pub use handshake::{
     PendingSession, connect, connect_over, read_hello, read_hello_admitted, read_hello_over,
 };
-pub use session::{Peer, PendingPing, Session};
+pub use session::{Peer, PendingPing, PollingCaller, Session};
 pub use socket::Transport;
 pub use stream::{ByteStream, StreamReset};
 pub use traffic::{Traffic, TrafficFigures};

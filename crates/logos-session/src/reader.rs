@@ -112,10 +112,28 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
                     }
                 }
                 Ok(Some(In::Message(msg))) => {
-                    let answer = is_answer(&msg);
-                    answered |= answer;
-                    calls_seen |= answer || matches!(msg, Message::Call(_));
-                    if dispatch(&session, msg).is_break() || inner.closed.load(Ordering::Acquire) {
+                    let answer = match msg {
+                        Message::Reply { id, value } => Ok((id, Ok(value))),
+                        Message::Error { id, code, message } if id != 0 => {
+                            Ok((id, Err(Fault { code, message })))
+                        }
+                        msg => Err(msg),
+                    };
+                    let flow = match answer {
+                        // Call traffic, after which the next frame usually follows at once,
+                        // if its caller is where polling helps it (`Inner::complete_call`).
+                        Ok((id, result)) => {
+                            let nearby = inner.complete_call(id, result);
+                            answered |= nearby;
+                            calls_seen |= nearby;
+                            ControlFlow::Continue(())
+                        }
+                        Err(msg) => {
+                            calls_seen |= matches!(msg, Message::Call(_));
+                            dispatch(&session, msg)
+                        }
+                    };
+                    if flow.is_break() || inner.closed.load(Ordering::Acquire) {
                         return;
                     }
                 }
@@ -319,12 +337,6 @@ fn shared(
         .map_err(Some)
 }
 
-/// A reply or a call's error: it wakes whoever awaits that call. With calls, the traffic
-/// after which the next frame usually follows at once (`calls_seen`).
-fn is_answer(msg: &Message) -> bool {
-    matches!(msg, Message::Reply { .. }) || matches!(msg, Message::Error { id, .. } if *id != 0)
-}
-
 /// An undecodable or oversized frame: answer with `limit` or `protocol_error`, then close.
 fn frame_error(inner: &Inner, e: &WireError) {
     let code = match e {
@@ -342,13 +354,13 @@ fn frame_error(inner: &Inner, e: &WireError) {
     );
 }
 
-/// Acts on one message from the peer. `Break` when the connection is closing.
+/// Acts on one message from the peer, other than an answer (a reply, or an error with a call
+/// id), which `run` hands to its caller itself. `Break` when the connection is closing.
 fn dispatch(session: &Session, msg: Message) -> ControlFlow<()> {
     let inner = &*session.inner;
     tracing::debug!(session = inner.id, kind = msg.kind_name(), "frame in");
     match msg {
         Message::Call(call) => return incoming::start(session, call),
-        Message::Reply { id, value } => inner.complete_call(id, Ok(value)),
         Message::Error {
             id: 0,
             code,
@@ -357,9 +369,6 @@ fn dispatch(session: &Session, msg: Message) -> ControlFlow<()> {
             tracing::debug!(session = inner.id, peer = %inner.peer.identity, %code, %message, "peer closed the connection");
             inner.shut(format!("closed by peer: {code}: {message}"), None);
             return ControlFlow::Break(());
-        }
-        Message::Error { id, code, message } => {
-            inner.complete_call(id, Err(Fault { code, message }));
         }
         Message::Cancel { id } => incoming::cancel(inner, id),
         Message::Subscribe { source, event } => {

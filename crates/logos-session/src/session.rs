@@ -87,10 +87,61 @@ pub struct Peer {
 /// Our calls and pings waiting for the peer's answer.
 #[derive(Default)]
 pub(crate) struct Pending {
-    calls: IdMap<oneshot::Sender<Result<Value, Fault>>>,
+    calls: IdMap<Waiting>,
     pings: IdMap<oneshot::Sender<Option<String>>>,
     /// Set by [`Inner::shut`]; nothing is registered after it.
     closed: Option<Arc<str>>,
+}
+
+/// A call waiting for its answer.
+pub(crate) struct Waiting {
+    tx: oneshot::Sender<Result<Value, Fault>>,
+    /// Its caller runs where the reader's polling after an answer helps it (see
+    /// [`Inner::complete_call`]).
+    nearby: bool,
+}
+
+thread_local! {
+    /// This thread polls for its calls' answers itself ([`PollingCaller`]).
+    static POLLS_ITSELF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the current thread, until dropped, as one that polls for its calls' answers itself
+/// (the C API's caller thread spins on its answer before it sleeps). The reader then does not
+/// poll its socket after handing such a caller its answer (`Config::busy_poll`): the caller's
+/// polling already covers the next answer's arrival, and a reader polling on a worker beside
+/// it would only take a CPU from it and from the peer. Three threads polling on two CPUs made
+/// a C API call cost about 3× the Rust API's (docs/performance.md).
+#[must_use = "the mark lasts until the guard is dropped"]
+pub struct PollingCaller {
+    was: bool,
+}
+
+impl PollingCaller {
+    /// Marks the current thread (see the type's docs).
+    pub fn mark() -> PollingCaller {
+        PollingCaller {
+            was: POLLS_ITSELF.with(|f| f.replace(true)),
+        }
+    }
+}
+
+impl Drop for PollingCaller {
+    fn drop(&mut self) {
+        POLLS_ITSELF.with(|f| f.set(self.was));
+    }
+}
+
+impl fmt::Debug for PollingCaller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollingCaller").finish_non_exhaustive()
+    }
+}
+
+/// Whether the caller of a call being made now is answered with the reader polling after it
+/// (see [`PollingCaller`]): every caller but a thread marked as polling itself.
+fn caller_nearby() -> bool {
+    !POLLS_ITSELF.with(std::cell::Cell::get)
 }
 
 /// The state of one connection shared by the handle, the reader, the writer and the tasks
@@ -169,8 +220,8 @@ impl Inner {
         };
         if !calls.is_empty() {
             let fault = self.unavailable();
-            for (_, tx) in calls {
-                let _ = tx.send(Err(fault.clone()));
+            for (_, waiting) in calls {
+                let _ = waiting.tx.send(Err(fault.clone()));
             }
         }
         // Dropping the senders wakes each ping with an error, i.e. `unavailable`.
@@ -190,7 +241,13 @@ impl Inner {
         if p.closed.is_some() {
             return false;
         }
-        p.calls.insert(id, tx);
+        p.calls.insert(
+            id,
+            Waiting {
+                tx,
+                nearby: caller_nearby(),
+            },
+        );
         true
     }
 
@@ -201,13 +258,20 @@ impl Inner {
 
     /// Delivers the peer's answer to call `id`. Unknown ids are ignored: the call may have
     /// timed out or been cancelled, and its reply crossed our `cancel` on the wire.
-    pub(crate) fn complete_call(&self, id: u64, result: Result<Value, Fault>) {
-        let tx = lock(&self.pending).calls.remove(&id);
-        match tx {
-            Some(tx) => {
+    ///
+    /// `true` when its caller is nearby ([`caller_nearby`]): only then is the answer call
+    /// traffic worth polling after.
+    pub(crate) fn complete_call(&self, id: u64, result: Result<Value, Fault>) -> bool {
+        let waiting = lock(&self.pending).calls.remove(&id);
+        match waiting {
+            Some(Waiting { tx, nearby }) => {
                 let _ = tx.send(result);
+                nearby
             }
-            None => tracing::debug!(session = self.id, id, "answer for unknown call id ignored"),
+            None => {
+                tracing::debug!(session = self.id, id, "answer for unknown call id ignored");
+                false
+            }
         }
     }
 
@@ -696,5 +760,23 @@ mod tests {
         assert_eq!(map.len(), 1000);
         assert_eq!(map.remove(&(7 * 500)), Some(500));
         assert!(!map.contains_key(&(7 * 500)));
+    }
+
+    #[test]
+    fn only_a_thread_marked_as_polling_itself_is_answered_without_the_reader_polling() {
+        assert!(caller_nearby());
+        {
+            let _outer = PollingCaller::mark();
+            assert!(!caller_nearby());
+            {
+                let _inner = PollingCaller::mark();
+                assert!(!caller_nearby());
+            }
+            assert!(!caller_nearby(), "still marked by the outer guard");
+            std::thread::scope(|s| {
+                s.spawn(|| assert!(caller_nearby(), "the mark is per thread"));
+            });
+        }
+        assert!(caller_nearby());
     }
 }
