@@ -12,7 +12,7 @@
 mod support;
 
 use bytes::Bytes;
-use logos_session::{Config, Session};
+use logos_session::{ByteStream, Config, Session};
 use logos_wire::{Call, ErrorCode, Message, SHARED_ATTR, Value, shared_prefix};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
@@ -289,19 +289,26 @@ async fn more_descriptors_in_one_write_than_allowed_close_the_connection() {
     expect_protocol_error(&mut raw, "descriptors in one write").await;
 }
 
-#[tokio::test]
-async fn stream_chunks_go_through_the_ring_in_order_with_calls_between_them() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Alice and bob, both echoing calls, with shared frames on, and a stream alice opened to
+/// bob: alice's end, then bob's.
+async fn bulk_stream() -> (Session, Session, ByteStream, ByteStream) {
     let (probe, mut seen) = Probe::new(|_, call: Call| async move {
         Ok(call.args.into_iter().next().unwrap_or(Value::Null))
     });
     let (alice, bob) = pair_with(echo(), Arc::new(probe), on()).await;
-    let mut out = alice.open_stream("bulk").unwrap();
-    let mut incoming = next_seen(&mut seen, |s| match s {
+    let out = alice.open_stream("bulk").unwrap();
+    let incoming = next_seen(&mut seen, |s| match s {
         Seen::Stream(p, stream) if p == "bulk" => Some(stream),
         _ => None,
     })
     .await;
+    (alice, bob, out, incoming)
+}
+
+#[tokio::test]
+async fn stream_chunks_go_through_the_ring_in_order_with_calls_between_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (alice, bob, mut out, mut incoming) = bulk_stream().await;
     let total = 8 * MIB;
     let data = pattern(total);
     let writer = {
@@ -345,16 +352,7 @@ async fn stream_chunks_go_through_the_ring_in_order_with_calls_between_them() {
 #[tokio::test]
 async fn stream_chunks_nobody_read_give_their_ring_space_back_when_the_stream_goes() {
     use tokio::io::AsyncWriteExt;
-    let (probe, mut seen) = Probe::new(|_, call: Call| async move {
-        Ok(call.args.into_iter().next().unwrap_or(Value::Null))
-    });
-    let (alice, bob) = pair_with(echo(), Arc::new(probe), on()).await;
-    let mut out = alice.open_stream("bulk").unwrap();
-    let incoming = next_seen(&mut seen, |s| match s {
-        Seen::Stream(p, stream) if p == "bulk" => Some(stream),
-        _ => None,
-    })
-    .await;
+    let (alice, bob, mut out, incoming) = bulk_stream().await;
     // One window of chunks, left in bob's share of the ring: nobody reads them.
     let window = 256 * 1024;
     let data = pattern(window);
