@@ -60,10 +60,10 @@
 //! only while no placed stream frame waits in the stream lane (otherwise it goes on the
 //! socket). A stream chunk is copied into the ring straight from the writer's buffer
 //! ([`Inner::send_stream_shared`]): no copy into a frame or an arena first, so a shared
-//! chunk costs the sender one copy, as a socket write does. The ring is made at the first such frame; its
-//! descriptor waits in `fds` and rides on the next write that sends anything (the direct
-//! path's, or the writer's next batch), so it reaches the peer with or before that frame's
-//! prefix. When the ring has no room (the peer has not taken enough of it yet) or the body is
+//! chunk costs the sender one copy, as a socket write does. The ring is made at the first
+//! such frame; its descriptor waits in `fds` and rides on the next write that sends anything
+//! (the direct path's, or the writer's next batch), so it reaches the peer with or before
+//! that frame's prefix. When the ring has no room (the peer has not taken enough of it yet) or the body is
 //! over half the ring, the frame goes on the socket like any other and counts against
 //! [`HIGH_WATER`], so a peer that stops reading still slows its callers: the ring bounds what
 //! shared frames can hold, whatever the peer does.
