@@ -24,8 +24,10 @@
 //! from a private copy, [`RingIn::peek`]), and the stream's reader copies it once, straight
 //! into the application's buffer. Its space is handed back when the lease is dropped; the
 //! counter only ever moves over bodies that are all done with, so a chunk nobody reads yet
-//! holds back the space after it too, and the sender sends on the socket meanwhile. A sender that overwrites a body before it is taken only garbles its own frame
-//! (which then fails to decode, or arrives wrong). The file must be sealed against shrinking
+//! holds back the space after it too, and the sender sends on the socket meanwhile.
+//!
+//! A sender that overwrites a body before it is taken only garbles its own frame (which
+//! then fails to decode, or arrives wrong). The file must be sealed against shrinking
 //! (a mapping of a file cut short faults with `SIGBUS` on access), which [`RingIn::open`]
 //! checks with its size before mapping it. The receiver's only write is the counter, which
 //! the sender reads as untrusted input: a counter beyond what was sent disables the ring.
