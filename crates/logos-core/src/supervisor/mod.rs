@@ -1106,6 +1106,8 @@ mod tests {
         /// Processes started, per module.
         starts: Mutex<HashMap<String, u32>>,
         next_pid: Mutex<u32>,
+        /// Pings answered by healthy fakes, all modules together.
+        pongs: std::sync::atomic::AtomicU64,
     }
 
     impl World {
@@ -1130,6 +1132,10 @@ mod tests {
 
         fn signals(&self) -> Vec<(u32, Signal)> {
             self.signals.lock().clone()
+        }
+
+        fn pongs(&self) -> u64 {
+            self.pongs.load(std::sync::atomic::Ordering::Relaxed)
         }
     }
 
@@ -1198,7 +1204,13 @@ mod tests {
                         .into_iter()
                         .collect(),
                 };
-                tokio::spawn(run_fake(fake.clone(), module_end, hello, exit_tx.clone()));
+                tokio::spawn(run_fake(
+                    fake.clone(),
+                    module_end,
+                    hello,
+                    exit_tx.clone(),
+                    Arc::clone(&world),
+                ));
                 let mut cfg = req.session.clone();
                 cfg.handshake_timeout = req.start_timeout;
                 let pending = logos_session::read_hello(core_end, cfg)
@@ -1234,6 +1246,7 @@ mod tests {
         mut stream: tokio::net::UnixStream,
         hello: Hello,
         exit: watch::Sender<Option<ExitStatus>>,
+        world: Arc<World>,
     ) {
         let mut dead = exit.subscribe();
         match fake {
@@ -1241,6 +1254,7 @@ mod tests {
                 let handler = Arc::new(FakeModule {
                     health,
                     exit: exit.clone(),
+                    world,
                 });
                 let Ok((session, _)) =
                     logos_session::connect(stream, hello, handler, Default::default()).await
@@ -1268,10 +1282,15 @@ mod tests {
     struct FakeModule {
         health: Option<String>,
         exit: watch::Sender<Option<ExitStatus>>,
+        world: Arc<World>,
     }
 
     impl Handler for FakeModule {
         fn health(&self) -> Option<String> {
+            // Asked once per ping, just before the pong.
+            self.world
+                .pongs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.health.clone()
         }
 
@@ -1609,9 +1628,10 @@ mod tests {
         )?;
         load(&core.inner, &["a"]).await?;
         let pid = info(&core, "a").pid.ok_or("no pid")?;
-        // An absence can only be watched for a while: ten intervals of answered pings, where
-        // pongs that were never taken for answers would have killed it after six.
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // An absence can only be watched for a while: ten answered pings (ten intervals),
+        // where pongs that were never taken for answers would have killed it after six.
+        let answered = world.pongs();
+        until("ten more pings answered", || world.pongs() >= answered + 10).await;
         assert!(world.signals().is_empty(), "{:?}", world.signals());
         assert_eq!(info(&core, "a").pid, Some(pid));
         assert_eq!(info(&core, "a").state, State::Ready);
