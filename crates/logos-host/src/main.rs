@@ -16,43 +16,119 @@
 
 mod load;
 
-use clap::Parser;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Exit code when the module library is refused before it runs.
 const EXIT_REFUSED: i32 = 3;
-/// Exit code for unusable arguments (clap uses the same).
+/// Exit code for unusable arguments (the usual code of command-line parsers).
 const EXIT_USAGE: i32 = 2;
 
-/// Loads one logos module library, checks its C ABI and name, and runs it: for the core that
-/// started it, or with `--remote`, as a remote module of a core on another machine.
-#[derive(Debug, Parser)]
-#[command(name = "logos_host", version)]
+const HELP: &str = "\
+Loads one logos module library, checks its C ABI and name, and runs it: for the core that
+started it, or with --remote, as a remote module of a core on another machine.
+
+Usage: logos_host [OPTIONS] [LIBRARY]
+
+Arguments:
+  [LIBRARY]  The module library (the same as --module)
+
+Options:
+      --module <PATH>             Path of the module's shared library (the `main` of its
+                                  metadata.json)
+      --name <NAME>               The module's name from its metadata.json; the library must
+                                  embed the same. With --remote, defaults to the credential's
+                                  module
+      --module-version <VERSION>  The module's version from its metadata.json; when given, the
+                                  library must embed the same
+      --remote <FILE>             Serve as a remote module of the core this credential file
+                                  (from `logoscore remote grant`) names: connect over TLS 1.3,
+                                  reconnect after a lost link
+  -h, --help                      Print help
+  -V, --version                   Print version
+";
+
+/// The command line. Parsed with `lexopt` rather than `clap`: this binary is the first thing
+/// of every library module's process, so its start-up code and resident pages are paid per
+/// module (issue 17: with `clap` the host's own code was about 0.6 MiB of each module's RSS).
+#[derive(Debug, Default, PartialEq)]
 struct Args {
-    /// Path of the module's shared library (the `main` of its metadata.json).
-    #[arg(long, value_name = "PATH")]
     module: Option<PathBuf>,
-    /// The module's name from its metadata.json; the library must embed the same. With
-    /// `--remote`, defaults to the credential's module.
-    #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// The module's version from its metadata.json; when given, the library must embed the
-    /// same (its Cargo.toml version, unless `#[module(version)]` says otherwise).
-    #[arg(long, value_name = "VERSION")]
     module_version: Option<String>,
-    /// Serve as a remote module of the core this credential file (from `logoscore remote
-    /// grant`) names: connect over TLS 1.3, reconnect after a lost link. The module's
-    /// metadata.json beside the library, if there is one, is sent to the core.
-    #[arg(long, value_name = "FILE")]
     remote: Option<PathBuf>,
-    /// The module library (the same as --module).
-    #[arg(value_name = "LIBRARY", conflicts_with = "module")]
     library: Option<PathBuf>,
 }
 
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+enum Command {
+    Run(Args),
+    Help,
+    Version,
+}
+
+impl Args {
+    /// Parses the arguments after the program name; an error names the argument at fault.
+    fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+        use lexopt::prelude::*;
+        let mut parser = lexopt::Parser::from_args(args);
+        let mut out = Args::default();
+        while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+            let value = |p: &mut lexopt::Parser| p.value().map_err(|e| e.to_string());
+            let text = |p: &mut lexopt::Parser, what: &str| {
+                p.value()
+                    .map_err(|e| e.to_string())?
+                    .into_string()
+                    .map_err(|v| format!("{what} {v:?} is not valid UTF-8"))
+            };
+            match arg {
+                Long("module") => set(&mut out.module, "--module", value(&mut parser)?.into())?,
+                Long("name") => set(&mut out.name, "--name", text(&mut parser, "--name")?)?,
+                Long("module-version") => set(
+                    &mut out.module_version,
+                    "--module-version",
+                    text(&mut parser, "--module-version")?,
+                )?,
+                Long("remote") => set(&mut out.remote, "--remote", value(&mut parser)?.into())?,
+                Value(path) => set(&mut out.library, "LIBRARY", path.into())?,
+                Short('h') | Long("help") => return Ok(Command::Help),
+                Short('V') | Long("version") => return Ok(Command::Version),
+                _ => return Err(arg.unexpected().to_string()),
+            }
+        }
+        if out.module.is_some() && out.library.is_some() {
+            return Err("--module and LIBRARY name the same thing: give one of them".to_owned());
+        }
+        Ok(Command::Run(out))
+    }
+}
+
+/// Stores an option given once; a second time is an error rather than a silent override.
+fn set<T>(slot: &mut Option<T>, what: &str, value: T) -> Result<(), String> {
+    if slot.replace(value).is_some() {
+        return Err(format!("{what} is given more than once"));
+    }
+    Ok(())
+}
+
 fn main() {
-    let args = Args::parse();
-    std::process::exit(run(&args));
+    let code = match Args::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(args)) => run(&args),
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            0
+        }
+        Ok(Command::Version) => {
+            println!("logos_host {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Err(e) => {
+            eprintln!("logos_host: {e}\n\nFor more information, try '--help'.");
+            EXIT_USAGE
+        }
+    };
+    std::process::exit(code);
 }
 
 fn run(args: &Args) -> i32 {
@@ -115,4 +191,56 @@ fn credential_module(path: &std::path::Path) -> Result<String, String> {
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| format!("{} names no module", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, Command};
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        Args::parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn the_core_s_command_line_and_the_remote_one_parse() {
+        let core = parse(&[
+            "--module",
+            "/m/lib.so",
+            "--name",
+            "calc",
+            "--module-version=1.2.0",
+        ]);
+        assert_eq!(
+            core,
+            Ok(Command::Run(Args {
+                module: Some(PathBuf::from("/m/lib.so")),
+                name: Some("calc".into()),
+                module_version: Some("1.2.0".into()),
+                ..Args::default()
+            }))
+        );
+        let remote = parse(&["--remote", "cred.json", "lib.so"]);
+        assert_eq!(
+            remote,
+            Ok(Command::Run(Args {
+                remote: Some(PathBuf::from("cred.json")),
+                library: Some(PathBuf::from("lib.so")),
+                ..Args::default()
+            }))
+        );
+        assert_eq!(parse(&["--help"]), Ok(Command::Help));
+        assert_eq!(parse(&["-V"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn bad_command_lines_name_what_is_wrong() {
+        let err = |args: &[&str]| parse(args).expect_err("must be refused");
+        assert!(err(&["--modul", "x"]).contains("--modul"), "unknown option");
+        assert!(err(&["--name"]).contains("--name"), "missing value");
+        assert!(err(&["--module", "a", "b"]).contains("--module and LIBRARY"));
+        assert!(err(&["a", "b"]).contains("LIBRARY is given more than once"));
+        assert!(err(&["--name", "a", "--name", "b"]).contains("--name is given more than once"));
+    }
 }
