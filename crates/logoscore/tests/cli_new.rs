@@ -17,7 +17,13 @@ fn a_new_rust_module_builds_and_its_tests_pass_with_no_edit() {
     let dir = w.dir.path().join("hello-world");
     let doc = w.cli_json(&["new", "hello-world", "--dir", dir.to_str().unwrap()]);
     assert_eq!(doc["lang"], "rust", "{doc}");
-    for f in ["Cargo.toml", "metadata.json", "src/lib.rs", "README.md"] {
+    for f in [
+        "Cargo.toml",
+        "metadata.json",
+        "src/lib.rs",
+        "README.md",
+        ".cargo/config.toml",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

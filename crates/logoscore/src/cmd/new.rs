@@ -40,7 +40,7 @@ pub(crate) struct NewArgs {
 /// One file of a template: its path in the project and its text with `{{…}}` placeholders.
 type Template = (&'static str, &'static str);
 
-const RUST: [Template; 5] = [
+const RUST: [Template; 6] = [
     (
         "Cargo.toml",
         include_str!("../../templates/rust/Cargo.toml.in"),
@@ -55,6 +55,10 @@ const RUST: [Template; 5] = [
     ),
     ("README.md", include_str!("../../templates/rust/README.md")),
     (".gitignore", include_str!("../../templates/rust/gitignore")),
+    (
+        ".cargo/config.toml",
+        include_str!("../../templates/rust/cargo-config.toml"),
+    ),
 ];
 
 const PYTHON: [Template; 5] = [
