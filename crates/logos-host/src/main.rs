@@ -40,10 +40,12 @@ Options:
                                   embed the same. With --remote, defaults to the credential's
                                   module
       --module-version <VERSION>  The module's version from its metadata.json; when given, the
-                                  library must embed the same
+                                  library must embed the same (its Cargo.toml version, unless
+                                  #[module(version)] says otherwise)
       --remote <FILE>             Serve as a remote module of the core this credential file
                                   (from `logoscore remote grant`) names: connect over TLS 1.3,
-                                  reconnect after a lost link
+                                  reconnect after a lost link. The module's metadata.json
+                                  beside the library, if there is one, is sent to the core
   -h, --help                      Print help
   -V, --version                   Print version
 ";
@@ -74,14 +76,13 @@ impl Args {
         use lexopt::prelude::*;
         let mut parser = lexopt::Parser::from_args(args);
         let mut out = Args::default();
+        let value = |p: &mut lexopt::Parser| p.value().map_err(|e| e.to_string());
+        let text = |p: &mut lexopt::Parser, what: &str| {
+            value(p)?
+                .into_string()
+                .map_err(|v| format!("{what} {v:?} is not valid UTF-8"))
+        };
         while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-            let value = |p: &mut lexopt::Parser| p.value().map_err(|e| e.to_string());
-            let text = |p: &mut lexopt::Parser, what: &str| {
-                p.value()
-                    .map_err(|e| e.to_string())?
-                    .into_string()
-                    .map_err(|v| format!("{what} {v:?} is not valid UTF-8"))
-            };
             match arg {
                 Long("module") => set(&mut out.module, "--module", value(&mut parser)?.into())?,
                 Long("name") => set(&mut out.name, "--name", text(&mut parser, "--name")?)?,
