@@ -174,7 +174,12 @@ fn drive<T>(rt: &tokio::runtime::Handle, fut: impl Future<Output = T>) -> T {
         let until = Instant::now() + ANSWER_POLL;
         while !signal.woken.swap(false, Ordering::AcqRel) {
             if Instant::now() < until {
-                std::thread::yield_now();
+                // Read the connection the answer comes on here, rather than wait for a
+                // worker thread to wake, read it and hand it over; nothing there: let
+                // another thread (the peer, perhaps) have the CPU.
+                if !logos::PollingCaller::read_now() {
+                    std::thread::yield_now();
+                }
             } else {
                 // An unpark that came first is remembered: no wake-up is lost.
                 std::thread::park();

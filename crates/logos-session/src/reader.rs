@@ -9,17 +9,17 @@
 //! undecodable or breaks the protocol closes it with `protocol_error`, each logged as a
 //! warning naming the peer.
 
-use crate::session::{Inner, Session};
+use crate::session::{Inner, Session, lock};
 use crate::shm::{Lease, RingIn};
-use crate::socket::Socket;
+use crate::socket::{ReadInto, Socket};
 use crate::{Fault, incoming, stream};
 use bytes::BytesMut;
 use logos_wire::{ErrorCode, Frame, FrameDecoder, Message, WireError};
 use std::io;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Spare room kept in the read buffer before each read.
@@ -64,6 +64,7 @@ impl Drop for ClosedGuard {
     fn drop(&mut self) {
         let inner = &self.0.inner;
         inner.shut("connection task ended", None);
+        inner.inbound.let_go();
         if !inner.handler_closed.swap(true, Ordering::AcqRel) {
             let reason = inner.close_reason();
             tracing::debug!(session = inner.id, peer = %inner.peer.identity, %reason, "connection closed");
@@ -72,131 +73,274 @@ impl Drop for ClosedGuard {
     }
 }
 
-/// The reader task. `buf` may already hold bytes read past the handshake.
-pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut) {
+/// The inbound half of a connection: its socket, and what has been read from it and not
+/// yet taken as frames.
+///
+/// The reader task reads it; so may a thread that waits for its own call's answer and
+/// polls for it ([`crate::PollingCaller::read_now`]), which then takes the answer off the
+/// socket itself instead of waiting for a worker thread to wake, read it and hand it over
+/// (docs/performance.md, thirteenth step). Reading and taking frames happen under one
+/// lock, so frames are acted on once each and in the order they came, whoever reads them.
+/// The lock is never held while waiting.
+pub(crate) struct Inbound {
+    decoder: FrameDecoder,
+    state: Mutex<ReadState>,
+}
+
+/// The socket while the reader task runs (it lets go when it ends, so the connection's
+/// descriptor closes however long the handle lives); bytes read and not yet taken as
+/// frames; the peer's ring with the buffer its bodies are copied into (kept, like `buf`, so
+/// copies land in warm memory).
+struct ReadState {
+    sock: Option<Arc<Socket>>,
+    buf: BytesMut,
+    ring: Option<RingIn>,
+    ring_buf: BytesMut,
+}
+
+impl ReadInto for ReadState {
+    fn room(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        &mut self.buf
+    }
+}
+
+impl Inbound {
+    /// `buf` may already hold bytes read past the handshake.
+    pub(crate) fn new(sock: Arc<Socket>, buf: BytesMut, max_frame: usize) -> Inbound {
+        Inbound {
+            decoder: FrameDecoder::new(max_frame),
+            state: Mutex::new(ReadState {
+                sock: Some(sock),
+                buf,
+                ring: None,
+                ring_buf: BytesMut::new(),
+            }),
+        }
+    }
+
+    /// The socket, for the reader task to own while it runs.
+    fn socket(&self) -> Option<Arc<Socket>> {
+        lock(&self.state).sock.clone()
+    }
+
+    /// The reader task has ended: nothing reads the socket any more.
+    fn let_go(&self) {
+        lock(&self.state).sock = None;
+    }
+}
+
+/// What taking frames saw, for the reader task's poll window.
+#[derive(Default)]
+struct Seen {
+    /// Call traffic: a call, or an answer whose caller is nearby (`Inner::complete_call`),
+    /// after which the next frame usually follows at once.
+    calls: bool,
+    /// A caller was handed its answer (see `PollTurn::after_answer`).
+    answered: bool,
+}
+
+/// Takes every whole frame in the buffer and acts on it, in order. `Break` when the
+/// connection is closing.
+fn take_frames(
+    session: &Session,
+    sock: &Socket,
+    st: &mut ReadState,
+    seen: &mut Seen,
+) -> ControlFlow<()> {
+    let inner = &*session.inner;
+    let inbound = &inner.inbound;
+    loop {
+        let frame = inbound.decoder.decode_frame(&mut st.buf, inner.shared_in);
+        let frame = match frame {
+            Ok(Some(Frame::Shared { len })) => {
+                shared(inner, sock, (&mut st.ring, &mut st.ring_buf), len).map(Some)
+            }
+            Ok(Some(Frame::Message(msg))) => Ok(Some(In::Message(msg))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(Some(e)),
+        };
+        let flow = match frame {
+            Ok(Some(In::Lent(id, payload))) => {
+                stream::on_chunk(inner, id, stream::Chunk::Lent(payload))
+            }
+            Ok(Some(In::Message(msg))) => {
+                let answer = match msg {
+                    Message::Reply { id, value } => Ok((id, Ok(value))),
+                    Message::Error { id, code, message } if id != 0 => {
+                        Ok((id, Err(Fault { code, message })))
+                    }
+                    msg => Err(msg),
+                };
+                match answer {
+                    Ok((id, result)) => {
+                        let nearby = inner.complete_call(id, result);
+                        seen.answered |= nearby;
+                        seen.calls |= nearby;
+                        ControlFlow::Continue(())
+                    }
+                    Err(msg) => {
+                        seen.calls |= matches!(msg, Message::Call(_));
+                        dispatch(session, msg)
+                    }
+                }
+            }
+            Ok(None) => return ControlFlow::Continue(()),
+            Err(Some(e)) => {
+                frame_error(inner, &e);
+                return ControlFlow::Break(());
+            }
+            // Already closed with the reason.
+            Err(None) => return ControlFlow::Break(()),
+        };
+        if flow.is_break() || inner.closed.load(Ordering::Acquire) {
+            return ControlFlow::Break(());
+        }
+    }
+}
+
+/// What a read that found no data means: `Ok(0)` is the end of the stream, `InvalidData`
+/// descriptors beyond what the protocol allows (`unix_socket.rs`), any other error but
+/// `WouldBlock` and `Interrupted` a broken socket. Each closes the connection with its
+/// reason (`Break`); `pending` is the length of the frame the buffer still holds.
+fn read_ended(inner: &Inner, read: &io::Result<usize>, pending: usize) -> ControlFlow<()> {
+    match read {
+        Ok(0) if pending == 0 => {
+            inner.shut("peer closed the connection", None);
+        }
+        Ok(0) => {
+            let message =
+                format!("connection ended inside a frame ({pending} bytes of it received)");
+            let _ = violation(inner, message);
+        }
+        Ok(_) => return ControlFlow::Continue(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return ControlFlow::Continue(());
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            let _ = violation(inner, e.to_string());
+        }
+        Err(e) => {
+            inner.shut(format!("read failed: {e}"), None);
+        }
+    }
+    ControlFlow::Break(())
+}
+
+/// One turn of a thread waiting for its call's answer ([`crate::PollingCaller::read_now`]):
+/// takes the frames already read, reads once without waiting, and takes what that brought.
+/// Does nothing while the reader task holds the connection (it will hand the answer over),
+/// or on a TLS connection, whose reads go through the reactor. `true` when it read bytes.
+///
+/// Must run inside the runtime's context: an incoming call it takes starts a task. Never
+/// ends the reader task itself: a connection it finds broken or closed is shut, and the
+/// reader task, woken by the close, ends and runs `Handler::closed` as always.
+pub(crate) fn pump(session: &Session) -> bool {
+    let inner = &*session.inner;
+    if inner.closed.load(Ordering::Acquire) {
+        return false;
+    }
+    let Ok(mut st) = inner.inbound.state.try_lock() else {
+        return false;
+    };
+    let Some(sock) = st.sock.clone().filter(|s| s.reads_without_reactor()) else {
+        return false;
+    };
+    let mut seen = Seen::default();
+    if take_frames(session, &sock, &mut st, &mut seen).is_break() {
+        drop(st);
+        inner.shut("connection task ended", None);
+        return false;
+    }
+    let read = sock.try_read_buf(st.room());
+    let pending = st.buf.len();
+    if read_ended(inner, &read, pending).is_break() {
+        return false;
+    }
+    if !matches!(read, Ok(n) if n > 0) {
+        return false;
+    }
+    if take_frames(session, &sock, &mut st, &mut seen).is_break() {
+        drop(st);
+        inner.shut("connection task ended", None);
+    }
+    true
+}
+
+/// The reader task.
+pub(crate) async fn run(inner: Arc<Inner>) {
     let session = Session {
         inner: inner.clone(),
     };
     let _closed = ClosedGuard(session.clone());
-    let decoder = FrameDecoder::new(inner.config.max_frame);
+    let inbound = &inner.inbound;
+    let Some(sock) = inbound.socket() else {
+        return;
+    };
     let mut reason = inner.reason.subscribe();
-    // Poll instead of sleeping until then (see `Config::busy_poll`); set from `calls_seen`
+    // Poll instead of sleeping until then (see `Config::busy_poll`); set from `seen.calls`
     // when the socket runs dry, so the clock is read once per read, not once per frame.
     let mut poll_until: Option<Instant> = None;
-    let mut calls_seen = false;
-    // This turn handed a caller its answer (see `PollTurn::after_answer`).
-    let mut answered = false;
+    let mut seen = Seen::default();
     // The last read found nothing and the poll window is over: the next read waits.
     let mut sleeping = false;
     let poll_turn = PollTurn::choose(&sock);
-    // The peer's shared-frame ring, from its first shared frame on, and the buffer its
-    // bodies are copied into (kept, like `buf`, so copies land in warm memory).
-    let mut ring: Option<RingIn> = None;
-    let mut ring_buf = BytesMut::new();
     loop {
-        loop {
-            let frame = decoder.decode_frame(&mut buf, inner.shared_in);
-            let frame = match frame {
-                Ok(Some(Frame::Shared { len })) => {
-                    shared(&inner, &sock, (&mut ring, &mut ring_buf), len).map(Some)
-                }
-                Ok(Some(Frame::Message(msg))) => Ok(Some(In::Message(msg))),
-                Ok(None) => Ok(None),
-                Err(e) => Err(Some(e)),
-            };
-            match frame {
-                Ok(Some(In::Lent(id, payload))) => {
-                    let chunk = stream::on_chunk(&inner, id, stream::Chunk::Lent(payload));
-                    if chunk.is_break() || inner.closed.load(Ordering::Acquire) {
-                        return;
-                    }
-                }
-                Ok(Some(In::Message(msg))) => {
-                    let answer = match msg {
-                        Message::Reply { id, value } => Ok((id, Ok(value))),
-                        Message::Error { id, code, message } if id != 0 => {
-                            Ok((id, Err(Fault { code, message })))
-                        }
-                        msg => Err(msg),
-                    };
-                    let flow = match answer {
-                        // Call traffic, after which the next frame usually follows at once,
-                        // if its caller is where polling helps it (`Inner::complete_call`).
-                        Ok((id, result)) => {
-                            let nearby = inner.complete_call(id, result);
-                            answered |= nearby;
-                            calls_seen |= nearby;
-                            ControlFlow::Continue(())
-                        }
-                        Err(msg) => {
-                            calls_seen |= matches!(msg, Message::Call(_));
-                            dispatch(&session, msg)
-                        }
-                    };
-                    if flow.is_break() || inner.closed.load(Ordering::Acquire) {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(Some(e)) => {
-                    frame_error(&inner, &e);
-                    return;
-                }
-                // Already closed with the reason.
-                Err(None) => return,
-            }
-        }
-        if inner.closed.load(Ordering::Acquire) {
-            return;
-        }
-        if calls_seen && !inner.config.busy_poll.is_zero() {
-            // Call traffic: look again without waiting, and poll if it ran dry (below).
-            sleeping = false;
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        // Sleeping (the poll window is over): wait and read in one step, so a wake-up costs
-        // one `read`, and a read that finds nothing is the one that re-arms the wait.
-        let read = if sleeping {
-            tokio::select! {
-                biased;
-                _ = reason.wait_for(Option::is_some) => return,
-                read = sock.read_buf_when_ready(&mut buf) => read,
-            }
-        } else {
-            sock.try_read_buf(&mut buf)
-        };
-        match read {
-            Ok(0) => {
-                if buf.is_empty() {
-                    inner.shut("peer closed the connection", None);
-                } else {
-                    let message = format!(
-                        "connection ended inside a frame ({} bytes of it received)",
-                        buf.len()
-                    );
-                    let _ = violation(&inner, message);
-                }
+        // The frames read last (here, or by a caller's thread), then a read without waiting
+        // unless the poll window is over, all under the lock.
+        let read = {
+            let mut st = lock(&inbound.state);
+            if take_frames(&session, &sock, &mut st, &mut seen).is_break()
+                || inner.closed.load(Ordering::Acquire)
+            {
                 return;
             }
+            if seen.calls && !inner.config.busy_poll.is_zero() {
+                // Call traffic: look again without waiting, and poll if it ran dry (below).
+                sleeping = false;
+            }
+            if sleeping {
+                None
+            } else {
+                let read = sock.try_read_buf(st.room());
+                Some((read, st.buf.len()))
+            }
+        };
+        // Sleeping (the poll window is over): wait and read in one step, so a wake-up costs
+        // one `read`, and a read that finds nothing is the one that re-arms the wait.
+        let (read, pending) = match read {
+            Some(read) => read,
+            None => {
+                let read = tokio::select! {
+                    biased;
+                    _ = reason.wait_for(Option::is_some) => return,
+                    read = sock.read_locked_when_ready(&inbound.state) => read,
+                };
+                (read, lock(&inbound.state).buf.len())
+            }
+        };
+        if read_ended(&inner, &read, pending).is_break() {
+            return;
+        }
+        match read {
             Ok(n) => {
                 tracing::trace!(session = inner.id, bytes = n, "read");
                 // A peer that never pauses must not monopolise this worker thread.
                 tokio::task::consume_budget().await;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // Descriptors sent beyond what the protocol allows (`unix_socket.rs`).
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                let _ = violation(&inner, e.to_string());
-                return;
-            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if std::mem::take(&mut calls_seen) && !inner.config.busy_poll.is_zero() {
+                if std::mem::take(&mut seen.calls) && !inner.config.busy_poll.is_zero() {
                     poll_until = Instant::now().checked_add(inner.config.busy_poll);
                 }
                 if poll_until.is_some_and(|until| Instant::now() < until) {
-                    if std::mem::take(&mut answered) {
+                    if std::mem::take(&mut seen.answered) {
                         // A caller was just answered: let it run before anything else.
                         PollTurn::after_answer().await;
                     } else {
@@ -211,10 +355,8 @@ pub(crate) async fn run(inner: Arc<Inner>, sock: Arc<Socket>, mut buf: BytesMut)
                 poll_until = None;
                 sleeping = true;
             }
-            Err(e) => {
-                inner.shut(format!("read failed: {e}"), None);
-                return;
-            }
+            // `Interrupted`: read again.
+            Err(_) => {}
         }
     }
 }

@@ -60,6 +60,12 @@ impl std::fmt::Debug for Transport {
     }
 }
 
+/// A read buffer behind a lock, which the reader task and a caller's thread share
+/// (`reader.rs`): [`ReadInto::room`] gives it with room made for the next read.
+pub(crate) trait ReadInto {
+    fn room(&mut self) -> &mut BytesMut;
+}
+
 pub(crate) enum Socket {
     Unix(UnixSocket),
     Tls(Arc<TlsSocket>),
@@ -100,6 +106,24 @@ impl Socket {
             // TLS may hold decrypted bytes the TCP socket no longer signals: read first.
             Socket::Tls(t) => loop {
                 match t.try_read_buf(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => t.tcp.readable().await?,
+                    result => return result,
+                }
+            },
+        }
+    }
+
+    /// [`Socket::read_buf_when_ready`] into a buffer behind a lock, held only while reading,
+    /// never while waiting (see [`UnixSocket::read_locked_when_ready`]).
+    pub(crate) async fn read_locked_when_ready<B: ReadInto>(
+        &self,
+        buf: &Mutex<B>,
+    ) -> io::Result<usize> {
+        match self {
+            Socket::Unix(s) => s.read_locked_when_ready(buf).await,
+            Socket::Tls(t) => loop {
+                let read = t.try_read_buf(crate::session::lock(buf).room());
+                match read {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => t.tcp.readable().await?,
                     result => return result,
                 }
