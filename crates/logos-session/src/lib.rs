@@ -27,7 +27,7 @@
 //! | `session.rs` | [`Session`], [`Peer`], outgoing calls, closing |
 //! | `socket.rs` | [`Transport`]: non-blocking reads and writes on a Unix socket or on TLS over TCP |
 //! | `writer.rs` | the write path: direct write-through, batching writer task, event queue |
-//! | `reader.rs` | the reader task and dispatch of incoming frames |
+//! | `reader.rs` | the reader task and dispatch of incoming frames (also from a thread polling for its answer) |
 //! | `incoming.rs` | incoming calls: limits, deadlines, cancel, panics |
 //! | `stream.rs` | [`ByteStream`] and stream credit |
 //!

@@ -1,8 +1,12 @@
 //! The reader task: reads the socket, splits frames with `logos_wire::FrameDecoder`, and
 //! dispatches each message to the call tables, the streams or the [`Handler`](crate::Handler).
+//! A thread polling for its own call's answer may do the same between its polls ([`pump`],
+//! for [`crate::PollingCaller::read_now`]), under the same lock, so frames are still acted
+//! on once each and in order.
 //!
 //! Owns the inbound half of one connection and the moment [`Handler::closed`](crate::Handler)
-//! runs (exactly once, when this task ends, however it ends). Never writes to the socket itself
+//! runs (exactly once, when this task ends, however it ends: a polling thread that finds the
+//! connection over only shuts it, and this task ends on that). Never writes to the socket itself
 //! and never waits on anything the peer controls except the socket: incoming calls run in
 //! their own tasks (`incoming.rs`), so a slow method never stops the reader. Never panics on
 //! peer input: a frame that is oversized closes the connection with `limit`, one that is

@@ -116,6 +116,18 @@ thread_local! {
 /// polling already covers the next answer's arrival, and a reader polling on a worker beside
 /// it would only take a CPU from it and from the peer. Three threads polling on two CPUs made
 /// a C API call cost about 3× the Rust API's (docs/performance.md).
+///
+/// Between its polls such a thread calls [`PollingCaller::read_now`], which reads the
+/// connection of its call on that thread, so the answer is taken off the socket where it is
+/// awaited instead of by a worker thread that must first wake.
+///
+/// ```
+/// use logos_session::PollingCaller;
+///
+/// let _polling = PollingCaller::mark();
+/// // No call made on this thread yet: nothing to read for.
+/// assert!(!PollingCaller::read_now());
+/// ```
 #[must_use = "the mark lasts until the guard is dropped"]
 pub struct PollingCaller {
     was: bool,
