@@ -165,8 +165,24 @@ impl PollingCaller {
         if tokio::runtime::Handle::try_current().is_err() {
             return false;
         }
-        crate::reader::pump(&Session { inner })
+        unmarked(|| crate::reader::pump(&Session { inner }))
     }
+}
+
+/// Runs `f` with the current thread unmarked (and so not recording the connections of the
+/// calls `f` makes), then restores the mark, even if `f` panics. What `read_now` dispatches
+/// runs on the waiting thread: an incoming call's first poll, which may make calls of its
+/// own (a relay), is not that thread's wait, and must neither be answered as a polling
+/// caller's nor make the thread read another connection than its own call's.
+fn unmarked<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            POLLS_ITSELF.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(POLLS_ITSELF.with(|m| m.replace(false)));
+    f()
 }
 
 impl Drop for PollingCaller {
@@ -814,6 +830,20 @@ mod tests {
         assert_eq!(map.len(), 1000);
         assert_eq!(map.remove(&(7 * 500)), Some(500));
         assert!(!map.contains_key(&(7 * 500)));
+    }
+
+    #[test]
+    fn what_a_polling_thread_dispatches_runs_unmarked_and_the_mark_comes_back() {
+        let _mark = PollingCaller::mark();
+        assert!(!caller_nearby());
+        assert!(
+            unmarked(caller_nearby),
+            "inside, calls are answered as anyone's"
+        );
+        assert!(!caller_nearby(), "the mark is back");
+        let panicked = std::panic::catch_unwind(|| unmarked(|| panic!("a handler panicked")));
+        assert!(panicked.is_err());
+        assert!(!caller_nearby(), "the mark is back after a panic too");
     }
 
     #[test]
