@@ -112,6 +112,41 @@ async fn calls_streams_and_close_work_over_tls_on_one_thread() {
     exercise().await;
 }
 
+/// A thread polling for its answer (`PollingCaller`, the C API's caller) leaves a TLS
+/// connection to its reader task, whose reads go through the reactor: `read_now` never reads
+/// there, and the answer still comes, handed over by the task.
+#[test]
+fn a_polling_caller_leaves_a_tls_connection_to_its_reader_task() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (client, _server) = rt.block_on(tls_pair());
+    let _context = rt.enter();
+    let _polling = logos_session::PollingCaller::mark();
+    let mut call = std::pin::pin!(client.call(
+        "server",
+        "echo",
+        vec![Value::from(9)],
+        Duration::from_secs(30)
+    ));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        if let std::task::Poll::Ready(answer) = call.as_mut().poll(&mut cx) {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "no answer over TLS");
+        assert!(
+            !logos_session::PollingCaller::read_now(),
+            "a TLS connection was read by the polling thread"
+        );
+        std::thread::yield_now();
+    };
+    assert_eq!(answer.unwrap(), Value::List(vec![Value::from(9)]));
+}
+
 async fn exercise() {
     let (client, server) = tls_pair().await;
     let t = Duration::from_secs(30);
