@@ -8,8 +8,8 @@
 
 mod support;
 
-use logos_session::{Config, PollingCaller, Session};
-use logos_wire::{Call, Value};
+use logos_session::{Config, Fault, PollingCaller, Session};
+use logos_wire::{Call, ErrorCode, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -19,7 +19,7 @@ use tokio::runtime::{Builder, Runtime};
 
 /// Alice (connected, her runtime returned undriven) and Bob (accepted, on a one-worker
 /// runtime of his own), Bob echoing each call's first argument after sending Alice the
-/// event `before` carrying it.
+/// event `before` carrying it, and closing the connection on a call of `leave`.
 fn pair_on_two_runtimes() -> (Runtime, Session, Runtime, Session, SeenRx) {
     let bob_rt = Builder::new_multi_thread()
         .worker_threads(1)
@@ -31,6 +31,10 @@ fn pair_on_two_runtimes() -> (Runtime, Session, Runtime, Session, SeenRx) {
     sa.set_nonblocking(true).unwrap();
     sb.set_nonblocking(true).unwrap();
     let (bob_probe, _) = Probe::new(|session: Session, call: Call| async move {
+        if call.method == "leave" {
+            session.close(Fault::new(ErrorCode::Unavailable, "bob leaves"));
+            return Ok(Value::Null);
+        }
         let arg = call.args.first().cloned().unwrap_or(Value::Null);
         session.send_event("bob", "before", vec![arg.clone()]);
         Ok(arg)
@@ -139,4 +143,33 @@ fn an_unmarked_thread_or_one_without_a_call_reads_nothing() {
     // Marked again: the earlier call's connection is forgotten with the old mark.
     let _again = PollingCaller::mark();
     assert!(!PollingCaller::read_now());
+}
+
+#[test]
+fn a_polling_caller_whose_peer_leaves_is_told_at_once_and_closed_runs_once() {
+    let (alice_rt, alice, _bob_rt, _bob, mut seen) = pair_on_two_runtimes();
+    {
+        let _context = alice_rt.enter();
+        let _polling = PollingCaller::mark();
+        let (answer, _) = wait_reading(alice.call("bob", "leave", vec![], SOON));
+        let fault = answer.expect_err("Bob left without answering");
+        assert_eq!(fault.code, ErrorCode::Unavailable, "{fault}");
+        assert!(fault.message.contains("bob leaves"), "{fault}");
+        assert!(alice.is_closed());
+    }
+    // `Handler::closed` is the reader task's to run, once her runtime runs again; once only.
+    let reason = alice_rt.block_on(soon("Alice's handler told of the close", async {
+        loop {
+            match seen.recv().await {
+                Some(Seen::Closed(reason)) => return reason,
+                Some(_) => {}
+                None => panic!("Alice's handler is gone"),
+            }
+        }
+    }));
+    assert!(reason.contains("bob leaves"), "{reason}");
+    alice_rt.block_on(tokio::task::yield_now());
+    while let Ok(s) = seen.try_recv() {
+        assert!(!matches!(s, Seen::Closed(_)), "closed ran twice");
+    }
 }
