@@ -43,7 +43,7 @@ async fn read_message(
             Err(e) => return Err(ReadFailure::Wire(e)),
         }
         buf.reserve(READ_CHUNK);
-        match stream.read_buf_when_ready(buf).await {
+        match stream.read_buf_when_ready(&mut *buf).await {
             Ok(0) => return Err(ReadFailure::Eof),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

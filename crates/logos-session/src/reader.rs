@@ -15,7 +15,7 @@
 
 use crate::session::{Inner, Session, lock};
 use crate::shm::{Lease, RingIn};
-use crate::socket::{ReadInto, Socket};
+use crate::socket::{ReadTarget, Socket};
 use crate::{Fault, incoming, stream};
 use bytes::BytesMut;
 use logos_wire::{ErrorCode, Frame, FrameDecoder, Message, WireError};
@@ -92,22 +92,34 @@ pub(crate) struct Inbound {
 }
 
 /// The socket while the reader task runs (it lets go when it ends, so the connection's
-/// descriptor closes however long the handle lives); bytes read and not yet taken as
-/// frames; the peer's ring with the buffer its bodies are copied into (kept, like `buf`, so
-/// copies land in warm memory).
+/// descriptor closes however long the handle lives), and what was read from it.
 struct ReadState {
     sock: Option<Arc<Socket>>,
+    frames: Frames,
+}
+
+/// Bytes read and not yet taken as frames; the peer's ring with the buffer its bodies are
+/// copied into (kept, like `buf`, so copies land in warm memory).
+struct Frames {
     buf: BytesMut,
     ring: Option<RingIn>,
     ring_buf: BytesMut,
 }
 
-impl ReadInto for ReadState {
+impl Frames {
+    /// The read buffer, with room made for the next read.
     fn room(&mut self) -> &mut BytesMut {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
         &mut self.buf
+    }
+}
+
+/// The reader task's wait lends the shared buffer for its read alone.
+impl ReadTarget for &Mutex<ReadState> {
+    fn lend<R>(&mut self, read: impl FnOnce(&mut BytesMut) -> R) -> R {
+        read(lock(self).frames.room())
     }
 }
 
@@ -118,9 +130,11 @@ impl Inbound {
             decoder: FrameDecoder::new(max_frame),
             state: Mutex::new(ReadState {
                 sock: Some(sock),
-                buf,
-                ring: None,
-                ring_buf: BytesMut::new(),
+                frames: Frames {
+                    buf,
+                    ring: None,
+                    ring_buf: BytesMut::new(),
+                },
             }),
         }
     }
@@ -151,16 +165,18 @@ struct Seen {
 fn take_frames(
     session: &Session,
     sock: &Socket,
-    st: &mut ReadState,
+    frames: &mut Frames,
     seen: &mut Seen,
 ) -> ControlFlow<()> {
     let inner = &*session.inner;
     let inbound = &inner.inbound;
     loop {
-        let frame = inbound.decoder.decode_frame(&mut st.buf, inner.shared_in);
+        let frame = inbound
+            .decoder
+            .decode_frame(&mut frames.buf, inner.shared_in);
         let frame = match frame {
             Ok(Some(Frame::Shared { len })) => {
-                shared(inner, sock, (&mut st.ring, &mut st.ring_buf), len).map(Some)
+                shared(inner, sock, (&mut frames.ring, &mut frames.ring_buf), len).map(Some)
             }
             Ok(Some(Frame::Message(msg))) => Ok(Some(In::Message(msg))),
             Ok(None) => Ok(None),
@@ -208,17 +224,24 @@ fn take_frames(
 /// What a read that found no data means: `Ok(0)` is the end of the stream, `InvalidData`
 /// descriptors beyond what the protocol allows (`unix_socket.rs`), any other error but
 /// `WouldBlock` and `Interrupted` a broken socket. Each closes the connection with its
-/// reason (`Break`); `pending` is the length of the frame the buffer still holds.
-fn read_ended(inner: &Inner, read: &io::Result<usize>, pending: usize) -> ControlFlow<()> {
+/// reason (`Break`); `pending` gives the length of the frame the buffer still holds,
+/// asked only at the end of the stream.
+fn read_ended(
+    inner: &Inner,
+    read: &io::Result<usize>,
+    pending: impl FnOnce() -> usize,
+) -> ControlFlow<()> {
     match read {
-        Ok(0) if pending == 0 => {
-            inner.shut("peer closed the connection", None);
-        }
-        Ok(0) => {
-            let message =
-                format!("connection ended inside a frame ({pending} bytes of it received)");
-            let _ = violation(inner, message);
-        }
+        Ok(0) => match pending() {
+            0 => {
+                inner.shut("peer closed the connection", None);
+            }
+            pending => {
+                let message =
+                    format!("connection ended inside a frame ({pending} bytes of it received)");
+                let _ = violation(inner, message);
+            }
+        },
         Ok(_) => return ControlFlow::Continue(()),
         Err(e)
             if matches!(
@@ -254,27 +277,28 @@ pub(crate) fn pump(session: &Session) -> bool {
     let Ok(mut st) = inner.inbound.state.try_lock() else {
         return false;
     };
-    let Some(sock) = st.sock.clone().filter(|s| s.reads_without_reactor()) else {
+    let ReadState { sock, frames } = &mut *st;
+    let Some(sock) = sock.as_deref().filter(|s| s.reads_without_reactor()) else {
         return false;
     };
     let mut seen = Seen::default();
-    if take_frames(session, &sock, &mut st, &mut seen).is_break() {
-        drop(st);
-        inner.shut("connection task ended", None);
+    // As the reader task ends on a `Break`: the connection is shut (`shut` takes no lock
+    // this one guards).
+    let mut take = |frames: &mut Frames| {
+        let flow = take_frames(session, sock, frames, &mut seen);
+        if flow.is_break() {
+            inner.shut("connection task ended", None);
+        }
+        flow
+    };
+    if take(frames).is_break() {
         return false;
     }
-    let read = sock.try_read_buf(st.room());
-    let pending = st.buf.len();
-    if read_ended(inner, &read, pending).is_break() {
+    let read = sock.try_read_buf(frames.room());
+    if read_ended(inner, &read, || frames.buf.len()).is_break() || !matches!(read, Ok(n) if n > 0) {
         return false;
     }
-    if !matches!(read, Ok(n) if n > 0) {
-        return false;
-    }
-    if take_frames(session, &sock, &mut st, &mut seen).is_break() {
-        drop(st);
-        inner.shut("connection task ended", None);
-    }
+    let _ = take(frames);
     true
 }
 
@@ -301,7 +325,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         // unless the poll window is over, all under the lock.
         let read = {
             let mut st = lock(&inbound.state);
-            if take_frames(&session, &sock, &mut st, &mut seen).is_break()
+            let frames = &mut st.frames;
+            if take_frames(&session, &sock, frames, &mut seen).is_break()
                 || inner.closed.load(Ordering::Acquire)
             {
                 return;
@@ -313,24 +338,26 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             if sleeping {
                 None
             } else {
-                let read = sock.try_read_buf(st.room());
-                Some((read, st.buf.len()))
+                let read = sock.try_read_buf(frames.room());
+                let ended = read_ended(&inner, &read, || frames.buf.len());
+                Some((read, ended))
             }
         };
         // Sleeping (the poll window is over): wait and read in one step, so a wake-up costs
         // one `read`, and a read that finds nothing is the one that re-arms the wait.
-        let (read, pending) = match read {
+        let (read, ended) = match read {
             Some(read) => read,
             None => {
                 let read = tokio::select! {
                     biased;
                     _ = reason.wait_for(Option::is_some) => return,
-                    read = sock.read_locked_when_ready(&inbound.state) => read,
+                    read = sock.read_buf_when_ready(&inbound.state) => read,
                 };
-                (read, lock(&inbound.state).buf.len())
+                let ended = read_ended(&inner, &read, || lock(&inbound.state).frames.buf.len());
+                (read, ended)
             }
         };
-        if read_ended(&inner, &read, pending).is_break() {
+        if ended.is_break() {
             return;
         }
         match read {

@@ -300,18 +300,18 @@ impl Inner {
         true
     }
 
-    fn register_call(&self, id: u64, tx: oneshot::Sender<Result<Value, Fault>>) -> bool {
+    /// Registers call `id`, answered through `tx`; `nearby` as [`caller_nearby`] says.
+    fn register_call(
+        &self,
+        id: u64,
+        tx: oneshot::Sender<Result<Value, Fault>>,
+        nearby: bool,
+    ) -> bool {
         let mut p = lock(&self.pending);
         if p.closed.is_some() {
             return false;
         }
-        p.calls.insert(
-            id,
-            Waiting {
-                tx,
-                nearby: caller_nearby(),
-            },
-        );
+        p.calls.insert(id, Waiting { tx, nearby });
         true
     }
 
@@ -541,10 +541,11 @@ impl Session {
         let deadline = deadline_after(timeout);
         let id = inner.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        if !inner.register_call(id, tx) {
+        let nearby = caller_nearby();
+        if !inner.register_call(id, tx, nearby) {
             return Err(inner.unavailable());
         }
-        if !caller_nearby() {
+        if !nearby {
             // A thread that polls for its answer reads this connection while it waits.
             AWAITED.with(|a| *a.borrow_mut() = Some(Arc::downgrade(&self.inner)));
         }

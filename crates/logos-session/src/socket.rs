@@ -60,10 +60,17 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// A read buffer behind a lock, which the reader task and a caller's thread share
-/// (`reader.rs`): [`ReadInto::room`] gives it with room made for the next read.
-pub(crate) trait ReadInto {
-    fn room(&mut self) -> &mut BytesMut;
+/// Where a read lands: a buffer lent for the one read only. A plain `&mut BytesMut`, or the
+/// read state the reader task and a caller's thread share behind a lock (`reader.rs`),
+/// which a waiting read must not hold while it waits.
+pub(crate) trait ReadTarget {
+    fn lend<R>(&mut self, read: impl FnOnce(&mut BytesMut) -> R) -> R;
+}
+
+impl ReadTarget for &mut BytesMut {
+    fn lend<R>(&mut self, read: impl FnOnce(&mut BytesMut) -> R) -> R {
+        read(self)
+    }
 }
 
 pub(crate) enum Socket {
@@ -100,30 +107,13 @@ impl Socket {
 
     /// Waits until there is something to read and reads it into `buf`'s spare capacity:
     /// data, `Ok(0)` at the end of the stream, or an error; never `WouldBlock`. Cancel-safe.
-    pub(crate) async fn read_buf_when_ready(&self, buf: &mut BytesMut) -> io::Result<usize> {
+    /// `buf` is lent only for the read itself, never held while waiting.
+    pub(crate) async fn read_buf_when_ready(&self, mut buf: impl ReadTarget) -> io::Result<usize> {
         match self {
             Socket::Unix(s) => s.read_buf_when_ready(buf).await,
             // TLS may hold decrypted bytes the TCP socket no longer signals: read first.
             Socket::Tls(t) => loop {
-                match t.try_read_buf(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => t.tcp.readable().await?,
-                    result => return result,
-                }
-            },
-        }
-    }
-
-    /// [`Socket::read_buf_when_ready`] into a buffer behind a lock, held only while reading,
-    /// never while waiting (see [`UnixSocket::read_locked_when_ready`]).
-    pub(crate) async fn read_locked_when_ready<B: ReadInto>(
-        &self,
-        buf: &Mutex<B>,
-    ) -> io::Result<usize> {
-        match self {
-            Socket::Unix(s) => s.read_locked_when_ready(buf).await,
-            Socket::Tls(t) => loop {
-                let read = t.try_read_buf(crate::session::lock(buf).room());
-                match read {
+                match buf.lend(|b| t.try_read_buf(b)) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => t.tcp.readable().await?,
                     result => return result,
                 }

@@ -30,7 +30,7 @@
 //!   and leave the read to the caller: two system calls per wake-up, and a module under its
 //!   seccomp filter pays for each.)
 
-use crate::socket::ReadInto;
+use crate::socket::ReadTarget;
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -112,34 +112,13 @@ impl UnixSocket {
     /// own `PollEvented` reads make the same use of a short read). An idle module's
     /// heartbeat so costs one read, not a read and a second that finds nothing.
     /// Cancel-safe: the read happens within one poll, so a future dropped before it
-    /// completes has taken nothing.
-    pub(crate) async fn read_buf_when_ready(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.read_when_ready(|read| read(buf)).await
-    }
-
-    /// [`UnixSocket::read_buf_when_ready`] into a buffer behind a lock, which is held only
-    /// for the read itself, never while waiting: the connection's reader task waits this way
-    /// while a caller's thread may read the same buffer meanwhile (`reader.rs`, `pump`).
-    pub(crate) async fn read_locked_when_ready<B: ReadInto>(
-        &self,
-        buf: &Mutex<B>,
-    ) -> io::Result<usize> {
-        self.read_when_ready(|read| read(buf.lock().unwrap_or_else(PoisonError::into_inner).room()))
-            .await
-    }
-
-    /// The wait and the read under the readiness guard; `with_buf` lends the buffer to one
-    /// read.
-    async fn read_when_ready(
-        &self,
-        mut with_buf: impl FnMut(
-            &mut dyn FnMut(&mut BytesMut) -> io::Result<(usize, bool)>,
-        ) -> io::Result<(usize, bool)>,
-    ) -> io::Result<usize> {
+    /// completes has taken nothing. `buf` is lent for the read alone ([`ReadTarget`]), so
+    /// the reader task can wait here while a caller's thread reads into the same buffer.
+    pub(crate) async fn read_buf_when_ready(&self, mut buf: impl ReadTarget) -> io::Result<usize> {
         loop {
             let mut guard = self.io.readable().await?;
             let read = guard.try_io(|s| {
-                with_buf(&mut |buf: &mut BytesMut| {
+                buf.lend(|buf| {
                     let room = buf.spare_capacity_mut().len();
                     read_into(s.get_ref(), buf, &self.fds)
                         .map(|read| (read.bytes, read.drained(room)))
