@@ -18,6 +18,7 @@
 //! measured at all. Rows that need what a machine may lack (Qt, the C library) are skipped
 //! with the reason.
 
+mod alone;
 mod baseline;
 mod capi;
 mod child;

@@ -5,6 +5,7 @@
 //! each row. Module → module figures are taken inside the calling module; the core only
 //! starts the measurement and collects the result. Never prints: rows go to `report.rs`.
 
+use crate::alone;
 use crate::baseline;
 use crate::module::{EXE_NAME, Heard};
 use crate::report::{Figure, Row, Status, Unit};
@@ -12,6 +13,7 @@ use crate::stats::{self, Summary};
 use anyhow::{Context as _, Result, anyhow, bail};
 use logos_core::{Core, Notification, RestartSettings, State, Value};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Backoff configured for the crash row (every crash is the first in its window).
@@ -154,9 +156,9 @@ fn sub(i: usize) -> String {
 /// on [`World::close`] (and, as a net, when the temp dir drops).
 pub struct World {
     pub core: Core,
-    /// `logos_host` and the `probe` library are built beside this executable, and `probe`
-    /// is staged: the start row also measures a library module.
-    host_probe: bool,
+    /// `logos_host`, when it and the `probe` library are built beside this executable and
+    /// `probe` is staged: the start row also measures a library module.
+    host: Option<PathBuf>,
     /// The `contexts` executable is built beside this one and staged (the
     /// `contexts_module` row).
     pub contexts: bool,
@@ -284,11 +286,38 @@ impl World {
         }
         Ok(World {
             core,
-            host_probe,
+            host: host_probe.then_some(host),
             contexts,
             dir,
             _run: run,
         })
+    }
+
+    /// How the core runs module `name` (`bms`, or `probe` through `logos_host`), for
+    /// starting it without the core.
+    fn program(&self, name: &str) -> alone::Program {
+        let dir = self.modules_dir().join(name);
+        match &self.host {
+            Some(host) if name == "probe" => alone::Program {
+                name: name.into(),
+                path: host.clone(),
+                arg0: None,
+                args: vec![
+                    "--module".into(),
+                    dir.join("libprobe.so").into_os_string(),
+                    "--name".into(),
+                    name.into(),
+                    "--module-version".into(),
+                    "1.0.0".into(),
+                ],
+            },
+            _ => alone::Program {
+                name: name.into(),
+                path: dir.join(EXE_NAME),
+                arg0: None,
+                args: Vec::new(),
+            },
+        }
     }
 
     /// The modules dir (for the C API driver, which runs its own core over it).
@@ -750,7 +779,7 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         "start",
         "module start: spawn → ready (handshake, auth)",
     )];
-    if w.host_probe {
+    if w.host.is_some() {
         kinds.push((
             "probe",
             "start_host",
@@ -758,6 +787,17 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         ));
     }
     let mut ours: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let mut alone: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let programs: Vec<Arc<alone::Program>> = kinds
+        .iter()
+        .map(|(name, _, _)| Arc::new(w.program(name)))
+        .collect();
+    let alone_dir = Arc::new(
+        tempfile::Builder::new()
+            .prefix("alone-")
+            .tempdir_in(w.dir.path())
+            .context("creating the dir of the modules started alone")?,
+    );
     let mut raw = Vec::new();
     let mut forked = Vec::new();
     let true_bin = Path::new("/bin/true");
@@ -785,13 +825,18 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
                 w.core.unload(name, false).await?;
             }
         }
+        for (program, samples) in programs.iter().zip(&mut alone) {
+            let (program, dir) = (program.clone(), alone_dir.clone());
+            samples.extend(blocking(move || alone::spawn_to_hello(&program, dir.path(), k)).await?);
+        }
         done += k;
     }
     let raw = stats::summarize(&mut raw);
     let forked = stats::summarize(&mut forked);
     let mut rows = Vec::new();
-    for ((_, id, title), mut samples) in kinds.into_iter().zip(ours) {
+    for (((_, id, title), mut samples), mut alone) in kinds.into_iter().zip(ours).zip(alone) {
         let ours = stats::summarize(&mut samples);
+        let alone = stats::summarize(&mut alone);
         let ratio = ours.median / raw.median;
         let mut row = Row::new(id, title);
         row.ours = Some(Figure::latency(&ours));
@@ -801,13 +846,18 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         row.target = Some("≤ 2×".into());
         row.status = Status::check(ratio <= 2.0);
         row.note = Some(format!(
-            "/bin/true spawned by fork + exec, as the core spawns modules: {}",
-            crate::report::format_value(forked.median, Unit::Nanos)
+            "/bin/true spawned by fork + exec, as the core spawns modules: {}; the module \
+             process alone (spawned like /bin/true, no core, until its hello): {} ({:.2}×)",
+            crate::report::format_value(forked.median, Unit::Nanos),
+            crate::report::format_value(alone.median, Unit::Nanos),
+            alone.median / raw.median,
         ));
-        row.extra("true_fork_median_ns", forked.median);
+        row.extra("true_fork_median_ns", forked.median)
+            .extra("alone_median_ns", alone.median)
+            .extra("alone_ratio", alone.median / raw.median);
         rows.push(row);
     }
-    if !w.host_probe {
+    if w.host.is_none() {
         rows.push(Row::skipped(
             "start_host",
             "same, a library module via logos_host (probe)",
@@ -852,7 +902,7 @@ pub async fn load(w: &World, plan: &Plan) -> Result<Vec<Row>> {
 async fn rss_host(w: &World, plan: &Plan) -> Row {
     const ID: &str = "rss_host";
     const NAME: &str = "idle library module via logos_host (probe): RSS";
-    if !w.host_probe {
+    if w.host.is_none() {
         return Row::skipped(
             ID,
             NAME,

@@ -86,6 +86,14 @@ fn quick_json_run_measures_every_row() {
             "rtt lacks {key}: {rtt}"
         );
     }
+    // The start row splits its ratio: the module process started alone reached its hello.
+    let start = rows.iter().find(|r| r["id"] == "start").expect("start row");
+    for key in ["alone_median_ns", "alone_ratio"] {
+        assert!(
+            start["extra"][key].as_f64().unwrap_or(0.0) > 0.0,
+            "start lacks {key}: {start}"
+        );
+    }
 
     // --compare reads that report back and names each row's change.
     let dir = tempfile::tempdir().expect("temp dir");
