@@ -34,6 +34,7 @@ mod builtin;
 mod confine;
 mod conn;
 mod counters;
+mod dir_listing;
 mod discovery;
 mod error;
 mod events;
