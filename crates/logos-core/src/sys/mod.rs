@@ -8,8 +8,9 @@
 //! Only Linux is implemented: `linux.rs` (parent-death signals, process groups, resource limits
 //! and fd inheritance for module processes, process-group signals, process usage from `/proc`,
 //! private files and directories), `landlock.rs` (the Landlock ruleset of a module process), `cgroup.rs` (a cgroup v2 per module process), `process.rs` (creating a module process, in its
-//! cgroup by `clone3` where it can, and waiting for it) and `seccomp.rs` (the system calls a module
-//! may not make).
+//! cgroup by `clone3` where it can, and waiting for it), `vfork.rs` (that `clone3` with the
+//! memory shared until the `exec`, as `posix_spawn` does) and `seccomp.rs` (the system calls a
+//! module may not make).
 
 #[cfg(target_os = "linux")]
 mod cgroup;
@@ -21,6 +22,8 @@ mod linux;
 mod process;
 #[cfg(target_os = "linux")]
 mod seccomp;
+#[cfg(target_os = "linux")]
+mod vfork;
 
 #[cfg(target_os = "linux")]
 pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgroup_pattern};

@@ -14,9 +14,12 @@
 //!
 //! # Between clone and exec
 //!
-//! `clone3` here has no `CLONE_VM`: like `fork`, the child gets a copy of the parent's memory
-//! with only the calling thread, so it may only make async-signal-safe calls: no allocation, no
-//! locks. Everything it touches (the C strings of the command line, environment and working
+//! On x86-64 the child shares the parent's memory until its `exec`, as with `posix_spawn`
+//! (`CLONE_VM | CLONE_VFORK` on a stack of its own, `vfork.rs`): no copy of the core's page
+//! tables to make and tear down again. Elsewhere it gets a copy, as after `fork`. Either way
+//! it runs the parent's code with only the calling thread, so it may only make
+//! async-signal-safe calls: no allocation, no locks, no writes outside its stack; every signal
+//! is blocked until it has set the caught ones back to their default. Everything it touches (the C strings of the command line, environment and working
 //! directory, the pipes, the [`Prepared`] setup of `linux.rs`) is built before the clone. The
 //! child does what std's `Command` does for a spawn (stdio onto fds 0–2, `chdir`, an empty
 //! signal mask and `SIGPIPE` back to its default), then the same [`Prepared::in_child`] steps
@@ -31,6 +34,7 @@
 
 use super::cgroup::Cgroup;
 use super::linux::{self, ChildSetup, Prepared};
+use super::vfork;
 use rustix::process::{WaitId, WaitIdOptions, WaitIdStatus};
 use std::ffi::{CString, OsString, c_char};
 use std::io;
@@ -48,14 +52,14 @@ use tokio::net::unix::pipe;
 /// it only for some targets, so it is spelled out here.
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
-    flags: u64,
+pub(super) struct CloneArgs {
+    pub(super) flags: u64,
     pidfd: u64,
     child_tid: u64,
     parent_tid: u64,
     exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
+    pub(super) stack: u64,
+    pub(super) stack_size: u64,
     tls: u64,
     set_tid: u64,
     set_tid_size: u64,
@@ -405,34 +409,23 @@ fn clone_into(
     };
     let (report_r, report_w) = pipe_cloexec().map_err(failed)?;
     let mut pidfd: RawFd = -1;
-    let args = CloneArgs {
+    let mut args = CloneArgs {
         flags: CLONE_PIDFD | CLONE_INTO_CGROUP,
         pidfd: (&raw mut pidfd) as u64,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: dir.as_raw_fd() as u64,
         ..CloneArgs::default()
     };
-    // SAFETY: clone3 reads `args` (alive on this frame) and writes the pidfd number into
-    // `pidfd`. Without CLONE_VM the child runs on a copy of this address space with only this
-    // thread, like after `fork`: it continues in `child`, which never returns, allocates
-    // nothing, takes no lock and makes only async-signal-safe calls on data built above.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &raw const args,
-            std::mem::size_of::<CloneArgs>(),
-        )
+    let child = ChildArgs {
+        image: &image,
+        prepared,
+        stdio: &stdio,
+        report: report_w.as_raw_fd(),
     };
-    if r < 0 {
-        return Err(CloneError::Refused(io::Error::last_os_error()));
-    }
-    if r == 0 {
-        child(&image, prepared, &stdio, report_w.as_raw_fd());
-    }
+    let pid = vfork::clone3(&mut args, &child).map_err(CloneError::Refused)?;
     // SAFETY: with CLONE_PIDFD a successful clone3 stores a new descriptor in `pidfd`, which
     // nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let pid = u32::try_from(r).unwrap_or(0);
     let Stdio3 { null, out, err } = stdio;
     drop((null, out.1, err.1, report_w));
     if let Some(errno) = read_report(&report_r) {
@@ -498,6 +491,21 @@ fn read_report(fd: &OwnedFd) -> Option<i32> {
     }
 }
 
+/// What the child after `clone3` needs, all built before the clone.
+struct ChildArgs<'a> {
+    image: &'a Image,
+    prepared: &'a Prepared,
+    stdio: &'a Stdio3,
+    /// The write end of the report pipe.
+    report: RawFd,
+}
+
+impl vfork::Child for ChildArgs<'_> {
+    fn run(&self) -> ! {
+        child(self.image, self.prepared, self.stdio, self.report)
+    }
+}
+
 /// The child after `clone3`: set up, exec, or report why not and exit. Async-signal-safe
 /// (module docs).
 fn child(image: &Image, prepared: &Prepared, stdio: &Stdio3, report: RawFd) -> ! {
@@ -544,8 +552,11 @@ fn child_setup(image: &Image, prepared: &Prepared, stdio: &Stdio3) -> io::Result
         }
     }
     rustix::process::chdir(image.cwd.as_c_str())?;
+    // The child starts with every signal blocked (`vfork.rs`): first every caught signal back
+    // to its default action, so that none runs this process's handler before the exec.
+    vfork::reset_handlers();
     // As std does for a spawned process: no blocked signals, and SIGPIPE (which Rust programs
-    // ignore) back to its default. Handlers are reset by exec.
+    // ignore) back to its default.
     // SAFETY: sigemptyset, pthread_sigmask and signal are async-signal-safe; `set` lives on
     // this stack frame.
     unsafe {
@@ -653,6 +664,61 @@ mod tests {
             assert!(text.contains("fds=ok"), "{text}");
             assert!(text.contains("stdin=eof"), "{text}");
             assert!(text.trim_end().ends_with("\n/"), "{text}");
+        }
+        Ok(())
+    }
+
+    /// The calling thread's signal mask, as a list of blocked signal numbers.
+    fn blocked_here() -> io::Result<Vec<i32>> {
+        // SAFETY: pthread_sigmask with no new set only writes `set` on this frame;
+        // sigismember reads it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            let r = libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &raw mut set);
+            if r != 0 {
+                return Err(io::Error::from_raw_os_error(r));
+            }
+            Ok((1..=libc::SIGRTMAX())
+                .filter(|s| libc::sigismember(&raw const set, *s) == 1)
+                .collect())
+        }
+    }
+
+    /// Every signal is blocked around the clone (a handler of this process must not run in
+    /// a child that shares its memory): the module still starts with none blocked, SIGPIPE at
+    /// its default, and the calling thread gets its own mask back.
+    #[tokio::test]
+    async fn the_child_starts_with_no_signal_blocked_and_the_caller_keeps_its_mask() -> TestResult {
+        // A handler in this process, as the core's runtime installs them.
+        let _caught =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        let runtime = tempfile::tempdir()?;
+        for mode in [SpawnMode::Auto, SpawnMode::Migrate] {
+            let before = blocked_here()?;
+            let cgroup = Cgroup::create(runtime.path(), "proc-test");
+            let mut child = spawn_module(
+                &launch("exec grep -E '^Sig(Blk|Ign)' /proc/self/status"),
+                setup()?,
+                cgroup.as_ref(),
+                mode,
+            )?;
+            assert_eq!(
+                blocked_here()?,
+                before,
+                "{mode:?}: the caller's mask changed"
+            );
+            let text = output(&mut child).await?;
+            assert!(child.wait().await?.success(), "{mode:?}: {text}");
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                    .ok_or(format!("{mode:?}: no {name} in {text}"))
+            };
+            assert_eq!(field("SigBlk:")?, 0, "{mode:?}: {text}");
+            let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+            assert_eq!(field("SigIgn:")? & sigpipe, 0, "{mode:?}: {text}");
         }
         Ok(())
     }
