@@ -21,11 +21,12 @@
 //! async-signal-safe calls: no allocation, no locks, no writes outside its stack; every signal
 //! is blocked until it has set the caught ones back to their default. Everything it touches
 //! (the C strings of the command line, environment and working directory, the pipes, the
-//! [`Prepared`] setup of `linux.rs`) is built before the clone. The child does what std's `Command` does for a spawn (stdio onto fds 0–2, `chdir`, an empty
-//! signal mask and `SIGPIPE` back to its default), then the same [`Prepared::in_child`] steps
-//! as the fallback (parent-death signal, process group, Landlock, fds 3/4, close-on-exec,
-//! limits, capabilities, seccomp last), then `execve`. So every confinement is in force before
-//! the module's first instruction, on both paths. A failure is reported to the parent as an
+//! [`Prepared`] setup of `linux.rs`) is built before the clone. The child does what std's
+//! `Command` does for a spawn (stdio onto fds 0–2, `chdir`, an empty signal mask and `SIGPIPE`
+//! back to its default), then the same [`Prepared::in_child`] steps as the fallback
+//! (parent-death signal, process group, Landlock, fds 3/4, close-on-exec, limits,
+//! capabilities, seccomp last), then `execve`. So every confinement is in force before the
+//! module's first instruction, on both paths. A failure is reported to the parent as an
 //! errno over a close-on-exec pipe (end of file there means the exec happened), as std does.
 //!
 //! The handle waits with the pidfd (readable once the process exits, then `waitid(P_PIDFD)`),
