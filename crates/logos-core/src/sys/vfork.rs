@@ -34,6 +34,7 @@
 //! Other architectures keep the `fork`-like `clone3` (see [`clone3`]).
 
 use super::process::CloneArgs;
+#[cfg(target_arch = "x86_64")]
 use std::ffi::c_void;
 use std::io;
 
@@ -248,7 +249,9 @@ impl Drop for SignalsBlocked {
 
 /// Sets every signal with a handler back to its default action. For the child, before it
 /// unblocks signals: until its `exec` it would run this process's handlers (module docs).
-/// Async-signal-safe: `sigaction` on values on this stack.
+/// Async-signal-safe: `sigaction` on values on this stack. The two signals the C library
+/// keeps for itself (cancellation and `setxid`) refuse `sigaction`; it sends them only to
+/// this process's own threads, by thread id, never to the child.
 pub(super) fn reset_handlers() {
     let last = libc::SIGRTMAX();
     for sig in 1..=last {
