@@ -230,8 +230,10 @@ pub fn stream(bytes: u64) -> Result<f64> {
 pub enum Spawn {
     /// The std default (`posix_spawn`, a vfork-like clone: no page tables copied).
     Plain,
-    /// With a (no-op) `pre_exec` hook, which forces a full `fork`: how the core starts
-    /// modules, since it sets descriptors, limits and the parent-death signal in the child.
+    /// With a (no-op) `pre_exec` hook, which forces a full `fork`: how the core's fallback
+    /// (std's `Command`) starts modules, and its `clone3` on architectures other than x86-64;
+    /// on x86-64 that `clone3` shares memory as `posix_spawn` does (`logos-core`'s
+    /// `sys/vfork.rs`).
     Fork,
 }
 

@@ -846,8 +846,8 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         row.target = Some("≤ 2×".into());
         row.status = Status::check(ratio <= 2.0);
         row.note = Some(format!(
-            "/bin/true spawned by fork + exec, as the core spawns modules: {}; the module \
-             process alone (spawned like /bin/true, no core, until its hello): {} ({:.2}×)",
+            "/bin/true spawned by fork + exec (page tables copied, as the core's fallback and \
+             other architectures create modules): {}; the module process alone (spawned like /bin/true, no core, until its hello): {} ({:.2}×)",
             crate::report::format_value(forked.median, Unit::Nanos),
             crate::report::format_value(alone.median, Unit::Nanos),
             alone.median / raw.median,
