@@ -15,7 +15,6 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,10 +26,9 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// One module's program as the core would run it.
 pub struct Program {
     pub name: String,
+    /// The program; its file name is its `argv[0]` (the benchmark binary serves as a module
+    /// only under the module link's name, so that is the path given).
     pub path: PathBuf,
-    /// `argv[0]`, when it must differ from `path` (the benchmark binary serves as a module
-    /// only under its module name).
-    pub arg0: Option<OsString>,
     pub args: Vec<OsString>,
 }
 
@@ -69,9 +67,6 @@ fn once(program: &Program, dir: &Path) -> Result<f64> {
         .stderr(Stdio::null());
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
-    }
-    if let Some(arg0) = &program.arg0 {
-        cmd.arg0(arg0);
     }
     let start = Instant::now();
     let mut child = cmd

@@ -301,7 +301,6 @@ impl World {
             Some(host) if name == "probe" => alone::Program {
                 name: name.into(),
                 path: host.clone(),
-                arg0: None,
                 args: vec![
                     "--module".into(),
                     dir.join("libprobe.so").into_os_string(),
@@ -314,7 +313,6 @@ impl World {
             _ => alone::Program {
                 name: name.into(),
                 path: dir.join(EXE_NAME),
-                arg0: None,
                 args: Vec::new(),
             },
         }
@@ -847,7 +845,8 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         row.status = Status::check(ratio <= 2.0);
         row.note = Some(format!(
             "/bin/true spawned by fork + exec (page tables copied, as the core's fallback and \
-             other architectures create modules): {}; the module process alone (spawned like /bin/true, no core, until its hello): {} ({:.2}×)",
+             other architectures create modules): {}; the module process alone (spawned like \
+             /bin/true, no core, until its hello): {} ({:.2}×)",
             crate::report::format_value(forked.median, Unit::Nanos),
             crate::report::format_value(alone.median, Unit::Nanos),
             alone.median / raw.median,
