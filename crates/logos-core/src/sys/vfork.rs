@@ -10,9 +10,9 @@
 //!
 //! Without `CLONE_VM`, `clone3` copies the core's page tables, as `fork` does, and the child's
 //! `exec` then tears the copy down again. Both grow with the core's address space: in the
-//! benchmark's process they were 0.26–0.34 ms of a 2.1–2.5 ms module start
-//! (docs/performance.md, fifteenth step), and an application embedding the core through the C
-//! API can be far larger. Sharing the memory costs neither.
+//! benchmark's process the copy alone took 0.26–0.34 ms, and a module start became 0.3–0.4 ms
+//! faster without both (docs/performance.md, fifteenth step); an application embedding the
+//! core through the C API can be far larger. Sharing the memory costs neither.
 //!
 //! # What sharing the memory asks of the child
 //!
