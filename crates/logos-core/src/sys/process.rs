@@ -724,6 +724,53 @@ mod tests {
         Ok(())
     }
 
+    /// The child's own stack (`vfork.rs`) is unmapped once the child has exec'd: thirty
+    /// starts leave no thirty 256 KiB mappings behind.
+    #[cfg(target_arch = "x86_64")]
+    #[tokio::test]
+    async fn each_childs_stack_is_unmapped_after_its_exec() -> TestResult {
+        let runtime = tempfile::tempdir()?;
+        let Some(cgroup) = Cgroup::create(runtime.path(), "proc-test") else {
+            eprintln!("no cgroup can be made here: processes take the fallback, with no stack");
+            return Ok(());
+        };
+        // A stack is a 256 KiB read-write mapping right above a one-page guard.
+        let stacks = || -> io::Result<usize> {
+            let maps = std::fs::read_to_string("/proc/self/maps")?;
+            let ranges: Vec<(u64, u64, bool)> = maps
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace();
+                    let (lo, hi) = f.next()?.split_once('-')?;
+                    let perms = f.next()?;
+                    Some((
+                        u64::from_str_radix(lo, 16).ok()?,
+                        u64::from_str_radix(hi, 16).ok()?,
+                        perms.starts_with("---"),
+                    ))
+                })
+                .collect();
+            Ok(ranges
+                .windows(2)
+                .filter(|w| w[0].2 && w[0].1 == w[1].0 && w[1].1 - w[1].0 == 256 * 1024)
+                .count())
+        };
+        let before = stacks()?;
+        for _ in 0..30 {
+            let mut child =
+                spawn_module(&launch("exit 0"), setup()?, Some(&cgroup), SpawnMode::Auto)?;
+            assert_eq!(child.created(), Created::IntoCgroup);
+            assert!(child.wait().await?.success());
+        }
+        // Other tests may be starting a process at this moment: allow a few.
+        let after = stacks()?;
+        assert!(
+            after < before + 5,
+            "{before} stacks before, {after} after 30 starts"
+        );
+        Ok(())
+    }
+
     /// A `clone3` the kernel refuses (here: a directory that is not a cgroup) is a fallback,
     /// not a failure; a bare program name always takes the fallback.
     #[tokio::test]
