@@ -91,6 +91,11 @@ impl Plan {
     }
 }
 
+/// The library module's file and the version its metadata gives (staged in `World::create`,
+/// started without the core in `World::program`).
+const PROBE_LIB: &str = "libprobe.so";
+const PROBE_VERSION: &str = "1.0.0";
+
 /// One generated module dir.
 struct Spec {
     name: String,
@@ -230,16 +235,16 @@ impl World {
         }
         // The usual kind of module: a library run by `logos_host`, if both are built.
         let built = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-        let (host, probe) = (built.join("logos_host"), built.join("libprobe.so"));
+        let (host, probe) = (built.join("logos_host"), built.join(PROBE_LIB));
         let host_probe = host.is_file() && probe.is_file();
         if host_probe {
             let dir = modules.join("probe");
             std::fs::create_dir_all(&dir)?;
             let meta = serde_json::json!({
-                "name": "probe", "version": "1.0.0", "main": "libprobe.so", "restart": "never",
+                "name": "probe", "version": PROBE_VERSION, "main": PROBE_LIB, "restart": "never",
             });
             std::fs::write(dir.join("metadata.json"), meta.to_string())?;
-            std::os::unix::fs::symlink(&probe, dir.join("libprobe.so"))?;
+            std::os::unix::fs::symlink(&probe, dir.join(PROBE_LIB))?;
         }
         // The contexts worker module, when built (its metadata says its crate's version).
         let contexts_exe = built.join("contexts");
@@ -303,11 +308,11 @@ impl World {
                 path: host.clone(),
                 args: vec![
                     "--module".into(),
-                    dir.join("libprobe.so").into_os_string(),
+                    dir.join(PROBE_LIB).into_os_string(),
                     "--name".into(),
                     name.into(),
                     "--module-version".into(),
-                    "1.0.0".into(),
+                    PROBE_VERSION.into(),
                 ],
             },
             _ => alone::Program {
