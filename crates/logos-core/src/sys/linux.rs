@@ -140,7 +140,7 @@ pub(super) struct Prepared {
     limits: [Option<(Resource, Rlimit)>; 3],
     fds: [OwnedFd; 2],
     ruleset: Option<OwnedFd>,
-    seccomp: Option<seccompiler::BpfProgram>,
+    seccomp: Option<Vec<libc::sock_filter>>,
     drop_capabilities: bool,
     /// `cgroup.procs` to join by writing `0`; `None` when the child was created in its
     /// cgroup (`clone3`, see `spawn.rs`) or runs without one.
@@ -273,15 +273,14 @@ fn drop_capabilities() -> io::Result<()> {
 /// Installs `filter` on this (single-threaded, forked) process. Async-signal-safe: the
 /// program was compiled before the fork; this builds a two-field struct on the stack and
 /// makes two system calls.
-fn install_seccomp(filter: &[seccompiler::sock_filter]) -> io::Result<()> {
+fn install_seccomp(filter: &[libc::sock_filter]) -> io::Result<()> {
     // Unprivileged processes may install a filter only under no_new_privs (Landlock set it
     // already when the module is confined; it costs nothing to set again).
     rustix::thread::set_no_new_privs(true)?;
     let len = libc::c_ushort::try_from(filter.len()).map_err(|_| rustix::io::Errno::INVAL)?;
     let prog = libc::sock_fprog {
         len,
-        // seccompiler's `sock_filter` is `#[repr(C)]` with the kernel's layout, as libc's is.
-        filter: filter.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+        filter: filter.as_ptr().cast_mut(),
     };
     // SAFETY: seccomp(SET_MODE_FILTER) reads `prog` and the `len` instructions it points to,
     // both alive for the call (`filter` is owned by the pre-exec closure); it writes nothing

@@ -41,27 +41,42 @@ pub(super) fn harden() -> bool {
 }
 
 /// Logs to stderr (the core keeps its tail), filtered by `LOGOS_LOG` (default `info`).
+///
+/// The filter is `tracing_subscriber`'s `Targets` (`info`, `warn,my_module=debug`), not its
+/// `EnvFilter`: `EnvFilter` links a regex engine into every module (0.26 MB of text) and
+/// compiles its directives at each start, for span and field filters modules do not use. A
+/// filter `Targets` cannot read (such as `[span]=debug`) is reported and logging stays at
+/// `info`.
 pub(super) fn init_tracing() {
     use std::io::IsTerminal;
-    let (filter, bad) = match tracing_subscriber::EnvFilter::try_from_env("LOGOS_LOG") {
-        Ok(f) => (f, None),
-        Err(e) => (
-            tracing_subscriber::EnvFilter::new("info"),
-            std::env::var("LOGOS_LOG").ok().map(|v| (v, e)),
-        ),
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = || Targets::new().with_default(tracing::Level::INFO);
+    let (filter, bad) = match std::env::var("LOGOS_LOG") {
+        Ok(v) if !v.trim().is_empty() => match v.parse::<Targets>() {
+            Ok(f) => (f, None),
+            Err(e) => (default(), Some((v, e))),
+        },
+        _ => (default(), None),
     };
     // Under the core, stderr is a pipe the core reads line by line and stamps with its own
     // time; a line then starts with the level, which the core keeps. On a terminal, log in
     // full.
     let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(std::io::stderr)
         .with_ansi(terminal);
     let installed = if terminal {
-        builder.try_init().is_ok()
+        builder.finish().with(filter).try_init().is_ok()
     } else {
-        builder.without_time().try_init().is_ok()
+        builder
+            .without_time()
+            .finish()
+            .with(filter)
+            .try_init()
+            .is_ok()
     };
     if installed && let Some((value, e)) = bad {
         tracing::warn!("LOGOS_LOG={value:?} is not a valid filter ({e}); logging at info");
