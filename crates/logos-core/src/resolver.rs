@@ -73,7 +73,7 @@ impl IntoIterator for StartPlan {
 /// A dependency graph over the known manifests.
 #[derive(Debug, Clone)]
 pub struct Resolver<'a> {
-    known: BTreeMap<&'a str, &'a Manifest>,
+    known: &'a BTreeMap<String, Manifest>,
 }
 
 /// DFS colouring for the cycle search.
@@ -84,19 +84,16 @@ enum Mark {
 }
 
 impl<'a> Resolver<'a> {
-    /// A resolver over `known`. If two manifests share a name, the first is used (discovery
-    /// never produces that).
-    pub fn new(known: impl IntoIterator<Item = &'a Manifest>) -> Self {
-        let mut map = BTreeMap::new();
-        for m in known {
-            map.entry(m.name.as_str()).or_insert(m);
-        }
-        Self { known: map }
+    /// A resolver over `known`, the registry's manifests by name. It borrows the map rather
+    /// than indexing the manifests again: a load or unload plans over every known module,
+    /// and copying that set cost each start more than the plan itself.
+    pub fn new(known: &'a BTreeMap<String, Manifest>) -> Self {
+        Self { known }
     }
 
     /// The manifest of `name`, if known.
     pub fn manifest(&self, name: &str) -> Option<&'a Manifest> {
-        self.known.get(name).copied()
+        self.known.get(name)
     }
 
     /// Plans loading `requested`: their dependency closure minus what is already loaded, in
@@ -129,11 +126,11 @@ impl<'a> Resolver<'a> {
             if ModuleName::RESERVED.contains(&root) || loaded.contains_key(root) {
                 continue;
             }
-            let Some(&manifest) = self.known.get(root) else {
+            let Some(manifest) = self.known.get(root) else {
                 return Err(Error::UnknownModule {
                     // Requests come from outside: never echo an unbounded string.
                     name: root.chars().take(80).collect(),
-                    known: self.known.keys().map(|k| (*k).to_owned()).collect(),
+                    known: self.known.keys().cloned().collect(),
                     suggestion: None,
                 });
             };
@@ -208,7 +205,7 @@ impl<'a> Resolver<'a> {
                 }
                 continue;
             }
-            let Some(&next) = self.known.get(dep.as_str()) else {
+            let Some(next) = self.known.get(dep.as_str()) else {
                 return Err(Error::MissingDependency {
                     chain: chain(),
                     known: self
@@ -393,11 +390,19 @@ mod tests {
 
     /// The message of loading `name` from nothing loaded (empty when the plan succeeds).
     fn load_error(known: &[Manifest], name: &str) -> String {
-        Resolver::new(known)
+        Resolver::new(&by_name(known))
             .plan_load(&Loaded::new(), &[name])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
+    }
+
+    /// Manifests by name, as the registry keeps them.
+    fn by_name(known: &[Manifest]) -> BTreeMap<String, Manifest> {
+        known
+            .iter()
+            .map(|m| (m.name.as_str().to_owned(), m.clone()))
+            .collect()
     }
 
     fn n(s: &str) -> ModuleName {
@@ -434,7 +439,8 @@ mod tests {
     #[test]
     fn diamond_plans_in_layers_with_shared_dep_once() -> TestResult {
         let known = diamond();
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let plan = r.plan_load(&Loaded::new(), &["greeter"])?;
         assert_eq!(
             layers(&plan),
@@ -455,7 +461,8 @@ mod tests {
     #[test]
     fn loaded_modules_are_left_out() -> TestResult {
         let known = diamond();
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let plan = r.plan_load(&loaded(&[("kv", "2.0.0"), ("calc", "1.4.0")]), &["greeter"])?;
         assert_eq!(layers(&plan), vec![vec!["chat"], vec!["greeter"]]);
         let plan = r.plan_load(
@@ -474,7 +481,8 @@ mod tests {
     #[test]
     fn several_requests_share_the_closure() -> TestResult {
         let known = diamond();
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let plan = r.plan_load(&Loaded::new(), &["calc", "chat", "calc"])?;
         assert_eq!(layers(&plan), vec![vec!["kv"], vec!["calc", "chat"]]);
         Ok(())
@@ -487,7 +495,8 @@ mod tests {
             "1.0.0",
             &[("core", "^9"), ("capability_module", "*")],
         )];
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let plan = r.plan_load(&Loaded::new(), &["a", "core"])?;
         assert_eq!(layers(&plan), vec![vec!["a"]]);
         Ok(())
@@ -496,7 +505,8 @@ mod tests {
     #[test]
     fn unknown_request() {
         let known = diamond();
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let e = r.plan_load(&Loaded::new(), &["wallet"]);
         assert!(matches!(e, Err(Error::UnknownModule { ref name, .. }) if name == "wallet"));
     }
@@ -521,7 +531,8 @@ mod tests {
             m("app", "1.0.0", &[("greeter", "*")]),
             m("greeter", "1.0.0", &[("calc", "*")]),
         ];
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let e = r.plan_load(&Loaded::new(), &["app"]);
         match e {
             Err(Error::MissingDependency { chain, .. }) => {
@@ -547,7 +558,8 @@ mod tests {
             m("greeter", "1.0.0", &[("calc", "^1.5")]),
             m("calc", "1.6.0", &[]),
         ];
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let e = r.plan_load(&loaded(&[("calc", "1.4.0")]), &["greeter"]);
         assert!(
             matches!(e, Err(Error::VersionMismatch { loaded: true, ref found, .. }) if *found == Version::new(1, 4, 0)),
@@ -576,7 +588,8 @@ mod tests {
             m("a", "1.0.0", &[("b", "*")]),
             m("b", "1.0.0", &[("a", "*")]),
         ];
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         match r.plan_load(&Loaded::new(), &["top"]) {
             Err(Error::DependencyCycle { chain }) => {
                 assert_eq!(chain, vec![n("a"), n("b"), n("a")]);
@@ -596,7 +609,8 @@ mod tests {
                 None => m(name, "1.0.0", &[]),
             })
             .collect();
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let plan = r.plan_load(&Loaded::new(), &["m0"])?;
         assert_eq!(plan.layers().len(), 20_000);
         Ok(())
@@ -605,7 +619,8 @@ mod tests {
     #[test]
     fn dependents_and_unload_plans() -> TestResult {
         let known = diamond();
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let all = ["greeter", "calc", "chat", "kv"];
         assert_eq!(r.dependents(&all, "kv"), vec![n("calc"), n("chat")]);
         assert_eq!(r.dependents(&["kv", "calc"], "kv"), vec![n("calc")]);
@@ -637,7 +652,8 @@ mod tests {
     #[test]
     fn shutdown_is_reverse_topological() {
         let known = diamond();
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         let all = ["kv", "chat", "greeter", "calc"];
         assert_eq!(
             r.shutdown_layers(&all),
@@ -661,7 +677,8 @@ mod tests {
             m("b", "1.0.0", &[("a", "*")]),
             m("c", "1.0.0", &[("a", "*")]),
         ];
-        let r = Resolver::new(&known);
+        let known_map = by_name(&known);
+        let r = Resolver::new(&known_map);
         assert_eq!(
             r.shutdown_layers(&["a", "b", "c"]),
             vec![vec![n("c")], vec![n("a"), n("b")]]
@@ -693,7 +710,8 @@ mod tests {
     proptest! {
         #[test]
         fn plans_respect_dependencies(known in dag(), pick in any::<proptest::sample::Index>(), loaded_mask in any::<u32>()) {
-            let r = Resolver::new(&known);
+            let known_map = by_name(&known);
+            let r = Resolver::new(&known_map);
             let root = &known[pick.index(known.len())].name;
             // Load a dependency-closed random subset first (closed: i loaded ⇒ deps loaded).
             let mut pre = Loaded::new();
@@ -746,7 +764,8 @@ mod tests {
                     m(&format!("c{i}"), "1.0.0", &[(next.as_str(), "*")])
                 })
                 .collect();
-            let r = Resolver::new(&known);
+            let known_map = by_name(&known);
+            let r = Resolver::new(&known_map);
             match r.plan_load(&Loaded::new(), &["c0"]) {
                 Err(Error::DependencyCycle { chain }) => {
                     prop_assert_eq!(chain.len(), len + 1);

@@ -450,7 +450,7 @@ fn module_info(inner: &Inner, name: &str, show_stderr: bool) -> Result<Value, Er
         v.insert(
             "dependents".to_owned(),
             Value::List(
-                crate::resolver::Resolver::new(m.known().values())
+                crate::resolver::Resolver::new(m.known())
                     .dependents(&all, name)
                     .into_iter()
                     .map(|n| Value::from(n.into_string()))

@@ -93,19 +93,28 @@ impl Guardian {
 
     /// Tells the guardian a module process started, listening on `modules/<name>.sock`.
     pub fn started(&mut self, pid: u32, name: &str) {
-        self.send(&format!("+ {pid}\n"));
-        self.owns(&format!("modules/{name}.sock"));
+        // One write for both facts: each write wakes the shell, on the start path.
+        let mut lines = format!("+ {pid}\n");
+        lines.extend(self.owned_line(&format!("modules/{name}.sock")));
+        self.send(&lines);
     }
 
     /// Tells the guardian the core created `rel` (relative to the runtime dir): it removes it
     /// after a crash of the core if it is still this very file.
     pub fn owns(&mut self, rel: &str) {
+        if let Some(line) = self.owned_line(rel) {
+            self.send(&line);
+        }
+    }
+
+    /// The `f ID PATH` line of `rel`, or `None` (logged) when it cannot be identified.
+    fn owned_line(&self, rel: &str) -> Option<String> {
         match std::fs::symlink_metadata(self.runtime_dir.join(rel)) {
-            Ok(m) => {
-                let line = format!("f {} {rel}\n", identity(&m));
-                self.send(&line);
+            Ok(m) => Some(format!("f {} {rel}\n", identity(&m))),
+            Err(e) => {
+                tracing::debug!("guardian: cannot identify {rel}: {e}");
+                None
             }
-            Err(e) => tracing::debug!("guardian: cannot identify {rel}: {e}"),
         }
     }
 

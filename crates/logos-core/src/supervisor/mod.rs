@@ -242,7 +242,7 @@ async fn load_locked(inner: &Arc<Inner>, names: &[&str]) -> Result<(), Error> {
         if let Some(n) = names.iter().find(|n| !registry.is_known(n)) {
             return Err(registry.unknown(n));
         }
-        let plan = crate::resolver::Resolver::new(registry.known().values())
+        let plan = crate::resolver::Resolver::new(registry.known())
             .plan_load(&registry.loaded_versions(), names);
         registry.check_plan(names, plan)?
     };
@@ -284,8 +284,7 @@ async fn unload_locked(inner: &Arc<Inner>, name: &str, cascade: bool) -> Result<
             });
         }
         let loaded: Vec<String> = registry.loaded_versions().into_keys().collect();
-        crate::resolver::Resolver::new(registry.known().values())
-            .plan_unload(&loaded, name, cascade)?
+        crate::resolver::Resolver::new(registry.known()).plan_unload(&loaded, name, cascade)?
     };
     for n in order {
         stop_module(inner, n.as_str(), inner.settings.stop_grace).await;
@@ -560,8 +559,7 @@ async fn shutdown_locked(inner: &Arc<Inner>) {
     tracing::info!("core shutting down");
     let layers = {
         let registry = inner.registry();
-        crate::resolver::Resolver::new(registry.known().values())
-            .shutdown_layers(&registry.loaded())
+        crate::resolver::Resolver::new(registry.known()).shutdown_layers(&registry.loaded())
     };
     for layer in layers {
         let stops = layer
