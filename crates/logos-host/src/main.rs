@@ -14,6 +14,12 @@
 //! arguments; 3 when the library is refused (cannot be loaded, no entry point, another ABI
 //! version or protocol major, another name or version than the metadata's).
 
+// The entry point is `entry::main`, not std's (see there). Unit tests build with the test
+// harness's `main` instead, so the host's own work is unused in that build.
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code, unused_imports))]
+
+mod entry;
 mod load;
 
 use std::ffi::OsString;
@@ -113,7 +119,8 @@ fn set<T>(slot: &mut Option<T>, what: &str, value: T) -> Result<(), String> {
     Ok(())
 }
 
-fn main() {
+/// The host's work once the process is set up (`entry.rs` owns the entry point).
+fn host_main() -> ! {
     let code = match Args::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(args)) => run(&args),
         Ok(Command::Help) => {

@@ -1,6 +1,7 @@
 //! `logos_host` against hand-made module libraries: the ABI version, protocol major, name and
 //! version are checked before any module code runs, refusals exit 3 with a message naming both sides,
-//! and an accepted library's `run` exit code becomes the host's.
+//! and an accepted library's `run` exit code becomes the host's. The process the module runs
+//! in ignores `SIGPIPE` and names a stack overflow, as std's own entry point would have.
 //!
 //! The fake libraries are tiny C-ABI cdylibs compiled with `rustc` into a temp dir, so each
 //! can claim whatever version or name a case needs. Their `run` creates a marker file, which
@@ -14,7 +15,8 @@ struct Fake<'a> {
     abi: u32,
     major: u32,
     name: &'a str,
-    code: i32,
+    /// The body of `run`: an exit code, or code that ends in one.
+    code: &'a str,
 }
 
 fn rustc() -> Command {
@@ -91,7 +93,7 @@ fn checks_come_before_run_and_refusals_exit_3() {
             abi: 2,
             major: 1,
             name: "calc",
-            code: 0,
+            code: "0",
         },
     );
     let out = host(&lib, "calc");
@@ -110,7 +112,7 @@ fn checks_come_before_run_and_refusals_exit_3() {
             abi: 1,
             major: 2,
             name: "calc",
-            code: 0,
+            code: "0",
         },
     );
     let out = host(&lib, "calc");
@@ -129,7 +131,7 @@ fn checks_come_before_run_and_refusals_exit_3() {
             abi: 1,
             major: 1,
             name: "calc",
-            code: 0,
+            code: "0",
         },
     );
     let out = host(&lib, "calq");
@@ -153,7 +155,7 @@ fn a_version_other_than_the_metadata_is_refused_before_run() {
         abi: 1,
         major: 1,
         name: "calc",
-        code: 0,
+        code: "0",
     };
     // The fake embeds version 1.0.0.
     let lib = build(d, "versioned", &fake);
@@ -188,7 +190,7 @@ fn an_accepted_library_runs_and_its_code_is_the_exit_code() {
             abi: 1,
             major: 1,
             name: "good",
-            code: 42,
+            code: "42",
         },
     );
     let out = host(&lib, "good");
@@ -244,4 +246,70 @@ fn bad_arguments_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The host has its own entry point (`entry.rs`); a module still gets `EPIPE` from a write to
+/// a pipe nobody reads, not death by `SIGPIPE`.
+#[test]
+fn a_write_to_a_closed_pipe_is_an_error_not_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    drop(reader);
+    match writer.write(b"x") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 7,
+        _ => 1,
+    }"#;
+    let lib = build(
+        dir.path(),
+        "pipe",
+        &Fake {
+            abi: 1,
+            major: 1,
+            name: "pipe",
+            code: body,
+        },
+    );
+    let out = host(&lib, "pipe");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A module that recurses without end dies of the fault, and its stderr says why.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn a_stack_overflow_is_named_on_stderr() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"
+    fn deep(n: u64) -> u64 {
+        let frame = std::hint::black_box([n; 64]);
+        if n == 0 { 0 } else { deep(n - 1).wrapping_add(frame[3]) }
+    }
+    deep(std::hint::black_box(u64::MAX)) as i32"#;
+    let lib = build(
+        dir.path(),
+        "deep",
+        &Fake {
+            abi: 1,
+            major: 1,
+            name: "deep",
+            code: body,
+        },
+    );
+    let out = host(&lib, "deep");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSEGV),
+        "{:?} {stderr}",
+        out.status
+    );
+    assert!(stderr.contains("overflowed its stack"), "{stderr}");
 }
