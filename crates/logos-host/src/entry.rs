@@ -65,6 +65,8 @@ fn report_stack_overflow() {
     };
     // SAFETY: `alt` describes the mapping above, which stays mapped for the process's life.
     if unsafe { libc::sigaltstack(&alt, std::ptr::null_mut()) } != 0 {
+        // SAFETY: the mapping made above, refused as a signal stack and so used by nothing.
+        unsafe { libc::munmap(stack, ALT_STACK) };
         return;
     }
     // SAFETY: a zeroed `sigaction` is a valid value of the C struct; the fields that matter

@@ -734,7 +734,7 @@ mod tests {
             eprintln!("no cgroup can be made here: processes take the fallback, with no stack");
             return Ok(());
         };
-        // A stack is a 256 KiB read-write mapping right above a one-page guard.
+        // A stack is a `STACK_SIZE` read-write mapping right above a one-page guard.
         let stacks = || -> io::Result<usize> {
             let maps = std::fs::read_to_string("/proc/self/maps")?;
             let ranges: Vec<(u64, u64, bool)> = maps
@@ -752,7 +752,9 @@ mod tests {
                 .collect();
             Ok(ranges
                 .windows(2)
-                .filter(|w| w[0].2 && w[0].1 == w[1].0 && w[1].1 - w[1].0 == 256 * 1024)
+                .filter(|w| {
+                    w[0].2 && w[0].1 == w[1].0 && w[1].1 - w[1].0 == vfork::STACK_SIZE as u64
+                })
                 .count())
         };
         let before = stacks()?;

@@ -53,7 +53,7 @@ const CLONE_VFORK: u64 = 0x4000;
 /// Size of the child's stack: what the setup between clone and `exec` needs, many times over
 /// (it runs in unoptimised test builds too). Pages are only touched as used.
 #[cfg(target_arch = "x86_64")]
-const STACK_SIZE: usize = 256 * 1024;
+pub(super) const STACK_SIZE: usize = 256 * 1024;
 
 /// Creates the process `args` describes, running `child` in it; the child's pid.
 ///
