@@ -323,7 +323,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     loop {
         // The frames read last (here, or by a caller's thread), then a read without waiting
         // unless the poll window is over, all under the lock.
-        let read = {
+        let next = {
             let mut st = lock(&inbound.state);
             let frames = &mut st.frames;
             if take_frames(&session, &sock, frames, &mut seen).is_break()
@@ -334,20 +334,36 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             if seen.calls && !inner.config.busy_poll.is_zero() {
                 // Call traffic: look again without waiting, and poll if it ran dry (below).
                 sleeping = false;
-            }
-            if sleeping {
-                None
+                if std::mem::take(&mut seen.answered) {
+                    // A caller was just answered: it runs (and sends its next call) before
+                    // this task reads again, so no read that finds nothing stands between
+                    // an answer and the next call.
+                    Next::AfterAnswer
+                } else {
+                    Next::Read
+                }
+            } else if sleeping {
+                Next::Wait
             } else {
-                let read = sock.try_read_buf(frames.room());
-                let ended = read_ended(&inner, &read, || frames.buf.len());
-                Some((read, ended))
+                Next::Read
             }
         };
-        // Sleeping (the poll window is over): wait and read in one step, so a wake-up costs
-        // one `read`, and a read that finds nothing is the one that re-arms the wait.
-        let (read, ended) = match read {
-            Some(read) => read,
-            None => {
+        let (read, ended) = match next {
+            Next::AfterAnswer => {
+                PollTurn::after_answer().await;
+                continue;
+            }
+            Next::Read => {
+                let mut st = lock(&inbound.state);
+                let frames = &mut st.frames;
+                let read = sock.try_read_buf(frames.room());
+                let ended = read_ended(&inner, &read, || frames.buf.len());
+                (read, ended)
+            }
+            // Sleeping (the poll window is over): wait and read in one step, so a wake-up
+            // costs one `read`, and a read that finds nothing is the one that re-arms the
+            // wait.
+            Next::Wait => {
                 let read = tokio::select! {
                     biased;
                     _ = reason.wait_for(Option::is_some) => return,
@@ -371,16 +387,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     poll_until = Instant::now().checked_add(inner.config.busy_poll);
                 }
                 if poll_until.is_some_and(|until| Instant::now() < until) {
-                    if std::mem::take(&mut seen.answered) {
-                        // A caller was just answered: let it run before anything else.
-                        PollTurn::after_answer().await;
-                    } else {
-                        // Let another process on this CPU run (the peer, perhaps), then
-                        // let the runtime run the tasks that are ready (the call just
-                        // dispatched) before reading again.
-                        std::thread::yield_now();
-                        poll_turn.pass().await;
-                    }
+                    // Let another process on this CPU run (the peer, perhaps), then let the
+                    // runtime run the tasks that are ready (the call just dispatched)
+                    // before reading again.
+                    std::thread::yield_now();
+                    poll_turn.pass().await;
                     continue;
                 }
                 poll_until = None;
@@ -390,6 +401,16 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             Err(_) => {}
         }
     }
+}
+
+/// What the reader task does after taking the frames it has.
+enum Next {
+    /// Lets the caller it just answered run first (`PollTurn::after_answer`).
+    AfterAnswer,
+    /// Reads without waiting.
+    Read,
+    /// Waits for the socket, then reads (the poll window is over).
+    Wait,
 }
 
 /// How the poll loop gives the other tasks of its runtime their turn.
