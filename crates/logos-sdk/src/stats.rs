@@ -321,6 +321,11 @@ pub(crate) struct CallTimer<'a> {
 }
 
 impl CallTimer<'_> {
+    /// When the call started (for its span, so one clock read serves both).
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Records the call as finished: `None` when it succeeded, else its error code.
     pub(crate) fn finish(mut self, outcome: Option<ErrorCode>) {
         self.done = true;

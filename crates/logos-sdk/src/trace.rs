@@ -82,24 +82,35 @@ pub(crate) enum Kind {
     Client,
 }
 
-/// A span being timed. [`Open::finish`] hands it to the reporter.
+/// A span being timed. [`Spans::finish`] hands it to the reporter.
+///
+/// Only the monotonic start is read on the call path; the reporter turns it into wall-clock
+/// time when it encodes the span (`WallClock`), so a span costs one clock read to open.
 pub(crate) struct Open {
     pub ctx: TraceContext,
     parent: Option<[u8; 8]>,
     kind: Kind,
-    start: SystemTime,
     started: Instant,
 }
 
 impl Open {
-    /// Starts timing the span `ctx`, child of `parent`.
+    /// Starts timing the span `ctx`, child of `parent`, now.
     pub(crate) fn start(ctx: TraceContext, parent: Option<[u8; 8]>, kind: Kind) -> Open {
+        Open::started_at(ctx, parent, kind, Instant::now())
+    }
+
+    /// The span `ctx` that started at `started` (a clock read the caller already made).
+    pub(crate) fn started_at(
+        ctx: TraceContext,
+        parent: Option<[u8; 8]>,
+        kind: Kind,
+        started: Instant,
+    ) -> Open {
         Open {
             ctx,
             parent,
             kind,
-            start: SystemTime::now(),
-            started: Instant::now(),
+            started,
         }
     }
 }
@@ -139,7 +150,10 @@ impl Spans {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Queues a finished span; never waits. A full queue drops it and counts the drop.
+    /// Queues a finished span; never waits. A full queue drops it and counts the drop,
+    /// before anything is copied or timed: at call rates beyond what the reporter carries
+    /// (about [`MAX_BATCH`] per [`GATHER`]) most spans are dropped, and a dropped span must
+    /// cost the call next to nothing.
     pub(crate) fn finish(
         &self,
         open: Open,
@@ -150,7 +164,11 @@ impl Spans {
         if !self.enabled() {
             return;
         }
-        let finished = Finished {
+        let Ok(permit) = self.tx.try_reserve() else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        permit.send(Finished {
             duration: open.started.elapsed(),
             open,
             target: target.to_owned(),
@@ -158,10 +176,7 @@ impl Spans {
             error: result
                 .err()
                 .map(|f| format!("{}: {}", f.code.as_str(), cut(&f.message))),
-        };
-        if self.tx.try_send(finished).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        });
     }
 
     /// Starts reporting to the core when its `welcome` attrs ask for spans. `control` follows
@@ -196,23 +211,24 @@ async fn report(
     mut rx: mpsc::Receiver<Finished>,
     dropped: Arc<AtomicU64>,
 ) {
-    let mut batch = Vec::with_capacity(64);
     while let Some(first) = rx.recv().await {
-        batch.push(encode(first));
         tokio::time::sleep(GATHER).await;
+        // One allocation for the batch, and one clock reading for all its wall-clock times.
+        let mut batch = Vec::with_capacity(MAX_BATCH.min(1 + rx.len()));
+        let clock = WallClock::now();
+        batch.push(encode(first, &clock));
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(f) => batch.push(encode(f)),
+                Ok(f) => batch.push(encode(f, &clock)),
                 Err(_) => break,
             }
         }
         let live = control.borrow().clone().filter(|s| !s.is_closed());
         let Some(control) = live else {
             dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            batch.clear();
             continue;
         };
-        let spans = Value::List(std::mem::take(&mut batch));
+        let spans = Value::List(batch);
         // Spans the full queue refused since the last report.
         let args = vec![spans, Value::UInt(dropped.swap(0, Ordering::Relaxed))];
         if let Err(e) = control
@@ -224,13 +240,33 @@ async fn report(
     }
 }
 
+/// The wall clock and the monotonic clock read together, to date spans timed with the
+/// monotonic clock alone.
+struct WallClock {
+    wall: SystemTime,
+    mono: Instant,
+}
+
+impl WallClock {
+    fn now() -> WallClock {
+        WallClock {
+            wall: SystemTime::now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since the Unix epoch at `at` (0 for a clock set before 1970).
+    fn unix_ns(&self, at: Instant) -> u64 {
+        self.wall
+            .checked_sub(self.mono.saturating_duration_since(at))
+            .and_then(|wall| wall.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
 /// One span as the `$spans` report carries it (docs/tracing.md §Reports).
-fn encode(f: Finished) -> Value {
-    let start_ns = f
-        .open
-        .start
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+fn encode(f: Finished, clock: &WallClock) -> Value {
+    let start_ns = clock.unix_ns(f.open.started);
     let mut m = BTreeMap::new();
     m.insert(
         "trace".to_owned(),
@@ -275,6 +311,22 @@ mod tests {
         assert_eq!(child.trace_id, root.trace_id);
         assert_ne!(child.span_id, root.span_id);
         assert!(root.sampled());
+    }
+
+    #[test]
+    fn spans_are_dated_from_their_monotonic_start() {
+        let clock = WallClock::now();
+        let wall = clock
+            .wall
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .expect("the clock is after 1970");
+        let second_before = clock
+            .mono
+            .checked_sub(Duration::from_secs(1))
+            .expect("the monotonic clock is older than a second");
+        assert_eq!(clock.unix_ns(clock.mono), wall);
+        assert_eq!(clock.unix_ns(second_before), wall - 1_000_000_000);
     }
 
     #[tokio::test]

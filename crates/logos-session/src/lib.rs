@@ -25,6 +25,7 @@
 //! | `handler.rs` | [`Handler`], [`Refuse`] |
 //! | `handshake.rs` | [`connect`], [`read_hello`], [`PendingSession`] |
 //! | `session.rs` | [`Session`], [`Peer`], outgoing calls, closing |
+//! | `deadline.rs` | the deadline task: fails outgoing calls past their deadline |
 //! | `socket.rs` | [`Transport`]: non-blocking reads and writes on a Unix socket or on TLS over TCP |
 //! | `writer.rs` | the write path: direct write-through, batching writer task, event queue |
 //! | `reader.rs` | the reader task and dispatch of incoming frames (also from a thread polling for its answer) |
@@ -71,6 +72,7 @@
 
 mod admission;
 mod config;
+mod deadline;
 mod error;
 mod fault;
 mod handler;

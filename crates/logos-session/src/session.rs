@@ -92,6 +92,25 @@ pub(crate) struct Pending {
     pings: IdMap<oneshot::Sender<Option<String>>>,
     /// Set by [`Inner::shut`]; nothing is registered after it.
     closed: Option<Arc<str>>,
+    /// The deadline the deadline task (`deadline.rs`) sleeps towards: no later than that of
+    /// any call waiting, perhaps of one answered since. `None` while it waits for a call.
+    pub(crate) armed: Option<Instant>,
+}
+
+impl Pending {
+    /// Takes out every call whose deadline is at or before `now` (dropping them wakes their
+    /// callers with a timeout) and arms the earliest deadline left.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<Waiting> {
+        let ids: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let expired = ids.iter().filter_map(|id| self.calls.remove(id)).collect();
+        self.armed = self.calls.values().map(|w| w.deadline).min();
+        expired
+    }
 }
 
 /// A call waiting for its answer.
@@ -100,6 +119,8 @@ pub(crate) struct Waiting {
     /// Its caller runs where the reader's polling after an answer helps it (see
     /// [`Inner::complete_call`]).
     nearby: bool,
+    /// Past it the deadline task drops `tx`, and the caller fails with `timeout`.
+    deadline: Instant,
 }
 
 thread_local! {
@@ -221,6 +242,8 @@ pub(crate) struct Inner {
     pub(crate) wake: Notify,
     /// Signalled (to all waiters) whenever queued bytes drop or the writer goes idle/exits.
     pub(crate) progress: Notify,
+    /// Wakes the deadline task: a call's deadline is earlier than the one it sleeps towards.
+    pub(crate) rearm: Notify,
     pub(crate) closed: AtomicBool,
     /// The close reason, `None` while open. Also what [`Session::closed`] waits on.
     pub(crate) reason: watch::Sender<Option<Arc<str>>>,
@@ -300,18 +323,37 @@ impl Inner {
         true
     }
 
-    /// Registers call `id`, answered through `tx`; `nearby` as [`caller_nearby`] says.
+    /// Registers call `id`, answered through `tx` until `deadline`; `nearby` as
+    /// [`caller_nearby`] says. `false` once the connection is closing.
     fn register_call(
         &self,
         id: u64,
         tx: oneshot::Sender<Result<Value, Fault>>,
         nearby: bool,
+        deadline: Instant,
     ) -> bool {
-        let mut p = lock(&self.pending);
-        if p.closed.is_some() {
-            return false;
+        let rearm = {
+            let mut p = lock(&self.pending);
+            if p.closed.is_some() {
+                return false;
+            }
+            p.calls.insert(
+                id,
+                Waiting {
+                    tx,
+                    nearby,
+                    deadline,
+                },
+            );
+            let rearm = p.armed.is_none_or(|armed| deadline < armed);
+            if rearm {
+                p.armed = Some(deadline);
+            }
+            rearm
+        };
+        if rearm {
+            self.rearm.notify_one();
         }
-        p.calls.insert(id, Waiting { tx, nearby });
         true
     }
 
@@ -328,7 +370,7 @@ impl Inner {
     pub(crate) fn complete_call(&self, id: u64, result: Result<Value, Fault>) -> bool {
         let waiting = lock(&self.pending).calls.remove(&id);
         match waiting {
-            Some(Waiting { tx, nearby }) => {
+            Some(Waiting { tx, nearby, .. }) => {
                 let _ = tx.send(result);
                 nearby
             }
@@ -376,6 +418,8 @@ struct CallGuard<'a> {
     id: u64,
     sent: bool,
     done: bool,
+    /// The deadline task took the call out of the pending map: still tell the peer.
+    expired: bool,
 }
 
 impl Drop for CallGuard<'_> {
@@ -383,7 +427,7 @@ impl Drop for CallGuard<'_> {
         if self.done {
             return;
         }
-        if self.inner.forget_call(self.id) && self.sent {
+        if (self.inner.forget_call(self.id) || self.expired) && self.sent {
             let _ = self
                 .inner
                 .send(Lane::Ctrl, &Message::Cancel { id: self.id });
@@ -459,6 +503,7 @@ impl Session {
             connector,
             wake: Notify::new(),
             progress: Notify::new(),
+            rearm: Notify::new(),
             closed: AtomicBool::new(false),
             reason,
             pending: Mutex::new(Pending::default()),
@@ -475,6 +520,7 @@ impl Session {
         tracing::debug!(session = inner.id, peer = %inner.peer.identity, "connection started");
         tokio::spawn(crate::writer::run(inner.clone(), sock.clone()));
         tokio::spawn(crate::reader::run(inner.clone()));
+        tokio::spawn(crate::deadline::run(inner.clone()));
         Session { inner }
     }
 
@@ -542,7 +588,7 @@ impl Session {
         let id = inner.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let nearby = caller_nearby();
-        if !inner.register_call(id, tx, nearby) {
+        if !inner.register_call(id, tx, nearby, deadline) {
             return Err(inner.unavailable());
         }
         if !nearby {
@@ -554,6 +600,7 @@ impl Session {
             id,
             sent: false,
             done: false,
+            expired: false,
         };
         let timeout_ms = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
@@ -590,16 +637,20 @@ impl Session {
             Err(_) => return Err(timed_out()),
         }
         drop(msg);
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(result)) => {
+        // No timer here: past the deadline the deadline task drops `tx` (`deadline.rs`).
+        match rx.await {
+            Ok(result) => {
                 guard.done = true;
                 result
             }
-            Ok(Err(_)) => {
+            Err(_) if Instant::now() >= deadline => {
+                guard.expired = true;
+                Err(timed_out())
+            }
+            Err(_) => {
                 guard.done = true;
                 Err(inner.unavailable())
             }
-            Err(_) => Err(timed_out()),
         }
     }
 

@@ -101,6 +101,79 @@ async fn call_timeout_names_the_method_and_cancels_the_handler() {
 }
 
 #[tokio::test]
+async fn a_short_deadline_behind_a_long_one_still_times_out_on_time() {
+    // One task keeps the connection's deadlines: a call whose deadline is earlier than the
+    // one it sleeps towards must wake it, or that call would wait out the long one. The
+    // peer never answers (nor enforces the deadline it is sent), so only the caller's own
+    // deadline can end the call; it must still tell the peer it gave up.
+    let (mut raw, alice) = raw_client(Arc::new(Refuse), Config::default()).await;
+    let long = tokio::spawn({
+        let alice = alice.clone();
+        async move {
+            alice
+                .call("raw", "hang", vec![], Duration::from_secs(600))
+                .await
+        }
+    });
+    let first = soon("the long call", raw.recv()).await;
+    assert!(matches!(first, Some(Message::Call(_))), "{first:?}");
+    let began = Instant::now();
+    let err = soon(
+        "the short call's timeout",
+        alice.call("raw", "hang", vec![], Duration::from_millis(100)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    assert!(err.message.contains("raw.hang"), "{err}");
+    assert!(
+        began.elapsed() >= Duration::from_millis(100),
+        "early: {err}"
+    );
+    let short = match soon("the short call", raw.recv()).await {
+        Some(Message::Call(call)) => call.id,
+        other => panic!("expected the short call, got {other:?}"),
+    };
+    match soon("its cancel", raw.recv()).await {
+        Some(Message::Cancel { id }) => assert_eq!(id, short),
+        other => panic!("expected a cancel of call {short}, got {other:?}"),
+    }
+    assert!(!long.is_finished(), "the long call must still wait");
+    long.abort();
+}
+
+#[tokio::test]
+async fn a_deadline_that_passes_after_its_answer_fails_no_other_call() {
+    // A quick call arms a deadline it no longer needs once answered; when that deadline
+    // passes, only calls past their own deadline may fail.
+    let (probe, _) = Probe::new(|_, call: Call| async move {
+        if call.method == "hang" {
+            futures::future::pending::<()>().await;
+        }
+        Ok(Value::from("done"))
+    });
+    let (alice, _bob) = pair(Arc::new(Refuse), Arc::new(probe)).await;
+    let quick = alice
+        .call("bob", "quick", vec![], Duration::from_millis(50))
+        .await;
+    assert_eq!(quick, Ok(Value::from("done")));
+    let began = Instant::now();
+    let err = soon(
+        "the hanging call's timeout",
+        alice.call("bob", "hang", vec![], Duration::from_millis(400)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    assert!(
+        began.elapsed() >= Duration::from_millis(400),
+        "failed at the quick call's deadline, not its own: {:?}",
+        began.elapsed()
+    );
+    assert!(err.message.contains("bob.hang"), "{err}");
+}
+
+#[tokio::test]
 async fn dropping_the_call_future_cancels_the_handler() {
     let (h, mut dropped, mut started) = hanging();
     let (alice, _bob) = pair(Arc::new(Refuse), h).await;
