@@ -319,6 +319,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut seen = Seen::default();
     // The last read found nothing and the poll window is over: the next read waits.
     let mut sleeping = false;
+    // The socket may signal readiness (it does from each wait until polling finds data).
+    let mut signalled = true;
     let poll_turn = PollTurn::choose(&sock);
     loop {
         // The frames read last (here, or by a caller's thread), then a read without waiting
@@ -364,6 +366,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             // costs one `read`, and a read that finds nothing is the one that re-arms the
             // wait.
             Next::Wait => {
+                signalled = true;
                 let read = tokio::select! {
                     biased;
                     _ = reason.wait_for(Option::is_some) => return,
@@ -379,6 +382,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         match read {
             Ok(n) => {
                 tracing::trace!(session = inner.id, bytes = n, "read");
+                if signalled && poll_until.is_some() {
+                    // Polling pays off (a call loop): readiness events would only cost
+                    // the peer's sends and our reactor turns until this task waits again.
+                    sock.polling();
+                    signalled = false;
+                }
                 // A peer that never pauses must not monopolise this worker thread.
                 tokio::task::consume_budget().await;
             }

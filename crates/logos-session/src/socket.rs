@@ -97,6 +97,14 @@ impl Socket {
         }
     }
 
+    /// The reader's polling found data: no readiness events until it waits again (see
+    /// [`UnixSocket::polling`]; TLS reads go through the reactor and keep theirs).
+    pub(crate) fn polling(&self) {
+        if let Socket::Unix(s) = self {
+            s.polling();
+        }
+    }
+
     /// Reads what is there into `buf`'s spare capacity; `WouldBlock` when nothing is.
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {

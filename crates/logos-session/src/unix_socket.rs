@@ -29,6 +29,19 @@
 //!   drains the socket (a short read), so no event is lost between a read and the wait. (It used to peek under the guard
 //!   and leave the read to the caller: two system calls per wake-up, and a module under its
 //!   seccomp filter pays for each.)
+//!
+//! # No readiness events while polling
+//!
+//! A socket in an epoll set costs every `send` of the peer a call into epoll (queueing the
+//! event, waking waiters), and the reactor's next `epoll_wait` then hands over that event,
+//! which nobody waits for while the reader polls (`Config::busy_poll`). In a call loop that is
+//! every message. So the readability registration is that of a duplicate descriptor that
+//! lives only while the reader may sleep: [`UnixSocket::read_buf_when_ready`] makes it,
+//! [`UnixSocket::polling`] drops it once polling has found data (the sign of a call loop).
+//! Bytes that arrive while there is none are read by the polling reader; a registration made
+//! when the socket already holds data reports it at once, so the wait that follows misses
+//! nothing. A connection that sleeps between single calls (an idle module's heartbeat) never
+//! drops it.
 
 use crate::socket::ReadTarget;
 use bytes::BytesMut;
@@ -51,7 +64,10 @@ const CONTROL_WORDS: usize = 2 + MAX_FDS_PER_WRITE / 2;
 
 /// A connected Unix stream socket (non-blocking), see the module docs.
 pub(crate) struct UnixSocket {
-    io: AsyncFd<StdUnixStream>,
+    stream: StdUnixStream,
+    /// The readable-only registration, while the reader may wait (see "No readiness events
+    /// while polling").
+    read_wait: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
     /// The writable-only registration, while the writer waits for room.
     write_wait: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
     /// The peer's pid and uid, read at connection time (`SO_PEERCRED`).
@@ -74,9 +90,10 @@ impl UnixSocket {
             }
         };
         // `into_std` deregisters it and leaves it non-blocking.
-        let std = stream.into_std()?;
+        let stream = stream.into_std()?;
         Ok(UnixSocket {
-            io: register(std, Interest::READABLE)?,
+            stream,
+            read_wait: Mutex::new(None),
             write_wait: Mutex::new(None),
             peer,
             fds: Mutex::new(VecDeque::new()),
@@ -86,7 +103,7 @@ impl UnixSocket {
     /// Reads what is there into `buf`'s spare room; `WouldBlock` when nothing is. Always a
     /// system call: see "No read without the reactor".
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        read_into(self.io.get_ref(), buf, &self.fds).map(|r| r.bytes)
+        read_into(&self.stream, buf, &self.fds).map(|r| r.bytes)
     }
 
     /// The oldest descriptor received and not yet taken: the memory file of the next shared
@@ -115,12 +132,13 @@ impl UnixSocket {
     /// completes has taken nothing. `buf` is lent for the read alone ([`ReadTarget`]), so
     /// the reader task can wait here while a caller's thread reads into the same buffer.
     pub(crate) async fn read_buf_when_ready(&self, mut buf: impl ReadTarget) -> io::Result<usize> {
+        let registration = self.registration(&self.read_wait, Interest::READABLE)?;
         loop {
-            let mut guard = self.io.readable().await?;
-            let read = guard.try_io(|s| {
+            let mut guard = registration.readable().await?;
+            let read = guard.try_io(|_| {
                 buf.lend(|buf| {
                     let room = buf.spare_capacity_mut().len();
-                    read_into(s.get_ref(), buf, &self.fds)
+                    read_into(&self.stream, buf, &self.fds)
                         .map(|read| (read.bytes, read.drained(room)))
                 })
             });
@@ -140,7 +158,7 @@ impl UnixSocket {
 
     /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.get_ref().write(buf)
+        (&self.stream).write(buf)
     }
 
     /// [`UnixSocket::try_write`] from several buffers in one `sendmsg`. With `MSG_NOSIGNAL`,
@@ -178,7 +196,7 @@ impl UnixSocket {
             ));
         }
         Ok(rustix::net::sendmsg(
-            self.io.get_ref(),
+            &self.stream,
             bufs,
             &mut control,
             flags,
@@ -188,21 +206,7 @@ impl UnixSocket {
     /// Waits until a write may make progress, through a writable-only registration that
     /// lives until [`UnixSocket::write_idle`].
     pub(crate) async fn writable(&self) -> io::Result<()> {
-        let registration = {
-            let mut slot = self
-                .write_wait
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match &*slot {
-                Some(r) => Arc::clone(r),
-                None => {
-                    let dup = self.io.get_ref().as_fd().try_clone_to_owned()?;
-                    let r = Arc::new(register(dup, Interest::WRITABLE)?);
-                    *slot = Some(Arc::clone(&r));
-                    r
-                }
-            }
-        };
+        let registration = self.registration(&self.write_wait, Interest::WRITABLE)?;
         loop {
             let mut guard = registration.writable().await?;
             match guard.try_io(|fd| room(fd.get_ref())) {
@@ -214,17 +218,35 @@ impl UnixSocket {
 
     /// The writer has nothing queued: stop being woken when the peer reads.
     pub(crate) fn write_idle(&self) {
-        let dropped = self
-            .write_wait
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(dropped);
+        drop(take(&self.write_wait));
+    }
+
+    /// The reader polls and has found data by polling: stop readiness events until it waits
+    /// again (see "No readiness events while polling").
+    pub(crate) fn polling(&self) {
+        drop(take(&self.read_wait));
+    }
+
+    /// The registration in `slot` for `interest` (of a duplicate descriptor), made if there
+    /// is none.
+    fn registration(
+        &self,
+        slot: &Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
+        interest: Interest,
+    ) -> io::Result<Arc<AsyncFd<OwnedFd>>> {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = &*slot {
+            return Ok(Arc::clone(r));
+        }
+        let dup = self.stream.as_fd().try_clone_to_owned()?;
+        let r = Arc::new(register(dup, interest)?);
+        *slot = Some(Arc::clone(&r));
+        Ok(r)
     }
 
     /// Closes the sending side.
     pub(crate) fn shutdown_write(&self) -> io::Result<()> {
-        self.io.get_ref().shutdown(std::net::Shutdown::Write)
+        self.stream.shutdown(std::net::Shutdown::Write)
     }
 
     /// The peer's pid and uid (`SO_PEERCRED`), read when the connection was taken over.
@@ -246,8 +268,12 @@ fn register<T: std::os::fd::AsRawFd + OwnedDescriptor>(
 
 /// Types that own exactly one descriptor for their whole life (what `register` relies on).
 trait OwnedDescriptor {}
-impl OwnedDescriptor for StdUnixStream {}
 impl OwnedDescriptor for OwnedFd {}
+
+/// Empties a registration slot; the registration ends when its last user lets go.
+fn take(slot: &Mutex<Option<Arc<AsyncFd<OwnedFd>>>>) -> Option<Arc<AsyncFd<OwnedFd>>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
 
 /// One `recvmsg` into `buf`'s spare room; descriptors that came with the bytes go to the back
 /// of `fds`. An error (`InvalidData`) when they did not fit the control buffer or overflow
@@ -446,6 +472,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn data_that_came_while_polling_without_a_registration_wakes_the_next_wait() {
+        let (a, b) = pair();
+        let mut buf = BytesMut::with_capacity(64);
+        b.try_write(b"one").expect("write");
+        assert_eq!(a.read_buf_when_ready(&mut buf).await.expect("read"), 3);
+        a.polling();
+        assert!(
+            take(&a.read_wait).is_none(),
+            "polling keeps the registration"
+        );
+        // Sent while nothing is registered: no event is raised for it anywhere.
+        b.try_write(b"two").expect("write");
+        tokio::task::yield_now().await;
+        let n = tokio::time::timeout(Duration::from_secs(10), a.read_buf_when_ready(&mut buf))
+            .await
+            .expect("the wait after polling missed data already there")
+            .expect("read");
+        assert_eq!(n, 3);
+        assert_eq!(&buf[..], b"onetwo");
+        // And the registration the wait made serves the next wait as before.
+        let later = async {
+            tokio::task::yield_now().await;
+            b.try_write(b"three").expect("write");
+        };
+        let (n, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(
+                async { a.read_buf_when_ready(&mut buf).await.expect("read") },
+                later
+            )
+        })
+        .await
+        .expect("no wake-up after the registration was made again");
+        assert_eq!(n, 5);
+    }
+
+    #[tokio::test]
     async fn a_draining_read_clears_the_readiness_and_later_data_still_wakes_it() {
         let (a, b) = pair();
         let mut buf = BytesMut::with_capacity(64);
@@ -453,9 +515,12 @@ mod tests {
         assert_eq!(a.read_buf_when_ready(&mut buf).await.expect("read"), 3);
         // The short read cleared the readiness: waiting again makes no read that finds
         // nothing...
+        let registration = a
+            .registration(&a.read_wait, Interest::READABLE)
+            .expect("registration");
         let still_ready = tokio::select! {
             biased;
-            _ = a.io.readable() => true,
+            _ = registration.readable() => true,
             () = std::future::ready(()) => false,
         };
         assert!(!still_ready, "a draining read left the readiness set");
