@@ -1,6 +1,7 @@
-//! [`UnixSocket`]: a Unix stream socket registered with the reactor for readability only.
+//! [`UnixSocket`]: a Unix stream socket registered with the reactor only while someone waits
+//! on it, and then for that one direction.
 //!
-//! Owns the registration of a Unix connection with tokio's reactor and its three system
+//! Owns the registrations of a Unix connection with tokio's reactor and its three system
 //! calls: a read into a buffer's spare room (`recvmsg`, keeping the descriptors of shared
 //! frames that come with the bytes, in order, see `shm.rs`), a write (optionally carrying
 //! descriptors), and waiting for either. Never buffers bytes, never interprets them, never
@@ -15,9 +16,10 @@
 //!   time the *peer* consumes data (`unix_write_space`, unlike TCP, which only does so after
 //!   the sender ran out of room), so every frame we send wakes our process once more when the
 //!   peer reads it: an idle module answering a heartbeat woke twice, and the core twice per
-//!   module per second. Here the socket is registered for readability only; a second,
-//!   writable-only registration of a duplicate descriptor exists only while the writer waits
-//!   for room ([`UnixSocket::writable`]) and is dropped when the writer goes idle
+//!   module per second. Here the socket itself is never registered: a readable-only
+//!   registration of a duplicate descriptor serves the reader's waits (below), and a
+//!   writable-only one exists only while the writer waits for room
+//!   ([`UnixSocket::writable`]) and is dropped when the writer goes idle
 //!   ([`UnixSocket::write_idle`]).
 //! - **No read without the reactor.** tokio's `try_read` returns `WouldBlock` without a
 //!   system call while its cached readiness says "not readable", and that cache is refreshed
