@@ -324,7 +324,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let poll_turn = PollTurn::choose(&sock);
     loop {
         // The frames read last (here, or by a caller's thread), then a read without waiting
-        // unless the poll window is over, all under the lock.
+        // unless a caller was just answered or the poll window is over, all under the lock.
         let next = {
             let mut st = lock(&inbound.state);
             let frames = &mut st.frames;
@@ -333,21 +333,23 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             {
                 return;
             }
+            let mut answered = false;
             if seen.calls && !inner.config.busy_poll.is_zero() {
                 // Call traffic: look again without waiting, and poll if it ran dry (below).
                 sleeping = false;
-                if std::mem::take(&mut seen.answered) {
-                    // A caller was just answered: it runs (and sends its next call) before
-                    // this task reads again, so no read that finds nothing stands between
-                    // an answer and the next call.
-                    Next::AfterAnswer
-                } else {
-                    Next::Read
-                }
+                answered = std::mem::take(&mut seen.answered);
+            }
+            if answered {
+                // A caller was just answered: it runs (and sends its next call) before this
+                // task reads again, so no read that finds nothing stands between an answer
+                // and the next call.
+                Next::AfterAnswer
             } else if sleeping {
                 Next::Wait
             } else {
-                Next::Read
+                let read = sock.try_read_buf(frames.room());
+                let ended = read_ended(&inner, &read, || frames.buf.len());
+                Next::Read(read, ended)
             }
         };
         let (read, ended) = match next {
@@ -355,13 +357,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 PollTurn::after_answer().await;
                 continue;
             }
-            Next::Read => {
-                let mut st = lock(&inbound.state);
-                let frames = &mut st.frames;
-                let read = sock.try_read_buf(frames.room());
-                let ended = read_ended(&inner, &read, || frames.buf.len());
-                (read, ended)
-            }
+            Next::Read(read, ended) => (read, ended),
             // Sleeping (the poll window is over): wait and read in one step, so a wake-up
             // costs one `read`, and a read that finds nothing is the one that re-arms the
             // wait.
@@ -416,8 +412,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 enum Next {
     /// Lets the caller it just answered run first (`PollTurn::after_answer`).
     AfterAnswer,
-    /// Reads without waiting.
-    Read,
+    /// Read without waiting, under the same lock as the frames taken: what it gave, and
+    /// whether it ended the connection.
+    Read(io::Result<usize>, ControlFlow<()>),
     /// Waits for the socket, then reads (the poll window is over).
     Wait,
 }
