@@ -16,9 +16,9 @@
 //!   time the *peer* consumes data (`unix_write_space`, unlike TCP, which only does so after
 //!   the sender ran out of room), so every frame we send wakes our process once more when the
 //!   peer reads it: an idle module answering a heartbeat woke twice, and the core twice per
-//!   module per second. Here the socket itself is never registered: a readable-only
-//!   registration of a duplicate descriptor serves the reader's waits (below), and a
-//!   writable-only one exists only while the writer waits for room
+//!   module per second. Here the socket is registered for readability only, and only while
+//!   the reader may wait (below); a writable-only registration of a duplicate descriptor
+//!   (one epoll set takes a descriptor once) exists only while the writer waits for room
 //!   ([`UnixSocket::writable`]) and is dropped when the writer goes idle
 //!   ([`UnixSocket::write_idle`]).
 //! - **No read without the reactor.** tokio's `try_read` returns `WouldBlock` without a
@@ -37,9 +37,10 @@
 //! A socket in an epoll set costs every `send` of the peer a call into epoll (queueing the
 //! event, waking waiters), and the reactor's next `epoll_wait` then hands over that event,
 //! which nobody waits for while the reader polls (`Config::busy_poll`). In a call loop that is
-//! every message. So the readability registration is that of a duplicate descriptor that
-//! lives only while the reader may sleep: [`UnixSocket::read_buf_when_ready`] makes it,
-//! [`UnixSocket::polling`] drops it once polling has found data (the sign of a call loop).
+//! every message. So the readability registration lives only while the reader may sleep:
+//! [`UnixSocket::read_buf_when_ready`] makes it, [`UnixSocket::polling`] drops it once
+//! polling has found data (the sign of a call loop). It is the socket's own descriptor that
+//! is registered, so an idle connection holds one descriptor.
 //! Bytes that arrive while there is none are read by the polling reader; a registration made
 //! when the socket already holds data reports it at once, so the wait that follows misses
 //! nothing. A connection that sleeps between single calls (an idle module's heartbeat) never
@@ -49,7 +50,7 @@ use crate::socket::ReadTarget;
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::Interest;
@@ -66,10 +67,11 @@ const CONTROL_WORDS: usize = 2 + MAX_FDS_PER_WRITE / 2;
 
 /// A connected Unix stream socket (non-blocking), see the module docs.
 pub(crate) struct UnixSocket {
+    /// The readable-only registration of `stream`'s own descriptor, while the reader may
+    /// wait (see "No readiness events while polling"). Declared before `stream`, so it is
+    /// dropped (deregistered) before the descriptor closes.
+    read_wait: Mutex<Option<Arc<AsyncFd<Lent>>>>,
     stream: StdUnixStream,
-    /// The readable-only registration, while the reader may wait (see "No readiness events
-    /// while polling").
-    read_wait: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
     /// The writable-only registration, while the writer waits for room.
     write_wait: Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
     /// The peer's pid and uid, read at connection time (`SO_PEERCRED`).
@@ -94,8 +96,8 @@ impl UnixSocket {
         // `into_std` deregisters it and leaves it non-blocking.
         let stream = stream.into_std()?;
         Ok(UnixSocket {
-            stream,
             read_wait: Mutex::new(None),
+            stream,
             write_wait: Mutex::new(None),
             peer,
             fds: Mutex::new(VecDeque::new()),
@@ -134,7 +136,7 @@ impl UnixSocket {
     /// completes has taken nothing. `buf` is lent for the read alone ([`ReadTarget`]), so
     /// the reader task can wait here while a caller's thread reads into the same buffer.
     pub(crate) async fn read_buf_when_ready(&self, mut buf: impl ReadTarget) -> io::Result<usize> {
-        let registration = self.registration(&self.read_wait, Interest::READABLE)?;
+        let registration = self.read_registration()?;
         loop {
             let mut guard = registration.readable().await?;
             let read = guard.try_io(|_| {
@@ -208,7 +210,12 @@ impl UnixSocket {
     /// Waits until a write may make progress, through a writable-only registration that
     /// lives until [`UnixSocket::write_idle`].
     pub(crate) async fn writable(&self) -> io::Result<()> {
-        let registration = self.registration(&self.write_wait, Interest::WRITABLE)?;
+        let registration = registration(&self.write_wait, || {
+            // A duplicate: one epoll set takes a descriptor once, and the reader's
+            // registration may hold the socket's own.
+            let dup = self.stream.as_fd().try_clone_to_owned()?;
+            register(dup, Interest::WRITABLE)
+        })?;
         loop {
             let mut guard = registration.writable().await?;
             match guard.try_io(|fd| room(fd.get_ref())) {
@@ -229,21 +236,19 @@ impl UnixSocket {
         drop(take(&self.read_wait));
     }
 
-    /// The registration in `slot` for `interest` (of a duplicate descriptor), made if there
-    /// is none.
-    fn registration(
-        &self,
-        slot: &Mutex<Option<Arc<AsyncFd<OwnedFd>>>>,
-        interest: Interest,
-    ) -> io::Result<Arc<AsyncFd<OwnedFd>>> {
-        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(r) = &*slot {
-            return Ok(Arc::clone(r));
-        }
-        let dup = self.stream.as_fd().try_clone_to_owned()?;
-        let r = Arc::new(register(dup, interest)?);
-        *slot = Some(Arc::clone(&r));
-        Ok(r)
+    /// The reader's registration, made if there is none: of the socket's own descriptor, so
+    /// an idle connection holds one descriptor, not two.
+    fn read_registration(&self) -> io::Result<Arc<AsyncFd<Lent>>> {
+        registration(&self.read_wait, || {
+            let lent = Lent(self.stream.as_raw_fd());
+            // SAFETY: `lent` names `stream`'s descriptor, which stays open and refers to the
+            // same socket for as long as this `UnixSocket` lives. The registration lives in
+            // `read_wait` (dropped before `stream`, by field order) and in the `Arc` clones
+            // `read_buf_when_ready` holds while it borrows `self`, so it never outlives the
+            // descriptor.
+            unsafe { AsyncFd::register_with_interest(lent, Interest::READABLE) }
+                .map_err(io::Error::from)
+        })
     }
 
     /// Closes the sending side.
@@ -272,8 +277,32 @@ fn register<T: std::os::fd::AsRawFd + OwnedDescriptor>(
 trait OwnedDescriptor {}
 impl OwnedDescriptor for OwnedFd {}
 
+/// A descriptor lent to a registration by its owner, which outlives the registration (see
+/// `UnixSocket::read_registration`); dropping it closes nothing.
+struct Lent(RawFd);
+
+impl AsRawFd for Lent {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// The registration in `slot`, made by `make` if there is none.
+fn registration<T: AsRawFd>(
+    slot: &Mutex<Option<Arc<AsyncFd<T>>>>,
+    make: impl FnOnce() -> io::Result<AsyncFd<T>>,
+) -> io::Result<Arc<AsyncFd<T>>> {
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(r) = &*slot {
+        return Ok(Arc::clone(r));
+    }
+    let r = Arc::new(make()?);
+    *slot = Some(Arc::clone(&r));
+    Ok(r)
+}
+
 /// Empties a registration slot; the registration ends when its last user lets go.
-fn take(slot: &Mutex<Option<Arc<AsyncFd<OwnedFd>>>>) -> Option<Arc<AsyncFd<OwnedFd>>> {
+fn take<T: AsRawFd>(slot: &Mutex<Option<Arc<AsyncFd<T>>>>) -> Option<Arc<AsyncFd<T>>> {
     slot.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
@@ -479,6 +508,13 @@ mod tests {
         let mut buf = BytesMut::with_capacity(64);
         b.try_write(b"one").expect("write");
         assert_eq!(a.read_buf_when_ready(&mut buf).await.expect("read"), 3);
+        let registered = a.read_registration().expect("registration");
+        assert_eq!(
+            registered.get_ref().as_raw_fd(),
+            a.stream.as_raw_fd(),
+            "the reader's registration must not cost a second descriptor"
+        );
+        drop(registered);
         a.polling();
         assert!(
             take(&a.read_wait).is_none(),
@@ -517,9 +553,7 @@ mod tests {
         assert_eq!(a.read_buf_when_ready(&mut buf).await.expect("read"), 3);
         // The short read cleared the readiness: waiting again makes no read that finds
         // nothing...
-        let registration = a
-            .registration(&a.read_wait, Interest::READABLE)
-            .expect("registration");
+        let registration = a.read_registration().expect("registration");
         let still_ready = tokio::select! {
             biased;
             _ = registration.readable() => true,
