@@ -8,7 +8,7 @@
 //! `mod.rs`; a handler only asks for it).
 
 use super::grant::Access;
-use super::{Busy, Served, Stop};
+use super::{Served, Stop};
 use crate::caller::Caller;
 use crate::context::lock;
 use crate::module::Module;
@@ -59,7 +59,7 @@ impl<T: Module> Served<T> {
             self.denied(&session.peer().identity, &method, &why);
             return Err(Fault::new(ErrorCode::Unauthorized, why));
         }
-        let _busy = Busy::enter(&self.in_flight);
+        let _busy = self.in_flight.enter();
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
         let timer = self.stats.start(&method);
         // This call's span: a child of the caller's (or the root of a new trace), current
@@ -130,7 +130,7 @@ impl<T: Module> Served<T> {
                     ));
                 }
                 Ok(self.stats.snapshot(
-                    *self.in_flight.borrow(),
+                    self.in_flight.count(),
                     self.ctx.inner.event_figures(),
                     self.ctx.inner.traffic(),
                 ))

@@ -20,6 +20,7 @@
 
 mod conn;
 mod grant;
+mod in_flight;
 mod inherit;
 mod remote;
 
@@ -34,6 +35,7 @@ use crate::stats::CallStats;
 use bytes::Bytes;
 use conn::{Conn, Kind};
 use grant::Grants;
+use in_flight::InFlight;
 use inherit::Inherited;
 use logos_session::Session;
 use logos_wire::{Attrs, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
@@ -185,35 +187,12 @@ struct Served<T> {
     peers: Mutex<HashMap<u64, Session>>,
     control: Mutex<Option<Session>>,
     /// Calls running now.
-    in_flight: watch::Sender<usize>,
+    in_flight: InFlight,
     /// Calls served so far, errors, latency (`$stats`).
     stats: CallStats,
     stop: watch::Sender<Option<Stop>>,
     /// The credential of a remote module (`LOGOS_REMOTE`); `None` for a local one.
     link: Option<Arc<logos_remote::Credential>>,
-}
-
-/// Counts one running call until dropped. Only the drop to zero notifies (`drain` waits for
-/// nothing else), so a call costs no wake-up bookkeeping here.
-struct Busy<'a>(&'a watch::Sender<usize>);
-
-impl<'a> Busy<'a> {
-    fn enter(counter: &'a watch::Sender<usize>) -> Busy<'a> {
-        counter.send_if_modified(|n| {
-            *n += 1;
-            false
-        });
-        Busy(counter)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.send_if_modified(|n| {
-            *n = n.saturating_sub(1);
-            *n == 0
-        });
-    }
 }
 
 async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error> {
@@ -235,7 +214,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         grants: Grants::default(),
         peers: Mutex::new(HashMap::new()),
         control: Mutex::new(None),
-        in_flight: watch::Sender::new(0),
+        in_flight: InFlight::default(),
         stats: CallStats::new(&named_interface::<T>(name)),
         stop: watch::Sender::new(None),
         link: None,
@@ -342,12 +321,11 @@ async fn drain<T: Module>(state: &Served<T>, grace: Duration) {
     {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let mut running = state.in_flight.subscribe();
-    if tokio::time::timeout(grace, running.wait_for(|n| *n == 0))
+    if tokio::time::timeout(grace, state.in_flight.idle())
         .await
         .is_err()
     {
-        let n = *state.in_flight.borrow();
+        let n = state.in_flight.count();
         tracing::warn!(
             "{n} call(s) still running after the {} ms grace; exiting anyway",
             grace.as_millis()

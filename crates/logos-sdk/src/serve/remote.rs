@@ -13,6 +13,7 @@
 //! socket and never trusts anything but the pinned core.
 
 use super::conn::{Conn, Kind};
+use super::in_flight::InFlight;
 use super::{Served, Stop, drain, named_interface, wait_for_stop, watch_sigterm};
 use crate::context::{Context, lock};
 use crate::error::Error;
@@ -155,7 +156,7 @@ async fn serve<T: Module>(
         grants: Default::default(),
         peers: Mutex::new(HashMap::new()),
         control: Mutex::new(None),
-        in_flight: watch::Sender::new(0),
+        in_flight: InFlight::default(),
         stats: CallStats::default(),
         stop: watch::Sender::new(None),
         link: Some(Arc::clone(&credential)),
