@@ -80,6 +80,7 @@ mod handshake;
 mod incoming;
 mod reader;
 mod session;
+mod shared_cpu;
 mod shm;
 mod socket;
 mod stream;

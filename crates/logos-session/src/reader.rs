@@ -14,6 +14,7 @@
 //! warning naming the peer.
 
 use crate::session::{Inner, Session, lock};
+use crate::shared_cpu::SharedCpu;
 use crate::shm::{Lease, RingIn};
 use crate::socket::{ReadTarget, Socket};
 use crate::{Fault, incoming, stream};
@@ -322,6 +323,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     // The socket may signal readiness (it does from each wait until polling finds data).
     let mut signalled = true;
     let poll_turn = PollTurn::choose(&sock);
+    let mut cpu = SharedCpu::default();
     loop {
         // The frames read last (here, or by a caller's thread), then a read without waiting
         // unless a caller was just answered or the poll window is over, all under the lock.
@@ -391,11 +393,15 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 if std::mem::take(&mut seen.calls) && !inner.config.busy_poll.is_zero() {
                     poll_until = Instant::now().checked_add(inner.config.busy_poll);
                 }
-                if poll_until.is_some_and(|until| Instant::now() < until) {
+                let now = Instant::now();
+                if poll_until.is_some_and(|until| now < until) {
+                    if cpu.take_shared() && poll_turn.may_move() && cpu.move_off() {
+                        tracing::trace!(session = inner.id, "polling moved off a shared CPU");
+                    }
                     // Let another process on this CPU run (the peer, perhaps), then let the
                     // runtime run the tasks that are ready (the call just dispatched)
                     // before reading again.
-                    std::thread::yield_now();
+                    cpu.yield_now(now);
                     poll_turn.pass().await;
                     continue;
                 }
@@ -461,6 +467,14 @@ impl PollTurn {
     /// CPU helps nobody. (The zero-timeout `epoll_wait` this costs replaces it.)
     async fn after_answer() {
         tokio::task::yield_now().await
+    }
+
+    /// Whether the poll loop may move its thread off a CPU it shares with another busy
+    /// thread (`SharedCpu::move_off`): only a module's, whose runtime has this one thread.
+    /// A multi-threaded runtime is the core's or an embedder's, whose threads are theirs to
+    /// place.
+    fn may_move(self) -> bool {
+        matches!(self, PollTurn::SelfWake)
     }
 
     async fn pass(self) {
