@@ -64,7 +64,10 @@ pub struct Config {
     /// the caller's next call. Polling briefly catches it without that wake-up. It costs at
     /// most this much CPU after each burst of calls, never on idle connections or on event
     /// and stream traffic; between polls the thread yields to other tasks and to other
-    /// processes on the same CPU.
+    /// processes on the same CPU. A module's reader whose yields keep running another
+    /// thread (often the peer it polls for, placed on the same CPU) moves its thread to
+    /// another CPU it is allowed, at most once per 10 ms, and leaves its affinity as it was
+    /// (`shared_cpu.rs`).
     pub busy_poll: Duration,
     /// Where this connection counts its streams and stream bytes (default none). Give the
     /// connections of one process the same [`Traffic`] to get that process's totals.

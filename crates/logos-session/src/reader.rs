@@ -324,6 +324,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut signalled = true;
     let poll_turn = PollTurn::choose(&sock);
     let mut cpu = SharedCpu::default();
+    // Only one side of a connection moves (the one that connected: a module's caller side),
+    // or two polling peers on one CPU would both move, to the same other CPU.
+    let may_move = poll_turn.may_move() && inner.connector;
     loop {
         // The frames read last (here, or by a caller's thread), then a read without waiting
         // unless a caller was just answered or the poll window is over, all under the lock.
@@ -395,7 +398,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
                 let now = Instant::now();
                 if poll_until.is_some_and(|until| now < until) {
-                    if cpu.take_shared() && poll_turn.may_move() && cpu.move_off() {
+                    if cpu.take_shared() && may_move && cpu.move_off() {
                         tracing::trace!(session = inner.id, "polling moved off a shared CPU");
                     }
                     // Let another process on this CPU run (the peer, perhaps), then let the

@@ -20,7 +20,9 @@
 //! (`taskset`, a cpuset) is kept: only CPUs the thread was already allowed are used, a thread
 //! allowed one CPU never moves, and the mask is restored right away. A move is at most one
 //! per [`MOVE_PAUSE`], so a machine whose every CPU is busy costs a few system calls a
-//! second, not a migration per turn.
+//! second, not a migration per turn. The reader lets only the side of a connection that
+//! connected move: both sides of a pair on one CPU see their yields run the other, and if
+//! both moved they would land together again.
 //!
 //! Owns the judgement and the move; the poll loop decides when to ask. Never sleeps; reads
 //! the clock once per yield.
