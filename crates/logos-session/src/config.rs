@@ -55,15 +55,16 @@ pub struct Config {
     /// Streams open at once on this connection (default 1024). A `stream_open` from the peer
     /// beyond this is answered with `stream_reset` code `limit`.
     pub max_streams: usize,
-    /// How long the reader keeps polling the socket after a call or a reply went by, before
-    /// it goes to sleep until the kernel wakes it (default 50 µs; zero turns polling off).
+    /// How long the reader keeps polling the socket after a call, a reply or a stream's data
+    /// or credit went by, before it goes to sleep until the kernel wakes it (default 50 µs;
+    /// zero turns polling off).
     ///
     /// Waking a sleeping process costs more than a whole call on many machines (an idle CPU
     /// of a virtual machine takes tens of µs to wake), and after a call or a reply the next
     /// one usually follows within microseconds: a caller waits for its answer, a callee gets
     /// the caller's next call. Polling briefly catches it without that wake-up. It costs at
-    /// most this much CPU after each burst of calls, never on idle connections or on event
-    /// and stream traffic; between polls the thread yields to other tasks and to other
+    /// most this much CPU after each burst of traffic, never on idle connections or on
+    /// events; between polls the thread yields to other tasks and to other
     /// processes on the same CPU. A module's reader whose yields keep running another
     /// thread (often the peer it polls for, placed on the same CPU) moves its thread to
     /// another CPU it is allowed, at most once per 10 ms, and leaves its affinity as it was
