@@ -331,10 +331,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     // The socket may signal readiness (it does from each wait until polling finds data).
     let mut signalled = true;
     let poll_turn = PollTurn::choose(&sock);
-    let mut cpu = SharedCpu::default();
-    // Only one side of a connection moves (the one that connected: a module's caller side),
-    // or two polling peers on one CPU would both move, to the same other CPU.
-    let may_move = poll_turn.may_move() && inner.connector;
+    // Its yields are judged only where the thread may move: on one side of a connection (the
+    // one that connected: a module's caller side), or two polling peers on one CPU would
+    // both move, to the same other CPU.
+    let mut cpu = (poll_turn.may_move() && inner.connector).then(SharedCpu::default);
     loop {
         // The frames read last (here, or by a caller's thread), then a read without waiting
         // unless a caller was just answered or the poll window is over, all under the lock.
@@ -406,13 +406,18 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
                 let now = Instant::now();
                 if poll_until.is_some_and(|until| now < until) {
-                    if cpu.take_shared() && may_move && cpu.move_off() {
-                        tracing::trace!(session = inner.id, "polling moved off a shared CPU");
-                    }
                     // Let another process on this CPU run (the peer, perhaps), then let the
                     // runtime run the tasks that are ready (the call just dispatched)
                     // before reading again.
-                    cpu.yield_now(now);
+                    match &mut cpu {
+                        Some(cpu) => {
+                            if cpu.take_shared() && cpu.move_off() {
+                                tracing::trace!(session = inner.id, "moved off a shared CPU");
+                            }
+                            cpu.yield_now(now);
+                        }
+                        None => std::thread::yield_now(),
+                    }
                     poll_turn.pass().await;
                     continue;
                 }
