@@ -1,11 +1,23 @@
 //! The guardian: a tiny `/bin/sh` process that cleans up after a core that died without
 //! cleaning up itself (SIGKILL, abort, OOM).
 //!
-//! The core keeps the guardian's stdin open for its whole life and writes one line per fact:
-//! `+ PID` / `- PID` as module processes start and end, and `f ID PATH` for each file it
-//! created in the runtime dir (`PATH` relative to it, `ID` the file's device, inode and change
-//! time as `stat -c %d:%i:%.9Z` prints them). When stdin reaches end of file, which the kernel
-//! does for us however the core died, the guardian SIGKILLs the process groups still listed,
+//! The core keeps the guardian's stdin open for its whole life and never writes to it: the
+//! guardian blocks reading it, and the kernel closes it however the core died. The facts the
+//! guardian acts on are in a **ledger**, a memory file (`memfd`) the guardian holds as its
+//! stdout and reads only once stdin reaches end of file. The core writes each fact in place
+//! with `pwrite`, which wakes nobody: a start or an exit of a module costs the core one write
+//! of 256 bytes and the guardian nothing (a pipe write woke the shell on every start and
+//! every exit, on the start path; docs/performance.md, nineteenth step).
+//!
+//! The ledger is a table of fixed records of [`RECORD`] bytes, one line each, padded with
+//! spaces: `+ PID` for a module process that runs, `f ID PATH` for each file the core created
+//! in the runtime dir (`PATH` relative to it, `ID` the file's device, inode and change time as
+//! `stat -c %d:%i:%.9Z` prints them), `#` for a free record. A process that ended frees its
+//! record and the next fact reuses it, so the ledger stays as long as the largest number of
+//! facts true at once. A page holds a whole number of records and a record never straddles
+//! two, so a core killed in the middle of a write leaves the record whole, or as it was.
+//!
+//! Once stdin reaches end of file, the guardian SIGKILLs the process groups still listed,
 //! kills this core's module cgroups (`cgroup.kill`) and removes them, and removes each file it
 //! was told about **only if it is still the same file** (same `ID`): a successor core that took
 //! the runtime dir over in the meantime has replaced them with its own, which the guardian
@@ -21,24 +33,27 @@
 //! just taken them over and be about to bind its first socket there, and an empty 0700
 //! directory left behind after a crash costs nothing (the next core reuses it).
 
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 /// `$0` is the runtime dir, `$1` the directory holding this core's cgroups and `$2` their name
-/// prefix (both empty without cgroups).
+/// prefix (both empty without cgroups). The ledger arrives as stdout and moves to fd 3; the
+/// core never writes to stdin, so the first loop only waits for its end.
 const SCRIPT: &str = r#"
+exec 3<&1 >/dev/null
+while read -r _; do :; done
 pids=
 files=
 ident() { stat -c '%d:%i:%.9Z' -- "$1" 2>/dev/null; }
 while read -r op a b; do
   case "$op" in
     +) pids="$pids $a" ;;
-    -) np=; for p in $pids; do [ "$p" = "$a" ] || np="$np $p"; done; pids=$np ;;
-    f) nf=; for e in $files; do [ "${e#*=}" = "$b" ] || nf="$nf $e"; done; files="$nf $a=$b" ;;
+    f) files="$files $a=$b" ;;
   esac
-done
+done <&3
 for p in $pids; do kill -KILL -- "-$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
 if [ -n "$1" ]; then
   for cg in "$1/$2"*; do [ -d "$cg" ] && echo 1 > "$cg/cgroup.kill"; done 2>/dev/null
@@ -57,12 +72,31 @@ fi
 exit 0
 "#;
 
+/// Size of one ledger record, its newline included. It divides every page size, so no record
+/// straddles two pages.
+const RECORD: usize = 256;
+const _: () = assert!(4096 % RECORD == 0);
+
 /// Handle to the guardian process.
 #[derive(Debug)]
 pub(crate) struct Guardian {
     child: Child,
+    /// Held open and never written: its end is the guardian's signal.
     stdin: Option<ChildStdin>,
+    ledger: Ledger,
     runtime_dir: PathBuf,
+}
+
+/// The core's side of the ledger: the memory file, and which record holds which fact.
+#[derive(Debug)]
+struct Ledger {
+    /// `None` once a write failed (logged once): the guardian then acts on what it has.
+    file: Option<File>,
+    /// Records past the last one ever used.
+    next: u64,
+    free: Vec<u64>,
+    pids: HashMap<u32, u64>,
+    files: HashMap<String, u64>,
 }
 
 impl Guardian {
@@ -70,6 +104,10 @@ impl Guardian {
     /// written there.
     pub fn start(runtime_dir: &Path) -> std::io::Result<Guardian> {
         let (cgroups, prefix) = crate::sys::cgroup_pattern(runtime_dir).unwrap_or_default();
+        let ledger = File::from(rustix::fs::memfd_create(
+            c"logos-guardian",
+            rustix::fs::MemfdFlags::CLOEXEC,
+        )?);
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(SCRIPT)
@@ -77,7 +115,9 @@ impl Guardian {
             .arg(cgroups)
             .arg(prefix)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            // One open file shared with the guardian: the core writes with `pwrite`, which
+            // leaves the shared offset at 0 for the guardian's one read through it.
+            .stdout(Stdio::from(ledger.try_clone()?))
             .stderr(Stdio::null());
         crate::sys::detach_session(&mut cmd);
         let mut child = cmd.spawn()?;
@@ -85,6 +125,13 @@ impl Guardian {
         let mut g = Guardian {
             child,
             stdin,
+            ledger: Ledger {
+                file: Some(ledger),
+                next: 0,
+                free: Vec::new(),
+                pids: HashMap::new(),
+                files: HashMap::new(),
+            },
             runtime_dir: runtime_dir.to_path_buf(),
         };
         g.owns(CLIENT_TOKEN);
@@ -93,44 +140,43 @@ impl Guardian {
 
     /// Tells the guardian a module process started, listening on `modules/<name>.sock`.
     pub fn started(&mut self, pid: u32, name: &str) {
-        // One write for both facts: each write wakes the shell, on the start path.
-        let mut lines = format!("+ {pid}\n");
-        lines.extend(self.owned_line(&format!("modules/{name}.sock")));
-        self.send(&lines);
+        let slot = self.ledger.slot();
+        self.ledger.pids.insert(pid, slot);
+        self.ledger.write(slot, &format!("+ {pid}"));
+        self.owns(&format!("modules/{name}.sock"));
     }
 
     /// Tells the guardian the core created `rel` (relative to the runtime dir): it removes it
     /// after a crash of the core if it is still this very file.
     pub fn owns(&mut self, rel: &str) {
-        if let Some(line) = self.owned_line(rel) {
-            self.send(&line);
-        }
-    }
-
-    /// The `f ID PATH` line of `rel`, or `None` (logged) when it cannot be identified.
-    fn owned_line(&self, rel: &str) -> Option<String> {
-        match std::fs::symlink_metadata(self.runtime_dir.join(rel)) {
-            Ok(m) => Some(format!("f {} {rel}\n", identity(&m))),
+        let m = match std::fs::symlink_metadata(self.runtime_dir.join(rel)) {
+            Ok(m) => m,
             Err(e) => {
                 tracing::debug!("guardian: cannot identify {rel}: {e}");
-                None
+                return;
             }
+        };
+        let line = format!("f {} {rel}", identity(&m));
+        if line.len() >= RECORD || line.contains('\n') {
+            tracing::debug!("guardian: {rel} does not fit a ledger record; left to the next core");
+            return;
         }
+        let slot = match self.ledger.files.get(rel) {
+            Some(slot) => *slot,
+            None => {
+                let slot = self.ledger.slot();
+                self.ledger.files.insert(rel.to_owned(), slot);
+                slot
+            }
+        };
+        self.ledger.write(slot, &line);
     }
 
     /// Tells the guardian a module process ended.
     pub fn ended(&mut self, pid: u32) {
-        self.send(&format!("- {pid}\n"));
-    }
-
-    fn send(&mut self, line: &str) {
-        if let Some(s) = self.stdin.as_mut()
-            && s.write_all(line.as_bytes()).is_err()
-        {
-            tracing::warn!(
-                "guardian process is gone; cleanup after a crash of the core may be incomplete"
-            );
-            self.stdin = None;
+        if let Some(slot) = self.ledger.pids.remove(&pid) {
+            self.ledger.write(slot, "#");
+            self.ledger.free.push(slot);
         }
     }
 
@@ -138,6 +184,31 @@ impl Guardian {
     pub fn finish(mut self) {
         self.stdin = None;
         let _ = self.child.wait();
+    }
+}
+
+impl Ledger {
+    /// A free record (reused before the ledger grows).
+    fn slot(&mut self) -> u64 {
+        self.free.pop().unwrap_or_else(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    /// Writes `line` (shorter than a record, no newline) as record `slot`.
+    fn write(&mut self, slot: u64, line: &str) {
+        let Some(file) = &self.file else { return };
+        let mut record = [b' '; RECORD];
+        let n = line.len().min(RECORD - 1);
+        record[..n].copy_from_slice(&line.as_bytes()[..n]);
+        record[RECORD - 1] = b'\n';
+        if let Err(e) = file.write_all_at(&record, slot * RECORD as u64) {
+            tracing::warn!(
+                "guardian ledger unwritable ({e}); cleanup after a crash of the core may be incomplete"
+            );
+            self.file = None;
+        }
     }
 }
 
@@ -205,6 +276,79 @@ mod tests {
         // The module process it was told about is dead.
         let status = module.wait()?;
         assert!(!status.success(), "{status:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_ended_process_is_left_alone_and_its_record_reused() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let rt = tmp.path().join("run");
+        std::fs::create_dir_all(rt.join("modules"))?;
+        for f in ["client.token", "modules/a.sock", "modules/b.sock"] {
+            std::fs::write(rt.join(f), "")?;
+        }
+        let mut g = Guardian::start(&rt)?;
+        let mut ended = Command::new("sleep").arg("30").spawn()?;
+        let mut running = Command::new("sleep").arg("30").spawn()?;
+        g.started(ended.id(), "a");
+        g.started(running.id(), "b");
+        g.ended(ended.id());
+        // A crash loop: many starts and exits reuse the same records.
+        for pid in 1_000_000..1_001_000 {
+            g.started(pid, "a");
+            g.ended(pid);
+        }
+        let records = g.ledger.file.as_ref().map(|f| f.metadata()).transpose()?;
+        // The token, two processes and their two sockets: the crash loop's process takes the
+        // record of the one that ended, its socket the record of the same path.
+        assert_eq!(records.map(|m| m.len()), Some(5 * RECORD as u64));
+        g.finish();
+
+        assert!(!running.wait()?.success(), "a listed process was left running");
+        assert_eq!(ended.try_wait()?, None, "a process that ended was killed");
+        ended.kill()?;
+        ended.wait()?;
+        Ok(())
+    }
+
+    /// Reads a process's count of voluntary context switches (each time it slept).
+    fn sleeps(pid: u32) -> Result<u64, Box<dyn std::error::Error>> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .ok_or("no voluntary_ctxt_switches in /proc/PID/status")?;
+        Ok(line.trim().parse()?)
+    }
+
+    #[test]
+    fn facts_do_not_wake_the_guardian() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let rt = tmp.path().join("run");
+        std::fs::create_dir_all(rt.join("modules"))?;
+        let mut g = Guardian::start(&rt)?;
+        let pid = g.child.id();
+        // Waits (with a deadline) until the shell has gone to sleep on its stdin.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sleeps(pid)? == 0 {
+            assert!(std::time::Instant::now() < deadline, "the guardian never slept");
+            std::thread::yield_now();
+        }
+        let before = sleeps(pid)?;
+        // Spaced out, so each fact would find the shell asleep if it were sent to it (the
+        // pipe this replaces woke it 20 times here).
+        for n in 0..20 {
+            g.started(2_000_000 + n, "a");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            g.ended(2_000_000 + n);
+        }
+        let after = sleeps(pid)?;
+        assert!(
+            after - before <= 2,
+            "the guardian woke {} times for 40 facts",
+            after - before
+        );
+        g.finish();
         Ok(())
     }
 
