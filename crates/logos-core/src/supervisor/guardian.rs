@@ -304,7 +304,10 @@ mod tests {
         assert_eq!(records.map(|m| m.len()), Some(5 * RECORD as u64));
         g.finish();
 
-        assert!(!running.wait()?.success(), "a listed process was left running");
+        assert!(
+            !running.wait()?.success(),
+            "a listed process was left running"
+        );
         assert_eq!(ended.try_wait()?, None, "a process that ended was killed");
         ended.kill()?;
         ended.wait()?;
@@ -331,7 +334,10 @@ mod tests {
         // Waits (with a deadline) until the shell has gone to sleep on its stdin.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while sleeps(pid)? == 0 {
-            assert!(std::time::Instant::now() < deadline, "the guardian never slept");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the guardian never slept"
+            );
             std::thread::yield_now();
         }
         let before = sleeps(pid)?;
