@@ -103,11 +103,18 @@ impl Guardian {
     /// Starts the guardian for `runtime_dir` and tells it about the client token already
     /// written there.
     pub fn start(runtime_dir: &Path) -> std::io::Result<Guardian> {
+        let ledger =
+            match rustix::fs::memfd_create(c"logos-guardian", rustix::fs::MemfdFlags::CLOEXEC) {
+                Ok(fd) => File::from(fd),
+                // A sandbox that refuses `memfd_create`: a file with no name in the runtime
+                // dir (tmpfs, as a rule) serves the same.
+                Err(_) => unnamed_file_in(runtime_dir)?,
+            };
+        Guardian::start_with(runtime_dir, ledger)
+    }
+
+    fn start_with(runtime_dir: &Path, ledger: File) -> std::io::Result<Guardian> {
         let (cgroups, prefix) = crate::sys::cgroup_pattern(runtime_dir).unwrap_or_default();
-        let ledger = File::from(rustix::fs::memfd_create(
-            c"logos-guardian",
-            rustix::fs::MemfdFlags::CLOEXEC,
-        )?);
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(SCRIPT)
@@ -212,6 +219,17 @@ impl Ledger {
     }
 }
 
+/// A file in `dir` that no path names (`O_TMPFILE`), read and written by its descriptors only.
+fn unnamed_file_in(dir: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
+}
+
 /// The client token's name in the runtime dir.
 const CLIENT_TOKEN: &str = "client.token";
 
@@ -311,6 +329,26 @@ mod tests {
         assert_eq!(ended.try_wait()?, None, "a process that ended was killed");
         ended.kill()?;
         ended.wait()?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_ledger_in_an_unnamed_file_serves_the_same() -> TestResult {
+        let tmp = tempfile::tempdir()?;
+        let rt = tmp.path().join("run");
+        std::fs::create_dir_all(rt.join("modules"))?;
+        std::fs::write(rt.join("modules/a.sock"), "")?;
+        let mut g = Guardian::start_with(&rt, unnamed_file_in(&rt)?)?;
+        let mut module = Command::new("sleep").arg("30").spawn()?;
+        g.started(module.id(), "a");
+        g.finish();
+        assert!(
+            !module.wait()?.success(),
+            "the listed process was left running"
+        );
+        assert!(!rt.join("modules/a.sock").exists(), "its socket was left");
+        // Nothing but what the test made is in the runtime dir.
+        assert_eq!(std::fs::read_dir(&rt)?.count(), 1);
         Ok(())
     }
 
