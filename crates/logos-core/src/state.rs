@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub beat_epoch: tokio::time::Instant,
     /// The local modules' heartbeats (`supervisor::heartbeat`).
     pub heartbeats: crate::supervisor::heartbeat::Heartbeats,
+    /// Landlock rulesets of recent starts, reused while their paths name the same files.
+    pub rulesets: crate::sys::RulesetCache,
 }
 
 impl Inner {
@@ -123,6 +125,7 @@ impl Inner {
             spans,
             beat_epoch: tokio::time::Instant::now(),
             heartbeats: Default::default(),
+            rulesets: Default::default(),
         }
     }
 

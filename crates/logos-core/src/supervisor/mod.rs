@@ -690,6 +690,7 @@ async fn start_process(
                 .collect(),
             protected: overrides.protected,
             spawn_mode: inner.settings.spawn_mode,
+            rulesets: &inner.rulesets,
         })
         .await;
     let child::Spawned { child, pending } = spawned?;

@@ -62,6 +62,8 @@ pub(crate) struct SpawnRequest<'a> {
     pub protected: bool,
     /// How the process may be created (`clone3` into its cgroup, or always the fallback).
     pub spawn_mode: sys::SpawnMode,
+    /// The core's kept Landlock rulesets.
+    pub rulesets: &'a sys::RulesetCache,
 }
 
 /// The Landlock ABI that scopes signals to a module's own domain.
@@ -415,10 +417,12 @@ fn confine(
         }
     }
     let ruleset = if req.confine {
-        sys::landlock_ruleset(&plan, network).map_err(|e| Error::Spawn {
-            module: name.to_owned(),
-            reason: format!("preparing its Landlock ruleset: {e}"),
-        })?
+        req.rulesets
+            .prepare(&plan, network)
+            .map_err(|e| Error::Spawn {
+                module: name.to_owned(),
+                reason: format!("preparing its Landlock ruleset: {e}"),
+            })?
     } else {
         None
     };

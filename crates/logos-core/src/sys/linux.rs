@@ -75,7 +75,7 @@ pub struct ChildSetup {
     pub fds: [OwnedFd; 2],
     /// Resource limits.
     pub limits: Limits,
-    /// The Landlock ruleset to enforce ([`crate::sys::landlock_ruleset`]); `None` runs the
+    /// The Landlock ruleset to enforce ([`crate::sys::RulesetCache::prepare`]); `None` runs the
     /// module unconfined.
     pub ruleset: Option<PreparedRuleset>,
     /// The seccomp filter to install last ([`crate::sys::seccomp_program`]); `None` installs
@@ -301,7 +301,7 @@ fn install_seccomp(filter: &[libc::sock_filter]) -> io::Result<()> {
 
 /// Enforces the Landlock ruleset `fd` on this (single-threaded, forked) process.
 /// Async-signal-safe.
-fn restrict_self(fd: RawFd) -> io::Result<()> {
+pub(super) fn restrict_self(fd: RawFd) -> io::Result<()> {
     // Landlock requires it of an unprivileged process; it also keeps set-uid programs from
     // lifting the module out of its confinement.
     rustix::thread::set_no_new_privs(true)?;

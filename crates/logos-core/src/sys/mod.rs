@@ -28,7 +28,7 @@ mod vfork;
 #[cfg(target_os = "linux")]
 pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgroup_pattern};
 #[cfg(target_os = "linux")]
-pub use landlock::{Confinement, PreparedRuleset, confinement, prepare as landlock_ruleset};
+pub use landlock::{Confinement, PreparedRuleset, RulesetCache, confinement};
 #[cfg(target_os = "linux")]
 pub use linux::{
     ChildSetup, Limits, ProcessUsage, Signal, create_private_dir, create_private_file,
