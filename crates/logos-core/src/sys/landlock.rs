@@ -109,9 +109,14 @@ type Identity = Option<(u64, u64)>;
 
 /// The identity of what `path` names now (following symbolic links, as opening it does).
 fn identity_of(path: &Path) -> Identity {
-    rustix::fs::stat(path)
-        .ok()
-        .map(|st| (st.st_dev as u64, st.st_ino as u64))
+    rustix::fs::stat(path).ok().map(|st| identity(&st))
+}
+
+/// Device and inode of `st`.
+// Both are `u64` on 64-bit Linux and narrower on some 32-bit targets.
+#[allow(clippy::unnecessary_cast)]
+fn identity(st: &rustix::fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
 }
 
 /// Every path of `plan` with its rights, in one order (the order of [`Cached::ids`]).
@@ -149,11 +154,7 @@ fn build(plan: &FsPlan, network: bool) -> Result<Option<(OwnedFd, Vec<Identity>)
             ids.push(None);
             continue;
         };
-        ids.push(
-            rustix::fs::fstat(fd.as_fd())
-                .ok()
-                .map(|st| (st.st_dev as u64, st.st_ino as u64)),
-        );
+        ids.push(rustix::fs::fstat(fd.as_fd()).ok().map(|st| identity(&st)));
         if let Err(e) = (&mut ruleset).add_rule(PathBeneath::new(fd, access)) {
             tracing::debug!(path = %path.display(), "no Landlock rule for this path: {e}");
         }
