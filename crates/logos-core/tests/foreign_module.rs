@@ -266,14 +266,27 @@ async fn a_python_module_serves_peers_that_hold_a_granted_token_and_only_those()
     core.call("probe", "watch", vec![text("pyecho"), text("echoed")])
         .await
         .expect("watch");
-    let before = seen_by_probe(&core, 1).await.len();
+    seen_by_probe(&core, 1).await;
     core.call("pyecho", "echo", vec![text("to probe")])
         .await
         .expect("echo");
-    let seen = seen_by_probe(&core, before + 1).await;
-    let last = seen.last().expect("an event");
-    assert_eq!(last.get("event"), Some(&text("pyecho.echoed")));
-    assert_eq!(last.get("data"), Some(&Value::List(vec![text("to probe")])));
+    // Waits for that very event: a `sync` echo sent while the subscription was settling may
+    // still arrive ahead of it.
+    let data = Value::List(vec![text("to probe")]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let event = loop {
+        let seen = core.call("probe", "seen", vec![]).await.expect("seen");
+        let seen = seen.as_list().expect("list");
+        if let Some(e) = seen.iter().find(|e| e.get("data") == Some(&data)) {
+            break e.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "probe never saw the echo of \"to probe\": {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(event.get("event"), Some(&text("pyecho.echoed")));
 
     // A token is bound to its caller and its pid: this process may not use probe's.
     let socket = core.runtime_dir().join("modules/pyecho.sock");
