@@ -839,16 +839,17 @@ async fn start_process(
 pub(super) async fn welcome_module(
     inner: &Arc<Inner>,
     name: &str,
-    pending: logos_session::PendingSession,
+    mut pending: logos_session::PendingSession,
 ) -> (
     Value,
     Result<logos_session::Session, logos_session::SessionError>,
 ) {
+    // Taken, not copied: nothing reads it from the session's peer attributes, and a large
+    // interface would be copied (and kept twice) on every start.
     let interface = pending
         .hello
         .attrs
-        .get("interface")
-        .cloned()
+        .remove("interface")
         .unwrap_or(Value::Null);
     let welcome = Welcome {
         major: logos_wire::PROTOCOL_MAJOR,
