@@ -108,7 +108,15 @@ impl Guardian {
                 Ok(fd) => File::from(fd),
                 // A sandbox that refuses `memfd_create`: a file with no name in the runtime
                 // dir (tmpfs, as a rule) serves the same.
-                Err(_) => unnamed_file_in(runtime_dir)?,
+                Err(_) => unnamed_file_in(runtime_dir).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "creating its ledger: memfd_create refused, and no unnamed file (O_TMPFILE) in {}: {e}",
+                            runtime_dir.display()
+                        ),
+                    )
+                })?,
             };
         Guardian::start_with(runtime_dir, ledger)
     }
