@@ -167,10 +167,11 @@ fn a_directory_swapped_for_a_symlink_is_never_followed() {
     assert_eq!(run(&w, &carol, "get(\"c\")").unwrap(), Value::Int(1));
 }
 
-/// A moto S3 server on 127.0.0.1, killed on drop.
+/// A moto S3 server on 127.0.0.1, killed on drop; its log lives (and goes) with `dir`.
 struct Moto {
     child: std::process::Child,
     port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Moto {
@@ -190,8 +191,8 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let log =
-            std::fs::File::create(std::env::temp_dir().join(format!("moto-{port}.log"))).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
         let child = std::process::Command::new(venv.join("bin/python"))
             .args([
                 "-m",
@@ -205,12 +206,13 @@ impl Moto {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start moto from {}: {e}", venv.display()));
-        let m = Moto { child, port };
+        let m = Moto { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "moto did not listen on 127.0.0.1:{port} within 60 s"
+                "moto did not listen on 127.0.0.1:{port} within 60 s; its log:\n{}",
+                std::fs::read_to_string(m.dir.path().join("moto.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
