@@ -156,7 +156,11 @@ impl Guardian {
     /// Tells the guardian a module process started, listening on `modules/<name>.sock`.
     pub fn started(&mut self, pid: u32, name: &str) {
         let slot = self.ledger.slot();
-        self.ledger.pids.insert(pid, slot);
+        if let Some(stale) = self.ledger.pids.insert(pid, slot) {
+            // The pid came back without its exit being told: one record for it is enough.
+            self.ledger.write(stale, "#");
+            self.ledger.free.push(stale);
+        }
         self.ledger.write(slot, &format!("+ {pid}"));
         self.owns(&format!("modules/{name}.sock"));
     }
