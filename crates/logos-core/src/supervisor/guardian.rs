@@ -155,12 +155,15 @@ impl Guardian {
 
     /// Tells the guardian a module process started, listening on `modules/<name>.sock`.
     pub fn started(&mut self, pid: u32, name: &str) {
-        let slot = self.ledger.slot();
-        if let Some(stale) = self.ledger.pids.insert(pid, slot) {
-            // The pid came back without its exit being told: one record for it is enough.
-            self.ledger.write(stale, "#");
-            self.ledger.free.push(stale);
-        }
+        // A pid told again (its exit never was) keeps its one record.
+        let slot = match self.ledger.pids.get(&pid) {
+            Some(slot) => *slot,
+            None => {
+                let slot = self.ledger.slot();
+                self.ledger.pids.insert(pid, slot);
+                slot
+            }
+        };
         self.ledger.write(slot, &format!("+ {pid}"));
         self.owns(&format!("modules/{name}.sock"));
     }
@@ -321,6 +324,8 @@ mod tests {
         let mut ended = Command::new("sleep").arg("30").spawn()?;
         let mut running = Command::new("sleep").arg("30").spawn()?;
         g.started(ended.id(), "a");
+        g.started(running.id(), "b");
+        // Told twice (an exit that was never told): still one record.
         g.started(running.id(), "b");
         g.ended(ended.id());
         // A crash loop: many starts and exits reuse the same records.
