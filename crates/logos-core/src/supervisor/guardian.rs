@@ -92,9 +92,7 @@ pub(crate) struct Guardian {
 struct Ledger {
     /// `None` once a write failed (logged once): the guardian then acts on what it has.
     file: Option<File>,
-    /// Records past the last one ever used.
-    next: u64,
-    free: Vec<u64>,
+    records: Records,
     pids: HashMap<u32, u64>,
     files: HashMap<String, u64>,
 }
@@ -142,8 +140,7 @@ impl Guardian {
             stdin,
             ledger: Ledger {
                 file: Some(ledger),
-                next: 0,
-                free: Vec::new(),
+                records: Records::default(),
                 pids: HashMap::new(),
                 files: HashMap::new(),
             },
@@ -156,15 +153,12 @@ impl Guardian {
     /// Tells the guardian a module process started, listening on `modules/<name>.sock`.
     pub fn started(&mut self, pid: u32, name: &str) {
         // A pid told again (its exit never was) keeps its one record.
-        let slot = match self.ledger.pids.get(&pid) {
-            Some(slot) => *slot,
-            None => {
-                let slot = self.ledger.slot();
-                self.ledger.pids.insert(pid, slot);
-                slot
-            }
-        };
-        self.ledger.write(slot, &format!("+ {pid}"));
+        let ledger = &mut self.ledger;
+        let slot = *ledger
+            .pids
+            .entry(pid)
+            .or_insert_with(|| ledger.records.take());
+        ledger.write(slot, &format!("+ {pid}"));
         self.owns(&format!("modules/{name}.sock"));
     }
 
@@ -183,22 +177,19 @@ impl Guardian {
             tracing::debug!("guardian: {rel} does not fit a ledger record; left to the next core");
             return;
         }
-        let slot = match self.ledger.files.get(rel) {
-            Some(slot) => *slot,
-            None => {
-                let slot = self.ledger.slot();
-                self.ledger.files.insert(rel.to_owned(), slot);
-                slot
-            }
-        };
-        self.ledger.write(slot, &line);
+        let ledger = &mut self.ledger;
+        let slot = *ledger
+            .files
+            .entry(rel.to_owned())
+            .or_insert_with(|| ledger.records.take());
+        ledger.write(slot, &line);
     }
 
     /// Tells the guardian a module process ended.
     pub fn ended(&mut self, pid: u32) {
         if let Some(slot) = self.ledger.pids.remove(&pid) {
             self.ledger.write(slot, "#");
-            self.ledger.free.push(slot);
+            self.ledger.records.free.push(slot);
         }
     }
 
@@ -209,15 +200,25 @@ impl Guardian {
     }
 }
 
-impl Ledger {
+/// Which records of the ledger are free.
+#[derive(Debug, Default)]
+struct Records {
+    /// Records past the last one ever used.
+    next: u64,
+    free: Vec<u64>,
+}
+
+impl Records {
     /// A free record (reused before the ledger grows).
-    fn slot(&mut self) -> u64 {
+    fn take(&mut self) -> u64 {
         self.free.pop().unwrap_or_else(|| {
             self.next += 1;
             self.next - 1
         })
     }
+}
 
+impl Ledger {
     /// Writes `line` (shorter than a record, no newline) as record `slot`.
     fn write(&mut self, slot: u64, line: &str) {
         let Some(file) = &self.file else { return };
