@@ -177,6 +177,9 @@ pub(crate) struct Settings {
     pub session: logos_session::Config,
     /// Confine modules with the default Landlock ruleset (where the kernel has Landlock).
     pub landlock: bool,
+    /// Keep a spare `logos_host` started ahead of need for the next library module's start
+    /// (docs/architecture.md, "Spare hosts").
+    pub spare_host: bool,
     /// Spans kept for `core.getTraces` (0: modules report none).
     pub spans: usize,
     /// Paths confined modules may not read besides the runtime dir.
@@ -258,6 +261,7 @@ pub struct Builder {
     restart: Option<RestartSettings>,
     max_frame: Option<usize>,
     landlock: Option<bool>,
+    spare_host: Option<bool>,
     spans: Option<usize>,
     strict_confinement: bool,
     hidden: Vec<PathBuf>,
@@ -432,6 +436,18 @@ impl Builder {
         self
     }
 
+    /// Whether the core keeps a spare `logos_host` started ahead of need, so that a library
+    /// module's start skips creating a process and loading the host (docs/architecture.md,
+    /// "Spare hosts"): after each library module's start, one `logos_host --spare` waits
+    /// for the next, confined like a module in all that does not depend on which module, and
+    /// confines itself by its module's order before it loads the library. Costs one idle
+    /// process (about 1 MiB) while library modules run. Default: `true`, unless the
+    /// environment variable `LOGOS_SPARE_HOST` is `off` when the core is built.
+    pub fn spare_host(mut self, enabled: bool) -> Self {
+        self.spare_host = Some(enabled);
+        self
+    }
+
     /// How many recent spans of calls the core keeps for `core.getTraces` and `logoscore
     /// trace` (docs/tracing.md); the oldest go first. `0` turns span reports off: modules
     /// are told in `welcome` not to send any, and the core records none of its own. Default:
@@ -597,6 +613,9 @@ impl Builder {
             landlock: self
                 .landlock
                 .unwrap_or_else(|| std::env::var_os("LOGOS_LANDLOCK").is_none_or(|v| v != "off")),
+            spare_host: self
+                .spare_host
+                .unwrap_or_else(|| std::env::var_os("LOGOS_SPARE_HOST").is_none_or(|v| v != "off")),
             spans: self.spans.unwrap_or_else(spans_from_env),
             strict_confinement: self.strict_confinement,
             spawn_mode: if std::env::var_os("LOGOS_CLONE3").is_some_and(|v| v == "off") {

@@ -120,7 +120,7 @@ impl Inner {
             host: Mutex::new(PathBuf::new()),
             tasks: Mutex::new(Vec::new()),
             stopped_tx: tokio::sync::watch::Sender::new(false),
-            spawn: Box::new(Os),
+            spawn: Box::new(Os::default()),
             remote: std::sync::OnceLock::new(),
             spans,
             beat_epoch: tokio::time::Instant::now(),

@@ -10,9 +10,13 @@
 //! never speaks the protocol itself: the library's `run` does, on the descriptors the core
 //! passed or over the link it opens.
 //!
+//! `logos_host --spare` is a host the core starts before it knows the module: it waits for
+//! the core's order, confines itself by it and then loads the library (`spare.rs`).
+//!
 //! Exit codes: the module's own code once it runs (0 after a clean stop); 2 for bad
 //! arguments; 3 when the library is refused (cannot be loaded, no entry point, another ABI
-//! version or protocol major, another name or version than the metadata's).
+//! version or protocol major, another name or version than the metadata's); 4 when a spare
+//! host's order cannot be read or applied (0 when the core let it go without one).
 
 // The entry point is `entry::main`, not std's (see there). Unit tests build with the test
 // harness's `main` instead, so the host's own work is unused in that build.
@@ -21,6 +25,7 @@
 
 mod entry;
 mod load;
+mod spare;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -48,6 +53,9 @@ Options:
       --module-version <VERSION>  The module's version from its metadata.json; when given, the
                                   library must embed the same (its Cargo.toml version, unless
                                   #[module(version)] says otherwise)
+      --spare                     Wait for the core's order on fd 4 (the module, its
+                                  environment and confinement), apply it, then load the
+                                  module: the core starts such spares ahead of need
       --remote <FILE>             Serve as a remote module of the core this credential file
                                   (from `logoscore remote grant`) names: connect over TLS 1.3,
                                   reconnect after a lost link. The module's metadata.json
@@ -66,6 +74,7 @@ struct Args {
     module_version: Option<String>,
     remote: Option<PathBuf>,
     library: Option<PathBuf>,
+    spare: bool,
 }
 
 /// What the command line asks for.
@@ -98,6 +107,7 @@ impl Args {
                     text(&mut parser, "--module-version")?,
                 )?,
                 Long("remote") => set(&mut out.remote, "--remote", value(&mut parser)?.into())?,
+                Long("spare") => out.spare = true,
                 Value(path) => set(&mut out.library, "LIBRARY", path.into())?,
                 Short('h') | Long("help") => return Ok(Command::Help),
                 Short('V') | Long("version") => return Ok(Command::Version),
@@ -106,6 +116,15 @@ impl Args {
         }
         if out.module.is_some() && out.library.is_some() {
             return Err("--module and LIBRARY name the same thing: give one of them".to_owned());
+        }
+        if out.spare
+            && out
+                != (Args {
+                    spare: true,
+                    ..Args::default()
+                })
+        {
+            return Err("--spare takes no other option: its order names the module".to_owned());
         }
         Ok(Command::Run(out))
     }
@@ -140,6 +159,9 @@ fn host_main() -> ! {
 }
 
 fn run(args: &Args) -> i32 {
+    if args.spare {
+        return run_spare();
+    }
     let Some(library) = args.module.as_ref().or(args.library.as_ref()) else {
         eprintln!("logos_host: name the module library: --module PATH, or LIBRARY");
         return EXIT_USAGE;
@@ -176,7 +198,26 @@ fn run(args: &Args) -> i32 {
             }
         }
     }
-    match load::Module::open(library, &name, args.module_version.as_deref()) {
+    load_and_run(library, &name, args.module_version.as_deref())
+}
+
+/// A spare host: waits for its order, confines itself by it, then runs the module it names.
+fn run_spare() -> i32 {
+    spare::prepare();
+    match spare::receive_and_apply() {
+        Ok(Some(order)) => load_and_run(&order.module, &order.name, order.version.as_deref()),
+        // The core let this spare go unused.
+        Ok(None) => 0,
+        Err(e) => {
+            eprintln!("logos_host: spare host: {e}");
+            spare::EXIT_ORDER
+        }
+    }
+}
+
+/// Checks the library and runs it.
+fn load_and_run(library: &std::path::Path, name: &str, version: Option<&str>) -> i32 {
+    match load::Module::open(library, name, version) {
         Ok(module) => module.run(),
         Err(e) => {
             eprintln!("logos_host: {e}");
@@ -250,5 +291,13 @@ mod tests {
         assert!(err(&["--module", "a", "b"]).contains("--module and LIBRARY"));
         assert!(err(&["a", "b"]).contains("LIBRARY is given more than once"));
         assert!(err(&["--name", "a", "--name", "b"]).contains("--name is given more than once"));
+        assert!(err(&["--spare", "--name", "a"]).contains("--spare takes no other option"));
+        assert_eq!(
+            parse(&["--spare"]),
+            Ok(Command::Run(Args {
+                spare: true,
+                ..Args::default()
+            }))
+        );
     }
 }

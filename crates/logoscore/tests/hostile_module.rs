@@ -281,6 +281,10 @@ fn issue_18_a_hostile_module_is_refused_everything_and_every_refusal_is_logged()
         "outsideGrant": "mul",
         "impersonate": "greeter",
     });
+    // Started after calc and kv, hostile runs in the spare host the core made ready for it
+    // (docs/architecture.md, "Spare hosts"): the attacks test the confinement it gave itself.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid_of(&w, "hostile"))).unwrap();
+    eprintln!("hostile: {:?}", String::from_utf8_lossy(&cmdline));
     let out = w.cli_json(&["call", "hostile", "attack", &format!("json:{plan}")]);
     let report = &out["result"];
     for what in ATTACKS {

@@ -8,6 +8,7 @@
 //! implementation is `spawn.rs` ([`super::spawn::Os`]). Never decides anything and never
 //! touches the registry; private to the supervisor (tokio's `Kill`/`Wait` seams are the model).
 
+use super::spare::Next;
 use super::spawn::{Failure, SpawnRequest};
 use crate::registry::ExitReport;
 use crate::sys::Signal;
@@ -23,6 +24,15 @@ pub(crate) trait Spawn: Send + Sync + 'static {
     /// As `spawn::spawn`: the process is gone on every error path, and [`Failure::exit`] says
     /// how it ended when it exited by itself before its `hello`.
     fn spawn<'a>(&'a self, req: SpawnRequest<'a>) -> BoxFuture<'a, Result<Spawned, Failure>>;
+
+    /// Gets ready for the next start of a library module (a spare host, `spare.rs`), in the
+    /// background. Called after a library module's start, so the work is off its path.
+    fn prepare(&self, _next: Next) {}
+
+    /// Lets go of what [`Spawn::prepare`] made (the core is stopping).
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A process that sent its `hello`, not accepted yet.

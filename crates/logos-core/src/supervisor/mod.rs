@@ -14,6 +14,7 @@ pub(crate) mod guardian;
 pub(crate) mod heartbeat;
 pub(crate) mod output;
 pub(crate) mod remote;
+pub(crate) mod spare;
 pub(crate) mod spawn;
 
 use crate::conn::ModuleConn;
@@ -570,6 +571,7 @@ async fn shutdown_locked(inner: &Arc<Inner>) {
     for t in inner.tasks.lock().drain(..) {
         t.abort();
     }
+    inner.spawn.release().await;
     let _ = std::fs::remove_file(inner.control_socket());
     let _ = std::fs::remove_file(inner.client_token_path());
     let _ = std::fs::remove_dir(inner.modules_socket_dir());
@@ -660,6 +662,19 @@ async fn start_process(
         .cloned()
         .unwrap_or_default();
     let host = inner.host.lock().clone();
+    // Whatever the outcome, a spare host is made ready for the next library module once this
+    // start is over (off its path).
+    let _next = (inner.settings.spare_host
+        && manifest.kind() == crate::manifest::ModuleKind::Library)
+        .then(|| PrepareSpare {
+            inner: Arc::clone(inner),
+            next: Some(spare::Next {
+                host: host.clone(),
+                runtime_dir: inner.settings.runtime_dir.clone(),
+                spawn_mode: inner.settings.spawn_mode,
+                env: spawn::inherited_env(),
+            }),
+        });
     let spawned = inner
         .spawn
         .spawn(spawn::SpawnRequest {
@@ -831,6 +846,23 @@ async fn start_process(
     });
     heartbeat::watch(inner, name.clone(), generation, session.clone());
     Ok(retired)
+}
+
+/// Asks the spawner to prepare a spare host when dropped: at the end of a library module's
+/// start, on every path out of it.
+struct PrepareSpare {
+    inner: Arc<Inner>,
+    next: Option<spare::Next>,
+}
+
+impl Drop for PrepareSpare {
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take()
+            && !self.inner.stopping.load(Ordering::SeqCst)
+        {
+            self.inner.spawn.prepare(next);
+        }
+    }
 }
 
 /// The core's side of a module's handshake, the same for a process it started and a remote

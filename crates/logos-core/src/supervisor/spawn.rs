@@ -17,11 +17,11 @@ use crate::manifest::{Manifest, ModuleKind};
 use crate::registry::ExitReport;
 use crate::supervisor::child::{Spawn, Spawned};
 use crate::supervisor::output::{self, Pipe, StderrTail};
+use crate::supervisor::spare::{Next, Spares};
 use crate::sys::{self, Cgroup, ChildSetup, Limits, ModuleChild as Child};
 use futures::future::BoxFuture;
 use logos_session::Config as SessionConfig;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -74,13 +74,24 @@ const SIGNAL_SCOPE_ABI: u32 = 6;
 /// (docs/protocol.md §2.1), which only works if both ends of a connection see it.
 const INHERITED_ENV: [&str; 3] = ["PATH", "LANG", "LOGOS_SHM"];
 
-/// Real module processes: [`spawn`] behind the supervisor's [`Spawn`] seam.
+/// Real module processes: [`spawn`] behind the supervisor's [`Spawn`] seam, with the spare
+/// host it keeps for the next library module (`spare.rs`).
 #[derive(Debug, Default)]
-pub(crate) struct Os;
+pub(crate) struct Os {
+    spares: std::sync::Arc<Spares>,
+}
 
 impl Spawn for Os {
     fn spawn<'a>(&'a self, req: SpawnRequest<'a>) -> BoxFuture<'a, Result<Spawned, Failure>> {
-        Box::pin(spawn(req))
+        Box::pin(spawn(req, &self.spares))
+    }
+
+    fn prepare(&self, next: Next) {
+        self.spares.prepare(next);
+    }
+
+    fn release(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.spares.release())
     }
 }
 
@@ -188,7 +199,7 @@ pub(crate) fn report_confinement(landlock: bool) {
 /// the handshake, `Error::StartTimeout` if no `hello` arrives in time; the latter two carry the
 /// process's last stderr lines. The process is killed and reaped on every error path. When it
 /// exited by itself before its `hello`, [`Failure::exit`] says how.
-pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
+pub(crate) async fn spawn(req: SpawnRequest<'_>, spares: &Spares) -> Result<Spawned, Failure> {
     let name = req.manifest.name.as_str().to_owned();
     let spawn_err = |what: &str, e: std::io::Error| {
         Failure::from(Error::Spawn {
@@ -199,55 +210,47 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
 
     std::fs::create_dir_all(&req.data_dir)
         .map_err(|e| spawn_err(&format!("creating data dir {}", req.data_dir.display()), e))?;
-    let (core_end, child_end) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| spawn_err("socketpair", e))?;
     let listener = bind_listener(&req.socket_path)
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
     let (ruleset, seccomp) = confine(&req, &name).map_err(Failure::from)?;
-    let cgroup = Cgroup::create(req.runtime_dir, &name);
-
-    let (program, args) = match req.manifest.kind() {
-        ModuleKind::Library => (
-            req.host.to_path_buf(),
-            vec![
-                "--module".into(),
-                req.manifest.main.clone().into_os_string(),
-                "--name".into(),
-                name.clone().into(),
-                "--module-version".into(),
-                req.manifest.version.to_string().into(),
-            ],
-        ),
-        ModuleKind::Executable => (req.manifest.main.clone(), Vec::new()),
-    };
-    let launch = sys::Launch {
-        program,
-        args,
-        env: module_env(&req, &name),
-        cwd: req.data_dir.clone(),
-    };
-    let control: OwnedFd = child_end.into();
-    let listen: OwnedFd = listener.into();
-    let setup = ChildSetup {
-        fds: [control, listen],
-        limits: req.limits,
-        ruleset,
-        seccomp,
-        drop_capabilities: sys::uid() == 0,
-        cgroup: None,
+    let env = module_env(&req, &name);
+    let spared = match req.manifest.kind() {
+        ModuleKind::Library => spares.take(req.host).await,
+        ModuleKind::Executable => None,
     };
     let spawned_at = Instant::now();
-    // The child-side descriptors are moved into the setup and closed in this process once the
-    // child has them.
-    let mut child =
-        sys::spawn_module(&launch, setup, cgroup.as_ref(), req.spawn_mode).map_err(|e| {
+    let assigned = spared.and_then(|spare| {
+        use std::os::fd::AsFd;
+        let order = super::spare::Order {
+            library: &req.manifest.main,
+            name: &name,
+            version: req.manifest.version.to_string(),
+            cwd: &req.data_dir,
+            env: &env,
+            limits: req.limits,
+            seccomp: seccomp.as_ref(),
+            listener: listener.as_fd(),
+            ruleset: ruleset.as_ref().map(|r| r.0.as_fd()),
+        };
+        spare
+            .assign(&order, req.runtime_dir)
+            .inspect_err(|e| {
+                tracing::debug!(module = %name, "the spare host cannot take its order: {e}; starting the cold way");
+            })
+            .ok()
+    });
+    let from_spare = assigned.is_some();
+    let (mut child, core_end, cgroup) = match assigned {
+        Some(assigned) => assigned,
+        None => cold(&req, &name, env, listener, ruleset, seccomp).map_err(|e| {
             spawn_err(
                 &format!("starting {}", command_text(req.manifest, req.host)),
                 e,
             )
-        })?;
+        })?,
+    };
     let pid = child.id().unwrap_or(0);
-    tracing::debug!(module = %name, pid, created = ?child.created(), "module process started");
+    tracing::debug!(module = %name, pid, created = ?child.created(), from_spare, "module process started");
 
     let stderr = StderrTail::default();
     let mut forwarders: Vec<JoinHandle<()>> = Vec::new();
@@ -341,13 +344,65 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>) -> Result<Spawned, Failure> {
     }
 }
 
+/// Starts the module's process the cold way: a new process that `exec`s `logos_host` or the
+/// module's program, confined before the `exec`. Returns it with the core's end of its
+/// control connection and its cgroup.
+fn cold(
+    req: &SpawnRequest<'_>,
+    name: &str,
+    env: Vec<(OsString, OsString)>,
+    listener: std::os::unix::net::UnixListener,
+    ruleset: Option<sys::PreparedRuleset>,
+    seccomp: Option<sys::SeccompProgram>,
+) -> std::io::Result<(Child, std::os::unix::net::UnixStream, Option<Cgroup>)> {
+    let (core_end, child_end) = std::os::unix::net::UnixStream::pair()?;
+    let cgroup = Cgroup::create(req.runtime_dir, name);
+    let (program, args) = match req.manifest.kind() {
+        ModuleKind::Library => (
+            req.host.to_path_buf(),
+            vec![
+                "--module".into(),
+                req.manifest.main.clone().into_os_string(),
+                "--name".into(),
+                name.into(),
+                "--module-version".into(),
+                req.manifest.version.to_string().into(),
+            ],
+        ),
+        ModuleKind::Executable => (req.manifest.main.clone(), Vec::new()),
+    };
+    let launch = sys::Launch {
+        program,
+        args,
+        env,
+        cwd: req.data_dir.clone(),
+    };
+    let setup = ChildSetup {
+        fds: [child_end.into(), listener.into()],
+        limits: req.limits,
+        ruleset,
+        seccomp,
+        drop_capabilities: sys::uid() == 0,
+        cgroup: None,
+    };
+    // The child-side descriptors are moved into the setup and closed in this process once the
+    // child has them.
+    let child = sys::spawn_module(&launch, setup, cgroup.as_ref(), req.spawn_mode)?;
+    Ok((child, core_end, cgroup))
+}
+
+/// The variables of the core's environment every module inherits.
+pub(crate) fn inherited_env() -> Vec<(OsString, OsString)> {
+    INHERITED_ENV
+        .iter()
+        .filter_map(|var| Some((OsString::from(var), std::env::var_os(var)?)))
+        .collect()
+}
+
 /// The module's whole environment: the allowlist of the core's, its `LOGOS_*` variables, its
 /// configured `env` (which may override the others).
 fn module_env(req: &SpawnRequest<'_>, name: &str) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = INHERITED_ENV
-        .iter()
-        .filter_map(|var| Some((OsString::from(var), std::env::var_os(var)?)))
-        .collect();
+    let mut env = inherited_env();
     env.extend([
         ("LOGOS_MODULE".into(), name.into()),
         ("LOGOS_CONTROL_FD".into(), "3".into()),

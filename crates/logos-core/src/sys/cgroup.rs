@@ -39,10 +39,7 @@ impl Cgroup {
     /// Creates a fresh cgroup for one start of `module`; `None` when this core cannot use
     /// cgroups here (logged once at info level).
     pub fn create(runtime_dir: &Path, module: &str) -> Option<Cgroup> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let base = base()?;
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = base.join(format!("{}{module}-{n}", prefix(runtime_dir)));
+        let dir = base()?.join(fresh_name(runtime_dir, module));
         match std::fs::create_dir(&dir) {
             Ok(()) if dir.join("cgroup.kill").exists() => Some(Cgroup { dir }),
             Ok(()) => {
@@ -53,6 +50,24 @@ impl Cgroup {
             Err(e) => {
                 unusable(&format!("cannot create {}: {e}", dir.display()));
                 None
+            }
+        }
+    }
+
+    /// Gives the cgroup (and what runs in it) a fresh name for `module`: a spare host's cgroup
+    /// once the spare becomes that module. The memory its process already holds stays
+    /// charged here, as it would have been had the process been created for the module.
+    /// Where the kernel refuses, the cgroup keeps its name (only people read it, and the
+    /// guardian's pattern matches both).
+    pub fn rename_for(&mut self, runtime_dir: &Path, module: &str) {
+        let Some(parent) = self.dir.parent() else {
+            return;
+        };
+        let to = parent.join(fresh_name(runtime_dir, module));
+        match std::fs::rename(&self.dir, &to) {
+            Ok(()) => self.dir = to,
+            Err(e) => {
+                tracing::debug!(cgroup = %self.dir.display(), "cannot rename a spare host's cgroup for {module}: {e}")
             }
         }
     }
@@ -130,6 +145,13 @@ fn populated(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("cgroup.events"))
         .map(|events| events.lines().any(|l| l.trim() == "populated 1"))
         .unwrap_or(false)
+}
+
+/// `<prefix><module>-<n>`, unique in this process.
+fn fresh_name(runtime_dir: &Path, module: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{}{module}-{n}", prefix(runtime_dir))
 }
 
 /// `(dir, prefix)`: the module cgroups of the core using `runtime_dir` are `<dir>/<prefix>*`,

@@ -80,6 +80,22 @@ pub const BASELINE: [(&str, libc::c_long); 32] = [
 /// A compiled filter ready to be installed in a child.
 pub struct Program(pub(crate) Vec<libc::sock_filter>);
 
+impl Program {
+    /// The instructions as numbers, `code << 48 | jt << 40 | jf << 32 | k`: how a spare host
+    /// receives its filter (`logos-host/src/spare.rs`).
+    pub fn words(&self) -> Vec<u64> {
+        self.0
+            .iter()
+            .map(|i| {
+                u64::from(i.code) << 48
+                    | u64::from(i.jt) << 40
+                    | u64::from(i.jf) << 32
+                    | u64::from(i.k)
+            })
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Program({} instructions)", self.0.len())

@@ -1,0 +1,271 @@
+//! Spare hosts: one `logos_host --spare` started ahead of need, so that the next start of a
+//! library module skips creating a process, `exec` and the loader (docs/architecture.md,
+//! "Spare hosts"; issue 17).
+//!
+//! Owns starting a spare with everything of a module process that does not depend on the
+//! module (its own process group and cgroup, the parent-death signal, fd 3 for the control
+//! connection, no capabilities, no other descriptor, nothing of the operator's environment),
+//! keeping at most one, and handing it its module: the [`Order`] (library, environment,
+//! working directory, limits, seccomp filter) with the listening socket and the Landlock
+//! ruleset attached, over a `SOCK_SEQPACKET` socket at the spare's fd 4. The spare applies it
+//! before it opens the library (`logos-host/src/spare.rs`), so the module's first instruction
+//! runs confined, as on the cold path.
+//!
+//! A spare is only used for the `logos_host` it was started from: if that file was replaced
+//! since (an upgrade), the spare is dropped and the start goes the cold way. One that died
+//! while waiting is found out when its order cannot be sent; the start goes the cold way too.
+//! Never decides when to prepare one (the supervisor does, after a library module's start)
+//! nor what a module's confinement is (`spawn.rs` does).
+
+use crate::sys::{self, Cgroup, ChildSetup, Launch, ModuleChild, SpawnMode};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What the supervisor tells [`Spares::prepare`] about the next start.
+#[derive(Debug, Clone)]
+pub(crate) struct Next {
+    pub host: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub spawn_mode: SpawnMode,
+    /// The core's environment variables every module gets (`PATH`, `LANG`, `LOGOS_SHM`).
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// The spare the core keeps: none, or one.
+#[derive(Debug, Default)]
+pub(crate) struct Spares {
+    slot: tokio::sync::Mutex<Option<Spare>>,
+    /// Set by [`Spares::release`]: a spare being prepared then is let go, not kept.
+    released: AtomicBool,
+}
+
+impl Spares {
+    /// Takes the spare if it was started from `host` as that file is now; a spare of another
+    /// or a replaced `logos_host` is let go. Waits for a spare being started.
+    pub(crate) async fn take(&self, host: &Path) -> Option<Spare> {
+        let spare = self.slot.lock().await.take()?;
+        if spare.host == host && Identity::of(host).is_some_and(|now| now == spare.identity) {
+            Some(spare)
+        } else {
+            tracing::debug!(host = %host.display(), "the spare host's program changed; it is let go");
+            None
+        }
+    }
+
+    /// Starts a spare for the next start (in a task of the current runtime), unless one is
+    /// kept already.
+    pub(crate) fn prepare(self: &Arc<Self>, next: Next) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let spares = Arc::clone(self);
+        runtime.spawn(async move {
+            let mut slot = spares.slot.lock().await;
+            if slot.is_some() || spares.released.load(Ordering::SeqCst) {
+                return;
+            }
+            match Spare::start(&next) {
+                Ok(spare) => *slot = Some(spare),
+                Err(e) => tracing::debug!(
+                    host = %next.host.display(),
+                    "cannot start a spare host: {e}; library modules start the cold way"
+                ),
+            }
+        });
+    }
+
+    /// Lets the kept spare go (the core is stopping): it is killed and its cgroup removed.
+    pub(crate) async fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        drop(self.slot.lock().await.take());
+    }
+}
+
+/// Which file a program was: a replaced `logos_host` is another file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    size: u64,
+}
+
+impl Identity {
+    fn of(path: &Path) -> Option<Identity> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(Identity {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+            size: m.size(),
+        })
+    }
+}
+
+/// A `logos_host --spare` waiting for its order.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    child: ModuleChild,
+    /// The core's end of the spare's fd 3: the module's control connection to be.
+    control: UnixStream,
+    /// The core's end of the spare's fd 4, where the order goes.
+    order: OwnedFd,
+    cgroup: Option<Cgroup>,
+    host: PathBuf,
+    identity: Identity,
+}
+
+/// What a spare is told, besides the two descriptors.
+pub(crate) struct Order<'a> {
+    pub library: &'a Path,
+    pub name: &'a str,
+    pub version: String,
+    pub cwd: &'a Path,
+    pub env: &'a [(OsString, OsString)],
+    pub limits: sys::Limits,
+    pub seccomp: Option<&'a sys::SeccompProgram>,
+    pub listener: BorrowedFd<'a>,
+    pub ruleset: Option<BorrowedFd<'a>>,
+}
+
+impl Spare {
+    /// Starts one.
+    fn start(next: &Next) -> io::Result<Spare> {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let identity = Identity::of(&next.host).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} cannot be read", next.host.display()),
+            )
+        })?;
+        let (control, child_control) = UnixStream::pair()?;
+        let (order, child_order) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        let cgroup = Cgroup::create(&next.runtime_dir, "spare");
+        let launch = Launch {
+            program: next.host.clone(),
+            args: vec!["--spare".into()],
+            env: next.env.clone(),
+            cwd: PathBuf::from("/"),
+        };
+        let setup = ChildSetup {
+            fds: [child_control.into(), child_order],
+            limits: sys::Limits::default(),
+            ruleset: None,
+            seccomp: None,
+            drop_capabilities: sys::uid() == 0,
+            cgroup: None,
+        };
+        let child = sys::spawn_module(&launch, setup, cgroup.as_ref(), next.spawn_mode)?;
+        tracing::debug!(pid = child.id().unwrap_or(0), "spare host started");
+        Ok(Spare {
+            child,
+            control,
+            order,
+            cgroup,
+            host: next.host.clone(),
+            identity,
+        })
+    }
+
+    /// Hands the spare its module: after this it is that module's process, with `control`
+    /// its control connection. On an error the spare is gone (killed) and the start should
+    /// go the cold way: it never got its order.
+    ///
+    /// # Errors
+    /// The order cannot be encoded (a path or variable that is not UTF-8) or sent (the spare
+    /// died while waiting).
+    pub(crate) fn assign(
+        mut self,
+        order: &Order<'_>,
+        runtime_dir: &Path,
+    ) -> io::Result<(ModuleChild, UnixStream, Option<Cgroup>)> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let text = encode(order)?;
+        let mut fds = vec![order.listener];
+        fds.extend(order.ruleset);
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut ancillary = SendAncillaryBuffer::new(&mut space);
+        if !ancillary.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(io::Error::other("no room for the order's descriptors"));
+        }
+        // Its cgroup is the module's from here on; renamed before the order, so nothing of
+        // the module ever runs under the spare's name.
+        if let Some(c) = self.cgroup.as_mut() {
+            c.rename_for(runtime_dir, order.name);
+        }
+        let sent = rustix::net::sendmsg(
+            self.order.as_fd(),
+            &[io::IoSlice::new(&text)],
+            &mut ancillary,
+            SendFlags::NOSIGNAL,
+        )?;
+        if sent != text.len() {
+            return Err(io::Error::other(format!(
+                "the order went out short: {sent} of {} bytes",
+                text.len()
+            )));
+        }
+        Ok((self.child, self.control, self.cgroup))
+    }
+}
+
+/// The order as the spare reads it (`logos-host/src/spare.rs` documents the format).
+fn encode(order: &Order<'_>) -> io::Result<Vec<u8>> {
+    let text = |what: &str, s: &std::ffi::OsStr| {
+        s.to_str().map(str::to_owned).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what} {s:?} is not UTF-8"),
+            )
+        })
+    };
+    let env = order
+        .env
+        .iter()
+        .map(|(k, v)| {
+            Ok(serde_json::json!([
+                text("variable", k)?,
+                text(&format!("{k:?}"), v)?
+            ]))
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut limits = serde_json::Map::new();
+    let sys::Limits {
+        address_space,
+        open_files,
+        processes,
+    } = order.limits;
+    for (key, value) in [
+        ("address_space", address_space),
+        ("open_files", open_files),
+        ("processes", processes),
+    ] {
+        if let Some(v) = value {
+            limits.insert(key.to_owned(), v.into());
+        }
+    }
+    let doc = serde_json::json!({
+        "module": text("library", order.library.as_os_str())?,
+        "name": order.name,
+        "version": order.version,
+        "cwd": text("data dir", order.cwd.as_os_str())?,
+        "env": env,
+        "limits": limits,
+        "ruleset": order.ruleset.is_some(),
+        "seccomp": order.seccomp.map(sys::SeccompProgram::words).unwrap_or_default(),
+    });
+    serde_json::to_vec(&doc).map_err(io::Error::other)
+}
