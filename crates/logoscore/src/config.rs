@@ -227,6 +227,8 @@ pub(crate) struct Config {
     pub http_metrics_auth: Option<bool>,
     /// Refuse to start modules that would run unconfined (no Landlock).
     pub strict_confinement: Option<bool>,
+    /// Keep a spare `logos_host` ready for the next library module's start (default on).
+    pub spare_host: Option<bool>,
     /// Recent spans of calls kept for `logoscore trace` (0: modules report none).
     pub spans: Option<usize>,
     /// Where remote modules connect (`host:port`, TLS 1.3); off when absent.
@@ -728,6 +730,13 @@ target = "kv"
 
     #[test]
     fn strict_confinement_and_filesystem_grants_are_checked() {
+        assert_eq!(
+            parse("spare_host = false\n")
+                .ok()
+                .and_then(|c| c.spare_host),
+            Some(false)
+        );
+        assert!(parse("spare_host = \"no\"\n").is_err());
         assert_eq!(
             parse("strict_confinement = true\n")
                 .ok()

@@ -40,9 +40,11 @@ pub(crate) struct Next {
 /// The spare the core keeps: none, or one.
 #[derive(Debug, Default)]
 pub(crate) struct Spares {
-    slot: tokio::sync::Mutex<Option<Spare>>,
+    /// Locked from the moment a spare is asked for until it is there, so a start that comes
+    /// in between waits for it rather than going the cold way beside it.
+    slot: Arc<tokio::sync::Mutex<Option<Spare>>>,
     /// Set by [`Spares::release`]: a spare being prepared then is let go, not kept.
-    released: AtomicBool,
+    released: Arc<AtomicBool>,
 }
 
 impl Spares {
@@ -59,19 +61,23 @@ impl Spares {
     }
 
     /// Starts a spare for the next start (in a task of the current runtime), unless one is
-    /// kept already.
-    pub(crate) fn prepare(self: &Arc<Self>, next: Next) {
+    /// kept or being started already.
+    pub(crate) fn prepare(&self, next: Next) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let spares = Arc::clone(self);
+        // Taken here, not in the task: a start asked for after this returns waits for it.
+        let Ok(mut slot) = Arc::clone(&self.slot).try_lock_owned() else {
+            return;
+        };
+        if slot.is_some() || self.released.load(Ordering::SeqCst) {
+            return;
+        }
+        let released = Arc::clone(&self.released);
         runtime.spawn(async move {
-            let mut slot = spares.slot.lock().await;
-            if slot.is_some() || spares.released.load(Ordering::SeqCst) {
-                return;
-            }
             match Spare::start(&next) {
-                Ok(spare) => *slot = Some(spare),
+                Ok(spare) if !released.load(Ordering::SeqCst) => *slot = Some(spare),
+                Ok(_) => {}
                 Err(e) => tracing::debug!(
                     host = %next.host.display(),
                     "cannot start a spare host: {e}; library modules start the cold way"
@@ -111,6 +117,10 @@ impl Identity {
 }
 
 /// A `logos_host --spare` waiting for its order.
+///
+/// Its cgroup becomes its module's as it is: cgroup v2 cannot rename a cgroup, and moving the
+/// process to a new one costs what the spare saves (`sys/process.rs`). So a module started in
+/// a spare runs in `<prefix>spare-<n>`, which the guardian's pattern covers like any other.
 #[derive(Debug)]
 pub(crate) struct Spare {
     child: ModuleChild,
@@ -188,9 +198,8 @@ impl Spare {
     /// The order cannot be encoded (a path or variable that is not UTF-8) or sent (the spare
     /// died while waiting).
     pub(crate) fn assign(
-        mut self,
+        self,
         order: &Order<'_>,
-        runtime_dir: &Path,
     ) -> io::Result<(ModuleChild, UnixStream, Option<Cgroup>)> {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
         let text = encode(order)?;
@@ -200,11 +209,6 @@ impl Spare {
         let mut ancillary = SendAncillaryBuffer::new(&mut space);
         if !ancillary.push(SendAncillaryMessage::ScmRights(&fds)) {
             return Err(io::Error::other("no room for the order's descriptors"));
-        }
-        // Its cgroup is the module's from here on; renamed before the order, so nothing of
-        // the module ever runs under the spare's name.
-        if let Some(c) = self.cgroup.as_mut() {
-            c.rename_for(runtime_dir, order.name);
         }
         let sent = rustix::net::sendmsg(
             self.order.as_fd(),

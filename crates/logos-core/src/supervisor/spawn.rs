@@ -78,7 +78,7 @@ const INHERITED_ENV: [&str; 3] = ["PATH", "LANG", "LOGOS_SHM"];
 /// host it keeps for the next library module (`spare.rs`).
 #[derive(Debug, Default)]
 pub(crate) struct Os {
-    spares: std::sync::Arc<Spares>,
+    spares: Spares,
 }
 
 impl Spawn for Os {
@@ -233,7 +233,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>, spares: &Spares) -> Result<Spaw
             ruleset: ruleset.as_ref().map(|r| r.0.as_fd()),
         };
         spare
-            .assign(&order, req.runtime_dir)
+            .assign(&order)
             .inspect_err(|e| {
                 tracing::debug!(module = %name, "the spare host cannot take its order: {e}; starting the cold way");
             })

@@ -54,24 +54,6 @@ impl Cgroup {
         }
     }
 
-    /// Gives the cgroup (and what runs in it) a fresh name for `module`: a spare host's cgroup
-    /// once the spare becomes that module. The memory its process already holds stays
-    /// charged here, as it would have been had the process been created for the module.
-    /// Where the kernel refuses, the cgroup keeps its name (only people read it, and the
-    /// guardian's pattern matches both).
-    pub fn rename_for(&mut self, runtime_dir: &Path, module: &str) {
-        let Some(parent) = self.dir.parent() else {
-            return;
-        };
-        let to = parent.join(fresh_name(runtime_dir, module));
-        match std::fs::rename(&self.dir, &to) {
-            Ok(()) => self.dir = to,
-            Err(e) => {
-                tracing::debug!(cgroup = %self.dir.display(), "cannot rename a spare host's cgroup for {module}: {e}")
-            }
-        }
-    }
-
     /// `cgroup.procs` opened for writing, for the child to join with (writing `0`).
     ///
     /// # Errors

@@ -244,6 +244,9 @@ fn plan(ctx: &Ctx, args: RunArgs, file: Config) -> Result<Plan, Error> {
     if let Some(strict) = file.strict_confinement {
         b = b.strict_confinement(strict);
     }
+    if let Some(spare) = file.spare_host {
+        b = b.spare_host(spare);
+    }
     if let Some(n) = file.spans {
         b = b.spans(n);
     }
