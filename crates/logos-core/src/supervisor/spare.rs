@@ -45,6 +45,16 @@ pub(crate) struct Spares {
     slot: Arc<tokio::sync::Mutex<Option<Spare>>>,
     /// Set by [`Spares::release`]: a spare being prepared then is let go, not kept.
     released: Arc<AtomicBool>,
+    /// Where [`Spares::prepare`] sends its jobs: the maker thread, started with the first.
+    maker: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+}
+
+/// One spare to make, and the slot (locked) to put it in.
+struct Job {
+    next: Next,
+    slot: tokio::sync::OwnedMutexGuard<Option<Spare>>,
+    runtime: tokio::runtime::Handle,
+    released: Arc<AtomicBool>,
 }
 
 impl Spares {
@@ -60,37 +70,94 @@ impl Spares {
         }
     }
 
-    /// Starts a spare for the next start (in a task of the current runtime), unless one is
-    /// kept or being started already.
+    /// Has a spare made for the next start, unless one is kept or being made already.
+    ///
+    /// It is made on a thread of its own, the **maker**, never on one of the runtime's:
+    /// creating a process blocks the creating thread until the child's `exec` (a `vfork`,
+    /// `sys/process.rs`), and a start's caller resuming on that thread would wait for it. The
+    /// maker also lives as long as the core, which a spare's parent-death signal needs (it
+    /// follows the creating thread, `sys/linux.rs`).
     pub(crate) fn prepare(&self, next: Next) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        // Taken here, not in the task: a start asked for after this returns waits for it.
-        let Ok(mut slot) = Arc::clone(&self.slot).try_lock_owned() else {
+        // Locked here, not on the maker: a start asked for after this returns waits for it.
+        let Ok(slot) = Arc::clone(&self.slot).try_lock_owned() else {
             return;
         };
         if slot.is_some() || self.released.load(Ordering::SeqCst) {
             return;
         }
-        let released = Arc::clone(&self.released);
-        runtime.spawn(async move {
-            match Spare::start(&next) {
-                Ok(spare) if !released.load(Ordering::SeqCst) => *slot = Some(spare),
-                Ok(_) => {}
-                Err(e) => tracing::debug!(
-                    host = %next.host.display(),
-                    "cannot start a spare host: {e}; library modules start the cold way"
-                ),
-            }
-        });
+        let job = Job {
+            next,
+            slot,
+            runtime,
+            released: Arc::clone(&self.released),
+        };
+        let mut maker = self
+            .maker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sender = match maker.as_ref() {
+            Some(s) => s.clone(),
+            None => match start_maker() {
+                Ok(s) => maker.insert(s).clone(),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot start the thread that makes spare hosts: {e}; library modules start the cold way"
+                    );
+                    return;
+                }
+            },
+        };
+        // A maker that is gone (it cannot be, while this holds its sender) drops the job,
+        // and with it the slot's lock.
+        let _ = sender.send(job);
     }
 
-    /// Lets the kept spare go (the core is stopping): it is killed and its cgroup removed.
+    /// Lets the kept spare go (the core is stopping): it is killed and reaped before this
+    /// returns, and its cgroup removed.
     pub(crate) async fn release(&self) {
         self.released.store(true, Ordering::SeqCst);
-        drop(self.slot.lock().await.take());
+        // The maker ends once it has no sender: after the job it may be on.
+        self.maker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let spare = self.slot.lock().await.take();
+        if let Some(mut spare) = spare {
+            let _ = spare.child.start_kill();
+            let _ = spare.child.wait().await;
+        }
     }
+}
+
+/// Starts the maker thread; it makes one spare per job and ends when its sender is dropped.
+fn start_maker() -> io::Result<std::sync::mpsc::Sender<Job>> {
+    let (sender, jobs) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("logos-spare".into())
+        .spawn(move || {
+            for Job {
+                next,
+                mut slot,
+                runtime,
+                released,
+            } in jobs
+            {
+                // The child's handle waits on a pidfd registered with the runtime's reactor.
+                let _runtime = runtime.enter();
+                match Spare::start(&next) {
+                    Ok(spare) if !released.load(Ordering::SeqCst) => *slot = Some(spare),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(
+                        host = %next.host.display(),
+                        "cannot start a spare host: {e}; library modules start the cold way"
+                    ),
+                }
+            }
+        })?;
+    Ok(sender)
 }
 
 /// Which file a program was: a replaced `logos_host` is another file.
