@@ -11,7 +11,7 @@ use crate::module::{EXE_NAME, Heard};
 use crate::report::{Figure, Row, Status, Unit};
 use crate::stats::{self, Summary};
 use anyhow::{Context as _, Result, anyhow, bail};
-use logos_core::{Core, Notification, RestartSettings, State, Value};
+use logos_core::{Builder, Core, Notification, RestartSettings, State, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -164,10 +164,11 @@ pub struct World {
     /// `logos_host`, when it and the `probe` library are built beside this executable and
     /// `probe` is staged: the start row also measures a library module.
     host: Option<PathBuf>,
-    /// A second core over the same modules with spare hosts off (docs/architecture.md,
-    /// "Spare hosts"), when `logos_host` is built: the `start_host_cold` row, so the start of
-    /// a library module without a spare stays in view beside `start_host`.
-    cold: Option<Core>,
+    /// A builder for a second core over the same modules with spare hosts off
+    /// (docs/architecture.md, "Spare hosts"), when `logos_host` is built: the
+    /// `start_host_cold` row, so the start of a library module without a spare stays in view
+    /// beside `start_host`. Started only for that row, so no other row pays its idle cost.
+    cold: Option<Builder>,
     /// The `contexts` executable is built beside this one and staged (the
     /// `contexts_module` row).
     pub contexts: bool,
@@ -293,24 +294,10 @@ impl World {
             .start()
             .await
             .context("starting the core")?;
-        let cold = if host_probe {
-            Some(
-                builder("cold")
-                    .spare_host(false)
-                    .build()?
-                    .start()
-                    .await
-                    .context("starting the core without spare hosts")?,
-            )
-        } else {
-            None
-        };
+        let cold = host_probe.then(|| builder("cold").spare_host(false));
         let faults = core.faults();
         if !faults.is_empty() {
             core.shutdown().await;
-            if let Some(cold) = &cold {
-                cold.shutdown().await;
-            }
             bail!("generated metadata was refused: {}", faults.join("; "));
         }
         Ok(World {
@@ -356,9 +343,6 @@ impl World {
     /// Stops every module and the core.
     pub async fn close(self) {
         self.core.shutdown().await;
-        if let Some(cold) = &self.cold {
-            cold.shutdown().await;
-        }
     }
 
     async fn call(&self, target: &str, method: &str, args: Vec<Value>) -> Result<Value> {
@@ -819,7 +803,17 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
             "same, a library module via logos_host (probe), in the spare host kept for it",
         ));
     }
-    if let Some(cold) = &w.cold {
+    let cold = match &w.cold {
+        Some(b) => Some(
+            b.clone()
+                .build()?
+                .start()
+                .await
+                .context("starting the core without spare hosts")?,
+        ),
+        None => None,
+    };
+    if let Some(cold) = &cold {
         kinds.push((
             cold,
             "probe",
@@ -872,6 +866,9 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         }
         done += k;
     }
+    if let Some(cold) = &cold {
+        cold.shutdown().await;
+    }
     let raw = stats::summarize(&mut raw);
     let forked = stats::summarize(&mut forked);
     let mut rows = Vec::new();
@@ -906,12 +903,20 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         rows.push(row);
     }
     if w.host.is_none() {
-        rows.push(Row::skipped(
-            "start_host",
-            "same, a library module via logos_host (probe)",
-            "logos_host and libprobe.so are not built beside this binary \
-             (cargo build --release -p logos-host -p probe)",
-        ));
+        for (id, title) in [
+            (
+                "start_host",
+                "same, a library module via logos_host (probe)",
+            ),
+            ("start_host_cold", "same, with spare hosts off"),
+        ] {
+            rows.push(Row::skipped(
+                id,
+                title,
+                "logos_host and libprobe.so are not built beside this binary \
+                 (cargo build --release -p logos-host -p probe)",
+            ));
+        }
     }
     Ok(rows)
 }

@@ -42,6 +42,7 @@ fn quick_json_run_measures_every_row() {
         "stream",
         "start",
         "start_host",
+        "start_host_cold",
         "load_chain",
         "load_fan",
         "rss",

@@ -94,8 +94,11 @@ pub fn receive_and_apply() -> Result<Option<Order>, String> {
     Ok(Some(order))
 }
 
-/// Reads one message with its descriptors (close-on-exec).
-fn receive(fd: RawFd) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, String> {
+/// One message: its bytes and the descriptors that came with it.
+type Message = (Vec<u8>, Vec<OwnedFd>);
+
+/// Reads one message with its descriptors (close-on-exec); `None` at end of file.
+fn receive(fd: RawFd) -> Result<Option<Message>, String> {
     let mut buf = vec![0u8; MAX_ORDER];
     // Room for two descriptors, aligned as `cmsghdr` wants.
     let mut control = [0u64; 8];

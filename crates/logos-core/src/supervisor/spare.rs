@@ -340,3 +340,47 @@ fn encode(order: &Order<'_>) -> io::Result<Vec<u8>> {
     });
     serde_json::to_vec(&doc).map_err(io::Error::other)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Order, encode};
+    use std::ffi::OsString;
+    use std::os::fd::AsFd;
+    use std::os::unix::ffi::OsStringExt;
+    use std::path::Path;
+
+    #[test]
+    fn the_order_names_everything_and_refuses_what_json_cannot_carry() {
+        let listener = std::fs::File::open("/dev/null").unwrap();
+        let env = vec![(OsString::from("LOGOS_MODULE"), OsString::from("calc"))];
+        let mut order = Order {
+            library: Path::new("/m/libcalc.so"),
+            name: "calc",
+            version: "1.2.0".into(),
+            cwd: Path::new("/data/calc"),
+            env: &env,
+            limits: crate::sys::Limits {
+                open_files: Some(64),
+                ..Default::default()
+            },
+            seccomp: None,
+            listener: listener.as_fd(),
+            ruleset: None,
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&encode(&order).unwrap()).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "module": "/m/libcalc.so", "name": "calc", "version": "1.2.0",
+                "cwd": "/data/calc", "env": [["LOGOS_MODULE", "calc"]],
+                "limits": {"open_files": 64}, "ruleset": false, "seccomp": [],
+            })
+        );
+        // Not UTF-8: the start goes the cold way, which passes bytes as they are.
+        let odd = vec![(OsString::from("X"), OsString::from_vec(vec![0xff, 0xfe]))];
+        order.env = &odd;
+        let e = encode(&order).expect_err("not UTF-8");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("\"X\""), "{e}");
+    }
+}
