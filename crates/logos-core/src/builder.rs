@@ -441,8 +441,8 @@ impl Builder {
     /// "Spare hosts"): after each library module's start, one `logos_host --spare` waits
     /// for the next, confined like a module in all that does not depend on which module, and
     /// confines itself by its module's order before it loads the library. Costs one idle
-    /// process (1.5 MiB resident, PSS 0.5 MiB) while library modules run. Default: `true`, unless the
-    /// environment variable `LOGOS_SPARE_HOST` is `off` when the core is built.
+    /// process (1.5 MiB resident, PSS 0.5 MiB) while library modules run. Default: `true`,
+    /// unless the environment variable `LOGOS_SPARE_HOST` is `off` when the core is built.
     pub fn spare_host(mut self, enabled: bool) -> Self {
         self.spare_host = Some(enabled);
         self
