@@ -4,8 +4,10 @@
 //! the bound listening socket (fd 4), the command line (`logos_host` for a library, the
 //! executable otherwise), the environment (an allowlist, never the runtime dir), the Landlock
 //! ruleset and cgroup, resource limits, output capture, and waiting for the module's `hello`
-//! while watching for an early exit or the start timeout. Never decides what to do after a
-//! failure (that is `supervisor/mod.rs`) and never accepts the handshake itself.
+//! while watching for an early exit or the start timeout. A library module is handed to the
+//! spare host kept for it when there is one (`spare.rs`: the same descriptors, environment
+//! and confinement, sent as an order), else started the cold way. Never decides what to do
+//! after a failure (that is `supervisor/mod.rs`) and never accepts the handshake itself.
 //!
 //! The environment starts empty: a module gets `PATH`, `LANG` and `LOGOS_SHM` from the core's
 //! environment (when set), its own `LOGOS_*` variables, and the `env` of its configuration. Nothing else
