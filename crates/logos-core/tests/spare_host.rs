@@ -190,6 +190,34 @@ async fn a_restarted_library_module_runs_in_the_spare_confined_as_a_cold_start()
             "the module alone in it"
         );
     }
+    // Nothing of the order is left open in the module: not the ruleset, not the order
+    // socket (fd 4 is the listening socket now).
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{warm}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|t| t.display().to_string())
+        .collect();
+    assert!(
+        !fds.iter().any(|t| t.contains("landlock")),
+        "the ruleset leaked into the module: {fds:?}"
+    );
+    let inode = |fd: u32| {
+        std::fs::metadata(format!("/proc/{warm}/fd/{fd}"))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+    };
+    let listening = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let sock = w.runtime.join("modules/probe.sock").display().to_string();
+    let listener_inode = listening
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        // Flags 00010000: accepting connections (accepted ones carry the path too).
+        .find(|f| f.get(3) == Some(&"00010000") && f.last() == Some(&sock.as_str()))
+        .and_then(|f| f.get(6).map(|i| (*i).to_owned()));
+    assert_eq!(
+        inode(4).ok().map(|i| i.to_string()),
+        listener_inode,
+        "fd 4 is the module's listening socket"
+    );
     // Its own process group, as a cold start has.
     let stat = std::fs::read_to_string(format!("/proc/{warm}/stat")).unwrap();
     let pgrp = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(2);
