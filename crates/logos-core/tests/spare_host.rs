@@ -299,3 +299,56 @@ async fn with_spare_host_off_every_start_is_cold() {
     assert!(spares(&host).is_empty());
     core.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_logos_host_without_spare_is_found_out_once_and_starts_go_cold() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut w = World::new();
+    w.stage("probe");
+    // An older logos_host beside this core: `--spare` is a usage error to it (exit 2), and
+    // it runs modules as ever. The real host sits in the module's dir, which a confined
+    // module may execute from.
+    let real = w.modules.join("probe/logos_host_real");
+    std::fs::copy(target_dir().join("logos_host"), &real).unwrap();
+    let attempts = w.dir.path().join("spare-attempts");
+    let host = w.dir.path().join("bin/logos_host");
+    std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+    std::fs::write(
+        &host,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --spare ]; then echo x >> '{}'; echo \"error: unexpected argument '--spare'\" >&2; exit 2; fi\nexec '{}' \"$@\"\n",
+            attempts.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let core = w.start_with(w.builder().host_binary(&host)).await;
+
+    core.load("probe").await.expect("load");
+    // The spare made after it exits at once; the next start finds it gone, goes cold, and
+    // no spare of this logos_host is made again: a start after that waits for no spare and
+    // the host was asked for one only once.
+    for round in 0..3 {
+        core.reload("probe").await.expect("reload");
+        let pid = pid_of(&core, "probe");
+        assert!(
+            cmdline(pid).contains(" --module "),
+            "round {round}: {}",
+            cmdline(pid)
+        );
+        assert_eq!(
+            core.call("probe", "echo", vec![text("cold")])
+                .await
+                .unwrap(),
+            text("cold")
+        );
+    }
+    let asked = std::fs::read_to_string(&attempts).unwrap_or_default();
+    assert_eq!(
+        asked.lines().count(),
+        1,
+        "spares asked of an older logos_host"
+    );
+    core.shutdown().await;
+}

@@ -204,6 +204,15 @@ fn run(args: &Args) -> i32 {
 /// A spare host: waits for its order, confines itself by it, then runs the module it names.
 fn run_spare() -> i32 {
     spare::prepare();
+    match spare::say_ready() {
+        Ok(true) => {}
+        // The core let this spare go before it was ready.
+        Ok(false) => return 0,
+        Err(e) => {
+            eprintln!("logos_host: spare host: {e}");
+            return spare::EXIT_ORDER;
+        }
+    }
     match spare::receive_and_apply() {
         Ok(Some(order)) => load_and_run(&order.module, &order.name, order.version.as_deref()),
         // The core let this spare go unused.

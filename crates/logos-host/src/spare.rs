@@ -15,7 +15,8 @@
 //! Never runs module code before the order is applied in full: any failure ends the process
 //! with [`EXIT_ORDER`] and a line naming the step. Never reads more than one order.
 //!
-//! The order is one `SOCK_SEQPACKET` message on fd 4: JSON (below), with the listening socket
+//! Once it waits, the spare sends `ready` on fd 4. The order is one `SOCK_SEQPACKET` message
+//! on fd 4: JSON (below), with the listening socket
 //! and, when `"ruleset": true`, the Landlock ruleset attached as `SCM_RIGHTS`.
 //!
 //! ```json
@@ -78,6 +79,34 @@ impl Limit {
 pub fn prepare() {
     // SAFETY: PR_SET_DUMPABLE takes a number and touches no memory of ours.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+/// What the spare sends on fd 4 once it waits for its order: the core keeps only a spare
+/// that said it (one still starting could yet fail, and fail its module's start with it).
+const READY: &[u8] = b"ready";
+
+/// Tells the core this spare waits for its order. `Ok(false)`: the core has let it go.
+///
+/// # Errors
+/// The send failed otherwise.
+pub fn say_ready() -> Result<bool, String> {
+    // SAFETY: send reads READY, a static buffer, for the call.
+    let n = unsafe {
+        libc::send(
+            ORDER_FD,
+            READY.as_ptr().cast::<c_void>(),
+            READY.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if n >= 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EPIPE | libc::ECONNRESET) => Ok(false),
+        _ => Err(format!("saying ready on fd {ORDER_FD}: {e}")),
+    }
 }
 
 /// Waits for the order on fd 4 and applies it. `Ok(None)`: the core closed the order

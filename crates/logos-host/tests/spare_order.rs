@@ -1,4 +1,4 @@
-//! `logos_host --spare` against orders sent by hand: a good order is applied in full before the
+//! `logos_host --spare` against orders sent by hand: it says `ready` first; a good order is applied in full before the
 //! library's code runs (environment replaced, working directory, listening socket at fd 4,
 //! limits, no_new_privs and the seccomp filter), a bad one ends the spare with exit 4 and a
 //! line naming what is wrong, and a spare whose order socket closes leaves quietly (exit 0).
@@ -137,6 +137,18 @@ fn send(sock: &OwnedFd, text: &[u8], fds: &[RawFd]) {
         text.len() as isize,
         "sendmsg: {}",
         std::io::Error::last_os_error()
+    );
+}
+
+/// Reads the spare's first message: it says it waits.
+fn expect_ready(sock: &OwnedFd) {
+    let mut buf = [0u8; 16];
+    // SAFETY: recv writes at most 16 bytes into `buf`.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    assert_eq!(
+        buf.get(..usize::try_from(n).unwrap_or(0)),
+        Some(&b"ready"[..]),
+        "the spare's first word"
     );
 }
 

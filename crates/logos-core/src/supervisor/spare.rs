@@ -47,6 +47,10 @@ pub(crate) struct Spares {
     released: Arc<AtomicBool>,
     /// Where [`Spares::prepare`] sends its jobs: the maker thread, started with the first.
     maker: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+    /// A `logos_host` whose spare ended before it was ready (an older one without
+    /// `--spare`, a broken one): no spare is made of that file again. Another file there (an
+    /// upgrade) is tried afresh.
+    unsupported: Arc<std::sync::Mutex<Option<Identity>>>,
 }
 
 /// One spare to make, and the slot (locked) to put it in.
@@ -55,6 +59,7 @@ struct Job {
     slot: tokio::sync::OwnedMutexGuard<Option<Spare>>,
     runtime: tokio::runtime::Handle,
     released: Arc<AtomicBool>,
+    unsupported: Arc<std::sync::Mutex<Option<Identity>>>,
 }
 
 impl Spares {
@@ -88,11 +93,19 @@ impl Spares {
         if slot.is_some() || self.released.load(Ordering::SeqCst) {
             return;
         }
+        let unsupported = *self
+            .unsupported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if unsupported.is_some() && unsupported == Identity::of(&next.host) {
+            return;
+        }
         let job = Job {
             next,
             slot,
             runtime,
             released: Arc::clone(&self.released),
+            unsupported: Arc::clone(&self.unsupported),
         };
         let mut maker = self
             .maker
@@ -115,6 +128,18 @@ impl Spares {
         let _ = sender.send(job);
     }
 
+    /// A spare that could not take its order. One whose order could not be encoded is kept
+    /// for the next start; one that was gone (killed while it waited) is reaped.
+    pub(crate) async fn unused(&self, unused: Unused) {
+        let Unused { spare, sent, .. } = unused;
+        if !sent {
+            let mut slot = self.slot.lock().await;
+            if slot.is_none() && !self.released.load(Ordering::SeqCst) {
+                *slot = Some(spare);
+            }
+        }
+    }
+
     /// Lets the kept spare go (the core is stopping): it is killed and reaped before this
     /// returns, and its cgroup removed.
     pub(crate) async fn release(&self) {
@@ -132,6 +157,28 @@ impl Spares {
     }
 }
 
+/// Logs why a spare ended before it was ready: its exit and its first stderr line.
+async fn report_ended(mut spare: Spare) {
+    let status = spare.child.wait().await.ok();
+    let mut said = String::new();
+    if let Some(mut err) = spare.child.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(READY_WAIT, err.read_to_end(&mut buf)).await;
+        said = String::from_utf8_lossy(&buf)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+    }
+    tracing::warn!(
+        host = %spare.host.display(),
+        status = ?status,
+        stderr = %said,
+        "a spare host ended before it was ready (an older logos_host without --spare?); no spare of this logos_host is made again, and library modules start the cold way until it is replaced"
+    );
+}
+
 /// Starts the maker thread; it makes one spare per job and ends when its sender is dropped.
 fn start_maker() -> io::Result<std::sync::mpsc::Sender<Job>> {
     let (sender, jobs) = std::sync::mpsc::channel::<Job>();
@@ -143,13 +190,23 @@ fn start_maker() -> io::Result<std::sync::mpsc::Sender<Job>> {
                 mut slot,
                 runtime,
                 released,
+                unsupported,
             } in jobs
             {
                 // The child's handle waits on a pidfd registered with the runtime's reactor.
                 let _runtime = runtime.enter();
                 match Spare::start(&next) {
-                    Ok(spare) if !released.load(Ordering::SeqCst) => *slot = Some(spare),
-                    Ok(_) => {}
+                    Ok(Made::Ready(spare)) if !released.load(Ordering::SeqCst) => {
+                        *slot = Some(spare);
+                    }
+                    Ok(Made::Ready(_)) => {}
+                    Ok(Made::Ended(spare)) => {
+                        *unsupported
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(spare.identity);
+                        runtime.spawn(report_ended(spare));
+                    }
                     Err(e) => tracing::debug!(
                         host = %next.host.display(),
                         "cannot start a spare host: {e}; library modules start the cold way"
@@ -200,6 +257,23 @@ pub(crate) struct Spare {
     identity: Identity,
 }
 
+/// How long the maker waits for a new spare to say it is ready (it takes about a
+/// millisecond); one that has not by then is let go, and no spare is kept this time.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What a spare sends on its order socket once it waits for its order
+/// (`logos-host/src/spare.rs`).
+const READY: &[u8] = b"ready";
+
+/// A spare that did not take its order ([`Spare::assign`]), for [`Spares::unused`].
+pub(crate) struct Unused {
+    pub error: io::Error,
+    spare: Spare,
+    /// Whether the send was tried (and failed): the spare is gone. Otherwise the order could
+    /// not be encoded and the spare is as good as before.
+    sent: bool,
+}
+
 /// What a spare is told, besides the two descriptors.
 pub(crate) struct Order<'a> {
     pub library: &'a Path,
@@ -213,9 +287,17 @@ pub(crate) struct Order<'a> {
     pub ruleset: Option<BorrowedFd<'a>>,
 }
 
+/// A spare as [`Spare::start`] leaves it.
+enum Made {
+    /// It waits for its order.
+    Ready(Spare),
+    /// It ended before it was ready.
+    Ended(Spare),
+}
+
 impl Spare {
-    /// Starts one.
-    fn start(next: &Next) -> io::Result<Spare> {
+    /// Starts one and waits until it says it is ready.
+    fn start(next: &Next) -> io::Result<Made> {
         use rustix::net::{AddressFamily, SocketFlags, SocketType};
         let identity = Identity::of(&next.host).ok_or_else(|| {
             io::Error::new(
@@ -246,50 +328,94 @@ impl Spare {
             cgroup: None,
         };
         let child = sys::spawn_module(&launch, setup, cgroup.as_ref(), next.spawn_mode)?;
-        tracing::debug!(pid = child.id().unwrap_or(0), "spare host started");
-        Ok(Spare {
+        let spare = Spare {
             child,
             control,
             order,
             cgroup,
             host: next.host.clone(),
             identity,
-        })
+        };
+        // Only a spare that said it waits is kept: one that is still starting could yet
+        // fail, and would fail its module's start with it.
+        rustix::net::sockopt::set_socket_timeout(
+            &spare.order,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(READY_WAIT),
+        )?;
+        let mut said = [0u8; 16];
+        match rustix::net::recv(&spare.order, &mut said, rustix::net::RecvFlags::empty()) {
+            Ok((n, _)) if said.get(..n) == Some(READY) => {
+                tracing::debug!(pid = spare.child.id().unwrap_or(0), "spare host ready");
+                Ok(Made::Ready(spare))
+            }
+            Ok((0, _)) => Ok(Made::Ended(spare)),
+            Ok(_) => Err(io::Error::other(
+                "the spare host said something else than ready",
+            )),
+            Err(e) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no word from the spare host within {READY_WAIT:?}: {e}"),
+            )),
+        }
     }
 
     /// Hands the spare its module: after this it is that module's process, with `control`
-    /// its control connection. On an error the spare is gone (killed) and the start should
-    /// go the cold way: it never got its order.
+    /// its control connection.
     ///
     /// # Errors
-    /// The order cannot be encoded (a path or variable that is not UTF-8) or sent (the spare
-    /// died while waiting).
+    /// The order cannot be encoded (a path or variable that is not UTF-8; the spare is
+    /// unharmed) or sent (the spare is gone). Either way the start goes the cold way, and
+    /// the spare goes to [`Spares::unused`].
     pub(crate) fn assign(
         self,
         order: &Order<'_>,
-    ) -> io::Result<(ModuleChild, UnixStream, Option<Cgroup>)> {
+    ) -> Result<(ModuleChild, UnixStream, Option<Cgroup>), Unused> {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-        let text = encode(order)?;
+        let text = match encode(order) {
+            Ok(t) => t,
+            Err(error) => {
+                return Err(Unused {
+                    error,
+                    spare: self,
+                    sent: false,
+                });
+            }
+        };
         let mut fds = vec![order.listener];
         fds.extend(order.ruleset);
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
         let mut ancillary = SendAncillaryBuffer::new(&mut space);
         if !ancillary.push(SendAncillaryMessage::ScmRights(&fds)) {
-            return Err(io::Error::other("no room for the order's descriptors"));
+            return Err(Unused {
+                error: io::Error::other("no room for the order's descriptors"),
+                spare: self,
+                sent: false,
+            });
         }
         let sent = rustix::net::sendmsg(
             self.order.as_fd(),
             &[io::IoSlice::new(&text)],
             &mut ancillary,
             SendFlags::NOSIGNAL,
-        )?;
-        if sent != text.len() {
-            return Err(io::Error::other(format!(
-                "the order went out short: {sent} of {} bytes",
-                text.len()
-            )));
+        )
+        .map_err(io::Error::from);
+        match sent {
+            Ok(n) if n == text.len() => Ok((self.child, self.control, self.cgroup)),
+            Ok(n) => Err(Unused {
+                error: io::Error::other(format!(
+                    "the order went out short: {n} of {} bytes",
+                    text.len()
+                )),
+                spare: self,
+                sent: true,
+            }),
+            Err(error) => Err(Unused {
+                error,
+                spare: self,
+                sent: true,
+            }),
         }
-        Ok((self.child, self.control, self.cgroup))
     }
 }
 

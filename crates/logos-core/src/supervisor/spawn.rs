@@ -221,26 +221,31 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>, spares: &Spares) -> Result<Spaw
         ModuleKind::Executable => None,
     };
     let spawned_at = Instant::now();
-    let assigned = spared.and_then(|spare| {
-        use std::os::fd::AsFd;
-        let order = super::spare::Order {
-            library: &req.manifest.main,
-            name: &name,
-            version: req.manifest.version.to_string(),
-            cwd: &req.data_dir,
-            env: &env,
-            limits: req.limits,
-            seccomp: seccomp.as_ref(),
-            listener: listener.as_fd(),
-            ruleset: ruleset.as_ref().map(|r| r.0.as_fd()),
-        };
-        spare
-            .assign(&order)
-            .inspect_err(|e| {
-                tracing::debug!(module = %name, "the spare host cannot take its order: {e}; starting the cold way");
-            })
-            .ok()
-    });
+    let assigned = match spared {
+        None => None,
+        Some(spare) => {
+            use std::os::fd::AsFd;
+            let order = super::spare::Order {
+                library: &req.manifest.main,
+                name: &name,
+                version: req.manifest.version.to_string(),
+                cwd: &req.data_dir,
+                env: &env,
+                limits: req.limits,
+                seccomp: seccomp.as_ref(),
+                listener: listener.as_fd(),
+                ruleset: ruleset.as_ref().map(|r| r.0.as_fd()),
+            };
+            match spare.assign(&order) {
+                Ok(assigned) => Some(assigned),
+                Err(unused) => {
+                    tracing::debug!(module = %name, "the spare host cannot take this order: {}; starting the cold way", unused.error);
+                    spares.unused(unused).await;
+                    None
+                }
+            }
+        }
+    };
     let from_spare = assigned.is_some();
     let (mut child, core_end, cgroup) = match assigned {
         Some(assigned) => assigned,
