@@ -180,6 +180,7 @@ fn a_good_order_is_applied_in_full_before_the_library_runs() {
     });
     let (core, theirs) = seqpacket_pair();
     let child = spare(theirs);
+    expect_ready(&core);
     send(&core, order.to_string().as_bytes(), &[listener.as_raw_fd()]);
     let (code, err) = finish(child);
     assert_eq!(code, Some(0), "{err}");

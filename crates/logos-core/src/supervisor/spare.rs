@@ -135,7 +135,7 @@ impl Spares {
         if !sent {
             let mut slot = self.slot.lock().await;
             if slot.is_none() && !self.released.load(Ordering::SeqCst) {
-                *slot = Some(spare);
+                *slot = Some(*spare);
             }
         }
     }
@@ -268,7 +268,7 @@ const READY: &[u8] = b"ready";
 /// A spare that did not take its order ([`Spare::assign`]), for [`Spares::unused`].
 pub(crate) struct Unused {
     pub error: io::Error,
-    spare: Spare,
+    spare: Box<Spare>,
     /// Whether the send was tried (and failed): the spare is gone. Otherwise the order could
     /// not be encoded and the spare is as good as before.
     sent: bool,
@@ -377,7 +377,7 @@ impl Spare {
             Err(error) => {
                 return Err(Unused {
                     error,
-                    spare: self,
+                    spare: Box::new(self),
                     sent: false,
                 });
             }
@@ -389,7 +389,7 @@ impl Spare {
         if !ancillary.push(SendAncillaryMessage::ScmRights(&fds)) {
             return Err(Unused {
                 error: io::Error::other("no room for the order's descriptors"),
-                spare: self,
+                spare: Box::new(self),
                 sent: false,
             });
         }
@@ -407,12 +407,12 @@ impl Spare {
                     "the order went out short: {n} of {} bytes",
                     text.len()
                 )),
-                spare: self,
+                spare: Box::new(self),
                 sent: true,
             }),
             Err(error) => Err(Unused {
                 error,
-                spare: self,
+                spare: Box::new(self),
                 sent: true,
             }),
         }
