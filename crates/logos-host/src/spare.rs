@@ -128,7 +128,35 @@ type Message = (Vec<u8>, Vec<OwnedFd>);
 
 /// Reads one message with its descriptors (close-on-exec); `None` at end of file.
 fn receive(fd: RawFd) -> Result<Option<Message>, String> {
-    let mut buf = vec![0u8; MAX_ORDER];
+    // The order's size first (it waits here for the order), so the buffer is as large as the
+    // order and no larger: a 256 KiB buffer freed would raise glibc's mmap threshold for the
+    // module's whole life.
+    let size = loop {
+        // SAFETY: with MSG_PEEK | MSG_TRUNC and no buffer, recv writes nothing and returns
+        // the length of the next message.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_PEEK | libc::MSG_TRUNC,
+            )
+        };
+        if let Ok(n) = usize::try_from(n) {
+            break n;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("reading the order on fd {fd}: {e}"));
+        }
+    };
+    if size > MAX_ORDER {
+        return Err(format!(
+            "the order is larger than {MAX_ORDER} bytes ({size})"
+        ));
+    }
+    // One byte more than the order, so an empty message (end of file) still has a buffer.
+    let mut buf = vec![0u8; size + 1];
     // Room for two descriptors, aligned as `cmsghdr` wants.
     let mut control = [0u64; 8];
     let mut iov = libc::iovec {
