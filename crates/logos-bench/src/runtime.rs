@@ -841,6 +841,9 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         core.load(name).await?;
         core.unload(name, false).await?;
     }
+    // Only library modules start in a spare: the main core's spare starts during the loop are
+    // `start_host`'s, and the row says how many of its starts found one.
+    let spare_before = w.core.starts().spare;
     // One of each in turn, so drifting machine load hits baseline and runtime alike.
     let batch = 1;
     let mut done = 0;
@@ -866,6 +869,7 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         }
         done += k;
     }
+    let in_spare = w.core.starts().spare - spare_before;
     if let Some(cold) = &cold {
         cold.shutdown().await;
     }
@@ -900,6 +904,15 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         row.extra("true_fork_median_ns", forked.median)
             .extra("alone_median_ns", alone.median)
             .extra("alone_ratio", alone.median / raw.median);
+        if id == "start_host" {
+            row.note = row.note.map(|n| {
+                format!(
+                    "{n}; {in_spare} of {} starts ran in a spare host",
+                    plan.starts
+                )
+            });
+            row.extra("starts_in_spare", in_spare as f64);
+        }
         rows.push(row);
     }
     if w.host.is_none() {

@@ -87,6 +87,17 @@ fn quick_json_run_measures_every_row() {
             "rtt lacks {key}: {rtt}"
         );
     }
+    // A library module's starts after the first run in the spare host the core keeps.
+    let host = rows
+        .iter()
+        .find(|r| r["id"] == "start_host")
+        .expect("start_host row");
+    if host["status"] != "skipped" {
+        assert!(
+            host["extra"]["starts_in_spare"].as_f64().unwrap_or(0.0) >= 1.0,
+            "no start ran in a spare: {host}"
+        );
+    }
     // The start row splits its ratio: the module process started alone reached its hello.
     let start = rows.iter().find(|r| r["id"] == "start").expect("start row");
     for key in ["alone_median_ns", "alone_ratio"] {

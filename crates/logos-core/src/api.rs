@@ -237,6 +237,13 @@ impl Core {
         crate::stats::denials(&self.inner)
     }
 
+    /// Module processes started since the core started, in a spare host and the cold way
+    /// (docs/architecture.md, "Spare hosts").
+    pub fn starts(&self) -> crate::stats::StartFigures {
+        let (spare, cold) = self.inner.counters.starts();
+        crate::stats::StartFigures { spare, cold }
+    }
+
     /// The core's own events (`core.moduleUp`, `stateChanged`, …) published since it
     /// started, and deliveries of them dropped because a subscriber read too slowly.
     pub fn core_events(&self) -> crate::stats::EventFigures {

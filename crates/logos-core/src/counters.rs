@@ -2,13 +2,15 @@
 //!
 //! Owns two tables: access denials by (caller, target), and calls the core answered for a
 //! module that never served them (it was not ready, or its connection closed with the call
-//! in flight) by (module, method, outcome). Every label is bounded: callers and targets are
+//! in flight) by (module, method, outcome); and two numbers: module processes started in a
+//! spare host and the cold way. Every label is bounded: callers and targets are
 //! known modules (anything else counts as `other`), methods are names from the module's
 //! interface (anything else is `other`), and outcomes are error codes. Never decides
 //! anything and never does I/O; each update takes one short lock.
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The label for anything outside a bounded set (an unknown target, a method the interface
 /// does not name).
@@ -23,6 +25,9 @@ const MAX_KEYS: usize = 16_384;
 pub(crate) struct Counters {
     denials: Mutex<BTreeMap<(String, String), u64>>,
     refused: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// Module processes that sent their `hello`: in a spare host, and the cold way.
+    starts_spare: AtomicU64,
+    starts_cold: AtomicU64,
 }
 
 fn bump<K: Ord>(table: &mut BTreeMap<K, u64>, key: K, fallback: impl FnOnce() -> K) {
@@ -35,6 +40,24 @@ fn bump<K: Ord>(table: &mut BTreeMap<K, u64>, key: K, fallback: impl FnOnce() ->
 }
 
 impl Counters {
+    /// A module process sent its `hello`, started in a spare host or the cold way.
+    pub fn started(&self, from_spare: bool) {
+        let n = if from_spare {
+            &self.starts_spare
+        } else {
+            &self.starts_cold
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(in a spare, cold)` module process starts so far.
+    pub fn starts(&self) -> (u64, u64) {
+        (
+            self.starts_spare.load(Ordering::Relaxed),
+            self.starts_cold.load(Ordering::Relaxed),
+        )
+    }
+
     /// `caller` was refused access to `target` (both known modules, or `other`).
     pub fn denied(&self, caller: &str, target: &str) {
         bump(

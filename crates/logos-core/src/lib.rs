@@ -71,7 +71,7 @@ pub use crate::remote::{Granted, RemoteCredentialInfo};
 pub use crate::spans::{DEFAULT_SPANS, Filter as SpanFilter, Node as CallNode, Span, SpanKind};
 pub use crate::stats::{
     Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
-    StreamFigures,
+    StartFigures, StreamFigures,
 };
 pub use crate::supervisor::SwapReport;
 pub use crate::sys::{Confinement, Limits, ProcessUsage, confinement, process_usage, pss_bytes};

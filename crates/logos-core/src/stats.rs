@@ -69,6 +69,18 @@ pub struct EventFigures {
     pub dropped: u64,
 }
 
+/// Module processes the core started, by the way they started (docs/architecture.md,
+/// "Spare hosts"): in a spare host, or the cold way (a new process and `exec`). Only
+/// starts that reached the module's `hello` count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StartFigures {
+    /// Started in a spare host.
+    pub spare: u64,
+    /// Started the cold way.
+    pub cold: u64,
+}
+
 /// Byte streams of a module process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -156,7 +156,15 @@ async fn a_restarted_library_module_runs_in_the_spare_confined_as_a_cold_start()
     let spare = one_spare(&host, &core).await;
     // What the spare holds while it waits: no module, its own cgroup.
     assert_ne!(spare, cold);
+    let before = core.starts();
+    assert_eq!((before.spare, before.cold), (0, 1));
     core.reload("probe").await.expect("reload");
+    let after = core.starts();
+    assert_eq!(
+        (after.spare, after.cold),
+        (1, 1),
+        "counted as a start in a spare"
+    );
     let warm = pid_of(&core, "probe");
     assert_eq!(warm, spare, "the restart ran in the spare");
     assert_eq!(
@@ -297,6 +305,8 @@ async fn with_spare_host_off_every_start_is_cold() {
     let pid = pid_of(&core, "probe");
     assert!(cmdline(pid).contains(" --module "), "{}", cmdline(pid));
     assert!(spares(&host).is_empty());
+    assert_eq!(core.starts().spare, 0);
+    assert_eq!(core.starts().cold, 2);
     core.shutdown().await;
 }
 

@@ -28,7 +28,10 @@ pub(crate) fn spawn(core: Core) -> (watch::Receiver<Arc<View>>, JoinHandle<()>) 
 
 fn core_view(core: &Core) -> CoreView {
     let events = core.core_events();
+    let starts = core.starts();
     CoreView {
+        starts_spare_total: starts.spare,
+        starts_cold_total: starts.cold,
         pid: std::process::id(),
         events_total: events.emitted,
         events_dropped_total: events.dropped,

@@ -305,6 +305,17 @@ impl Collector for ViewCollector {
         )?;
         family(
             &mut e,
+            "logos_module_starts",
+            "Module processes started: in the spare host kept for the next library module \
+             (way=\"spare\"), or as a new process (way=\"cold\").",
+            MetricType::Counter,
+            |f| {
+                counter(f, &[("way", "spare")], v.core.starts_spare_total)?;
+                counter(f, &[("way", "cold")], v.core.starts_cold_total)
+            },
+        )?;
+        family(
+            &mut e,
             "logos_policy_denials",
             "Calls and token requests the access policy refused, by caller and target.",
             MetricType::Counter,

@@ -300,6 +300,9 @@ pub struct CoreView {
     pub events_dropped_total: u64,
     /// Denials by `(caller, target)`.
     pub denials: Vec<(String, String, u64)>,
+    /// Module processes started in a spare host, and the cold way.
+    pub starts_spare_total: u64,
+    pub starts_cold_total: u64,
 }
 
 /// Everything an observer shows, as of `at_ms`.

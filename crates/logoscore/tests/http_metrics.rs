@@ -285,6 +285,15 @@ fn metrics_follow_calls_crashes_and_restarts() {
         "5 before the crash, 1 after"
     );
     assert_eq!(number(&s, "logos_module_up", &calc), Some(1.0));
+    // The restart ran in the spare host the core kept for the next library module
+    // (docs/architecture.md, "Spare hosts"); the first starts were cold.
+    let s = until(
+        &base,
+        "logos_module_starts_total",
+        &[("way", "spare")],
+        |v| v >= 1.0,
+    );
+    assert!(number(&s, "logos_module_starts_total", &[("way", "cold")]).is_some_and(|v| v >= 1.0));
 
     // Calls the core answers for a module that is down count too.
     w.cli(&["unload", "calc"]).ok();

@@ -39,6 +39,8 @@ pub(crate) trait Spawn: Send + Sync + 'static {
 pub(crate) struct Spawned {
     pub child: Box<dyn Child>,
     pub pending: PendingSession,
+    /// It started in a spare host (`spare.rs`) rather than the cold way.
+    pub from_spare: bool,
 }
 
 /// One running module process, owned by whoever waits for it, so a signal can never reach a

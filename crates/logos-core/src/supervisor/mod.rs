@@ -708,7 +708,12 @@ async fn start_process(
             rulesets: &inner.rulesets,
         })
         .await;
-    let child::Spawned { child, pending } = spawned?;
+    let child::Spawned {
+        child,
+        pending,
+        from_spare,
+    } = spawned?;
+    inner.counters.started(from_spare);
     let pid = child.pid();
 
     if pending.hello.identity != name {
@@ -1264,6 +1269,7 @@ mod tests {
                     started: Instant::now(),
                 };
                 Ok(Spawned {
+                    from_spare: false,
                     child: Box::new(child),
                     pending,
                 })

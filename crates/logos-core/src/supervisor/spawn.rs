@@ -294,6 +294,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>, spares: &Spares) -> Result<Spaw
     };
     match outcome {
         Ok(Ok(pending)) => Ok(Spawned {
+            from_spare,
             child: Box::new(Process {
                 child,
                 pid,
