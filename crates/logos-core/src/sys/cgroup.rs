@@ -39,7 +39,10 @@ impl Cgroup {
     /// Creates a fresh cgroup for one start of `module`; `None` when this core cannot use
     /// cgroups here (logged once at info level).
     pub fn create(runtime_dir: &Path, module: &str) -> Option<Cgroup> {
-        let dir = base()?.join(fresh_name(runtime_dir, module));
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let base = base()?;
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("{}{module}-{n}", prefix(runtime_dir)));
         match std::fs::create_dir(&dir) {
             Ok(()) if dir.join("cgroup.kill").exists() => Some(Cgroup { dir }),
             Ok(()) => {
@@ -127,13 +130,6 @@ fn populated(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("cgroup.events"))
         .map(|events| events.lines().any(|l| l.trim() == "populated 1"))
         .unwrap_or(false)
-}
-
-/// `<prefix><module>-<n>`, unique in this process.
-fn fresh_name(runtime_dir: &Path, module: &str) -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{}{module}-{n}", prefix(runtime_dir))
 }
 
 /// `(dir, prefix)`: the module cgroups of the core using `runtime_dir` are `<dir>/<prefix>*`,
