@@ -146,8 +146,12 @@ fn receive(fd: RawFd) -> Result<Option<Message>, String> {
             break n;
         }
         let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("reading the order on fd {fd}: {e}"));
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            // The core closed its end with our `ready` unread: it let this spare go, as at
+            // end of file.
+            Some(libc::ECONNRESET) => return Ok(None),
+            _ => return Err(format!("reading the order on fd {fd}: {e}")),
         }
     };
     if size > MAX_ORDER {

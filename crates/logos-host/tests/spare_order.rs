@@ -269,10 +269,32 @@ fn a_bad_order_ends_the_spare_with_exit_4_before_anything_runs() {
 
 #[test]
 fn a_spare_let_go_without_an_order_exits_quietly() {
-    let (core, theirs) = seqpacket_pair();
-    let child = spare(theirs);
-    drop(core);
-    let (code, err) = finish(child);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(err.is_empty(), "{err}");
+    // The core closes its end: before the spare said ready, with the `ready` unread (the
+    // spare then reads a reset, not an end of file), and after reading it.
+    for when in ["at once", "ready unread", "ready read"] {
+        let (core, theirs) = seqpacket_pair();
+        let child = spare(theirs);
+        match when {
+            "ready unread" => {
+                let mut b = [0u8; 8];
+                // SAFETY: recv with MSG_PEEK writes at most 8 bytes into `b` and leaves the
+                // message queued.
+                let n = unsafe {
+                    libc::recv(
+                        core.as_raw_fd(),
+                        b.as_mut_ptr().cast(),
+                        b.len(),
+                        libc::MSG_PEEK,
+                    )
+                };
+                assert_eq!(n, 5, "the spare's ready is queued");
+            }
+            "ready read" => expect_ready(&core),
+            _ => {}
+        }
+        drop(core);
+        let (code, err) = finish(child);
+        assert_eq!(code, Some(0), "{when}: {err}");
+        assert!(err.is_empty(), "{when}: {err}");
+    }
 }
