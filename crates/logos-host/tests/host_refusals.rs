@@ -8,6 +8,8 @@
 //! shows whether the host called it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -17,10 +19,6 @@ struct Fake<'a> {
     name: &'a str,
     /// The body of `run`: an exit code, or code that ends in one.
     code: &'a str,
-}
-
-fn rustc() -> Command {
-    Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
 }
 
 fn build(dir: &Path, file: &str, fake: &Fake<'_>) -> PathBuf {
@@ -44,17 +42,7 @@ pub extern "C" fn logos_module_v1() -> *const Module {{ &MODULE }}
         major = fake.major,
         name = fake.name,
     );
-    let src_path = dir.join(format!("{file}.rs"));
-    std::fs::write(&src_path, src).unwrap();
-    let out = dir.join(format!("lib{file}.so"));
-    let status = rustc()
-        .args(["--crate-type", "cdylib", "--edition", "2024", "-o"])
-        .arg(&out)
-        .arg(&src_path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "compiling the fake module {file} failed");
-    out
+    support::cdylib(dir, file, &src)
 }
 
 fn host(lib: &Path, name: &str) -> Output {
@@ -206,20 +194,11 @@ fn an_accepted_library_runs_and_its_code_is_the_exit_code() {
 #[test]
 fn libraries_without_the_entry_point_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("plain.rs");
-    std::fs::write(
-        &src,
+    let lib = support::cdylib(
+        dir.path(),
+        "plain",
         "#[unsafe(no_mangle)] pub extern \"C\" fn other() {}\n",
-    )
-    .unwrap();
-    let lib = dir.path().join("libplain.so");
-    let status = rustc()
-        .args(["--crate-type", "cdylib", "--edition", "2024", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    );
     let out = host(&lib, "plain");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");

@@ -8,6 +8,8 @@
 //! the spare's end placed at fd 4 as the core places it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -46,17 +48,7 @@ static MODULE: Module = Module {{ abi: 1, major: 1, name: c"spared".as_ptr(), ve
 pub extern "C" fn logos_module_v1() -> *const Module {{ &MODULE }}
 "#
     );
-    let src_path = dir.join("spared.rs");
-    std::fs::write(&src_path, src).unwrap();
-    let out = dir.join("libspared.so");
-    let status = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
-        .args(["--crate-type", "cdylib", "--edition", "2024", "-o"])
-        .arg(&out)
-        .arg(&src_path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "compiling the test library failed");
-    out
+    support::cdylib(dir, "spared", &src)
 }
 
 /// A `SOCK_SEQPACKET` pair, close-on-exec.
