@@ -244,6 +244,13 @@ impl Core {
         crate::stats::StartFigures { spare, cold }
     }
 
+    /// Heartbeats of local modules since the core started, seen on their heartbeat pages and
+    /// answered to pings (docs/architecture.md, "Heartbeat").
+    pub fn heartbeats(&self) -> crate::stats::HeartbeatFigures {
+        let (page, ping) = self.inner.counters.beats();
+        crate::stats::HeartbeatFigures { page, ping }
+    }
+
     /// The core's own events (`core.moduleUp`, `stateChanged`, …) published since it
     /// started, and deliveries of them dropped because a subscriber read too slowly.
     pub fn core_events(&self) -> crate::stats::EventFigures {

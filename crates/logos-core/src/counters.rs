@@ -2,8 +2,8 @@
 //!
 //! Owns two tables: access denials by (caller, target), and calls the core answered for a
 //! module that never served them (it was not ready, or its connection closed with the call
-//! in flight) by (module, method, outcome); and two numbers: module processes started in a
-//! spare host and the cold way. Every label is bounded: callers and targets are
+//! in flight) by (module, method, outcome); and four numbers: module processes started in a
+//! spare host and the cold way, and heartbeats seen on a page and answered to a ping. Every label is bounded: callers and targets are
 //! known modules (anything else counts as `other`), methods are names from the module's
 //! interface (anything else is `other`), and outcomes are error codes. Never decides
 //! anything and never does I/O; each update takes one short lock.
@@ -28,6 +28,18 @@ pub(crate) struct Counters {
     /// Module processes that sent their `hello`: in a spare host, and the cold way.
     starts_spare: AtomicU64,
     starts_cold: AtomicU64,
+    /// Heartbeats of local modules: counts seen moving on a heartbeat page, pings answered.
+    beats_page: AtomicU64,
+    beats_ping: AtomicU64,
+}
+
+/// How a heartbeat came (`supervisor/heartbeat.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// The module's count moved on its heartbeat page.
+    Page,
+    /// The module answered a ping.
+    Ping,
 }
 
 fn bump<K: Ord>(table: &mut BTreeMap<K, u64>, key: K, fallback: impl FnOnce() -> K) {
@@ -55,6 +67,23 @@ impl Counters {
         (
             self.starts_spare.load(Ordering::Relaxed),
             self.starts_cold.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A local module's heartbeat came `way`.
+    pub fn beat(&self, way: Way) {
+        let n = match way {
+            Way::Page => &self.beats_page,
+            Way::Ping => &self.beats_ping,
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(on a page, by ping)` heartbeats of local modules so far.
+    pub fn beats(&self) -> (u64, u64) {
+        (
+            self.beats_page.load(Ordering::Relaxed),
+            self.beats_ping.load(Ordering::Relaxed),
         )
     }
 

@@ -70,8 +70,8 @@ pub use crate::registry::{ExitReport, ModuleInfo, State};
 pub use crate::remote::{Granted, RemoteCredentialInfo};
 pub use crate::spans::{DEFAULT_SPANS, Filter as SpanFilter, Node as CallNode, Span, SpanKind};
 pub use crate::stats::{
-    Denial, EventFigures, Latency, MethodFigures, ModuleStats, Refused, STATS_TIMEOUT,
-    StartFigures, StreamFigures,
+    Denial, EventFigures, HeartbeatFigures, Latency, MethodFigures, ModuleStats, Refused,
+    STATS_TIMEOUT, StartFigures, StreamFigures,
 };
 pub use crate::supervisor::SwapReport;
 pub use crate::sys::{Confinement, Limits, ProcessUsage, confinement, process_usage, pss_bytes};

@@ -81,6 +81,18 @@ pub struct StartFigures {
     pub cold: u64,
 }
 
+/// Heartbeats of local modules, by the way they came (docs/architecture.md, "Heartbeat"):
+/// a count that moved on the module's heartbeat page, or an answered ping (a module that
+/// counts no more, reports itself unhealthy, or was built with an SDK that does not count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeartbeatFigures {
+    /// Seen on a heartbeat page.
+    pub page: u64,
+    /// Answered pings.
+    pub ping: u64,
+}
+
 /// Byte streams of a module process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -141,7 +141,12 @@ async fn a_restarted_library_module_runs_in_the_spare_confined_as_a_cold_start()
     w.stage("probe");
     let host = own_host(&w);
     let core = w
-        .start_with(w.builder().host_binary(&host).module("probe", limited()))
+        .start_with(
+            w.builder()
+                .host_binary(&host)
+                .module("probe", limited())
+                .heartbeat(std::time::Duration::from_millis(50)),
+        )
         .await;
     core.load("probe").await.expect("load");
     let cold = pid_of(&core, "probe");
@@ -226,6 +231,15 @@ async fn a_restarted_library_module_runs_in_the_spare_confined_as_a_cold_start()
         listener_inode,
         "fd 4 is the module's listening socket"
     );
+    // It mapped its heartbeat page (made with the spare, its fd 5 until then), and counts
+    // there.
+    let maps = std::fs::read_to_string(format!("/proc/{warm}/maps")).unwrap();
+    assert!(maps.contains("/memfd:logos-beat"), "{maps}");
+    let beats = core.heartbeats().page;
+    wait_for("beats on the page of the module in the spare", WITHIN, || {
+        core.heartbeats().page >= beats + 3
+    })
+    .await;
     // Its own process group, as a cold start has.
     let stat = std::fs::read_to_string(format!("/proc/{warm}/stat")).unwrap();
     let pgrp = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(2);

@@ -404,6 +404,58 @@ async fn a_module_reports_itself_unhealthy_and_list_info_and_stats_show_it() {
     core.shutdown().await;
 }
 
+/// An SDK module proves it is alive by counting in its heartbeat page, so the core pings it
+/// only when the count stands still: here, while it reports itself unhealthy (the SDK stops
+/// counting, and the `pong` carries the reason). A count that moves again says healthy.
+#[tokio::test]
+async fn an_sdk_module_beats_on_its_page_and_is_pinged_only_while_its_count_stands_still() {
+    let mut w = World::new();
+    w.stage("probe");
+    let b = w.builder().heartbeat(Duration::from_millis(100));
+    let core = w.start_with(b).await;
+    core.load("probe").await.expect("load");
+    wait_for("ten beats on the page", Duration::from_secs(20), || {
+        core.heartbeats().page >= 10
+    })
+    .await;
+    // A count can stand still for a tick of drift only: pings are the exception (a loaded
+    // machine can delay the module's timer past two ticks now and then, never most times).
+    let beats = core.heartbeats();
+    assert!(
+        beats.ping * 2 < beats.page,
+        "an idle module beating on its page was pinged: {beats:?}"
+    );
+
+    core.call("probe", "setUnhealthy", vec![text("disk full")])
+        .await
+        .expect("set");
+    wait_for("the reason, carried by a pong", Duration::from_secs(10), || {
+        core.module("probe").expect("probe").unhealthy.as_deref() == Some("disk full")
+    })
+    .await;
+    let unhealthy = core.heartbeats();
+    assert!(unhealthy.ping > beats.ping, "{beats:?} → {unhealthy:?}");
+    // Unhealthy is not hung: the answered pings keep it alive.
+    let pid = pid_of(&core, "probe");
+    let pinged = unhealthy.ping;
+    wait_for("five answered pings", Duration::from_secs(20), || {
+        core.heartbeats().ping >= pinged + 5
+    })
+    .await;
+    assert_eq!(pid_of(&core, "probe"), pid);
+
+    core.call("probe", "setUnhealthy", vec![Value::Null])
+        .await
+        .expect("clear");
+    wait_for("healthy again", Duration::from_secs(10), || {
+        core.module("probe").expect("probe").unhealthy.is_none()
+    })
+    .await;
+    let healthy = core.heartbeats();
+    assert!(healthy.page > unhealthy.page, "{unhealthy:?} → {healthy:?}");
+    core.shutdown().await;
+}
+
 #[tokio::test]
 async fn calls_fail_fast_while_down_and_other_modules_follow_the_restart() {
     let mut w = World::new();

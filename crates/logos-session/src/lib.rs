@@ -20,6 +20,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `admission.rs` | [`Acceptor`]: accept with back-off, [`Admission`] to the handshake |
+//! | `beat.rs` | the heartbeat page: [`BeatWatch`] (the core reads a module's count), [`Beater`] (the module counts) |
 //! | `config.rs` | [`Config`] |
 //! | `fault.rs`, `error.rs` | [`Fault`] (one call failed), [`SessionError`] (the connection failed) |
 //! | `handler.rs` | [`Handler`], [`Refuse`] |
@@ -71,6 +72,7 @@
 //! ```
 
 mod admission;
+mod beat;
 mod config;
 mod deadline;
 mod error;
@@ -89,6 +91,7 @@ mod unix_socket;
 mod writer;
 
 pub use admission::{Acceptor, Admission, DEFAULT_MAX_HANDSHAKES, Ticket};
+pub use beat::{BeatWatch, Beater};
 pub use config::{Config, DEFAULT_SHARED_MIN};
 pub use error::SessionError;
 pub use fault::Fault;

@@ -366,7 +366,9 @@ impl Drop for Lease {
 }
 
 /// A shared, read-write mapping of a whole memory file, unmapped on drop.
-struct Map {
+/// A shared mapping of a whole memory file, unmapped on drop (the rings here, the heartbeat
+/// page in `beat.rs`).
+pub(crate) struct Map {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -379,25 +381,24 @@ unsafe impl Sync for Map {}
 
 impl Map {
     fn new(fd: &OwnedFd, len: usize) -> io::Result<Map> {
+        Map::with(fd, len, ProtFlags::READ | ProtFlags::WRITE)
+    }
+
+    /// Maps `len` bytes of `fd` with `prot`. The caller guarantees the file is at least `len`
+    /// bytes long and cannot shrink (sealed by its maker, or checked before mapping).
+    pub(crate) fn with(fd: &OwnedFd, len: usize, prot: ProtFlags) -> io::Result<Map> {
         // SAFETY: a new mapping chosen by the kernel (null hint) of `len` bytes of a file at
-        // least that long that cannot shrink (sealed by us, or checked by `RingIn::open`); no
-        // reference into it exists before this returns.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd,
-                0,
-            )
-        }?;
+        // least that long that cannot shrink (sealed by us, or checked by `RingIn::open` and
+        // `beat.rs`); no reference into it exists before this returns.
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0) }?;
         let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("null mapping"))?;
         Ok(Map { ptr, len })
     }
 
-    /// The `consumed` counter at the start of the header.
-    fn counter(&self) -> &AtomicU64 {
+    /// The counter in the mapping's first 8 bytes (a ring's `consumed`, a heartbeat page's
+    /// count). Only loaded through a read-only mapping.
+    pub(crate) fn counter(&self) -> &AtomicU64 {
         // SAFETY: the mapping is page-aligned and at least a page long, so its first 8 bytes
         // are a valid, aligned `u64` for as long as `self` lives; both processes access them
         // only atomically (mapped shared memory supports lock-free atomics across processes).
@@ -410,7 +411,7 @@ impl Drop for Map {
         // SAFETY: `ptr`/`len` are exactly the mapping made in `Map::new`, unmapped only here,
         // and nothing borrowed from it outlives `self` (bodies are copied out).
         if let Err(e) = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) } {
-            tracing::warn!("munmap of a shared-frame ring failed: {e}");
+            tracing::warn!("munmap of a shared memory file failed: {e}");
         }
     }
 }

@@ -41,6 +41,9 @@ pub(crate) struct Spawned {
     pub pending: PendingSession,
     /// It started in a spare host (`spare.rs`) rather than the cold way.
     pub from_spare: bool,
+    /// Its heartbeat page, where it counts while it runs (`heartbeat.rs`); `None` for a
+    /// process given none, which is watched by pings alone.
+    pub beat: Option<logos_session::BeatWatch>,
 }
 
 /// One running module process, owned by whoever waits for it, so a signal can never reach a

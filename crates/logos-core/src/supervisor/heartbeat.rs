@@ -1,11 +1,20 @@
 //! The heartbeats of local modules: one task and one timer for all of them.
 //!
 //! Every `heartbeat` interval, on the core's shared grid ([`next_beat`]), the task looks at
-//! each module's last `ping`: answered (record the health the `pong` carried, send the
-//! next), unanswered for two intervals (a miss; the third miss in a row kills the process,
-//! and the supervisor's crash handling restarts it), or still within its time (wait). A
-//! module joins with [`watch`] when it becomes ready and leaves at the first tick that finds
-//! its connection closed or its record at another generation.
+//! each module's heartbeat page first: a count that moved since the last tick is a beat (the
+//! module's event loop ran its timer and it reports itself healthy; no `ping` is sent). A
+//! count that stood still for two ticks in a row (one is the drift between the module's timer
+//! and this one) falls back to the `ping`, as does a module with no page or one that never
+//! counts (an SDK other than ours). Then the last `ping` is looked at: answered (record the
+//! health the `pong` carried, send the next), unanswered for two intervals (a miss; the third
+//! miss in a row kills the process, and the supervisor's crash handling restarts it), or
+//! still within its time (wait). A module joins with [`watch`] when it becomes ready and
+//! leaves at the first tick that finds its connection closed or its record at another
+//! generation.
+//!
+//! Why a page: a `ping` cost the core a `sendto`, a wake-up and a `recvmsg` per module per
+//! beat, and the module a `recvmsg` and a `sendto` besides its wake-up; reading a count costs
+//! the core a load, and the module a timer (docs/performance.md, "Twenty-first step").
 //!
 //! Why one task: with a task per module, each beat cost the core per module a task woken by
 //! its timer, a timeout timer armed and cancelled around the ping, and a second wake-up for
@@ -19,9 +28,10 @@
 //! registry lock while it sends or records.
 
 use super::{MISSED_HEARTBEATS, signal};
+use crate::counters::Way;
 use crate::state::Inner;
 use crate::sys::Signal;
-use logos_session::{PendingPing, Session};
+use logos_session::{BeatWatch, PendingPing, Session};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -47,6 +57,16 @@ struct Beat {
     last_health: Option<String>,
     /// The ping in flight and the tick it was sent on.
     ping: Option<(Instant, PendingPing)>,
+    page: Option<Page>,
+}
+
+/// A module's heartbeat page as the task last read it.
+struct Page {
+    watch: BeatWatch,
+    /// The count read at the last tick.
+    seen: u64,
+    /// Ticks in a row that found the count where it was.
+    still: u32,
 }
 
 impl Heartbeats {
@@ -60,9 +80,15 @@ impl Heartbeats {
     }
 }
 
-/// Starts the heartbeat of `name` (at `generation`) on its control connection `session`,
-/// and the heartbeat task if it is not running.
-pub(crate) fn watch(inner: &Arc<Inner>, name: String, generation: u64, session: Session) {
+/// Starts the heartbeat of `name` (at `generation`) on its control connection `session` and
+/// its heartbeat page `beat`, and the heartbeat task if it is not running.
+pub(crate) fn watch(
+    inner: &Arc<Inner>,
+    name: String,
+    generation: u64,
+    session: Session,
+    beat: Option<BeatWatch>,
+) {
     let mut joining = inner
         .heartbeats
         .joining
@@ -75,6 +101,11 @@ pub(crate) fn watch(inner: &Arc<Inner>, name: String, generation: u64, session: 
         missed: 0,
         last_health: None,
         ping: None,
+        page: beat.map(|watch| Page {
+            seen: watch.count(),
+            watch,
+            still: 0,
+        }),
     });
     if !joining.running {
         joining.running = true;
@@ -144,10 +175,29 @@ impl Drop for Running {
 impl Beat {
     /// Looks at the last ping at `tick`; `false` when this module leaves the heartbeat.
     fn tick(&mut self, inner: &Inner, tick: Instant, every: Duration) -> bool {
+        if let Some(page) = &mut self.page {
+            let count = page.watch.count();
+            if count != page.seen {
+                // A count is a healthy beat: the SDK counts only while the module reports
+                // itself healthy. A ping still in flight is no longer needed.
+                page.seen = count;
+                page.still = 0;
+                self.missed = 0;
+                self.ping = None;
+                self.record_health(inner, None);
+                inner.counters.beat(Way::Page);
+                return true;
+            }
+            page.still = page.still.saturating_add(1);
+            if page.still < 2 {
+                return true;
+            }
+        }
         if let Some((sent, ping)) = &mut self.ping {
             match ping.answer() {
                 Some(Ok(health)) => {
                     self.missed = 0;
+                    inner.counters.beat(Way::Ping);
                     self.record_health(inner, health);
                 }
                 // The connection ended: the supervisor's exit handling takes over.

@@ -691,6 +691,7 @@ async fn start_process(
             limits: overrides.limits,
             log_filter: &inner.settings.module_log,
             start_timeout: inner.settings.start_timeout,
+            heartbeat: inner.settings.heartbeat,
             session: inner.settings.session.clone(),
             confine: inner.settings.landlock,
             strict: inner.settings.strict_confinement,
@@ -712,6 +713,7 @@ async fn start_process(
         child,
         pending,
         from_spare,
+        beat,
     } = spawned?;
     inner.counters.started(from_spare);
     let pid = child.pid();
@@ -849,7 +851,7 @@ async fn start_process(
             on_crash(&watcher_inner, &watcher_name, generation, report).await;
         }
     });
-    heartbeat::watch(inner, name.clone(), generation, session.clone());
+    heartbeat::watch(inner, name.clone(), generation, session.clone(), beat);
     Ok(retired)
 }
 
@@ -1272,6 +1274,7 @@ mod tests {
                     from_spare: false,
                     child: Box::new(child),
                     pending,
+                    beat: None,
                 })
             })
         }

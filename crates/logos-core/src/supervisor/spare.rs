@@ -17,7 +17,9 @@
 //! Never decides when to prepare one (the supervisor does, after a library module's start)
 //! nor what a module's confinement is (`spawn.rs` does).
 
+use super::spawn::Created;
 use crate::sys::{self, Cgroup, ChildSetup, Launch, ModuleChild, SpawnMode};
+use logos_session::BeatWatch;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -253,6 +255,8 @@ pub(crate) struct Spare {
     /// The core's end of the spare's fd 4, where the order goes.
     order: OwnedFd,
     cgroup: Option<Cgroup>,
+    /// The spare's fd 5: the heartbeat page of the module it will run.
+    beat: BeatWatch,
     host: PathBuf,
     identity: Identity,
 }
@@ -313,6 +317,7 @@ impl Spare {
             None,
         )?;
         let cgroup = Cgroup::create(&next.runtime_dir, "spare");
+        let (beat, child_beat) = BeatWatch::create()?;
         let launch = Launch {
             program: next.host.clone(),
             args: vec!["--spare".into()],
@@ -320,7 +325,7 @@ impl Spare {
             cwd: PathBuf::from("/"),
         };
         let setup = ChildSetup {
-            fds: [child_control.into(), child_order],
+            fds: [child_control.into(), child_order, child_beat],
             limits: sys::Limits::default(),
             ruleset: None,
             seccomp: None,
@@ -333,6 +338,7 @@ impl Spare {
             control,
             order,
             cgroup,
+            beat,
             host: next.host.clone(),
             identity,
         };
@@ -367,10 +373,7 @@ impl Spare {
     /// The order cannot be encoded (a path or variable that is not UTF-8; the spare is
     /// unharmed) or sent (the spare is gone). Either way the start goes the cold way, and
     /// the spare goes to [`Spares::unused`].
-    pub(crate) fn assign(
-        self,
-        order: &Order<'_>,
-    ) -> Result<(ModuleChild, UnixStream, Option<Cgroup>), Unused> {
+    pub(crate) fn assign(self, order: &Order<'_>) -> Result<Created, Unused> {
         use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
         let text = match encode(order) {
             Ok(t) => t,
@@ -401,7 +404,12 @@ impl Spare {
         )
         .map_err(io::Error::from);
         match sent {
-            Ok(n) if n == text.len() => Ok((self.child, self.control, self.cgroup)),
+            Ok(n) if n == text.len() => Ok(Created {
+                child: self.child,
+                control: self.control,
+                cgroup: self.cgroup,
+                beat: self.beat,
+            }),
             Ok(n) => Err(Unused {
                 error: io::Error::other(format!(
                     "the order went out short: {n} of {} bytes",

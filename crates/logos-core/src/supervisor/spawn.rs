@@ -22,7 +22,7 @@ use crate::supervisor::output::{self, Pipe, StderrTail};
 use crate::supervisor::spare::{Next, Spares};
 use crate::sys::{self, Cgroup, ChildSetup, Limits, ModuleChild as Child};
 use futures::future::BoxFuture;
-use logos_session::Config as SessionConfig;
+use logos_session::{BeatWatch, Config as SessionConfig};
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,8 @@ pub(crate) struct SpawnRequest<'a> {
     pub limits: Limits,
     pub log_filter: &'a str,
     pub start_timeout: Duration,
+    /// The heartbeat interval: how often the module counts in its heartbeat page.
+    pub heartbeat: Duration,
     pub session: SessionConfig,
     /// Apply the module's Landlock ruleset (where the kernel has Landlock).
     pub confine: bool,
@@ -95,6 +97,16 @@ impl Spawn for Os {
     fn release(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.spares.release())
     }
+}
+
+/// A module process as it is created (cold, or from a spare), before its `hello`.
+pub(crate) struct Created {
+    pub child: Child,
+    /// The core's end of its control connection.
+    pub control: std::os::unix::net::UnixStream,
+    pub cgroup: Option<Cgroup>,
+    /// The core's end of its heartbeat page (its fd 5).
+    pub beat: BeatWatch,
 }
 
 /// A module process whose `hello` has arrived.
@@ -247,7 +259,12 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>, spares: &Spares) -> Result<Spaw
         }
     };
     let from_spare = assigned.is_some();
-    let (mut child, core_end, cgroup) = match assigned {
+    let Created {
+        mut child,
+        control: core_end,
+        cgroup,
+        beat,
+    } = match assigned {
         Some(assigned) => assigned,
         None => cold(&req, &name, env, listener, ruleset, seccomp).map_err(|e| {
             spawn_err(
@@ -295,6 +312,7 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>, spares: &Spares) -> Result<Spaw
     match outcome {
         Ok(Ok(pending)) => Ok(Spawned {
             from_spare,
+            beat: Some(beat),
             child: Box::new(Process {
                 child,
                 pid,
@@ -362,8 +380,9 @@ fn cold(
     listener: std::os::unix::net::UnixListener,
     ruleset: Option<sys::PreparedRuleset>,
     seccomp: Option<sys::SeccompProgram>,
-) -> std::io::Result<(Child, std::os::unix::net::UnixStream, Option<Cgroup>)> {
+) -> std::io::Result<Created> {
     let (core_end, child_end) = std::os::unix::net::UnixStream::pair()?;
+    let (beat, child_beat) = BeatWatch::create()?;
     let cgroup = Cgroup::create(req.runtime_dir, name);
     let (program, args) = match req.manifest.kind() {
         ModuleKind::Library => (
@@ -386,7 +405,7 @@ fn cold(
         cwd: req.data_dir.clone(),
     };
     let setup = ChildSetup {
-        fds: [child_end.into(), listener.into()],
+        fds: [child_end.into(), listener.into(), child_beat],
         limits: req.limits,
         ruleset,
         seccomp,
@@ -396,7 +415,12 @@ fn cold(
     // The child-side descriptors are moved into the setup and closed in this process once the
     // child has them.
     let child = sys::spawn_module(&launch, setup, cgroup.as_ref(), req.spawn_mode)?;
-    Ok((child, core_end, cgroup))
+    Ok(Created {
+        child,
+        control: core_end,
+        cgroup,
+        beat,
+    })
 }
 
 /// The variables of the core's environment every module inherits.
@@ -413,8 +437,16 @@ fn module_env(req: &SpawnRequest<'_>, name: &str) -> Vec<(OsString, OsString)> {
     let mut env = inherited_env();
     env.extend([
         ("LOGOS_MODULE".into(), name.into()),
-        ("LOGOS_CONTROL_FD".into(), "3".into()),
-        ("LOGOS_LISTEN_FD".into(), "4".into()),
+        (
+            "LOGOS_CONTROL_FD".into(),
+            sys::CONTROL_FD.to_string().into(),
+        ),
+        ("LOGOS_LISTEN_FD".into(), sys::LISTEN_FD.to_string().into()),
+        ("LOGOS_BEAT_FD".into(), sys::BEAT_FD.to_string().into()),
+        (
+            "LOGOS_HEARTBEAT_MS".into(),
+            req.heartbeat.as_millis().max(1).to_string().into(),
+        ),
         (
             "LOGOS_DATA_DIR".into(),
             req.data_dir.clone().into_os_string(),

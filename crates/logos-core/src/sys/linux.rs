@@ -53,6 +53,10 @@ use std::time::Duration;
 pub const CONTROL_FD: RawFd = 3;
 /// The fd where a module process finds its listening socket.
 pub const LISTEN_FD: RawFd = 4;
+/// The fd where a module process finds its heartbeat page (`logos_session::Beater`).
+pub const BEAT_FD: RawFd = 5;
+/// How many fds a module process inherits: [`CONTROL_FD`], [`LISTEN_FD`], [`BEAT_FD`], in order.
+pub const INHERITED_FDS: usize = 3;
 
 /// Resource limits for a module process; `None` leaves the inherited limit.
 ///
@@ -70,9 +74,9 @@ pub struct Limits {
 /// What [`crate::sys::spawn_module`] sets up in a module process.
 #[derive(Debug)]
 pub struct ChildSetup {
-    /// Moved to fd 3 ([`CONTROL_FD`]) and fd 4 ([`LISTEN_FD`]) in the child, close-on-exec
-    /// cleared. Closed in the parent when the `Command` is dropped.
-    pub fds: [OwnedFd; 2],
+    /// Moved to fd 3 ([`CONTROL_FD`]), fd 4 ([`LISTEN_FD`]) and fd 5 ([`BEAT_FD`]) in the
+    /// child, close-on-exec cleared. Closed in the parent when the `Command` is dropped.
+    pub fds: [OwnedFd; INHERITED_FDS],
     /// Resource limits.
     pub limits: Limits,
     /// The Landlock ruleset to enforce ([`crate::sys::RulesetCache::prepare`]); `None` runs the
@@ -103,9 +107,9 @@ pub struct ChildSetup {
 ///    can signal the module and everything it started with [`kill_group`]);
 /// 4. `PR_SET_NO_NEW_PRIVS` and `landlock_restrict_self` with `setup.ruleset`, before any of
 ///    the module's code runs (so scripts and interpreters are confined too);
-/// 5. `setup.fds` moved to fds 3 and 4 with close-on-exec cleared, whatever numbers they had
-///    (3 and 4 included, swapped included);
-/// 6. every fd from 5 up marked close-on-exec (`close_range(5, ~0, CLOSE_RANGE_CLOEXEC)`, or
+/// 5. `setup.fds` moved to fds 3, 4 and 5 with close-on-exec cleared, whatever numbers they
+///    had (3 to 5 included, swapped included);
+/// 6. every fd from 6 up marked close-on-exec (`close_range(6, ~0, CLOSE_RANGE_CLOEXEC)`, or
 ///    one `fcntl` per fd below the open-files limit on a kernel before 5.11), so descriptors
 ///    the core opened without `O_CLOEXEC` never reach a module;
 /// 7. the resource limits (last, so a low open-files limit cannot stop step 5).
@@ -138,7 +142,7 @@ pub(super) fn install(cmd: &mut Command, prepared: Prepared) {
 pub(super) struct Prepared {
     parent: Pid,
     limits: [Option<(Resource, Rlimit)>; 3],
-    fds: [OwnedFd; 2],
+    fds: [OwnedFd; INHERITED_FDS],
     ruleset: Option<OwnedFd>,
     seccomp: Option<Vec<libc::sock_filter>>,
     drop_capabilities: bool,
@@ -187,8 +191,8 @@ impl Prepared {
         if let Some(ruleset) = &self.ruleset {
             restrict_self(ruleset.as_raw_fd())?;
         }
-        move_fds(&mut Os, self.fds[0].as_raw_fd(), self.fds[1].as_raw_fd())?;
-        cloexec_from(LISTEN_FD + 1, self.fd_ceiling)?;
+        move_fds(&mut Os, self.fds.each_ref().map(AsRawFd::as_raw_fd))?;
+        cloexec_from(CONTROL_FD + INHERITED_FDS as RawFd, self.fd_ceiling)?;
         for (resource, limit) in self.limits.iter().flatten() {
             process::setrlimit(*resource, *limit)?;
         }
@@ -381,19 +385,25 @@ trait FdTable {
     fn clear_cloexec(&mut self, fd: RawFd) -> io::Result<()>;
 }
 
-/// Moves `control` to [`CONTROL_FD`] and `listen` to [`LISTEN_FD`], close-on-exec cleared.
+/// Moves `sources[i]` to fd [`CONTROL_FD`]` + i` (control, listening socket, heartbeat page),
+/// close-on-exec cleared.
 ///
-/// If `listen` sits at 3 it would be overwritten by the first move, so it is first copied above
-/// 4 (close-on-exec, so the copy vanishes at exec). A source already at its target only has
-/// close-on-exec cleared, because `dup2(fd, fd)` does nothing. Async-signal-safe.
-fn move_fds(t: &mut impl FdTable, control: RawFd, listen: RawFd) -> io::Result<()> {
-    let listen = if listen == CONTROL_FD && control != CONTROL_FD {
-        t.dup_at_least(listen, LISTEN_FD + 1)?
-    } else {
-        listen
-    };
-    place(t, control, CONTROL_FD)?;
-    place(t, listen, LISTEN_FD)
+/// They are placed in order, so a source sitting at the target of one placed before it would
+/// be overwritten: it is first copied above the targets (close-on-exec, so the copy vanishes
+/// at exec). A source already at its target only has close-on-exec cleared, because
+/// `dup2(fd, fd)` does nothing. Async-signal-safe.
+fn move_fds(t: &mut impl FdTable, sources: [RawFd; INHERITED_FDS]) -> io::Result<()> {
+    let above = CONTROL_FD + INHERITED_FDS as RawFd;
+    let mut sources = sources;
+    for (target, source) in (CONTROL_FD..).zip(sources.iter_mut()) {
+        if (CONTROL_FD..target).contains(source) {
+            *source = t.dup_at_least(*source, above)?;
+        }
+    }
+    for (target, source) in (CONTROL_FD..).zip(sources) {
+        place(t, source, target)?;
+    }
+    Ok(())
 }
 
 fn place(t: &mut impl FdTable, src: RawFd, dst: RawFd) -> io::Result<()> {
@@ -731,34 +741,36 @@ mod tests {
 
     #[test]
     fn fd_moves_handle_every_collision() -> TestResult {
-        // Sources anywhere in 0..8 (distinct), other fds open with close-on-exec.
-        for control in 0..8 {
-            for listen in 0..8 {
-                if control == listen {
-                    continue;
+        // Sources anywhere in 0..9 (distinct), other fds open with close-on-exec.
+        let names = ['C', 'L', 'B'];
+        for c in 0..9 {
+            for l in 0..9 {
+                for b in 0..9 {
+                    let sources = [c, l, b];
+                    if c == l || c == b || l == b {
+                        continue;
+                    }
+                    let mut sim = Sim((0..9).map(|n| (n, ('x', true))).collect());
+                    for (fd, name) in sources.iter().zip(names) {
+                        sim.0.insert(*fd, (name, true));
+                    }
+                    move_fds(&mut sim, sources)?;
+                    for (target, name) in (3..).zip(names) {
+                        assert_eq!(
+                            sim.0.get(&target),
+                            Some(&(name, false)),
+                            "{sources:?}: {sim:?}"
+                        );
+                    }
+                    // Nothing else became inheritable.
+                    let inheritable: Vec<_> = sim
+                        .0
+                        .iter()
+                        .filter(|(_, (_, c))| !c)
+                        .map(|(n, _)| *n)
+                        .collect();
+                    assert_eq!(inheritable, vec![3, 4, 5], "{sources:?}");
                 }
-                let mut sim = Sim((0..8).map(|n| (n, ('x', true))).collect());
-                sim.0.insert(control, ('C', true));
-                sim.0.insert(listen, ('L', true));
-                move_fds(&mut sim, control, listen)?;
-                assert_eq!(
-                    sim.0.get(&3),
-                    Some(&('C', false)),
-                    "{control},{listen}: {sim:?}"
-                );
-                assert_eq!(
-                    sim.0.get(&4),
-                    Some(&('L', false)),
-                    "{control},{listen}: {sim:?}"
-                );
-                // Nothing else became inheritable.
-                let inheritable: Vec<_> = sim
-                    .0
-                    .iter()
-                    .filter(|(_, (_, c))| !c)
-                    .map(|(n, _)| *n)
-                    .collect();
-                assert_eq!(inheritable, vec![3, 4], "{control},{listen}");
             }
         }
         Ok(())
@@ -776,14 +788,17 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let a = dir.path().join("control");
         let b = dir.path().join("listen");
+        let c = dir.path().join("beat");
         std::fs::write(&a, "")?;
         std::fs::write(&b, "")?;
+        std::fs::write(&c, "")?;
         let fa: OwnedFd = File::open(&a)?.into();
         let fb: OwnedFd = File::open(&b)?.into();
+        let fc: OwnedFd = File::open(&c)?.into();
 
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg("cat /proc/$$/limits; echo fd3=$(readlink /proc/$$/fd/3); echo fd4=$(readlink /proc/$$/fd/4); echo pgid=$(cut -d' ' -f5 /proc/$$/stat) pid=$$")
+            .arg("cat /proc/$$/limits; echo fd3=$(readlink /proc/$$/fd/3); echo fd4=$(readlink /proc/$$/fd/4); echo fd5=$(readlink /proc/$$/fd/5); echo pgid=$(cut -d' ' -f5 /proc/$$/stat) pid=$$")
             .stdout(Stdio::piped());
         let limits = Limits {
             address_space: Some(1 << 30),
@@ -793,7 +808,7 @@ mod tests {
         configure_child(
             &mut cmd,
             ChildSetup {
-                fds: [fa, fb],
+                fds: [fa, fb, fc],
                 limits,
                 ruleset: None,
                 seccomp: None,
@@ -825,6 +840,7 @@ mod tests {
         );
         assert!(text.contains(&format!("fd3={}", a.display())), "{text}");
         assert!(text.contains(&format!("fd4={}", b.display())), "{text}");
+        assert!(text.contains(&format!("fd5={}", c.display())), "{text}");
         let ids = text
             .lines()
             .find(|l| l.starts_with("pgid="))
@@ -841,12 +857,13 @@ mod tests {
     fn kill_group_reaches_the_child() -> TestResult {
         let (_keep, child_end) = std::os::unix::net::UnixStream::pair()?;
         let (_keep2, listen) = std::os::unix::net::UnixStream::pair()?;
+        let (_keep3, beat) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c").arg("sleep 30");
         configure_child(
             &mut cmd,
             ChildSetup {
-                fds: [child_end.into(), listen.into()],
+                fds: [child_end.into(), listen.into(), beat.into()],
                 limits: Limits::default(),
                 ruleset: None,
                 seccomp: None,
@@ -876,13 +893,14 @@ mod tests {
     fn child_dies_with_the_thread_that_spawned_it() -> TestResult {
         let (_keep, a) = std::os::unix::net::UnixStream::pair()?;
         let (_keep2, b) = std::os::unix::net::UnixStream::pair()?;
+        let (_keep3, c) = std::os::unix::net::UnixStream::pair()?;
         let spawner = std::thread::spawn(move || {
             let mut cmd = Command::new("/bin/sleep");
             cmd.arg("10");
             configure_child(
                 &mut cmd,
                 ChildSetup {
-                    fds: [a.into(), b.into()],
+                    fds: [a.into(), b.into(), c.into()],
                     limits: Limits::default(),
                     ruleset: None,
                     seccomp: None,
@@ -903,12 +921,13 @@ mod tests {
     fn spawn_fails_when_the_parent_is_already_gone() -> TestResult {
         let (_keep, a) = std::os::unix::net::UnixStream::pair()?;
         let (_keep2, b) = std::os::unix::net::UnixStream::pair()?;
+        let (_keep3, c) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = Command::new("/bin/true");
         let not_the_parent = Pid::from_raw(1).ok_or("pid 1")?;
         configure_child_for_parent(
             &mut cmd,
             ChildSetup {
-                fds: [a.into(), b.into()],
+                fds: [a.into(), b.into(), c.into()],
                 limits: Limits::default(),
                 ruleset: None,
                 seccomp: None,

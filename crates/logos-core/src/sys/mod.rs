@@ -31,8 +31,8 @@ pub use cgroup::{Cgroup, available as cgroups_available, guardian_pattern as cgr
 pub use landlock::{Confinement, PreparedRuleset, RulesetCache, confinement};
 #[cfg(target_os = "linux")]
 pub use linux::{
-    ChildSetup, Limits, ProcessUsage, Signal, create_private_dir, create_private_file,
-    detach_session, file_mode, kill_group, process_usage, pss_bytes, uid,
+    BEAT_FD, CONTROL_FD, ChildSetup, LISTEN_FD, Limits, ProcessUsage, Signal, create_private_dir,
+    create_private_file, detach_session, file_mode, kill_group, process_usage, pss_bytes, uid,
 };
 #[cfg(target_os = "linux")]
 pub use process::{Launch, ModuleChild, SpawnMode, spawn_module};

@@ -593,8 +593,9 @@ mod tests {
     fn setup() -> io::Result<ChildSetup> {
         let (_, a) = std::os::unix::net::UnixStream::pair()?;
         let (_, b) = std::os::unix::net::UnixStream::pair()?;
+        let (_, c) = std::os::unix::net::UnixStream::pair()?;
         Ok(ChildSetup {
-            fds: [a.into(), b.into()],
+            fds: [a.into(), b.into(), c.into()],
             limits: Limits {
                 open_files: Some(64),
                 ..Limits::default()
@@ -615,7 +616,7 @@ mod tests {
     }
 
     /// Both ways of creating a process give the same process: in its cgroup, its own group,
-    /// fds 3 and 4, the limits, only the given environment, stdin from /dev/null.
+    /// fds 3 to 5, the limits, only the given environment, stdin from /dev/null.
     #[tokio::test]
     async fn both_paths_start_the_process_in_its_cgroup_with_its_setup() -> TestResult {
         let runtime = tempfile::tempdir()?;
@@ -625,7 +626,7 @@ mod tests {
                 &launch(
                     "cat /proc/self/cgroup; echo pgid=$(cut -d' ' -f5 /proc/$$/stat) pid=$$; \
                      grep 'open files' /proc/$$/limits; env; \
-                     test -S /proc/$$/fd/3 && test -S /proc/$$/fd/4 && echo fds=ok; \
+                     test -S /proc/$$/fd/3 && test -S /proc/$$/fd/4 && test -S /proc/$$/fd/5 && echo fds=ok; \
                      read -r x || echo stdin=eof; pwd",
                 ),
                 setup()?,

@@ -2,14 +2,16 @@
 //!
 //! Owns the contract's inputs (docs/architecture.md, "Module process contract" §2–3): the
 //! control connection on `LOGOS_CONTROL_FD`, the listening socket on `LOGOS_LISTEN_FD` (both
-//! checked to be open sockets, taken once per process, made close-on-exec), the data dir from
-//! `LOGOS_DATA_DIR`, and logging to stderr filtered by `LOGOS_LOG`. Never speaks the protocol
+//! checked to be open sockets, taken once per process, made close-on-exec), the heartbeat page
+//! on `LOGOS_BEAT_FD` (optional), the data dir from `LOGOS_DATA_DIR`, and logging to stderr filtered by `LOGOS_LOG`. Never speaks the protocol
 //! and never trusts the environment for identity: the control socket is the identity.
 
 use crate::error::Error;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use logos_session::Beater;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 
 /// Descriptor of the control connection unless `LOGOS_CONTROL_FD` says otherwise.
@@ -103,6 +105,9 @@ pub(super) struct Inherited {
     pub(super) control: OwnedFd,
     pub(super) listen: OwnedFd,
     pub(super) data_dir: PathBuf,
+    /// The heartbeat page and its interval, when the core gave one (`LOGOS_BEAT_FD`,
+    /// `LOGOS_HEARTBEAT_MS`); without it the module answers the core's pings only.
+    pub(super) beat: Option<(Beater, Duration)>,
 }
 
 impl Inherited {
@@ -120,12 +125,60 @@ impl Inherited {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         };
+        let beat = take_beat([control.as_raw_fd(), listen.as_raw_fd()]);
         Ok(Inherited {
             control,
             listen,
             data_dir,
+            beat,
         })
     }
+}
+
+/// The heartbeat page named by `LOGOS_BEAT_FD` and the interval `LOGOS_HEARTBEAT_MS`. Either
+/// missing (a core before heartbeat pages, a module started by hand) means none. One that is
+/// wrong is reported and ignored rather than failing the start: the core pings a module whose
+/// page stays still, so the module is watched either way.
+fn take_beat(taken: [RawFd; 2]) -> Option<(Beater, Duration)> {
+    let fd = std::env::var("LOGOS_BEAT_FD").ok()?;
+    let ms = std::env::var("LOGOS_HEARTBEAT_MS").ok()?;
+    match beat_from(&fd, &ms, taken) {
+        Ok(beat) => Some(beat),
+        Err(e) => {
+            tracing::warn!(
+                "LOGOS_BEAT_FD={fd:?}, LOGOS_HEARTBEAT_MS={ms:?}: {e}; answering pings instead"
+            );
+            None
+        }
+    }
+}
+
+fn beat_from(fd: &str, ms: &str, taken: [RawFd; 2]) -> Result<(Beater, Duration), String> {
+    let every = ms
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .ok_or("the interval is not a positive number of milliseconds")?;
+    let fd: RawFd = fd
+        .trim()
+        .parse()
+        .ok()
+        .filter(|fd| *fd > 2 && !taken.contains(fd))
+        .ok_or("not a descriptor number above 2 other than the control and listening sockets'")?;
+    // SAFETY: F_SETFD accepts any integer and reports EBADF for one that is not open; it only
+    // changes the close-on-exec flag, so the module's own children never get the page.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(format!(
+            "descriptor {fd} is not open: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: open (checked above) and handed to the module for this purpose alone; `TAKEN`
+    // (checked by the caller) makes this the only wrapping of it in the process.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok((Beater::open(fd)?, every))
 }
 
 /// Takes ownership of the socket descriptor named by `var` (or `default`), after checking
@@ -185,7 +238,6 @@ pub(super) fn adopt_stream(fd: OwnedFd) -> Result<UnixStream, Error> {
 /// pid (not the core's, which called `listen` first), which is what peers check before they
 /// send a token (docs/architecture.md, "Module process contract").
 pub(super) fn adopt_listener(fd: OwnedFd) -> Result<UnixListener, Error> {
-    use std::os::fd::AsRawFd;
     // SAFETY: listen(2) on an fd we own has no memory-safety preconditions.
     if unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) } != 0 {
         return Err(Error::Descriptor {

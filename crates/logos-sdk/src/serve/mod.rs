@@ -37,7 +37,7 @@ use conn::{Conn, Kind};
 use grant::Grants;
 use in_flight::InFlight;
 use inherit::Inherited;
-use logos_session::Session;
+use logos_session::{Beater, Session};
 use logos_wire::{Attrs, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -200,6 +200,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
         control,
         listen,
         data_dir,
+        beat,
     } = inherited;
     // Watch SIGTERM before anything else, so a signal right after `ready` is never fatal.
     let sigterm = watch_sigterm();
@@ -252,6 +253,9 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     state.ctx.start(session);
     state.ctx.inner.start_spans(&welcome.attrs);
 
+    if let Some((beater, every)) = beat {
+        tokio::spawn(beat_while_healthy(Arc::clone(&state), beater, every));
+    }
     let accepting = tokio::spawn(grant::accept_loop(Arc::clone(&state), listener));
     let reason = wait_for_stop(&state, sigterm).await;
     tracing::info!(module = name, "stopping: {reason}");
@@ -275,6 +279,26 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     }
     drain(&state, reason.grace()).await;
     Ok(0)
+}
+
+/// Counts one beat in the heartbeat page each interval while the module reports itself
+/// healthy, until it stops. The count is what the core's heartbeat reads instead of pinging
+/// (`logos_session::Beater`): a timer task on this runtime, so an event loop that blocks stops
+/// it, as it would stop the answer to a ping. While the module is unhealthy the count stands
+/// still; the core then pings, and the `pong` carries the reason.
+async fn beat_while_healthy<T: Module>(state: Arc<Served<T>>, beater: Beater, every: Duration) {
+    let mut stop = state.stop.subscribe();
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(Option::is_some) => return,
+        }
+        if state.ctx.unhealthy().is_none() {
+            beater.beat();
+        }
+    }
 }
 
 fn watch_sigterm() -> Option<tokio::signal::unix::Signal> {
