@@ -62,6 +62,8 @@ exit 0"#,
         "LOGOS_MODULE",
         "LOGOS_CONTROL_FD",
         "LOGOS_LISTEN_FD",
+        "LOGOS_BEAT_FD",
+        "LOGOS_HEARTBEAT_MS",
         "LOGOS_DATA_DIR",
         "LOGOS_LOG",
         "LOGOS_PROTECTED",
@@ -85,7 +87,7 @@ exit 0"#,
         !fds.contains("leak-marker"),
         "a descriptor of the core leaked into the module:\n{fds}"
     );
-    for (fd, what) in [(3, "socket:"), (4, "socket:")] {
+    for (fd, what) in [(3, "socket:"), (4, "socket:"), (5, "/memfd:logos-beat")] {
         assert!(
             fds.lines().any(|l| l.contains(&format!(" {fd} -> {what}"))),
             "fd {fd} is not a socket:\n{fds}"

@@ -236,9 +236,11 @@ async fn a_restarted_library_module_runs_in_the_spare_confined_as_a_cold_start()
     let maps = std::fs::read_to_string(format!("/proc/{warm}/maps")).unwrap();
     assert!(maps.contains("/memfd:logos-beat"), "{maps}");
     let beats = core.heartbeats().page;
-    wait_for("beats on the page of the module in the spare", WITHIN, || {
-        core.heartbeats().page >= beats + 3
-    })
+    wait_for(
+        "beats on the page of the module in the spare",
+        WITHIN,
+        || core.heartbeats().page >= beats + 3,
+    )
     .await;
     // Its own process group, as a cold start has.
     let stat = std::fs::read_to_string(format!("/proc/{warm}/stat")).unwrap();

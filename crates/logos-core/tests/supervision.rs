@@ -429,9 +429,11 @@ async fn an_sdk_module_beats_on_its_page_and_is_pinged_only_while_its_count_stan
     core.call("probe", "setUnhealthy", vec![text("disk full")])
         .await
         .expect("set");
-    wait_for("the reason, carried by a pong", Duration::from_secs(10), || {
-        core.module("probe").expect("probe").unhealthy.as_deref() == Some("disk full")
-    })
+    wait_for(
+        "the reason, carried by a pong",
+        Duration::from_secs(10),
+        || core.module("probe").expect("probe").unhealthy.as_deref() == Some("disk full"),
+    )
     .await;
     let unhealthy = core.heartbeats();
     assert!(unhealthy.ping > beats.ping, "{beats:?} → {unhealthy:?}");

@@ -29,9 +29,12 @@ pub(crate) fn spawn(core: Core) -> (watch::Receiver<Arc<View>>, JoinHandle<()>) 
 fn core_view(core: &Core) -> CoreView {
     let events = core.core_events();
     let starts = core.starts();
+    let beats = core.heartbeats();
     CoreView {
         starts_spare_total: starts.spare,
         starts_cold_total: starts.cold,
+        heartbeats_page_total: beats.page,
+        heartbeats_ping_total: beats.ping,
         pid: std::process::id(),
         events_total: events.emitted,
         events_dropped_total: events.dropped,

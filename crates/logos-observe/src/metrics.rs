@@ -316,6 +316,18 @@ impl Collector for ViewCollector {
         )?;
         family(
             &mut e,
+            "logos_heartbeats",
+            "Heartbeats of local modules: a count that moved on the module's heartbeat page \
+             (way=\"page\"), or an answered ping (way=\"ping\": the count stood still, or the \
+             module does not count).",
+            MetricType::Counter,
+            |f| {
+                counter(f, &[("way", "page")], v.core.heartbeats_page_total)?;
+                counter(f, &[("way", "ping")], v.core.heartbeats_ping_total)
+            },
+        )?;
+        family(
+            &mut e,
             "logos_policy_denials",
             "Calls and token requests the access policy refused, by caller and target.",
             MetricType::Counter,

@@ -303,6 +303,9 @@ pub struct CoreView {
     /// Module processes started in a spare host, and the cold way.
     pub starts_spare_total: u64,
     pub starts_cold_total: u64,
+    /// Heartbeats of local modules seen on their heartbeat pages, and answered pings.
+    pub heartbeats_page_total: u64,
+    pub heartbeats_ping_total: u64,
 }
 
 /// Everything an observer shows, as of `at_ms`.

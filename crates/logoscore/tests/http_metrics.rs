@@ -294,6 +294,10 @@ fn metrics_follow_calls_crashes_and_restarts() {
         |v| v >= 1.0,
     );
     assert!(number(&s, "logos_module_starts_total", &[("way", "cold")]).is_some_and(|v| v >= 1.0));
+    // The modules beat on their heartbeat pages (docs/architecture.md §9).
+    until(&base, "logos_heartbeats_total", &[("way", "page")], |v| {
+        v >= 1.0
+    });
 
     // Calls the core answers for a module that is down count too.
     w.cli(&["unload", "calc"]).ok();

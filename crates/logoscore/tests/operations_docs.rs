@@ -118,6 +118,7 @@ fn alerts_and_the_grafana_dashboard_use_only_exported_metrics() {
         "logos_stream_bytes_total",
         "logos_policy_denials_total",
         "logos_module_starts_total",
+        "logos_heartbeats_total",
     ] {
         assert!(have.contains(family), "{family} missing from {have:?}");
     }

@@ -3,6 +3,7 @@
 //! Owns the process: the async runtime, the handshake with the core, the serve loop and the
 //! exit rules (shutdown, control connection gone, SIGTERM) with the drain of running calls.
 //! Beside it: `inherit.rs` the descriptors, environment and logging the process starts with;
+//! `beat.rs` the count in the heartbeat page;
 //! `grant.rs` peer admission and the grants behind it (the security-critical part); `conn.rs`
 //! the handler of each connection (calls, reserved methods, events, streams). Never decides
 //! policy (who may call whom is the core's decision, expressed as grants) and never reads
@@ -18,6 +19,7 @@
 //! whole module, including its answers to the core's pings, and the core's heartbeat then
 //! declares it hung and restarts it. Long work belongs in `tokio::task::spawn_blocking`.
 
+mod beat;
 mod conn;
 mod grant;
 mod in_flight;
@@ -37,7 +39,7 @@ use conn::{Conn, Kind};
 use grant::Grants;
 use in_flight::InFlight;
 use inherit::Inherited;
-use logos_session::{Beater, Session};
+use logos_session::Session;
 use logos_wire::{Attrs, Hello, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -254,7 +256,11 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     state.ctx.inner.start_spans(&welcome.attrs);
 
     if let Some((beater, every)) = beat {
-        tokio::spawn(beat_while_healthy(Arc::clone(&state), beater, every));
+        let healthy = {
+            let state = Arc::clone(&state);
+            move || state.ctx.unhealthy().is_none()
+        };
+        tokio::spawn(beat::run(beater, every, healthy, state.stop.subscribe()));
     }
     let accepting = tokio::spawn(grant::accept_loop(Arc::clone(&state), listener));
     let reason = wait_for_stop(&state, sigterm).await;
@@ -279,26 +285,6 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
     }
     drain(&state, reason.grace()).await;
     Ok(0)
-}
-
-/// Counts one beat in the heartbeat page each interval while the module reports itself
-/// healthy, until it stops. The count is what the core's heartbeat reads instead of pinging
-/// (`logos_session::Beater`): a timer task on this runtime, so an event loop that blocks stops
-/// it, as it would stop the answer to a ping. While the module is unhealthy the count stands
-/// still; the core then pings, and the `pong` carries the reason.
-async fn beat_while_healthy<T: Module>(state: Arc<Served<T>>, beater: Beater, every: Duration) {
-    let mut stop = state.stop.subscribe();
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.wait_for(Option::is_some) => return,
-        }
-        if state.ctx.unhealthy().is_none() {
-            beater.beat();
-        }
-    }
 }
 
 fn watch_sigterm() -> Option<tokio::signal::unix::Signal> {
