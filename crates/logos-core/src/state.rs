@@ -103,6 +103,7 @@ impl Inner {
             }
         }
         let operators = settings.operator_tokens.clone().map(TokenStore::new);
+        let beat_epoch = crate::supervisor::heartbeat::grid_epoch(settings.heartbeat);
         Inner {
             settings,
             registry: Mutex::new(Registry::default()),
@@ -123,7 +124,7 @@ impl Inner {
             spawn: Box::new(Os::default()),
             remote: std::sync::OnceLock::new(),
             spans,
-            beat_epoch: tokio::time::Instant::now(),
+            beat_epoch,
             heartbeats: Default::default(),
             rulesets: Default::default(),
         }

@@ -244,6 +244,20 @@ impl Beat {
     }
 }
 
+/// The origin of the core's heartbeat grid: its ticks fall half an interval after the instants
+/// modules count at (the multiples of `every` on the monotonic clock, `logos-sdk`'s
+/// `serve/beat.rs`), so each tick reads counts made half an interval earlier, and neither
+/// side's lateness, up to half an interval, makes a count look still.
+pub(crate) fn grid_epoch(every: Duration) -> Instant {
+    let now = Instant::now();
+    let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let mono_ns = u128::try_from(mono.tv_sec).unwrap_or(0) * 1_000_000_000
+        + u128::try_from(mono.tv_nsec).unwrap_or(0);
+    let every_ns = every.as_nanos().max(1);
+    let wait = (every_ns / 2 + every_ns - mono_ns % every_ns) % every_ns;
+    now + Duration::from_nanos(u64::try_from(wait).unwrap_or(0))
+}
+
 /// The first beat of the core's shared grid (`epoch` + k × `every`) after `now`.
 ///
 /// Every heartbeat falls on the same ticks (the local modules' task above, and each remote
@@ -262,6 +276,21 @@ pub(crate) fn next_beat(epoch: Instant, every: Duration, now: Instant) -> Instan
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grid_ticks_half_an_interval_after_the_modules_count() {
+        let every = Duration::from_millis(1000);
+        let epoch = grid_epoch(every);
+        let now = Instant::now();
+        let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let mono_ms = i128::from(mono.tv_sec) * 1000 + i128::from(mono.tv_nsec) / 1_000_000;
+        // The epoch on the monotonic clock, in ms; a tick is the epoch plus whole intervals.
+        let epoch_ms = mono_ms + (epoch.saturating_duration_since(now).as_millis() as i128)
+            - (now.saturating_duration_since(epoch).as_millis() as i128);
+        let phase = epoch_ms.rem_euclid(1000);
+        assert!((498..=502).contains(&phase), "ticks at {phase} ms past the modules' count");
+        assert!(epoch <= now + every, "{epoch:?} {now:?}");
+    }
 
     #[test]
     fn heartbeats_fall_on_the_shared_grid_strictly_after_now() {

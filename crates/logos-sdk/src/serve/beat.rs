@@ -27,28 +27,53 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-/// A periodic timer of `every`, as a descriptor the runtime's reactor watches.
+/// A periodic timer of `every`, as a descriptor the runtime's reactor watches, expiring at
+/// the multiples of `every` on the monotonic clock: the same instants in every module of the
+/// machine (see [`first_expiry`]).
 fn periodic(every: Duration) -> io::Result<AsyncFd<OwnedFd>> {
     let fd = timerfd_create(
         TimerfdClockId::Monotonic,
         TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
     )?;
-    let period = Timespec {
-        tv_sec: i64::try_from(every.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: i64::from(every.subsec_nanos()),
-    };
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     timerfd_settime(
         &fd,
-        TimerfdTimerFlags::empty(),
+        TimerfdTimerFlags::ABSTIME,
         &Itimerspec {
-            it_interval: period,
-            it_value: period,
+            it_interval: timespec(every),
+            it_value: timespec(first_expiry(duration(now), every)),
         },
     )?;
     // SAFETY: `fd` is an open timerfd owned by the `OwnedFd` the `AsyncFd` keeps, so it stays
     // open, and is the same descriptor, until the `AsyncFd` is dropped.
     unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(io::Error::from)
+}
+
+/// The first multiple of `every` after `now` (both since the monotonic clock's origin).
+///
+/// Why shared instants: the modules of a core (and of a machine) then wake at once and run one
+/// after the other, on code and kernel paths the first of them brought into the caches. Each
+/// on a phase of its own, 100 idle modules cost a third more CPU than when the core's pings
+/// woke them together (docs/performance.md, "Twenty-first step").
+fn first_expiry(now: Duration, every: Duration) -> Duration {
+    let every_ns = every.as_nanos().max(1);
+    let next = (now.as_nanos() / every_ns + 1) * every_ns;
+    Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
+}
+
+fn duration(t: Timespec) -> Duration {
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
 }
 
 /// Counts in `beater` every `every` while `healthy()` says so, until `stop` holds a value.
@@ -94,5 +119,76 @@ pub(super) async fn run<S>(
         if healthy() {
             beater.beat();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logos_session::BeatWatch;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::time::Instant;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    async fn until(what: &str, ok: impl Fn() -> bool) -> TestResult {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok() {
+            if Instant::now() > deadline {
+                return Err(format!("timed out waiting for {what}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn beats_fall_on_the_multiples_of_the_interval_strictly_after_now() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(first_expiry(ms(0), s(1)), s(1));
+        assert_eq!(first_expiry(ms(999), s(1)), s(1));
+        assert_eq!(first_expiry(s(1), s(1)), s(2));
+        assert_eq!(first_expiry(ms(12_345), ms(100)), ms(12_400));
+        assert_eq!(
+            first_expiry(s(5), Duration::ZERO),
+            s(5) + Duration::from_nanos(1)
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn counts_while_healthy_stands_still_while_not_and_ends_at_stop() -> TestResult {
+        let (watch, fd) = BeatWatch::create()?;
+        let beater = Beater::open(fd)?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (stop_tx, stop_rx) = watch::channel(None::<()>);
+        let task = tokio::spawn(run(
+            beater,
+            Duration::from_millis(10),
+            {
+                let healthy = Arc::clone(&healthy);
+                move || healthy.load(Ordering::SeqCst)
+            },
+            stop_rx,
+        ));
+        until("three beats", || watch.count() >= 3).await?;
+
+        healthy.store(false, Ordering::SeqCst);
+        // Let a beat that was already past its check land, then nothing more may.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let still = watch.count();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(watch.count(), still, "counted while unhealthy");
+
+        healthy.store(true, Ordering::SeqCst);
+        until("beats again", || watch.count() >= still + 3).await?;
+
+        stop_tx.send_replace(Some(()));
+        tokio::time::timeout(Duration::from_secs(10), task).await??;
+        let last = watch.count();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(watch.count(), last, "counted after stop");
+        Ok(())
     }
 }
