@@ -288,7 +288,10 @@ mod tests {
         let epoch_ms = mono_ms + (epoch.saturating_duration_since(now).as_millis() as i128)
             - (now.saturating_duration_since(epoch).as_millis() as i128);
         let phase = epoch_ms.rem_euclid(1000);
-        assert!((498..=502).contains(&phase), "ticks at {phase} ms past the modules' count");
+        assert!(
+            (498..=502).contains(&phase),
+            "ticks at {phase} ms past the modules' count"
+        );
         assert!(epoch <= now + every, "{epoch:?} {now:?}");
     }
 

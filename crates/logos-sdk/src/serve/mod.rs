@@ -260,7 +260,7 @@ async fn serve<T: Module>(name: &str, inherited: Inherited) -> Result<i32, Error
             let state = Arc::clone(&state);
             move || state.ctx.unhealthy().is_none()
         };
-        tokio::spawn(beat::run(beater, every, healthy, state.stop.subscribe()));
+        tokio::spawn(beat::run(beater, every, healthy));
     }
     let accepting = tokio::spawn(grant::accept_loop(Arc::clone(&state), listener));
     let reason = wait_for_stop(&state, sigterm).await;
