@@ -34,13 +34,12 @@ fn periodic(every: Duration) -> io::Result<AsyncFd<OwnedFd>> {
         TimerfdClockId::Monotonic,
         TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
     )?;
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     timerfd_settime(
         &fd,
         TimerfdTimerFlags::ABSTIME,
         &Itimerspec {
             it_interval: timespec(every),
-            it_value: timespec(first_expiry(duration(now), every)),
+            it_value: timespec(first_expiry(monotonic_now()?, every)),
         },
     )?;
     // SAFETY: `fd` is an open timerfd owned by the `OwnedFd` the `AsyncFd` keeps, so it stays
@@ -61,11 +60,21 @@ fn first_expiry(now: Duration, every: Duration) -> Duration {
     Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
 }
 
-fn duration(t: Timespec) -> Duration {
-    Duration::new(
+/// The monotonic clock, through the C library's `clock_gettime` (as `Instant::now` reads it),
+/// not `rustix`'s: its own vDSO lookup is code an idle module would keep resident for one call.
+fn monotonic_now() -> io::Result<Duration> {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable `timespec` for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Duration::new(
         u64::try_from(t.tv_sec).unwrap_or(0),
         u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
+    ))
 }
 
 fn timespec(d: Duration) -> Timespec {
