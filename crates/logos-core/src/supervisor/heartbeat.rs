@@ -5,10 +5,12 @@
 //! module's event loop ran its timer and it reports itself healthy; no `ping` is sent). A
 //! count that stood still for two ticks in a row (one is the drift between the module's timer
 //! and this one) falls back to the `ping`, as does a module with no page or one that never
-//! counts (an SDK other than ours). Then the last `ping` is looked at: answered (record the
-//! health the `pong` carried, send the next), unanswered for two intervals (a miss; the third
-//! miss in a row kills the process, and the supervisor's crash handling restarts it), or
-//! still within its time (wait). A module joins with [`watch`] when it becomes ready and
+//! counts (an SDK other than ours), and a counting module is still pinged once every
+//! [`PROOF_EVERY`] ticks, which proves its control connection as well as its runtime. Then
+//! the last `ping` is looked at: answered (record the health the `pong` carried, and send the
+//! next if one is due), unanswered for two intervals (a miss; the third miss in a row kills
+//! the process, and the supervisor's crash handling restarts it), or still within its time
+//! (wait). A module joins with [`watch`] when it becomes ready and
 //! leaves at the first tick that finds its connection closed or its record at another
 //! generation.
 //!
@@ -46,6 +48,8 @@ pub(crate) struct Heartbeats {
 struct Joining {
     beats: Vec<Beat>,
     running: bool,
+    /// Modules that joined so far: spreads the turns of their proof pings ([`PROOF_EVERY`]).
+    joined: u32,
 }
 
 /// One module's heartbeat state.
@@ -67,7 +71,15 @@ struct Page {
     seen: u64,
     /// Ticks in a row that found the count where it was.
     still: u32,
+    /// Ticks since the last ping was sent.
+    since_ping: u32,
 }
+
+/// A module that counts is still pinged once every this many ticks, so a control connection
+/// that stalls while the module's runtime turns (a reader stuck behind an `await`) is found
+/// out too, about 36 intervals after it stalled. Modules take their turns on different ticks
+/// ([`watch`] spreads them), so a tick pings a thirtieth of them, not all at once.
+const PROOF_EVERY: u32 = 30;
 
 impl Heartbeats {
     /// Whether the heartbeat task is running (tests).
@@ -94,6 +106,8 @@ pub(crate) fn watch(
         .joining
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
+    let turn = joining.joined % PROOF_EVERY;
+    joining.joined = joining.joined.wrapping_add(1);
     joining.beats.push(Beat {
         name,
         generation,
@@ -105,6 +119,7 @@ pub(crate) fn watch(
             seen: watch.count(),
             watch,
             still: 0,
+            since_ping: turn,
         }),
     });
     if !joining.running {
@@ -173,29 +188,32 @@ impl Drop for Running {
 }
 
 impl Beat {
-    /// Looks at the last ping at `tick`; `false` when this module leaves the heartbeat.
+    /// Looks at the module's count and its last ping at `tick`, and sends a ping where one is
+    /// due; `false` when this module leaves the heartbeat.
     fn tick(&mut self, inner: &Inner, tick: Instant, every: Duration) -> bool {
-        if let Some(page) = &mut self.page {
+        // The count first, the pong after: of two health reports in one tick, the `pong` is
+        // the later one more often (the count was made half an interval before the tick).
+        let moved = self.page.as_mut().map(|page| {
+            page.since_ping = page.since_ping.saturating_add(1);
             let count = page.watch.count();
-            if count != page.seen {
-                // A count is a healthy beat: the SDK counts only while the module reports
-                // itself healthy. A ping still in flight is no longer needed.
+            if count == page.seen {
+                page.still = page.still.saturating_add(1);
+                false
+            } else {
                 page.seen = count;
                 page.still = 0;
-                self.missed = 0;
-                self.ping = None;
-                self.record_health(inner, None);
-                inner.counters.beat(Way::Page);
-                return true;
+                true
             }
-            page.still = page.still.saturating_add(1);
-            if page.still < 2 {
-                return true;
-            }
+        });
+        if moved == Some(true) {
+            inner.counters.beat(Way::Page);
+            // The SDK counts only while the module reports itself healthy.
+            self.record_health(inner, None);
         }
         if let Some((sent, ping)) = &mut self.ping {
             match ping.answer() {
                 Some(Ok(health)) => {
+                    self.ping = None;
                     self.missed = 0;
                     inner.counters.beat(Way::Ping);
                     self.record_health(inner, health);
@@ -203,6 +221,7 @@ impl Beat {
                 // The connection ended: the supervisor's exit handling takes over.
                 Some(Err(_)) => return false,
                 None if tick.saturating_duration_since(*sent) >= every * 2 => {
+                    self.ping = None;
                     self.missed += 1;
                     if self.missed >= MISSED_HEARTBEATS {
                         tracing::error!(
@@ -218,9 +237,22 @@ impl Beat {
                 None => return true,
             }
         }
+        // A ping is due for a module that does not count, one whose count stood still for
+        // two ticks (one is the drift between its timer and this one), one that missed the
+        // last ping, and a counting one whose turn came.
+        let due = match &self.page {
+            None => true,
+            Some(page) => page.still >= 2 || page.since_ping >= PROOF_EVERY || self.missed > 0,
+        };
+        if !due {
+            return true;
+        }
         match self.session.send_ping() {
             Ok(ping) => {
                 self.ping = Some((tick, ping));
+                if let Some(page) = &mut self.page {
+                    page.since_ping = 0;
+                }
                 true
             }
             Err(_) => false,

@@ -1131,6 +1131,9 @@ mod tests {
         /// Sends its `hello`, then reads nothing: misses every ping, ignores `shutdown` and
         /// SIGTERM (a hung event loop); only SIGKILL ends it.
         Hung,
+        /// [`Fake::Hung`] whose heartbeat page counts on: its runtime turns, its control
+        /// connection's reader does not (stuck behind an `await`).
+        CountingButDeaf,
     }
 
     /// The fakes' world, shared by the spawner (inside the core) and the test.
@@ -1243,6 +1246,33 @@ mod tests {
                         .into_iter()
                         .collect(),
                 };
+                let beat = match fake {
+                    Fake::CountingButDeaf => {
+                        let (watch, fd) = logos_session::BeatWatch::create().map_err(|e| {
+                            Failure::from(Error::Spawn {
+                                module: name.clone(),
+                                reason: e.to_string(),
+                            })
+                        })?;
+                        let beater = logos_session::Beater::open(fd).map_err(|reason| {
+                            Failure::from(Error::Spawn {
+                                module: name.clone(),
+                                reason,
+                            })
+                        })?;
+                        let mut dead = exit_tx.subscribe();
+                        tokio::spawn(async move {
+                            loop {
+                                tokio::select! {
+                                    _ = tokio::time::sleep(Duration::from_millis(5)) => beater.beat(),
+                                    _ = dead.wait_for(Option::is_some) => return,
+                                }
+                            }
+                        });
+                        Some(watch)
+                    }
+                    _ => None,
+                };
                 tokio::spawn(run_fake(
                     fake.clone(),
                     module_end,
@@ -1274,7 +1304,7 @@ mod tests {
                     from_spare: false,
                     child: Box::new(child),
                     pending,
-                    beat: None,
+                    beat,
                 })
             })
         }
@@ -1305,7 +1335,7 @@ mod tests {
                 let _ = dead.wait_for(Option::is_some).await;
                 session.close(Fault::new(ErrorCode::Unavailable, "process ended"));
             }
-            Fake::Hung => {
+            Fake::Hung | Fake::CountingButDeaf => {
                 let mut frame = Vec::new();
                 if logos_wire::encode_frame(&Message::Hello(hello), &mut frame).is_err()
                     || stream.write_all(&frame).await.is_err()
@@ -1626,6 +1656,29 @@ mod tests {
         let i = info(&core, "a");
         assert_eq!(i.last_exit.and_then(|e| e.signal), Some(9));
         assert_eq!(i.restarts, 1);
+        shutdown(&core.inner).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_module_that_counts_but_answers_no_ping_is_killed_at_its_proof_ping() -> TestResult {
+        let (core, world) = core(
+            crate::Core::builder()
+                .heartbeat(Duration::from_millis(10))
+                .restart(fast_restarts(3)),
+            &[("a", RestartPolicy::OnFailure, &[])],
+        )?;
+        world.plan("a", [Fake::CountingButDeaf]);
+        load(&core.inner, &["a"]).await?;
+        let deaf = info(&core, "a").pid.ok_or("no pid")?;
+        until("the counting but deaf module killed and restarted", || {
+            let i = info(&core, "a");
+            i.state == State::Ready && i.pid != Some(deaf)
+        })
+        .await;
+        assert_eq!(world.signals(), [(deaf, Signal::Kill)]);
+        // Its count was seen: it was killed for the pings, not for a still page.
+        assert!(core.heartbeats().page > 0, "{:?}", core.heartbeats());
         shutdown(&core.inner).await;
         Ok(())
     }
