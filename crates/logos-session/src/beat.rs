@@ -80,17 +80,7 @@ impl Beater {
     /// A message naming what is wrong with the descriptor; the module then answers pings
     /// instead.
     pub fn open(fd: OwnedFd) -> Result<Beater, String> {
-        let seals = rustix::fs::fcntl_get_seals(&fd)
-            .map_err(|e| format!("the heartbeat descriptor is not a memfd ({e})"))?;
-        if !seals.contains(SealFlags::SHRINK) {
-            return Err(format!(
-                "the heartbeat page is not sealed against shrinking (seals {:#x})",
-                seals.bits()
-            ));
-        }
-        let size = rustix::fs::fstat(&fd)
-            .map_err(|e| format!("cannot read the size of the heartbeat page: {e}"))?
-            .st_size;
+        let size = crate::shm::sealed_size(&fd, "the heartbeat page")?;
         if size != PAGE as i64 {
             return Err(format!("the heartbeat page holds {size} bytes, not {PAGE}"));
         }

@@ -199,17 +199,7 @@ impl RingIn {
     /// # Errors
     /// A message naming what is wrong with the file, for the session's `protocol_error`.
     pub(crate) fn open(fd: OwnedFd) -> Result<RingIn, String> {
-        let seals = rustix::fs::fcntl_get_seals(&fd)
-            .map_err(|e| format!("the descriptor sent for shared frames is not a memfd ({e})"))?;
-        if !seals.contains(SealFlags::SHRINK) {
-            return Err(format!(
-                "the shared-frame ring is not sealed against shrinking (seals {:#x})",
-                seals.bits()
-            ));
-        }
-        let size = rustix::fs::fstat(&fd)
-            .map_err(|e| format!("cannot read the size of the shared-frame ring: {e}"))?
-            .st_size;
+        let size = sealed_size(&fd, "the shared-frame ring")?;
         let cap = usize::try_from(size)
             .ok()
             .and_then(|s| s.checked_sub(HEADER))
@@ -366,6 +356,22 @@ impl Drop for Lease {
 }
 
 /// A shared, read-write mapping of a whole memory file, unmapped on drop.
+/// The size of `fd`, a memfd sealed against shrinking (so a mapping of it never faults), or
+/// a message naming `what` it should have been and what is wrong.
+pub(crate) fn sealed_size(fd: &OwnedFd, what: &str) -> Result<i64, String> {
+    let seals = rustix::fs::fcntl_get_seals(fd)
+        .map_err(|e| format!("the descriptor sent for {what} is not a memfd ({e})"))?;
+    if !seals.contains(SealFlags::SHRINK) {
+        return Err(format!(
+            "{what} is not sealed against shrinking (seals {:#x})",
+            seals.bits()
+        ));
+    }
+    Ok(rustix::fs::fstat(fd)
+        .map_err(|e| format!("cannot read the size of {what}: {e}"))?
+        .st_size)
+}
+
 /// A shared mapping of a whole memory file, unmapped on drop (the rings here, the heartbeat
 /// page in `beat.rs`).
 pub(crate) struct Map {
