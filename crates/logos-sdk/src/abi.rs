@@ -28,7 +28,8 @@
 //!    further fields only if it is a version the host knows. Then it compares
 //!    `protocol_major` with its own and `name` with the module name the core gave it.
 //! 3. Only then it calls `run`, once, on the main thread. `run` takes the inherited
-//!    descriptors (fd 3 and 4, or `LOGOS_CONTROL_FD`/`LOGOS_LISTEN_FD`), serves until told to
+//!    descriptors (fd 3 and 4, or `LOGOS_CONTROL_FD`/`LOGOS_LISTEN_FD`, and the heartbeat
+//!    page on `LOGOS_BEAT_FD` when there is one), serves until told to
 //!    stop and returns the exit code; a panic escaping the module is caught and reported as
 //!    exit code 101. The host then exits with that code without unloading the library.
 //!

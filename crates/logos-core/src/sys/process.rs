@@ -24,7 +24,7 @@
 //! [`Prepared`] setup of `linux.rs`) is built before the clone. The child does what std's
 //! `Command` does for a spawn (stdio onto fds 0–2, `chdir`, an empty signal mask and `SIGPIPE`
 //! back to its default), then the same [`Prepared::in_child`] steps as the fallback
-//! (parent-death signal, process group, Landlock, fds 3/4, close-on-exec, limits,
+//! (parent-death signal, process group, Landlock, fds 3–5, close-on-exec, limits,
 //! capabilities, seccomp last), then `execve`. So every confinement is in force before the
 //! module's first instruction, on both paths. A failure is reported to the parent as an
 //! errno over a close-on-exec pipe (end of file there means the exec happened), as std does.
