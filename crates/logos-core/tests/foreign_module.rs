@@ -17,7 +17,7 @@ use logos_session::SessionError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{CoreEvents, World, alive, int, text};
+use support::{CoreEvents, World, alive, int, text, wait_for};
 
 /// A value with one of everything: a map holding a list, bytes, negative and extreme ints, a
 /// float, text (not ASCII), null, bool and an empty map.
@@ -171,6 +171,12 @@ async fn a_python_module_serves_calls_and_events_and_exits_0_on_unload() {
     {
         assert_eq!(r.expect("add"), int(2 * i as i64));
     }
+
+    // The Python SDK counts in the module's heartbeat page too (docs/architecture.md §9).
+    wait_for("beats on the Python module's page", Duration::from_secs(20), || {
+        core.heartbeats().page >= 3
+    })
+    .await;
 
     // Still the same process after many heartbeats.
     CoreEvents::new(&core)

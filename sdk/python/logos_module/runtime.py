@@ -1,6 +1,6 @@
 """The module-side runtime: the process contract of docs/architecture.md ("Module process
 contract") for a `@module` class. It takes fd 3 (the control connection) and fd 4 (the
-listening socket), says `hello` with the interface, serves the core and token-holding peers
+listening socket), counts in the heartbeat page at fd 5, says `hello` with the interface, serves the core and token-holding peers
 (`$grant`/`$revoke`, method grants, `core.$denied`), connects to other modules with tokens
 (pid checked before the token is sent), re-subscribes after their restarts, and exits 0 within
 the grace of a `shutdown`.
@@ -11,14 +11,17 @@ business, how bytes look is `codec.py`'s."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hmac
 import inspect
 import logging
+import mmap
 import os
 import signal
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 from . import codec, trace
@@ -36,6 +39,8 @@ PROTOCOL_MAJOR, PROTOCOL_MINOR = 1, 2
 HANDSHAKE_TIMEOUT = 5.0
 #: Modules served by the core itself, reached over the control connection.
 BUILTINS = ("core", "capability_module")
+#: The size of the heartbeat page (docs/architecture.md, "Module process contract" §2).
+BEAT_PAGE = 4096
 #: Grants kept per caller; the oldest go first.
 MAX_GRANTS = 64
 
@@ -54,6 +59,8 @@ class Runtime:
         self.wanted: set[tuple[str, str]] = set()  # (source, event) subscriptions to keep
         self.control: Connection | None = None
         self.stopping = False
+        #: The task counting in the heartbeat page, when the core gave one.
+        self.beat: asyncio.Future[None] | None = None
         self.running = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -440,6 +447,9 @@ async def serve(cls: type, *, control_fd: int = 3, listen_fd: int = 4) -> int:
     for source, event in list(rt.wanted):
         rt._apply(source, event)
     server = await asyncio.start_unix_server(rt.accept_peer, sock=listener)
+    page = heartbeat_page()
+    if page is not None:
+        rt.beat = asyncio.ensure_future(count_beats(*page))
     log.info("ready (version %s)", version)
     closed = asyncio.ensure_future(rt.control.closed.wait())
     await asyncio.wait([closed, rt.done], return_when=asyncio.FIRST_COMPLETED)
@@ -448,6 +458,42 @@ async def serve(cls: type, *, control_fd: int = 3, listen_fd: int = 4) -> int:
         log.info("control connection closed; exiting")
     await rt.control.flush(1.0)
     return 0
+
+
+def heartbeat_page() -> tuple[mmap.mmap, float] | None:
+    """The heartbeat page the core hands over at `LOGOS_BEAT_FD`, mapped, with the interval
+    `LOGOS_HEARTBEAT_MS` in seconds; `None` (the module answers pings only) when either is
+    missing or the descriptor is not a sealed memfd of one page (docs/architecture.md,
+    "Module process contract" §2 and §9)."""
+    fd, ms = os.environ.get("LOGOS_BEAT_FD"), os.environ.get("LOGOS_HEARTBEAT_MS")
+    if fd is None or ms is None:
+        return None
+    try:
+        fd_n, every = int(fd), int(ms) / 1000
+        if fd_n <= 4 or every <= 0:
+            raise ValueError("not a descriptor above 4 and a positive interval")
+        if not fcntl.fcntl(fd_n, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK:
+            raise ValueError("the page is not sealed against shrinking")
+        if os.fstat(fd_n).st_size != BEAT_PAGE:
+            raise ValueError(f"the page is not {BEAT_PAGE} bytes")
+        page = mmap.mmap(fd_n, BEAT_PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        os.close(fd_n)
+        return page, every
+    except (OSError, ValueError) as e:
+        log.warning("LOGOS_BEAT_FD=%s, LOGOS_HEARTBEAT_MS=%s: %s; answering pings instead", fd, ms, e)
+        return None
+
+
+async def count_beats(page: mmap.mmap, every: float) -> None:
+    """Adds one to the count at the page's start every `every` seconds, at the multiples of
+    `every` on the monotonic clock (the instants every module of the machine counts at, so
+    their wake-ups come together), for as long as the event loop runs it: a loop that blocks
+    stops the count, as it would stop the answer to a ping."""
+    while True:
+        now = time.monotonic()
+        await asyncio.sleep((now // every + 1) * every - now)
+        count = struct.unpack_from("=Q", page, 0)[0]
+        struct.pack_into("=Q", page, 0, (count + 1) % 2**64)
 
 
 def run(cls: type) -> None:
