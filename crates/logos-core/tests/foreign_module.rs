@@ -173,9 +173,11 @@ async fn a_python_module_serves_calls_and_events_and_exits_0_on_unload() {
     }
 
     // The Python SDK counts in the module's heartbeat page too (docs/architecture.md §9).
-    wait_for("beats on the Python module's page", Duration::from_secs(20), || {
-        core.heartbeats().page >= 3
-    })
+    wait_for(
+        "beats on the Python module's page",
+        Duration::from_secs(20),
+        || core.heartbeats().page >= 3,
+    )
     .await;
 
     // Still the same process after many heartbeats.
