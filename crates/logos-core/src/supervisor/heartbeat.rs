@@ -73,6 +73,8 @@ struct Page {
     still: u32,
     /// Ticks since the last ping was sent.
     since_ping: u32,
+    /// Whether the count ever moved.
+    counted: bool,
 }
 
 /// A module that counts is still pinged once every this many ticks, so a control connection
@@ -120,6 +122,7 @@ pub(crate) fn watch(
             watch,
             still: 0,
             since_ping: turn,
+            counted: false,
         }),
     });
     if !joining.running {
@@ -193,15 +196,26 @@ impl Beat {
     fn tick(&mut self, inner: &Inner, tick: Instant, every: Duration) -> bool {
         // The count first, the pong after: of two health reports in one tick, the `pong` is
         // the later one more often (the count was made half an interval before the tick).
+        let name = &self.name;
         let moved = self.page.as_mut().map(|page| {
             page.since_ping = page.since_ping.saturating_add(1);
             let count = page.watch.count();
             if count == page.seen {
                 page.still = page.still.saturating_add(1);
+                // Said once, when a module that counted stops: which module the pings in
+                // `logos_heartbeats_total{way="ping"}` are for (a module that never counted
+                // is pinged from its start, and says nothing here).
+                if page.still == 2 && page.counted {
+                    tracing::info!(module = %name, "module's heartbeat count stood still for two beats; pinging it");
+                }
                 false
             } else {
+                if page.still >= 2 && page.counted {
+                    tracing::info!(module = %name, "module counts its heartbeats again");
+                }
                 page.seen = count;
                 page.still = 0;
+                page.counted = true;
                 true
             }
         });
