@@ -28,6 +28,7 @@ mod cpu;
 mod module;
 mod p2p;
 mod poll_io;
+mod probe_build;
 mod qt;
 mod remote;
 mod report;

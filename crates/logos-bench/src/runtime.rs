@@ -164,6 +164,9 @@ pub struct World {
     /// `logos_host`, when it and the `probe` library are built beside this executable and
     /// `probe` is staged: the start row also measures a library module.
     host: Option<PathBuf>,
+    /// `libprobe.so` links libm: built with this benchmark's features, not as a module is
+    /// (`probe_build.rs`); the rows that run it say so.
+    probe_combined: bool,
     /// A builder for a second core over the same modules with spare hosts off
     /// (docs/architecture.md, "Spare hosts"), when `logos_host` is built: the
     /// `start_host_cold` row, so the start of a library module without a spare stays in view
@@ -242,6 +245,21 @@ impl World {
         let built = exe.parent().map(Path::to_path_buf).unwrap_or_default();
         let (host, probe) = (built.join("logos_host"), built.join(PROBE_LIB));
         let host_probe = host.is_file() && probe.is_file();
+        let probe_combined = host_probe
+            && match crate::probe_build::links_libm(&probe) {
+                Ok(combined) => combined,
+                Err(e) => {
+                    eprintln!("logos-bench: cannot tell how libprobe.so was built ({e})");
+                    false
+                }
+            };
+        if probe_combined {
+            eprintln!(
+                "logos-bench: warning: {} (said again in the start_host, start_host_cold and \
+                 rss_host rows)",
+                crate::probe_build::COMBINED
+            );
+        }
         if host_probe {
             let dir = modules.join("probe");
             std::fs::create_dir_all(&dir)?;
@@ -304,6 +322,7 @@ impl World {
             core,
             cold,
             host: host_probe.then_some(host),
+            probe_combined,
             contexts,
             dir,
             _run: run,
@@ -904,6 +923,11 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         row.extra("true_fork_median_ns", forked.median)
             .extra("alone_median_ns", alone.median)
             .extra("alone_ratio", alone.median / raw.median);
+        if id != "start" && w.probe_combined {
+            row.note = row
+                .note
+                .map(|n| format!("{n}; {}", crate::probe_build::COMBINED));
+        }
         if id == "start_host" {
             row.note = row.note.map(|n| {
                 format!(
@@ -1010,6 +1034,11 @@ async fn rss_host(w: &World, plan: &Plan) -> Row {
             });
             if let Some(pss) = pss {
                 row.extra("pss_bytes", pss as f64);
+            }
+            if w.probe_combined {
+                row.note = row
+                    .note
+                    .map(|n| format!("{n}; {}", crate::probe_build::COMBINED));
             }
             row
         }

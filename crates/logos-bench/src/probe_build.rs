@@ -1,0 +1,99 @@
+//! Which build of `libprobe.so` the rows that run `probe` measure: one built on its own, as a
+//! module author's project builds it, or one built in the same `cargo build` as the benchmark.
+//!
+//! Cargo unifies the features of every package one command builds, so the second gets what the
+//! benchmark asks of shared crates: tokio's multi-thread scheduler, whose `pow` pulls in libm.
+//! It starts slower and maps more than any module built on its own (docs/performance.md,
+//! "Running the benchmark"), and two sessions measured it without noticing. So the rows say
+//! when the library links libm. Never fails a row: a file it cannot read is reported as such.
+
+use object::elf;
+use object::read::elf::ElfFile64;
+use std::path::Path;
+
+/// Whether the ELF shared library at `path` names `libm.so.6` among the libraries it needs
+/// (`DT_NEEDED`).
+///
+/// # Errors
+/// A message naming the file and why it cannot be read as an ELF file.
+pub fn links_libm(path: &Path) -> Result<bool, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let data = std::fs::read(path).map_err(|e| fail(&e))?;
+    let file = ElfFile64::<object::Endianness>::parse(&*data).map_err(|e| fail(&e))?;
+    let table = file
+        .elf_section_table()
+        .dynamic_table(file.endian(), &*data)
+        .map_err(|e| fail(&e))?;
+    for entry in &table {
+        if entry.tag == elf::DT_NEEDED
+            && table
+                .string(entry)
+                .map_err(|e| fail(&e))?
+                .starts_with(b"libm.so")
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// What a row that ran `probe` adds to its note when the library links libm.
+pub const COMBINED: &str = "libprobe.so links libm: it was built in the same cargo build as \
+     this benchmark, with its features (tokio's multi-thread scheduler), so this figure is \
+     not a module's as authors build it; build it alone (docs/performance.md, \"Running the \
+     benchmark\")";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A shared library compiled by `cc`, linked with `-lm` or not.
+    fn library(dir: &Path, name: &str, libm: bool) -> Result<std::path::PathBuf, String> {
+        let src = dir.join(format!("{name}.c"));
+        std::fs::write(&src, "double f(double x) { return x + 1.0; }\n")
+            .map_err(|e| e.to_string())?;
+        let out = dir.join(format!("{name}.so"));
+        let mut cc = Command::new("cc");
+        cc.args(["-shared", "-fPIC", "-Wl,--no-as-needed", "-o"])
+            .arg(&out)
+            .arg(&src);
+        if libm {
+            cc.arg("-lm");
+        }
+        let status = cc
+            .status()
+            .map_err(|e| format!("cc cannot run (install a C compiler): {e}"))?;
+        if !status.success() {
+            return Err(format!("cc failed: {status}"));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_library_linked_with_libm_is_told_from_one_without() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        assert!(links_libm(&library(dir.path(), "with", true)?)?);
+        assert!(!links_libm(&library(dir.path(), "without", false)?)?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_that_is_not_elf_is_named_in_the_error() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not a library")?;
+        let e = links_libm(&text)
+            .err()
+            .ok_or("a text file was read as ELF")?;
+        assert!(e.contains("notes.txt"), "{e}");
+        let missing = dir.path().join("gone.so");
+        let e = links_libm(&missing)
+            .err()
+            .ok_or("a missing file was read")?;
+        assert!(e.contains("gone.so"), "{e}");
+        Ok(())
+    }
+}
