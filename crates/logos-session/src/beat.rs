@@ -27,9 +27,23 @@ use rustix::mm::ProtFlags;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// The page's size.
 const PAGE: usize = 4096;
+
+/// The first instant after `now` at which modules count, both read on the monotonic clock
+/// (since its origin): the multiples of `every`. The core reads half an interval after them.
+///
+/// Why shared instants: the modules of a core (and of a machine) then wake at once and run one
+/// after the other, on code and kernel paths the first of them brought into the caches. Each
+/// on a phase of its own, 100 idle modules cost a third more CPU than when the core's pings
+/// woke them together (docs/performance.md, "Twenty-first step").
+pub fn count_instant_after(now: Duration, every: Duration) -> Duration {
+    let every_ns = every.as_nanos().max(1);
+    let next = (now.as_nanos() / every_ns + 1) * every_ns;
+    Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
+}
 
 /// The core's end of a module's heartbeat page.
 pub struct BeatWatch {
@@ -106,6 +120,20 @@ mod tests {
     use super::*;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn beats_fall_on_the_multiples_of_the_interval_strictly_after_now() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(count_instant_after(ms(0), s(1)), s(1));
+        assert_eq!(count_instant_after(ms(999), s(1)), s(1));
+        assert_eq!(count_instant_after(s(1), s(1)), s(2));
+        assert_eq!(count_instant_after(ms(12_345), ms(100)), ms(12_400));
+        assert_eq!(
+            count_instant_after(s(5), Duration::ZERO),
+            s(5) + Duration::from_nanos(1)
+        );
+    }
 
     #[test]
     fn beats_counted_by_the_module_are_seen_by_the_core() -> TestResult {

@@ -91,7 +91,7 @@ mod unix_socket;
 mod writer;
 
 pub use admission::{Acceptor, Admission, DEFAULT_MAX_HANDSHAKES, Ticket};
-pub use beat::{BeatWatch, Beater};
+pub use beat::{BeatWatch, Beater, count_instant_after};
 pub use config::{Config, DEFAULT_SHARED_MIN};
 pub use error::SessionError;
 pub use fault::Fault;

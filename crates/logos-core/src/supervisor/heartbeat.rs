@@ -291,17 +291,20 @@ impl Beat {
 }
 
 /// The origin of the core's heartbeat grid: its ticks fall half an interval after the instants
-/// modules count at (the multiples of `every` on the monotonic clock, `logos-sdk`'s
-/// `serve/beat.rs`), so each tick reads counts made half an interval earlier, and neither
-/// side's lateness, up to half an interval, makes a count look still.
+/// modules count at ([`logos_session::count_instant_after`]), so each tick reads counts made
+/// half an interval earlier, and neither side's lateness, up to half an interval, makes a
+/// count look still.
 pub(crate) fn grid_epoch(every: Duration) -> Instant {
     let now = Instant::now();
     let mono = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    let mono_ns = u128::try_from(mono.tv_sec).unwrap_or(0) * 1_000_000_000
-        + u128::try_from(mono.tv_nsec).unwrap_or(0);
-    let every_ns = every.as_nanos().max(1);
-    let wait = (every_ns / 2 + every_ns - mono_ns % every_ns) % every_ns;
-    now + Duration::from_nanos(u64::try_from(wait).unwrap_or(0))
+    let mono = Duration::new(
+        u64::try_from(mono.tv_sec).unwrap_or(0),
+        u32::try_from(mono.tv_nsec).unwrap_or(0),
+    );
+    let half = every / 2;
+    // The first tick after now: half an interval after a count instant.
+    let tick = logos_session::count_instant_after(mono.saturating_sub(half), every) + half;
+    now + tick.saturating_sub(mono)
 }
 
 /// The first beat of the core's shared grid (`epoch` + k × `every`) after `now`.

@@ -16,7 +16,7 @@
 //! of answering pings (docs/performance.md, "Twenty-first step"). A periodic `timerfd` is an
 //! I/O source like the control socket: one wake-up a beat, an `epoll_wait` and a `read`.
 
-use logos_session::Beater;
+use logos_session::{Beater, count_instant_after};
 use rustix::time::{
     Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec, timerfd_create,
     timerfd_settime,
@@ -28,7 +28,7 @@ use tokio::io::unix::AsyncFd;
 
 /// A periodic timer of `every`, as a descriptor the runtime's reactor watches, expiring at
 /// the multiples of `every` on the monotonic clock: the same instants in every module of the
-/// machine (see [`first_expiry`]).
+/// machine (`logos_session::count_instant_after`).
 fn periodic(every: Duration) -> io::Result<AsyncFd<OwnedFd>> {
     let fd = timerfd_create(
         TimerfdClockId::Monotonic,
@@ -39,25 +39,13 @@ fn periodic(every: Duration) -> io::Result<AsyncFd<OwnedFd>> {
         TimerfdTimerFlags::ABSTIME,
         &Itimerspec {
             it_interval: timespec(every),
-            it_value: timespec(first_expiry(monotonic_now()?, every)),
+            it_value: timespec(count_instant_after(monotonic_now()?, every)),
         },
     )?;
     // SAFETY: `fd` is an open timerfd owned by the `OwnedFd` the `AsyncFd` keeps, so it stays
     // open, and is the same descriptor, until the `AsyncFd` is dropped.
     unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(io::Error::from)
-}
-
-/// The first multiple of `every` after `now` (both since the monotonic clock's origin).
-///
-/// Why shared instants: the modules of a core (and of a machine) then wake at once and run one
-/// after the other, on code and kernel paths the first of them brought into the caches. Each
-/// on a phase of its own, 100 idle modules cost a third more CPU than when the core's pings
-/// woke them together (docs/performance.md, "Twenty-first step").
-fn first_expiry(now: Duration, every: Duration) -> Duration {
-    let every_ns = every.as_nanos().max(1);
-    let next = (now.as_nanos() / every_ns + 1) * every_ns;
-    Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
 }
 
 /// The monotonic clock, through the C library's `clock_gettime` (as `Instant::now` reads it),
@@ -142,20 +130,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(())
-    }
-
-    #[test]
-    fn beats_fall_on_the_multiples_of_the_interval_strictly_after_now() {
-        let s = Duration::from_secs;
-        let ms = Duration::from_millis;
-        assert_eq!(first_expiry(ms(0), s(1)), s(1));
-        assert_eq!(first_expiry(ms(999), s(1)), s(1));
-        assert_eq!(first_expiry(s(1), s(1)), s(2));
-        assert_eq!(first_expiry(ms(12_345), ms(100)), ms(12_400));
-        assert_eq!(
-            first_expiry(s(5), Duration::ZERO),
-            s(5) + Duration::from_nanos(1)
-        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -167,18 +167,24 @@ fn beat_from(fd: &str, ms: &str, taken: [RawFd; 2]) -> Result<(Beater, Duration)
         .ok()
         .filter(|fd| *fd > 2 && !taken.contains(fd))
         .ok_or("not a descriptor number above 2 other than the control and listening sockets'")?;
-    // SAFETY: F_SETFD accepts any integer and reports EBADF for one that is not open; it only
-    // changes the close-on-exec flag, so the module's own children never get the page.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        return Err(format!(
-            "descriptor {fd} is not open: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: open (checked above) and handed to the module for this purpose alone; `TAKEN`
-    // (checked by the caller) makes this the only wrapping of it in the process.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = adopt(fd).map_err(|e| format!("descriptor {fd} is not open: {e}"))?;
     Ok((Beater::open(fd)?, every))
+}
+
+/// Marks inherited descriptor `fd` close-on-exec, so the module's own children never get it,
+/// and takes ownership of it.
+///
+/// The caller guarantees the contract handed `fd` to the module for one purpose and nothing
+/// else in the process uses it; `TAKEN` guarantees each is wrapped at most once. A number that
+/// is not an open descriptor fails with `EBADF` and is never wrapped.
+fn adopt(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: F_SETFD accepts any integer and reports EBADF for one that is not open; it only
+    // changes the close-on-exec flag.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: open (checked above); by the caller's guarantee the `OwnedFd` is its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Takes ownership of the socket descriptor named by `var` (or `default`), after checking
@@ -207,17 +213,7 @@ fn take_fd(var: &'static str, default: RawFd) -> Result<OwnedFd, Error> {
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err(fail(format!("descriptor {fd} is not a socket")));
     }
-    // SAFETY: `fd` is open (checked above); F_SETFD only changes its close-on-exec flag.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(fail(format!(
-            "cannot set close-on-exec on descriptor {fd}: {e}"
-        )));
-    }
-    // SAFETY: the contract hands this descriptor to the module for its whole life and nothing
-    // else in the process uses it; `TAKEN` guarantees it is wrapped at most once, so the
-    // `OwnedFd` is its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    adopt(fd).map_err(|e| fail(format!("cannot set close-on-exec on descriptor {fd}: {e}")))
 }
 
 /// Takes over the control connection as an async stream.
