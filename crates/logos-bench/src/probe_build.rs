@@ -1,4 +1,4 @@
-//! Which build of `libprobe.so` the rows that run `probe` measure: one built on its own, as a
+//! Which build of `libprobe.so` and the `probe` program the rows that run `probe` measure: one built on its own, as a
 //! module author's project builds it, or one built in the same `cargo build` as the benchmark.
 //!
 //! Cargo unifies the features of every package one command builds, so the second gets what the
@@ -11,7 +11,7 @@ use object::elf;
 use object::read::elf::ElfFile64;
 use std::path::Path;
 
-/// Whether the ELF shared library at `path` names `libm.so.6` among the libraries it needs
+/// Whether the ELF file (a shared library or a program) at `path` names `libm.so.6` among the libraries it needs
 /// (`DT_NEEDED`).
 ///
 /// # Errors
@@ -38,8 +38,8 @@ pub fn links_libm(path: &Path) -> Result<bool, String> {
 }
 
 /// What a row that ran `probe` adds to its note when the library links libm.
-pub const COMBINED: &str = "libprobe.so links libm: it was built in the same cargo build as \
-     this benchmark, with its features (tokio's multi-thread scheduler), so this figure is \
+pub const COMBINED: &str = "libprobe.so or the probe program links libm: built in the same \
+     cargo build as this benchmark, with its features (tokio's multi-thread scheduler), so this figure is \
      not a module's as authors build it; build it alone (docs/performance.md, \"Running the \
      benchmark\")";
 
