@@ -1,10 +1,13 @@
-//! Spare hosts (docs/architecture.md, "Spare hosts"; issue 17): after a library module's
-//! start the core keeps one `logos_host --spare` ready, and the next library module's start
-//! runs in it. Checked with real cores and processes: a module started in the spare serves
-//! calls and carries what a cold start gives it (no_new_privs, the seccomp filter, its
-//! limits, its capabilities, its own cgroup, its own process group); a spare that died while
-//! waiting, or whose `logos_host` was replaced, is not used and the start goes the cold way;
-//! `spare_host(false)` starts none; shutdown leaves no spare and no cgroup behind.
+//! Spare hosts (docs/architecture.md, "Spare hosts"; issue 17): after a module's start the
+//! core keeps one `logos_host --spare` ready, and the next module's start runs in it (a
+//! library is loaded there, an executable module's program `exec`ed). Checked with real cores
+//! and processes: a module started in the spare serves calls and carries what a cold start
+//! gives it (no_new_privs, the seccomp filter, its limits, its capabilities, its own cgroup,
+//! its own process group; for a program also its environment, signal state and descriptors);
+//! a spare that died while waiting, or whose `logos_host` was replaced, is not used and the
+//! start goes the cold way; a spare of an older `logos_host` (`ready` without `exec`) is kept
+//! for libraries while programs start cold; `spare_host(false)` starts none; shutdown leaves
+//! no spare and no cgroup behind.
 //!
 //! Each test runs its own copy of `logos_host`, so the spares of tests running in parallel in
 //! this process (all children of it) are told apart by their program's path.
@@ -257,6 +260,244 @@ async fn a_restarted_library_module_runs_in_the_spare_confined_as_a_cold_start()
         let dir = cgroup_dir(&next_cgroup);
         wait_for("the spare's cgroup removed", WITHIN, || !dir.exists()).await;
     }
+}
+
+/// Stages the `probe` program (`modules/probe/src/main.rs`) as the executable module
+/// `probe-exe`.
+fn stage_probe_program(w: &World) {
+    let dir = w.write_metadata(
+        "probe-exe",
+        r#"{"name": "probe-exe", "version": "1.0.0", "main": "probe", "restart": "never"}"#,
+    );
+    let built = target_dir().join("probe");
+    assert!(
+        built.is_file(),
+        "{} is not built; run `cargo build --workspace` first",
+        built.display()
+    );
+    std::os::unix::fs::symlink(&built, dir.join("probe")).unwrap();
+}
+
+/// `/proc/PID/environ` as sorted `NAME=value` lines.
+fn environ(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mut vars: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    vars.sort();
+    vars
+}
+
+/// The signal lines of `/proc/PID/status`: what is blocked, ignored and caught.
+fn signals(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            ["SigBlk", "SigIgn", "SigCgt"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The open descriptors of `pid` and what kind of file each is (`socket`, `pipe`,
+/// `anon_inode`, `memfd`, a path), sorted by number.
+fn descriptors(pid: u32) -> Vec<(u32, String)> {
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?.display().to_string();
+            let kind = target
+                .split([':', ' '])
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            Some((n, kind))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
+
+#[tokio::test]
+async fn an_executable_module_restarted_runs_in_the_spare_as_a_cold_start_would_have_it() {
+    let mut w = World::new();
+    stage_probe_program(&w);
+    let host = own_host(&w);
+    let core = w
+        .start_with(
+            w.builder()
+                .host_binary(&host)
+                .module("probe-exe", limited())
+                .heartbeat(std::time::Duration::from_millis(50)),
+        )
+        .await;
+    core.load("probe-exe").await.expect("load");
+    let cold = pid_of(&core, "probe-exe");
+    let program = w.modules.join("probe-exe/probe");
+    assert_eq!(
+        cmdline(cold),
+        format!("{} ", program.display()),
+        "the first start is cold"
+    );
+    assert_eq!(core.starts().cold, 1);
+    let (cold_confinement, cold_env) = (confinement(cold), environ(cold));
+    let (cold_signals, cold_fds) = (signals(cold), descriptors(cold));
+    let cold_cgroup = cgroup_of(cold);
+
+    let spare = one_spare(&host, &core).await;
+    core.reload("probe-exe").await.expect("reload");
+    let after = core.starts();
+    assert_eq!(
+        (after.spare, after.cold),
+        (1, 1),
+        "counted as a start in a spare"
+    );
+    let warm = pid_of(&core, "probe-exe");
+    assert_eq!(warm, spare, "the restart ran in the spare");
+    assert_eq!(
+        cmdline(warm),
+        format!("{} ", program.display()),
+        "the spare became the module's program, with the cold path's command line"
+    );
+    assert_eq!(
+        core.call("probe-exe", "echo", vec![text("exec'd by the spare")])
+            .await
+            .expect("call"),
+        text("exec'd by the spare")
+    );
+    assert_eq!(confinement(warm), cold_confinement);
+    assert!(
+        cold_confinement.contains(&"NoNewPrivs:\t1".to_owned()),
+        "{cold_confinement:?}"
+    );
+    assert_eq!(
+        environ(warm),
+        cold_env,
+        "the environment a cold start gives, nothing of the host's"
+    );
+    assert_eq!(
+        signals(warm),
+        cold_signals,
+        "nothing blocked, ignored or caught differently"
+    );
+    assert_eq!(
+        descriptors(warm),
+        cold_fds,
+        "the same descriptors as a cold start: nothing of the host's or the order's"
+    );
+    if !cold_cgroup.is_empty() && cold_cgroup != cgroup_of(std::process::id()) {
+        let warm_cgroup = cgroup_of(warm);
+        assert!(warm_cgroup.contains("spare-"), "{warm_cgroup}");
+    }
+    let beats = core.heartbeats().page;
+    wait_for(
+        "beats on the page of the program in the spare",
+        WITHIN,
+        || core.heartbeats().page >= beats + 3,
+    )
+    .await;
+    let stat = std::fs::read_to_string(format!("/proc/{warm}/stat")).unwrap();
+    let pgrp = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(2);
+    assert_eq!(pgrp, Some(warm.to_string().as_str()), "{stat}");
+    core.shutdown().await;
+    wait_for("the spare gone", WITHIN, || spares(&host).is_empty()).await;
+}
+
+#[tokio::test]
+async fn a_program_that_is_gone_fails_its_start_as_before_and_the_spare_is_kept() {
+    let mut w = World::new();
+    stage_probe_program(&w);
+    let host = own_host(&w);
+    let core = w.start_with(w.builder().host_binary(&host)).await;
+    core.load("probe-exe").await.expect("load");
+    core.unload("probe-exe", false).await.expect("unload");
+    let spare = one_spare(&host, &core).await;
+    std::fs::remove_file(w.modules.join("probe-exe/probe")).unwrap();
+    let err = core
+        .load("probe-exe")
+        .await
+        .expect_err("its program is gone")
+        .to_string();
+    assert!(err.contains("probe-exe/probe"), "names the program: {err}");
+    assert_eq!(core.starts().spare, 0, "no spare was spent on it");
+    assert_eq!(
+        one_spare(&host, &core).await,
+        spare,
+        "the spare still waits"
+    );
+    core.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_spare_of_an_older_logos_host_is_kept_for_libraries_while_programs_start_cold() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut w = World::new();
+    w.stage("probe");
+    stage_probe_program(&w);
+    // An older logos_host: its spare says `ready`, not `ready exec` (here a script that says
+    // it and then waits; the test never gives it an order).
+    let host = w.dir.path().join("bin/logos_host");
+    std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+    std::fs::write(
+        &host,
+        "#!/bin/sh
+if [ \"$1\" = --spare ]; then printf ready >&4; exec sleep 600; fi
+exit 2
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let core = w.start_with(w.builder().host_binary(&host)).await;
+    core.load("probe-exe").await.expect("load");
+    let waiting = || {
+        let me = std::process::id().to_string();
+        spares(&host)
+            .into_iter()
+            .chain(
+                // `sleep` replaced the script: find it by its parent and command line.
+                std::fs::read_dir("/proc")
+                    .unwrap()
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                    .filter(|p| {
+                        cmdline(*p) == "sleep 600 "
+                            && std::fs::read_to_string(format!("/proc/{p}/stat"))
+                                .ok()
+                                .and_then(|s| {
+                                    s.rsplit_once(')')
+                                        .map(|(_, r)| r.split_whitespace().nth(1) == Some(&me))
+                                })
+                                .unwrap_or(false)
+                    }),
+            )
+            .collect::<Vec<u32>>()
+    };
+    wait_for("the older host's spare", WITHIN, || !waiting().is_empty()).await;
+    let spare = waiting();
+    for round in 0..2 {
+        core.reload("probe-exe").await.expect("reload");
+        let pid = pid_of(&core, "probe-exe");
+        assert!(
+            !spare.contains(&pid),
+            "round {round}: ran in the older spare"
+        );
+        assert_eq!(
+            core.call("probe-exe", "echo", vec![text("cold")])
+                .await
+                .unwrap(),
+            text("cold")
+        );
+    }
+    assert_eq!(core.starts().spare, 0);
+    assert_eq!(core.starts().cold, 3);
+    assert_eq!(waiting(), spare, "the spare is kept for a library module");
+    core.shutdown().await;
 }
 
 #[tokio::test]

@@ -418,9 +418,7 @@ pub fn exec(order: &Order) -> String {
     let Run::Program(program, args) = &order.run else {
         return "the order names a library, not a program".to_owned();
     };
-    let c = |what: &str, b: &[u8]| {
-        CString::new(b).map_err(|_| format!("{what} holds a NUL byte"))
-    };
+    let c = |what: &str, b: &[u8]| CString::new(b).map_err(|_| format!("{what} holds a NUL byte"));
     let strings = (|| -> Result<(CString, Vec<CString>, Vec<CString>), String> {
         let path = c("the program's path", program.as_os_str().as_bytes())?;
         let mut argv = vec![path.clone()];
@@ -553,7 +551,10 @@ mod tests {
             &format!(r#"{{"module": "/m", "exec": "/p", "args": [], {tail}}}"#),
             "neither or both",
         );
-        bad(&format!(r#"{{"exec": "/p", {tail}}}"#), "\"args\" is missing");
+        bad(
+            &format!(r#"{{"exec": "/p", {tail}}}"#),
+            "\"args\" is missing",
+        );
         bad(
             &format!(r#"{{"exec": "/p", "args": [1], {tail}}}"#),
             "\"args\" holds 1",

@@ -274,20 +274,28 @@ fn a_program_order_is_applied_in_full_before_the_program_is_execed() {
     assert_eq!(code, Some(0), "{err}");
     let report = std::fs::read_to_string(&report).expect("the program ran");
     assert!(
-        report.contains(&format!("args={} --flag two words
-", exe.display())),
+        report.contains(&format!(
+            "args={} --flag two words
+",
+            exe.display()
+        )),
         "argv[0] is the program, then its arguments:
 {report}"
     );
     assert!(
-        report.contains("env=GREETING=hello,PATH=/usr/bin:/bin
-"),
+        report.contains(
+            "env=GREETING=hello,PATH=/usr/bin:/bin
+"
+        ),
         "the environment is the order's and nothing else:
 {report}"
     );
     assert!(
-        report.contains(&format!("cwd={}
-", cwd.display())),
+        report.contains(&format!(
+            "cwd={}
+",
+            cwd.display()
+        )),
         "{report}"
     );
     assert!(
@@ -342,8 +350,10 @@ fn a_program_that_cannot_be_execed_ends_the_spare_with_exit_4_naming_it() {
         let (code, err) = finish(child);
         assert_eq!(code, Some(4), "{err}");
         assert!(
-            err.contains(&format!("logos_host: spare host: exec {}: ", program.display()))
-                && err.contains(says),
+            err.contains(&format!(
+                "logos_host: spare host: exec {}: ",
+                program.display()
+            )) && err.contains(says),
             "{err}"
         );
     }
