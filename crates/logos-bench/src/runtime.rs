@@ -269,8 +269,8 @@ impl World {
             (host_probe && combined(&probe)) || probe_exe.as_deref().is_some_and(combined);
         if probe_combined {
             eprintln!(
-                "logos-bench: warning: {} (said again in the start_host, start_host_cold and \
-                 rss_host rows)",
+                "logos-bench: warning: {} (said again in the start, start_host, \
+                 start_host_cold and rss_host rows)",
                 crate::probe_build::COMBINED
             );
         }
@@ -904,8 +904,8 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         core.load(name).await?;
         core.unload(name, false).await?;
     }
-    // Each row says how many of its starts found a spare host (the core without spares never
-    // does).
+    // Only library modules start in a spare: `start_host` says how many of its starts found
+    // one.
     let mut in_spare = vec![0u64; kinds.len()];
     // One of each in turn, so drifting machine load hits baseline and runtime alike.
     let batch = 1;
@@ -978,7 +978,7 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
                 .note
                 .map(|n| format!("{n}; {}", crate::probe_build::COMBINED));
         }
-        if id != "start_host_cold" {
+        if id == "start_host" {
             row.note = row.note.map(|n| {
                 format!(
                     "{n}; {in_spare} of {} starts ran in a spare host",

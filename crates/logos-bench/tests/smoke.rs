@@ -41,6 +41,7 @@ fn quick_json_run_measures_every_row() {
         "fanout_32",
         "stream",
         "start",
+        "start_bench_binary",
         "start_host",
         "start_host_cold",
         "load_chain",

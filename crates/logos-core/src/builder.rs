@@ -177,7 +177,7 @@ pub(crate) struct Settings {
     pub session: logos_session::Config,
     /// Confine modules with the default Landlock ruleset (where the kernel has Landlock).
     pub landlock: bool,
-    /// Keep a spare `logos_host` started ahead of need for the next module's start
+    /// Keep a spare `logos_host` started ahead of need for the next library module's start
     /// (docs/architecture.md, "Spare hosts").
     pub spare_host: bool,
     /// Spans kept for `core.getTraces` (0: modules report none).
@@ -436,14 +436,13 @@ impl Builder {
         self
     }
 
-    /// Whether the core keeps a spare `logos_host` started ahead of need, so that a module's
-    /// start skips creating a process (and, for a library module, loading the host)
-    /// (docs/architecture.md, "Spare hosts"): after each module's start, one
-    /// `logos_host --spare` waits for the next, confined like a module in all that does not
-    /// depend on which module, and confines itself by its module's order before it loads the
-    /// library or `exec`s the executable module's program. Costs one idle process (1.5 MiB
-    /// resident, PSS 0.5 MiB) while modules run. Default: `true`, unless the environment
-    /// variable `LOGOS_SPARE_HOST` is `off` when the core is built.
+    /// Whether the core keeps a spare `logos_host` started ahead of need, so that a library
+    /// module's start skips creating a process and loading the host (docs/architecture.md,
+    /// "Spare hosts"): after each library module's start, one `logos_host --spare` waits
+    /// for the next, confined like a module in all that does not depend on which module, and
+    /// confines itself by its module's order before it loads the library. Costs one idle
+    /// process (1.5 MiB resident, PSS 0.5 MiB) while library modules run. Default: `true`,
+    /// unless the environment variable `LOGOS_SPARE_HOST` is `off` when the core is built.
     pub fn spare_host(mut self, enabled: bool) -> Self {
         self.spare_host = Some(enabled);
         self

@@ -11,14 +11,12 @@
 //! passed or over the link it opens.
 //!
 //! `logos_host --spare` is a host the core starts before it knows the module: it waits for
-//! the core's order, confines itself by it and then loads the library, or `exec`s the
-//! program of an executable module (`spare.rs`).
+//! the core's order, confines itself by it and then loads the library (`spare.rs`).
 //!
 //! Exit codes: the module's own code once it runs (0 after a clean stop); 2 for bad
 //! arguments; 3 when the library is refused (cannot be loaded, no entry point, another ABI
 //! version or protocol major, another name or version than the metadata's); 4 when a spare
-//! host's order cannot be read or applied, or its program cannot be `exec`ed (0 when the core
-//! let it go without one).
+//! host's order cannot be read or applied (0 when the core let it go without one).
 
 // The entry point is `entry::main`, not std's (see there). Unit tests build with the test
 // harness's `main` instead, so the host's own work is unused in that build.
@@ -57,8 +55,7 @@ Options:
                                   #[module(version)] says otherwise)
       --spare                     Wait for the core's order on fd 4 (the module, its
                                   environment and confinement), apply it, then load the
-                                  module library or exec the module's program: the core
-                                  starts such spares ahead of need
+                                  module: the core starts such spares ahead of need
       --remote <FILE>             Serve as a remote module of the core this credential file
                                   (from `logoscore remote grant`) names: connect over TLS 1.3,
                                   reconnect after a lost link. The module's metadata.json
@@ -217,15 +214,7 @@ fn run_spare() -> i32 {
         }
     }
     match spare::receive_and_apply() {
-        Ok(Some(order)) => match &order.run {
-            spare::Run::Library(library) => {
-                load_and_run(library, &order.name, order.version.as_deref())
-            }
-            spare::Run::Program(..) => {
-                eprintln!("logos_host: spare host: {}", spare::exec(&order));
-                spare::EXIT_ORDER
-            }
-        },
+        Ok(Some(order)) => load_and_run(&order.module, &order.name, order.version.as_deref()),
         // The core let this spare go unused.
         Ok(None) => 0,
         Err(e) => {

@@ -12,25 +12,17 @@
 //! force before the library is opened, and with it before the module's first instruction,
 //! its constructors included.
 //!
-//! An order may instead name an executable module's program (`"exec"`): the spare applies
-//! it the same way and then `exec`s the program, as the cold path's child would have, so that
-//! start still skips creating the process and the core's share of its set-up (only the
-//! program's own `exec` and loading remain).
-//!
 //! Never runs module code before the order is applied in full: any failure ends the process
 //! with [`EXIT_ORDER`] and a line naming the step. Never reads more than one order.
 //!
-//! Once it waits, the spare sends `ready exec` on fd 4 (a core that knows only library orders
-//! checks for `ready`, and a core that sends program orders sends them only to a spare that
-//! said `exec`). The order is one `SOCK_SEQPACKET` message on fd 4: JSON (below), with the
-//! listening socket and, when `"ruleset": true`, the Landlock ruleset attached as
-//! `SCM_RIGHTS`.
+//! Once it waits, the spare sends `ready` on fd 4. The order is one `SOCK_SEQPACKET` message
+//! on fd 4: JSON (below), with the listening socket
+//! and, when `"ruleset": true`, the Landlock ruleset attached as `SCM_RIGHTS`.
 //!
 //! ```json
 //! {"module": "/m/libcalc.so", "name": "calc", "version": "1.2.0", "cwd": "/data/calc",
 //!  "env": [["LOGOS_MODULE", "calc"], ...], "limits": {"open_files": 256},
 //!  "ruleset": true, "seccomp": [...]}
-//! {"exec": "/m/wallet/wallet", "args": [], "name": "wallet", "cwd": "/data/wallet", ...}
 //! ```
 //!
 //! `seccomp` is the filter program, one number per instruction: `code << 48 | jt << 40 |
@@ -53,7 +45,7 @@ const MAX_ORDER: usize = 256 * 1024;
 
 /// What to run, once confined.
 pub struct Order {
-    pub run: Run,
+    pub module: PathBuf,
     pub name: String,
     pub version: Option<String>,
     cwd: PathBuf,
@@ -61,15 +53,6 @@ pub struct Order {
     limits: Vec<(Limit, u64)>,
     ruleset: bool,
     seccomp: Vec<libc::sock_filter>,
-}
-
-/// What an order runs.
-#[derive(Debug, PartialEq)]
-pub enum Run {
-    /// A module library, loaded and checked here (`load.rs`).
-    Library(PathBuf),
-    /// An executable module's program and its arguments after `argv[0]` (the program).
-    Program(PathBuf, Vec<String>),
 }
 
 /// A resource limit an order may set.
@@ -100,8 +83,7 @@ pub fn prepare() {
 
 /// What the spare sends on fd 4 once it waits for its order: the core keeps only a spare
 /// that said it (one still starting could yet fail, and fail its module's start with it).
-/// `exec`: it also takes orders that name a program (the module docs).
-const READY: &[u8] = b"ready exec";
+const READY: &[u8] = b"ready";
 
 /// Tells the core this spare waits for its order. `Ok(false)`: the core has let it go.
 ///
@@ -297,30 +279,8 @@ fn parse(text: &[u8]) -> Result<Order, String> {
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let run = match (doc.get("module"), doc.get("exec")) {
-        (Some(_), None) => Run::Library(text_of("module")?.into()),
-        (None, Some(_)) => Run::Program(
-            text_of("exec")?.into(),
-            doc.get("args")
-                .and_then(Value::as_array)
-                .ok_or("the order's \"args\" is missing or not an array")?
-                .iter()
-                .map(|a| {
-                    a.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| format!("the order's \"args\" holds {a}, not a string"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        _ => {
-            return Err(
-                "the order names neither or both of \"module\" (a library) and \"exec\" (a program)"
-                    .to_owned(),
-            );
-        }
-    };
     Ok(Order {
-        run,
+        module: text_of("module")?.into(),
         name: text_of("name")?,
         version: doc
             .get("version")
@@ -409,66 +369,6 @@ fn apply(order: &Order, fds: Vec<OwnedFd>) -> Result<(), String> {
     Ok(())
 }
 
-/// Replaces this process with the order's program, as the cold path's child `exec`s it: its
-/// arguments, the order's environment and nothing else, no signal blocked or ignored, no
-/// descriptor above 5. Returns only when `execve` fails, with a line naming the program.
-pub fn exec(order: &Order) -> String {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let Run::Program(program, args) = &order.run else {
-        return "the order names a library, not a program".to_owned();
-    };
-    let c = |what: &str, b: &[u8]| CString::new(b).map_err(|_| format!("{what} holds a NUL byte"));
-    let strings = (|| -> Result<(CString, Vec<CString>, Vec<CString>), String> {
-        let path = c("the program's path", program.as_os_str().as_bytes())?;
-        let mut argv = vec![path.clone()];
-        for a in args {
-            argv.push(c("an argument", a.as_bytes())?);
-        }
-        let envp = order
-            .env
-            .iter()
-            .map(|(k, v)| c("a variable", format!("{k}={v}").as_bytes()))
-            .collect::<Result<_, _>>()?;
-        Ok((path, argv, envp))
-    })();
-    let (path, argv, envp) = match strings {
-        Ok(s) => s,
-        Err(e) => return format!("exec {}: {e}", program.display()),
-    };
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    envp_ptrs.push(std::ptr::null());
-    // The host's own start ignored SIGPIPE and caught SIGSEGV (`entry.rs`): an `exec` resets a
-    // caught signal but keeps an ignored one, and a program expects SIGPIPE at its default,
-    // as the cold path's child leaves it. No signal is blocked here (one thread, no mask set).
-    // SAFETY: `signal` only changes this process's dispositions.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
-    }
-    // Nothing of this host's beyond fds 0-5 reaches the program (the received ruleset was
-    // close-on-exec already; this holds against anything a library might have opened).
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            6u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    // SAFETY: the three arguments are NUL-terminated strings and NULL-terminated pointer
-    // arrays into `path`, `argv` and `envp`, alive across the call.
-    unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
-    format!(
-        "exec {}: {}",
-        program.display(),
-        std::io::Error::last_os_error()
-    )
-}
-
 /// Sets `limit` as both soft and hard limit, clamped to the current hard limit (as the
 /// cold path does: raising it needs privileges, and the hard limit restricts more).
 fn set_limit(limit: Limit, value: u64) -> Result<(), String> {
@@ -499,7 +399,7 @@ fn step(what: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Limit, Run, parse};
+    use super::{Limit, parse};
 
     #[test]
     fn an_order_parses_and_bad_ones_name_their_field() {
@@ -510,7 +410,6 @@ mod tests {
         )
         .expect("a good order");
         assert_eq!(order.name, "calc");
-        assert_eq!(order.run, Run::Library("/m/lib.so".into()));
         assert_eq!(order.env, vec![("A".to_owned(), "1".to_owned())]);
         assert_eq!(order.limits, vec![(Limit::OpenFiles, 64)]);
         let i = order.seccomp[0];
@@ -544,27 +443,6 @@ mod tests {
         bad(
             r#"{"module": "/m", "name": "n", "cwd": "/", "seccomp": ["x"], "env": [], "ruleset": true}"#,
             "instruction number",
-        );
-        let tail = r#""name": "n", "cwd": "/", "ruleset": false, "seccomp": [], "env": []"#;
-        bad(&format!(r#"{{{tail}}}"#), "neither or both");
-        bad(
-            &format!(r#"{{"module": "/m", "exec": "/p", "args": [], {tail}}}"#),
-            "neither or both",
-        );
-        bad(
-            &format!(r#"{{"exec": "/p", {tail}}}"#),
-            "\"args\" is missing",
-        );
-        bad(
-            &format!(r#"{{"exec": "/p", "args": [1], {tail}}}"#),
-            "\"args\" holds 1",
-        );
-        bad(&format!(r#"{{"exec": 7, "args": [], {tail}}}"#), "\"exec\"");
-        let program = parse(format!(r#"{{"exec": "/p", "args": ["-v"], {tail}}}"#).as_bytes())
-            .expect("a program order");
-        assert_eq!(
-            program.run,
-            Run::Program("/p".into(), vec!["-v".to_owned()])
         );
     }
 }

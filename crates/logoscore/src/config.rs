@@ -227,7 +227,7 @@ pub(crate) struct Config {
     pub http_metrics_auth: Option<bool>,
     /// Refuse to start modules that would run unconfined (no Landlock).
     pub strict_confinement: Option<bool>,
-    /// Keep a spare `logos_host` ready for the next module's start (default on).
+    /// Keep a spare `logos_host` ready for the next library module's start (default on).
     pub spare_host: Option<bool>,
     /// Recent spans of calls kept for `logoscore trace` (0: modules report none).
     pub spans: Option<usize>,

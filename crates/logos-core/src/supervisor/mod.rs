@@ -662,17 +662,19 @@ async fn start_process(
         .cloned()
         .unwrap_or_default();
     let host = inner.host.lock().clone();
-    // Whatever the outcome, a spare host is made ready for the next module once this start is
-    // over (off its path).
-    let _next = inner.settings.spare_host.then(|| PrepareSpare {
-        inner: Arc::clone(inner),
-        next: Some(spare::Next {
-            host: host.clone(),
-            runtime_dir: inner.settings.runtime_dir.clone(),
-            spawn_mode: inner.settings.spawn_mode,
-            env: spawn::inherited_env(),
-        }),
-    });
+    // Whatever the outcome, a spare host is made ready for the next library module once this
+    // start is over (off its path).
+    let _next = (inner.settings.spare_host
+        && manifest.kind() == crate::manifest::ModuleKind::Library)
+        .then(|| PrepareSpare {
+            inner: Arc::clone(inner),
+            next: Some(spare::Next {
+                host: host.clone(),
+                runtime_dir: inner.settings.runtime_dir.clone(),
+                spawn_mode: inner.settings.spawn_mode,
+                env: spawn::inherited_env(),
+            }),
+        });
     let spawned = inner
         .spawn
         .spawn(spawn::SpawnRequest {

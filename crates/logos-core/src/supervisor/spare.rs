@@ -1,17 +1,15 @@
 //! Spare hosts: one `logos_host --spare` started ahead of need, so that the next start of a
-//! library module skips creating a process, `exec` and the loader, and the next start of an
-//! executable module skips creating a process and the core's share of its set-up (its program
-//! is `exec`ed by the spare) (docs/architecture.md, "Spare hosts"; issue 17).
+//! library module skips creating a process, `exec` and the loader (docs/architecture.md,
+//! "Spare hosts"; issue 17).
 //!
 //! Owns starting a spare with everything of a module process that does not depend on the
 //! module (its own process group and cgroup, the parent-death signal, fd 3 for the control
 //! connection, no capabilities, no other descriptor, nothing of the operator's environment),
-//! keeping at most one, and handing it its module: the [`Order`] (library or program,
-//! environment, working directory, limits, seccomp filter) with the listening socket and the
-//! Landlock ruleset attached, over a `SOCK_SEQPACKET` socket at the spare's fd 4. The spare
-//! applies it before it opens the library or `exec`s the program (`logos-host/src/spare.rs`),
-//! so the module's first instruction runs confined, as on the cold path. A program order goes
-//! only to a spare that said it takes them (`ready exec`; an older `logos_host` says `ready`).
+//! keeping at most one, and handing it its module: the [`Order`] (library, environment,
+//! working directory, limits, seccomp filter) with the listening socket and the Landlock
+//! ruleset attached, over a `SOCK_SEQPACKET` socket at the spare's fd 4. The spare applies it
+//! before it opens the library (`logos-host/src/spare.rs`), so the module's first instruction
+//! runs confined, as on the cold path.
 //!
 //! A spare is only used for the `logos_host` it was started from: if that file was replaced
 //! since (an upgrade), the spare is dropped and the start goes the cold way. One that died
@@ -71,20 +69,6 @@ impl Spares {
     /// or a replaced `logos_host` is let go. Waits for a spare being started.
     pub(crate) async fn take(&self, host: &Path) -> Option<Spare> {
         let spare = self.slot.lock().await.take()?;
-        Self::current(spare, host)
-    }
-
-    /// Takes the spare as [`Spares::take`] does, but only one that waits now: while one is
-    /// being started, `None` at once. For an executable module's start, which a spare saves
-    /// less than the wait for one being started can cost (docs/architecture.md, "Spare
-    /// hosts").
-    pub(crate) fn take_ready(&self, host: &Path) -> Option<Spare> {
-        let spare = self.slot.try_lock().ok()?.take()?;
-        Self::current(spare, host)
-    }
-
-    /// `spare` if it was started from `host` as that file is now; else it is let go.
-    fn current(spare: Spare, host: &Path) -> Option<Spare> {
         if spare.host == host && Identity::of(host).is_some_and(|now| now == spare.identity) {
             Some(spare)
         } else {
@@ -275,8 +259,6 @@ pub(crate) struct Spare {
     beat: BeatWatch,
     host: PathBuf,
     identity: Identity,
-    /// It said `ready exec`: it takes orders that name a program, not only a library.
-    execs: bool,
 }
 
 /// How long the maker waits for a new spare to say it is ready (it takes about a
@@ -284,10 +266,8 @@ pub(crate) struct Spare {
 const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a spare sends on its order socket once it waits for its order
-/// (`logos-host/src/spare.rs`): an older `logos_host` takes library orders only.
+/// (`logos-host/src/spare.rs`).
 const READY: &[u8] = b"ready";
-/// The same from a `logos_host` that also takes orders naming a program.
-const READY_EXEC: &[u8] = b"ready exec";
 
 /// A spare that did not take its order ([`Spare::assign`]), for [`Spares::unused`].
 pub(crate) struct Unused {
@@ -298,18 +278,9 @@ pub(crate) struct Unused {
     sent: bool,
 }
 
-/// What a spare runs once confined.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Run<'a> {
-    /// A module library, which it loads.
-    Library(&'a Path),
-    /// An executable module's program, which it `exec`s with no arguments.
-    Program(&'a Path),
-}
-
 /// What a spare is told, besides the two descriptors.
 pub(crate) struct Order<'a> {
-    pub run: Run<'a>,
+    pub library: &'a Path,
     pub name: &'a str,
     pub version: String,
     pub cwd: &'a Path,
@@ -326,17 +297,6 @@ enum Made {
     Ready(Spare),
     /// It ended before it was ready.
     Ended(Spare),
-}
-
-impl Unused {
-    /// A spare the start did not give an order to (it could not run it): kept as it is.
-    pub(crate) fn untried(spare: Spare) -> Unused {
-        Unused {
-            error: io::Error::other("not given an order"),
-            spare: Box::new(spare),
-            sent: false,
-        }
-    }
 }
 
 impl Spare {
@@ -381,7 +341,6 @@ impl Spare {
             beat,
             host: next.host.clone(),
             identity,
-            execs: false,
         };
         // Only a spare that said it waits is kept: one that is still starting could yet
         // fail, and would fail its module's start with it.
@@ -392,14 +351,9 @@ impl Spare {
         )?;
         let mut said = [0u8; 16];
         match rustix::net::recv(&spare.order, &mut said, rustix::net::RecvFlags::empty()) {
-            Ok((n, _)) if matches!(said.get(..n), Some(READY | READY_EXEC)) => {
-                let execs = said.get(..n) == Some(READY_EXEC);
-                tracing::debug!(
-                    pid = spare.child.id().unwrap_or(0),
-                    execs,
-                    "spare host ready"
-                );
-                Ok(Made::Ready(Spare { execs, ..spare }))
+            Ok((n, _)) if said.get(..n) == Some(READY) => {
+                tracing::debug!(pid = spare.child.id().unwrap_or(0), "spare host ready");
+                Ok(Made::Ready(spare))
             }
             Ok((0, _)) => Ok(Made::Ended(spare)),
             Ok(_) => Err(io::Error::other(
@@ -410,11 +364,6 @@ impl Spare {
                 format!("no word from the spare host within {READY_WAIT:?}: {e}"),
             )),
         }
-    }
-
-    /// Whether it takes an order that runs `run` (an older `logos_host` runs libraries only).
-    pub(crate) fn takes(&self, run: Run<'_>) -> bool {
-        matches!(run, Run::Library(_)) || self.execs
     }
 
     /// Hands the spare its module: after this it is that module's process, with `control`
@@ -513,7 +462,8 @@ fn encode(order: &Order<'_>) -> io::Result<Vec<u8>> {
             limits.insert(key.to_owned(), v.into());
         }
     }
-    let mut doc = serde_json::json!({
+    let doc = serde_json::json!({
+        "module": text("library", order.library.as_os_str())?,
         "name": order.name,
         "version": order.version,
         "cwd": text("data dir", order.cwd.as_os_str())?,
@@ -522,21 +472,12 @@ fn encode(order: &Order<'_>) -> io::Result<Vec<u8>> {
         "ruleset": order.ruleset.is_some(),
         "seccomp": order.seccomp.map(sys::SeccompProgram::words).unwrap_or_default(),
     });
-    match order.run {
-        Run::Library(library) => {
-            doc["module"] = text("library", library.as_os_str())?.into();
-        }
-        Run::Program(program) => {
-            doc["exec"] = text("program", program.as_os_str())?.into();
-            doc["args"] = serde_json::json!([]);
-        }
-    }
     serde_json::to_vec(&doc).map_err(io::Error::other)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Order, Run, encode};
+    use super::{Order, encode};
     use std::ffi::OsString;
     use std::os::fd::AsFd;
     use std::os::unix::ffi::OsStringExt;
@@ -547,7 +488,7 @@ mod tests {
         let listener = std::fs::File::open("/dev/null").unwrap();
         let env = vec![(OsString::from("LOGOS_MODULE"), OsString::from("calc"))];
         let mut order = Order {
-            run: Run::Library(Path::new("/m/libcalc.so")),
+            library: Path::new("/m/libcalc.so"),
             name: "calc",
             version: "1.2.0".into(),
             cwd: Path::new("/data/calc"),
@@ -569,12 +510,6 @@ mod tests {
                 "limits": {"open_files": 64}, "ruleset": false, "seccomp": [],
             })
         );
-        // A program order names the program and no arguments (the cold path gives none).
-        order.run = Run::Program(Path::new("/m/calc/calc"));
-        let doc: serde_json::Value = serde_json::from_slice(&encode(&order).unwrap()).unwrap();
-        assert_eq!(doc["exec"], "/m/calc/calc");
-        assert_eq!(doc["args"], serde_json::json!([]));
-        assert!(doc.get("module").is_none(), "{doc}");
         // Not UTF-8: the start goes the cold way, which passes bytes as they are.
         let odd = vec![(OsString::from("X"), OsString::from_vec(vec![0xff, 0xfe]))];
         order.env = &odd;

@@ -19,7 +19,7 @@ use crate::manifest::{Manifest, ModuleKind};
 use crate::registry::ExitReport;
 use crate::supervisor::child::{Spawn, Spawned};
 use crate::supervisor::output::{self, Pipe, StderrTail};
-use crate::supervisor::spare::{Next, Run, Spares};
+use crate::supervisor::spare::{Next, Spares};
 use crate::sys::{self, Cgroup, ChildSetup, Limits, ModuleChild as Child};
 use futures::future::BoxFuture;
 use logos_session::{BeatWatch, Config as SessionConfig};
@@ -228,31 +228,17 @@ pub(crate) async fn spawn(req: SpawnRequest<'_>, spares: &Spares) -> Result<Spaw
         .map_err(|e| spawn_err(&format!("binding {}", req.socket_path.display()), e))?;
     let (ruleset, seccomp) = confine(&req, &name).map_err(Failure::from)?;
     let env = module_env(&req, &name);
-    let run = match req.manifest.kind() {
-        ModuleKind::Library => Run::Library(&req.manifest.main),
-        ModuleKind::Executable => Run::Program(&req.manifest.main),
-    };
-    // A program that is not there or not executable goes the cold way, so its start fails
-    // as it always has (a spawn error naming the program), not as a spare that exited. A
-    // program never waits for a spare being started: it saves such a start less (its own
-    // `exec` remains) than a library's.
-    let spared = match run {
-        Run::Program(p) if !is_executable_file(p) => None,
-        Run::Program(_) => spares.take_ready(req.host),
-        Run::Library(_) => spares.take(req.host).await,
+    let spared = match req.manifest.kind() {
+        ModuleKind::Library => spares.take(req.host).await,
+        ModuleKind::Executable => None,
     };
     let spawned_at = Instant::now();
     let assigned = match spared {
         None => None,
-        Some(spare) if !spare.takes(run) => {
-            tracing::debug!(module = %name, "the spare host's logos_host runs libraries only; starting the cold way");
-            spares.unused(super::spare::Unused::untried(spare)).await;
-            None
-        }
         Some(spare) => {
             use std::os::fd::AsFd;
             let order = super::spare::Order {
-                run,
+                library: &req.manifest.main,
                 name: &name,
                 version: req.manifest.version.to_string(),
                 cwd: &req.data_dir,
@@ -600,12 +586,6 @@ fn command_text(m: &Manifest, host: &Path) -> String {
         ),
         ModuleKind::Executable => m.main.display().to_string(),
     }
-}
-
-/// A regular file some execute bit is set on (`exec` may still refuse it: Landlock, a bad
-/// interpreter; that is reported as the module's exit before its `hello`).
-fn is_executable_file(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Binds the module's listening socket with mode 0600, replacing a stale file.

@@ -1,6 +1,5 @@
-//! Shared by the host's integration tests: compiling a tiny C-ABI module library (or a
-//! program, for a spare's program orders) with `rustc` into a test's temp dir, so each test
-//! can make the library its case needs.
+//! Shared by the host's integration tests: compiling a tiny C-ABI module library with
+//! `rustc` into a test's temp dir, so each test can make the library its case needs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,22 +19,5 @@ pub fn cdylib(dir: &Path, file: &str, src: &str) -> PathBuf {
         .status()
         .unwrap();
     assert!(status.success(), "compiling the test library {file} failed");
-    out
-}
-
-/// Writes `src` as `<dir>/<file>.rs`, compiles it into the program `<dir>/<file>` and returns
-/// that path; a failed compilation fails the test.
-#[allow(dead_code)] // not every test binary that includes this module makes a program
-pub fn program(dir: &Path, file: &str, src: &str) -> PathBuf {
-    let src_path = dir.join(format!("{file}.rs"));
-    std::fs::write(&src_path, src).unwrap();
-    let out = dir.join(file);
-    let status = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
-        .args(["--crate-type", "bin", "--edition", "2024", "-o"])
-        .arg(&out)
-        .arg(&src_path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "compiling the test program {file} failed");
     out
 }
