@@ -989,15 +989,15 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         }
         rows.push(row);
     }
-    if !w.probe_exe {
-        if let Some(row) = rows.iter_mut().find(|r| r.id == "start") {
-            row.note = row.note.take().map(|n| {
-                format!(
-                    "{n}; the module is this benchmark's binary: the probe program is not \
-                     built beside it (cargo build --release -p logos-host -p probe)"
-                )
-            });
-        }
+    if !w.probe_exe
+        && let Some(row) = rows.iter_mut().find(|r| r.id == "start")
+    {
+        row.note = row.note.take().map(|n| {
+            format!(
+                "{n}; the module is this benchmark's binary: the probe program is not built \
+                 beside it (cargo build --release -p logos-host -p probe)"
+            )
+        });
     }
     if w.host.is_none() {
         for (id, title) in [
