@@ -18,11 +18,14 @@ use std::path::Path;
 /// A message naming the file and why it cannot be read as an ELF file.
 pub fn links_libm(path: &Path) -> Result<bool, String> {
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let data = std::fs::read(path).map_err(|e| fail(&e))?;
-    let file = ElfFile64::<object::Endianness>::parse(&*data).map_err(|e| fail(&e))?;
+    // Read as the parser asks (headers, the dynamic section and its strings), not whole: the
+    // files are tens of MB with their debug information.
+    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
+    let data = object::read::ReadCache::new(file);
+    let file = ElfFile64::<object::Endianness, _>::parse(&data).map_err(|e| fail(&e))?;
     let table = file
         .elf_section_table()
-        .dynamic_table(file.endian(), &*data)
+        .dynamic_table(file.endian(), &data)
         .map_err(|e| fail(&e))?;
     for entry in &table {
         if entry.tag == elf::DT_NEEDED
