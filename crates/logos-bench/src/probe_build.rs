@@ -1,18 +1,20 @@
-//! Which build of `libprobe.so` and the `probe` program the rows that run `probe` measure: one built on its own, as a
-//! module author's project builds it, or one built in the same `cargo build` as the benchmark.
+//! Which build of `libprobe.so` and the `probe` program the rows that run `probe` measure: one
+//! built on its own, as a module author's project builds it, or one built in the same
+//! `cargo build` as the benchmark.
 //!
 //! Cargo unifies the features of every package one command builds, so the second gets what the
 //! benchmark asks of shared crates: tokio's multi-thread scheduler, whose `pow` pulls in libm.
 //! It starts slower and maps more than any module built on its own (docs/performance.md,
 //! "Running the benchmark"), and two sessions measured it without noticing. So the rows say
-//! when the library links libm. Never fails a row: a file it cannot read is reported as such.
+//! when the library or the program links libm. Never fails a row: a file it cannot read is
+//! reported as such.
 
 use object::elf;
 use object::read::elf::ElfFile64;
 use std::path::Path;
 
-/// Whether the ELF file (a shared library or a program) at `path` names `libm.so.6` among the libraries it needs
-/// (`DT_NEEDED`).
+/// Whether the ELF file (a shared library or a program) at `path` names `libm.so.6` among the
+/// libraries it needs (`DT_NEEDED`).
 ///
 /// # Errors
 /// A message naming the file and why it cannot be read as an ELF file.
@@ -42,9 +44,9 @@ pub fn links_libm(path: &Path) -> Result<bool, String> {
 
 /// What a row that ran `probe` adds to its note when the library links libm.
 pub const COMBINED: &str = "libprobe.so or the probe program links libm: built in the same \
-     cargo build as this benchmark, with its features (tokio's multi-thread scheduler), so this figure is \
-     not a module's as authors build it; build it alone (docs/performance.md, \"Running the \
-     benchmark\")";
+     cargo build as this benchmark, with its features (tokio's multi-thread scheduler), so \
+     this figure is not a module's as authors build it; build it alone (docs/performance.md, \
+     \"Running the benchmark\")";
 
 #[cfg(test)]
 mod tests {

@@ -172,8 +172,8 @@ pub struct World {
     /// the `start` row measures it, a small executable module as authors build theirs, and
     /// `start_bench_binary` this benchmark's own binary run as a module.
     probe_exe: bool,
-    /// `libprobe.so` or the `probe` program links libm: built with this benchmark's features, not as a module is
-    /// (`probe_build.rs`); the rows that run it say so.
+    /// `libprobe.so` or the `probe` program links libm: built with this benchmark's features,
+    /// not as a module is (`probe_build.rs`); the rows that run them say so.
     probe_combined: bool,
     /// A builder for a second core over the same modules with spare hosts off
     /// (docs/architecture.md, "Spare hosts"), when `logos_host` is built: the
