@@ -258,7 +258,9 @@ impl Client {
         let parent = crate::trace::current();
         let ctx = crate::trace::child_of(parent.as_ref());
         let open =
-            crate::trace::Open::start(ctx, parent.map(|p| p.span_id), crate::trace::Kind::Client);
+            self.shared
+                .spans
+                .open(ctx, parent.map(|p| p.span_id), crate::trace::Kind::Client);
         let result = self.send_call(method, args, Some(ctx)).await;
         self.shared
             .spans

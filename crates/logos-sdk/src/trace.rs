@@ -94,11 +94,6 @@ pub(crate) struct Open {
 }
 
 impl Open {
-    /// Starts timing the span `ctx`, child of `parent`, now.
-    pub(crate) fn start(ctx: TraceContext, parent: Option<[u8; 8]>, kind: Kind) -> Open {
-        Open::started_at(ctx, parent, kind, Instant::now())
-    }
-
     /// The span `ctx` that started at `started` (a clock read the caller already made).
     pub(crate) fn started_at(
         ctx: TraceContext,
@@ -150,20 +145,60 @@ impl Spans {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Queues a finished span; never waits. A full queue drops it and counts the drop,
-    /// before anything is copied or timed: at call rates beyond what the reporter carries
-    /// (about [`MAX_BATCH`] per [`GATHER`]) most spans are dropped, and a dropped span must
-    /// cost the call next to nothing.
+    /// Opens the span of a call that starts now, or `None` when it would not be reported:
+    /// spans are off, or the queue is full (then it is counted as dropped here). A call whose
+    /// span is not kept reads no clock for it: at call rates beyond what the reporter carries
+    /// (about [`MAX_BATCH`] per [`GATHER`]) most spans are dropped, and the clock reads of a
+    /// call's two ends were most of what a dropped span still cost.
+    pub(crate) fn open(
+        &self,
+        ctx: TraceContext,
+        parent: Option<[u8; 8]>,
+        kind: Kind,
+    ) -> Option<Open> {
+        self.keeps()
+            .then(|| Open::started_at(ctx, parent, kind, Instant::now()))
+    }
+
+    /// [`Spans::open`] for a call whose start was timed already (the server's call statistics
+    /// read the clock once for both).
+    pub(crate) fn open_at(
+        &self,
+        ctx: TraceContext,
+        parent: Option<[u8; 8]>,
+        kind: Kind,
+        started: Instant,
+    ) -> Option<Open> {
+        self.keeps()
+            .then(|| Open::started_at(ctx, parent, kind, started))
+    }
+
+    /// Whether a span opened now would be queued: spans are on and the queue has room. A full
+    /// queue counts the span as dropped.
+    fn keeps(&self) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        if self.tx.capacity() == 0 {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Queues a finished span; never waits. A span [`Spans::open`] did not keep (`None`)
+    /// costs nothing here; one the queue filled up behind since is dropped and counted,
+    /// before anything is copied or timed.
     pub(crate) fn finish(
         &self,
-        open: Open,
+        open: Option<Open>,
         target: &str,
         method: &str,
         result: Result<(), &Fault>,
     ) {
-        if !self.enabled() {
+        let Some(open) = open else {
             return;
-        }
+        };
         let Ok(permit) = self.tx.try_reserve() else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -332,14 +367,33 @@ mod tests {
     #[tokio::test]
     async fn disabled_spans_cost_nothing_and_a_full_queue_drops() {
         let spans = Spans::default();
-        let open = Open::start(child_of(None), None, Kind::Server);
+        let open = spans.open(child_of(None), None, Kind::Server);
+        assert!(open.is_none(), "no span is opened while disabled");
         spans.finish(open, "a", "m", Ok(()));
         assert_eq!(spans.tx.capacity(), QUEUE, "nothing queued while disabled");
         spans.enabled.store(true, Ordering::Relaxed);
         for _ in 0..QUEUE + 5 {
-            let open = Open::start(child_of(None), None, Kind::Server);
+            let open = spans.open(child_of(None), None, Kind::Server);
             spans.finish(open, "a", "m", Ok(()));
         }
         assert_eq!(spans.dropped.load(Ordering::Relaxed), 5);
+        assert!(
+            spans.open(child_of(None), None, Kind::Client).is_none(),
+            "a full queue keeps no new span"
+        );
+        assert_eq!(spans.dropped.load(Ordering::Relaxed), 6);
+        // Opened while there was room, finished after the queue filled: dropped at the end.
+        let mut rx = spans.rx.lock().unwrap().take().unwrap();
+        let _ = rx.try_recv();
+        let late = spans.open(child_of(None), None, Kind::Client);
+        assert!(late.is_some(), "room for one again");
+        spans.finish(
+            spans.open(child_of(None), None, Kind::Client),
+            "a",
+            "m",
+            Ok(()),
+        );
+        spans.finish(late, "a", "m", Ok(()));
+        assert_eq!(spans.dropped.load(Ordering::Relaxed), 7);
     }
 }

@@ -65,7 +65,7 @@ impl<T: Module> Served<T> {
         // This call's span: a child of the caller's (or the root of a new trace), current
         // while the method runs so the calls it makes are its children.
         let ctx = trace::child_of(parent.as_ref());
-        let open = trace::Open::started_at(
+        let open = self.ctx.inner.spans().open_at(
             ctx,
             parent.map(|p| p.span_id),
             trace::Kind::Server,
