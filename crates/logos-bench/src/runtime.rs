@@ -904,9 +904,9 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         core.load(name).await?;
         core.unload(name, false).await?;
     }
-    // Only library modules start in a spare: `start_host` says how many of its starts found
-    // one.
-    let mut in_spare = vec![0u64; kinds.len()];
+    // Only library modules start in a spare: the main core's spare starts during the loop are
+    // `start_host`'s, and the row says how many of its starts found one.
+    let spare_before = w.core.starts().spare;
     // One of each in turn, so drifting machine load hits baseline and runtime alike.
     let batch = 1;
     let mut done = 0;
@@ -918,15 +918,11 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         forked.extend(
             blocking(move || baseline::spawn_and_reap(true_bin, k, baseline::Spawn::Fork)).await?,
         );
-        for (((core, name, _, _), samples), in_spare) in
-            kinds.iter().zip(&mut ours).zip(&mut in_spare)
-        {
+        for ((core, name, _, _), samples) in kinds.iter().zip(&mut ours) {
             for _ in 0..k {
-                let spare_before = core.starts().spare;
                 let t = Instant::now();
                 core.load(name).await?;
                 samples.push(t.elapsed().as_nanos() as f64);
-                *in_spare += core.starts().spare - spare_before;
                 core.unload(name, false).await?;
             }
         }
@@ -936,15 +932,14 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         }
         done += k;
     }
+    let in_spare = w.core.starts().spare - spare_before;
     if let Some(cold) = &cold {
         cold.shutdown().await;
     }
     let raw = stats::summarize(&mut raw);
     let forked = stats::summarize(&mut forked);
     let mut rows = Vec::new();
-    for ((((_, _, id, title), mut samples), mut alone), in_spare) in
-        kinds.into_iter().zip(ours).zip(alone).zip(in_spare)
-    {
+    for (((_, _, id, title), mut samples), mut alone) in kinds.into_iter().zip(ours).zip(alone) {
         let ours = stats::summarize(&mut samples);
         let alone = stats::summarize(&mut alone);
         let ratio = ours.median / raw.median;

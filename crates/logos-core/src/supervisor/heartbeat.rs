@@ -5,8 +5,9 @@
 //! module's event loop ran its timer and it reports itself healthy; no `ping` is sent). A
 //! count that stood still for two ticks in a row (one is the drift between the module's timer
 //! and this one) falls back to the `ping`, as does a module with no page or one that never
-//! counts (an older SDK, or a module written without one), and a counting module is still pinged once every
-//! [`PROOF_EVERY`] ticks, which proves its control connection as well as its runtime. Then
+//! counts (an older SDK, or a module written without one), and a counting module is still
+//! pinged once every [`PROOF_EVERY`] ticks, which proves its control connection as well as
+//! its runtime. Then
 //! the last `ping` is looked at: answered (record the health the `pong` carried, and send the
 //! next if one is due), unanswered for two intervals (a miss; the third miss in a row kills
 //! the process, and the supervisor's crash handling restarts it), or still within its time
