@@ -1,6 +1,6 @@
 //! Which build of `libprobe.so` and the `probe` program the rows that run `probe` measure: one
 //! built on its own, as a module author's project builds it, or one built in the same
-//! `cargo build` as the benchmark.
+//! `cargo build` as the benchmark; and whether the program is linked static.
 //!
 //! Cargo unifies the features of every package one command builds, so the second gets what the
 //! benchmark asks of shared crates: tokio's multi-thread scheduler, whose `pow` pulls in libm.
@@ -10,11 +10,13 @@
 //! reported as such.
 
 use object::elf;
-use object::read::elf::ElfFile64;
+use object::read::elf::{ElfFile64, ProgramHeader as _};
 use std::path::Path;
 
 /// Whether the ELF file (a shared library or a program) at `path` names `libm.so.6` among the
-/// libraries it needs (`DT_NEEDED`).
+/// libraries it needs (`DT_NEEDED`). A static program needs none, so this is false for it:
+/// the static build (`cargo rustc -p probe --bin probe`) builds `probe` alone, never with the
+/// benchmark's features.
 ///
 /// # Errors
 /// A message naming the file and why it cannot be read as an ELF file.
@@ -40,6 +42,37 @@ pub fn links_libm(path: &Path) -> Result<bool, String> {
         }
     }
     Ok(false)
+}
+
+/// Whether the program at `path` is linked static: it names no dynamic loader
+/// (`PT_INTERP`), so the kernel runs it directly, with no shared library to load
+/// (docs/module-authoring.md §10 recommends it for executable modules).
+///
+/// # Errors
+/// A message naming the file and why it cannot be read as an ELF file.
+pub fn is_static(path: &Path) -> Result<bool, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
+    let data = object::read::ReadCache::new(file);
+    let file = ElfFile64::<object::Endianness, _>::parse(&data).map_err(|e| fail(&e))?;
+    let endian = file.endian();
+    Ok(!file
+        .elf_program_headers()
+        .iter()
+        .any(|segment| segment.p_type(endian) == elf::PT_INTERP))
+}
+
+/// How the `start` row's note names the program's linking.
+pub fn linking(path: &Path) -> &'static str {
+    match is_static(path) {
+        Ok(true) => "the probe program is linked static (no dynamic loader, no libgcc_s)",
+        Ok(false) => {
+            "the probe program is linked dynamically (the loader maps libc and libgcc_s first); \
+             docs/module-authoring.md §10 builds executable modules static: cargo rustc \
+             --release -p probe --bin probe -- -C target-feature=+crt-static"
+        }
+        Err(_) => "the probe program's linking cannot be read",
+    }
 }
 
 /// What a row that ran `probe` adds to its note when the library links libm.
@@ -82,6 +115,43 @@ mod tests {
         let dir = tempfile::tempdir()?;
         assert!(links_libm(&library(dir.path(), "with", true)?)?);
         assert!(!links_libm(&library(dir.path(), "without", false)?)?);
+        Ok(())
+    }
+
+    /// A program compiled by `cc`, static-pie or dynamic.
+    fn program(dir: &Path, name: &str, linked_static: bool) -> Result<std::path::PathBuf, String> {
+        let src = dir.join(format!("{name}.c"));
+        std::fs::write(&src, "int main(void) { return 0; }\n").map_err(|e| e.to_string())?;
+        let out = dir.join(name);
+        let mut cc = Command::new("cc");
+        cc.arg(if linked_static { "-static-pie" } else { "-pie" })
+            .arg("-o")
+            .arg(&out)
+            .arg(&src);
+        let status = cc
+            .status()
+            .map_err(|e| format!("cc cannot run (install a C compiler): {e}"))?;
+        if !status.success() {
+            return Err(format!("cc failed: {status}"));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_static_program_is_told_from_a_dynamic_one() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let linked_static = program(dir.path(), "static", true)?;
+        let dynamic = program(dir.path(), "dynamic", false)?;
+        assert!(is_static(&linked_static)?);
+        assert!(!is_static(&dynamic)?);
+        // A static program needs no library, libm included.
+        assert!(!links_libm(&linked_static)?);
+        assert!(linking(&linked_static).contains("linked static"));
+        assert!(linking(&dynamic).contains("crt-static"));
+        let e = is_static(&dir.path().join("gone"))
+            .err()
+            .ok_or("a missing file was read")?;
+        assert!(e.contains("gone"), "{e}");
         Ok(())
     }
 

@@ -172,6 +172,8 @@ pub struct World {
     /// the `start` row measures it, a small executable module as authors build theirs, and
     /// `start_bench_binary` this benchmark's own binary run as a module.
     probe_exe: bool,
+    /// How the `probe` program is linked, in words for the `start` row's note.
+    probe_exe_linking: &'static str,
     /// `libprobe.so` or the `probe` program links libm: built with this benchmark's features,
     /// not as a module is (`probe_build.rs`); the rows that run them say so.
     probe_combined: bool,
@@ -347,6 +349,7 @@ impl World {
             cold,
             host: host_probe.then_some(host),
             probe_exe: probe_exe.is_some(),
+            probe_exe_linking: probe_exe.as_deref().map_or("", crate::probe_build::linking),
             probe_combined,
             contexts,
             dir,
@@ -972,6 +975,9 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
             row.note = row
                 .note
                 .map(|n| format!("{n}; {}", crate::probe_build::COMBINED));
+        }
+        if id == "start" && w.probe_exe {
+            row.note = row.note.map(|n| format!("{n}; {}", w.probe_exe_linking));
         }
         if id == "start_host" {
             row.note = row.note.map(|n| {
