@@ -205,3 +205,48 @@ async fn hostile_peers_on_a_module_socket_are_cut_off_and_the_module_keeps_servi
     );
     core.shutdown().await;
 }
+
+/// Stopping a module revokes its tokens where they were granted (the modules it called), and
+/// tells no other module: one it never called hears nothing of the stop.
+#[tokio::test]
+async fn a_stopped_modules_tokens_are_revoked_where_granted_and_nowhere_else() {
+    let mut w = World::new();
+    w.stage_all(&["probe", "relay", "calc"]);
+    // The SDK logs each `$revoke` it serves at debug.
+    let builder = w
+        .builder()
+        .module_log("info,logos_sdk::serve::grant=debug");
+    let core = w.start_with(builder).await;
+    core.load_many(&["probe", "relay", "calc"])
+        .await
+        .expect("load");
+    // probe calls relay, which calls probe back: each holds a token of the other.
+    assert_eq!(
+        core.call("probe", "bounce", vec![int(3)])
+            .await
+            .expect("bounce"),
+        int(3)
+    );
+    core.unload("probe", false).await.expect("unload probe");
+    for m in ["relay", "calc"] {
+        core.unload(m, false).await.expect("unload");
+    }
+    let tail = |m: &str| {
+        let exit = core.module(m).expect("listed").last_exit.expect("exited");
+        assert_eq!(exit.code, Some(0), "{m}: {:?}", exit.stderr_tail);
+        exit.stderr_tail
+    };
+    let relay = tail("relay");
+    assert!(
+        relay
+            .iter()
+            .any(|l| l.contains("tokens revoked") && l.contains("probe")),
+        "relay was not told to revoke probe's tokens: {relay:#?}"
+    );
+    let calc = tail("calc");
+    assert!(
+        !calc.iter().any(|l| l.contains("tokens revoked")),
+        "calc never granted probe a token, yet was told to revoke: {calc:#?}"
+    );
+    core.shutdown().await;
+}
