@@ -12,10 +12,10 @@
 use logos_session::Fault;
 use logos_wire::trace::{new_span_id, new_trace_id};
 use logos_wire::{ErrorCode, TraceContext, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Spans kept by default (`Builder::spans`, `LOGOS_SPANS`).
@@ -70,13 +70,13 @@ pub struct Span {
     /// The span it is a child of, if any.
     pub parent: Option<[u8; 8]>,
     /// Who recorded it: the module's name (from its connection) or `core`.
-    pub module: String,
+    pub module: Arc<str>,
     /// Caller's or callee's side.
     pub kind: SpanKind,
     /// The called module.
-    pub target: String,
+    pub target: Arc<str>,
     /// The called method.
-    pub method: String,
+    pub method: Arc<str>,
     /// Start, in nanoseconds since the Unix epoch.
     pub start_ns: u64,
     /// How long it took.
@@ -86,9 +86,16 @@ pub struct Span {
 }
 
 /// The ring of recent spans.
+///
+/// A kept span owns no memory of its own unless it failed: its names are shared, one
+/// allocation per distinct name ([`Names`]). With a `String` each, the 4096 spans kept after a
+/// busy moment were 12 000 small allocations scattered among the freed reports, and every
+/// allocation-heavy path of the core ran slower from then on: a module's start by 0.2 ms,
+/// mostly in decoding its `hello` (docs/performance.md, twenty-third step).
 pub(crate) struct Store {
     capacity: usize,
     ring: Mutex<VecDeque<Span>>,
+    names: Mutex<Names>,
     /// Spans modules could not queue (their queue was full), as they reported.
     dropped: AtomicU64,
     /// Spans pushed out of the ring by newer ones.
@@ -100,6 +107,7 @@ impl Store {
         Store {
             capacity,
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(DEFAULT_SPANS))),
+            names: Mutex::new(Names::default()),
             dropped: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
         }
@@ -153,11 +161,16 @@ impl Store {
                 list.len()
             )));
         }
-        let spans = list
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| decode(me, v).map_err(|e| bad(format!("spans[{i}].{e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let spans = {
+            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            let me = names.get(me);
+            list.into_iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    decode(&me, &mut names, v).map_err(|e| bad(format!("spans[{i}].{e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
             tracing::debug!(
@@ -176,14 +189,22 @@ impl Store {
             return;
         }
         let duration = open.started.elapsed();
+        let (module, target, method) = {
+            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                names.get(crate::name::CORE_MODULE),
+                names.get(&open.target),
+                names.get(&open.method),
+            )
+        };
         self.push_all([Span {
             trace_id: open.ctx.trace_id,
             span_id: open.ctx.span_id,
             parent: open.parent,
-            module: crate::name::CORE_MODULE.to_owned(),
+            module,
             kind: SpanKind::Client,
-            target: open.target.clone(),
-            method: open.method.clone(),
+            target,
+            method,
             start_ns: unix_ns(open.start),
             duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
             error: result
@@ -243,8 +264,37 @@ fn cut(s: &str) -> String {
     s.chars().take(MAX_TEXT).collect()
 }
 
+/// The names kept spans share: each distinct module or method name is allocated once.
+///
+/// Bounded: names come from modules' reports, so a module could send new ones forever. Past
+/// [`MAX_NAMES`] the set starts again empty; spans that hold a forgotten name keep it alive.
+#[derive(Default)]
+struct Names(HashSet<Arc<str>>);
+
+/// Most names [`Names`] remembers.
+const MAX_NAMES: usize = 4096;
+
+impl Names {
+    /// The shared copy of `name` (cut to [`MAX_TEXT`] characters).
+    fn get(&mut self, name: &str) -> Arc<str> {
+        let name = match name.char_indices().nth(MAX_TEXT) {
+            Some((end, _)) => &name[..end],
+            None => name,
+        };
+        if let Some(known) = self.0.get(name) {
+            return Arc::clone(known);
+        }
+        if self.0.len() >= MAX_NAMES {
+            self.0.clear();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.0.insert(Arc::clone(&shared));
+        shared
+    }
+}
+
 /// One span of a report; the error names the field.
-fn decode(me: &str, v: Value) -> Result<Span, String> {
+fn decode(me: &Arc<str>, names: &mut Names, v: Value) -> Result<Span, String> {
     let Value::Map(mut m) = v else {
         return Err(format!(
             "(the span): expected a map, found {}",
@@ -265,9 +315,9 @@ fn decode(me: &str, v: Value) -> Result<Span, String> {
             )),
         }
     }
-    fn text(field: &str, v: Value) -> Result<String, String> {
+    fn text(field: &str, names: &mut Names, v: Value) -> Result<Arc<str>, String> {
         match v {
-            Value::Text(t) if !t.is_empty() => Ok(cut(&t)),
+            Value::Text(t) if !t.is_empty() => Ok(names.get(&t)),
             other => Err(format!(
                 "{field}: expected non-empty text, found {}",
                 other.type_name()
@@ -293,8 +343,8 @@ fn decode(me: &str, v: Value) -> Result<Span, String> {
             ));
         }
     };
-    let target = text("target", take("target"))?;
-    let method = text("method", take("method"))?;
+    let target = text("target", names, take("target"))?;
+    let method = text("method", names, take("method"))?;
     let start_ns = uint("start_ns", take("start_ns"))?;
     let duration_ns = uint("duration_ns", take("duration_ns"))?;
     let error = match take("error") {
@@ -311,7 +361,7 @@ fn decode(me: &str, v: Value) -> Result<Span, String> {
         trace_id,
         span_id,
         parent,
-        module: me.to_owned(),
+        module: Arc::clone(me),
         kind,
         target,
         method,
@@ -334,10 +384,10 @@ pub fn span_value(s: &Span) -> Value {
         "parent".into(),
         s.parent.map_or(Value::Null, |p| Value::from(hex(&p))),
     );
-    m.insert("module".into(), Value::from(s.module.as_str()));
+    m.insert("module".into(), Value::from(&*s.module));
     m.insert("kind".into(), Value::from(s.kind.as_str()));
-    m.insert("target".into(), Value::from(s.target.as_str()));
-    m.insert("method".into(), Value::from(s.method.as_str()));
+    m.insert("target".into(), Value::from(&*s.target));
+    m.insert("method".into(), Value::from(&*s.method));
     m.insert("start_ns".into(), Value::UInt(s.start_ns));
     m.insert("duration_ns".into(), Value::UInt(s.duration_ns));
     m.insert(
@@ -390,7 +440,7 @@ pub fn trees(spans: &[Span], filter: &Filter) -> Vec<(String, Node)> {
     let mut out: Vec<(String, Node)> = Vec::new();
     for (trace, spans) in by_trace {
         if let Some(m) = &filter.module
-            && !spans.iter().any(|s| &s.module == m || &s.target == m)
+            && !spans.iter().any(|s| *s.module == **m || *s.target == **m)
         {
             continue;
         }
@@ -459,12 +509,12 @@ fn node(s: &Span, children: &HashMap<[u8; 8], Vec<&Span>>, depth: usize) -> Node
     child_nodes.sort_by_key(|n: &Node| n.start_ns);
     let (caller, served_by, served_ns) = match (s.kind, server) {
         (SpanKind::Client, Some(srv)) => (
-            Some(s.module.clone()),
-            Some(srv.module.clone()),
+            Some(s.module.to_string()),
+            Some(srv.module.to_string()),
             Some(srv.duration_ns),
         ),
-        (SpanKind::Client, None) => (Some(s.module.clone()), None, None),
-        (SpanKind::Server, _) => (None, Some(s.module.clone()), Some(s.duration_ns)),
+        (SpanKind::Client, None) => (Some(s.module.to_string()), None, None),
+        (SpanKind::Server, _) => (None, Some(s.module.to_string()), Some(s.duration_ns)),
     };
     Node {
         call: format!("{}.{}", s.target, s.method),
@@ -642,6 +692,60 @@ mod tests {
             ..Filter::default()
         };
         assert!(trees(&spans, &other).is_empty());
+    }
+
+    /// A report's span as the SDK encodes it, with `id` in its ids.
+    fn reported(id: u8, target: &str, method: &str) -> Value {
+        let mut m = BTreeMap::new();
+        m.insert("trace".into(), Value::Bytes(vec![id; 16].into()));
+        m.insert("span".into(), Value::Bytes(vec![id; 8].into()));
+        m.insert("parent".into(), Value::Null);
+        m.insert("kind".into(), Value::from("client"));
+        m.insert("target".into(), Value::from(target));
+        m.insert("method".into(), Value::from(method));
+        m.insert("start_ns".into(), Value::UInt(1));
+        m.insert("duration_ns".into(), Value::UInt(2));
+        m.insert("error".into(), Value::Null);
+        Value::Map(m)
+    }
+
+    #[test]
+    fn kept_spans_share_their_names() {
+        let store = Store::new(10);
+        let report =
+            |spans: Vec<Value>| store.report("a", vec![Value::List(spans), Value::UInt(0)]);
+        report(vec![reported(1, "calc", "add"), reported(2, "calc", "add")]).unwrap();
+        report(vec![reported(3, "calc", "sub")]).unwrap();
+        let kept = store.snapshot();
+        assert_eq!(kept.len(), 3);
+        // One allocation per distinct name, across reports.
+        assert!(Arc::ptr_eq(&kept[0].target, &kept[1].target));
+        assert!(Arc::ptr_eq(&kept[0].target, &kept[2].target));
+        assert!(Arc::ptr_eq(&kept[0].method, &kept[1].method));
+        assert!(!Arc::ptr_eq(&kept[0].method, &kept[2].method));
+        assert!(Arc::ptr_eq(&kept[0].module, &kept[2].module));
+        assert_eq!(
+            (&*kept[2].module, &*kept[2].target, &*kept[2].method),
+            ("a", "calc", "sub")
+        );
+    }
+
+    #[test]
+    fn names_are_cut_and_bounded() {
+        let mut names = Names::default();
+        let long = "é".repeat(MAX_TEXT + 10);
+        assert_eq!(names.get(&long).chars().count(), MAX_TEXT);
+        // The cut name is the one kept: asking again gives the same allocation.
+        assert!(Arc::ptr_eq(&names.get(&long), &names.get(&long)));
+        let first = names.get("m0");
+        for i in 1..MAX_NAMES {
+            names.get(&format!("m{i}"));
+        }
+        assert!(names.0.len() <= MAX_NAMES);
+        // Past the bound the set starts again; a name held by a span stays valid.
+        let again = names.get("m0");
+        assert_eq!(*again, *first);
+        assert!(names.0.len() <= MAX_NAMES);
     }
 
     #[test]

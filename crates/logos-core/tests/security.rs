@@ -213,9 +213,7 @@ async fn a_stopped_modules_tokens_are_revoked_where_granted_and_nowhere_else() {
     let mut w = World::new();
     w.stage_all(&["probe", "relay", "calc"]);
     // The SDK logs each `$revoke` it serves at debug.
-    let builder = w
-        .builder()
-        .module_log("info,logos_sdk::serve::grant=debug");
+    let builder = w.builder().module_log("info,logos_sdk::serve::grant=debug");
     let core = w.start_with(builder).await;
     core.load_many(&["probe", "relay", "calc"])
         .await
