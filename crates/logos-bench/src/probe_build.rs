@@ -88,26 +88,37 @@ mod tests {
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-    /// A shared library compiled by `cc`, linked with `-lm` or not.
-    fn library(dir: &Path, name: &str, libm: bool) -> Result<std::path::PathBuf, String> {
-        let src = dir.join(format!("{name}.c"));
-        std::fs::write(&src, "double f(double x) { return x + 1.0; }\n")
-            .map_err(|e| e.to_string())?;
-        let out = dir.join(format!("{name}.so"));
-        let mut cc = Command::new("cc");
-        cc.args(["-shared", "-fPIC", "-Wl,--no-as-needed", "-o"])
+    /// Compiles `source` with `cc` and `flags` into `dir/out`.
+    fn compile(
+        dir: &Path,
+        out: &str,
+        source: &str,
+        flags: &[&str],
+    ) -> Result<std::path::PathBuf, String> {
+        let src = dir.join(format!("{out}.c"));
+        std::fs::write(&src, source).map_err(|e| e.to_string())?;
+        let out = dir.join(out);
+        let status = Command::new("cc")
+            .args(flags)
+            .arg("-o")
             .arg(&out)
-            .arg(&src);
-        if libm {
-            cc.arg("-lm");
-        }
-        let status = cc
+            .arg(&src)
             .status()
             .map_err(|e| format!("cc cannot run (install a C compiler): {e}"))?;
         if !status.success() {
             return Err(format!("cc failed: {status}"));
         }
         Ok(out)
+    }
+
+    /// A shared library compiled by `cc`, linked with `-lm` or not.
+    fn library(dir: &Path, name: &str, libm: bool) -> Result<std::path::PathBuf, String> {
+        let mut flags = vec!["-shared", "-fPIC", "-Wl,--no-as-needed"];
+        if libm {
+            flags.push("-lm");
+        }
+        let source = "double f(double x) { return x + 1.0; }\n";
+        compile(dir, &format!("{name}.so"), source, &flags)
     }
 
     #[test]
@@ -120,21 +131,8 @@ mod tests {
 
     /// A program compiled by `cc`, static-pie or dynamic.
     fn program(dir: &Path, name: &str, linked_static: bool) -> Result<std::path::PathBuf, String> {
-        let src = dir.join(format!("{name}.c"));
-        std::fs::write(&src, "int main(void) { return 0; }\n").map_err(|e| e.to_string())?;
-        let out = dir.join(name);
-        let mut cc = Command::new("cc");
-        cc.arg(if linked_static { "-static-pie" } else { "-pie" })
-            .arg("-o")
-            .arg(&out)
-            .arg(&src);
-        let status = cc
-            .status()
-            .map_err(|e| format!("cc cannot run (install a C compiler): {e}"))?;
-        if !status.success() {
-            return Err(format!("cc failed: {status}"));
-        }
-        Ok(out)
+        let flag = if linked_static { "-static-pie" } else { "-pie" };
+        compile(dir, name, "int main(void) { return 0; }\n", &[flag])
     }
 
     #[test]
