@@ -10,6 +10,7 @@
 //! reported as such.
 
 use object::elf;
+use object::read::ReadCache;
 use object::read::elf::{ElfFile64, ProgramHeader as _};
 use std::path::Path;
 
@@ -21,27 +22,32 @@ use std::path::Path;
 /// # Errors
 /// A message naming the file and why it cannot be read as an ELF file.
 pub fn links_libm(path: &Path) -> Result<bool, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    // Read as the parser asks (headers, the dynamic section and its strings), not whole: the
-    // files are tens of MB with their debug information.
-    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
-    let data = object::read::ReadCache::new(file);
-    let file = ElfFile64::<object::Endianness, _>::parse(&data).map_err(|e| fail(&e))?;
-    let table = file
-        .elf_section_table()
-        .dynamic_table(file.endian(), &data)
-        .map_err(|e| fail(&e))?;
-    for entry in &table {
-        if entry.tag == elf::DT_NEEDED
-            && table
-                .string(entry)
-                .map_err(|e| fail(&e))?
-                .starts_with(b"libm.so")
-        {
-            return Ok(true);
+    with_elf(path, |file, data| {
+        let table = file
+            .elf_section_table()
+            .dynamic_table(file.endian(), data)?;
+        for entry in &table {
+            if entry.tag == elf::DT_NEEDED && table.string(entry)?.starts_with(b"libm.so") {
+                return Ok(true);
+            }
         }
-    }
-    Ok(false)
+        Ok(false)
+    })
+}
+
+/// An ELF file parsed lazily from its file (headers and the parts `read` asks for, not the
+/// whole: the files are tens of MB with their debug information).
+type Elf<'data> = ElfFile64<'data, object::Endianness, &'data ReadCache<std::fs::File>>;
+
+/// Runs `read` on the ELF file at `path`; any error names the file.
+fn with_elf<T>(
+    path: &Path,
+    read: impl FnOnce(&Elf<'_>, &ReadCache<std::fs::File>) -> object::read::Result<T>,
+) -> Result<T, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let data = ReadCache::new(std::fs::File::open(path).map_err(|e| fail(&e))?);
+    let file = Elf::parse(&data).map_err(|e| fail(&e))?;
+    read(&file, &data).map_err(|e| fail(&e))
 }
 
 /// Whether the program at `path` is linked static: it names no dynamic loader
@@ -51,15 +57,13 @@ pub fn links_libm(path: &Path) -> Result<bool, String> {
 /// # Errors
 /// A message naming the file and why it cannot be read as an ELF file.
 pub fn is_static(path: &Path) -> Result<bool, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
-    let data = object::read::ReadCache::new(file);
-    let file = ElfFile64::<object::Endianness, _>::parse(&data).map_err(|e| fail(&e))?;
-    let endian = file.endian();
-    Ok(!file
-        .elf_program_headers()
-        .iter()
-        .any(|segment| segment.p_type(endian) == elf::PT_INTERP))
+    with_elf(path, |file, _| {
+        let endian = file.endian();
+        Ok(!file
+            .elf_program_headers()
+            .iter()
+            .any(|segment| segment.p_type(endian) == elf::PT_INTERP))
+    })
 }
 
 /// How the `start` row's note names the program's linking.

@@ -170,10 +170,9 @@ pub struct World {
     host: Option<PathBuf>,
     /// The `probe` program is built beside this executable and staged as [`PROBE_EXE_MODULE`]:
     /// the `start` row measures it, a small executable module as authors build theirs, and
-    /// `start_bench_binary` this benchmark's own binary run as a module.
-    probe_exe: bool,
-    /// How the `probe` program is linked, in words for the `start` row's note.
-    probe_exe_linking: &'static str,
+    /// `start_bench_binary` this benchmark's own binary run as a module. It holds how the
+    /// program is linked, in words for the `start` row's note.
+    probe_exe: Option<&'static str>,
     /// `libprobe.so` or the `probe` program links libm: built with this benchmark's features,
     /// not as a module is (`probe_build.rs`); the rows that run them say so.
     probe_combined: bool,
@@ -348,8 +347,7 @@ impl World {
             core,
             cold,
             host: host_probe.then_some(host),
-            probe_exe: probe_exe.is_some(),
-            probe_exe_linking: probe_exe.as_deref().map_or("", crate::probe_build::linking),
+            probe_exe: probe_exe.as_deref().map(crate::probe_build::linking),
             probe_combined,
             contexts,
             dir,
@@ -843,7 +841,7 @@ fn heard_of(v: &Value) -> Result<Heard> {
 /// module, and a library module run by `logos_host` when built.
 pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
     let mut kinds = Vec::new();
-    if w.probe_exe {
+    if w.probe_exe.is_some() {
         kinds.push((
             &w.core,
             PROBE_EXE_MODULE,
@@ -854,7 +852,7 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
     kinds.push((
         &w.core,
         "bms",
-        if w.probe_exe {
+        if w.probe_exe.is_some() {
             "start_bench_binary"
         } else {
             "start"
@@ -976,8 +974,10 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
                 .note
                 .map(|n| format!("{n}; {}", crate::probe_build::COMBINED));
         }
-        if id == "start" && w.probe_exe {
-            row.note = row.note.map(|n| format!("{n}; {}", w.probe_exe_linking));
+        if id == "start"
+            && let Some(linking) = w.probe_exe
+        {
+            row.note = row.note.map(|n| format!("{n}; {linking}"));
         }
         if id == "start_host" {
             row.note = row.note.map(|n| {
@@ -990,7 +990,7 @@ pub async fn start(w: &World, plan: &Plan) -> Result<Vec<Row>> {
         }
         rows.push(row);
     }
-    if !w.probe_exe
+    if w.probe_exe.is_none()
         && let Some(row) = rows.iter_mut().find(|r| r.id == "start")
     {
         row.note = row.note.take().map(|n| {

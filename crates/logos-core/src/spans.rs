@@ -260,8 +260,15 @@ fn unix_ns(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// `s` up to its first [`MAX_TEXT`] characters.
+fn cut_to(s: &str) -> &str {
+    s.char_indices()
+        .nth(MAX_TEXT)
+        .map_or(s, |(end, _)| &s[..end])
+}
+
 fn cut(s: &str) -> String {
-    s.chars().take(MAX_TEXT).collect()
+    cut_to(s).to_owned()
 }
 
 /// The names kept spans share: each distinct module or method name is allocated once.
@@ -277,10 +284,7 @@ const MAX_NAMES: usize = 4096;
 impl Names {
     /// The shared copy of `name` (cut to [`MAX_TEXT`] characters).
     fn get(&mut self, name: &str) -> Arc<str> {
-        let name = match name.char_indices().nth(MAX_TEXT) {
-            Some((end, _)) => &name[..end],
-            None => name,
-        };
+        let name = cut_to(name);
         if let Some(known) = self.0.get(name) {
             return Arc::clone(known);
         }
