@@ -541,7 +541,7 @@ fn shared(
                 );
                 return Err(None);
             };
-            let opened = RingIn::open(fd).map_err(|message| {
+            let opened = RingIn::open(fd, inner.ring_laps).map_err(|message| {
                 let _ = violation(inner, message);
                 None
             })?;

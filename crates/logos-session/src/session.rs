@@ -11,6 +11,7 @@
 
 use crate::incoming::Incoming;
 use crate::reader::Inbound;
+use crate::shm::Laps;
 use crate::socket::Socket;
 use crate::stream::{ByteStream, Streams};
 use crate::writer::{Lane, NotSent, Outbox};
@@ -257,6 +258,8 @@ pub(crate) struct Inner {
     pub(crate) handler_closed: AtomicBool,
     /// This side announced it takes shared frames (`shm.rs`), so the reader accepts them.
     pub(crate) shared_in: bool,
+    /// How bodies go round both rings of this connection (`shm.rs`, "Short laps").
+    pub(crate) ring_laps: Laps,
     /// Shared frames received (the writer counts those it sends in the outbox).
     pub(crate) shared_received: AtomicU64,
     /// The socket's inbound half, which the reader task reads (`reader.rs`).
@@ -484,12 +487,18 @@ impl Session {
         connector: bool,
     ) -> Session {
         let shared_in = announces_shared(&stream, &config);
-        let shared_out = if stream.carries_fds()
-            && peer.attrs.get(logos_wire::SHARED_ATTR) == Some(&logos_wire::Value::Bool(true))
-        {
+        let announced = |attr: &str| peer.attrs.get(attr) == Some(&Value::Bool(true));
+        let shared_out = if stream.carries_fds() && announced(logos_wire::SHARED_ATTR) {
             config.shared_min
         } else {
             None
+        };
+        // This side announces short laps with shared frames, so both rings use them exactly
+        // when the peer announced them too.
+        let ring_laps = if announced(logos_wire::SHARED_LAPS_ATTR) {
+            Laps::Short
+        } else {
+            Laps::Whole
         };
         let sock = Arc::new(stream);
         let inbound = Inbound::new(sock.clone(), buf, config.max_frame);
@@ -497,7 +506,12 @@ impl Session {
         let inner = Arc::new(Inner {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             peer,
-            out: Mutex::new(Outbox::new(sock.clone(), config.max_frame, shared_out)),
+            out: Mutex::new(Outbox::new(
+                sock.clone(),
+                config.max_frame,
+                shared_out,
+                ring_laps,
+            )),
             config,
             handler,
             connector,
@@ -514,6 +528,7 @@ impl Session {
             next_stream: AtomicU64::new(if connector { 1 } else { 2 }),
             handler_closed: AtomicBool::new(false),
             shared_in,
+            ring_laps,
             shared_received: AtomicU64::new(0),
             inbound,
         });
@@ -842,11 +857,12 @@ pub(crate) fn announces_shared(stream: &Socket, config: &Config) -> bool {
     stream.carries_fds() && config.shared_min.is_some()
 }
 
-/// Puts the `"shm"` attribute in this side's `hello` or `welcome` when it announces shared
-/// frames ([`announces_shared`]).
+/// Puts the `"shm"` and `"shm_laps"` attributes in this side's `hello` or `welcome` when it
+/// announces shared frames ([`announces_shared`]).
 pub(crate) fn announce_shared(stream: &Socket, config: &Config, attrs: &mut Attrs) {
     if announces_shared(stream, config) {
         attrs.insert(logos_wire::SHARED_ATTR.into(), Value::Bool(true));
+        attrs.insert(logos_wire::SHARED_LAPS_ATTR.into(), Value::Bool(true));
     }
 }
 

@@ -76,7 +76,7 @@
 
 use crate::Fault;
 use crate::session::{Inner, deadline_after, lock};
-use crate::shm::RingOut;
+use crate::shm::{Laps, RingOut};
 use crate::socket::Socket;
 use bytes::Bytes;
 use logos_wire::codec::LEN_PREFIX;
@@ -360,6 +360,8 @@ pub(crate) struct Outbox {
 struct Sharing {
     /// Smallest body sent as a shared frame; `None` when the peer does not take them.
     min: Option<usize>,
+    /// How bodies go round the ring (agreed with the peer).
+    laps: Laps,
     ring: Ring,
     /// Shared frames sent.
     sent: u64,
@@ -377,7 +379,7 @@ impl Sharing {
         }
         let prefix = shared_prefix(body).ok()?;
         if matches!(self.ring, Ring::Unborn) {
-            self.ring = match RingOut::create() {
+            self.ring = match RingOut::create(self.laps) {
                 Ok((ring, fd)) => {
                     fds.push(fd);
                     Ring::Live(ring)
@@ -418,7 +420,12 @@ impl Sharing {
 }
 
 impl Outbox {
-    pub(crate) fn new(sock: Arc<Socket>, max_frame: usize, shared_min: Option<usize>) -> Outbox {
+    pub(crate) fn new(
+        sock: Arc<Socket>,
+        max_frame: usize,
+        shared_min: Option<usize>,
+        laps: Laps,
+    ) -> Outbox {
         Outbox {
             sock: Some(sock),
             active: false,
@@ -440,6 +447,7 @@ impl Outbox {
             max_frame,
             sharing: Sharing {
                 min: shared_min,
+                laps,
                 ring: Ring::Unborn,
                 sent: 0,
             },
@@ -1123,6 +1131,7 @@ mod tests {
             Arc::new(Socket::unix(a).expect("register")),
             logos_wire::codec::DEFAULT_MAX_FRAME,
             None,
+            Laps::Whole,
         );
         out.active = true;
         (out, b)
@@ -1220,6 +1229,7 @@ mod tests {
             Arc::new(Socket::unix(a).expect("register")),
             logos_wire::codec::DEFAULT_MAX_FRAME,
             Some(K),
+            Laps::Short,
         );
         out.active = true;
         let wake = Notify::new();
@@ -1246,7 +1256,8 @@ mod tests {
         let (mut batch, mut frames, mut fds) = (Vec::new(), Vec::new(), Vec::new());
         out.take_batch(&mut batch, &mut frames, &mut fds);
         let mut ring =
-            crate::shm::RingIn::open(fds.pop().expect("the ring's descriptor")).expect("the ring");
+            crate::shm::RingIn::open(fds.pop().expect("the ring's descriptor"), Laps::Short)
+                .expect("the ring");
         assert_eq!(
             delivered(&batch, &frames, &mut ring),
             [
@@ -1286,6 +1297,7 @@ mod tests {
             Arc::clone(&sock),
             logos_wire::codec::DEFAULT_MAX_FRAME,
             None,
+            Laps::Whole,
         );
         let wake = Notify::new();
         let mut sent = Vec::new();
@@ -1339,7 +1351,12 @@ mod tests {
     #[tokio::test]
     async fn unencodable_or_oversized_messages_are_refused_without_queueing() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let mut out = Outbox::new(Arc::new(Socket::unix(a).expect("register")), 64, None);
+        let mut out = Outbox::new(
+            Arc::new(Socket::unix(a).expect("register")),
+            64,
+            None,
+            Laps::Whole,
+        );
         out.active = true;
         let wake = Notify::new();
         let big = Message::Event {

@@ -13,7 +13,7 @@ mod support;
 
 use bytes::Bytes;
 use logos_session::{ByteStream, Config, Session};
-use logos_wire::{Call, ErrorCode, Message, SHARED_ATTR, Value, shared_prefix};
+use logos_wire::{Call, ErrorCode, Message, SHARED_ATTR, SHARED_LAPS_ATTR, Value, shared_prefix};
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use std::io::IoSlice;
@@ -218,6 +218,127 @@ async fn a_ring_made_by_another_implementation_is_read_and_handed_back() {
         assert_eq!(got, nonce);
     }
     assert_eq!(consumed(&r), (bodies[0].len() + bodies[1].len()) as u64);
+}
+
+/// Where a body of `len` bytes after `head` starts, by docs/protocol.md §2.1, written out
+/// again here from the text: with short laps a body stays within the first `8 × len` bytes
+/// of the ring.
+fn place(head: u64, len: usize, cap: usize, short: bool) -> u64 {
+    let (len, cap) = (len as u64, cap as u64);
+    let lap_end = if short { (8 * len).min(cap) } else { cap };
+    let at = head % cap;
+    if at + len > lap_end {
+        head + (cap - at)
+    } else {
+        head
+    }
+}
+
+/// Ten pings sent as shared frames by a raw peer that places them by `short` laps (or the
+/// whole ring) in a 64 KiB ring: the ninth is where the two rules differ (the ring's start,
+/// or right after the eighth). Returns the nonces of the pongs and the final `consumed`.
+async fn pings_through_a_hand_made_ring(short: bool) -> (Vec<u64>, u64, u64) {
+    let mut attrs = vec![(SHARED_ATTR, Value::Bool(true))];
+    if short {
+        attrs.push((SHARED_LAPS_ATTR, Value::Bool(true)));
+    }
+    let (probe, _seen) = Probe::quiet();
+    let (mut raw, _session) = raw_client_with(Arc::new(probe), on(), &attrs).await;
+    let cap = 64 * 1024;
+    let r = ring(cap, SealFlags::SHRINK | SealFlags::GROW);
+    let mut head = 0u64;
+    let mut pongs = Vec::new();
+    let mut first = true;
+    for nonce in 40u64..50 {
+        let mut f = Vec::new();
+        logos_wire::encode_frame(&Message::Ping { nonce }, &mut f).unwrap();
+        let body = f.split_off(4);
+        let start = place(head, body.len(), cap, short);
+        // A body may go only where the one before it there was handed back.
+        assert!(start + body.len() as u64 - consumed(&r) <= cap as u64);
+        rustix::io::pwrite(&r, &body, HEADER as u64 + start % cap as u64).expect("write");
+        head = start + body.len() as u64;
+        let prefix = shared_prefix(body.len()).unwrap();
+        if std::mem::take(&mut first) {
+            send_with_fds(&raw.sock, &prefix, &[r.as_fd()]);
+        } else {
+            raw.send_bytes(&prefix).await;
+        }
+        pongs.push(
+            raw.recv_until(|m| match m {
+                Message::Pong { nonce, .. } => Some(nonce),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    (pongs, consumed(&r), head)
+}
+
+#[tokio::test]
+async fn a_peer_that_announces_short_laps_is_read_by_them_and_one_that_does_not_by_the_whole_ring()
+{
+    for short in [true, false] {
+        let (pongs, consumed, head) = pings_through_a_hand_made_ring(short).await;
+        assert_eq!(pongs, (40..50).collect::<Vec<_>>(), "short laps: {short}");
+        assert_eq!(consumed, head, "short laps: {short}: all handed back");
+        // With short laps the ninth and tenth went to the second lap.
+        assert_eq!(head > 64 * 1024, short, "head {head}");
+    }
+}
+
+#[tokio::test]
+async fn replies_to_a_peer_are_placed_by_the_laps_it_announced() {
+    for short in [true, false] {
+        let mut attrs = vec![(SHARED_ATTR, Value::Bool(true))];
+        if short {
+            attrs.push((SHARED_LAPS_ATTR, Value::Bool(true)));
+        }
+        let (mut raw, session) = raw_client_with(echo(), on(), &attrs).await;
+        let mut fds = Vec::new();
+        let mut ring: Option<(OwnedFd, usize)> = None;
+        let mut head = 0u64;
+        // Twelve 70 KB echoes: their replies go shared, and the ninth is where the rules
+        // differ (a short lap holds eight).
+        for id in 1..=12u64 {
+            let mut arg = pattern(70_000).to_vec();
+            arg[0] = id as u8;
+            raw.send(&Message::Call(Call {
+                id,
+                target: "session".into(),
+                method: "echo".into(),
+                args: vec![Value::Bytes(arg.clone().into())],
+                timeout_ms: 10_000,
+                trace: None,
+            }))
+            .await;
+            let len = match raw.recv_frame(&mut fds).await.expect("a reply") {
+                logos_wire::Frame::Shared { len } => len,
+                logos_wire::Frame::Message(m) => panic!("reply {id} on the socket: {m:?}"),
+            };
+            let (fd, cap) = ring.get_or_insert_with(|| {
+                let fd = fds
+                    .pop()
+                    .expect("the ring came with the first shared frame");
+                let size = rustix::fs::fstat(&fd).expect("fstat").st_size as usize;
+                (fd, size - HEADER)
+            });
+            let start = place(head, len, *cap, short);
+            let mut body = vec![0u8; len];
+            rustix::io::pread(&*fd, &mut body, HEADER as u64 + start % *cap as u64)
+                .expect("read the body");
+            match logos_wire::decode_body(&body.into()) {
+                Ok(Message::Reply { id: got, value }) => {
+                    assert_eq!(got, id, "short laps: {short}");
+                    assert_eq!(value, Value::Bytes(arg.into()), "short laps: {short}");
+                }
+                other => panic!("short laps: {short}: reply {id} read {other:?}"),
+            }
+            head = start + len as u64;
+            rustix::io::pwrite(&*fd, &head.to_ne_bytes(), 0).expect("hand it back");
+        }
+        assert_eq!(session.shared_frames().0, 12, "short laps: {short}");
+    }
 }
 
 #[tokio::test]

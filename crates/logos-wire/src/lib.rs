@@ -16,8 +16,8 @@ pub mod value;
 
 pub use code::ErrorCode;
 pub use codec::{
-    Frame, FrameDecoder, SHARED_ATTR, SHARED_FLAG, STREAM_DATA_HEAD_MAX, decode_body,
-    decode_message, decode_value, encode_frame, encode_frame_into, encode_message,
+    Frame, FrameDecoder, SHARED_ATTR, SHARED_FLAG, SHARED_LAPS_ATTR, STREAM_DATA_HEAD_MAX,
+    decode_body, decode_message, decode_value, encode_frame, encode_frame_into, encode_message,
     encode_stream_data_head, encode_value, shared_prefix, stream_data_payload,
 };
 pub use error::WireError;

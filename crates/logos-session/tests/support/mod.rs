@@ -10,13 +10,17 @@ use bytes::BytesMut;
 use futures::future::BoxFuture;
 use logos_session::{ByteStream, Config, Fault, Handler, Session};
 use logos_wire::{
-    Call, ErrorCode, FrameDecoder, Hello, Message, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value, Welcome,
-    encode_frame,
+    Call, ErrorCode, Frame, FrameDecoder, Hello, Message, PROTOCOL_MAJOR, PROTOCOL_MINOR, Value,
+    Welcome, encode_frame,
 };
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use std::future::Future;
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
@@ -232,6 +236,45 @@ impl RawPeer {
         .await
     }
 
+    /// Next frame from the session, a shared frame's prefix included (this peer announced
+    /// them), with the descriptors that came with its bytes added to `fds`; `None` at EOF.
+    pub async fn recv_frame(&mut self, fds: &mut Vec<OwnedFd>) -> Option<Frame> {
+        soon("a frame from the session", async {
+            loop {
+                if let Some(f) = self.dec.decode_frame(&mut self.buf, true).unwrap() {
+                    return Some(f);
+                }
+                self.sock.readable().await.unwrap();
+                let mut chunk = vec![0u8; 64 * 1024];
+                let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(16))];
+                let mut control = RecvAncillaryBuffer::new(&mut space);
+                let got = self.sock.try_io(Interest::READABLE, || {
+                    rustix::net::recvmsg(
+                        &self.sock,
+                        &mut [IoSliceMut::new(&mut chunk)],
+                        &mut control,
+                        RecvFlags::CMSG_CLOEXEC,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+                match got {
+                    Ok(msg) if msg.bytes == 0 => return None,
+                    Ok(msg) => {
+                        for m in control.drain() {
+                            if let RecvAncillaryMessage::ScmRights(r) = m {
+                                fds.extend(r);
+                            }
+                        }
+                        self.buf.extend_from_slice(&chunk[..msg.bytes]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("raw recvmsg failed: {e}"),
+                }
+            }
+        })
+        .await
+    }
+
     /// Skips frames until `pick` accepts one; panics at EOF.
     pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(Message) -> Option<T>) -> T {
         loop {
@@ -261,9 +304,22 @@ impl RawPeer {
 
 /// A session accepted from a raw peer that has already done its side of the handshake.
 pub async fn raw_client(handler: Arc<dyn Handler>, config: Config) -> (RawPeer, Session) {
+    raw_client_with(handler, config, &[]).await
+}
+
+/// [`raw_client`], the raw peer's `hello` carrying `attrs` too (e.g. announcing shared frames).
+pub async fn raw_client_with(
+    handler: Arc<dyn Handler>,
+    config: Config,
+    attrs: &[(&str, Value)],
+) -> (RawPeer, Session) {
     let (sa, sb) = UnixStream::pair().unwrap();
     let mut raw = RawPeer::new(sa);
-    raw.send(&Message::Hello(hello("raw"))).await;
+    let mut h = hello("raw");
+    for (k, v) in attrs {
+        h.attrs.insert((*k).to_owned(), v.clone());
+    }
+    raw.send(&Message::Hello(h)).await;
     let pending = soon("read_hello", logos_session::read_hello(sb, config))
         .await
         .unwrap();

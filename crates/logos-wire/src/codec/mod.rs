@@ -51,6 +51,9 @@ const MAX_PREFIXED: usize = u32::MAX as usize;
 pub const SHARED_FLAG: u32 = 1 << 31;
 /// The `hello`/`welcome` attribute by which a side says it takes shared frames (`true`).
 pub const SHARED_ATTR: &str = "shm";
+/// The `hello`/`welcome` attribute by which a side says it places and reads shared frames by
+/// short laps (`true`, docs/protocol.md §2.1); both sides use them when both announced it.
+pub const SHARED_LAPS_ATTR: &str = "shm_laps";
 
 /// Appends one complete frame (length prefix + CBOR body) for `msg` to `out` and returns the
 /// body length, so a caller with a smaller cap than the prefix allows can compare it (and
