@@ -20,9 +20,8 @@
 //! With [`Laps::Short`] (both sides announced it, docs/protocol.md §2.1) a body of `len`
 //! bytes goes round within the ring's first `8 × len` bytes only, not the whole ring. A
 //! stream of 64 KiB chunks then cycles through 512 KiB that stay in the CPU's cache, instead
-//! of walking through 4 MiB that do not: on one CPU the stream moved 10.4–10.5 GB/s instead
-//! of 7.4 (docs/performance.md, "Twenty-fourth step"). A 1 MiB body still has the whole
-//! ring. Skipping to the next lap costs no copy: the skipped space only has to be handed
+//! of walking through 4 MiB that do not: on one CPU the stream moved 10.3 GB/s instead of
+//! 7.4 (docs/performance.md, "Twenty-fourth step"). A 1 MiB body still has the whole ring. Skipping to the next lap costs no copy: the skipped space only has to be handed
 //! back, which it is with the first body of the lap before.
 //!
 //! # Why the receiver copies
