@@ -222,57 +222,59 @@ impl RawPeer {
                 if let Some(m) = self.dec.decode(&mut self.buf).unwrap() {
                     return Some(m);
                 }
-                self.sock.readable().await.unwrap();
-                self.buf.reserve(64 * 1024);
-                match self.sock.try_read_buf(&mut self.buf) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                    Err(e) => panic!("raw read failed: {e}"),
-                }
+                // Descriptors are not this peer's business here: they are closed.
+                self.read_more(&mut Vec::new()).await?;
             }
         })
         .await
     }
 
     /// Next frame from the session, a shared frame's prefix included (this peer announced
-    /// them), with the descriptors that came with its bytes added to `fds`; `None` at EOF.
+    /// them), with the descriptors that came with its bytes added to `fds`; `None` at EOF or
+    /// connection reset.
     pub async fn recv_frame(&mut self, fds: &mut Vec<OwnedFd>) -> Option<Frame> {
         soon("a frame from the session", async {
             loop {
                 if let Some(f) = self.dec.decode_frame(&mut self.buf, true).unwrap() {
                     return Some(f);
                 }
-                self.sock.readable().await.unwrap();
-                let mut chunk = vec![0u8; 64 * 1024];
-                let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(16))];
-                let mut control = RecvAncillaryBuffer::new(&mut space);
-                let got = self.sock.try_io(Interest::READABLE, || {
-                    rustix::net::recvmsg(
-                        &self.sock,
-                        &mut [IoSliceMut::new(&mut chunk)],
-                        &mut control,
-                        RecvFlags::CMSG_CLOEXEC,
-                    )
-                    .map_err(std::io::Error::from)
-                });
-                match got {
-                    Ok(msg) if msg.bytes == 0 => return None,
-                    Ok(msg) => {
-                        for m in control.drain() {
-                            if let RecvAncillaryMessage::ScmRights(r) = m {
-                                fds.extend(r);
-                            }
-                        }
-                        self.buf.extend_from_slice(&chunk[..msg.bytes]);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => panic!("raw recvmsg failed: {e}"),
-                }
+                self.read_more(fds).await?;
             }
         })
         .await
+    }
+
+    /// Waits for the socket and appends what one `recvmsg` gives to the buffer, and the
+    /// descriptors that came with it to `fds`; `None` at EOF or connection reset.
+    async fn read_more(&mut self, fds: &mut Vec<OwnedFd>) -> Option<()> {
+        self.sock.readable().await.unwrap();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(16))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let got = self.sock.try_io(Interest::READABLE, || {
+            rustix::net::recvmsg(
+                &self.sock,
+                &mut [IoSliceMut::new(&mut chunk)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match got {
+            Ok(msg) if msg.bytes == 0 => None,
+            Ok(msg) => {
+                for m in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(r) = m {
+                        fds.extend(r);
+                    }
+                }
+                self.buf.extend_from_slice(&chunk[..msg.bytes]);
+                Some(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("raw recvmsg failed: {e}"),
+        }
     }
 
     /// Skips frames until `pick` accepts one; panics at EOF.
