@@ -545,6 +545,8 @@ fn shared(
                 let _ = violation(inner, message);
                 None
             })?;
+            // The ring's descriptor was the one a peer sends.
+            sock.no_more_fds();
             ring.insert(opened)
         }
     };

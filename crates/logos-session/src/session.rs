@@ -500,6 +500,10 @@ impl Session {
         } else {
             Laps::Whole
         };
+        if !shared_in {
+            // The peer was not offered shared frames, so it sends no descriptor.
+            stream.no_more_fds();
+        }
         let sock = Arc::new(stream);
         let inbound = Inbound::new(sock.clone(), buf, config.max_frame);
         let (reason, _) = watch::channel(None);

@@ -143,6 +143,13 @@ impl Socket {
         }
     }
 
+    /// No descriptor is to come any more (see [`UnixSocket::no_more_fds`]).
+    pub(crate) fn no_more_fds(&self) {
+        if let Socket::Unix(s) = self {
+            s.no_more_fds();
+        }
+    }
+
     /// [`Socket::try_write_vectored`] carrying descriptors with the first byte written (see
     /// [`UnixSocket::try_write_with_fds`]); refused over TLS, which cannot carry them.
     pub(crate) fn try_write_with_fds(

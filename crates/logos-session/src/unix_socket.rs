@@ -3,7 +3,8 @@
 //!
 //! Owns the registrations of a Unix connection with tokio's reactor and its three system
 //! calls: a read into a buffer's spare room (`recvmsg`, keeping the descriptors of shared
-//! frames that come with the bytes, in order, see `shm.rs`), a write (optionally carrying
+//! frames that come with the bytes, in order, see `shm.rs`; a plain `read` once none can
+//! come, [`UnixSocket::no_more_fds`]), a write (optionally carrying
 //! descriptors), and waiting for either. Never buffers bytes, never interprets them, never
 //! decides when to wait: `reader.rs` and `writer.rs` do.
 //!
@@ -52,6 +53,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -78,6 +80,8 @@ pub(crate) struct UnixSocket {
     peer: (Option<u32>, Option<u32>),
     /// Descriptors received with the bytes (shared frames' memory files), oldest first.
     fds: Mutex<VecDeque<OwnedFd>>,
+    /// Whether the peer may still send a descriptor; see [`UnixSocket::no_more_fds`].
+    fds_expected: AtomicBool,
 }
 
 impl UnixSocket {
@@ -101,13 +105,49 @@ impl UnixSocket {
             write_wait: Mutex::new(None),
             peer,
             fds: Mutex::new(VecDeque::new()),
+            fds_expected: AtomicBool::new(true),
         })
     }
 
     /// Reads what is there into `buf`'s spare room; `WouldBlock` when nothing is. Always a
     /// system call: see "No read without the reactor".
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        read_into(&self.stream, buf, &self.fds).map(|r| r.bytes)
+        self.read_into(buf).map(|r| r.bytes)
+    }
+
+    /// No descriptor is to come any more: the peer's ring is open (its one descriptor came),
+    /// or this side announced no shared frames. Reads from now on are plain `read`s, which
+    /// cost the kernel less than a `recvmsg` (no header or control buffer to copy in and
+    /// out: 45–65 ns a read here, paid by every turn of a polling reader). A descriptor a
+    /// peer sends anyway is closed by the kernel when its bytes are read (a `read` has no
+    /// room for it), so it cannot pile up either.
+    pub(crate) fn no_more_fds(&self) {
+        self.fds_expected.store(false, Ordering::Relaxed);
+    }
+
+    /// One read into `buf`'s spare room: [`read_with_fds`] while descriptors may come, a
+    /// plain `read` after [`UnixSocket::no_more_fds`].
+    fn read_into(&self, buf: &mut BytesMut) -> io::Result<Received> {
+        if self.fds_expected.load(Ordering::Relaxed) {
+            return read_with_fds(&self.stream, buf, &self.fds);
+        }
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: the pointer and length are those of `buf`'s spare capacity, writable and
+        // live for the call; the descriptor is owned by `stream`.
+        let n = unsafe {
+            libc::read(
+                self.stream.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        // SAFETY: read wrote the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(Received { bytes: n, fds: 0 })
     }
 
     /// The oldest descriptor received and not yet taken: the memory file of the next shared
@@ -142,7 +182,7 @@ impl UnixSocket {
             let read = guard.try_io(|_| {
                 buf.lend(|buf| {
                     let room = buf.spare_capacity_mut().len();
-                    read_into(&self.stream, buf, &self.fds)
+                    self.read_into(buf)
                         .map(|read| (read.bytes, read.drained(room)))
                 })
             });
@@ -306,13 +346,7 @@ fn take<T: AsRawFd>(slot: &Mutex<Option<Arc<AsyncFd<T>>>>) -> Option<Arc<AsyncFd
     slot.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
-/// One `recvmsg` into `buf`'s spare room; descriptors that came with the bytes go to the back
-/// of `fds`. An error (`InvalidData`) when they did not fit the control buffer or overflow
-/// [`MAX_QUEUED_FDS`]: either is a peer breaking the protocol.
-///
-/// `libc::recvmsg`, not rustix's: the data goes straight into the uninitialised spare room,
-/// as a `read` would, where rustix's `recvmsg` takes initialised buffers only.
-/// What one `recvmsg` took.
+/// What one read took.
 struct Received {
     bytes: usize,
     fds: usize,
@@ -327,7 +361,13 @@ impl Received {
     }
 }
 
-fn read_into(
+/// One `recvmsg` into `buf`'s spare room; descriptors that came with the bytes go to the back
+/// of `fds`. An error (`InvalidData`) when they did not fit the control buffer or overflow
+/// [`MAX_QUEUED_FDS`]: either is a peer breaking the protocol.
+///
+/// `libc::recvmsg`, not rustix's: the data goes straight into the uninitialised spare room,
+/// as a `read` would, where rustix's `recvmsg` takes initialised buffers only.
+fn read_with_fds(
     s: &StdUnixStream,
     buf: &mut BytesMut,
     fds: &Mutex<VecDeque<OwnedFd>>,

@@ -4,7 +4,8 @@
 //! every frame on the socket; and a peer that abuses them (a prefix without a ring, a ring that
 //! could shrink or has a bad size, a body too big for it or that does not decode, a descriptor
 //! that is not a memfd, descriptors piling up ahead of their frames) is cut off with
-//! `protocol_error` naming what was wrong. Real Unix sockets and real memfds; nothing sleeps
+//! `protocol_error` naming what was wrong; a descriptor beyond the one a peer may send is
+//! closed, not kept. Real Unix sockets and real memfds; nothing sleeps
 //! to synchronise.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -374,6 +375,81 @@ async fn a_ring_of_a_bad_size_a_body_too_big_for_it_or_one_that_does_not_decode_
     send_with_fds(&raw.sock, &shared_prefix(64).unwrap(), &[r.as_fd()]);
     let (code, message) = raw.closing_error().await.expect("an error frame");
     assert_eq!(code, ErrorCode::ProtocolError, "{message}");
+}
+
+/// Sends a ping with `fd` attached, closes `fd`, and waits for the pong.
+async fn ping_carrying(raw: &mut RawPeer, nonce: u64, fd: OwnedFd) {
+    let mut f = Vec::new();
+    logos_wire::encode_frame(&Message::Ping { nonce }, &mut f).unwrap();
+    send_with_fds(&raw.sock, &f, &[fd.as_fd()]);
+    drop(fd);
+    let got = raw
+        .recv_until(|m| match m {
+            Message::Pong { nonce, .. } => Some(nonce),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, nonce);
+}
+
+/// Whether the pipe `read_end` reports its last writer gone within `SOON`.
+async fn hung_up(read_end: OwnedFd) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let mut fds = [rustix::event::PollFd::new(
+            &read_end,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::event::Timespec {
+            tv_sec: SOON.as_secs() as i64,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&timeout)).expect("poll") == 1
+            && fds[0].revents().contains(rustix::event::PollFlags::HUP)
+    })
+    .await
+    .unwrap()
+}
+
+/// A peer sends one descriptor, its ring's (or none, when it was not offered shared frames).
+/// One it sends beyond that is closed as its bytes are read, not kept for a frame that will
+/// never claim it: the pipe's write end it carried is gone, and the connection still works.
+#[tokio::test]
+async fn a_descriptor_beyond_the_ring_is_closed_when_it_is_read_not_kept() {
+    for offered in [true, false] {
+        let config = if offered {
+            on()
+        } else {
+            let mut config = Config::default();
+            config.shared_min = None;
+            config
+        };
+        let (probe, _seen) = Probe::quiet();
+        let (mut raw, _session) =
+            raw_client_with(Arc::new(probe), config, &[(SHARED_ATTR, Value::Bool(true))]).await;
+        if offered {
+            // The ring, with a ping in it.
+            let r = ring(64 * 1024, SealFlags::SHRINK | SealFlags::GROW);
+            let mut f = Vec::new();
+            logos_wire::encode_frame(&Message::Ping { nonce: 1 }, &mut f).unwrap();
+            let body = f.split_off(4);
+            rustix::io::pwrite(&r, &body, HEADER as u64).expect("write");
+            send_with_fds(&raw.sock, &shared_prefix(body.len()).unwrap(), &[r.as_fd()]);
+            let got = raw
+                .recv_until(|m| match m {
+                    Message::Pong { nonce, .. } => Some(nonce),
+                    _ => None,
+                })
+                .await;
+            assert_eq!(got, 1);
+        }
+        let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
+        ping_carrying(&mut raw, 2, write_end).await;
+        assert!(
+            hung_up(read_end).await,
+            "offered shared frames: {offered}: the extra descriptor is still open"
+        );
+        ping_carrying(&mut raw, 3, memfd(b"x", SEALED)).await;
+    }
 }
 
 #[tokio::test]
