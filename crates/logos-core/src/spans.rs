@@ -297,15 +297,55 @@ impl Names {
     }
 }
 
-/// One span of a report; the error names the field.
+/// The fields of a reported span, in the order a row holds them (docs/tracing.md, "The
+/// report format").
+const FIELDS: [&str; 9] = [
+    "trace",
+    "span",
+    "parent",
+    "kind",
+    "target",
+    "method",
+    "start_ns",
+    "duration_ns",
+    "error",
+];
+
+/// One span of a report, a row or a map; the error names the field.
+///
+/// Rows are what the SDK sends to a core that announces `"span_rows"` (this one): the same
+/// values as a map's, without the nine keys that each span's map carries and that cost more
+/// than its values to decode. Maps are what older modules, and the Python SDK, send.
 fn decode(me: &Arc<str>, names: &mut Names, v: Value) -> Result<Span, String> {
-    let Value::Map(mut m) = v else {
-        return Err(format!(
-            "(the span): expected a map, found {}",
-            v.type_name()
-        ));
+    let fields: [Value; 9] = match v {
+        Value::List(row) => {
+            let found = row.len();
+            row.try_into().map_err(|_| {
+                format!(
+                    "(the span): expected a row of {} values, found {found}",
+                    FIELDS.len()
+                )
+            })?
+        }
+        Value::Map(mut m) => FIELDS.map(|k| m.remove(k).unwrap_or(Value::Null)),
+        v => {
+            return Err(format!(
+                "(the span): expected a row (list) or a map, found {}",
+                v.type_name()
+            ));
+        }
     };
-    let mut take = |k: &str| m.remove(k).unwrap_or(Value::Null);
+    let [
+        trace,
+        span,
+        parent,
+        kind,
+        target,
+        method,
+        start_ns,
+        duration_ns,
+        error,
+    ] = fields;
     fn id<const N: usize>(field: &str, v: Value) -> Result<[u8; N], String> {
         match v {
             Value::Bytes(b) if b.len() == N && b.iter().any(|&x| x != 0) => {
@@ -332,13 +372,13 @@ fn decode(me: &Arc<str>, names: &mut Names, v: Value) -> Result<Span, String> {
         v.as_u64()
             .ok_or_else(|| format!("{field}: expected uint, found {}", v.type_name()))
     }
-    let trace_id = id::<16>("trace", take("trace"))?;
-    let span_id = id::<8>("span", take("span"))?;
-    let parent = match take("parent") {
+    let trace_id = id::<16>("trace", trace)?;
+    let span_id = id::<8>("span", span)?;
+    let parent = match parent {
         Value::Null => None,
         v => Some(id::<8>("parent", v)?),
     };
-    let kind = match take("kind") {
+    let kind = match kind {
         Value::Text(t) if t == "server" => SpanKind::Server,
         Value::Text(t) if t == "client" => SpanKind::Client,
         other => {
@@ -347,11 +387,11 @@ fn decode(me: &Arc<str>, names: &mut Names, v: Value) -> Result<Span, String> {
             ));
         }
     };
-    let target = text("target", names, take("target"))?;
-    let method = text("method", names, take("method"))?;
-    let start_ns = uint("start_ns", take("start_ns"))?;
-    let duration_ns = uint("duration_ns", take("duration_ns"))?;
-    let error = match take("error") {
+    let target = text("target", names, target)?;
+    let method = text("method", names, method)?;
+    let start_ns = uint("start_ns", start_ns)?;
+    let duration_ns = uint("duration_ns", duration_ns)?;
+    let error = match error {
         Value::Null => None,
         Value::Text(t) => Some(cut(&t)),
         other => {
@@ -750,6 +790,88 @@ mod tests {
         let again = names.get("m0");
         assert_eq!(*again, *first);
         assert!(names.0.len() <= MAX_NAMES);
+    }
+
+    /// [`reported`] as a row: its values in [`FIELDS`] order.
+    fn reported_row(id: u8, target: &str, method: &str) -> Value {
+        let Value::Map(mut m) = reported(id, target, method) else {
+            unreachable!("reported is a map")
+        };
+        Value::List(
+            FIELDS
+                .iter()
+                .map(|k| m.remove(*k).unwrap_or(Value::Null))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_row_is_the_same_span_as_its_map_and_both_may_share_a_report() {
+        let store = Store::new(10);
+        store
+            .report(
+                "a",
+                vec![
+                    Value::List(vec![
+                        reported(1, "calc", "add"),
+                        reported_row(2, "calc", "add"),
+                    ]),
+                    Value::UInt(0),
+                ],
+            )
+            .unwrap();
+        let kept = store.snapshot();
+        assert_eq!(kept.len(), 2);
+        let key = |s: &Span| {
+            (
+                s.parent,
+                s.kind,
+                s.target.to_string(),
+                s.method.to_string(),
+                s.start_ns,
+                s.duration_ns,
+                s.error.clone(),
+            )
+        };
+        assert_eq!(key(&kept[0]), key(&kept[1]));
+        assert_eq!(kept[1].trace_id, [2; 16]);
+        assert_eq!(kept[1].span_id, [2; 8]);
+    }
+
+    #[test]
+    fn a_bad_row_names_the_span_and_field() {
+        let bad = |row: Value| {
+            let store = Store::new(10);
+            let e = store
+                .report(
+                    "calc",
+                    vec![
+                        Value::List(vec![reported_row(1, "calc", "add"), row]),
+                        Value::UInt(0),
+                    ],
+                )
+                .unwrap_err();
+            assert_eq!(store.snapshot().len(), 0, "nothing of a bad report is kept");
+            e.message
+        };
+        let Value::List(good) = reported_row(2, "calc", "add") else {
+            unreachable!()
+        };
+        let short = bad(Value::List(good[..8].to_vec()));
+        assert!(
+            short.contains("spans[1]") && short.contains("row of 9 values, found 8"),
+            "{short}"
+        );
+        let mut wrong = good.clone();
+        wrong[6] = Value::from("soon");
+        let m = bad(Value::List(wrong));
+        assert!(m.contains("spans[1].start_ns: expected uint"), "{m}");
+        let mut wrong = good;
+        wrong[3] = Value::from("both");
+        let m = bad(Value::List(wrong));
+        assert!(m.contains("spans[1].kind"), "{m}");
+        let m = bad(Value::UInt(3));
+        assert!(m.contains("expected a row (list) or a map"), "{m}");
     }
 
     #[test]

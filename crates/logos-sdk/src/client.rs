@@ -62,7 +62,8 @@ struct Shared {
     ctx: Weak<Inner>,
     /// Where this client's call spans go (the module's span queue).
     spans: Arc<crate::trace::Spans>,
-    target: String,
+    /// Shared with the spans of this client's calls.
+    target: Arc<str>,
     /// The current connection, if any (closed ones are replaced on next use), and whether
     /// the target asked it to go away (`shutdown`: its process is being replaced or
     /// stopped), after which new calls make a new connection.
@@ -157,7 +158,7 @@ impl Client {
             shared: Arc::new(Shared {
                 ctx,
                 spans,
-                target: target.to_owned(),
+                target: Arc::from(target),
                 live: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 events: Mutex::new(BTreeSet::new()),

@@ -894,10 +894,12 @@ pub(super) async fn welcome_module(
         major: logos_wire::PROTOCOL_MAJOR,
         minor: logos_wire::PROTOCOL_MINOR,
         identity: CORE_MODULE.to_owned(),
-        // `spans`: whether the module should report spans of its calls (docs/tracing.md).
+        // `spans`: whether the module should report spans of its calls; `span_rows`: that
+        // they may come as rows (docs/tracing.md, "The report format").
         attrs: [
             ("module".to_owned(), Value::from(name)),
             ("spans".to_owned(), Value::Bool(inner.spans.enabled())),
+            ("span_rows".to_owned(), Value::Bool(true)),
         ]
         .into_iter()
         .collect(),

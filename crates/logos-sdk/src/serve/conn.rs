@@ -97,7 +97,7 @@ impl<T: Module> Served<T> {
         self.ctx
             .inner
             .spans()
-            .finish(open, name, &method, result.as_ref().map(|_| ()));
+            .finish(open, &self.name, method, result.as_ref().map(|_| ()));
         result
     }
 
