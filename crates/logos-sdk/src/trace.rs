@@ -334,24 +334,28 @@ fn encode_row(f: Finished, clock: &WallClock) -> Value {
 /// One span as a map of named fields (docs/tracing.md, "The report format"), for an older
 /// core.
 fn encode_map(f: Finished, clock: &WallClock) -> Value {
-    const KEYS: [&str; 9] = [
-        "trace",
-        "span",
-        "parent",
-        "kind",
-        "target",
-        "method",
-        "start_ns",
-        "duration_ns",
-        "error",
-    ];
     Value::Map(
-        KEYS.iter()
+        FIELDS
+            .iter()
             .map(|k| (*k).to_owned())
             .zip(values(f, clock))
             .collect(),
     )
 }
+
+/// The names of a span's values in a map, in the order a row holds them (docs/tracing.md,
+/// "The report format"; the core's `spans.rs` reads them by the same table).
+const FIELDS: [&str; 9] = [
+    "trace",
+    "span",
+    "parent",
+    "kind",
+    "target",
+    "method",
+    "start_ns",
+    "duration_ns",
+    "error",
+];
 
 /// A span's nine values, in the order of docs/tracing.md's table.
 fn values(f: Finished, clock: &WallClock) -> [Value; 9] {
@@ -430,27 +434,26 @@ mod tests {
         let Value::Map(map) = encode_map(f, &clock) else {
             panic!("a map")
         };
-        let order = [
-            "trace",
-            "span",
-            "parent",
-            "kind",
-            "target",
-            "method",
-            "start_ns",
-            "duration_ns",
-            "error",
-        ];
-        assert_eq!(row.len(), order.len());
-        assert_eq!(map.len(), order.len());
-        for (key, value) in order.iter().zip(&row) {
+        assert_eq!(map.len(), FIELDS.len());
+        for (key, value) in FIELDS.iter().zip(&row) {
             assert_eq!(map.get(*key), Some(value), "{key}");
         }
-        assert_eq!(row[0], Value::Bytes(ctx.trace_id.to_vec().into()));
-        assert_eq!(row[3], Value::from("client"));
-        assert_eq!(row[4], Value::from("bob"));
-        assert_eq!(row[7], Value::UInt(5_000));
-        assert_eq!(row[8], Value::from("timeout: late"));
+        // Each position as the documented table has it, read from the span itself.
+        let bytes = |b: &[u8]| Value::Bytes(b.to_vec().into());
+        let parent = parent.expect("the span has a parent");
+        assert_eq!(
+            row[..6],
+            [
+                bytes(&ctx.trace_id),
+                bytes(&ctx.span_id),
+                bytes(&parent),
+                Value::from("client"),
+                Value::from("bob"),
+                Value::from("echo"),
+            ]
+        );
+        assert_eq!(row[6], Value::UInt(clock.unix_ns(clock.mono)));
+        assert_eq!(row[7..], [Value::UInt(5_000), Value::from("timeout: late")]);
     }
 
     #[test]

@@ -144,6 +144,15 @@ fn send_with_fds(sock: &tokio::net::UnixStream, bytes: &[u8], fds: &[BorrowedFd<
     assert_eq!(n, bytes.len());
 }
 
+/// The nonce of the next `pong` the raw peer gets.
+async fn next_pong(raw: &mut RawPeer) -> u64 {
+    raw.recv_until(|m| match m {
+        Message::Pong { nonce, .. } => Some(nonce),
+        _ => None,
+    })
+    .await
+}
+
 /// A memfd holding `content`, with `seals`.
 fn memfd(content: &[u8], seals: SealFlags) -> OwnedFd {
     let fd = rustix::fs::memfd_create(c"test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
@@ -210,12 +219,7 @@ async fn a_ring_made_by_another_implementation_is_read_and_handed_back() {
     prefixes.extend_from_slice(&shared_prefix(bodies[1].len()).unwrap());
     send_with_fds(&raw.sock, &prefixes, &[r.as_fd()]);
     for nonce in [41u64, 42] {
-        let got = raw
-            .recv_until(|m| match m {
-                Message::Pong { nonce, .. } => Some(nonce),
-                _ => None,
-            })
-            .await;
+        let got = next_pong(&mut raw).await;
         assert_eq!(got, nonce);
     }
     assert_eq!(consumed(&r), (bodies[0].len() + bodies[1].len()) as u64);
@@ -265,13 +269,7 @@ async fn pings_through_a_hand_made_ring(short: bool) -> (Vec<u64>, u64, u64) {
         } else {
             raw.send_bytes(&prefix).await;
         }
-        pongs.push(
-            raw.recv_until(|m| match m {
-                Message::Pong { nonce, .. } => Some(nonce),
-                _ => None,
-            })
-            .await,
-        );
+        pongs.push(next_pong(&mut raw).await);
     }
     (pongs, consumed(&r), head)
 }
@@ -383,12 +381,7 @@ async fn ping_carrying(raw: &mut RawPeer, nonce: u64, fd: OwnedFd) {
     logos_wire::encode_frame(&Message::Ping { nonce }, &mut f).unwrap();
     send_with_fds(&raw.sock, &f, &[fd.as_fd()]);
     drop(fd);
-    let got = raw
-        .recv_until(|m| match m {
-            Message::Pong { nonce, .. } => Some(nonce),
-            _ => None,
-        })
-        .await;
+    let got = next_pong(raw).await;
     assert_eq!(got, nonce);
 }
 
@@ -434,12 +427,7 @@ async fn a_descriptor_beyond_the_ring_is_closed_when_it_is_read_not_kept() {
             let body = f.split_off(4);
             rustix::io::pwrite(&r, &body, HEADER as u64).expect("write");
             send_with_fds(&raw.sock, &shared_prefix(body.len()).unwrap(), &[r.as_fd()]);
-            let got = raw
-                .recv_until(|m| match m {
-                    Message::Pong { nonce, .. } => Some(nonce),
-                    _ => None,
-                })
-                .await;
+            let got = next_pong(&mut raw).await;
             assert_eq!(got, 1);
         }
         let (read_end, write_end) = rustix::pipe::pipe().expect("pipe");
