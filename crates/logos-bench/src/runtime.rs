@@ -1043,6 +1043,7 @@ pub async fn load(w: &World, plan: &Plan) -> Result<Vec<Row>> {
     }
     rows.extend(rss_row);
     rows.push(rss_host(w, plan).await);
+    rows.push(rss_exe(w, plan).await);
     rows.extend(idle_row);
     Ok(rows)
 }
@@ -1061,24 +1062,48 @@ async fn rss_host(w: &World, plan: &Plan) -> Row {
              (cargo build --release -p logos-host -p probe)",
         );
     }
+    idle_memory(w, plan, "probe", ID, NAME).await
+}
+
+/// [`rss_host`] for the same module built as a program (`probe-exe`, as the `start` row
+/// starts it): an executable module as module-authoring.md §10 says to build one.
+async fn rss_exe(w: &World, plan: &Plan) -> Row {
+    const ID: &str = "rss_exe";
+    const NAME: &str = "idle executable module (the probe program): RSS";
+    let Some(linking) = w.probe_exe else {
+        return Row::skipped(
+            ID,
+            NAME,
+            "the probe program is not built beside this binary \
+             (cargo build --release -p logos-host -p probe)",
+        );
+    };
+    let mut row = idle_memory(w, plan, PROBE_EXE_MODULE, ID, NAME).await;
+    row.note = row.note.map(|n| format!("{n}; {linking}"));
+    row
+}
+
+/// The RSS (and PSS, in the note) of `probe`, run as module `module`, after a moment idle,
+/// against the 4 MiB target.
+async fn idle_memory(w: &World, plan: &Plan, module: &str, id: &str, name: &str) -> Row {
     let measured = async {
-        w.ensure_loaded(&["probe"]).await?;
+        w.ensure_loaded(&[module]).await?;
         tokio::time::sleep(if plan.quick {
             Duration::from_millis(100)
         } else {
             Duration::from_millis(500)
         })
         .await;
-        let pid = w.pid("probe")?;
+        let pid = w.pid(module)?;
         let rss = logos_core::process_usage(pid)
             .and_then(|u| u.rss_bytes)
-            .ok_or_else(|| anyhow!("the memory of probe (pid {pid}) could not be read"))?;
+            .ok_or_else(|| anyhow!("the memory of {module} (pid {pid}) could not be read"))?;
         let pss = logos_core::pss_bytes(pid);
         Ok::<_, anyhow::Error>((rss as f64, pss))
     };
     match measured.await {
         Ok((rss, pss)) => {
-            let mut row = Row::new(ID, NAME);
+            let mut row = Row::new(id, name);
             row.ours = Some(Figure {
                 value: rss,
                 p99: None,
@@ -1103,7 +1128,7 @@ async fn rss_host(w: &World, plan: &Plan) -> Row {
             }
             row
         }
-        Err(e) => Row::failed(ID, NAME, &e),
+        Err(e) => Row::failed(id, name, &e),
     }
 }
 

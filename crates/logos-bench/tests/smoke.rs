@@ -47,6 +47,8 @@ fn quick_json_run_measures_every_row() {
         "load_chain",
         "load_fan",
         "rss",
+        "rss_host",
+        "rss_exe",
         "idle_cpu",
         "restart",
         "hot_swap",
