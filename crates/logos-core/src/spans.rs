@@ -315,7 +315,7 @@ const FIELDS: [&str; 9] = [
 ///
 /// Rows are what the SDK sends to a core that announces `"span_rows"` (this one): the same
 /// values as a map's, without the nine keys that each span's map carries and that cost more
-/// than its values to decode. Maps are what older modules, and the Python SDK, send.
+/// than its values to decode. Maps are what older modules send.
 fn decode(me: &Arc<str>, names: &mut Names, v: Value) -> Result<Span, String> {
     let fields: [Value; 9] = match v {
         Value::List(row) => {

@@ -6,7 +6,8 @@ Owns the context variable (asyncio copies it into the tasks a call starts, so a 
 serving a call is its child), span ids and the bounded span queue. Never waits in a call: a
 finished span is appended to a bounded deque, or dropped and counted when it is full; one task
 per process sends a batch every REPORT_EVERY seconds. Reporting is on only when the core's
-`welcome` says `"spans": true`."""
+`welcome` says `"spans": true`; each span goes as a row (its values in FIELDS order) when the
+`welcome` also says `"span_rows": true`, else as a map (an older core)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ MAX_BATCH = 1024
 REPORT_EVERY = 0.1
 #: The W3C `sampled` flag.
 SAMPLED = 0x01
+#: A span's values in the order a row holds them (docs/tracing.md, "The report format").
+FIELDS = ("trace", "span", "parent", "kind", "target", "method", "start_ns", "duration_ns",
+          "error")
 
 #: (trace_id: 16 bytes, span_id: 8 bytes, flags) of the call this task serves.
 CURRENT: contextvars.ContextVar[list | None] = contextvars.ContextVar("logos_trace", default=None)
@@ -70,6 +74,8 @@ class Span:
 class Reporter:
     def __init__(self):
         self.enabled = False
+        #: The core takes rows (its `welcome` said `"span_rows": true`).
+        self.rows = False
         self.queue: list[dict] = []
         self.dropped = 0
         self._task: asyncio.Task | None = None
@@ -82,7 +88,11 @@ class Reporter:
 
     def start(self, runtime, welcome_attrs: dict) -> None:
         """Starts reporting on the runtime's control connection if the core asked for it."""
-        if welcome_attrs.get("spans") is not True or self._task is not None:
+        if welcome_attrs.get("spans") is not True:
+            return
+        # Per connection: a remote module's link may come back to another core.
+        self.rows = welcome_attrs.get("span_rows") is True
+        if self._task is not None:
             return
         self.enabled = True
         self._task = asyncio.ensure_future(self._run(runtime))
@@ -97,6 +107,8 @@ class Reporter:
                 continue
             batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
             dropped, self.dropped = self.dropped, 0
+            if self.rows:
+                batch = [[span[k] for k in FIELDS] for span in batch]
             # A report: its answer is not awaited (like `core.$denied`).
             control.post([2, runtime._report_id(), "core", "$spans", [batch, dropped], 5000])
 

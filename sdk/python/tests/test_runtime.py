@@ -331,10 +331,13 @@ def test_a_callee_that_says_shutdown_gets_its_answers_in_and_a_new_connection_ne
     server.close()
 
 
-def test_trace_context_propagates_and_spans_are_reported(mod, tmp_path):
+@pytest.mark.parametrize("rows", [False, True])
+def test_trace_context_propagates_and_spans_are_reported(mod, tmp_path, rows):
     """A traced call to `ask` makes a child call to calc carrying the same trace; calc at 1.1
-    gets none (old peer); both spans reach the core in a `$spans` report."""
-    mod.handshake(minor=2, welcome={"spans": True})
+    gets none (old peer); both spans reach the core in a `$spans` report: as rows (values in
+    the order of docs/tracing.md's table) to a core that says `span_rows`, else as maps."""
+    welcome = {"spans": True, "span_rows": True} if rows else {"spans": True}
+    mod.handshake(minor=2, welcome=welcome)
     core = mod.core
     path, server = calc_listener(tmp_path)
     token = os.urandom(32)
@@ -357,6 +360,13 @@ def test_trace_context_propagates_and_spans_are_reported(mod, tmp_path):
     assert f[1:3] == ["core", "$spans"], f
     spans, dropped = f[3]
     assert dropped == 0
+    order = ["trace", "span", "parent", "kind", "target", "method", "start_ns", "duration_ns",
+             "error"]
+    if rows:
+        assert all(isinstance(s, list) and len(s) == 9 for s in spans), spans
+        spans = [dict(zip(order, s)) for s in spans]
+    else:
+        assert all(isinstance(s, dict) and sorted(s) == sorted(order) for s in spans), spans
     by_kind = {s["kind"]: s for s in spans}
     server_span, client_span = by_kind["server"], by_kind["client"]
     assert server_span["trace"] == tid and server_span["parent"] == sid
