@@ -4,101 +4,166 @@
 //! as 64 bits (`0xfb`), map keys in `BTreeMap` (byte-wise UTF-8) order. Refuses what a strict
 //! peer would refuse (nesting deeper than [`MAX_DEPTH`], chunks over [`MAX_CHUNK`]) instead of
 //! producing it. Never frames, never allocates beyond what it appends to the writer.
+//!
+//! Writes CBOR heads itself instead of through minicbor's `Encoder` (decoding keeps minicbor):
+//! the encoding is a dozen lines of RFC 8949 §3, and the generic encoder paid a call and a
+//! `memmove` per item into a `Vec`: 102 ns for a 118-byte call against 26 ns written here
+//! (docs/performance.md, "Twenty-sixth step"). The doc's test vectors (`tests/vectors.rs`) and
+//! the tests in `codec/mod.rs` pin the bytes.
 
 use super::MAX_DEPTH;
 use crate::credit::MAX_CHUNK;
 use crate::error::WireError;
 use crate::message::{Attrs, Message};
 use crate::value::Value;
-use minicbor::Encoder;
-use minicbor::encode::Write;
-use std::convert::Infallible;
+use bytes::BytesMut;
 
-type Enc<W> = Encoder<W>;
+/// Where encoded bytes go: a growable buffer, which cannot fail.
+pub(super) trait Sink {
+    fn byte(&mut self, b: u8);
+    fn slice(&mut self, s: &[u8]);
+}
 
-/// Writing into a growable buffer cannot fail, and the primitive `Encoder` methods only report
-/// writer errors; this turns the (impossible) failure into an error rather than a panic.
-fn put<T, E: std::fmt::Display>(r: Result<T, minicbor::encode::Error<E>>) -> Result<(), WireError> {
-    r.map(|_| ()).map_err(|e| WireError::Unencodable {
-        what: "frame".into(),
-        reason: e.to_string(),
-    })
+impl Sink for Vec<u8> {
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.push(b);
+    }
+    #[inline]
+    fn slice(&mut self, s: &[u8]) {
+        self.extend_from_slice(s);
+    }
+}
+
+impl Sink for BytesMut {
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.extend_from_slice(&[b]);
+    }
+    #[inline]
+    fn slice(&mut self, s: &[u8]) {
+        self.extend_from_slice(s);
+    }
+}
+
+/// CBOR major types (RFC 8949 §3.1).
+const UINT: u8 = 0;
+const NEGATIVE: u8 = 1;
+const BYTES: u8 = 2;
+const TEXT: u8 = 3;
+const ARRAY: u8 = 4;
+const MAP: u8 = 5;
+const FALSE: u8 = 0xf4;
+const TRUE: u8 = 0xf5;
+const NULL: u8 = 0xf6;
+const FLOAT64: u8 = 0xfb;
+
+/// An item's head with the shortest form of its argument (the deterministic encoding).
+#[inline]
+fn item<S: Sink>(out: &mut S, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.byte(m | n as u8);
+    } else if let Ok(n) = u8::try_from(n) {
+        out.slice(&[m | 24, n]);
+    } else if let Ok(n) = u16::try_from(n) {
+        let [a, b] = n.to_be_bytes();
+        out.slice(&[m | 25, a, b]);
+    } else if let Ok(n) = u32::try_from(n) {
+        let [a, b, c, d] = n.to_be_bytes();
+        out.slice(&[m | 26, a, b, c, d]);
+    } else {
+        let [a, b, c, d, e, f, g, h] = n.to_be_bytes();
+        out.slice(&[m | 27, a, b, c, d, e, f, g, h]);
+    }
+}
+
+fn uint<S: Sink>(out: &mut S, n: u64) {
+    item(out, UINT, n);
+}
+
+fn text<S: Sink>(out: &mut S, s: &str) {
+    item(out, TEXT, s.len() as u64);
+    out.slice(s.as_bytes());
+}
+
+fn bytes<S: Sink>(out: &mut S, b: &[u8]) {
+    item(out, BYTES, b.len() as u64);
+    out.slice(b);
 }
 
 /// Encodes the CBOR body of `msg` into `w`.
-pub(super) fn message<W: Write<Error = Infallible>>(msg: &Message, w: W) -> Result<(), WireError> {
-    let mut e = Encoder::new(w);
-    let e = &mut e;
+pub(super) fn message<S: Sink>(msg: &Message, e: &mut S) -> Result<(), WireError> {
     let kind = u64::from(msg.kind());
     match msg {
         Message::Hello(h) => {
-            head(e, 6, kind)?;
-            put(e.u16(h.major))?;
-            put(e.u16(h.minor))?;
-            put(e.str(&h.identity))?;
-            put(e.bytes(&h.token))?;
+            head(e, 6, kind);
+            uint(e, u64::from(h.major));
+            uint(e, u64::from(h.minor));
+            text(e, &h.identity);
+            bytes(e, &h.token);
             attrs(e, &h.attrs, "hello.attrs")?;
         }
         Message::Welcome(w) => {
-            head(e, 5, kind)?;
-            put(e.u16(w.major))?;
-            put(e.u16(w.minor))?;
-            put(e.str(&w.identity))?;
+            head(e, 5, kind);
+            uint(e, u64::from(w.major));
+            uint(e, u64::from(w.minor));
+            text(e, &w.identity);
             attrs(e, &w.attrs, "welcome.attrs")?;
         }
         Message::Call(c) => {
-            head(e, if c.trace.is_some() { 7 } else { 6 }, kind)?;
-            put(e.u64(c.id))?;
-            put(e.str(&c.target))?;
-            put(e.str(&c.method))?;
+            head(e, if c.trace.is_some() { 7 } else { 6 }, kind);
+            uint(e, c.id);
+            text(e, &c.target);
+            text(e, &c.method);
             list(e, &c.args, "call.args", 0)?;
-            put(e.u64(c.timeout_ms))?;
+            uint(e, c.timeout_ms);
             if let Some(t) = &c.trace {
-                put(e.array(3))?;
-                put(e.bytes(&t.trace_id))?;
-                put(e.bytes(&t.span_id))?;
-                put(e.u8(t.flags))?;
+                item(e, ARRAY, 3);
+                bytes(e, &t.trace_id);
+                bytes(e, &t.span_id);
+                uint(e, u64::from(t.flags));
             }
         }
         Message::Reply { id, value: v } => {
-            head(e, 3, kind)?;
-            put(e.u64(*id))?;
+            head(e, 3, kind);
+            uint(e, *id);
             value(e, v, "reply.value", 0)?;
         }
         Message::Error { id, code, message } => {
-            head(e, 4, kind)?;
-            put(e.u64(*id))?;
-            put(e.str(code.as_str()))?;
-            put(e.str(message))?;
+            head(e, 4, kind);
+            uint(e, *id);
+            text(e, code.as_str());
+            text(e, message);
         }
         Message::Cancel { id } => {
-            head(e, 2, kind)?;
-            put(e.u64(*id))?;
+            head(e, 2, kind);
+            uint(e, *id);
         }
         Message::Subscribe { source, event } | Message::Unsubscribe { source, event } => {
-            head(e, 3, kind)?;
-            put(e.str(source))?;
-            put(e.str(event))?;
+            head(e, 3, kind);
+            text(e, source);
+            text(e, event);
         }
         Message::Event {
             source,
             event,
             data,
         } => {
-            head(e, 4, kind)?;
-            put(e.str(source))?;
-            put(e.str(event))?;
+            head(e, 4, kind);
+            text(e, source);
+            text(e, event);
             list(e, data, "event.data", 0)?;
         }
         Message::Lagged { source, dropped } => {
-            head(e, 3, kind)?;
-            put(e.str(source))?;
-            put(e.u64(*dropped))?;
+            head(e, 3, kind);
+            text(e, source);
+            uint(e, *dropped);
         }
         Message::StreamOpen { stream, protocol } => {
-            head(e, 3, kind)?;
-            put(e.u64(*stream))?;
-            put(e.str(protocol))?;
+            head(e, 3, kind);
+            uint(e, *stream);
+            text(e, protocol);
         }
         Message::StreamData { stream, data } => {
             if data.len() > MAX_CHUNK {
@@ -110,55 +175,54 @@ pub(super) fn message<W: Write<Error = Infallible>>(msg: &Message, w: W) -> Resu
                     ),
                 });
             }
-            head(e, 3, kind)?;
-            put(e.u64(*stream))?;
-            put(e.bytes(data))?;
+            head(e, 3, kind);
+            uint(e, *stream);
+            bytes(e, data);
         }
         Message::StreamCredit { stream, bytes } => {
-            head(e, 3, kind)?;
-            put(e.u64(*stream))?;
-            put(e.u64(*bytes))?;
+            head(e, 3, kind);
+            uint(e, *stream);
+            uint(e, *bytes);
         }
         Message::StreamFin { stream } => {
-            head(e, 2, kind)?;
-            put(e.u64(*stream))?;
+            head(e, 2, kind);
+            uint(e, *stream);
         }
         Message::StreamReset {
             stream,
             code,
             message,
         } => {
-            head(e, 4, kind)?;
-            put(e.u64(*stream))?;
-            put(e.str(code.as_str()))?;
-            put(e.str(message))?;
+            head(e, 4, kind);
+            uint(e, *stream);
+            text(e, code.as_str());
+            text(e, message);
         }
         Message::Ping { nonce } => {
-            head(e, 2, kind)?;
-            put(e.u64(*nonce))?;
+            head(e, 2, kind);
+            uint(e, *nonce);
         }
         Message::Pong { nonce, unhealthy } => {
-            head(e, 3, kind)?;
-            put(e.u64(*nonce))?;
+            head(e, 3, kind);
+            uint(e, *nonce);
             match unhealthy {
-                Some(reason) => put(e.str(reason))?,
-                None => put(e.null())?,
+                Some(reason) => text(e, reason),
+                None => e.byte(NULL),
             }
         }
         Message::Shutdown { grace_ms } => {
-            head(e, 2, kind)?;
-            put(e.u64(*grace_ms))?;
+            head(e, 2, kind);
+            uint(e, *grace_ms);
         }
     }
     Ok(())
 }
 
-/// Encodes one value into `w`.
-pub(super) fn value_to<W: Write<Error = Infallible>>(v: &Value, w: W) -> Result<(), WireError> {
-    value(&mut Encoder::new(w), v, "value", 0)
+/// Encodes one value into `out`.
+pub(super) fn value_to<S: Sink>(v: &Value, out: &mut S) -> Result<(), WireError> {
+    value(out, v, "value", 0)
 }
 
-/// The message array head and its kind number.
 /// The CBOR body of `stream_data [stream, data]` up to, not including, the `len` payload
 /// bytes: with them appended, byte for byte what [`message`] writes for it.
 pub(super) fn stream_data_head(
@@ -181,53 +245,39 @@ pub(super) fn stream_data_head(
         }
         .kind(),
     );
-    let mut e = Encoder::new(&mut *out);
-    head(&mut e, 3, kind)?;
-    put(e.u64(stream))?;
-    // A byte string's head (major type 2) with the shortest length form, as `Encoder::bytes`
-    // writes it (`len` is at most MAX_CHUNK, so the 8-byte form never comes).
-    let n = len as u64;
-    if n < 24 {
-        out.push(0x40 | n as u8);
-    } else if n <= 0xff {
-        out.extend_from_slice(&[0x58, n as u8]);
-    } else if n <= 0xffff {
-        out.push(0x59);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        out.push(0x5a);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    }
+    head(out, 3, kind);
+    uint(out, stream);
+    item(out, BYTES, len as u64);
     Ok(())
 }
 
-fn head<W: Write<Error = Infallible>>(
-    e: &mut Enc<W>,
-    len: u64,
-    kind: u64,
-) -> Result<(), WireError> {
-    put(e.array(len))?;
-    put(e.u64(kind))
+/// The message array head and its kind number.
+fn head<S: Sink>(e: &mut S, len: u64, kind: u64) {
+    item(e, ARRAY, len);
+    uint(e, kind);
 }
 
 /// `level` is the number of lists and maps around `v` within its field.
-fn value<W: Write<Error = Infallible>>(
-    e: &mut Enc<W>,
-    v: &Value,
-    what: &str,
-    level: usize,
-) -> Result<(), WireError> {
+fn value<S: Sink>(e: &mut S, v: &Value, what: &str, level: usize) -> Result<(), WireError> {
     match v {
-        Value::Null => put(e.null()),
-        Value::Bool(b) => put(e.bool(*b)),
-        Value::Int(i) => put(e.i64(*i)),
-        Value::UInt(u) => put(e.u64(*u)),
-        Value::Float(x) => put(e.f64(*x)),
-        Value::Text(s) => put(e.str(s)),
-        Value::Bytes(b) => put(e.bytes(b)),
-        Value::List(items) => list(e, items, what, level),
-        Value::Map(m) => map(e, m, what, level),
+        Value::Null => e.byte(NULL),
+        Value::Bool(b) => e.byte(if *b { TRUE } else { FALSE }),
+        // A negative integer's argument is -1 - i, which is !i in two's complement.
+        Value::Int(i) => match u64::try_from(*i) {
+            Ok(n) => uint(e, n),
+            Err(_) => item(e, NEGATIVE, !(*i as u64)),
+        },
+        Value::UInt(u) => uint(e, *u),
+        Value::Float(x) => {
+            e.byte(FLOAT64);
+            e.slice(&x.to_bits().to_be_bytes());
+        }
+        Value::Text(s) => text(e, s),
+        Value::Bytes(b) => bytes(e, b),
+        Value::List(items) => return list(e, items, what, level),
+        Value::Map(m) => return map(e, m, what, level),
     }
+    Ok(())
 }
 
 fn deeper(what: &str, level: usize) -> Result<usize, WireError> {
@@ -241,36 +291,22 @@ fn deeper(what: &str, level: usize) -> Result<usize, WireError> {
     Ok(depth)
 }
 
-fn list<W: Write<Error = Infallible>>(
-    e: &mut Enc<W>,
-    items: &[Value],
-    what: &str,
-    level: usize,
-) -> Result<(), WireError> {
+fn list<S: Sink>(e: &mut S, items: &[Value], what: &str, level: usize) -> Result<(), WireError> {
     let inner = deeper(what, level)?;
-    put(e.array(items.len() as u64))?;
+    item(e, ARRAY, items.len() as u64);
     items.iter().try_for_each(|v| value(e, v, what, inner))
 }
 
-fn map<W: Write<Error = Infallible>>(
-    e: &mut Enc<W>,
-    m: &Attrs,
-    what: &str,
-    level: usize,
-) -> Result<(), WireError> {
+fn map<S: Sink>(e: &mut S, m: &Attrs, what: &str, level: usize) -> Result<(), WireError> {
     let inner = deeper(what, level)?;
-    put(e.map(m.len() as u64))?;
+    item(e, MAP, m.len() as u64);
     // BTreeMap<String, _> iterates in byte-wise order of the UTF-8 keys: the documented order.
     m.iter().try_for_each(|(k, v)| {
-        put(e.str(k))?;
+        text(e, k);
         value(e, v, what, inner)
     })
 }
 
-fn attrs<W: Write<Error = Infallible>>(
-    e: &mut Enc<W>,
-    m: &Attrs,
-    what: &str,
-) -> Result<(), WireError> {
+fn attrs<S: Sink>(e: &mut S, m: &Attrs, what: &str) -> Result<(), WireError> {
     map(e, m, what, 0)
 }

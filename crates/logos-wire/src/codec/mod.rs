@@ -32,7 +32,6 @@ use crate::message::Message;
 use crate::value::Value;
 use bytes::{Buf, Bytes, BytesMut};
 use decode::Reader;
-use std::convert::Infallible;
 
 /// Default cap on a frame body (16 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -66,7 +65,7 @@ pub const SHARED_LAPS_ATTR: &str = "shm_laps";
 pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) -> Result<usize, WireError> {
     let start = out.len();
     out.extend_from_slice(&[0; LEN_PREFIX]);
-    let body = encode::message(msg, &mut *out).and_then(|()| prefix(out, start));
+    let body = encode::message(msg, out).and_then(|()| prefix(out, start));
     if body.is_err() {
         out.truncate(start);
     }
@@ -80,7 +79,7 @@ pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) -> Result<usize, WireError
 pub fn encode_frame_into(msg: &Message, out: &mut BytesMut) -> Result<usize, WireError> {
     let start = out.len();
     out.extend_from_slice(&[0; LEN_PREFIX]);
-    let body = encode::message(msg, BytesMutWriter(&mut *out)).and_then(|()| prefix(out, start));
+    let body = encode::message(msg, out).and_then(|()| prefix(out, start));
     if body.is_err() {
         out.truncate(start);
     }
@@ -142,7 +141,7 @@ fn prefix(out: &mut [u8], start: usize) -> Result<usize, WireError> {
 /// [`WireError::Unencodable`] as for [`encode_frame`]; `out` is left as it was on error.
 pub fn encode_message(msg: &Message, out: &mut Vec<u8>) -> Result<(), WireError> {
     let start = out.len();
-    let r = encode::message(msg, &mut *out);
+    let r = encode::message(msg, out);
     if r.is_err() {
         out.truncate(start);
     }
@@ -164,7 +163,7 @@ pub fn decode_message(body: &[u8]) -> Result<Message, WireError> {
 /// it was.
 pub fn encode_value(value: &Value, out: &mut Vec<u8>) -> Result<(), WireError> {
     let start = out.len();
-    let r = encode::value_to(value, &mut *out);
+    let r = encode::value_to(value, out);
     if r.is_err() {
         out.truncate(start);
     }
@@ -331,18 +330,6 @@ impl FrameDecoder {
 impl Default for FrameDecoder {
     fn default() -> Self {
         FrameDecoder::new(DEFAULT_MAX_FRAME)
-    }
-}
-
-/// Lets the CBOR encoder append straight into a `BytesMut`.
-struct BytesMutWriter<'a>(&'a mut BytesMut);
-
-impl minicbor::encode::Write for BytesMutWriter<'_> {
-    type Error = Infallible;
-
-    fn write_all(&mut self, buf: &[u8]) -> Result<(), Infallible> {
-        self.0.extend_from_slice(buf);
-        Ok(())
     }
 }
 
@@ -572,6 +559,70 @@ mod tests {
             },
             Message::Shutdown { grace_ms: 5000 },
         ]
+    }
+
+    /// The fast paths of the decoder (`Reader::head`) take only what the strict path takes,
+    /// and give what it gives: the same message or value, or the same error, for every body
+    /// of `every_kind` with each of its bytes set to values that hit CBOR's edge cases, and
+    /// cut short at each length.
+    #[test]
+    fn fast_decoding_answers_exactly_as_the_strict_path() {
+        let decode = |body: &[u8], fast: bool| {
+            let mut r = decode::Reader::new(body, None);
+            r.fast = fast;
+            format!("{:?}", r.message())
+        };
+        let decode_value = |body: &[u8], fast: bool| {
+            let mut r = decode::Reader::new(body, None);
+            r.fast = fast;
+            format!(
+                "{:?}",
+                r.value("value", 0)
+                    .and_then(|v| r.finish("value").map(|()| v))
+            )
+        };
+        let mut bodies: Vec<Vec<u8>> = every_kind().iter().map(body).collect();
+        bodies.push(body(&Message::Reply {
+            id: 300,
+            value: Value::List(vec![
+                Value::from("é"),
+                Value::Bytes(vec![1; 300].into()),
+                Value::Int(-70_000),
+                Value::UInt(1 << 40),
+                Value::Null,
+                Value::Bool(true),
+            ]),
+        }));
+        let edges = [
+            0x00, 0x01, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1f, 0x20, 0x40, 0x57, 0x58, 0x5b,
+            0x5f, 0x60, 0x61, 0x78, 0x7f, 0x80, 0x83, 0x98, 0x9f, 0xa0, 0xbf, 0xc0, 0xc3, 0xe0,
+            0xf4, 0xf6, 0xf7, 0xf9, 0xfb, 0xff,
+        ];
+        let mut checked = 0;
+        for b in &bodies {
+            for len in 0..=b.len() {
+                assert_eq!(
+                    decode(&b[..len], true),
+                    decode(&b[..len], false),
+                    "{b:02x?} cut at {len}"
+                );
+                checked += 1;
+            }
+            for at in 0..b.len() {
+                for &edge in &edges {
+                    let mut m = b.clone();
+                    m[at] = edge;
+                    assert_eq!(
+                        decode(&m, true),
+                        decode(&m, false),
+                        "{b:02x?}, byte {at} = {edge:#04x}"
+                    );
+                    assert_eq!(decode_value(&m, true), decode_value(&m, false));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20_000, "{checked} bodies checked");
     }
 
     #[test]
