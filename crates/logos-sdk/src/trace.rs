@@ -211,12 +211,29 @@ impl Spans {
         let Some(open) = open else {
             return;
         };
+        let duration = open.started.elapsed();
+        self.finish_timed(Some(open), duration, target, method, result);
+    }
+
+    /// [`Spans::finish`] for a call whose duration was timed already (the server's call
+    /// statistics read the clock once for both ends).
+    pub(crate) fn finish_timed(
+        &self,
+        open: Option<Open>,
+        duration: Duration,
+        target: &Arc<str>,
+        method: impl Into<String>,
+        result: Result<(), &Fault>,
+    ) {
+        let Some(open) = open else {
+            return;
+        };
         let Ok(permit) = self.tx.try_reserve() else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
         permit.send(Finished {
-            duration: open.started.elapsed(),
+            duration,
             open,
             target: Arc::clone(target),
             method: method.into(),

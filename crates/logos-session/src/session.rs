@@ -14,10 +14,10 @@ use crate::reader::Inbound;
 use crate::shm::Laps;
 use crate::socket::Socket;
 use crate::stream::{ByteStream, Streams};
-use crate::writer::{Lane, NotSent, Outbox};
+use crate::writer::{Lane, NotSent, Outbox, Outgoing};
 use crate::{Config, Fault, Handler, SessionError};
 use bytes::BytesMut;
-use logos_wire::{Attrs, Call, ErrorCode, Message, Value};
+use logos_wire::{Attrs, CallRef, ErrorCode, Message, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -624,11 +624,12 @@ impl Session {
         let timeout_ms = u64::try_from(timeout.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        let msg = Message::Call(Call {
+        // Encoded from where the names and arguments are: no `Call` built to be encoded.
+        let msg = Outgoing::Call(CallRef {
             id,
-            target: target.to_owned(),
-            method: method.to_owned(),
-            args,
+            target,
+            method,
+            args: &args,
             timeout_ms,
             trace,
         });
@@ -638,7 +639,14 @@ impl Session {
                 format!("{target}.{method} did not answer within {timeout:?}"),
             )
         };
-        match tokio::time::timeout_at(deadline, inner.send_wait(Lane::Ctrl, &msg)).await {
+        // The writer has room nearly always: send at once, and build the deadline's timer
+        // only for a wait (a `Sleep` costs the runtime handle's lookup and its drop).
+        let sent = match inner.send_if_room(Lane::Ctrl, msg) {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => tokio::time::timeout_at(deadline, inner.send_wait(Lane::Ctrl, msg)).await,
+            Err(e) => Ok(Err(e)),
+        };
+        match sent {
             Ok(Ok(())) => guard.sent = true,
             Ok(Err(NotSent::Closed)) => {
                 guard.done = true;
@@ -655,7 +663,7 @@ impl Session {
             }
             Err(_) => return Err(timed_out()),
         }
-        drop(msg);
+        drop(args);
         // No timer here: past the deadline the deadline task drops `tx` (`deadline.rs`).
         match rx.await {
             Ok(result) => {

@@ -81,7 +81,8 @@ use crate::socket::Socket;
 use bytes::Bytes;
 use logos_wire::codec::LEN_PREFIX;
 use logos_wire::{
-    ErrorCode, Message, Value, WireError, encode_frame, encode_stream_data_head, shared_prefix,
+    CallRef, ErrorCode, Message, Value, WireError, encode_call_frame, encode_frame,
+    encode_stream_data_head, shared_prefix,
 };
 use std::collections::VecDeque;
 use std::io;
@@ -115,6 +116,30 @@ const RETAIN: usize = 4 * 1024 * 1024;
 /// Most buffers handed to one `writev` (the kernel's `IOV_MAX` is 1024).
 const MAX_IOV: usize = 256;
 
+/// What a send puts on the wire: a message, or a call from its borrowed parts (a caller's
+/// target, method and arguments are encoded where they are, not copied into a `Call` first).
+#[derive(Clone, Copy)]
+pub(crate) enum Outgoing<'a> {
+    Message(&'a Message),
+    Call(CallRef<'a>),
+}
+
+impl<'a> From<&'a Message> for Outgoing<'a> {
+    fn from(msg: &'a Message) -> Self {
+        Outgoing::Message(msg)
+    }
+}
+
+impl Outgoing<'_> {
+    /// Appends the whole frame to `out`; the body length.
+    fn encode(self, out: &mut Vec<u8>) -> Result<usize, WireError> {
+        match self {
+            Outgoing::Message(msg) => encode_frame(msg, out),
+            Outgoing::Call(call) => encode_call_frame(&call, out),
+        }
+    }
+}
+
 /// A frame of the stream lane: `head` (a `stream_data` frame up to its payload, or a whole
 /// small frame such as `stream_fin`) and the payload left where the stream put it, so it
 /// reaches the socket without a copy in between.
@@ -127,9 +152,9 @@ pub(crate) struct DataFrame {
 
 impl DataFrame {
     /// The frame of `msg`, refusing bodies over `max_frame`.
-    fn of(msg: &Message, max_frame: usize) -> Result<DataFrame, WireError> {
+    fn of(msg: Outgoing<'_>, max_frame: usize) -> Result<DataFrame, WireError> {
         match msg {
-            Message::StreamData { stream, data } => {
+            Outgoing::Message(Message::StreamData { stream, data }) => {
                 let mut head = Vec::with_capacity(24);
                 let body = encode_stream_data_head(*stream, data.len(), &mut head)?;
                 if body > max_frame {
@@ -289,8 +314,11 @@ pub(crate) enum NotSent {
 /// task to coalesce the frames after it: heartbeat pings and their pongs, once a second per
 /// module, where the hand-off would be a task wake-up (on the core's multi-threaded runtime,
 /// often another worker thread's) for nothing.
-fn is_lone(msg: &Message) -> bool {
-    matches!(msg, Message::Ping { .. } | Message::Pong { .. })
+fn is_lone(msg: Outgoing<'_>) -> bool {
+    matches!(
+        msg,
+        Outgoing::Message(Message::Ping { .. } | Message::Pong { .. })
+    )
 }
 
 /// Outcome of a push made under the lock; I/O errors are acted on after unlocking.
@@ -303,9 +331,13 @@ enum Pushed {
 
 /// Appends the frame of `msg` to `out`, refusing bodies over `max_frame` (the peer would
 /// close the connection over them). `out` is unchanged on error.
-fn encode_capped(msg: &Message, out: &mut Vec<u8>, max_frame: usize) -> Result<(), WireError> {
+fn encode_capped<'a>(
+    msg: impl Into<Outgoing<'a>>,
+    out: &mut Vec<u8>,
+    max_frame: usize,
+) -> Result<(), WireError> {
     let start = out.len();
-    let body = encode_frame(msg, out)?;
+    let body = msg.into().encode(out)?;
     if body > max_frame {
         out.truncate(start);
         return Err(WireError::FrameTooLarge {
@@ -527,7 +559,13 @@ impl Outbox {
     }
 
     /// Encodes `msg` and either writes it now (nothing queued) or queues it in `lane`.
-    fn push(&mut self, lane: Lane, msg: &Message, wake: &tokio::sync::Notify) -> Pushed {
+    fn push<'a>(
+        &mut self,
+        lane: Lane,
+        msg: impl Into<Outgoing<'a>>,
+        wake: &tokio::sync::Notify,
+    ) -> Pushed {
+        let msg = msg.into();
         if self.closing {
             return Pushed::Gone;
         }
@@ -605,7 +643,7 @@ impl Outbox {
     /// The direct path for a stream frame: head and payload in one vectored write, without
     /// encoding the payload into `scratch`. Only the unwritten rest of a frame the socket
     /// pushed back is copied (into `head`, for the writer task).
-    fn push_stream_now(&mut self, msg: &Message, wake: &tokio::sync::Notify) -> Pushed {
+    fn push_stream_now(&mut self, msg: Outgoing<'_>, wake: &tokio::sync::Notify) -> Pushed {
         if self.sock.is_none() {
             return Pushed::Gone;
         }
@@ -782,8 +820,8 @@ fn try_write_now(sock: &Socket, buf: &[u8]) -> io::Result<usize> {
 
 impl Inner {
     /// Sends `msg` without waiting (see the module docs for where it goes).
-    pub(crate) fn send(&self, lane: Lane, msg: &Message) -> Result<(), NotSent> {
-        let pushed = lock(&self.out).push(lane, msg, &self.wake);
+    pub(crate) fn send<'a>(&self, lane: Lane, msg: impl Into<Outgoing<'a>>) -> Result<(), NotSent> {
+        let pushed = lock(&self.out).push(lane, msg.into(), &self.wake);
         self.pushed(pushed)
     }
 
@@ -802,7 +840,12 @@ impl Inner {
 
     /// Sends `msg` without waiting if fewer than [`HIGH_WATER`] bytes are queued; `Ok(false)`
     /// (nothing sent) otherwise, for the caller to wait with [`Inner::send_wait`].
-    pub(crate) fn send_if_room(&self, lane: Lane, msg: &Message) -> Result<bool, NotSent> {
+    pub(crate) fn send_if_room<'a>(
+        &self,
+        lane: Lane,
+        msg: impl Into<Outgoing<'a>>,
+    ) -> Result<bool, NotSent> {
+        let msg = msg.into();
         let pushed = {
             let mut out = lock(&self.out);
             if out.closing {
@@ -832,7 +875,12 @@ impl Inner {
     ///
     /// # Cancel safety
     /// Cancel safe: the frame is queued entirely or not at all.
-    pub(crate) async fn send_wait(&self, lane: Lane, msg: &Message) -> Result<(), NotSent> {
+    pub(crate) async fn send_wait<'a>(
+        &self,
+        lane: Lane,
+        msg: impl Into<Outgoing<'a>>,
+    ) -> Result<(), NotSent> {
+        let msg = msg.into();
         loop {
             {
                 let mut out = lock(&self.out);

@@ -17,12 +17,12 @@ pub mod value;
 pub use code::ErrorCode;
 pub use codec::{
     Frame, FrameDecoder, SHARED_ATTR, SHARED_FLAG, SHARED_LAPS_ATTR, STREAM_DATA_HEAD_MAX,
-    decode_body, decode_message, decode_value, encode_frame, encode_frame_into, encode_message,
-    encode_stream_data_head, encode_value, shared_prefix, stream_data_payload,
+    decode_body, decode_message, decode_value, encode_call_frame, encode_frame, encode_frame_into,
+    encode_message, encode_stream_data_head, encode_value, shared_prefix, stream_data_payload,
 };
 pub use error::WireError;
 pub use handshake::{MAX_HANDSHAKE_FRAME, PROTOCOL_MAJOR, PROTOCOL_MINOR};
-pub use message::{Attrs, Call, Hello, Message, Welcome};
+pub use message::{Attrs, Call, CallRef, Hello, Message, Welcome};
 pub use trace::TraceContext;
 pub use value::Value;
 pub use value::typed::{from_value, from_value_mut, to_value};

@@ -83,6 +83,42 @@ pub struct Call {
     pub trace: Option<TraceContext>,
 }
 
+/// The kind number of `call`.
+pub(crate) const CALL_KIND: u8 = 2;
+
+/// A call from borrowed parts, for a sender that has the names and arguments at hand and
+/// would otherwise copy them into a [`Call`] only to encode it
+/// ([`crate::codec::encode_call_frame`]). Encodes byte for byte as `Message::Call`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallRef<'a> {
+    /// As [`Call::id`].
+    pub id: u64,
+    /// As [`Call::target`].
+    pub target: &'a str,
+    /// As [`Call::method`].
+    pub method: &'a str,
+    /// As [`Call::args`].
+    pub args: &'a [Value],
+    /// As [`Call::timeout_ms`].
+    pub timeout_ms: u64,
+    /// As [`Call::trace`].
+    pub trace: Option<TraceContext>,
+}
+
+impl Call {
+    /// This call's parts, borrowed.
+    pub fn borrowed(&self) -> CallRef<'_> {
+        CallRef {
+            id: self.id,
+            target: &self.target,
+            method: &self.method,
+            args: &self.args,
+            timeout_ms: self.timeout_ms,
+            trace: self.trace,
+        }
+    }
+}
+
 /// Every message of the protocol.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -149,7 +185,7 @@ impl Message {
         match self {
             Message::Hello(_) => 0,
             Message::Welcome(_) => 1,
-            Message::Call(_) => 2,
+            Message::Call(_) => CALL_KIND,
             Message::Reply { .. } => 3,
             Message::Error { .. } => 4,
             Message::Cancel { .. } => 5,

@@ -93,11 +93,14 @@ impl<T: Module> Served<T> {
                 ))
             }
         };
-        timer.finish(result.as_ref().err().map(|f| f.code));
-        self.ctx
-            .inner
-            .spans()
-            .finish(open, &self.name, method, result.as_ref().map(|_| ()));
+        let elapsed = timer.finish(result.as_ref().err().map(|f| f.code));
+        self.ctx.inner.spans().finish_timed(
+            open,
+            elapsed,
+            &self.name,
+            method,
+            result.as_ref().map(|_| ()),
+        );
         result
     }
 

@@ -14,7 +14,7 @@
 use super::MAX_DEPTH;
 use crate::credit::MAX_CHUNK;
 use crate::error::WireError;
-use crate::message::{Attrs, Message};
+use crate::message::{Attrs, CALL_KIND, CallRef, Message};
 use crate::value::Value;
 use bytes::BytesMut;
 
@@ -111,20 +111,7 @@ pub(super) fn message<S: Sink>(msg: &Message, e: &mut S) -> Result<(), WireError
             text(e, &w.identity);
             attrs(e, &w.attrs, "welcome.attrs")?;
         }
-        Message::Call(c) => {
-            head(e, if c.trace.is_some() { 7 } else { 6 }, kind);
-            uint(e, c.id);
-            text(e, &c.target);
-            text(e, &c.method);
-            list(e, &c.args, "call.args", 0)?;
-            uint(e, c.timeout_ms);
-            if let Some(t) = &c.trace {
-                item(e, ARRAY, 3);
-                bytes(e, &t.trace_id);
-                bytes(e, &t.span_id);
-                uint(e, u64::from(t.flags));
-            }
-        }
+        Message::Call(c) => call(&c.borrowed(), e)?,
         Message::Reply { id, value: v } => {
             head(e, 3, kind);
             uint(e, *id);
@@ -214,6 +201,24 @@ pub(super) fn message<S: Sink>(msg: &Message, e: &mut S) -> Result<(), WireError
             head(e, 2, kind);
             uint(e, *grace_ms);
         }
+    }
+    Ok(())
+}
+
+/// Encodes the body of a call given by its parts.
+pub(super) fn call<S: Sink>(c: &CallRef<'_>, e: &mut S) -> Result<(), WireError> {
+    let kind = u64::from(CALL_KIND);
+    head(e, if c.trace.is_some() { 7 } else { 6 }, kind);
+    uint(e, c.id);
+    text(e, c.target);
+    text(e, c.method);
+    list(e, c.args, "call.args", 0)?;
+    uint(e, c.timeout_ms);
+    if let Some(t) = &c.trace {
+        item(e, ARRAY, 3);
+        bytes(e, &t.trace_id);
+        bytes(e, &t.span_id);
+        uint(e, u64::from(t.flags));
     }
     Ok(())
 }

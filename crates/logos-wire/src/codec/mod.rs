@@ -28,7 +28,7 @@ mod decode;
 mod encode;
 
 use crate::error::WireError;
-use crate::message::Message;
+use crate::message::{CallRef, Message};
 use crate::value::Value;
 use bytes::{Buf, Bytes, BytesMut};
 use decode::Reader;
@@ -66,6 +66,21 @@ pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) -> Result<usize, WireError
     let start = out.len();
     out.extend_from_slice(&[0; LEN_PREFIX]);
     let body = encode::message(msg, out).and_then(|()| prefix(out, start));
+    if body.is_err() {
+        out.truncate(start);
+    }
+    body
+}
+
+/// Like [`encode_frame`] for `Message::Call`, from the call's borrowed parts: the same bytes,
+/// without building a [`crate::Call`] (its two names copied) to encode.
+///
+/// # Errors
+/// As [`encode_frame`]; `out` is left as it was on error.
+pub fn encode_call_frame(call: &CallRef<'_>, out: &mut Vec<u8>) -> Result<usize, WireError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    let body = encode::call(call, out).and_then(|()| prefix(out, start));
     if body.is_err() {
         out.truncate(start);
     }
@@ -623,6 +638,43 @@ mod tests {
             }
         }
         assert!(checked > 20_000, "{checked} bodies checked");
+    }
+
+    #[test]
+    fn a_call_from_borrowed_parts_is_the_calls_frame() {
+        let calls = every_kind().into_iter().filter_map(|m| match m {
+            Message::Call(c) => Some(c),
+            _ => None,
+        });
+        let mut checked = 0;
+        for c in calls {
+            let (mut by_message, mut by_parts) = (vec![1, 2], vec![1, 2]);
+            let n = encode_frame(&Message::Call(c.clone()), &mut by_message).unwrap();
+            assert_eq!(encode_call_frame(&c.borrowed(), &mut by_parts).unwrap(), n);
+            assert_eq!(by_parts, by_message);
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+        // Refused like the message, and nothing left behind.
+        let mut deep = Value::Null;
+        for _ in 0..=MAX_DEPTH {
+            deep = Value::List(vec![deep]);
+        }
+        let args = [deep];
+        let call = CallRef {
+            id: 1,
+            target: "a",
+            method: "b",
+            args: &args,
+            timeout_ms: 0,
+            trace: None,
+        };
+        let mut out = vec![9];
+        assert!(matches!(
+            encode_call_frame(&call, &mut out),
+            Err(WireError::Unencodable { .. })
+        ));
+        assert_eq!(out, [9]);
     }
 
     #[test]
