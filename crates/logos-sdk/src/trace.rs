@@ -4,9 +4,11 @@
 //!
 //! Owns the task-local [`TraceContext`] (set by `serve/conn.rs` around each served call, read
 //! by `client.rs` so a call made while handling a call is its child), span ids, and the
-//! bounded queue of finished spans. Never blocks a call: recording a span is one `try_send`
-//! into a bounded channel; when it is full the span is dropped and counted, and the count
-//! travels with the next report. Reports are batched by one task per process, off the
+//! bounded queue of finished spans. Never blocks a call: recording a span is one push under
+//! an uncontended lock; when the queue is full the span is dropped and counted, and the count
+//! travels with the next report. (A tokio channel did this before: its semaphore and
+//! receiver wake-up made a kept span cost 60–100 ns against 27 ns here, on every call the
+//! queue has room for; docs/performance.md, "Twenty-sixth step".) Reports are batched by one task per process, off the
 //! call path, as `core.$spans(spans, dropped)` on the control connection. Reporting is on only
 //! when the core's `welcome` says `"spans": true`, so an older core (or one configured with
 //! spans off) costs nothing beyond the propagation of the context.
@@ -22,12 +24,14 @@ use logos_session::{Fault, Session};
 use logos_wire::trace::{FLAG_SAMPLED, new_span_id, new_trace_id};
 use logos_wire::{TraceContext, Value};
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 tokio::task_local! {
     static CURRENT: TraceContext;
@@ -132,21 +136,53 @@ pub(crate) struct Spans {
     enabled: AtomicBool,
     /// The core takes spans as rows (its `welcome` said `"span_rows": true`).
     rows: Arc<AtomicBool>,
-    tx: mpsc::Sender<Finished>,
-    rx: Mutex<Option<mpsc::Receiver<Finished>>>,
+    queue: Arc<Queue>,
+    /// The reporter was started (it starts once).
+    reporting: AtomicBool,
     dropped: Arc<AtomicU64>,
+}
+
+/// Finished spans between the calls that record them and the reporter.
+struct Queue {
+    spans: Mutex<VecDeque<Finished>>,
+    /// How many `spans` holds, readable without the lock (a span is opened only when there is
+    /// room).
+    len: AtomicUsize,
+    /// Wakes the reporter: a span landed in an empty queue, or the queue closed.
+    arrived: Notify,
+    /// The `Spans` is gone: the reporter sends what is left and ends.
+    closed: AtomicBool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Finished>> {
+        self.spans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Default for Spans {
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
         Spans {
             enabled: AtomicBool::new(false),
             rows: Arc::new(AtomicBool::new(false)),
-            tx,
-            rx: Mutex::new(Some(rx)),
+            queue: Arc::new(Queue {
+                spans: Mutex::new(VecDeque::new()),
+                len: AtomicUsize::new(0),
+                arrived: Notify::new(),
+                closed: AtomicBool::new(false),
+            }),
+            reporting: AtomicBool::new(false),
             dropped: Arc::new(AtomicU64::new(0)),
         }
+    }
+}
+
+impl Drop for Spans {
+    fn drop(&mut self) {
+        self.queue.closed.store(true, Ordering::Release);
+        self.queue.arrived.notify_one();
     }
 }
 
@@ -190,7 +226,7 @@ impl Spans {
         if !self.enabled() {
             return false;
         }
-        if self.tx.capacity() == 0 {
+        if self.queue.len.load(Ordering::Relaxed) >= QUEUE {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
@@ -228,19 +264,30 @@ impl Spans {
         let Some(open) = open else {
             return;
         };
-        let Ok(permit) = self.tx.try_reserve() else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let error = result
+            .err()
+            .map(|f| format!("{}: {}", f.code.as_str(), cut(&f.message)));
+        let first = {
+            let mut spans = self.queue.lock();
+            if spans.len() >= QUEUE {
+                drop(spans);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            spans.push_back(Finished {
+                duration,
+                open,
+                target: Arc::clone(target),
+                method: method.into(),
+                error,
+            });
+            self.queue.len.store(spans.len(), Ordering::Relaxed);
+            spans.len() == 1
         };
-        permit.send(Finished {
-            duration,
-            open,
-            target: Arc::clone(target),
-            method: method.into(),
-            error: result
-                .err()
-                .map(|f| format!("{}: {}", f.code.as_str(), cut(&f.message))),
-        });
+        // Only the first span of a batch wakes the reporter; it gathers the rest.
+        if first {
+            self.queue.arrived.notify_one();
+        }
     }
 
     /// Starts reporting to the core when its `welcome` attrs ask for spans. `control` follows
@@ -258,12 +305,12 @@ impl Spans {
         let rows = welcome_attrs.get("span_rows") == Some(&Value::Bool(true));
         self.rows.store(rows, Ordering::Relaxed);
         self.enabled.store(true, Ordering::Relaxed);
-        let Some(rx) = self.rx.lock().ok().and_then(|mut rx| rx.take()) else {
+        if self.reporting.swap(true, Ordering::Relaxed) {
             return;
-        };
+        }
         tokio::spawn(report(
             control,
-            rx,
+            Arc::clone(&self.queue),
             Arc::clone(&self.dropped),
             Arc::clone(&self.rows),
         ));
@@ -277,30 +324,40 @@ fn cut(s: &str) -> String {
 
 /// The reporter: waits for a span, gathers for [`GATHER`], sends one `$spans` call on the
 /// current control connection, and so on until the queue closes (the module's context is
-/// gone). A batch with no live control connection is dropped and counted.
+/// gone) and what it held is sent. A batch with no live control connection is dropped and
+/// counted.
 async fn report(
     control: watch::Receiver<Option<Session>>,
-    mut rx: mpsc::Receiver<Finished>,
+    queue: Arc<Queue>,
     dropped: Arc<AtomicU64>,
     rows: Arc<AtomicBool>,
 ) {
-    while let Some(first) = rx.recv().await {
-        tokio::time::sleep(GATHER).await;
-        // One allocation for the batch, and one clock reading for all its wall-clock times.
-        let mut batch = Vec::with_capacity(MAX_BATCH.min(1 + rx.len()));
+    loop {
+        // A span that lands after this look stores a wake-up for `notified` (`notify_one`).
+        while queue.len.load(Ordering::Relaxed) == 0 {
+            if queue.closed.load(Ordering::Acquire) {
+                return;
+            }
+            queue.arrived.notified().await;
+        }
+        if !queue.closed.load(Ordering::Acquire) {
+            tokio::time::sleep(GATHER).await;
+        }
+        let taken: Vec<Finished> = {
+            let mut spans = queue.lock();
+            let n = spans.len().min(MAX_BATCH);
+            let taken = spans.drain(..n).collect();
+            queue.len.store(spans.len(), Ordering::Relaxed);
+            taken
+        };
+        // One clock reading for all the batch's wall-clock times, encoded off the lock.
         let clock = WallClock::now();
         let encode = if rows.load(Ordering::Relaxed) {
             encode_row
         } else {
             encode_map
         };
-        batch.push(encode(first, &clock));
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(f) => batch.push(encode(f, &clock)),
-                Err(_) => break,
-            }
-        }
+        let batch: Vec<Value> = taken.into_iter().map(|f| encode(f, &clock)).collect();
         let live = control.borrow().clone().filter(|s| !s.is_closed());
         let Some(control) = live else {
             dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -499,6 +556,50 @@ mod tests {
         });
     }
 
+    /// The reporter wakes for the first span of a batch, takes what is left when the module's
+    /// spans are dropped, and ends; with no control connection a batch is counted as dropped.
+    #[tokio::test]
+    async fn the_reporter_sends_what_is_left_and_ends_when_the_spans_go() {
+        let attrs = BTreeMap::from([("spans".to_owned(), Value::Bool(true))]);
+        let a: Arc<str> = Arc::from("a");
+        // The reporter holds the other references to these until it ends.
+        let ended = |queue: &Arc<Queue>, dropped: &Arc<AtomicU64>| {
+            Arc::strong_count(queue) == 1 && Arc::strong_count(dropped) == 1
+        };
+        for queued in [0, 3] {
+            let spans = Spans::default();
+            let (_tx, control) = watch::channel(None);
+            spans.start(control, &attrs);
+            let dropped = Arc::clone(&spans.dropped);
+            let queue = Arc::clone(&spans.queue);
+            // Let the reporter run until it waits for a first span (one thread: it runs
+            // while this task yields).
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            for _ in 0..queued {
+                let open = spans.open(child_of(None), None, Kind::Server);
+                spans.finish(open, &a, "m", Ok(()));
+            }
+            assert_eq!(queue.len.load(Ordering::Relaxed), queued);
+            drop(spans);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !ended(&queue, &dropped) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the reporter did not end ({queued} queued)"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(queue.len.load(Ordering::Relaxed), 0);
+            assert_eq!(
+                dropped.load(Ordering::Relaxed),
+                queued as u64,
+                "no core to take them"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn disabled_spans_cost_nothing_and_a_full_queue_drops() {
         let spans = Spans::default();
@@ -506,7 +607,7 @@ mod tests {
         let open = spans.open(child_of(None), None, Kind::Server);
         assert!(open.is_none(), "no span is opened while disabled");
         spans.finish(open, &a, "m", Ok(()));
-        assert_eq!(spans.tx.capacity(), QUEUE, "nothing queued while disabled");
+        assert_eq!(spans.queue.lock().len(), 0, "nothing queued while disabled");
         spans.enabled.store(true, Ordering::Relaxed);
         for _ in 0..QUEUE + 5 {
             let open = spans.open(child_of(None), None, Kind::Server);
@@ -519,8 +620,8 @@ mod tests {
         );
         assert_eq!(spans.dropped.load(Ordering::Relaxed), 6);
         // Opened while there was room, finished after the queue filled: dropped at the end.
-        let mut rx = spans.rx.lock().unwrap().take().unwrap();
-        let _ = rx.try_recv();
+        spans.queue.lock().pop_front();
+        spans.queue.len.fetch_sub(1, Ordering::Relaxed);
         let late = spans.open(child_of(None), None, Kind::Client);
         assert!(late.is_some(), "room for one again");
         spans.finish(
