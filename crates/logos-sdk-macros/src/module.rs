@@ -254,6 +254,40 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let has_mut = methods.iter().any(|m| m.is_mut);
     let shared_arms = methods.iter().enumerate().map(|(i, m)| shared_arm(i, m));
     let init_body = init_body(init.as_ref(), self_ty);
+    // Synchronous `&self` methods are also served without a future (`Module::call_sync`).
+    let sync: Vec<_> = methods
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !m.is_async && !m.is_mut)
+        .collect();
+    let sync_items = if sync.is_empty() {
+        quote!()
+    } else {
+        let sync_wires = sync.iter().map(|(_, m)| &m.wire);
+        let sync_arms = sync.iter().map(|(i, m)| sync_arm(*i, m));
+        quote! {
+            fn sync_method(__logos_method: &str) -> bool {
+                ::core::matches!(__logos_method, #(#sync_wires)|*)
+            }
+
+            fn call_sync(
+                &self,
+                __logos_ctx: &::logos_sdk::Context,
+                __logos_method: &str,
+                __logos_args: ::logos_sdk::export::Vec<::logos_sdk::Value>,
+            ) -> ::core::result::Result<::logos_sdk::Value, ::logos_sdk::Fault> {
+                match __logos_method {
+                    #(#sync_arms)*
+                    __logos_other => ::core::result::Result::Err(
+                        ::logos_sdk::export::unknown_method(
+                            <Self as ::logos_sdk::Module>::NAME,
+                            __logos_other,
+                        ),
+                    ),
+                }
+            }
+        }
+    };
     let mut_items = if has_mut {
         let mut_wires = methods.iter().filter(|m| m.is_mut).map(|m| &m.wire);
         let mut_arms = methods
@@ -345,6 +379,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             }
 
             #mut_items
+
+            #sync_items
         }
     })
 }
@@ -649,7 +685,9 @@ fn shared_arm(index: usize, m: &Method) -> TokenStream {
     }
 }
 
-fn dispatch_arm(index: usize, m: &Method) -> TokenStream {
+/// The body that decodes the arguments of method `m` from `__logos_args`, calls it and
+/// encodes its answer: a `Result<Value, Fault>` expression (early errors `return`).
+fn method_body(index: usize, m: &Method) -> TokenStream {
     let wire = &m.wire;
     let ident = &m.ident;
     let params = params_const_name(index);
@@ -712,6 +750,12 @@ fn dispatch_arm(index: usize, m: &Method) -> TokenStream {
         #(#decodes)*
         #reply
     };
+    body
+}
+
+fn dispatch_arm(index: usize, m: &Method) -> TokenStream {
+    let wire = &m.wire;
+    let body = method_body(index, m);
     // Everything runs when the future is first polled (inside the runtime's panic guard),
     // never while it is built; a sync method needs no async state machine at all.
     if m.is_async {
@@ -726,5 +770,14 @@ fn dispatch_arm(index: usize, m: &Method) -> TokenStream {
                 },
             )),
         }
+    }
+}
+
+/// The arm of `call_sync` for a synchronous `&self` method: its body, run at once.
+fn sync_arm(index: usize, m: &Method) -> TokenStream {
+    let wire = &m.wire;
+    let body = method_body(index, m);
+    quote! {
+        #wire => { #body }
     }
 }

@@ -46,6 +46,12 @@ impl Caller {
         CURRENT.scope(caller, fut)
     }
 
+    /// Runs `f` with `caller` as the caller of the method it runs (a synchronous method
+    /// served at once, see `serve/conn.rs`).
+    pub(crate) fn sync_scope<R>(caller: Caller, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(caller, f)
+    }
+
     /// The caller of the method running in this task, if any.
     pub(crate) fn current() -> Option<Caller> {
         CURRENT.try_with(Caller::clone).ok()

@@ -112,6 +112,38 @@ impl<T: Module> Instance<T> {
     }
 }
 
+impl<T: Module> Instance<T> {
+    /// The module, lent at once for a synchronous `&self` method ([`Module::sync_method`]):
+    /// always when no method takes `&mut self`, else when no exclusive call holds or waits
+    /// for the lock. `None` otherwise: the call then goes through [`Instance::call`].
+    pub(crate) fn lend_now(&self, method: &str) -> Option<Lent<'_, T>> {
+        if !T::sync_method(method) {
+            return None;
+        }
+        match &self.held {
+            Held::Shared(module) => Some(Lent::Shared(module)),
+            Held::Locked(_) if T::takes_mut(method) => None,
+            Held::Locked(lock) => lock.try_read().ok().map(Lent::Read),
+        }
+    }
+}
+
+/// The module lent for one synchronous call ([`Instance::lend_now`]).
+pub(crate) enum Lent<'a, T> {
+    Shared(&'a T),
+    Read(tokio::sync::RwLockReadGuard<'a, T>),
+}
+
+impl<T> std::ops::Deref for Lent<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Lent::Shared(module) => module,
+            Lent::Read(guard) => guard,
+        }
+    }
+}
+
 impl<T> std::fmt::Debug for Instance<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let locked = matches!(self.held, Held::Locked(_));

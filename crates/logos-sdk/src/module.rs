@@ -72,6 +72,23 @@ pub trait Module: Send + Sync + Sized + 'static {
         args: Vec<Value>,
     ) -> BoxFuture<'a, Result<Value, Fault>>;
 
+    /// Whether `method` is a synchronous `&self` method: the runtime then serves it through
+    /// [`Module::call_sync`], at once and without a future (`#[module]` generates both).
+    fn sync_method(method: &str) -> bool {
+        let _ = method;
+        false
+    }
+
+    /// Runs a method that [`Module::sync_method`] names, at once: what [`Module::call`]'s
+    /// future would give, without building one.
+    ///
+    /// # Errors
+    /// As [`Module::call`]; `unknown_method` for a name `sync_method` does not give.
+    fn call_sync(&self, ctx: &Context, method: &str, args: Vec<Value>) -> Result<Value, Fault> {
+        let _ = (ctx, args);
+        Err(crate::export::unknown_method(Self::NAME, method))
+    }
+
     /// Runs `method`, `&mut self` methods included, with the module held exclusively.
     ///
     /// # Errors

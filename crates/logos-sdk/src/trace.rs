@@ -56,6 +56,11 @@ pub(crate) fn scope<F: Future>(ctx: TraceContext, fut: F) -> impl Future<Output 
     CURRENT.scope(ctx, fut)
 }
 
+/// Runs `f` with `ctx` as the current trace context (a synchronous method served at once).
+pub(crate) fn sync_scope<R>(ctx: TraceContext, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(ctx, f)
+}
+
 /// The context of a new span: a child of `parent` (same trace), or the root of a new trace.
 pub(crate) fn child_of(parent: Option<&TraceContext>) -> TraceContext {
     match parent {

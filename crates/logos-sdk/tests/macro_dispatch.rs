@@ -352,3 +352,39 @@ async fn default_constructor_and_default_version() {
     );
     assert!(Defaulted::events().is_empty());
 }
+
+/// A synchronous `&self` method is also served at once (`Module::call_sync`, which the
+/// runtime uses to answer without a future) with exactly what `call` answers, failures
+/// included; an `async` method is not, and neither is a name the module does not export.
+#[tokio::test]
+async fn synchronous_methods_run_at_once_with_calls_answers() {
+    let (toy, ctx) = setup();
+    assert!(Toy::methods().iter().any(|m| m.name == "slowEcho"));
+    assert!(
+        !Toy::sync_method("slowEcho"),
+        "an async method needs its future"
+    );
+    assert!(!Toy::sync_method("nope"));
+    assert!(!Toy::sync_method("not_exported"));
+    let cases: Vec<(&str, Vec<Value>)> = vec![
+        ("add", vec![2.into(), 3.into()]),
+        ("add", vec!["x".into(), 3.into()]),
+        ("add", vec![1.into(), 2.into(), 3.into()]),
+        ("div", vec![1.into(), 0.into()]),
+        ("failWithCode", vec![]),
+        ("whoAmI", vec![]),
+        ("blob", vec![2.into()]),
+        ("history", vec![]),
+    ];
+    for (method, args) in cases {
+        assert!(Toy::sync_method(method), "{method} is synchronous");
+        let now = toy.call_sync(&ctx, method, args.clone());
+        assert_eq!(now, call(&toy, &ctx, method, args).await, "{method}");
+    }
+    assert_eq!(
+        toy.call_sync(&ctx, "slowEcho", vec!["hi".into()])
+            .map_err(|f| f.code),
+        Err(ErrorCode::UnknownMethod),
+        "call_sync runs only what sync_method names"
+    );
+}

@@ -186,3 +186,18 @@ async fn a_module_without_mut_self_methods_is_not_locked() {
     assert!(format!("{plain:?}").contains("locked: false"), "{plain:?}");
     assert_eq!(plain.call(&ctx, "one", vec![]).await, Ok(Value::Int(1)));
 }
+
+/// Only `&self` methods that do not wait are served at once: a `&mut self` method (sync or
+/// async) and an async `&self` one go through their futures.
+#[test]
+fn only_synchronous_shared_methods_are_served_at_once() {
+    assert!(Tally::sync_method("get"));
+    assert!(Tally::sync_method("lines"));
+    for method in ["bump", "push", "holdAndBump", "waitAndGet"] {
+        assert!(
+            Tally::methods().iter().any(|m| m.name == method),
+            "{method} is exported"
+        );
+        assert!(!Tally::sync_method(method), "{method}");
+    }
+}

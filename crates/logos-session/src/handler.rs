@@ -4,8 +4,9 @@
 //! Owns the callback contract only. The session engine decides *when* each method runs (see
 //! the method docs); a handler decides policy. Nothing here touches the socket.
 //!
-//! Threading: [`Handler::call`] futures are first polled on the reader, then (if still
-//! pending) run in their own tasks. Every other method is called
+//! Threading: [`Handler::call_now`] runs on the reader; [`Handler::call`] futures (for the
+//! calls it gives back) are first polled on the reader, then (if still pending) run in their
+//! own tasks. Every other method is called
 //! synchronously from the connection's reader task, in the order the peer's messages arrived,
 //! so it must return quickly (record, forward to a channel, or spawn) and never block: while it
 //! runs, nothing else from this peer is read. A panic in one of them is caught and logged; the
@@ -36,6 +37,15 @@ pub trait Handler: Send + Sync + 'static {
                 format!("{}.{} is not served here", call.target, call.method),
             ))
         })
+    }
+    /// Serves an incoming call at once, without a future, when the handler can: `Ok` with its
+    /// result, which is answered as `call`'s future's would be, or `Err` giving the call back
+    /// for [`Handler::call`]. Called on the connection's reader before `call`, so it holds up
+    /// reading from this peer while it runs: only for work that never waits. A panic is
+    /// answered with `method_failed`, as for `call`. The default gives every call back.
+    fn call_now(&self, session: &Session, call: Call) -> Result<Result<Value, Fault>, Call> {
+        let _ = session;
+        Err(call)
     }
     /// The peer wants `event` of `source` (`""` = all). Record it to route later emits.
     fn subscribe(&self, session: &Session, source: &str, event: &str) {

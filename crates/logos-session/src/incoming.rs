@@ -136,6 +136,19 @@ pub(crate) fn start(session: &Session, call: Call) -> ControlFlow<()> {
         ms => Duration::from_millis(ms),
     };
     let label = label_of(&call);
+    // A call the handler serves at once needs no future, box or poll.
+    let now = std::panic::catch_unwind(AssertUnwindSafe(|| inner.handler.call_now(session, call)));
+    let call = match now {
+        Ok(Ok(result)) => {
+            reply(session, id, label, result);
+            return ControlFlow::Continue(());
+        }
+        Ok(Err(call)) => call,
+        Err(panic) => {
+            reply(session, id, label, Err(panicked(panic.as_ref())));
+            return ControlFlow::Continue(());
+        }
+    };
     let built = std::panic::catch_unwind(AssertUnwindSafe(|| {
         inner.handler.call(session.clone(), call)
     }));

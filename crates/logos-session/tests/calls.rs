@@ -337,6 +337,54 @@ async fn handler_panicking_before_its_future_exists_is_method_failed_too() {
     assert_eq!(err.code, ErrorCode::MethodFailed);
 }
 
+/// Serves `now` at once (`Handler::call_now`), panics there on `boom`, and gives every other
+/// call back for its future, which answers `later`.
+struct AtOnce;
+impl Handler for AtOnce {
+    fn call_now(&self, _: &Session, call: Call) -> Result<Result<Value, Fault>, Call> {
+        match call.method.as_str() {
+            "now" => Ok(Ok(Value::List(call.args))),
+            "boom" => panic!("at once"),
+            "refused" => Ok(Err(Fault::new(ErrorCode::InvalidArgs, "not that"))),
+            _ => Err(call),
+        }
+    }
+    fn call(
+        &self,
+        _: Session,
+        call: Call,
+    ) -> futures::future::BoxFuture<'static, Result<Value, Fault>> {
+        Box::pin(async move { Ok(Value::from(format!("later: {}", call.method))) })
+    }
+}
+
+#[tokio::test]
+async fn a_call_served_at_once_is_answered_and_one_given_back_runs_its_future() {
+    let (alice, _bob) = pair(Arc::new(Refuse), Arc::new(AtOnce)).await;
+    let now = soon(
+        "now",
+        alice.call("bob", "now", vec![1.into(), "a".into()], SOON),
+    )
+    .await;
+    assert_eq!(now, Ok(Value::List(vec![1.into(), "a".into()])));
+    let later = soon("later", alice.call("bob", "other", vec![], SOON)).await;
+    assert_eq!(later, Ok(Value::from("later: other")));
+    let refused = soon("refused", alice.call("bob", "refused", vec![], SOON)).await;
+    assert_eq!(refused, Err(Fault::new(ErrorCode::InvalidArgs, "not that")));
+    let err = soon("boom", alice.call("bob", "boom", vec![], SOON))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Fault::new(ErrorCode::MethodFailed, "method panicked: at once")
+    );
+    // The connection keeps serving both ways.
+    let now = soon("again", alice.call("bob", "now", vec![], SOON)).await;
+    assert_eq!(now, Ok(Value::List(vec![])));
+    let later = soon("later again", alice.call("bob", "x", vec![], SOON)).await;
+    assert_eq!(later, Ok(Value::from("later: x")));
+}
+
 #[tokio::test]
 async fn handler_faults_cross_unchanged() {
     let (alice, _bob) = pair(Arc::new(Refuse), Arc::new(Refuse)).await;

@@ -8,10 +8,12 @@
 //! `mod.rs`; a handler only asks for it).
 
 use super::grant::Access;
+use super::in_flight::Busy;
 use super::{Served, Stop};
 use crate::caller::Caller;
 use crate::context::lock;
 use crate::module::Module;
+use crate::stats::CallTimer;
 use crate::trace;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -59,11 +61,66 @@ impl<T: Module> Served<T> {
             self.denied(&session.peer().identity, &method, &why);
             return Err(Fault::new(ErrorCode::Unauthorized, why));
         }
-        let _busy = self.in_flight.enter();
+        let (run, span) = self.begin(&method, parent);
+        let module = self.module.call(&self.ctx, &method, args);
+        let caller = Caller::new(session, kind == Kind::Control);
+        let module = Caller::scope(caller, AssertUnwindSafe(module).catch_unwind());
+        let outcome = trace::scope(run.ctx, module).instrument(span).await;
+        self.end(run, method, outcome)
+    }
+
+    /// Serves a call at once, without a future, when it can: to a synchronous `&self` method
+    /// of this module that may run now ([`Instance::lend_now`](crate::Instance)), which every
+    /// check of [`Served::dispatch`] would let through. Gives the call back otherwise, for
+    /// `dispatch`. The same statistics, span, caller and trace context as `dispatch`.
+    pub(super) fn dispatch_now(
+        &self,
+        kind: Kind,
+        access: Option<&Access>,
+        session: &Session,
+        call: Call,
+    ) -> Result<Result<Value, Fault>, Call> {
+        if call.target != *self.name
+            || call.method.starts_with('$')
+            || access.is_some_and(|a| a.refusal(&call.method).is_some())
+        {
+            return Err(call);
+        }
+        let Some(module) = self.module.lend_now(&call.method) else {
+            return Err(call);
+        };
+        let Call {
+            method,
+            args,
+            trace: parent,
+            ..
+        } = call;
+        let (run, span) = self.begin(&method, parent);
+        let caller = Caller::new(session.clone(), kind == Kind::Control);
+        let outcome = span.in_scope(|| {
+            Caller::sync_scope(caller, || {
+                trace::sync_scope(run.ctx, || {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        module.call_sync(&self.ctx, &method, args)
+                    }))
+                })
+            })
+        });
+        drop(module);
+        Ok(self.end(run, method, outcome))
+    }
+
+    /// What a call that will run records first: the in-flight count, its statistics' timer,
+    /// and its span, a child of the caller's (or the root of a new trace), current while the
+    /// method runs so the calls it makes are its children.
+    fn begin(
+        &self,
+        method: &str,
+        parent: Option<logos_wire::TraceContext>,
+    ) -> (Running<'_>, tracing::Span) {
+        let busy = self.in_flight.enter();
         // Dropped unfinished (cancel, deadline) it counts the call as an error.
-        let timer = self.stats.start(&method);
-        // This call's span: a child of the caller's (or the root of a new trace), current
-        // while the method runs so the calls it makes are its children.
+        let timer = self.stats.start(method);
         let ctx = trace::child_of(parent.as_ref());
         let open = self.ctx.inner.spans().open_at(
             ctx,
@@ -73,29 +130,41 @@ impl<T: Module> Served<T> {
         );
         let span = tracing::debug_span!(
             "call",
-            module = name,
+            module = &*self.name,
             method = %method,
             trace = %trace::Hex(&ctx.trace_id),
             span = %trace::Hex(&ctx.span_id),
         );
-        let run = self.module.call(&self.ctx, &method, args);
-        let caller = Caller::new(session, kind == Kind::Control);
-        let run = Caller::scope(caller, AssertUnwindSafe(run).catch_unwind());
-        let run = trace::scope(ctx, run).instrument(span);
-        let result = match run.await {
+        let run = Running {
+            _busy: busy,
+            timer,
+            ctx,
+            open,
+        };
+        (run, span)
+    }
+
+    /// Records how the call `run` ended, `outcome` being the method's result or its panic.
+    fn end(
+        &self,
+        run: Running<'_>,
+        method: String,
+        outcome: std::thread::Result<Result<Value, Fault>>,
+    ) -> Result<Value, Fault> {
+        let result = match outcome {
             Ok(result) => result,
             Err(panic) => {
                 let msg = panic_message(panic.as_ref());
                 tracing::error!(%method, "method panicked: {msg}");
                 Err(Fault::new(
                     ErrorCode::MethodFailed,
-                    format!("{name}.{method} panicked: {msg}"),
+                    format!("{}.{method} panicked: {msg}", self.name),
                 ))
             }
         };
-        let elapsed = timer.finish(result.as_ref().err().map(|f| f.code));
+        let elapsed = run.timer.finish(result.as_ref().err().map(|f| f.code));
         self.ctx.inner.spans().finish_timed(
-            open,
+            run.open,
             elapsed,
             &self.name,
             method,
@@ -146,6 +215,16 @@ impl<T: Module> Served<T> {
     }
 }
 
+/// A served call between [`Served::begin`] and [`Served::end`].
+struct Running<'a> {
+    /// Counts the call in flight until it is dropped.
+    _busy: Busy<'a>,
+    timer: CallTimer<'a>,
+    /// The call's own trace context (its span's).
+    ctx: logos_wire::TraceContext,
+    open: Option<trace::Open>,
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -173,6 +252,11 @@ pub(super) struct Conn<T> {
 }
 
 impl<T: Module> Handler for Conn<T> {
+    fn call_now(&self, session: &Session, call: Call) -> Result<Result<Value, Fault>, Call> {
+        self.state
+            .dispatch_now(self.kind, self.access.as_deref(), session, call)
+    }
+
     fn call(&self, session: Session, call: Call) -> BoxFuture<'static, Result<Value, Fault>> {
         let state = Arc::clone(&self.state);
         let kind = self.kind;
