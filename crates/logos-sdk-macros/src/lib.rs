@@ -25,6 +25,11 @@ mod names;
 ///   (`logos_sdk::Instance`): `&self` calls share it, and a `&mut self` call has the module
 ///   alone for as long as it runs, `.await`s included, after the calls before it end and
 ///   before the calls after it start. A module without `&mut self` methods takes no lock.
+/// - **Synchronous methods**: a `pub fn` (not `async`) taking `&self` is also generated into
+///   `Module::call_sync` (and named by `Module::sync_method`): the runtime answers it as soon
+///   as its call is read, on the connection's reader, without a future. Keep such methods
+///   quick; make one that computes for long `async` and hand its work to
+///   `tokio::task::spawn_blocking`.
 /// - **Context**: an optional first parameter `ctx: &Context` (after the receiver) gives the
 ///   method the module's [`Context`](../logos_sdk/struct.Context.html) (emit events, call other
 ///   modules, data dir). It is not a wire argument. It is recognised by its type, so an alias
