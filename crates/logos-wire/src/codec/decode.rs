@@ -81,30 +81,7 @@ impl<'b> Reader<'b> {
         if !self.fast {
             return None;
         }
-        let input = self.d.input();
-        let at = self.d.position();
-        let first = *input.get(at)?;
-        let (arg, end) = match first & 0x1f {
-            n @ 0..=23 => (u64::from(n), at + 1),
-            24 => (u64::from(*input.get(at + 1)?), at + 2),
-            25 => {
-                let raw = input.get(at + 1..at + 3)?;
-                (u64::from(u16::from_be_bytes([raw[0], raw[1]])), at + 3)
-            }
-            26 => {
-                let raw = input.get(at + 1..at + 5)?;
-                (
-                    u64::from(u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]])),
-                    at + 5,
-                )
-            }
-            27 => {
-                let raw: [u8; 8] = input.get(at + 1..at + 9)?.try_into().ok()?;
-                (u64::from_be_bytes(raw), at + 9)
-            }
-            _ => return None,
-        };
-        Some((first >> 5, arg, end))
+        plain_head(self.d.input(), self.d.position())
     }
 
     /// The `len` bytes after a head that ends at `start`, when the body holds them all.
@@ -478,24 +455,10 @@ impl<'b> Reader<'b> {
             return None;
         }
         let stream = self.uint("stream_data.stream").ok()?;
-        let at = self.pos();
-        let input = self.d.input();
-        let first = *input.get(at)?;
-        if first >> 5 != 2 {
-            return None;
+        match plain_head(self.d.input(), self.pos())? {
+            (MAJOR_BYTES, len, start) => Some((stream, start, len)),
+            _ => None,
         }
-        // A byte string's length: in the first byte, or in the 1, 2, 4 or 8 after it.
-        let (len, start) = match first & 0x1f {
-            n @ 0..=23 => (u64::from(n), at + 1),
-            info @ 24..=27 => {
-                let size = 1usize << (info - 24);
-                let raw = input.get(at + 1..at + 1 + size)?;
-                let len = raw.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
-                (len, at + 1 + size)
-            }
-            _ => return None,
-        };
-        Some((stream, start, len))
     }
 
     /// One whole message body.
@@ -633,6 +596,34 @@ impl<'b> Reader<'b> {
         self.finish("message")?;
         Ok(msg)
     }
+}
+
+/// The head of the item at `at` in `input` when it is a plain one (a definite argument in
+/// the first byte or the 1, 2, 4 or 8 after it): its major type, its argument and the index
+/// just past it. `None` for an indefinite length, a reserved form, or a head cut short.
+fn plain_head(input: &[u8], at: usize) -> Option<(u8, u64, usize)> {
+    let first = *input.get(at)?;
+    let (arg, end) = match first & 0x1f {
+        n @ 0..=23 => (u64::from(n), at + 1),
+        24 => (u64::from(*input.get(at + 1)?), at + 2),
+        25 => {
+            let raw = input.get(at + 1..at + 3)?;
+            (u64::from(u16::from_be_bytes([raw[0], raw[1]])), at + 3)
+        }
+        26 => {
+            let raw = input.get(at + 1..at + 5)?;
+            (
+                u64::from(u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]])),
+                at + 5,
+            )
+        }
+        27 => {
+            let raw: [u8; 8] = input.get(at + 1..at + 9)?.try_into().ok()?;
+            (u64::from_be_bytes(raw), at + 9)
+        }
+        _ => return None,
+    };
+    Some((first >> 5, arg, end))
 }
 
 fn prealloc(n: u64) -> usize {
