@@ -10,8 +10,10 @@
 //! The binary plays three parts, so one `cargo run` builds everything it needs:
 //! the benchmark driver (this file, `runtime.rs`, `qt.rs`, `capi.rs`); the far end of the raw
 //! socket baselines (`--child KIND SOCKET`, `child.rs`, driven by `baseline.rs`); and the
-//! module every runtime row measures with (`module.rs`), which the core starts through a
-//! symlink named `benchmod` in each generated module dir. Every process is real: modules,
+//! module every runtime row measures with (the `benchmod` crate, `modules/benchmod`), which
+//! the core starts through a symlink named `benchmod` in each generated module dir, to the
+//! `benchmod` program when it is built beside this binary, else to this binary
+//! (`program.rs`). Every process is real: modules,
 //! baseline children, the Qt server and client, the C driver.
 //!
 //! No figure is asserted anywhere: the exit code is non-zero only when a row could not be
@@ -25,10 +27,10 @@ mod child;
 mod compare;
 mod contexts;
 mod cpu;
-mod module;
 mod p2p;
 mod poll_io;
 mod probe_build;
+mod program;
 mod qt;
 mod remote;
 mod report;
@@ -113,8 +115,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    if module::invoked_as_module() {
-        std::process::exit(module::serve());
+    if benchmod::invoked_as_module() {
+        std::process::exit(benchmod::serve());
     }
     let args = Args::parse();
     match run(args) {

@@ -18,11 +18,11 @@
 //!
 //! Never asserts a figure: the status says whether the target was met.
 
-use crate::module::EXE_NAME;
 use crate::report::{Figure, Row, Status, Unit};
 use crate::runtime::Plan;
 use crate::stats;
 use anyhow::{Context as _, Result, anyhow, bail};
+use benchmod::EXE_NAME;
 use logos_core::{Core, State, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -46,6 +46,7 @@ struct Setup {
 impl Setup {
     async fn create() -> Result<Setup> {
         let exe = std::env::current_exe().context("finding this executable")?;
+        let exe = crate::program::ModuleProgram::beside(&exe).path;
         let dir = tempfile::Builder::new()
             .prefix("logos-bench-remote-")
             .tempdir()

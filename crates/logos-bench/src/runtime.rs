@@ -1,16 +1,17 @@
 //! The rows measured through the logos runtime, each beside its baseline.
 //!
 //! Owns the benchmark world: a temp dir with generated module dirs (every one a [`EXE_NAME`]
-//! symlink to this executable, see `module.rs`), one [`Core`] over it, and the measurement of
+//! symlink to the module's program, see `program.rs`), one [`Core`] over it, and the measurement of
 //! each row. Module → module figures are taken inside the calling module; the core only
 //! starts the measurement and collects the result. Never prints: rows go to `report.rs`.
 
 use crate::alone;
 use crate::baseline;
-use crate::module::{EXE_NAME, Heard};
+use crate::program::ModuleProgram;
 use crate::report::{Figure, Row, Status, Unit};
 use crate::stats::{self, Summary};
 use anyhow::{Context as _, Result, anyhow, bail};
+use benchmod::{EXE_NAME, Heard};
 use logos_core::{Builder, Core, Notification, RestartSettings, State, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -184,6 +185,8 @@ pub struct World {
     /// The `contexts` executable is built beside this one and staged (the
     /// `contexts_module` row).
     pub contexts: bool,
+    /// The program every generated module but `bms` runs (the `rss` row says which).
+    program: ModuleProgram,
     dir: tempfile::TempDir,
     /// The core's runtime dir (sockets), on a RAM file system when there is one.
     _run: tempfile::TempDir,
@@ -219,7 +222,8 @@ impl World {
             .tempdir()
             .context("creating the benchmark's temp dir")?;
         let modules = dir.path().join("modules");
-        let mut specs = vec![Spec::new("bmb"), Spec::new("bms"), Spec::new("publisher")];
+        let program = ModuleProgram::beside(&exe);
+        let mut specs = vec![Spec::new("bmb"), Spec::new("publisher")];
         let mut caller = Spec::new("bma");
         caller.permissions.push("bmb".into());
         specs.push(caller);
@@ -248,8 +252,10 @@ impl World {
             specs.push(root);
         }
         for s in &specs {
-            s.write(&modules, &exe)?;
+            s.write(&modules, &program.path)?;
         }
+        // `start_bench_binary`'s module: this whole binary, whichever program the others run.
+        Spec::new("bms").write(&modules, &exe)?;
         // The usual kind of module: a library run by `logos_host`, if both are built.
         let built = exe.parent().map(Path::to_path_buf).unwrap_or_default();
         let (host, probe) = (built.join("logos_host"), built.join(PROBE_LIB));
@@ -350,6 +356,7 @@ impl World {
             probe_exe: probe_exe.as_deref().map(crate::probe_build::linking),
             probe_combined,
             contexts,
+            program,
             dir,
             _run: run,
         })
@@ -823,17 +830,7 @@ pub async fn fanout(w: &World, plan: &Plan) -> Result<Vec<Row>> {
 }
 
 fn heard_of(v: &Value) -> Result<Heard> {
-    let field = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| anyhow!("heard() returned {v}"))
-    };
-    Ok(Heard {
-        received: field("received")?,
-        out_of_order: field("outOfOrder")?,
-        last_ns: field("lastNs")?,
-        ..Heard::default()
-    })
+    Heard::from_value(v).ok_or_else(|| anyhow!("heard() returned {v}"))
 }
 
 /// Spawn → ready of one module (handshake included), against spawning `/bin/true`: an
@@ -1049,8 +1046,7 @@ pub async fn load(w: &World, plan: &Plan) -> Result<Vec<Row>> {
 }
 
 /// Resident and proportional memory of an idle library module run by `logos_host` (probe):
-/// what a module built the usual way costs, where the `rss` row's modules are this whole
-/// benchmark binary (its text, most of their RSS, is the core's and the benchmark's code).
+/// a module built the usual way, beside the `rss` row's many processes of one program.
 async fn rss_host(w: &World, plan: &Plan) -> Row {
     const ID: &str = "rss_host";
     const NAME: &str = "idle library module via logos_host (probe): RSS";
@@ -1284,10 +1280,12 @@ async fn rss(w: &World, plan: &Plan, size: usize) -> Result<Row> {
     row.target = Some("≤ 4 MiB per module".into());
     row.status = Status::check(rss.median <= 4.0 * 1024.0 * 1024.0);
     row.note = Some(format!(
-        "with {size} loaded: RSS max {}, PSS median {} (shared pages split between processes)",
+        "with {size} loaded: RSS max {}, PSS median {} (shared pages split between processes); {}",
         crate::report::format_value(rss.p99.max(rss.min), Unit::Bytes),
         crate::report::format_value(pss.median, Unit::Bytes),
+        w.program.describe(),
     ));
+    row.extra("own_program", w.program.own);
     row.extra("rss_max_bytes", stats_max(&rss))
         .extra("pss_median_bytes", pss.median);
     Ok(row)

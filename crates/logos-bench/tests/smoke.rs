@@ -90,6 +90,17 @@ fn quick_json_run_measures_every_row() {
             "rtt lacks {key}: {rtt}"
         );
     }
+    // The modules run the `benchmod` program exactly when it is built beside the benchmark
+    // (`cargo build --workspace` builds it; `cargo test -p logos-bench` alone may not), and the
+    // rss row says which.
+    let rss = rows.iter().find(|r| r["id"] == "rss").expect("rss row");
+    let beside = std::path::Path::new(env!("CARGO_BIN_EXE_logos-bench")).with_file_name("benchmod");
+    assert_eq!(
+        rss["extra"]["own_program"].as_bool(),
+        Some(beside.is_file()),
+        "benchmod beside the benchmark: {}; {rss}",
+        beside.is_file()
+    );
     // A library module's starts after the first run in the spare host the core keeps.
     let host = rows
         .iter()

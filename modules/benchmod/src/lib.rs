@@ -1,10 +1,17 @@
-//! `benchmod`: the module every runtime row measures with, served by this same executable.
+//! `benchmod`: the module every runtime row of `logos-bench` measures with.
 //!
-//! The core starts a module dir's `main`, a symlink named [`EXE_NAME`] to the `logos-bench`
-//! binary; [`invoked_as_module`] recognises that and [`serve`] runs [`Bench`] under the name
-//! the core gave in `LOGOS_MODULE` (`logos_sdk::run_named`; the core checks it against the
-//! metadata in the handshake). So one `cargo run -p logos-bench` builds every module the
-//! benchmark needs, and a hundred generated module dirs can share one binary.
+//! Served two ways, the same code either way:
+//! - by the `benchmod` program (`src/main.rs`, `cargo build --release -p benchmod`), a module
+//!   built as its author would build one. When it is built beside `logos-bench`, every module
+//!   dir the benchmark generates runs it, so the rows measure a module of a few MB of text;
+//! - by `logos-bench` itself, when that program is not built: the core starts a module dir's
+//!   `main`, a symlink named [`EXE_NAME`] to the benchmark's binary, and its `main` calls
+//!   [`invoked_as_module`] and [`serve`]. So `cargo run -p logos-bench` alone still runs every
+//!   row, with modules that carry the core and every benchmark linked in.
+//!
+//! [`serve`] runs [`Bench`] under the name the core gave in `LOGOS_MODULE`
+//! (`logos_sdk::run_named`; the core checks it against the metadata in the handshake), so a
+//! hundred generated module dirs share one program.
 //!
 //! Every measurement of module → module traffic is taken here, inside the calling module, so
 //! the core is not on the measured path. Never touches the benchmark's report.
@@ -17,7 +24,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// File name of the symlink a generated module dir's `main` points at this executable through.
+/// File name of a generated module dir's `main`: a symlink to the `benchmod` program, or to
+/// `logos-bench` when that program is not built. Also the name the program is built as.
 pub const EXE_NAME: &str = "benchmod";
 /// Stream protocol served by [`Bench`]: read as fast as possible, then report the count.
 pub const FAST_SINK: &str = "fastsink";
@@ -95,6 +103,19 @@ pub struct Heard {
     /// The sequence number expected next.
     #[serde(skip)]
     pub(crate) next: i64,
+}
+
+impl Heard {
+    /// Reads `heard`'s answer as the core returns it; `None` when a field is missing.
+    pub fn from_value(v: &Value) -> Option<Heard> {
+        let field = |k: &str| v.get(k).and_then(Value::as_u64);
+        Some(Heard {
+            received: field("received")?,
+            out_of_order: field("outOfOrder")?,
+            last_ns: field("lastNs")?,
+            next: 0,
+        })
+    }
 }
 
 /// The benchmark module.
