@@ -30,7 +30,8 @@ trap cleanup EXIT
 
 XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/dev/shm} "$bench" --only rtt --rounds 20 >"$work/bench.out" 2>&1 &
 bench_pid=$!
-# The two modules of the row are the benchmark's binary run as `benchmod`, children of it.
+# The two modules of the row run as `benchmod` (the program of that name when it is built
+# beside the benchmark, else the benchmark's binary), children of it.
 pids=
 for _ in $(seq 1 200); do
     pids=$(pgrep -d, -P "$bench_pid" benchmod || true)
