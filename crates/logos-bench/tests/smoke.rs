@@ -90,6 +90,20 @@ fn quick_json_run_measures_every_row() {
             "rtt lacks {key}: {rtt}"
         );
     }
+    // So does the remote round trip: its target is against a TLS ping-pong that polls, and
+    // the blocking one is reported beside it.
+    let remote = rows
+        .iter()
+        .find(|r| r["id"] == "remote_rtt")
+        .expect("remote_rtt row");
+    if remote["status"] != "skipped" {
+        for key in ["raw_blocking_median_ns", "ratio_vs_blocking"] {
+            assert!(
+                remote["extra"][key].as_f64().unwrap_or(0.0) > 0.0,
+                "remote_rtt lacks {key}: {remote}"
+            );
+        }
+    }
     // The modules run the `benchmod` program exactly when it is built beside the benchmark
     // (`cargo build --workspace` builds it; `cargo test -p logos-bench` alone may not), and the
     // rss row says which.
