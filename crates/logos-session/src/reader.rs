@@ -272,8 +272,8 @@ fn read_ended(
 
 /// One turn of a thread waiting for its call's answer ([`crate::PollingCaller::read_now`]):
 /// takes the frames already read, reads once without waiting, and takes what that brought.
-/// Does nothing while the reader task holds the connection (it will hand the answer over),
-/// or on a TLS connection, whose reads go through the reactor. `true` when it read bytes.
+/// Does nothing while the reader task holds the connection (it will hand the answer over).
+/// `true` when it read bytes.
 ///
 /// Must run inside the runtime's context: an incoming call it takes starts a task. Never
 /// ends the reader task itself: a connection it finds broken or closed is shut, and the

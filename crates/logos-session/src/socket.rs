@@ -22,6 +22,7 @@ use bytes::BytesMut;
 use std::io::{self, Write};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
+use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Notify;
 
@@ -85,9 +86,10 @@ impl Socket {
     }
 
     /// `true` when [`Socket::try_read_buf`] asks the kernel each time, so a poll loop sees new
-    /// data without a reactor turn; TLS reads go through tokio's cached readiness.
+    /// data without a reactor turn. Both transports do (TLS since its TCP reads bypass
+    /// tokio's cached readiness, [`TlsSocket::try_read_buf`]).
     pub(crate) fn reads_without_reactor(&self) -> bool {
-        matches!(self, Socket::Unix(_))
+        true
     }
 
     /// The writer has nothing queued (see [`UnixSocket::write_idle`]).
@@ -120,11 +122,16 @@ impl Socket {
         match self {
             Socket::Unix(s) => s.read_buf_when_ready(buf).await,
             // TLS may hold decrypted bytes the TCP socket no longer signals: read first.
-            Socket::Tls(t) => loop {
-                match buf.lend(|b| t.try_read_buf(b)) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => t.tcp.readable().await?,
-                    result => return result,
+            Socket::Tls(t) => match buf.lend(|b| t.try_read_buf(b)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Then wait, reading under the readiness guard: tokio clears a readiness
+                    // event only when that read finds nothing (the kernel said EAGAIN), so an
+                    // event is never lost between a read and the wait.
+                    t.tcp
+                        .async_io(Interest::READABLE, || buf.lend(|b| t.try_read_buf(b)))
+                        .await
                 }
+                result => result,
             },
         }
     }
@@ -315,7 +322,17 @@ impl TlsSocket {
             // when neither has any).
             if raw.start == raw.end {
                 let Raw { buf: chunk, .. } = &mut *raw;
-                let n = self.tcp.try_read(chunk)?;
+                // Asks the kernel every time: tokio's `try_read` answers `WouldBlock` without
+                // a system call while its cached readiness says "not readable", which only
+                // a reactor turn refreshes, so a poll loop would pay an `epoll_wait` per
+                // turn to see new data (as Unix sockets did, `unix_socket.rs`). The socket is
+                // non-blocking (tokio made it so).
+                let n = loop {
+                    match rustix::io::read(&self.tcp, &mut chunk[..]) {
+                        Err(rustix::io::Errno::INTR) => {}
+                        read => break read.map_err(io::Error::from)?,
+                    }
+                };
                 raw.start = 0;
                 raw.end = n;
                 if n == 0 {
