@@ -14,8 +14,8 @@
 //!   copy.
 //!
 //! `bmb` is the module program (`program.rs`) run as a remote module (`LOGOS_REMOTE`, a
-//! separate process, as an operator would run it). The baselines run client and server as two threads of this process
-//! over 127.0.0.1: the kernel, TCP and TLS, nothing of ours.
+//! separate process, as an operator would run it). The baselines run client and server as
+//! two threads of this process over 127.0.0.1: the kernel, TCP and TLS, nothing of ours.
 //!
 //! Never asserts a figure: the status says whether the target was met.
 

@@ -1,9 +1,10 @@
 //! The rows measured through the logos runtime, each beside its baseline.
 //!
 //! Owns the benchmark world: a temp dir with generated module dirs (every one a [`EXE_NAME`]
-//! symlink to the module's program, see `program.rs`), one [`Core`] over it, and the measurement of
-//! each row. Module → module figures are taken inside the calling module; the core only
-//! starts the measurement and collects the result. Never prints: rows go to `report.rs`.
+//! symlink to the module's program, see `program.rs`), one [`Core`] over it, and the
+//! measurement of each row. Module → module figures are taken inside the calling module; the
+//! core only starts the measurement and collects the result. Never prints: rows go to
+//! `report.rs`.
 
 use crate::alone;
 use crate::baseline;

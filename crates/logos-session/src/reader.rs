@@ -287,7 +287,7 @@ pub(crate) fn pump(session: &Session) -> bool {
         return false;
     };
     let ReadState { sock, frames } = &mut *st;
-    let Some(sock) = sock.as_deref().filter(|s| s.reads_without_reactor()) else {
+    let Some(sock) = sock.as_deref() else {
         return false;
     };
     let mut seen = Seen::default();
@@ -330,7 +330,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let mut sleeping = false;
     // The socket may signal readiness (it does from each wait until polling finds data).
     let mut signalled = true;
-    let poll_turn = PollTurn::choose(&sock);
+    let poll_turn = PollTurn::choose();
     // Its yields are judged only where the thread may move: on one side of a connection (the
     // one that connected: a module's caller side), or two polling peers on one CPU would
     // both move, to the same other CPU.
@@ -446,9 +446,9 @@ enum Next {
 /// `tokio::task::yield_now` defers the task's wake-up until the runtime has looked at its
 /// sockets and timers, which costs a zero-timeout `epoll_wait` on every turn of the loop: a
 /// third system call beside the `recv` that found nothing and the `sched_yield` (10 % of a
-/// module's CPU in the round-trip profile, docs/perf/rtt.svg). On a Unix socket this loop
-/// reads the kernel directly (`unix_socket.rs`), so it does not need the reactor's turn (a
-/// TLS socket's reads go through tokio's cached readiness and do); on a current-thread runtime (every
+/// module's CPU in the round-trip profile, docs/perf/rtt.svg). This loop reads the kernel
+/// directly on either transport (`unix_socket.rs`; `TlsSocket::try_read_buf` for TLS), so it
+/// does not need the reactor's turn; on a current-thread runtime (every
 /// module's, see `logos_sdk::serve`) a task that wakes itself goes to the back of the run
 /// queue, behind every task that is ready, and the runtime still polls its reactor every
 /// `event_interval` ticks, so other sockets and timers wait at most that long, and only
@@ -462,12 +462,10 @@ enum PollTurn {
 }
 
 impl PollTurn {
-    fn choose(sock: &Socket) -> Self {
+    fn choose() -> Self {
         let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
         match flavor {
-            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) if sock.reads_without_reactor() => {
-                PollTurn::SelfWake
-            }
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => PollTurn::SelfWake,
             _ => PollTurn::Deferred,
         }
     }

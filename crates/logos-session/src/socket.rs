@@ -85,13 +85,6 @@ impl Socket {
         UnixSocket::new(stream).map(Socket::Unix)
     }
 
-    /// `true` when [`Socket::try_read_buf`] asks the kernel each time, so a poll loop sees new
-    /// data without a reactor turn. Both transports do (TLS since its TCP reads bypass
-    /// tokio's cached readiness, [`TlsSocket::try_read_buf`]).
-    pub(crate) fn reads_without_reactor(&self) -> bool {
-        true
-    }
-
     /// The writer has nothing queued (see [`UnixSocket::write_idle`]).
     pub(crate) fn write_idle(&self) {
         if let Socket::Unix(s) = self {

@@ -196,4 +196,3 @@ async fn exercise() {
     let after = server.call("client", "echo", vec![], t).await;
     assert_eq!(after.unwrap_err().code, logos_wire::ErrorCode::Unavailable);
 }
-
