@@ -172,10 +172,9 @@ impl PollingCaller {
     ///
     /// `true` when it read something; `false` when the socket had nothing, when the
     /// connection's reader task was reading it at that moment (that task then hands the
-    /// answer over), when the connection is over TLS (its reads go through the reactor),
-    /// when this thread is not marked or has made no call, or when it is not inside a
-    /// tokio runtime's context (an incoming call it took would start a task there). Call it
-    /// between polls of the call's future, inside the runtime's context
+    /// answer over), when this thread is not marked or has made no call, or when it is not
+    /// inside a tokio runtime's context (an incoming call it took would start a task there).
+    /// Call it between polls of the call's future, inside the runtime's context
     /// (`Handle::enter`); it never blocks.
     pub fn read_now() -> bool {
         if !POLLS_ITSELF.with(std::cell::Cell::get) {

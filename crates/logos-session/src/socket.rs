@@ -93,7 +93,8 @@ impl Socket {
     }
 
     /// The reader's polling found data: no readiness events until it waits again (see
-    /// [`UnixSocket::polling`]; TLS reads go through the reactor and keep theirs).
+    /// [`UnixSocket::polling`]). A TLS link's TCP socket stays registered with tokio, which
+    /// owns it; its reads ask the kernel all the same ([`TlsSocket::try_read_buf`]).
     pub(crate) fn polling(&self) {
         if let Socket::Unix(s) = self {
             s.polling();
